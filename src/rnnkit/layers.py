@@ -1,0 +1,173 @@
+"""Feed-forward building blocks: Linear, Embedding, OneHot, Dropout, Sequential.
+
+All accept any number of leading (batch, time, ...) axes and act on the last one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .module import DEFAULT_DTYPE, Module, Parameter, as_rng, check_dtype, check_float_array, check_index_array
+
+
+class Linear(Module):
+    """Affine map, PyTorch layout.
+
+    Forward:  y = x Wᵀ + b            x (..., in), ``weight`` W (out, in), ``bias`` b (out,), y (..., out)
+    Backward: δx = δy W;  δW += δyᵀ x;  δb += Σ δy   (sums over all leading axes)
+    Init: W, b ~ U(-1/sqrt(in), 1/sqrt(in)) (PyTorch's default).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=DEFAULT_DTYPE, rng=None):
+        super().__init__()
+        dt = check_dtype(dtype)
+        rng = as_rng(rng)
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dt))
+        self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dt)) if bias else None
+        self._x = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        check_float_array(x, "Linear input", self.dtype, (1, 2, 3, 4))
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear input must have {self.in_features} features, got shape {x.shape}")
+        self._x = x
+        y = x @ self.weight.data.T
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        x2 = self._x.reshape(-1, self.in_features)
+        dy2 = dy.reshape(-1, self.out_features)
+        self.weight.grad += dy2.T @ x2
+        if self.bias is not None:
+            self.bias.grad += dy2.sum(axis=0)
+        return dy @ self.weight.data
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+
+
+class Embedding(Module):
+    """Lookup table, PyTorch layout.
+
+    Forward:  y[..., :] = W[idx[...], :]      idx (...) integers, ``weight`` W (num, dim), y (..., dim)
+    Backward: δW[k] += Σ_{positions with idx = k} δy   (np.add.at; no gradient for integer inputs)
+    Init: W ~ N(0, 1) (PyTorch's default). ``padding_idx`` rows stay zero and get no gradient.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype=DEFAULT_DTYPE, rng=None):
+        super().__init__()
+        dt = check_dtype(dtype)
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        w = as_rng(rng).normal(size=(num_embeddings, embedding_dim)).astype(dt)
+        if padding_idx is not None:
+            w[padding_idx] = 0
+        self.weight = Parameter(w)
+        self._idx = None
+
+    def forward(self, idx: np.ndarray) -> np.ndarray:
+        check_index_array(idx, "Embedding input", self.num_embeddings)
+        self._idx = idx
+        return self.weight.data[idx]
+
+    def backward(self, dy: np.ndarray) -> None:
+        grad = np.zeros_like(self.weight.grad)
+        np.add.at(grad, self._idx.reshape(-1), dy.reshape(-1, self.embedding_dim))
+        if self.padding_idx is not None:
+            grad[self.padding_idx] = 0
+        self.weight.grad += grad
+        return None
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class OneHot(Module):
+    """One-hot encoding of token ids (char-rnn's input): y[..., k] = 1 if idx[...] == k else 0. No parameters."""
+
+    def __init__(self, num_classes: int, dtype=DEFAULT_DTYPE):
+        super().__init__()
+        self.num_classes = num_classes
+        self._dtype = check_dtype(dtype)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    def to(self, dtype) -> OneHot:
+        self._dtype = check_dtype(dtype)
+        return self
+
+    def forward(self, idx: np.ndarray) -> np.ndarray:
+        check_index_array(idx, "OneHot input", self.num_classes)
+        y = np.zeros(idx.shape + (self.num_classes,), dtype=self._dtype)
+        np.put_along_axis(y, idx[..., None], 1.0, axis=-1)
+        return y
+
+    def backward(self, dy: np.ndarray) -> None:
+        return None
+
+    def extra_repr(self) -> str:
+        return str(self.num_classes)
+
+
+class Dropout(Module):
+    """Inverted dropout (active only in training mode).
+
+    Forward:  m ~ Bernoulli(1 − p) / (1 − p) elementwise,  y = x ⊙ m     (eval: y = x)
+    Backward: δx = δy ⊙ m
+    """
+
+    def __init__(self, p: float = 0.5, rng=None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.rng = as_rng(rng)
+        self._mask = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        keep = 1.0 - self.p
+        self._mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / np.asarray(keep, x.dtype)
+        return x * self._mask
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy if self._mask is None else dy * self._mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Chain of single-input, single-output modules: forward left to right, backward right to left."""
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        self.layers = list(layers)
+        for i, layer in enumerate(layers):
+            setattr(self, str(i), layer)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)

@@ -1,0 +1,106 @@
+"""Losses. ``forward(...)`` returns a Python float and caches what ``backward()`` needs; ``backward()`` returns
+the gradient with respect to the prediction (the first argument).
+
+Every loss accepts an optional boolean/0-1 ``mask`` of the target's shape (for per-time-step losses over padded
+batches); masked-out positions contribute nothing. ``reduction='mean'`` divides by the number of counted
+elements (PyTorch's semantics), ``'sum'`` does not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import log_softmax, sigmoid
+
+REDUCTIONS = ("mean", "sum")
+
+
+class _Loss:
+    def __init__(self, reduction: str = "mean"):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        self._grad = None
+
+    def __call__(self, *args, **kwargs) -> float:
+        return self.forward(*args, **kwargs)
+
+    def _finish(self, per_element: np.ndarray, dper: np.ndarray, weight: np.ndarray) -> float:
+        """Reduce ``per_element`` losses (weighted by the 0/1 ``weight``) and store the prediction gradient."""
+        count = weight.sum()
+        scale = 1.0 / max(count, 1.0) if self.reduction == "mean" else 1.0
+        self._grad = dper * (weight * scale).astype(dper.dtype).reshape(weight.shape + (1,) * (dper.ndim - weight.ndim))
+        return float((per_element * weight).sum() * scale)
+
+    def backward(self) -> np.ndarray:
+        if self._grad is None:
+            raise RuntimeError("backward() called before forward()")
+        return self._grad
+
+
+def _weights(shape, mask) -> np.ndarray:
+    if mask is None:
+        return np.ones(shape)
+    mask = np.asarray(mask)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"mask must have shape {tuple(shape)}, got {mask.shape}")
+    return mask.astype(np.float64)
+
+
+def _check_same_shape(pred, target, what):
+    if pred.shape != target.shape:
+        raise ValueError(f"{what}: prediction shape {pred.shape} and target shape {target.shape} differ")
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy from logits with integer class targets.
+
+    logits z (..., C), target k (...):   ℓ = −log softmax(z)_k = logsumexp(z) − z_k
+    δz = softmax(z) − onehot(k), times the reduction weight.  Targets equal to ``ignore_index`` are skipped.
+    """
+
+    def __init__(self, reduction: str = "mean", ignore_index: int = -100):
+        super().__init__(reduction)
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: np.ndarray, target: np.ndarray, mask=None) -> float:
+        if logits.shape[:-1] != target.shape:
+            raise ValueError(f"cross-entropy: logits shape {logits.shape} needs target shape {logits.shape[:-1]},"
+                             f" got {target.shape}")
+        if not np.issubdtype(target.dtype, np.integer):
+            raise TypeError(f"cross-entropy targets must be integer class indices, got {target.dtype}")
+        weight = _weights(target.shape, mask) * (target != self.ignore_index)
+        safe = np.where(target == self.ignore_index, 0, target)
+        num_classes = logits.shape[-1]
+        if safe.size and (safe.min() < 0 or safe.max() >= num_classes):
+            raise ValueError(f"cross-entropy targets must lie in [0, {num_classes}), got [{safe.min()}, {safe.max()}]")
+        logp = log_softmax(logits)
+        picked = np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+        grad = np.exp(logp)
+        np.put_along_axis(grad, safe[..., None], np.take_along_axis(grad, safe[..., None], -1) - 1.0, axis=-1)
+        return self._finish(-picked, grad, weight)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy on logits (per time step, per output unit).
+
+    ℓ = max(z, 0) − z·y + log(1 + e^{−|z|})     (stable form of −y log σ(z) − (1−y) log(1−σ(z)))
+    δz = σ(z) − y, times the reduction weight.
+    """
+
+    def forward(self, logits: np.ndarray, target: np.ndarray, mask=None) -> float:
+        _check_same_shape(logits, target, "binary cross-entropy")
+        weight = _weights(target.shape, mask)
+        target = target.astype(logits.dtype, copy=False)
+        per = np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
+        return self._finish(per, sigmoid(logits) - target, weight)
+
+
+class MSELoss(_Loss):
+    """Mean squared error: ℓ = (ŷ − y)²;  δŷ = 2 (ŷ − y), times the reduction weight."""
+
+    def forward(self, pred: np.ndarray, target: np.ndarray, mask=None) -> float:
+        _check_same_shape(pred, target, "MSE")
+        weight = _weights(target.shape, mask)
+        diff = pred - target.astype(pred.dtype, copy=False)
+        return self._finish(diff * diff, 2.0 * diff, weight)

@@ -1,0 +1,204 @@
+"""The layer contract: `Parameter`, `Module`, dtype and random-generator helpers.
+
+Every layer of rnnkit is a `Module`:
+
+* ``forward(x, ...)`` computes outputs and keeps what its backward needs;
+* ``backward(dy, ...)`` returns the gradient with respect to the inputs and *adds* (``+=``) the gradients of
+  its parameters into ``p.grad``; ``zero_grad()`` clears them explicitly;
+* ``named_parameters()`` yields ``(name, Parameter)`` pairs whose names match PyTorch's state dicts;
+* ``state_dict()`` / ``load_state_dict()``, ``train()`` / ``eval()``, ``to(dtype)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+DEFAULT_DTYPE = np.float32
+FLOAT_DTYPES = (np.float32, np.float64)
+
+_default_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator that layers use when they are not given one (like ``torch.manual_seed``)."""
+    global _default_rng
+    _default_rng = np.random.default_rng(seed)
+
+
+def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """A Generator from a Generator, a seed, or None (the package default, see `manual_seed`)."""
+    if rng is None:
+        return _default_rng
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def check_dtype(dtype) -> np.dtype:
+    """Return ``dtype`` as a NumPy dtype if it is float32 or float64, else raise a one-line TypeError."""
+    dt = np.dtype(dtype)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+class Parameter:
+    """A trainable array and its accumulated gradient (same shape and dtype)."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: np.ndarray):
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class: parameter and sub-module registry, modes, dtype, state dicts.
+
+    Parameters and sub-modules are registered by assigning them as attributes; names follow assignment order.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    # -- contract -------------------------------------------------------------------------------------
+    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # -- parameters -----------------------------------------------------------------------------------
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(name, parameter)`` for this module and its sub-modules, each parameter once."""
+        seen: set[int] = set()
+        for name, p in self._named_parameters_all(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _named_parameters_all(self, prefix):
+        for name, p in self._parameters.items():
+            yield prefix + name, p
+        for mname, m in self._modules.items():
+            yield from m._named_parameters_all(f"{prefix}{mname}.")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for m in self._modules.values():
+            yield from m.modules()
+
+    def num_parameters(self) -> int:
+        return sum(p.data.size for p in self.parameters())
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad[...] = 0
+
+    # -- modes and dtype ------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    @property
+    def dtype(self) -> np.dtype:
+        params = self.parameters()
+        return params[0].data.dtype if params else np.dtype(DEFAULT_DTYPE)
+
+    def to(self, dtype) -> Module:
+        """Convert every parameter (and its gradient) to ``dtype`` in place; returns self."""
+        dt = check_dtype(dtype)
+        for p in self.parameters():
+            p.data = p.data.astype(dt)
+            p.grad = p.grad.astype(dt)
+        for m in self.modules():
+            m._after_dtype_change()
+        return self
+
+    def _after_dtype_change(self) -> None:
+        """Hook for modules that keep derived arrays (work buffers) of the parameter dtype."""
+
+    # -- state dicts ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays into the parameters (cast to this module's dtype), checking names and shapes."""
+        own = dict(self.named_parameters())
+        if strict:
+            missing = sorted(set(own) - set(state))
+            unexpected = sorted(set(state) - set(own))
+            if missing or unexpected:
+                raise KeyError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+        for name, p in own.items():
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            if value.shape != p.data.shape:
+                raise ValueError(f"{name}: expected shape {p.data.shape}, got {value.shape}")
+            p.data[...] = value
+
+    def generators(self) -> list[np.random.Generator]:
+        """The random generators this module and its children draw from (gradcheck freezes them)."""
+        return [m.rng for m in self.modules() if isinstance(getattr(m, "rng", None), np.random.Generator)]
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, m in self._modules.items():
+            lines.append(f"  ({name}): " + repr(m).replace("\n", "\n  "))
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+def check_float_array(x, name: str, dtype: np.dtype, ndims: tuple[int, ...]) -> np.ndarray:
+    """Validate a float input: a NumPy array of ``dtype`` with one of ``ndims`` dimensions and finite values."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}")
+    if x.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype} (the layer's dtype), got {x.dtype}")
+    if x.ndim not in ndims:
+        want = " or ".join(f"{n}-D" for n in ndims)
+        raise ValueError(f"{name} must be {want}, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    return x
+
+
+def check_index_array(x, name: str, high: int) -> np.ndarray:
+    """Validate integer class/token indices in ``[0, high)``."""
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.integer):
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(f"{name} must be an integer numpy array, got {got}")
+    if x.size and (x.min() < 0 or x.max() >= high):
+        raise ValueError(f"{name} must lie in [0, {high}), got values in [{x.min()}, {x.max()}]")
+    return x

@@ -1,0 +1,91 @@
+"""The Elman (vanilla) recurrence: `ElmanCell` and the `RNN` layer, identical to ``torch.nn.RNN``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cell import Cell
+from .layer import RecurrentLayer
+
+NONLINEARITIES = ("tanh", "relu")
+
+
+class ElmanCell(Cell):
+    r"""One step of the Elman recurrence (PyTorch's ``nn.RNN`` cell).
+
+    Forward, with a_t the pre-activation (x_t W_ihᵀ + b_ih + b_hh is the runner's projection ``xp``):
+
+        a_t = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh
+        h_t = φ(a_t),   φ = tanh or relu
+
+    Backward, δh_t = ∂L/∂h_t (from the output at t and from step t+1):
+
+        δa_t     = δh_t ⊙ φ'(a_t),   φ' = 1 − h_t² (tanh) or [h_t > 0] (relu)
+        δh_{t-1} = δa_t W_hh
+        δW_ih += Σ_t δa_tᵀ x_t,   δW_hh += Σ_t δa_tᵀ h_{t-1},   δb_ih = δb_hh += Σ_t δa_t   (after the loop)
+
+    No cache is needed: φ' is computed from h_t, which the runner keeps as the state history.
+    """
+
+    num_gates = 1
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32, rng=None):
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
+        self.nonlinearity = nonlinearity
+
+    def step(self, t, xp, prev, new):
+        (h,) = new
+        np.matmul(prev[0], self.weight_hh.data.T, out=h)
+        h += xp
+        if self.nonlinearity == "tanh":
+            np.tanh(h, out=h)
+        else:
+            np.maximum(h, 0, out=h)
+
+    def step_backward(self, t, dstate, prev, new, dxp):
+        (dh,) = dstate
+        (h,) = new
+        if self.nonlinearity == "tanh":
+            np.multiply(h, h, out=dxp)
+            np.subtract(1, dxp, out=dxp)
+            dxp *= dh
+        else:
+            np.multiply(dh, h > 0, out=dxp)
+        np.matmul(dxp, self.weight_hh.data, out=dh)
+
+
+class RNN(RecurrentLayer):
+    r"""Multi-layer Elman RNN with PyTorch's parameters and semantics.
+
+    ``RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True, dropout=0.0,
+    bidirectional=False, stateful=False, dtype=float32)``
+
+    For each layer and direction:  h_t = φ(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh).
+
+    Parameters (per layer k, direction suffix '' or '_reverse'): ``weight_ih_l{k}`` (H, H_in or D·H),
+    ``weight_hh_l{k}`` (H, H), ``bias_ih_l{k}`` (H), ``bias_hh_l{k}`` (H), all ~ U(−1/√H, 1/√H).
+
+    ``forward(x, h0=None, lengths=None)`` → (output (B, T, D·H), h_n (D·L, B, H));
+    ``backward(d_output, d_h_n=None)`` → (δx, δh0). With ``stateful=True`` the final state becomes the next
+    call's initial state (truncated BPTT: gradients stop at the chunk boundary); ``reset_state()`` clears it.
+
+    Equivalent loop (one layer, one direction)::
+
+        for t in range(T):
+            h = np.tanh(x[:, t] @ weight_ih_l0.T + bias_ih_l0 + h @ weight_hh_l0.T + bias_hh_l0)
+            output[:, t] = h
+    """
+
+    cell_class = ElmanCell
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, dropout=0.0,
+                 bidirectional=False, stateful=False, dtype=np.float32, rng=None):
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
+                         bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
+                         nonlinearity=nonlinearity)
+        self.nonlinearity = nonlinearity
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")

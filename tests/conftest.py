@@ -1,0 +1,27 @@
+"""Shared test helpers: an optional torch import and random-array factories."""
+
+import numpy as np
+import pytest
+
+try:  # PyTorch is the test oracle when it is installed; parity tests skip cleanly without it.
+    import torch
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+
+requires_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+
+GRADCHECK_TOL = 1e-6
+PARITY_TOL = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def assert_close(actual, expected, tol, what=""):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    err = float(np.abs(actual - expected).max(initial=0.0)) / scale
+    assert err <= tol, f"{what}: error {err:.3g} > {tol:.1g}"
