@@ -39,12 +39,15 @@ class _Loss:
 
 
 def _weights(shape, mask) -> np.ndarray:
+    """0/1 weights of ``shape`` from a mask of that shape or of its leading axes (e.g. (B, T) for (B, T, O))."""
     if mask is None:
         return np.ones(shape)
     mask = np.asarray(mask)
-    if mask.shape != tuple(shape):
-        raise ValueError(f"mask must have shape {tuple(shape)}, got {mask.shape}")
-    return mask.astype(np.float64)
+    shape = tuple(shape)
+    if mask.shape != shape[:mask.ndim]:
+        raise ValueError(f"mask must have shape {shape} or {shape[:-1]}, got {mask.shape}")
+    mask = mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim))
+    return np.broadcast_to(mask, shape).astype(np.float64)
 
 
 def _check_same_shape(pred, target, what):

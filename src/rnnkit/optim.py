@@ -49,7 +49,7 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        out = {"steps": np.array(self.steps, dtype=np.int64)}
+        out = {"steps": np.array([self.steps], dtype=np.int64)}
         for name, bufs in self.state.items():
             for b, arr in bufs.items():
                 out[f"{name}/{b}"] = arr.copy()
@@ -60,7 +60,7 @@ class Optimizer:
         if set(state) != expected:
             missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
             raise KeyError(f"optimizer state mismatch: missing {missing}, unexpected {extra}")
-        self.steps = int(state["steps"])
+        self.steps = int(np.asarray(state["steps"]).reshape(-1)[0])
         for name, bufs in self.state.items():
             for b in bufs:
                 bufs[b][...] = state[f"{name}/{b}"]

@@ -1,0 +1,224 @@
+"""The ``rnnkit`` command: ``train``, ``sample``, ``gradcheck``.
+
+Errors in flags, data or checkpoints print one line (``rnnkit: error: ...``) and exit with status 2; nothing
+already on disk is overwritten (a run directory holding a checkpoint is only continued with ``--resume``).
+Set ``RNNKIT_DEBUG=1`` to see the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+from click.core import ParameterSource
+
+from . import checkpoint
+from .models import CELLS, ModelConfig, SequenceModel
+from .tasks import AddingTask, TextTask, Vocabulary
+from .trainer import TrainConfig, Trainer, TrainingError
+
+TASKS = ("adding", "text")
+TASK_DEFAULTS = {
+    "adding": dict(seq_length=20, batch_size=32, hidden_size=64, num_layers=1, lr=1e-3, eval_every=1000, epochs=100),
+    "text": dict(seq_length=50, batch_size=50, hidden_size=128, num_layers=2, lr=2e-3, eval_every=250, epochs=10),
+}
+MODEL_FLAGS = ("cell", "hidden_size", "num_layers", "dropout", "nonlinearity", "embedding_size", "dtype")
+
+
+class UserError(Exception):
+    """An error caused by what the user asked for; printed as one line, exit status 2."""
+
+
+def fail(message: str) -> None:
+    raise UserError(message)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="rnnkit")
+def cli():
+    """rnnkit: recurrent neural networks from first principles (NumPy)."""
+
+
+@cli.command()
+@click.argument("task", type=click.Choice(TASKS), default="adding")
+@click.option("--data", type=click.Path(dir_okay=False), help="UTF-8 text file (task 'text').")
+@click.option("--cell", type=click.Choice(sorted(CELLS)), default="rnn", show_default=True)
+@click.option("--hidden-size", "--rnn-size", "hidden_size", type=click.IntRange(min=1),
+              help="Units per layer [adding: 64, text: 128].")
+@click.option("--num-layers", type=click.IntRange(min=1), help="Stacked layers [adding: 1, text: 2].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option("--nonlinearity", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True)
+@click.option("--embedding-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Token embedding size; 0 feeds one-hot characters as char-rnn does.")
+@click.option("--seq-length", type=click.IntRange(min=2), help="Sequence / BPTT chunk length [adding: 20, text: 50].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Sequences per batch [adding: 32, text: 50].")
+@click.option("--lr", "--learning-rate", "lr", type=click.FloatRange(min=0, min_open=True),
+              help="Learning rate [adding: 1e-3, text: 2e-3].")
+@click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "sgd", "adagrad"]), default="adam",
+              show_default=True)
+@click.option("--momentum", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--grad-clip", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Clip the global gradient norm (0: off).")
+@click.option("--k1", type=click.IntRange(min=0), default=0,
+              help="Truncated BPTT: steps between updates (default: text → seq-length, adding → full BPTT).")
+@click.option("--k2", type=click.IntRange(min=0), default=0, help="Truncated BPTT: steps backpropagated (>= k1).")
+@click.option("--epochs", "--max-epochs", "epochs", type=click.IntRange(min=1),
+              help="Passes over the data [adding: 100 epochs of 100 batches, text: 10].")
+@click.option("--max-steps", type=click.IntRange(min=0), default=0, help="Stop after this many updates (0: no limit).")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=0.0,
+              help="Stop (with a checkpoint) after this many seconds of training.")
+@click.option("--eval-every", "--eval-val-every", "eval_every", type=click.IntRange(min=1),
+              help="Validate and checkpoint every N updates [adding: 1000, text: 250].")
+@click.option("--val-fraction", type=float, default=0.05, show_default=True, help="Share of the text for validation.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out", type=click.Path(file_okay=False), help="Run directory [runs/<task>-<time>].")
+@click.option("--resume", is_flag=True, help="Continue the checkpoint in --out exactly where it stopped.")
+@click.option("--init-from", type=click.Path(), help="Start from the weights (and config) of a checkpoint.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
+    """Train a model on TASK: 'adding' (the adding problem, default) or 'text' (a character language model)."""
+    explicit = {k for k in opts if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    if resume and init_from:
+        fail("--resume and --init-from cannot be combined (resume continues --out; init-from starts a new run)")
+    if resume and not out:
+        fail("--resume needs --out, the run directory to continue")
+    run_dir = Path(out) if out else Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    has_checkpoint = run_dir.exists() and any((run_dir / n / "meta.json").exists()
+                                              for n in (checkpoint.NAME, checkpoint.OLD))
+    if run_dir.exists() and not run_dir.is_dir():
+        fail(f"--out {str(run_dir)!r} exists and is not a directory")
+    if has_checkpoint and not resume:
+        fail(f"{str(run_dir)!r} already holds a checkpoint; pass --resume to continue it or choose another --out")
+    if resume and not has_checkpoint:
+        fail(f"--resume: no checkpoint in {str(run_dir)!r}")
+
+    saved = checkpoint.load(run_dir) if resume else None
+    base = checkpoint.load(init_from) if init_from else None
+    if saved:
+        meta = saved[0]
+        conflicts = [k for k in explicit & set(MODEL_FLAGS) if meta["model"].get(k) != opts[k]]
+        if conflicts:
+            fail("--resume keeps the checkpoint's model; these flags differ from it: " + ", ".join(
+                f"--{k.replace('_', '-')} {opts[k]} (checkpoint: {meta['model'][k]})" for k in sorted(conflicts)))
+        task = meta["task"]["task"]
+        data = meta["task"].get("data", data)
+    for key, value in TASK_DEFAULTS[task].items():
+        if opts.get(key) is None:
+            opts[key] = value
+    if saved:  # the run's own settings win over defaults
+        for key in ("seq_length", "batch_size"):
+            opts[key] = saved[0]["task"][key]
+        for key in ("lr", "optimizer", "momentum", "weight_decay", "grad_clip", "k1", "k2", "eval_every", "seed",
+                    "epochs", "max_steps", "time_limit"):
+            if key not in explicit:
+                opts[key] = saved[0]["train"][key]
+
+    vocab = None
+    if base and base[0].get("vocab"):
+        vocab = Vocabulary(base[0]["vocab"])
+    if saved and saved[0].get("vocab"):
+        vocab = Vocabulary(saved[0]["vocab"])
+    if task == "text":
+        if not data:
+            fail("task 'text' needs --data FILE (a UTF-8 text file)")
+        the_task = TextTask(data, seq_length=opts["seq_length"], batch_size=opts["batch_size"],
+                            val_fraction=opts["val_fraction"], vocabulary=vocab)
+    else:
+        if data:
+            fail("task 'adding' generates its own data; --data is only for task 'text'")
+        the_task = AddingTask(seq_length=opts["seq_length"], batch_size=opts["batch_size"], seed=opts["seed"],
+                              dtype=np.dtype(opts["dtype"]))
+
+    if saved:
+        model_config = ModelConfig.from_dict(saved[0]["model"])
+    elif base:
+        model_config = ModelConfig.from_dict(base[0]["model"])
+        if (model_config.input_size, model_config.output_size) != (the_task.input_size, the_task.output_size):
+            fail(f"--init-from model has input/output sizes ({model_config.input_size}, {model_config.output_size}),"
+                 f" the task needs ({the_task.input_size}, {the_task.output_size})")
+    else:
+        model_config = ModelConfig(input_size=the_task.input_size, output_size=the_task.output_size,
+                                   tokens=the_task.tokens, embedding_size=opts["embedding_size"], cell=opts["cell"],
+                                   hidden_size=opts["hidden_size"], num_layers=opts["num_layers"],
+                                   dropout=opts["dropout"], nonlinearity=opts["nonlinearity"], dtype=opts["dtype"])
+    model = SequenceModel(model_config, rng=np.random.default_rng(opts["seed"]))
+    if base:
+        model.load_state_dict(base[1])
+    config = TrainConfig(optimizer=opts["optimizer"], lr=opts["lr"], weight_decay=opts["weight_decay"],
+                         momentum=opts["momentum"], grad_clip=opts["grad_clip"], epochs=opts["epochs"],
+                         max_steps=opts["max_steps"], time_limit=opts["time_limit"], k1=opts["k1"], k2=opts["k2"],
+                         eval_every=opts["eval_every"], seed=opts["seed"], progress=not no_progress)
+    trainer = Trainer(model, the_task, config, run_dir)
+    if saved:
+        trainer.restore(*saved)
+    click.echo(f"rnnkit: training {model_config.cell.upper()} ({model.num_parameters():,} parameters) on "
+               f"'{task}' → {run_dir}", err=True)
+    history = trainer.fit()
+    vals = [r["val_loss"] for r in history if "val_loss" in r]
+    summary = f"done: {trainer.step} updates in {trainer.elapsed:.1f} s"
+    if vals:
+        summary += f", validation loss {vals[-1]:.4f}"
+        if getattr(the_task, "baseline", None):
+            summary += f" (trivial baseline {the_task.baseline:.4f})"
+    click.echo(summary + f"; checkpoint: {run_dir / checkpoint.NAME}")
+
+
+@cli.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--length", "-n", type=click.IntRange(min=0), default=500, show_default=True)
+@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--prime", "--primetext", "prime", default="", help="Text to condition on (default: a random character).")
+@click.option("--seed", type=int, default=None)
+def sample(checkpoint_path, length, temperature, prime, seed):
+    """Print text sampled from a character-model CHECKPOINT (a run directory or its checkpoint/ folder)."""
+    from .sampling import sample_text
+
+    meta, state, _, _ = checkpoint.load(checkpoint_path)
+    if not meta.get("vocab"):
+        fail(f"{checkpoint_path!r} is not a character model (task {meta['task'].get('task')!r}); nothing to sample")
+    model = SequenceModel(ModelConfig.from_dict(meta["model"]))
+    model.load_state_dict(state)
+    text = sample_text(model, Vocabulary(meta["vocab"]), length, prime, temperature, np.random.default_rng(seed))
+    click.echo(text)
+
+
+@cli.command("gradcheck")
+@click.option("--tol", type=float, default=1e-6, show_default=True)
+def gradcheck_command(tol):
+    """Check every layer's backward pass against float64 central differences."""
+    from .gradcheck_suite import run_suite
+
+    worst = 0.0
+    for name, err in run_suite():
+        worst = max(worst, err)
+        click.echo(f"{name:<52} {err:9.2e}  {'ok' if err < tol else 'FAIL'}")
+    click.echo(f"worst relative error {worst:.2e} (tolerance {tol:g})")
+    sys.exit(0 if worst < tol else 1)
+
+
+def main(argv=None) -> None:
+    """Entry point: one-line errors with exit status 2, never a traceback for bad input."""
+    try:
+        cli.main(args=argv, prog_name="rnnkit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("rnnkit: interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as e:  # bad flags, bad choices, missing arguments
+        click.echo(f"rnnkit: error: {e.format_message()}", err=True)
+        sys.exit(2)
+    except (UserError, ValueError, TypeError, KeyError, OSError, TrainingError) as e:
+        if os.environ.get("RNNKIT_DEBUG"):
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        click.echo(f"rnnkit: error: {message}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("rnnkit: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,45 @@
+"""The layers `rnnkit gradcheck` verifies: small random configurations of every layer with a backward pass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .activations import ReLU, Sigmoid, Softmax, Tanh
+from .gradcheck import gradcheck
+from .layers import Dropout, Embedding, Linear, Sequential
+from .recurrent import RNN
+from .recurrent.elman import Elman
+
+
+def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]:
+    """(name, module, positional inputs, keyword inputs) for each check."""
+    x = rng.normal(size=(2, 4, 3))
+    relu_x = np.where(np.abs(x) < 0.1, 0.5, x)
+    yield "Linear", Linear(3, 4, rng=rng), (x,), {}
+    yield "Embedding", Embedding(5, 3, rng=rng), (rng.integers(0, 5, (2, 4)),), {}
+    yield "Sigmoid", Sigmoid(), (x,), {}
+    yield "Tanh", Tanh(), (x,), {}
+    yield "ReLU", ReLU(), (relu_x,), {}
+    yield "Softmax", Softmax(), (x,), {}
+    yield "Dropout(0.3)", Dropout(0.3, rng=rng), (x,), {}
+    yield "Sequential(Linear, Tanh, Linear)", Sequential(Linear(3, 5, rng=rng), Tanh(), Linear(5, 2, rng=rng)), \
+        (x,), {}
+    for options in ({}, {"nonlinearity": "relu"}, {"num_layers": 2}, {"bidirectional": True},
+                    {"num_layers": 2, "bidirectional": True, "dropout": 0.3}):
+        layer = RNN(3, 4, rng=rng, **options)
+        h0 = rng.normal(size=(layer.num_directions * layer.num_layers, 2, 4))
+        label = ", ".join(f"{k}={v}" for k, v in options.items())
+        yield f"RNN({label})", layer, (x, h0), {}
+    yield "RNN(lengths=[2, 4], bidirectional)", RNN(3, 4, bidirectional=True, rng=rng), (x, None), \
+        {"lengths": np.array([2, 4])}
+    stateful = RNN(3, 4, stateful=True, dtype=np.float64, rng=rng)
+    stateful.forward(rng.normal(size=(2, 3, 3)))
+    yield "RNN(stateful, second chunk)", stateful, (x,), {}
+    yield "Elman(3, 4, 2)", Elman(3, 4, 2, rng=rng), (x, rng.normal(size=(1, 2, 4))), {}
+
+
+def run_suite(seed: int = 0) -> Iterator[tuple[str, float]]:
+    for name, module, inputs, kwargs in cases(np.random.default_rng(seed)):
+        yield name, gradcheck(module, *inputs, **kwargs)

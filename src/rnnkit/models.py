@@ -1,0 +1,101 @@
+"""`SequenceModel`: encoder → recurrent layer → (dropout) → linear head, built from a JSON-able config.
+
+This is the model the trainer and the command line use for every task:
+
+    tokens (B, T) ──OneHot/Embedding──▶ (B, T, E) ──RNN──▶ (B, T, D·H) ──Dropout──▶ ──Linear──▶ (B, T, O)
+    reals  (B, T, I) ─────────────────────────────┘
+
+Per-step outputs are produced for every position; many-to-one tasks mask the loss to the last step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .layers import Dropout, Embedding, Linear, OneHot
+from .module import Module, as_rng, check_dtype
+from .recurrent import RNN
+
+CELLS = {"rnn": RNN}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model (stored in checkpoints)."""
+
+    input_size: int  # features of real inputs, or vocabulary size of token inputs
+    output_size: int
+    tokens: bool = False  # integer token inputs (one-hot or embedded)
+    embedding_size: int = 0  # 0: one-hot (char-rnn); > 0: a learned Embedding
+    cell: str = "rnn"
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0
+    bidirectional: bool = False
+    nonlinearity: str = "tanh"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
+        check_dtype(self.dtype)
+        for name in ("input_size", "output_size", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}")
+        return cls(**data)
+
+
+class SequenceModel(Module):
+    """forward(x, state=None, lengths=None) → (outputs (B, T, O), final state); backward(δoutputs) → δx or None."""
+
+    def __init__(self, config: ModelConfig, rng=None):
+        super().__init__()
+        rng = as_rng(rng)
+        self.config = config
+        dtype = np.dtype(config.dtype)
+        if config.tokens:
+            if config.embedding_size:
+                self.encoder = Embedding(config.input_size, config.embedding_size, dtype=dtype, rng=rng)
+            else:
+                self.encoder = OneHot(config.input_size, dtype=dtype)
+            rnn_input = config.embedding_size or config.input_size
+        else:
+            self.encoder = None
+            rnn_input = config.input_size
+        options = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
+        self.rnn = CELLS[config.cell](rnn_input, config.hidden_size, num_layers=config.num_layers,
+                                      dropout=config.dropout, bidirectional=config.bidirectional, dtype=dtype,
+                                      rng=rng, **options)
+        self.drop = Dropout(config.dropout, rng=rng) if config.dropout else None
+        self.head = Linear(self.rnn.output_size, config.output_size, dtype=dtype, rng=rng)
+
+    def forward(self, x, state=None, lengths=None):
+        h = self.encoder.forward(x) if self.encoder is not None else x
+        h, final = self.rnn.forward(h, state, lengths=lengths)
+        if self.drop is not None:
+            h = self.drop.forward(h)
+        return self.head.forward(h), final
+
+    def backward(self, dout):
+        dh = self.head.backward(dout)
+        if self.drop is not None:
+            dh = self.drop.backward(dh)
+        dx, _ = self.rnn.backward(dh)
+        return self.encoder.backward(dx) if self.encoder is not None else dx
+
+    def state_at(self, k: int):
+        return self.rnn.state_at(k)

@@ -1,0 +1,37 @@
+"""Loss curves as a matplotlib PNG (headless Agg backend), written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def plot_losses(metrics_path: str | Path, png_path: str | Path, baseline: float | None = None) -> Path:
+    """Plot training and validation loss against the step from a metrics.jsonl file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in Path(metrics_path).read_text(encoding="utf-8").splitlines() if line]
+    train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    if train:
+        ax.plot(*zip(*train), label="train", lw=1, alpha=0.8)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation", lw=1.5, ms=3)
+    if baseline is not None:
+        ax.axhline(baseline, color="gray", ls="--", lw=1, label=f"trivial baseline ({baseline:.3g})")
+    ax.set_xlabel("update step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    png = Path(png_path)
+    tmp = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, png)
+    return png

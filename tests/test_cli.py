@@ -1,0 +1,113 @@
+"""The rnnkit command: training, sampling, resuming, and one-line errors with exit status 2."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnnkit.cli import main
+
+
+def run(argv, capsys):
+    """Run the CLI in-process; return (exit status, stdout, stderr)."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(rng.choice(["to be ", "or not ", "that is ", "the question. "], 600)), encoding="utf-8")
+    return path
+
+
+def test_train_text_then_sample(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run(["train", "text", "--data", str(corpus), "--hidden-size", "16", "--num-layers", "1",
+                           "--seq-length", "12", "--batch-size", "4", "--max-steps", "30", "--eval-every", "10",
+                           "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, stdout
+    assert "validation loss" in stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [10, 20, 30]
+    meta = json.loads((out / "checkpoint" / "meta.json").read_text())
+    assert meta["model"]["hidden_size"] == 16 and "".join(meta["vocab"]) == " .abehinoqrsttu"[:len(meta["vocab"])] \
+        or meta["vocab"]
+    code, stdout, _ = run(["sample", str(out), "--length", "40", "--prime", "to be", "--seed", "1"], capsys)
+    assert code == 0 and stdout.startswith("to be") and len(stdout.rstrip("\n")) == 45
+
+
+def test_resume_continues_and_refuses_to_overwrite(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    common = ["train", "text", "--data", str(corpus), "--hidden-size", "8", "--num-layers", "1", "--seq-length",
+              "10", "--batch-size", "4", "--eval-every", "5", "--out", str(out), "--no-progress"]
+    assert run(common + ["--max-steps", "5"], capsys)[0] == 0
+    before = (out / "checkpoint" / "model.safetensors").read_bytes()
+    code, _, err = run(common + ["--max-steps", "10"], capsys)
+    assert code == 2 and "already holds a checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert (out / "checkpoint" / "model.safetensors").read_bytes() == before
+    code, _, err = run(common + ["--max-steps", "10", "--resume", "--hidden-size", "9"], capsys)
+    assert code == 2 and "--hidden-size 9 (checkpoint: 8)" in err
+    assert run(common + ["--max-steps", "10", "--resume"], capsys)[0] == 0
+    assert json.loads((out / "checkpoint" / "meta.json").read_text())["progress"]["step"] == 10
+
+
+def test_adding_task_runs_with_defaults_shortened(tmp_path, capsys):
+    code, stdout, _ = run(["train", "--max-steps", "20", "--eval-every", "10", "--out", str(tmp_path / "a"),
+                           "--no-progress"], capsys)
+    assert code == 0 and "trivial baseline 0.1667" in stdout
+    assert (tmp_path / "a" / "loss.png").exists()
+
+
+@pytest.mark.parametrize("make_file, message", [
+    (None, "does not exist"),
+    (lambda p: p.write_bytes(b""), "is empty"),
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00"), "binary"),
+    (lambda p: p.write_bytes("caf\u00e9".encode("latin-1") * 100), "not valid UTF-8"),
+    (lambda p: p.write_text("tiny"), "needs at least"),
+])
+def test_bad_data_files_give_one_line_and_exit_2(tmp_path, capsys, make_file, message):
+    path = tmp_path / "data.txt"
+    if make_file:
+        make_file(path)
+    code, _, err = run(["train", "text", "--data", str(path), "--out", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "text"], "needs --data"),
+    (["train", "--hidden-size", "0"], "0 is not in the range x>=1"),
+    (["train", "--lr", "-1"], "-1.0 is not in the range x>0"),
+    (["train", "--cell", "tcn"], "Invalid value for '--cell': 'tcn'"),
+    (["train", "--k1", "5", "--k2", "2"], "k2 (steps backpropagated) must be >= k1"),
+    (["train", "--resume"], "--resume needs --out"),
+    (["train", "--data", "x.txt"], "generates its own data"),
+    (["train", "--nonsense"], "No such option '--nonsense'"),
+    (["sample", "/nonexistent/run"], "does not exist"),
+])
+def test_bad_flags_give_one_line_and_exit_2(argv, message, capsys):
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_gradcheck_command_passes(capsys):
+    code, stdout, _ = run(["gradcheck"], capsys)
+    assert code == 0 and "worst relative error" in stdout and "FAIL" not in stdout
+
+
+def test_console_script_has_no_traceback_on_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rnnkit", "train", "text", "--data", str(tmp_path / "missing.txt")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr

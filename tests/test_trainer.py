@@ -1,0 +1,98 @@
+"""The trainer: truncated-BPTT windows, learning, exact resume, and the non-finite guard."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnkit.models import ModelConfig, SequenceModel
+from rnnkit.tasks import AddingTask, TextTask
+from rnnkit.trainer import TrainConfig, Trainer, TrainingError, tbptt_windows
+
+
+def test_windows_full_bptt_and_chunks():
+    assert tbptt_windows(8, 0, 0) == [(0, 8, 0)]
+    assert tbptt_windows(7, 3, 3) == [(0, 3, 0), (3, 6, 3), (6, 7, 6)]
+    assert tbptt_windows(7, 3, 5) == [(0, 3, 0), (1, 6, 3), (4, 7, 6)]
+
+
+def test_windows_k2_greater_than_k1_backpropagate_further_than_they_update():
+    # every 2 steps an update; the gradient of the 2 newest losses flows back 4 steps
+    assert tbptt_windows(8, 2, 4) == [(0, 2, 0), (0, 4, 2), (2, 6, 4), (4, 8, 6)]
+
+
+def test_config_rejects_k2_below_k1_and_bad_settings():
+    with pytest.raises(ValueError, match="k2"):
+        TrainConfig(k1=4, k2=2)
+    with pytest.raises(ValueError, match="learning rate"):
+        TrainConfig(lr=float("nan"))
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")
+
+
+def small_text(tmp_path, n=3000):
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "a ", "mat. "]
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(rng.choice(words, n // 3)), encoding="utf-8")
+    return path
+
+
+def make_trainer(tmp_path, run, max_steps, k1=10, k2=0, seed=0, dropout=0.2):
+    task = TextTask(small_text(tmp_path), seq_length=10, batch_size=4)
+    config = ModelConfig(input_size=task.input_size, output_size=task.output_size, tokens=True, hidden_size=16,
+                         num_layers=2, dropout=dropout)
+    model = SequenceModel(config, rng=np.random.default_rng(seed))
+    train = TrainConfig(lr=1e-2, epochs=3, max_steps=max_steps, k1=k1, k2=k2, eval_every=5, log_every=1,
+                        progress=False)
+    return Trainer(model, task, train, tmp_path / run)
+
+
+def test_text_model_learns_with_truncated_bptt(tmp_path):
+    trainer = make_trainer(tmp_path, "run", max_steps=60, k1=5, k2=10)
+    history = trainer.fit()
+    val = [r["val_loss"] for r in history if "val_loss" in r]
+    assert val[-1] < val[0] - 0.3
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = make_trainer(tmp_path, "straight", max_steps=12)
+    straight.fit()
+    first = make_trainer(tmp_path, "resumed", max_steps=7)
+    first.fit()
+    from rnnkit import checkpoint
+
+    second = make_trainer(tmp_path, "resumed", max_steps=12, seed=99)  # different init: all must come from disk
+    second.restore(*checkpoint.load(tmp_path / "resumed"))
+    second.fit()
+
+    def losses(run):  # every training loss, and the scheduled validations (the stop at step 7 adds one)
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], r.get("train_loss"), r.get("val_loss")) for r in map(json.loads, lines)
+                if "train_loss" in r or r["step"] % 5 == 0]
+
+    assert losses("straight") == losses("resumed")
+    for name, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(value, second.model.state_dict()[name])
+
+
+def test_adding_task_beats_the_baseline(tmp_path):
+    task = AddingTask(seq_length=10, batch_size=32, batches_per_epoch=100, val_size=200)
+    config = ModelConfig(input_size=2, output_size=1, hidden_size=32)
+    trainer = Trainer(SequenceModel(config, rng=np.random.default_rng(0)), task,
+                      TrainConfig(lr=3e-3, epochs=15, eval_every=1500, progress=False), tmp_path / "adding")
+    trainer.fit()
+    assert trainer.evaluate() < task.baseline / 5
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, "nan", max_steps=10)
+    trainer.fit()
+    saved = (tmp_path / "nan" / "checkpoint" / "model.safetensors").read_bytes()
+    trainer.config.max_steps = 20
+    trainer.model.head.bias.data[0] = np.inf
+    with pytest.raises(TrainingError, match="non-finite loss .* at step 11"):
+        trainer.fit()
+    assert (tmp_path / "nan" / "checkpoint" / "model.safetensors").read_bytes() == saved
