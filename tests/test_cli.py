@@ -111,3 +111,16 @@ def test_console_script_has_no_traceback_on_error(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "jordan"])
+def test_every_cell_trains_on_every_task(tmp_path, corpus, capsys, cell):
+    common = ["--cell", cell, "--hidden-size", "8", "--max-steps", "4", "--eval-every", "4", "--no-progress"]
+    code, _, err = run(["train", "--out", str(tmp_path / "a")] + common, capsys)
+    assert code == 0, err
+    code, _, err = run(["train", "text", "--data", str(corpus), "--seq-length", "10", "--batch-size", "4",
+                        "--out", str(tmp_path / "t")] + common, capsys)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "t" / "checkpoint" / "meta.json").read_text())
+    assert meta["model"]["cell"] == cell
+    assert run(["sample", str(tmp_path / "t"), "-n", "5", "--seed", "0"], capsys)[0] == 0

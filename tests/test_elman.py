@@ -1,8 +1,8 @@
 """The lecture's Elman network: its matrices are views of the PyTorch-layout parameters, and it trains by BPTT."""
 
 import numpy as np
-from conftest import GRADCHECK_TOL
 
+from conftest import GRADCHECK_TOL
 from rnnkit import Elman, gradcheck
 
 

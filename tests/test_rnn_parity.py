@@ -1,65 +1,98 @@
-"""`rnnkit.RNN` against `torch.nn.RNN`: all weights and biases random, outputs, states and every gradient."""
+"""RNN, LSTM and GRU against torch.nn: all weights and biases random, ragged batches through
+pack_padded_sequence; outputs, final states, input/state gradients and every parameter gradient."""
 
 import numpy as np
 import pytest
 
 from conftest import PARITY_TOL, assert_close, requires_torch, torch
-from rnnkit import RNN
+from rnnkit import GRU, LSTM, RNN
 
 pytestmark = requires_torch
 
-CASES = [  # (batch, steps, input, hidden, layers, bidirectional, nonlinearity, ragged)
-    (1, 1, 1, 1, 1, False, "tanh", False),
-    (3, 7, 4, 5, 1, False, "relu", False),
-    (4, 6, 3, 8, 2, True, "tanh", False),
-    (2, 9, 5, 3, 3, True, "relu", False),
-    (5, 8, 2, 6, 3, False, "tanh", True),
-    (4, 7, 3, 4, 2, True, "tanh", True),
-]
+# (batch, steps, input, hidden, layers, bidirectional, ragged, extra options)
+CASES = {
+    "rnn": [
+        (1, 1, 1, 1, 1, False, False, {}),
+        (3, 7, 4, 5, 1, False, False, {"nonlinearity": "relu"}),
+        (4, 6, 3, 8, 2, True, False, {}),
+        (2, 9, 5, 3, 3, True, False, {"nonlinearity": "relu"}),
+        (5, 8, 2, 6, 3, False, True, {}),
+        (4, 7, 3, 4, 2, True, True, {"nonlinearity": "relu"}),
+    ],
+    "lstm": [
+        (1, 1, 1, 1, 1, False, False, {}),
+        (3, 7, 4, 5, 1, False, False, {}),
+        (4, 6, 3, 8, 2, True, False, {}),
+        (2, 9, 5, 6, 3, True, True, {}),
+        (3, 5, 4, 7, 2, False, False, {"proj_size": 3}),
+        (5, 8, 2, 6, 3, True, True, {"proj_size": 4}),
+    ],
+    "gru": [
+        (1, 1, 1, 1, 1, False, False, {}),
+        (3, 7, 4, 5, 1, False, False, {}),
+        (4, 6, 3, 8, 2, True, False, {}),
+        (2, 9, 5, 3, 3, True, False, {}),
+        (5, 8, 2, 6, 3, False, True, {}),
+        (4, 7, 3, 4, 2, True, True, {}),
+    ],
+}
+OURS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+THEIRS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
-def run_torch(module, x, h0, dy, dh, lengths):
+def as_tuple(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def run_torch(module, x, state0, dy, dstate, lengths):
     xt = torch.tensor(x, requires_grad=True)
-    ht = torch.tensor(h0, requires_grad=True)
+    st = tuple(torch.tensor(s, requires_grad=True) for s in state0)
     inp = xt
     if lengths is not None:
         inp = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths), batch_first=True,
                                                       enforce_sorted=False)
-    y, hn = module(inp, ht)
+    y, final = module(inp, st if len(st) > 1 else st[0])
     if lengths is not None:
         y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
-    ((y * torch.tensor(dy)).sum() + (hn * torch.tensor(dh)).sum()).backward()
+    final = as_tuple(final)
+    loss = (y * torch.tensor(dy)).sum() + sum((f * torch.tensor(d)).sum() for f, d in zip(final, dstate))
+    loss.backward()
     grads = {n: p.grad.numpy() for n, p in module.named_parameters()}
-    return y.detach().numpy(), hn.detach().numpy(), xt.grad.numpy(), ht.grad.numpy(), grads
+    return (y.detach().numpy(), tuple(f.detach().numpy() for f in final), xt.grad.numpy(),
+            tuple(s.grad.numpy() for s in st), grads)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_rnn_matches_torch(case, dtype):
-    batch, steps, inp, hidden, layers, bidir, nonlin, ragged = case
+@pytest.mark.parametrize("kind, case", [(k, c) for k, cases in CASES.items() for c in cases], ids=str)
+def test_matches_torch(kind, case, dtype):
+    batch, steps, inp, hidden, layers, bidir, ragged, extra = case
     rng = np.random.default_rng(sum(case[:5]))
-    ours = RNN(inp, hidden, num_layers=layers, bidirectional=bidir, nonlinearity=nonlin, dtype=dtype, rng=rng)
-    theirs = torch.nn.RNN(inp, hidden, num_layers=layers, bidirectional=bidir, nonlinearity=nonlin,
-                          batch_first=True, dtype=torch.float64 if dtype == np.float64 else torch.float32)
-    for _, p in ours.named_parameters():  # random biases too: init draws all of them from U(±1/√H)
+    ours = OURS[kind](inp, hidden, num_layers=layers, bidirectional=bidir, dtype=dtype, rng=rng, **extra)
+    theirs = getattr(torch.nn, THEIRS[kind])(inp, hidden, num_layers=layers, bidirectional=bidir, batch_first=True,
+                                             dtype=torch.float64 if dtype == np.float64 else torch.float32, **extra)
+    for _, p in ours.named_parameters():  # every weight and bias random, wider than the default init
         p.data[...] = rng.uniform(-0.8, 0.8, p.shape)
     theirs.load_state_dict({n: torch.tensor(v) for n, v in ours.state_dict().items()})
-    d = ours.num_directions * layers
+    rows = ours.num_directions * layers
     x = rng.normal(size=(batch, steps, inp)).astype(dtype)
-    h0 = rng.normal(size=(d, batch, hidden)).astype(dtype)
-    lengths = rng.integers(1, steps + 1, size=batch) if ragged else None
+    state0 = tuple(rng.normal(size=(rows, batch, s)).astype(dtype) for s in ours.state_sizes)
+    lengths = None
     if ragged:
+        lengths = rng.integers(1, steps + 1, size=batch)
         lengths[0] = steps
-    y, hn = ours.forward(x, h0, lengths=lengths)
+    y, final = ours.forward(x, state0 if len(state0) > 1 else state0[0], lengths=lengths)
+    final = as_tuple(final)
     dy = rng.normal(size=y.shape).astype(dtype)
-    dh = rng.normal(size=hn.shape).astype(dtype)
-    dx, dh0 = ours.backward(dy, dh)
-    ty, thn, tdx, tdh0, tgrads = run_torch(theirs, x, h0, dy, dh, lengths)
+    dstate = tuple(rng.normal(size=f.shape).astype(dtype) for f in final)
+    dx, dstate0 = ours.backward(dy, dstate if len(dstate) > 1 else dstate[0])
+    ty, tfinal, tdx, tdstate0, tgrads = run_torch(theirs, x, state0, dy, dstate, lengths)
     tol = PARITY_TOL[dtype]
     assert_close(y, ty, tol, "output")
-    assert_close(hn, thn, tol, "h_n")
+    for ours_s, theirs_s in zip(final, tfinal):
+        assert_close(ours_s, theirs_s, tol, "final state")
     assert_close(dx, tdx, tol, "dx")
-    assert_close(dh0, tdh0, tol, "dh0")
+    for ours_d, theirs_d in zip(as_tuple(dstate0), tdstate0):
+        assert_close(ours_d, theirs_d, tol, "initial state gradient")
     assert list(tgrads) == [n for n, _ in ours.named_parameters()]
     for name, p in ours.named_parameters():
         assert_close(p.grad, tgrads[name], tol, name)

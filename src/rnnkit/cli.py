@@ -26,7 +26,8 @@ TASK_DEFAULTS = {
     "adding": dict(seq_length=20, batch_size=32, hidden_size=64, num_layers=1, lr=1e-3, eval_every=1000, epochs=100),
     "text": dict(seq_length=50, batch_size=50, hidden_size=128, num_layers=2, lr=2e-3, eval_every=250, epochs=10),
 }
-MODEL_FLAGS = ("cell", "hidden_size", "num_layers", "dropout", "nonlinearity", "embedding_size", "dtype")
+MODEL_FLAGS = ("cell", "hidden_size", "num_layers", "dropout", "nonlinearity", "embedding_size", "dtype", "forget_bias",
+               "proj_size", "peephole", "reset_after")
 
 
 class UserError(Exception):
@@ -51,7 +52,15 @@ def cli():
               help="Units per layer [adding: 64, text: 128].")
 @click.option("--num-layers", type=click.IntRange(min=1), help="Stacked layers [adding: 1, text: 2].")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
-@click.option("--nonlinearity", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True)
+@click.option("--nonlinearity", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True,
+              help="RNN only.")
+@click.option("--forget-bias", type=float, default=1.0, show_default=True,
+              help="LSTM only: initial forget-gate bias (char-rnn and Keras use 1).")
+@click.option("--proj-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="LSTM only: project h to this size (PyTorch's proj_size).")
+@click.option("--peephole", is_flag=True, help="LSTM only: peephole connections.")
+@click.option("--reset-after/--reset-before", "reset_after", default=True, show_default=True,
+              help="GRU only: reset gate after (PyTorch) or before (Cho 2014) the recurrent matmul.")
 @click.option("--embedding-size", type=click.IntRange(min=0), default=0, show_default=True,
               help="Token embedding size; 0 feeds one-hot characters as char-rnn does.")
 @click.option("--seq-length", type=click.IntRange(min=2), help="Sequence / BPTT chunk length [adding: 20, text: 50].")
@@ -125,6 +134,8 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
         vocab = Vocabulary(base[0]["vocab"])
     if saved and saved[0].get("vocab"):
         vocab = Vocabulary(saved[0]["vocab"])
+    if opts["cell"] == "jordan" and "num_layers" not in explicit:
+        opts["num_layers"] = 1
     if task == "text":
         if not data:
             fail("task 'text' needs --data FILE (a UTF-8 text file)")
@@ -147,7 +158,10 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
         model_config = ModelConfig(input_size=the_task.input_size, output_size=the_task.output_size,
                                    tokens=the_task.tokens, embedding_size=opts["embedding_size"], cell=opts["cell"],
                                    hidden_size=opts["hidden_size"], num_layers=opts["num_layers"],
-                                   dropout=opts["dropout"], nonlinearity=opts["nonlinearity"], dtype=opts["dtype"])
+                                   dropout=opts["dropout"], nonlinearity=opts["nonlinearity"], dtype=opts["dtype"],
+                                   forget_bias=opts["forget_bias"] if opts["cell"] == "lstm" else None,
+                                   proj_size=opts["proj_size"], peephole=opts["peephole"],
+                                   reset_after=opts["reset_after"])
     model = SequenceModel(model_config, rng=np.random.default_rng(opts["seed"]))
     if base:
         model.load_state_dict(base[1])

@@ -9,8 +9,7 @@ import numpy as np
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .gradcheck import gradcheck
 from .layers import Dropout, Embedding, Linear, Sequential
-from .recurrent import RNN
-from .recurrent.elman import Elman
+from .recurrent import GRU, LSTM, RNN, Elman, GRUCell, Jordan, LSTMCell, RNNCell
 
 
 def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]:
@@ -38,6 +37,19 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]
     stateful.forward(rng.normal(size=(2, 3, 3)))
     yield "RNN(stateful, second chunk)", stateful, (x,), {}
     yield "Elman(3, 4, 2)", Elman(3, 4, 2, rng=rng), (x, rng.normal(size=(1, 2, 4))), {}
+    lstm_state = (rng.normal(size=(1, 2, 4)), rng.normal(size=(1, 2, 4)))
+    yield "LSTM", LSTM(3, 4, rng=rng), (x, lstm_state), {}
+    yield "LSTM(proj_size=2, peephole, lengths)", LSTM(3, 4, proj_size=2, peephole=True, rng=rng), \
+        ((x, (rng.normal(size=(1, 2, 2)), lstm_state[1]))), {"lengths": np.array([3, 4])}
+    yield "LSTM(2 layers, bidirectional)", LSTM(3, 4, num_layers=2, bidirectional=True, rng=rng), (x, None), {}
+    yield "GRU", GRU(3, 4, rng=rng), (x, rng.normal(size=(1, 2, 4))), {}
+    yield "GRU(reset_after=False, bidirectional, lengths)", GRU(3, 4, reset_after=False, bidirectional=True,
+                                                                  rng=rng), (x, None), {"lengths": np.array([4, 2])}
+    yield "Jordan(3, 4, 2, state_decay=0.5)", Jordan(3, 4, 2, state_decay=0.5, rng=rng), \
+        (x, (rng.random((1, 2, 2)), rng.random((1, 2, 2)))), {}
+    yield "RNNCell", RNNCell(3, 4, rng=rng), (x[:, 0], rng.normal(size=(2, 4))), {}
+    yield "LSTMCell", LSTMCell(3, 4, rng=rng), (x[:, 0], (lstm_state[0][0], lstm_state[1][0])), {}
+    yield "GRUCell", GRUCell(3, 4, rng=rng), (x[:, 0], rng.normal(size=(2, 4))), {}
 
 
 def run_suite(seed: int = 0) -> Iterator[tuple[str, float]]:

@@ -2,10 +2,12 @@
 
 This is the model the trainer and the command line use for every task:
 
-    tokens (B, T) ──OneHot/Embedding──▶ (B, T, E) ──RNN──▶ (B, T, D·H) ──Dropout──▶ ──Linear──▶ (B, T, O)
+    tokens (B, T) ──OneHot/Embedding──▶ (B, T, E) ──RNN/LSTM/GRU──▶ (B, T, D·H) ──Dropout──▶ ──Linear──▶ (B, T, O)
     reals  (B, T, I) ─────────────────────────────┘
 
-Per-step outputs are produced for every position; many-to-one tasks mask the loss to the last step.
+A Jordan network has no separate head: its own output layer (identity activation: logits or regression values)
+is the model's output and is what it feeds back. Per-step outputs are produced for every position; many-to-one
+tasks mask the loss to the last step.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import numpy as np
 
 from .layers import Dropout, Embedding, Linear, OneHot
 from .module import Module, as_rng, check_dtype
-from .recurrent import RNN
+from .recurrent import GRU, LSTM, RNN, Jordan
 
-CELLS = {"rnn": RNN}
+CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "jordan": Jordan}
 
 
 @dataclass
@@ -34,7 +36,11 @@ class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.0
     bidirectional: bool = False
-    nonlinearity: str = "tanh"
+    nonlinearity: str = "tanh"  # rnn
+    forget_bias: float | None = None  # lstm
+    proj_size: int = 0  # lstm
+    peephole: bool = False  # lstm
+    reset_after: bool = True  # gru
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -46,6 +52,17 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.cell == "jordan" and (self.num_layers != 1 or self.bidirectional):
+            raise ValueError("a Jordan network feeds its output back: use one unidirectional layer (--num-layers 1)")
+
+    def cell_options(self) -> dict:
+        """The options of the recurrent layer class that belong to this cell type."""
+        return {
+            "rnn": {"nonlinearity": self.nonlinearity},
+            "lstm": {"forget_bias": self.forget_bias, "proj_size": self.proj_size, "peephole": self.peephole},
+            "gru": {"reset_after": self.reset_after},
+            "jordan": {},
+        }[self.cell]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,22 +93,28 @@ class SequenceModel(Module):
         else:
             self.encoder = None
             rnn_input = config.input_size
-        options = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
+        if config.cell == "jordan":
+            self.rnn = Jordan(rnn_input, config.hidden_size, config.output_size, output_activation="identity",
+                              dtype=dtype, rng=rng)
+            self.drop, self.head = None, None
+            return
         self.rnn = CELLS[config.cell](rnn_input, config.hidden_size, num_layers=config.num_layers,
                                       dropout=config.dropout, bidirectional=config.bidirectional, dtype=dtype,
-                                      rng=rng, **options)
+                                      rng=rng, **config.cell_options())
         self.drop = Dropout(config.dropout, rng=rng) if config.dropout else None
         self.head = Linear(self.rnn.output_size, config.output_size, dtype=dtype, rng=rng)
 
     def forward(self, x, state=None, lengths=None):
         h = self.encoder.forward(x) if self.encoder is not None else x
         h, final = self.rnn.forward(h, state, lengths=lengths)
+        if self.head is None:
+            return h, final
         if self.drop is not None:
             h = self.drop.forward(h)
         return self.head.forward(h), final
 
     def backward(self, dout):
-        dh = self.head.backward(dout)
+        dh = dout if self.head is None else self.head.backward(dout)
         if self.drop is not None:
             dh = self.drop.backward(dh)
         dx, _ = self.rnn.backward(dh)

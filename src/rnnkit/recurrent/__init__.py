@@ -1,8 +1,16 @@
 """Recurrent layers: cells (one step of math), the runner (the time loop), and stacked/bidirectional layers."""
 
 from .cell import Cell
+from .elman import Elman
+from .gru import GRU, GRUStep
+from .jordan import Jordan, JordanStep
 from .layer import RecurrentLayer
+from .lstm import LSTM, LSTMStep
 from .rnn import RNN, ElmanCell
 from .runner import Recurrence
+from .step_cells import GRUCell, LSTMCell, RNNCell, StepCell
 
-__all__ = ["Cell", "ElmanCell", "RNN", "Recurrence", "RecurrentLayer"]
+__all__ = [
+    "GRU", "LSTM", "RNN", "Cell", "Elman", "ElmanCell", "GRUCell", "GRUStep", "Jordan", "JordanStep", "LSTMCell",
+    "LSTMStep", "RNNCell", "Recurrence", "RecurrentLayer", "StepCell",
+]

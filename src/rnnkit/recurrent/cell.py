@@ -9,12 +9,14 @@ A cell of ``num_gates`` gates and hidden size H owns PyTorch-layout parameters
 The runner (`rnnkit.recurrent.runner.Recurrence`) calls, for one sequence batch of T steps and B rows:
 
 1. ``project(X)``: X (T·B, I) → XP (T·B, G) = X W_ihᵀ + b_ih (+ b_hh where it can be folded) — one GEMM;
-2. ``allocate(T, B)``: per-sequence caches (gate activations ...), filled by ``step``;
+2. ``allocate(T, B, ragged)``: per-sequence caches (gate activations ...), filled by ``step`` (zeroed for
+   ragged batches, whose padded rows no step writes but the weight GEMMs read);
 3. ``step(t, xp, prev, new)`` for each t: reads the previous state ``prev`` (a tuple of (n, S_k) arrays),
    writes the new state into ``new`` in place; only the recurrent matmul and pointwise math happen here;
 4. ``step_backward(t, dstate, prev, new, dxp)`` in reverse order: ``dstate`` holds δ(new state) on entry and
    is overwritten with δ(prev state); writes δ(pre-activation) into ``dxp`` (n, G);
-5. ``accumulate(X, DXP, PREV)``: parameter gradients as whole-sequence GEMMs, returns δX (T·B, I).
+5. ``accumulate(X, DXP, PREV, NEW)``: parameter gradients as whole-sequence GEMMs, returns δX (T·B, I);
+   PREV / NEW are the state slabs each step read / wrote, (T·B, S_k).
 
 Only the first n ≤ B rows are active at step t (the runner sorts a ragged batch by length), so every array a
 step sees is a contiguous row prefix.
@@ -86,14 +88,16 @@ class Cell:
                 xp += self.bias_hh.data
         return xp
 
-    def allocate(self, steps: int, batch: int) -> None:
+    def allocate(self, steps: int, batch: int, ragged: bool = False) -> None:
         """Create the per-sequence caches ``self.cache`` (arrays with leading axes (T, B))."""
-        self.cache = tuple(np.empty((steps, batch, width), self.dtype) for width in self.cache_widths())
+        make = np.zeros if ragged else np.empty
+        self.cache = tuple(make((steps, batch, width), self.dtype) for width in self.cache_widths())
 
     def cache_widths(self) -> tuple[int, ...]:
         return ()
 
-    def accumulate(self, x: np.ndarray, dxp: np.ndarray, prev: tuple[np.ndarray, ...]) -> np.ndarray:
+    def accumulate(self, x: np.ndarray, dxp: np.ndarray, prev: tuple[np.ndarray, ...],
+                   new: tuple[np.ndarray, ...]) -> np.ndarray:
         """Add δW_ih = δXPᵀ X, δW_hh = δXPᵀ H_prev, δb = Σ δXP; return δX = δXP W_ih. Shapes (T·B, ·)."""
         self.weight_ih.grad += dxp.T @ x
         self.weight_hh.grad += dxp.T @ prev[0]

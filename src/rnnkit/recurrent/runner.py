@@ -49,7 +49,8 @@ class Recurrence:
         cell = self.cell
         steps, batch, _ = x.shape
         xp = cell.project(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
-        cell.allocate(steps, batch)
+        ragged = counts is not None
+        cell.allocate(steps, batch, ragged)
         start = steps if self.reverse else 0
         states = [np.empty((steps + 1, batch, size), cell.dtype) for size in cell.state_sizes]
         for s, s0 in zip(states, state0):
@@ -98,7 +99,8 @@ class Recurrence:
             prev = tuple(s[read, :n] for s in states)
             new = tuple(s[write, :n] for s in states)
             cell.step_backward(t, tuple(d[:n] for d in dstate), prev, new, dxp[t, :n])
-        # Slot ranges read by the steps, as (T·B, S) slabs for the weight GEMMs.
+        # Slots read and written by the steps, as (T·B, S) slabs for the weight GEMMs.
         prev_all = tuple((s[1:] if self.reverse else s[:-1]).reshape(steps * batch, -1) for s in states)
-        dx = cell.accumulate(self._x.reshape(steps * batch, -1), dxp.reshape(steps * batch, -1), prev_all)
+        new_all = tuple((s[:-1] if self.reverse else s[1:]).reshape(steps * batch, -1) for s in states)
+        dx = cell.accumulate(self._x.reshape(steps * batch, -1), dxp.reshape(steps * batch, -1), prev_all, new_all)
         return dx.reshape(steps, batch, -1), tuple(dstate)

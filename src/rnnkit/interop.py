@@ -1,0 +1,107 @@
+"""Move layers between rnnkit and PyTorch: `from_torch` and `to_torch`. torch is imported only when called.
+
+Supported both ways: ``nn.RNN``, ``nn.LSTM`` (with ``proj_size``), ``nn.GRU``, ``nn.RNNCell``, ``nn.LSTMCell``,
+``nn.GRUCell``, ``nn.Linear``, ``nn.Embedding``. Parameter names and layouts are identical, so the conversion is
+a state-dict copy; the dtype (float32 / float64) is kept. rnnkit layers are batch-first: a torch module made by
+`to_torch` has ``batch_first=True``; `from_torch` accepts either (only the input layout differs).
+Layers without a PyTorch counterpart (peephole LSTM, ``GRU(reset_after=False)``, Jordan, Elman) raise
+``ValueError``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Embedding, Linear
+from .module import Module
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("rnnkit.from_torch / to_torch need PyTorch: pip install torch") from None
+    return torch
+
+
+def _numpy_dtype(tensor) -> np.dtype:
+    dt = np.dtype(str(tensor.dtype).replace("torch.", ""))
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"only float32 and float64 modules can be converted, got {tensor.dtype}")
+    return dt
+
+
+def from_torch(module) -> Module:
+    """The rnnkit equivalent of a torch module, with copies of its weights."""
+    torch = _torch()
+    nn = torch.nn
+    params = list(module.parameters())
+    dtype = _numpy_dtype(params[0]) if params else np.float32
+    common = {"dtype": dtype}
+    if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
+        opts = dict(num_layers=module.num_layers, bias=module.bias, dropout=module.dropout,
+                    bidirectional=module.bidirectional, **common)
+        if isinstance(module, nn.LSTM):
+            ours = LSTM(module.input_size, module.hidden_size, proj_size=module.proj_size, **opts)
+        elif isinstance(module, nn.GRU):
+            ours = GRU(module.input_size, module.hidden_size, **opts)
+        else:
+            ours = RNN(module.input_size, module.hidden_size, nonlinearity=module.nonlinearity, **opts)
+    elif isinstance(module, nn.RNNCell):
+        ours = RNNCell(module.input_size, module.hidden_size, bias=module.bias, nonlinearity=module.nonlinearity,
+                       **common)
+    elif isinstance(module, nn.LSTMCell):
+        ours = LSTMCell(module.input_size, module.hidden_size, bias=module.bias, **common)
+    elif isinstance(module, nn.GRUCell):
+        ours = GRUCell(module.input_size, module.hidden_size, bias=module.bias, **common)
+    elif isinstance(module, nn.Linear):
+        ours = Linear(module.in_features, module.out_features, bias=module.bias is not None, **common)
+    elif isinstance(module, nn.Embedding):
+        ours = Embedding(module.num_embeddings, module.embedding_dim, padding_idx=module.padding_idx, **common)
+    else:
+        raise ValueError(f"from_torch supports RNN, LSTM, GRU, their cells, Linear and Embedding; "
+                         f"got {type(module).__name__}")
+    ours.load_state_dict({k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
+    return ours
+
+
+def to_torch(layer: Module):
+    """The torch module equivalent to an rnnkit layer (batch_first=True for sequence layers)."""
+    torch = _torch()
+    nn = torch.nn
+    dtype = torch.float64 if layer.dtype == np.float64 else torch.float32
+    if isinstance(layer, (RNN, LSTM, GRU)):
+        opts = dict(num_layers=layer.num_layers, bias=layer.bias, dropout=layer.dropout,
+                    bidirectional=layer.bidirectional, batch_first=True, dtype=dtype)
+        if isinstance(layer, LSTM):
+            if layer.peephole:
+                raise ValueError("a peephole LSTM has no torch.nn counterpart")
+            module = nn.LSTM(layer.input_size, layer.hidden_size, proj_size=layer.proj_size, **opts)
+        elif isinstance(layer, GRU):
+            if not layer.reset_after:
+                raise ValueError("GRU(reset_after=False) has no torch.nn counterpart (torch applies the reset after "
+                                 "the recurrent matmul)")
+            module = nn.GRU(layer.input_size, layer.hidden_size, **opts)
+        else:
+            module = nn.RNN(layer.input_size, layer.hidden_size, nonlinearity=layer.nonlinearity, **opts)
+    elif isinstance(layer, RNNCell):
+        module = nn.RNNCell(layer.input_size, layer.hidden_size, bias=layer.cell.bias,
+                            nonlinearity=layer.cell.nonlinearity, dtype=dtype)
+    elif isinstance(layer, LSTMCell):
+        if layer.cell.peephole or layer.cell.proj_size:
+            raise ValueError("torch.nn.LSTMCell has no peepholes or projection")
+        module = nn.LSTMCell(layer.input_size, layer.hidden_size, bias=layer.cell.bias, dtype=dtype)
+    elif isinstance(layer, GRUCell):
+        if not layer.cell.reset_after:
+            raise ValueError("GRUCell(reset_after=False) has no torch.nn counterpart")
+        module = nn.GRUCell(layer.input_size, layer.hidden_size, bias=layer.cell.bias, dtype=dtype)
+    elif isinstance(layer, Linear):
+        module = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, dtype=dtype)
+    elif isinstance(layer, Embedding):
+        module = nn.Embedding(layer.num_embeddings, layer.embedding_dim, padding_idx=layer.padding_idx, dtype=dtype)
+    else:
+        raise ValueError(f"to_torch supports RNN, LSTM, GRU, their cells, Linear and Embedding; "
+                         f"got {type(layer).__name__}")
+    module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in layer.state_dict().items()})
+    return module

@@ -1,0 +1,156 @@
+"""Gated recurrent unit: `GRUStep` math (both reset placements) and the `GRU` layer (= ``torch.nn.GRU``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import sigmoid
+from .cell import Cell
+from .layer import RecurrentLayer
+
+
+class GRUStep(Cell):
+    r"""One GRU step; gates fused in PyTorch's order r, z, n (rows of ``weight_ih``/``weight_hh``).
+
+    ``reset_after=True`` (PyTorch, cuDNN, Keras' default): the reset gate scales the recurrent matmul's result
+
+        r = σ(x W_irᵀ + b_ir + h_{t-1} W_hrᵀ + b_hr)
+        z = σ(x W_izᵀ + b_iz + h_{t-1} W_hzᵀ + b_hz)
+        n = tanh(x W_inᵀ + b_in + r ⊙ (h_{t-1} W_hnᵀ + b_hn))
+        h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
+
+    ``reset_after=False`` (Cho et al. 2014, the lecture form): n = tanh(x W_inᵀ + b_in + (r ⊙ h_{t-1}) W_hnᵀ + b_hn),
+    which needs a second recurrent matmul per step (it depends on r).
+
+    Backward, given δh_t:
+
+        δn = δh_t ⊙ (1 − z),   δz = δh_t ⊙ (h_{t-1} − n),   δa_n = δn ⊙ (1 − n²),   δa_z = δz ⊙ z (1 − z)
+        reset after:   δa_r = δa_n ⊙ (h_{t-1} W_hnᵀ + b_hn) ⊙ r (1 − r)
+                       δ(recurrent pre-activation) = [δa_r, δa_z, δa_n ⊙ r] =: δq
+                       δh_{t-1} = δh_t ⊙ z + δq W_hh
+        reset before:  δ(r ⊙ h) = δa_n W_hn,   δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r (1 − r)
+                       δh_{t-1} = δh_t ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_h{r,z}
+        after the loop: δW_ih += Σ δaᵀ x with δa = [δa_r, δa_z, δa_n];  δb_ih += Σ δa;
+                        reset after:  δW_hh += Σ δqᵀ h_{t-1},  δb_hh += Σ δq
+                        reset before: δW_h{r,z} += Σ δa_{r,z}ᵀ h_{t-1},  δW_hn += Σ δa_nᵀ (r ⊙ h_{t-1}),  δb_hh += Σ δa
+
+    Cache per step: the activated gates [r, z, n] and h_{t-1} W_hnᵀ + b_hn (reset after) or r ⊙ h_{t-1}
+    (reset before), plus δq (reset after) written by the backward step.
+    """
+
+    num_gates = 3
+
+    def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype=np.float32, rng=None):
+        super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
+        self.reset_after = reset_after
+        # b_hn sits inside r ⊙ (...) when the reset comes after the matmul, so only b_hr, b_hz can be folded.
+        self.fold_hidden_bias = not reset_after
+
+    def cache_widths(self):
+        h = self.hidden_size
+        return (3 * h, h, 3 * h) if self.reset_after else (3 * h, h)
+
+    def project(self, x):
+        xp = super().project(x)
+        if self.bias and self.reset_after:
+            xp[:, :2 * self.hidden_size] += self.bias_hh.data[:2 * self.hidden_size]
+        return xp
+
+    def step(self, t, xp, prev, new):
+        (h_prev,), (h_new,) = prev, new
+        n_rows, hs = xp.shape[0], self.hidden_size
+        gates, inner = self.cache[0][t, :n_rows], self.cache[1][t, :n_rows]
+        w_hh = self.weight_hh.data
+        if self.reset_after:
+            np.matmul(h_prev, w_hh.T, out=gates)
+            inner[...] = gates[:, 2 * hs:]
+            if self.bias:
+                inner += self.bias_hh.data[2 * hs:]
+            gates[:, :2 * hs] += xp[:, :2 * hs]
+            sigmoid(gates[:, :2 * hs], out=gates[:, :2 * hs])
+            r, n = gates[:, :hs], gates[:, 2 * hs:]
+            np.multiply(r, inner, out=n)
+            n += xp[:, 2 * hs:]
+        else:
+            rz = gates[:, :2 * hs]
+            np.matmul(h_prev, w_hh[:2 * hs].T, out=rz)
+            rz += xp[:, :2 * hs]
+            sigmoid(rz, out=rz)
+            r, n = gates[:, :hs], gates[:, 2 * hs:]
+            np.multiply(r, h_prev, out=inner)
+            np.matmul(inner, w_hh[2 * hs:].T, out=n)
+            n += xp[:, 2 * hs:]
+        np.tanh(n, out=n)
+        z = gates[:, hs:2 * hs]
+        # h = n + z ⊙ (h_prev − n)
+        np.subtract(h_prev, n, out=h_new)
+        h_new *= z
+        h_new += n
+
+    def step_backward(self, t, dstate, prev, new, dxp):
+        (dh,), (h_prev,) = dstate, prev
+        n_rows, hs = dxp.shape[0], self.hidden_size
+        gates, inner = self.cache[0][t, :n_rows], self.cache[1][t, :n_rows]
+        r, z, n = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:]
+        da_r, da_z, da_n = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
+        w_hh = self.weight_hh.data
+        np.multiply(dh, 1.0 - z, out=da_n)
+        da_n *= 1.0 - n * n
+        np.subtract(h_prev, n, out=da_z)
+        da_z *= dh
+        da_z *= z * (1.0 - z)
+        dh *= z
+        if self.reset_after:
+            np.multiply(da_n, inner, out=da_r)
+            da_r *= r * (1.0 - r)
+            dq = self.cache[2][t, :n_rows]
+            dq[:, :2 * hs] = dxp[:, :2 * hs]
+            np.multiply(da_n, r, out=dq[:, 2 * hs:])
+            dh += dq @ w_hh
+        else:
+            d_rh = da_n @ w_hh[2 * hs:]
+            np.multiply(d_rh, h_prev, out=da_r)
+            da_r *= r * (1.0 - r)
+            dh += d_rh * r
+            dh += dxp[:, :2 * hs] @ w_hh[:2 * hs]
+
+    def accumulate(self, x, dxp, prev, new):
+        hs = self.hidden_size
+        self.weight_ih.grad += dxp.T @ x
+        if self.reset_after:
+            dq = self.cache[2].reshape(dxp.shape)
+            self.weight_hh.grad += dq.T @ prev[0]
+        else:
+            dq = dxp
+            self.weight_hh.grad[:2 * hs] += dxp[:, :2 * hs].T @ prev[0]
+            self.weight_hh.grad[2 * hs:] += dxp[:, 2 * hs:].T @ self.cache[1].reshape(-1, hs)
+        if self.bias:
+            self.bias_ih.grad += dxp.sum(axis=0)
+            self.bias_hh.grad += dq.sum(axis=0)
+        return dxp @ self.weight_ih.data
+
+
+class GRU(RecurrentLayer):
+    r"""Multi-layer GRU with PyTorch's parameters, gate order (r, z, n) and semantics.
+
+    ``GRU(input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False, reset_after=True,
+    stateful=False, dtype=float32)``
+
+    Parameters per layer k: ``weight_ih_l{k}`` (3H, H_in), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}``,
+    ``bias_hh_l{k}`` (3H), all ~ U(−1/√H, 1/√H). ``reset_after=False`` gives the Cho et al. (2014) form, which has
+    the same parameters but is a different function (no PyTorch counterpart).
+
+    ``forward(x, h0=None, lengths=None)`` → (output (B, T, D·H), h_n (D·L, B, H)); ``backward(d_output,
+    d_h_n=None)`` → (δx, δh0).
+    """
+
+    cell_class = GRUStep
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
+                 reset_after=True, stateful=False, dtype=np.float32, rng=None):
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
+                         bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng, reset_after=reset_after)
+        self.reset_after = reset_after
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")

@@ -1,0 +1,129 @@
+"""The Jordan network (Jordan 1986): the previous step's *output* is fed back into the hidden layer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..activations import sigmoid
+from ..module import Parameter, as_rng
+from .cell import Cell
+from .layer import RecurrentLayer
+
+OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity")
+
+
+class JordanStep(Cell):
+    r"""One step of a Jordan network with hidden size H and O output units.
+
+    State units s collect the fed-back outputs, optionally with a self-loop of fixed strength μ
+    (``state_decay``; μ = 0 feeds back exactly y_{t-1}):
+
+        s_t = μ s_{t-1} + y_{t-1}
+        h_t = tanh(x_t W_ihᵀ + b_ih + s_t W_hhᵀ + b_hh)          W_hh (H, O): state → hidden
+        y_t = ψ(h_t W_hyᵀ + b_hy)                                ψ = sigmoid (default), tanh or identity
+
+    Backward, given δy_t (from the output at t and from s_{t+1}) and δs_t (from s_{t+1} = μ s_t + y_t):
+
+        δa_y = δy_t ⊙ ψ'(y_t)                  (y(1 − y), 1 − y², or 1)
+        δa_h = (δa_y W_hy) ⊙ (1 − h_t²)
+        δs   = δs_t + δa_h W_hh
+        δy_{t-1} = δs,   δs_{t-1} = μ δs
+        after the loop: δW_hy += Σ δa_yᵀ h,  δb_hy += Σ δa_y,  δW_ih += Σ δa_hᵀ x,  δW_hh += Σ δa_hᵀ s_t,
+                        δb_ih = δb_hh += Σ δa_h
+
+    The state tuple is (y, s): the output comes first, as for every cell. Cache per step: h_t and δa_y.
+    """
+
+    state_names = ("y", "s")
+
+    def __init__(self, input_size, hidden_size, bias=True, output_size=1, output_activation="sigmoid",
+                 state_decay=0.0, dtype=np.float32, rng=None):
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+        if not 0.0 <= state_decay < 1.0:
+            raise ValueError(f"state_decay must be in [0, 1), got {state_decay}")
+        if output_size < 1:
+            raise ValueError(f"output_size must be a positive integer, got {output_size}")
+        rng = as_rng(rng)
+        super().__init__(input_size, hidden_size, bias=bias, recurrent_size=output_size, dtype=dtype, rng=rng)
+        self.output_activation, self.state_decay = output_activation, state_decay
+        bound = 1.0 / math.sqrt(hidden_size)
+        self.weight_hy = Parameter(rng.uniform(-bound, bound, (output_size, hidden_size)).astype(dtype))
+        self.bias_hy = Parameter(rng.uniform(-bound, bound, output_size).astype(dtype)) if bias else None
+
+    def named_params(self):
+        return super().named_params() + [("weight_hy", self.weight_hy)] + (
+            [("bias_hy", self.bias_hy)] if self.bias else [])
+
+    @property
+    def state_sizes(self):
+        return (self.recurrent_size, self.recurrent_size)
+
+    def cache_widths(self):
+        return (self.hidden_size, self.recurrent_size)
+
+    def step(self, t, xp, prev, new):
+        (y_prev, s_prev), (y, s) = prev, new
+        h = self.cache[0][t, :xp.shape[0]]
+        np.multiply(s_prev, self.state_decay, out=s)
+        s += y_prev
+        np.matmul(s, self.weight_hh.data.T, out=h)
+        h += xp
+        np.tanh(h, out=h)
+        np.matmul(h, self.weight_hy.data.T, out=y)
+        if self.bias:
+            y += self.bias_hy.data
+        if self.output_activation == "sigmoid":
+            sigmoid(y, out=y)
+        elif self.output_activation == "tanh":
+            np.tanh(y, out=y)
+
+    def step_backward(self, t, dstate, prev, new, dxp):
+        (dy, ds), y = dstate, new[0]
+        n = dxp.shape[0]
+        h, da_y = self.cache[0][t, :n], self.cache[1][t, :n]
+        if self.output_activation == "sigmoid":
+            np.multiply(dy, y * (1.0 - y), out=da_y)
+        elif self.output_activation == "tanh":
+            np.multiply(dy, 1.0 - y * y, out=da_y)
+        else:
+            da_y[...] = dy
+        np.matmul(da_y, self.weight_hy.data, out=dxp)
+        dxp *= 1.0 - h * h
+        ds += dxp @ self.weight_hh.data
+        dy[...] = ds
+        ds *= self.state_decay
+
+    def accumulate(self, x, dxp, prev, new):
+        steps, batch = self.cache[0].shape[:2]
+        h, da_y = self.cache[0].reshape(steps * batch, -1), self.cache[1].reshape(steps * batch, -1)
+        self.weight_hy.grad += da_y.T @ h
+        if self.bias:
+            self.bias_hy.grad += da_y.sum(axis=0)
+        # the recurrent matmul's input is the new state-unit value s_t, not the previous output
+        return super().accumulate(x, dxp, (new[1],), new)
+
+
+class Jordan(RecurrentLayer):
+    r"""Jordan network: ``Jordan(input_size, hidden_size, output_size, output_activation='sigmoid',
+    state_decay=0.0, bias=True, num_layers=1, bidirectional=False, stateful=False, dtype=float32)``.
+
+    Parameters (layer k): ``weight_ih_l{k}`` (H, H_in), ``weight_hh_l{k}`` (H, O) from the state units,
+    ``bias_ih_l{k}``, ``bias_hh_l{k}`` (H), ``weight_hy_l{k}`` (O, H), ``bias_hy_l{k}`` (O); all ~ U(−1/√H, 1/√H).
+
+    ``forward(x, (y0, s0)=None, lengths=None)`` → (outputs y (B, T, D·O), (y_n, s_n)); ``backward(δy, δstate=None)``
+    → (δx, (δy0, δs0)). Trained by BPTT through the output feedback.
+    """
+
+    cell_class = JordanStep
+
+    def __init__(self, input_size, hidden_size, output_size, output_activation="sigmoid", state_decay=0.0,
+                 bias=True, num_layers=1, dropout=0.0, bidirectional=False, stateful=False, dtype=np.float32,
+                 rng=None):
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
+                         bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
+                         output_size=output_size, output_activation=output_activation, state_decay=state_decay)
+        self.output_size_per_direction = output_size
+        self.output_activation, self.state_decay = output_activation, state_decay

@@ -1,0 +1,178 @@
+"""Long short-term memory: `LSTMCell` math and the `LSTM` layer, identical to ``torch.nn.LSTM`` by default."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..activations import sigmoid
+from ..module import Parameter, as_rng
+from .cell import Cell
+from .layer import RecurrentLayer
+
+
+class LSTMStep(Cell):
+    r"""One LSTM step; gates fused in PyTorch's order i, f, g, o (rows of ``weight_ih``/``weight_hh``).
+
+    Forward (x W_ihᵀ + b_ih + b_hh is the runner's projection ``xp``; ⊙ elementwise):
+
+        a = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh          split into a_i, a_f, a_g, a_o
+        (peephole)  a_i += w_ci ⊙ c_{t-1},  a_f += w_cf ⊙ c_{t-1}
+        i = σ(a_i),  f = σ(a_f),  g = tanh(a_g)
+        c_t = f ⊙ c_{t-1} + i ⊙ g
+        (peephole)  a_o += w_co ⊙ c_t
+        o = σ(a_o)
+        m_t = o ⊙ tanh(c_t)
+        h_t = m_t W_hrᵀ   with ``proj_size`` P > 0 (h has P units), else h_t = m_t
+
+    Backward, given δh_t and δc_t (from the output at t and from step t+1):
+
+        δm_t = δh_t W_hr   (or δh_t)                       δW_hr += Σ_t δh_tᵀ m_t
+        δa_o = δm_t ⊙ tanh(c_t) ⊙ o (1 − o)
+        δc   = δc_t + δm_t ⊙ o ⊙ (1 − tanh²(c_t))  (+ δa_o ⊙ w_co)
+        δa_i = δc ⊙ g ⊙ i (1 − i),   δa_f = δc ⊙ c_{t-1} ⊙ f (1 − f),   δa_g = δc ⊙ i ⊙ (1 − g²)
+        δc_{t-1} = δc ⊙ f  (+ δa_i ⊙ w_ci + δa_f ⊙ w_cf)
+        δh_{t-1} = δa W_hh,   δa = [δa_i, δa_f, δa_g, δa_o]
+        after the loop: δW_ih += Σ δaᵀ x,  δW_hh += Σ δaᵀ h_{t-1},  δb = Σ δa,
+                        δw_ci += Σ δa_i ⊙ c_{t-1},  δw_cf += Σ δa_f ⊙ c_{t-1},  δw_co += Σ δa_o ⊙ c_t
+
+    Cache per step: the activated gates [i, f, g, o], tanh(c_t), and with projection m_t and δh_t.
+    """
+
+    num_gates = 4
+    state_names = ("h", "c")
+
+    def __init__(self, input_size, hidden_size, bias=True, proj_size=0, peephole=False, forget_bias=None,
+                 dtype=np.float32, rng=None):
+        if proj_size < 0 or proj_size >= hidden_size and proj_size:
+            raise ValueError(f"proj_size must be in [0, hidden_size={hidden_size}), got {proj_size}")
+        rng = as_rng(rng)
+        super().__init__(input_size, hidden_size, bias=bias, recurrent_size=proj_size or hidden_size, dtype=dtype,
+                         rng=rng)
+        self.proj_size, self.peephole = proj_size, peephole
+        bound = 1.0 / math.sqrt(hidden_size)
+        if peephole:
+            self.weight_ci, self.weight_cf, self.weight_co = (
+                Parameter(rng.uniform(-bound, bound, hidden_size).astype(dtype)) for _ in range(3))
+        if proj_size:
+            self.weight_hr = Parameter(rng.uniform(-bound, bound, (proj_size, hidden_size)).astype(dtype))
+        if forget_bias is not None:
+            if not bias:
+                raise ValueError("forget_bias needs bias=True")
+            f = slice(hidden_size, 2 * hidden_size)
+            self.bias_ih.data[f] = forget_bias
+            self.bias_hh.data[f] = 0.0
+
+    def named_params(self):
+        names = super().named_params()
+        if self.peephole:
+            names += [("weight_ci", self.weight_ci), ("weight_cf", self.weight_cf), ("weight_co", self.weight_co)]
+        if self.proj_size:
+            names.append(("weight_hr", self.weight_hr))
+        return names
+
+    @property
+    def state_sizes(self):
+        return (self.recurrent_size, self.hidden_size)
+
+    def cache_widths(self):
+        h = self.hidden_size
+        return (4 * h, h) + ((h, self.proj_size) if self.proj_size else ())
+
+    def step(self, t, xp, prev, new):
+        h_prev, c_prev = prev
+        h_new, c_new = new
+        n, hs = xp.shape[0], self.hidden_size
+        gates, tanh_c = self.cache[0][t, :n], self.cache[1][t, :n]
+        np.matmul(h_prev, self.weight_hh.data.T, out=gates)
+        gates += xp
+        i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
+        if self.peephole:
+            i += c_prev * self.weight_ci.data
+            f += c_prev * self.weight_cf.data
+        sigmoid(gates[:, :2 * hs], out=gates[:, :2 * hs])
+        np.tanh(g, out=g)
+        np.multiply(f, c_prev, out=c_new)
+        c_new += i * g
+        if self.peephole:
+            o += c_new * self.weight_co.data
+        sigmoid(o, out=o)
+        np.tanh(c_new, out=tanh_c)
+        if self.proj_size:
+            m = self.cache[2][t, :n]
+            np.multiply(o, tanh_c, out=m)
+            np.matmul(m, self.weight_hr.data.T, out=h_new)
+        else:
+            np.multiply(o, tanh_c, out=h_new)
+
+    def step_backward(self, t, dstate, prev, new, dxp):
+        dh, dc = dstate
+        c_prev = prev[1]
+        n, hs = dxp.shape[0], self.hidden_size
+        gates, tanh_c = self.cache[0][t, :n], self.cache[1][t, :n]
+        i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
+        da_i, da_f, da_g, da_o = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:3 * hs], dxp[:, 3 * hs:]
+        if self.proj_size:
+            self.cache[3][t, :n] = dh
+            dm = dh @ self.weight_hr.data
+        else:
+            dm = dh
+        # δa_o = δm ⊙ tanh(c) ⊙ o(1 − o);  δc += δm ⊙ o ⊙ (1 − tanh²(c))
+        np.multiply(dm, tanh_c, out=da_o)
+        da_o *= o * (1.0 - o)
+        dc += dm * o * (1.0 - tanh_c * tanh_c)
+        if self.peephole:
+            dc += da_o * self.weight_co.data
+        np.multiply(dc, g, out=da_i)
+        da_i *= i * (1.0 - i)
+        np.multiply(dc, c_prev, out=da_f)
+        da_f *= f * (1.0 - f)
+        np.multiply(dc, i, out=da_g)
+        da_g *= 1.0 - g * g
+        dc *= f
+        if self.peephole:
+            dc += da_i * self.weight_ci.data + da_f * self.weight_cf.data
+        np.matmul(dxp, self.weight_hh.data, out=dh)
+
+    def accumulate(self, x, dxp, prev, new):
+        if self.peephole:
+            hs = self.hidden_size
+            self.weight_ci.grad += np.einsum("nh,nh->h", dxp[:, :hs], prev[1])
+            self.weight_cf.grad += np.einsum("nh,nh->h", dxp[:, hs:2 * hs], prev[1])
+            self.weight_co.grad += np.einsum("nh,nh->h", dxp[:, 3 * hs:], new[1])
+        if self.proj_size:
+            steps, batch = self.cache[2].shape[:2]
+            self.weight_hr.grad += (self.cache[3].reshape(steps * batch, -1).T
+                                    @ self.cache[2].reshape(steps * batch, -1))
+        return super().accumulate(x, dxp, prev, new)
+
+
+class LSTM(RecurrentLayer):
+    r"""Multi-layer LSTM with PyTorch's parameters, gate order (i, f, g, o) and semantics.
+
+    ``LSTM(input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False, proj_size=0,
+    peephole=False, forget_bias=None, stateful=False, dtype=float32)``
+
+    Parameters per layer k (suffix ``_reverse`` for the backward direction): ``weight_ih_l{k}`` (4H, H_in),
+    ``weight_hh_l{k}`` (4H, R), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (4H); with ``proj_size`` P > 0
+    ``weight_hr_l{k}`` (P, H) and R = P, else R = H; with ``peephole=True`` (Gers & Schmidhuber 2000: i and f
+    see c_{t-1}, o sees c_t) ``weight_ci_l{k}``, ``weight_cf_l{k}``, ``weight_co_l{k}`` (H). All drawn from
+    U(−1/√H, 1/√H); ``forget_bias`` (char-rnn and Keras use 1) sets the forget gate's b_ih and zeroes its b_hh.
+
+    ``forward(x, (h0, c0)=None, lengths=None)`` → (output (B, T, D·R), (h_n (D·L, B, R), c_n (D·L, B, H)));
+    ``backward(d_output, (d_h_n, d_c_n)=None)`` → (δx, (δh0, δc0)).
+    """
+
+    cell_class = LSTMStep
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
+                 proj_size=0, peephole=False, forget_bias=None, stateful=False, dtype=np.float32, rng=None):
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
+                         bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng, proj_size=proj_size,
+                         peephole=peephole, forget_bias=forget_bias)
+        self.proj_size, self.peephole = proj_size, peephole
+
+    def extra_repr(self) -> str:
+        extra = f", proj_size={self.proj_size}" if self.proj_size else ""
+        return super().extra_repr() + extra + (", peephole=True" if self.peephole else "")
