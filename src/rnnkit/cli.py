@@ -217,6 +217,48 @@ def gradcheck_command(tol):
     sys.exit(0 if worst < tol else 1)
 
 
+@cli.command()
+@click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated subset of rnn,lstm,gru.")
+@click.option("--batch", "batches", default="1,16,64", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--hidden", "hiddens", default="64,256,512", show_default=True,
+              help="Comma-separated hidden sizes (input size = hidden size).")
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads for both NumPy's BLAS and torch [all cores].")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--no-torch", is_flag=True, help="Time rnnkit alone.")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path):
+    """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md)."""
+    import os as _os
+
+    from . import bench as bench_lib
+
+    def ints(text, name):
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            fail(f"--{name} takes comma-separated integers, got {text!r}")
+        if min(values) < 1:
+            fail(f"--{name} values must be >= 1, got {text!r}")
+        return values
+
+    cell_list = tuple(c.strip() for c in cells.split(","))
+    unknown = sorted(set(cell_list) - set(bench_lib.GATES))
+    if unknown:
+        fail(f"--cells must be a subset of rnn,lstm,gru, got {', '.join(unknown)}")
+    records = list(bench_lib.run(cell_list, ints(batches, "batch"), ints(hiddens, "hidden"), steps=steps,
+                                 threads=threads, repeats=repeats, with_torch=not no_torch, memory=not no_memory))
+    click.echo(bench_lib.format_table(records))
+    if json_path:
+        meta = {"steps": steps, "threads": threads or _os.cpu_count(), "repeats": repeats,
+                "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        tmp = Path(json_path).with_name(f".{Path(json_path).name}.tmp")
+        tmp.write_text(bench_lib.to_json(records, meta), encoding="utf-8")
+        _os.replace(tmp, json_path)
+
+
 def main(argv=None) -> None:
     """Entry point: one-line errors with exit status 2, never a traceback for bad input."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import sigmoid
+from . import kernels
 from .cell import Cell
 from .layer import RecurrentLayer
 
@@ -50,6 +51,10 @@ class GRUStep(Cell):
         h = self.hidden_size
         return (3 * h, h, 3 * h) if self.reset_after else (3 * h, h)
 
+    def allocate(self, steps, batch, ragged=False):
+        super().allocate(steps, batch, ragged)
+        self._tmp = np.empty((2, batch, self.hidden_size), self.dtype)  # scratch: no temporaries in the loop
+
     def project(self, x):
         xp = super().project(x)
         if self.bias and self.reset_after:
@@ -63,6 +68,10 @@ class GRUStep(Cell):
         w_hh = self.weight_hh.data
         if self.reset_after:
             np.matmul(h_prev, w_hh.T, out=gates)
+            if kernels.use_compiled(n_rows * hs):  # the same equations, fused (kernels.py)
+                b_hn = self.bias_hh.data[2 * hs:] if self.bias else np.zeros(hs, self.dtype)
+                kernels.gru_forward(gates, xp, b_hn, h_prev, inner, h_new)
+                return
             inner[...] = gates[:, 2 * hs:]
             if self.bias:
                 inner += self.bias_hh.data[2 * hs:]
@@ -91,28 +100,44 @@ class GRUStep(Cell):
         (dh,), (h_prev,) = dstate, prev
         n_rows, hs = dxp.shape[0], self.hidden_size
         gates, inner = self.cache[0][t, :n_rows], self.cache[1][t, :n_rows]
+        tmp, rec = self._tmp[0, :n_rows], self._tmp[1, :n_rows]
         r, z, n = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:]
         da_r, da_z, da_n = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
         w_hh = self.weight_hh.data
-        np.multiply(dh, 1.0 - z, out=da_n)
-        da_n *= 1.0 - n * n
+        if self.reset_after and kernels.use_compiled(n_rows * hs):  # the same equations, fused (kernels.py)
+            dq = self.cache[2][t, :n_rows]
+            kernels.gru_backward(gates, inner, h_prev, dh, dxp, dq)
+            dh += np.matmul(dq, w_hh, out=rec)
+            return
+        # δa_n = δh ⊙ (1 − z) ⊙ (1 − n²)
+        np.subtract(1.0, z, out=tmp)
+        np.multiply(dh, tmp, out=da_n)
+        np.multiply(n, n, out=tmp)
+        np.subtract(1.0, tmp, out=tmp)
+        da_n *= tmp
+        # δa_z = δh ⊙ (h_{t-1} − n) ⊙ z(1 − z)
         np.subtract(h_prev, n, out=da_z)
         da_z *= dh
-        da_z *= z * (1.0 - z)
+        np.subtract(1.0, z, out=tmp)
+        tmp *= z
+        da_z *= tmp
         dh *= z
+        np.subtract(1.0, r, out=tmp)
+        tmp *= r
         if self.reset_after:
             np.multiply(da_n, inner, out=da_r)
-            da_r *= r * (1.0 - r)
+            da_r *= tmp
             dq = self.cache[2][t, :n_rows]
             dq[:, :2 * hs] = dxp[:, :2 * hs]
             np.multiply(da_n, r, out=dq[:, 2 * hs:])
-            dh += dq @ w_hh
+            dh += np.matmul(dq, w_hh, out=rec)
         else:
-            d_rh = da_n @ w_hh[2 * hs:]
+            d_rh = np.matmul(da_n, w_hh[2 * hs:], out=rec)
             np.multiply(d_rh, h_prev, out=da_r)
-            da_r *= r * (1.0 - r)
-            dh += d_rh * r
-            dh += dxp[:, :2 * hs] @ w_hh[:2 * hs]
+            da_r *= tmp
+            d_rh *= r
+            dh += d_rh
+            dh += np.matmul(dxp[:, :2 * hs], w_hh[:2 * hs], out=rec)
 
     def accumulate(self, x, dxp, prev, new):
         hs = self.hidden_size

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..activations import sigmoid
 from ..module import Parameter, as_rng
+from . import kernels
 from .cell import Cell
 from .layer import RecurrentLayer
 
@@ -80,23 +81,33 @@ class LSTMStep(Cell):
         h = self.hidden_size
         return (4 * h, h) + ((h, self.proj_size) if self.proj_size else ())
 
+    def allocate(self, steps, batch, ragged=False):
+        super().allocate(steps, batch, ragged)
+        self._tmp = np.empty((2, batch, self.hidden_size), self.dtype)  # scratch: no temporaries in the loop
+
     def step(self, t, xp, prev, new):
         h_prev, c_prev = prev
         h_new, c_new = new
         n, hs = xp.shape[0], self.hidden_size
-        gates, tanh_c = self.cache[0][t, :n], self.cache[1][t, :n]
+        gates, tanh_c, tmp = self.cache[0][t, :n], self.cache[1][t, :n], self._tmp[0, :n]
         np.matmul(h_prev, self.weight_hh.data.T, out=gates)
+        if not self.peephole and kernels.use_compiled(n * hs):  # the same equations, fused (kernels.py)
+            m = self.cache[2][t, :n] if self.proj_size else h_new
+            kernels.lstm_forward(gates, xp, c_prev, c_new, tanh_c, m)
+            if self.proj_size:
+                np.matmul(m, self.weight_hr.data.T, out=h_new)
+            return
         gates += xp
         i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
         if self.peephole:
-            i += c_prev * self.weight_ci.data
-            f += c_prev * self.weight_cf.data
+            i += np.multiply(c_prev, self.weight_ci.data, out=tmp)
+            f += np.multiply(c_prev, self.weight_cf.data, out=tmp)
         sigmoid(gates[:, :2 * hs], out=gates[:, :2 * hs])
         np.tanh(g, out=g)
         np.multiply(f, c_prev, out=c_new)
-        c_new += i * g
+        c_new += np.multiply(i, g, out=tmp)
         if self.peephole:
-            o += c_new * self.weight_co.data
+            o += np.multiply(c_new, self.weight_co.data, out=tmp)
         sigmoid(o, out=o)
         np.tanh(c_new, out=tanh_c)
         if self.proj_size:
@@ -111,6 +122,7 @@ class LSTMStep(Cell):
         c_prev = prev[1]
         n, hs = dxp.shape[0], self.hidden_size
         gates, tanh_c = self.cache[0][t, :n], self.cache[1][t, :n]
+        tmp, dm_o = self._tmp[0, :n], self._tmp[1, :n]
         i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
         da_i, da_f, da_g, da_o = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:3 * hs], dxp[:, 3 * hs:]
         if self.proj_size:
@@ -118,21 +130,39 @@ class LSTMStep(Cell):
             dm = dh @ self.weight_hr.data
         else:
             dm = dh
-        # δa_o = δm ⊙ tanh(c) ⊙ o(1 − o);  δc += δm ⊙ o ⊙ (1 − tanh²(c))
-        np.multiply(dm, tanh_c, out=da_o)
-        da_o *= o * (1.0 - o)
-        dc += dm * o * (1.0 - tanh_c * tanh_c)
+        if not self.peephole and kernels.use_compiled(n * hs):  # the same equations, fused (kernels.py)
+            kernels.lstm_backward(gates, tanh_c, c_prev, dm, dc, dxp)
+            np.matmul(dxp, self.weight_hh.data, out=dh)
+            return
+        # δa_o = δm ⊙ tanh(c) ⊙ o(1 − o)
+        np.multiply(dm, o, out=dm_o)
+        np.multiply(dm_o, tanh_c, out=da_o)
+        np.subtract(1.0, o, out=tmp)
+        da_o *= tmp
+        # δc += δm ⊙ o ⊙ (1 − tanh²(c))
+        np.multiply(tanh_c, tanh_c, out=tmp)
+        np.subtract(1.0, tmp, out=tmp)
+        tmp *= dm_o
+        dc += tmp
         if self.peephole:
-            dc += da_o * self.weight_co.data
+            dc += np.multiply(da_o, self.weight_co.data, out=tmp)
+        # δa_i = δc ⊙ g ⊙ i(1 − i),  δa_f = δc ⊙ c_{t-1} ⊙ f(1 − f),  δa_g = δc ⊙ i ⊙ (1 − g²)
+        np.subtract(1.0, i, out=tmp)
+        tmp *= i
         np.multiply(dc, g, out=da_i)
-        da_i *= i * (1.0 - i)
+        da_i *= tmp
+        np.subtract(1.0, f, out=tmp)
+        tmp *= f
         np.multiply(dc, c_prev, out=da_f)
-        da_f *= f * (1.0 - f)
-        np.multiply(dc, i, out=da_g)
-        da_g *= 1.0 - g * g
+        da_f *= tmp
+        np.multiply(g, g, out=tmp)
+        np.subtract(1.0, tmp, out=tmp)
+        tmp *= i
+        np.multiply(dc, tmp, out=da_g)
         dc *= f
         if self.peephole:
-            dc += da_i * self.weight_ci.data + da_f * self.weight_cf.data
+            dc += np.multiply(da_i, self.weight_ci.data, out=tmp)
+            dc += np.multiply(da_f, self.weight_cf.data, out=tmp)
         np.matmul(dxp, self.weight_hh.data, out=dh)
 
     def accumulate(self, x, dxp, prev, new):

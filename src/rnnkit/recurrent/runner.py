@@ -45,6 +45,11 @@ class Recurrence:
     def _order(self, steps: int):
         return range(steps - 1, -1, -1) if self.reverse else range(steps)
 
+    @staticmethod
+    def _slot_views(states: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
+        """For each slot, the tuple of its state components as (B, S_k) views (built once, not per step)."""
+        return [tuple(s[i] for s in states) for i in range(states[0].shape[0])]
+
     def forward(self, x: np.ndarray, state0: tuple[np.ndarray, ...], counts: np.ndarray | None = None):
         cell = self.cell
         steps, batch, _ = x.shape
@@ -55,13 +60,14 @@ class Recurrence:
         states = [np.empty((steps + 1, batch, size), cell.dtype) for size in cell.state_sizes]
         for s, s0 in zip(states, state0):
             s[start] = s0
+        slots = self._slot_views(states)
         for t in self._order(steps):
-            n = batch if counts is None else counts[t]
             read, write = self._slots(t)
-            prev = tuple(s[read, :n] for s in states)
-            new = tuple(s[write, :n] for s in states)
-            cell.step(t, xp[t, :n], prev, new)
-            if n < batch:  # rows outside their sequence carry their state unchanged
+            n = batch if counts is None else counts[t]
+            if n == batch:
+                cell.step(t, xp[t], slots[read], slots[write])
+            else:  # rows outside their sequence carry their state unchanged
+                cell.step(t, xp[t, :n], tuple(v[:n] for v in slots[read]), tuple(v[:n] for v in slots[write]))
                 for s in states:
                     s[write, n:] = s[read, n:]
         self._x, self._states, self._counts = x, states, counts
@@ -89,16 +95,20 @@ class Recurrence:
             for d, df in zip(dstate, dfinal):
                 if df is not None:
                     d += df
+        dstate_views = tuple(dstate)
         dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.num_gates * cell.hidden_size),
                                                               cell.dtype)
+        slots = self._slot_views(states)
         for t in reversed(self._order(steps)):
-            n = batch if counts is None else counts[t]
             read, write = self._slots(t)
+            n = batch if counts is None else counts[t]
             if dy is not None:
                 dstate[0][:n] += dy[t, :n]
-            prev = tuple(s[read, :n] for s in states)
-            new = tuple(s[write, :n] for s in states)
-            cell.step_backward(t, tuple(d[:n] for d in dstate), prev, new, dxp[t, :n])
+            if n == batch:
+                cell.step_backward(t, dstate_views, slots[read], slots[write], dxp[t])
+            else:
+                cell.step_backward(t, tuple(d[:n] for d in dstate), tuple(v[:n] for v in slots[read]),
+                                   tuple(v[:n] for v in slots[write]), dxp[t, :n])
         # Slots read and written by the steps, as (T·B, S) slabs for the weight GEMMs.
         prev_all = tuple((s[1:] if self.reverse else s[:-1]).reshape(steps * batch, -1) for s in states)
         new_all = tuple((s[:-1] if self.reverse else s[1:]).reshape(steps * batch, -1) for s in states)
