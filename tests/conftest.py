@@ -26,14 +26,3 @@ def assert_close(actual, expected, tol, what=""):
     err = float(np.abs(actual - expected).max(initial=0.0)) / scale
     assert err <= tol, f"{what}: error {err:.3g} > {tol:.1g}"
 
-
-@pytest.fixture(params=["numpy", "compiled"])
-def code_path(request):
-    """Run a test on the NumPy path and on the optional compiled (numba) path, forced for every size."""
-    from rnnkit.recurrent import kernels
-
-    if request.param == "compiled" and not kernels.AVAILABLE:
-        pytest.skip("numba is not installed")
-    previous = kernels.configure(enabled=request.param == "compiled", max_elements=10**9)
-    yield request.param
-    kernels.configure(**previous)

@@ -31,13 +31,13 @@ LAYERS = {
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_gradcheck_with_initial_state(name, rng, code_path):
+def test_gradcheck_with_initial_state(name, rng):
     layer = LAYERS[name]()
     assert gradcheck(layer, rng.normal(size=(2, 5, 3)), random_state(layer, 2, rng)) < GRADCHECK_TOL
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_gradcheck_with_lengths(name, rng, code_path):
+def test_gradcheck_with_lengths(name, rng):
     layer = LAYERS[name]()
     x = rng.normal(size=(3, 5, 3))
     assert gradcheck(layer, x, random_state(layer, 3, rng), lengths=np.array([2, 5, 1])) < GRADCHECK_TOL

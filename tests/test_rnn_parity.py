@@ -64,7 +64,7 @@ def run_torch(module, x, state0, dy, dstate, lengths):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind, case", [(k, c) for k, cases in CASES.items() for c in cases], ids=str)
-def test_matches_torch(kind, case, dtype, code_path):
+def test_matches_torch(kind, case, dtype):
     batch, steps, inp, hidden, layers, bidir, ragged, extra = case
     rng = np.random.default_rng(sum(case[:5]))
     ours = OURS[kind](inp, hidden, num_layers=layers, bidirectional=bidir, dtype=dtype, rng=rng, **extra)

@@ -11,15 +11,26 @@ GFLOP arithmetic (GEMMs only; pointwise work is not counted): with G gates, the 
 so train = 3 × forward. The GEMM ceiling is the throughput of one (T·B × H) @ (H × G·H) NumPy GEMM measured in
 the same run: the speed if the whole workload were a single large matrix product.
 
-Peak memory: the peak resident set size of one training step above the resident size before it (Linux
-``VmHWM``, reset through ``/proc/self/clear_refs``), measured for both in the same process.
+Threads that spin. After a GEMM, OpenBLAS's worker threads busy-wait (2^28 cycles by default) and torch's OpenMP
+threads do likewise after a parallel region; interleaving the two libraries in one process then has each steal
+the other's cores (seen here: torch's GRU at B=1 slowed from 7 to 63 ms). `rnnkit bench` therefore runs the
+timing in a child process with ``OPENBLAS_THREAD_TIMEOUT=4``, so OpenBLAS's workers sleep almost at once.
+torch's OpenMP threads are left as they are: ``OMP_WAIT_POLICY=PASSIVE`` slowed torch's small cases by up to
+25× here, which would flatter rnnkit.
+
+Peak memory: the peak resident set size of one training step above the resident size just before it (Linux
+``VmHWM``, reset through ``/proc/self/clear_refs``), each measured in a fresh process so that neither library
+reuses memory pooled by earlier runs.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -79,6 +90,44 @@ def peak_step_memory(step) -> int | None:
     step()
     peak = _vm("VmHWM")
     return None if before is None or peak is None else max(peak - before, 0)
+
+
+def memory_in_subprocess(library: str, cell: str, batch: int, hidden: int, steps: int) -> int | None:
+    """Peak memory of one training step of ``library`` ('rnnkit' or 'torch'), measured in a fresh process."""
+    code = f"from rnnkit.bench import _memory_child; _memory_child({library!r}, {cell!r}, {batch}, {hidden}, {steps})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_environment())
+    try:
+        return int(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+
+
+def _memory_child(library: str, cell: str, batch: int, hidden: int, steps: int) -> None:
+    ours, theirs = _pair(cell, hidden, library == "torch")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
+    dy = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
+    if library == "torch":
+        import torch
+
+        xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
+
+        def step():
+            y, _ = theirs(xt)
+            y.backward(dyt)
+    else:
+        def step():
+            ours.forward(x)
+            ours.backward(dy)
+    print(peak_step_memory(step))
+
+
+def child_environment() -> dict:
+    """The environment for timing/memory children: worker threads sleep instead of spinning (see above)."""
+    env = dict(os.environ)
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    env["RNNKIT_BENCH_CHILD"] = "1"
+    return env
 
 
 def gemm_ceiling(rows: int, inner: int, cols: int, repeats: int = 5) -> float:
@@ -183,9 +232,9 @@ def _one(cell, batch, hidden, steps, repeats, warmup, with_torch, memory):
     ceiling = gemm_ceiling(steps * batch, hidden, g)
     mem = {}
     if memory:
-        mem["rnnkit_peak_bytes"] = peak_step_memory(ours_train)
+        mem["rnnkit_peak_bytes"] = memory_in_subprocess("rnnkit", cell, batch, hidden, steps)
         if theirs is not None:
-            mem["torch_peak_bytes"] = peak_step_memory(fns_train[1])
+            mem["torch_peak_bytes"] = memory_in_subprocess("torch", cell, batch, hidden, steps)
     for mode, fns, gflop in (("train", fns_train, 3 * forward_gflop), ("infer", fns_infer, forward_gflop)):
         times = _median_interleaved(fns, repeats, warmup)
         result = Result(cell, batch, hidden, steps, mode, times[0], times[1] if len(times) > 1 else None, gflop,

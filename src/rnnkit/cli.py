@@ -8,6 +8,7 @@ Set ``RNNKIT_DEBUG=1`` to see the full traceback instead.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -234,6 +235,16 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
     import os as _os
 
     from . import bench as bench_lib
+
+    if _os.environ.get("RNNKIT_BENCH_CHILD") != "1":  # time in a child whose BLAS/OpenMP threads do not spin
+        args = ["bench", "--cells", cells, "--batch", batches, "--hidden", hiddens, "--steps", str(steps),
+                "--repeats", str(repeats)] + (["--threads", str(threads)] if threads else []) \
+            + (["--no-torch"] if no_torch else []) + (["--no-memory"] if no_memory else []) \
+            + (["--json", json_path] if json_path else [])
+        child = subprocess.run([sys.executable, "-m", "rnnkit", *args], env=bench_lib.child_environment())
+        if child.returncode:
+            sys.exit(child.returncode)
+        return
 
     def ints(text, name):
         try:

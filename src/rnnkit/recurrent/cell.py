@@ -81,7 +81,7 @@ class Cell:
     # -- whole-sequence work (outside the time loop) --------------------------------------------------
     def project(self, x: np.ndarray) -> np.ndarray:
         """XP = X W_ihᵀ + b_ih (+ b_hh): (N, I) → (N, G), one GEMM."""
-        xp = x @ self.weight_ih.data.T
+        xp = x @ np.ascontiguousarray(self.weight_ih.data.T)
         if self.bias:
             xp += self.bias_ih.data
             if self.fold_hidden_bias:
@@ -89,9 +89,11 @@ class Cell:
         return xp
 
     def allocate(self, steps: int, batch: int, ragged: bool = False) -> None:
-        """Create the per-sequence caches ``self.cache`` (arrays with leading axes (T, B))."""
+        """Create the per-sequence caches ``self.cache`` (arrays with leading axes (T, B)), and ``w_hh_t``,
+        W_hhᵀ as a contiguous array: BLAS multiplies by it 1.2–2× faster than by the transposed view."""
         make = np.zeros if ragged else np.empty
         self.cache = tuple(make((steps, batch, width), self.dtype) for width in self.cache_widths())
+        self.w_hh_t = np.ascontiguousarray(self.weight_hh.data.T)
 
     def cache_widths(self) -> tuple[int, ...]:
         return ()

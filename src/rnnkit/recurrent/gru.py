@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import sigmoid
-from . import kernels
 from .cell import Cell
 from .layer import RecurrentLayer
 
@@ -54,6 +53,10 @@ class GRUStep(Cell):
     def allocate(self, steps, batch, ragged=False):
         super().allocate(steps, batch, ragged)
         self._tmp = np.empty((2, batch, self.hidden_size), self.dtype)  # scratch: no temporaries in the loop
+        if not self.reset_after:  # two recurrent GEMMs per step: W_h{r,z}ᵀ and W_hnᵀ, each contiguous
+            hs = self.hidden_size
+            self._w_rz_t = np.ascontiguousarray(self.weight_hh.data[:2 * hs].T)
+            self._w_n_t = np.ascontiguousarray(self.weight_hh.data[2 * hs:].T)
 
     def project(self, x):
         xp = super().project(x)
@@ -65,13 +68,8 @@ class GRUStep(Cell):
         (h_prev,), (h_new,) = prev, new
         n_rows, hs = xp.shape[0], self.hidden_size
         gates, inner = self.cache[0][t, :n_rows], self.cache[1][t, :n_rows]
-        w_hh = self.weight_hh.data
         if self.reset_after:
-            np.matmul(h_prev, w_hh.T, out=gates)
-            if kernels.use_compiled(n_rows * hs):  # the same equations, fused (kernels.py)
-                b_hn = self.bias_hh.data[2 * hs:] if self.bias else np.zeros(hs, self.dtype)
-                kernels.gru_forward(gates, xp, b_hn, h_prev, inner, h_new)
-                return
+            np.matmul(h_prev, self.w_hh_t, out=gates)
             inner[...] = gates[:, 2 * hs:]
             if self.bias:
                 inner += self.bias_hh.data[2 * hs:]
@@ -82,12 +80,12 @@ class GRUStep(Cell):
             n += xp[:, 2 * hs:]
         else:
             rz = gates[:, :2 * hs]
-            np.matmul(h_prev, w_hh[:2 * hs].T, out=rz)
+            np.matmul(h_prev, self._w_rz_t, out=rz)
             rz += xp[:, :2 * hs]
             sigmoid(rz, out=rz)
             r, n = gates[:, :hs], gates[:, 2 * hs:]
             np.multiply(r, h_prev, out=inner)
-            np.matmul(inner, w_hh[2 * hs:].T, out=n)
+            np.matmul(inner, self._w_n_t, out=n)
             n += xp[:, 2 * hs:]
         np.tanh(n, out=n)
         z = gates[:, hs:2 * hs]
@@ -104,11 +102,6 @@ class GRUStep(Cell):
         r, z, n = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:]
         da_r, da_z, da_n = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
         w_hh = self.weight_hh.data
-        if self.reset_after and kernels.use_compiled(n_rows * hs):  # the same equations, fused (kernels.py)
-            dq = self.cache[2][t, :n_rows]
-            kernels.gru_backward(gates, inner, h_prev, dh, dxp, dq)
-            dh += np.matmul(dq, w_hh, out=rec)
-            return
         # δa_n = δh ⊙ (1 − z) ⊙ (1 − n²)
         np.subtract(1.0, z, out=tmp)
         np.multiply(dh, tmp, out=da_n)

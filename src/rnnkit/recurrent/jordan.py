@@ -64,15 +64,19 @@ class JordanStep(Cell):
     def cache_widths(self):
         return (self.hidden_size, self.recurrent_size)
 
+    def allocate(self, steps, batch, ragged=False):
+        super().allocate(steps, batch, ragged)
+        self._w_hy_t = np.ascontiguousarray(self.weight_hy.data.T)
+
     def step(self, t, xp, prev, new):
         (y_prev, s_prev), (y, s) = prev, new
         h = self.cache[0][t, :xp.shape[0]]
         np.multiply(s_prev, self.state_decay, out=s)
         s += y_prev
-        np.matmul(s, self.weight_hh.data.T, out=h)
+        np.matmul(s, self.w_hh_t, out=h)
         h += xp
         np.tanh(h, out=h)
-        np.matmul(h, self.weight_hy.data.T, out=y)
+        np.matmul(h, self._w_hy_t, out=y)
         if self.bias:
             y += self.bias_hy.data
         if self.output_activation == "sigmoid":

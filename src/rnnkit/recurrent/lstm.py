@@ -8,7 +8,6 @@ import numpy as np
 
 from ..activations import sigmoid
 from ..module import Parameter, as_rng
-from . import kernels
 from .cell import Cell
 from .layer import RecurrentLayer
 
@@ -84,19 +83,15 @@ class LSTMStep(Cell):
     def allocate(self, steps, batch, ragged=False):
         super().allocate(steps, batch, ragged)
         self._tmp = np.empty((2, batch, self.hidden_size), self.dtype)  # scratch: no temporaries in the loop
+        if self.proj_size:
+            self._w_hr_t = np.ascontiguousarray(self.weight_hr.data.T)
 
     def step(self, t, xp, prev, new):
         h_prev, c_prev = prev
         h_new, c_new = new
         n, hs = xp.shape[0], self.hidden_size
         gates, tanh_c, tmp = self.cache[0][t, :n], self.cache[1][t, :n], self._tmp[0, :n]
-        np.matmul(h_prev, self.weight_hh.data.T, out=gates)
-        if not self.peephole and kernels.use_compiled(n * hs):  # the same equations, fused (kernels.py)
-            m = self.cache[2][t, :n] if self.proj_size else h_new
-            kernels.lstm_forward(gates, xp, c_prev, c_new, tanh_c, m)
-            if self.proj_size:
-                np.matmul(m, self.weight_hr.data.T, out=h_new)
-            return
+        np.matmul(h_prev, self.w_hh_t, out=gates)
         gates += xp
         i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
         if self.peephole:
@@ -113,7 +108,7 @@ class LSTMStep(Cell):
         if self.proj_size:
             m = self.cache[2][t, :n]
             np.multiply(o, tanh_c, out=m)
-            np.matmul(m, self.weight_hr.data.T, out=h_new)
+            np.matmul(m, self._w_hr_t, out=h_new)
         else:
             np.multiply(o, tanh_c, out=h_new)
 
@@ -130,10 +125,6 @@ class LSTMStep(Cell):
             dm = dh @ self.weight_hr.data
         else:
             dm = dh
-        if not self.peephole and kernels.use_compiled(n * hs):  # the same equations, fused (kernels.py)
-            kernels.lstm_backward(gates, tanh_c, c_prev, dm, dc, dxp)
-            np.matmul(dxp, self.weight_hh.data, out=dh)
-            return
         # δa_o = δm ⊙ tanh(c) ⊙ o(1 − o)
         np.multiply(dm, o, out=dm_o)
         np.multiply(dm_o, tanh_c, out=da_o)

@@ -37,7 +37,7 @@ class ElmanCell(Cell):
 
     def step(self, t, xp, prev, new):
         (h,) = new
-        np.matmul(prev[0], self.weight_hh.data.T, out=h)
+        np.matmul(prev[0], self.w_hh_t, out=h)
         h += xp
         if self.nonlinearity == "tanh":
             np.tanh(h, out=h)
