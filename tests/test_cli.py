@@ -113,7 +113,7 @@ def test_console_script_has_no_traceback_on_error(tmp_path):
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "jordan"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "jordan", "rhn", "mogrifier"])
 def test_every_cell_trains_on_every_task(tmp_path, corpus, capsys, cell):
     common = ["--cell", cell, "--hidden-size", "8", "--max-steps", "4", "--eval-every", "4", "--no-progress"]
     code, _, err = run(["train", "--out", str(tmp_path / "a")] + common, capsys)

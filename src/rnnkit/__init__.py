@@ -3,19 +3,21 @@
 from . import init, losses, optim
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .gradcheck import gradcheck
+from .highway import Highway
 from .interop import from_torch, to_torch
 from .layers import Dropout, Embedding, Linear, OneHot, Sequential
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .models import ModelConfig, SequenceModel
 from .module import Module, Parameter, manual_seed
 from .optim import SGD, Adagrad, Adam, RMSprop, clip_grad_norm
-from .recurrent import GRU, LSTM, RNN, Elman, GRUCell, Jordan, LSTMCell, RNNCell
+from .recurrent import GRU, LSTM, RHN, RNN, Elman, GRUCell, Jordan, LSTMCell, MogrifierLSTM, RNNCell
 from .sequences import pad_sequences, unpad_sequences
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "GRU", "LSTM", "RNN", "Elman", "GRUCell", "Jordan", "LSTMCell", "RNNCell", "ModelConfig", "SequenceModel",
+    "GRU", "LSTM", "RHN", "RNN", "Elman", "GRUCell", "Highway", "Jordan", "LSTMCell", "MogrifierLSTM", "RNNCell",
+    "ModelConfig", "SequenceModel",
     "Adagrad", "Adam", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Embedding", "Linear", "MSELoss", "Module",
     "OneHot", "Parameter", "RMSprop", "ReLU", "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "clip_grad_norm",
     "from_torch", "gradcheck", "init", "losses", "manual_seed", "optim", "pad_sequences", "to_torch",

@@ -28,7 +28,7 @@ TASK_DEFAULTS = {
     "text": dict(seq_length=50, batch_size=50, hidden_size=128, num_layers=2, lr=2e-3, eval_every=250, epochs=10),
 }
 MODEL_FLAGS = ("cell", "hidden_size", "num_layers", "dropout", "nonlinearity", "embedding_size", "dtype", "forget_bias",
-               "proj_size", "peephole", "reset_after")
+               "proj_size", "peephole", "reset_after", "depth", "coupled", "transform_bias", "rounds", "rank")
 
 
 class UserError(Exception):
@@ -56,12 +56,20 @@ def cli():
 @click.option("--nonlinearity", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True,
               help="RNN only.")
 @click.option("--forget-bias", type=float, default=1.0, show_default=True,
-              help="LSTM only: initial forget-gate bias (char-rnn and Keras use 1).")
+              help="LSTM/Mogrifier: initial forget-gate bias (char-rnn and Keras use 1).")
 @click.option("--proj-size", type=click.IntRange(min=0), default=0, show_default=True,
-              help="LSTM only: project h to this size (PyTorch's proj_size).")
-@click.option("--peephole", is_flag=True, help="LSTM only: peephole connections.")
+              help="LSTM/Mogrifier: project h to this size (PyTorch's proj_size).")
+@click.option("--peephole", is_flag=True, help="LSTM/Mogrifier: peephole connections.")
 @click.option("--reset-after/--reset-before", "reset_after", default=True, show_default=True,
               help="GRU only: reset gate after (PyTorch) or before (Cho 2014) the recurrent matmul.")
+@click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True,
+              help="RHN only: micro-cells per step.")
+@click.option("--coupled/--uncoupled", "coupled", default=True, show_default=True,
+              help="RHN only: carry gate 1 − t (coupled) or its own gate.")
+@click.option("--transform-bias", type=float, default=-2.0, show_default=True, help="RHN only: initial t-gate bias.")
+@click.option("--rounds", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Mogrifier only: gating rounds (0 = LSTM).")
+@click.option("--rank", type=click.IntRange(min=1), default=None, help="Mogrifier only: low-rank Q and R.")
 @click.option("--embedding-size", type=click.IntRange(min=0), default=0, show_default=True,
               help="Token embedding size; 0 feeds one-hot characters as char-rnn does.")
 @click.option("--seq-length", type=click.IntRange(min=2), help="Sequence / BPTT chunk length [adding: 20, text: 50].")
@@ -160,9 +168,10 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
                                    tokens=the_task.tokens, embedding_size=opts["embedding_size"], cell=opts["cell"],
                                    hidden_size=opts["hidden_size"], num_layers=opts["num_layers"],
                                    dropout=opts["dropout"], nonlinearity=opts["nonlinearity"], dtype=opts["dtype"],
-                                   forget_bias=opts["forget_bias"] if opts["cell"] == "lstm" else None,
+                                   forget_bias=opts["forget_bias"] if opts["cell"] in ("lstm", "mogrifier") else None,
                                    proj_size=opts["proj_size"], peephole=opts["peephole"],
-                                   reset_after=opts["reset_after"])
+                                   reset_after=opts["reset_after"], depth=opts["depth"], coupled=opts["coupled"],
+                                   transform_bias=opts["transform_bias"], rounds=opts["rounds"], rank=opts["rank"])
     model = SequenceModel(model_config, rng=np.random.default_rng(opts["seed"]))
     if base:
         model.load_state_dict(base[1])

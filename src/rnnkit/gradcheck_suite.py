@@ -8,8 +8,9 @@ import numpy as np
 
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .gradcheck import gradcheck
+from .highway import Highway
 from .layers import Dropout, Embedding, Linear, Sequential
-from .recurrent import GRU, LSTM, RNN, Elman, GRUCell, Jordan, LSTMCell, RNNCell
+from .recurrent import GRU, LSTM, RHN, RNN, Elman, GRUCell, Jordan, LSTMCell, MogrifierLSTM, RNNCell
 
 
 def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]:
@@ -50,6 +51,13 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]
     yield "RNNCell", RNNCell(3, 4, rng=rng), (x[:, 0], rng.normal(size=(2, 4))), {}
     yield "LSTMCell", LSTMCell(3, 4, rng=rng), (x[:, 0], (lstm_state[0][0], lstm_state[1][0])), {}
     yield "GRUCell", GRUCell(3, 4, rng=rng), (x[:, 0], rng.normal(size=(2, 4))), {}
+    yield "Highway(num_layers=2)", Highway(3, num_layers=2, rng=rng), (x,), {}
+    yield "RHN(depth=3)", RHN(3, 4, depth=3, rng=rng), (x, rng.normal(size=(1, 2, 4))), {}
+    yield "RHN(depth=2, uncoupled, lengths)", RHN(3, 4, depth=2, coupled=False, rng=rng), (x, None), \
+        {"lengths": np.array([4, 1])}
+    yield "MogrifierLSTM(rounds=5)", MogrifierLSTM(3, 4, rounds=5, rng=rng), (x, lstm_state), {}
+    yield "MogrifierLSTM(rounds=4, rank=2, lengths)", MogrifierLSTM(3, 4, rounds=4, rank=2, rng=rng), (x, None), \
+        {"lengths": np.array([2, 4])}
 
 
 def run_suite(seed: int = 0) -> Iterator[tuple[str, float]]:

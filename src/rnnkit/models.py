@@ -2,8 +2,10 @@
 
 This is the model the trainer and the command line use for every task:
 
-    tokens (B, T) ──OneHot/Embedding──▶ (B, T, E) ──RNN/LSTM/GRU──▶ (B, T, D·H) ──Dropout──▶ ──Linear──▶ (B, T, O)
+    tokens (B, T) ──OneHot/Embedding──▶ (B, T, E) ──recurrent layer──▶ (B, T, D·H) ──Dropout──▶ ──Linear──▶ (B, T, O)
     reals  (B, T, I) ─────────────────────────────┘
+
+(recurrent layer: RNN, LSTM, GRU, RHN or MogrifierLSTM; a Jordan network is handled below)
 
 A Jordan network has no separate head: its own output layer (identity activation: logits or regression values)
 is the model's output and is what it feeds back. Per-step outputs are produced for every position; many-to-one
@@ -18,9 +20,9 @@ import numpy as np
 
 from .layers import Dropout, Embedding, Linear, OneHot
 from .module import Module, as_rng, check_dtype
-from .recurrent import GRU, LSTM, RNN, Jordan
+from .recurrent import GRU, LSTM, RHN, RNN, Jordan, MogrifierLSTM
 
-CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "jordan": Jordan}
+CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "jordan": Jordan, "rhn": RHN, "mogrifier": MogrifierLSTM}
 
 
 @dataclass
@@ -41,6 +43,11 @@ class ModelConfig:
     proj_size: int = 0  # lstm
     peephole: bool = False  # lstm
     reset_after: bool = True  # gru
+    depth: int = 3  # rhn: micro-cells per step
+    coupled: bool = True  # rhn: carry gate = 1 − transform gate
+    transform_bias: float = -2.0  # rhn
+    rounds: int = 5  # mogrifier
+    rank: int | None = None  # mogrifier: low-rank Q, R
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -62,6 +69,9 @@ class ModelConfig:
             "lstm": {"forget_bias": self.forget_bias, "proj_size": self.proj_size, "peephole": self.peephole},
             "gru": {"reset_after": self.reset_after},
             "jordan": {},
+            "rhn": {"depth": self.depth, "coupled": self.coupled, "transform_bias": self.transform_bias},
+            "mogrifier": {"rounds": self.rounds, "rank": self.rank, "forget_bias": self.forget_bias,
+                          "proj_size": self.proj_size, "peephole": self.peephole},
         }[self.cell]
 
     def to_dict(self) -> dict:

@@ -6,11 +6,14 @@ from .gru import GRU, GRUStep
 from .jordan import Jordan, JordanStep
 from .layer import RecurrentLayer
 from .lstm import LSTM, LSTMStep
+from .mogrifier import MogrifierLSTM, MogrifierStep
+from .rhn import RHN, RHNStep
 from .rnn import RNN, ElmanCell
 from .runner import Recurrence
 from .step_cells import GRUCell, LSTMCell, RNNCell, StepCell
 
 __all__ = [
     "GRU", "LSTM", "RNN", "Cell", "Elman", "ElmanCell", "GRUCell", "GRUStep", "Jordan", "JordanStep", "LSTMCell",
-    "LSTMStep", "RNNCell", "Recurrence", "RecurrentLayer", "StepCell",
+    "LSTMStep", "MogrifierLSTM", "MogrifierStep", "RHN", "RHNStep", "RNNCell", "Recurrence", "RecurrentLayer",
+    "StepCell",
 ]

@@ -99,15 +99,16 @@ class Cell:
         return ()
 
     def accumulate(self, x: np.ndarray, dxp: np.ndarray, prev: tuple[np.ndarray, ...],
-                   new: tuple[np.ndarray, ...]) -> np.ndarray:
-        """Add δW_ih = δXPᵀ X, δW_hh = δXPᵀ H_prev, δb = Σ δXP; return δX = δXP W_ih. Shapes (T·B, ·)."""
+                   new: tuple[np.ndarray, ...], input_grad: bool = True) -> np.ndarray | None:
+        """Add δW_ih = δXPᵀ X, δW_hh = δXPᵀ H_prev, δb = Σ δXP; return δX = δXP W_ih (unless ``input_grad`` is
+        false: a cell that computed δX inside the loop). Shapes (T·B, ·)."""
         self.weight_ih.grad += dxp.T @ x
         self.weight_hh.grad += dxp.T @ prev[0]
         if self.bias:
             db = dxp.sum(axis=0)
             self.bias_ih.grad += db
             self.bias_hh.grad += db
-        return dxp @ self.weight_ih.data
+        return dxp @ self.weight_ih.data if input_grad else None
 
     # -- one step (inside the time loop) --------------------------------------------------------------
     def step(self, t: int, xp: np.ndarray, prev: tuple, new: tuple) -> None:  # pragma: no cover - abstract

@@ -156,7 +156,7 @@ class LSTMStep(Cell):
             dc += np.multiply(da_f, self.weight_cf.data, out=tmp)
         np.matmul(dxp, self.weight_hh.data, out=dh)
 
-    def accumulate(self, x, dxp, prev, new):
+    def accumulate(self, x, dxp, prev, new, input_grad=True):
         if self.peephole:
             hs = self.hidden_size
             self.weight_ci.grad += np.einsum("nh,nh->h", dxp[:, :hs], prev[1])
@@ -166,7 +166,7 @@ class LSTMStep(Cell):
             steps, batch = self.cache[2].shape[:2]
             self.weight_hr.grad += (self.cache[3].reshape(steps * batch, -1).T
                                     @ self.cache[2].reshape(steps * batch, -1))
-        return super().accumulate(x, dxp, prev, new)
+        return super().accumulate(x, dxp, prev, new, input_grad)
 
 
 class LSTM(RecurrentLayer):
