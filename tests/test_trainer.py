@@ -84,7 +84,7 @@ def test_adding_task_beats_the_baseline(tmp_path):
     trainer = Trainer(SequenceModel(config, rng=np.random.default_rng(0)), task,
                       TrainConfig(lr=3e-3, epochs=15, eval_every=1500, progress=False), tmp_path / "adding")
     trainer.fit()
-    assert trainer.evaluate() < task.baseline / 5
+    assert trainer.evaluate()["val_loss"] < task.baseline / 5
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):

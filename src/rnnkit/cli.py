@@ -18,15 +18,20 @@ import numpy as np
 from click.core import ParameterSource
 
 from . import checkpoint
+from .builders import STRUCTURED_TASKS, build_structured, model_from_meta
 from .models import CELLS, ModelConfig, SequenceModel
 from .tasks import AddingTask, TextTask, Vocabulary
 from .trainer import TrainConfig, Trainer, TrainingError
 
-TASKS = ("adding", "text")
-TASK_DEFAULTS = {
-    "adding": dict(seq_length=20, batch_size=32, hidden_size=64, num_layers=1, lr=1e-3, eval_every=1000, epochs=100),
-    "text": dict(seq_length=50, batch_size=50, hidden_size=128, num_layers=2, lr=2e-3, eval_every=250, epochs=10),
-}
+TASKS = ("adding", "text", "classify", "tagging", "seq2seq")
+_TASK_DEFAULT_KEYS = ("cell", "seq_length", "batch_size", "hidden_size", "num_layers", "lr", "eval_every", "epochs")
+TASK_DEFAULTS = {name: dict(zip(_TASK_DEFAULT_KEYS, values)) for name, values in {
+    "adding": ("rnn", 20, 32, 64, 1, 1e-3, 1000, 100),
+    "text": ("rnn", 50, 50, 128, 2, 2e-3, 250, 10),
+    "classify": ("lstm", 0, 32, 64, 1, 3e-3, 100, 10),
+    "tagging": ("lstm", 0, 16, 64, 1, 3e-3, 100, 10),
+    "seq2seq": ("lstm", 0, 64, 128, 1, 3e-3, 250, 10),
+}.items()}
 MODEL_FLAGS = ("cell", "hidden_size", "num_layers", "dropout", "nonlinearity", "embedding_size", "dtype", "forget_bias",
                "proj_size", "peephole", "reset_after", "depth", "coupled", "transform_bias", "rounds", "rank")
 
@@ -48,7 +53,8 @@ def cli():
 @cli.command()
 @click.argument("task", type=click.Choice(TASKS), default="adding")
 @click.option("--data", type=click.Path(dir_okay=False), help="UTF-8 text file (task 'text').")
-@click.option("--cell", type=click.Choice(sorted(CELLS)), default="rnn", show_default=True)
+@click.option("--cell", type=click.Choice(sorted(CELLS)), default=None,
+              help="Recurrent cell [adding, text: rnn; classify, tagging, seq2seq: lstm].")
 @click.option("--hidden-size", "--rnn-size", "hidden_size", type=click.IntRange(min=1),
               help="Units per layer [adding: 64, text: 128].")
 @click.option("--num-layers", type=click.IntRange(min=1), help="Stacked layers [adding: 1, text: 2].")
@@ -92,7 +98,20 @@ def cli():
               help="Stop (with a checkpoint) after this many seconds of training.")
 @click.option("--eval-every", "--eval-val-every", "eval_every", type=click.IntRange(min=1),
               help="Validate and checkpoint every N updates [adding: 1000, text: 250].")
-@click.option("--val-fraction", type=float, default=0.05, show_default=True, help="Share of the text for validation.")
+@click.option("--val-fraction", type=float, default=0.05, show_default=True, help="Share of the data for validation.")
+@click.option("--unit", type=click.Choice(["words", "chars"]), default=None,
+              help="classify/seq2seq: split text into words or characters [classify: words, seq2seq: chars].")
+@click.option("--pooling", type=click.Choice(["last", "mean", "max"]), default="last", show_default=True,
+              help="classify: how the steps are summarised.")
+@click.option("--bidirectional/--unidirectional", default=True, show_default=True, help="classify: encoder direction.")
+@click.option("--val-data", type=click.Path(dir_okay=False), help="tagging: a separate CoNLL validation file.")
+@click.option("--char-features/--no-char-features", default=True, show_default=True,
+              help="tagging: add a character BiLSTM per word.")
+@click.option("--crf/--no-crf", default=True, show_default=True, help="tagging: CRF output layer or per-token softmax.")
+@click.option("--attention", type=click.Choice(["bahdanau", "luong-dot", "luong-general"]), default="bahdanau",
+              show_default=True, help="seq2seq: attention scoring.")
+@click.option("--beam-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="seq2seq: beam width for evaluation decoding (1: greedy).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), help="Run directory [runs/<task>-<time>].")
@@ -101,7 +120,9 @@ def cli():
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
-    """Train a model on TASK: 'adding' (the adding problem, default) or 'text' (a character language model)."""
+    """Train a model on TASK: 'adding' (the adding problem, default), 'text' (a character language model),
+    'classify' (label<TAB>text lines), 'tagging' (CoNLL columns) or 'seq2seq' (source<TAB>target lines; without
+    --data, the built-in digit-reversal task)."""
     explicit = {k for k in opts if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     if resume and init_from:
         fail("--resume and --init-from cannot be combined (resume continues --out; init-from starts a new run)")
@@ -137,6 +158,19 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
                     "epochs", "max_steps", "time_limit"):
             if key not in explicit:
                 opts[key] = saved[0]["train"][key]
+
+    if opts["val_fraction"] is not None and not 0 < opts["val_fraction"] < 0.5:
+        fail(f"--val-fraction must be in (0, 0.5), got {opts['val_fraction']}")
+    if opts["unit"] is None:
+        opts["unit"] = "chars" if task == "seq2seq" else "words"
+    if task in STRUCTURED_TASKS:
+        if "val_fraction" not in explicit:
+            opts["val_fraction"] = 0.1
+        opts["val_data"] = opts.get("val_data")
+        the_task, model = build_structured(task, data, opts, saved[0] if saved else None)
+        if base:
+            model.load_state_dict(base[1])
+        return _fit(task, the_task, model, opts, run_dir, saved, no_progress)
 
     vocab = None
     if base and base[0].get("vocab"):
@@ -175,6 +209,11 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
     model = SequenceModel(model_config, rng=np.random.default_rng(opts["seed"]))
     if base:
         model.load_state_dict(base[1])
+    _fit(task, the_task, model, opts, run_dir, saved, no_progress)
+
+
+def _fit(task, the_task, model, opts, run_dir, saved, no_progress) -> None:
+    """Train ``model`` on ``the_task`` with the run's options; print a one-line summary (and a confusion matrix)."""
     config = TrainConfig(optimizer=opts["optimizer"], lr=opts["lr"], weight_decay=opts["weight_decay"],
                          momentum=opts["momentum"], grad_clip=opts["grad_clip"], epochs=opts["epochs"],
                          max_steps=opts["max_steps"], time_limit=opts["time_limit"], k1=opts["k1"], k2=opts["k2"],
@@ -182,16 +221,21 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
     trainer = Trainer(model, the_task, config, run_dir)
     if saved:
         trainer.restore(*saved)
-    click.echo(f"rnnkit: training {model_config.cell.upper()} ({model.num_parameters():,} parameters) on "
-               f"'{task}' → {run_dir}", err=True)
-    history = trainer.fit()
-    vals = [r["val_loss"] for r in history if "val_loss" in r]
+    click.echo(f"rnnkit: training {type(model).__name__}/{model.config.cell.upper()} ({model.num_parameters():,} "
+               f"parameters) on '{task}' → {run_dir}", err=True)
+    trainer.fit()
+    scalars = {k: v for k, v in trainer.last_eval.items() if np.ndim(v) == 0}
     summary = f"done: {trainer.step} updates in {trainer.elapsed:.1f} s"
-    if vals:
-        summary += f", validation loss {vals[-1]:.4f}"
+    if scalars:
+        summary += ", validation " + ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in scalars.items())
         if getattr(the_task, "baseline", None):
             summary += f" (trivial baseline {the_task.baseline:.4f})"
     click.echo(summary + f"; checkpoint: {run_dir / checkpoint.NAME}")
+    if "confusion" in trainer.last_eval:
+        names = the_task.labels.labels
+        click.echo("confusion matrix (rows: true, columns: predicted): " + ", ".join(names))
+        for name, row in zip(names, trainer.last_eval["confusion"]):
+            click.echo(f"  {name:>12} " + " ".join(f"{v:6d}" for v in row))
 
 
 @cli.command()
@@ -207,10 +251,86 @@ def sample(checkpoint_path, length, temperature, prime, seed):
     meta, state, _, _ = checkpoint.load(checkpoint_path)
     if not meta.get("vocab"):
         fail(f"{checkpoint_path!r} is not a character model (task {meta['task'].get('task')!r}); nothing to sample")
-    model = SequenceModel(ModelConfig.from_dict(meta["model"]))
-    model.load_state_dict(state)
+    model = model_from_meta(meta, state)
     text = sample_text(model, Vocabulary(meta["vocab"]), length, prime, temperature, np.random.default_rng(seed))
     click.echo(text)
+
+
+@cli.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="CoNLL file: one token per line (first column), blank lines between sentences.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write 'token<TAB>tag' lines here [stdout].")
+def tag(checkpoint_path, input_path, output):
+    """Tag the sentences of a CoNLL file with a tagging CHECKPOINT; with gold tags present, print entity F1."""
+    from .tagging import encode_sentences, entity_scores, make_tag_batches, read_conll
+    from .vocab import TokenVocabulary
+
+    meta, state, _, _ = checkpoint.load(checkpoint_path)
+    if meta.get("kind") != "tagger":
+        fail(f"{checkpoint_path!r} is not a tagging model (kind {meta.get('kind', 'sequence')!r})")
+    if output and Path(output).exists():
+        fail(f"--output {output!r} already exists; choose another name (nothing is overwritten)")
+    model = model_from_meta(meta, state)
+    sentences, gold = read_conll(input_path, require_tags=False)
+    chars = TokenVocabulary(meta["chars_vocab"]) if meta.get("chars_vocab") else None
+    seqs, char_seqs = encode_sentences(sentences, TokenVocabulary(meta["tokens"]), chars)
+    dummy = [np.zeros(len(s), np.int64) for s in seqs]
+    names = model.config.tag_names
+    predicted = []
+    for batch in make_tag_batches(seqs, char_seqs, dummy, np.arange(len(seqs)), 64):
+        predicted += [[names[i] for i in path] for path in model.predict(batch)]
+    lines = []
+    for words, tags in zip(sentences, predicted):
+        lines += [f"{w}\t{t}" for w, t in zip(words, tags)] + [""]
+    text = "\n".join(lines)
+    if output:
+        tmp = Path(output).with_name(f".{Path(output).name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    else:
+        click.echo(text, nl=False)
+    if all(len(g) == len(s) for g, s in zip(gold, sentences)) and any(gold):
+        scores = entity_scores(gold, predicted)
+        click.echo("entity precision {precision:.4f} recall {recall:.4f} F1 {f1:.4f}".format(**scores), err=True)
+
+
+@cli.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--heatmap", type=click.Path(dir_okay=False),
+              help="Save the attention weights of the first source as a PNG heatmap.")
+@click.option("--beam-size", type=click.IntRange(min=1), default=None, help="Beam width [the checkpoint's].")
+def translate(checkpoint_path, sources, heatmap, beam_size):
+    """Decode SOURCES (one or more strings) with a seq2seq CHECKPOINT; print one output per line."""
+    from .classify import tokenize
+    from .plotting import plot_attention
+    from .seq2seq import BOS_ID, EOS_ID
+    from .sequences import pad_sequences
+    from .vocab import TokenVocabulary
+
+    meta, state, _, _ = checkpoint.load(checkpoint_path)
+    if meta.get("kind") != "seq2seq":
+        fail(f"{checkpoint_path!r} is not a seq2seq model (kind {meta.get('kind', 'sequence')!r})")
+    if heatmap and Path(heatmap).exists():
+        fail(f"--heatmap {heatmap!r} already exists; choose another name (nothing is overwritten)")
+    model = model_from_meta(meta, state)
+    if beam_size:
+        model.config.beam_size = beam_size
+    unit = meta["task"].get("unit", "chars")
+    src_vocab, tgt_vocab = TokenVocabulary(meta["tokens"]), TokenVocabulary(meta["target_tokens"])
+    tokens = [tokenize(s, unit) for s in sources]
+    if not all(tokens):
+        fail("every source must contain at least one token")
+    ids, lengths = pad_sequences([src_vocab.encode(t) for t in tokens], dtype=np.int64)
+    outputs = model.translate(ids, lengths, BOS_ID, EOS_ID)
+    joiner = "" if unit == "chars" else " "
+    for out in outputs:
+        click.echo(joiner.join(tgt_vocab.decode(out)))
+    if heatmap:
+        predicted, weights = model.greedy(ids[:1], lengths[:1], BOS_ID, EOS_ID)
+        plot_attention(weights[0], tokens[0], tgt_vocab.decode(predicted[0]) + ["<eos>"], heatmap)
+        click.echo(f"attention heatmap: {heatmap}", err=True)
 
 
 @cli.command("gradcheck")

@@ -35,3 +35,27 @@ def plot_losses(metrics_path: str | Path, png_path: str | Path, baseline: float 
     plt.close(fig)
     os.replace(tmp, png)
     return png
+
+
+def plot_attention(weights, source_tokens: list[str], target_tokens: list[str], png_path: str | Path) -> Path:
+    """Heatmap of attention weights (target steps × source positions), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = len(target_tokens), len(source_tokens)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.42 * cols, 1.0 + 0.42 * rows), dpi=110)
+    image = ax.imshow(weights[:rows, :cols], cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(cols), labels=source_tokens)
+    ax.set_yticks(range(rows), labels=target_tokens)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.colorbar(image, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    png = Path(png_path)
+    tmp = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, png)
+    return png

@@ -29,6 +29,7 @@ class Batch:
     x: np.ndarray
     target: np.ndarray
     mask: np.ndarray
+    lengths: np.ndarray | None = None  # valid steps per row, for ragged batches
 
 
 class AddingTask:

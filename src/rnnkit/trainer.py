@@ -90,14 +90,16 @@ class Trainer:
     def __init__(self, model: SequenceModel, task, config: TrainConfig, run_dir: str | Path, meta_extra=None):
         self.model, self.task, self.config = model, task, config
         self.run_dir = Path(run_dir)
-        self.loss = LOSSES[task.loss]()
+        # Models that own their objective (classifier, tagger, seq2seq) provide train_batch() and evaluate().
+        self.owns_objective = hasattr(model, "train_batch")
+        self.loss = None if self.owns_objective else LOSSES[task.loss]()
         opt_kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
         if config.optimizer in ("sgd", "rmsprop"):
             opt_kwargs["momentum"] = config.momentum
         self.optimizer = OPTIMIZERS[config.optimizer](model.named_parameters(), **opt_kwargs)
         if task.stream and not config.k1:
             config.k1 = task.seq_length
-        if task.stream and model.config.bidirectional:
+        if task.stream and getattr(model.config, "bidirectional", False):
             raise ValueError("a bidirectional model cannot be trained on a stream with truncated BPTT; "
                              "use a unidirectional model for the text task")
         self.meta_extra = meta_extra or {}
@@ -106,6 +108,7 @@ class Trainer:
         self.elapsed = 0.0
         self.history: list[dict] = []
         self._saved_step = -1
+        self.last_eval: dict = {}
 
     # -- one update -----------------------------------------------------------------------------------
     def train_window(self, batch, start: int, end: int, loss_start: int) -> tuple[float, float]:
@@ -113,14 +116,18 @@ class Trainer:
         model = self.model
         model.train()
         model.zero_grad()
-        out, _ = model.forward(batch.x[:, start:end], self.carry)
-        mask = batch.mask[:, start:end].copy()
-        mask[:, :loss_start - start] = False
-        loss = self.loss.forward(out, batch.target[:, start:end], mask=mask)
+        if self.owns_objective:
+            loss = model.train_batch(batch)
+        else:
+            out, _ = model.forward(batch.x[:, start:end], self.carry)
+            mask = batch.mask[:, start:end].copy()
+            mask[:, :loss_start - start] = False
+            loss = self.loss.forward(out, batch.target[:, start:end], mask=mask)
         if not math.isfinite(loss):
             raise TrainingError(f"non-finite loss ({loss}) at step {self.step + 1}; stopping (the last checkpoint "
                                 f"is kept)")
-        model.backward(self.loss.backward())
+        if not self.owns_objective:
+            model.backward(self.loss.backward())
         for name, p in model.named_parameters():
             if not np.isfinite(p.grad).all():
                 raise TrainingError(f"non-finite gradient in {name} at step {self.step + 1}; stopping (the last "
@@ -130,8 +137,10 @@ class Trainer:
         return loss, norm
 
     # -- evaluation -----------------------------------------------------------------------------------
-    def evaluate(self) -> float:
-        """Mean loss per counted position over the task's validation data (eval mode, no dropout)."""
+    def evaluate(self) -> dict:
+        """Validation metrics: ``val_loss`` (mean loss per counted position, eval mode) and any the model adds."""
+        if self.owns_objective:
+            return self.model.evaluate(self.task.val)
         model = self.model
         model.eval()
         total_loss = LOSSES[self.task.loss](reduction="sum")
@@ -148,7 +157,7 @@ class Trainer:
                     total += total_loss.forward(out, batch.target[rows, sl], mask=mask)
                     count += mask.sum()
         model.train()
-        return total / max(count, 1.0)
+        return {"val_loss": total / max(count, 1.0)}
 
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self) -> list[dict]:
@@ -216,10 +225,11 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def _validate_and_save(self) -> None:
-        val = self.evaluate()
-        self._log({"val_loss": val})
+        self.last_eval = self.evaluate()
+        scalars = {k: float(v) for k, v in self.last_eval.items() if np.ndim(v) == 0}
+        self._log(scalars)
         if self.config.progress:
-            tqdm.write(f"step {self.step}: validation loss {val:.4f}")
+            tqdm.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
         self.save()
         self._saved_step = self.step
         from .plotting import plot_losses
@@ -229,15 +239,28 @@ class Trainer:
 
     def meta(self) -> dict:
         return {
+            "kind": getattr(self.model.config, "kind", "sequence"),
             "model": self.model.config.to_dict(),
             "task": self.task.config(),
             "train": asdict(self.config),
             "vocab": getattr(getattr(self.task, "vocab", None), "chars", None),
+            **self.task_vocabularies(),
             "progress": {"step": self.step, "epoch": self.epoch, "batch": self.batch_index,
                          "window": self.window_index, "elapsed": self.elapsed},
             "rng": checkpoint.rng_state(self.model.generators()),
             **self.meta_extra,
         }
+
+    def task_vocabularies(self) -> dict:
+        """Token and label vocabularies of word-level tasks, stored so a checkpoint can be applied to new text."""
+        out = {}
+        for key, attr in (("tokens", "vocab"), ("chars_vocab", "char_vocab"), ("labels", "labels"),
+                          ("target_tokens", "target_vocab")):
+            value = getattr(self.task, attr, None)
+            items = getattr(value, "tokens", None) or getattr(value, "labels", None)
+            if items is not None:
+                out[key] = list(items)
+        return out
 
     def save(self) -> Path:
         carry = None
