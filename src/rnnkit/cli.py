@@ -8,7 +8,6 @@ Set ``RNNKIT_DEBUG=1`` to see the full traceback instead.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from .models import CELLS, ModelConfig, SequenceModel
 from .tasks import AddingTask, TextTask, Vocabulary
 from .trainer import TrainConfig, Trainer, TrainingError
 
-TASKS = ("adding", "text", "classify", "tagging", "seq2seq")
+TASKS = ("adding", "text", "classify", "tagging", "seq2seq", "reber", "adding1997", "copy")
 _TASK_DEFAULT_KEYS = ("cell", "seq_length", "batch_size", "hidden_size", "num_layers", "lr", "eval_every", "epochs")
 TASK_DEFAULTS = {name: dict(zip(_TASK_DEFAULT_KEYS, values)) for name, values in {
     "adding": ("rnn", 20, 32, 64, 1, 1e-3, 1000, 100),
@@ -31,6 +30,9 @@ TASK_DEFAULTS = {name: dict(zip(_TASK_DEFAULT_KEYS, values)) for name, values in
     "classify": ("lstm", 0, 32, 64, 1, 3e-3, 100, 10),
     "tagging": ("lstm", 0, 16, 64, 1, 3e-3, 100, 10),
     "seq2seq": ("lstm", 0, 64, 128, 1, 3e-3, 250, 10),
+    "reber": ("lstm", 0, 16, 16, 1, 1e-2, 160, 300),
+    "adding1997": ("lstm", 100, 32, 32, 1, 3e-3, 500, 60),
+    "copy": ("lstm", 50, 32, 64, 1, 3e-3, 500, 40),
 }.items()}
 MODEL_FLAGS = ("cell", "hidden_size", "num_layers", "dropout", "nonlinearity", "embedding_size", "dtype", "forget_bias",
                "proj_size", "peephole", "reset_after", "depth", "coupled", "transform_bias", "rounds", "rank")
@@ -186,9 +188,8 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
                             val_fraction=opts["val_fraction"], vocabulary=vocab)
     else:
         if data:
-            fail("task 'adding' generates its own data; --data is only for task 'text'")
-        the_task = AddingTask(seq_length=opts["seq_length"], batch_size=opts["batch_size"], seed=opts["seed"],
-                              dtype=np.dtype(opts["dtype"]))
+            fail(f"task {task!r} generates its own data; --data is for text, classify, tagging and seq2seq")
+        the_task = make_memory_task(task, opts)
 
     if saved:
         model_config = ModelConfig.from_dict(saved[0]["model"])
@@ -210,6 +211,20 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
     if base:
         model.load_state_dict(base[1])
     _fit(task, the_task, model, opts, run_dir, saved, no_progress)
+
+
+def make_memory_task(task: str, opts: dict):
+    """The built-in generated tasks: adding (two-channel), adding1997, copy, reber."""
+    from .memory_tasks import Adding1997Task, CopyTask, ReberTask
+
+    if task == "reber":
+        return ReberTask(batch_size=opts["batch_size"], seed=opts["seed"])
+    if task == "adding1997":
+        return Adding1997Task(seq_length=opts["seq_length"], batch_size=opts["batch_size"], seed=opts["seed"])
+    if task == "copy":
+        return CopyTask(seq_length=opts["seq_length"], batch_size=opts["batch_size"], seed=opts["seed"])
+    return AddingTask(seq_length=opts["seq_length"], batch_size=opts["batch_size"], seed=opts["seed"],
+                      dtype=np.dtype(opts["dtype"]))
 
 
 def _fit(task, the_task, model, opts, run_dir, saved, no_progress) -> None:
@@ -256,147 +271,7 @@ def sample(checkpoint_path, length, temperature, prime, seed):
     click.echo(text)
 
 
-@cli.command()
-@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
-              help="CoNLL file: one token per line (first column), blank lines between sentences.")
-@click.option("--output", type=click.Path(dir_okay=False), help="Write 'token<TAB>tag' lines here [stdout].")
-def tag(checkpoint_path, input_path, output):
-    """Tag the sentences of a CoNLL file with a tagging CHECKPOINT; with gold tags present, print entity F1."""
-    from .tagging import encode_sentences, entity_scores, make_tag_batches, read_conll
-    from .vocab import TokenVocabulary
-
-    meta, state, _, _ = checkpoint.load(checkpoint_path)
-    if meta.get("kind") != "tagger":
-        fail(f"{checkpoint_path!r} is not a tagging model (kind {meta.get('kind', 'sequence')!r})")
-    if output and Path(output).exists():
-        fail(f"--output {output!r} already exists; choose another name (nothing is overwritten)")
-    model = model_from_meta(meta, state)
-    sentences, gold = read_conll(input_path, require_tags=False)
-    chars = TokenVocabulary(meta["chars_vocab"]) if meta.get("chars_vocab") else None
-    seqs, char_seqs = encode_sentences(sentences, TokenVocabulary(meta["tokens"]), chars)
-    dummy = [np.zeros(len(s), np.int64) for s in seqs]
-    names = model.config.tag_names
-    predicted = []
-    for batch in make_tag_batches(seqs, char_seqs, dummy, np.arange(len(seqs)), 64):
-        predicted += [[names[i] for i in path] for path in model.predict(batch)]
-    lines = []
-    for words, tags in zip(sentences, predicted):
-        lines += [f"{w}\t{t}" for w, t in zip(words, tags)] + [""]
-    text = "\n".join(lines)
-    if output:
-        tmp = Path(output).with_name(f".{Path(output).name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, output)
-    else:
-        click.echo(text, nl=False)
-    if all(len(g) == len(s) for g, s in zip(gold, sentences)) and any(gold):
-        scores = entity_scores(gold, predicted)
-        click.echo("entity precision {precision:.4f} recall {recall:.4f} F1 {f1:.4f}".format(**scores), err=True)
-
-
-@cli.command()
-@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
-@click.argument("sources", nargs=-1, required=True)
-@click.option("--heatmap", type=click.Path(dir_okay=False),
-              help="Save the attention weights of the first source as a PNG heatmap.")
-@click.option("--beam-size", type=click.IntRange(min=1), default=None, help="Beam width [the checkpoint's].")
-def translate(checkpoint_path, sources, heatmap, beam_size):
-    """Decode SOURCES (one or more strings) with a seq2seq CHECKPOINT; print one output per line."""
-    from .classify import tokenize
-    from .plotting import plot_attention
-    from .seq2seq import BOS_ID, EOS_ID
-    from .sequences import pad_sequences
-    from .vocab import TokenVocabulary
-
-    meta, state, _, _ = checkpoint.load(checkpoint_path)
-    if meta.get("kind") != "seq2seq":
-        fail(f"{checkpoint_path!r} is not a seq2seq model (kind {meta.get('kind', 'sequence')!r})")
-    if heatmap and Path(heatmap).exists():
-        fail(f"--heatmap {heatmap!r} already exists; choose another name (nothing is overwritten)")
-    model = model_from_meta(meta, state)
-    if beam_size:
-        model.config.beam_size = beam_size
-    unit = meta["task"].get("unit", "chars")
-    src_vocab, tgt_vocab = TokenVocabulary(meta["tokens"]), TokenVocabulary(meta["target_tokens"])
-    tokens = [tokenize(s, unit) for s in sources]
-    if not all(tokens):
-        fail("every source must contain at least one token")
-    ids, lengths = pad_sequences([src_vocab.encode(t) for t in tokens], dtype=np.int64)
-    outputs = model.translate(ids, lengths, BOS_ID, EOS_ID)
-    joiner = "" if unit == "chars" else " "
-    for out in outputs:
-        click.echo(joiner.join(tgt_vocab.decode(out)))
-    if heatmap:
-        predicted, weights = model.greedy(ids[:1], lengths[:1], BOS_ID, EOS_ID)
-        plot_attention(weights[0], tokens[0], tgt_vocab.decode(predicted[0]) + ["<eos>"], heatmap)
-        click.echo(f"attention heatmap: {heatmap}", err=True)
-
-
-@cli.command("gradcheck")
-@click.option("--tol", type=float, default=1e-6, show_default=True)
-def gradcheck_command(tol):
-    """Check every layer's backward pass against float64 central differences."""
-    from .gradcheck_suite import run_suite
-
-    worst = 0.0
-    for name, err in run_suite():
-        worst = max(worst, err)
-        click.echo(f"{name:<52} {err:9.2e}  {'ok' if err < tol else 'FAIL'}")
-    click.echo(f"worst relative error {worst:.2e} (tolerance {tol:g})")
-    sys.exit(0 if worst < tol else 1)
-
-
-@cli.command()
-@click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated subset of rnn,lstm,gru.")
-@click.option("--batch", "batches", default="1,16,64", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--hidden", "hiddens", default="64,256,512", show_default=True,
-              help="Comma-separated hidden sizes (input size = hidden size).")
-@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Threads for both NumPy's BLAS and torch [all cores].")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--no-torch", is_flag=True, help="Time rnnkit alone.")
-@click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
-def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path):
-    """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md)."""
-    import os as _os
-
-    from . import bench as bench_lib
-
-    if _os.environ.get("RNNKIT_BENCH_CHILD") != "1":  # time in a child whose BLAS/OpenMP threads do not spin
-        args = ["bench", "--cells", cells, "--batch", batches, "--hidden", hiddens, "--steps", str(steps),
-                "--repeats", str(repeats)] + (["--threads", str(threads)] if threads else []) \
-            + (["--no-torch"] if no_torch else []) + (["--no-memory"] if no_memory else []) \
-            + (["--json", json_path] if json_path else [])
-        child = subprocess.run([sys.executable, "-m", "rnnkit", *args], env=bench_lib.child_environment())
-        if child.returncode:
-            sys.exit(child.returncode)
-        return
-
-    def ints(text, name):
-        try:
-            values = tuple(int(v) for v in text.split(","))
-        except ValueError:
-            fail(f"--{name} takes comma-separated integers, got {text!r}")
-        if min(values) < 1:
-            fail(f"--{name} values must be >= 1, got {text!r}")
-        return values
-
-    cell_list = tuple(c.strip() for c in cells.split(","))
-    unknown = sorted(set(cell_list) - set(bench_lib.GATES))
-    if unknown:
-        fail(f"--cells must be a subset of rnn,lstm,gru, got {', '.join(unknown)}")
-    records = list(bench_lib.run(cell_list, ints(batches, "batch"), ints(hiddens, "hidden"), steps=steps,
-                                 threads=threads, repeats=repeats, with_torch=not no_torch, memory=not no_memory))
-    click.echo(bench_lib.format_table(records))
-    if json_path:
-        meta = {"steps": steps, "threads": threads or _os.cpu_count(), "repeats": repeats,
-                "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        tmp = Path(json_path).with_name(f".{Path(json_path).name}.tmp")
-        tmp.write_text(bench_lib.to_json(records, meta), encoding="utf-8")
-        _os.replace(tmp, json_path)
+from . import cli_tools  # noqa: E402,F401  (registers tag, translate, bench, experiment, diagnose, gradcheck)
 
 
 def main(argv=None) -> None:

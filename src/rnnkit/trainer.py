@@ -109,6 +109,7 @@ class Trainer:
         self.history: list[dict] = []
         self._saved_step = -1
         self.last_eval: dict = {}
+        self.stop_when = None  # optional predicate on the validation metrics: stop early once it holds
 
     # -- one update -----------------------------------------------------------------------------------
     def train_window(self, batch, start: int, end: int, loss_start: int) -> tuple[float, float]:
@@ -119,7 +120,12 @@ class Trainer:
         if self.owns_objective:
             loss = model.train_batch(batch)
         else:
-            out, _ = model.forward(batch.x[:, start:end], self.carry)
+            lengths = None
+            if batch.lengths is not None:
+                if (start, end) != (0, batch.x.shape[1]):
+                    raise ValueError("truncated BPTT (--k1) cannot be combined with a variable-length task")
+                lengths = batch.lengths
+            out, _ = model.forward(self._inputs(batch.x[:, start:end]), self.carry, lengths=lengths)
             mask = batch.mask[:, start:end].copy()
             mask[:, :loss_start - start] = False
             loss = self.loss.forward(out, batch.target[:, start:end], mask=mask)
@@ -136,6 +142,11 @@ class Trainer:
         self.optimizer.step()
         return loss, norm
 
+    def _inputs(self, x: np.ndarray) -> np.ndarray:
+        """Real-valued inputs in the model's dtype (token ids unchanged)."""
+        dtype = self.model.dtype
+        return x.astype(dtype) if x.dtype.kind == "f" and x.dtype != dtype else x
+
     # -- evaluation -----------------------------------------------------------------------------------
     def evaluate(self) -> dict:
         """Validation metrics: ``val_loss`` (mean loss per counted position, eval mode) and any the model adds."""
@@ -150,14 +161,18 @@ class Trainer:
             chunk = self.task.seq_length if self.task.stream else steps
             for rows in np.array_split(np.arange(batch.x.shape[0]), max(1, batch.x.shape[0] // 256)):
                 state = None
+                lengths = None if batch.lengths is None else batch.lengths[rows]
                 for start in range(0, steps, chunk):
                     sl = slice(start, start + chunk)
-                    out, state = model.forward(batch.x[rows, sl], state)
+                    out, state = model.forward(self._inputs(batch.x[rows, sl]), state, lengths=lengths)
                     mask = batch.mask[rows, sl]
                     total += total_loss.forward(out, batch.target[rows, sl], mask=mask)
                     count += mask.sum()
         model.train()
-        return {"val_loss": total / max(count, 1.0)}
+        metrics = {"val_loss": total / max(count, 1.0)}
+        if hasattr(self.task, "metrics"):
+            metrics.update(self.task.metrics(model))
+        return metrics
 
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self) -> list[dict]:
@@ -197,9 +212,11 @@ class Trainer:
                             running, running_n = 0.0, 0
                         out_of_time = cfg.time_limit and self.elapsed >= cfg.time_limit
                         out_of_steps = cfg.max_steps and self.step >= cfg.max_steps
+                        reached = False
                         if self.step % cfg.eval_every == 0 or out_of_time or out_of_steps:
                             self._validate_and_save()
-                        if out_of_time or out_of_steps:
+                            reached = self.stop_when is not None and self.stop_when(self.last_eval)
+                        if out_of_time or out_of_steps or reached:
                             stop = True
                             break
                     if stop:

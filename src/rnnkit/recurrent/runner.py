@@ -37,6 +37,8 @@ class Recurrence:
         self._x = None
         self._states: list[np.ndarray] = []
         self._counts = None
+        self.track_state_grads = False  # diagnostics: record ‖∂L/∂h_t‖ per step in backward
+        self.state_grad_norms: np.ndarray | None = None
 
     def _slots(self, t: int) -> tuple[int, int]:
         """(read slot, write slot) of step t."""
@@ -99,11 +101,14 @@ class Recurrence:
         dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.num_gates * cell.hidden_size),
                                                               cell.dtype)
         slots = self._slot_views(states)
+        norms = np.zeros(steps) if self.track_state_grads else None
         for t in reversed(self._order(steps)):
             read, write = self._slots(t)
             n = batch if counts is None else counts[t]
             if dy is not None:
                 dstate[0][:n] += dy[t, :n]
+            if norms is not None:  # ‖∂L/∂h_t‖ averaged over the rows still inside their sequence
+                norms[t] = np.linalg.norm(dstate[0][:n], axis=1).mean()
             if n == batch:
                 cell.step_backward(t, dstate_views, slots[read], slots[write], dxp[t])
             else:
@@ -112,5 +117,6 @@ class Recurrence:
         # Slots read and written by the steps, as (T·B, S) slabs for the weight GEMMs.
         prev_all = tuple((s[1:] if self.reverse else s[:-1]).reshape(steps * batch, -1) for s in states)
         new_all = tuple((s[:-1] if self.reverse else s[1:]).reshape(steps * batch, -1) for s in states)
+        self.state_grad_norms = norms
         dx = cell.accumulate(self._x.reshape(steps * batch, -1), dxp.reshape(steps * batch, -1), prev_all, new_all)
         return dx.reshape(steps, batch, -1), tuple(dstate)

@@ -1,0 +1,78 @@
+"""Hidden-unit visualisation for character models (after Karpathy, Johnson & Fei-Fei 2015).
+
+`unit_page` runs a char model over a text and writes one self-contained HTML page: each character's background
+shows the chosen unit's activation (blue −1 … white 0 … red +1, the last layer's h_t), and hovering a character
+shows the model's top predictions for the next one. A selector switches between the units whose values are
+embedded (``units``), recolouring in place.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import numpy as np
+
+from .activations import softmax
+from .tasks import DataError
+
+
+def activations(model, vocab, text: str):
+    """(h (T, H) of the last layer, next-character probabilities (T, V)) for ``text``."""
+    if not text:
+        raise DataError("the text to visualise is empty")
+    model.eval()
+    ids = vocab.encode(text)
+    logits, _ = model.forward(ids[None, :])
+    runner = model.rnn.runners[-1][0]
+    hidden = runner._states[0][1:, 0]  # (T, H): the last layer's output h_t
+    return np.asarray(hidden, np.float64), softmax(logits[0].astype(np.float64))
+
+
+def unit_page(model, vocab, text: str, units: list[int], top: int = 5, title: str = "rnnkit hidden units") -> str:
+    """The HTML page (a string) colouring ``text`` by each of ``units``."""
+    hidden, probs = activations(model, vocab, text)
+    size = hidden.shape[1]
+    bad = [u for u in units if not 0 <= u < size]
+    if bad:
+        raise DataError(f"--unit must be in [0, {size}) (the model's hidden size), got {bad}")
+    values = {str(u): [round(float(v), 3) for v in np.clip(hidden[:, u], -1, 1)] for u in units}
+    spans = []
+    for t, ch in enumerate(text):
+        best = np.argsort(-probs[t])[:top]
+        tip = " ".join(f"{vocab.chars[i]!r}:{probs[t, i]:.2f}" for i in best)
+        shown = "⏎\n" if ch == "\n" else html.escape(ch)
+        spans.append(f'<span data-t="{t}" title="{html.escape(tip)}">{shown}</span>')
+    options = "".join(f'<option value="{u}">unit {u}</option>' for u in units)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+#text {{ font-family: monospace; font-size: 15px; line-height: 1.6; white-space: pre-wrap; }}
+#text span {{ padding: 1px 0; }}
+.legend span {{ display: inline-block; width: 2.5em; text-align: center; font-size: 12px; }}
+</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p>Background: activation of the selected hidden unit of the last layer (blue −1, white 0, red +1).
+Hover a character for the model's top {top} predictions of the next one.
+<label>Unit: <select id="unit">{options}</select></label></p>
+<p class="legend"><span style="background:rgb(0,0,255);color:white">−1</span><span
+style="background:rgb(255,255,255)">0</span><span style="background:rgb(255,0,0);color:white">+1</span></p>
+<div id="text">{"".join(spans)}</div>
+<script>
+const values = {json.dumps(values)};
+function colour(v) {{
+  const a = Math.round(255 * (1 - Math.abs(v)));
+  return v >= 0 ? `rgb(255,${{a}},${{a}})` : `rgb(${{a}},${{a}},255)`;
+}}
+function paint(unit) {{
+  const vs = values[unit];
+  document.querySelectorAll('#text span').forEach(s => {{ s.style.background = colour(vs[+s.dataset.t]); }});
+  document.body.dataset.painted = unit;
+}}
+document.getElementById('unit').addEventListener('change', e => paint(e.target.value));
+paint(document.getElementById('unit').value);
+</script>
+</body></html>
+"""
