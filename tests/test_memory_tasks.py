@@ -108,7 +108,7 @@ def test_diagnose_shows_vanishing_gradients_in_the_vanilla_rnn(tmp_path, capsys)
 def char_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("char")
     corpus = root / "corpus.txt"
-    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    corpus.write_text("the quick brown fox jumps over the lazy <dog>.\n" * 40, encoding="utf-8")
     main(["train", "text", "--data", str(corpus), "--hidden-size", "12", "--num-layers", "1", "--seq-length", "20",
           "--batch-size", "4", "--max-steps", "20", "--eval-every", "20", "--out", str(root / "run"),
           "--no-progress"])
@@ -121,7 +121,11 @@ def test_visualize_writes_a_self_contained_page(tmp_path, char_checkpoint, capsy
                         "--unit", "4", "--out", str(page)], capsys)
     assert code == 0, err
     content = page.read_text()
-    assert content.count('<span data-t="') == len("the lazy <dog>\n") and "&lt;dog&gt;" in content
+    assert content.count('<span data-t="') == len("the lazy <dog>\n")
+    assert ">&lt;</span>" in content and ">&gt;</span>" in content  # each character escaped in its span
+    code, _, err = run(["visualize", str(char_checkpoint), "--text", "the 3 cats!", "--out", str(tmp_path / "b.html")],
+                       capsys)
+    assert code == 0 and "dropped 2 characters" in err  # '3' and '!' are not in the model's vocabulary
     values = json.loads(content.split("const values = ")[1].split(";\n")[0])
     assert set(values) == {"1", "4"} and all(-1 <= v <= 1 for v in values["1"])
 

@@ -184,7 +184,11 @@ def visualize(checkpoint_path, text, text_file, units, length, out):
     vocab = Vocabulary(meta["vocab"])
     if text_file:
         text = read_text(text_file)[:length]
-    text = "".join(ch for ch in text if ch in vocab.index)
+    kept = "".join(ch for ch in text if ch in vocab.index)
+    if len(kept) < len(text):
+        click.echo(f"rnnkit: note: dropped {len(text) - len(kept)} characters that are not in the model's "
+                   "vocabulary", err=True)
+    text = kept
     page = unit_page(model, vocab, text, list(units) or list(range(min(8, model.config.hidden_size))))
     tmp = Path(out).with_name(f".{Path(out).name}.tmp")
     tmp.write_text(page, encoding="utf-8")
