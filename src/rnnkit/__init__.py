@@ -15,11 +15,18 @@ from .sequences import pad_sequences, unpad_sequences
 
 __version__ = "0.1.0"
 
+
+def export_onnx(model, path, initial_state: bool = False, lengths: bool = False) -> None:
+    """Export an RNN/LSTM/GRU (or a SequenceModel of one) to ONNX; see `rnnkit.onnx_export`."""
+    from .onnx_export import export_onnx as _export
+
+    _export(model, path, initial_state=initial_state, lengths=lengths)
+
 __all__ = [
     "GRU", "LSTM", "RHN", "RNN", "Elman", "GRUCell", "Highway", "Jordan", "LSTMCell", "MogrifierLSTM", "RNNCell",
     "ModelConfig", "SequenceModel",
     "Adagrad", "Adam", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Embedding", "Linear", "MSELoss", "Module",
     "OneHot", "Parameter", "RMSprop", "ReLU", "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "clip_grad_norm",
-    "from_torch", "gradcheck", "init", "losses", "manual_seed", "optim", "pad_sequences", "to_torch",
+    "export_onnx", "from_torch", "gradcheck", "init", "losses", "manual_seed", "optim", "pad_sequences", "to_torch",
     "unpad_sequences",
 ]

@@ -196,6 +196,28 @@ def visualize(checkpoint_path, text, text_file, units, length, out):
     click.echo(f"written: {out}", err=True)
 
 
+@cli.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.option("--initial-state", is_flag=True, help="Add h0 (and c0) inputs.")
+@click.option("--lengths", is_flag=True, help="Add a 'lengths' (B,) int32 input for ragged batches.")
+def export(checkpoint_path, onnx_path, initial_state, lengths):
+    """Export a CHECKPOINT (RNN, LSTM or GRU model) to ONNX's standard recurrent operators."""
+    from .onnx_export import export_onnx
+
+    if Path(onnx_path).exists():
+        fail(f"--onnx {onnx_path!r} already exists; choose another name (nothing is overwritten)")
+    meta, state, _, _ = checkpoint.load(checkpoint_path)
+    if meta.get("kind", "sequence") != "sequence":
+        fail(f"ONNX export takes sequence models (RNN/LSTM/GRU with an optional head), got kind {meta['kind']!r}")
+    model = model_from_meta(meta, state)
+    model.eval()
+    tmp = Path(onnx_path).with_name(f".{Path(onnx_path).name}.tmp")
+    export_onnx(model, tmp, initial_state=initial_state, lengths=lengths)
+    os.replace(tmp, onnx_path)
+    click.echo(f"written: {onnx_path}", err=True)
+
+
 @cli.command("gradcheck")
 @click.option("--tol", type=float, default=1e-6, show_default=True)
 def gradcheck_command(tol):
