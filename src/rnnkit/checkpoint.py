@@ -50,9 +50,9 @@ def save(run_dir: str | Path, model_state: dict, optimizer_state: dict | None, m
     """Atomically write a checkpoint into ``run_dir/checkpoint``; return its path."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
+    for stale in run.glob(f".{NAME}.tmp-*"):  # left by a process killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = run / f".{NAME}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     tmp.mkdir()
     _write_arrays(tmp / "model.safetensors", model_state)
     if optimizer_state is not None:

@@ -106,6 +106,7 @@ class Trainer:
         self.step, self.epoch, self.batch_index, self.window_index = 0, 0, 0, 0
         self.carry = None
         self.elapsed = 0.0
+        self.running = (0.0, 0)  # training-loss sum and count since the last log line (checkpointed)
         self.history: list[dict] = []
         self._saved_step = -1
         self.last_eval: dict = {}
@@ -183,7 +184,6 @@ class Trainer:
         if cfg.max_steps:
             total = min(total, cfg.max_steps)
         bar = tqdm(total=total, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
-        running, running_n = 0.0, 0
         stop = False
         try:
             for epoch in range(self.epoch, cfg.epochs):
@@ -196,7 +196,7 @@ class Trainer:
                             continue
                         loss, norm = self.train_window(batch, start, end, loss_start)
                         self.step += 1
-                        running, running_n = running + loss, running_n + 1
+                        self.running = (self.running[0] + loss, self.running[1] + 1)
                         # carry the state at the next window's start (detached), or start afresh
                         if w + 1 < len(windows):
                             self.carry = self.model.state_at(windows[w + 1][0] - start)
@@ -207,9 +207,10 @@ class Trainer:
                         self.elapsed = time.perf_counter() - started
                         bar.update(1)
                         if self.step % cfg.log_every == 0:
-                            bar.set_postfix(loss=f"{running / running_n:.4f}")
-                            self._log({"train_loss": running / running_n, "grad_norm": norm})
-                            running, running_n = 0.0, 0
+                            mean = self.running[0] / self.running[1]
+                            bar.set_postfix(loss=f"{mean:.4f}")
+                            self._log({"train_loss": mean, "grad_norm": norm})
+                            self.running = (0.0, 0)
                         out_of_time = cfg.time_limit and self.elapsed >= cfg.time_limit
                         out_of_steps = cfg.max_steps and self.step >= cfg.max_steps
                         reached = False
@@ -263,7 +264,7 @@ class Trainer:
             "vocab": getattr(getattr(self.task, "vocab", None), "chars", None),
             **self.task_vocabularies(),
             "progress": {"step": self.step, "epoch": self.epoch, "batch": self.batch_index,
-                         "window": self.window_index, "elapsed": self.elapsed},
+                         "window": self.window_index, "elapsed": self.elapsed, "running": list(self.running)},
             "rng": checkpoint.rng_state(self.model.generators()),
             **self.meta_extra,
         }
@@ -294,13 +295,20 @@ class Trainer:
         progress = meta["progress"]
         self.step, self.epoch = progress["step"], progress["epoch"]
         self.batch_index, self.window_index, self.elapsed = progress["batch"], progress["window"], progress["elapsed"]
+        self.running = tuple(progress.get("running", (0.0, 0)))
         checkpoint.set_rng_state(self.model.generators(), meta["rng"])
         if carry:
             parts = tuple(carry[f"state{i}"] for i in range(len(carry)))
             self.carry = parts[0] if len(parts) == 1 else parts
         metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists():  # drop records written after the checkpoint (a kill between log and save)
-            kept = [line for line in metrics.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= self.step]
+        if metrics.exists():  # drop records written after the checkpoint, and a line cut short by a kill
+            kept = []
+            for line in metrics.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record["step"] <= self.step:
+                    kept.append(line)
             metrics.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
             self.history = [json.loads(line) for line in kept]
