@@ -124,3 +124,62 @@ def test_every_cell_trains_on_every_task(tmp_path, corpus, capsys, cell):
     meta = json.loads((tmp_path / "t" / "checkpoint" / "meta.json").read_text())
     assert meta["model"]["cell"] == cell
     assert run(["sample", str(tmp_path / "t"), "-n", "5", "--seed", "0"], capsys)[0] == 0
+
+
+@pytest.mark.parametrize("task, content, message", [
+    ("tagging", "word\n\n", "expected 'token ... tag' columns"),
+    ("tagging", "\n\n\n", "is empty"),
+    ("seq2seq", "only source\nx\ty\n", "expected 'source<TAB>target'"),
+    ("classify", "\tno label\nb\tc\n", "expected 'label<TAB>text'"),
+    ("text", "\ufeff" * 3, "needs at least"),
+])
+def test_malformed_files_of_every_task(tmp_path, capsys, task, content, message):
+    path = tmp_path / "data.txt"
+    path.write_text(content, encoding="utf-8")
+    code, _, err = run(["train", task, "--data", str(path), "--out", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_large_text_file_loads(tmp_path, capsys):
+    path = tmp_path / "big.txt"
+    path.write_text("all work and no play makes jack a dull boy\n" * 120_000, encoding="utf-8")  # ~5 MB
+    code, out, err = run(["train", "text", "--data", str(path), "--hidden-size", "8", "--num-layers", "1",
+                          "--max-steps", "3", "--eval-every", "3", "--out", str(tmp_path / "r"), "--no-progress"],
+                         capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--resume", "--init-from", "x", "--out", "y"], "cannot be combined"),
+    (["train", "--val-fraction", "0.7", "--data", "x", "text"], "--val-fraction must be in (0, 0.5)"),
+    (["train", "--cell", "jordan", "--num-layers", "2"], "one unidirectional layer"),
+    (["train", "seq2seq", "--cell", "rhn"], "seq2seq supports --cell rnn, lstm or gru"),
+    (["tag", "/nonexistent", "--input", "x"], "does not exist"),
+    (["translate", "/nonexistent", "123"], "does not exist"),
+    (["experiment", "nonsense"], "'nonsense' is not one of"),
+    (["bench", "--batch", "1,x"], "comma-separated integers"),
+])
+def test_conflicting_and_bad_flags(argv, message, capsys):
+    code, _, err = run(argv, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("keep me")
+    code, _, err = run(["train", "--out", str(target), "--no-progress"], capsys)
+    assert code == 2 and "is a file" in err and target.read_text() == "keep me"
+
+
+def test_bench_writes_a_table_and_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "rnnkit", "bench", "--cells", "rnn,gru", "--batch", "2",
+                           "--hidden", "8", "--steps", "5", "--repeats", "1", "--threads", "1", "--no-memory",
+                           "--json", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "rnnkit ms" in proc.stdout and "GFLOP/s" in proc.stdout
+    records = json.loads(out.read_text())["results"]
+    assert {(r["cell"], r["mode"]) for r in records} == {("rnn", "train"), ("rnn", "infer"), ("gru", "train"),
+                                                         ("gru", "infer")}
+    assert all(r["rnnkit_ms"] > 0 and 0 < r["ceiling_fraction"] for r in records)

@@ -96,3 +96,22 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path)
     with pytest.raises(TrainingError, match="non-finite loss .* at step 11"):
         trainer.fit()
     assert (tmp_path / "nan" / "checkpoint" / "model.safetensors").read_bytes() == saved
+
+
+def test_skip_nonfinite_skips_the_bad_update_and_continues(tmp_path):
+    trainer = make_trainer(tmp_path, "skip", max_steps=12)
+    trainer.config.skip_nonfinite = True
+    real_forward, calls = trainer.loss.forward, {"n": 0}
+
+    def flaky(*args, **kwargs):  # the 5th update's loss is NaN
+        calls["n"] += 1
+        value = real_forward(*args, **kwargs)
+        return float("nan") if calls["n"] == 5 else value
+
+    trainer.loss.forward = flaky
+    before = {n: v.copy() for n, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_update"] for r in records if "skipped_update" in r] == ["non-finite loss (nan)"]
+    assert trainer.step == 12 and all(np.isfinite(r.get("train_loss", 0.0)) for r in records)
+    assert any(not np.array_equal(before[n], v) for n, v in trainer.model.state_dict().items())

@@ -119,6 +119,8 @@ def cli():
 @click.option("--out", "out", type=click.Path(file_okay=False), help="Run directory [runs/<task>-<time>].")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in --out exactly where it stopped.")
 @click.option("--init-from", type=click.Path(), help="Start from the weights (and config) of a checkpoint.")
+@click.option("--skip-nonfinite", is_flag=True,
+              help="Skip an update whose loss or gradient is NaN/Inf instead of stopping.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
@@ -232,7 +234,8 @@ def _fit(task, the_task, model, opts, run_dir, saved, no_progress) -> None:
     config = TrainConfig(optimizer=opts["optimizer"], lr=opts["lr"], weight_decay=opts["weight_decay"],
                          momentum=opts["momentum"], grad_clip=opts["grad_clip"], epochs=opts["epochs"],
                          max_steps=opts["max_steps"], time_limit=opts["time_limit"], k1=opts["k1"], k2=opts["k2"],
-                         eval_every=opts["eval_every"], seed=opts["seed"], progress=not no_progress)
+                         eval_every=opts["eval_every"], seed=opts["seed"], progress=not no_progress,
+                         skip_nonfinite=opts["skip_nonfinite"])
     trainer = Trainer(model, the_task, config, run_dir)
     if saved:
         trainer.restore(*saved)

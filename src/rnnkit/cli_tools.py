@@ -246,19 +246,7 @@ def gradcheck_command(tol):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
 def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path):
     """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md)."""
-    import os as _os
-
     from . import bench as bench_lib
-
-    if _os.environ.get("RNNKIT_BENCH_CHILD") != "1":  # time in a child whose BLAS/OpenMP threads do not spin
-        args = ["bench", "--cells", cells, "--batch", batches, "--hidden", hiddens, "--steps", str(steps),
-                "--repeats", str(repeats)] + (["--threads", str(threads)] if threads else []) \
-            + (["--no-torch"] if no_torch else []) + (["--no-memory"] if no_memory else []) \
-            + (["--json", json_path] if json_path else [])
-        child = subprocess.run([sys.executable, "-m", "rnnkit", *args], env=bench_lib.child_environment())
-        if child.returncode:
-            sys.exit(child.returncode)
-        return
 
     def ints(text, name):
         try:
@@ -273,14 +261,25 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
     unknown = sorted(set(cell_list) - set(bench_lib.GATES))
     if unknown:
         fail(f"--cells must be a subset of rnn,lstm,gru, got {', '.join(unknown)}")
-    records = list(bench_lib.run(cell_list, ints(batches, "batch"), ints(hiddens, "hidden"), steps=steps,
+    batch_sizes, hidden_sizes = ints(batches, "batch"), ints(hiddens, "hidden")
+    if os.environ.get("RNNKIT_BENCH_CHILD") != "1":  # time in a child whose BLAS/OpenMP threads do not spin
+        args = ["bench", "--cells", cells, "--batch", batches, "--hidden", hiddens, "--steps", str(steps),
+                "--repeats", str(repeats)] + (["--threads", str(threads)] if threads else []) \
+            + (["--no-torch"] if no_torch else []) + (["--no-memory"] if no_memory else []) \
+            + (["--json", json_path] if json_path else [])
+        child = subprocess.run([sys.executable, "-m", "rnnkit", *args], env=bench_lib.child_environment())
+        if child.returncode:
+            sys.exit(child.returncode)
+        return
+
+    records = list(bench_lib.run(cell_list, batch_sizes, hidden_sizes, steps=steps,
                                  threads=threads, repeats=repeats, with_torch=not no_torch, memory=not no_memory))
     click.echo(bench_lib.format_table(records))
     if json_path:
-        meta = {"steps": steps, "threads": threads or _os.cpu_count(), "repeats": repeats,
+        meta = {"steps": steps, "threads": threads or os.cpu_count(), "repeats": repeats,
                 "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         tmp = Path(json_path).with_name(f".{Path(json_path).name}.tmp")
         tmp.write_text(bench_lib.to_json(records, meta), encoding="utf-8")
-        _os.replace(tmp, json_path)
+        os.replace(tmp, json_path)
 
 

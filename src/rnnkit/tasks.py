@@ -72,6 +72,15 @@ class AddingTask:
     def num_batches(self) -> int:
         return self.batches_per_epoch
 
+    def metrics(self, model) -> dict:
+        """Solved when the validation MSE is below 5% of the trivial baseline 1/6 (≈ 0.0083)."""
+        model.eval()
+        batch = self.val[0]
+        out, _ = model.forward(batch.x.astype(model.dtype))
+        model.train()
+        mse = float(((out[:, -1, 0] - batch.target[:, -1, 0]) ** 2).mean())
+        return {"success": float(mse < 0.05 * self.baseline)}
+
     def config(self) -> dict:
         return {"task": self.name, "seq_length": self.seq_length, "batch_size": self.batch_size,
                 "batches_per_epoch": self.batches_per_epoch, "seed": self.seed}

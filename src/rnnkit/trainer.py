@@ -48,6 +48,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     progress: bool = True
+    skip_nonfinite: bool = False  # skip an update whose loss or gradient is NaN/Inf instead of stopping
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -130,15 +131,23 @@ class Trainer:
             mask = batch.mask[:, start:end].copy()
             mask[:, :loss_start - start] = False
             loss = self.loss.forward(out, batch.target[:, start:end], mask=mask)
+        problem = None
         if not math.isfinite(loss):
-            raise TrainingError(f"non-finite loss ({loss}) at step {self.step + 1}; stopping (the last checkpoint "
-                                f"is kept)")
-        if not self.owns_objective:
-            model.backward(self.loss.backward())
-        for name, p in model.named_parameters():
-            if not np.isfinite(p.grad).all():
-                raise TrainingError(f"non-finite gradient in {name} at step {self.step + 1}; stopping (the last "
-                                    f"checkpoint is kept)")
+            problem = f"non-finite loss ({loss})"
+        else:
+            if not self.owns_objective:
+                model.backward(self.loss.backward())
+            bad = next((name for name, p in model.named_parameters() if not np.isfinite(p.grad).all()), None)
+            if bad is not None:
+                problem = f"non-finite gradient in {bad}"
+        if problem is not None:
+            if not self.config.skip_nonfinite:
+                raise TrainingError(f"{problem} at step {self.step + 1}; stopping (the last checkpoint is kept)")
+            model.zero_grad()
+            self._log({"skipped_update": problem})
+            if self.config.progress:
+                tqdm.write(f"step {self.step + 1}: {problem}; update skipped")
+            return float("nan"), float("nan")
         norm = clip_grad_norm(model.parameters(), self.config.grad_clip) if self.config.grad_clip else float("nan")
         self.optimizer.step()
         return loss, norm
@@ -196,7 +205,8 @@ class Trainer:
                             continue
                         loss, norm = self.train_window(batch, start, end, loss_start)
                         self.step += 1
-                        self.running = (self.running[0] + loss, self.running[1] + 1)
+                        if math.isfinite(loss):
+                            self.running = (self.running[0] + loss, self.running[1] + 1)
                         # carry the state at the next window's start (detached), or start afresh
                         if w + 1 < len(windows):
                             self.carry = self.model.state_at(windows[w + 1][0] - start)
@@ -206,7 +216,7 @@ class Trainer:
                             self.epoch, self.batch_index, self.window_index = epoch, b + 1, 0
                         self.elapsed = time.perf_counter() - started
                         bar.update(1)
-                        if self.step % cfg.log_every == 0:
+                        if self.step % cfg.log_every == 0 and self.running[1]:
                             mean = self.running[0] / self.running[1]
                             bar.set_postfix(loss=f"{mean:.4f}")
                             self._log({"train_loss": mean, "grad_norm": norm})
