@@ -26,3 +26,16 @@ def assert_close(actual, expected, tol, what=""):
     err = float(np.abs(actual - expected).max(initial=0.0)) / scale
     assert err <= tol, f"{what}: error {err:.3g} > {tol:.1g}"
 
+
+
+def run_cli(argv, capsys):
+    """Run the rnnkit command in-process; return (exit status, stdout, stderr)."""
+    from rnnkit.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

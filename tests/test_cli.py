@@ -7,18 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from rnnkit.cli import main
+from conftest import run_cli
 
-
-def run(argv, capsys):
-    """Run the CLI in-process; return (exit status, stdout, stderr)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli
 
 
 @pytest.fixture

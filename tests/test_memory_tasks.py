@@ -7,19 +7,12 @@ import subprocess
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from rnnkit.cli import main
 from rnnkit.memory_tasks import REBER_GRAPH, Adding1997Task, CopyTask, ReberTask, embedded_reber_string
 from rnnkit.models import ModelConfig, SequenceModel
 
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli
 
 
 def test_embedded_reber_strings_follow_the_grammar():

@@ -5,23 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from conftest import GRADCHECK_TOL
+from conftest import GRADCHECK_TOL, run_cli
 from rnnkit import Module, gradcheck
 from rnnkit.attention import AdditiveAttention, LuongAttention
 from rnnkit.classify import ClassificationTask, ClassifierConfig, SequenceClassifier
-from rnnkit.cli import main
 from rnnkit.seq2seq import Seq2Seq, Seq2SeqConfig, Seq2SeqTask
 from rnnkit.tagging import entity_scores, entity_spans, read_conll
 
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ whitespace words (lower-cased) or characters.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
+from .configs import JSONConfig
 from .layers import Dropout, Embedding, Linear
 from .losses import CrossEntropyLoss
 from .module import Module, as_rng, check_dtype
@@ -28,7 +29,7 @@ POOLINGS = ("last", "mean", "max")
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(JSONConfig):
     vocab_size: int
     num_classes: int
     embedding_size: int = 64
@@ -49,13 +50,6 @@ class ClassifierConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         check_dtype(self.dtype)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ClassifierConfig:
-        return cls(**{k: v for k, v in data.items() if k in {f.name for f in fields(cls)}})
 
 
 def _first(state):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .plotting import save_figure
 
 LOSSES = {"ce": CrossEntropyLoss, "mse": MSELoss, "bce": BCEWithLogitsLoss}
 
@@ -108,16 +109,12 @@ def diagnose(models: dict, task, out_dir: Path) -> dict:
     ax.set_title("How the error signal travels back through time")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "grad_norms.png")
-    plt.close(fig)
+    save_figure(fig, out_dir / "grad_norms.png")
     fig, axes = plt.subplots(1, len(gates), figsize=(4.2 * len(gates), 3.4), dpi=110, squeeze=False)
     for ax, (label, values) in zip(axes[0], gates.items()):
         for gate, v in values.items():
             ax.hist(v, bins=50, histtype="step", density=True, label=gate)
         ax.set_title(f"{label}: activations")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "saturation.png")
-    plt.close(fig)
+    save_figure(fig, out_dir / "saturation.png")
     return summary

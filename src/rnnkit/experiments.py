@@ -15,6 +15,7 @@ import numpy as np
 
 from .memory_tasks import Adding1997Task, CopyTask, ReberTask
 from .models import ModelConfig, SequenceModel
+from .plotting import save_figure
 from .tasks import AddingTask
 from .trainer import TrainConfig, Trainer
 
@@ -124,11 +125,7 @@ def plot(exp: Experiment, rows: list[dict], png: Path) -> None:
     for ax in axes:
         ax.tick_params(axis="x", rotation=45, labelsize=8)
     fig.suptitle(exp.description, fontsize=9)
-    fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(png)
+    save_figure(fig, png)
 
 
 def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=None, cells=None,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import sigmoid
-from .tasks import Batch, DataError
+from .tasks import Batch, DataError, GeneratedTask
 
 REBER_SYMBOLS = "BTPSXVE"
 # Reber grammar: state → [(symbol, next state)]; state 6 emits E and ends.
@@ -102,7 +102,7 @@ class ReberTask:
         return {"task": self.name, "batch_size": self.batch_size, "seed": self.seed, "seq_length": 0}
 
 
-class Adding1997Task:
+class Adding1997Task(GeneratedTask):
     name = "adding1997"
     loss = "mse"
     tokens = False
@@ -140,14 +140,6 @@ class Adding1997Task:
         mask[rows, lengths - 1] = True
         return Batch(x, target, mask, lengths)
 
-    def batches(self, epoch: int):
-        rng = np.random.default_rng([self.seed, epoch])
-        for _ in range(self.batches_per_epoch):
-            yield self._make(rng, self.batch_size)
-
-    def num_batches(self) -> int:
-        return self.batches_per_epoch
-
     def metrics(self, model) -> dict:
         model.eval()
         batch = self.val[0]
@@ -162,7 +154,7 @@ class Adding1997Task:
         return {"task": self.name, "seq_length": self.seq_length, "batch_size": self.batch_size, "seed": self.seed}
 
 
-class CopyTask:
+class CopyTask(GeneratedTask):
     name = "copy"
     loss = "ce"
     tokens = True
@@ -187,14 +179,6 @@ class CopyTask:
         target = np.zeros((n, steps), np.int64)
         target[:, -10:] = symbols
         return Batch(x, target, np.ones((n, steps), bool))
-
-    def batches(self, epoch: int):
-        rng = np.random.default_rng([self.seed, epoch])
-        for _ in range(self.batches_per_epoch):
-            yield self._make(rng, self.batch_size)
-
-    def num_batches(self) -> int:
-        return self.batches_per_epoch
 
     def metrics(self, model) -> dict:
         model.eval()

@@ -14,10 +14,11 @@ tasks mask the loss to the last step.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
+from .configs import JSONConfig
 from .layers import Dropout, Embedding, Linear, OneHot
 from .module import Module, as_rng, check_dtype
 from .recurrent import GRU, LSTM, RHN, RNN, Jordan, MogrifierLSTM
@@ -26,7 +27,7 @@ CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "jordan": Jordan, "rhn": RHN, "mo
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(JSONConfig):
     """Everything needed to rebuild a model (stored in checkpoints)."""
 
     input_size: int  # features of real inputs, or vocabulary size of token inputs
@@ -73,17 +74,6 @@ class ModelConfig:
             "mogrifier": {"rounds": self.rounds, "rank": self.rank, "forget_bias": self.forget_bias,
                           "proj_size": self.proj_size, "peephole": self.peephole},
         }[self.cell]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys {unknown}")
-        return cls(**data)
 
 
 class SequenceModel(Module):

@@ -28,6 +28,13 @@ def plot_losses(metrics_path: str | Path, png_path: str | Path, baseline: float 
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend()
+    return save_figure(fig, png_path)
+
+
+def save_figure(fig, png_path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG atomically (temporary file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     png = Path(png_path)
     tmp = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")
@@ -52,10 +59,4 @@ def plot_attention(weights, source_tokens: list[str], target_tokens: list[str], 
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     fig.colorbar(image, ax=ax, fraction=0.05)
-    fig.tight_layout()
-    png = Path(png_path)
-    tmp = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, png)
-    return png
+    return save_figure(fig, png_path)

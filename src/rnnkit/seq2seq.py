@@ -16,12 +16,13 @@ Loss: cross-entropy of z_t against y_t over the valid target steps (the target e
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from .activations import Tanh, log_softmax
 from .attention import AdditiveAttention, LuongAttention
+from .configs import JSONConfig
 from .layers import Embedding, Linear
 from .losses import CrossEntropyLoss
 from .module import Module, as_rng, check_dtype
@@ -36,7 +37,7 @@ BOS, EOS = "<bos>", "<eos>"
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(JSONConfig):
     source_vocab_size: int
     target_vocab_size: int
     embedding_size: int = 64
@@ -54,13 +55,6 @@ class Seq2SeqConfig:
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         check_dtype(self.dtype)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Seq2SeqConfig:
-        return cls(**{k: v for k, v in data.items() if k in {f.name for f in fields(cls)}})
 
 
 @dataclass

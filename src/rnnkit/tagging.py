@@ -12,10 +12,11 @@ following ``I-X``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
+from .configs import JSONConfig
 from .crf import CRF
 from .layers import Embedding, Linear
 from .losses import CrossEntropyLoss
@@ -83,7 +84,7 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict:
 
 # -- model ------------------------------------------------------------------------------------------------
 @dataclass
-class TaggerConfig:
+class TaggerConfig(JSONConfig):
     vocab_size: int
     num_tags: int
     char_vocab_size: int = 0  # 0: no character features
@@ -104,13 +105,6 @@ class TaggerConfig:
         if self.cell not in CELLS or self.cell == "jordan":
             raise ValueError(f"cell must be one of rnn, lstm, gru, rhn, mogrifier, got {self.cell!r}")
         check_dtype(self.dtype)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TaggerConfig:
-        return cls(**{k: v for k, v in data.items() if k in {f.name for f in fields(cls)}})
 
 
 @dataclass

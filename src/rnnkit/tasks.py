@@ -32,7 +32,27 @@ class Batch:
     lengths: np.ndarray | None = None  # valid steps per row, for ragged batches
 
 
-class AddingTask:
+class GeneratedTask:
+    """Base of tasks whose data a seeded generator makes: each epoch is ``batches_per_epoch`` fresh batches of
+    ``_make(rng, batch_size)``, the same for the same seed and epoch (so a resumed run sees the same data)."""
+
+    seed = 0
+    batch_size = 32
+    batches_per_epoch = 100
+
+    def _make(self, rng: np.random.Generator, n: int) -> Batch:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        rng = np.random.default_rng([self.seed, epoch])
+        for _ in range(self.batches_per_epoch):
+            yield self._make(rng, self.batch_size)
+
+    def num_batches(self) -> int:
+        return self.batches_per_epoch
+
+
+class AddingTask(GeneratedTask):
     name = "adding"
     loss = "mse"
     tokens = False
@@ -63,14 +83,6 @@ class AddingTask:
         mask = np.zeros((n, steps), bool)
         mask[:, -1] = True
         return Batch(x, target, mask)
-
-    def batches(self, epoch: int) -> Iterator[Batch]:
-        rng = np.random.default_rng([self.seed, epoch])
-        for _ in range(self.batches_per_epoch):
-            yield self._make(rng, self.batch_size)
-
-    def num_batches(self) -> int:
-        return self.batches_per_epoch
 
     def metrics(self, model) -> dict:
         """Solved when the validation MSE is below 5% of the trivial baseline 1/6 (≈ 0.0083)."""
