@@ -52,10 +52,17 @@ def test_resume_continues_and_refuses_to_overwrite(tmp_path, corpus, capsys):
 
 
 def test_adding_task_runs_with_defaults_shortened(tmp_path, capsys):
-    code, stdout, _ = run(["train", "--max-steps", "20", "--eval-every", "10", "--out", str(tmp_path / "a"),
-                           "--no-progress"], capsys)
+    code, stdout, _ = run(["train", "adding", "--max-steps", "20", "--eval-every", "10", "--out",
+                           str(tmp_path / "a"), "--no-progress"], capsys)
     assert code == 0 and "trivial baseline 0.1667" in stdout
     assert (tmp_path / "a" / "loss.png").exists()
+
+
+def test_default_task_is_the_embedded_reber_grammar_with_an_lstm(tmp_path, capsys):
+    code, stdout, err = run(["train", "--out", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert code == 0, err
+    assert "LSTM" in err and "'reber'" in err
+    assert "train_strings_correct 1.0000" in stdout and "test_strings_correct 1.0000" in stdout
 
 
 @pytest.mark.parametrize("make_file, message", [

@@ -53,7 +53,7 @@ def cli():
 
 
 @cli.command()
-@click.argument("task", type=click.Choice(TASKS), default="adding")
+@click.argument("task", type=click.Choice(TASKS), default="reber")
 @click.option("--data", type=click.Path(dir_okay=False), help="UTF-8 text file (task 'text').")
 @click.option("--cell", type=click.Choice(sorted(CELLS)), default=None,
               help="Recurrent cell [adding, text: rnn; classify, tagging, seq2seq: lstm].")
@@ -124,9 +124,9 @@ def cli():
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
-    """Train a model on TASK: 'adding' (the adding problem, default), 'text' (a character language model),
-    'classify' (label<TAB>text lines), 'tagging' (CoNLL columns) or 'seq2seq' (source<TAB>target lines; without
-    --data, the built-in digit-reversal task)."""
+    """Train a model on TASK: 'reber' (the embedded Reber grammar, default), 'adding' / 'adding1997' / 'copy'
+    (memory benchmarks), 'text' (a character language model), 'classify' (label<TAB>text lines), 'tagging'
+    (CoNLL columns) or 'seq2seq' (source<TAB>target lines; without --data, the built-in digit reversal)."""
     explicit = {k for k in opts if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     if resume and init_from:
         fail("--resume and --init-from cannot be combined (resume continues --out; init-from starts a new run)")
