@@ -21,6 +21,7 @@ from .configs import JSONConfig
 from .layers import Dropout, Embedding, Linear
 from .losses import CrossEntropyLoss
 from .module import Module, as_rng, check_dtype
+from .recurrent.layer import hidden_part
 from .sequences import pad_sequences
 from .tasks import Batch, DataError, read_text
 from .vocab import LabelSet, TokenVocabulary
@@ -52,10 +53,6 @@ class ClassifierConfig(JSONConfig):
         check_dtype(self.dtype)
 
 
-def _first(state):
-    return state[0] if isinstance(state, tuple) else state
-
-
 class SequenceClassifier(Module):
     """forward(ids (B, T), lengths (B,)) → logits (B, C); backward(δlogits) → None (token inputs)."""
 
@@ -75,7 +72,7 @@ class SequenceClassifier(Module):
     def _pool(self, out, final, lengths):
         mode, d = self.config.pooling, self.rnn.num_directions
         if mode == "last":
-            h = _first(final)[-d:]  # the last layer's directions
+            h = hidden_part(final)[-d:]  # the last layer's directions
             return np.concatenate(list(h), axis=1)
         mask = (np.arange(out.shape[1])[None, :] < lengths[:, None])[..., None]
         if mode == "mean":

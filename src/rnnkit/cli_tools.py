@@ -16,6 +16,19 @@ from .builders import model_from_meta
 from .cli import cli, fail
 
 
+def load_kind(path: str, kind: str, what: str):
+    """(meta, model) of a checkpoint of the given kind, or a one-line error naming what it is instead."""
+    meta, state, _, _ = checkpoint.load(path)
+    if meta.get("kind", "sequence") != kind:
+        fail(f"{path!r} is not {what} (kind {meta.get('kind', 'sequence')!r})")
+    return meta, model_from_meta(meta, state)
+
+
+def refuse_existing(path, flag: str) -> None:
+    if path and Path(path).exists():
+        fail(f"{flag} {str(path)!r} already exists; choose another name (nothing is overwritten)")
+
+
 @cli.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
@@ -26,12 +39,8 @@ def tag(checkpoint_path, input_path, output):
     from .tagging import encode_sentences, entity_scores, make_tag_batches, read_conll
     from .vocab import TokenVocabulary
 
-    meta, state, _, _ = checkpoint.load(checkpoint_path)
-    if meta.get("kind") != "tagger":
-        fail(f"{checkpoint_path!r} is not a tagging model (kind {meta.get('kind', 'sequence')!r})")
-    if output and Path(output).exists():
-        fail(f"--output {output!r} already exists; choose another name (nothing is overwritten)")
-    model = model_from_meta(meta, state)
+    refuse_existing(output, "--output")
+    meta, model = load_kind(checkpoint_path, "tagger", "a tagging model")
     sentences, gold = read_conll(input_path, require_tags=False)
     chars = TokenVocabulary(meta["chars_vocab"]) if meta.get("chars_vocab") else None
     seqs, char_seqs = encode_sentences(sentences, TokenVocabulary(meta["tokens"]), chars)
@@ -69,12 +78,8 @@ def translate(checkpoint_path, sources, heatmap, beam_size):
     from .sequences import pad_sequences
     from .vocab import TokenVocabulary
 
-    meta, state, _, _ = checkpoint.load(checkpoint_path)
-    if meta.get("kind") != "seq2seq":
-        fail(f"{checkpoint_path!r} is not a seq2seq model (kind {meta.get('kind', 'sequence')!r})")
-    if heatmap and Path(heatmap).exists():
-        fail(f"--heatmap {heatmap!r} already exists; choose another name (nothing is overwritten)")
-    model = model_from_meta(meta, state)
+    refuse_existing(heatmap, "--heatmap")
+    meta, model = load_kind(checkpoint_path, "seq2seq", "a seq2seq model")
     if beam_size:
         model.config.beam_size = beam_size
     unit = meta["task"].get("unit", "chars")
@@ -175,8 +180,7 @@ def visualize(checkpoint_path, text, text_file, units, length, out):
 
     if (text is None) == (text_file is None):
         fail("give exactly one of --text or --text-file")
-    if Path(out).exists():
-        fail(f"--out {out!r} already exists; choose another name (nothing is overwritten)")
+    refuse_existing(out, "--out")
     meta, state, _, _ = checkpoint.load(checkpoint_path)
     if not meta.get("vocab"):
         fail(f"{checkpoint_path!r} is not a character model (task {meta['task'].get('task')!r})")
@@ -205,12 +209,8 @@ def export(checkpoint_path, onnx_path, initial_state, lengths):
     """Export a CHECKPOINT (RNN, LSTM or GRU model) to ONNX's standard recurrent operators."""
     from .onnx_export import export_onnx
 
-    if Path(onnx_path).exists():
-        fail(f"--onnx {onnx_path!r} already exists; choose another name (nothing is overwritten)")
-    meta, state, _, _ = checkpoint.load(checkpoint_path)
-    if meta.get("kind", "sequence") != "sequence":
-        fail(f"ONNX export takes sequence models (RNN/LSTM/GRU with an optional head), got kind {meta['kind']!r}")
-    model = model_from_meta(meta, state)
+    refuse_existing(onnx_path, "--onnx")
+    _, model = load_kind(checkpoint_path, "sequence", "a sequence model (RNN/LSTM/GRU with an optional head)")
     model.eval()
     tmp = Path(onnx_path).with_name(f".{Path(onnx_path).name}.tmp")
     export_onnx(model, tmp, initial_state=initial_state, lengths=lengths)

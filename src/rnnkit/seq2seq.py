@@ -27,6 +27,7 @@ from .layers import Embedding, Linear
 from .losses import CrossEntropyLoss
 from .module import Module, as_rng, check_dtype
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .recurrent.layer import hidden_part
 from .sequences import pad_sequences
 from .tasks import Batch, DataError, read_text
 from .vocab import TokenVocabulary
@@ -63,10 +64,6 @@ class PairBatch(Batch):
     source_lengths: np.ndarray | None = None
 
 
-def _h(state):
-    return state[0] if isinstance(state, tuple) else state
-
-
 class Seq2Seq(Module):
     """``train_batch`` / ``evaluate`` for the trainer; ``translate(source ids, lengths)`` for decoding."""
 
@@ -97,7 +94,7 @@ class Seq2Seq(Module):
     # -- encoder --------------------------------------------------------------------------------------
     def _encode(self, source, lengths):
         memory, final = self.encoder.forward(self.src_embed.forward(source), lengths=lengths)
-        hn = _h(final)
+        hn = hidden_part(final)
         h0 = self.bridge_act.forward(self.bridge.forward(np.concatenate([hn[0], hn[1]], axis=1)))
         self._final = final
         self.attention.prepare(memory, np.arange(source.shape[1])[None, :] < lengths[:, None])
@@ -115,12 +112,12 @@ class Seq2Seq(Module):
     def _step(self, emb_t, state):
         """(new state, features for the output layer, attention weights)."""
         if self.bahdanau:
-            context, alpha = self.attention.step(_h(state))
+            context, alpha = self.attention.step(hidden_part(state))
             state = self.cell.forward(np.concatenate([emb_t, context], axis=1), state)
         else:
             state = self.cell.forward(emb_t, state)
-            context, alpha = self.attention.step(_h(state))
-        return state, np.concatenate([_h(state), context], axis=1), alpha
+            context, alpha = self.attention.step(hidden_part(state))
+        return state, np.concatenate([hidden_part(state), context], axis=1), alpha
 
     def _readout(self, feats):
         """Logits from the step features [h; c] (B, T, 3H), as whole-sequence GEMMs."""

@@ -22,6 +22,11 @@ from .cell import Cell
 from .runner import Recurrence
 
 
+def hidden_part(state):
+    """The h component of a layer's state: the state itself for RNN/GRU, ``state[0]`` for an LSTM's (h, c)."""
+    return state[0] if isinstance(state, tuple) else state
+
+
 def sort_by_length(lengths, batch: int, steps: int):
     """Validate ``lengths`` and return (order, counts): rows sorted by decreasing length, and for each step the
     number of rows whose sequence is still running."""
