@@ -58,6 +58,16 @@ def test_adding_task_runs_with_defaults_shortened(tmp_path, capsys):
     assert (tmp_path / "a" / "loss.png").exists()
 
 
+def test_threads_and_learning_rate_decay_flags(tmp_path, capsys):
+    code, _, err = run(["train", "adding", "--threads", "1", "--lr-decay", "0.5", "--lr-decay-after", "0",
+                        "--epochs", "2", "--max-steps", "150", "--eval-every", "150", "--out", str(tmp_path / "a"),
+                        "--no-progress"], capsys)
+    assert code == 0, err
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+             if '"lr"' in line]
+    assert rates[0] == pytest.approx(5e-4) and rates[-1] == pytest.approx(2.5e-4)
+
+
 def test_default_task_is_the_embedded_reber_grammar_with_an_lstm(tmp_path, capsys):
     code, stdout, err = run(["train", "--out", str(tmp_path / "r"), "--no-progress"], capsys)
     assert code == 0, err

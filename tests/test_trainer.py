@@ -115,3 +115,11 @@ def test_skip_nonfinite_skips_the_bad_update_and_continues(tmp_path):
     assert [r["skipped_update"] for r in records if "skipped_update" in r] == ["non-finite loss (nan)"]
     assert trainer.step == 12 and all(np.isfinite(r.get("train_loss", 0.0)) for r in records)
     assert any(not np.array_equal(before[n], v) for n, v in trainer.model.state_dict().items())
+
+
+def test_char_rnn_learning_rate_decay_schedule(tmp_path):
+    trainer = make_trainer(tmp_path, "decay", max_steps=0)
+    trainer.config.lr_decay, trainer.config.lr_decay_after = 0.5, 2
+    assert [trainer.learning_rate(e) for e in range(4)] == pytest.approx([1e-2, 1e-2, 5e-3, 2.5e-3])
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(lr_decay=0.0)

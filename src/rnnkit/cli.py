@@ -86,6 +86,12 @@ def cli():
               help="Learning rate [adding: 1e-3, text: 2e-3].")
 @click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "sgd", "adagrad"]), default="adam",
               show_default=True)
+@click.option("--lr-decay", "--learning-rate-decay", "lr_decay", type=click.FloatRange(0, 1, min_open=True),
+              default=1.0, show_default=True, help="Multiply the learning rate by this every epoch (char-rnn) ...")
+@click.option("--lr-decay-after", "--learning-rate-decay-after", "lr_decay_after", type=click.IntRange(min=0),
+              default=10, show_default=True, help="... starting at this epoch.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads for NumPy's BLAS during training [all cores].")
 @click.option("--momentum", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--grad-clip", type=click.FloatRange(min=0), default=5.0, show_default=True,
@@ -159,9 +165,9 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
         for key in ("seq_length", "batch_size"):
             opts[key] = saved[0]["task"][key]
         for key in ("lr", "optimizer", "momentum", "weight_decay", "grad_clip", "k1", "k2", "eval_every", "seed",
-                    "epochs", "max_steps", "time_limit"):
+                    "epochs", "max_steps", "time_limit", "lr_decay", "lr_decay_after"):
             if key not in explicit:
-                opts[key] = saved[0]["train"][key]
+                opts[key] = saved[0]["train"].get(key, opts[key])
 
     if opts["val_fraction"] is not None and not 0 < opts["val_fraction"] < 0.5:
         fail(f"--val-fraction must be in (0, 0.5), got {opts['val_fraction']}")
@@ -235,13 +241,20 @@ def _fit(task, the_task, model, opts, run_dir, saved, no_progress) -> None:
                          momentum=opts["momentum"], grad_clip=opts["grad_clip"], epochs=opts["epochs"],
                          max_steps=opts["max_steps"], time_limit=opts["time_limit"], k1=opts["k1"], k2=opts["k2"],
                          eval_every=opts["eval_every"], seed=opts["seed"], progress=not no_progress,
-                         skip_nonfinite=opts["skip_nonfinite"])
+                         skip_nonfinite=opts["skip_nonfinite"], lr_decay=opts["lr_decay"],
+                         lr_decay_after=opts["lr_decay_after"])
     trainer = Trainer(model, the_task, config, run_dir)
     if saved:
         trainer.restore(*saved)
     click.echo(f"rnnkit: training {type(model).__name__}/{model.config.cell.upper()} ({model.num_parameters():,} "
                f"parameters) on '{task}' → {run_dir}", err=True)
-    trainer.fit()
+    if opts.get("threads"):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(opts["threads"], user_api="blas"):
+            trainer.fit()
+    else:
+        trainer.fit()
     scalars = {k: v for k, v in trainer.last_eval.items() if np.ndim(v) == 0}
     summary = f"done: {trainer.step} updates in {trainer.elapsed:.1f} s"
     if scalars:

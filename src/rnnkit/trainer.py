@@ -49,6 +49,8 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     skip_nonfinite: bool = False  # skip an update whose loss or gradient is NaN/Inf instead of stopping
+    lr_decay: float = 1.0  # char-rnn's learning_rate_decay: multiply the rate by this every epoch ...
+    lr_decay_after: int = 10  # ... from this epoch on (epochs counted from 0)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -62,6 +64,8 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"{name} must be {'>= 1' if name in ('epochs', 'eval_every', 'log_every') else '>= 0'}"
                                  f", got {getattr(self, name)}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.k2 and not self.k1:
             raise ValueError("k2 needs k1 (the number of steps between updates)")
         if self.k2 and self.k2 < self.k1:
@@ -196,6 +200,7 @@ class Trainer:
         stop = False
         try:
             for epoch in range(self.epoch, cfg.epochs):
+                self.optimizer.lr = self.learning_rate(epoch)
                 for b, batch in enumerate(task.batches(epoch)):
                     if (epoch, b) < (self.epoch, self.batch_index):
                         continue  # resumed: this batch is done
@@ -219,7 +224,7 @@ class Trainer:
                         if self.step % cfg.log_every == 0 and self.running[1]:
                             mean = self.running[0] / self.running[1]
                             bar.set_postfix(loss=f"{mean:.4f}")
-                            self._log({"train_loss": mean, "grad_norm": norm})
+                            self._log({"train_loss": mean, "grad_norm": norm, "lr": self.optimizer.lr})
                             self.running = (0.0, 0)
                         out_of_time = cfg.time_limit and self.elapsed >= cfg.time_limit
                         out_of_steps = cfg.max_steps and self.step >= cfg.max_steps
@@ -240,6 +245,11 @@ class Trainer:
         finally:
             bar.close()
         return self.history
+
+    def learning_rate(self, epoch: int) -> float:
+        """char-rnn's schedule: lr · decay^(epoch − decay_after + 1) from epoch ``decay_after`` on."""
+        cfg = self.config
+        return cfg.lr * cfg.lr_decay ** max(0, epoch - cfg.lr_decay_after + 1)
 
     def _windows_per_batch(self) -> int:
         first = next(iter(self.task.batches(0)))
