@@ -10,6 +10,7 @@ import importlib
 
 import numpy as np
 
+from .models import check_encoder_cell
 from .vocab import LabelSet, TokenVocabulary
 
 KINDS = {  # kind → (module, config class, model class)
@@ -51,8 +52,8 @@ def build_structured(task: str, data: str | None, opts: dict, meta: dict | None)
     rng = np.random.default_rng(opts["seed"])
     embedding = opts["embedding_size"] or 64
     cell = opts["cell"]
-    if cell == "jordan":
-        raise DataError(f"task {task!r} needs a recurrent encoder: --cell rnn, lstm, gru, rhn or mogrifier")
+    if task != "seq2seq":  # seq2seq checks its own, narrower set of cells
+        check_encoder_cell(cell, f"task {task!r}")  # before any data is read
     if task == "classify":
         from .classify import ClassificationTask, ClassifierConfig, SequenceClassifier
 

@@ -44,10 +44,9 @@ class ClassifierConfig(JSONConfig):
     kind: str = "classifier"
 
     def __post_init__(self):
-        from .models import CELLS
+        from .models import check_encoder_cell
 
-        if self.cell not in CELLS or self.cell == "jordan":
-            raise ValueError(f"cell must be one of rnn, lstm, gru, rhn, mogrifier, got {self.cell!r}")
+        check_encoder_cell(self.cell)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         check_dtype(self.dtype)

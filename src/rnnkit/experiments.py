@@ -8,7 +8,7 @@ loss against the trivial baseline, and mean time — printed, written as Markdow
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -131,11 +131,8 @@ def plot(exp: Experiment, rows: list[dict], png: Path) -> None:
 def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=None, cells=None,
                    time_budget: float = 60.0, log=print) -> list[dict]:
     """Run all combinations; write ``<name>.md`` and ``<name>.png`` into ``out_dir``; return the summary rows."""
-    exp = EXPERIMENTS[name]
-    if lengths:
-        exp.lengths = tuple(lengths)
-    if cells:
-        exp.cells = tuple(cells)
+    exp = EXPERIMENTS[name]  # the shared definition stays as it is; overrides make a copy
+    exp = replace(exp, lengths=tuple(lengths) if lengths else exp.lengths, cells=tuple(cells) if cells else exp.cells)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = []
     for length in exp.lengths:

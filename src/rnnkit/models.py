@@ -24,6 +24,14 @@ from .module import Module, as_rng, check_dtype
 from .recurrent import GRU, LSTM, RHN, RNN, Jordan, MogrifierLSTM
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "jordan": Jordan, "rhn": RHN, "mogrifier": MogrifierLSTM}
+# Cells that can encode a sequence for another model (a Jordan net feeds back its own output instead).
+ENCODER_CELLS = ("rnn", "lstm", "gru", "rhn", "mogrifier")
+
+
+def check_encoder_cell(cell: str, user: str = "the encoder") -> None:
+    """One-line error unless ``cell`` can serve as a recurrent encoder."""
+    if cell not in ENCODER_CELLS:
+        raise ValueError(f"{user} needs a recurrent encoder cell: one of {', '.join(ENCODER_CELLS)}, got {cell!r}")
 
 
 @dataclass

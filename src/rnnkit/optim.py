@@ -162,10 +162,17 @@ class Adam(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam}
 
 
-def clip_grad_norm(params, max_norm: float) -> float:
-    """Scale all gradients by min(1, max_norm / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them; return ‖g‖₂."""
+def grad_norm(params) -> float:
+    """‖g‖₂ over all gradients together (NaN or Inf if any gradient is)."""
+    return math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
+
+
+def clip_grad_norm(params, max_norm: float, total: float | None = None) -> float:
+    """Scale all gradients by min(1, max_norm / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them; return ‖g‖₂.
+    Pass ``total`` when the norm is already known."""
     grads = [p.grad for p in params]
-    total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+    if total is None:
+        total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for g in grads:

@@ -100,10 +100,9 @@ class TaggerConfig(JSONConfig):
     kind: str = "tagger"
 
     def __post_init__(self):
-        from .models import CELLS
+        from .models import check_encoder_cell
 
-        if self.cell not in CELLS or self.cell == "jordan":
-            raise ValueError(f"cell must be one of rnn, lstm, gru, rhn, mogrifier, got {self.cell!r}")
+        check_encoder_cell(self.cell)
         check_dtype(self.dtype)
 
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import checkpoint
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .models import SequenceModel
-from .optim import OPTIMIZERS, clip_grad_norm
+from .optim import OPTIMIZERS, clip_grad_norm, grad_norm
 
 LOSSES = {"ce": CrossEntropyLoss, "mse": MSELoss, "bce": BCEWithLogitsLoss}
 
@@ -141,8 +141,9 @@ class Trainer:
         else:
             if not self.owns_objective:
                 model.backward(self.loss.backward())
-            bad = next((name for name, p in model.named_parameters() if not np.isfinite(p.grad).all()), None)
-            if bad is not None:
+            norm = grad_norm(model.parameters())  # one pass; non-finite iff some gradient is
+            if not math.isfinite(norm):
+                bad = next(name for name, p in model.named_parameters() if not np.isfinite(p.grad).all())
                 problem = f"non-finite gradient in {bad}"
         if problem is not None:
             if not self.config.skip_nonfinite:
@@ -152,7 +153,8 @@ class Trainer:
             if self.config.progress:
                 tqdm.write(f"step {self.step + 1}: {problem}; update skipped")
             return float("nan"), float("nan")
-        norm = clip_grad_norm(model.parameters(), self.config.grad_clip) if self.config.grad_clip else float("nan")
+        if self.config.grad_clip:
+            clip_grad_norm(model.parameters(), self.config.grad_clip, total=norm)
         self.optimizer.step()
         return loss, norm
 
