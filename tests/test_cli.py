@@ -68,6 +68,15 @@ def test_threads_and_learning_rate_decay_flags(tmp_path, capsys):
     assert rates[0] == pytest.approx(5e-4) and rates[-1] == pytest.approx(2.5e-4)
 
 
+def test_detach_state_flag_is_stored_in_the_checkpoint_and_kept_on_resume(tmp_path, capsys):
+    common = ["train", "reber", "--cell", "rnn", "--detach-state", "--eval-every", "10", "--out", str(tmp_path / "e"),
+              "--no-progress"]
+    assert run(common + ["--max-steps", "10"], capsys)[0] == 0
+    meta = json.loads((tmp_path / "e" / "checkpoint" / "meta.json").read_text())
+    assert meta["model"]["detach_state"] is True
+    assert run(common + ["--max-steps", "20", "--resume"], capsys)[0] == 0
+
+
 def test_default_task_is_the_embedded_reber_grammar_with_an_lstm(tmp_path, capsys):
     code, stdout, err = run(["train", "--out", str(tmp_path / "r"), "--no-progress"], capsys)
     assert code == 0, err

@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,6 @@ import pytest
 from conftest import run_cli
 from rnnkit.cli import main
 from rnnkit.memory_tasks import REBER_GRAPH, Adding1997Task, CopyTask, ReberTask, embedded_reber_string
-from rnnkit.models import ModelConfig, SequenceModel
 
 run = run_cli
 
@@ -61,28 +61,27 @@ def test_copy_task_definition_and_baseline():
     assert task.baseline == pytest.approx(10 * np.log(8) / 50)
 
 
-def test_lstm_solves_the_embedded_reber_grammar_where_elman_does_not(tmp_path):
-    from rnnkit.trainer import TrainConfig, Trainer
+def test_reber_experiment_elman_fails_where_lstm_and_full_bptt_succeed(tmp_path):
+    """The 1997 split under the experiment's protocol (SGD with momentum, batches of 16), on a fixed update budget:
+    Elman's training (no error through time) cannot learn the long-range T/P; LSTM and a BPTT-trained RNN do."""
+    from rnnkit.experiments import EXPERIMENTS, run_one
 
-    results = {}
-    for cell in ("rnn", "lstm"):
-        task = ReberTask(seed=0)
-        model = SequenceModel(ModelConfig(7, 7, cell=cell, hidden_size=16), rng=np.random.default_rng(0))
-        trainer = Trainer(model, task, TrainConfig(lr=1e-2, epochs=120, eval_every=160, progress=False),
-                          tmp_path / cell)
-        trainer.stop_when = lambda m: m["success"] == 1.0
-        trainer.fit()
-        results[cell] = trainer.last_eval
-    assert results["lstm"]["success"] == 1.0
-    assert results["rnn"]["success"] == 0.0
+    exp = replace(EXPERIMENTS["reber"], epochs=300)  # 300 epochs of 16 batches: 4,800 updates at most
+    results = {label: run_one(exp, label, 0, 0, tmp_path, time_budget=0) for label in ("elman", "rnn", "lstm")}
+    assert results["lstm"]["success"] == 1.0 and results["rnn"]["success"] == 1.0
+    assert results["elman"]["success"] == 0.0 and results["elman"]["steps"] == 4800
+    assert results["elman"]["test_strings_correct"] < 0.8  # it guesses the second T/P
 
 
 def test_experiment_command_writes_markdown_and_png(tmp_path, capsys):
-    code, out, err = run(["experiment", "copy", "--length", "5", "--seeds", "1", "--cell", "rnn", "--cell", "lstm",
-                          "--time-budget", "3", "--out", str(tmp_path)], capsys)
+    code, out, err = run(["experiment", "copy", "--length", "5", "--seeds", "2", "--cell", "elman", "--cell", "lstm",
+                          "--time-budget", "3", "--jobs", "2", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     table = (tmp_path / "copy.md").read_text()
-    assert "| rnn | 5 | 1 |" in table and "| lstm | 5 | 1 |" in table
+    assert "| elman | 5 | 2 |" in table and "| lstm | 5 | 2 |" in table and "recall accuracy" in table
+    assert err.count("T=5 ") == 4
+    runs = json.loads((tmp_path / "copy.json").read_text())["runs"]
+    assert sorted((r["cell"], r["seed"]) for r in runs) == [("elman", 0), ("elman", 1), ("lstm", 0), ("lstm", 1)]
     assert (tmp_path / "copy.png").stat().st_size > 1000
     code, _, err = run(["experiment", "copy", "--out", str(tmp_path)], capsys)
     assert code == 2 and "already exists" in err
@@ -142,3 +141,12 @@ def test_visualization_renders_in_headless_chromium(tmp_path, char_checkpoint, c
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=900,400", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.stat().st_size > 2000
+
+
+def test_experiment_learning_rates_per_cell():
+    from rnnkit.experiments import EXPERIMENTS
+
+    reber, adding = EXPERIMENTS["reber"], EXPERIMENTS["adding"]
+    assert reber.lr_for("elman") == reber.lr_for("rnn") == 0.3  # elman is the RNN with its rate
+    assert reber.lr_for("lstm") == reber.lr_for("mogrifier") == 1.0  # cells without a rate of their own
+    assert adding.lr_for("rnn") == 3e-3 and adding.lr_for("gru") == 1e-2

@@ -35,7 +35,8 @@ TASK_DEFAULTS = {name: dict(zip(_TASK_DEFAULT_KEYS, values)) for name, values in
     "copy": ("lstm", 50, 32, 64, 1, 3e-3, 500, 40),
 }.items()}
 MODEL_FLAGS = ("cell", "hidden_size", "num_layers", "dropout", "nonlinearity", "embedding_size", "dtype", "forget_bias",
-               "proj_size", "peephole", "reset_after", "depth", "coupled", "transform_bias", "rounds", "rank")
+               "proj_size", "peephole", "reset_after", "depth", "coupled", "transform_bias", "rounds", "rank",
+               "detach_state")
 
 
 class UserError(Exception):
@@ -63,6 +64,9 @@ def cli():
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
 @click.option("--nonlinearity", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True,
               help="RNN only.")
+@click.option("--detach-state", is_flag=True,
+              help="Train as Elman (1990): no error is propagated back through time (the previous state is a "
+                   "constant input to each step).")
 @click.option("--forget-bias", type=float, default=1.0, show_default=True,
               help="LSTM/Mogrifier: initial forget-gate bias (char-rnn and Keras use 1).")
 @click.option("--proj-size", type=click.IntRange(min=0), default=0, show_default=True,
@@ -214,7 +218,8 @@ def train(ctx, task, data, out, resume, init_from, no_progress, **opts):
                                    forget_bias=opts["forget_bias"] if opts["cell"] in ("lstm", "mogrifier") else None,
                                    proj_size=opts["proj_size"], peephole=opts["peephole"],
                                    reset_after=opts["reset_after"], depth=opts["depth"], coupled=opts["coupled"],
-                                   transform_bias=opts["transform_bias"], rounds=opts["rounds"], rank=opts["rank"])
+                                   transform_bias=opts["transform_bias"], rounds=opts["rounds"], rank=opts["rank"],
+                                   detach_state=opts["detach_state"])
     model = SequenceModel(model_config, rng=np.random.default_rng(opts["seed"]))
     if base:
         model.load_state_dict(base[1])

@@ -103,11 +103,14 @@ def translate(checkpoint_path, sources, heatmap, beam_size):
 @click.option("--out", "out", type=click.Path(file_okay=False), default="experiments", show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per (cell, length) [experiment's own].")
 @click.option("--length", "lengths", type=click.IntRange(min=1), multiple=True, help="Sequence length(s) T.")
-@click.option("--cell", "cells", type=click.Choice(["rnn", "lstm", "gru", "rhn", "mogrifier"]), multiple=True,
-              help="Cells to compare [rnn, lstm, gru].")
-@click.option("--time-budget", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Seconds of training per run (a run also stops once it succeeds).")
-def experiment(name, out, seeds, lengths, cells, time_budget):
+@click.option("--cell", "cells", type=click.Choice(["elman", "rnn", "lstm", "gru", "rhn", "mogrifier"]),
+              multiple=True, help="Cells to compare [experiment's own]; elman = RNN trained without BPTT (Elman 1990).")
+@click.option("--time-budget", type=click.FloatRange(min=1),
+              help="Seconds of training per run; a run also stops once it succeeds [reber 30, adding 75, copy 60, "
+                   "adding1997 60].")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs in parallel, one process and one BLAS thread each.")
+def experiment(name, out, seeds, lengths, cells, time_budget, jobs):
     """Compare cells on a memory benchmark (several seeds and lengths); write NAME.md and NAME.png to --out."""
     from .experiments import EXPERIMENTS, markdown, run_experiment
 
@@ -115,7 +118,7 @@ def experiment(name, out, seeds, lengths, cells, time_budget):
     if (target / f"{name}.md").exists():
         fail(f"{str(target / (name + '.md'))!r} already exists; choose another --out (nothing is overwritten)")
     rows = run_experiment(name, target, seeds=seeds, lengths=lengths, cells=cells, time_budget=time_budget,
-                          log=lambda line: click.echo(line, err=True))
+                          jobs=jobs, log=lambda line: click.echo(line, err=True))
     click.echo(markdown(EXPERIMENTS[name], rows))
     click.echo(f"written: {target / (name + '.md')}, {target / (name + '.png')}", err=True)
 

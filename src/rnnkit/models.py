@@ -57,6 +57,7 @@ class ModelConfig(JSONConfig):
     transform_bias: float = -2.0  # rhn
     rounds: int = 5  # mogrifier
     rank: int | None = None  # mogrifier: low-rank Q, R
+    detach_state: bool = False  # Elman's (1990) training: no error propagated back through time
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -105,10 +106,12 @@ class SequenceModel(Module):
             self.rnn = Jordan(rnn_input, config.hidden_size, config.output_size, output_activation="identity",
                               dtype=dtype, rng=rng)
             self.drop, self.head = None, None
+            self.rnn.detach_state = config.detach_state
             return
         self.rnn = CELLS[config.cell](rnn_input, config.hidden_size, num_layers=config.num_layers,
                                       dropout=config.dropout, bidirectional=config.bidirectional, dtype=dtype,
                                       rng=rng, **config.cell_options())
+        self.rnn.detach_state = config.detach_state
         self.drop = Dropout(config.dropout, rng=rng) if config.dropout else None
         self.head = Linear(self.rnn.output_size, config.output_size, dtype=dtype, rng=rng)
 

@@ -174,6 +174,19 @@ class RecurrentLayer(Module):
         """Forget the carried state of a stateful layer (start of a new stream)."""
         self._carry = None
 
+    @property
+    def detach_state(self) -> bool:
+        """True: train as Elman (1990) did — every step reads the previous state as a constant input (the copy-back
+        context units; PyTorch: ``cell(x_t, h.detach())``), so no error is propagated back through time. The
+        forward pass is unchanged; the gradient is that of the one-step-truncated objective, not of the loss."""
+        return self.runners[0][0].detach_state
+
+    @detach_state.setter
+    def detach_state(self, value: bool) -> None:
+        for row in self.runners:
+            for runner in row:
+                runner.detach_state = bool(value)
+
     def state_at(self, k: int):
         """The full state (public form, (L, B, S) per component) after the first k steps of the last forward.
         Used by truncated BPTT with k2 > k1 to carry the state from inside a window. Unidirectional only."""

@@ -38,6 +38,9 @@ class Recurrence:
         self._states: list[np.ndarray] = []
         self._counts = None
         self.track_state_grads = False  # diagnostics: record ‖∂L/∂h_t‖ per step in backward
+        # Elman's (1990) training: each step reads the previous state as a constant input (the copy-back context
+        # units; PyTorch: cell(x_t, h.detach())), so no error flows back through time. Forward is unchanged.
+        self.detach_state = False
         self.state_grad_norms: np.ndarray | None = None
 
     def _slots(self, t: int) -> tuple[int, int]:
@@ -114,6 +117,9 @@ class Recurrence:
             else:
                 cell.step_backward(t, tuple(d[:n] for d in dstate), tuple(v[:n] for v in slots[read]),
                                    tuple(v[:n] for v in slots[write]), dxp[t, :n])
+            if self.detach_state:  # the gradient w.r.t. the previous state stops here
+                for d in dstate:
+                    d[:n] = 0
         # Slots read and written by the steps, as (T·B, S) slabs for the weight GEMMs.
         prev_all = tuple((s[1:] if self.reverse else s[:-1]).reshape(steps * batch, -1) for s in states)
         new_all = tuple((s[:-1] if self.reverse else s[1:]).reshape(steps * batch, -1) for s in states)
