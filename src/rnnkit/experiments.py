@@ -112,9 +112,10 @@ def run_one(exp: Experiment, label: str, length: int, seed: int, out_dir: Path, 
             **{k: float(v) for k, v in metrics.items() if k not in ("success", "val_loss") and np.ndim(v) == 0}}
 
 
-def _run_named(name: str, overrides: dict, *args) -> dict:
-    """`run_one` for a worker process, which rebuilds the experiment from its name (lambdas do not pickle)."""
-    return run_one(replace(EXPERIMENTS[name], **overrides), *args)
+def _run_named(name: str, *args) -> dict:
+    """`run_one` for a worker process, which looks the experiment up by name (its task lambda does not pickle;
+    the cells and lengths a caller overrode are not read by `run_one`)."""
+    return run_one(EXPERIMENTS[name], *args)
 
 
 def _one_blas_thread() -> None:
@@ -129,9 +130,8 @@ def run_all(exp: Experiment, combos: list[tuple], out_dir: Path, time_budget: fl
         for combo in combos:
             yield run_one(exp, *combo, out_dir, time_budget)
         return
-    overrides = {"lengths": exp.lengths, "cells": exp.cells}
     with ProcessPoolExecutor(jobs, initializer=_one_blas_thread) as pool:
-        futures = [pool.submit(_run_named, exp.name, overrides, *combo, out_dir, time_budget) for combo in combos]
+        futures = [pool.submit(_run_named, exp.name, *combo, out_dir, time_budget) for combo in combos]
         for future in futures:
             yield future.result()
 

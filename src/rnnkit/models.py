@@ -106,14 +106,13 @@ class SequenceModel(Module):
             self.rnn = Jordan(rnn_input, config.hidden_size, config.output_size, output_activation="identity",
                               dtype=dtype, rng=rng)
             self.drop, self.head = None, None
-            self.rnn.detach_state = config.detach_state
-            return
-        self.rnn = CELLS[config.cell](rnn_input, config.hidden_size, num_layers=config.num_layers,
-                                      dropout=config.dropout, bidirectional=config.bidirectional, dtype=dtype,
-                                      rng=rng, **config.cell_options())
+        else:
+            self.rnn = CELLS[config.cell](rnn_input, config.hidden_size, num_layers=config.num_layers,
+                                          dropout=config.dropout, bidirectional=config.bidirectional, dtype=dtype,
+                                          rng=rng, **config.cell_options())
+            self.drop = Dropout(config.dropout, rng=rng) if config.dropout else None
+            self.head = Linear(self.rnn.output_size, config.output_size, dtype=dtype, rng=rng)
         self.rnn.detach_state = config.detach_state
-        self.drop = Dropout(config.dropout, rng=rng) if config.dropout else None
-        self.head = Linear(self.rnn.output_size, config.output_size, dtype=dtype, rng=rng)
 
     def forward(self, x, state=None, lengths=None):
         h = self.encoder.forward(x) if self.encoder is not None else x
