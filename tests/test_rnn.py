@@ -160,7 +160,7 @@ def test_backward_with_only_final_state_gradient(rng):
      r"initial state h must have shape \(1, 2, 4\)"),
     (lambda m: m.forward(np.zeros((2, 5, 3), np.float32), lengths=np.array([0, 5])), ValueError, r"\[1, 5\]"),
     (lambda m: m.forward(np.zeros((2, 5, 3), np.float32), lengths=np.array([5])), ValueError, "2 integers"),
-    (lambda m: m.backward(np.zeros((2, 5, 4))), RuntimeError, "before forward"),
+    (lambda m: m.backward(np.zeros((2, 5, 4))), RuntimeError, "no matching forward"),
 ])
 def test_bad_input_raises_one_clear_error(call, error, message):
     with pytest.raises(error, match=message):

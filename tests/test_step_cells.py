@@ -67,7 +67,7 @@ def test_unbatched_step_and_stack_errors(rng):
     assert h.shape == c.shape == (4,)
     dx, (dh, dc) = cell.backward(np.ones(4), np.ones(4))
     assert dx.shape == (3,) and dh.shape == (4,)
-    with pytest.raises(RuntimeError, match="more times than forward"):
+    with pytest.raises(RuntimeError, match="no matching forward"):
         cell.backward(np.ones(4), np.ones(4))
     with pytest.raises(ValueError, match=r"state h must have shape \(2, 4\)"):
         cell.forward(rng.normal(size=(2, 3)), (np.zeros((3, 4)), np.zeros((2, 4))))

@@ -5,6 +5,13 @@ Every layer of rnnkit is a `Module`:
 * ``forward(x, ...)`` computes outputs and keeps what its backward needs;
 * ``backward(dy, ...)`` returns the gradient with respect to the inputs and *adds* (``+=``) the gradients of
   its parameters into ``p.grad``; ``zero_grad()`` clears them explicitly;
+
+Reuse and inference. What a forward keeps for its backward is pushed on the module's stack of saved calls, and
+each backward pops the most recent one. So a module called k times and then backpropagated k times in reverse
+order accumulates exactly the gradients of weight sharing (as one shared ``torch.nn`` module would); a backward
+with no forward left to match is a `UsageError`. Inside ``with rnnkit.no_grad():`` forwards save nothing at all,
+so inference loops do not grow memory; ``discard_saved()`` drops saved calls that will never be backpropagated
+(a forward whose loss turned out unusable, say).
 * ``named_parameters()`` yields ``(name, Parameter)`` pairs whose names match PyTorch's state dicts;
 * ``state_dict()`` / ``load_state_dict()``, ``train()`` / ``eval()``, ``to(dtype)``.
 """
@@ -12,13 +19,33 @@ Every layer of rnnkit is a `Module`:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
+
+from .errors import DTypeError, ShapeError, StateDictError, UsageError
 
 DEFAULT_DTYPE = np.float32
 FLOAT_DTYPES = (np.float32, np.float64)
 
 _default_rng = np.random.default_rng()
+_grad_enabled = True
+
+
+@contextmanager
+def no_grad():
+    """Inference: inside this block forwards save nothing for a backward (like ``torch.no_grad``)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    """False inside `no_grad`: a forward saves nothing, and a backward has nothing to use."""
+    return _grad_enabled
 
 
 def manual_seed(seed: int) -> None:
@@ -40,7 +67,7 @@ def check_dtype(dtype) -> np.dtype:
     """Return ``dtype`` as a NumPy dtype if it is float32 or float64, else raise a one-line TypeError."""
     dt = np.dtype(dtype)
     if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        raise DTypeError(f"dtype must be float32 or float64, got {dt}")
     return dt
 
 
@@ -61,23 +88,48 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
-class Module:
-    """Base class: parameter and sub-module registry, modes, dtype, state dicts.
+class ParameterOwner:
+    """The one parameter protocol of rnnkit, shared by modules and recurrent cells: parameters are registered by
+    assigning them as attributes, and ``named_parameters()`` lists them in assignment order."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        object.__setattr__(self, name, value)
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(name, parameter)`` pairs, each parameter once."""
+        for name, p in self._parameters.items():
+            yield prefix + name, p
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    @property
+    def dtype(self) -> np.dtype:
+        params = self.parameters()
+        return params[0].data.dtype if params else np.dtype(DEFAULT_DTYPE)
+
+
+class Module(ParameterOwner):
+    """Base class: parameter and sub-module registry, modes, dtype, state dicts, saved calls.
 
     Parameters and sub-modules are registered by assigning them as attributes; names follow assignment order.
     """
 
     def __init__(self):
-        object.__setattr__(self, "_parameters", {})
+        super().__init__()
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_saved", [])
 
     def __setattr__(self, name, value):
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
+        if isinstance(value, Module):
             self._modules[name] = value
-        object.__setattr__(self, name, value)
+        super().__setattr__(name, value)
 
     # -- contract -------------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
@@ -88,6 +140,29 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
+
+    # -- what a forward keeps for its backward ----------------------------------------------------------
+    def save_for_backward(self, *saved) -> None:
+        """Push what this call's backward needs (nothing inside `no_grad`)."""
+        if _grad_enabled:
+            self._saved.append(saved)
+
+    def saved_for_backward(self) -> tuple:
+        """Pop what the most recent forward without a backward saved; `UsageError` if there is none."""
+        if not self._saved:
+            raise UsageError(f"{type(self).__name__}.backward() has no matching forward() (each backward needs its "
+                             "own forward, outside rnnkit.no_grad(); backward k calls in reverse order)")
+        return self._saved.pop()
+
+    @property
+    def pending_backwards(self) -> int:
+        """How many forwards of this module are waiting for their backward."""
+        return len(self._saved)
+
+    def discard_saved(self) -> None:
+        """Forget every saved forward of this module and its children (they will not be backpropagated)."""
+        for m in self.modules():
+            m._saved.clear()
 
     # -- parameters -----------------------------------------------------------------------------------
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
@@ -103,9 +178,6 @@ class Module:
             yield prefix + name, p
         for mname, m in self._modules.items():
             yield from m._named_parameters_all(f"{prefix}{mname}.")
-
-    def parameters(self) -> list[Parameter]:
-        return [p for _, p in self.named_parameters()]
 
     def modules(self) -> Iterator[Module]:
         yield self
@@ -127,11 +199,6 @@ class Module:
 
     def eval(self) -> Module:
         return self.train(False)
-
-    @property
-    def dtype(self) -> np.dtype:
-        params = self.parameters()
-        return params[0].data.dtype if params else np.dtype(DEFAULT_DTYPE)
 
     def to(self, dtype) -> Module:
         """Convert every parameter (and its gradient) to ``dtype`` in place; returns self."""
@@ -157,13 +224,13 @@ class Module:
             missing = sorted(set(own) - set(state))
             unexpected = sorted(set(state) - set(own))
             if missing or unexpected:
-                raise KeyError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+                raise StateDictError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
         for name, p in own.items():
             if name not in state:
                 continue
             value = np.asarray(state[name])
             if value.shape != p.data.shape:
-                raise ValueError(f"{name}: expected shape {p.data.shape}, got {value.shape}")
+                raise ShapeError(f"{name}: expected shape {p.data.shape}, got {value.shape}")
             p.data[...] = value
 
     def generators(self) -> list[np.random.Generator]:
@@ -183,14 +250,14 @@ class Module:
 def check_float_array(x, name: str, dtype: np.dtype, ndims: tuple[int, ...]) -> np.ndarray:
     """Validate a float input: a NumPy array of ``dtype`` with one of ``ndims`` dimensions and finite values."""
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}")
+        raise DTypeError(f"{name} must be a numpy array, got {type(x).__name__}")
     if x.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype} (the layer's dtype), got {x.dtype}")
+        raise DTypeError(f"{name} must have dtype {dtype} (the layer's dtype), got {x.dtype}")
     if x.ndim not in ndims:
         want = " or ".join(f"{n}-D" for n in ndims)
-        raise ValueError(f"{name} must be {want}, got shape {x.shape}")
+        raise ShapeError(f"{name} must be {want}, got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or Inf")
+        raise ShapeError(f"{name} contains NaN or Inf")
     return x
 
 
@@ -198,7 +265,7 @@ def check_index_array(x, name: str, high: int) -> np.ndarray:
     """Validate integer class/token indices in ``[0, high)``."""
     if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.integer):
         got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
-        raise TypeError(f"{name} must be an integer numpy array, got {got}")
+        raise DTypeError(f"{name} must be an integer numpy array, got {got}")
     if x.size and (x.min() < 0 or x.max() >= high):
-        raise ValueError(f"{name} must lie in [0, {high}), got values in [{x.min()}, {x.max()}]")
+        raise ShapeError(f"{name} must lie in [0, {high}), got values in [{x.min()}, {x.max()}]")
     return x

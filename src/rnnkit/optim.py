@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .errors import StateDictError
 from .module import Parameter
 
 
@@ -59,7 +60,7 @@ class Optimizer:
         expected = {f"{name}/{b}" for name, bufs in self.state.items() for b in bufs} | {"steps"}
         if set(state) != expected:
             missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-            raise KeyError(f"optimizer state mismatch: missing {missing}, unexpected {extra}")
+            raise StateDictError(f"optimizer state mismatch: missing {missing}, unexpected {extra}")
         self.steps = int(np.asarray(state["steps"]).reshape(-1)[0])
         for name, bufs in self.state.items():
             for b in bufs:

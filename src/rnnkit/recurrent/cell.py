@@ -4,65 +4,92 @@ A cell of ``num_gates`` gates and hidden size H owns PyTorch-layout parameters
 
     weight_ih (G, I),  weight_hh (G, R),  bias_ih (G,),  bias_hh (G,)      G = num_gates · H
 
-(R is the size of the recurrent input: H, or the projection size for an LSTM with ``proj_size``).
+(R is the size of the recurrent input: H, or the projection size for an LSTM with ``proj_size``). A cell holds
+parameters and options only; everything one call computes lives in a `Workspace` that the caller owns.
 
 The runner (`rnnkit.recurrent.runner.Recurrence`) calls, for one sequence batch of T steps and B rows:
 
 1. ``project(X)``: X (T·B, I) → XP (T·B, G) = X W_ihᵀ + b_ih (+ b_hh where it can be folded) — one GEMM;
-2. ``allocate(T, B, ragged)``: per-sequence caches (gate activations ...), filled by ``step`` (zeroed for
-   ragged batches, whose padded rows no step writes but the weight GEMMs read);
-3. ``step(t, xp, prev, new)`` for each t: reads the previous state ``prev`` (a tuple of (n, S_k) arrays),
+2. ``ws = allocate(T, B, ragged)``: the workspace of this call — gate activations with leading axes (T, B),
+   scratch rows, contiguous copies of transposed weights (zeroed for ragged batches, whose padded rows no step
+   writes but the weight GEMMs read);
+3. ``step(ws, t, xp, prev, new)`` for each t: reads the previous state ``prev`` (a tuple of (n, S_k) arrays),
    writes the new state into ``new`` in place; only the recurrent matmul and pointwise math happen here;
-4. ``step_backward(t, dstate, prev, new, dxp)`` in reverse order: ``dstate`` holds δ(new state) on entry and
-   is overwritten with δ(prev state); writes δ(pre-activation) into ``dxp`` (n, G);
-5. ``accumulate(X, DXP, PREV, NEW)``: parameter gradients as whole-sequence GEMMs, returns δX (T·B, I);
+4. ``step_backward(ws, t, dstate, prev, new, dxp)`` in reverse order: ``dstate`` holds δ(new state) on entry
+   and is overwritten with δ(prev state); writes δ(pre-activation) into ``dxp`` (n, G);
+5. ``accumulate(ws, x, dxp, prev, new)``: parameter gradients as whole-sequence GEMMs, returns δX (T·B, I);
    PREV / NEW are the state slabs each step read / wrote, (T·B, S_k).
 
 Only the first n ≤ B rows are active at step t (the runner sorts a ragged batch by length), so every array a
-step sees is a contiguous row prefix.
+step sees is a contiguous row prefix. ``gate_names`` names the H-wide blocks of the activations that
+``gate_activations(ws)`` returns (for diagnostics and visualisation).
 """
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
-from ..module import Parameter, as_rng
+from ..module import Parameter, ParameterOwner, as_rng
 
 
-class Cell:
+class Workspace(SimpleNamespace):
+    """The arrays of one call of a cell over one sequence batch; each cell's ``allocate`` documents its fields.
+    Created by the cell, owned and passed back by the caller, so one cell can serve any number of calls."""
+
+
+def transposed(w: np.ndarray) -> np.ndarray:
+    """Wᵀ as a contiguous array: BLAS multiplies by it 1.2–2× faster than by the transposed view."""
+    return np.ascontiguousarray(w.T)
+
+
+def dsigmoid(y: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """σ'(a) from the output y = σ(a): y (1 − y), written into ``out``."""
+    np.subtract(1.0, y, out=out)
+    out *= y
+    return out
+
+
+def dtanh(y: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """tanh'(a) from the output y = tanh(a): 1 − y², written into ``out``."""
+    np.multiply(y, y, out=out)
+    np.subtract(1.0, out, out=out)
+    return out
+
+
+class Cell(ParameterOwner):
     """Base class: fused-gate parameters, input projection, and the weight-gradient GEMMs."""
 
     num_gates = 1
     #: names of the state components, in the order of ``prev``/``new`` tuples; the first one is the output
     state_names: tuple[str, ...] = ("h",)
+    #: names of the H-wide gate blocks that ``gate_activations`` returns, in order
+    gate_names: tuple[str, ...] = ()
+    #: whether b_hh can be added once to the projection (false where a gate multiplies it, as in GRU's n)
+    fold_hidden_bias = True
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, recurrent_size: int | None = None,
-                 dtype=np.float32, rng=None):
+                 hidden_rows: int | None = None, dtype=np.float32, rng=None):
+        """``hidden_rows``: rows of ``weight_hh`` and ``bias_hh`` when they are not G (RHN stacks its depths)."""
+        super().__init__()
         rng = as_rng(rng)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.recurrent_size = hidden_size if recurrent_size is None else recurrent_size
         g = self.num_gates * hidden_size
+        rows = g if hidden_rows is None else hidden_rows
         bound = 1.0 / math.sqrt(hidden_size)
 
         def uniform(*shape):
             return Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
 
         self.weight_ih = uniform(g, input_size)
-        self.weight_hh = uniform(g, self.recurrent_size)
+        self.weight_hh = uniform(rows, self.recurrent_size)
         self.bias_ih = uniform(g) if bias else None
-        self.bias_hh = uniform(g) if bias else None
-        self.cache: tuple[np.ndarray, ...] = ()
+        self.bias_hh = uniform(rows) if bias else None
 
     # -- description ----------------------------------------------------------------------------------
-    def named_params(self) -> list[tuple[str, Parameter]]:
-        """Parameters in PyTorch's state-dict order (names without the ``_l{k}`` suffix)."""
-        names = [("weight_ih", self.weight_ih), ("weight_hh", self.weight_hh)]
-        if self.bias:
-            names += [("bias_ih", self.bias_ih), ("bias_hh", self.bias_hh)]
-        return names
-
     @property
     def state_sizes(self) -> tuple[int, ...]:
         return (self.recurrent_size,)
@@ -72,48 +99,55 @@ class Cell:
         return self.state_sizes[0]
 
     @property
-    def dtype(self) -> np.dtype:
-        return self.weight_ih.data.dtype
+    def gate_width(self) -> int:
+        """G, the width of the fused pre-activation ``xp``/``dxp``."""
+        return self.num_gates * self.hidden_size
 
-    #: whether b_hh can be added once to the projection (false where a gate multiplies it, as in GRU's n)
-    fold_hidden_bias = True
+    def gate_activations(self, ws: Workspace) -> dict[str, np.ndarray]:
+        """The activated gates of a call by name, each (T, B, H); default: the blocks of ``ws.gates``."""
+        h = self.hidden_size
+        return {name: ws.gates[..., k * h:(k + 1) * h] for k, name in enumerate(self.gate_names)}
 
     # -- whole-sequence work (outside the time loop) --------------------------------------------------
     def project(self, x: np.ndarray) -> np.ndarray:
         """XP = X W_ihᵀ + b_ih (+ b_hh): (N, I) → (N, G), one GEMM."""
-        xp = x @ np.ascontiguousarray(self.weight_ih.data.T)
+        xp = x @ transposed(self.weight_ih.data)
         if self.bias:
             xp += self.bias_ih.data
             if self.fold_hidden_bias:
                 xp += self.bias_hh.data
         return xp
 
-    def allocate(self, steps: int, batch: int, ragged: bool = False) -> None:
-        """Create the per-sequence caches ``self.cache`` (arrays with leading axes (T, B)), and ``w_hh_t``,
-        W_hhᵀ as a contiguous array: BLAS multiplies by it 1.2–2× faster than by the transposed view."""
-        make = np.zeros if ragged else np.empty
-        self.cache = tuple(make((steps, batch, width), self.dtype) for width in self.cache_widths())
-        self.w_hh_t = np.ascontiguousarray(self.weight_hh.data.T)
+    def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
+        """The workspace of one call: ``w_hh_t`` = W_hhᵀ (contiguous); cells add their own per-step arrays."""
+        return Workspace(w_hh_t=transposed(self.weight_hh.data))
 
-    def cache_widths(self) -> tuple[int, ...]:
-        return ()
+    @staticmethod
+    def per_step(steps: int, batch: int, width: int, dtype, ragged: bool) -> np.ndarray:
+        """A (T, B, width) workspace array: zeroed for ragged batches (padded rows feed the weight GEMMs)."""
+        return (np.zeros if ragged else np.empty)((steps, batch, width), dtype)
 
-    def accumulate(self, x: np.ndarray, dxp: np.ndarray, prev: tuple[np.ndarray, ...],
-                   new: tuple[np.ndarray, ...], input_grad: bool = True) -> np.ndarray | None:
-        """Add δW_ih = δXPᵀ X, δW_hh = δXPᵀ H_prev, δb = Σ δXP; return δX = δXP W_ih (unless ``input_grad`` is
-        false: a cell that computed δX inside the loop). Shapes (T·B, ·)."""
+    def accumulate(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray, prev: tuple[np.ndarray, ...],
+                   new: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Add the parameter gradients of the call as whole-sequence GEMMs; return δX = δXP W_ih.
+        Shapes (T·B, ·). Cells with more parameters add theirs and call this (or `add_gate_weight_grads`)."""
+        self.add_gate_weight_grads(x, dxp, prev[0])
+        return dxp @ self.weight_ih.data
+
+    def add_gate_weight_grads(self, x: np.ndarray, dxp: np.ndarray, h_prev: np.ndarray) -> None:
+        """δW_ih += δXPᵀ X,  δW_hh += δXPᵀ H_prev,  δb_ih = δb_hh += Σ δXP."""
         self.weight_ih.grad += dxp.T @ x
-        self.weight_hh.grad += dxp.T @ prev[0]
+        self.weight_hh.grad += dxp.T @ h_prev
         if self.bias:
             db = dxp.sum(axis=0)
             self.bias_ih.grad += db
             self.bias_hh.grad += db
-        return dxp @ self.weight_ih.data if input_grad else None
 
     # -- one step (inside the time loop) --------------------------------------------------------------
-    def step(self, t: int, xp: np.ndarray, prev: tuple, new: tuple) -> None:  # pragma: no cover - abstract
+    def step(self, ws: Workspace, t: int, xp: np.ndarray, prev: tuple,
+             new: tuple) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def step_backward(self, t: int, dstate: tuple, prev: tuple, new: tuple,
+    def step_backward(self, ws: Workspace, t: int, dstate: tuple, prev: tuple, new: tuple,
                       dxp: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import sigmoid
-from .cell import Cell
+from .cell import Cell, Workspace, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
 
@@ -34,11 +34,13 @@ class GRUStep(Cell):
                         reset after:  δW_hh += Σ δqᵀ h_{t-1},  δb_hh += Σ δq
                         reset before: δW_h{r,z} += Σ δa_{r,z}ᵀ h_{t-1},  δW_hn += Σ δa_nᵀ (r ⊙ h_{t-1}),  δb_hh += Σ δa
 
-    Cache per step: the activated gates [r, z, n] and h_{t-1} W_hnᵀ + b_hn (reset after) or r ⊙ h_{t-1}
-    (reset before), plus δq (reset after) written by the backward step.
+    Workspace: ``gates`` (T, B, 3H) the activated [r, z, n]; ``inner`` (T, B, H) h_{t-1} W_hnᵀ + b_hn (reset after)
+    or r ⊙ h_{t-1} (reset before); ``scratch`` (2, B, H); reset after: ``dq`` (T, B, 3H), written by the backward,
+    and ``w_hh_t``; reset before: ``w_rz_t`` = W_h{r,z}ᵀ and ``w_n_t`` = W_hnᵀ, each contiguous.
     """
 
     num_gates = 3
+    gate_names = ("r", "z", "n")
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype=np.float32, rng=None):
         super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
@@ -46,17 +48,18 @@ class GRUStep(Cell):
         # b_hn sits inside r ⊙ (...) when the reset comes after the matmul, so only b_hr, b_hz can be folded.
         self.fold_hidden_bias = not reset_after
 
-    def cache_widths(self):
-        h = self.hidden_size
-        return (3 * h, h, 3 * h) if self.reset_after else (3 * h, h)
-
     def allocate(self, steps, batch, ragged=False):
-        super().allocate(steps, batch, ragged)
-        self._tmp = np.empty((2, batch, self.hidden_size), self.dtype)  # scratch: no temporaries in the loop
-        if not self.reset_after:  # two recurrent GEMMs per step: W_h{r,z}ᵀ and W_hnᵀ, each contiguous
-            hs = self.hidden_size
-            self._w_rz_t = np.ascontiguousarray(self.weight_hh.data[:2 * hs].T)
-            self._w_n_t = np.ascontiguousarray(self.weight_hh.data[2 * hs:].T)
+        h, dt = self.hidden_size, self.dtype
+        ws = Workspace(gates=self.per_step(steps, batch, 3 * h, dt, ragged),
+                       inner=self.per_step(steps, batch, h, dt, ragged),
+                       scratch=np.empty((2, batch, h), dt))  # no temporaries in the loop
+        if self.reset_after:
+            ws.w_hh_t = transposed(self.weight_hh.data)
+            ws.dq = self.per_step(steps, batch, 3 * h, dt, ragged)
+        else:  # two recurrent GEMMs per step, each with a contiguous Wᵀ
+            ws.w_rz_t = transposed(self.weight_hh.data[:2 * h])
+            ws.w_n_t = transposed(self.weight_hh.data[2 * h:])
+        return ws
 
     def project(self, x):
         xp = super().project(x)
@@ -64,12 +67,12 @@ class GRUStep(Cell):
             xp[:, :2 * self.hidden_size] += self.bias_hh.data[:2 * self.hidden_size]
         return xp
 
-    def step(self, t, xp, prev, new):
+    def step(self, ws, t, xp, prev, new):
         (h_prev,), (h_new,) = prev, new
         n_rows, hs = xp.shape[0], self.hidden_size
-        gates, inner = self.cache[0][t, :n_rows], self.cache[1][t, :n_rows]
+        gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
         if self.reset_after:
-            np.matmul(h_prev, self.w_hh_t, out=gates)
+            np.matmul(h_prev, ws.w_hh_t, out=gates)
             inner[...] = gates[:, 2 * hs:]
             if self.bias:
                 inner += self.bias_hh.data[2 * hs:]
@@ -80,12 +83,12 @@ class GRUStep(Cell):
             n += xp[:, 2 * hs:]
         else:
             rz = gates[:, :2 * hs]
-            np.matmul(h_prev, self._w_rz_t, out=rz)
+            np.matmul(h_prev, ws.w_rz_t, out=rz)
             rz += xp[:, :2 * hs]
             sigmoid(rz, out=rz)
             r, n = gates[:, :hs], gates[:, 2 * hs:]
             np.multiply(r, h_prev, out=inner)
-            np.matmul(inner, self._w_n_t, out=n)
+            np.matmul(inner, ws.w_n_t, out=n)
             n += xp[:, 2 * hs:]
         np.tanh(n, out=n)
         z = gates[:, hs:2 * hs]
@@ -94,37 +97,32 @@ class GRUStep(Cell):
         h_new *= z
         h_new += n
 
-    def step_backward(self, t, dstate, prev, new, dxp):
+    def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,), (h_prev,) = dstate, prev
         n_rows, hs = dxp.shape[0], self.hidden_size
-        gates, inner = self.cache[0][t, :n_rows], self.cache[1][t, :n_rows]
-        tmp, rec = self._tmp[0, :n_rows], self._tmp[1, :n_rows]
+        gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
+        tmp, rec = ws.scratch[0, :n_rows], ws.scratch[1, :n_rows]
         r, z, n = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:]
         da_r, da_z, da_n = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
         w_hh = self.weight_hh.data
         # δa_n = δh ⊙ (1 − z) ⊙ (1 − n²)
         np.subtract(1.0, z, out=tmp)
         np.multiply(dh, tmp, out=da_n)
-        np.multiply(n, n, out=tmp)
-        np.subtract(1.0, tmp, out=tmp)
-        da_n *= tmp
+        da_n *= dtanh(n, out=tmp)
         # δa_z = δh ⊙ (h_{t-1} − n) ⊙ z(1 − z)
         np.subtract(h_prev, n, out=da_z)
         da_z *= dh
-        np.subtract(1.0, z, out=tmp)
-        tmp *= z
-        da_z *= tmp
+        da_z *= dsigmoid(z, out=tmp)
         dh *= z
-        np.subtract(1.0, r, out=tmp)
-        tmp *= r
-        if self.reset_after:
+        dsigmoid(r, out=tmp)
+        if self.reset_after:  # δa_r = δa_n ⊙ (h_{t-1} W_hnᵀ + b_hn) ⊙ r(1 − r);  δh_{t-1} += δq W_hh
             np.multiply(da_n, inner, out=da_r)
             da_r *= tmp
-            dq = self.cache[2][t, :n_rows]
+            dq = ws.dq[t, :n_rows]
             dq[:, :2 * hs] = dxp[:, :2 * hs]
             np.multiply(da_n, r, out=dq[:, 2 * hs:])
             dh += np.matmul(dq, w_hh, out=rec)
-        else:
+        else:  # δ(r ⊙ h) = δa_n W_hn;  δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r(1 − r)
             d_rh = np.matmul(da_n, w_hh[2 * hs:], out=rec)
             np.multiply(d_rh, h_prev, out=da_r)
             da_r *= tmp
@@ -132,16 +130,16 @@ class GRUStep(Cell):
             dh += d_rh
             dh += np.matmul(dxp[:, :2 * hs], w_hh[:2 * hs], out=rec)
 
-    def accumulate(self, x, dxp, prev, new):
+    def accumulate(self, ws, x, dxp, prev, new):
         hs = self.hidden_size
         self.weight_ih.grad += dxp.T @ x
         if self.reset_after:
-            dq = self.cache[2].reshape(dxp.shape)
+            dq = ws.dq.reshape(dxp.shape)
             self.weight_hh.grad += dq.T @ prev[0]
         else:
             dq = dxp
             self.weight_hh.grad[:2 * hs] += dxp[:, :2 * hs].T @ prev[0]
-            self.weight_hh.grad[2 * hs:] += dxp[:, 2 * hs:].T @ self.cache[1].reshape(-1, hs)
+            self.weight_hh.grad[2 * hs:] += dxp[:, 2 * hs:].T @ ws.inner.reshape(-1, hs)
         if self.bias:
             self.bias_ih.grad += dxp.sum(axis=0)
             self.bias_hh.grad += dq.sum(axis=0)

@@ -7,8 +7,9 @@ import math
 import numpy as np
 
 from ..activations import sigmoid
+from ..errors import ConfigError
 from ..module import Parameter, as_rng
-from .cell import Cell
+from .cell import Cell, transposed
 from .layer import RecurrentLayer
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity")
@@ -33,7 +34,8 @@ class JordanStep(Cell):
         after the loop: δW_hy += Σ δa_yᵀ h,  δb_hy += Σ δa_y,  δW_ih += Σ δa_hᵀ x,  δW_hh += Σ δa_hᵀ s_t,
                         δb_ih = δb_hh += Σ δa_h
 
-    The state tuple is (y, s): the output comes first, as for every cell. Cache per step: h_t and δa_y.
+    The state tuple is (y, s): the output comes first, as for every cell. Workspace: ``hidden`` (T, B, H) h_t,
+    ``da_y`` (T, B, O) written by the backward, ``w_hh_t`` and ``w_hy_t`` (contiguous transposes).
     """
 
     state_names = ("y", "s")
@@ -41,11 +43,11 @@ class JordanStep(Cell):
     def __init__(self, input_size, hidden_size, bias=True, output_size=1, output_activation="sigmoid",
                  state_decay=0.0, dtype=np.float32, rng=None):
         if output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+            raise ConfigError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
         if not 0.0 <= state_decay < 1.0:
-            raise ValueError(f"state_decay must be in [0, 1), got {state_decay}")
+            raise ConfigError(f"state_decay must be in [0, 1), got {state_decay}")
         if output_size < 1:
-            raise ValueError(f"output_size must be a positive integer, got {output_size}")
+            raise ConfigError(f"output_size must be a positive integer, got {output_size}")
         rng = as_rng(rng)
         super().__init__(input_size, hidden_size, bias=bias, recurrent_size=output_size, dtype=dtype, rng=rng)
         self.output_activation, self.state_decay = output_activation, state_decay
@@ -53,30 +55,26 @@ class JordanStep(Cell):
         self.weight_hy = Parameter(rng.uniform(-bound, bound, (output_size, hidden_size)).astype(dtype))
         self.bias_hy = Parameter(rng.uniform(-bound, bound, output_size).astype(dtype)) if bias else None
 
-    def named_params(self):
-        return super().named_params() + [("weight_hy", self.weight_hy)] + (
-            [("bias_hy", self.bias_hy)] if self.bias else [])
-
     @property
     def state_sizes(self):
         return (self.recurrent_size, self.recurrent_size)
 
-    def cache_widths(self):
-        return (self.hidden_size, self.recurrent_size)
-
     def allocate(self, steps, batch, ragged=False):
-        super().allocate(steps, batch, ragged)
-        self._w_hy_t = np.ascontiguousarray(self.weight_hy.data.T)
+        ws = super().allocate(steps, batch, ragged)
+        ws.hidden = self.per_step(steps, batch, self.hidden_size, self.dtype, ragged)
+        ws.da_y = self.per_step(steps, batch, self.recurrent_size, self.dtype, ragged)
+        ws.w_hy_t = transposed(self.weight_hy.data)
+        return ws
 
-    def step(self, t, xp, prev, new):
+    def step(self, ws, t, xp, prev, new):
         (y_prev, s_prev), (y, s) = prev, new
-        h = self.cache[0][t, :xp.shape[0]]
+        h = ws.hidden[t, :xp.shape[0]]
         np.multiply(s_prev, self.state_decay, out=s)
         s += y_prev
-        np.matmul(s, self.w_hh_t, out=h)
+        np.matmul(s, ws.w_hh_t, out=h)
         h += xp
         np.tanh(h, out=h)
-        np.matmul(h, self._w_hy_t, out=y)
+        np.matmul(h, ws.w_hy_t, out=y)
         if self.bias:
             y += self.bias_hy.data
         if self.output_activation == "sigmoid":
@@ -84,30 +82,30 @@ class JordanStep(Cell):
         elif self.output_activation == "tanh":
             np.tanh(y, out=y)
 
-    def step_backward(self, t, dstate, prev, new, dxp):
+    def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dy, ds), y = dstate, new[0]
         n = dxp.shape[0]
-        h, da_y = self.cache[0][t, :n], self.cache[1][t, :n]
+        h, da_y = ws.hidden[t, :n], ws.da_y[t, :n]
         if self.output_activation == "sigmoid":
             np.multiply(dy, y * (1.0 - y), out=da_y)
         elif self.output_activation == "tanh":
             np.multiply(dy, 1.0 - y * y, out=da_y)
         else:
             da_y[...] = dy
-        np.matmul(da_y, self.weight_hy.data, out=dxp)
+        np.matmul(da_y, self.weight_hy.data, out=dxp)  # δa_h = (δa_y W_hy) ⊙ (1 − h²)
         dxp *= 1.0 - h * h
-        ds += dxp @ self.weight_hh.data
+        ds += dxp @ self.weight_hh.data  # δs = δs_t + δa_h W_hh;  δy_{t-1} = δs;  δs_{t-1} = μ δs
         dy[...] = ds
         ds *= self.state_decay
 
-    def accumulate(self, x, dxp, prev, new):
-        steps, batch = self.cache[0].shape[:2]
-        h, da_y = self.cache[0].reshape(steps * batch, -1), self.cache[1].reshape(steps * batch, -1)
+    def accumulate(self, ws, x, dxp, prev, new):
+        rows = dxp.shape[0]
+        h, da_y = ws.hidden.reshape(rows, -1), ws.da_y.reshape(rows, -1)
         self.weight_hy.grad += da_y.T @ h
         if self.bias:
             self.bias_hy.grad += da_y.sum(axis=0)
         # the recurrent matmul's input is the new state-unit value s_t, not the previous output
-        return super().accumulate(x, dxp, (new[1],), new)
+        return super().accumulate(ws, x, dxp, (new[1],), new)
 
 
 class Jordan(RecurrentLayer):

@@ -14,12 +14,15 @@ PyTorch's names ``{name}_l{l}`` and ``{name}_l{l}_reverse``, in PyTorch's order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..errors import ConfigError, ShapeError, UsageError
 from ..layers import Dropout
 from ..module import DEFAULT_DTYPE, Module, as_rng, check_dtype, check_float_array
 from .cell import Cell
-from .runner import Recurrence
+from .runner import Recurrence, Trace
 
 
 def hidden_part(state):
@@ -32,13 +35,51 @@ def sort_by_length(lengths, batch: int, steps: int):
     number of rows whose sequence is still running."""
     lengths = np.asarray(lengths)
     if lengths.shape != (batch,) or not np.issubdtype(lengths.dtype, np.integer):
-        raise ValueError(f"lengths must be {batch} integers (one per sequence), got {lengths.dtype} "
+        raise ShapeError(f"lengths must be {batch} integers (one per sequence), got {lengths.dtype} "
                          f"array of shape {lengths.shape}")
     if lengths.min() < 1 or lengths.max() > steps:
-        raise ValueError(f"lengths must lie in [1, {steps}] (the time axis), got [{lengths.min()}, {lengths.max()}]")
+        raise ShapeError(f"lengths must lie in [1, {steps}] (the time axis), got [{lengths.min()}, {lengths.max()}]")
     order = np.argsort(-lengths, kind="stable")
     counts = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)
     return order, counts
+
+
+def in_caller_order(a: np.ndarray, order: np.ndarray | None, axis: int) -> np.ndarray:
+    """Undo the sort by length along ``axis`` (rows back in the order the caller gave them)."""
+    return a if order is None else np.take(a, np.argsort(order), axis=axis)
+
+
+def in_sorted_order(a: np.ndarray, order: np.ndarray | None, axis: int) -> np.ndarray:
+    """Rows sorted by decreasing length along ``axis`` (the runner's layout)."""
+    return a if order is None else np.take(a, order, axis=axis)
+
+
+@dataclass(frozen=True)
+class TraceView:
+    """One layer and direction of the last forward (with gradients enabled), read-only, batch-first, in the
+    caller's row order. ``states``: {name: (B, T, S)}, the state after each step; ``gates``: {name: (B, T, H)}, the
+    cell's activated gates; ``state_grad_norms``: (T,) ‖∂L/∂h_t‖ if the backward recorded them (see
+    ``RecurrentLayer.record_state_grads``), else None. Values past a sequence's end are not meaningful."""
+
+    states: dict[str, np.ndarray]
+    gates: dict[str, np.ndarray]
+    state_grad_norms: np.ndarray | None
+
+
+@dataclass
+class _Call:
+    """What one forward of a layer saves for its backward."""
+
+    order: np.ndarray | None  # the sort by length, or None
+    unbatched: bool
+    out_shape: tuple[int, ...]
+    traces: list[list[Trace]]  # [layer][direction]
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 class RecurrentLayer(Module):
@@ -52,9 +93,9 @@ class RecurrentLayer(Module):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         dt = check_dtype(dtype)
         rng = as_rng(rng)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -68,15 +109,14 @@ class RecurrentLayer(Module):
             for direction in range(self.num_directions):
                 cell = self.cell_class(layer_input, hidden_size, bias=bias, dtype=dt, rng=rng, **cell_options)
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                for name, p in cell.named_params():
+                for name, p in cell.named_parameters():  # PyTorch's names: weight_ih_l0, weight_ih_l0_reverse
                     setattr(self, name + suffix, p)
                 row.append(Recurrence(cell, reverse=bool(direction)))
             self.runners.append(row)
             layer_input = self.num_directions * row[0].cell.output_size
         self.inter_dropout = Dropout(dropout, rng=rng) if dropout > 0 and num_layers > 1 else None
-        self._carry = None
-        self._ctx = None
-        self._out_shape = None
+        self._carry = None  # stateful: the final state of the last call, the next call's initial state
+        self._last: _Call | None = None  # the last forward with gradients enabled, for `trace` and `state_at`
 
     # -- shapes ---------------------------------------------------------------------------------------
     @property
@@ -101,14 +141,14 @@ class RecurrentLayer(Module):
     def _check_state(self, state, batch: int, unbatched: bool) -> tuple[np.ndarray, ...]:
         parts = self._from_public(state)
         if len(parts) != len(self.state_sizes):
-            raise ValueError(f"initial state must have {len(self.state_sizes)} components, got {len(parts)}")
+            raise ShapeError(f"initial state must have {len(self.state_sizes)} components, got {len(parts)}")
         checked = []
         for name, part, size in zip(self.cell_class.state_names, parts, self.state_sizes):
             rows = self.num_directions * self.num_layers
             want = (rows, size) if unbatched else (rows, batch, size)
             check_float_array(part, f"initial state {name}", self.dtype, (len(want),))
             if part.shape != want:
-                raise ValueError(f"initial state {name} must have shape {want}, got {part.shape}")
+                raise ShapeError(f"initial state {name} must have shape {want}, got {part.shape}")
             checked.append(part[:, None] if unbatched else part)
         return tuple(checked)
 
@@ -117,63 +157,73 @@ class RecurrentLayer(Module):
         """Run all layers and directions. Returns (output, final state); see the module docstring for shapes."""
         check_float_array(x, "input", self.dtype, (2, 3))
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"input must have {self.input_size} features in its last axis, got shape {x.shape}")
+            raise ShapeError(f"input must have {self.input_size} features in its last axis, got shape {x.shape}")
         unbatched = x.ndim == 2
-        if unbatched:
-            x = x[None]
+        x = x[None] if unbatched else x
         batch, steps, _ = x.shape
         if steps == 0:
-            raise ValueError(f"input must have at least one time step, got shape {x.shape}")
+            raise ShapeError(f"input must have at least one time step, got shape {x.shape}")
+        order, counts = self._batch_order(lengths, batch, steps, unbatched)
+        state0 = self._initial_state(state0, batch, unbatched)
+        xt = np.ascontiguousarray(in_sorted_order(x, order, 0).transpose(1, 0, 2))
+        out, finals, traces = self._run_layers(xt, state0, order, counts)
+        out = np.ascontiguousarray(in_caller_order(out.transpose(1, 0, 2), order, 0))
+        final = tuple(in_caller_order(np.stack([f[k] for f in finals]), order, 1)
+                      for k in range(len(self.state_sizes)))
+        if self.stateful:
+            self._carry = tuple(f.copy() for f in final)  # detached: the next chunk's backward stops here
+        if traces is not None:
+            self._last = _Call(order, unbatched, out.shape[1:] if unbatched else out.shape, traces)
+            self.save_for_backward(self._last)
+        if unbatched:
+            out, final = out[0], tuple(f[:, 0] for f in final)
+        return out, self._to_public(final)
+
+    def _batch_order(self, lengths, batch: int, steps: int, unbatched: bool):
+        """(order, counts) of a ragged batch, or (None, None) when every sequence runs the whole time axis."""
         if lengths is None:
-            order, counts = None, None
-        else:
-            if unbatched:
-                lengths = np.atleast_1d(lengths)
-            order, counts = sort_by_length(lengths, batch, steps)
-            if counts[-1] == batch:  # every sequence is full length: nothing to mask
-                order, counts = None, None
-        if state0 is None and self.stateful and self._carry is not None:
-            state0 = self._carry
-            if state0[0].shape[1] != batch:
-                raise ValueError(f"stateful layer carries a state for batch size {state0[0].shape[1]}, got an input "
-                                 f"with batch size {batch}; call reset_state() first")
-        elif state0 is not None:
-            state0 = self._check_state(state0, batch, unbatched)
-        xt = np.ascontiguousarray((x if order is None else x[order]).transpose(1, 0, 2))
-        finals = []
-        inp = xt
+            return None, None
+        order, counts = sort_by_length(np.atleast_1d(lengths) if unbatched else lengths, batch, steps)
+        return (None, None) if counts[-1] == batch else (order, counts)
+
+    def _initial_state(self, state0, batch: int, unbatched: bool):
+        """The given initial state (checked, as (D·L, B, S) components), the stateful carry, or None (zeros)."""
+        if state0 is not None:
+            return self._check_state(state0, batch, unbatched)
+        if self.stateful and self._carry is not None:
+            if self._carry[0].shape[1] != batch:
+                raise ShapeError(f"stateful layer carries a state for batch size {self._carry[0].shape[1]}, got an "
+                                 f"input with batch size {batch}; call reset_state() first")
+            return self._carry
+        return None
+
+    def _run_layers(self, xt, state0, order, counts):
+        """Every layer and direction over time-major ``xt``: (output (T, B, D·H), finals, traces or None)."""
+        batch = xt.shape[1]
+        finals, traces, inp = [], [], xt
         for layer, row in enumerate(self.runners):
-            outs = []
+            outs, layer_traces = [], []
             for direction, runner in enumerate(row):
                 index = layer * self.num_directions + direction
                 if state0 is None:
                     s0 = tuple(np.zeros((batch, size), self.dtype) for size in self.state_sizes)
                 else:
-                    s0 = tuple(s[index] if order is None else s[index][order] for s in state0)
-                out, final = runner.forward(inp, s0, counts)
+                    s0 = tuple(in_sorted_order(s[index], order, 0) for s in state0)
+                out, final, trace = runner.forward(inp, s0, counts)
                 outs.append(out)
                 finals.append(final)
+                layer_traces.append(trace)
+            traces.append(layer_traces)
             inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
             if self.inter_dropout is not None and layer < self.num_layers - 1:
                 inp = self.inter_dropout.forward(inp)
-        out = inp.transpose(1, 0, 2)
-        final = tuple(np.stack([f[k] for f in finals]) for k in range(len(self.state_sizes)))
-        if order is not None:
-            inverse = np.argsort(order)
-            out, final = out[inverse], tuple(f[:, inverse] for f in final)
-        out = np.ascontiguousarray(out)
-        if self.stateful:
-            self._carry = tuple(f.copy() for f in final)  # detached: the next chunk's backward stops here
-        self._ctx = (order, unbatched)
-        self._out_shape = out.shape[1:] if unbatched else out.shape
-        if unbatched:
-            out, final = out[0], tuple(f[:, 0] for f in final)
-        return out, self._to_public(final)
+        return inp, finals, (traces if traces[0][0] is not None else None)
 
     def reset_state(self) -> None:
         """Forget the carried state of a stateful layer (start of a new stream)."""
         self._carry = None
 
+    # -- options for every runner ---------------------------------------------------------------------
     @property
     def detach_state(self) -> bool:
         """True: train as Elman (1990) did — every step reads the previous state as a constant input (the copy-back
@@ -187,42 +237,56 @@ class RecurrentLayer(Module):
             for runner in row:
                 runner.detach_state = bool(value)
 
+    @property
+    def record_state_grads(self) -> bool:
+        """True: each backward records ‖∂L/∂h_t‖ per step (read it in ``trace(...).state_grad_norms``)."""
+        return self.runners[0][0].record_state_grads
+
+    @record_state_grads.setter
+    def record_state_grads(self, value: bool) -> None:
+        for row in self.runners:
+            for runner in row:
+                runner.record_state_grads = bool(value)
+
+    # -- the last call, read-only ----------------------------------------------------------------------
+    def _last_call(self) -> _Call:
+        if self._last is None:
+            raise UsageError(f"{type(self).__name__} has no recorded forward (forwards inside rnnkit.no_grad() "
+                             "record nothing)")
+        return self._last
+
+    def trace(self, layer: int = 0, direction: int = 0) -> TraceView:
+        """States and gate activations of one layer and direction of the last forward; see `TraceView`."""
+        call = self._last_call()
+        trace, cell = call.traces[layer][direction], self.runners[layer][direction].cell
+
+        def public(a):  # (T, B, ·) sorted → (B, T, ·) in the caller's order, read-only
+            a = in_caller_order(a.transpose(1, 0, 2), call.order, 0)
+            return _read_only(a[0] if call.unbatched else a)
+
+        states = dict(zip(cell.state_names, (public(s) for s in trace.states_after_each_step())))
+        gates = {name: public(g) for name, g in cell.gate_activations(trace.ws).items()}
+        norms = None if trace.state_grad_norms is None else _read_only(trace.state_grad_norms)
+        return TraceView(states, gates, norms)
+
     def state_at(self, k: int):
         """The full state (public form, (L, B, S) per component) after the first k steps of the last forward.
         Used by truncated BPTT with k2 > k1 to carry the state from inside a window. Unidirectional only."""
         if self.bidirectional:
-            raise ValueError("state_at needs a unidirectional layer: a backward direction has no state mid-sequence")
-        order, unbatched = self._ctx
-        parts = tuple(np.stack([row[0].state_at(k)[c] for row in self.runners]) for c in range(len(self.state_sizes)))
-        if order is not None:
-            inverse = np.argsort(order)
-            parts = tuple(p[:, inverse] for p in parts)
-        if unbatched:
+            raise ConfigError("state_at needs a unidirectional layer: a backward direction has no state mid-sequence")
+        call = self._last_call()
+        parts = tuple(in_caller_order(np.stack([row[0].states[c][k] for row in call.traces]), call.order, 1)
+                      for c in range(len(self.state_sizes)))
+        if call.unbatched:
             parts = tuple(p[:, 0] for p in parts)
         return self._to_public(tuple(p.copy() for p in parts))
 
     # -- backward -------------------------------------------------------------------------------------
     def backward(self, dy=None, dstate=None):
         """δ(output) and δ(final state) (either may be None) → (δx, δ(initial state)), shaped like the inputs."""
-        if self._ctx is None:
-            raise RuntimeError("backward() called before forward()")
-        order, unbatched = self._ctx
+        (call,) = self.saved_for_backward()
+        dy, dparts = self._sorted_gradients(call, dy, dstate)
         rows = self.num_directions * self.num_layers
-        dparts = None
-        if dstate is not None:
-            dparts = self._from_public(dstate)
-            if unbatched:
-                dparts = tuple(d[:, None] for d in dparts)
-            if order is not None:
-                dparts = tuple(d[:, order] for d in dparts)
-        if dy is not None:
-            if dy.shape != self._out_shape:
-                raise ValueError(f"gradient of the output must have shape {self._out_shape}, got {dy.shape}")
-            if unbatched:
-                dy = dy[None]
-            if order is not None:
-                dy = dy[order]
-            dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
         dstate0: list = [None] * rows
         for layer in reversed(range(self.num_layers)):
             if layer < self.num_layers - 1 and self.inter_dropout is not None:
@@ -233,23 +297,33 @@ class RecurrentLayer(Module):
             for direction, runner in enumerate(row):
                 index = layer * self.num_directions + direction
                 part = None if dy is None else dy[:, :, direction * width:(direction + 1) * width]
-                dfinal = None if dparts is None else tuple(d[index] for d in dparts)
-                dxi, ds0 = runner.backward(part, dfinal)
-                dstate0[index] = ds0
+                dfinal = None if dparts is None else tuple(None if d is None else d[index] for d in dparts)
+                dxi, dstate0[index] = runner.backward(call.traces[layer][direction], part, dfinal)
                 dx = dxi if dx is None else dx + dxi
             dy = dx
-        dx = dy.transpose(1, 0, 2)
-        ds = tuple(np.stack([d[k] for d in dstate0]) for k in range(len(self.state_sizes)))
-        if order is not None:
-            inverse = np.argsort(order)
-            dx, ds = dx[inverse], tuple(d[:, inverse] for d in ds)
-        dx = np.ascontiguousarray(dx)
-        if unbatched:
+        dx = np.ascontiguousarray(in_caller_order(dy.transpose(1, 0, 2), call.order, 0))
+        ds = tuple(in_caller_order(np.stack([d[k] for d in dstate0]), call.order, 1)
+                   for k in range(len(self.state_sizes)))
+        if call.unbatched:
             dx, ds = dx[0], tuple(d[:, 0] for d in ds)
         return dx, self._to_public(ds)
 
+    def _sorted_gradients(self, call: _Call, dy, dstate):
+        """δ(output) as time-major (T, B, D·H) and δ(final state) components as (D·L, B, S), rows sorted."""
+        dparts = None
+        if dstate is not None:
+            dparts = self._from_public(dstate)
+            dparts = tuple(None if d is None else in_sorted_order(d[:, None] if call.unbatched else d, call.order, 1)
+                           for d in dparts)
+        if dy is not None:
+            if dy.shape != call.out_shape:
+                raise ShapeError(f"gradient of the output must have shape {call.out_shape}, got {dy.shape}")
+            dy = in_sorted_order(dy[None] if call.unbatched else dy, call.order, 0)
+            dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+        return dy, dparts
+
     def _after_dtype_change(self) -> None:
-        self._carry = None
+        self._carry = self._last = None
 
     def extra_repr(self) -> str:
         opts = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"

@@ -1,4 +1,4 @@
-"""Long short-term memory: `LSTMCell` math and the `LSTM` layer, identical to ``torch.nn.LSTM`` by default."""
+"""Long short-term memory: `LSTMStep` math and the `LSTM` layer, identical to ``torch.nn.LSTM`` by default."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 import numpy as np
 
 from ..activations import sigmoid
+from ..errors import ConfigError
 from ..module import Parameter, as_rng
-from .cell import Cell
+from .cell import Cell, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
 
@@ -37,16 +38,18 @@ class LSTMStep(Cell):
         after the loop: δW_ih += Σ δaᵀ x,  δW_hh += Σ δaᵀ h_{t-1},  δb = Σ δa,
                         δw_ci += Σ δa_i ⊙ c_{t-1},  δw_cf += Σ δa_f ⊙ c_{t-1},  δw_co += Σ δa_o ⊙ c_t
 
-    Cache per step: the activated gates [i, f, g, o], tanh(c_t), and with projection m_t and δh_t.
+    Workspace: ``gates`` (T, B, 4H) the activated [i, f, g, o]; ``tanh_c`` (T, B, H); ``scratch`` (2, B, H);
+    ``w_hh_t``; with projection also ``m`` (T, B, H), ``dh`` (T, B, P) (written by the backward) and ``w_hr_t``.
     """
 
     num_gates = 4
     state_names = ("h", "c")
+    gate_names = ("i", "f", "g", "o")
 
     def __init__(self, input_size, hidden_size, bias=True, proj_size=0, peephole=False, forget_bias=None,
                  dtype=np.float32, rng=None):
         if proj_size < 0 or proj_size >= hidden_size and proj_size:
-            raise ValueError(f"proj_size must be in [0, hidden_size={hidden_size}), got {proj_size}")
+            raise ConfigError(f"proj_size must be in [0, hidden_size={hidden_size}), got {proj_size}")
         rng = as_rng(rng)
         super().__init__(input_size, hidden_size, bias=bias, recurrent_size=proj_size or hidden_size, dtype=dtype,
                          rng=rng)
@@ -59,39 +62,33 @@ class LSTMStep(Cell):
             self.weight_hr = Parameter(rng.uniform(-bound, bound, (proj_size, hidden_size)).astype(dtype))
         if forget_bias is not None:
             if not bias:
-                raise ValueError("forget_bias needs bias=True")
+                raise ConfigError("forget_bias needs bias=True")
             f = slice(hidden_size, 2 * hidden_size)
             self.bias_ih.data[f] = forget_bias
             self.bias_hh.data[f] = 0.0
-
-    def named_params(self):
-        names = super().named_params()
-        if self.peephole:
-            names += [("weight_ci", self.weight_ci), ("weight_cf", self.weight_cf), ("weight_co", self.weight_co)]
-        if self.proj_size:
-            names.append(("weight_hr", self.weight_hr))
-        return names
 
     @property
     def state_sizes(self):
         return (self.recurrent_size, self.hidden_size)
 
-    def cache_widths(self):
-        h = self.hidden_size
-        return (4 * h, h) + ((h, self.proj_size) if self.proj_size else ())
-
     def allocate(self, steps, batch, ragged=False):
-        super().allocate(steps, batch, ragged)
-        self._tmp = np.empty((2, batch, self.hidden_size), self.dtype)  # scratch: no temporaries in the loop
+        ws = super().allocate(steps, batch, ragged)
+        h, dt = self.hidden_size, self.dtype
+        ws.gates = self.per_step(steps, batch, 4 * h, dt, ragged)
+        ws.tanh_c = self.per_step(steps, batch, h, dt, ragged)
+        ws.scratch = np.empty((2, batch, h), dt)  # no temporaries in the loop
         if self.proj_size:
-            self._w_hr_t = np.ascontiguousarray(self.weight_hr.data.T)
+            ws.m = self.per_step(steps, batch, h, dt, ragged)
+            ws.dh = self.per_step(steps, batch, self.proj_size, dt, ragged)
+            ws.w_hr_t = transposed(self.weight_hr.data)
+        return ws
 
-    def step(self, t, xp, prev, new):
+    def step(self, ws, t, xp, prev, new):
         h_prev, c_prev = prev
         h_new, c_new = new
         n, hs = xp.shape[0], self.hidden_size
-        gates, tanh_c, tmp = self.cache[0][t, :n], self.cache[1][t, :n], self._tmp[0, :n]
-        np.matmul(h_prev, self.w_hh_t, out=gates)
+        gates, tanh_c, tmp = ws.gates[t, :n], ws.tanh_c[t, :n], ws.scratch[0, :n]
+        np.matmul(h_prev, ws.w_hh_t, out=gates)
         gates += xp
         i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
         if self.peephole:
@@ -106,67 +103,63 @@ class LSTMStep(Cell):
         sigmoid(o, out=o)
         np.tanh(c_new, out=tanh_c)
         if self.proj_size:
-            m = self.cache[2][t, :n]
+            m = ws.m[t, :n]
             np.multiply(o, tanh_c, out=m)
-            np.matmul(m, self._w_hr_t, out=h_new)
+            np.matmul(m, ws.w_hr_t, out=h_new)
         else:
             np.multiply(o, tanh_c, out=h_new)
 
-    def step_backward(self, t, dstate, prev, new, dxp):
+    def step_backward(self, ws, t, dstate, prev, new, dxp):
         dh, dc = dstate
         c_prev = prev[1]
         n, hs = dxp.shape[0], self.hidden_size
-        gates, tanh_c = self.cache[0][t, :n], self.cache[1][t, :n]
-        tmp, dm_o = self._tmp[0, :n], self._tmp[1, :n]
+        gates, tanh_c = ws.gates[t, :n], ws.tanh_c[t, :n]
+        tmp, dm_o = ws.scratch[0, :n], ws.scratch[1, :n]
         i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
         da_i, da_f, da_g, da_o = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:3 * hs], dxp[:, 3 * hs:]
-        if self.proj_size:
-            self.cache[3][t, :n] = dh
+        if self.proj_size:  # δm = δh W_hr
+            ws.dh[t, :n] = dh
             dm = dh @ self.weight_hr.data
         else:
             dm = dh
         # δa_o = δm ⊙ tanh(c) ⊙ o(1 − o)
         np.multiply(dm, o, out=dm_o)
         np.multiply(dm_o, tanh_c, out=da_o)
-        np.subtract(1.0, o, out=tmp)
-        da_o *= tmp
+        da_o *= np.subtract(1.0, o, out=tmp)  # δm ⊙ o already holds one factor of σ' = o(1 − o)
         # δc += δm ⊙ o ⊙ (1 − tanh²(c))
-        np.multiply(tanh_c, tanh_c, out=tmp)
-        np.subtract(1.0, tmp, out=tmp)
+        dtanh(tanh_c, out=tmp)
         tmp *= dm_o
         dc += tmp
         if self.peephole:
             dc += np.multiply(da_o, self.weight_co.data, out=tmp)
         # δa_i = δc ⊙ g ⊙ i(1 − i),  δa_f = δc ⊙ c_{t-1} ⊙ f(1 − f),  δa_g = δc ⊙ i ⊙ (1 − g²)
-        np.subtract(1.0, i, out=tmp)
-        tmp *= i
         np.multiply(dc, g, out=da_i)
-        da_i *= tmp
-        np.subtract(1.0, f, out=tmp)
-        tmp *= f
+        da_i *= dsigmoid(i, out=tmp)
         np.multiply(dc, c_prev, out=da_f)
-        da_f *= tmp
-        np.multiply(g, g, out=tmp)
-        np.subtract(1.0, tmp, out=tmp)
+        da_f *= dsigmoid(f, out=tmp)
+        dtanh(g, out=tmp)
         tmp *= i
         np.multiply(dc, tmp, out=da_g)
         dc *= f
         if self.peephole:
             dc += np.multiply(da_i, self.weight_ci.data, out=tmp)
             dc += np.multiply(da_f, self.weight_cf.data, out=tmp)
-        np.matmul(dxp, self.weight_hh.data, out=dh)
+        np.matmul(dxp, self.weight_hh.data, out=dh)  # δh_{t-1} = δa W_hh
 
-    def accumulate(self, x, dxp, prev, new, input_grad=True):
+    def accumulate(self, ws, x, dxp, prev, new):
+        self.add_cell_extra_grads(ws, dxp, prev[1], new[1])
+        return super().accumulate(ws, x, dxp, prev, new)
+
+    def add_cell_extra_grads(self, ws, dxp, c_prev, c_new) -> None:
+        """δw_ci += Σ δa_i ⊙ c_{t-1},  δw_cf += Σ δa_f ⊙ c_{t-1},  δw_co += Σ δa_o ⊙ c_t,  δW_hr += Σ δh_tᵀ m_t."""
         if self.peephole:
             hs = self.hidden_size
-            self.weight_ci.grad += np.einsum("nh,nh->h", dxp[:, :hs], prev[1])
-            self.weight_cf.grad += np.einsum("nh,nh->h", dxp[:, hs:2 * hs], prev[1])
-            self.weight_co.grad += np.einsum("nh,nh->h", dxp[:, 3 * hs:], new[1])
+            self.weight_ci.grad += np.einsum("nh,nh->h", dxp[:, :hs], c_prev)
+            self.weight_cf.grad += np.einsum("nh,nh->h", dxp[:, hs:2 * hs], c_prev)
+            self.weight_co.grad += np.einsum("nh,nh->h", dxp[:, 3 * hs:], c_new)
         if self.proj_size:
-            steps, batch = self.cache[2].shape[:2]
-            self.weight_hr.grad += (self.cache[3].reshape(steps * batch, -1).T
-                                    @ self.cache[2].reshape(steps * batch, -1))
-        return super().accumulate(x, dxp, prev, new, input_grad)
+            rows = dxp.shape[0]
+            self.weight_hr.grad += ws.dh.reshape(rows, -1).T @ ws.m.reshape(rows, -1)
 
 
 class LSTM(RecurrentLayer):

@@ -7,7 +7,9 @@ import math
 import numpy as np
 
 from ..activations import sigmoid
+from ..errors import ConfigError
 from ..module import Parameter, as_rng
+from .cell import transposed
 from .layer import RecurrentLayer
 from .lstm import LSTMStep
 
@@ -39,9 +41,9 @@ class MogrifierStep(LSTMStep):
     def __init__(self, input_size, hidden_size, bias=True, rounds=5, rank=None, proj_size=0, peephole=False,
                  forget_bias=None, dtype=np.float32, rng=None):
         if rounds < 0:
-            raise ValueError(f"rounds must be >= 0, got {rounds}")
+            raise ConfigError(f"rounds must be >= 0, got {rounds}")
         if rank is not None and rank < 1:
-            raise ValueError(f"rank must be a positive integer or None, got {rank}")
+            raise ConfigError(f"rank must be a positive integer or None, got {rank}")
         rng = as_rng(rng)
         super().__init__(input_size, hidden_size, bias=bias, proj_size=proj_size, peephole=peephole,
                          forget_bias=forget_bias, dtype=dtype, rng=rng)
@@ -53,88 +55,94 @@ class MogrifierStep(LSTMStep):
         def param(*shape):
             return Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
 
-        self.mog = []  # (name, Parameter) in state-dict order
         for tag, count, rows, cols in (("mq", self.n_q, size_x, size_h), ("mr", self.n_r, size_h, size_x)):
             if not count:
                 continue
             if rank is None:
-                self.mog.append((f"weight_{tag}", param(count, rows, cols)))
+                setattr(self, f"weight_{tag}", param(count, rows, cols))
             else:
-                self.mog += [(f"weight_{tag}_u", param(count, rows, rank)),
-                             (f"weight_{tag}_v", param(count, rank, cols))]
-        for name, p in self.mog:
-            setattr(self, name, p)
-
-    def named_params(self):
-        return super().named_params() + self.mog
+                setattr(self, f"weight_{tag}_u", param(count, rows, rank))
+                setattr(self, f"weight_{tag}_v", param(count, rank, cols))
 
     def project(self, x):
         return x  # the input projection depends on the state: it is done per step, after the rounds
 
     def allocate(self, steps, batch, ragged=False):
-        super().allocate(steps, batch, ragged)
+        """The LSTM's workspace plus ``xs`` (⌈r/2⌉+1, T, B, I): x^{-1}, x^1, x^3, ...; ``hs`` (⌊r/2⌋+1, T, B, R):
+        h^0, h^2, ...; ``gq``/``gr`` the rounds' gates 2σ(z); ``dzq``/``dzr`` their δz; with ``rank`` the k-wide
+        middle activations ``mq``, ``mr`` and their gradients ``dmq``, ``dmr``; ``dx`` (T, B, I) δx_t;
+        ``w_ih_t``, ``b`` = b_ih + b_hh, and ``gates_in`` (B, 4H) scratch for x↑ W_ihᵀ + b."""
+        ws = super().allocate(steps, batch, ragged)
         make = np.zeros if ragged else np.empty
-        size_x, size_h, k = self.input_size, self.recurrent_size, self.rank
-        self.xs = make((self.n_q + 1, steps, batch, size_x), self.dtype)  # x^{-1}, x^1, x^3, ...
-        self.hs = make((self.n_r + 1, steps, batch, size_h), self.dtype)  # h^0, h^2, ...
-        self.gq = make((self.n_q, steps, batch, size_x), self.dtype)  # 2σ(z) of the x-rounds, then δz
-        self.gr = make((self.n_r, steps, batch, size_h), self.dtype)
-        self.dzq = make((self.n_q, steps, batch, size_x), self.dtype)
-        self.dzr = make((self.n_r, steps, batch, size_h), self.dtype)
-        if k:  # low rank: the k-wide middle activations and their gradients
-            self.mq, self.dmq = make((2, self.n_q, steps, batch, k), self.dtype)
-            self.mr, self.dmr = make((2, self.n_r, steps, batch, k), self.dtype)
-        self.dx = make((steps, batch, size_x), self.dtype)
-        self._w_ih_t = np.ascontiguousarray(self.weight_ih.data.T)
-        self._b = (self.bias_ih.data + self.bias_hh.data) if self.bias else None
-        self._xp = np.empty((batch, 4 * self.hidden_size), self.dtype)
+        size_x, size_h, k, dt = self.input_size, self.recurrent_size, self.rank, self.dtype
+        ws.xs = make((self.n_q + 1, steps, batch, size_x), dt)
+        ws.hs = make((self.n_r + 1, steps, batch, size_h), dt)
+        ws.gq, ws.dzq = make((2, self.n_q, steps, batch, size_x), dt)
+        ws.gr, ws.dzr = make((2, self.n_r, steps, batch, size_h), dt)
+        if k:
+            ws.mq, ws.dmq = make((2, self.n_q, steps, batch, k), dt)
+            ws.mr, ws.dmr = make((2, self.n_r, steps, batch, k), dt)
+        ws.dx = make((steps, batch, size_x), dt)
+        ws.w_ih_t = transposed(self.weight_ih.data)
+        ws.b = (self.bias_ih.data + self.bias_hh.data) if self.bias else None
+        ws.gates_in = np.empty((batch, 4 * self.hidden_size), dt)
+        return ws
 
-    def _round_input(self, odd: bool, k: int, t: int, n: int):
-        """(input of the round's gate, value being gated, output slot) for odd round k or even round k."""
+    @staticmethod
+    def _round(i: int) -> tuple[bool, int]:
+        """(odd, k): round i gates x with Q_k (odd i) or h with R_k (even i)."""
+        return (True, (i - 1) // 2) if i % 2 else (False, i // 2 - 1)
+
+    def _round_arrays(self, ws, odd: bool, k: int, t: int, n: int):
+        """(input of the round's gate, value being gated, output slot, gate, δz) of round (odd, k) at step t."""
         if odd:
-            return self.hs[k, t, :n], self.xs[k, t, :n], self.xs[k + 1, t, :n]
-        return self.xs[k + 1, t, :n], self.hs[k, t, :n], self.hs[k + 1, t, :n]
+            return ws.hs[k, t, :n], ws.xs[k, t, :n], ws.xs[k + 1, t, :n], ws.gq[k, t, :n], ws.dzq[k, t, :n]
+        return ws.xs[k + 1, t, :n], ws.hs[k, t, :n], ws.hs[k + 1, t, :n], ws.gr[k, t, :n], ws.dzr[k, t, :n]
 
-    def _gate_preactivation(self, odd, k, t, n, inp, out):
-        """z = inp · Mᵀ for the round's matrix M (Q_k or R_k), possibly through the rank-k middle."""
-        name = "mq" if odd else "mr"
+    def _matrices(self, odd: bool):
+        """The round's matrix stack: (Q or R,) full rank, or its factors (U, V)."""
+        tag = "mq" if odd else "mr"
         if self.rank is None:
-            np.matmul(inp, getattr(self, f"weight_{name}").data[k].T, out=out)
-        else:
-            mid = (self.mq if odd else self.mr)[k, t, :n]
-            np.matmul(inp, getattr(self, f"weight_{name}_v").data[k].T, out=mid)
-            np.matmul(mid, getattr(self, f"weight_{name}_u").data[k].T, out=out)
+            return (getattr(self, f"weight_{tag}"),)
+        return getattr(self, f"weight_{tag}_u"), getattr(self, f"weight_{tag}_v")
 
-    def step(self, t, xp, prev, new):
+    def _gate_preactivation(self, ws, odd, k, t, n, inp, out):
+        """z = inp · Mᵀ for the round's matrix M (Q_k or R_k), possibly through the rank-k middle V."""
+        mats = self._matrices(odd)
+        if self.rank is None:
+            np.matmul(inp, mats[0].data[k].T, out=out)
+        else:
+            mid = (ws.mq if odd else ws.mr)[k, t, :n]
+            np.matmul(inp, mats[1].data[k].T, out=mid)
+            np.matmul(mid, mats[0].data[k].T, out=out)
+
+    def step(self, ws, t, xp, prev, new):
         n = xp.shape[0]
-        self.xs[0, t, :n] = xp
-        self.hs[0, t, :n] = prev[0]
-        for i in range(1, self.rounds + 1):
-            odd, k = i % 2 == 1, (i - 1) // 2 if i % 2 else i // 2 - 1
-            inp, gated, out = self._round_input(odd, k, t, n)
-            g = (self.gq if odd else self.gr)[k, t, :n]
-            self._gate_preactivation(odd, k, t, n, inp, g)
+        ws.xs[0, t, :n] = xp
+        ws.hs[0, t, :n] = prev[0]
+        for i in range(1, self.rounds + 1):  # x^i = 2σ(h^{i-1} Q_iᵀ) ⊙ x^{i-2}  or  h^i = 2σ(x^{i-1} R_iᵀ) ⊙ h^{i-2}
+            odd, k = self._round(i)
+            inp, gated, out, g, _ = self._round_arrays(ws, odd, k, t, n)
+            self._gate_preactivation(ws, odd, k, t, n, inp, g)
             sigmoid(g, out=g)
             g *= 2.0
             np.multiply(g, gated, out=out)
-        x_m, h_m = self.xs[self.n_q, t, :n], self.hs[self.n_r, t, :n]
-        gates_in = self._xp[:n]
-        np.matmul(x_m, self._w_ih_t, out=gates_in)
+        x_m, h_m = ws.xs[self.n_q, t, :n], ws.hs[self.n_r, t, :n]
+        gates_in = ws.gates_in[:n]
+        np.matmul(x_m, ws.w_ih_t, out=gates_in)
         if self.bias:
-            gates_in += self._b
-        super().step(t, gates_in, (h_m, prev[1]), new)
+            gates_in += ws.b
+        super().step(ws, t, gates_in, (h_m, prev[1]), new)
 
-    def step_backward(self, t, dstate, prev, new, dxp):
+    def step_backward(self, ws, t, dstate, prev, new, dxp):
         n = dxp.shape[0]
-        h_m = self.hs[self.n_r, t, :n]
-        super().step_backward(t, dstate, (h_m, prev[1]), new, dxp)  # δa → dxp, δh↑ → dstate[0], δc_{t-1}
-        dx, dh = self.dx[t, :n], dstate[0]
-        np.matmul(dxp, self.weight_ih.data, out=dx)  # δx↑
+        h_m = ws.hs[self.n_r, t, :n]
+        super().step_backward(ws, t, dstate, (h_m, prev[1]), new, dxp)  # δa → dxp, δh↑ → dstate[0], δc_{t-1}
+        dx, dh = ws.dx[t, :n], dstate[0]
+        np.matmul(dxp, self.weight_ih.data, out=dx)  # δx↑ = δa W_ih
         for i in range(self.rounds, 0, -1):
-            odd, k = i % 2 == 1, (i - 1) // 2 if i % 2 else i // 2 - 1
-            _, gated, _ = self._round_input(odd, k, t, n)
-            g = (self.gq if odd else self.gr)[k, t, :n]
-            dz = (self.dzq if odd else self.dzr)[k, t, :n]
+            odd, k = self._round(i)
+            _, gated, _, g, dz = self._round_arrays(ws, odd, k, t, n)
             d_out, d_in = (dx, dh) if odd else (dh, dx)
             # δz = δout ⊙ gated ⊙ g(1 − g/2);  δgated = δout ⊙ g;  δinput += δz M
             np.multiply(g, 0.5, out=dz)
@@ -143,34 +151,35 @@ class MogrifierStep(LSTMStep):
             dz *= gated
             dz *= d_out
             d_out *= g
-            name = "mq" if odd else "mr"
+            mats = self._matrices(odd)
             if self.rank is None:
-                d_in += dz @ getattr(self, f"weight_{name}").data[k]
+                d_in += dz @ mats[0].data[k]
             else:
-                dmid = (self.dmq if odd else self.dmr)[k, t, :n]
-                np.matmul(dz, getattr(self, f"weight_{name}_u").data[k], out=dmid)
-                d_in += dmid @ getattr(self, f"weight_{name}_v").data[k]
+                dmid = (ws.dmq if odd else ws.dmr)[k, t, :n]
+                np.matmul(dz, mats[0].data[k], out=dmid)
+                d_in += dmid @ mats[1].data[k]
 
-    def accumulate(self, x, dxp, prev, new):
-        steps, batch = self.dx.shape[:2]
-        rows = steps * batch
+    def accumulate(self, ws, x, dxp, prev, new):
+        rows = dxp.shape[0]
 
         def flat(a):
             return a.reshape(rows, -1)
 
-        super().accumulate(flat(self.xs[self.n_q]), dxp, (flat(self.hs[self.n_r]), prev[1]), new, input_grad=False)
+        x_up, h_up = flat(ws.xs[self.n_q]), flat(ws.hs[self.n_r])  # the LSTM's inputs after the rounds
+        self.add_cell_extra_grads(ws, dxp, prev[1], new[1])
+        self.add_gate_weight_grads(x_up, dxp, h_up)
         for odd, count in ((True, self.n_q), (False, self.n_r)):
-            name = "mq" if odd else "mr"
-            for k in range(count):
-                inp = flat(self.hs[k] if odd else self.xs[k + 1])
-                dz = flat((self.dzq if odd else self.dzr)[k])
+            mats = self._matrices(odd) if count else ()
+            for k in range(count):  # δQ_k += Σ_t δzᵀ h^{i-1},  δR_k += Σ_t δzᵀ x^{i-1}  (through U, V if low rank)
+                inp = flat(ws.hs[k] if odd else ws.xs[k + 1])
+                dz = flat((ws.dzq if odd else ws.dzr)[k])
                 if self.rank is None:
-                    getattr(self, f"weight_{name}").grad[k] += dz.T @ inp
+                    mats[0].grad[k] += dz.T @ inp
                 else:
-                    mid, dmid = flat((self.mq if odd else self.mr)[k]), flat((self.dmq if odd else self.dmr)[k])
-                    getattr(self, f"weight_{name}_u").grad[k] += dz.T @ mid
-                    getattr(self, f"weight_{name}_v").grad[k] += dmid.T @ inp
-        return flat(self.dx)
+                    mid, dmid = flat((ws.mq if odd else ws.mr)[k]), flat((ws.dmq if odd else ws.dmr)[k])
+                    mats[0].grad[k] += dz.T @ mid
+                    mats[1].grad[k] += dmid.T @ inp
+        return flat(ws.dx)
 
 
 class MogrifierLSTM(RecurrentLayer):

@@ -1,16 +1,17 @@
-"""The Elman (vanilla) recurrence: `ElmanCell` and the `RNN` layer, identical to ``torch.nn.RNN``."""
+"""The Elman (vanilla) recurrence: `ElmanStep` and the `RNN` layer, identical to ``torch.nn.RNN``."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .cell import Cell
+from ..errors import ConfigError
+from .cell import Cell, dtanh
 from .layer import RecurrentLayer
 
 NONLINEARITIES = ("tanh", "relu")
 
 
-class ElmanCell(Cell):
+class ElmanStep(Cell):
     r"""One step of the Elman recurrence (PyTorch's ``nn.RNN`` cell).
 
     Forward, with a_t the pre-activation (x_t W_ihᵀ + b_ih + b_hh is the runner's projection ``xp``):
@@ -24,32 +25,31 @@ class ElmanCell(Cell):
         δh_{t-1} = δa_t W_hh
         δW_ih += Σ_t δa_tᵀ x_t,   δW_hh += Σ_t δa_tᵀ h_{t-1},   δb_ih = δb_hh += Σ_t δa_t   (after the loop)
 
-    No cache is needed: φ' is computed from h_t, which the runner keeps as the state history.
+    Workspace: only ``w_hh_t`` = W_hhᵀ; φ' is computed from h_t, which the runner keeps as the state history.
     """
 
     num_gates = 1
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32, rng=None):
         if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
+            raise ConfigError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
         self.nonlinearity = nonlinearity
 
-    def step(self, t, xp, prev, new):
+    def step(self, ws, t, xp, prev, new):
         (h,) = new
-        np.matmul(prev[0], self.w_hh_t, out=h)
+        np.matmul(prev[0], ws.w_hh_t, out=h)
         h += xp
         if self.nonlinearity == "tanh":
             np.tanh(h, out=h)
         else:
             np.maximum(h, 0, out=h)
 
-    def step_backward(self, t, dstate, prev, new, dxp):
+    def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,) = dstate
         (h,) = new
-        if self.nonlinearity == "tanh":
-            np.multiply(h, h, out=dxp)
-            np.subtract(1, dxp, out=dxp)
+        if self.nonlinearity == "tanh":  # δa = δh ⊙ (1 − h²)
+            dtanh(h, out=dxp)
             dxp *= dh
         else:
             np.multiply(dh, h > 0, out=dxp)
@@ -78,7 +78,7 @@ class RNN(RecurrentLayer):
             output[:, t] = h
     """
 
-    cell_class = ElmanCell
+    cell_class = ElmanStep
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, dropout=0.0,
                  bidirectional=False, stateful=False, dtype=np.float32, rng=None):

@@ -4,6 +4,12 @@ It owns everything about time: the whole-sequence input projection before the lo
 batches, reversal, and the weight-gradient GEMMs after the backward loop (delegated to the cell's
 ``accumulate``). Inside the loop there is only the cell's step: the recurrent matmul and pointwise math.
 
+Calls. ``forward`` returns the output, the final state and a `Trace` — the input, the state history and the
+cell's workspace of this call — which the caller hands back to ``backward``. The runner itself keeps nothing
+between calls, so one runner (and one cell) can serve any number of interleaved calls. Under
+``rnnkit.no_grad()`` the forward keeps no history it will not need (a one-step workspace, two slots for the
+state components that are not the output) and returns no trace.
+
 Layout. Arrays are time-major and the batch is sorted by decreasing length, so at step t the rows still inside
 their sequence are the prefix ``[:n_t]`` (PyTorch's packed-sequence idea). Rows past their end are not computed:
 their state is carried unchanged, their output is zero, and their gradients are exactly zero.
@@ -17,31 +23,58 @@ each sequence, and padding stays at the end without any flipping of the data.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .cell import Cell
+from ..module import is_grad_enabled
+from .cell import Cell, Workspace
+
+
+@dataclass
+class Trace:
+    """What one forward call leaves for its backward (time-major, rows sorted by decreasing length).
+
+    ``x`` (T, B, I); ``states`` one (T+1, B, S_k) history per state component (slots as in the module notes);
+    ``counts`` (T,) active rows per step or None; ``ws`` the cell's workspace; ``reverse`` the direction.
+    ``state_grad_norms`` (T,): filled by a backward with ``record_state_grads``: ‖∂L/∂h_t‖ averaged over the rows
+    still inside their sequence.
+    """
+
+    x: np.ndarray
+    states: list[np.ndarray]
+    counts: np.ndarray | None
+    ws: Workspace
+    reverse: bool
+    state_grad_norms: np.ndarray | None = None
+
+    def states_after_each_step(self) -> list[np.ndarray]:
+        """Per state component, (T, B, S_k): the state each step t wrote (time order in both directions)."""
+        return [s[:-1] if self.reverse else s[1:] for s in self.states]
+
+    def states_before_each_step(self) -> list[np.ndarray]:
+        """Per state component, (T, B, S_k): the state each step t read."""
+        return [s[1:] if self.reverse else s[:-1] for s in self.states]
 
 
 class Recurrence:
     """Run ``cell`` over time-major inputs; one layer, one direction.
 
     forward(x, state0, counts): x (T, B, I), state0 tuple of (B, S_k), counts (T,) active rows per step or None
-        → y (T, B, H_out), final state tuple of (B, S_k)
-    backward(dy, dfinal): dy (T, B, H_out) or None, dfinal tuple of (B, S_k) or None
+        → y (T, B, H_out), final state tuple of (B, S_k), trace (None under no_grad)
+    backward(trace, dy, dfinal): dy (T, B, H_out) or None, dfinal tuple of (B, S_k) or None
         → dx (T, B, I), dstate0 tuple of (B, S_k)
+
+    Options: ``detach_state`` — Elman's (1990) training: each step reads the previous state as a constant input
+    (the copy-back context units; PyTorch: ``cell(x_t, h.detach())``), so no error flows back through time; the
+    forward is unchanged. ``record_state_grads`` — backward records ‖∂L/∂h_t‖ per step in the trace.
     """
 
     def __init__(self, cell: Cell, reverse: bool = False):
         self.cell = cell
         self.reverse = reverse
-        self._x = None
-        self._states: list[np.ndarray] = []
-        self._counts = None
-        self.track_state_grads = False  # diagnostics: record ‖∂L/∂h_t‖ per step in backward
-        # Elman's (1990) training: each step reads the previous state as a constant input (the copy-back context
-        # units; PyTorch: cell(x_t, h.detach())), so no error flows back through time. Forward is unchanged.
         self.detach_state = False
-        self.state_grad_norms: np.ndarray | None = None
+        self.record_state_grads = False
 
     def _slots(self, t: int) -> tuple[int, int]:
         """(read slot, write slot) of step t."""
@@ -51,60 +84,58 @@ class Recurrence:
         return range(steps - 1, -1, -1) if self.reverse else range(steps)
 
     @staticmethod
-    def _slot_views(states: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
-        """For each slot, the tuple of its state components as (B, S_k) views (built once, not per step)."""
-        return [tuple(s[i] for s in states) for i in range(states[0].shape[0])]
+    def _slot_views(states: list[np.ndarray], steps: int) -> list[tuple[np.ndarray, ...]]:
+        """For each slot 0..T, the tuple of its state components as (B, S_k) views (built once, not per step).
+        A component kept in two slots only (inference) alternates between them."""
+        return [tuple(s[i % s.shape[0]] for s in states) for i in range(steps + 1)]
+
+    def _state_history(self, state0, steps: int, batch: int, keep: bool) -> list[np.ndarray]:
+        """(T+1, B, S_k) per component; without ``keep``, two slots for all but the output component."""
+        dtype, start = self.cell.dtype, steps if self.reverse else 0
+        states = []
+        for k, (size, s0) in enumerate(zip(self.cell.state_sizes, state0)):
+            s = np.empty((steps + 1 if keep or k == 0 else 2, batch, size), dtype)
+            s[start % s.shape[0]] = s0
+            states.append(s)
+        return states
 
     def forward(self, x: np.ndarray, state0: tuple[np.ndarray, ...], counts: np.ndarray | None = None):
         cell = self.cell
         steps, batch, _ = x.shape
+        keep = is_grad_enabled()
         xp = cell.project(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
-        ragged = counts is not None
-        cell.allocate(steps, batch, ragged)
-        start = steps if self.reverse else 0
-        states = [np.empty((steps + 1, batch, size), cell.dtype) for size in cell.state_sizes]
-        for s, s0 in zip(states, state0):
-            s[start] = s0
-        slots = self._slot_views(states)
+        ws = cell.allocate(steps if keep else 1, batch, ragged=keep and counts is not None)
+        states = self._state_history(state0, steps, batch, keep)
+        slots = self._slot_views(states, steps)
         for t in self._order(steps):
             read, write = self._slots(t)
             n = batch if counts is None else counts[t]
+            slot_t = t if keep else 0
             if n == batch:
-                cell.step(t, xp[t], slots[read], slots[write])
+                cell.step(ws, slot_t, xp[t], slots[read], slots[write])
             else:  # rows outside their sequence carry their state unchanged
-                cell.step(t, xp[t, :n], tuple(v[:n] for v in slots[read]), tuple(v[:n] for v in slots[write]))
-                for s in states:
-                    s[write, n:] = s[read, n:]
-        self._x, self._states, self._counts = x, states, counts
+                cell.step(ws, slot_t, xp[t, :n], _rows(slots[read], n), _rows(slots[write], n))
+                for r, w in zip(slots[read], slots[write]):
+                    w[n:] = r[n:]
         out = states[0][:-1] if self.reverse else states[0][1:]
         if counts is not None and counts[-1] < batch:
             out = out.copy()
             for t, n in enumerate(counts):
                 out[t, n:] = 0
-        end = 0 if self.reverse else steps
-        return out, tuple(s[end] for s in states)
+        final = slots[0 if self.reverse else steps]
+        trace = Trace(x, states, counts, ws, self.reverse) if keep else None
+        return out, final, trace
 
-    def state_at(self, k: int) -> tuple[np.ndarray, ...]:
-        """The state after the first k steps of the last forward (forward direction only)."""
-        if self.reverse:
-            raise ValueError("state_at is defined for the forward direction only")
-        return tuple(s[k] for s in self._states)
-
-    def backward(self, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None):
-        if self._x is None:
-            raise RuntimeError("backward() called before forward()")
-        cell, states, counts = self.cell, self._states, self._counts
-        steps, batch, _ = self._x.shape
+    def backward(self, trace: Trace, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None):
+        cell, states, counts = self.cell, trace.states, trace.counts
+        steps, batch, _ = trace.x.shape
         dstate = [np.zeros((batch, size), cell.dtype) for size in cell.state_sizes]
-        if dfinal is not None:
-            for d, df in zip(dstate, dfinal):
-                if df is not None:
-                    d += df
-        dstate_views = tuple(dstate)
-        dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.num_gates * cell.hidden_size),
-                                                              cell.dtype)
-        slots = self._slot_views(states)
-        norms = np.zeros(steps) if self.track_state_grads else None
+        for d, df in zip(dstate, dfinal or ()):
+            if df is not None:
+                d += df
+        dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.gate_width), cell.dtype)
+        slots, whole_batch = self._slot_views(states, steps), tuple(dstate)
+        norms = np.zeros(steps) if self.record_state_grads else None
         for t in reversed(self._order(steps)):
             read, write = self._slots(t)
             n = batch if counts is None else counts[t]
@@ -113,16 +144,21 @@ class Recurrence:
             if norms is not None:  # ‖∂L/∂h_t‖ averaged over the rows still inside their sequence
                 norms[t] = np.linalg.norm(dstate[0][:n], axis=1).mean()
             if n == batch:
-                cell.step_backward(t, dstate_views, slots[read], slots[write], dxp[t])
+                cell.step_backward(trace.ws, t, whole_batch, slots[read], slots[write], dxp[t])
             else:
-                cell.step_backward(t, tuple(d[:n] for d in dstate), tuple(v[:n] for v in slots[read]),
-                                   tuple(v[:n] for v in slots[write]), dxp[t, :n])
-            if self.detach_state:  # the gradient w.r.t. the previous state stops here
+                cell.step_backward(trace.ws, t, _rows(dstate, n), _rows(slots[read], n), _rows(slots[write], n),
+                                   dxp[t, :n])
+            if self.detach_state:  # the gradient with respect to the previous state stops here
                 for d in dstate:
                     d[:n] = 0
-        # Slots read and written by the steps, as (T·B, S) slabs for the weight GEMMs.
-        prev_all = tuple((s[1:] if self.reverse else s[:-1]).reshape(steps * batch, -1) for s in states)
-        new_all = tuple((s[:-1] if self.reverse else s[1:]).reshape(steps * batch, -1) for s in states)
-        self.state_grad_norms = norms
-        dx = cell.accumulate(self._x.reshape(steps * batch, -1), dxp.reshape(steps * batch, -1), prev_all, new_all)
+        trace.state_grad_norms = norms
+        rows = steps * batch
+        prev = tuple(s.reshape(rows, -1) for s in trace.states_before_each_step())
+        new = tuple(s.reshape(rows, -1) for s in trace.states_after_each_step())
+        dx = cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), prev, new)
         return dx.reshape(steps, batch, -1), tuple(dstate)
+
+
+def _rows(parts, n: int) -> tuple[np.ndarray, ...]:
+    """The first n rows of each array (the rows still inside their sequence)."""
+    return tuple(p[:n] for p in parts)
