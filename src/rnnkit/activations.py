@@ -34,44 +34,52 @@ def softmax(a: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 class _Activation(Module):
-    def __init__(self):
-        super().__init__()
-        self._y = None
+    """An elementwise map whose backward needs only its output y (saved per call)."""
+
+    def activate(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def input_gradient(self, dy: np.ndarray, y: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x):
+        y = self.activate(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, dy):
+        (y,) = self.saved_for_backward()
+        return self.input_gradient(dy, y)
 
 
 class Sigmoid(_Activation):
     """y = σ(x);  δx = δy ⊙ y ⊙ (1 − y)."""
 
-    def forward(self, x):
-        self._y = sigmoid(x)
-        return self._y
+    def activate(self, x):
+        return sigmoid(x)
 
-    def backward(self, dy):
-        y = self._y
+    def input_gradient(self, dy, y):
         return dy * y * (1.0 - y)
 
 
 class Tanh(_Activation):
     """y = tanh(x);  δx = δy ⊙ (1 − y²)."""
 
-    def forward(self, x):
-        self._y = np.tanh(x)
-        return self._y
+    def activate(self, x):
+        return np.tanh(x)
 
-    def backward(self, dy):
-        y = self._y
+    def input_gradient(self, dy, y):
         return dy * (1.0 - y * y)
 
 
 class ReLU(_Activation):
     """y = max(x, 0);  δx = δy ⊙ [y > 0]."""
 
-    def forward(self, x):
-        self._y = np.maximum(x, 0)
-        return self._y
+    def activate(self, x):
+        return np.maximum(x, 0)
 
-    def backward(self, dy):
-        return dy * (self._y > 0)
+    def input_gradient(self, dy, y):
+        return dy * (y > 0)
 
 
 class Softmax(_Activation):
@@ -81,10 +89,8 @@ class Softmax(_Activation):
         super().__init__()
         self.axis = axis
 
-    def forward(self, x):
-        self._y = softmax(x, self.axis)
-        return self._y
+    def activate(self, x):
+        return softmax(x, self.axis)
 
-    def backward(self, dy):
-        y = self._y
+    def input_gradient(self, dy, y):
         return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True))

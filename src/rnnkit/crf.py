@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError, ShapeError
 from .module import DEFAULT_DTYPE, Module, Parameter, as_rng, check_dtype, check_float_array, check_index_array
 
 
@@ -41,14 +42,13 @@ class CRF(Module):
     def __init__(self, num_tags: int, start_end: bool = True, dtype=DEFAULT_DTYPE, rng=None):
         super().__init__()
         if num_tags < 1:
-            raise ValueError(f"num_tags must be a positive integer, got {num_tags}")
+            raise ConfigError(f"num_tags must be a positive integer, got {num_tags}")
         dt, rng = check_dtype(dtype), as_rng(rng)
         self.num_tags, self.start_end = num_tags, start_end
         self.transitions = Parameter(rng.uniform(-0.1, 0.1, (num_tags, num_tags)).astype(dt))
         if start_end:
             self.start_transitions = Parameter(rng.uniform(-0.1, 0.1, num_tags).astype(dt))
             self.end_transitions = Parameter(rng.uniform(-0.1, 0.1, num_tags).astype(dt))
-        self._ctx = None
 
     # -- helpers --------------------------------------------------------------------------------------
     def _scores(self):
@@ -62,19 +62,19 @@ class CRF(Module):
         check_float_array(emissions, "emissions", self.dtype, (3,))
         batch, steps, k = emissions.shape
         if k != self.num_tags:
-            raise ValueError(f"emissions must have {self.num_tags} tag scores in their last axis, got shape "
+            raise ShapeError(f"emissions must have {self.num_tags} tag scores in their last axis, got shape "
                              f"{emissions.shape}")
         if tags is not None:
             check_index_array(tags, "tags", self.num_tags)
             if tags.shape != (batch, steps):
-                raise ValueError(f"tags must have shape {(batch, steps)}, got {tags.shape}")
+                raise ShapeError(f"tags must have shape {(batch, steps)}, got {tags.shape}")
         mask = np.ones((batch, steps), bool) if mask is None else np.asarray(mask).astype(bool)
         if mask.shape != (batch, steps):
-            raise ValueError(f"mask must have shape {(batch, steps)}, got {mask.shape}")
+            raise ShapeError(f"mask must have shape {(batch, steps)}, got {mask.shape}")
         if not mask[:, 0].all():
-            raise ValueError("mask: the first step of every sequence must be valid")
+            raise ShapeError("mask: the first step of every sequence must be valid")
         if (np.diff(mask.astype(np.int8), axis=1) > 0).any():
-            raise ValueError("mask: the valid steps of each sequence must be a prefix (padding at the end)")
+            raise ShapeError("mask: the valid steps of each sequence must be a prefix (padding at the end)")
         return mask
 
     def _alphas(self, emissions, mask):
@@ -98,13 +98,11 @@ class CRF(Module):
         gold += (trans[tags[:, :-1], tags[:, 1:]] * mask[:, 1:]).sum(axis=1) + end[last]
         alphas = self._alphas(emissions, mask)
         log_z = _logsumexp(alphas[:, -1] + end, axis=1)
-        self._ctx = (emissions, tags, mask, alphas, log_z, lengths)
+        self.save_for_backward(emissions, tags, mask, alphas, log_z, lengths)
         return log_z - gold
 
     def backward(self, dnll: np.ndarray) -> np.ndarray:
-        if self._ctx is None:
-            raise RuntimeError("backward() called before forward()")
-        emissions, tags, mask, alphas, log_z, lengths = self._ctx
+        emissions, tags, mask, alphas, log_z, lengths = self.saved_for_backward()
         trans, _, end = self._scores()
         batch, steps, k = emissions.shape
         w = np.asarray(dnll, emissions.dtype).reshape(batch)

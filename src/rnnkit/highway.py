@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .activations import sigmoid
+from .errors import ConfigError, ShapeError
 from .module import DEFAULT_DTYPE, Module, Parameter, as_rng, check_dtype, check_float_array
 
 ACTIVATIONS = ("tanh", "relu")
@@ -29,9 +30,9 @@ class Highway(Module):
                  dtype=DEFAULT_DTYPE, rng=None):
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+            raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         if size < 1 or num_layers < 1:
-            raise ValueError(f"size and num_layers must be positive integers, got {size}, {num_layers}")
+            raise ConfigError(f"size and num_layers must be positive integers, got {size}, {num_layers}")
         dt, rng = check_dtype(dtype), as_rng(rng)
         self.size, self.activation, self.num_layers = size, activation, num_layers
         bound = 1.0 / math.sqrt(size)
@@ -43,14 +44,12 @@ class Highway(Module):
             setattr(self, "weight" + suffix, w)
             setattr(self, "bias" + suffix, b)
             self.layers.append((w, b))
-        self._caches = []
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_float_array(x, "Highway input", self.dtype, (1, 2, 3, 4))
         if x.shape[-1] != self.size:
-            raise ValueError(f"Highway input must have {self.size} features in its last axis, got shape {x.shape}")
-        self._caches = []
-        s = self.size
+            raise ShapeError(f"Highway input must have {self.size} features in its last axis, got shape {x.shape}")
+        caches, s = [], self.size
         for w, b in self.layers:
             a = x @ w.data.T
             a += b.data
@@ -60,13 +59,14 @@ class Highway(Module):
             else:
                 np.maximum(h, 0, out=h)
             sigmoid(t, out=t)
-            self._caches.append((x, a))
+            caches.append((x, a))
             x = x + t * (h - x)
+        self.save_for_backward(caches)
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        s = self.size
-        for (w, b), (x, a) in zip(reversed(self.layers), reversed(self._caches)):
+        (caches,), s = self.saved_for_backward(), self.size
+        for (w, b), (x, a) in zip(reversed(self.layers), reversed(caches)):
             h, t = a[..., :s], a[..., s:]
             da = np.empty_like(a)
             da_h, da_t = da[..., :s], da[..., s:]

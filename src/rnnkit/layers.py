@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from .errors import ConfigError, ShapeError
 from .module import DEFAULT_DTYPE, Module, Parameter, as_rng, check_dtype, check_float_array, check_index_array
 
 
@@ -28,20 +29,23 @@ class Linear(Module):
         bound = 1.0 / math.sqrt(in_features)
         self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dt))
         self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dt)) if bias else None
-        self._x = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_float_array(x, "Linear input", self.dtype, (1, 2, 3, 4))
         if x.shape[-1] != self.in_features:
-            raise ValueError(f"Linear input must have {self.in_features} features, got shape {x.shape}")
-        self._x = x
+            raise ShapeError(f"Linear input must have {self.in_features} features, got shape {x.shape}")
+        self.save_for_backward(x)
         y = x @ self.weight.data.T
         if self.bias is not None:
             y += self.bias.data
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        x2 = self._x.reshape(-1, self.in_features)
+        (x,) = self.saved_for_backward()
+        if dy.shape != x.shape[:-1] + (self.out_features,):
+            raise ShapeError(f"Linear: gradient of the output must have shape {x.shape[:-1] + (self.out_features,)}, "
+                             f"got {dy.shape}")
+        x2 = x.reshape(-1, self.in_features)
         dy2 = dy.reshape(-1, self.out_features)
         self.weight.grad += dy2.T @ x2
         if self.bias is not None:
@@ -69,16 +73,16 @@ class Embedding(Module):
         if padding_idx is not None:
             w[padding_idx] = 0
         self.weight = Parameter(w)
-        self._idx = None
 
     def forward(self, idx: np.ndarray) -> np.ndarray:
         check_index_array(idx, "Embedding input", self.num_embeddings)
-        self._idx = idx
+        self.save_for_backward(idx)
         return self.weight.data[idx]
 
     def backward(self, dy: np.ndarray) -> None:
+        (idx,) = self.saved_for_backward()
         grad = np.zeros_like(self.weight.grad)
-        np.add.at(grad, self._idx.reshape(-1), dy.reshape(-1, self.embedding_dim))
+        np.add.at(grad, idx.reshape(-1), dy.reshape(-1, self.embedding_dim))
         if self.padding_idx is not None:
             grad[self.padding_idx] = 0
         self.weight.grad += grad
@@ -108,9 +112,11 @@ class OneHot(Module):
         check_index_array(idx, "OneHot input", self.num_classes)
         y = np.zeros(idx.shape + (self.num_classes,), dtype=self._dtype)
         np.put_along_axis(y, idx[..., None], 1.0, axis=-1)
+        self.save_for_backward()  # nothing to keep, but a backward still needs its forward
         return y
 
     def backward(self, dy: np.ndarray) -> None:
+        self.saved_for_backward()
         return None
 
     def extra_repr(self) -> str:
@@ -127,21 +133,22 @@ class Dropout(Module):
     def __init__(self, p: float = 0.5, rng=None):
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+            raise ConfigError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
         self.rng = as_rng(rng)
-        self._mask = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0.0:
-            self._mask = None
+            self.save_for_backward(None)
             return x
         keep = 1.0 - self.p
-        self._mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / np.asarray(keep, x.dtype)
-        return x * self._mask
+        mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / np.asarray(keep, x.dtype)
+        self.save_for_backward(mask)
+        return x * mask
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return dy if self._mask is None else dy * self._mask
+        (mask,) = self.saved_for_backward()
+        return dy if mask is None else dy * mask
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
