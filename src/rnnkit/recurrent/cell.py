@@ -27,17 +27,23 @@ step sees is a contiguous row prefix. ``gate_names`` names the H-wide blocks of 
 
 from __future__ import annotations
 
+import copy
 import math
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
+from .. import kernels
 from ..module import Parameter, ParameterOwner, as_rng
 
 
 class Workspace(SimpleNamespace):
     """The arrays of one call of a cell over one sequence batch; each cell's ``allocate`` documents its fields.
     Created by the cell, owned and passed back by the caller, so one cell can serve any number of calls."""
+
+    def __deepcopy__(self, memo):  # the kernel module is shared, the arrays are copied
+        fields = vars(self).items()
+        return Workspace(**{k: v if isinstance(v, ModuleType) else copy.deepcopy(v, memo) for k, v in fields})
 
 
 def transposed(w: np.ndarray) -> np.ndarray:
@@ -119,8 +125,9 @@ class Cell(ParameterOwner):
         return xp
 
     def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
-        """The workspace of one call: ``w_hh_t`` = W_hhᵀ (contiguous); cells add their own per-step arrays."""
-        return Workspace(w_hh_t=transposed(self.weight_hh.data))
+        """The workspace of one call: ``w_hh_t`` = W_hhᵀ (contiguous) and ``kernels``, the compiled step kernels
+        or None for the NumPy code (`rnnkit.kernels`); cells add their own per-step arrays."""
+        return Workspace(w_hh_t=transposed(self.weight_hh.data), kernels=kernels.active())
 
     @staticmethod
     def per_step(steps: int, batch: int, width: int, dtype, ragged: bool) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import sigmoid
-from .cell import Cell, Workspace, dsigmoid, dtanh, transposed
+from .cell import Cell, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
 
@@ -36,7 +36,7 @@ class GRUStep(Cell):
 
     Workspace: ``gates`` (T, B, 3H) the activated [r, z, n]; ``inner`` (T, B, H) h_{t-1} W_hnᵀ + b_hn (reset after)
     or r ⊙ h_{t-1} (reset before); ``scratch`` (2, B, H); reset after: ``dq`` (T, B, 3H), written by the backward,
-    and ``w_hh_t``; reset before: ``w_rz_t`` = W_h{r,z}ᵀ and ``w_n_t`` = W_hnᵀ, each contiguous.
+    ``b_hn`` and ``w_hh_t``; reset before: ``w_rz_t`` = W_h{r,z}ᵀ and ``w_n_t`` = W_hnᵀ, each contiguous.
     """
 
     num_gates = 3
@@ -49,13 +49,14 @@ class GRUStep(Cell):
         self.fold_hidden_bias = not reset_after
 
     def allocate(self, steps, batch, ragged=False):
+        ws = super().allocate(steps, batch, ragged)
         h, dt = self.hidden_size, self.dtype
-        ws = Workspace(gates=self.per_step(steps, batch, 3 * h, dt, ragged),
-                       inner=self.per_step(steps, batch, h, dt, ragged),
-                       scratch=np.empty((2, batch, h), dt))  # no temporaries in the loop
+        ws.gates = self.per_step(steps, batch, 3 * h, dt, ragged)
+        ws.inner = self.per_step(steps, batch, h, dt, ragged)
+        ws.scratch = np.empty((2, batch, h), dt)  # no temporaries in the loop
         if self.reset_after:
-            ws.w_hh_t = transposed(self.weight_hh.data)
             ws.dq = self.per_step(steps, batch, 3 * h, dt, ragged)
+            ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
         else:  # two recurrent GEMMs per step, each with a contiguous Wᵀ
             ws.w_rz_t = transposed(self.weight_hh.data[:2 * h])
             ws.w_n_t = transposed(self.weight_hh.data[2 * h:])
@@ -70,28 +71,30 @@ class GRUStep(Cell):
     def step(self, ws, t, xp, prev, new):
         (h_prev,), (h_new,) = prev, new
         n_rows, hs = xp.shape[0], self.hidden_size
-        gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
+        gates, inner, fused = ws.gates[t, :n_rows], ws.inner[t, :n_rows], ws.kernels
         if self.reset_after:
             np.matmul(h_prev, ws.w_hh_t, out=gates)
-            inner[...] = gates[:, 2 * hs:]
-            if self.bias:
-                inner += self.bias_hh.data[2 * hs:]
+            if fused is not None:
+                return fused.gru_forward_reset_after(gates, xp, ws.b_hn, h_prev, inner, h_new)
+            inner[...] = gates[:, 2 * hs:]  # h_{t-1} W_hnᵀ + b_hn
+            inner += ws.b_hn
             gates[:, :2 * hs] += xp[:, :2 * hs]
             sigmoid(gates[:, :2 * hs], out=gates[:, :2 * hs])
-            r, n = gates[:, :hs], gates[:, 2 * hs:]
-            np.multiply(r, inner, out=n)
-            n += xp[:, 2 * hs:]
+            np.multiply(gates[:, :hs], inner, out=gates[:, 2 * hs:])  # r ⊙ (h_{t-1} W_hnᵀ + b_hn)
         else:
-            rz = gates[:, :2 * hs]
-            np.matmul(h_prev, ws.w_rz_t, out=rz)
-            rz += xp[:, :2 * hs]
-            sigmoid(rz, out=rz)
-            r, n = gates[:, :hs], gates[:, 2 * hs:]
-            np.multiply(r, h_prev, out=inner)
-            np.matmul(inner, ws.w_n_t, out=n)
-            n += xp[:, 2 * hs:]
+            np.matmul(h_prev, ws.w_rz_t, out=gates[:, :2 * hs])
+            if fused is not None:
+                fused.gru_gates_reset_before(gates, xp, h_prev, inner)
+            else:
+                gates[:, :2 * hs] += xp[:, :2 * hs]
+                sigmoid(gates[:, :2 * hs], out=gates[:, :2 * hs])
+                np.multiply(gates[:, :hs], h_prev, out=inner)  # r ⊙ h_{t-1}
+            np.matmul(inner, ws.w_n_t, out=gates[:, 2 * hs:])
+            if fused is not None:
+                return fused.gru_output_reset_before(gates, xp, h_prev, h_new)
+        n, z = gates[:, 2 * hs:], gates[:, hs:2 * hs]
+        n += xp[:, 2 * hs:]
         np.tanh(n, out=n)
-        z = gates[:, hs:2 * hs]
         # h = n + z ⊙ (h_prev − n)
         np.subtract(h_prev, n, out=h_new)
         h_new *= z
@@ -99,36 +102,54 @@ class GRUStep(Cell):
 
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,), (h_prev,) = dstate, prev
-        n_rows, hs = dxp.shape[0], self.hidden_size
+        n_rows, hs, w_hh, fused = dxp.shape[0], self.hidden_size, self.weight_hh.data, ws.kernels
         gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
         tmp, rec = ws.scratch[0, :n_rows], ws.scratch[1, :n_rows]
-        r, z, n = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:]
-        da_r, da_z, da_n = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
-        w_hh = self.weight_hh.data
-        # δa_n = δh ⊙ (1 − z) ⊙ (1 − n²)
+        if self.reset_after:  # δh_{t-1} = δh ⊙ z + δq W_hh
+            dq = ws.dq[t, :n_rows]
+            if fused is not None:
+                fused.gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq)
+            else:
+                self._backward_z_n(dh, gates, h_prev, dxp, tmp)
+                self._backward_r_after(gates, inner, dxp, dq, tmp)
+            dh += np.matmul(dq, w_hh, out=rec)
+        else:  # δh_{t-1} = δh ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_h{r,z}
+            if fused is not None:
+                fused.gru_backward_reset_before_zn(dh, gates, h_prev, dxp)
+            else:
+                self._backward_z_n(dh, gates, h_prev, dxp, tmp)
+            d_rh = np.matmul(dxp[:, 2 * hs:], w_hh[2 * hs:], out=rec)  # δ(r ⊙ h) = δa_n W_hn
+            if fused is not None:
+                fused.gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh)
+            else:  # δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r(1 − r);  δh += δ(r ⊙ h) ⊙ r
+                r = gates[:, :hs]
+                np.multiply(d_rh, h_prev, out=dxp[:, :hs])
+                dxp[:, :hs] *= dsigmoid(r, out=tmp)
+                d_rh *= r
+                dh += d_rh
+            dh += np.matmul(dxp[:, :2 * hs], w_hh[:2 * hs], out=rec)
+
+    def _backward_z_n(self, dh, gates, h_prev, dxp, tmp):
+        """NumPy: δa_n = δh ⊙ (1 − z) ⊙ (1 − n²),  δa_z = δh ⊙ (h_{t-1} − n) ⊙ z(1 − z),  then δh ← δh ⊙ z."""
+        hs = self.hidden_size
+        z, n = gates[:, hs:2 * hs], gates[:, 2 * hs:]
+        da_z, da_n = dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
         np.subtract(1.0, z, out=tmp)
         np.multiply(dh, tmp, out=da_n)
         da_n *= dtanh(n, out=tmp)
-        # δa_z = δh ⊙ (h_{t-1} − n) ⊙ z(1 − z)
         np.subtract(h_prev, n, out=da_z)
         da_z *= dh
         da_z *= dsigmoid(z, out=tmp)
         dh *= z
-        dsigmoid(r, out=tmp)
-        if self.reset_after:  # δa_r = δa_n ⊙ (h_{t-1} W_hnᵀ + b_hn) ⊙ r(1 − r);  δh_{t-1} += δq W_hh
-            np.multiply(da_n, inner, out=da_r)
-            da_r *= tmp
-            dq = ws.dq[t, :n_rows]
-            dq[:, :2 * hs] = dxp[:, :2 * hs]
-            np.multiply(da_n, r, out=dq[:, 2 * hs:])
-            dh += np.matmul(dq, w_hh, out=rec)
-        else:  # δ(r ⊙ h) = δa_n W_hn;  δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r(1 − r)
-            d_rh = np.matmul(da_n, w_hh[2 * hs:], out=rec)
-            np.multiply(d_rh, h_prev, out=da_r)
-            da_r *= tmp
-            d_rh *= r
-            dh += d_rh
-            dh += np.matmul(dxp[:, :2 * hs], w_hh[:2 * hs], out=rec)
+
+    def _backward_r_after(self, gates, inner, dxp, dq, tmp):
+        """NumPy, reset after: δa_r = δa_n ⊙ (h_{t-1} W_hnᵀ + b_hn) ⊙ r(1 − r);  δq = [δa_r, δa_z, δa_n ⊙ r]."""
+        hs = self.hidden_size
+        r = gates[:, :hs]
+        np.multiply(dxp[:, 2 * hs:], inner, out=dxp[:, :hs])
+        dxp[:, :hs] *= dsigmoid(r, out=tmp)
+        dq[:, :2 * hs] = dxp[:, :2 * hs]
+        np.multiply(dxp[:, 2 * hs:], r, out=dq[:, 2 * hs:])
 
     def accumulate(self, ws, x, dxp, prev, new):
         hs = self.hidden_size

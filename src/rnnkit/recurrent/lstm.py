@@ -38,8 +38,9 @@ class LSTMStep(Cell):
         after the loop: δW_ih += Σ δaᵀ x,  δW_hh += Σ δaᵀ h_{t-1},  δb = Σ δa,
                         δw_ci += Σ δa_i ⊙ c_{t-1},  δw_cf += Σ δa_f ⊙ c_{t-1},  δw_co += Σ δa_o ⊙ c_t
 
-    Workspace: ``gates`` (T, B, 4H) the activated [i, f, g, o]; ``tanh_c`` (T, B, H); ``scratch`` (2, B, H);
-    ``w_hh_t``; with projection also ``m`` (T, B, H), ``dh`` (T, B, P) (written by the backward) and ``w_hr_t``.
+    Workspace: ``gates`` (T, B, 4H) the activated [i, f, g, o]; ``tanh_c`` (T, B, H); ``scratch`` (3, B, H);
+    ``w_hh_t``; ``peepholes`` (w_ci, w_cf, w_co) or empty arrays; with projection also ``m`` (T, B, H), ``dh``
+    (T, B, P) (written by the backward) and ``w_hr_t``.
     """
 
     num_gates = 4
@@ -76,7 +77,9 @@ class LSTMStep(Cell):
         h, dt = self.hidden_size, self.dtype
         ws.gates = self.per_step(steps, batch, 4 * h, dt, ragged)
         ws.tanh_c = self.per_step(steps, batch, h, dt, ragged)
-        ws.scratch = np.empty((2, batch, h), dt)  # no temporaries in the loop
+        ws.scratch = np.empty((3, batch, h), dt)  # no temporaries in the loop
+        ws.peepholes = ((self.weight_ci.data, self.weight_cf.data, self.weight_co.data) if self.peephole
+                        else (np.empty(0, dt),) * 3)
         if self.proj_size:
             ws.m = self.per_step(steps, batch, h, dt, ragged)
             ws.dh = self.per_step(steps, batch, self.proj_size, dt, ragged)
@@ -84,11 +87,21 @@ class LSTMStep(Cell):
         return ws
 
     def step(self, ws, t, xp, prev, new):
-        h_prev, c_prev = prev
-        h_new, c_new = new
-        n, hs = xp.shape[0], self.hidden_size
-        gates, tanh_c, tmp = ws.gates[t, :n], ws.tanh_c[t, :n], ws.scratch[0, :n]
+        (h_prev, c_prev), (h_new, c_new) = prev, new
+        n = xp.shape[0]
+        gates, tanh_c = ws.gates[t, :n], ws.tanh_c[t, :n]
+        out = ws.m[t, :n] if self.proj_size else h_new  # o ⊙ tanh(c_t): m_t, or h_t itself
         np.matmul(h_prev, ws.w_hh_t, out=gates)
+        if ws.kernels is not None:
+            ws.kernels.lstm_forward(gates, xp, c_prev, *ws.peepholes, self.peephole, c_new, tanh_c, out)
+        else:
+            self._gates_forward(gates, xp, c_prev, c_new, tanh_c, out, ws.scratch[0, :n])
+        if self.proj_size:
+            np.matmul(out, ws.w_hr_t, out=h_new)  # h_t = m_t W_hrᵀ
+
+    def _gates_forward(self, gates, xp, c_prev, c_new, tanh_c, out, tmp):
+        """The pointwise forward in NumPy (`rnnkit.kernels.compiled.lstm_forward` fuses it)."""
+        hs = self.hidden_size
         gates += xp
         i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
         if self.peephole:
@@ -102,26 +115,29 @@ class LSTMStep(Cell):
             o += np.multiply(c_new, self.weight_co.data, out=tmp)
         sigmoid(o, out=o)
         np.tanh(c_new, out=tanh_c)
-        if self.proj_size:
-            m = ws.m[t, :n]
-            np.multiply(o, tanh_c, out=m)
-            np.matmul(m, ws.w_hr_t, out=h_new)
-        else:
-            np.multiply(o, tanh_c, out=h_new)
+        np.multiply(o, tanh_c, out=out)
 
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         dh, dc = dstate
-        c_prev = prev[1]
-        n, hs = dxp.shape[0], self.hidden_size
+        n = dxp.shape[0]
         gates, tanh_c = ws.gates[t, :n], ws.tanh_c[t, :n]
-        tmp, dm_o = ws.scratch[0, :n], ws.scratch[1, :n]
-        i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
-        da_i, da_f, da_g, da_o = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:3 * hs], dxp[:, 3 * hs:]
         if self.proj_size:  # δm = δh W_hr
             ws.dh[t, :n] = dh
-            dm = dh @ self.weight_hr.data
+            dm = np.matmul(dh, self.weight_hr.data, out=ws.scratch[2, :n])
         else:
             dm = dh
+        if ws.kernels is not None:
+            ws.kernels.lstm_backward(dm, dc, gates, tanh_c, prev[1], *ws.peepholes, self.peephole, dxp)
+        else:
+            self._gates_backward(dm, dc, gates, tanh_c, prev[1], dxp, ws.scratch[0, :n], ws.scratch[1, :n])
+        np.matmul(dxp, self.weight_hh.data, out=dh)  # δh_{t-1} = δa W_hh
+
+    def _gates_backward(self, dm, dc, gates, tanh_c, c_prev, dxp, tmp, dm_o):
+        """The pointwise backward in NumPy (`rnnkit.kernels.compiled.lstm_backward` fuses it): δa into ``dxp``,
+        δc_t → δc_{t-1} in ``dc``."""
+        hs = self.hidden_size
+        i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
+        da_i, da_f, da_g, da_o = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:3 * hs], dxp[:, 3 * hs:]
         # δa_o = δm ⊙ tanh(c) ⊙ o(1 − o)
         np.multiply(dm, o, out=dm_o)
         np.multiply(dm_o, tanh_c, out=da_o)
@@ -140,11 +156,11 @@ class LSTMStep(Cell):
         dtanh(g, out=tmp)
         tmp *= i
         np.multiply(dc, tmp, out=da_g)
+        # δc_{t-1} = δc ⊙ f (+ δa_i ⊙ w_ci + δa_f ⊙ w_cf)
         dc *= f
         if self.peephole:
             dc += np.multiply(da_i, self.weight_ci.data, out=tmp)
             dc += np.multiply(da_f, self.weight_cf.data, out=tmp)
-        np.matmul(dxp, self.weight_hh.data, out=dh)  # δh_{t-1} = δa W_hh
 
     def accumulate(self, ws, x, dxp, prev, new):
         self.add_cell_extra_grads(ws, dxp, prev[1], new[1])

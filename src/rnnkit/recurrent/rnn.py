@@ -39,6 +39,8 @@ class ElmanStep(Cell):
     def step(self, ws, t, xp, prev, new):
         (h,) = new
         np.matmul(prev[0], ws.w_hh_t, out=h)
+        if ws.kernels is not None:
+            return ws.kernels.rnn_forward(h, xp, self.nonlinearity == "relu")
         h += xp
         if self.nonlinearity == "tanh":
             np.tanh(h, out=h)
@@ -48,7 +50,9 @@ class ElmanStep(Cell):
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,) = dstate
         (h,) = new
-        if self.nonlinearity == "tanh":  # δa = δh ⊙ (1 − h²)
+        if ws.kernels is not None:
+            ws.kernels.rnn_backward(dh, h, self.nonlinearity == "relu", dxp)
+        elif self.nonlinearity == "tanh":  # δa = δh ⊙ (1 − h²)
             dtanh(h, out=dxp)
             dxp *= dh
         else:

@@ -1,0 +1,102 @@
+"""The compiled step kernels equal the NumPy code they fuse (the oracle), and the selection works as documented."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rnnkit
+from conftest import GRADCHECK_TOL
+from rnnkit import kernels
+from rnnkit.errors import ConfigError
+
+numba = pytest.importorskip("numba", reason="numba is not installed: the compiled kernels are not available")
+
+CONFIGS = {
+    "rnn-tanh": (rnnkit.RNN, {}),
+    "rnn-relu": (rnnkit.RNN, {"nonlinearity": "relu"}),
+    "lstm": (rnnkit.LSTM, {}),
+    "lstm-peephole-proj": (rnnkit.LSTM, {"peephole": True, "proj_size": 3}),
+    "gru-reset-after": (rnnkit.GRU, {}),
+    "gru-reset-before": (rnnkit.GRU, {"reset_after": False}),
+    "mogrifier": (rnnkit.MogrifierLSTM, {"rounds": 2}),
+}
+TOL = {np.float32: 1e-6, np.float64: 1e-12}
+
+
+def run(layer, x, lengths, state0, dy_seed=0):
+    """Outputs, final state, input/initial-state gradients and every parameter gradient of one call."""
+    layer.zero_grad()
+    y, final = layer.forward(x, state0, lengths=lengths)
+    dy = np.random.default_rng(dy_seed).normal(size=y.shape).astype(y.dtype)
+    dx, ds0 = layer.backward(dy)
+    parts = [y, dx] + list(final if isinstance(final, tuple) else (final,))
+    parts += list(ds0 if isinstance(ds0, tuple) else (ds0,))
+    return parts + [p.grad.copy() for p in layer.parameters()]
+
+
+def relative_error(a, b) -> float:
+    return float(np.abs(a - b).max(initial=0.0) / max(1.0, np.abs(b).max(initial=0.0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_compiled_kernels_equal_the_numpy_code_forward_and_backward(name, ragged, dtype):
+    cls, options = CONFIGS[name]
+    layer = cls(5, 8, num_layers=2, bidirectional=True, dtype=dtype, rng=0, **options)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 7, 5)).astype(dtype)
+    lengths = np.array([7, 3, 5, 1]) if ragged else None
+    state0 = tuple(rng.normal(size=(4, 4, s)).astype(dtype) for s in layer.state_sizes)
+    state0 = state0[0] if len(state0) == 1 else state0
+    with kernels.using("numpy"):
+        expected = run(layer, x, lengths, state0)
+    with kernels.using("compiled"):
+        got = run(layer, x, lengths, state0)
+    worst = max(relative_error(g, e) for g, e in zip(got, expected))
+    assert worst <= TOL[dtype], f"{name}: kernels differ from NumPy by {worst:.2e}"
+
+
+@pytest.mark.parametrize("name", ["lstm-peephole-proj", "gru-reset-before", "rnn-tanh"])
+def test_compiled_kernels_pass_gradcheck(name):
+    cls, options = CONFIGS[name]
+    layer = cls(3, 4, dtype=np.float64, rng=0, **options)
+    x = np.random.default_rng(2).normal(size=(2, 4, 3))
+    with kernels.using("compiled"):
+        assert rnnkit.gradcheck(layer, x, lengths=np.array([4, 2])) < GRADCHECK_TOL
+
+
+def test_kernel_choice_is_made_per_call_and_restored():
+    before = kernels.selected()
+    with kernels.using("numpy"):
+        assert kernels.active() is None and kernels.selected() == "numpy"
+    assert kernels.selected() == before
+    with pytest.raises(ConfigError, match="kernels must be one of compiled, numpy"):
+        kernels.use("fortran")
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+
+
+def test_environment_variable_selects_numpy():
+    done = _python("import rnnkit; print(rnnkit.kernels.selected(), rnnkit.kernels.describe())",
+                   RNNKIT_KERNELS="numpy")
+    assert done.returncode == 0 and done.stdout.split() == ["numpy", "numpy"]
+
+
+def test_without_numba_rnnkit_says_so_once_and_uses_numpy():
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import numpy as np, rnnkit\n"
+            "layer = rnnkit.LSTM(3, 4)\n"
+            "for _ in range(3): layer.forward(np.zeros((1, 2, 3), np.float32))\n"
+            "print(rnnkit.kernels.describe())")
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "numpy (numba unavailable)"
+    notices = [line for line in done.stderr.splitlines() if "compiled kernels unavailable" in line]
+    assert len(notices) == 1 and "pip install numba" in notices[0]
