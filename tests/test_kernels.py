@@ -11,6 +11,7 @@ import rnnkit
 from conftest import GRADCHECK_TOL
 from rnnkit import kernels
 from rnnkit.errors import ConfigError
+from rnnkit.recurrent import LSTMStep
 
 numba = pytest.importorskip("numba", reason="numba is not installed: the compiled kernels are not available")
 
@@ -18,6 +19,7 @@ CONFIGS = {
     "rnn-tanh": (rnnkit.RNN, {}),
     "rnn-relu": (rnnkit.RNN, {"nonlinearity": "relu"}),
     "lstm": (rnnkit.LSTM, {}),
+    "lstm-peephole": (rnnkit.LSTM, {"peephole": True}),
     "lstm-peephole-proj": (rnnkit.LSTM, {"peephole": True, "proj_size": 3}),
     "gru-reset-after": (rnnkit.GRU, {}),
     "gru-reset-before": (rnnkit.GRU, {"reset_after": False}),
@@ -41,10 +43,18 @@ def relative_error(a, b) -> float:
     return float(np.abs(a - b).max(initial=0.0) / max(1.0, np.abs(b).max(initial=0.0)))
 
 
+@pytest.fixture(params=["whole-sequence", "per-step"])
+def loop(request, monkeypatch):
+    """Run the LSTM's time loop in one compiled call (small B·H) or step by step with fused step kernels."""
+    if request.param == "per-step":
+        monkeypatch.setattr(LSTMStep, "whole_sequence_max", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_compiled_kernels_equal_the_numpy_code_forward_and_backward(name, ragged, dtype):
+def test_compiled_kernels_equal_the_numpy_code_forward_and_backward(name, ragged, dtype, loop):
     cls, options = CONFIGS[name]
     layer = cls(5, 8, num_layers=2, bidirectional=True, dtype=dtype, rng=0, **options)
     rng = np.random.default_rng(1)
@@ -60,13 +70,36 @@ def test_compiled_kernels_equal_the_numpy_code_forward_and_backward(name, ragged
     assert worst <= TOL[dtype], f"{name}: kernels differ from NumPy by {worst:.2e}"
 
 
-@pytest.mark.parametrize("name", ["lstm-peephole-proj", "gru-reset-before", "rnn-tanh"])
-def test_compiled_kernels_pass_gradcheck(name):
+@pytest.mark.parametrize("name", ["lstm", "lstm-peephole-proj", "gru-reset-before", "rnn-tanh"])
+def test_compiled_kernels_pass_gradcheck(name, loop):
     cls, options = CONFIGS[name]
     layer = cls(3, 4, dtype=np.float64, rng=0, **options)
     x = np.random.default_rng(2).normal(size=(2, 4, 3))
     with kernels.using("compiled"):
         assert rnnkit.gradcheck(layer, x, lengths=np.array([4, 2])) < GRADCHECK_TOL
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru-reset-after", "rnn-tanh"])
+def test_compiled_kernels_equal_numpy_in_elmans_no_bptt_training(name, loop):
+    cls, options = CONFIGS[name]
+    layer = cls(3, 4, bidirectional=True, dtype=np.float64, rng=0, **options)
+    layer.detach_state = True
+    x, lengths = np.random.default_rng(3).normal(size=(3, 5, 3)), np.array([5, 2, 4])
+    with kernels.using("numpy"):
+        expected = run(layer, x, lengths, None)
+    with kernels.using("compiled"):
+        got = run(layer, x, lengths, None)
+    assert max(relative_error(g, e) for g, e in zip(got, expected)) <= TOL[np.float64]
+
+
+def test_the_whole_sequence_path_is_taken_for_small_lstms_only():
+    small, projected = rnnkit.LSTM(3, 8).cells[0], rnnkit.LSTM(3, 8, proj_size=2).cells[0]
+    with kernels.using("compiled"):
+        assert small.runs_whole_sequence(4) and not small.runs_whole_sequence(10_000)
+        assert not projected.runs_whole_sequence(4)
+        assert not rnnkit.MogrifierLSTM(3, 8).cells[0].runs_whole_sequence(4)
+    with kernels.using("numpy"):
+        assert not small.runs_whole_sequence(4)
 
 
 def test_kernel_choice_is_made_per_call_and_restored():

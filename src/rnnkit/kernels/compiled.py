@@ -134,48 +134,108 @@ def rnn_backward(dh, h, relu, dxp):
 
 # -- LSTM ------------------------------------------------------------------------------------------------------
 @njit(**JIT)
+def _lstm_row_forward(a, x, cp, cn, tc, y, w_ci, w_cf, w_co, peephole):
+    """One row of `lstm_forward` (1-D arrays of one batch row)."""
+    hs = cp.shape[0]
+    for j in range(hs):
+        a_i, a_f = a[j] + x[j], a[hs + j] + x[hs + j]
+        if peephole:
+            a_i += w_ci[j] * cp[j]
+            a_f += w_cf[j] * cp[j]
+        i, f, g = sigmoid(a_i), sigmoid(a_f), tanh(a[2 * hs + j] + x[2 * hs + j])
+        c = f * cp[j] + i * g
+        a_o = a[3 * hs + j] + x[3 * hs + j]
+        if peephole:
+            a_o += w_co[j] * c
+        o = sigmoid(a_o)
+        t = tanh(c)
+        a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j] = i, f, g, o
+        cn[j], tc[j], y[j] = c, t, o * t
+
+
+@njit(**JIT)
 def lstm_forward(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, out):
     """`LSTMStep.step` after the GEMM. ``gates`` (n, 4H) holds h_{t-1} W_hhᵀ on entry and the activated
     [i, f, g, o] on exit; writes c_t, tanh(c_t) and ``out`` = o ⊙ tanh(c_t) (h_t, or m_t with a projection)."""
-    hs = c_prev.shape[1]
     for b in range(gates.shape[0]):
-        a, x, cp, cn, tc, y = gates[b], xp[b], c_prev[b], c_new[b], tanh_c[b], out[b]
-        for j in range(hs):
-            a_i, a_f = a[j] + x[j], a[hs + j] + x[hs + j]
-            if peephole:
-                a_i += w_ci[j] * cp[j]
-                a_f += w_cf[j] * cp[j]
-            i, f, g = sigmoid(a_i), sigmoid(a_f), tanh(a[2 * hs + j] + x[2 * hs + j])
-            c = f * cp[j] + i * g
-            a_o = a[3 * hs + j] + x[3 * hs + j]
-            if peephole:
-                a_o += w_co[j] * c
-            o = sigmoid(a_o)
-            t = tanh(c)
-            a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j] = i, f, g, o
-            cn[j], tc[j], y[j] = c, t, o * t
+        _lstm_row_forward(gates[b], xp[b], c_prev[b], c_new[b], tanh_c[b], out[b], w_ci, w_cf, w_co, peephole)
+
+
+@njit(**JIT)
+def _lstm_row_backward(dm, dc, a, tc, cp, d, w_ci, w_cf, w_co, peephole):
+    """One row of `lstm_backward`."""
+    hs = dc.shape[0]
+    for j in range(hs):
+        i, f, g, o = a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j]
+        da_o = dm[j] * tc[j] * dsigmoid(o)
+        c_grad = dc[j] + dm[j] * o * dtanh(tc[j])
+        if peephole:
+            c_grad += da_o * w_co[j]
+        da_i = c_grad * g * dsigmoid(i)
+        da_f = c_grad * cp[j] * dsigmoid(f)
+        d[j], d[hs + j], d[2 * hs + j], d[3 * hs + j] = da_i, da_f, c_grad * i * dtanh(g), da_o
+        c_grad = c_grad * f
+        if peephole:
+            c_grad += da_i * w_ci[j] + da_f * w_cf[j]
+        dc[j] = c_grad
 
 
 @njit(**JIT)
 def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp):
     """`LSTMStep.step_backward` before the GEMM δh_{t-1} = δa W_hh: from δm (n, H) and δc_t (n, H, overwritten
     with δc_{t-1}) write δa = [δa_i, δa_f, δa_g, δa_o] into ``dxp`` (n, 4H)."""
-    hs = dc.shape[1]
     for b in range(dc.shape[0]):
-        a, d, dcb, tc, cp, dm_b = gates[b], dxp[b], dc[b], tanh_c[b], c_prev[b], dm[b]
-        for j in range(hs):
-            i, f, g, o = a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j]
-            da_o = dm_b[j] * tc[j] * dsigmoid(o)
-            c_grad = dcb[j] + dm_b[j] * o * dtanh(tc[j])
-            if peephole:
-                c_grad += da_o * w_co[j]
-            da_i = c_grad * g * dsigmoid(i)
-            da_f = c_grad * cp[j] * dsigmoid(f)
-            d[j], d[hs + j], d[2 * hs + j], d[3 * hs + j] = da_i, da_f, c_grad * i * dtanh(g), da_o
-            c_grad = c_grad * f
-            if peephole:
-                c_grad += da_i * w_ci[j] + da_f * w_cf[j]
-            dcb[j] = c_grad
+        _lstm_row_backward(dm[b], dc[b], gates[b], tanh_c[b], c_prev[b], dxp[b], w_ci, w_cf, w_co, peephole)
+
+
+@njit(**JIT)
+def _row_times_matrix(v, w, out):
+    """out = v W for a row v (K,) and W (K, N), as N-wide contiguous updates (vectorized)."""
+    out[:] = 0
+    for k in range(w.shape[0]):
+        vk, wk = v[k], w[k]
+        for j in range(w.shape[1]):
+            out[j] += vk * wk[j]
+
+
+@njit(**JIT)
+def lstm_sequence_forward(xp, w_hh_t, w_ci, w_cf, w_co, peephole, counts, reverse, h, c, gates, tanh_c):
+    """The whole time loop of `Recurrence.forward` for an LSTM without projection, for small B·H where Python's
+    per-step cost would dominate. xp (T, B, 4H); h, c (T+1, B, H) state histories holding the initial state in
+    slot 0 (slot T when ``reverse``); counts (T,) rows still inside their sequence; gates, tanh_c: workspace."""
+    steps, batch = xp.shape[0], xp.shape[1]
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        read, write = (t + 1, t) if reverse else (t, t + 1)
+        n = counts[t]
+        for b in range(n):
+            a = gates[t, b]
+            _row_times_matrix(h[read, b], w_hh_t, a)  # h_{t-1} W_hhᵀ
+            _lstm_row_forward(a, xp[t, b], c[read, b], c[write, b], tanh_c[t, b], h[write, b], w_ci, w_cf, w_co,
+                              peephole)
+        for b in range(n, batch):  # rows past their end carry their state
+            h[write, b] = h[read, b]
+            c[write, b] = c[read, b]
+
+
+@njit(**JIT)
+def lstm_sequence_backward(dy, dh, dc, w_hh, w_ci, w_cf, w_co, peephole, counts, reverse, detach, c, gates,
+                           tanh_c, dxp):
+    """The whole backward loop of `Recurrence.backward` for `lstm_sequence_forward`: dy (T, B, H); dh, dc (B, H)
+    hold δ(final state) on entry and δ(initial state) on exit; writes δa into dxp (T, B, 4H). ``detach``: Elman's
+    training, the gradient stops at each step's previous state."""
+    steps = dy.shape[0]
+    for s in range(steps):
+        t = s if reverse else steps - 1 - s
+        read = t + 1 if reverse else t
+        for b in range(counts[t]):
+            dhb, dcb, d = dh[b], dc[b], dxp[t, b]
+            dhb += dy[t, b]
+            _lstm_row_backward(dhb, dcb, gates[t, b], tanh_c[t, b], c[read, b], d, w_ci, w_cf, w_co, peephole)
+            _row_times_matrix(d, w_hh, dhb)  # δh_{t-1} = δa W_hh
+            if detach:
+                dhb[:] = 0
+                dcb[:] = 0
 
 
 # -- GRU -------------------------------------------------------------------------------------------------------

@@ -150,6 +150,21 @@ class Cell(ParameterOwner):
             self.bias_ih.grad += db
             self.bias_hh.grad += db
 
+    # -- the whole loop in one compiled call (optional) ------------------------------------------------------
+    def runs_whole_sequence(self, batch: int) -> bool:
+        """True where this cell runs the whole time loop in one compiled call for this batch size (where the
+        per-step Python cost would dominate); the runner then calls the two methods below instead of the loop."""
+        return False
+
+    def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
+                         reverse: bool) -> None:  # pragma: no cover - only cells that run whole sequences
+        raise NotImplementedError
+
+    def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
+                          counts: np.ndarray, reverse: bool, detach: bool,
+                          dxp: np.ndarray) -> None:  # pragma: no cover - only cells that run whole sequences
+        raise NotImplementedError
+
     # -- one step (inside the time loop) --------------------------------------------------------------
     def step(self, ws: Workspace, t: int, xp: np.ndarray, prev: tuple,
              new: tuple) -> None:  # pragma: no cover - abstract

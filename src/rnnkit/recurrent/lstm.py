@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, as_rng
@@ -85,6 +86,22 @@ class LSTMStep(Cell):
             ws.dh = self.per_step(steps, batch, self.proj_size, dt, ragged)
             ws.w_hr_t = transposed(self.weight_hr.data)
         return ws
+
+    #: the largest B·H for which the whole time loop runs in one compiled call (measured cross-over)
+    whole_sequence_max = 4096
+
+    def runs_whole_sequence(self, batch):
+        return (type(self) is LSTMStep and not self.proj_size and batch * self.hidden_size <= self.whole_sequence_max
+                and kernels.active() is not None)
+
+    def sequence_forward(self, ws, xp, states, counts, reverse):
+        h, c = states
+        ws.kernels.lstm_sequence_forward(xp, ws.w_hh_t, *ws.peepholes, self.peephole, counts, reverse, h, c,
+                                         ws.gates, ws.tanh_c)
+
+    def sequence_backward(self, ws, dy, dstate, states, counts, reverse, detach, dxp):
+        ws.kernels.lstm_sequence_backward(dy, dstate[0], dstate[1], self.weight_hh.data, *ws.peepholes,
+                                          self.peephole, counts, reverse, detach, states[1], ws.gates, ws.tanh_c, dxp)
 
     def step(self, ws, t, xp, prev, new):
         (h_prev, c_prev), (h_new, c_new) = prev, new

@@ -56,7 +56,7 @@ class RHNStep(Cell):
                          inputs=make((depth, steps, batch, hs), self.dtype),
                          dgates=make((depth, steps, batch, g), self.dtype),
                          r_t=[transposed(w[l]) for l in range(depth)],
-                         scratch=np.empty((batch, hs), self.dtype))
+                         scratch=np.empty((batch, hs), self.dtype), kernels=None)  # no compiled kernels
 
     def gate_activations(self, ws):
         h = self.hidden_size

@@ -103,38 +103,65 @@ class Recurrence:
         cell = self.cell
         steps, batch, _ = x.shape
         keep = is_grad_enabled()
+        whole = cell.runs_whole_sequence(batch)  # one compiled call for the whole loop (small B·H)
+        full = keep or whole
         xp = cell.project(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
-        ws = cell.allocate(steps if keep else 1, batch, ragged=keep and counts is not None)
-        states = self._state_history(state0, steps, batch, keep)
+        ws = cell.allocate(steps if full else 1, batch, ragged=keep and counts is not None)
+        states = self._state_history(state0, steps, batch, full)
+        if whole:
+            cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse)
+        else:
+            self._forward_loop(ws, xp, states, counts, full)
+        out = states[0][:-1] if self.reverse else states[0][1:]
+        if counts is not None and counts[-1] < batch:
+            out = out.copy()
+            for t, n in enumerate(counts):
+                out[t, n:] = 0
+        final = self._slot_views(states, steps)[0 if self.reverse else steps]
+        trace = Trace(x, states, counts, ws, self.reverse) if keep else None
+        return out, final, trace
+
+    def _forward_loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool) -> None:
+        """The time loop in Python: the cell's step for the rows still inside their sequence."""
+        cell = self.cell
+        steps, batch = xp.shape[:2]
         slots = self._slot_views(states, steps)
         for t in self._order(steps):
             read, write = self._slots(t)
             n = batch if counts is None else counts[t]
-            slot_t = t if keep else 0
+            slot_t = t if full else 0
             if n == batch:
                 cell.step(ws, slot_t, xp[t], slots[read], slots[write])
             else:  # rows outside their sequence carry their state unchanged
                 cell.step(ws, slot_t, xp[t, :n], _rows(slots[read], n), _rows(slots[write], n))
                 for r, w in zip(slots[read], slots[write]):
                     w[n:] = r[n:]
-        out = states[0][:-1] if self.reverse else states[0][1:]
-        if counts is not None and counts[-1] < batch:
-            out = out.copy()
-            for t, n in enumerate(counts):
-                out[t, n:] = 0
-        final = slots[0 if self.reverse else steps]
-        trace = Trace(x, states, counts, ws, self.reverse) if keep else None
-        return out, final, trace
 
     def backward(self, trace: Trace, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None):
-        cell, states, counts = self.cell, trace.states, trace.counts
+        cell, counts = self.cell, trace.counts
         steps, batch, _ = trace.x.shape
         dstate = [np.zeros((batch, size), cell.dtype) for size in cell.state_sizes]
         for d, df in zip(dstate, dfinal or ()):
             if df is not None:
                 d += df
         dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.gate_width), cell.dtype)
-        slots, whole_batch = self._slot_views(states, steps), tuple(dstate)
+        if trace.ws.kernels is not None and cell.runs_whole_sequence(batch) and not self.record_state_grads:
+            dy = np.zeros((steps, batch, cell.output_size), cell.dtype) if dy is None else dy
+            cell.sequence_backward(trace.ws, dy, dstate, trace.states, _active_rows(counts, steps, batch),
+                                   self.reverse, self.detach_state, dxp)
+        else:
+            trace.state_grad_norms = self._backward_loop(trace, dy, dstate, dxp)
+        rows = steps * batch
+        prev = tuple(s.reshape(rows, -1) for s in trace.states_before_each_step())
+        new = tuple(s.reshape(rows, -1) for s in trace.states_after_each_step())
+        dx = cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), prev, new)
+        return dx.reshape(steps, batch, -1), tuple(dstate)
+
+    def _backward_loop(self, trace: Trace, dy, dstate: list[np.ndarray], dxp: np.ndarray) -> np.ndarray | None:
+        """The backward time loop in Python; returns ‖∂L/∂h_t‖ per step if ``record_state_grads``."""
+        cell, counts = self.cell, trace.counts
+        steps, batch = dxp.shape[:2]
+        slots, whole_batch = self._slot_views(trace.states, steps), tuple(dstate)
         norms = np.zeros(steps) if self.record_state_grads else None
         for t in reversed(self._order(steps)):
             read, write = self._slots(t)
@@ -151,12 +178,12 @@ class Recurrence:
             if self.detach_state:  # the gradient with respect to the previous state stops here
                 for d in dstate:
                     d[:n] = 0
-        trace.state_grad_norms = norms
-        rows = steps * batch
-        prev = tuple(s.reshape(rows, -1) for s in trace.states_before_each_step())
-        new = tuple(s.reshape(rows, -1) for s in trace.states_after_each_step())
-        dx = cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), prev, new)
-        return dx.reshape(steps, batch, -1), tuple(dstate)
+        return norms
+
+
+def _active_rows(counts: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
+    """Rows still inside their sequence at each step, as an int64 array (all rows when not ragged)."""
+    return np.full(steps, batch, np.int64) if counts is None else np.asarray(counts, np.int64)
 
 
 def _rows(parts, n: int) -> tuple[np.ndarray, ...]:
