@@ -30,8 +30,8 @@ def test_train_text_then_sample(tmp_path, corpus, capsys):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val_loss" in r] == [10, 20, 30]
     meta = json.loads((out / "checkpoint" / "meta.json").read_text())
-    assert meta["model"]["hidden_size"] == 16 and "".join(meta["vocab"]) == " .abehinoqrsttu"[:len(meta["vocab"])] \
-        or meta["vocab"]
+    assert meta["model"]["hidden_size"] == 16
+    assert meta["vocab"] == sorted(set(corpus.read_text(encoding="utf-8")))  # char-rnn's sorted characters
     code, stdout, _ = run(["sample", str(out), "--length", "40", "--prime", "to be", "--seed", "1"], capsys)
     assert code == 0 and stdout.startswith("to be") and len(stdout.rstrip("\n")) == 45
 
@@ -130,17 +130,100 @@ def test_console_script_has_no_traceback_on_error(tmp_path):
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
 
 
+def validation_losses(run_dir):
+    return [json.loads(line)["val_loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if '"val_loss"' in line]
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "jordan", "rhn", "mogrifier"])
-def test_every_cell_trains_on_every_task(tmp_path, corpus, capsys, cell):
-    common = ["--cell", cell, "--hidden-size", "8", "--max-steps", "4", "--eval-every", "4", "--no-progress"]
-    code, _, err = run(["train", "--out", str(tmp_path / "a")] + common, capsys)
+@pytest.mark.parametrize("task", ["reber", "adding", "adding1997", "copy", "text"])
+def test_every_cell_trains_on_every_sequence_task(tmp_path, corpus, capsys, cell, task):
+    """Each cell learns each task a little: the checkpoint holds that cell and the validation loss falls."""
+    out = tmp_path / "run"
+    argv = ["train", task, "--cell", cell, "--hidden-size", "8", "--max-steps", "30", "--eval-every", "5",
+            "--lr", "1e-2", "--out", str(out), "--no-progress"]
+    if task == "text":
+        argv += ["--data", str(corpus), "--seq-length", "10", "--batch-size", "4"]
+    elif task in ("adding1997", "copy"):
+        argv += ["--seq-length", "10"]
+    code, _, err = run(argv, capsys)
     assert code == 0, err
-    code, _, err = run(["train", "text", "--data", str(corpus), "--seq-length", "10", "--batch-size", "4",
-                        "--out", str(tmp_path / "t")] + common, capsys)
-    assert code == 0, err
-    meta = json.loads((tmp_path / "t" / "checkpoint" / "meta.json").read_text())
-    assert meta["model"]["cell"] == cell
-    assert run(["sample", str(tmp_path / "t"), "-n", "5", "--seed", "0"], capsys)[0] == 0
+    meta = json.loads((out / "checkpoint" / "meta.json").read_text())
+    assert meta["model"]["cell"] == cell and meta["progress"]["step"] == 30
+    losses = validation_losses(out)
+    assert len(losses) == 6 and min(losses[1:]) < losses[0], losses
+    if task == "text":
+        assert run(["sample", str(out), "-n", "5", "--seed", "0"], capsys)[0] == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--cell", "lstm", "--reset-before"], "--reset-after/--reset-before applies to --cell gru"),
+    (["train", "adding", "--cell", "gru", "--depth", "2"], "--depth applies to --cell rhn, not to --cell gru"),
+    (["train", "text", "--nonlinearity", "relu", "--cell", "lstm"], "--nonlinearity applies to --cell rnn"),
+    (["train", "reber", "--peephole"], None),  # the default reber cell is an LSTM: allowed
+    (["train", "classify", "--depth", "2"], "--depth is not a setting of task 'classify'"),
+    (["train", "text", "--pooling", "max"], "--pooling is not a setting of task 'text'"),
+])
+def test_options_given_for_a_cell_or_task_they_do_not_belong_to_are_refused(tmp_path, capsys, argv, message):
+    code, _, err = run(argv + ["--max-steps", "1", "--eval-every", "1", "--out", str(tmp_path / "r"),
+                               "--no-progress"], capsys)
+    if message is None:
+        assert code == 0, err
+    else:
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "r").exists()
+
+
+def test_model_options_are_fields_of_the_model_config():
+    """Every ModelConfig option is a flag of ``rnnkit train`` and reaches the config under its field name."""
+    from dataclasses import fields
+
+    from rnnkit.cli import cli
+    from rnnkit.models.sequence import ModelConfig
+
+    train_params = {p.name for p in cli.commands["train"].params}
+    options = {f.name for f in fields(ModelConfig) if f.metadata.get("cli")}
+    assert options <= train_params
+    assert {"hidden_size", "reset_after", "depth", "rank", "detach_state"} <= options
+
+
+def test_the_cli_package_has_no_import_cycle():
+    """No module of rnnkit.cli imports a module that imports it back (``__init__`` included: a submodule that
+    took a name from the package would close a cycle), and each module imports on its own."""
+    import ast
+    import pathlib
+
+    import rnnkit.cli
+
+    package = pathlib.Path(rnnkit.cli.__file__).parent
+    modules = {path.stem for path in package.glob("*.py")}
+    imports = {}
+    for module in modules:
+        imported = set()
+        for node in ast.walk(ast.parse((package / f"{module}.py").read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import y / from . import x
+                names = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+                imported.update(n if n in modules else "__init__" for n in names)
+        imports[module] = imported
+    assert imports["__init__"] >= {"train", "apply", "study", "check"}
+    for module, imported in imports.items():
+        for other in imported:
+            assert module not in imports[other], f"{module} and {other} import each other"
+    for module in sorted(modules):
+        name = "rnnkit.cli" if module == "__init__" else f"rnnkit.cli.{module}"
+        proc = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_a_bug_keeps_its_traceback_while_a_user_error_is_one_line(monkeypatch, capsys):
+    import rnnkit.cli.train as train_module
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(train_module, "make_task", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        run(["train", "adding", "--max-steps", "1"], capsys)
 
 
 @pytest.mark.parametrize("task, content, message", [

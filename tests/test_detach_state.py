@@ -10,7 +10,7 @@ import pytest
 
 from conftest import PARITY_TOL, assert_close, requires_torch, torch
 from rnnkit import GRU, LSTM, RNN
-from rnnkit.models import ModelConfig, SequenceModel
+from rnnkit.models.sequence import ModelConfig, SequenceModel
 
 OURS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 TORCH_CELLS = {"rnn": "RNNCell", "lstm": "LSTMCell", "gru": "GRUCell"}

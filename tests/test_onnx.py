@@ -8,7 +8,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from rnnkit import GRU, LSTM, RNN, export_onnx  # noqa: E402
 from rnnkit.cli import main  # noqa: E402
-from rnnkit.models import ModelConfig, SequenceModel  # noqa: E402
+from rnnkit.models.sequence import ModelConfig, SequenceModel  # noqa: E402
 
 LAYERS = [
     (RNN, {}), (RNN, {"nonlinearity": "relu"}), (RNN, {"num_layers": 2, "bidirectional": True}),

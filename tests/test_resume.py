@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from rnnkit import checkpoint
+from rnnkit.training import checkpoint
 
 
 @pytest.fixture

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from conftest import GRADCHECK_TOL, run_cli
-from rnnkit import Module, gradcheck
+from rnnkit import gradcheck
 from rnnkit.attention import AdditiveAttention, LuongAttention
-from rnnkit.classify import ClassificationTask, ClassifierConfig, SequenceClassifier
-from rnnkit.seq2seq import Seq2Seq, Seq2SeqConfig, Seq2SeqTask
-from rnnkit.tagging import entity_scores, entity_spans, read_conll
+from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnkit.tasks.classify import ClassificationTask
+from rnnkit.tasks.seq2seq import BOS_ID, EOS_ID, Seq2SeqTask, reversal_pairs
+from rnnkit.tasks.tagging import entity_scores, entity_spans, read_conll
+from rnnkit.training.trainer import TrainConfig, Trainer
 
 run = run_cli
 
@@ -113,26 +116,20 @@ def test_tagger_trains_and_tags_a_file(tmp_path, conll_file, capsys):
 
 
 def test_tagger_gradcheck_with_char_features_and_crf(conll_file):
-    from rnnkit.tagging import Tagger, TaggerConfig, TaggingTask
+    from rnnkit.models.tagger import Tagger, TaggerConfig
+    from rnnkit.tasks.tagging import TaggingTask
 
     task = TaggingTask(conll_file)
     model = Tagger(TaggerConfig(len(task.vocab), len(task.labels), char_vocab_size=len(task.char_vocab),
-                                embedding_size=3, hidden_size=3, char_embedding_size=2, char_hidden_size=2), rng=0)
+                                embedding_size=3, hidden_size=3, char_embedding_size=2, char_hidden_size=2,
+                                dtype="float64"), rng=0)
     batch = task.val[0]
     words = batch.lengths[:2].sum()
 
-    class Emissions(Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
+    def emissions(x):
+        return model.forward(x, batch.lengths[:2], batch.chars[:words], batch.char_lengths[:words])
 
-        def forward(self, x):
-            return self.model.forward(x, batch.lengths[:2], batch.chars[:words], batch.char_lengths[:words])
-
-        def backward(self, d):
-            return self.model.backward(d)
-
-    assert gradcheck(Emissions(), batch.x[:2]) < GRADCHECK_TOL
+    assert gradcheck(emissions, batch.x[:2], backward=model.backward, params=model) < GRADCHECK_TOL
 
 
 # -- attention and seq2seq --------------------------------------------------------------------------------
@@ -141,22 +138,22 @@ def test_tagger_gradcheck_with_char_features_and_crf(conll_file):
 def test_attention_gradcheck_over_two_steps_with_a_source_mask(rng, attention):
     mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
 
-    class TwoSteps(Module):
-        def __init__(self):
-            super().__init__()
-            self.attention = attention
+    prepared = []
 
-        def forward(self, memory, q1, q2):
-            self.attention.prepare(memory, mask)
-            return self.attention.step(q1)[0], self.attention.step(q2)[0]
+    def two_steps(memory, q1, q2):
+        mem = attention.prepare(memory, mask)
+        prepared.append(mem)
+        return attention.step(mem, q1)[0], attention.step(mem, q2)[0]
 
-        def backward(self, d1, d2):
-            dq2 = self.attention.step_backward(d2)
-            dq1 = self.attention.step_backward(d1)
-            return self.attention.finish_backward(), dq1, dq2
+    def two_steps_backward(d1, d2):
+        dq2 = attention.step_backward(d2)
+        dq1 = attention.step_backward(d1)
+        return attention.finish_backward(prepared[-1]), dq1, dq2
 
     memory = rng.normal(size=(2, 4, 6))
-    assert gradcheck(TwoSteps(), memory, rng.normal(size=(2, 3)), rng.normal(size=(2, 3))) < GRADCHECK_TOL
+    error = gradcheck(two_steps, memory, rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), backward=two_steps_backward,
+                      params=attention)
+    assert error < GRADCHECK_TOL
 
 
 @pytest.mark.parametrize("attention", ["bahdanau", "luong-dot", "luong-general"])
@@ -166,38 +163,72 @@ def test_seq2seq_gradcheck(attention, cell):
     batch = task.val[0]
     rows = np.flatnonzero(batch.lengths == batch.lengths.max())[:3]  # unpadded targets: the <pad> row is frozen
     model = Seq2Seq(Seq2SeqConfig(len(task.vocab), len(task.target_vocab), embedding_size=3, hidden_size=3,
-                                  attention=attention, cell=cell), rng=0)
-
-    class Logits(Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, source, lengths, target_in):
-            return self.model.forward(source, lengths, target_in)
-
-        def backward(self, d):
-            self.model.backward(d)
+                                  attention=attention, cell=cell, dtype="float64"), rng=0)
 
     # eps = 1e-5: over this long a chain, roundoff at eps = 1e-6 reaches ~1e-6 (it grows as eps shrinks)
-    error = gradcheck(Logits(), batch.source[rows], batch.source_lengths[rows], batch.x[rows][:, :6], eps=1e-5)
+    error = gradcheck(model.forward, batch.source[rows], batch.source_lengths[rows], batch.x[rows][:, :6], eps=1e-5,
+                      backward=model.backward, params=model)
     assert error < GRADCHECK_TOL
 
 
-def test_seq2seq_learns_short_reversals_and_beam_search_agrees(tmp_path):
-    from rnnkit.seq2seq import reversal_pairs
-    from rnnkit.trainer import TrainConfig, Trainer
-
-    data = tmp_path / "pairs.txt"
+@pytest.fixture(scope="module")
+def reversal_model(tmp_path_factory):
+    """A seq2seq model trained on short digit reversals, with its task."""
+    root = tmp_path_factory.mktemp("s2s")
+    data = root / "pairs.txt"
     data.write_text("\n".join(f"{s}\t{t}" for s, t in reversal_pairs(3000, np.random.default_rng(0), 2, 5)))
     task = Seq2SeqTask(data, batch_size=32)
     model = Seq2Seq(Seq2SeqConfig(len(task.vocab), len(task.target_vocab), embedding_size=16, hidden_size=32),
                     rng=0)
-    trainer = Trainer(model, task, TrainConfig(lr=5e-3, epochs=6, eval_every=10**6, progress=False), tmp_path)
+    trainer = Trainer(model, task, TrainConfig(lr=5e-3, epochs=6, eval_every=10**6, progress=False), root)
     trainer.fit()
-    assert trainer.last_eval["exact_match"] > 0.95
+    return model, task, trainer.last_eval
+
+
+def test_seq2seq_learns_short_reversals_and_beam_search_agrees(reversal_model):
+    model, task, last_eval = reversal_model
+    assert last_eval["exact_match"] > 0.95
     model.config.beam_size = 3
-    assert model.evaluate(task.val)["exact_match"] > 0.95
+    try:
+        assert model.evaluate(task)["exact_match"] > 0.95
+    finally:
+        model.config.beam_size = 1
+
+
+def test_beam_search_of_width_one_is_greedy_decoding(reversal_model):
+    model, task, _ = reversal_model
+    batch = task.val[0]
+    for b in range(40):
+        source, length = batch.source[b], batch.source_lengths[b]
+        greedy = model.greedy(source[None], length[None])[0][0]
+        np.testing.assert_array_equal(model.beam_search(source, length, BOS_ID, EOS_ID, beam=1), greedy)
+
+
+@pytest.mark.parametrize("width", [2, 4])
+@pytest.mark.parametrize("trained", [True, False], ids=["trained", "untrained"])
+def test_beam_search_never_scores_below_greedy_decoding(reversal_model, width, trained):
+    """Scored the same way (mean log-probability per emitted token, <eos> included), the hypothesis beam search
+    returns is never worse than greedy's — also for an untrained model, whose hypotheses differ most."""
+    model, task, _ = reversal_model
+    if not trained:
+        model = Seq2Seq(model.config, rng=1)
+    batch = task.val[0]
+    for b in range(30):
+        source, length = batch.source[b], batch.source_lengths[b]
+        greedy = model.greedy(source[None], length[None], max_length=12)[0][0]
+        beam = model.beam_search(source, length, BOS_ID, EOS_ID, beam=width, max_length=12)
+        beam_score, greedy_score = (model.score(source, length, tokens, finished=len(tokens) < 12)
+                                    for tokens in (beam, greedy))
+        assert beam_score >= greedy_score - 1e-9, (b, beam, greedy)
+
+
+def test_decoding_saves_nothing_for_a_backward(reversal_model):
+    model, task, _ = reversal_model
+    batch = task.val[0]
+    model.translate(batch.source[:4], batch.source_lengths[:4])
+    model.beam_search(batch.source[0], batch.source_lengths[0], BOS_ID, EOS_ID, beam=3)
+    model.evaluate(task)
+    assert all(m.pending_backwards == 0 for m in model.modules())
 
 
 def test_translate_command_writes_a_heatmap(tmp_path, capsys):

@@ -1,13 +1,14 @@
 """The trainer: truncated-BPTT windows, learning, exact resume, and the non-finite guard."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from rnnkit.models import ModelConfig, SequenceModel
+from rnnkit.models.sequence import ModelConfig, SequenceModel
 from rnnkit.tasks import AddingTask, TextTask
-from rnnkit.trainer import TrainConfig, Trainer, TrainingError, tbptt_windows
+from rnnkit.training.trainer import TrainConfig, Trainer, TrainingError, tbptt_windows
 
 
 def test_windows_full_bptt_and_chunks():
@@ -62,7 +63,7 @@ def test_resume_continues_exactly(tmp_path):
     straight.fit()
     first = make_trainer(tmp_path, "resumed", max_steps=7)
     first.fit()
-    from rnnkit import checkpoint
+    from rnnkit.training import checkpoint
 
     second = make_trainer(tmp_path, "resumed", max_steps=12, seed=99)  # different init: all must come from disk
     second.restore(*checkpoint.load(tmp_path / "resumed"))
@@ -101,20 +102,47 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path)
 def test_skip_nonfinite_skips_the_bad_update_and_continues(tmp_path):
     trainer = make_trainer(tmp_path, "skip", max_steps=12)
     trainer.config.skip_nonfinite = True
-    real_forward, calls = trainer.loss.forward, {"n": 0}
+    real_forward, calls = trainer.model.objective.forward, {"n": 0}
 
     def flaky(*args, **kwargs):  # the 5th update's loss is NaN
         calls["n"] += 1
         value = real_forward(*args, **kwargs)
         return float("nan") if calls["n"] == 5 else value
 
-    trainer.loss.forward = flaky
+    trainer.model.objective.forward = flaky
     before = {n: v.copy() for n, v in trainer.model.state_dict().items()}
     trainer.fit()
     records = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped_update"] for r in records if "skipped_update" in r] == ["non-finite loss (nan)"]
     assert trainer.step == 12 and all(np.isfinite(r.get("train_loss", 0.0)) for r in records)
     assert any(not np.array_equal(before[n], v) for n, v in trainer.model.state_dict().items())
+    assert all(m.pending_backwards == 0 for m in trainer.model.modules())  # the skipped forward was discarded
+
+
+def test_the_trainer_does_not_change_its_config(tmp_path):
+    """The text task trains in windows of --seq-length when k1 is 0; the trainer derives that, the config stays."""
+    config = TrainConfig(lr=1e-2, epochs=1, max_steps=3, eval_every=3, progress=False)
+    before = dataclasses.asdict(config)
+    task = TextTask(small_text(tmp_path), seq_length=10, batch_size=4)
+    model = SequenceModel(ModelConfig(task.input_size, task.output_size, tokens=True, hidden_size=8), rng=0)
+    trainer = Trainer(model, task, config, tmp_path / "run")
+    trainer.fit()
+    assert dataclasses.asdict(config) == before and config.k1 == 0
+    assert trainer.k1 == 10 and trainer.step == 3
+
+
+def test_a_sequence_model_trains_through_the_same_protocol_as_the_others(tmp_path):
+    from rnnkit.models import TrainableModel
+
+    task = AddingTask(seq_length=6, batch_size=4, batches_per_epoch=2, val_size=8)
+    model = SequenceModel(ModelConfig(2, 1, hidden_size=4), rng=0, loss=task.loss)
+    assert isinstance(model, TrainableModel)
+    batch = next(task.batches(0))
+    model.zero_grad()
+    loss = model.train_batch(batch)
+    assert np.isfinite(loss) and model.pending_backwards == 0
+    assert any(np.abs(p.grad).sum() > 0 for p in model.parameters())
+    assert set(model.evaluate(task)) == {"val_loss"}
 
 
 def test_char_rnn_learning_rate_decay_schedule(tmp_path):

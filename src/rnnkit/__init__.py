@@ -1,14 +1,26 @@
-"""rnnkit: recurrent neural networks from first principles, in NumPy, with PyTorch's names and layouts."""
+"""rnnkit: recurrent neural networks from first principles, in NumPy, with PyTorch's names and layouts.
+
+The top level is the library: `module` (the layer contract), `layers`, `activations`, `losses`, `optim`, `init`,
+`gradcheck`, `highway`, `crf`, `attention`, `sequences`, `interop`, `onnx_export`, `errors` and `recurrent/`.
+Everything that reads files, trains, plots or parses the command line lives in subpackages: `tasks/` (data and the
+Task protocol), `models/` (the trainable models and the checkpoint registry), `training/` (the trainer and the
+tools around it) and `cli/` (the ``rnnkit`` command).
+"""
 
 from . import init, losses, optim
 from .activations import ReLU, Sigmoid, Softmax, Tanh
+from .crf import CRF
+from .errors import RnnkitError
 from .gradcheck import gradcheck
 from .highway import Highway
 from .interop import from_torch, to_torch
 from .layers import Dropout, Embedding, Linear, OneHot, Sequential
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .models import ModelConfig, SequenceModel
-from .module import Module, Parameter, manual_seed
+from .models.classifier import SequenceClassifier
+from .models.seq2seq import Seq2Seq
+from .models.sequence import ModelConfig, SequenceModel
+from .models.tagger import Tagger
+from .module import Module, Parameter, manual_seed, no_grad
 from .optim import SGD, Adagrad, Adam, RMSprop, clip_grad_norm
 from .recurrent import GRU, LSTM, RHN, RNN, Elman, GRUCell, Jordan, LSTMCell, MogrifierLSTM, RNNCell
 from .sequences import pad_sequences, unpad_sequences
@@ -22,11 +34,12 @@ def export_onnx(model, path, initial_state: bool = False, lengths: bool = False)
 
     _export(model, path, initial_state=initial_state, lengths=lengths)
 
+
 __all__ = [
     "GRU", "LSTM", "RHN", "RNN", "Elman", "GRUCell", "Highway", "Jordan", "LSTMCell", "MogrifierLSTM", "RNNCell",
-    "ModelConfig", "SequenceModel",
+    "CRF", "ModelConfig", "RnnkitError", "Seq2Seq", "SequenceClassifier", "SequenceModel", "Tagger",
     "Adagrad", "Adam", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Embedding", "Linear", "MSELoss", "Module",
     "OneHot", "Parameter", "RMSprop", "ReLU", "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "clip_grad_norm",
-    "export_onnx", "from_torch", "gradcheck", "init", "losses", "manual_seed", "optim", "pad_sequences", "to_torch",
-    "unpad_sequences",
+    "export_onnx", "from_torch", "gradcheck", "init", "losses", "manual_seed", "no_grad", "optim", "pad_sequences",
+    "to_torch", "unpad_sequences",
 ]

@@ -6,52 +6,70 @@ Memory M (B, S, D_m) with a source mask (B, S); a query q (B, D_q) per decoder s
 * `AdditiveAttention` (Bahdanau et al. 2015):  e_s = vᵀ tanh(K_s + q W_qᵀ),  K = M W_kᵀ (computed once)
 * `LuongAttention` (Luong et al. 2015):  K = M W_kᵀ (B, S, D_q);  dot: e_s = K_s · q;  general: e_s = K_s · (q W_aᵀ)
 
-Backward of the masked softmax: δe = α ⊙ (δα − Σ_s δα_s α_s), with δα_s = δc · M_s. Each ``step`` pushes its
-cache; ``step_backward`` pops the latest (call it in reverse order); ``finish_backward`` returns δM, including
-the path through K, and adds the key-projection gradients.
+Backward of the masked softmax: δe = α ⊙ (δα − Σ_s δα_s α_s), with δα_s = δc · M_s.
+
+Calls: ``mem = prepare(M, mask)`` once per source batch (the keys), then ``step(mem, q)`` per decoder step, which
+saves what its backward needs (nothing under ``rnnkit.no_grad()``); ``step_backward(δc)`` backpropagates the most
+recent step (call them in reverse order), adding into ``mem``'s δM and δK; ``finish_backward(mem)`` returns δM,
+including the path through K, and adds the key-projection gradients.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .activations import softmax
+from .errors import ConfigError
 from .module import DEFAULT_DTYPE, Module, Parameter, as_rng, check_dtype
 
 
+@dataclass
+class AttentionMemory:
+    """One source batch prepared for attention: the memory M (B, S, D_m), its valid positions ``mask`` (B, S), the
+    keys K = M W_kᵀ, and δM, δK, which the backwards of its steps add up until `finish_backward`."""
+
+    memory: np.ndarray
+    mask: np.ndarray
+    keys: np.ndarray
+    dmemory: np.ndarray | None = None
+    dkeys: np.ndarray | None = None
+
+    def gradient_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(δM, δK), created at the first backward step."""
+        if self.dmemory is None:
+            self.dmemory, self.dkeys = np.zeros_like(self.memory), np.zeros_like(self.keys)
+        return self.dmemory, self.dkeys
+
+
 class _Attention(Module):
-    def __init__(self):
-        super().__init__()
-        self._stack: list = []
+    def prepare(self, memory: np.ndarray, mask: np.ndarray) -> AttentionMemory:
+        """The memory (B, S, D_m) and its valid positions (B, S), with keys K = M W_kᵀ: pass it to every ``step``
+        of this source batch and, after their backwards, to ``finish_backward``."""
+        return AttentionMemory(memory, mask.astype(bool), memory @ self.key_weight.data.T)
 
-    def prepare(self, memory: np.ndarray, mask: np.ndarray) -> None:
-        """Set the memory (B, S, D_m) and its valid positions (B, S) for the following steps."""
-        self.memory, self.mask = memory, mask.astype(bool)
-        self.keys = memory @ self.key_weight.data.T
-        self._dmemory = np.zeros_like(memory)
-        self._dkeys = np.zeros_like(self.keys)
-        self._stack = []
-
-    def _attend(self, scores):
-        alpha = softmax(np.where(self.mask, scores, -np.inf), axis=1)
-        context = np.einsum("bs,bsd->bd", alpha, self.memory)
+    @staticmethod
+    def _attend(mem: AttentionMemory, scores):
+        alpha = softmax(np.where(mem.mask, scores, -np.inf), axis=1)
+        context = np.einsum("bs,bsd->bd", alpha, mem.memory)
         return context, alpha
 
-    def _softmax_backward(self, alpha, dcontext, dalpha=None):
-        """δe from δc (and an optional direct δα); also adds δM = α δc."""
-        self._dmemory += alpha[:, :, None] * dcontext[:, None, :]
-        da = np.einsum("bd,bsd->bs", dcontext, self.memory)
-        if dalpha is not None:
-            da = da + dalpha
+    @staticmethod
+    def _softmax_backward(mem: AttentionMemory, alpha, dcontext):
+        """δe from δc; also adds δM = α δc."""
+        dmemory, _ = mem.gradient_buffers()
+        dmemory += alpha[:, :, None] * dcontext[:, None, :]
+        da = np.einsum("bd,bsd->bs", dcontext, mem.memory)
         return alpha * (da - (da * alpha).sum(axis=1, keepdims=True))
 
-    def finish_backward(self) -> np.ndarray:
+    def finish_backward(self, mem: AttentionMemory) -> np.ndarray:
         """δM in total (directly and through K = M W_kᵀ); adds δW_k."""
-        b, s, dm = self.memory.shape
-        self.key_weight.grad += self._dkeys.reshape(b * s, -1).T @ self.memory.reshape(b * s, dm)
-        return self._dmemory + self._dkeys @ self.key_weight.data
+        dmemory, dkeys = mem.gradient_buffers()
+        b, s, dm = mem.memory.shape
+        self.key_weight.grad += dkeys.reshape(b * s, -1).T @ mem.memory.reshape(b * s, dm)
+        return dmemory + dkeys @ self.key_weight.data
 
 
 class AdditiveAttention(_Attention):
@@ -65,19 +83,21 @@ class AdditiveAttention(_Attention):
         self.query_weight = Parameter(rng.uniform(-b_q, b_q, (attention_size, query_size)).astype(dt))
         self.v = Parameter(rng.uniform(-b_a, b_a, attention_size).astype(dt))
 
-    def step(self, query: np.ndarray):
+    def step(self, mem: AttentionMemory, query: np.ndarray):
         """q (B, D_q) → (context (B, D_m), weights (B, S))."""
-        hidden = np.tanh(self.keys + (query @ self.query_weight.data.T)[:, None, :])  # (B, S, A)
-        context, alpha = self._attend(hidden @ self.v.data)
-        self._stack.append((query, hidden, alpha))
+        hidden = np.tanh(mem.keys + (query @ self.query_weight.data.T)[:, None, :])  # (B, S, A)
+        context, alpha = self._attend(mem, hidden @ self.v.data)
+        self.save_for_backward(mem, query, hidden, alpha)
         return context, alpha
 
     def step_backward(self, dcontext: np.ndarray) -> np.ndarray:
-        query, hidden, alpha = self._stack.pop()
-        de = self._softmax_backward(alpha, dcontext)
+        """δc (B, D_m) of the most recent step not yet backpropagated → δq; adds δv, δW_q and δK, δM."""
+        mem, query, hidden, alpha = self.saved_for_backward()
+        de = self._softmax_backward(mem, alpha, dcontext)
         self.v.grad += np.einsum("bs,bsa->a", de, hidden)
         dpre = de[:, :, None] * self.v.data * (1.0 - hidden * hidden)  # (B, S, A)
-        self._dkeys += dpre
+        _, dkeys = mem.gradient_buffers()
+        dkeys += dpre
         dq_proj = dpre.sum(axis=1)  # (B, A)
         self.query_weight.grad += dq_proj.T @ query
         return dq_proj @ self.query_weight.data
@@ -90,7 +110,7 @@ class LuongAttention(_Attention):
     def __init__(self, memory_size: int, query_size: int, score: str = "dot", dtype=DEFAULT_DTYPE, rng=None):
         super().__init__()
         if score not in ("dot", "general"):
-            raise ValueError(f"score must be 'dot' or 'general', got {score!r}")
+            raise ConfigError(f"score must be 'dot' or 'general', got {score!r}")
         dt, rng = check_dtype(dtype), as_rng(rng)
         self.score = score
         b_m, b_q = 1 / math.sqrt(memory_size), 1 / math.sqrt(query_size)
@@ -98,17 +118,20 @@ class LuongAttention(_Attention):
         if score == "general":
             self.score_weight = Parameter(rng.uniform(-b_q, b_q, (query_size, query_size)).astype(dt))
 
-    def step(self, query: np.ndarray):
+    def step(self, mem: AttentionMemory, query: np.ndarray):
+        """q (B, D_q) → (context (B, D_m), weights (B, S))."""
         q = query @ self.score_weight.data.T if self.score == "general" else query
-        context, alpha = self._attend(np.einsum("bsd,bd->bs", self.keys, q))
-        self._stack.append((query, q, alpha))
+        context, alpha = self._attend(mem, np.einsum("bsd,bd->bs", mem.keys, q))
+        self.save_for_backward(mem, query, q, alpha)
         return context, alpha
 
     def step_backward(self, dcontext: np.ndarray) -> np.ndarray:
-        query, q, alpha = self._stack.pop()
-        de = self._softmax_backward(alpha, dcontext)
-        self._dkeys += de[:, :, None] * q[:, None, :]
-        dq = np.einsum("bs,bsd->bd", de, self.keys)
+        """δc (B, D_m) of the most recent step not yet backpropagated → δq; adds δW_a and δK, δM."""
+        mem, query, q, alpha = self.saved_for_backward()
+        de = self._softmax_backward(mem, alpha, dcontext)
+        _, dkeys = mem.gradient_buffers()
+        dkeys += de[:, :, None] * q[:, None, :]
+        dq = np.einsum("bs,bsd->bd", de, mem.keys)
         if self.score == "general":
             self.score_weight.grad += dq.T @ query
             dq = dq @ self.score_weight.data

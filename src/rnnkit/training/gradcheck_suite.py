@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .activations import ReLU, Sigmoid, Softmax, Tanh
-from .gradcheck import gradcheck
-from .highway import Highway
-from .layers import Dropout, Embedding, Linear, Sequential
-from .recurrent import GRU, LSTM, RHN, RNN, Elman, GRUCell, Jordan, LSTMCell, MogrifierLSTM, RNNCell
+from ..activations import ReLU, Sigmoid, Softmax, Tanh
+from ..gradcheck import gradcheck
+from ..highway import Highway
+from ..layers import Dropout, Embedding, Linear, Sequential
+from ..recurrent import GRU, LSTM, RHN, RNN, Elman, GRUCell, Jordan, LSTMCell, MogrifierLSTM, RNNCell
 
 
 def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]:

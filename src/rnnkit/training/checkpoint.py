@@ -22,12 +22,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from ..errors import CheckpointError
+
 FORMAT_VERSION = 1
 NAME, OLD = "checkpoint", "checkpoint.old"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or incompatible."""
 
 
 def _fsync_dir(path: Path) -> None:

@@ -5,9 +5,9 @@ task's success criterion holds, and reports per (cell, length): success rate ove
 mean final validation loss against the trivial baseline, and mean time — printed, written as Markdown, and
 plotted as a PNG. Runs are independent, so ``jobs`` > 1 runs them in parallel processes (one BLAS thread each).
 
-Besides the cells of `rnnkit.models.CELLS`, an experiment may compare *variants*: ``elman`` is the vanilla RNN
-trained as Elman (1990) and the Elman rows of Hochreiter & Schmidhuber (1997) were — the previous state enters
-each step as a constant input (``detach_state``), so no error is propagated back through time.
+Besides the cells of `rnnkit.models.RECURRENT_LAYERS`, an experiment may compare *variants*: ``elman`` is the
+vanilla RNN trained as Elman (1990) and the Elman rows of Hochreiter & Schmidhuber (1997) were — the previous state
+enters each step as a constant input (``detach_state``), so no error is propagated back through time.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .memory_tasks import Adding1997Task, CopyTask, ReberTask
-from .models import ModelConfig, SequenceModel
+from ..models.sequence import ModelConfig, SequenceModel
+from ..tasks.memory import Adding1997Task, AddingTask, CopyTask, ReberTask
+from .files import atomic_write
 from .plotting import save_figure
-from .tasks import AddingTask
 from .trainer import TrainConfig, Trainer
 
 # variant label → (cell, ModelConfig overrides); any other label is a cell name with no overrides
@@ -66,27 +66,34 @@ class Experiment:
 # the "elman" variant gets the RNN's rate, so its failure is the missing gradient through time, not the rate.
 EXPERIMENTS = {
     "reber": Experiment(
-        "reber", "Embedded Reber grammar (Hochreiter & Schmidhuber 1997, Exp. 1): 256 train / 256 test strings; "
+        name="reber",
+        description="Embedded Reber grammar (Hochreiter & Schmidhuber 1997, Exp. 1): 256 train / 256 test strings; "
         "SGD, momentum 0.9, batches of 16; elman = RNN without backpropagation through time",
-        ("elman", "rnn", "lstm", "gru"), (0,), 5, 16, {"rnn": 0.3, "default": 1.0}, 10**6, 160,
-        lambda length, seed: ReberTask(seed=seed), time_budget=30.0, optimizer="sgd", momentum=0.9,
+        cells=("elman", "rnn", "lstm", "gru"), lengths=(0,), seeds=5, hidden_size=16,
+        lr={"rnn": 0.3, "default": 1.0}, epochs=10**6, eval_every=160,
+        make_task=lambda length, seed: ReberTask(seed=seed), time_budget=30.0, optimizer="sgd", momentum=0.9,
         score=("test strings correct", "test_strings_correct"),
         published="1997, Table 1: Elman nets (Elman's training, no BPTT) 0% success; RTRL ≤ 33%; LSTM 97–100%."),
     "adding": Experiment(
-        "adding", "Adding problem, two-channel variant (target X1 + X2, trivial MSE 1/6; solved: MSE < 5% of it)",
-        ("rnn", "lstm", "gru"), (20, 100), 2, 64, {"rnn": 3e-3, "default": 1e-2}, 10**6, 100,
-        lambda length, seed: AddingTask(seq_length=length, seed=seed), time_budget=75.0,
+        name="adding",
+        description="Adding problem, two-channel variant (target X1 + X2, trivial MSE 1/6; solved: MSE < 5% of it)",
+        cells=("rnn", "lstm", "gru"), lengths=(20, 100), seeds=2, hidden_size=64,
+        lr={"rnn": 3e-3, "default": 1e-2}, epochs=10**6, eval_every=100,
+        make_task=lambda length, seed: AddingTask(seq_length=length, seed=seed), time_budget=75.0,
         published="Le et al. 2015: tanh RNN fails beyond T ≈ 100–150; LSTM solves T = 150–400."),
     "adding1997": Experiment(
-        "adding1997", "Adding problem as in 1997, Exp. 4 (|error| < 0.04 on all test sequences)",
-        ("rnn", "lstm", "gru"), (20, 50), 2, 32, 3e-3, 10**6, 500,
-        lambda length, seed: Adding1997Task(seq_length=length, seed=seed),
+        name="adding1997",
+        description="Adding problem as in 1997, Exp. 4 (|error| < 0.04 on all test sequences)",
+        cells=("rnn", "lstm", "gru"), lengths=(20, 50), seeds=2, hidden_size=32, lr=3e-3, epochs=10**6,
+        eval_every=500, make_task=lambda length, seed: Adding1997Task(seq_length=length, seed=seed),
         score=("test sequences correct", "correct"),
         published="1997, Table 7: LSTM solves T = 100 (2560 test sequences, 1 error at most)."),
     "copy": Experiment(
-        "copy", "Copying memory (Arjovsky et al. 2016): recall 10 symbols after T blanks (chance recall 1/8)",
-        ("rnn", "lstm", "gru"), (10, 50), 2, 128, {"rnn": 1e-3, "default": 1e-2}, 10**6, 200,
-        lambda length, seed: CopyTask(seq_length=length, seed=seed), time_budget=60.0,
+        name="copy",
+        description="Copying memory (Arjovsky et al. 2016): recall 10 symbols after T blanks (chance recall 1/8)",
+        cells=("rnn", "lstm", "gru"), lengths=(10, 50), seeds=2, hidden_size=128,
+        lr={"rnn": 1e-3, "default": 1e-2}, epochs=10**6, eval_every=200,
+        make_task=lambda length, seed: CopyTask(seq_length=length, seed=seed), time_budget=60.0,
         score=("recall accuracy", "recall_accuracy"),
         published="Arjovsky et al. 2016: LSTM and tanh RNN stay at the baseline for T = 100–500 (uRNN solves it)."),
 }
@@ -97,7 +104,7 @@ def run_one(exp: Experiment, label: str, length: int, seed: int, out_dir: Path, 
     cell, overrides = variant(label)
     config = ModelConfig(task.input_size, task.output_size, tokens=task.tokens, cell=cell,
                          hidden_size=exp.hidden_size, forget_bias=1.0 if cell == "lstm" else None, **overrides)
-    model = SequenceModel(config, rng=np.random.default_rng(seed))
+    model = SequenceModel(config, rng=np.random.default_rng(seed), loss=task.loss)
     train_config = TrainConfig(optimizer=exp.optimizer, lr=exp.lr_for(label), momentum=exp.momentum,
                                epochs=exp.epochs, eval_every=exp.eval_every, seed=seed, time_limit=time_budget,
                                progress=False)
@@ -107,7 +114,7 @@ def run_one(exp: Experiment, label: str, length: int, seed: int, out_dir: Path, 
     trainer.fit()
     metrics = trainer.last_eval
     return {"cell": label, "length": length, "seed": seed, "success": float(metrics.get("success", 0.0)),
-            "val_loss": float(metrics["val_loss"]), "baseline": getattr(task, "baseline", None),
+            "val_loss": float(metrics["val_loss"]), "baseline": task.baseline,
             "steps": trainer.step, "seconds": time.perf_counter() - started,
             **{k: float(v) for k, v in metrics.items() if k not in ("success", "val_loss") and np.ndim(v) == 0}}
 
@@ -214,7 +221,7 @@ def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=N
         log(f"{r['cell']:>5} T={r['length']:<4} seed {r['seed']}: success {r['success']:.0f}  "
             f"val loss {r['val_loss']:.4f}  {r['steps']} steps  {r['seconds']:.1f} s")
     rows = summarize(exp, runs)
-    (out_dir / f"{name}.json").write_text(json.dumps({"runs": runs, "summary": rows}, indent=1), encoding="utf-8")
-    (out_dir / f"{name}.md").write_text(markdown(exp, rows), encoding="utf-8")
+    atomic_write(out_dir / f"{name}.json", json.dumps({"runs": runs, "summary": rows}, indent=1))
+    atomic_write(out_dir / f"{name}.md", markdown(exp, rows))
     plot(exp, rows, out_dir / f"{name}.png")
     return rows

@@ -1,4 +1,10 @@
-"""Token vocabularies for word- or character-level tasks, with padding (id 0) and unknown (id 1) entries."""
+"""Vocabularies: characters of a language model, tokens of word-level tasks (with padding and unknown), labels.
+
+* `CharVocabulary` — the characters of a corpus, sorted (as char-rnn does); no padding, no unknown: a character
+  outside it is an error;
+* `TokenVocabulary` — tokens ↔ ids with id 0 = ``<pad>`` and id 1 = ``<unk>`` (tokens not seen in training);
+* `LabelSet` — class or tag names ↔ ids, no padding entry.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,33 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..errors import DataError
+
 PAD, UNK = "<pad>", "<unk>"
+
+
+class CharVocabulary:
+    """Characters ↔ integer ids (sorted characters, as char-rnn does)."""
+
+    def __init__(self, chars: Iterable[str]):
+        self.chars = list(chars)
+        self.index = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> CharVocabulary:
+        return cls(sorted(set(text)))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> np.ndarray:
+        unknown = sorted(set(text) - set(self.index))
+        if unknown:
+            raise DataError(f"characters not in the model's vocabulary: {''.join(unknown)[:20]!r}")
+        return np.fromiter((self.index[c] for c in text), dtype=np.int64, count=len(text))
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i] for i in ids)
 
 
 class TokenVocabulary:
@@ -47,10 +79,15 @@ class LabelSet:
         try:
             return np.array([self.index[label] for label in labels], dtype=np.int64)
         except KeyError as e:
-            from .tasks import DataError
-
             raise DataError(f"{where}: label {e.args[0]!r} was not seen in training (known: "
                             f"{', '.join(self.labels[:10])})") from None
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.labels[i] for i in ids]
+
+
+def stored(meta: dict | None, key: str, cls):
+    """The vocabulary a checkpoint's ``meta[key]`` holds, as ``cls``, or None."""
+    if meta and meta.get(key) is not None:
+        return cls(meta[key])  # a TokenVocabulary list starts with <pad>, <unk>, which it re-adds itself
+    return None

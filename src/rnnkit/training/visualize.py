@@ -13,8 +13,8 @@ import json
 
 import numpy as np
 
-from .activations import softmax
-from .tasks import DataError
+from ..activations import softmax
+from ..errors import DataError
 
 
 def activations(model, vocab, text: str):
@@ -23,9 +23,13 @@ def activations(model, vocab, text: str):
         raise DataError("the text to visualise is empty")
     model.eval()
     ids = vocab.encode(text)
-    logits, _ = model.forward(ids[None, :])
-    runner = model.rnn.runners[-1][0]
-    hidden = runner._states[0][1:, 0]  # (T, H): the last layer's output h_t
+    try:
+        logits, _ = model.forward(ids[None, :])  # with gradients enabled, so that the layer records its trace
+        view = model.rnn.trace(layer=-1)
+        hidden = view.states[next(iter(view.states))][0]  # (T, H): the last layer's output h_t
+    finally:
+        model.discard_saved()
+        model.train()
     return np.asarray(hidden, np.float64), softmax(logits[0].astype(np.float64))
 
 

@@ -1,5 +1,8 @@
-"""The classic long-range memory benchmarks, with their published definitions.
+"""The long-range memory benchmarks, with their published definitions: data generated from a seed, and scores.
 
+* `AddingTask` — the adding problem, two-channel variant: each step holds (value ~ U(0, 1), marker ∈ {0, 1});
+  exactly two markers are set, one in each half; the target, read at the last step, is the sum of the two marked
+  values. Predicting the mean (1) gives MSE 1/6, the trivial baseline.
 * `ReberTask` — the embedded Reber grammar (Hochreiter & Schmidhuber 1997, Experiment 1). Strings are
   B (T|P) <Reber string> (same T|P) E over 7 symbols; the input is the current symbol (one-hot), the target the set
   of symbols that may come next (multi-hot, sigmoid outputs with binary cross-entropy). A string is processed
@@ -9,7 +12,7 @@
 * `Adding1997Task` — the adding problem as in Experiment 4: pairs (value ∈ [−1, 1], marker ∈ {−1, 0, 1});
   lengths vary in [T, T + T/10]; one of the first ten pairs and one of the first T/2 − 1 pairs are marked; the
   first and last markers are −1; the target at the end is 0.5 + (X1 + X2)/4; a sequence is correct when the
-  absolute error is below 0.04. (The two-channel variant with target X1 + X2 is `rnnkit.tasks.AddingTask`.)
+  absolute error is below 0.04. (The two-channel variant with target X1 + X2 is `AddingTask`.)
 * `CopyTask` — the copying-memory task (Arjovsky et al. 2016): 10 symbols from 8, T − 1 blanks, a delimiter,
   10 blanks; the output must be blank until the last 10 steps, which repeat the 10 symbols. Predicting blanks
   and then uniformly random symbols costs 10·ln 8 / (T + 20) nats per step (the trivial baseline).
@@ -19,8 +22,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import sigmoid
-from .tasks import Batch, DataError, GeneratedTask
+from ..activations import sigmoid
+from ..errors import DataError
+from ..module import no_grad
+from .base import Batch, GeneratedTask, TaskBase
+
+
+def outputs(model, batch: Batch) -> np.ndarray:
+    """The model's outputs (B, T, O) for a validation batch, in evaluation mode and without saving anything."""
+    x = batch.x.astype(model.dtype) if batch.x.dtype.kind == "f" else batch.x
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            out, _ = model.forward(x, lengths=batch.lengths)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def refuse_data(options, name: str) -> None:
+    if options.data:
+        raise DataError(f"task {name!r} generates its own data; --data is for text, classify, tagging and seq2seq")
+
 
 REBER_SYMBOLS = "BTPSXVE"
 # Reber grammar: state → [(symbol, next state)]; state 6 emits E and ends.
@@ -61,7 +85,7 @@ def _reber_batch(strings) -> Batch:
     return Batch(x, target, mask, lengths)
 
 
-class ReberTask:
+class ReberTask(TaskBase):
     name = "reber"
     loss = "bce"
     tokens = False
@@ -69,6 +93,8 @@ class ReberTask:
     seq_length = 0
     input_size = output_size = 7
     baseline = None
+    cli_defaults = {"cell": "lstm", "seq_length": 0, "batch_size": 16, "hidden_size": 16, "num_layers": 1,
+                    "lr": 1e-2, "eval_every": 160, "epochs": 300}
 
     def __init__(self, batch_size: int = 16, seed: int = 0, train_size: int = 256, test_size: int = 256):
         rng = np.random.default_rng([seed, 97])
@@ -77,6 +103,12 @@ class ReberTask:
         self.test_strings = [embedded_reber_string(rng) for _ in range(test_size)]
         self.train_set, self.test_set = _reber_batch(self.train_strings), _reber_batch(self.test_strings)
         self.val = [self.test_set]
+
+    @classmethod
+    def from_options(cls, options, seed: int, dtype: str, meta: dict | None = None):
+        """The task for `rnnkit train NAME` from a `DataConfig` (it generates its own data)."""
+        refuse_data(options, cls.name)
+        return cls(batch_size=options.batch_size, seed=seed)
 
     def batches(self, epoch: int):
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_strings))
@@ -88,18 +120,68 @@ class ReberTask:
 
     def metrics(self, model) -> dict:
         """Share of training and test strings processed correctly; success when both are 1."""
-        model.eval()
         shares = {}
         for name, batch in (("train", self.train_set), ("test", self.test_set)):
-            out, _ = model.forward(batch.x.astype(model.dtype), lengths=batch.lengths)
+            out = outputs(model, batch)
             right = ((sigmoid(out) > 0.5) == (batch.target > 0.5)).all(axis=2) | ~batch.mask
             shares[f"{name}_strings_correct"] = float(right.all(axis=1).mean())
-        model.train()
         shares["success"] = float(shares["train_strings_correct"] == 1.0 and shares["test_strings_correct"] == 1.0)
         return shares
 
     def config(self) -> dict:
         return {"task": self.name, "batch_size": self.batch_size, "seed": self.seed, "seq_length": 0}
+
+
+class AddingTask(GeneratedTask):
+    name = "adding"
+    loss = "mse"
+    tokens = False
+    stream = False
+    baseline = 1.0 / 6.0
+    cli_defaults = {"cell": "rnn", "seq_length": 20, "batch_size": 32, "hidden_size": 64, "num_layers": 1,
+                    "lr": 1e-3, "eval_every": 1000, "epochs": 100}
+
+    def __init__(self, seq_length: int = 50, batch_size: int = 32, batches_per_epoch: int = 100,
+                 val_size: int = 1000, seed: int = 0, dtype=np.float32):
+        if seq_length < 2:
+            raise DataError(f"the adding problem needs --seq-length >= 2, got {seq_length}")
+        self.seq_length, self.batch_size, self.batches_per_epoch = seq_length, batch_size, batches_per_epoch
+        self.seed, self.dtype = seed, np.dtype(dtype)
+        self.input_size, self.output_size = 2, 1
+        self.val = [self._make(np.random.default_rng([seed, 10**6]), val_size)]
+
+    @classmethod
+    def from_options(cls, options, seed: int, dtype: str, meta: dict | None = None):
+        """The task for `rnnkit train NAME` from a `DataConfig` (it generates its own data)."""
+        refuse_data(options, cls.name)
+        return cls(seq_length=options.seq_length, batch_size=options.batch_size, seed=seed, dtype=np.dtype(dtype))
+
+    def _make(self, rng: np.random.Generator, n: int) -> Batch:
+        steps = self.seq_length
+        x = np.zeros((n, steps, 2), self.dtype)
+        x[:, :, 0] = rng.random((n, steps))
+        half = steps // 2
+        first = rng.integers(0, half, n)
+        second = rng.integers(half, steps, n)
+        rows = np.arange(n)
+        x[rows, first, 1] = 1.0
+        x[rows, second, 1] = 1.0
+        target = np.zeros((n, steps, 1), self.dtype)
+        target[:, -1, 0] = x[rows, first, 0] + x[rows, second, 0]
+        mask = np.zeros((n, steps), bool)
+        mask[:, -1] = True
+        return Batch(x, target, mask)
+
+    def metrics(self, model) -> dict:
+        """Solved when the validation MSE is below 5% of the trivial baseline 1/6 (≈ 0.0083)."""
+        batch = self.val[0]
+        out = outputs(model, batch)
+        mse = float(((out[:, -1, 0] - batch.target[:, -1, 0]) ** 2).mean())
+        return {"success": float(mse < 0.05 * self.baseline)}
+
+    def config(self) -> dict:
+        return {"task": self.name, "seq_length": self.seq_length, "batch_size": self.batch_size,
+                "batches_per_epoch": self.batches_per_epoch, "seed": self.seed}
 
 
 class Adding1997Task(GeneratedTask):
@@ -108,6 +190,8 @@ class Adding1997Task(GeneratedTask):
     tokens = False
     stream = False
     input_size, output_size = 2, 1
+    cli_defaults = {"cell": "lstm", "seq_length": 100, "batch_size": 32, "hidden_size": 32, "num_layers": 1,
+                    "lr": 3e-3, "eval_every": 500, "epochs": 60}
 
     def __init__(self, seq_length: int = 100, batch_size: int = 32, batches_per_epoch: int = 100,
                  val_size: int = 2560, seed: int = 0):
@@ -118,6 +202,12 @@ class Adding1997Task(GeneratedTask):
         self.val = [self._make(np.random.default_rng([seed, 10**6]), val_size)]
         # predicting the mean target 0.5 everywhere: MSE = Var(X1 + X2)/16 = (2/3)/16
         self.baseline = (2.0 / 3.0) / 16.0
+
+    @classmethod
+    def from_options(cls, options, seed: int, dtype: str, meta: dict | None = None):
+        """The task for `rnnkit train NAME` from a `DataConfig` (it generates its own data)."""
+        refuse_data(options, cls.name)
+        return cls(seq_length=options.seq_length, batch_size=options.batch_size, seed=seed)
 
     def _make(self, rng, n) -> Batch:
         t_min = self.seq_length
@@ -141,12 +231,10 @@ class Adding1997Task(GeneratedTask):
         return Batch(x, target, mask, lengths)
 
     def metrics(self, model) -> dict:
-        model.eval()
         batch = self.val[0]
-        out, _ = model.forward(batch.x.astype(model.dtype), lengths=batch.lengths)
+        out = outputs(model, batch)
         rows = np.arange(len(batch.lengths))
         error = np.abs(out[rows, batch.lengths - 1, 0] - batch.target[rows, batch.lengths - 1, 0])
-        model.train()
         share = float((error < 0.04).mean())
         return {"correct": share, "success": float(share == 1.0)}
 
@@ -160,6 +248,8 @@ class CopyTask(GeneratedTask):
     tokens = True
     stream = False
     input_size = output_size = 10  # 0 blank, 1-8 symbols, 9 delimiter
+    cli_defaults = {"cell": "lstm", "seq_length": 50, "batch_size": 32, "hidden_size": 64, "num_layers": 1,
+                    "lr": 3e-3, "eval_every": 500, "epochs": 40}
 
     def __init__(self, seq_length: int = 100, batch_size: int = 32, batches_per_epoch: int = 100,
                  val_size: int = 1000, seed: int = 0):
@@ -169,6 +259,12 @@ class CopyTask(GeneratedTask):
             batches_per_epoch, seed
         self.baseline = 10 * np.log(8) / (seq_length + 20)
         self.val = [self._make(np.random.default_rng([seed, 10**6]), val_size)]
+
+    @classmethod
+    def from_options(cls, options, seed: int, dtype: str, meta: dict | None = None):
+        """The task for `rnnkit train NAME` from a `DataConfig` (it generates its own data)."""
+        refuse_data(options, cls.name)
+        return cls(seq_length=options.seq_length, batch_size=options.batch_size, seed=seed)
 
     def _make(self, rng, n) -> Batch:
         delay, steps = self.seq_length, self.seq_length + 20
@@ -181,10 +277,8 @@ class CopyTask(GeneratedTask):
         return Batch(x, target, np.ones((n, steps), bool))
 
     def metrics(self, model) -> dict:
-        model.eval()
         batch = self.val[0]
-        out, _ = model.forward(batch.x)
-        model.train()
+        out = outputs(model, batch)
         recalled = float((out[:, -10:].argmax(axis=2) == batch.target[:, -10:]).mean())
         return {"recall_accuracy": recalled, "success": float(recalled > 0.99)}
 

@@ -94,7 +94,8 @@ def peak_step_memory(step) -> int | None:
 
 def memory_in_subprocess(library: str, cell: str, batch: int, hidden: int, steps: int) -> int | None:
     """Peak memory of one training step of ``library`` ('rnnkit' or 'torch'), measured in a fresh process."""
-    code = f"from rnnkit.bench import _memory_child; _memory_child({library!r}, {cell!r}, {batch}, {hidden}, {steps})"
+    code = (f"from rnnkit.training.bench import _memory_child; "
+            f"_memory_child({library!r}, {cell!r}, {batch}, {hidden}, {steps})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_environment())
     try:
         return int(proc.stdout.strip().splitlines()[-1])

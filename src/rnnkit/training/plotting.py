@@ -1,10 +1,11 @@
-"""Loss curves as a matplotlib PNG (headless Agg backend), written atomically."""
+"""Plots as PNG files (headless Agg backend), written atomically: loss curves, attention heatmaps."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from .files import atomic_path
 
 
 def plot_losses(metrics_path: str | Path, png_path: str | Path, baseline: float | None = None) -> Path:
@@ -36,12 +37,12 @@ def save_figure(fig, png_path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    png = Path(png_path)
-    tmp = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, png)
-    return png
+    try:
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return Path(png_path)
 
 
 def plot_attention(weights, source_tokens: list[str], target_tokens: list[str], png_path: str | Path) -> Path:

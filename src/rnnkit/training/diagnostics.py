@@ -1,7 +1,7 @@
 """Gradient-flow diagnostics: how the error signal decays through time, gate saturation, spectral radii.
 
-For each model, a loss is put on the *last* step of a validation batch only, and backpropagated; the runner of the
-last layer records ‖∂L/∂h_t‖ for every t (`Recurrence.track_state_grads`). A vanilla RNN's curve falls
+For each model, a loss is put on the *last* step of a validation batch only, and backpropagated; the last layer
+records ‖∂L/∂h_t‖ for every t (`RecurrentLayer.record_state_grads`, read from its trace). A vanilla RNN's curve falls
 geometrically going back in time (vanishing gradients, Hochreiter 1991; Bengio et al. 1994) or rises (exploding);
 an LSTM's constant error carousel keeps it flat for much longer. Saturation is the share of sigmoid gate values
 below 0.05 or above 0.95 (or |tanh| above 0.95 for an RNN); the spectral radius ρ(W) = max |λ(W)| of each
@@ -15,55 +15,53 @@ from pathlib import Path
 
 import numpy as np
 
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from ..models.sequence import LOSSES
 from .plotting import save_figure
-
-LOSSES = {"ce": CrossEntropyLoss, "mse": MSELoss, "bce": BCEWithLogitsLoss}
 
 
 def state_gradient_norms(model, task, rows: int = 64) -> np.ndarray:
-    """‖∂L/∂h_t‖ (mean over rows) for t = 0..T−1, L = the loss at the last valid step of each sequence."""
+    """‖∂L/∂h_t‖ (mean over rows) for t = 0..T−1, L = the loss at the last valid step of each sequence.
+    Read from the last layer's trace (`RecurrentLayer.record_state_grads`); the forward's gate activations stay
+    readable afterwards in ``model.rnn.trace()``."""
     batch = task.val[0]
     x = batch.x[:rows]
     x = x.astype(model.dtype) if x.dtype.kind == "f" else x
     lengths = None if batch.lengths is None else batch.lengths[:rows]
-    runner = model.rnn.runners[-1][0]
-    runner.track_state_grads = True
+    steps = x.shape[1]
+    last_step = (lengths if lengths is not None else np.full(x.shape[0], steps)) - 1
+    mask = np.arange(steps)[None, :] == last_step[:, None]
+    model.rnn.record_state_grads = True
     try:
         model.eval()
         model.zero_grad()
         out, _ = model.forward(x, lengths=lengths)
-        last = (np.arange(x.shape[1])[None, :] == ((lengths if lengths is not None else x.shape[1]) - 1)
-                if lengths is not None else np.arange(x.shape[1])[None, :] == x.shape[1] - 1)
-        mask = np.broadcast_to(last, x.shape[:2])
         loss = LOSSES[task.loss]()
         loss.forward(out, batch.target[:rows], mask=mask)
         model.backward(loss.backward())
-        return runner.state_grad_norms.copy()
+        return np.array(model.rnn.trace(layer=-1).state_grad_norms)
     finally:
-        runner.track_state_grads = False
+        model.rnn.record_state_grads = False
         model.train()
 
 
 def gate_values(model) -> dict[str, np.ndarray]:
-    """Activations of the last forward's first cell, by gate: LSTM i, f, g, o; GRU r, z, n; RNN h."""
-    cell = model.rnn.runners[0][0].cell
-    runner = model.rnn.runners[0][0]
-    h = cell.hidden_size
-    name = type(cell).__name__
-    if name in ("LSTMStep", "MogrifierStep"):
-        gates = cell.cache[0].reshape(-1, 4 * h)
-        return {g: gates[:, k * h:(k + 1) * h].ravel() for k, g in enumerate("ifgo")}
-    if name == "GRUStep":
-        gates = cell.cache[0].reshape(-1, 3 * h)
-        return {g: gates[:, k * h:(k + 1) * h].ravel() for k, g in enumerate("rzn")}
-    return {"h": runner._states[0][1:].ravel()}
+    """Activations of the last forward's first layer, by the cell's gate names (LSTM i, f, g, o; GRU r, z, n;
+    RHN h1, transform1, ...); for a cell without gates (RNN, Jordan) its output state h."""
+    view = model.rnn.trace(layer=0)
+    if view.gates:
+        return {name: values.ravel() for name, values in view.gates.items()}
+    first = next(iter(view.states))
+    return {"h": view.states[first].ravel()}
+
+
+TANH_VALUED = ("g", "n", "h")  # the other gates are sigmoids
 
 
 def saturation(values: dict[str, np.ndarray]) -> dict[str, float]:
+    """Share of saturated activations per gate: |tanh| > 0.95, or a sigmoid below 0.05 or above 0.95."""
     out = {}
     for gate, v in values.items():
-        if gate in ("g", "n", "h"):  # tanh-valued
+        if gate in TANH_VALUED or gate.rstrip("0123456789") == "h":
             out[gate] = float((np.abs(v) > 0.95).mean())
         else:
             out[gate] = float(((v < 0.05) | (v > 0.95)).mean())
@@ -71,13 +69,13 @@ def saturation(values: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def spectral_radii(model) -> dict[str, float]:
-    """ρ of each (H, H) block of the first layer's W_hh (one per gate)."""
-    cell = model.rnn.runners[0][0].cell
+    """ρ of each (H, H) block of the first layer's W_hh, named by the cell's gates (blocks when unnamed)."""
+    cell = model.rnn.cells[0]
     w = cell.weight_hh.data.astype(np.float64)
     h = cell.hidden_size
     if w.shape[1] != h:
         return {}
-    names = {"LSTMStep": "ifgo", "MogrifierStep": "ifgo", "GRUStep": "rzn"}.get(type(cell).__name__, "h")
+    names = list(cell.gate_names) or ["h"]
     if len(names) * h != w.shape[0]:
         names = [f"block{k}" for k in range(w.shape[0] // h)]
     return {g: float(np.abs(np.linalg.eigvals(w[k * h:(k + 1) * h])).max()) for k, g in enumerate(names)}

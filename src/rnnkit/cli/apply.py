@@ -1,0 +1,104 @@
+"""Applying a trained model: ``sample`` (text), ``tag`` (CoNLL files), ``translate`` (seq2seq), ``export`` (ONNX)."""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from ..training.files import atomic_write
+from .common import fail, load_char_model, load_kind, refuse_existing
+
+
+@click.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--length", "-n", type=click.IntRange(min=0), default=500, show_default=True)
+@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--prime", "--primetext", "prime", default="", help="Text to condition on (default: a random character).")
+@click.option("--seed", type=int, default=None)
+def sample(checkpoint_path, length, temperature, prime, seed):
+    """Print text sampled from a character-model CHECKPOINT (a run directory or its checkpoint/ folder)."""
+    from ..training.sampling import sample_text
+
+    _, model, vocab = load_char_model(checkpoint_path)
+    click.echo(sample_text(model, vocab, length, prime, temperature, np.random.default_rng(seed)))
+
+
+@click.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="CoNLL file: one token per line (first column), blank lines between sentences.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write 'token<TAB>tag' lines here [stdout].")
+def tag(checkpoint_path, input_path, output):
+    """Tag the sentences of a CoNLL file with a tagging CHECKPOINT; with gold tags present, print entity F1."""
+    from ..tasks.tagging import encode_sentences, entity_scores, make_tag_batches, read_conll
+    from ..tasks.vocab import TokenVocabulary, stored
+
+    refuse_existing(output, "--output")
+    meta, model = load_kind(checkpoint_path, "tagger")
+    sentences, gold = read_conll(input_path, require_tags=False)
+    seqs, char_seqs = encode_sentences(sentences, TokenVocabulary(meta["tokens"]),
+                                       stored(meta, "chars_vocab", TokenVocabulary))
+    dummy = [np.zeros(len(s), np.int64) for s in seqs]
+    names = model.config.tag_names
+    predicted = []
+    for batch in make_tag_batches(seqs, char_seqs, dummy, np.arange(len(seqs)), 64):
+        predicted += [[names[i] for i in path] for path in model.predict(batch)]
+    lines = []
+    for words, tags in zip(sentences, predicted):
+        lines += [f"{w}\t{t}" for w, t in zip(words, tags)] + [""]
+    text = "\n".join(lines)
+    if output:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
+    if all(len(g) == len(s) for g, s in zip(gold, sentences)) and any(gold):
+        scores = entity_scores(gold, predicted)
+        click.echo("entity precision {precision:.4f} recall {recall:.4f} F1 {f1:.4f}".format(**scores), err=True)
+
+
+@click.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--heatmap", type=click.Path(dir_okay=False),
+              help="Save the attention weights of the first source as a PNG heatmap.")
+@click.option("--beam-size", type=click.IntRange(min=1), default=None, help="Beam width [the checkpoint's].")
+def translate(checkpoint_path, sources, heatmap, beam_size):
+    """Decode SOURCES (one or more strings) with a seq2seq CHECKPOINT; print one output per line."""
+    from ..sequences import pad_sequences
+    from ..tasks.classify import tokenize
+    from ..tasks.vocab import TokenVocabulary
+    from ..training.plotting import plot_attention
+
+    refuse_existing(heatmap, "--heatmap")
+    meta, model = load_kind(checkpoint_path, "seq2seq")
+    if beam_size:
+        model.config.beam_size = beam_size
+    unit = meta["task"].get("unit", "chars")
+    src_vocab, tgt_vocab = TokenVocabulary(meta["tokens"]), TokenVocabulary(meta["target_tokens"])
+    tokens = [tokenize(s, unit) for s in sources]
+    if not all(tokens):
+        fail("every source must contain at least one token")
+    ids, lengths = pad_sequences([src_vocab.encode(t) for t in tokens], dtype=np.int64)
+    joiner = "" if unit == "chars" else " "
+    for out in model.translate(ids, lengths):
+        click.echo(joiner.join(tgt_vocab.decode(out)))
+    if heatmap:
+        predicted, weights = model.greedy(ids[:1], lengths[:1])
+        plot_attention(weights[0], tokens[0], tgt_vocab.decode(predicted[0]) + ["<eos>"], heatmap)
+        click.echo(f"attention heatmap: {heatmap}", err=True)
+
+
+@click.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.option("--initial-state", is_flag=True, help="Add h0 (and c0) inputs.")
+@click.option("--lengths", is_flag=True, help="Add a 'lengths' (B,) int32 input for ragged batches.")
+def export(checkpoint_path, onnx_path, initial_state, lengths):
+    """Export a CHECKPOINT (RNN, LSTM or GRU model) to ONNX's standard recurrent operators."""
+    from ..onnx_export import export_onnx
+
+    refuse_existing(onnx_path, "--onnx")
+    _, model = load_kind(checkpoint_path, "sequence")
+    model.eval()
+    atomic_write(onnx_path, lambda tmp: export_onnx(model, tmp, initial_state=initial_state, lengths=lengths))
+    click.echo(f"written: {onnx_path}", err=True)

@@ -1,0 +1,79 @@
+"""Checking rnnkit itself: ``gradcheck`` (every backward against central differences) and ``bench`` (speed
+against torch)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import click
+import numpy as np
+
+from ..training.files import atomic_write
+from .common import fail
+
+
+@click.command("gradcheck")
+@click.option("--tol", type=float, default=1e-6, show_default=True)
+def gradcheck_command(tol):
+    """Check every layer's backward pass against float64 central differences."""
+    from ..training.gradcheck_suite import run_suite
+
+    worst = 0.0
+    for name, err in run_suite():
+        worst = max(worst, err)
+        click.echo(f"{name:<52} {err:9.2e}  {'ok' if err < tol else 'FAIL'}")
+    click.echo(f"worst relative error {worst:.2e} (tolerance {tol:g})")
+    sys.exit(0 if worst < tol else 1)
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    """Comma-separated positive integers, or a one-line error naming the flag."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        fail(f"--{name} takes comma-separated integers, got {text!r}")
+    if min(values) < 1:
+        fail(f"--{name} values must be >= 1, got {text!r}")
+    return values
+
+
+@click.command()
+@click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated subset of rnn,lstm,gru.")
+@click.option("--batch", "batches", default="1,16,64", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--hidden", "hiddens", default="64,256,512", show_default=True,
+              help="Comma-separated hidden sizes (input size = hidden size).")
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads for both NumPy's BLAS and torch [all cores].")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--no-torch", is_flag=True, help="Time rnnkit alone.")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path):
+    """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md)."""
+    from ..training import bench as bench_lib
+
+    cell_list = tuple(c.strip() for c in cells.split(","))
+    unknown = sorted(set(cell_list) - set(bench_lib.GATES))
+    if unknown:
+        fail(f"--cells must be a subset of rnn,lstm,gru, got {', '.join(unknown)}")
+    batch_sizes, hidden_sizes = _ints(batches, "batch"), _ints(hiddens, "hidden")
+    if os.environ.get("RNNKIT_BENCH_CHILD") != "1":  # time in a child whose BLAS/OpenMP threads do not spin
+        args = ["bench", "--cells", cells, "--batch", batches, "--hidden", hiddens, "--steps", str(steps),
+                "--repeats", str(repeats)] + (["--threads", str(threads)] if threads else []) \
+            + (["--no-torch"] if no_torch else []) + (["--no-memory"] if no_memory else []) \
+            + (["--json", json_path] if json_path else [])
+        child = subprocess.run([sys.executable, "-m", "rnnkit", *args], env=bench_lib.child_environment())
+        if child.returncode:
+            sys.exit(child.returncode)
+        return
+    records = list(bench_lib.run(cell_list, batch_sizes, hidden_sizes, steps=steps,
+                                 threads=threads, repeats=repeats, with_torch=not no_torch, memory=not no_memory))
+    click.echo(bench_lib.format_table(records))
+    if json_path:
+        meta = {"steps": steps, "threads": threads or os.cpu_count(), "repeats": repeats,
+                "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        atomic_write(json_path, bench_lib.to_json(records, meta))

@@ -1,0 +1,124 @@
+"""Studying models: ``experiment`` (cells compared on a benchmark), ``diagnose`` (gradient flow), ``visualize``
+(hidden units of a character model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..tasks.registry import GENERATED_TASKS, make_task
+from ..training.data import DataConfig
+from ..training.files import atomic_write
+from .common import fail, load_char_model, load_kind, refuse_existing
+
+
+@click.command()
+@click.argument("name", type=click.Choice(["reber", "adding", "adding1997", "copy"]))
+@click.option("--out", "out", type=click.Path(file_okay=False), default="experiments", show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), help="Seeds per (cell, length) [experiment's own].")
+@click.option("--length", "lengths", type=click.IntRange(min=1), multiple=True, help="Sequence length(s) T.")
+@click.option("--cell", "cells", type=click.Choice(["elman", "rnn", "lstm", "gru", "rhn", "mogrifier"]),
+              multiple=True, help="Cells to compare [experiment's own]; elman = RNN trained without BPTT (Elman 1990).")
+@click.option("--time-budget", type=click.FloatRange(min=1),
+              help="Seconds of training per run; a run also stops once it succeeds [reber 30, adding 75, copy 60, "
+                   "adding1997 60].")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs in parallel, one process and one BLAS thread each.")
+def experiment(name, out, seeds, lengths, cells, time_budget, jobs):
+    """Compare cells on a memory benchmark (several seeds and lengths); write NAME.md and NAME.png to --out."""
+    from ..training.experiments import EXPERIMENTS, markdown, run_experiment
+
+    target = Path(out)
+    refuse_existing(target / f"{name}.md", "--out:")
+    rows = run_experiment(name, target, seeds=seeds, lengths=lengths, cells=cells, time_budget=time_budget,
+                          jobs=jobs, log=lambda line: click.echo(line, err=True))
+    click.echo(markdown(EXPERIMENTS[name], rows))
+    click.echo(f"written: {target / (name + '.md')}, {target / (name + '.png')}", err=True)
+
+
+@click.command()
+@click.argument("checkpoints", nargs=-1, type=click.Path())
+@click.option("--cell", "cells", type=click.Choice(["rnn", "lstm", "gru", "rhn", "mogrifier"]), multiple=True,
+              help="Freshly initialised models of these cells (in addition to any CHECKPOINTS).")
+@click.option("--task", "task_name", type=click.Choice(GENERATED_TASKS), default="adding", show_default=True,
+              help="Data for fresh models (checkpoints use their own task's data).")
+@click.option("--seq-length", type=click.IntRange(min=2), default=100, show_default=True)
+@click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out", type=click.Path(file_okay=False), default="diagnostics", show_default=True)
+def diagnose(checkpoints, cells, task_name, seq_length, hidden_size, seed, out):
+    """Plot ‖∂L/∂h_t‖ against t, gate saturation, and spectral radii for CHECKPOINTS and/or fresh --cell models."""
+    from ..training.diagnostics import diagnose as run_diagnose
+
+    if not checkpoints and not cells:
+        fail("give CHECKPOINTS and/or --cell (e.g. --cell rnn --cell lstm)")
+    target = Path(out)
+    if (target / "grad_norms.png").exists():
+        fail(f"{str(target)!r} already holds diagnostics; choose another --out (nothing is overwritten)")
+    task = make_task(task_name, DataConfig(seq_length=seq_length, batch_size=64), seed=seed, dtype="float64")
+    models = {}
+    for path in checkpoints:
+        task, model = _diagnosed_checkpoint(path, seed)
+        models[f"{Path(path).name} ({model.config.cell})"] = model
+    models.update(_fresh_models(cells, task, hidden_size, seed))
+    summary = run_diagnose(models, task, target)
+    for label, s in summary.items():
+        sat = ", ".join(f"{g} {v:.0%}" for g, v in s["saturation"].items())
+        rho = ", ".join(f"{g} {v:.2f}" for g, v in s["spectral_radius"].items())
+        click.echo(f"{label}: ‖∂L/∂h‖ at t=0 is {s['grad_norm_first_step']:.2e} vs {s['grad_norm_last_step']:.2e} "
+                   f"at the loss (ratio {s['decay_first_over_last']:.1e}); saturated: {sat}; spectral radius: {rho}")
+    click.echo(f"plots: {target / 'grad_norms.png'}, {target / 'saturation.png'}", err=True)
+
+
+def _diagnosed_checkpoint(path: str, seed: int):
+    """(the checkpoint's own task, its model) for `diagnose`."""
+    meta, model = load_kind(path, "sequence")
+    name = meta["task"]["task"]
+    if name not in GENERATED_TASKS:
+        fail(f"{path!r}: diagnose takes models of the {', '.join(GENERATED_TASKS)} tasks")
+    data = DataConfig(seq_length=meta["task"].get("seq_length", 0), batch_size=64)
+    model.bind_task(task := make_task(name, data, seed=meta["task"].get("seed", seed), dtype="float64"))
+    return task, model
+
+
+def _fresh_models(cells, task, hidden_size: int, seed: int) -> dict:
+    """Freshly initialised models of ``cells`` for ``task`` (LSTMs with forget bias 1, as ``rnnkit train``)."""
+    from ..models.sequence import ModelConfig, SequenceModel
+
+    models = {}
+    for cell in cells:
+        config = ModelConfig.for_task(task, cell=cell, hidden_size=hidden_size,
+                                      forget_bias=1.0 if cell in ("lstm", "mogrifier") else None)
+        models[f"{cell} (initial)"] = SequenceModel(config, rng=np.random.default_rng(seed), loss=task.loss)
+    return models
+
+
+@click.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--text", "text", default=None, help="The text to colour (default: the first 1000 characters of "
+              "--text-file).")
+@click.option("--text-file", type=click.Path(dir_okay=False), help="Read the text from a UTF-8 file.")
+@click.option("--unit", "units", type=click.IntRange(min=0), multiple=True, help="Hidden unit(s) [0 .. 7].")
+@click.option("--length", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Characters taken from --text-file.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="units.html", show_default=True)
+def visualize(checkpoint_path, text, text_file, units, length, out):
+    """Write an HTML page colouring a text by hidden-unit activations of a character-model CHECKPOINT."""
+    from ..tasks.text import read_text
+    from ..training.visualize import unit_page
+
+    if (text is None) == (text_file is None):
+        fail("give exactly one of --text or --text-file")
+    refuse_existing(out, "--out")
+    _, model, vocab = load_char_model(checkpoint_path)
+    if text_file:
+        text = read_text(text_file)[:length]
+    kept = "".join(ch for ch in text if ch in vocab.index)
+    if len(kept) < len(text):
+        click.echo(f"rnnkit: note: dropped {len(text) - len(kept)} characters that are not in the model's "
+                   "vocabulary", err=True)
+    page = unit_page(model, vocab, kept, list(units) or list(range(min(8, model.config.hidden_size))))
+    atomic_write(out, page)
+    click.echo(f"written: {out}", err=True)

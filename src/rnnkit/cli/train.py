@@ -1,0 +1,179 @@
+"""``rnnkit train``: resolve a run's settings, build its task and model, train, report.
+
+A run's settings come from, in order of precedence: the flags given on the command line; when resuming, the
+checkpoint (a model or data flag that differs from it is an error; training flags given anew win); the task's
+defaults; the cell's defaults; the dataclass defaults (see `rnnkit.cli.options`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..errors import ConfigError
+from ..models.configs import field_names, flag
+from ..models.registry import build_model, kind_of, model_classes, model_from_meta
+from ..models.sequence import CELL_DEFAULTS, ModelConfig
+from ..tasks.registry import DEFAULT_TASK, TASKS, make_task
+from ..training import checkpoint
+from ..training.data import DataConfig
+from ..training.trainer import TrainConfig, Trainer
+from .common import fail
+from .options import MODEL_CONFIGS, given, option_table, with_options
+
+
+@dataclass
+class Run:
+    """A run's directory and the checkpoints it starts from: ``saved`` (resumed) or ``base`` (--init-from)."""
+
+    task: str
+    out: Path
+    saved: tuple | None = None
+    base: tuple | None = None
+
+    @property
+    def meta(self) -> dict | None:
+        """The meta of the checkpoint whose vocabularies the task must reuse."""
+        source = self.saved or self.base
+        return source[0] if source else None
+
+
+@click.command()
+@click.argument("task", type=click.Choice(list(TASKS)), default=DEFAULT_TASK)
+@with_options
+@click.option("--out", "out", type=click.Path(file_okay=False), help="Run directory [runs/<task>-<time>].")
+@click.option("--resume", is_flag=True, help="Continue the checkpoint in --out exactly where it stopped.")
+@click.option("--init-from", type=click.Path(), help="Start from the weights (and config) of a checkpoint.")
+@click.pass_context
+def train(ctx, task, out, resume, init_from, **values):
+    """Train a model on TASK: 'reber' (the embedded Reber grammar, default), 'adding' / 'adding1997' / 'copy'
+    (memory benchmarks), 'text' (a character language model), 'classify' (label<TAB>text lines), 'tagging'
+    (CoNLL columns) or 'seq2seq' (source<TAB>target lines; without --data, the built-in digit reversal)."""
+    run = open_run(task, out, resume, init_from)
+    settings = resolve(run, given(ctx, values))
+    data = DataConfig(**pick(DataConfig, settings))
+    train_config = TrainConfig(**pick(TrainConfig, settings))
+    the_task = make_task(run.task, data, seed=train_config.seed, dtype=settings.get("dtype", "float32"),
+                         meta=run.meta)
+    model = make_model(run, the_task, settings, train_config.seed)
+    trainer = Trainer(model, the_task, train_config, run.out)
+    if run.saved:
+        trainer.restore(*run.saved)
+    click.echo(f"rnnkit: training {type(model).__name__}/{model.config.cell.upper()} ({model.num_parameters():,} "
+               f"parameters) on '{run.task}' → {run.out}", err=True)
+    trainer.fit()
+    report(trainer, the_task, run.out)
+
+
+def open_run(task: str, out: str | None, resume: bool, init_from: str | None) -> Run:
+    """Check --out/--resume/--init-from and load the checkpoints they name."""
+    if resume and init_from:
+        fail("--resume and --init-from cannot be combined (resume continues --out; init-from starts a new run)")
+    if resume and not out:
+        fail("--resume needs --out, the run directory to continue")
+    run_dir = Path(out) if out else Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.exists() and not run_dir.is_dir():
+        fail(f"--out {str(run_dir)!r} exists and is not a directory")
+    has_checkpoint = run_dir.is_dir() and any((run_dir / n / "meta.json").exists()
+                                              for n in (checkpoint.NAME, checkpoint.OLD))
+    if has_checkpoint and not resume:
+        fail(f"{str(run_dir)!r} already holds a checkpoint; pass --resume to continue it or choose another --out")
+    if resume and not has_checkpoint:
+        fail(f"--resume: no checkpoint in {str(run_dir)!r}")
+    saved = checkpoint.load(run_dir) if resume else None
+    base = checkpoint.load(init_from) if init_from else None
+    return Run(saved[0]["task"]["task"] if saved else task, run_dir, saved, base)
+
+
+def resolve(run: Run, explicit: dict) -> dict:
+    """Every setting the run sets by field name: explicit flags over the checkpoint over the task's and the cell's
+    defaults (a setting absent here takes its dataclass default)."""
+    task_cls = TASKS[run.task]
+    cell = explicit.get("cell") or (run.saved[0]["model"].get("cell") if run.saved else None) \
+        or task_cls.cli_defaults.get("cell", "rnn")
+    check_applicable(run.task, cell, explicit)
+    settings = defaults(task_cls, cell)
+    if run.saved:
+        settings.update(from_checkpoint(run.saved[0], explicit))
+    settings.update(explicit)
+    return settings
+
+
+def defaults(task_cls, cell: str) -> dict:
+    """The command line's own defaults for ``cell`` (``cli_default``), the task's, and the cell's."""
+    settings = {}
+    for name, (_, f) in option_table().items():
+        cells = f.metadata["cells"]
+        if f.metadata["cli_default"] is not MISSING and (cells is None or cell in cells):
+            settings[name] = f.metadata["cli_default"]
+    settings.update(task_cls.cli_defaults)
+    settings.update(CELL_DEFAULTS.get(cell, {}))
+    settings["cell"] = cell
+    return settings
+
+
+def check_applicable(task: str, cell: str, explicit: dict) -> None:
+    """One-line error for a model flag the task's model does not have, or one that belongs to another cell."""
+    config_cls, model_cls = model_classes(TASKS[task].model_kind)
+    model_flags = set().union(*(field_names(c) for c in MODEL_CONFIGS)) - field_names(config_cls)
+    for name in sorted(set(explicit) & model_flags):
+        raise ConfigError(f"{flag(name)} is not a setting of task {task!r} (its model is a {model_cls.__name__})")
+    if config_cls is ModelConfig:
+        ModelConfig.check_cell(cell, set(explicit))
+    else:
+        config_cls.check_cell(cell)
+
+
+def from_checkpoint(meta: dict, explicit: dict) -> dict:
+    """The settings a resumed run keeps from its checkpoint; a model or data flag that differs is an error."""
+    kept = {**meta["model"], **{k: v for k, v in meta["task"].items() if k in field_names(DataConfig)}}
+    conflicts = sorted(k for k in explicit if k in kept and kept[k] != explicit[k])
+    if conflicts:
+        fail("--resume keeps the checkpoint's model and data; these flags differ from it: " + ", ".join(
+            f"{flag(k)} {explicit[k]} (checkpoint: {kept[k]})" for k in conflicts))
+    resumable = {f.name for f in fields(TrainConfig) if f.metadata.get("resume", True)}
+    kept.update({k: v for k, v in meta["train"].items() if k in resumable})
+    return kept
+
+
+def pick(cls, settings: dict) -> dict:
+    """The settings that are fields of ``cls``."""
+    names = field_names(cls)
+    return {k: v for k, v in settings.items() if k in names}
+
+
+def make_model(run: Run, task, settings: dict, seed: int):
+    """The run's model: the checkpoint's (resumed: its weights come with `Trainer.restore`), the --init-from
+    checkpoint's config and weights, or a new one for ``task``."""
+    if run.saved:
+        return model_from_meta(run.saved[0])
+    if run.base:
+        meta, state = run.base[0], run.base[1]
+        if kind_of(meta) != task.model_kind:
+            fail(f"--init-from holds a {kind_of(meta)} model; task {run.task!r} needs a {task.model_kind} model")
+        sizes = (meta["model"].get("input_size"), meta["model"].get("output_size"))
+        if kind_of(meta) == "sequence" and sizes != (task.input_size, task.output_size):
+            fail(f"--init-from model has input/output sizes {sizes}, the task needs "
+                 f"({task.input_size}, {task.output_size})")
+        return model_from_meta(meta, state)
+    return build_model(task, settings, rng=np.random.default_rng(seed))
+
+
+def report(trainer: Trainer, task, run_dir: Path) -> None:
+    """Print the one-line summary of a finished run (and a classifier's confusion matrix)."""
+    scalars = {k: v for k, v in trainer.last_eval.items() if np.ndim(v) == 0}
+    summary = f"done: {trainer.step} updates in {trainer.elapsed:.1f} s"
+    if scalars:
+        summary += ", validation " + ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in scalars.items())
+        if task.baseline:
+            summary += f" (trivial baseline {task.baseline:.4f})"
+    click.echo(summary + f"; checkpoint: {run_dir / checkpoint.NAME}")
+    if "confusion" in trainer.last_eval:
+        names = task.labels.labels
+        click.echo("confusion matrix (rows: true, columns: predicted): " + ", ".join(names))
+        for name, row in zip(names, trainer.last_eval["confusion"]):
+            click.echo(f"  {name:>12} " + " ".join(f"{v:6d}" for v in row))

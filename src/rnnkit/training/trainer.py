@@ -1,0 +1,323 @@
+"""`Trainer`: the training loop — truncated BPTT windowing, clipping, validation, logging, checkpoints, resume.
+
+It has one path for every model: each update is ``model.train_batch(batch, window, carried state)`` (the
+`rnnkit.models.TrainableModel` protocol), then clipping and the optimizer step; each validation is
+``model.evaluate(task)`` plus ``task.metrics(model)``, inside `rnnkit.no_grad()`.
+
+Truncated BPTT(k1, k2) (Williams & Peng 1990; Sutskever 2013): every k1 time steps, one update whose gradient
+flows back k2 ≥ k1 steps. Over a batch of T steps the windows end at e = k1, 2k1, ... (the last at T); window
+[s, e) starts at s = max(0, e − k2) from the carried (detached) state, its loss covers [e − k1, e) (the steps
+new to it), and the state carried into the next window is the state at that window's start, read from inside
+this one (`state_at`). With k1 = k2 = k this is char-rnn's scheme (chunks of k, state carried forward). Without
+k1 the whole sequence is one window: full BPTT.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import ConfigError, DataError, TrainingError
+from ..models.configs import check_option_ranges, option
+from ..models.protocol import TrainableModel
+from ..module import no_grad
+from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
+from . import checkpoint
+from .files import atomic_write
+
+__all__ = ["TrainConfig", "Trainer", "TrainingError", "tbptt_windows"]
+
+
+@dataclass
+class TrainConfig:
+    """How to train (stored as ``meta["train"]``); each `option` field is a flag of ``rnnkit train``."""
+
+    optimizer: str = option("adam", "Optimizer.", choices=tuple(OPTIMIZERS))
+    lr: float = option(2e-3, "Learning rate.", flags=("--learning-rate",), low=0, low_open=True)
+    weight_decay: float = option(0.0, "Weight decay (L2, as torch.optim).", low=0)
+    momentum: float = option(0.0, "Momentum (sgd, rmsprop).", low=0, high=1)
+    grad_clip: float = option(5.0, "Clip the global gradient norm (0: off).", low=0)
+    epochs: int = option(10, "Passes over the data (memory tasks: epochs of 100 batches).", flags=("--max-epochs",),
+                         low=1)
+    max_steps: int = option(0, "Stop after this many updates (0: no limit).", low=0)
+    time_limit: float = option(0.0, "Stop (with a checkpoint) after this many seconds of training (0: none).", low=0)
+    k1: int = option(0, "Truncated BPTT: steps between updates (0: text → --seq-length, others → full BPTT).", low=0)
+    k2: int = option(0, "Truncated BPTT: steps backpropagated (>= k1; 0: = k1).", low=0)
+    eval_every: int = option(100, "Validate and checkpoint every N updates.", flags=("--eval-val-every",), low=1)
+    log_every: int = 10
+    seed: int = option(0, "Seed of the initial weights, the data order and dropout.")
+    progress: bool = option(True, "Show a progress bar.", negative="--no-progress", resume=False)
+    skip_nonfinite: bool = option(False, "Skip an update whose loss or gradient is NaN/Inf instead of stopping.")
+    lr_decay: float = option(1.0, "Multiply the learning rate by this every epoch (char-rnn) ...",
+                             flags=("--learning-rate-decay",), low=0, high=1, low_open=True)
+    lr_decay_after: int = option(10, "... starting at this epoch.", flags=("--learning-rate-decay-after",), low=0)
+    threads: int | None = option(None, "Threads for NumPy's BLAS during training (default: all cores).", low=1,
+                                 resume=False)
+
+    def __post_init__(self):
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        check_option_ranges(self)
+        if self.log_every < 1:
+            raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
+        if self.k2 and not self.k1:
+            raise ConfigError("k2 needs k1 (the number of steps between updates)")
+        if self.k2 and self.k2 < self.k1:
+            raise ConfigError(f"k2 (steps backpropagated) must be >= k1 (steps between updates), got k1={self.k1}, "
+                              f"k2={self.k2}")
+
+
+def tbptt_windows(steps: int, k1: int, k2: int) -> list[tuple[int, int, int]]:
+    """The (start, end, loss_start) windows of truncated BPTT(k1, k2) over ``steps`` time steps.
+
+    Each window adds the next k1 steps (fewer at the end), puts the loss on them, and backpropagates through
+    them and the k2 − k1 steps before them.
+    """
+    k1 = k1 or steps
+    overlap = max(k2, k1) - k1
+    windows, done = [], 0
+    while done < steps:
+        end = min(done + k1, steps)
+        windows.append((max(0, done - overlap), end, done))
+        done = end
+    return windows
+
+
+class Trainer:
+    """Train ``model`` (any `TrainableModel`) on ``task``; writes metrics.jsonl, loss.png and checkpoints into
+    ``run_dir``. The config is read, never changed: derived settings (the effective ``k1``) are attributes."""
+
+    def __init__(self, model: TrainableModel, task, config: TrainConfig, run_dir: str | Path, meta_extra=None):
+        self.model, self.task, self.config = model, task, config
+        self.run_dir = Path(run_dir)
+        model.bind_task(task)
+        opt_kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
+        if config.optimizer in ("sgd", "rmsprop"):
+            opt_kwargs["momentum"] = config.momentum
+        self.optimizer = OPTIMIZERS[config.optimizer](model.named_parameters(), **opt_kwargs)
+        # a stream is trained in windows of seq_length steps unless k1 says otherwise
+        self.k1 = config.k1 or (task.seq_length if task.stream else 0)
+        self.k2 = config.k2
+        self.meta_extra = meta_extra or {}
+        self.step, self.epoch, self.batch_index, self.window_index = 0, 0, 0, 0
+        self.carry = None
+        self.elapsed = 0.0
+        self.running = (0.0, 0)  # training-loss sum and count since the last log line (checkpointed)
+        self.history: list[dict] = []
+        self._saved_step = -1
+        self.last_eval: dict = {}
+        self.stop_when = None  # optional predicate on the validation metrics: stop early once it holds
+
+    # -- one update -----------------------------------------------------------------------------------
+    def train_window(self, batch, start: int, end: int, loss_start: int) -> tuple[float, float]:
+        """One update: forward/backward over x[:, start:end] from the carried state, loss on [loss_start, end),
+        then clip and step. Returns (loss, gradient norm), or NaNs for a skipped non-finite update."""
+        model = self.model
+        model.zero_grad()
+        loss = model.train_batch(batch, (start, end, loss_start), self.carry)
+        problem, norm = None, float("nan")
+        if not math.isfinite(loss):
+            problem = f"non-finite loss ({loss})"
+        else:
+            norm = grad_norm(model.parameters())  # one pass; non-finite iff some gradient is
+            if not math.isfinite(norm):
+                bad = next(name for name, p in model.named_parameters() if not np.isfinite(p.grad).all())
+                problem = f"non-finite gradient in {bad}"
+        if problem is not None:
+            return self._skip(problem)
+        if self.config.grad_clip:
+            clip_grad_norm(model.parameters(), self.config.grad_clip, total=norm)
+        self.optimizer.step()
+        return loss, norm
+
+    def _skip(self, problem: str) -> tuple[float, float]:
+        """Stop on a non-finite update, or (``skip_nonfinite``) drop its gradients and saved forwards."""
+        if not self.config.skip_nonfinite:
+            self.model.discard_saved()
+            raise TrainingError(f"{problem} at step {self.step + 1}; stopping (the last checkpoint is kept)")
+        self.model.zero_grad()  # its saved forwards are discarded once the carried state is read (`_epoch`)
+        self._log({"skipped_update": problem})
+        if self.config.progress:
+            tqdm.write(f"step {self.step + 1}: {problem}; update skipped")
+        return float("nan"), float("nan")
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        """Validation metrics: the model's (``val_loss`` first) and the task's own, computed without saving."""
+        with no_grad():
+            metrics = self.model.evaluate(self.task)
+            metrics.update(self.task.metrics(self.model))
+        return metrics
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def fit(self) -> list[dict]:
+        """Train until the epochs, ``max_steps``, ``time_limit`` or ``stop_when`` end it; return the history."""
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(f"cannot create the run directory {str(self.run_dir)!r}: {e.strerror or e}") from None
+        if self.config.threads:
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(self.config.threads, user_api="blas")
+        else:
+            limits = nullcontext()
+        with limits:
+            self._loop()
+        return self.history
+
+    def _loop(self) -> None:
+        cfg, task = self.config, self.task
+        started = time.perf_counter() - self.elapsed
+        total = cfg.epochs * task.num_batches() * self._windows_per_batch()
+        bar = tqdm(total=min(total, cfg.max_steps) if cfg.max_steps else total, initial=self.step,
+                   disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        try:
+            for epoch in range(self.epoch, cfg.epochs):
+                self.optimizer.lr = self.learning_rate(epoch)
+                if self._epoch(epoch, started, bar):
+                    break
+                self.epoch, self.batch_index, self.window_index = epoch + 1, 0, 0
+            if self._saved_step != self.step:
+                self._validate_and_save()
+        finally:
+            bar.close()
+
+    def _epoch(self, epoch: int, started: float, bar) -> bool:
+        """Train one epoch (from where a resumed run stopped); True when training must stop."""
+        for b, batch in enumerate(self.task.batches(epoch)):
+            if (epoch, b) < (self.epoch, self.batch_index):
+                continue  # resumed: this batch is done
+            windows = tbptt_windows(batch.x.shape[1], self.k1, self.k2)
+            for w, window in enumerate(windows):
+                if (epoch, b, w) < (self.epoch, self.batch_index, self.window_index):
+                    continue
+                loss, norm = self.train_window(batch, *window)
+                self._advance(epoch, b, w, windows, window[0])
+                if not math.isfinite(loss):
+                    self.model.discard_saved()  # a skipped update leaves its forward unused
+                self.elapsed = time.perf_counter() - started
+                bar.update(1)
+                self._record(loss, norm, bar)
+                if self._should_stop():
+                    return True
+        return False
+
+    def _advance(self, epoch: int, b: int, w: int, windows: list, start: int) -> None:
+        """Count the update; carry the state at the next window's start (detached), or start afresh."""
+        self.step += 1
+        if w + 1 < len(windows):
+            self.carry = self.model.state_at(windows[w + 1][0] - start)
+            self.epoch, self.batch_index, self.window_index = epoch, b, w + 1
+        else:
+            self.carry = None
+            self.epoch, self.batch_index, self.window_index = epoch, b + 1, 0
+
+    def _record(self, loss: float, norm: float, bar) -> None:
+        if math.isfinite(loss):
+            self.running = (self.running[0] + loss, self.running[1] + 1)
+        if self.step % self.config.log_every == 0 and self.running[1]:
+            mean = self.running[0] / self.running[1]
+            bar.set_postfix(loss=f"{mean:.4f}")
+            self._log({"train_loss": mean, "grad_norm": norm, "lr": self.optimizer.lr})
+            self.running = (0.0, 0)
+
+    def _should_stop(self) -> bool:
+        """Validate when due; True when the time or step budget is spent or ``stop_when`` holds."""
+        cfg = self.config
+        out_of_time = bool(cfg.time_limit) and self.elapsed >= cfg.time_limit
+        out_of_steps = bool(cfg.max_steps) and self.step >= cfg.max_steps
+        reached = False
+        if self.step % cfg.eval_every == 0 or out_of_time or out_of_steps:
+            self._validate_and_save()
+            reached = self.stop_when is not None and bool(self.stop_when(self.last_eval))
+        return out_of_time or out_of_steps or reached
+
+    def learning_rate(self, epoch: int) -> float:
+        """char-rnn's schedule: lr · decay^(epoch − decay_after + 1) from epoch ``decay_after`` on."""
+        cfg = self.config
+        return cfg.lr * cfg.lr_decay ** max(0, epoch - cfg.lr_decay_after + 1)
+
+    def _windows_per_batch(self) -> int:
+        first = next(iter(self.task.batches(0)))
+        return len(tbptt_windows(first.x.shape[1], self.k1, self.k2))
+
+    # -- logging and checkpoints ----------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        record = {"step": self.step, "epoch": self.epoch, "time": round(self.elapsed, 3), **record}
+        self.history.append(record)
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _validate_and_save(self) -> None:
+        self.last_eval = self.evaluate()
+        scalars = {k: float(v) for k, v in self.last_eval.items() if np.ndim(v) == 0}
+        self._log(scalars)
+        if self.config.progress:
+            tqdm.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+        self.save()
+        self._saved_step = self.step
+        from .plotting import plot_losses
+
+        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", baseline=self.task.baseline)
+
+    def meta(self) -> dict:
+        """The checkpoint's description: model kind and config, task, training settings, vocabularies, progress."""
+        vocabularies = self.task.vocabularies()
+        return {
+            "kind": self.model.config.kind,
+            "model": self.model.config.to_dict(),
+            "task": self.task.config(),
+            "train": asdict(self.config),
+            **vocabularies,
+            "vocab": vocabularies.get("vocab"),
+            "progress": {"step": self.step, "epoch": self.epoch, "batch": self.batch_index,
+                         "window": self.window_index, "elapsed": self.elapsed, "running": list(self.running)},
+            "rng": checkpoint.rng_state(self.model.generators()),
+            **self.meta_extra,
+        }
+
+    def save(self) -> Path:
+        carry = None
+        if self.carry is not None:
+            parts = self.carry if isinstance(self.carry, tuple) else (self.carry,)
+            carry = {f"state{i}": p for i, p in enumerate(parts)}
+        return checkpoint.save(self.run_dir, self.model.state_dict(), self.optimizer.state_dict(), self.meta(), carry)
+
+    def restore(self, meta: dict, model_state: dict, optimizer_state: dict | None, carry: dict | None) -> None:
+        """Continue exactly where a checkpoint of this run stopped."""
+        self.model.load_state_dict(model_state)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        progress = meta["progress"]
+        self.step, self.epoch = progress["step"], progress["epoch"]
+        self.batch_index, self.window_index, self.elapsed = progress["batch"], progress["window"], progress["elapsed"]
+        self.running = tuple(progress.get("running", (0.0, 0)))
+        checkpoint.set_rng_state(self.model.generators(), meta["rng"])
+        if carry:
+            parts = tuple(carry[f"state{i}"] for i in range(len(carry)))
+            self.carry = parts[0] if len(parts) == 1 else parts
+        self._truncate_metrics()
+
+    def _truncate_metrics(self) -> None:
+        """Drop metrics records written after the checkpoint, and a line cut short by a kill."""
+        metrics = self.run_dir / "metrics.jsonl"
+        if not metrics.exists():
+            return
+        kept = []
+        for line in metrics.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record["step"] <= self.step:
+                kept.append(line)
+        atomic_write(metrics, "".join(line + "\n" for line in kept))
+        self.history = [json.loads(line) for line in kept]
