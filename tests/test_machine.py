@@ -39,3 +39,13 @@ def test_report_names_the_blas_the_cpu_and_the_step_kernels():
     assert lines[0].startswith("BLAS: ") and "kernel" in lines[0]
     assert lines[1].startswith("CPU vector width: ")
     assert lines[2].startswith("step kernels: ")
+
+
+def test_info_command_prints_the_versions_and_the_machine_report(capsys):
+    from conftest import run_cli
+
+    code, out, err = run_cli(["info"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("rnnkit ") and "NumPy" in lines[0]
+    assert any(line.startswith("BLAS: ") for line in lines) and any("step kernels" in line for line in lines)

@@ -1,5 +1,5 @@
 """The ``rnnkit`` command: ``train``; ``sample``, ``tag``, ``translate``, ``export``; ``experiment``, ``diagnose``,
-``visualize``; ``gradcheck``, ``bench``.
+``visualize``; ``gradcheck``, ``bench``, ``info``.
 
 One module per command group — `train`, `apply` (using a trained model), `study` (experiments and diagnostics),
 `check` (gradients and speed) — with the shared helpers in `common` and the options generated from the config
@@ -28,13 +28,28 @@ def cli():
 
 
 COMMANDS = (train.train, apply.sample, apply.tag, apply.translate, apply.export, study.experiment, study.diagnose,
-            study.visualize, check.gradcheck_command, check.bench)
+            study.visualize, check.gradcheck_command, check.bench, check.info)
 for command in COMMANDS:
     cli.add_command(command)
 
 
+def restart_with_best_blas() -> None:
+    """Restart the command once with ``OPENBLAS_CORETYPE`` set where OpenBLAS chose narrower kernels than this CPU
+    safely supports (see `rnnkit.machine`); never when the user set it or ``RNNKIT_BLAS_AUTO=0``."""
+    from ..machine import environment_with_best_blas
+
+    env = environment_with_best_blas()
+    if env is not None:
+        click.echo(f"rnnkit: note: restarting with OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}: OpenBLAS chose "
+                   "narrower kernels than this CPU supports (RNNKIT_BLAS_AUTO=0 turns this off)", err=True)
+        os.execve(sys.executable, [sys.executable, "-m", "rnnkit", *sys.argv[1:]], env)
+
+
 def main(argv=None) -> None:
-    """Entry point: one-line errors with exit status 2 for user errors; a bug keeps its traceback."""
+    """Entry point: one-line errors with exit status 2 for user errors; a bug keeps its traceback. Run as a
+    program (``argv`` None), it first makes sure OpenBLAS uses the widest kernels the CPU supports."""
+    if argv is None:
+        restart_with_best_blas()
     try:
         cli.main(args=argv, prog_name="rnnkit", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):

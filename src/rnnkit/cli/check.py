@@ -1,5 +1,5 @@
-"""Checking rnnkit itself: ``gradcheck`` (every backward against central differences) and ``bench`` (speed
-against torch)."""
+"""Checking rnnkit itself: ``gradcheck`` (every backward against central differences), ``bench`` (speed against
+torch) and ``info`` (the BLAS, its kernel, the CPU's vector width and the step kernels in use)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,11 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 @click.option("--no-torch", is_flag=True, help="Time rnnkit alone.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
-def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path):
+@click.option("--kernels", type=click.Choice(["compiled", "numpy"]), default=None,
+              help="rnnkit's step kernels [RNNKIT_KERNELS, else compiled where numba is installed].")
+def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path, kernels):
     """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md)."""
+    from .. import machine
     from ..training import bench as bench_lib
 
     cell_list = tuple(c.strip() for c in cells.split(","))
@@ -66,14 +69,30 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
                 "--repeats", str(repeats)] + (["--threads", str(threads)] if threads else []) \
             + (["--no-torch"] if no_torch else []) + (["--no-memory"] if no_memory else []) \
             + (["--json", json_path] if json_path else [])
-        child = subprocess.run([sys.executable, "-m", "rnnkit", *args], env=bench_lib.child_environment())
+        env = bench_lib.child_environment() | ({"RNNKIT_KERNELS": kernels} if kernels else {})
+        child = subprocess.run([sys.executable, "-m", "rnnkit", *args], env=env)
         if child.returncode:
             sys.exit(child.returncode)
         return
+    report = machine.report()
+    for line in report:
+        click.echo(line, err=True)
     records = list(bench_lib.run(cell_list, batch_sizes, hidden_sizes, steps=steps,
                                  threads=threads, repeats=repeats, with_torch=not no_torch, memory=not no_memory))
     click.echo(bench_lib.format_table(records))
     if json_path:
         meta = {"steps": steps, "threads": threads or os.cpu_count(), "repeats": repeats,
-                "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report}
         atomic_write(json_path, bench_lib.to_json(records, meta))
+
+
+@click.command()
+def info():
+    """Print what runs rnnkit's math here: versions, the BLAS and its kernel, the CPU's vector width, step kernels."""
+    from importlib.metadata import version
+
+    from .. import machine
+
+    click.echo(f"rnnkit {version('rnnkit')}, NumPy {np.__version__}, Python {sys.version.split()[0]}")
+    for line in machine.report():
+        click.echo(line)

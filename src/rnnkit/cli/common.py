@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..models.registry import load_model
+from ..training.checkpoint import load_model
 
 
 def fail(message: str) -> None:

@@ -5,7 +5,7 @@
 from .classifier import ClassifierConfig, SequenceClassifier
 from .configs import JSONConfig, option
 from .protocol import TrainableModel
-from .registry import KINDS, build_model, load_model, model_from_meta
+from .registry import KINDS, build_model, model_from_meta
 from .seq2seq import Seq2Seq, Seq2SeqConfig
 from .sequence import ENCODER_CELLS, LOSSES, RECURRENT_LAYERS, ModelConfig, SequenceModel
 from .tagger import Tagger, TaggerConfig
@@ -13,5 +13,5 @@ from .tagger import Tagger, TaggerConfig
 __all__ = [
     "ENCODER_CELLS", "KINDS", "LOSSES", "RECURRENT_LAYERS", "ClassifierConfig", "JSONConfig", "ModelConfig",
     "Seq2Seq", "Seq2SeqConfig", "SequenceClassifier", "SequenceModel", "Tagger", "TaggerConfig", "TrainableModel",
-    "build_model", "load_model", "model_from_meta", "option",
+    "build_model", "model_from_meta", "option",
 ]

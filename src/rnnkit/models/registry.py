@@ -1,7 +1,7 @@
 """Model kinds: rebuild any model from a checkpoint's description, or build the one a task needs.
 
 Every checkpoint's ``meta.json`` records its model ``kind`` (absent: ``"sequence"``) and config, so
-`model_from_meta` rebuilds any of them and `load_model` is the one loader every command uses.
+`model_from_meta` rebuilds any of them (`rnnkit.training.checkpoint.load_model` reads the files and calls it).
 """
 
 from __future__ import annotations
@@ -38,18 +38,6 @@ def model_from_meta(meta: dict, state: dict | None = None, rng=None):
     if state is not None:
         model.load_state_dict(state)
     return model
-
-
-def load_model(path, kind: str | None = None):
-    """(meta, model) of the checkpoint at ``path`` (a run directory or its checkpoint folder); with ``kind``, a
-    `CheckpointError` naming what the checkpoint holds instead when it is another kind of model."""
-    from ..training import checkpoint
-
-    meta, state, _, _ = checkpoint.load(path)
-    if kind is not None and kind_of(meta) != kind:
-        raise CheckpointError(f"{str(path)!r} is not {KINDS[kind][3]} (it holds {KINDS[kind_of(meta)][3]}, task "
-                              f"{meta.get('task', {}).get('task')!r})")
-    return meta, model_from_meta(meta, state)
 
 
 def build_model(task, options: dict, rng=None):

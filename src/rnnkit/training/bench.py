@@ -4,7 +4,8 @@ Method: for each (cell, B, H) both implementations get the same weights and inpu
 = H, one layer). Runs are interleaved (rnnkit, torch, rnnkit, torch, ...) after warm-up and the median is
 reported; both use the same number of threads (threadpoolctl limits NumPy's BLAS, ``torch.set_num_threads``
 limits torch). "Train" is forward + backward (all parameter gradients and the input gradient); "infer" is forward
-only (``torch.inference_mode``).
+only (``rnnkit.no_grad`` and ``torch.inference_mode``). rnnkit runs the step kernels chosen by
+``RNNKIT_KERNELS`` (``rnnkit bench --kernels``); the report's first lines name them, the BLAS and its kernel.
 
 GFLOP arithmetic (GEMMs only; pointwise work is not counted): with G gates, the forward pass is two GEMMs of
 2·T·B·H·G·H flops each (input projection and recurrent matmuls); backward is four more (δx, δW_ih, δh, δW_hh),
@@ -20,7 +21,9 @@ torch's OpenMP threads are left as they are: ``OMP_WAIT_POLICY=PASSIVE`` slowed 
 
 Peak memory: the peak resident set size of one training step above the resident size just before it (Linux
 ``VmHWM``, reset through ``/proc/self/clear_refs``), each measured in a fresh process so that neither library
-reuses memory pooled by earlier runs.
+reuses memory pooled by earlier runs. Before it, each library runs one tiny step (4 units, 2 steps) per code
+path, so that loading its code — torch's kernels, rnnkit's compiled kernels (numba and LLVM, ~70 MiB) — is not
+counted as memory the step needs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from ..module import no_grad
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 DEFAULT_BATCHES = (1, 16, 64)
@@ -103,7 +108,24 @@ def memory_in_subprocess(library: str, cell: str, batch: int, hidden: int, steps
         return None
 
 
+def _warm_up(library: str, cell: str) -> None:
+    """One tiny training step per code path (the compiled kernels' whole-sequence and per-step paths; torch's first
+    call), so that loading each library's code is not counted as the memory a step needs."""
+    for batch in (1, 80):
+        ours, theirs = _pair(cell, 4, library == "torch")
+        x = np.ones((batch, 2, 4), np.float32)
+        if library == "torch":
+            import torch
+
+            y, _ = theirs(torch.from_numpy(x))
+            y.sum().backward()
+        else:
+            y, _ = ours.forward(x)
+            ours.backward(np.ones_like(y))
+
+
 def _memory_child(library: str, cell: str, batch: int, hidden: int, steps: int) -> None:
+    _warm_up(library, cell)
     ours, theirs = _pair(cell, hidden, library == "torch")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
@@ -210,7 +232,8 @@ def _one(cell, batch, hidden, steps, repeats, warmup, with_torch, memory):
         ours.backward(dy)
 
     def ours_infer():
-        ours.forward(x)
+        with no_grad():
+            ours.forward(x)
 
     fns_train, fns_infer = [ours_train], [ours_infer]
     if theirs is not None:
