@@ -42,7 +42,7 @@ def test_gradcheck_with_lengths(rng, bidirectional):
 def test_gradcheck_stateful_second_chunk(rng):
     layer = rnn64(3, 4, num_layers=2, stateful=True)
     layer.forward(rng.normal(size=(2, 4, 3)))  # first chunk: its final state is carried, detached
-    assert layer._carry is not None
+    assert layer.carried_state is not None
     assert gradcheck(layer, rng.normal(size=(2, 3, 3))) < GRADCHECK_TOL
 
 

@@ -19,8 +19,9 @@ from .common import fail, load_char_model, load_kind, refuse_existing
 @click.option("--out", "out", type=click.Path(file_okay=False), default="experiments", show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per (cell, length) [experiment's own].")
 @click.option("--length", "lengths", type=click.IntRange(min=1), multiple=True, help="Sequence length(s) T.")
-@click.option("--cell", "cells", type=click.Choice(["elman", "rnn", "lstm", "gru", "rhn", "mogrifier"]),
-              multiple=True, help="Cells to compare [experiment's own]; elman = RNN trained without BPTT (Elman 1990).")
+@click.option("--cell", "cells", type=click.Choice(["rnn-nobptt", "rnn", "lstm", "gru", "rhn", "mogrifier"]),
+              multiple=True,
+              help="Cells to compare [experiment's own]; rnn-nobptt = the RNN trained without BPTT, as Elman (1990).")
 @click.option("--time-budget", type=click.FloatRange(min=1),
               help="Seconds of training per run; a run also stops once it succeeds [reber 30, adding 75, copy 60, "
                    "adding1997 60].")

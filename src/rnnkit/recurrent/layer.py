@@ -223,6 +223,11 @@ class RecurrentLayer(Module):
         """Forget the carried state of a stateful layer (start of a new stream)."""
         self._carry = None
 
+    @property
+    def carried_state(self):
+        """The state a stateful layer will start its next call from (public form), or None."""
+        return None if self._carry is None else self._to_public(self._carry)
+
     # -- options for every runner ---------------------------------------------------------------------
     @property
     def detach_state(self) -> bool:

@@ -5,7 +5,7 @@ task's success criterion holds, and reports per (cell, length): success rate ove
 mean final validation loss against the trivial baseline, and mean time — printed, written as Markdown, and
 plotted as a PNG. Runs are independent, so ``jobs`` > 1 runs them in parallel processes (one BLAS thread each).
 
-Besides the cells of `rnnkit.models.RECURRENT_LAYERS`, an experiment may compare *variants*: ``elman`` is the
+Besides the cells of `rnnkit.models.RECURRENT_LAYERS`, an experiment may compare *variants*: ``rnn-nobptt`` is the
 vanilla RNN trained as Elman (1990) and the Elman rows of Hochreiter & Schmidhuber (1997) were — the previous state
 enters each step as a constant input (``detach_state``), so no error is propagated back through time.
 """
@@ -29,7 +29,7 @@ from .plotting import save_figure
 from .trainer import TrainConfig, Trainer
 
 # variant label → (cell, ModelConfig overrides); any other label is a cell name with no overrides
-VARIANTS = {"elman": ("rnn", {"detach_state": True})}
+VARIANTS = {"rnn-nobptt": ("rnn", {"detach_state": True})}
 
 
 def variant(label: str) -> tuple[str, dict]:
@@ -55,7 +55,7 @@ class Experiment:
     published: str = ""
 
     def lr_for(self, label: str) -> float:
-        """The rate for a cell label: its own, else its base cell's (elman → rnn), else the default."""
+        """The rate for a cell label: its own, else its base cell's (rnn-nobptt → rnn), else the default."""
         if not isinstance(self.lr, dict):
             return self.lr
         return self.lr.get(label, self.lr.get(variant(label)[0], self.lr["default"]))
@@ -63,13 +63,14 @@ class Experiment:
 
 # Learning rates are per cell where one rate does not suit all: each is the best of a small sweep (recorded in
 # docs/experiments.md). The vanilla RNN diverges at the gated cells' rates (its loss ends above the baseline), and
-# the "elman" variant gets the RNN's rate, so its failure is the missing gradient through time, not the rate.
+# the "rnn-nobptt" variant gets the RNN's rate, so its failure is the missing gradient through time, not the rate.
 EXPERIMENTS = {
     "reber": Experiment(
         name="reber",
         description="Embedded Reber grammar (Hochreiter & Schmidhuber 1997, Exp. 1): 256 train / 256 test strings; "
-        "SGD, momentum 0.9, batches of 16; elman = RNN without backpropagation through time",
-        cells=("elman", "rnn", "lstm", "gru"), lengths=(0,), seeds=5, hidden_size=16,
+        "SGD, momentum 0.9, batches of 16; rnn-nobptt = the RNN trained as Elman (1990), without backpropagation "
+        "through time",
+        cells=("rnn-nobptt", "rnn", "lstm", "gru"), lengths=(0,), seeds=5, hidden_size=16,
         lr={"rnn": 0.3, "default": 1.0}, epochs=10**6, eval_every=160,
         make_task=lambda length, seed: ReberTask(seed=seed), time_budget=30.0, optimizer="sgd", momentum=0.9,
         score=("test strings correct", "test_strings_correct"),
