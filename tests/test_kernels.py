@@ -23,7 +23,11 @@ CONFIGS = {
     "lstm-peephole-proj": (rnnkit.LSTM, {"peephole": True, "proj_size": 3}),
     "gru-reset-after": (rnnkit.GRU, {}),
     "gru-reset-before": (rnnkit.GRU, {"reset_after": False}),
-    "mogrifier": (rnnkit.MogrifierLSTM, {"rounds": 2}),
+    "mogrifier": (rnnkit.MogrifierLSTM, {"rounds": 3}),
+    "mogrifier-low-rank": (rnnkit.MogrifierLSTM, {"rounds": 2, "rank": 2}),
+    "rhn-coupled": (rnnkit.RHN, {"depth": 2}),
+    "rhn-uncoupled": (rnnkit.RHN, {"depth": 2, "coupled": False}),
+    "rhn-no-bias": (rnnkit.RHN, {"depth": 3, "bias": False}),
 }
 TOL = {np.float32: 1e-6, np.float64: 1e-12}
 
@@ -70,7 +74,8 @@ def test_compiled_kernels_equal_the_numpy_code_forward_and_backward(name, ragged
     assert worst <= TOL[dtype], f"{name}: kernels differ from NumPy by {worst:.2e}"
 
 
-@pytest.mark.parametrize("name", ["lstm", "lstm-peephole-proj", "gru-reset-before", "rnn-tanh"])
+@pytest.mark.parametrize("name", ["lstm", "lstm-peephole-proj", "gru-reset-before", "rnn-tanh", "rhn-uncoupled",
+                                  "mogrifier-low-rank"])
 def test_compiled_kernels_pass_gradcheck(name, loop):
     cls, options = CONFIGS[name]
     layer = cls(3, 4, dtype=np.float64, rng=0, **options)
@@ -100,6 +105,19 @@ def test_the_whole_sequence_path_is_taken_for_small_lstms_only():
         assert not rnnkit.MogrifierLSTM(3, 8).cells[0].runs_whole_sequence(4)
     with kernels.using("numpy"):
         assert not small.runs_whole_sequence(4)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "identity"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_jordan_kernels_equal_the_numpy_code(activation, dtype):
+    layer = rnnkit.Jordan(5, 8, 3, output_activation=activation, state_decay=0.3, dtype=dtype, rng=0)
+    rng = np.random.default_rng(4)
+    x, lengths = rng.normal(size=(4, 6, 5)).astype(dtype), np.array([6, 2, 5, 4])
+    with kernels.using("numpy"):
+        expected = run(layer, x, lengths, None)
+    with kernels.using("compiled"):
+        got = run(layer, x, lengths, None)
+    assert max(relative_error(g, e) for g, e in zip(got, expected)) <= TOL[dtype]
 
 
 def test_kernel_choice_is_made_per_call_and_restored():

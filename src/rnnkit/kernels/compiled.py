@@ -319,3 +319,115 @@ def gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh):
             r = a[j]
             d[j] = drh[j] * hp[j] * dsigmoid(r)
             dhb[j] += drh[j] * r
+
+
+# -- Recurrent highway network ---------------------------------------------------------------------------------
+@njit(**JIT)
+def rhn_forward(a, b_l, xp, first, s_in, coupled, out):
+    """`RHNStep.step`, micro-cell l, after its GEMM: ``a`` (n, G) holds s^{l-1} R_lᵀ on entry (+ b_l, + xp when
+    ``first``) and the activated [h, τ(, c)] on exit; ``out`` ← s^l = h ⊙ τ + s^{l-1} ⊙ c (c = 1 − τ coupled)."""
+    hs = s_in.shape[1]
+    for b in range(a.shape[0]):
+        ab, sb, ob = a[b], s_in[b], out[b]
+        for j in range(hs):
+            a_h, a_t = ab[j] + b_l[j], ab[hs + j] + b_l[hs + j]
+            if first:
+                a_h += xp[b, j]
+                a_t += xp[b, hs + j]
+            h, tau = tanh(a_h), sigmoid(a_t)
+            ab[j], ab[hs + j] = h, tau
+            if coupled:
+                ob[j] = sb[j] + tau * (h - sb[j])
+            else:
+                a_c = ab[2 * hs + j] + b_l[2 * hs + j]
+                if first:
+                    a_c += xp[b, 2 * hs + j]
+                c = sigmoid(a_c)
+                ab[2 * hs + j] = c
+                ob[j] = h * tau + sb[j] * c
+
+
+@njit(**JIT)
+def rhn_backward(ds, a, s_in, coupled, da):
+    """`RHNStep.step_backward`, micro-cell l, before δs^{l-1} += δa^l R_l: writes δa^l = [δa_h, δa_τ(, δa_c)] into
+    ``da`` and leaves δs^l ⊙ c (the carry's direct part) in ``ds``."""
+    hs = ds.shape[1]
+    for b in range(ds.shape[0]):
+        ab, sb, db, dsb = a[b], s_in[b], da[b], ds[b]
+        for j in range(hs):
+            h, tau, d = ab[j], ab[hs + j], dsb[j]
+            db[j] = d * tau * dtanh(h)
+            if coupled:
+                db[hs + j] = d * (h - sb[j]) * dsigmoid(tau)
+                dsb[j] = d * (one(tau) - tau)
+            else:
+                c = ab[2 * hs + j]
+                db[hs + j] = d * h * dsigmoid(tau)
+                db[2 * hs + j] = d * sb[j] * dsigmoid(c)
+                dsb[j] = d * c
+
+
+# -- Mogrifier rounds ------------------------------------------------------------------------------------------
+@njit(**JIT)
+def mogrifier_round(g, gated, out):
+    """`MogrifierStep.step`, one round after its GEMM: ``g`` (n, K) holds z on entry and 2σ(z) on exit;
+    out = 2σ(z) ⊙ gated."""
+    for b in range(g.shape[0]):
+        gb, xb, ob = g[b], gated[b], out[b]
+        for j in range(gb.shape[0]):
+            two_sigma = sigmoid(gb[j]) * (one(gb[j]) + one(gb[j]))
+            gb[j] = two_sigma
+            ob[j] = two_sigma * xb[j]
+
+
+@njit(**JIT)
+def mogrifier_round_backward(g, gated, d_out, dz):
+    """`MogrifierStep.step_backward`, one round: δz = δout ⊙ gated ⊙ g(1 − g/2), then δout ← δout ⊙ g (δgated)."""
+    for b in range(g.shape[0]):
+        gb, xb, db, dzb = g[b], gated[b], d_out[b], dz[b]
+        for j in range(gb.shape[0]):
+            dzb[j] = db[j] * xb[j] * gb[j] * (one(gb[j]) - half(gb[j]) * gb[j])
+            db[j] = db[j] * gb[j]
+
+
+# -- Jordan network --------------------------------------------------------------------------------------------
+@njit(**JIT)
+def jordan_state(s_prev, y_prev, decay, s):
+    """`JordanStep.step`: s_t = μ s_{t-1} + y_{t-1} (μ = ``decay``, in the arrays' precision)."""
+    for b in range(s.shape[0]):
+        for j in range(s.shape[1]):
+            s[b, j] = decay * s_prev[b, j] + y_prev[b, j]
+
+
+@njit(**JIT)
+def jordan_hidden(h, xp):
+    """h ← tanh(h + xp) after the state GEMM."""
+    for b in range(h.shape[0]):
+        for j in range(h.shape[1]):
+            h[b, j] = tanh(h[b, j] + xp[b, j])
+
+
+@njit(**JIT)
+def jordan_output(y, bias, has_bias, activation):
+    """y ← ψ(y + b_hy) after the output GEMM; ``activation`` 0 sigmoid, 1 tanh, 2 identity."""
+    for b in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            a = y[b, j] + bias[j] if has_bias else y[b, j]
+            y[b, j] = sigmoid(a) if activation == 0 else (tanh(a) if activation == 1 else a)
+
+
+@njit(**JIT)
+def jordan_output_backward(dy, y, activation, da_y):
+    """δa_y = δy ⊙ ψ'(y): y(1 − y), 1 − y², or 1."""
+    for b in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            d = dy[b, j]
+            da_y[b, j] = d * dsigmoid(y[b, j]) if activation == 0 else (d * dtanh(y[b, j]) if activation == 1 else d)
+
+
+@njit(**JIT)
+def jordan_hidden_backward(dxp, h):
+    """δa_h = (δa_y W_hy) ⊙ (1 − h²), in place in ``dxp``."""
+    for b in range(h.shape[0]):
+        for j in range(h.shape[1]):
+            dxp[b, j] = dxp[b, j] * dtanh(h[b, j])

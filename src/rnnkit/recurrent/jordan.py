@@ -35,7 +35,8 @@ class JordanStep(Cell):
                         δb_ih = δb_hh += Σ δa_h
 
     The state tuple is (y, s): the output comes first, as for every cell. Workspace: ``hidden`` (T, B, H) h_t,
-    ``da_y`` (T, B, O) written by the backward, ``w_hh_t`` and ``w_hy_t`` (contiguous transposes).
+    ``da_y`` (T, B, O) written by the backward, ``w_hh_t`` and ``w_hy_t`` (contiguous transposes), ``decay`` μ,
+    ``b_hy`` (zeros without bias), ``activation`` ψ's index in ``OUTPUT_ACTIVATIONS``, ``kernels``.
     """
 
     state_names = ("y", "s")
@@ -64,18 +65,30 @@ class JordanStep(Cell):
         ws.hidden = self.per_step(steps, batch, self.hidden_size, self.dtype, ragged)
         ws.da_y = self.per_step(steps, batch, self.recurrent_size, self.dtype, ragged)
         ws.w_hy_t = transposed(self.weight_hy.data)
+        ws.decay = self.dtype.type(self.state_decay)  # μ in the arrays' precision
+        ws.b_hy = self.bias_hy.data if self.bias else np.zeros(self.recurrent_size, self.dtype)
+        ws.activation = OUTPUT_ACTIVATIONS.index(self.output_activation)  # 0 sigmoid, 1 tanh, 2 identity
         return ws
 
     def step(self, ws, t, xp, prev, new):
         (y_prev, s_prev), (y, s) = prev, new
-        h = ws.hidden[t, :xp.shape[0]]
-        np.multiply(s_prev, self.state_decay, out=s)
-        s += y_prev
+        h, fused = ws.hidden[t, :xp.shape[0]], ws.kernels
+        if fused is not None:
+            fused.jordan_state(s_prev, y_prev, ws.decay, s)
+        else:  # s_t = μ s_{t-1} + y_{t-1}
+            np.multiply(s_prev, ws.decay, out=s)
+            s += y_prev
         np.matmul(s, ws.w_hh_t, out=h)
-        h += xp
-        np.tanh(h, out=h)
+        if fused is not None:
+            fused.jordan_hidden(h, xp)
+        else:  # h_t = tanh(x_t W_ihᵀ + b_ih + s_t W_hhᵀ + b_hh)
+            h += xp
+            np.tanh(h, out=h)
         np.matmul(h, ws.w_hy_t, out=y)
-        if self.bias:
+        if fused is not None:
+            fused.jordan_output(y, ws.b_hy, self.bias, ws.activation)
+            return
+        if self.bias:  # y_t = ψ(h_t W_hyᵀ + b_hy)
             y += self.bias_hy.data
         if self.output_activation == "sigmoid":
             sigmoid(y, out=y)
@@ -84,19 +97,24 @@ class JordanStep(Cell):
 
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dy, ds), y = dstate, new[0]
-        n = dxp.shape[0]
+        n, fused = dxp.shape[0], ws.kernels
         h, da_y = ws.hidden[t, :n], ws.da_y[t, :n]
-        if self.output_activation == "sigmoid":
+        if fused is not None:
+            fused.jordan_output_backward(dy, y, ws.activation, da_y)
+        elif self.output_activation == "sigmoid":  # δa_y = δy ⊙ ψ'(y)
             np.multiply(dy, y * (1.0 - y), out=da_y)
         elif self.output_activation == "tanh":
             np.multiply(dy, 1.0 - y * y, out=da_y)
         else:
             da_y[...] = dy
         np.matmul(da_y, self.weight_hy.data, out=dxp)  # δa_h = (δa_y W_hy) ⊙ (1 − h²)
-        dxp *= 1.0 - h * h
+        if fused is not None:
+            fused.jordan_hidden_backward(dxp, h)
+        else:
+            dxp *= 1.0 - h * h
         ds += dxp @ self.weight_hh.data  # δs = δs_t + δa_h W_hh;  δy_{t-1} = δs;  δs_{t-1} = μ δs
         dy[...] = ds
-        ds *= self.state_decay
+        ds *= ws.decay
 
     def accumulate(self, ws, x, dxp, prev, new):
         rows = dxp.shape[0]
@@ -123,9 +141,10 @@ class Jordan(RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, output_size, output_activation="sigmoid", state_decay=0.0,
                  bias=True, num_layers=1, dropout=0.0, bidirectional=False, stateful=False, dtype=np.float32,
-                 rng=None):
+                 rng=None, return_state=True):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
+                         return_state=return_state,
                          output_size=output_size, output_activation=output_activation, state_decay=state_decay)
         self.output_size_per_direction = output_size
         self.output_activation, self.state_decay = output_activation, state_decay

@@ -124,9 +124,12 @@ class MogrifierStep(LSTMStep):
             odd, k = self._round(i)
             inp, gated, out, g, _ = self._round_arrays(ws, odd, k, t, n)
             self._gate_preactivation(ws, odd, k, t, n, inp, g)
-            sigmoid(g, out=g)
-            g *= 2.0
-            np.multiply(g, gated, out=out)
+            if ws.kernels is not None:
+                ws.kernels.mogrifier_round(g, gated, out)
+            else:
+                sigmoid(g, out=g)
+                g *= 2.0
+                np.multiply(g, gated, out=out)
         x_m, h_m = ws.xs[self.n_q, t, :n], ws.hs[self.n_r, t, :n]
         gates_in = ws.gates_in[:n]
         np.matmul(x_m, ws.w_ih_t, out=gates_in)
@@ -145,12 +148,15 @@ class MogrifierStep(LSTMStep):
             _, gated, _, g, dz = self._round_arrays(ws, odd, k, t, n)
             d_out, d_in = (dx, dh) if odd else (dh, dx)
             # δz = δout ⊙ gated ⊙ g(1 − g/2);  δgated = δout ⊙ g;  δinput += δz M
-            np.multiply(g, 0.5, out=dz)
-            np.subtract(1.0, dz, out=dz)
-            dz *= g
-            dz *= gated
-            dz *= d_out
-            d_out *= g
+            if ws.kernels is not None:
+                ws.kernels.mogrifier_round_backward(g, gated, d_out, dz)
+            else:
+                np.multiply(g, 0.5, out=dz)
+                np.subtract(1.0, dz, out=dz)
+                dz *= g
+                dz *= gated
+                dz *= d_out
+                d_out *= g
             mats = self._matrices(odd)
             if self.rank is None:
                 d_in += dz @ mats[0].data[k]
@@ -193,8 +199,9 @@ class MogrifierLSTM(RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, rounds=5, rank=None, num_layers=1, bias=True, dropout=0.0,
                  bidirectional=False, proj_size=0, peephole=False, forget_bias=None, stateful=False,
-                 dtype=np.float32, rng=None):
+                 dtype=np.float32, rng=None, return_state=True):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng, rounds=rounds,
-                         rank=rank, proj_size=proj_size, peephole=peephole, forget_bias=forget_bias)
+                         rank=rank, proj_size=proj_size, peephole=peephole, forget_bias=forget_bias,
+                         return_state=return_state)
         self.rounds, self.rank, self.proj_size, self.peephole = rounds, rank, proj_size, peephole

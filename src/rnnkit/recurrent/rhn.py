@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..activations import sigmoid
 from ..errors import ConfigError
 from .cell import Cell, Workspace, dsigmoid, dtanh, transposed
@@ -32,7 +33,7 @@ class RHNStep(Cell):
 
     Workspace: ``gates`` (L, T, B, G) activated gates per depth, ``inputs`` (L, T, B, H) the micro-state inputs
     s^{l-1}, ``dgates`` (L, T, B, G) δa^l (depth 1's is the runner's δxp), ``r_t`` the contiguous R_lᵀ (H, G),
-    ``scratch`` (B, H).
+    ``biases`` the b_l (zeros without bias), ``scratch`` (B, H), ``kernels``.
     """
 
     def __init__(self, input_size, hidden_size, bias=True, depth=1, coupled=True, transform_bias=-2.0,
@@ -52,11 +53,12 @@ class RHNStep(Cell):
         make = np.zeros if ragged else np.empty
         g, hs, depth = self.gate_width, self.hidden_size, self.depth
         w = self.weight_hh.data.reshape(depth, g, hs)
+        biases = self.bias_hh.data.reshape(depth, g) if self.bias else np.zeros((depth, g), self.dtype)
         return Workspace(gates=make((depth, steps, batch, g), self.dtype),
                          inputs=make((depth, steps, batch, hs), self.dtype),
                          dgates=make((depth, steps, batch, g), self.dtype),
-                         r_t=[transposed(w[l]) for l in range(depth)],
-                         scratch=np.empty((batch, hs), self.dtype), kernels=None)  # no compiled kernels
+                         r_t=[transposed(w[l]) for l in range(depth)], biases=list(biases),
+                         scratch=np.empty((batch, hs), self.dtype), kernels=kernels.active())
 
     def gate_activations(self, ws):
         h = self.hidden_size
@@ -75,57 +77,71 @@ class RHNStep(Cell):
         return xp
 
     def step(self, ws, t, xp, prev, new):
-        n, hs, g = xp.shape[0], self.hidden_size, self.gate_width
+        n = xp.shape[0]
         s = prev[0]
         for l in range(self.depth):
             a, s_in = ws.gates[l, t, :n], ws.inputs[l, t, :n]
             s_in[...] = s
             np.matmul(s, ws.r_t[l], out=a)  # a^l = s^{l-1} R_lᵀ + b_l (+ x W_ihᵀ + b_ih)
-            if self.bias:
-                a += self.bias_hh.data[l * g:(l + 1) * g]
-            if l == 0:
-                a += xp
-            h, tau = a[:, :hs], a[:, hs:2 * hs]
-            np.tanh(h, out=h)
-            sigmoid(a[:, hs:], out=a[:, hs:])  # τ (and c when uncoupled)
             out = new[0] if l == self.depth - 1 else ws.inputs[l + 1, t, :n]
-            if self.coupled:  # s^l = s^{l-1} + τ ⊙ (h − s^{l-1})
-                np.subtract(h, s_in, out=out)
-                out *= tau
-                out += s_in
-            else:  # s^l = h ⊙ τ + s^{l-1} ⊙ c
-                np.multiply(h, tau, out=out)
-                out += np.multiply(s_in, a[:, 2 * hs:], out=ws.scratch[:n])
+            if ws.kernels is not None:
+                ws.kernels.rhn_forward(a, ws.biases[l], xp, l == 0, s_in, self.coupled, out)
+            else:
+                self._micro_cell_forward(a, ws.biases[l], xp if l == 0 else None, s_in, out, ws.scratch[:n])
             s = out
 
+    def _micro_cell_forward(self, a, b_l, xp, s_in, out, tmp):
+        """NumPy: activate a^l in place and write s^l into ``out`` (`rnnkit.kernels.compiled.rhn_forward`)."""
+        hs = self.hidden_size
+        a += b_l
+        if xp is not None:
+            a += xp
+        h, tau = a[:, :hs], a[:, hs:2 * hs]
+        np.tanh(h, out=h)
+        sigmoid(a[:, hs:], out=a[:, hs:])  # τ (and c when uncoupled)
+        if self.coupled:  # s^l = s^{l-1} + τ ⊙ (h − s^{l-1})
+            np.subtract(h, s_in, out=out)
+            out *= tau
+            out += s_in
+        else:  # s^l = h ⊙ τ + s^{l-1} ⊙ c
+            np.multiply(h, tau, out=out)
+            out += np.multiply(s_in, a[:, 2 * hs:], out=tmp)
+
     def step_backward(self, ws, t, dstate, prev, new, dxp):
-        n, hs = dxp.shape[0], self.hidden_size
+        n = dxp.shape[0]
         ds = dstate[0]
-        tmp = ws.scratch[:n]
         for l in reversed(range(self.depth)):
             a, s_in = ws.gates[l, t, :n], ws.inputs[l, t, :n]
             da = dxp if l == 0 else ws.dgates[l, t, :n]
-            h, tau = a[:, :hs], a[:, hs:2 * hs]
-            da_h, da_tau = da[:, :hs], da[:, hs:2 * hs]
-            # δa_h = δs ⊙ τ ⊙ (1 − h²)
-            np.multiply(ds, tau, out=da_h)
-            da_h *= dtanh(h, out=tmp)
-            # δa_τ = δs ⊙ (h − s^{l-1}) ⊙ τ(1 − τ)  [coupled]  or  δs ⊙ h ⊙ τ(1 − τ)
-            if self.coupled:
-                np.subtract(h, s_in, out=da_tau)
-                da_tau *= ds
+            if ws.kernels is not None:
+                ws.kernels.rhn_backward(ds, a, s_in, self.coupled, da)
             else:
-                np.multiply(ds, h, out=da_tau)
-            da_tau *= dsigmoid(tau, out=tmp)
-            if self.coupled:
-                np.subtract(1.0, tau, out=tmp)  # the carry: δs^{l-1} direct part δs ⊙ (1 − τ)
-            else:  # δa_c = δs ⊙ s^{l-1} ⊙ c(1 − c);  direct part δs ⊙ c
-                c, da_c = a[:, 2 * hs:], da[:, 2 * hs:]
-                np.multiply(ds, s_in, out=da_c)
-                da_c *= dsigmoid(c, out=tmp)
-                tmp[...] = c
-            ds *= tmp
+                self._micro_cell_backward(ds, a, s_in, da, ws.scratch[:n])
             ds += da @ self._recurrent_weight(l)  # δs^{l-1} = δs^l ⊙ c + δa^l R_l
+
+    def _micro_cell_backward(self, ds, a, s_in, da, tmp):
+        """NumPy: δa^l into ``da``; δs^l ← δs^l ⊙ c, the carry's direct part (`compiled.rhn_backward`)."""
+        hs = self.hidden_size
+        h, tau = a[:, :hs], a[:, hs:2 * hs]
+        da_h, da_tau = da[:, :hs], da[:, hs:2 * hs]
+        # δa_h = δs ⊙ τ ⊙ (1 − h²)
+        np.multiply(ds, tau, out=da_h)
+        da_h *= dtanh(h, out=tmp)
+        # δa_τ = δs ⊙ (h − s^{l-1}) ⊙ τ(1 − τ)  [coupled]  or  δs ⊙ h ⊙ τ(1 − τ)
+        if self.coupled:
+            np.subtract(h, s_in, out=da_tau)
+            da_tau *= ds
+        else:
+            np.multiply(ds, h, out=da_tau)
+        da_tau *= dsigmoid(tau, out=tmp)
+        if self.coupled:
+            np.subtract(1.0, tau, out=tmp)  # the carry: δs^{l-1} direct part δs ⊙ (1 − τ)
+        else:  # δa_c = δs ⊙ s^{l-1} ⊙ c(1 − c);  direct part δs ⊙ c
+            c, da_c = a[:, 2 * hs:], da[:, 2 * hs:]
+            np.multiply(ds, s_in, out=da_c)
+            da_c *= dsigmoid(c, out=tmp)
+            tmp[...] = c
+        ds *= tmp
 
     def accumulate(self, ws, x, dxp, prev, new):
         depth, steps, batch, g = ws.gates.shape
@@ -155,8 +171,10 @@ class RHN(RecurrentLayer):
     cell_class = RHNStep
 
     def __init__(self, input_size, hidden_size, depth=1, coupled=True, transform_bias=-2.0, num_layers=1, bias=True,
-                 dropout=0.0, bidirectional=False, stateful=False, dtype=np.float32, rng=None):
+                 dropout=0.0, bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
-                         bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng, depth=depth,
+                         bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
+                         return_state=return_state,
+                         depth=depth,
                          coupled=coupled, transform_bias=transform_bias)
         self.depth, self.coupled = depth, coupled
