@@ -125,7 +125,7 @@ def test_train_eval_mode_propagates():
 
 @pytest.mark.parametrize("bad, error, message", [
     (np.ones((2, 4), np.float32), ValueError, "3 features"),
-    (np.ones((2, 3), np.float64), TypeError, "float32"),
+    (np.ones((2, 3), np.int64), TypeError, "real floating-point array .* got int64"),
     (np.full((2, 3), np.nan, np.float32), ValueError, "NaN"),
     ([[1.0, 2.0, 3.0]], TypeError, "numpy array"),
 ])

@@ -152,7 +152,7 @@ def test_backward_with_only_final_state_gradient(rng):
 
 @pytest.mark.parametrize("call, error, message", [
     (lambda m: m.forward(np.zeros((2, 5, 4), np.float32)), ValueError, "3 features"),
-    (lambda m: m.forward(np.zeros((2, 5, 3), np.float64)), TypeError, "float32"),
+    (lambda m: m.forward(np.zeros((2, 5, 3), np.complex128)), TypeError, "got complex128"),
     (lambda m: m.forward(np.zeros((2, 5, 3), np.int64)), TypeError, "float32"),
     (lambda m: m.forward(np.zeros((5,), np.float32)), ValueError, "2-D or 3-D"),
     (lambda m: m.forward(np.full((2, 5, 3), np.nan, np.float32)), ValueError, "NaN"),

@@ -28,6 +28,29 @@ from .sequences import pad_sequences, unpad_sequences
 __version__ = "0.1.0"
 
 
+def fit(model, inputs, targets=None, **options) -> list[dict]:
+    """Train ``model`` (any Module, or a model of `rnnkit.models`) on NumPy arrays or a Task and return the history;
+    see `rnnkit.training.fit.fit` for the options (``epochs``, ``batch_size``, ``loss``, ``lr``, ``val``,
+    ``lengths``, ``k1``/``k2``, ``run_dir``...)."""
+    from .training.fit import fit as _fit
+
+    return _fit(model, inputs, targets, **options)
+
+
+def predict(model, inputs, lengths=None, batch_size: int | None = None):
+    """The model's outputs in evaluation mode, saving nothing; see `rnnkit.training.fit.predict`."""
+    from .training.fit import predict as _predict
+
+    return _predict(model, inputs, lengths, batch_size)
+
+
+def evaluate(model, inputs, targets, lengths=None, mask=None, loss="ce", batch_size: int = 256) -> dict:
+    """Mean loss (and accuracy for cross-entropy) of ``model`` on arrays; see `rnnkit.training.fit.evaluate`."""
+    from .training.fit import evaluate as _evaluate
+
+    return _evaluate(model, inputs, targets, lengths, mask, loss, batch_size)
+
+
 def export_onnx(model, path, initial_state: bool = False, lengths: bool = False) -> None:
     """Export an RNN/LSTM/GRU (or a SequenceModel of one) to ONNX; see `rnnkit.onnx_export`."""
     from .onnx_export import export_onnx as _export
@@ -40,6 +63,6 @@ __all__ = [
     "CRF", "ModelConfig", "RnnkitError", "Seq2Seq", "SequenceClassifier", "SequenceModel", "Tagger",
     "Adagrad", "Adam", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Embedding", "Linear", "MSELoss", "Module",
     "OneHot", "Parameter", "RMSprop", "ReLU", "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "clip_grad_norm",
-    "export_onnx", "from_torch", "gradcheck", "init", "losses", "manual_seed", "no_grad", "optim", "pad_sequences",
-    "to_torch", "unpad_sequences",
+    "evaluate", "export_onnx", "fit", "from_torch", "gradcheck", "init", "losses", "manual_seed", "no_grad", "optim",
+    "pad_sequences", "predict", "to_torch", "unpad_sequences",
 ]

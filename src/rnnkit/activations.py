@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Module
+from .module import Module, check_float_grad, check_floating
 
 
 def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -43,13 +43,15 @@ class _Activation(Module):
         raise NotImplementedError
 
     def forward(self, x):
-        y = self.activate(x)
+        """y = f(x) in x's own dtype (any real floating array; no parameters, so nothing to convert to)."""
+        y = self.activate(check_floating(x, f"{type(self).__name__} input"))
         self.save_for_backward(y)
         return y
 
     def backward(self, dy):
+        """δx in the input's dtype."""
         (y,) = self.saved_for_backward()
-        return self.input_gradient(dy, y)
+        return self.input_gradient(check_float_grad(dy, f"{type(self).__name__}: gradient of the output", y.dtype), y)
 
 
 class Sigmoid(_Activation):

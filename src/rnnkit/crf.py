@@ -23,7 +23,16 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ConfigError, ShapeError
-from .module import DEFAULT_DTYPE, Module, Parameter, as_rng, check_dtype, check_float_array, check_index_array
+from .module import (
+    DEFAULT_DTYPE,
+    Module,
+    Parameter,
+    as_rng,
+    check_dtype,
+    check_float_array,
+    check_index_array,
+    in_dtype_of,
+)
 
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -34,6 +43,7 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
 class CRF(Module):
     """forward(emissions (B, T, K), tags (B, T), mask (B, T) = None) → NLL per sequence (B,);
     backward(δnll (B,)) → δemissions. ``decode(emissions, mask)`` → best paths (Viterbi), a list of int arrays.
+    One unbatched sequence — emissions (T, K), tags (T,) — gives a scalar NLL, (T, K) gradients and one path.
 
     Parameters: ``transitions`` (K, K) [from, to], and with ``start_end=True`` ``start_transitions``,
     ``end_transitions`` (K), all initialised U(−0.1, 0.1) (as pytorch-crf).
@@ -58,8 +68,14 @@ class CRF(Module):
         end = self.end_transitions.data if self.start_end else zeros
         return self.transitions.data, start, end
 
-    def _check(self, emissions, mask, tags=None) -> np.ndarray:
-        check_float_array(emissions, "emissions", self.dtype, (3,))
+    def _check(self, emissions, mask, tags=None):
+        """(emissions (B, T, K) in the CRF's dtype, tags (B, T) or None, mask (B, T)), an unbatched (T, K) call
+        given a batch axis of one."""
+        emissions = check_float_array(emissions, "emissions", self.dtype, (2, 3))
+        if emissions.ndim == 2:  # one unbatched sequence: tags (T,), mask (T,)
+            emissions = emissions[None]
+            tags = tags[None] if isinstance(tags, np.ndarray) else tags
+            mask = None if mask is None else np.asarray(mask)[None]
         batch, steps, k = emissions.shape
         if k != self.num_tags:
             raise ShapeError(f"emissions must have {self.num_tags} tag scores in their last axis, got shape "
@@ -75,7 +91,7 @@ class CRF(Module):
             raise ShapeError("mask: the first step of every sequence must be valid")
         if (np.diff(mask.astype(np.int8), axis=1) > 0).any():
             raise ShapeError("mask: the valid steps of each sequence must be a prefix (padding at the end)")
-        return mask
+        return emissions, tags, mask
 
     def _alphas(self, emissions, mask):
         trans, start, _ = self._scores()
@@ -88,7 +104,9 @@ class CRF(Module):
 
     # -- negative log-likelihood ------------------------------------------------------------------------
     def forward(self, emissions: np.ndarray, tags: np.ndarray, mask=None) -> np.ndarray:
-        mask = self._check(emissions, mask, tags)
+        """NLL per sequence (B,) — a scalar array () for one unbatched sequence (emissions (T, K), tags (T,))."""
+        given, unbatched = getattr(emissions, "dtype", None), np.ndim(emissions) == 2
+        emissions, tags, mask = self._check(emissions, mask, tags)
         trans, start, end = self._scores()
         batch, steps, _ = emissions.shape
         rows = np.arange(batch)
@@ -98,14 +116,20 @@ class CRF(Module):
         gold += (trans[tags[:, :-1], tags[:, 1:]] * mask[:, 1:]).sum(axis=1) + end[last]
         alphas = self._alphas(emissions, mask)
         log_z = _logsumexp(alphas[:, -1] + end, axis=1)
-        self.save_for_backward(emissions, tags, mask, alphas, log_z, lengths)
-        return log_z - gold
+        self.save_for_backward(emissions, tags, mask, alphas, log_z, lengths, given, unbatched)
+        nll = log_z - gold
+        return nll[0] if unbatched else nll
 
     def backward(self, dnll: np.ndarray) -> np.ndarray:
-        emissions, tags, mask, alphas, log_z, lengths = self.saved_for_backward()
+        """δNLL per sequence (B,) (a scalar for an unbatched call) → δemissions, in the emissions' dtype."""
+        emissions, tags, mask, alphas, log_z, lengths, given, unbatched = self.saved_for_backward()
         trans, _, end = self._scores()
         batch, steps, k = emissions.shape
-        w = np.asarray(dnll, emissions.dtype).reshape(batch)
+        w = np.asarray(dnll)
+        if w.dtype.kind not in "fiu" or w.size != batch:
+            raise ShapeError(f"CRF: gradient of the NLL must be {batch} real number(s), got {w.dtype} array of "
+                             f"shape {w.shape}")
+        w = w.astype(emissions.dtype).reshape(batch)
         # β_t = ω where t is the last valid step or later; the recursion from β_{t+1} before it.
         betas = np.empty_like(emissions)
         betas[:, -1] = end
@@ -131,12 +155,14 @@ class CRF(Module):
             final = unary[rows, lengths - 1].copy()
             final[rows, tags[rows, lengths - 1]] -= 1.0
             self.end_transitions.grad += w @ final
-        return demissions
+        return in_dtype_of(demissions[0] if unbatched else demissions, given)
 
     # -- decoding -------------------------------------------------------------------------------------
     def decode(self, emissions: np.ndarray, mask=None) -> list[np.ndarray]:
-        """Viterbi: the highest-scoring tag path of each sequence (length = its valid steps)."""
-        mask = self._check(emissions, mask)
+        """Viterbi: the highest-scoring tag path of each sequence (length = its valid steps); for one unbatched
+        sequence (T, K), its path."""
+        unbatched = np.ndim(emissions) == 2
+        emissions, _, mask = self._check(emissions, mask)
         trans, start, end = self._scores()
         batch, steps, k = emissions.shape
         score = start + emissions[:, 0]
@@ -157,4 +183,4 @@ class CRF(Module):
                 tag = int(pointers[b, t, tag])
                 path.append(tag)
             paths.append(np.array(path[::-1], dtype=np.int64))
-        return paths
+        return paths[0] if unbatched else paths

@@ -47,5 +47,9 @@ class TrainingError(RnnkitError, RuntimeError):
     """Training cannot go on (for example a non-finite loss); the last good checkpoint is left intact."""
 
 
+class DependencyError(RnnkitError, ImportError):
+    """An optional package the call needs is not installed (the message says how to install it)."""
+
+
 class UsageError(RnnkitError, RuntimeError):
     """An API call out of order: for example ``backward()`` with no matching ``forward()``."""

@@ -8,7 +8,16 @@ import numpy as np
 
 from .activations import sigmoid
 from .errors import ConfigError, ShapeError
-from .module import DEFAULT_DTYPE, Module, Parameter, as_rng, check_dtype, check_float_array
+from .module import (
+    DEFAULT_DTYPE,
+    Module,
+    Parameter,
+    as_rng,
+    check_dtype,
+    check_float_array,
+    check_float_grad,
+    in_dtype_of,
+)
 
 ACTIVATIONS = ("tanh", "relu")
 
@@ -46,7 +55,8 @@ class Highway(Module):
             self.layers.append((w, b))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_float_array(x, "Highway input", self.dtype, (1, 2, 3, 4))
+        given = getattr(x, "dtype", None)
+        x = check_float_array(x, "Highway input", self.dtype, (1, 2, 3, 4))
         if x.shape[-1] != self.size:
             raise ShapeError(f"Highway input must have {self.size} features in its last axis, got shape {x.shape}")
         caches, s = [], self.size
@@ -61,11 +71,14 @@ class Highway(Module):
             sigmoid(t, out=t)
             caches.append((x, a))
             x = x + t * (h - x)
-        self.save_for_backward(caches)
+        self.save_for_backward(caches, given)
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        (caches,), s = self.saved_for_backward(), self.size
+        (caches, given), s = self.saved_for_backward(), self.size
+        dy = check_float_grad(dy, "Highway: gradient of the output", self.dtype)
+        if dy.shape != caches[-1][0].shape:
+            raise ShapeError(f"Highway: gradient of the output must have shape {caches[-1][0].shape}, got {dy.shape}")
         for (w, b), (x, a) in zip(reversed(self.layers), reversed(caches)):
             h, t = a[..., :s], a[..., s:]
             da = np.empty_like(a)
@@ -78,7 +91,7 @@ class Highway(Module):
             w.grad += da2.T @ x.reshape(-1, s)
             b.grad += da2.sum(axis=0)
             dy = dy * (1.0 - t) + da @ w.data
-        return dy
+        return in_dtype_of(dy, given)
 
     def extra_repr(self) -> str:
         return f"{self.size}, activation={self.activation!r}, num_layers={self.num_layers}"

@@ -10,7 +10,18 @@ import math
 import numpy as np
 
 from .errors import ConfigError, ShapeError
-from .module import DEFAULT_DTYPE, Module, Parameter, as_rng, check_dtype, check_float_array, check_index_array
+from .module import (
+    DEFAULT_DTYPE,
+    Module,
+    Parameter,
+    as_rng,
+    check_dtype,
+    check_float_array,
+    check_float_grad,
+    check_floating,
+    check_index_array,
+    in_dtype_of,
+)
 
 
 class Linear(Module):
@@ -31,17 +42,19 @@ class Linear(Module):
         self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dt)) if bias else None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        check_float_array(x, "Linear input", self.dtype, (1, 2, 3, 4))
+        given = getattr(x, "dtype", None)
+        x = check_float_array(x, "Linear input", self.dtype, (1, 2, 3, 4))
         if x.shape[-1] != self.in_features:
             raise ShapeError(f"Linear input must have {self.in_features} features, got shape {x.shape}")
-        self.save_for_backward(x)
+        self.save_for_backward(x, given)
         y = x @ self.weight.data.T
         if self.bias is not None:
             y += self.bias.data
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        (x,) = self.saved_for_backward()
+        x, given = self.saved_for_backward()
+        dy = check_float_grad(dy, "Linear: gradient of the output", self.dtype)
         if dy.shape != x.shape[:-1] + (self.out_features,):
             raise ShapeError(f"Linear: gradient of the output must have shape {x.shape[:-1] + (self.out_features,)}, "
                              f"got {dy.shape}")
@@ -50,7 +63,7 @@ class Linear(Module):
         self.weight.grad += dy2.T @ x2
         if self.bias is not None:
             self.bias.grad += dy2.sum(axis=0)
-        return dy @ self.weight.data
+        return in_dtype_of(dy @ self.weight.data, given)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
@@ -104,9 +117,8 @@ class OneHot(Module):
     def dtype(self) -> np.dtype:
         return self._dtype
 
-    def to(self, dtype) -> OneHot:
+    def _after_dtype_change(self, dtype) -> None:  # called by `Module.to` on this module and its parents
         self._dtype = check_dtype(dtype)
-        return self
 
     def forward(self, idx: np.ndarray) -> np.ndarray:
         check_index_array(idx, "OneHot input", self.num_classes)
@@ -138,6 +150,7 @@ class Dropout(Module):
         self.rng = as_rng(rng)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        check_floating(x, "Dropout input")
         if not self.training or self.p == 0.0:
             self.save_for_backward(None)
             return x
@@ -148,24 +161,38 @@ class Dropout(Module):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         (mask,) = self.saved_for_backward()
-        return dy if mask is None else dy * mask
+        check_floating(dy, "Dropout: gradient of the output")
+        return dy if mask is None else (dy * mask).astype(mask.dtype, copy=False)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
 class Sequential(Module):
-    """Chain of single-input, single-output modules: forward left to right, backward right to left."""
+    """Chain of single-input, single-output modules: forward left to right, backward right to left.
+
+    Recurrent layers take part built with ``return_state=False`` (they then return their outputs only), and
+    ``forward(x, lengths=...)`` hands the lengths of a ragged batch to them (to every layer that ``takes_lengths``).
+    """
 
     def __init__(self, *layers: Module):
         super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise ConfigError(f"Sequential takes rnnkit modules; layer {i} is a {type(layer).__name__}")
+            if getattr(layer, "return_state", False):
+                raise ConfigError(f"layer {i} ({type(layer).__name__}) returns (output, state); inside Sequential "
+                                  "build it with return_state=False")
         self.layers = list(layers)
         for i, layer in enumerate(layers):
             setattr(self, str(i), layer)
 
-    def forward(self, x):
+    def forward(self, x, lengths=None):
         for layer in self.layers:
-            x = layer.forward(x)
+            if lengths is not None and getattr(layer, "takes_lengths", False):
+                x = layer.forward(x, lengths=lengths)
+            else:
+                x = layer.forward(x)
         return x
 
     def backward(self, dy):

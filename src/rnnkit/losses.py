@@ -32,6 +32,10 @@ class _Loss:
         self._grad = dper * (weight * scale).astype(dper.dtype).reshape(weight.shape + (1,) * (dper.ndim - weight.ndim))
         return float((per_element * weight).sum() * scale)
 
+    def count(self, target: np.ndarray, mask=None) -> float:
+        """How many elements of ``target`` a ``'mean'`` reduction divides by (those the mask keeps)."""
+        return float(_weights(target.shape, mask).sum())
+
     def backward(self) -> np.ndarray:
         if self._grad is None:
             raise RuntimeError("backward() called before forward()")
@@ -82,6 +86,10 @@ class CrossEntropyLoss(_Loss):
         grad = np.exp(logp)
         np.put_along_axis(grad, safe[..., None], np.take_along_axis(grad, safe[..., None], -1) - 1.0, axis=-1)
         return self._finish(-picked, grad, weight)
+
+    def count(self, target: np.ndarray, mask=None) -> float:
+        """Counted targets: those the mask keeps that are not ``ignore_index``."""
+        return float((_weights(target.shape, mask) * (target != self.ignore_index)).sum())
 
 
 class BCEWithLogitsLoss(_Loss):

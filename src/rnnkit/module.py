@@ -207,11 +207,11 @@ class Module(ParameterOwner):
             p.data = p.data.astype(dt)
             p.grad = p.grad.astype(dt)
         for m in self.modules():
-            m._after_dtype_change()
+            m._after_dtype_change(dt)
         return self
 
-    def _after_dtype_change(self) -> None:
-        """Hook for modules that keep derived arrays (work buffers) of the parameter dtype."""
+    def _after_dtype_change(self, dtype: np.dtype) -> None:
+        """Hook for modules that keep derived arrays (work buffers) or a dtype of their own (`OneHot`)."""
 
     # -- state dicts ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -248,17 +248,46 @@ class Module(ParameterOwner):
 
 
 def check_float_array(x, name: str, dtype: np.dtype, ndims: tuple[int, ...]) -> np.ndarray:
-    """Validate a float input: a NumPy array of ``dtype`` with one of ``ndims`` dimensions and finite values."""
+    """Validate a float input and return it in the layer's ``dtype`` (Keras's autocast).
+
+    Any real floating array (float16, float32, float64, ...) is accepted and converted (no copy when it already has
+    ``dtype``); integers, booleans, complex numbers and objects are a `DTypeError`. It must have one of ``ndims``
+    dimensions and finite values (after the conversion: a float64 too large for float32 is refused, not silently
+    infinite). A layer returns the gradient of such an input in the input's own dtype (`in_dtype_of`).
+    """
     if not isinstance(x, np.ndarray):
         raise DTypeError(f"{name} must be a numpy array, got {type(x).__name__}")
-    if x.dtype != dtype:
-        raise DTypeError(f"{name} must have dtype {dtype} (the layer's dtype), got {x.dtype}")
+    if x.dtype.kind != "f":
+        raise DTypeError(f"{name} must be a real floating-point array (it is computed in the layer's dtype, {dtype}), "
+                         f"got {x.dtype}")
     if x.ndim not in ndims:
         want = " or ".join(f"{n}-D" for n in ndims)
         raise ShapeError(f"{name} must be {want}, got shape {x.shape}")
+    given = x.dtype
+    with np.errstate(over="ignore"):  # a value too large for ``dtype`` becomes Inf, refused just below
+        x = x.astype(dtype, copy=False)
     if not np.isfinite(x).all():
-        raise ShapeError(f"{name} contains NaN or Inf")
+        raise ShapeError(f"{name} contains NaN or Inf" + ("" if given == x.dtype else f" (as {x.dtype})"))
     return x
+
+
+def check_floating(x, name: str) -> np.ndarray:
+    """Validate the input of a layer without parameters (an activation, dropout): a real floating array of any shape,
+    computed in its own dtype."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise DTypeError(f"{name} must be a real floating-point numpy array, got {got}")
+    return x
+
+
+def check_float_grad(dy, name: str, dtype: np.dtype) -> np.ndarray:
+    """The gradient of a layer's output, in the layer's ``dtype``: any real floating array is accepted."""
+    return check_floating(dy, name).astype(dtype, copy=False)
+
+
+def in_dtype_of(grad: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
+    """An input gradient returned in the dtype of the input it belongs to (``grad`` itself when it has it)."""
+    return grad if grad is None or grad.dtype == dtype else grad.astype(dtype)
 
 
 def check_index_array(x, name: str, high: int) -> np.ndarray:

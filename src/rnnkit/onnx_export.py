@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DependencyError
 from .layers import Embedding, OneHot
 from .module import Module
 from .recurrent import GRU, LSTM, RNN
@@ -29,8 +29,8 @@ def _onnx():
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("ONNX export needs the onnx package: pip install 'rnnkit[onnx]'") from None
+    except ImportError:
+        raise DependencyError("ONNX export needs the onnx package: pip install 'rnnkit[onnx]'") from None
     return onnx, TensorProto, helper, numpy_helper
 
 

@@ -78,6 +78,11 @@ def translate(checkpoint_path, sources, heatmap, beam_size):
     tokens = [tokenize(s, unit) for s in sources]
     if not all(tokens):
         fail("every source must contain at least one token")
+    unknown = sorted({t for seq in tokens for t in seq if t not in src_vocab.index})
+    if unknown:  # as `sample` does: refuse rather than silently translate <unk>
+        what = "characters" if unit == "chars" else "tokens"
+        shown = "".join(unknown) if unit == "chars" else " ".join(unknown)
+        fail(f"{what} not in the model's source vocabulary: {shown[:40]!r}")
     ids, lengths = pad_sequences([src_vocab.encode(t) for t in tokens], dtype=np.int64)
     joiner = "" if unit == "chars" else " "
     for out in model.translate(ids, lengths):
@@ -97,8 +102,77 @@ def export(checkpoint_path, onnx_path, initial_state, lengths):
     """Export a CHECKPOINT (RNN, LSTM or GRU model) to ONNX's standard recurrent operators."""
     from ..onnx_export import export_onnx
 
+    _onnx_installed()
     refuse_existing(onnx_path, "--onnx")
     _, model = load_kind(checkpoint_path, "sequence")
     model.eval()
     atomic_write(onnx_path, lambda tmp: export_onnx(model, tmp, initial_state=initial_state, lengths=lengths))
     click.echo(f"written: {onnx_path}", err=True)
+
+
+def _onnx_installed() -> None:
+    """One line and exit status 2, before any work, when the onnx package is missing."""
+    from importlib.util import find_spec
+
+    from ..errors import DependencyError
+
+    try:
+        missing = find_spec("onnx") is None
+    except (ImportError, ValueError):  # a broken or stubbed-out installation
+        missing = True
+    if missing:
+        raise DependencyError("ONNX export needs the onnx package: pip install 'rnnkit[onnx]'")
+
+
+@click.command("eval")
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--data", "data", required=True, type=click.Path(dir_okay=False),
+              help="UTF-8 text to score ('shakespeare': the bundled corpus).")
+@click.option("--seq-length", type=click.IntRange(min=1), default=None, help="Window length [the checkpoint's].")
+@click.option("--fresh-state", is_flag=True,
+              help="Start every window from a zero state (default: carry it across windows, as in training).")
+def evaluate(checkpoint_path, data, seq_length, fresh_state):
+    """Score a character-model CHECKPOINT on a text: loss (nats per character), bits per character, perplexity."""
+    from ..tasks.text import read_text
+    from ..training.sampling import text_scores
+
+    meta, model, vocab = load_char_model(checkpoint_path)
+    window = seq_length or meta["task"].get("seq_length") or 50
+    s = text_scores(model, vocab, read_text(data), window, carry=not fresh_state)
+    state = "a zero state in every window" if fresh_state else "the state carried across windows"
+    click.echo(f"loss {s['loss']:.4f} nats/char, {s['bits_per_char']:.4f} bits/char, perplexity "
+               f"{s['perplexity']:.3f} over {s['characters']:,} characters (windows of {window}, {state})")
+
+
+@click.command("classify")
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="UTF-8 file: one text per line, or 'label<TAB>text' lines (then the accuracy is printed too).")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write 'label<TAB>text' lines here [stdout].")
+def classify(checkpoint_path, input_path, output):
+    """Classify the lines of a file with a classifier CHECKPOINT; print 'label<TAB>text' for each line."""
+    from ..sequences import pad_sequences
+    from ..tasks.classify import tokenize
+    from ..tasks.text import read_text
+    from ..tasks.vocab import TokenVocabulary
+
+    refuse_existing(output, "--output")
+    meta, model = load_kind(checkpoint_path, "classifier")
+    vocab, names, unit = TokenVocabulary(meta["tokens"]), list(meta["labels"]), meta["task"].get("unit", "words")
+    lines = [line for line in read_text(input_path).splitlines() if line.strip()]
+    split = [line.partition("\t") for line in lines]
+    labelled = all(tab and label.strip() in names for label, tab, _ in split)
+    texts = [text for _, _, text in split] if labelled else lines
+    predicted = []
+    for start in range(0, len(texts), 256):
+        seqs = [vocab.encode(tokenize(t, unit) or ["<empty>"]) for t in texts[start:start + 256]]
+        ids, lengths = pad_sequences(seqs, dtype=np.int64)
+        predicted += [names[i] for i in model.predict(ids, lengths)]
+    text = "".join(f"{label}\t{t}\n" for label, t in zip(predicted, texts))
+    if output:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
+    if labelled:
+        right = sum(p == label.strip() for p, (label, _, _) in zip(predicted, split))
+        click.echo(f"accuracy {right / len(lines):.4f} ({right} of {len(lines)})", err=True)

@@ -41,9 +41,11 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 
 
 @click.command()
-@click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated subset of rnn,lstm,gru.")
-@click.option("--batch", "batches", default="1,16,64", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--hidden", "hiddens", default="64,256,512", show_default=True,
+@click.option("--cells", "--cell", "cells", default="rnn,lstm,gru", show_default=True,
+              help="Comma-separated subset of rnn,lstm,gru.")
+@click.option("--batch", "--batch-size", "batches", default="1,16,64", show_default=True,
+              help="Comma-separated batch sizes.")
+@click.option("--hidden", "--hidden-size", "hiddens", default="64,256,512", show_default=True,
               help="Comma-separated hidden sizes (input size = hidden size).")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -55,7 +57,14 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 @click.option("--kernels", type=click.Choice(["compiled", "numpy"]), default=None,
               help="rnnkit's step kernels [RNNKIT_KERNELS, else compiled where numba is installed].")
 def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path, kernels):
-    """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md)."""
+    """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md).
+
+    \b
+    Columns: 'rnnkit ms' and 'torch ms' per call ('train' = forward + backward, 'infer' = forward under no_grad);
+    'ratio' = torch ms / rnnkit ms (above 1: rnnkit is faster); 'GFLOP/s' = rnnkit's useful arithmetic per second;
+    'ceil %' = that throughput as a share of one NumPy GEMM of the same total size (the BLAS ceiling here);
+    'mem MiB' / 'torch MiB' = peak memory of the call.
+    """
     from .. import machine
     from ..training import bench as bench_lib
 

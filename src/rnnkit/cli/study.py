@@ -15,7 +15,7 @@ from .common import fail, load_char_model, load_kind, refuse_existing
 
 
 @click.command()
-@click.argument("name", type=click.Choice(["reber", "adding", "adding1997", "copy"]))
+@click.argument("name", type=click.Choice(["reber", "adding", "adding1997", "copy"]), metavar="NAME")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="experiments", show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per (cell, length) [experiment's own].")
 @click.option("--length", "lengths", type=click.IntRange(min=1), multiple=True, help="Sequence length(s) T.")
@@ -25,12 +25,16 @@ from .common import fail, load_char_model, load_kind, refuse_existing
 @click.option("--time-budget", type=click.FloatRange(min=1),
               help="Seconds of training per run; a run also stops once it succeeds [reber 30, adding 75, copy 60, "
                    "adding1997 60].")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Runs in parallel, one process and one BLAS thread each.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Runs in parallel, one process and one BLAS thread each [all cores].")
 def experiment(name, out, seeds, lengths, cells, time_budget, jobs):
-    """Compare cells on a memory benchmark (several seeds and lengths); write NAME.md and NAME.png to --out."""
+    """Compare cells on a memory benchmark (several seeds and lengths); write NAME.md and NAME.png to --out.
+    Each finished run is appended to NAME.jsonl and the table NAME.md rewritten, so stopping keeps them."""
+    import os
+
     from ..training.experiments import EXPERIMENTS, markdown, run_experiment
 
+    jobs = jobs or os.cpu_count() or 1
     target = Path(out)
     refuse_existing(target / f"{name}.md", "--out:")
     rows = run_experiment(name, target, seeds=seeds, lengths=lengths, cells=cells, time_budget=time_budget,

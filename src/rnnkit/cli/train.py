@@ -43,7 +43,7 @@ class Run:
 
 
 @click.command()
-@click.argument("task", type=click.Choice(list(TASKS)), default=DEFAULT_TASK)
+@click.argument("task", type=click.Choice(list(TASKS)), default=DEFAULT_TASK, metavar="[TASK]")
 @with_options
 @click.option("--out", "out", type=click.Path(file_okay=False), help="Run directory [runs/<task>-<time>].")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in --out exactly where it stopped.")
@@ -172,6 +172,8 @@ def report(trainer: Trainer, task, run_dir: Path) -> None:
         if task.baseline:
             summary += f" (trivial baseline {task.baseline:.4f})"
     click.echo(summary + f"; checkpoint: {run_dir / checkpoint.NAME}")
+    click.echo(f"written: {run_dir / 'metrics.jsonl'} (losses and scores per step), {run_dir / 'loss.png'} (the "
+               "loss curves)")
     if "confusion" in trainer.last_eval:
         names = task.labels.labels
         click.echo("confusion matrix (rows: true, columns: predicted): " + ", ".join(names))

@@ -23,7 +23,7 @@ from ..module import Module, as_rng, check_dtype
 from ..recurrent.layer import hidden_part
 from ..tasks.base import Batch
 from .configs import JSONConfig, check_option_ranges, option
-from .protocol import WholeSequenceModel, inference
+from .protocol import WholeSequenceModel, batched, inference
 from .sequence import RECURRENT_LAYERS, check_encoder_cell
 
 POOLINGS = ("last", "mean", "max")
@@ -63,7 +63,8 @@ class ClassifierConfig(JSONConfig):
 
 
 class SequenceClassifier(WholeSequenceModel, Module):
-    """forward(ids (B, T), lengths (B,)) → logits (B, C); backward(δlogits) → None (token inputs)."""
+    """forward(ids (B, T), lengths (B,) = None) → logits (B, C) — ids (T,) → logits (C,) for one unbatched
+    sequence; backward(δlogits) → None (token inputs)."""
 
     def __init__(self, config: ClassifierConfig, rng=None):
         super().__init__()
@@ -106,19 +107,22 @@ class SequenceClassifier(WholeSequenceModel, Module):
             np.put_along_axis(dout, argmax[:, None, :], dfeat[:, None, :], axis=1)
         return dout, None
 
-    def forward(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    def forward(self, ids: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        ids, lengths, unbatched = batched(ids, lengths)
         out, final = self.rnn.forward(self.embed.forward(ids), lengths=lengths)
         feat, argmax = self._pool(out, final, lengths)
         if self.drop is not None:
             feat = self.drop.forward(feat)
-        self.save_for_backward(out.shape, final, lengths, argmax)
-        return self.head.forward(feat)
+        self.save_for_backward(unbatched, (out.shape, final, lengths, argmax))
+        logits = self.head.forward(feat)
+        return logits[0] if unbatched else logits
 
     def backward(self, dlogits: np.ndarray) -> None:
-        dfeat = self.head.backward(dlogits)
+        unbatched, pooled = self.saved_for_backward()
+        dfeat = self.head.backward(dlogits[None] if unbatched else dlogits)
         if self.drop is not None:
             dfeat = self.drop.backward(dfeat)
-        dout, dstate = self._pool_backward(dfeat, *self.saved_for_backward())
+        dout, dstate = self._pool_backward(dfeat, *pooled)
         dx, _ = self.rnn.backward(dout, dstate)
         return self.embed.backward(dx)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 from ..module import Parameter, no_grad
 
 
@@ -84,6 +86,21 @@ class WholeSequenceModel:
         if window is not None and tuple(window) != (0, batch.x.shape[1], 0):
             raise ConfigError("truncated BPTT (--k1, --k2) applies to stream tasks (text); this model trains on "
                               "whole sequences")
+
+
+def batched(ids, lengths, what: str = "ids"):
+    """(ids (B, T), lengths (B,), unbatched): one unbatched sequence (T,) gets a batch axis of one; missing lengths
+    are the whole time axis."""
+    from ..errors import ShapeError
+
+    ids = np.asarray(ids)
+    if ids.ndim not in (1, 2):
+        raise ShapeError(f"{what} must be (B, T) token ids, or (T,) for one sequence, got shape {ids.shape}")
+    unbatched = ids.ndim == 1
+    if unbatched:
+        ids = ids[None]
+    lengths = np.full(len(ids), ids.shape[1]) if lengths is None else np.atleast_1d(np.asarray(lengths))
+    return ids, lengths, unbatched
 
 
 @contextmanager

@@ -38,7 +38,7 @@ from ..recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from ..recurrent.layer import hidden_part
 from ..tasks.seq2seq import BOS_ID, EOS_ID, PairBatch
 from .configs import JSONConfig, check_option_ranges, option
-from .protocol import WholeSequenceModel, inference
+from .protocol import WholeSequenceModel, batched, inference
 
 ENCODERS = {"rnn": (RNN, RNNCell), "lstm": (LSTM, LSTMCell), "gru": (GRU, GRUCell)}
 ATTENTIONS = ("bahdanau", "luong-dot", "luong-general")
@@ -141,17 +141,24 @@ class Seq2Seq(WholeSequenceModel, Module):
 
     # -- teacher forcing ------------------------------------------------------------------------------
     def forward(self, source, source_lengths, target_in):
+        """Teacher forcing: source (B, S) with lengths (B,), target_in (B, T) → logits (B, T, V); one unbatched pair
+        — source (S,), target_in (T,), lengths None — gives logits (T, V)."""
+        source, source_lengths, unbatched = batched(source, source_lengths, "source")
+        if unbatched:
+            target_in = np.asarray(target_in)[None]
         state, mem = self._encode(source, source_lengths)
         emb = self.tgt_embed.forward(target_in)
         feats = []
         for t in range(target_in.shape[1]):
             state, feat, _ = self._step(emb[:, t], state, mem)
             feats.append(feat)
-        self.save_for_backward(mem)
-        return self._readout(np.stack(feats, axis=1))
+        self.save_for_backward(mem, unbatched)
+        logits = self._readout(np.stack(feats, axis=1))
+        return logits[0] if unbatched else logits
 
     def backward(self, dlogits):
-        (mem,) = self.saved_for_backward()
+        mem, unbatched = self.saved_for_backward()
+        dlogits = dlogits[None] if unbatched else dlogits
         dfeats = self._readout_backward(dlogits)
         hs, steps = self.config.hidden_size, dlogits.shape[1]
         demb = np.zeros(dfeats.shape[:2] + (self.config.embedding_size,), dfeats.dtype)

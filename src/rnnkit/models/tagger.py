@@ -20,7 +20,7 @@ from ..module import Module, as_rng, check_dtype
 from ..recurrent import LSTM
 from ..tasks.tagging import TagBatch, entity_scores
 from .configs import JSONConfig, option
-from .protocol import WholeSequenceModel, inference
+from .protocol import WholeSequenceModel, batched, inference
 from .sequence import RECURRENT_LAYERS, check_encoder_cell
 
 
@@ -58,7 +58,8 @@ class TaggerConfig(JSONConfig):
 
 
 class Tagger(WholeSequenceModel, Module):
-    """forward(words (B, T), lengths, chars=None, char_lengths=None) → emissions (B, T, K)."""
+    """forward(words (B, T), lengths (B,) = None, chars=None, char_lengths=None) → emissions (B, T, K) — words (T,)
+    → emissions (T, K) for one unbatched sentence (``chars`` keep their layout: one row per valid word)."""
 
     def __init__(self, config: TaggerConfig, rng=None):
         super().__init__()
@@ -77,7 +78,8 @@ class Tagger(WholeSequenceModel, Module):
         self.emit = Linear(self.rnn.output_size, config.num_tags, dtype=dtype, rng=rng)
         self.crf = CRF(config.num_tags, dtype=dtype, rng=rng) if config.crf else None
 
-    def forward(self, words, lengths, chars=None, char_lengths=None):
+    def forward(self, words, lengths=None, chars=None, char_lengths=None):
+        words, lengths, unbatched = batched(words, lengths, "words")
         x = self.embed.forward(words)
         mask = np.arange(words.shape[1])[None, :] < lengths[:, None]
         if self.config.char_vocab_size:
@@ -85,13 +87,14 @@ class Tagger(WholeSequenceModel, Module):
             feats = np.zeros(words.shape + (h.shape[0] * h.shape[2],), x.dtype)
             feats[mask] = np.concatenate([h[0], h[1]], axis=1)
             x = np.concatenate([x, feats], axis=2)
-        self.save_for_backward(mask)
+        self.save_for_backward(mask, unbatched)
         out, _ = self.rnn.forward(x, lengths=lengths)
-        return self.emit.forward(out)
+        emissions = self.emit.forward(out)
+        return emissions[0] if unbatched else emissions
 
     def backward(self, demissions):
-        (mask,) = self.saved_for_backward()
-        dx, _ = self.rnn.backward(self.emit.backward(demissions))
+        mask, unbatched = self.saved_for_backward()
+        dx, _ = self.rnn.backward(self.emit.backward(demissions[None] if unbatched else demissions))
         e = self.config.embedding_size
         if self.config.char_vocab_size:
             dfeat = dx[..., e:][mask]

@@ -184,9 +184,11 @@ class GRU(RecurrentLayer):
     cell_class = GRUStep
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
-                 reset_after=True, stateful=False, dtype=np.float32, rng=None):
+                 reset_after=True, stateful=False, dtype=np.float32, rng=None, return_state=True):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
-                         bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng, reset_after=reset_after)
+                         bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
+                         return_state=return_state,
+                         reset_after=reset_after)
         self.reset_after = reset_after
 
     def extra_repr(self) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError, ShapeError, UsageError
 from ..layers import Dropout
-from ..module import DEFAULT_DTYPE, Module, as_rng, check_dtype, check_float_array
+from ..module import DEFAULT_DTYPE, Module, as_rng, check_dtype, check_float_array, check_float_grad, in_dtype_of
 from .cell import Cell
 from .runner import Recurrence, Trace
 
@@ -74,6 +74,13 @@ class _Call:
     unbatched: bool
     out_shape: tuple[int, ...]
     traces: list[list[Trace]]  # [layer][direction]
+    grad_dtypes: tuple = (None, None)  # the caller's dtypes of x and of the initial state: the gradients' dtypes
+
+
+def _state_dtype(state0, x):
+    """The dtype the gradient of the initial state is returned in: the given state's, else the input's."""
+    first = state0[0] if isinstance(state0, (tuple, list)) else state0
+    return first.dtype if isinstance(first, np.ndarray) else getattr(x, "dtype", None)
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -86,10 +93,11 @@ class RecurrentLayer(Module):
     """Base for RNN, LSTM, GRU...: subclasses set ``cell_class`` and may pass extra cell options."""
 
     cell_class: type[Cell] = Cell
+    takes_lengths = True  # `Sequential.forward(x, lengths=...)` passes ragged lengths on to it
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  dropout: float = 0.0, bidirectional: bool = False, stateful: bool = False,
-                 dtype=DEFAULT_DTYPE, rng=None, **cell_options):
+                 dtype=DEFAULT_DTYPE, rng=None, return_state: bool = True, **cell_options):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -100,6 +108,7 @@ class RecurrentLayer(Module):
         rng = as_rng(rng)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.dropout, self.bidirectional, self.stateful = bias, dropout, bidirectional, stateful
+        self.return_state = bool(return_state)
         self.num_directions = 2 if bidirectional else 1
         self.cell_options = cell_options
         self.runners: list[list[Recurrence]] = []
@@ -146,7 +155,7 @@ class RecurrentLayer(Module):
         for name, part, size in zip(self.cell_class.state_names, parts, self.state_sizes):
             rows = self.num_directions * self.num_layers
             want = (rows, size) if unbatched else (rows, batch, size)
-            check_float_array(part, f"initial state {name}", self.dtype, (len(want),))
+            part = check_float_array(part, f"initial state {name}", self.dtype, (len(want),))
             if part.shape != want:
                 raise ShapeError(f"initial state {name} must have shape {want}, got {part.shape}")
             checked.append(part[:, None] if unbatched else part)
@@ -154,8 +163,11 @@ class RecurrentLayer(Module):
 
     # -- forward --------------------------------------------------------------------------------------
     def forward(self, x: np.ndarray, state0=None, lengths=None):
-        """Run all layers and directions. Returns (output, final state); see the module docstring for shapes."""
-        check_float_array(x, "input", self.dtype, (2, 3))
+        """Run all layers and directions. Returns (output, final state) — the output alone when built with
+        ``return_state=False`` — see the module docstring for shapes. ``x`` and ``state0`` may have any real
+        floating dtype: they are computed in the layer's, and their gradients come back in their own."""
+        dtypes = (getattr(x, "dtype", None), _state_dtype(state0, x))
+        x = check_float_array(x, "input", self.dtype, (2, 3))
         if x.shape[-1] != self.input_size:
             raise ShapeError(f"input must have {self.input_size} features in its last axis, got shape {x.shape}")
         unbatched = x.ndim == 2
@@ -173,11 +185,11 @@ class RecurrentLayer(Module):
         if self.stateful:
             self._carry = tuple(f.copy() for f in final)  # detached: the next chunk's backward stops here
         if traces is not None:
-            self._last = _Call(order, unbatched, out.shape[1:] if unbatched else out.shape, traces)
+            self._last = _Call(order, unbatched, out.shape[1:] if unbatched else out.shape, traces, dtypes)
             self.save_for_backward(self._last)
         if unbatched:
             out, final = out[0], tuple(f[:, 0] for f in final)
-        return out, self._to_public(final)
+        return (out, self._to_public(final)) if self.return_state else out
 
     def _batch_order(self, lengths, batch: int, steps: int, unbatched: bool):
         """(order, counts) of a ragged batch, or (None, None) when every sequence runs the whole time axis."""
@@ -227,6 +239,16 @@ class RecurrentLayer(Module):
     def carried_state(self):
         """The state a stateful layer will start its next call from (public form), or None."""
         return None if self._carry is None else self._to_public(self._carry)
+
+    @carried_state.setter
+    def carried_state(self, state) -> None:
+        """Set the state the next call of a stateful layer starts from ((D·L, B, S) per component; None: zeros)."""
+        if state is None:
+            self._carry = None
+            return
+        parts = self._from_public(state)
+        batch = parts[0].shape[1] if getattr(parts[0], "ndim", 0) == 3 else 0
+        self._carry = tuple(p.copy() for p in self._check_state(state, batch, unbatched=False))
 
     # -- options for every runner ---------------------------------------------------------------------
     @property
@@ -288,7 +310,8 @@ class RecurrentLayer(Module):
 
     # -- backward -------------------------------------------------------------------------------------
     def backward(self, dy=None, dstate=None):
-        """δ(output) and δ(final state) (either may be None) → (δx, δ(initial state)), shaped like the inputs."""
+        """δ(output) and δ(final state) (either may be None) → (δx, δ(initial state)), shaped like the inputs and
+        in their dtypes; δx alone when built with ``return_state=False``."""
         (call,) = self.saved_for_backward()
         dy, dparts = self._sorted_gradients(call, dy, dstate)
         rows = self.num_directions * self.num_layers
@@ -311,23 +334,26 @@ class RecurrentLayer(Module):
                    for k in range(len(self.state_sizes)))
         if call.unbatched:
             dx, ds = dx[0], tuple(d[:, 0] for d in ds)
-        return dx, self._to_public(ds)
+        dx, ds = in_dtype_of(dx, call.grad_dtypes[0]), tuple(in_dtype_of(d, call.grad_dtypes[1]) for d in ds)
+        return (dx, self._to_public(ds)) if self.return_state else dx
 
     def _sorted_gradients(self, call: _Call, dy, dstate):
         """δ(output) as time-major (T, B, D·H) and δ(final state) components as (D·L, B, S), rows sorted."""
         dparts = None
         if dstate is not None:
-            dparts = self._from_public(dstate)
+            dparts = tuple(None if d is None else check_float_grad(d, "gradient of the final state", self.dtype)
+                           for d in self._from_public(dstate))
             dparts = tuple(None if d is None else in_sorted_order(d[:, None] if call.unbatched else d, call.order, 1)
                            for d in dparts)
         if dy is not None:
+            dy = check_float_grad(dy, "gradient of the output", self.dtype)
             if dy.shape != call.out_shape:
                 raise ShapeError(f"gradient of the output must have shape {call.out_shape}, got {dy.shape}")
             dy = in_sorted_order(dy[None] if call.unbatched else dy, call.order, 0)
             dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
         return dy, dparts
 
-    def _after_dtype_change(self) -> None:
+    def _after_dtype_change(self, dtype) -> None:
         self._carry = self._last = None
 
     def extra_repr(self) -> str:

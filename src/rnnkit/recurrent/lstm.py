@@ -215,10 +215,11 @@ class LSTM(RecurrentLayer):
     cell_class = LSTMStep
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
-                 proj_size=0, peephole=False, forget_bias=None, stateful=False, dtype=np.float32, rng=None):
+                 proj_size=0, peephole=False, forget_bias=None, stateful=False, dtype=np.float32, rng=None,
+                 return_state=True):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng, proj_size=proj_size,
-                         peephole=peephole, forget_bias=forget_bias)
+                         peephole=peephole, forget_bias=forget_bias, return_state=return_state)
         self.proj_size, self.peephole = proj_size, peephole
 
     def extra_repr(self) -> str:

@@ -85,9 +85,10 @@ class RNN(RecurrentLayer):
     cell_class = ElmanStep
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, dropout=0.0,
-                 bidirectional=False, stateful=False, dtype=np.float32, rng=None):
+                 bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
+                         return_state=return_state,
                          nonlinearity=nonlinearity)
         self.nonlinearity = nonlinearity
 

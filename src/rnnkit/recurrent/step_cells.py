@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..module import DEFAULT_DTYPE, Module, check_dtype, check_float_array
+from ..module import DEFAULT_DTYPE, Module, check_dtype, check_float_array, check_float_grad, in_dtype_of
 from .cell import Cell
 from .gru import GRUStep
 from .lstm import LSTMStep
@@ -51,13 +51,17 @@ class StepCell(Module):
         parts = (state,) if len(sizes) == 1 else tuple(state)
         for name, part, size in zip(self.cell.state_names, parts, sizes):
             want = (size,) if unbatched else (batch, size)
-            check_float_array(part, f"state {name}", self.dtype, (len(want),))
-            if part.shape != want:
+            if check_float_array(part, f"state {name}", self.dtype, (len(want),)).shape != want:
                 raise ShapeError(f"state {name} must have shape {want}, got {part.shape}")
+        parts = tuple(p.astype(self.dtype, copy=False) for p in parts)
         return tuple(p[None] if unbatched else p for p in parts)
 
     def forward(self, x, state=None):
-        check_float_array(x, "input", self.dtype, (1, 2))
+        """x (B, I) or (I,) and the state, of any real floating dtype (computed in the cell's) → the new state."""
+        first = state[0] if isinstance(state, (tuple, list)) else state
+        given = getattr(x, "dtype", None)
+        dtypes = (given, first.dtype if isinstance(first, np.ndarray) else given)
+        x = check_float_array(x, "input", self.dtype, (1, 2))
         if x.shape[-1] != self.input_size:
             raise ShapeError(f"input must have {self.input_size} features, got shape {x.shape}")
         unbatched = x.ndim == 1
@@ -65,7 +69,7 @@ class StepCell(Module):
         parts = self._check_state(state, xb.shape[0], unbatched)
         _, final, trace = self.runner.forward(xb[None], parts)
         if trace is not None:
-            self.save_for_backward(trace, unbatched)
+            self.save_for_backward(trace, unbatched, dtypes)
         final = tuple(f.copy()[0] if unbatched else f.copy() for f in final)
         return self._public(final)
 
@@ -73,14 +77,16 @@ class StepCell(Module):
         """δ(new state) — one array, or (δh', δc') as a tuple or two arguments — → (δx, δ previous state)."""
         if len(dstate) == 1:
             dstate = dstate[0]
-        trace, unbatched = self.saved_for_backward()
+        trace, unbatched, dtypes = self.saved_for_backward()
         parts = (dstate,) if len(self.cell.state_sizes) == 1 else tuple(dstate)
+        parts = tuple(None if d is None else check_float_grad(d, "gradient of the new state", self.dtype)
+                      for d in parts)
         parts = tuple(None if d is None else (d[None] if unbatched else d) for d in parts)
         dx, dprev = self.runner.backward(trace, None, parts)
         dx = dx[0]
         if unbatched:
             dx, dprev = dx[0], tuple(d[0] for d in dprev)
-        return dx, self._public(dprev)
+        return in_dtype_of(dx, dtypes[0]), self._public(tuple(in_dtype_of(d, dtypes[1]) for d in dprev))
 
     def reset_cache(self) -> None:
         """Drop the saved steps (for example after a forward-only loop run outside ``rnnkit.no_grad()``)."""

@@ -3,6 +3,9 @@
 `TextTask`: predict character t+1 from characters ≤ t. The corpus is split at the end into a validation part, and
 each part is cut into ``batch_size`` contiguous streams; one epoch is one pass over the training streams in
 truncated-BPTT windows of ``seq_length`` steps, the state carried from window to window (char-rnn's scheme).
+
+``--data shakespeare`` (when no file of that name exists) is the corpus shipped with rnnkit, `BUNDLED`: the first
+250 KB of Tiny Shakespeare (char-rnn's corpus, from Shakespeare's plays, which are in the public domain).
 """
 
 from __future__ import annotations
@@ -16,10 +19,19 @@ from ..errors import DataError
 from .base import Batch, TaskBase
 from .vocab import CharVocabulary, stored
 
+BUNDLED = {"shakespeare": Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"}
+
+
+def corpus_path(name: str | Path) -> Path:
+    """The file ``name`` names: a path, or the name of a bundled corpus (`BUNDLED`) when no such file exists."""
+    p = Path(name)
+    return BUNDLED[str(name)] if not p.exists() and str(name) in BUNDLED else p
+
 
 def read_text(path: str | Path) -> str:
-    """Read a UTF-8 text file, with one-line errors for missing, empty, unreadable, binary and non-UTF-8 files."""
-    p = Path(path)
+    """Read a UTF-8 text file (or a bundled corpus by name, see `corpus_path`), with one-line errors for missing,
+    empty, unreadable, binary and non-UTF-8 files."""
+    p = corpus_path(path)
     if not p.exists():
         raise DataError(f"data file {str(p)!r} does not exist")
     if not p.is_file():
@@ -73,7 +85,8 @@ class TextTask(TaskBase):
         """The task for `rnnkit train text` (``options``: a `DataConfig`; ``meta``: a checkpoint's, for its
         vocabulary)."""
         if not options.data:
-            raise DataError("task 'text' needs --data FILE (a UTF-8 text file)")
+            raise DataError("task 'text' needs --data FILE (a UTF-8 text file; '--data shakespeare' is the 250 KB "
+                            "excerpt of Tiny Shakespeare shipped with rnnkit)")
         return cls(options.data, seq_length=options.seq_length, batch_size=options.batch_size,
                    val_fraction=options.val_fraction, vocabulary=stored(meta, "vocab", CharVocabulary))
 

@@ -17,8 +17,9 @@ from ..tasks.classify import UNITS
 class DataConfig(JSONConfig):
     """Where a task's data comes from and how it is cut into batches."""
 
-    data: str | None = option(None, "Data file: UTF-8 text (text), label<TAB>text lines (classify), CoNLL columns "
-                              "(tagging), source<TAB>target lines (seq2seq).", path=True)
+    data: str | None = option(None, "Data file: UTF-8 text (text; 'shakespeare' is a bundled corpus), "
+                              "label<TAB>text lines (classify), CoNLL columns (tagging), source<TAB>target lines "
+                              "(seq2seq).", path=True)
     val_data: str | None = option(None, "tagging: a separate CoNLL validation file.", path=True)
     seq_length: int = option(0, "Sequence / BPTT chunk length (memory tasks: the delay T).", low=2)
     batch_size: int = option(32, "Sequences per batch.", low=1)

@@ -24,10 +24,10 @@ def state_gradient_norms(model, task, rows: int = 64) -> np.ndarray:
     Read from the last layer's trace (`RecurrentLayer.record_state_grads`); the forward's gate activations stay
     readable afterwards in ``model.rnn.trace()``."""
     batch = task.val[0]
-    x = batch.x[:rows]
-    x = x.astype(model.dtype) if x.dtype.kind == "f" else x
     lengths = None if batch.lengths is None else batch.lengths[:rows]
-    steps = x.shape[1]
+    steps = batch.x.shape[1] if lengths is None else int(lengths.max())  # these rows' longest, not the batch's
+    x, target = batch.x[:rows, :steps], batch.target[:rows, :steps]
+    x = x.astype(model.dtype) if x.dtype.kind == "f" else x
     last_step = (lengths if lengths is not None else np.full(x.shape[0], steps)) - 1
     mask = np.arange(steps)[None, :] == last_step[:, None]
     model.rnn.record_state_grads = True
@@ -36,7 +36,7 @@ def state_gradient_norms(model, task, rows: int = 64) -> np.ndarray:
         model.zero_grad()
         out, _ = model.forward(x, lengths=lengths)
         loss = LOSSES[task.loss]()
-        loss.forward(out, batch.target[:rows], mask=mask)
+        loss.forward(out, target, mask=mask)
         model.backward(loss.backward())
         return np.array(model.rnn.trace(layer=-1).state_grad_norms)
     finally:
@@ -44,14 +44,15 @@ def state_gradient_norms(model, task, rows: int = 64) -> np.ndarray:
         model.train()
 
 
-def gate_values(model) -> dict[str, np.ndarray]:
-    """Activations of the last forward's first layer, by the cell's gate names (LSTM i, f, g, o; GRU r, z, n;
-    RHN h1, transform1, ...); for a cell without gates (RNN, Jordan) its output state h."""
+def gate_values(model, lengths=None) -> dict[str, np.ndarray]:
+    """Activations of the last forward's first layer at the valid steps (``lengths`` (B,) of a ragged batch), by the
+    cell's gate names (LSTM i, f, g, o; GRU r, z, n; RHN h1, transform1, ...); for a cell without gates (RNN,
+    Jordan) its output state h."""
     view = model.rnn.trace(layer=0)
-    if view.gates:
-        return {name: values.ravel() for name, values in view.gates.items()}
-    first = next(iter(view.states))
-    return {"h": view.states[first].ravel()}
+    values = view.gates or {"h": next(iter(view.states.values()))}
+    rows, steps = next(iter(values.values())).shape[:2]
+    valid = np.ones((rows, steps), bool) if lengths is None else np.arange(steps)[None, :] < lengths[:rows, None]
+    return {name: v[valid].ravel() for name, v in values.items()}
 
 
 TANH_VALUED = ("g", "n", "h")  # the other gates are sigmoids
@@ -88,17 +89,18 @@ def diagnose(models: dict, task, out_dir: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     summary, curves, gates = {}, {}, {}
     for label, model in models.items():
         model = copy.deepcopy(model).to(np.float64)  # tiny gradients would underflow in float32
         norms = state_gradient_norms(model, task)
         curves[label] = norms
-        gates[label] = gate_values(model)
+        lengths = task.val[0].lengths
+        gates[label] = gate_values(model, None if lengths is None else lengths[:64])
         first, last = norms[0], norms[-1]  # the signal after T − 1 steps back, and at the loss
         summary[label] = {"grad_norm_first_step": float(first), "grad_norm_last_step": float(last),
                           "decay_first_over_last": float(first / last) if last else float("nan"),
                           "saturation": saturation(gates[label]), "spectral_radius": spectral_radii(model)}
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write into it
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for label, norms in curves.items():
         ax.semilogy(np.arange(len(norms)), np.maximum(norms, 1e-30), label=label)
@@ -113,6 +115,8 @@ def diagnose(models: dict, task, out_dir: Path) -> dict:
         for gate, v in values.items():
             ax.hist(v, bins=50, histtype="step", density=True, label=gate)
         ax.set_title(f"{label}: activations")
+        ax.set_xlabel("value (sigmoid gates 0 … 1, tanh −1 … 1)")
+        ax.set_ylabel("density")
         ax.legend(fontsize=8)
     save_figure(fig, out_dir / "saturation.png")
     return summary

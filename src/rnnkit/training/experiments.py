@@ -16,7 +16,7 @@ import json
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -133,14 +133,14 @@ def _one_blas_thread() -> None:
 
 
 def run_all(exp: Experiment, combos: list[tuple], out_dir: Path, time_budget: float, jobs: int) -> Iterator[dict]:
-    """Results of `run_one` for each (label, length, seed), in order; ``jobs`` processes at a time."""
+    """Results of `run_one` for each (label, length, seed) as the runs finish; ``jobs`` processes at a time."""
     if jobs == 1:
         for combo in combos:
             yield run_one(exp, *combo, out_dir, time_budget)
         return
     with ProcessPoolExecutor(jobs, initializer=_one_blas_thread) as pool:
         futures = [pool.submit(_run_named, exp.name, *combo, out_dir, time_budget) for combo in combos]
-        for future in futures:
+        for future in as_completed(futures):
             yield future.result()
 
 
@@ -184,7 +184,7 @@ def plot(exp: Experiment, rows: list[dict], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
-    labels = [f"{r['cell']}" + (f" T={r['length']}" if r["length"] else "") for r in rows]
+    labels = [row_label(r) for r in rows]
     x = np.arange(len(rows))
     width = 0.4 if exp.score else 0.8
     axes[0].bar(x - (width / 2 if exp.score else 0), [r["success_rate"] for r in rows], width, color="tab:green",
@@ -207,10 +207,16 @@ def plot(exp: Experiment, rows: list[dict], png: Path) -> None:
     save_figure(fig, png)
 
 
+def row_label(r: dict) -> str:
+    """``lstm T=100``, or the cell alone for an experiment without lengths (the Reber grammar)."""
+    return r["cell"] + (f" T={r['length']}" if r["length"] else "")
+
+
 def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=None, cells=None,
                    time_budget: float | None = None, jobs: int = 1, log=print) -> list[dict]:
-    """Run all combinations; write ``<name>.md``, ``<name>.png`` and every run as ``<name>.json`` into ``out_dir``;
-    return the summary rows."""
+    """Run all combinations; as each run finishes, append it to ``<name>.jsonl`` and rewrite the table
+    ``<name>.md`` (so a stopped experiment keeps what it finished); at the end write ``<name>.png`` and
+    ``<name>.json`` (every run and the summary) into ``out_dir``. Returns the summary rows."""
     exp = EXPERIMENTS[name]  # the shared definition stays as it is; overrides make a copy
     exp = replace(exp, lengths=tuple(lengths) if lengths else exp.lengths, cells=tuple(cells) if cells else exp.cells)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -219,8 +225,11 @@ def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=N
     runs = []
     for r in run_all(exp, combos, out_dir / "runs", time_budget or exp.time_budget, jobs):
         runs.append(r)
-        log(f"{r['cell']:>5} T={r['length']:<4} seed {r['seed']}: success {r['success']:.0f}  "
-            f"val loss {r['val_loss']:.4f}  {r['steps']} steps  {r['seconds']:.1f} s")
+        with open(out_dir / f"{name}.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(r) + "\n")
+        atomic_write(out_dir / f"{name}.md", markdown(exp, summarize(exp, runs)))
+        log(f"{row_label(r):>12} seed {r['seed']}: success {r['success']:.0f}  val loss {r['val_loss']:.4f}  "
+            f"{r['steps']} steps  {r['seconds']:.1f} s  ({len(runs)} of {len(combos)} runs)")
     rows = summarize(exp, runs)
     atomic_write(out_dir / f"{name}.json", json.dumps({"runs": runs, "summary": rows}, indent=1))
     atomic_write(out_dir / f"{name}.md", markdown(exp, rows))

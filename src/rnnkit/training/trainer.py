@@ -10,6 +10,10 @@ flows back k2 ≥ k1 steps. Over a batch of T steps the windows end at e = k1, 2
 new to it), and the state carried into the next window is the state at that window's start, read from inside
 this one (`state_at`). With k1 = k2 = k this is char-rnn's scheme (chunks of k, state carried forward). Without
 k1 the whole sequence is one window: full BPTT.
+
+A stream (the text task) is trained epochwise by default: each epoch starts from a zero state. With
+``reset_state="never"`` it is trained continuously: the state at the end of an epoch is carried (detached) into the
+next, as if the corpus were one endless loop.
 """
 
 from __future__ import annotations
@@ -47,9 +51,13 @@ class TrainConfig:
     epochs: int = option(10, "Passes over the data (memory tasks: epochs of 100 batches).", flags=("--max-epochs",),
                          low=1)
     max_steps: int = option(0, "Stop after this many updates (0: no limit).", low=0)
-    time_limit: float = option(0.0, "Stop (with a checkpoint) after this many seconds of training (0: none).", low=0)
+    time_limit: float = option(0.0, "Stop (with a checkpoint) after this many seconds of training; with --resume, this "
+                               "many more seconds (0: none).", low=0)
     k1: int = option(0, "Truncated BPTT: steps between updates (0: text → --seq-length, others → full BPTT).", low=0)
     k2: int = option(0, "Truncated BPTT: steps backpropagated (>= k1; 0: = k1).", low=0)
+    reset_state: str = option("epoch", "text: start each epoch from a zero state ('epoch': epochwise training) or "
+                              "'never' (continuous training: the state carried on across epochs).",
+                              choices=("epoch", "never"))
     eval_every: int = option(100, "Validate and checkpoint every N updates.", flags=("--eval-val-every",), low=1)
     log_every: int = 10
     seed: int = option(0, "Seed of the initial weights, the data order and dropout.")
@@ -92,11 +100,13 @@ def tbptt_windows(steps: int, k1: int, k2: int) -> list[tuple[int, int, int]]:
 
 class Trainer:
     """Train ``model`` (any `TrainableModel`) on ``task``; writes metrics.jsonl, loss.png and checkpoints into
-    ``run_dir``. The config is read, never changed: derived settings (the effective ``k1``) are attributes."""
+    ``run_dir`` (with ``run_dir=None`` nothing is written: the history is only returned). The config is read, never
+    changed: derived settings (the effective ``k1``) are attributes."""
 
-    def __init__(self, model: TrainableModel, task, config: TrainConfig, run_dir: str | Path, meta_extra=None):
+    def __init__(self, model: TrainableModel, task, config: TrainConfig, run_dir: str | Path | None,
+                 meta_extra=None):
         self.model, self.task, self.config = model, task, config
-        self.run_dir = Path(run_dir)
+        self.run_dir = None if run_dir is None else Path(run_dir)
         model.bind_task(task)
         opt_kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
         if config.optimizer in ("sgd", "rmsprop"):
@@ -105,10 +115,15 @@ class Trainer:
         # a stream is trained in windows of seq_length steps unless k1 says otherwise
         self.k1 = config.k1 or (task.seq_length if task.stream else 0)
         self.k2 = config.k2
+        if config.reset_state == "never" and not task.stream:
+            raise ConfigError("--reset-state never applies to stream tasks (text): the other tasks' sequences are "
+                              "independent")
         self.meta_extra = meta_extra or {}
         self.step, self.epoch, self.batch_index, self.window_index = 0, 0, 0, 0
         self.carry = None
         self.elapsed = 0.0
+        self.deadline = math.inf  # the value of `elapsed` at which time_limit stops this call of `fit`
+        self._start_step, self._planned = 0, 0  # for the progress bar: where this call started, updates planned
         self.running = (0.0, 0)  # training-loss sum and count since the last log line (checkpointed)
         self.history: list[dict] = []
         self._saved_step = -1
@@ -160,7 +175,8 @@ class Trainer:
     def fit(self) -> list[dict]:
         """Train until the epochs, ``max_steps``, ``time_limit`` or ``stop_when`` end it; return the history."""
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.run_dir is not None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise DataError(f"cannot create the run directory {str(self.run_dir)!r}: {e.strerror or e}") from None
         if self.config.threads:
@@ -176,9 +192,13 @@ class Trainer:
     def _loop(self) -> None:
         cfg, task = self.config, self.task
         started = time.perf_counter() - self.elapsed
+        self.deadline = self.elapsed + cfg.time_limit if cfg.time_limit else math.inf  # resumed: this many more s
+        self._start_step = self.step
         total = cfg.epochs * task.num_batches() * self._windows_per_batch()
-        bar = tqdm(total=min(total, cfg.max_steps) if cfg.max_steps else total, initial=self.step,
-                   disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        # disable=None: tqdm draws the bar only on a terminal (no stream of updates into a log file or a pipe)
+        self._planned = min(total, cfg.max_steps) if cfg.max_steps else total
+        bar = tqdm(total=self._planned, initial=self.step, disable=None if cfg.progress else True, unit="step",
+                   dynamic_ncols=True)
         try:
             for epoch in range(self.epoch, cfg.epochs):
                 self.optimizer.lr = self.learning_rate(epoch)
@@ -204,6 +224,7 @@ class Trainer:
                 if not math.isfinite(loss):
                     self.model.discard_saved()  # a skipped update leaves its forward unused
                 self.elapsed = time.perf_counter() - started
+                self._expected_total(bar)
                 bar.update(1)
                 self._record(loss, norm, bar)
                 if self._should_stop():
@@ -216,8 +237,9 @@ class Trainer:
         if w + 1 < len(windows):
             self.carry = self.model.state_at(windows[w + 1][0] - start)
             self.epoch, self.batch_index, self.window_index = epoch, b, w + 1
-        else:
-            self.carry = None
+        else:  # the end of a batch (of an epoch, for a stream): continuous training carries on from here
+            continuous = self.config.reset_state == "never"
+            self.carry = self.model.state_at(windows[w][1] - start) if continuous else None
             self.epoch, self.batch_index, self.window_index = epoch, b + 1, 0
 
     def _record(self, loss: float, norm: float, bar) -> None:
@@ -232,13 +254,23 @@ class Trainer:
     def _should_stop(self) -> bool:
         """Validate when due; True when the time or step budget is spent or ``stop_when`` holds."""
         cfg = self.config
-        out_of_time = bool(cfg.time_limit) and self.elapsed >= cfg.time_limit
+        out_of_time = self.elapsed >= self.deadline
         out_of_steps = bool(cfg.max_steps) and self.step >= cfg.max_steps
         reached = False
         if self.step % cfg.eval_every == 0 or out_of_time or out_of_steps:
             self._validate_and_save()
             reached = self.stop_when is not None and bool(self.stop_when(self.last_eval))
         return out_of_time or out_of_steps or reached
+
+    def _expected_total(self, bar) -> None:
+        """With a time limit, the bar's total is the number of updates expected by the deadline (so its ETA is the
+        time limit's), never more than the epochs and steps allow."""
+        if bar.disable or not math.isfinite(self.deadline):
+            return
+        start_step, start_time = self._start_step, self.deadline - self.config.time_limit
+        rate = (self.step - start_step) / max(self.elapsed - start_time, 1e-9)
+        expected = start_step + int(rate * self.config.time_limit)
+        bar.total = max(self.step, min(self._planned, expected))
 
     def learning_rate(self, epoch: int) -> float:
         """char-rnn's schedule: lr · decay^(epoch − decay_after + 1) from epoch ``decay_after`` on."""
@@ -253,20 +285,25 @@ class Trainer:
     def _log(self, record: dict) -> None:
         record = {"step": self.step, "epoch": self.epoch, "time": round(self.elapsed, 3), **record}
         self.history.append(record)
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
 
     def _validate_and_save(self) -> None:
         self.last_eval = self.evaluate()
         scalars = {k: float(v) for k, v in self.last_eval.items() if np.ndim(v) == 0}
-        self._log(scalars)
-        if self.config.progress:
-            tqdm.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
-        self.save()
+        if scalars:
+            self._log(scalars)
+            if self.config.progress:
+                tqdm.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
         self._saved_step = self.step
+        if self.run_dir is None:
+            return
+        self.save()
         from .plotting import plot_losses
 
-        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", baseline=self.task.baseline)
+        if (self.run_dir / "metrics.jsonl").exists():  # nothing logged yet (no validation data, first steps): no plot
+            plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", baseline=self.task.baseline)
 
     def meta(self) -> dict:
         """The checkpoint's description: model kind and config, task, training settings, vocabularies, progress."""
@@ -308,8 +345,8 @@ class Trainer:
 
     def _truncate_metrics(self) -> None:
         """Drop metrics records written after the checkpoint, and a line cut short by a kill."""
-        metrics = self.run_dir / "metrics.jsonl"
-        if not metrics.exists():
+        metrics = None if self.run_dir is None else self.run_dir / "metrics.jsonl"
+        if metrics is None or not metrics.exists():
             return
         kept = []
         for line in metrics.read_text(encoding="utf-8").splitlines():
