@@ -62,8 +62,8 @@ class ModelConfig(JSONConfig):
     dropout: float = option(0.0, "Dropout between layers and before the head.", low=0, high=1, high_open=True)
     bidirectional: bool = False
     nonlinearity: str = option("tanh", "RNN: the activation.", choices=("tanh", "relu"), cells=("rnn",))
-    forget_bias: float | None = option(None, "LSTM/Mogrifier: initial forget-gate bias (char-rnn and Keras use 1).",
-                                       cells=LSTM_LIKE, cli_default=1.0)
+    forget_bias: float | None = option(None, "LSTM/Mogrifier: initial forget-gate bias (char-rnn and Keras use 1; "
+                                       "None: PyTorch's initialisation).", cells=LSTM_LIKE, cli_default=1.0)
     proj_size: int = option(0, "LSTM/Mogrifier: project h to this size (PyTorch's proj_size).", low=0,
                             cells=LSTM_LIKE)
     peephole: bool = option(False, "LSTM/Mogrifier: peephole connections.", cells=LSTM_LIKE)
