@@ -115,3 +115,8 @@ class MSELoss(_Loss):
         weight = _weights(target.shape, mask)
         diff = pred - target.astype(pred.dtype, copy=False)
         return self._finish(diff * diff, 2.0 * diff, weight)
+
+
+#: The losses by the names tasks and ``rnnkit.fit`` use: cross-entropy over classes, mean squared error, binary
+#: cross-entropy over multi-hot targets.
+LOSSES = {"ce": CrossEntropyLoss, "mse": MSELoss, "bce": BCEWithLogitsLoss}

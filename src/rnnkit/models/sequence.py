@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..layers import Dropout, Embedding, Linear, OneHot
-from ..losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from ..losses import LOSSES
 from ..module import Module, as_rng, check_dtype, no_grad
 from ..recurrent import GRU, LSTM, RHN, RNN, Jordan, MogrifierLSTM
 from .configs import JSONConfig, check_option_ranges, field_names, flag, option, option_fields
@@ -36,7 +36,6 @@ RECURRENT_LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "jordan": Jordan, "rhn
 ENCODER_CELLS = ("rnn", "lstm", "gru", "rhn", "mogrifier")
 # Defaults that follow from the cell (applied where the user did not set the option).
 CELL_DEFAULTS = {"jordan": {"num_layers": 1}}
-LOSSES = {"ce": CrossEntropyLoss, "mse": MSELoss, "bce": BCEWithLogitsLoss}
 LSTM_LIKE = ("lstm", "mogrifier")
 
 

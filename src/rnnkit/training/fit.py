@@ -17,20 +17,17 @@ from __future__ import annotations
 import copy
 import math
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, ShapeError
-from ..losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from ..losses import LOSSES, CrossEntropyLoss
 from ..models.protocol import inference
 from ..module import Module
 from ..recurrent.layer import RecurrentLayer
 from ..tasks.base import Batch, TaskBase
-from .checkpoint import NAME as CHECKPOINT
+from .checkpoint import exists as checkpoint_exists
 from .trainer import TrainConfig, Trainer
-
-LOSSES = {"ce": CrossEntropyLoss, "mse": MSELoss, "bce": BCEWithLogitsLoss}
 
 
 def make_loss(loss):
@@ -272,7 +269,7 @@ def fit(model, inputs, targets=None, *, lengths=None, mask=None, val=None, epoch
         loss = loss or "ce"
         task = ArrayTask(inputs, targets, lengths, mask, val, batch_size, loss, seed, shuffle)
     trainable = model if hasattr(model, "train_batch") else ModuleModel(model, loss)
-    if run_dir is not None and (Path(run_dir) / CHECKPOINT).exists():
+    if run_dir is not None and checkpoint_exists(run_dir):
         raise ConfigError(f"run_dir {str(run_dir)!r} already holds a checkpoint; choose another (nothing is "
                           "overwritten)")
     first = next(iter(task.batches(0)))
