@@ -47,6 +47,15 @@ class TrainingError(RnnkitError, RuntimeError):
     """Training cannot go on (for example a non-finite loss); the last good checkpoint is left intact."""
 
 
+class TrainingInterrupted(TrainingError):
+    """Training stopped by a signal (SIGINT, SIGTERM, SIGHUP) after finishing its update and writing a checkpoint;
+    ``exit_status`` is the shell's 128 + the signal's number."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 class DependencyError(RnnkitError, ImportError):
     """An optional package the call needs is not installed (the message says how to install it)."""
 

@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from ..errors import RnnkitError
+from ..errors import RnnkitError, TrainingInterrupted
 from . import apply, check, study, train
 
 
@@ -58,6 +58,9 @@ def main(argv=None) -> None:
     except click.exceptions.ClickException as e:  # bad flags, bad choices, missing arguments
         click.echo(f"rnnkit: error: {e.format_message()}", err=True)
         sys.exit(2)
+    except TrainingInterrupted as e:  # a checkpoint is written: one line, the signal's exit status
+        click.echo(f"rnnkit: {e}", err=True)
+        sys.exit(e.exit_status)
     except RnnkitError as e:
         if os.environ.get("RNNKIT_DEBUG"):
             raise

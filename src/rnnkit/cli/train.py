@@ -8,6 +8,7 @@ defaults; the cell's defaults; the dataclass defaults (see `rnnkit.cli.options`)
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..models.sequence import CELL_DEFAULTS, ModelConfig
 from ..tasks.registry import DEFAULT_TASK, TASKS, make_task
 from ..training import checkpoint
 from ..training.data import DataConfig
+from ..training.files import hold_run_directory
 from ..training.trainer import TrainConfig, Trainer
 from .common import fail
 from .options import MODEL_CONFIGS, given, option_table, with_options
@@ -53,8 +55,14 @@ def train(ctx, task, out, resume, init_from, **values):
     """Train a model on TASK: 'reber' (the embedded Reber grammar, default), 'adding' / 'adding1997' / 'copy'
     (memory benchmarks), 'text' (a character language model), 'classify' (label<TAB>text lines), 'tagging'
     (CoNLL columns) or 'seq2seq' (source<TAB>target lines; without --data, the built-in digit reversal)."""
-    run = open_run(task, out, resume, init_from)
-    settings = resolve(run, given(ctx, values))
+    existing = out is not None and Path(out).is_dir()
+    with hold_run_directory(out) if existing else nullcontext():  # a new run's directory is locked by `fit`
+        train_run(open_run(task, out, resume, init_from), given(ctx, values))
+
+
+def train_run(run: Run, explicit: dict) -> None:
+    """Build the task, the model and the trainer of ``run``; train; report."""
+    settings = resolve(run, explicit)
     data = DataConfig(**pick(DataConfig, settings))
     train_config = TrainConfig(**pick(TrainConfig, settings))
     the_task = make_task(run.task, data, seed=train_config.seed, dtype=settings.get("dtype", "float32"),
@@ -78,8 +86,7 @@ def open_run(task: str, out: str | None, resume: bool, init_from: str | None) ->
     run_dir = Path(out) if out else Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and not run_dir.is_dir():
         fail(f"--out {str(run_dir)!r} exists and is not a directory")
-    has_checkpoint = run_dir.is_dir() and any((run_dir / n / "meta.json").exists()
-                                              for n in (checkpoint.NAME, checkpoint.OLD))
+    has_checkpoint = run_dir.is_dir() and checkpoint.exists(run_dir)
     if has_checkpoint and not resume:
         fail(f"{str(run_dir)!r} already holds a checkpoint; pass --resume to continue it or choose another --out")
     if resume and not has_checkpoint:

@@ -2,24 +2,47 @@
 
 The content goes to a temporary file beside the target, is flushed and fsynced, and then renamed over the target
 with ``os.replace`` (atomic on POSIX and Windows): a reader, or a run killed half-way, sees the old file or the new
-one, never a torn one.
+one, never a torn one. The temporary file is created with ``O_EXCL`` (`tempfile.mkstemp`), so a file or symbolic
+link planted at a predictable name is never followed or overwritten.
+
+`hold_run_directory` locks a run directory for one process (``fcntl.flock`` on ``.rnnkit.lock`` in it): a second
+run on the same directory is refused with the first one's process id instead of mixing their files.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: runs are not locked
+    fcntl = None
+
+
+LOCK_NAME = ".rnnkit.lock"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_held: dict[Path, int] = {}  # lock files this process holds → nesting depth (a run may lock its directory twice)
 
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; when the block succeeds, fsync it and rename it to ``path``."""
+    """Yield a new temporary path beside ``path`` (created empty with O_EXCL, never through a link); when the block
+    succeeds, fsync it and rename it to ``path``."""
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}{target.suffix}")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+        os.chmod(name, 0o666 & ~_UMASK)  # mkstemp's 0600 → what an ordinary new file gets
+        os.close(fd)
+    except OSError as e:
+        raise DataError(f"cannot write {str(target)!r}: {e.strerror or e}") from None
+    tmp = Path(name)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -28,7 +51,7 @@ def atomic_path(path: str | Path):
     except OSError as e:
         raise DataError(f"cannot write {str(target)!r}: {e.strerror or e}") from None
     finally:
-        if tmp.exists():
+        if tmp.exists() or tmp.is_symlink():
             tmp.unlink()
 
 
@@ -42,3 +65,43 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[Path], None]
         else:
             tmp.write_text(content, encoding="utf-8")
     return Path(path)
+
+
+@contextmanager
+def hold_run_directory(run_dir: str | Path):
+    """Hold an exclusive lock on ``run_dir`` (which must exist) for the block; a `ConfigError` naming the process
+    that holds it if another process does. Nested holds in one process are allowed."""
+    lock = Path(run_dir).resolve() / LOCK_NAME
+    if lock in _held or fcntl is None:
+        _held[lock] = _held.get(lock, 0) + 1
+        try:
+            yield
+        finally:
+            _held[lock] -= 1
+            if not _held[lock]:
+                del _held[lock]
+        return
+    fd = _acquire(lock, run_dir)
+    _held[lock] = 1
+    try:
+        yield
+    finally:
+        del _held[lock]
+        os.close(fd)  # releases the lock
+
+
+def _acquire(lock: Path, run_dir: str | Path) -> int:
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        raise DataError(f"cannot lock the run directory {str(run_dir)!r}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(f"run directory {str(run_dir)!r} in use by process {holder} (expected a directory no other "
+                          "run is using; wait for it to finish or choose another --out)") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    return fd

@@ -20,23 +20,27 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import ConfigError, DataError, TrainingError
+from ..errors import ConfigError, DataError, TrainingError, TrainingInterrupted
 from ..models.configs import check_option_ranges, option
 from ..models.protocol import TrainableModel
 from ..module import no_grad
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from . import checkpoint
-from .files import atomic_write
+from .files import atomic_write, hold_run_directory
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "tbptt_windows"]
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # stop with a checkpoint; exit status 128 + the signal's number
 
 
 @dataclass
@@ -129,6 +133,7 @@ class Trainer:
         self._saved_step = -1
         self.last_eval: dict = {}
         self.stop_when = None  # optional predicate on the validation metrics: stop early once it holds
+        self.stop_signal = None  # the signal that asked training to stop (see `_stop_on_signals`)
 
     # -- one update -----------------------------------------------------------------------------------
     def train_window(self, batch, start: int, end: int, loss_start: int) -> tuple[float, float]:
@@ -185,9 +190,50 @@ class Trainer:
             limits = threadpool_limits(self.config.threads, user_api="blas")
         else:
             limits = nullcontext()
-        with limits:
-            self._loop()
+        with limits, hold_run_directory(self.run_dir) if self.run_dir is not None else nullcontext():
+            self._truncate_metrics()  # a new run drops what a run killed before its first checkpoint logged
+            with self._stop_on_signals():
+                if not self.finished():  # a finished run, resumed, is left as it is
+                    self._loop()
+                self._stop_if_signalled()
         return self.history
+
+    @contextmanager
+    def _stop_on_signals(self):
+        """While training into a run directory, SIGINT, SIGTERM and SIGHUP only set ``self.stop_signal``: the loop
+        finishes the update, writes a checkpoint and raises `TrainingInterrupted` (`_stop_if_signalled`)."""
+        self.stop_signal = None
+        if self.run_dir is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum, frame):
+            self.stop_signal = signum
+
+        previous = {}
+        for name in STOP_SIGNALS:
+            if hasattr(signal, name):
+                number = getattr(signal, name)
+                previous[number] = signal.signal(number, note)
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _stop_if_signalled(self) -> None:
+        if self.stop_signal is None:
+            return
+        if self._saved_step != self.step:
+            self.save()
+            self._saved_step = self.step
+        name = signal.Signals(self.stop_signal).name
+        raise TrainingInterrupted(f"stopped by {name} after step {self.step}; checkpoint written to "
+                                  f"{self.run_dir / checkpoint.NAME} (--resume continues it)", 128 + self.stop_signal)
+
+    def finished(self) -> bool:
+        """Whether the epochs or ``max_steps`` are done (a time limit is counted anew by each call of `fit`)."""
+        return self.epoch >= self.config.epochs or bool(self.config.max_steps) and self.step >= self.config.max_steps
 
     def _loop(self) -> None:
         cfg, task = self.config, self.task
@@ -227,6 +273,7 @@ class Trainer:
                 self._expected_total(bar)
                 bar.update(1)
                 self._record(loss, norm, bar)
+                self._stop_if_signalled()
                 if self._should_stop():
                     return True
         return False
@@ -341,20 +388,22 @@ class Trainer:
         if carry:
             parts = tuple(carry[f"state{i}"] for i in range(len(carry)))
             self.carry = parts[0] if len(parts) == 1 else parts
-        self._truncate_metrics()
+        self._saved_step = self.step  # this step's checkpoint and validation are on disk already
 
     def _truncate_metrics(self) -> None:
-        """Drop metrics records written after the checkpoint, and a line cut short by a kill."""
+        """Drop metrics records written after the checkpoint (all of them before a first one), and a line cut short
+        by a kill."""
         metrics = None if self.run_dir is None else self.run_dir / "metrics.jsonl"
         if metrics is None or not metrics.exists():
             return
-        kept = []
-        for line in metrics.read_text(encoding="utf-8").splitlines():
+        kept, text = [], metrics.read_text(encoding="utf-8")
+        for line in text.splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
             if record["step"] <= self.step:
                 kept.append(line)
-        atomic_write(metrics, "".join(line + "\n" for line in kept))
+        if text != "".join(line + "\n" for line in kept):  # unchanged (a finished run resumed): left untouched
+            atomic_write(metrics, "".join(line + "\n" for line in kept))
         self.history = [json.loads(line) for line in kept]
