@@ -215,15 +215,23 @@ def test_the_cli_package_has_no_import_cycle():
         assert proc.returncode == 0, proc.stderr
 
 
-def test_a_bug_keeps_its_traceback_while_a_user_error_is_one_line(monkeypatch, capsys):
+def test_a_bug_keeps_its_traceback_while_a_user_error_is_one_line(monkeypatch, capsys, tmp_path):
+    """A bug is re-raised under RNNKIT_DEBUG=1; otherwise its traceback is kept in a file (exit status 70)."""
     import rnnkit.cli.train as train_module
 
     def broken(*args, **kwargs):
         raise ValueError("a bug")
 
     monkeypatch.setattr(train_module, "make_task", broken)
+    monkeypatch.setenv("RNNKIT_DEBUG", "1")
     with pytest.raises(ValueError, match="a bug"):
-        run(["train", "adding", "--max-steps", "1"], capsys)
+        run(["train", "adding", "--max-steps", "1", "--out", str(tmp_path / "r")], capsys)
+    monkeypatch.delenv("RNNKIT_DEBUG")
+    tmp_path.joinpath("r2").mkdir()
+    code, _, err = run(["train", "adding", "--max-steps", "1", "--out", str(tmp_path / "r2")], capsys)
+    assert code == 70 and len(err.strip().splitlines()) == 1, err
+    (report,) = (tmp_path / "r2").glob("internal-error-*.txt")
+    assert "ValueError: a bug" in report.read_text() and "Traceback" in report.read_text()
 
 
 @pytest.mark.parametrize("task, content, message", [

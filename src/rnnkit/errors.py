@@ -3,7 +3,8 @@
 Every error a user can cause — a wrong shape or dtype, an unreadable file, a nonsensical option, a damaged
 checkpoint, a backward without its forward — is an `RnnkitError` with a one-line message that names what was
 expected and what was received. The command line prints such errors as ``rnnkit: error: ...`` and exits with
-status 2; any other exception is a bug in rnnkit and keeps its traceback.
+status 2; any other exception is a bug in rnnkit: an internal error, reported in one line that names the file its
+traceback is written to (exit status 70).
 
 The types also derive from the built-in exception a Python user would try first (``ValueError`` for a bad value,
 ``TypeError`` for a bad type), so ``except ValueError`` keeps working.

@@ -9,6 +9,7 @@ run only when it is given on the command line; otherwise the task's defaults (``
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import MISSING, Field
@@ -66,6 +67,20 @@ def _default_text(name: str, f: Field) -> str:
     return f" [{'; '.join(parts)}]" if parts else ""
 
 
+class FiniteFloat(click.FloatRange):
+    """A float flag (optionally ranged) that refuses ``nan`` and ``inf``: every float flag is of this type."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        if not math.isfinite(click.FLOAT.convert(value, param, ctx)):
+            self.fail(f"expected a finite number, got {value!r}", param, ctx)
+        return super().convert(value, param, ctx)
+
+    def _describe_range(self) -> str:  # the help shows no range for an unbounded float
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+
 def _click_type(cls, f: Field):
     meta, kind = f.metadata, field_type(cls, f)
     if meta["path"]:
@@ -77,8 +92,7 @@ def _click_type(cls, f: Field):
         return click.IntRange(meta["low"], meta["high"], min_open=meta["low_open"], max_open=meta["high_open"]) \
             if ranged else click.INT
     if kind is float:
-        return click.FloatRange(meta["low"], meta["high"], min_open=meta["low_open"],
-                                max_open=meta["high_open"]) if ranged else click.FLOAT
+        return FiniteFloat(meta["low"], meta["high"], min_open=meta["low_open"], max_open=meta["high_open"])
     return click.STRING
 
 

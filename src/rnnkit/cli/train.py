@@ -8,6 +8,7 @@ defaults; the cell's defaults; the dataclass defaults (see `rnnkit.cli.options`)
 from __future__ import annotations
 
 import time
+import typing
 from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -15,13 +16,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..errors import ConfigError
-from ..models.configs import field_names, flag
+from ..errors import CheckpointError, ConfigError
+from ..models.configs import check_value, field_names, flag
 from ..models.registry import build_model, kind_of, model_classes, model_from_meta
 from ..models.sequence import CELL_DEFAULTS, ModelConfig
 from ..tasks.registry import DEFAULT_TASK, TASKS, make_task
 from ..training import checkpoint
-from ..training.data import DataConfig
+from ..training.data import DATA_FILES, DataConfig, check_same_data, stored_data_paths
 from ..training.files import hold_run_directory
 from ..training.trainer import TrainConfig, Trainer
 from .common import fail
@@ -36,6 +37,7 @@ class Run:
     out: Path
     saved: tuple | None = None
     base: tuple | None = None
+    allow_other_data: bool = False
 
     @property
     def meta(self) -> dict | None:
@@ -50,14 +52,18 @@ class Run:
 @click.option("--out", "out", type=click.Path(file_okay=False), help="Run directory [runs/<task>-<time>].")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in --out exactly where it stopped.")
 @click.option("--init-from", type=click.Path(), help="Start from the weights (and config) of a checkpoint.")
+@click.option("--allow-other-data", is_flag=True, help="With --resume: continue on a --data file other than the "
+              "checkpoint's, or one whose content has changed (refused otherwise).")
 @click.pass_context
-def train(ctx, task, out, resume, init_from, **values):
+def train(ctx, task, out, resume, init_from, allow_other_data, **values):
     """Train a model on TASK: 'reber' (the embedded Reber grammar, default), 'adding' / 'adding1997' / 'copy'
     (memory benchmarks), 'text' (a character language model), 'classify' (label<TAB>text lines), 'tagging'
     (CoNLL columns) or 'seq2seq' (source<TAB>target lines; without --data, the built-in digit reversal)."""
     existing = out is not None and Path(out).is_dir()
     with hold_run_directory(out) if existing else nullcontext():  # a new run's directory is locked by `fit`
-        train_run(open_run(task, out, resume, init_from), given(ctx, values))
+        run = open_run(task, out, resume, init_from)
+        run.allow_other_data = allow_other_data
+        train_run(run, given(ctx, values))
 
 
 def train_run(run: Run, explicit: dict) -> None:
@@ -93,7 +99,26 @@ def open_run(task: str, out: str | None, resume: bool, init_from: str | None) ->
         fail(f"--resume: no checkpoint in {str(run_dir)!r}")
     saved = checkpoint.load(run_dir) if resume else None
     base = checkpoint.load(init_from) if init_from else None
+    for loaded in (saved, base):
+        if loaded:
+            check_description(loaded[0])
     return Run(saved[0]["task"]["task"] if saved else task, run_dir, saved, base)
+
+
+def check_description(meta: dict) -> None:
+    """`CheckpointError` unless a checkpoint's description is valid before anything is built from it: its task,
+    model config and data settings (`JSONConfig.from_dict` checks types and ranges) and training settings."""
+    task, train = meta.get("task"), meta.get("train")
+    if not isinstance(task, dict) or not isinstance(task.get("task"), str) or task["task"] not in TASKS:
+        raise CheckpointError(f"checkpoint task must be an object naming one of {sorted(TASKS)}, got {task!r:.60}")
+    if not isinstance(train, dict):
+        raise CheckpointError(f"checkpoint training settings must be an object, got {type(train).__name__}")
+    model_classes(kind_of(meta))[0].from_dict(meta.get("model"))
+    DataConfig.from_dict({k: v for k, v in task.items() if k in field_names(DataConfig)})
+    hints = typing.get_type_hints(TrainConfig)
+    for name, value in train.items():
+        if name in hints:
+            check_value(TrainConfig, name, value, hints[name])
 
 
 def resolve(run: Run, explicit: dict) -> dict:
@@ -105,8 +130,10 @@ def resolve(run: Run, explicit: dict) -> dict:
     check_applicable(run.task, cell, explicit)
     settings = defaults(task_cls, cell)
     if run.saved:
-        settings.update(from_checkpoint(run.saved[0], explicit))
+        settings.update(from_checkpoint(run.saved[0], explicit, run.allow_other_data))
     settings.update(explicit)
+    if run.saved and not run.allow_other_data:
+        check_same_data(run.saved[0]["task"], settings)
     return settings
 
 
@@ -135,16 +162,27 @@ def check_applicable(task: str, cell: str, explicit: dict) -> None:
         config_cls.check_cell(cell)
 
 
-def from_checkpoint(meta: dict, explicit: dict) -> dict:
-    """The settings a resumed run keeps from its checkpoint; a model or data flag that differs is an error."""
-    kept = {**meta["model"], **{k: v for k, v in meta["task"].items() if k in field_names(DataConfig)}}
-    conflicts = sorted(k for k in explicit if k in kept and kept[k] != explicit[k])
+def from_checkpoint(meta: dict, explicit: dict, allow_other_data: bool = False) -> dict:
+    """The settings a resumed run keeps from its checkpoint (its data files by their absolute paths); a model or
+    data flag that differs is an error (a data file only without ``allow_other_data``)."""
+    kept = {**meta["model"], **{k: v for k, v in meta["task"].items() if k in field_names(DataConfig)},
+            **stored_data_paths(meta["task"])}
+    conflicts = sorted(k for k in explicit if k in kept and not _same_setting(k, kept[k], explicit[k])
+                       and not (allow_other_data and k in DATA_FILES))
     if conflicts:
         fail("--resume keeps the checkpoint's model and data; these flags differ from it: " + ", ".join(
-            f"{flag(k)} {explicit[k]} (checkpoint: {kept[k]})" for k in conflicts))
+            f"{flag(k)} {explicit[k]} (checkpoint: {kept[k]})" for k in conflicts)
+            + (" (--allow-other-data continues on other data)" if set(conflicts) & set(DATA_FILES) else ""))
     resumable = {f.name for f in fields(TrainConfig) if f.metadata.get("resume", True)}
     kept.update({k: v for k, v in meta["train"].items() if k in resumable})
     return kept
+
+
+def _same_setting(name: str, kept, given) -> bool:
+    """Whether a flag repeats the checkpoint's setting (data files compare by their absolute paths)."""
+    if name in DATA_FILES and isinstance(kept, str) and isinstance(given, str):
+        return Path(kept).resolve() == Path(given).resolve()
+    return kept == given
 
 
 def pick(cls, settings: dict) -> dict:

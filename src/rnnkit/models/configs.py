@@ -11,6 +11,9 @@ config read the same fields, so adding a setting is adding one field.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -67,27 +70,81 @@ def check_range(config, name: str, low: float | None = None, high: float | None 
                           f"{'inf' if high is None else high}{right}, got {value}")
 
 
-def check_option_ranges(config) -> None:
-    """Check every `option` field of ``config`` against its declared choices and range."""
+def check_option_ranges(config, skip_defaults: bool = False) -> None:
+    """Check every `option` field of ``config`` against its declared choices and range; a float must be finite.
+    ``skip_defaults``: a field at its dataclass default (such as 0 for "the task's own") is not range-checked."""
     for f in option_fields(type(config)):
         meta, value = f.metadata, getattr(config, f.name)
-        if value is None:
+        if value is None or (skip_defaults and value == f.default and type(value) is type(f.default)):
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
         if meta["choices"] is not None and value not in meta["choices"]:
             raise ConfigError(f"{f.name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
         if meta["low"] is not None or meta["high"] is not None:
             check_range(config, f.name, meta["low"], meta["high"], meta["low_open"], meta["high_open"])
 
 
+MAX_INT = 2**31 - 1  # no count or size in a checkpoint's description is larger
+MAX_COUNTS = {"num_layers": 1024, "depth": 1024, "rounds": 1024}  # repetitions: a larger one is a tampered file
+
+
+def _allowed_types(hint) -> tuple:
+    """The JSON value types a field's type hint allows (``float`` allows an int; ``X | None`` allows None)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return tuple(t for arg in typing.get_args(hint) for t in _allowed_types(arg))
+    if hint is type(None):
+        return (type(None),)
+    if hint is float:
+        return (float, int)
+    origin = typing.get_origin(hint) or hint
+    return (list, tuple) if origin in (list, tuple) else (origin,) if isinstance(origin, type) else (object,)
+
+
+def check_value(cls, name: str, value, hint) -> None:
+    """`CheckpointError` unless ``value`` (from JSON) has the field's type: a finite float, a non-negative int
+    within `MAX_INT` (`MAX_COUNTS` for repetitions), a bool only where a bool is expected."""
+    allowed = _allowed_types(hint)
+    where = f"checkpoint {cls.__name__}.{name}"
+    wrong_bool = isinstance(value, bool) and bool not in allowed
+    if wrong_bool or not isinstance(value, allowed):
+        expected = " or ".join(sorted({"null" if t is type(None) else t.__name__ for t in allowed}))
+        raise CheckpointError(f"{where} must be {expected}, got {type(value).__name__} {value!r:.60}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CheckpointError(f"{where} must be a finite number, got {value}")
+    if type(value) is int and float not in allowed:  # a count or a size
+        most = MAX_COUNTS.get(name, MAX_INT)
+        if not 0 <= value <= most:
+            raise CheckpointError(f"{where} must be in [0, {most}], got {str(value)[:40]}")
+    if isinstance(value, (list, tuple)) and not all(isinstance(v, str) for v in value):
+        raise CheckpointError(f"{where} must be a list of strings")
+
+
 class JSONConfig:
-    """Mixin for dataclass configs: ``to_dict()`` for meta.json, ``from_dict()`` that names unknown keys."""
+    """Mixin for dataclass configs: ``to_dict()`` for meta.json, ``from_dict()`` that validates a stored one."""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict):
+        """The config a checkpoint describes, or a one-line `CheckpointError` naming the first thing wrong with the
+        description: not an object, unknown or missing keys, a value of the wrong type, a non-finite float, a size
+        out of range, or a setting the config refuses — all checked before anything is allocated."""
+        if not isinstance(data, dict):
+            raise CheckpointError(f"checkpoint {cls.__name__} must be a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - field_names(cls))
         if unknown:
             raise CheckpointError(f"unknown {cls.__name__} keys {unknown} (a checkpoint from another rnnkit version?)")
-        return cls(**data)
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if f.name in data:
+                check_value(cls, f.name, data[f.name], hints[f.name])
+            elif f.default is MISSING and f.default_factory is MISSING:
+                raise CheckpointError(f"checkpoint {cls.__name__} lacks {f.name!r}")
+        try:
+            config = cls(**data)
+            check_option_ranges(config, skip_defaults=True)
+        except ConfigError as e:
+            raise CheckpointError(f"checkpoint {cls.__name__}: {e}") from None
+        return config

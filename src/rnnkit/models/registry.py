@@ -20,7 +20,7 @@ KINDS = {  # kind → (module, config class, model class, what it is, in words)
 
 def model_classes(kind: str):
     """(config class, model class) of a model kind."""
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise CheckpointError(f"unknown model kind {kind!r} in checkpoint (expected one of {sorted(KINDS)})")
     module, config_cls, model_cls, _ = KINDS[kind]
     mod = importlib.import_module(module)

@@ -63,6 +63,8 @@ class LSTMStep(Cell):
         if proj_size:
             self.weight_hr = Parameter(rng.uniform(-bound, bound, (proj_size, hidden_size)).astype(dtype))
         if forget_bias is not None:
+            if not math.isfinite(forget_bias):
+                raise ConfigError(f"forget_bias must be a finite number, got {forget_bias}")
             if not bias:
                 raise ConfigError("forget_bias needs bias=True")
             f = slice(hidden_size, 2 * hidden_size)

@@ -32,10 +32,11 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, DataError, TrainingError, TrainingInterrupted
 from ..models.configs import check_option_ranges, option
-from ..models.protocol import TrainableModel
+from ..models.protocol import TrainableModel, WholeSequenceModel
 from ..module import no_grad
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from . import checkpoint
+from .data import data_identity
 from .files import atomic_write, hold_run_directory
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "tbptt_windows"]
@@ -119,10 +120,14 @@ class Trainer:
         # a stream is trained in windows of seq_length steps unless k1 says otherwise
         self.k1 = config.k1 or (task.seq_length if task.stream else 0)
         self.k2 = config.k2
+        if (config.k1 or config.k2) and isinstance(model, WholeSequenceModel):
+            raise ConfigError(f"--k1/--k2 (truncated BPTT) apply to stream tasks (text); task {task.name!r} trains "
+                              f"a {model.config.kind} model on whole sequences, got k1={config.k1}, k2={config.k2}")
         if config.reset_state == "never" and not task.stream:
             raise ConfigError("--reset-state never applies to stream tasks (text): the other tasks' sequences are "
                               "independent")
         self.meta_extra = meta_extra or {}
+        self.data_identity = data_identity(task.config())  # the data files' absolute paths and SHA-256
         self.step, self.epoch, self.batch_index, self.window_index = 0, 0, 0, 0
         self.carry = None
         self.elapsed = 0.0
@@ -358,7 +363,7 @@ class Trainer:
         return {
             "kind": self.model.config.kind,
             "model": self.model.config.to_dict(),
-            "task": self.task.config(),
+            "task": {**self.task.config(), **self.data_identity},
             "train": asdict(self.config),
             **vocabularies,
             "vocab": vocabularies.get("vocab"),
