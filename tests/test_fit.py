@@ -3,6 +3,7 @@ layers inside `Sequential`."""
 
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def readme_python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    """The README's Python blocks, dedented (a block inside a list item is indented with it)."""
+    blocks = re.findall(r"^( *)```python\n(.*?)^ *```", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return [textwrap.dedent(body) for _, body in blocks]
 
 
 def fit_example() -> str:

@@ -28,6 +28,10 @@ CONFIGS = {
     "rhn-coupled": (rnnkit.RHN, {"depth": 2}),
     "rhn-uncoupled": (rnnkit.RHN, {"depth": 2, "coupled": False}),
     "rhn-no-bias": (rnnkit.RHN, {"depth": 3, "bias": False}),
+    "indrnn-relu": (rnnkit.IndRNN, {}),
+    "indrnn-tanh": (rnnkit.IndRNN, {"nonlinearity": "tanh"}),
+    "mingru": (rnnkit.MinGRU, {}),
+    "minlstm": (rnnkit.MinLSTM, {}),
 }
 TOL = {np.float32: 1e-6, np.float64: 1e-12}
 

@@ -1,7 +1,7 @@
 """rnnkit: recurrent neural networks from first principles, in NumPy, with PyTorch's names and layouts.
 
 The top level is the library: `module` (the layer contract), `layers`, `activations`, `losses`, `optim`, `init`,
-`gradcheck`, `highway`, `crf`, `attention`, `sequences`, `interop`, `onnx_export`, `errors` and `recurrent/`.
+`gradcheck`, `highway`, `crf`, `ctc`, `attention`, `sequences`, `interop`, `onnx_export`, `errors` and `recurrent/`.
 Everything that reads files, trains, plots or parses the command line lives in subpackages: `tasks/` (data and the
 Task protocol), `models/` (the trainable models and the checkpoint registry), `training/` (the trainer and the
 tools around it) and `cli/` (the ``rnnkit`` command).
@@ -10,6 +10,7 @@ tools around it) and `cli/` (the ``rnnkit`` command).
 from . import init, losses, optim
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .crf import CRF
+from .ctc import CTCLoss, ctc_greedy_decode, ctc_loss, ctc_prefix_beam_search
 from .errors import RnnkitError
 from .gradcheck import gradcheck
 from .highway import Highway
@@ -22,7 +23,23 @@ from .models.sequence import ModelConfig, SequenceModel
 from .models.tagger import Tagger
 from .module import Module, Parameter, manual_seed, no_grad
 from .optim import SGD, Adagrad, Adam, RMSprop, clip_grad_norm
-from .recurrent import GRU, LSTM, RHN, RNN, Elman, GRUCell, Jordan, LSTMCell, MogrifierLSTM, RNNCell
+from .recurrent import (
+    GRU,
+    LSTM,
+    RHN,
+    RNN,
+    Elman,
+    GRUCell,
+    IndRNN,
+    Jordan,
+    LayerNormGRU,
+    LayerNormLSTM,
+    LSTMCell,
+    MinGRU,
+    MinLSTM,
+    MogrifierLSTM,
+    RNNCell,
+)
 from .sequences import pad_sequences, unpad_sequences
 
 __version__ = "0.1.0"
@@ -60,7 +77,9 @@ def export_onnx(model, path, initial_state: bool = False, lengths: bool = False)
 
 __all__ = [
     "GRU", "LSTM", "RHN", "RNN", "Elman", "GRUCell", "Highway", "Jordan", "LSTMCell", "MogrifierLSTM", "RNNCell",
-    "CRF", "ModelConfig", "RnnkitError", "Seq2Seq", "SequenceClassifier", "SequenceModel", "Tagger",
+    "IndRNN", "MinGRU", "MinLSTM", "LayerNormGRU", "LayerNormLSTM",
+    "CRF", "CTCLoss", "ctc_greedy_decode", "ctc_loss", "ctc_prefix_beam_search",
+    "ModelConfig", "RnnkitError", "Seq2Seq", "SequenceClassifier", "SequenceModel", "Tagger",
     "Adagrad", "Adam", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Embedding", "Linear", "MSELoss", "Module",
     "OneHot", "Parameter", "RMSprop", "ReLU", "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "clip_grad_norm",
     "evaluate", "export_onnx", "fit", "from_torch", "gradcheck", "init", "losses", "manual_seed", "no_grad", "optim",

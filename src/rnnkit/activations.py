@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Module, check_float_grad, check_floating
+from .errors import ShapeError
+from .module import Module, check_floating
 
 
 def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -49,9 +50,13 @@ class _Activation(Module):
         return y
 
     def backward(self, dy):
-        """δx in the input's dtype."""
+        """δx in the input's dtype. Like the forward, it passes NaN and Inf on (no parameters to protect; the
+        trainer's non-finite checks see them)."""
         (y,) = self.saved_for_backward()
-        return self.input_gradient(check_float_grad(dy, f"{type(self).__name__}: gradient of the output", y.dtype), y)
+        name = f"{type(self).__name__}: gradient of the output"
+        if check_floating(dy, name).shape != y.shape:
+            raise ShapeError(f"{name} must have shape {y.shape}, got {dy.shape}")
+        return self.input_gradient(dy.astype(y.dtype, copy=False), y)
 
 
 class Sigmoid(_Activation):

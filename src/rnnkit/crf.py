@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigError, ShapeError
+from .errors import ShapeError
 from .module import (
     DEFAULT_DTYPE,
     Module,
     Parameter,
     as_rng,
+    check_bool,
     check_dtype,
     check_float_array,
+    check_float_grad,
     check_index_array,
+    check_mask,
+    check_positive_int,
     in_dtype_of,
 )
 
@@ -51,8 +55,7 @@ class CRF(Module):
 
     def __init__(self, num_tags: int, start_end: bool = True, dtype=DEFAULT_DTYPE, rng=None):
         super().__init__()
-        if num_tags < 1:
-            raise ConfigError(f"num_tags must be a positive integer, got {num_tags}")
+        num_tags, start_end = check_positive_int("num_tags", num_tags), check_bool("start_end", start_end)
         dt, rng = check_dtype(dtype), as_rng(rng)
         self.num_tags, self.start_end = num_tags, start_end
         self.transitions = Parameter(rng.uniform(-0.1, 0.1, (num_tags, num_tags)).astype(dt))
@@ -68,25 +71,25 @@ class CRF(Module):
         end = self.end_transitions.data if self.start_end else zeros
         return self.transitions.data, start, end
 
-    def _check(self, emissions, mask, tags=None):
+    def _check(self, emissions, mask, tags=None, decoding=False):
         """(emissions (B, T, K) in the CRF's dtype, tags (B, T) or None, mask (B, T)), an unbatched (T, K) call
         given a batch axis of one."""
         emissions = check_float_array(emissions, "emissions", self.dtype, (2, 3))
         if emissions.ndim == 2:  # one unbatched sequence: tags (T,), mask (T,)
             emissions = emissions[None]
             tags = tags[None] if isinstance(tags, np.ndarray) else tags
-            mask = None if mask is None else np.asarray(mask)[None]
+            mask = None if mask is None else check_mask(mask, "mask", emissions.shape[1:2])[None]
         batch, steps, k = emissions.shape
+        if steps == 0:
+            raise ShapeError(f"emissions must have at least one time step, got shape {emissions.shape}")
         if k != self.num_tags:
             raise ShapeError(f"emissions must have {self.num_tags} tag scores in their last axis, got shape "
                              f"{emissions.shape}")
-        if tags is not None:
+        if not decoding:
             check_index_array(tags, "tags", self.num_tags)
             if tags.shape != (batch, steps):
                 raise ShapeError(f"tags must have shape {(batch, steps)}, got {tags.shape}")
-        mask = np.ones((batch, steps), bool) if mask is None else np.asarray(mask).astype(bool)
-        if mask.shape != (batch, steps):
-            raise ShapeError(f"mask must have shape {(batch, steps)}, got {mask.shape}")
+        mask = np.ones((batch, steps), bool) if mask is None else check_mask(mask, "mask", (batch, steps))
         if not mask[:, 0].all():
             raise ShapeError("mask: the first step of every sequence must be valid")
         if (np.diff(mask.astype(np.int8), axis=1) > 0).any():
@@ -125,24 +128,24 @@ class CRF(Module):
         emissions, tags, mask, alphas, log_z, lengths, given, unbatched = self.saved_for_backward()
         trans, _, end = self._scores()
         batch, steps, k = emissions.shape
-        w = np.asarray(dnll)
-        if w.dtype.kind not in "fiu" or w.size != batch:
-            raise ShapeError(f"CRF: gradient of the NLL must be {batch} real number(s), got {w.dtype} array of "
-                             f"shape {w.shape}")
-        w = w.astype(emissions.dtype).reshape(batch)
+        w = np.asarray(dnll) if isinstance(dnll, (float, np.floating)) else dnll  # a scalar NLL's gradient
+        w = check_float_grad(w, "CRF: gradient of the NLL", emissions.dtype, () if unbatched else (batch,))
+        w = w.reshape(batch)
         # β_t = ω where t is the last valid step or later; the recursion from β_{t+1} before it.
         betas = np.empty_like(emissions)
         betas[:, -1] = end
         for t in range(steps - 2, -1, -1):
             nxt = _logsumexp(trans + (emissions[:, t + 1] + betas[:, t + 1])[:, None, :], axis=2)
             betas[:, t] = np.where(mask[:, t + 1, None], nxt, end)
-        unary = np.exp(alphas + betas - log_z[:, None, None]) * mask[..., None]
+        # Padded steps get exp(−inf) = 0, not exp(large) · 0 = NaN (their α, β and emissions mean nothing).
+        unary = np.exp(np.where(mask[..., None], alphas + betas - log_z[:, None, None], -np.inf))
         onehot = np.zeros_like(emissions)
         np.put_along_axis(onehot, tags[..., None], 1.0, axis=2)
         onehot *= mask[..., None]
         demissions = (unary - onehot) * w[:, None, None]
-        pair = np.exp(alphas[:, :-1, :, None] + trans + (emissions[:, 1:] + betas[:, 1:])[:, :, None, :]
-                      - log_z[:, None, None, None]) * mask[:, 1:, None, None]
+        pair_scores = (alphas[:, :-1, :, None] + trans + (emissions[:, 1:] + betas[:, 1:])[:, :, None, :]
+                       - log_z[:, None, None, None])
+        pair = np.exp(np.where(mask[:, 1:, None, None], pair_scores, -np.inf))
         gold_pair = np.zeros((batch, steps - 1, k, k), emissions.dtype)
         b_idx, t_idx = np.nonzero(mask[:, 1:])
         gold_pair[b_idx, t_idx, tags[b_idx, t_idx], tags[b_idx, t_idx + 1]] = 1.0
@@ -162,7 +165,7 @@ class CRF(Module):
         """Viterbi: the highest-scoring tag path of each sequence (length = its valid steps); for one unbatched
         sequence (T, K), its path."""
         unbatched = np.ndim(emissions) == 2
-        emissions, _, mask = self._check(emissions, mask)
+        emissions, _, mask = self._check(emissions, mask, decoding=True)
         trans, start, end = self._scores()
         batch, steps, k = emissions.shape
         score = start + emissions[:, 0]

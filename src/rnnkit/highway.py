@@ -7,15 +7,20 @@ import math
 import numpy as np
 
 from .activations import sigmoid
-from .errors import ConfigError, ShapeError
+from .errors import ShapeError
 from .module import (
     DEFAULT_DTYPE,
+    MAX_COUNT,
     Module,
     Parameter,
     as_rng,
+    check_choice,
     check_dtype,
+    check_float,
     check_float_array,
     check_float_grad,
+    check_int,
+    check_positive_int,
     in_dtype_of,
 )
 
@@ -38,10 +43,9 @@ class Highway(Module):
     def __init__(self, size: int, activation: str = "tanh", gate_bias: float = -2.0, num_layers: int = 1,
                  dtype=DEFAULT_DTYPE, rng=None):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        if size < 1 or num_layers < 1:
-            raise ConfigError(f"size and num_layers must be positive integers, got {size}, {num_layers}")
+        check_choice("activation", activation, ACTIVATIONS)
+        size, num_layers = check_positive_int("size", size), check_int("num_layers", num_layers, 1, MAX_COUNT)
+        gate_bias = check_float("gate_bias", gate_bias)
         dt, rng = check_dtype(dtype), as_rng(rng)
         self.size, self.activation, self.num_layers = size, activation, num_layers
         bound = 1.0 / math.sqrt(size)
@@ -76,9 +80,7 @@ class Highway(Module):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         (caches, given), s = self.saved_for_backward(), self.size
-        dy = check_float_grad(dy, "Highway: gradient of the output", self.dtype)
-        if dy.shape != caches[-1][0].shape:
-            raise ShapeError(f"Highway: gradient of the output must have shape {caches[-1][0].shape}, got {dy.shape}")
+        dy = check_float_grad(dy, "Highway: gradient of the output", self.dtype, caches[-1][0].shape)
         for (w, b), (x, a) in zip(reversed(self.layers), reversed(caches)):
             h, t = a[..., :s], a[..., s:]
             da = np.empty_like(a)

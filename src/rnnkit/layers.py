@@ -15,11 +15,15 @@ from .module import (
     Module,
     Parameter,
     as_rng,
+    check_bool,
     check_dtype,
     check_float_array,
     check_float_grad,
     check_floating,
     check_index_array,
+    check_int,
+    check_positive_int,
+    check_probability,
     in_dtype_of,
 )
 
@@ -34,8 +38,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=DEFAULT_DTYPE, rng=None):
         super().__init__()
-        dt = check_dtype(dtype)
-        rng = as_rng(rng)
+        in_features, out_features = check_positive_int("in_features", in_features), check_positive_int(
+            "out_features", out_features)
+        bias, dt, rng = check_bool("bias", bias), check_dtype(dtype), as_rng(rng)
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
         self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dt))
@@ -54,10 +59,7 @@ class Linear(Module):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x, given = self.saved_for_backward()
-        dy = check_float_grad(dy, "Linear: gradient of the output", self.dtype)
-        if dy.shape != x.shape[:-1] + (self.out_features,):
-            raise ShapeError(f"Linear: gradient of the output must have shape {x.shape[:-1] + (self.out_features,)}, "
-                             f"got {dy.shape}")
+        dy = check_float_grad(dy, "Linear: gradient of the output", self.dtype, x.shape[:-1] + (self.out_features,))
         x2 = x.reshape(-1, self.in_features)
         dy2 = dy.reshape(-1, self.out_features)
         self.weight.grad += dy2.T @ x2
@@ -80,6 +82,10 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  dtype=DEFAULT_DTYPE, rng=None):
         super().__init__()
+        num_embeddings = check_positive_int("num_embeddings", num_embeddings)
+        embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        if padding_idx is not None:  # PyTorch's range; a negative index counts from the end
+            padding_idx = check_int("padding_idx", padding_idx, -num_embeddings, num_embeddings - 1) % num_embeddings
         dt = check_dtype(dtype)
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         w = as_rng(rng).normal(size=(num_embeddings, embedding_dim)).astype(dt)
@@ -94,6 +100,7 @@ class Embedding(Module):
 
     def backward(self, dy: np.ndarray) -> None:
         (idx,) = self.saved_for_backward()
+        dy = check_float_grad(dy, "Embedding: gradient of the output", self.dtype, idx.shape + (self.embedding_dim,))
         grad = np.zeros_like(self.weight.grad)
         np.add.at(grad, idx.reshape(-1), dy.reshape(-1, self.embedding_dim))
         if self.padding_idx is not None:
@@ -110,7 +117,7 @@ class OneHot(Module):
 
     def __init__(self, num_classes: int, dtype=DEFAULT_DTYPE):
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes = check_positive_int("num_classes", num_classes)
         self._dtype = check_dtype(dtype)
 
     @property
@@ -124,11 +131,12 @@ class OneHot(Module):
         check_index_array(idx, "OneHot input", self.num_classes)
         y = np.zeros(idx.shape + (self.num_classes,), dtype=self._dtype)
         np.put_along_axis(y, idx[..., None], 1.0, axis=-1)
-        self.save_for_backward()  # nothing to keep, but a backward still needs its forward
+        self.save_for_backward(y.shape)  # a backward needs its forward (and checks the gradient's shape)
         return y
 
     def backward(self, dy: np.ndarray) -> None:
-        self.saved_for_backward()
+        (shape,) = self.saved_for_backward()
+        check_float_grad(dy, "OneHot: gradient of the output", self._dtype, shape)
         return None
 
     def extra_repr(self) -> str:
@@ -144,24 +152,24 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, rng=None):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ConfigError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = p
+        self.p = check_probability("dropout probability p", p)
         self.rng = as_rng(rng)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_floating(x, "Dropout input")
         if not self.training or self.p == 0.0:
-            self.save_for_backward(None)
+            self.save_for_backward(None, x.shape)
             return x
         keep = 1.0 - self.p
         mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / np.asarray(keep, x.dtype)
-        self.save_for_backward(mask)
+        self.save_for_backward(mask, x.shape)
         return x * mask
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        (mask,) = self.saved_for_backward()
+        mask, shape = self.saved_for_backward()
         check_floating(dy, "Dropout: gradient of the output")
+        if dy.shape != shape:
+            raise ShapeError(f"Dropout: gradient of the output must have shape {shape}, got {dy.shape}")
         return dy if mask is None else (dy * mask).astype(mask.dtype, copy=False)
 
     def extra_repr(self) -> str:

@@ -11,15 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import log_softmax, sigmoid
+from .errors import DTypeError, ShapeError, UsageError
+from .module import check_choice, check_floating, check_int
 
 REDUCTIONS = ("mean", "sum")
 
 
 class _Loss:
     def __init__(self, reduction: str = "mean"):
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self._grad = None
 
     def __call__(self, *args, **kwargs) -> float:
@@ -38,7 +38,7 @@ class _Loss:
 
     def backward(self) -> np.ndarray:
         if self._grad is None:
-            raise RuntimeError("backward() called before forward()")
+            raise UsageError("backward() called before forward()")
         return self._grad
 
 
@@ -46,17 +46,24 @@ def _weights(shape, mask) -> np.ndarray:
     """0/1 weights of ``shape`` from a mask of that shape or of its leading axes (e.g. (B, T) for (B, T, O))."""
     if mask is None:
         return np.ones(shape)
-    mask = np.asarray(mask)
+    mask = np.asarray(mask) if isinstance(mask, (list, tuple)) else mask
     shape = tuple(shape)
+    if not isinstance(mask, np.ndarray) or mask.dtype.kind not in "biuf":
+        got = mask.dtype if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise DTypeError(f"mask must be a boolean or 0/1 numpy array, got {got}")
     if mask.shape != shape[:mask.ndim]:
-        raise ValueError(f"mask must have shape {shape} or {shape[:-1]}, got {mask.shape}")
+        raise ShapeError(f"mask must have shape {shape} or {shape[:-1]}, got {mask.shape}")
     mask = mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim))
     return np.broadcast_to(mask, shape).astype(np.float64)
 
 
 def _check_same_shape(pred, target, what):
+    check_floating(pred, f"{what}: prediction")
+    if not isinstance(target, np.ndarray) or target.dtype.kind not in "biuf":
+        got = target.dtype if isinstance(target, np.ndarray) else type(target).__name__
+        raise DTypeError(f"{what}: target must be a real numpy array, got {got}")
     if pred.shape != target.shape:
-        raise ValueError(f"{what}: prediction shape {pred.shape} and target shape {target.shape} differ")
+        raise ShapeError(f"{what}: prediction shape {pred.shape} and target shape {target.shape} differ")
 
 
 class CrossEntropyLoss(_Loss):
@@ -68,19 +75,21 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(self, reduction: str = "mean", ignore_index: int = -100):
         super().__init__(reduction)
-        self.ignore_index = ignore_index
+        self.ignore_index = check_int("ignore_index", ignore_index, -2**63, 2**63 - 1)
 
     def forward(self, logits: np.ndarray, target: np.ndarray, mask=None) -> float:
-        if logits.shape[:-1] != target.shape:
-            raise ValueError(f"cross-entropy: logits shape {logits.shape} needs target shape {logits.shape[:-1]},"
+        check_floating(logits, "cross-entropy logits")
+        if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.integer):
+            got = target.dtype if isinstance(target, np.ndarray) else type(target).__name__
+            raise DTypeError(f"cross-entropy targets must be integer class indices, got {got}")
+        if logits.ndim == 0 or logits.shape[:-1] != target.shape:
+            raise ShapeError(f"cross-entropy: logits shape {logits.shape} needs target shape {logits.shape[:-1]},"
                              f" got {target.shape}")
-        if not np.issubdtype(target.dtype, np.integer):
-            raise TypeError(f"cross-entropy targets must be integer class indices, got {target.dtype}")
         weight = _weights(target.shape, mask) * (target != self.ignore_index)
         safe = np.where(target == self.ignore_index, 0, target)
         num_classes = logits.shape[-1]
         if safe.size and (safe.min() < 0 or safe.max() >= num_classes):
-            raise ValueError(f"cross-entropy targets must lie in [0, {num_classes}), got [{safe.min()}, {safe.max()}]")
+            raise ShapeError(f"cross-entropy targets must lie in [0, {num_classes}), got [{safe.min()}, {safe.max()}]")
         logp = log_softmax(logits)
         picked = np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
         grad = np.exp(logp)

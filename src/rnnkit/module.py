@@ -18,15 +18,20 @@ so inference loops do not grow memory; ``discard_saved()`` drops saved calls tha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
-from .errors import DTypeError, ShapeError, StateDictError, UsageError
+from .errors import ConfigError, DTypeError, ShapeError, StateDictError, UsageError
 
 DEFAULT_DTYPE = np.float32
 FLOAT_DTYPES = (np.float32, np.float64)
+#: the largest size or count a layer option may have (as in a checkpoint's description); larger is a mistake
+MAX_SIZE = 2**31 - 1
+#: the largest number of repetitions (``num_layers``, ``depth``, ``rounds``), as in a checkpoint's description
+MAX_COUNT = 1024
 
 _default_rng = np.random.default_rng()
 _grad_enabled = True
@@ -55,20 +60,90 @@ def manual_seed(seed: int) -> None:
 
 
 def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """A Generator from a Generator, a seed, or None (the package default, see `manual_seed`)."""
+    """A Generator from a Generator (or BitGenerator, SeedSequence), a non-negative integer seed, or None (the
+    package default, see `manual_seed`); anything else is a one-line `ConfigError` naming ``rng``."""
     if rng is None:
         return _default_rng
     if isinstance(rng, np.random.Generator):
         return rng
-    return np.random.default_rng(rng)
+    if isinstance(rng, (np.random.BitGenerator, np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    if not _is_int(rng) or rng < 0:
+        raise ConfigError(f"rng must be a numpy Generator, a non-negative integer seed or None, got {_show(rng)}")
+    return np.random.default_rng(int(rng))
 
 
 def check_dtype(dtype) -> np.dtype:
-    """Return ``dtype`` as a NumPy dtype if it is float32 or float64, else raise a one-line TypeError."""
-    dt = np.dtype(dtype)
+    """Return ``dtype`` as a NumPy dtype if it is float32 or float64, else raise a one-line `DTypeError`."""
+    try:  # a type, a dtype or a name; not None or a value (np.dtype would read float64 from np.float64(0.5))
+        dt = None if dtype is None or isinstance(dtype, (np.generic, np.ndarray)) else np.dtype(dtype)
+    except (TypeError, ValueError):
+        dt = None
     if dt not in FLOAT_DTYPES:
-        raise DTypeError(f"dtype must be float32 or float64, got {dt}")
+        raise DTypeError(f"dtype must be float32 or float64, got {dt if dt is not None else _show(dtype)}")
     return dt
+
+
+# -- layer options: one check per kind of value, each a one-line ConfigError naming the option -------------------
+def _show(value) -> str:
+    """A value for an error message: its type and a short repr (``str '4'``, ``float nan``)."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _is_int(value) -> bool:
+    """A Python or NumPy integer that is not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    """A Python or NumPy real number that is not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(name: str, value, low: int = 1, high: int = MAX_SIZE) -> int:
+    """An integer option (a size, a count) in [low, high] as an int; a bool, a float or a string is refused."""
+    if not _is_int(value):
+        raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {_show(value)}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {value}")
+    return int(value)
+
+
+def check_positive_int(name: str, value) -> int:
+    """A size or a count of at least 1 (``hidden_size``, ``num_layers``, ``num_tags``...)."""
+    return check_int(name, value, 1)
+
+
+def check_float(name: str, value, low: float = -math.inf, high: float = math.inf, high_open: bool = False) -> float:
+    """A finite real option in [low, high] (or [low, high) with ``high_open``) as a float; bools and strings are
+    refused."""
+    right = ")" if high_open else "]"
+    where = "a finite number" if low == -math.inf and high == math.inf else f"a number in [{low}, {high}{right}"
+    if not _is_real(value):
+        raise ConfigError(f"{name} must be {where}, got {_show(value)}")
+    if not math.isfinite(value) or not (low <= value < high if high_open else low <= value <= high):
+        raise ConfigError(f"{name} must be {where}, got {value}")
+    return float(value)
+
+
+def check_probability(name: str, value) -> float:
+    """A dropout-like probability in [0, 1)."""
+    return check_float(name, value, 0.0, 1.0, high_open=True)
+
+
+def check_bool(name: str, value) -> bool:
+    """A flag: True or False (a NumPy bool too); ``'yes'``, 1 or None are refused, not read as truthy."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be True or False, got {_show(value)}")
+    return bool(value)
+
+
+def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    """One of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {_show(value)}")
+    return value
 
 
 class Parameter:
@@ -263,12 +338,18 @@ def check_float_array(x, name: str, dtype: np.dtype, ndims: tuple[int, ...]) -> 
     if x.ndim not in ndims:
         want = " or ".join(f"{n}-D" for n in ndims)
         raise ShapeError(f"{name} must be {want}, got shape {x.shape}")
-    given = x.dtype
-    with np.errstate(over="ignore"):  # a value too large for ``dtype`` becomes Inf, refused just below
-        x = x.astype(dtype, copy=False)
-    if not np.isfinite(x).all():
-        raise ShapeError(f"{name} contains NaN or Inf" + ("" if given == x.dtype else f" (as {x.dtype})"))
-    return x
+    return _finite_in(x, name, dtype)
+
+
+def _finite_in(x: np.ndarray, name: str, dtype) -> np.ndarray:
+    """``x`` converted to ``dtype`` (no copy when it has it), refused if it has NaN or Inf values — a value too large
+    for ``dtype`` would become Inf, and is refused too, not silently made infinite."""
+    with np.errstate(over="ignore"):
+        converted = x.astype(dtype, copy=False)
+    if not np.isfinite(converted).all():
+        overflow = converted is not x and np.isfinite(x).all()
+        raise ShapeError(f"{name} contains NaN or Inf" + (f" (as {converted.dtype})" if overflow else ""))
+    return converted
 
 
 def check_floating(x, name: str) -> np.ndarray:
@@ -280,9 +361,14 @@ def check_floating(x, name: str) -> np.ndarray:
     return x
 
 
-def check_float_grad(dy, name: str, dtype: np.dtype) -> np.ndarray:
-    """The gradient of a layer's output, in the layer's ``dtype``: any real floating array is accepted."""
-    return check_floating(dy, name).astype(dtype, copy=False)
+def check_float_grad(dy, name: str, dtype: np.dtype, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """The gradient of a layer's output, checked as `check_float_array` checks an input — any real floating array
+    (converted to the layer's ``dtype``), of ``shape`` when given, with finite values — so a backward accepts
+    exactly what a forward would; a `DTypeError` or `ShapeError` naming ``name`` otherwise."""
+    dy = check_floating(dy, name)
+    if shape is not None and dy.shape != tuple(shape):
+        raise ShapeError(f"{name} must have shape {tuple(shape)}, got {dy.shape}")
+    return _finite_in(dy, name, dtype)
 
 
 def in_dtype_of(grad: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
@@ -298,3 +384,18 @@ def check_index_array(x, name: str, high: int) -> np.ndarray:
     if x.size and (x.min() < 0 or x.max() >= high):
         raise ShapeError(f"{name} must lie in [0, {high}), got values in [{x.min()}, {x.max()}]")
     return x
+
+
+def check_mask(mask, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A mask of ``shape`` as a bool array: bools, or integers/floats that are all 0 or 1; a `DTypeError` or
+    `ShapeError` naming ``name`` otherwise."""
+    if not isinstance(mask, np.ndarray):
+        mask = np.asarray(mask) if isinstance(mask, (list, tuple)) else mask
+    if not isinstance(mask, np.ndarray) or mask.dtype.kind not in "biuf":
+        got = mask.dtype if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise DTypeError(f"{name} must be a boolean or 0/1 numpy array, got {got}")
+    if mask.shape != tuple(shape):
+        raise ShapeError(f"{name} must have shape {tuple(shape)}, got {mask.shape}")
+    if mask.dtype.kind != "b" and not np.isin(mask, (0, 1)).all():
+        raise ShapeError(f"{name} must hold only 0 and 1 (or booleans)")
+    return mask.astype(bool, copy=False)

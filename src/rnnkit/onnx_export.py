@@ -152,8 +152,12 @@ def _head(g: _Graph, head, features: str, width: int) -> None:
 
 
 def export_onnx(model: Module, path, initial_state: bool = False, lengths: bool = False) -> None:
-    """Write ``model`` (an RNN/LSTM/GRU layer or a SequenceModel of one) as an ONNX file at ``path``."""
+    """Write ``model`` (an RNN/LSTM/GRU layer or a SequenceModel of one) as an ONNX file at ``path``; a model
+    with NaN or infinite weights is refused (its graph would only ever compute NaN)."""
     onnx, tp, helper, numpy_helper = _onnx()
+    for name, p in model.named_parameters():
+        if not np.isfinite(p.data).all():
+            raise ConfigError(f"parameter {name!r} holds NaN or infinite values; refusing to export it to ONNX")
     from .models.sequence import SequenceModel
 
     encoder = head = None

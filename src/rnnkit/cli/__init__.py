@@ -1,5 +1,5 @@
-"""The ``rnnkit`` command: ``train``; ``sample``, ``eval``, ``classify``, ``tag``, ``translate``, ``export``;
-``experiment``, ``diagnose``, ``visualize``; ``gradcheck``, ``bench``, ``info``.
+"""The ``rnnkit`` command: ``train``; ``sample``, ``eval``, ``classify``, ``tag``, ``translate``, ``transcribe``,
+``export``; ``experiment``, ``diagnose``, ``visualize``; ``gradcheck``, ``bench``, ``info``.
 
 One module per command group — `train`, `apply` (using a trained model), `study` (experiments and diagnostics),
 `check` (gradients and speed) — with the shared helpers in `common` and the options generated from the config
@@ -32,8 +32,9 @@ def cli():
     """rnnkit: recurrent neural networks from first principles (NumPy)."""
 
 
-COMMANDS = (train.train, apply.sample, apply.evaluate, apply.classify, apply.tag, apply.translate, apply.export,
-            study.experiment, study.diagnose, study.visualize, check.gradcheck_command, check.bench, check.info)
+COMMANDS = (train.train, apply.sample, apply.evaluate, apply.classify, apply.tag, apply.translate, apply.transcribe,
+            apply.export, study.experiment, study.diagnose, study.visualize, check.gradcheck_command, check.bench,
+            check.info)
 for command in COMMANDS:
     cli.add_command(command)
 

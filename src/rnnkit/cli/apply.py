@@ -1,4 +1,5 @@
-"""Applying a trained model: ``sample`` (text), ``tag`` (CoNLL files), ``translate`` (seq2seq), ``export`` (ONNX)."""
+"""Applying a trained model: ``sample`` (text), ``tag`` (CoNLL files), ``translate`` (seq2seq), ``transcribe``
+(CTC), ``export`` (ONNX)."""
 
 from __future__ import annotations
 
@@ -176,3 +177,28 @@ def classify(checkpoint_path, input_path, output):
     if labelled:
         right = sum(p == label.strip() for p, (label, _, _) in zip(predicted, split))
         click.echo(f"accuracy {right / len(lines):.4f} ({right} of {len(lines)})", err=True)
+
+
+@click.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
+@click.option("--count", "-n", type=click.IntRange(1, 100_000), default=10, show_default=True,
+              help="Fresh sequences to draw from the checkpoint's task.")
+@click.option("--beam-width", type=click.IntRange(min=1), default=1, show_default=True,
+              help="1: greedy (best-path) decoding; more: CTC prefix beam search.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the drawn sequences.")
+def transcribe(checkpoint_path, count, beam_width, seed):
+    """Transcribe fresh sequences of a CTC CHECKPOINT's task (rnnkit train ctc): print 'true<TAB>decoded' symbol
+    strings, and the label error rate on stderr."""
+    from ..tasks.ctc import FrameTranscriptionTask, label_errors
+
+    meta, model = load_kind(checkpoint_path, "transcriber")
+    task = FrameTranscriptionTask.from_config(meta["task"], dtype=model.config.dtype)
+    batch = task.generator.batch(np.random.default_rng([seed, 2**21]), count, task.dtype)
+    decoded = model.transcribe(batch.x, batch.lengths, beam_width=beam_width)
+    names = model.config.symbols or [str(i) for i in range(model.config.num_classes)]
+    for row, labels in enumerate(decoded):
+        truth = batch.target[row, :batch.target_lengths[row]]
+        click.echo("".join(names[i] for i in truth) + "\t" + "".join(names[i] for i in labels))
+    errors, total, exact = label_errors(decoded, batch)
+    click.echo(f"label error rate {errors / total:.4f} ({errors} edits over {total} labels; {exact} of {count} "
+               "sequences exact)", err=True)

@@ -19,7 +19,8 @@ from .common import fail, load_char_model, load_kind, refuse_existing
 @click.option("--out", "out", type=click.Path(file_okay=False), default="experiments", show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per (cell, length) [experiment's own].")
 @click.option("--length", "lengths", type=click.IntRange(min=1), multiple=True, help="Sequence length(s) T.")
-@click.option("--cell", "cells", type=click.Choice(["rnn-nobptt", "rnn", "lstm", "gru", "rhn", "mogrifier"]),
+@click.option("--cell", "cells", type=click.Choice(["rnn-nobptt", "rnn", "lstm", "gru", "rhn", "mogrifier", "indrnn",
+                                                   "mingru", "minlstm"]),
               multiple=True,
               help="Cells to compare [experiment's own]; rnn-nobptt = the RNN trained without BPTT, as Elman (1990).")
 @click.option("--time-budget", type=click.FloatRange(min=1),
@@ -36,7 +37,8 @@ def experiment(name, out, seeds, lengths, cells, time_budget, jobs):
 
     jobs = jobs or os.cpu_count() or 1
     target = Path(out)
-    refuse_existing(target / f"{name}.md", "--out:")
+    for suffix in (".md", ".json", ".jsonl", ".png"):  # nothing an earlier experiment wrote is overwritten
+        refuse_existing(target / f"{name}{suffix}", "--out:")
     rows = run_experiment(name, target, seeds=seeds, lengths=lengths, cells=cells, time_budget=time_budget,
                           jobs=jobs, log=lambda line: click.echo(line, err=True))
     click.echo(markdown(EXPERIMENTS[name], rows))
@@ -45,7 +47,8 @@ def experiment(name, out, seeds, lengths, cells, time_budget, jobs):
 
 @click.command()
 @click.argument("checkpoints", nargs=-1, type=click.Path())
-@click.option("--cell", "cells", type=click.Choice(["rnn", "lstm", "gru", "rhn", "mogrifier"]), multiple=True,
+@click.option("--cell", "cells", type=click.Choice(["rnn", "lstm", "gru", "rhn", "mogrifier", "indrnn", "mingru",
+                                                   "minlstm"]), multiple=True,
               help="Freshly initialised models of these cells (in addition to any CHECKPOINTS).")
 @click.option("--task", "task_name", type=click.Choice(GENERATED_TASKS), default="adding", show_default=True,
               help="Data for fresh models (checkpoints use their own task's data).")
@@ -90,12 +93,13 @@ def _diagnosed_checkpoint(path: str, seed: int):
 
 def _fresh_models(cells, task, hidden_size: int, seed: int) -> dict:
     """Freshly initialised models of ``cells`` for ``task`` (LSTMs with forget bias 1, as ``rnnkit train``)."""
-    from ..models.sequence import ModelConfig, SequenceModel
+    from ..models.sequence import CELL_DEFAULTS, ModelConfig, SequenceModel
 
     models = {}
     for cell in cells:
         config = ModelConfig.for_task(task, cell=cell, hidden_size=hidden_size,
-                                      forget_bias=1.0 if cell in ("lstm", "mogrifier") else None)
+                                      forget_bias=1.0 if cell in ("lstm", "mogrifier") else None,
+                                      **CELL_DEFAULTS.get(cell, {}))
         models[f"{cell} (initial)"] = SequenceModel(config, rng=np.random.default_rng(seed), loss=task.loss)
     return models
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError
 from ..models.configs import check_value, field_names, flag
-from ..models.registry import build_model, kind_of, model_classes, model_from_meta
+from ..models.registry import build_model, check_training_fits, kind_of, model_classes, model_from_meta
 from ..models.sequence import CELL_DEFAULTS, ModelConfig
 from ..tasks.registry import DEFAULT_TASK, TASKS, make_task
 from ..training import checkpoint
@@ -38,6 +38,7 @@ class Run:
     saved: tuple | None = None
     base: tuple | None = None
     allow_other_data: bool = False
+    reset_optimizer: bool = False
 
     @property
     def meta(self) -> dict | None:
@@ -54,15 +55,18 @@ class Run:
 @click.option("--init-from", type=click.Path(), help="Start from the weights (and config) of a checkpoint.")
 @click.option("--allow-other-data", is_flag=True, help="With --resume: continue on a --data file other than the "
               "checkpoint's, or one whose content has changed (refused otherwise).")
+@click.option("--reset-optimizer", is_flag=True, help="With --resume: continue with a fresh optimizer state (refused "
+              "otherwise when the checkpoint has none).")
 @click.pass_context
-def train(ctx, task, out, resume, init_from, allow_other_data, **values):
+def train(ctx, task, out, resume, init_from, allow_other_data, reset_optimizer, **values):
     """Train a model on TASK: 'reber' (the embedded Reber grammar, default), 'adding' / 'adding1997' / 'copy'
     (memory benchmarks), 'text' (a character language model), 'classify' (label<TAB>text lines), 'tagging'
-    (CoNLL columns) or 'seq2seq' (source<TAB>target lines; without --data, the built-in digit reversal)."""
+    (CoNLL columns), 'seq2seq' (source<TAB>target lines; without --data, the built-in digit reversal) or 'ctc'
+    (unaligned transcription of generated noisy frames with the CTC loss)."""
     existing = out is not None and Path(out).is_dir()
     with hold_run_directory(out) if existing else nullcontext():  # a new run's directory is locked by `fit`
-        run = open_run(task, out, resume, init_from)
-        run.allow_other_data = allow_other_data
+        run = open_run(task, out, resume, init_from, reset_optimizer)
+        run.allow_other_data, run.reset_optimizer = allow_other_data, reset_optimizer
         train_run(run, given(ctx, values))
 
 
@@ -76,19 +80,21 @@ def train_run(run: Run, explicit: dict) -> None:
     model = make_model(run, the_task, settings, train_config.seed)
     trainer = Trainer(model, the_task, train_config, run.out)
     if run.saved:
-        trainer.restore(*run.saved)
+        trainer.restore(*run.saved, reset_optimizer=run.reset_optimizer)
     click.echo(f"rnnkit: training {type(model).__name__}/{model.config.cell.upper()} ({model.num_parameters():,} "
                f"parameters) on '{run.task}' → {run.out}", err=True)
     trainer.fit()
     report(trainer, the_task, run.out)
 
 
-def open_run(task: str, out: str | None, resume: bool, init_from: str | None) -> Run:
+def open_run(task: str, out: str | None, resume: bool, init_from: str | None, reset_optimizer: bool = False) -> Run:
     """Check --out/--resume/--init-from and load the checkpoints they name."""
     if resume and init_from:
         fail("--resume and --init-from cannot be combined (resume continues --out; init-from starts a new run)")
     if resume and not out:
         fail("--resume needs --out, the run directory to continue")
+    if reset_optimizer and not resume:
+        fail("--reset-optimizer applies to --resume (a new run starts with a fresh optimizer anyway)")
     run_dir = Path(out) if out else Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and not run_dir.is_dir():
         fail(f"--out {str(run_dir)!r} exists and is not a directory")
@@ -132,6 +138,8 @@ def resolve(run: Run, explicit: dict) -> dict:
     if run.saved:
         settings.update(from_checkpoint(run.saved[0], explicit, run.allow_other_data))
     settings.update(explicit)
+    if run.base:
+        check_same_model(run.base[0]["model"], explicit)
     if run.saved and not run.allow_other_data:
         check_same_data(run.saved[0]["task"], settings)
     return settings
@@ -156,6 +164,13 @@ def check_applicable(task: str, cell: str, explicit: dict) -> None:
     model_flags = set().union(*(field_names(c) for c in MODEL_CONFIGS)) - field_names(config_cls)
     for name in sorted(set(explicit) & model_flags):
         raise ConfigError(f"{flag(name)} is not a setting of task {task!r} (its model is a {model_cls.__name__})")
+    data_flags = field_names(DataConfig) - set(TASKS[task].data_options)
+    for name in sorted(set(explicit) & data_flags):
+        if name == "data":
+            takers = ", ".join(n for n, t in TASKS.items() if "data" in t.data_options)
+            raise ConfigError(f"task {task!r} generates its own data; --data is for {takers}")
+        raise ConfigError(f"{flag(name)} is not a setting of task {task!r} (its data settings: "
+                          f"{', '.join(flag(n) for n in TASKS[task].data_options)})")
     if config_cls is ModelConfig:
         ModelConfig.check_cell(cell, set(explicit))
     else:
@@ -178,6 +193,14 @@ def from_checkpoint(meta: dict, explicit: dict, allow_other_data: bool = False) 
     return kept
 
 
+def check_same_model(model: dict, explicit: dict) -> None:
+    """--init-from builds the checkpoint's model: a model flag that differs from it is an error, not ignored."""
+    conflicts = sorted(k for k in explicit if k in model and explicit[k] != model[k])
+    if conflicts:
+        fail("--init-from keeps the checkpoint's model; these flags differ from it: " + ", ".join(
+            f"{flag(k)} {explicit[k]} (checkpoint: {model[k]})" for k in conflicts))
+
+
 def _same_setting(name: str, kept, given) -> bool:
     """Whether a flag repeats the checkpoint's setting (data files compare by their absolute paths)."""
     if name in DATA_FILES and isinstance(kept, str) and isinstance(given, str):
@@ -194,6 +217,9 @@ def pick(cls, settings: dict) -> dict:
 def make_model(run: Run, task, settings: dict, seed: int):
     """The run's model: the checkpoint's (resumed: its weights come with `Trainer.restore`), the --init-from
     checkpoint's config and weights, or a new one for ``task``."""
+    source = run.saved or run.base
+    if source:
+        check_training_fits(model_classes(kind_of(source[0]))[0].from_dict(source[0]["model"]), task)
     if run.saved:
         return model_from_meta(run.saved[0])
     if run.base:

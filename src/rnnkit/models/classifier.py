@@ -57,6 +57,13 @@ class ClassifierConfig(JSONConfig):
     def check_cell(cls, cell: str) -> None:
         check_encoder_cell(cell, "task 'classify'")
 
+    def parameter_count(self) -> int:
+        """The model's number of parameters, computed without building it (`rnnkit.models.footprint`)."""
+        layer = RECURRENT_LAYERS[self.cell]
+        rnn = layer.parameter_count(self.embedding_size, self.hidden_size, self.num_layers, self.bidirectional)
+        features = (2 if self.bidirectional else 1) * self.hidden_size
+        return self.vocab_size * self.embedding_size + rnn + (features + 1) * self.num_classes
+
     @classmethod
     def for_task(cls, task, **options) -> ClassifierConfig:
         return cls(len(task.vocab), len(task.labels), **options)

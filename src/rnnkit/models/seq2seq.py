@@ -69,6 +69,19 @@ class Seq2SeqConfig(JSONConfig):
         if cell not in ENCODERS:
             raise ConfigError(f"seq2seq supports --cell rnn, lstm or gru, got {cell!r}")
 
+    def parameter_count(self) -> int:
+        """The model's number of parameters, computed without building it (`rnnkit.models.footprint`)."""
+        e, h, layer = self.embedding_size, self.hidden_size, ENCODERS[self.cell][0]
+        count = (self.source_vocab_size + self.target_vocab_size) * e + layer.parameter_count(e, h, 1, True)
+        count += (2 * h + 1) * h  # the bridge
+        if self.attention == "bahdanau":
+            count += 3 * h * h + h + layer.parameter_count(e + 2 * h, h) + (3 * h + 1) * self.target_vocab_size
+        else:
+            general = h * h if self.attention == "luong-general" else 0
+            count += 2 * h * h + general + layer.parameter_count(e, h) + (3 * h + 1) * h
+            count += (h + 1) * self.target_vocab_size
+        return count
+
     @classmethod
     def for_task(cls, task, **options) -> Seq2SeqConfig:
         return cls(len(task.vocab), len(task.target_vocab), **options)

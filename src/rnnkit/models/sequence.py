@@ -5,8 +5,8 @@ This is the model the trainer and the command line use for the memory, Reber and
     tokens (B, T) ──OneHot/Embedding──▶ (B, T, E) ──recurrent layer──▶ (B, T, D·H) ──Dropout──▶ ──Linear──▶ (B, T, O)
     reals  (B, T, I) ─────────────────────────────┘
 
-(recurrent layer: one of `RECURRENT_LAYERS` — RNN, LSTM, GRU, RHN or MogrifierLSTM; a Jordan network is handled
-below)
+(recurrent layer: one of `RECURRENT_LAYERS` — RNN, LSTM, GRU, RHN, MogrifierLSTM, IndRNN, MinGRU, MinLSTM,
+LayerNormLSTM or LayerNormGRU; a Jordan network is handled below)
 
 A Jordan network has no separate head: its own output layer (identity activation: logits or regression values)
 is the model's output and is what it feeds back. Per-step outputs are produced for every position; many-to-one
@@ -27,16 +27,33 @@ from ..errors import ConfigError
 from ..layers import Dropout, Embedding, Linear, OneHot
 from ..losses import LOSSES
 from ..module import Module, as_rng, check_dtype, no_grad
-from ..recurrent import GRU, LSTM, RHN, RNN, Jordan, MogrifierLSTM
+from ..recurrent import (
+    GRU,
+    LSTM,
+    RHN,
+    RNN,
+    IndRNN,
+    Jordan,
+    LayerNormGRU,
+    LayerNormLSTM,
+    MinGRU,
+    MinLSTM,
+    MogrifierLSTM,
+)
 from .configs import JSONConfig, check_option_ranges, field_names, flag, option, option_fields
 
 # cell name → recurrent layer class (a layer runs a cell over time; these are not cells)
-RECURRENT_LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "jordan": Jordan, "rhn": RHN, "mogrifier": MogrifierLSTM}
+RECURRENT_LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "jordan": Jordan, "rhn": RHN, "mogrifier": MogrifierLSTM,
+                    "indrnn": IndRNN, "mingru": MinGRU, "minlstm": MinLSTM, "lnlstm": LayerNormLSTM,
+                    "lngru": LayerNormGRU}
 # Cells that can encode a sequence for another model (a Jordan net feeds back its own output instead).
-ENCODER_CELLS = ("rnn", "lstm", "gru", "rhn", "mogrifier")
+ENCODER_CELLS = ("rnn", "lstm", "gru", "rhn", "mogrifier", "indrnn", "mingru", "minlstm", "lnlstm", "lngru")
 # Defaults that follow from the cell (applied where the user did not set the option).
-CELL_DEFAULTS = {"jordan": {"num_layers": 1}}
+CELL_DEFAULTS = {"jordan": {"num_layers": 1}, "indrnn": {"nonlinearity": "relu"}}
 LSTM_LIKE = ("lstm", "mogrifier")
+MASKABLE = ("rnn", "lstm", "gru")  # cells whose recurrent matmuls take recurrent dropout and weight drop
+#: the options of the recurrent layer's `regularize`, not of its constructor
+REGULARIZERS = ("dropout_input", "dropout_recurrent", "zoneout", "zoneout_cell", "weight_drop")
 
 
 def check_encoder_cell(cell: str, user: str = "the encoder") -> None:
@@ -60,9 +77,11 @@ class ModelConfig(JSONConfig):
     num_layers: int = option(1, "Stacked layers.", low=1)
     dropout: float = option(0.0, "Dropout between layers and before the head.", low=0, high=1, high_open=True)
     bidirectional: bool = False
-    nonlinearity: str = option("tanh", "RNN: the activation.", choices=("tanh", "relu"), cells=("rnn",))
-    forget_bias: float | None = option(None, "LSTM/Mogrifier: initial forget-gate bias (char-rnn and Keras use 1; "
-                                       "None: PyTorch's initialisation).", cells=LSTM_LIKE, cli_default=1.0)
+    nonlinearity: str = option("tanh", "RNN/IndRNN: the activation (--cell indrnn: relu unless given).",
+                               choices=("tanh", "relu"), cells=("rnn", "indrnn"))
+    forget_bias: float | None = option(None, "LSTM/Mogrifier/LN-LSTM: initial forget-gate bias (char-rnn and Keras "
+                                       "use 1; None: PyTorch's initialisation).", cells=LSTM_LIKE + ("lnlstm",),
+                                       cli_default=1.0)
     proj_size: int = option(0, "LSTM/Mogrifier: project h to this size (PyTorch's proj_size).", low=0,
                             cells=LSTM_LIKE)
     peephole: bool = option(False, "LSTM/Mogrifier: peephole connections.", cells=LSTM_LIKE)
@@ -74,6 +93,22 @@ class ModelConfig(JSONConfig):
     transform_bias: float = option(-2.0, "RHN: initial transform-gate bias.", cells=("rhn",))
     rounds: int = option(5, "Mogrifier: gating rounds (0 = LSTM).", low=0, cells=("mogrifier",))
     rank: int | None = option(None, "Mogrifier: low-rank Q and R.", low=1, cells=("mogrifier",))
+    recurrent_max: float | None = option(None, "IndRNN: keep each recurrent weight in [-this, this] (clipped after "
+                                         "every update; the paper's 2**(1/T) for relu over T steps).", low=0,
+                                         low_open=True, cells=("indrnn",))
+    mode: str = option("sequential", "minGRU/minLSTM: a step per time step, or the log-space parallel scan (same "
+                       "model).", choices=("sequential", "scan"), cells=("mingru", "minlstm"))
+    dropout_input: float = option(0.0, "Variational dropout on each layer's input features: one mask per sequence, "
+                                  "shared by all steps (Gal & Ghahramani 2016).", low=0, high=1, high_open=True)
+    dropout_recurrent: float = option(0.0, "Variational dropout on h_{t-1} where it enters the recurrent matmuls, "
+                                      "one mask per sequence.", low=0, high=1, high_open=True, cells=MASKABLE)
+    zoneout: float = option(0.0, "Zoneout: each state unit keeps its previous value with this probability at each "
+                            "step (Krueger et al. 2017; evaluation uses the expectation).", low=0, high=1,
+                            high_open=True)
+    zoneout_cell: float | None = option(None, "LSTM: zoneout rate of the cell state c (default: --zoneout).", low=0,
+                                        high=1, high_open=True, cells=("lstm",))
+    weight_drop: float = option(0.0, "DropConnect on W_hh, one mask per batch (Merity et al. 2017).", low=0, high=1,
+                                high_open=True, cells=MASKABLE)
     detach_state: bool = option(False, "Train as Elman (1990): no error is propagated back through time (the "
                                 "previous state is a constant input to each step).")
     dtype: str = option("float32", "Floating-point type of parameters and activations.",
@@ -104,10 +139,30 @@ class ModelConfig(JSONConfig):
                 names = flag(f.name) + (f"/{f.metadata['negative']}" if f.metadata["negative"] else "")
                 raise ConfigError(f"{names} applies to --cell {' or '.join(cells)}, not to --cell {cell}")
 
+    def parameter_count(self) -> int:
+        """The model's number of parameters, computed without building it (`rnnkit.models.footprint`)."""
+        rnn_input = (self.embedding_size or self.input_size) if self.tokens else self.input_size
+        encoder = self.input_size * self.embedding_size if self.tokens else 0
+        if self.cell == "jordan":
+            return encoder + Jordan.parameter_count(rnn_input, self.hidden_size, output_size=self.output_size)
+        layer = RECURRENT_LAYERS[self.cell]
+        options = self.cell_options()
+        rnn = layer.parameter_count(rnn_input, self.hidden_size, self.num_layers, self.bidirectional, **options)
+        features = (2 if self.bidirectional else 1) * layer.cell_class.output_width(self.hidden_size, **options)
+        return encoder + rnn + (features + 1) * self.output_size
+
     def cell_options(self) -> dict:
         """The options of the recurrent layer class that belong to this cell type (from the fields' ``cells``)."""
         return {f.name: getattr(self, f.name) for f in option_fields(type(self))
-                if f.metadata["cells"] is not None and self.cell in f.metadata["cells"]}
+                if f.metadata["cells"] is not None and self.cell in f.metadata["cells"] and f.name not in REGULARIZERS}
+
+    def regularization(self) -> dict:
+        """The arguments of the recurrent layer's `regularize` (an LSTM's zoneout as (z_h, z_c))."""
+        zoneout = self.zoneout
+        if self.zoneout_cell is not None and self.cell == "lstm":
+            zoneout = (self.zoneout, self.zoneout_cell)
+        return {"dropout_input": self.dropout_input, "dropout_recurrent": self.dropout_recurrent,
+                "zoneout": zoneout, "weight_drop": self.weight_drop}
 
 
 def model_options(config_cls, values: dict) -> dict:
@@ -148,6 +203,7 @@ class SequenceModel(Module):
             self.drop = Dropout(config.dropout, rng=rng) if config.dropout else None
             self.head = Linear(self.rnn.output_size, config.output_size, dtype=dtype, rng=rng)
         self.rnn.detach_state = config.detach_state
+        self.rnn.regularize(**config.regularization())
         self.loss_name, self.objective = None, None  # the loss's name (a key of LOSSES) and the loss itself
         self.eval_chunk = 0  # evaluate streams in windows of this many steps, carrying the state (0: whole)
         if loss is not None:

@@ -50,6 +50,17 @@ class TaggerConfig(JSONConfig):
     def check_cell(cls, cell: str) -> None:
         check_encoder_cell(cell, "task 'tagging'")
 
+    def parameter_count(self) -> int:
+        """The model's number of parameters, computed without building it (`rnnkit.models.footprint`)."""
+        count, features = self.vocab_size * self.embedding_size, self.embedding_size
+        if self.char_vocab_size:
+            count += self.char_vocab_size * self.char_embedding_size
+            count += LSTM.parameter_count(self.char_embedding_size, self.char_hidden_size, 1, True)
+            features += 2 * self.char_hidden_size
+        k = self.num_tags
+        count += RECURRENT_LAYERS[self.cell].parameter_count(features, self.hidden_size, self.num_layers, True)
+        return count + (2 * self.hidden_size + 1) * k + ((k + 2) * k if self.crf else 0)
+
     @classmethod
     def for_task(cls, task, **options) -> TaggerConfig:
         chars = len(task.char_vocab) if task.char_vocab else 0

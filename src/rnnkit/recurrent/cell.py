@@ -9,10 +9,10 @@ parameters and options only; everything one call computes lives in a `Workspace`
 
 The runner (`rnnkit.recurrent.runner.Recurrence`) calls, for one sequence batch of T steps and B rows:
 
-1. ``project(X)``: X (T·B, I) → XP (T·B, G) = X W_ihᵀ + b_ih (+ b_hh where it can be folded) — one GEMM;
-2. ``ws = allocate(T, B, ragged)``: the workspace of this call — gate activations with leading axes (T, B),
+1. ``ws = allocate(T, B, ragged)``: the workspace of this call — gate activations with leading axes (T, B),
    scratch rows, contiguous copies of transposed weights (zeroed for ragged batches, whose padded rows no step
    writes but the weight GEMMs read);
+2. ``project(X, ws)``: X (T·B, I) → XP (T·B, G) = X W_ihᵀ + b_ih (+ b_hh where it can be folded) — one GEMM;
 3. ``step(ws, t, xp, prev, new)`` for each t: reads the previous state ``prev`` (a tuple of (n, S_k) arrays),
    writes the new state into ``new`` in place; only the recurrent matmul and pointwise math happen here;
 4. ``step_backward(ws, t, dstate, prev, new, dxp)`` in reverse order: ``dstate`` holds δ(new state) on entry
@@ -75,6 +75,8 @@ class Cell(ParameterOwner):
     gate_names: tuple[str, ...] = ()
     #: whether b_hh can be added once to the projection (false where a gate multiplies it, as in GRU's n)
     fold_hidden_bias = True
+    #: whether the cell's recurrent matmuls honour a recurrent dropout mask and weight drop (`use_masks`)
+    supports_recurrent_masks = False
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, recurrent_size: int | None = None,
                  hidden_rows: int | None = None, dtype=np.float32, rng=None):
@@ -96,6 +98,18 @@ class Cell(ParameterOwner):
         self.bias_hh = uniform(rows) if bias else None
 
     # -- description ----------------------------------------------------------------------------------
+    @classmethod
+    def parameter_count(cls, input_size: int, hidden_size: int, bias: bool = True, **options) -> int:
+        """How many numbers a cell of these sizes and ``options`` holds, computed without building it (memory
+        estimates check a size before anything is allocated; a test keeps it equal to the built cell's count)."""
+        g = cls.num_gates * hidden_size
+        return g * (input_size + hidden_size) + (2 * g if bias else 0)
+
+    @classmethod
+    def output_width(cls, hidden_size: int, **options) -> int:
+        """The width of the output of a cell with these options (the next layer's input per direction)."""
+        return hidden_size
+
     @property
     def state_sizes(self) -> tuple[int, ...]:
         return (self.recurrent_size,)
@@ -115,8 +129,9 @@ class Cell(ParameterOwner):
         return {name: ws.gates[..., k * h:(k + 1) * h] for k, name in enumerate(self.gate_names)}
 
     # -- whole-sequence work (outside the time loop) --------------------------------------------------
-    def project(self, x: np.ndarray) -> np.ndarray:
-        """XP = X W_ihᵀ + b_ih (+ b_hh): (N, I) → (N, G), one GEMM."""
+    def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
+        """XP = X W_ihᵀ + b_ih (+ b_hh): (N, I) → (N, G), one GEMM. ``ws``: the call's workspace, for cells that
+        keep whole-sequence results of the projection for their ``accumulate`` (layer normalisation)."""
         xp = x @ transposed(self.weight_ih.data)
         if self.bias:
             xp += self.bias_ih.data
@@ -125,9 +140,65 @@ class Cell(ParameterOwner):
         return xp
 
     def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
-        """The workspace of one call: ``w_hh_t`` = W_hhᵀ (contiguous) and ``kernels``, the compiled step kernels
-        or None for the NumPy code (`rnnkit.kernels`); cells add their own per-step arrays."""
-        return Workspace(w_hh_t=transposed(self.weight_hh.data), kernels=kernels.active())
+        """The workspace of one call: ``w_hh`` = W_hh as this call uses it (`use_masks`), ``w_hh_t`` its contiguous
+        transpose, ``h_mask`` / ``w_mask`` the masks of `use_masks` (None), and ``kernels``, the compiled step
+        kernels or None for the NumPy code (`rnnkit.kernels`); cells add their own per-step arrays."""
+        w_hh = self.weight_hh.data
+        return Workspace(w_hh=w_hh, w_hh_t=transposed(w_hh), h_mask=None, w_mask=None, kernels=kernels.active())
+
+    # -- variational recurrent dropout and weight drop (`rnnkit.recurrent.noise`) -----------------------------
+    def recurrent_mask_problem(self, recurrent: bool, weight: bool) -> str | None:
+        """Why this cell cannot apply recurrent dropout (``recurrent``) / weight drop (``weight``), or None.
+        Support is declared by each class itself (``supports_recurrent_masks`` in its own body): a subclass with
+        steps of its own does not inherit it."""
+        if type(self).__dict__.get("supports_recurrent_masks", False):
+            return None
+        what = " and ".join(w for w, on in (("recurrent dropout", recurrent), ("weight drop", weight)) if on)
+        return f"{what} is not implemented for {type(self).__name__} (it is for RNN, LSTM and GRU cells)"
+
+    def use_masks(self, ws: Workspace, state_mask: np.ndarray | None, weight_mask: np.ndarray | None) -> None:
+        """Make this call's recurrent matmuls read h_{t−1} ⊙ ``state_mask`` (B, R) and W_hh ⊙ ``weight_mask``."""
+        ws.h_mask, ws.w_mask = state_mask, weight_mask
+        if state_mask is not None:
+            ws.h_masked = np.empty_like(state_mask)
+        if weight_mask is not None:
+            ws.w_hh = self.weight_hh.data * weight_mask
+            self.transpose_recurrent(ws)
+
+    def transpose_recurrent(self, ws: Workspace) -> None:
+        """(Re)build the contiguous transposes of ``ws.w_hh`` that the steps multiply by."""
+        ws.w_hh_t = transposed(ws.w_hh)
+
+    @staticmethod
+    def recurrent_input(ws: Workspace, h_prev: np.ndarray) -> np.ndarray:
+        """h_{t−1} as the recurrent matmuls read it: h_{t−1} ⊙ m_h under recurrent dropout, else itself."""
+        mask = getattr(ws, "h_mask", None)
+        if mask is None:
+            return h_prev
+        n = h_prev.shape[0]
+        return np.multiply(h_prev, mask[:n], out=ws.h_masked[:n])
+
+    @staticmethod
+    def through_recurrent_mask(ws: Workspace, d: np.ndarray) -> np.ndarray:
+        """δ(h_{t−1} ⊙ m_h) → δh_{t−1} = δ ⊙ m_h, in place (identity without recurrent dropout)."""
+        mask = getattr(ws, "h_mask", None)
+        if mask is not None:
+            d *= mask[:d.shape[0]]
+        return d
+
+    @staticmethod
+    def recurrent_inputs(ws: Workspace | None, h_prev: np.ndarray) -> np.ndarray:
+        """The whole sequence's H_prev (T·B, R) as the matmuls read it (⊙ m_h per row under recurrent dropout)."""
+        mask = getattr(ws, "h_mask", None)
+        if mask is None:
+            return h_prev
+        return (h_prev.reshape(-1, *mask.shape) * mask).reshape(h_prev.shape)
+
+    @staticmethod
+    def kept_weight_grad(ws: Workspace | None, grad: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+        """δ(W_hh ⊙ M) → δW_hh = δ ⊙ M for the given rows of W_hh (identity without weight drop)."""
+        mask = getattr(ws, "w_mask", None)
+        return grad if mask is None else grad * mask[rows]
 
     @staticmethod
     def per_step(steps: int, batch: int, width: int, dtype, ragged: bool) -> np.ndarray:
@@ -138,13 +209,15 @@ class Cell(ParameterOwner):
                    new: tuple[np.ndarray, ...]) -> np.ndarray:
         """Add the parameter gradients of the call as whole-sequence GEMMs; return δX = δXP W_ih.
         Shapes (T·B, ·). Cells with more parameters add theirs and call this (or `add_gate_weight_grads`)."""
-        self.add_gate_weight_grads(x, dxp, prev[0])
+        self.add_gate_weight_grads(x, dxp, prev[0], ws)
         return dxp @ self.weight_ih.data
 
-    def add_gate_weight_grads(self, x: np.ndarray, dxp: np.ndarray, h_prev: np.ndarray) -> None:
-        """δW_ih += δXPᵀ X,  δW_hh += δXPᵀ H_prev,  δb_ih = δb_hh += Σ δXP."""
+    def add_gate_weight_grads(self, x: np.ndarray, dxp: np.ndarray, h_prev: np.ndarray,
+                              ws: Workspace | None = None) -> None:
+        """δW_ih += δXPᵀ X,  δW_hh += δXPᵀ H_prev,  δb_ih = δb_hh += Σ δXP (with ``ws``'s masks: H_prev ⊙ m_h, and
+        δW_hh ⊙ M)."""
         self.weight_ih.grad += dxp.T @ x
-        self.weight_hh.grad += dxp.T @ h_prev
+        self.weight_hh.grad += self.kept_weight_grad(ws, dxp.T @ self.recurrent_inputs(ws, h_prev))
         if self.bias:
             db = dxp.sum(axis=0)
             self.bias_ih.grad += db

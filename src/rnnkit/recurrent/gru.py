@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import sigmoid
+from ..module import check_bool
 from .cell import Cell, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
@@ -41,8 +42,10 @@ class GRUStep(Cell):
 
     num_gates = 3
     gate_names = ("r", "z", "n")
+    supports_recurrent_masks = True  # recurrent dropout with reset_after only (see `use_masks`)
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype=np.float32, rng=None):
+        reset_after = check_bool("reset_after", reset_after)
         super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
         self.reset_after = reset_after
         # b_hn sits inside r ⊙ (...) when the reset comes after the matmul, so only b_hr, b_hz can be folded.
@@ -58,12 +61,25 @@ class GRUStep(Cell):
             ws.dq = self.per_step(steps, batch, 3 * h, dt, ragged)
             ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
         else:  # two recurrent GEMMs per step, each with a contiguous Wᵀ
-            ws.w_rz_t = transposed(self.weight_hh.data[:2 * h])
-            ws.w_n_t = transposed(self.weight_hh.data[2 * h:])
+            self.transpose_recurrent(ws)
         return ws
 
-    def project(self, x):
-        xp = super().project(x)
+    def transpose_recurrent(self, ws):
+        h = self.hidden_size
+        if self.reset_after:
+            ws.w_hh_t = transposed(ws.w_hh)
+        else:
+            ws.w_rz_t, ws.w_n_t = transposed(ws.w_hh[:2 * h]), transposed(ws.w_hh[2 * h:])
+
+    def recurrent_mask_problem(self, recurrent, weight):
+        """Recurrent dropout as Keras applies it: h_{t−1} ⊙ m_h in the matmul, the unmasked h_{t−1} in
+        z ⊙ h_{t−1}; implemented for ``reset_after=True`` (weight drop for both placements)."""
+        if recurrent and not self.reset_after:
+            return "recurrent dropout is implemented for reset_after=True (the PyTorch form)"
+        return None
+
+    def project(self, x, ws=None):
+        xp = super().project(x, ws)
         if self.bias and self.reset_after:
             xp[:, :2 * self.hidden_size] += self.bias_hh.data[:2 * self.hidden_size]
         return xp
@@ -73,7 +89,7 @@ class GRUStep(Cell):
         n_rows, hs = xp.shape[0], self.hidden_size
         gates, inner, fused = ws.gates[t, :n_rows], ws.inner[t, :n_rows], ws.kernels
         if self.reset_after:
-            np.matmul(h_prev, ws.w_hh_t, out=gates)
+            np.matmul(self.recurrent_input(ws, h_prev), ws.w_hh_t, out=gates)
             if fused is not None:
                 return fused.gru_forward_reset_after(gates, xp, ws.b_hn, h_prev, inner, h_new)
             inner[...] = gates[:, 2 * hs:]  # h_{t-1} W_hnᵀ + b_hn
@@ -102,7 +118,7 @@ class GRUStep(Cell):
 
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,), (h_prev,) = dstate, prev
-        n_rows, hs, w_hh, fused = dxp.shape[0], self.hidden_size, self.weight_hh.data, ws.kernels
+        n_rows, hs, w_hh, fused = dxp.shape[0], self.hidden_size, ws.w_hh, ws.kernels
         gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
         tmp, rec = ws.scratch[0, :n_rows], ws.scratch[1, :n_rows]
         if self.reset_after:  # δh_{t-1} = δh ⊙ z + δq W_hh
@@ -112,7 +128,7 @@ class GRUStep(Cell):
             else:
                 self._backward_z_n(dh, gates, h_prev, dxp, tmp)
                 self._backward_r_after(gates, inner, dxp, dq, tmp)
-            dh += np.matmul(dq, w_hh, out=rec)
+            dh += self.through_recurrent_mask(ws, np.matmul(dq, w_hh, out=rec))
         else:  # δh_{t-1} = δh ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_h{r,z}
             if fused is not None:
                 fused.gru_backward_reset_before_zn(dh, gates, h_prev, dxp)
@@ -156,11 +172,12 @@ class GRUStep(Cell):
         self.weight_ih.grad += dxp.T @ x
         if self.reset_after:
             dq = ws.dq.reshape(dxp.shape)
-            self.weight_hh.grad += dq.T @ prev[0]
+            self.weight_hh.grad += self.kept_weight_grad(ws, dq.T @ self.recurrent_inputs(ws, prev[0]))
         else:
             dq = dxp
-            self.weight_hh.grad[:2 * hs] += dxp[:, :2 * hs].T @ prev[0]
-            self.weight_hh.grad[2 * hs:] += dxp[:, 2 * hs:].T @ ws.inner.reshape(-1, hs)
+            rz, n = slice(0, 2 * hs), slice(2 * hs, 3 * hs)
+            self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ prev[0], rz)
+            self.weight_hh.grad[n] += self.kept_weight_grad(ws, dxp[:, n].T @ ws.inner.reshape(-1, hs), n)
         if self.bias:
             self.bias_ih.grad += dxp.sum(axis=0)
             self.bias_hh.grad += dq.sum(axis=0)
@@ -184,12 +201,14 @@ class GRU(RecurrentLayer):
     cell_class = GRUStep
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
-                 reset_after=True, stateful=False, dtype=np.float32, rng=None, return_state=True):
+                 reset_after=True, stateful=False, dtype=np.float32, rng=None, return_state=True,
+                 dropout_input=0.0, dropout_recurrent=0.0, zoneout=0.0, weight_drop=0.0):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
                          return_state=return_state,
                          reset_after=reset_after)
         self.reset_after = reset_after
+        self.regularize(dropout_input, dropout_recurrent, zoneout, weight_drop)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")

@@ -7,8 +7,7 @@ import math
 import numpy as np
 
 from ..activations import sigmoid
-from ..errors import ConfigError
-from ..module import Parameter, as_rng
+from ..module import Parameter, as_rng, check_choice, check_float, check_positive_int
 from .cell import Cell, transposed
 from .layer import RecurrentLayer
 
@@ -43,18 +42,23 @@ class JordanStep(Cell):
 
     def __init__(self, input_size, hidden_size, bias=True, output_size=1, output_activation="sigmoid",
                  state_decay=0.0, dtype=np.float32, rng=None):
-        if output_activation not in OUTPUT_ACTIVATIONS:
-            raise ConfigError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
-        if not 0.0 <= state_decay < 1.0:
-            raise ConfigError(f"state_decay must be in [0, 1), got {state_decay}")
-        if output_size < 1:
-            raise ConfigError(f"output_size must be a positive integer, got {output_size}")
+        check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
+        state_decay = check_float("state_decay", state_decay, 0.0, 1.0, high_open=True)
+        output_size = check_positive_int("output_size", output_size)
         rng = as_rng(rng)
         super().__init__(input_size, hidden_size, bias=bias, recurrent_size=output_size, dtype=dtype, rng=rng)
         self.output_activation, self.state_decay = output_activation, state_decay
         bound = 1.0 / math.sqrt(hidden_size)
         self.weight_hy = Parameter(rng.uniform(-bound, bound, (output_size, hidden_size)).astype(dtype))
         self.bias_hy = Parameter(rng.uniform(-bound, bound, output_size).astype(dtype)) if bias else None
+
+    @classmethod
+    def parameter_count(cls, input_size, hidden_size, bias=True, output_size=1, **options):
+        return hidden_size * (input_size + 2 * output_size) + ((2 * hidden_size + output_size) if bias else 0)
+
+    @classmethod
+    def output_width(cls, hidden_size, output_size=1, **options):
+        return output_size
 
     @property
     def state_sizes(self):

@@ -20,8 +20,22 @@ import numpy as np
 
 from ..errors import ConfigError, ShapeError, UsageError
 from ..layers import Dropout
-from ..module import DEFAULT_DTYPE, Module, as_rng, check_dtype, check_float_array, check_float_grad, in_dtype_of
+from ..module import (
+    DEFAULT_DTYPE,
+    MAX_COUNT,
+    Module,
+    as_rng,
+    check_bool,
+    check_dtype,
+    check_float_array,
+    check_float_grad,
+    check_int,
+    check_positive_int,
+    check_probability,
+    in_dtype_of,
+)
 from .cell import Cell
+from .noise import Noise, Regularization
 from .runner import Recurrence, Trace
 
 
@@ -33,12 +47,18 @@ def hidden_part(state):
 def sort_by_length(lengths, batch: int, steps: int):
     """Validate ``lengths`` and return (order, counts): rows sorted by decreasing length, and for each step the
     number of rows whose sequence is still running."""
-    lengths = np.asarray(lengths)
+    try:
+        given, lengths = lengths, np.asarray(lengths)
+    except (TypeError, ValueError):  # a ragged list, say
+        raise ShapeError(f"lengths must be {batch} integers (one per sequence), got {type(lengths).__name__}") from None
+    if lengths.size == 0 and not isinstance(given, np.ndarray):
+        lengths = lengths.astype(np.int64)  # [] for an empty batch: NumPy would read it as float64
     if lengths.shape != (batch,) or not np.issubdtype(lengths.dtype, np.integer):
         raise ShapeError(f"lengths must be {batch} integers (one per sequence), got {lengths.dtype} "
                          f"array of shape {lengths.shape}")
-    if lengths.min() < 1 or lengths.max() > steps:
+    if batch and (lengths.min() < 1 or lengths.max() > steps):
         raise ShapeError(f"lengths must lie in [1, {steps}] (the time axis), got [{lengths.min()}, {lengths.max()}]")
+    lengths = lengths.astype(np.int64)  # unsigned lengths would wrap around when negated
     order = np.argsort(-lengths, kind="stable")
     counts = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)
     return order, counts
@@ -79,7 +99,7 @@ class _Call:
 
 def _state_dtype(state0, x):
     """The dtype the gradient of the initial state is returned in: the given state's, else the input's."""
-    first = state0[0] if isinstance(state0, (tuple, list)) else state0
+    first = state0[0] if isinstance(state0, (tuple, list)) and state0 else state0
     return first.dtype if isinstance(first, np.ndarray) else getattr(x, "dtype", None)
 
 
@@ -99,16 +119,16 @@ class RecurrentLayer(Module):
                  dropout: float = 0.0, bidirectional: bool = False, stateful: bool = False,
                  dtype=DEFAULT_DTYPE, rng=None, return_state: bool = True, **cell_options):
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        input_size, hidden_size = check_positive_int("input_size", input_size), check_positive_int("hidden_size",
+                                                                                                    hidden_size)
+        num_layers, dropout = check_int("num_layers", num_layers, 1, MAX_COUNT), check_probability("dropout", dropout)
+        bias, bidirectional = check_bool("bias", bias), check_bool("bidirectional", bidirectional)
+        stateful, return_state = check_bool("stateful", stateful), check_bool("return_state", return_state)
         dt = check_dtype(dtype)
         rng = as_rng(rng)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.dropout, self.bidirectional, self.stateful = bias, dropout, bidirectional, stateful
-        self.return_state = bool(return_state)
+        self.return_state = return_state
         self.num_directions = 2 if bidirectional else 1
         self.cell_options = cell_options
         self.runners: list[list[Recurrence]] = []
@@ -126,8 +146,46 @@ class RecurrentLayer(Module):
         self.inter_dropout = Dropout(dropout, rng=rng) if dropout > 0 and num_layers > 1 else None
         self._carry = None  # stateful: the final state of the last call, the next call's initial state
         self._last: _Call | None = None  # the last forward with gradients enabled, for `trace` and `state_at`
+        self.rng = rng  # draws the masks of `regularize`'s regularisers (saved with a checkpoint's generators)
+        self.regularization = Regularization()
+
+    # -- regularisers of the recurrence (`rnnkit.recurrent.noise`) -----------------------------------------------
+    def regularize(self, dropout_input: float = 0.0, dropout_recurrent: float = 0.0, zoneout=0.0,
+                   weight_drop: float = 0.0) -> RecurrentLayer:
+        """Set the layer's variational dropout (on the input features, on h_{t−1} in the recurrent matmuls), zoneout
+        (one rate, or one per state component: an LSTM's (z_h, z_c)) and weight drop on W_hh; returns the layer.
+        Masks are drawn once per call in training mode; `rnnkit.recurrent.noise` has the equations."""
+        rates = Regularization.checked(self.cell_class.state_names, dropout_input, dropout_recurrent, weight_drop,
+                                       zoneout)
+        if rates.active and not all(type(r) is Recurrence for row in self.runners for r in row):
+            raise ConfigError(f"{type(self).__name__}: the recurrent regularisers run in the step-by-step runner; "
+                              "this layer's runs without a time loop (use mode='sequential')")
+        if rates.dropout_recurrent or rates.weight_drop:
+            for cell in self.cells:
+                problem = cell.recurrent_mask_problem(bool(rates.dropout_recurrent), bool(rates.weight_drop))
+                if problem:
+                    raise ConfigError(f"{type(self).__name__}: {problem}")
+        self.regularization = rates
+        return self
+
+    def sample_noise(self, layer: int, direction: int, batch: int, steps: int) -> Noise | None:
+        """The regularisers' masks for one call of one layer and direction, rows in the caller's order."""
+        cell = self.runners[layer][direction].cell
+        weight = getattr(cell, "weight_hh", None)
+        return self.regularization.sample(self.rng, self.training, steps, batch, cell.input_size, cell.state_sizes,
+                                          None if weight is None else weight.data.shape, self.dtype)
 
     # -- shapes ---------------------------------------------------------------------------------------
+    @classmethod
+    def parameter_count(cls, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
+                        bias: bool = True, **cell_options) -> int:
+        """How many numbers such a layer holds, computed without building it (see `Cell.parameter_count`)."""
+        directions, cell = 2 if bidirectional else 1, cls.cell_class
+        first = cell.parameter_count(input_size, hidden_size, bias=bias, **cell_options)
+        deeper_input = directions * cell.output_width(hidden_size, **cell_options)
+        deeper = cell.parameter_count(deeper_input, hidden_size, bias=bias, **cell_options)
+        return directions * (first + (num_layers - 1) * deeper)
+
     @property
     def cells(self) -> list[Cell]:
         return [r.cell for row in self.runners for r in row]
@@ -147,17 +205,30 @@ class RecurrentLayer(Module):
     def _from_public(self, state) -> tuple:
         return (state,) if len(self.state_sizes) == 1 else tuple(state)
 
-    def _check_state(self, state, batch: int, unbatched: bool) -> tuple[np.ndarray, ...]:
+    def _check_state(self, state, batch: int, unbatched: bool, what: str = "initial state") -> tuple:
+        """The components of a state (``what`` = "initial state") or of a state's gradient (``what`` names it;
+        a component may then be None) as (D·L, B, S) arrays in the layer's dtype; one-line errors naming them."""
+        gradient = what != "initial state"
+        n = len(self.state_sizes)
+        if n > 1 and not isinstance(state, (tuple, list)):
+            raise ShapeError(f"{what} must be a tuple of {n} arrays {self.cell_class.state_names}, got "
+                             f"{type(state).__name__}")
         parts = self._from_public(state)
-        if len(parts) != len(self.state_sizes):
-            raise ShapeError(f"initial state must have {len(self.state_sizes)} components, got {len(parts)}")
+        if len(parts) != n:
+            raise ShapeError(f"{what} must have {n} components {self.cell_class.state_names}, got {len(parts)}")
         checked = []
+        rows = self.num_directions * self.num_layers
         for name, part, size in zip(self.cell_class.state_names, parts, self.state_sizes):
-            rows = self.num_directions * self.num_layers
             want = (rows, size) if unbatched else (rows, batch, size)
-            part = check_float_array(part, f"initial state {name}", self.dtype, (len(want),))
+            if part is None and gradient:
+                checked.append(None)
+                continue
+            if gradient:
+                part = check_float_grad(part, f"{what} {name}", self.dtype, want)
+            else:
+                part = check_float_array(part, f"{what} {name}", self.dtype, (len(want),))
             if part.shape != want:
-                raise ShapeError(f"initial state {name} must have shape {want}, got {part.shape}")
+                raise ShapeError(f"{what} {name} must have shape {want}, got {part.shape}")
             checked.append(part[:, None] if unbatched else part)
         return tuple(checked)
 
@@ -177,6 +248,8 @@ class RecurrentLayer(Module):
             raise ShapeError(f"input must have at least one time step, got shape {x.shape}")
         order, counts = self._batch_order(lengths, batch, steps, unbatched)
         state0 = self._initial_state(state0, batch, unbatched)
+        if batch == 0:
+            return self._empty_batch(steps, dtypes)
         xt = np.ascontiguousarray(in_sorted_order(x, order, 0).transpose(1, 0, 2))
         out, finals, traces = self._run_layers(xt, state0, order, counts)
         out = np.ascontiguousarray(in_caller_order(out.transpose(1, 0, 2), order, 0))
@@ -189,6 +262,17 @@ class RecurrentLayer(Module):
             self.save_for_backward(self._last)
         if unbatched:
             out, final = out[0], tuple(f[:, 0] for f in final)
+        return (out, self._to_public(final)) if self.return_state else out
+
+    def _empty_batch(self, steps: int, dtypes):
+        """A batch of no sequences, as PyTorch: output (0, T, D·H_out), final state (D·L, 0, S); its backward gives
+        empty gradients and adds nothing to the parameters' (there is no trace to read)."""
+        out = np.zeros((0, steps, self.output_size), self.dtype)
+        final = tuple(np.zeros((self.num_directions * self.num_layers, 0, s), self.dtype) for s in self.state_sizes)
+        if self.stateful:
+            self._carry = final
+        self._last = None
+        self.save_for_backward(_Call(None, False, out.shape, None, dtypes))
         return (out, self._to_public(final)) if self.return_state else out
 
     def _batch_order(self, lengths, batch: int, steps: int, unbatched: bool):
@@ -221,7 +305,9 @@ class RecurrentLayer(Module):
                     s0 = tuple(np.zeros((batch, size), self.dtype) for size in self.state_sizes)
                 else:
                     s0 = tuple(in_sorted_order(s[index], order, 0) for s in state0)
-                out, final, trace = runner.forward(inp, s0, counts)
+                noise = self.sample_noise(layer, direction, batch, xt.shape[0]) \
+                    if self.regularization.active else None
+                out, final, trace = runner.forward(inp, s0, counts, None if noise is None else noise.rows(order))
                 outs.append(out)
                 finals.append(final)
                 layer_traces.append(trace)
@@ -247,7 +333,7 @@ class RecurrentLayer(Module):
             self._carry = None
             return
         parts = self._from_public(state)
-        batch = parts[0].shape[1] if getattr(parts[0], "ndim", 0) == 3 else 0
+        batch = parts[0].shape[1] if parts and getattr(parts[0], "ndim", 0) == 3 else 0
         self._carry = tuple(p.copy() for p in self._check_state(state, batch, unbatched=False))
 
     # -- options for every runner ---------------------------------------------------------------------
@@ -260,9 +346,10 @@ class RecurrentLayer(Module):
 
     @detach_state.setter
     def detach_state(self, value: bool) -> None:
+        value = check_bool("detach_state", value)
         for row in self.runners:
             for runner in row:
-                runner.detach_state = bool(value)
+                runner.detach_state = value
 
     @property
     def record_state_grads(self) -> bool:
@@ -271,9 +358,10 @@ class RecurrentLayer(Module):
 
     @record_state_grads.setter
     def record_state_grads(self, value: bool) -> None:
+        value = check_bool("record_state_grads", value)
         for row in self.runners:
             for runner in row:
-                runner.record_state_grads = bool(value)
+                runner.record_state_grads = value
 
     # -- the last call, read-only ----------------------------------------------------------------------
     def _last_call(self) -> _Call:
@@ -285,6 +373,8 @@ class RecurrentLayer(Module):
     def trace(self, layer: int = 0, direction: int = 0) -> TraceView:
         """States and gate activations of one layer and direction of the last forward; see `TraceView`."""
         call = self._last_call()
+        layer = check_int("layer", layer, -self.num_layers, self.num_layers - 1)  # negative: from the last
+        direction = check_int("direction", direction, -self.num_directions, self.num_directions - 1)
         trace, cell = call.traces[layer][direction], self.runners[layer][direction].cell
 
         def public(a):  # (T, B, ·) sorted → (B, T, ·) in the caller's order, read-only
@@ -302,6 +392,7 @@ class RecurrentLayer(Module):
         if self.bidirectional:
             raise ConfigError("state_at needs a unidirectional layer: a backward direction has no state mid-sequence")
         call = self._last_call()
+        k = check_int("k (steps into the last forward)", k, 0, len(call.traces[0][0].states[0]) - 1)
         parts = tuple(in_caller_order(np.stack([row[0].states[c][k] for row in call.traces]), call.order, 1)
                       for c in range(len(self.state_sizes)))
         if call.unbatched:
@@ -314,6 +405,11 @@ class RecurrentLayer(Module):
         in their dtypes; δx alone when built with ``return_state=False``."""
         (call,) = self.saved_for_backward()
         dy, dparts = self._sorted_gradients(call, dy, dstate)
+        if call.traces is None:  # an empty batch
+            dx = np.zeros(call.out_shape[:2] + (self.input_size,), call.grad_dtypes[0])
+            ds = tuple(np.zeros((self.num_directions * self.num_layers, 0, s), call.grad_dtypes[1])
+                       for s in self.state_sizes)
+            return (dx, self._to_public(ds)) if self.return_state else dx
         rows = self.num_directions * self.num_layers
         dstate0: list = [None] * rows
         for layer in reversed(range(self.num_layers)):
@@ -341,14 +437,11 @@ class RecurrentLayer(Module):
         """δ(output) as time-major (T, B, D·H) and δ(final state) components as (D·L, B, S), rows sorted."""
         dparts = None
         if dstate is not None:
-            dparts = tuple(None if d is None else check_float_grad(d, "gradient of the final state", self.dtype)
-                           for d in self._from_public(dstate))
-            dparts = tuple(None if d is None else in_sorted_order(d[:, None] if call.unbatched else d, call.order, 1)
-                           for d in dparts)
+            batch = call.out_shape[0] if not call.unbatched else 1
+            dparts = self._check_state(dstate, batch, call.unbatched, "gradient of the final state")
+            dparts = tuple(None if d is None else in_sorted_order(d, call.order, 1) for d in dparts)
         if dy is not None:
-            dy = check_float_grad(dy, "gradient of the output", self.dtype)
-            if dy.shape != call.out_shape:
-                raise ShapeError(f"gradient of the output must have shape {call.out_shape}, got {dy.shape}")
+            dy = check_float_grad(dy, "gradient of the output", self.dtype, call.out_shape)
             dy = in_sorted_order(dy[None] if call.unbatched else dy, call.order, 0)
             dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
         return dy, dparts

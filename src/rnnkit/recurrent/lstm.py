@@ -9,7 +9,7 @@ import numpy as np
 from .. import kernels
 from ..activations import sigmoid
 from ..errors import ConfigError
-from ..module import Parameter, as_rng
+from ..module import Parameter, as_rng, check_bool, check_float, check_int
 from .cell import Cell, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
@@ -47,11 +47,13 @@ class LSTMStep(Cell):
     num_gates = 4
     state_names = ("h", "c")
     gate_names = ("i", "f", "g", "o")
+    supports_recurrent_masks = True
 
     def __init__(self, input_size, hidden_size, bias=True, proj_size=0, peephole=False, forget_bias=None,
                  dtype=np.float32, rng=None):
-        if proj_size < 0 or proj_size >= hidden_size and proj_size:
-            raise ConfigError(f"proj_size must be in [0, hidden_size={hidden_size}), got {proj_size}")
+        proj_size = check_int(f"proj_size (below hidden_size={hidden_size})", proj_size, 0, max(hidden_size - 1, 0))
+        peephole = check_bool("peephole", peephole)
+        forget_bias = None if forget_bias is None else check_float("forget_bias", forget_bias)
         rng = as_rng(rng)
         super().__init__(input_size, hidden_size, bias=bias, recurrent_size=proj_size or hidden_size, dtype=dtype,
                          rng=rng)
@@ -63,13 +65,21 @@ class LSTMStep(Cell):
         if proj_size:
             self.weight_hr = Parameter(rng.uniform(-bound, bound, (proj_size, hidden_size)).astype(dtype))
         if forget_bias is not None:
-            if not math.isfinite(forget_bias):
-                raise ConfigError(f"forget_bias must be a finite number, got {forget_bias}")
             if not bias:
                 raise ConfigError("forget_bias needs bias=True")
             f = slice(hidden_size, 2 * hidden_size)
             self.bias_ih.data[f] = forget_bias
             self.bias_hh.data[f] = 0.0
+
+    @classmethod
+    def parameter_count(cls, input_size, hidden_size, bias=True, proj_size=0, peephole=False, **options):
+        g, r = 4 * hidden_size, proj_size or hidden_size
+        return (g * (input_size + r) + (2 * g if bias else 0) + (3 * hidden_size if peephole else 0)
+                + proj_size * hidden_size)
+
+    @classmethod
+    def output_width(cls, hidden_size, proj_size=0, **options):
+        return proj_size or hidden_size
 
     @property
     def state_sizes(self):
@@ -111,7 +121,7 @@ class LSTMStep(Cell):
         n = xp.shape[0]
         gates, tanh_c = ws.gates[t, :n], ws.tanh_c[t, :n]
         out = ws.m[t, :n] if self.proj_size else h_new  # o ⊙ tanh(c_t): m_t, or h_t itself
-        np.matmul(h_prev, ws.w_hh_t, out=gates)
+        np.matmul(self.recurrent_input(ws, h_prev), ws.w_hh_t, out=gates)
         if ws.kernels is not None:
             ws.kernels.lstm_forward(gates, xp, c_prev, *ws.peepholes, self.peephole, c_new, tanh_c, out)
         else:
@@ -150,7 +160,7 @@ class LSTMStep(Cell):
             ws.kernels.lstm_backward(dm, dc, gates, tanh_c, prev[1], *ws.peepholes, self.peephole, dxp)
         else:
             self._gates_backward(dm, dc, gates, tanh_c, prev[1], dxp, ws.scratch[0, :n], ws.scratch[1, :n])
-        np.matmul(dxp, self.weight_hh.data, out=dh)  # δh_{t-1} = δa W_hh
+        self.through_recurrent_mask(ws, np.matmul(dxp, ws.w_hh, out=dh))  # δh_{t-1} = δa W_hh (⊙ m_h)
 
     def _gates_backward(self, dm, dc, gates, tanh_c, c_prev, dxp, tmp, dm_o):
         """The pointwise backward in NumPy (`rnnkit.kernels.compiled.lstm_backward` fuses it): δa into ``dxp``,
@@ -218,11 +228,12 @@ class LSTM(RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
                  proj_size=0, peephole=False, forget_bias=None, stateful=False, dtype=np.float32, rng=None,
-                 return_state=True):
+                 return_state=True, dropout_input=0.0, dropout_recurrent=0.0, zoneout=0.0, weight_drop=0.0):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng, proj_size=proj_size,
                          peephole=peephole, forget_bias=forget_bias, return_state=return_state)
         self.proj_size, self.peephole = proj_size, peephole
+        self.regularize(dropout_input, dropout_recurrent, zoneout, weight_drop)
 
     def extra_repr(self) -> str:
         extra = f", proj_size={self.proj_size}" if self.proj_size else ""

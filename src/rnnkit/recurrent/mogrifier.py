@@ -7,8 +7,7 @@ import math
 import numpy as np
 
 from ..activations import sigmoid
-from ..errors import ConfigError
-from ..module import Parameter, as_rng
+from ..module import MAX_COUNT, Parameter, as_rng, check_int, check_positive_int
 from .cell import transposed
 from .layer import RecurrentLayer
 from .lstm import LSTMStep
@@ -40,10 +39,8 @@ class MogrifierStep(LSTMStep):
 
     def __init__(self, input_size, hidden_size, bias=True, rounds=5, rank=None, proj_size=0, peephole=False,
                  forget_bias=None, dtype=np.float32, rng=None):
-        if rounds < 0:
-            raise ConfigError(f"rounds must be >= 0, got {rounds}")
-        if rank is not None and rank < 1:
-            raise ConfigError(f"rank must be a positive integer or None, got {rank}")
+        rounds = check_int("rounds", rounds, 0, MAX_COUNT)
+        rank = None if rank is None else check_positive_int("rank (or None)", rank)
         rng = as_rng(rng)
         super().__init__(input_size, hidden_size, bias=bias, proj_size=proj_size, peephole=peephole,
                          forget_bias=forget_bias, dtype=dtype, rng=rng)
@@ -64,7 +61,14 @@ class MogrifierStep(LSTMStep):
                 setattr(self, f"weight_{tag}_u", param(count, rows, rank))
                 setattr(self, f"weight_{tag}_v", param(count, rank, cols))
 
-    def project(self, x):
+    @classmethod
+    def parameter_count(cls, input_size, hidden_size, bias=True, rounds=5, rank=None, proj_size=0, **options):
+        lstm = super().parameter_count(input_size, hidden_size, bias=bias, proj_size=proj_size, **options)
+        size_h = proj_size or hidden_size
+        per_round = input_size * size_h if rank is None else rank * (input_size + size_h)
+        return lstm + rounds * per_round
+
+    def project(self, x, ws=None):
         return x  # the input projection depends on the state: it is done per step, after the rounds
 
     def allocate(self, steps, batch, ragged=False):

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import kernels
 from ..activations import sigmoid
-from ..errors import ConfigError
+from ..module import MAX_COUNT, check_bool, check_float, check_int
 from .cell import Cell, Workspace, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
@@ -38,8 +38,8 @@ class RHNStep(Cell):
 
     def __init__(self, input_size, hidden_size, bias=True, depth=1, coupled=True, transform_bias=-2.0,
                  dtype=np.float32, rng=None):
-        if depth < 1:
-            raise ConfigError(f"depth must be a positive integer, got {depth}")
+        depth, coupled = check_int("depth", depth, 1, MAX_COUNT), check_bool("coupled", coupled)
+        transform_bias = check_float("transform_bias", transform_bias)
         self.num_gates = 2 if coupled else 3
         self.gate_names = ("h", "transform") if coupled else ("h", "transform", "carry")
         super().__init__(input_size, hidden_size, bias=bias, hidden_rows=depth * self.num_gates * hidden_size,
@@ -48,6 +48,11 @@ class RHNStep(Cell):
         if bias:  # the transform gate starts mostly closed, s^l ≈ s^{l-1}; x adds no second bias to it
             self.bias_hh.data.reshape(depth, self.num_gates, hidden_size)[:, 1] = transform_bias
             self.bias_ih.data[hidden_size:2 * hidden_size] = 0.0
+
+    @classmethod
+    def parameter_count(cls, input_size, hidden_size, bias=True, depth=1, coupled=True, **options):
+        g = (2 if coupled else 3) * hidden_size
+        return g * input_size + depth * g * hidden_size + ((g + depth * g) if bias else 0)
 
     def allocate(self, steps, batch, ragged=False):
         make = np.zeros if ragged else np.empty
@@ -70,7 +75,7 @@ class RHNStep(Cell):
         g = self.gate_width
         return self.weight_hh.data[l * g:(l + 1) * g]
 
-    def project(self, x):
+    def project(self, x, ws=None):
         xp = x @ transposed(self.weight_ih.data)
         if self.bias:
             xp += self.bias_ih.data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..module import check_choice
 from .cell import Cell, dtanh
 from .layer import RecurrentLayer
 
@@ -29,16 +29,16 @@ class ElmanStep(Cell):
     """
 
     num_gates = 1
+    supports_recurrent_masks = True
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32, rng=None):
-        if nonlinearity not in NONLINEARITIES:
-            raise ConfigError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
+        check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
         self.nonlinearity = nonlinearity
 
     def step(self, ws, t, xp, prev, new):
         (h,) = new
-        np.matmul(prev[0], ws.w_hh_t, out=h)
+        np.matmul(self.recurrent_input(ws, prev[0]), ws.w_hh_t, out=h)
         if ws.kernels is not None:
             return ws.kernels.rnn_forward(h, xp, self.nonlinearity == "relu")
         h += xp
@@ -57,7 +57,7 @@ class ElmanStep(Cell):
             dxp *= dh
         else:
             np.multiply(dh, h > 0, out=dxp)
-        np.matmul(dxp, self.weight_hh.data, out=dh)
+        self.through_recurrent_mask(ws, np.matmul(dxp, ws.w_hh, out=dh))
 
 
 class RNN(RecurrentLayer):
@@ -85,12 +85,14 @@ class RNN(RecurrentLayer):
     cell_class = ElmanStep
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, dropout=0.0,
-                 bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True):
+                 bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True,
+                 dropout_input=0.0, dropout_recurrent=0.0, zoneout=0.0, weight_drop=0.0):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
                          return_state=return_state,
                          nonlinearity=nonlinearity)
         self.nonlinearity = nonlinearity
+        self.regularize(dropout_input, dropout_recurrent, zoneout, weight_drop)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")

@@ -29,14 +29,16 @@ import numpy as np
 
 from ..module import is_grad_enabled
 from .cell import Cell, Workspace
+from .noise import Noise
 
 
 @dataclass
 class Trace:
     """What one forward call leaves for its backward (time-major, rows sorted by decreasing length).
 
-    ``x`` (T, B, I); ``states`` one (T+1, B, S_k) history per state component (slots as in the module notes);
-    ``counts`` (T,) active rows per step or None; ``ws`` the cell's workspace; ``reverse`` the direction.
+    ``x`` (T, B, I) as the cell read it (⊙ m_x under input dropout); ``states`` one (T+1, B, S_k) history per state
+    component (slots as in the module notes); ``counts`` (T,) active rows per step or None; ``ws`` the cell's
+    workspace; ``reverse`` the direction; ``noise`` the regularisers' masks (`rnnkit.recurrent.noise`).
     ``state_grad_norms`` (T,): filled by a backward with ``record_state_grads``: ‖∂L/∂h_t‖ averaged over the rows
     still inside their sequence.
     """
@@ -47,6 +49,8 @@ class Trace:
     ws: Workspace
     reverse: bool
     state_grad_norms: np.ndarray | None = None
+    noise: Noise | None = None
+    proposed: list[np.ndarray] | None = None  # zoneout: (T, B, S_k) per component, s̃_t as the cell computed it
 
     def states_after_each_step(self) -> list[np.ndarray]:
         """Per state component, (T, B, S_k): the state each step t wrote (time order in both directions)."""
@@ -60,8 +64,9 @@ class Trace:
 class Recurrence:
     """Run ``cell`` over time-major inputs; one layer, one direction.
 
-    forward(x, state0, counts): x (T, B, I), state0 tuple of (B, S_k), counts (T,) active rows per step or None
-        → y (T, B, H_out), final state tuple of (B, S_k), trace (None under no_grad)
+    forward(x, state0, counts, noise): x (T, B, I), state0 tuple of (B, S_k), counts (T,) active rows per step or
+        None, noise the call's regularisation masks or None → y (T, B, H_out), final state tuple of (B, S_k), trace
+        (None under no_grad)
     backward(trace, dy, dfinal): dy (T, B, H_out) or None, dfinal tuple of (B, S_k) or None
         → dx (T, B, I), dstate0 tuple of (B, S_k)
 
@@ -99,17 +104,26 @@ class Recurrence:
             states.append(s)
         return states
 
-    def forward(self, x: np.ndarray, state0: tuple[np.ndarray, ...], counts: np.ndarray | None = None):
+    def forward(self, x: np.ndarray, state0: tuple[np.ndarray, ...], counts: np.ndarray | None = None,
+                noise: Noise | None = None):
         cell = self.cell
         steps, batch, _ = x.shape
         keep = is_grad_enabled()
-        whole = cell.runs_whole_sequence(batch)  # one compiled call for the whole loop (small B·H)
+        # one compiled call for the whole loop (small B·H), unless masks act inside the loop
+        whole = cell.runs_whole_sequence(batch) and not (noise and noise.acts_per_step)
         full = keep or whole
-        xp = cell.project(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
         ws = cell.allocate(steps if full else 1, batch, ragged=keep and counts is not None)
+        if noise is not None:
+            x = x if noise.input_mask is None else x * noise.input_mask  # x_t ⊙ m_x: whole-sequence work
+            if noise.state_mask is not None or noise.weight_mask is not None:
+                cell.use_masks(ws, noise.state_mask, noise.weight_mask)
+        xp = cell.project(x.reshape(steps * batch, -1), ws).reshape(steps, batch, -1)
         states = self._state_history(state0, steps, batch, full)
+        proposed = None
         if whole:
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse)
+        elif noise is not None and noise.zoneout is not None:
+            proposed = self._zoneout_loop(ws, xp, states, counts, full, noise.zoneout)
         else:
             self._forward_loop(ws, xp, states, counts, full)
         out = states[0][:-1] if self.reverse else states[0][1:]
@@ -118,7 +132,7 @@ class Recurrence:
             for t, n in enumerate(counts):
                 out[t, n:] = 0
         final = self._slot_views(states, steps)[0 if self.reverse else steps]
-        trace = Trace(x, states, counts, ws, self.reverse) if keep else None
+        trace = Trace(x, states, counts, ws, self.reverse, noise=noise, proposed=proposed) if keep else None
         return out, final, trace
 
     def _forward_loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool) -> None:
@@ -137,6 +151,32 @@ class Recurrence:
                 for r, w in zip(slots[read], slots[write]):
                     w[n:] = r[n:]
 
+    def _zoneout_loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool,
+                      zoneout: tuple) -> list[np.ndarray]:
+        """The time loop with zoneout: the cell writes s̃_t into ``proposed`` (returned, (T, B, S_k) per
+        component), and s_t = d_t ⊙ s_{t−1} + (1 − d_t) ⊙ s̃_t (d_t the rate z in evaluation) for the components
+        with a rate; rows outside their sequence carry their state unchanged."""
+        cell = self.cell
+        steps, batch = xp.shape[:2]
+        slots = self._slot_views(states, steps)
+        proposed = [np.zeros((steps if full else 1, batch, size), cell.dtype) for size in cell.state_sizes]
+        for t in self._order(steps):
+            read, write = self._slots(t)
+            n = batch if counts is None else counts[t]
+            slot_t = t if full else 0
+            tilde = tuple(p[slot_t, :n] for p in proposed)
+            cell.step(ws, slot_t, xp[t, :n], _rows(slots[read], n), tilde)
+            for k, (r, w, s) in enumerate(zip(slots[read], slots[write], tilde)):
+                d = zoneout[k]
+                if d is None:
+                    w[:n] = s
+                else:  # s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t  (exactly s_{t−1} where d = 1)
+                    d = d if np.ndim(d) == 0 else d[t, :n]
+                    np.multiply(r[:n], d, out=w[:n])
+                    w[:n] += (1 - d) * s
+                w[n:] = r[n:]
+        return proposed
+
     def backward(self, trace: Trace, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None):
         cell, counts = self.cell, trace.counts
         steps, batch, _ = trace.x.shape
@@ -145,7 +185,9 @@ class Recurrence:
             if df is not None:
                 d += df
         dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.gate_width), cell.dtype)
-        if trace.ws.kernels is not None and cell.runs_whole_sequence(batch) and not self.record_state_grads:
+        per_step_noise = trace.noise is not None and trace.noise.acts_per_step
+        if trace.ws.kernels is not None and cell.runs_whole_sequence(batch) and not self.record_state_grads \
+                and not per_step_noise:
             dy = np.zeros((steps, batch, cell.output_size), cell.dtype) if dy is None else dy
             cell.sequence_backward(trace.ws, dy, dstate, trace.states, _active_rows(counts, steps, batch),
                                    self.reverse, self.detach_state, dxp)
@@ -153,9 +195,18 @@ class Recurrence:
             trace.state_grad_norms = self._backward_loop(trace, dy, dstate, dxp)
         rows = steps * batch
         prev = tuple(s.reshape(rows, -1) for s in trace.states_before_each_step())
-        new = tuple(s.reshape(rows, -1) for s in trace.states_after_each_step())
+        new = tuple(s.reshape(rows, -1) for s in trace.proposed or trace.states_after_each_step())
         dx = cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), prev, new)
-        return dx.reshape(steps, batch, -1), tuple(dstate)
+        dx = dx.reshape(steps, batch, -1)
+        if trace.noise is not None and trace.noise.input_mask is not None:
+            dx *= trace.noise.input_mask  # δx_t ⊙ m_x
+        return dx, tuple(dstate)
+
+    @staticmethod
+    def _split_zoneout(trace: Trace, t: int, dstate: list[np.ndarray], n: int) -> list:
+        if trace.proposed is None:
+            return []
+        return _zoneout_split(dstate, trace.noise.zoneout, t, n)
 
     def _backward_loop(self, trace: Trace, dy, dstate: list[np.ndarray], dxp: np.ndarray) -> np.ndarray | None:
         """The backward time loop in Python; returns ‖∂L/∂h_t‖ per step if ``record_state_grads``."""
@@ -170,15 +221,33 @@ class Recurrence:
                 dstate[0][:n] += dy[t, :n]
             if norms is not None:  # ‖∂L/∂h_t‖ averaged over the rows still inside their sequence
                 norms[t] = np.linalg.norm(dstate[0][:n], axis=1).mean()
+            new = slots[write] if trace.proposed is None else tuple(p[t] for p in trace.proposed)
+            direct = self._split_zoneout(trace, t, dstate, n)
             if n == batch:
-                cell.step_backward(trace.ws, t, whole_batch, slots[read], slots[write], dxp[t])
+                cell.step_backward(trace.ws, t, whole_batch, slots[read], new, dxp[t])
             else:
-                cell.step_backward(trace.ws, t, _rows(dstate, n), _rows(slots[read], n), _rows(slots[write], n),
-                                   dxp[t, :n])
+                cell.step_backward(trace.ws, t, _rows(dstate, n), _rows(slots[read], n), _rows(new, n), dxp[t, :n])
+            for d, dd in zip(dstate, direct):
+                if dd is not None:
+                    d[:n] += dd  # δs_{t−1} += d_t ⊙ δs_t, the path around the cell
             if self.detach_state:  # the gradient with respect to the previous state stops here
                 for d in dstate:
                     d[:n] = 0
         return norms
+
+
+def _zoneout_split(dstate: list[np.ndarray], zoneout: tuple, t: int, n: int) -> list:
+    """Zoneout's backward at step t, in place: δs̃_t = (1 − d_t) ⊙ δs_t into ``dstate``; returns d_t ⊙ δs_t per
+    component (None without a rate), which bypasses the cell to s_{t−1}."""
+    direct = []
+    for d, keep in zip(dstate, zoneout):
+        if keep is None:
+            direct.append(None)
+            continue
+        keep = keep if np.ndim(keep) == 0 else keep[t, :n]
+        direct.append(d[:n] * keep)
+        d[:n] -= direct[-1]
+    return direct
 
 
 def _active_rows(counts: np.ndarray | None, steps: int, batch: int) -> np.ndarray:

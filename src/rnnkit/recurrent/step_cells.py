@@ -17,7 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..module import DEFAULT_DTYPE, Module, check_dtype, check_float_array, check_float_grad, in_dtype_of
+from ..module import (
+    DEFAULT_DTYPE,
+    Module,
+    check_bool,
+    check_dtype,
+    check_float_array,
+    check_float_grad,
+    check_positive_int,
+    in_dtype_of,
+)
 from .cell import Cell
 from .gru import GRUStep
 from .lstm import LSTMStep
@@ -35,6 +44,9 @@ class StepCell(Module):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype=DEFAULT_DTYPE, rng=None,
                  **options):
         super().__init__()
+        input_size, hidden_size = check_positive_int("input_size", input_size), check_positive_int("hidden_size",
+                                                                                                    hidden_size)
+        bias = check_bool("bias", bias)
         self.cell = self.cell_class(input_size, hidden_size, bias=bias, dtype=check_dtype(dtype), rng=rng, **options)
         for name, p in self.cell.named_parameters():
             setattr(self, name, p)
@@ -44,21 +56,35 @@ class StepCell(Module):
     def _public(self, parts):
         return parts[0] if len(parts) == 1 else parts
 
-    def _check_state(self, state, batch: int, unbatched: bool) -> tuple[np.ndarray, ...]:
-        sizes = self.cell.state_sizes
-        if state is None:
+    def _check_state(self, state, batch: int, unbatched: bool, what: str = "state") -> tuple:
+        """The components of the state (or, ``what`` naming it, of its gradient, where a component may be None) as
+        (B, S) arrays in the cell's dtype; one-line errors naming them."""
+        sizes, names = self.cell.state_sizes, self.cell.state_names
+        gradient = what != "state"
+        if state is None and not gradient:
             return tuple(np.zeros((batch, s), self.dtype) for s in sizes)
+        if len(sizes) > 1 and not isinstance(state, (tuple, list)):
+            raise ShapeError(f"{what} must be a tuple of {len(sizes)} arrays {names}, got {type(state).__name__}")
         parts = (state,) if len(sizes) == 1 else tuple(state)
-        for name, part, size in zip(self.cell.state_names, parts, sizes):
+        if len(parts) != len(sizes):
+            raise ShapeError(f"{what} must have {len(sizes)} components {names}, got {len(parts)}")
+        checked = []
+        for name, part, size in zip(names, parts, sizes):
             want = (size,) if unbatched else (batch, size)
-            if check_float_array(part, f"state {name}", self.dtype, (len(want),)).shape != want:
-                raise ShapeError(f"state {name} must have shape {want}, got {part.shape}")
-        parts = tuple(p.astype(self.dtype, copy=False) for p in parts)
-        return tuple(p[None] if unbatched else p for p in parts)
+            if part is None and gradient:
+                checked.append(None)
+                continue
+            if gradient:
+                part = check_float_grad(part, f"{what} {name}", self.dtype, want)
+            elif check_float_array(part, f"{what} {name}", self.dtype, (len(want),)).shape != want:
+                raise ShapeError(f"{what} {name} must have shape {want}, got {part.shape}")
+            part = part.astype(self.dtype, copy=False)
+            checked.append(part[None] if unbatched else part)
+        return tuple(checked)
 
     def forward(self, x, state=None):
         """x (B, I) or (I,) and the state, of any real floating dtype (computed in the cell's) → the new state."""
-        first = state[0] if isinstance(state, (tuple, list)) else state
+        first = state[0] if isinstance(state, (tuple, list)) and state else state
         given = getattr(x, "dtype", None)
         dtypes = (given, first.dtype if isinstance(first, np.ndarray) else given)
         x = check_float_array(x, "input", self.dtype, (1, 2))
@@ -67,9 +93,13 @@ class StepCell(Module):
         unbatched = x.ndim == 1
         xb = x[None] if unbatched else x
         parts = self._check_state(state, xb.shape[0], unbatched)
-        _, final, trace = self.runner.forward(xb[None], parts)
+        if xb.shape[0] == 0:  # no rows, as PyTorch: an empty new state; its backward gives empty gradients
+            final, trace = tuple(np.zeros((0, s), self.dtype) for s in self.cell.state_sizes), None
+            self.save_for_backward(None, False, dtypes, 0)
+        else:
+            _, final, trace = self.runner.forward(xb[None], parts)
         if trace is not None:
-            self.save_for_backward(trace, unbatched, dtypes)
+            self.save_for_backward(trace, unbatched, dtypes, xb.shape[0])
         final = tuple(f.copy()[0] if unbatched else f.copy() for f in final)
         return self._public(final)
 
@@ -77,11 +107,11 @@ class StepCell(Module):
         """δ(new state) — one array, or (δh', δc') as a tuple or two arguments — → (δx, δ previous state)."""
         if len(dstate) == 1:
             dstate = dstate[0]
-        trace, unbatched, dtypes = self.saved_for_backward()
-        parts = (dstate,) if len(self.cell.state_sizes) == 1 else tuple(dstate)
-        parts = tuple(None if d is None else check_float_grad(d, "gradient of the new state", self.dtype)
-                      for d in parts)
-        parts = tuple(None if d is None else (d[None] if unbatched else d) for d in parts)
+        trace, unbatched, dtypes, batch = self.saved_for_backward()
+        parts = self._check_state(dstate, batch, unbatched, "gradient of the new state")
+        if trace is None:  # an empty batch
+            return (np.zeros((0, self.input_size), dtypes[0]),
+                    self._public(tuple(np.zeros((0, s), dtypes[1]) for s in self.cell.state_sizes)))
         dx, dprev = self.runner.backward(trace, None, parts)
         dx = dx[0]
         if unbatched:

@@ -82,6 +82,8 @@ class TaskBase:
     tokens: ClassVar[bool] = False
     stream: ClassVar[bool] = False
     cli_defaults: ClassVar[dict[str, Any]] = {}
+    #: the data flags (fields of `rnnkit.training.data.DataConfig`) this task reads; others are refused
+    data_options: ClassVar[tuple[str, ...]] = ("batch_size",)
     seq_length = 0
     baseline: float | None = None
 

@@ -41,6 +41,7 @@ class ClassificationTask(ExampleTask):
     """Labelled texts → class ids; scored by the classifier's accuracy and confusion matrix."""
 
     name = "classify"
+    data_options = ("data", "unit", "batch_size", "val_fraction")
     model_kind = "classifier"
     tokens = True
     cli_defaults = {"cell": "lstm", "seq_length": 0, "batch_size": 32, "hidden_size": 64, "num_layers": 1,

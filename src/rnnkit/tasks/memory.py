@@ -134,6 +134,7 @@ class ReberTask(TaskBase):
 
 class AddingTask(GeneratedTask):
     name = "adding"
+    data_options = ("seq_length", "batch_size")
     loss = "mse"
     tokens = False
     stream = False
@@ -186,6 +187,7 @@ class AddingTask(GeneratedTask):
 
 class Adding1997Task(GeneratedTask):
     name = "adding1997"
+    data_options = ("seq_length", "batch_size")
     loss = "mse"
     tokens = False
     stream = False
@@ -244,6 +246,7 @@ class Adding1997Task(GeneratedTask):
 
 class CopyTask(GeneratedTask):
     name = "copy"
+    data_options = ("seq_length", "batch_size")
     loss = "ce"
     tokens = True
     stream = False

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .classify import ClassificationTask
+from .ctc import FrameTranscriptionTask
 from .memory import Adding1997Task, AddingTask, CopyTask, ReberTask
 from .seq2seq import Seq2SeqTask
 from .tagging import TaggingTask
 from .text import TextTask
 
 TASKS = {cls.name: cls for cls in (ReberTask, AddingTask, Adding1997Task, CopyTask, TextTask, ClassificationTask,
-                                   TaggingTask, Seq2SeqTask)}
+                                   TaggingTask, Seq2SeqTask, FrameTranscriptionTask)}
 DEFAULT_TASK = "reber"
 GENERATED_TASKS = ("reber", "adding", "adding1997", "copy")
 

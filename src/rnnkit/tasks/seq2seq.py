@@ -33,7 +33,7 @@ class PairBatch(Batch):
 
 def build_target_vocabulary(sequences) -> TokenVocabulary:
     """Target tokens with <bos> = 2 and <eos> = 3 after <pad>, <unk>."""
-    built = TokenVocabulary.build(sequences)
+    built = TokenVocabulary.build(sequences, reserved=(BOS, EOS))
     return TokenVocabulary([BOS, EOS] + built.tokens[2:])
 
 
@@ -77,6 +77,7 @@ class Seq2SeqTask(ExampleTask):
     """Source → target token sequences; scored by the model's exact-match rate of decoded outputs."""
 
     name = "seq2seq"
+    data_options = ("data", "unit", "batch_size", "val_fraction")
     model_kind = "seq2seq"
     tokens = True
     cli_defaults = {"cell": "lstm", "seq_length": 0, "batch_size": 64, "hidden_size": 128, "num_layers": 1,

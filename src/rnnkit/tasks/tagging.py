@@ -108,6 +108,7 @@ class TaggingTask(ExampleTask):
     """CoNLL sentences → tag ids; scored by the tagger's entity precision, recall and F1."""
 
     name = "tagging"
+    data_options = ("data", "val_data", "batch_size", "val_fraction", "char_features")
     model_kind = "tagger"
     tokens = True
     cli_defaults = {"cell": "lstm", "seq_length": 0, "batch_size": 16, "hidden_size": 64, "num_layers": 1,

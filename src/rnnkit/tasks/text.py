@@ -45,7 +45,7 @@ def read_text(path: str | Path) -> str:
     if b"\x00" in raw:
         raise DataError(f"data file {str(p)!r} looks binary (it contains NUL bytes); expected UTF-8 text")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark is not part of the text
     except UnicodeDecodeError as e:
         raise DataError(f"data file {str(p)!r} is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})") \
             from None
@@ -55,6 +55,7 @@ class TextTask(TaskBase):
     """Character language modelling: x (B, T) character ids, target (B, T) the next character of each."""
 
     name = "text"
+    data_options = ("data", "seq_length", "batch_size", "val_fraction")
     loss = "ce"
     tokens = True
     stream = True

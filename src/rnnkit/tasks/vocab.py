@@ -50,16 +50,24 @@ class TokenVocabulary:
         self.index = {t: i for i, t in enumerate(self.tokens)}
 
     @classmethod
-    def build(cls, sequences: Iterable[Iterable[str]], min_count: int = 1) -> TokenVocabulary:
-        """Tokens seen at least ``min_count`` times, most frequent first (ties in first-seen order)."""
+    def build(cls, sequences: Iterable[Iterable[str]], min_count: int = 1,
+              reserved: tuple[str, ...] = ()) -> TokenVocabulary:
+        """Tokens seen at least ``min_count`` times, most frequent first (ties in first-seen order). A token
+        spelled like a special one (<pad>, <unk>, or ``reserved``) is a `DataError`: it would silently become
+        padding, the unknown token or an end of sequence."""
         counts = Counter(tok for seq in sequences for tok in seq)
+        clash = sorted(set(counts) & {PAD, UNK, *reserved})
+        if clash:
+            raise DataError(f"the data contains {', '.join(map(repr, clash))}, which rnnkit reserves for its special "
+                            f"tokens ({', '.join((PAD, UNK, *reserved))}); rename them in the data")
         return cls(tok for tok, n in counts.most_common() if n >= min_count)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def encode(self, tokens: Iterable[str]) -> np.ndarray:
-        return np.array([self.index.get(t, 1) for t in tokens], dtype=np.int64)
+        """Ids of ``tokens``; a token not in the vocabulary, or spelled like padding, is <unk> (1)."""
+        return np.array([self.index.get(t, 1) if t != PAD else 1 for t in tokens], dtype=np.int64)
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokens[i] for i in ids]

@@ -70,10 +70,15 @@ def saturation(values: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def spectral_radii(model) -> dict[str, float]:
-    """ρ of each (H, H) block of the first layer's W_hh, named by the cell's gates (blocks when unnamed)."""
+    """ρ of each (H, H) block of the first layer's W_hh, named by the cell's gates (blocks when unnamed); an IndRNN's
+    vector u is diag(u), ρ = max |u|; cells without recurrent weights (minGRU, minLSTM) have none."""
     cell = model.rnn.cells[0]
+    if getattr(cell, "weight_hh", None) is None:
+        return {}
     w = cell.weight_hh.data.astype(np.float64)
     h = cell.hidden_size
+    if w.ndim == 1:
+        return {"h": float(np.abs(w).max())}
     if w.shape[1] != h:
         return {}
     names = list(cell.gate_names) or ["h"]

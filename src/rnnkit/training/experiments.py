@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.sequence import ModelConfig, SequenceModel
+from ..models.sequence import CELL_DEFAULTS, ModelConfig, SequenceModel
 from ..tasks.memory import Adding1997Task, AddingTask, CopyTask, ReberTask
 from .files import atomic_write
 from .plotting import save_figure
@@ -104,7 +104,8 @@ def run_one(exp: Experiment, label: str, length: int, seed: int, out_dir: Path, 
     task = exp.make_task(length, seed)
     cell, overrides = variant(label)
     config = ModelConfig(task.input_size, task.output_size, tokens=task.tokens, cell=cell,
-                         hidden_size=exp.hidden_size, forget_bias=1.0 if cell == "lstm" else None, **overrides)
+                         hidden_size=exp.hidden_size, forget_bias=1.0 if cell == "lstm" else None,
+                         **{**CELL_DEFAULTS.get(cell, {}), **overrides})
     model = SequenceModel(config, rng=np.random.default_rng(seed), loss=task.loss)
     train_config = TrainConfig(optimizer=exp.optimizer, lr=exp.lr_for(label), momentum=exp.momentum,
                                epochs=exp.epochs, eval_every=exp.eval_every, seed=seed, time_limit=time_budget,

@@ -246,6 +246,9 @@ class ModuleModel:
     def discard_saved(self) -> None:
         self.module.discard_saved()
 
+    def modules(self):
+        return self.module.modules()
+
     def num_parameters(self) -> int:
         return self.module.num_parameters()
 

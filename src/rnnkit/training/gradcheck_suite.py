@@ -10,7 +10,21 @@ from ..activations import ReLU, Sigmoid, Softmax, Tanh
 from ..gradcheck import gradcheck
 from ..highway import Highway
 from ..layers import Dropout, Embedding, Linear, Sequential
-from ..recurrent import GRU, LSTM, RHN, RNN, Elman, GRUCell, Jordan, LSTMCell, MogrifierLSTM, RNNCell
+from ..recurrent import (
+    GRU,
+    LSTM,
+    RHN,
+    RNN,
+    Elman,
+    GRUCell,
+    IndRNN,
+    Jordan,
+    LSTMCell,
+    MinGRU,
+    MinLSTM,
+    MogrifierLSTM,
+    RNNCell,
+)
 
 
 def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]:
@@ -58,6 +72,15 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]
     yield "MogrifierLSTM(rounds=5)", MogrifierLSTM(3, 4, rounds=5, rng=rng), (x, lstm_state), {}
     yield "MogrifierLSTM(rounds=4, rank=2, lengths)", MogrifierLSTM(3, 4, rounds=4, rank=2, rng=rng), (x, None), \
         {"lengths": np.array([2, 4])}
+    yield "IndRNN(2 layers, bidirectional, lengths)", IndRNN(3, 4, num_layers=2, bidirectional=True, rng=rng), \
+        (x, rng.normal(size=(4, 2, 4))), {"lengths": np.array([4, 3])}
+    yield "IndRNN(tanh, recurrent_max=1)", IndRNN(3, 4, nonlinearity="tanh", recurrent_max=1.0, rng=rng), \
+        (x, rng.normal(size=(1, 2, 4))), {}
+    for mode in ("sequential", "scan"):
+        yield f"MinGRU(mode={mode}, bidirectional, lengths)", MinGRU(3, 4, bidirectional=True, mode=mode, rng=rng), \
+            (x, rng.normal(size=(2, 2, 4))), {"lengths": np.array([2, 4])}
+        yield f"MinLSTM(mode={mode}, 2 layers)", MinLSTM(3, 4, num_layers=2, mode=mode, rng=rng), \
+            (x, rng.normal(size=(2, 2, 4))), {}
 
 
 def run_suite(seed: int = 0) -> Iterator[tuple[str, float]]:

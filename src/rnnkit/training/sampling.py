@@ -31,7 +31,9 @@ def sample_text(model: SequenceModel, vocab: CharVocabulary, length: int, prime:
     with inference(model):
         logits, state = model.forward(ids[None, :])
         for _ in range(length):
-            p = softmax(logits[0, -1].astype(np.float64) / temperature)
+            z = logits[0, -1].astype(np.float64)
+            with np.errstate(over="ignore"):  # a tiny temperature sends all but the largest logit to −∞: argmax
+                p = softmax((z - z.max()) / temperature)
             nxt = int(rng.choice(len(p), p=p))
             out.append(nxt)
             logits, state = model.forward(np.array([[nxt]]), state)
@@ -57,5 +59,5 @@ def text_scores(model: SequenceModel, vocab: CharVocabulary, text: str, window: 
             out, state = model.forward(x[:, start:start + window], state if carry else None)
             total += summed.forward(out, target[:, start:start + window])
     loss = total / target.size
-    return {"loss": loss, "bits_per_char": loss / math.log(2), "perplexity": math.exp(loss),
+    return {"loss": loss, "bits_per_char": loss / math.log(2), "perplexity": math.exp(loss) if loss < 700 else math.inf,
             "characters": int(target.size)}

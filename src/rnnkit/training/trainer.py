@@ -33,11 +33,13 @@ from tqdm import tqdm
 from ..errors import ConfigError, DataError, TrainingError, TrainingInterrupted
 from ..models.configs import check_option_ranges, option
 from ..models.protocol import TrainableModel, WholeSequenceModel
+from ..models.registry import check_state
 from ..module import no_grad
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from . import checkpoint
 from .data import data_identity
 from .files import atomic_write, hold_run_directory
+from .resume_checks import check_carry, check_optimizer_state, check_progress
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "tbptt_windows"]
 
@@ -103,6 +105,13 @@ def tbptt_windows(steps: int, k1: int, k2: int) -> list[tuple[int, int, int]]:
     return windows
 
 
+def constrained_modules(model) -> list:
+    """The sub-modules of ``model`` that bound their own parameters — those with a ``constrain()`` method, such as
+    an `rnnkit.IndRNN` with ``recurrent_max`` — which the trainer calls after every optimizer step."""
+    modules = model.modules() if hasattr(model, "modules") else ()
+    return [m for m in modules if callable(getattr(m, "constrain", None))]
+
+
 class Trainer:
     """Train ``model`` (any `TrainableModel`) on ``task``; writes metrics.jsonl, loss.png and checkpoints into
     ``run_dir`` (with ``run_dir=None`` nothing is written: the history is only returned). The config is read, never
@@ -139,6 +148,7 @@ class Trainer:
         self.last_eval: dict = {}
         self.stop_when = None  # optional predicate on the validation metrics: stop early once it holds
         self.stop_signal = None  # the signal that asked training to stop (see `_stop_on_signals`)
+        self.constrained = constrained_modules(model)
 
     # -- one update -----------------------------------------------------------------------------------
     def train_window(self, batch, start: int, end: int, loss_start: int) -> tuple[float, float]:
@@ -160,6 +170,8 @@ class Trainer:
         if self.config.grad_clip:
             clip_grad_norm(model.parameters(), self.config.grad_clip, total=norm)
         self.optimizer.step()
+        for module in self.constrained:  # put bounded parameters back inside their bounds
+            module.constrain()
         return loss, norm
 
     def _skip(self, problem: str) -> tuple[float, float]:
@@ -380,12 +392,20 @@ class Trainer:
             carry = {f"state{i}": p for i, p in enumerate(parts)}
         return checkpoint.save(self.run_dir, self.model.state_dict(), self.optimizer.state_dict(), self.meta(), carry)
 
-    def restore(self, meta: dict, model_state: dict, optimizer_state: dict | None, carry: dict | None) -> None:
-        """Continue exactly where a checkpoint of this run stopped."""
+    def restore(self, meta: dict, model_state: dict, optimizer_state: dict | None, carry: dict | None,
+                reset_optimizer: bool = False) -> None:
+        """Continue exactly where a checkpoint of this run stopped; `CheckpointError` (before anything changes)
+        for one that cannot be continued exactly (see `rnnkit.training.resume_checks`). ``reset_optimizer``:
+        start the optimizer afresh, deliberately."""
+        progress = meta.get("progress")
+        check_progress(progress, self.config.epochs, self.task.num_batches(), self._windows_per_batch())
+        check_optimizer_state(optimizer_state, self.optimizer, reset_optimizer)
+        check_carry(carry, self._carry_layout(), self.model.dtype,
+                    needed=progress["window"] > 0 or (self.config.reset_state == "never" and progress["step"] > 0))
+        check_state(self.model, model_state)
         self.model.load_state_dict(model_state)
-        if optimizer_state is not None:
+        if not reset_optimizer:
             self.optimizer.load_state_dict(optimizer_state)
-        progress = meta["progress"]
         self.step, self.epoch = progress["step"], progress["epoch"]
         self.batch_index, self.window_index, self.elapsed = progress["batch"], progress["window"], progress["elapsed"]
         self.running = tuple(progress.get("running", (0.0, 0)))
@@ -394,6 +414,13 @@ class Trainer:
             parts = tuple(carry[f"state{i}"] for i in range(len(carry)))
             self.carry = parts[0] if len(parts) == 1 else parts
         self._saved_step = self.step  # this step's checkpoint and validation are on disk already
+
+    def _carry_layout(self) -> list[tuple[int, int]]:
+        """(rows, size) of each component of the state a stream carries between windows (none for others)."""
+        rnn = getattr(self.model, "rnn", None)
+        if not hasattr(self.model, "state_at") or rnn is None:
+            return []
+        return [(rnn.num_directions * rnn.num_layers, size) for size in rnn.state_sizes]
 
     def _truncate_metrics(self) -> None:
         """Drop metrics records written after the checkpoint (all of them before a first one), and a line cut short

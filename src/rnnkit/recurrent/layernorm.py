@@ -1,0 +1,137 @@
+"""Layer normalisation for recurrent cells (Ba, Kiros & Hinton 2016): the row-wise normalisation and its backward,
+and `LayerNormCell`, the base of `LayerNormLSTMStep` and `LayerNormGRUStep`.
+
+For a row v of width K (the K features of one batch row at one step):
+
+    μ = (1/K) Σ_j v_j,   σ² = (1/K) Σ_j (v_j − μ)²   (biased, as ``torch.nn.LayerNorm``),   s = 1/√(σ² + ε)
+    v̂ = (v − μ) s,       LN(v; γ, β) = γ ⊙ v̂ + β                                            ε = 1e-5
+
+Backward, given δy for y = LN(v; γ, β) (⟨·⟩ the mean over the row's K features):
+
+    δv̂ = δy ⊙ γ,   δv = s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩),   δγ = Σ_rows δy ⊙ v̂,   δβ = Σ_rows δy
+
+A cell keeps v̂ and s of each normalisation (the cache), never v, μ or σ.
+
+`LayerNormCell` owns the input side, which is whole-sequence work outside the time loop: ``project`` computes
+P_x = X W_ihᵀ for all T·B rows, normalises each row (keeping X̂ and s_x in the call's workspace) and returns
+XP = γ_x ⊙ X̂ + β_x + b; ``add_input_grads`` is its backward in ``accumulate`` (δγ_x, δβ_x, δP_x through the
+normalisation, δW_ih = δP_xᵀ X, δX = δP_x W_ih). The recurrent side is per step (it needs h_{t−1}): a step keeps
+ĥ and s_h in ``ws.h_hat`` / ``ws.h_inv_std`` and its backward writes δP_h into ``ws.dp_h``; ``add_recurrent_grads``
+then adds δγ_h, δβ_h and δW_hh = Σ δP_hᵀ h_{t−1} as whole-sequence reductions.
+
+Ragged batches: the runner zeroes δXP (and `Cell.per_step` the per-step arrays) in rows past a sequence's end, and
+every gradient here is a product with those, so padded rows contribute exactly zero, although their normalised
+values (LN of a row of zeros is β, not 0) are not zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..module import Parameter, as_rng, check_bool
+from .cell import Cell, Workspace, transposed
+
+EPS = 1e-5
+
+
+def layer_norm(v: np.ndarray, gamma: np.ndarray, beta: np.ndarray, hat: np.ndarray, inv_std: np.ndarray,
+               out: np.ndarray) -> np.ndarray:
+    """LN over the last axis: ``hat`` ← v̂ = (v − μ) s, ``inv_std`` (rows, 1) ← s, ``out`` ← γ ⊙ v̂ + β (``out`` may
+    be ``v``); returns ``out``."""
+    np.subtract(v, v.mean(axis=-1, keepdims=True), out=hat)
+    variance = np.mean(np.square(hat), axis=-1, keepdims=True)
+    np.divide(1.0, np.sqrt(variance + EPS), out=inv_std)
+    hat *= inv_std
+    np.multiply(hat, gamma, out=out)
+    out += beta
+    return out
+
+
+def layer_norm_backward(dy: np.ndarray, gamma: np.ndarray, hat: np.ndarray, inv_std: np.ndarray,
+                        out: np.ndarray) -> np.ndarray:
+    """δv = s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩) with δv̂ = δy ⊙ γ, over the last axis, into ``out`` (may be ``dy``)."""
+    d_hat = dy * gamma
+    mean_d = d_hat.mean(axis=-1, keepdims=True)
+    mean_dh = np.mean(d_hat * hat, axis=-1, keepdims=True)
+    np.multiply(hat, mean_dh, out=out)
+    np.subtract(d_hat, out, out=out)
+    out -= mean_d
+    out *= inv_std
+    return out
+
+
+class LayerNormCell(Cell):
+    """A cell with layer-normalised input and recurrent projections (γ = 1, β = 0 initially): the parameters
+    ``layernorm_x_weight``/``layernorm_x_bias`` (γ_x, β_x) and ``layernorm_h_weight``/``layernorm_h_bias``
+    (γ_h, β_h), each of width G; the input side (whole sequence) and the recurrent side's whole-sequence sums.
+    Subclasses give ``input_bias`` (the bias added to the projection) and the step."""
+
+    #: whether the cell has ``bias_hh`` beside ``bias_ih`` (GRU: b_hn sits inside r ⊙ (…))
+    hidden_bias = True
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, rng=None):
+        rng = as_rng(rng)
+        super().__init__(input_size, hidden_size, bias=False, dtype=dtype, rng=rng)
+        self.bias = check_bool("bias", bias)
+        g, bound = self.gate_width, 1.0 / math.sqrt(hidden_size)
+        if bias:  # U(−1/√H, 1/√H) as PyTorch's biases
+            self.bias_ih = Parameter(rng.uniform(-bound, bound, g).astype(dtype))
+            self.bias_hh = Parameter(rng.uniform(-bound, bound, g).astype(dtype)) if self.hidden_bias else None
+        self.layernorm_x_weight, self.layernorm_x_bias = self.gain_and_shift(g, dtype)
+        self.layernorm_h_weight, self.layernorm_h_bias = self.gain_and_shift(g, dtype)
+
+    @staticmethod
+    def gain_and_shift(width: int, dtype) -> tuple[Parameter, Parameter]:
+        """γ = 1 and β = 0 of one normalisation, as ``torch.nn.LayerNorm``."""
+        return Parameter(np.ones(width, dtype)), Parameter(np.zeros(width, dtype))
+
+    @classmethod
+    def parameter_count(cls, input_size, hidden_size, bias=True, **options):
+        g = cls.num_gates * hidden_size
+        return g * (input_size + hidden_size) + 4 * g + ((2 if cls.hidden_bias else 1) * g if bias else 0)
+
+    def input_bias(self) -> np.ndarray | None:  # pragma: no cover - abstract
+        """The bias added to the normalised projection (None without bias)."""
+        raise NotImplementedError
+
+    def allocate(self, steps, batch, ragged=False):
+        """Adds ``h_hat`` (T, B, G) ĥ, ``h_inv_std`` (T, B, 1) s_h, ``dp_h`` (T, B, G) δP_h (written by the
+        backward); ``project`` adds ``x_hat`` (T·B, G) X̂ and ``x_inv_std`` (T·B, 1) s_x."""
+        ws = super().allocate(steps, batch, ragged)
+        g, dt = self.gate_width, self.dtype
+        ws.h_hat = self.per_step(steps, batch, g, dt, ragged)
+        ws.h_inv_std = self.per_step(steps, batch, 1, dt, ragged)
+        ws.dp_h = self.per_step(steps, batch, g, dt, ragged)
+        return ws
+
+    # -- the input side: whole sequence -----------------------------------------------------------------
+    def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
+        """XP = LN(X W_ihᵀ; γ_x, β_x) + b for all T·B rows; X̂ and s_x go into ``ws``."""
+        xp = x @ transposed(self.weight_ih.data)
+        ws = Workspace() if ws is None else ws
+        ws.x_hat, ws.x_inv_std = np.empty_like(xp), np.empty((xp.shape[0], 1), xp.dtype)
+        layer_norm(xp, self.layernorm_x_weight.data, self.layernorm_x_bias.data, ws.x_hat, ws.x_inv_std, out=xp)
+        b = self.input_bias()
+        if b is not None:
+            xp += b
+        return xp
+
+    def add_input_grads(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray) -> np.ndarray:
+        """δγ_x += Σ δa ⊙ X̂,  δβ_x += Σ δa,  δP_x = LN backward of δa,  δW_ih += δP_xᵀ X;  returns δX = δP_x W_ih.
+        (δa = δXP, the gradient of the pre-activation that the input side adds to.)"""
+        self.layernorm_x_weight.grad += np.einsum("ng,ng->g", dxp, ws.x_hat)
+        self.layernorm_x_bias.grad += dxp.sum(axis=0)
+        dp_x = layer_norm_backward(dxp, self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std, np.empty_like(dxp))
+        self.weight_ih.grad += dp_x.T @ x
+        return dp_x @ self.weight_ih.data
+
+    # -- the recurrent side: sums over the sequence of what the steps stored -------------------------------
+    def add_recurrent_grads(self, ws: Workspace, dq: np.ndarray, h_prev: np.ndarray) -> None:
+        """δγ_h += Σ δq ⊙ ĥ,  δβ_h += Σ δq,  δW_hh += Σ δP_hᵀ h_{t−1}; δq (T·B, G) is the gradient of
+        LN(h_{t−1} W_hhᵀ; γ_h, β_h), δP_h the backward's ``ws.dp_h``."""
+        rows, g = dq.shape
+        self.layernorm_h_weight.grad += np.einsum("ng,ng->g", dq, ws.h_hat.reshape(rows, g))
+        self.layernorm_h_bias.grad += dq.sum(axis=0)
+        self.weight_hh.grad += ws.dp_h.reshape(rows, g).T @ h_prev

@@ -1,0 +1,105 @@
+"""Regularisers of the recurrence itself: variational dropout, zoneout and weight drop, as masks of one call.
+
+Where an ordinary ``Dropout`` layer draws a new mask for every element, these draw masks with structure over time,
+once per call of a layer (in training mode), one set per layer and direction:
+
+* **variational dropout** (Gal & Ghahramani 2016): one mask m_x (B, I) on the input features and one mask m_h
+  (B, R) on the state h_{t−1} *where it enters the recurrent matmuls*, the same at every step and for every gate,
+  scaled by 1/(1 − p). The input side is whole-sequence work (x_t ⊙ m_x before the projection); the recurrent
+  side is applied by the cell (``Cell.recurrent_input``). Off in evaluation.
+* **weight drop** (DropConnect on W_hh, Merity et al. 2017): a mask M like W_hh, scaled by 1/(1 − p), drawn once per
+  call; the recurrent matmuls use W_hh ⊙ M and δW_hh reaches only the kept weights (δW_hh ⊙ M). Off in evaluation.
+* **zoneout** (Krueger et al. 2017): per unit and step, d_t ~ Bernoulli(z), and each state component is
+  s_t = d_t ⊙ s_{t−1} + (1 − d_t) ⊙ s̃_t where s̃_t is what the cell computed; in evaluation the expectation
+  s_t = z s_{t−1} + (1 − z) s̃_t. One rate per state component (an LSTM's h and c). The runner applies it, so it works
+  for every cell.
+
+Backward, with the masks of the forward: δx_t ← δx_t ⊙ m_x;  inside the cell δh_{t−1} gets (δa W̃_hh) ⊙ m_h through
+the matmuls, W̃_hh = W_hh ⊙ M, and δW_hh += (Σ_t δaᵀ (h_{t−1} ⊙ m_h)) ⊙ M;  zoneout: δs̃_t = (1 − d_t) ⊙ δs_t and
+δs_{t−1} gains d_t ⊙ δs_t besides what flows through the cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..module import check_probability
+
+
+@dataclass
+class Noise:
+    """The masks of one call of one layer and direction (rows in the order the runner sees them).
+
+    ``input_mask`` (B, I) and ``state_mask`` (B, R): scaled keep-masks of variational dropout; ``weight_mask``: like
+    W_hh; ``zoneout``: per state component, the keep-previous masks d (T, B, S_k) in training, or the rate z (a
+    float: the expectation) in evaluation, or None for a component without zoneout."""
+
+    input_mask: np.ndarray | None = None
+    state_mask: np.ndarray | None = None
+    weight_mask: np.ndarray | None = None
+    zoneout: tuple | None = None
+
+    @property
+    def acts_per_step(self) -> bool:
+        """Whether anything happens inside the time loop (the compiled whole-sequence loops then step aside)."""
+        return self.state_mask is not None or self.weight_mask is not None or self.zoneout is not None
+
+    def rows(self, order: np.ndarray | None) -> Noise:
+        """The same masks with rows (the batch axis) taken in ``order`` (the runner's sort by length)."""
+        if order is None:
+            return self
+
+        def take(a, axis):
+            return a if a is None or np.ndim(a) == 0 else np.take(a, order, axis=axis)
+        zoneout = None if self.zoneout is None else tuple(take(d, 1) for d in self.zoneout)
+        return Noise(take(self.input_mask, 0), take(self.state_mask, 0), self.weight_mask, zoneout)
+
+
+@dataclass(frozen=True)
+class Regularization:
+    """The rates of a recurrent layer: ``dropout_input``, ``dropout_recurrent``, ``weight_drop`` in [0, 1) and
+    ``zoneout``, one rate per state component (an LSTM's (z_h, z_c)); all zero: nothing is drawn."""
+
+    dropout_input: float = 0.0
+    dropout_recurrent: float = 0.0
+    weight_drop: float = 0.0
+    zoneout: tuple[float, ...] = ()
+
+    @classmethod
+    def checked(cls, state_names: tuple[str, ...], dropout_input=0.0, dropout_recurrent=0.0, weight_drop=0.0,
+                zoneout=0.0) -> Regularization:
+        """Validated rates; ``zoneout`` a rate for every state component or one rate per component."""
+        rates = zoneout if isinstance(zoneout, (tuple, list)) else (zoneout,) * len(state_names)
+        if len(rates) != len(state_names):
+            raise ConfigError(f"zoneout must be one rate or one per state component {state_names}, got {zoneout!r}")
+        rates = tuple(check_probability(f"zoneout rate of {name}", z) for name, z in zip(state_names, rates))
+        return cls(check_probability("dropout_input", dropout_input),
+                   check_probability("dropout_recurrent", dropout_recurrent),
+                   check_probability("weight_drop", weight_drop), rates if any(rates) else ())
+
+    @property
+    def active(self) -> bool:
+        return bool(self.dropout_input or self.dropout_recurrent or self.weight_drop or self.zoneout)
+
+    def sample(self, rng: np.random.Generator, training: bool, steps: int, batch: int, input_size: int,
+               state_sizes: tuple[int, ...], weight_shape: tuple[int, ...], dtype) -> Noise | None:
+        """The masks of one call (rows in the caller's order); None when nothing applies."""
+        if not self.active or not (training or self.zoneout):
+            return None
+        if not training:  # evaluation: no dropout, the expectation of zoneout
+            return Noise(zoneout=tuple(z or None for z in self.zoneout))
+
+        def keep_mask(p, shape):
+            if not p:
+                return None
+            return (rng.random(shape) >= p).astype(dtype) / np.asarray(1.0 - p, dtype)
+        zoneout = None
+        if self.zoneout:
+            zoneout = tuple((rng.random((steps, batch, size)) < z).astype(dtype) if z else None
+                            for z, size in zip(self.zoneout, state_sizes))
+        return Noise(keep_mask(self.dropout_input, (batch, input_size)),
+                     keep_mask(self.dropout_recurrent, (batch, state_sizes[0])),
+                     keep_mask(self.weight_drop, weight_shape), zoneout)

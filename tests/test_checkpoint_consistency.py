@@ -1,0 +1,314 @@
+"""Regression tests of the reliability issue, second part: sizes that cannot fit are refused before anything is
+allocated, a checkpoint's tensors and vocabularies must agree with its description, a resume is exact or refused,
+and the smaller breaks (flags of other tasks, --init-from flags, reserved words, a byte-order mark, ...)."""
+
+import hashlib
+import itertools
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+
+def _one_line_error(code, err, *words):
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err, err
+
+
+def _corpus(path, words=("to", "be", "or", "not"), repeat=200):
+    path.write_text(" ".join(list(words) * repeat), encoding="utf-8")
+    return path
+
+
+def _text_run(data, out, steps, *extra):
+    return ["train", "text", "--data", str(data), "--hidden-size", "8", "--seq-length", "10", "--batch-size", "4",
+            "--max-steps", str(steps), "--eval-every", "100", "--no-progress", "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    """A character model stopped after 3 updates, inside its first epoch (it carries a state)."""
+    from rnnkit.cli import main
+
+    root = tmp_path_factory.mktemp("consistency")
+    data = _corpus(root / "data.txt")
+    try:
+        main(_text_run(data, root / "run", 3))
+    except SystemExit as e:
+        assert not e.code
+    return root / "run", data
+
+
+def _rewrite(run, tmp_path, name, change):
+    """A copy of ``run`` whose checkpoint file ``name`` is replaced by ``change(old) → new`` (bytes or None to
+    delete it); the manifest is updated to match, so only the content is inconsistent."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, symlinks=True)
+    version = (copy / "checkpoint").resolve()
+    manifest = json.loads((version / "manifest.json").read_text())
+    data = change((version / name).read_bytes())
+    if data is None:
+        (version / name).unlink()
+        del manifest["files"][name]
+    else:
+        (version / name).write_bytes(data)
+        manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def _arrays(change):
+    """A change of a safetensors file: ``change(dict of arrays)`` edits the arrays in place."""
+    from safetensors.numpy import load, save
+
+    def rewrite(data):
+        arrays = dict(load(data))
+        change(arrays)
+        return save(arrays)
+    return rewrite
+
+
+def _meta(change):
+    def rewrite(data):
+        meta = json.loads(data)
+        change(meta)
+        return json.dumps(meta).encode()
+    return rewrite
+
+
+# -- sizes that cannot fit ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags", [["--hidden-size", "100000"], ["--num-layers", "1000000"]])
+def test_a_model_too_large_for_the_machine_is_refused_with_the_estimate_before_allocating(capsys, tmp_path, flags):
+    data = _corpus(tmp_path / "data.txt", repeat=2000)
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "text", "--data", str(data), "--out", str(out), *flags], capsys)
+    _one_line_error(code, err, "parameters", "GiB", "this machine has", flags[0])
+    assert not out.exists()  # a failed start leaves no run directory
+
+
+def test_a_checkpoint_describing_a_model_too_large_for_the_machine_is_refused_on_load(text_run, tmp_path, capsys):
+    run, _ = text_run
+    copy = _rewrite(run, tmp_path, "meta.json", _meta(lambda m: m["model"].update(hidden_size=2**31 - 1)))
+    code, _, err = run_cli(["sample", str(copy), "-n", "5"], capsys)
+    _one_line_error(code, err, "checkpoint's model", "GiB", "this machine has")
+
+
+def _configs():
+    from rnnkit.models.classifier import ClassifierConfig
+    from rnnkit.models.seq2seq import Seq2SeqConfig
+    from rnnkit.models.sequence import ModelConfig
+    from rnnkit.models.tagger import TaggerConfig
+
+    extras = {"rnn": [{}], "gru": [{}], "jordan": [{}], "lstm": [{}, {"proj_size": 3, "peephole": True}],
+              "mogrifier": [{}, {"rank": 2, "rounds": 4}, {"proj_size": 2}],
+              "rhn": [{"depth": 2}, {"depth": 3, "coupled": False}], "lnlstm": [{}, {"forget_bias": 1.0}],
+              "lngru": [{}]}
+    for cell, tokens, layers, bidirectional in itertools.product(extras, (False, True), (1, 3), (False, True)):
+        if cell == "jordan" and (layers > 1 or bidirectional):
+            continue
+        for extra in extras[cell]:
+            yield ModelConfig(input_size=7, output_size=4, tokens=tokens, embedding_size=5 if tokens else 0,
+                              cell=cell, hidden_size=6, num_layers=layers, bidirectional=bidirectional, **extra)
+    for cell, layers in itertools.product(("rnn", "lstm", "gru"), (1, 2)):
+        yield ClassifierConfig(11, 3, embedding_size=5, cell=cell, hidden_size=6, num_layers=layers)
+        yield TaggerConfig(11, 4, char_vocab_size=9, cell=cell, hidden_size=6, num_layers=layers)
+        yield TaggerConfig(11, 4, cell=cell, hidden_size=6, crf=False)
+        for attention in ("bahdanau", "luong-dot", "luong-general"):
+            yield Seq2SeqConfig(11, 9, embedding_size=5, cell=cell, hidden_size=6, attention=attention)
+
+
+def test_the_parameter_count_computed_from_a_description_equals_the_built_models_for_every_model_and_cell():
+    from rnnkit.models.registry import model_classes
+
+    for config in _configs():
+        model = model_classes(config.kind)[1](config)
+        assert config.parameter_count() == model.num_parameters(), config
+
+
+# -- tensors and vocabularies against the description -------------------------------------------------------------
+def _first_weight(arrays):
+    return sorted(arrays)[0]
+
+
+TENSOR_BREAKS = {
+    "an integer tensor": (lambda a: a.update({_first_weight(a): a[_first_weight(a)].astype(np.int32)}), "int32"),
+    "a boolean tensor": (lambda a: a.update({_first_weight(a): a[_first_weight(a)] > 0}), "bool"),
+    "a float64 tensor": (lambda a: a.update({_first_weight(a): a[_first_weight(a)].astype(np.float64)}), "float64"),
+    "a wrong shape": (lambda a: a.update({_first_weight(a): a[_first_weight(a)][:1]}), "shape"),
+    "a NaN weight": (lambda a: a[_first_weight(a)].flat.__setitem__(0, np.nan), "NaN"),
+    "a missing tensor": (lambda a: a.pop(_first_weight(a)), "missing"),
+    "an extra tensor": (lambda a: a.update(extra=np.zeros(2, np.float32)), "unexpected"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TENSOR_BREAKS))
+def test_model_tensors_that_disagree_with_the_description_are_refused_by_every_command(
+        text_run, tmp_path, capsys, case):
+    run, data = text_run
+    change, word = TENSOR_BREAKS[case]
+    copy = _rewrite(run, tmp_path, "model.safetensors", _arrays(change))
+    for argv in (["sample", str(copy), "-n", "3"], _text_run(data, copy, 4, "--resume"),
+                 _text_run(data, tmp_path / "new", 4, "--init-from", str(copy)),
+                 ["eval", str(copy), "--data", str(data)]):
+        code, _, err = run_cli(argv, capsys)
+        _one_line_error(code, err, word, "checkpoint")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_vocabulary_shorter_than_the_model_is_refused_instead_of_an_index_error(text_run, tmp_path, capsys):
+    run, _ = text_run
+    copy = _rewrite(run, tmp_path, "meta.json", _meta(lambda m: m.update(vocab=m["vocab"][:-1])))
+    code, _, err = run_cli(["sample", str(copy), "-n", "50", "--seed", "0"], capsys)
+    _one_line_error(code, err, "vocabulary 'vocab'", "input_size")
+
+
+@pytest.mark.parametrize("vocab", [["a", "a", "b"], "abc", [1, 2, 3]])
+def test_a_vocabulary_that_is_not_a_list_of_distinct_strings_is_refused(text_run, tmp_path, capsys, vocab):
+    run, _ = text_run
+    copy = _rewrite(run, tmp_path, "meta.json", _meta(lambda m: m.update(vocab=vocab)))
+    code, _, err = run_cli(["sample", str(copy)], capsys)
+    _one_line_error(code, err, "vocabulary 'vocab'")
+
+
+def test_labels_and_target_tokens_shorter_than_the_model_are_refused():
+    from rnnkit.errors import CheckpointError
+    from rnnkit.models.registry import check_vocabularies
+    from rnnkit.models.seq2seq import Seq2SeqConfig
+    from rnnkit.models.tagger import TaggerConfig
+
+    tagger = TaggerConfig(5, 3)
+    check_vocabularies({"tokens": list("abcde"), "labels": ["O", "B", "I"]}, tagger)
+    with pytest.raises(CheckpointError, match="'labels' has 2 entries, the model's num_tags is 3"):
+        check_vocabularies({"tokens": list("abcde"), "labels": ["O", "B"]}, tagger)
+    with pytest.raises(CheckpointError, match="'target_tokens' has 3 entries"):
+        check_vocabularies({"tokens": list("abcd"), "target_tokens": list("xyz")}, Seq2SeqConfig(4, 6))
+
+
+def test_export_refuses_a_model_with_nan_weights():
+    pytest.importorskip("onnx")
+    import rnnkit
+    from rnnkit.errors import ConfigError
+
+    layer = rnnkit.LSTM(3, 4)
+    layer.weight_hh_l0.data[0, 0] = np.nan
+    with pytest.raises(ConfigError, match="'weight_hh_l0' holds NaN"):
+        rnnkit.export_onnx(layer, "never-written.onnx")
+
+
+# -- exact resumes -----------------------------------------------------------------------------------------------
+def test_a_checkpoint_without_optimizer_state_resumes_only_with_reset_optimizer(text_run, tmp_path, capsys):
+    run, data = text_run
+    copy = _rewrite(run, tmp_path, "optimizer.safetensors", lambda old: None)
+    code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
+    _one_line_error(code, err, "no optimizer state", "--reset-optimizer")
+    code, _, err = run_cli(_text_run(data, copy, 4, "--resume", "--reset-optimizer"), capsys)
+    assert code == 0, err
+    code, _, err = run_cli(_text_run(data, tmp_path / "fresh", 4, "--reset-optimizer"), capsys)
+    _one_line_error(code, err, "--reset-optimizer applies to --resume")
+
+
+def test_optimizer_buffers_of_the_wrong_shape_or_dtype_are_refused(text_run, tmp_path, capsys):
+    run, data = text_run
+
+    def shrink(arrays):
+        name = sorted(k for k in arrays if k != "steps")[0]
+        arrays[name] = arrays[name].astype(np.int64)
+    copy = _rewrite(run, tmp_path, "optimizer.safetensors", _arrays(shrink))
+    code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
+    _one_line_error(code, err, "optimizer buffer", "int64")
+
+
+def test_a_checkpoint_stopped_inside_a_sequence_without_its_carried_state_is_refused(text_run, tmp_path, capsys):
+    run, data = text_run
+    copy = _rewrite(run, tmp_path, "carry.safetensors", lambda old: None)
+    code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
+    _one_line_error(code, err, "no carried recurrent state")
+
+
+def test_a_carried_state_of_the_wrong_shape_is_refused(text_run, tmp_path, capsys):
+    run, data = text_run
+    copy = _rewrite(run, tmp_path, "carry.safetensors", _arrays(lambda a: a.update(state0=a["state0"][:, :, :2])))
+    code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
+    _one_line_error(code, err, "carried state 'state0'", "shape")
+
+
+@pytest.mark.parametrize("field, value", [("window", 10**6), ("epoch", 10**6), ("batch", 10**6), ("step", -1),
+                                          ("batch", True), ("elapsed", float("inf")), ("running", "x")])
+def test_progress_fields_out_of_range_are_refused_instead_of_skipping_work(text_run, tmp_path, capsys, field, value):
+    run, data = text_run
+    copy = _rewrite(run, tmp_path, "meta.json", _meta(lambda m: m["progress"].update({field: value})))
+    code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
+    _one_line_error(code, err, f"progress {field!r}")
+
+
+def test_the_untampered_checkpoint_still_resumes(text_run, tmp_path, capsys):
+    run, data = text_run
+    copy = _rewrite(run, tmp_path, "meta.json", lambda old: old)
+    code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
+    assert code == 0, err
+
+
+# -- the smaller breaks ------------------------------------------------------------------------------------------
+def test_init_from_refuses_a_model_flag_that_differs_from_the_checkpoint(text_run, tmp_path, capsys):
+    run, data = text_run
+    code, _, err = run_cli(["train", "text", "--data", str(data), "--out", str(tmp_path / "new"), "--init-from",
+                            str(run), "--hidden-size", "32"], capsys)
+    _one_line_error(code, err, "--init-from", "--hidden-size 32 (checkpoint: 8)")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("task, flags", [("text", ["--unit", "chars"]), ("reber", ["--data", "x.txt"]),
+                                         ("adding", ["--val-fraction", "0.2"]), ("classify", ["--seq-length", "5"]),
+                                         ("copy", ["--no-char-features"])])
+def test_a_data_flag_of_another_task_is_refused_not_ignored(tmp_path, capsys, task, flags):
+    code, _, err = run_cli(["train", task, *flags, "--out", str(tmp_path / "run")], capsys)
+    _one_line_error(code, err, flags[0].removeprefix("--no-"), f"task {task!r}")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("word", ["<eos>", "<pad>", "<bos>", "<unk>"])
+def test_word_level_seq2seq_data_using_a_reserved_token_is_a_data_error(tmp_path, capsys, word):
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"a b {i}\tc {word} d\n" for i in range(20)), encoding="utf-8")
+    code, _, err = run_cli(["train", "seq2seq", "--data", str(data), "--unit", "words", "--out",
+                            str(tmp_path / "run")], capsys)
+    _one_line_error(code, err, repr(word), "reserves")
+
+
+def test_a_literal_pad_token_in_new_text_is_unknown_not_padding():
+    from rnnkit.tasks.vocab import TokenVocabulary
+
+    vocab = TokenVocabulary(["a", "b"])
+    assert vocab.encode(["a", "<pad>", "zz"]).tolist() == [2, 1, 1]
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_text():
+    from rnnkit.tasks.text import read_text
+
+    assert read_text.__doc__
+    import tempfile
+    with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as f:
+        f.write("\ufeffhello".encode())
+    assert read_text(f.name) == "hello"
+
+
+def test_an_experiment_refuses_to_overwrite_any_file_of_an_earlier_one(tmp_path, capsys):
+    (tmp_path / "reber.json").write_text("{}")
+    code, _, err = run_cli(["experiment", "reber", "--out", str(tmp_path), "--seeds", "1"], capsys)
+    _one_line_error(code, err, "reber.json", "already exists")
+    assert (tmp_path / "reber.json").read_text() == "{}" and not (tmp_path / "reber.md").exists()
+
+
+def test_sampling_at_a_vanishing_temperature_is_greedy_not_an_error(text_run):
+    from rnnkit.cli.common import load_char_model
+    from rnnkit.training.sampling import sample_text
+
+    run, _ = text_run
+    _, model, vocab = load_char_model(str(run))
+    cold = sample_text(model, vocab, 20, "to", 1e-300, np.random.default_rng(0))
+    greedy = sample_text(model, vocab, 20, "to", 1e-6, np.random.default_rng(1))
+    assert cold == greedy
