@@ -245,3 +245,14 @@ def test_a_run_with_every_regulariser_resumes_to_the_same_weights_as_an_uninterr
     whole, parts = checkpoint.load(tmp_path / "whole")[1], checkpoint.load(tmp_path / "parts")[1]
     for name in whole:
         np.testing.assert_array_equal(whole[name], parts[name], err_msg=name)
+
+
+def test_export_and_to_torch_refuse_zoneout_but_not_the_training_only_dropouts(tmp_path):
+    pytest.importorskip("onnx")
+    with pytest.raises(ConfigError, match="zoneout"):
+        rnnkit.export_onnx(LSTM(I, H, zoneout=0.1), tmp_path / "z.onnx")
+    rnnkit.export_onnx(LSTM(I, H, dropout_recurrent=0.3, weight_drop=0.3), tmp_path / "d.onnx")
+    assert (tmp_path / "d.onnx").exists()
+    if torch is not None:
+        with pytest.raises(ValueError, match="zoneout"):
+            rnnkit.to_torch(GRU(I, H, zoneout=0.1))

@@ -72,6 +72,8 @@ def to_torch(layer: Module):
     nn = torch.nn
     dtype = torch.float64 if layer.dtype == np.float64 else torch.float32
     if isinstance(layer, (RNN, LSTM, GRU)):
+        if layer.regularization.zoneout:
+            raise ValueError("zoneout changes the recurrence in evaluation too; torch.nn has no zoneout")
         opts = dict(num_layers=layer.num_layers, bias=layer.bias, dropout=layer.dropout,
                     bidirectional=layer.bidirectional, batch_first=True, dtype=dtype)
         if isinstance(layer, LSTM):

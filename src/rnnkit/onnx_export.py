@@ -35,6 +35,9 @@ def _onnx():
 
 
 def _kind(layer) -> str:
+    if getattr(layer, "regularization", None) is not None and layer.regularization.zoneout:
+        raise ConfigError("zoneout changes the recurrence in evaluation too (the expectation z·s_{t−1} + (1 − z)·s̃_t); "
+                          "ONNX's recurrent operators have no such form")
     if isinstance(layer, LSTM):
         if layer.proj_size or layer.peephole:
             raise ConfigError("ONNX's LSTM operator has no projection; export an LSTM without proj_size "

@@ -56,7 +56,9 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
 @click.option("--kernels", type=click.Choice(["compiled", "numpy"]), default=None,
               help="rnnkit's step kernels [RNNKIT_KERNELS, else compiled where numba is installed].")
-def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path, kernels):
+@click.option("--variants", is_flag=True, help="Instead: the newer cells and the regularisers (dropout, zoneout, "
+              "weight drop), each relative to the plain LSTM/GRU/RNN of the same size (ratio = variant / plain).")
+def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path, kernels, variants):
     """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md).
 
     \b
@@ -77,7 +79,7 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
         args = ["bench", "--cells", cells, "--batch", batches, "--hidden", hiddens, "--steps", str(steps),
                 "--repeats", str(repeats)] + (["--threads", str(threads)] if threads else []) \
             + (["--no-torch"] if no_torch else []) + (["--no-memory"] if no_memory else []) \
-            + (["--json", json_path] if json_path else [])
+            + (["--json", json_path] if json_path else []) + (["--variants"] if variants else [])
         env = bench_lib.child_environment() | ({"RNNKIT_KERNELS": kernels} if kernels else {})
         child = subprocess.run([sys.executable, "-m", "rnnkit", *args], env=env)
         if child.returncode:
@@ -86,6 +88,8 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
     report = machine.report()
     for line in report:
         click.echo(line, err=True)
+    if variants:
+        return _bench_variants(batch_sizes, hidden_sizes, steps, threads, repeats, json_path, report)
     records = list(bench_lib.run(cell_list, batch_sizes, hidden_sizes, steps=steps,
                                  threads=threads, repeats=repeats, with_torch=not no_torch, memory=not no_memory))
     click.echo(bench_lib.format_table(records))
@@ -93,6 +97,29 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
         meta = {"steps": steps, "threads": threads or os.cpu_count(), "repeats": repeats,
                 "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report}
         atomic_write(json_path, bench_lib.to_json(records, meta))
+
+
+def _bench_variants(batch_sizes, hidden_sizes, steps, threads, repeats, json_path, report) -> None:
+    """`bench --variants`: each variant against its plain cell, for every (B, H)."""
+    from threadpoolctl import threadpool_limits
+
+    from ..training import bench as bench_lib
+    from ..training import bench_variants
+
+    with threadpool_limits(threads) if threads else _no_limit():
+        records = [r for b in batch_sizes for h in hidden_sizes
+                   for r in bench_variants.run(batch=b, hidden=h, steps=steps, repeats=repeats)]
+    click.echo(bench_variants.format_table(records))
+    if json_path:
+        meta = {"steps": steps, "threads": threads or os.cpu_count(), "repeats": repeats,
+                "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report}
+        atomic_write(json_path, bench_lib.to_json(records, meta))
+
+
+def _no_limit():
+    from contextlib import nullcontext
+
+    return nullcontext()
 
 
 @click.command()

@@ -10,6 +10,10 @@ H_out = hidden size (or projection size).
 
 Layer l > 0 takes the (dropout-masked, in training) output of layer l − 1. Parameters are registered under
 PyTorch's names ``{name}_l{l}`` and ``{name}_l{l}_reverse``, in PyTorch's order.
+
+Regularisers of the recurrence (`RecurrentLayer.regularize`: variational dropout, zoneout, weight drop) draw their
+masks here, once per call, layer and direction, from the layer's ``rng``; the runner and the cells apply them
+(`rnnkit.recurrent.noise` has the equations).
 """
 
 from __future__ import annotations
@@ -307,7 +311,10 @@ class RecurrentLayer(Module):
                     s0 = tuple(in_sorted_order(s[index], order, 0) for s in state0)
                 noise = self.sample_noise(layer, direction, batch, xt.shape[0]) \
                     if self.regularization.active else None
-                out, final, trace = runner.forward(inp, s0, counts, None if noise is None else noise.rows(order))
+                if noise is None:
+                    out, final, trace = runner.forward(inp, s0, counts)
+                else:
+                    out, final, trace = runner.forward(inp, s0, counts, noise.rows(order))
                 outs.append(out)
                 finals.append(final)
                 layer_traces.append(trace)

@@ -222,6 +222,10 @@ class LSTM(RecurrentLayer):
 
     ``forward(x, (h0, c0)=None, lengths=None)`` → (output (B, T, D·R), (h_n (D·L, B, R), c_n (D·L, B, H)));
     ``backward(d_output, (d_h_n, d_c_n)=None)`` → (δx, (δh0, δc0)).
+
+    ``dropout_input``, ``dropout_recurrent`` (variational, one mask per sequence), ``zoneout`` (a rate, or (z_h,
+    z_c)) and ``weight_drop`` (on W_hh, one mask per call) regularise the recurrence in training; see
+    `RecurrentLayer.regularize` and `rnnkit.recurrent.noise`.
     """
 
     cell_class = LSTMStep

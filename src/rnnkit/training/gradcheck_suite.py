@@ -19,6 +19,8 @@ from ..recurrent import (
     GRUCell,
     IndRNN,
     Jordan,
+    LayerNormGRU,
+    LayerNormLSTM,
     LSTMCell,
     MinGRU,
     MinLSTM,
@@ -81,6 +83,14 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]
             (x, rng.normal(size=(2, 2, 4))), {"lengths": np.array([2, 4])}
         yield f"MinLSTM(mode={mode}, 2 layers)", MinLSTM(3, 4, num_layers=2, mode=mode, rng=rng), \
             (x, rng.normal(size=(2, 2, 4))), {}
+    yield "LayerNormLSTM(bidirectional, lengths)", LayerNormLSTM(3, 4, bidirectional=True, rng=rng), \
+        (x, (rng.normal(size=(2, 2, 4)), rng.normal(size=(2, 2, 4)))), {"lengths": np.array([4, 2])}
+    yield "LayerNormGRU(2 layers)", LayerNormGRU(3, 4, num_layers=2, rng=rng), (x, rng.normal(size=(2, 2, 4))), {}
+    regularized = {"dropout_input": 0.3, "dropout_recurrent": 0.3, "zoneout": (0.2, 0.4), "weight_drop": 0.3}
+    yield "LSTM(variational dropout, zoneout, weight drop, bidirectional, lengths)", \
+        LSTM(3, 4, bidirectional=True, rng=rng, **regularized), (x, None), {"lengths": np.array([4, 3])}
+    yield "GRU(variational dropout, zoneout, weight drop, 2 layers)", \
+        GRU(3, 4, num_layers=2, rng=rng, **{**regularized, "zoneout": 0.2}), (x, None), {}
 
 
 def run_suite(seed: int = 0) -> Iterator[tuple[str, float]]:

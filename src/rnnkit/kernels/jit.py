@@ -1,0 +1,94 @@
+"""The shared pieces of the compiled kernels: the numba options and typed helpers (tanh, σ, constants) that keep
+float32 arithmetic in float32 and let LLVM vectorize. See `rnnkit.kernels.compiled` for how kernels are written."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+JIT = {"fastmath": True, "error_model": "numpy", "cache": True, "nogil": True}
+
+_CLAMP = np.float32(7.90531110763549805)
+_P = tuple(np.float32(c) for c in (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
+                                   5.12229709037114e-08, -8.60467152213735e-11, 2.00018790482477e-13,
+                                   -2.76076847742355e-16))
+_Q = tuple(np.float32(c) for c in (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
+                                   1.19825839466702e-06))
+_ZERO32, _ONE32, _HALF32 = np.float32(0.0), np.float32(1.0), np.float32(0.5)
+_ZERO64, _ONE64, _HALF64 = np.float64(0.0), np.float64(1.0), np.float64(0.5)
+
+
+@njit(**JIT)
+def _tanh32(x):
+    x = min(max(x, -_CLAMP), _CLAMP)
+    x2 = x * x
+    p = ((((((_P[6] * x2 + _P[5]) * x2 + _P[4]) * x2 + _P[3]) * x2 + _P[2]) * x2 + _P[1]) * x2 + _P[0]) * x
+    q = ((_Q[3] * x2 + _Q[2]) * x2 + _Q[1]) * x2 + _Q[0]
+    return p / q
+
+
+def tanh(x):  # pragma: no cover - replaced by the overload inside compiled code
+    """tanh in the precision of ``x`` (rational float32 approximation, libm for float64)."""
+
+
+def one(x):  # pragma: no cover - replaced by the overload inside compiled code
+    """1 in the type of ``x``."""
+
+
+def half(x):  # pragma: no cover - replaced by the overload inside compiled code
+    """½ in the type of ``x``."""
+
+
+def zero(x):  # pragma: no cover - replaced by the overload inside compiled code
+    """0 in the type of ``x``."""
+
+
+def _is32(x) -> bool:
+    return isinstance(x, types.Float) and x.bitwidth == 32
+
+
+@overload(tanh, jit_options=JIT)
+def _tanh_overload(x):
+    if _is32(x):
+        return lambda x: _tanh32(x)
+    return lambda x: np.tanh(x)
+
+
+@overload(one, jit_options=JIT)
+def _one_overload(x):
+    if _is32(x):
+        return lambda x: _ONE32
+    return lambda x: _ONE64
+
+
+@overload(zero, jit_options=JIT)
+def _zero_overload(x):
+    if _is32(x):
+        return lambda x: _ZERO32
+    return lambda x: _ZERO64
+
+
+@overload(half, jit_options=JIT)
+def _half_overload(x):
+    if _is32(x):
+        return lambda x: _HALF32
+    return lambda x: _HALF64
+
+
+@njit(**JIT)
+def sigmoid(a):
+    """σ(a) = ½ tanh(a/2) + ½."""
+    return half(a) * tanh(half(a) * a) + half(a)
+
+
+@njit(**JIT)
+def dsigmoid(y):
+    """σ'(a) = y (1 − y) from y = σ(a)."""
+    return y * (one(y) - y)
+
+
+@njit(**JIT)
+def dtanh(y):
+    """tanh'(a) = 1 − y² from y = tanh(a)."""
+    return one(y) - y * y
