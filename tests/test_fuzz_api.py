@@ -88,6 +88,7 @@ def verdict(category: str, valid: bool, call, names: tuple[str, ...], check=None
             except AssertionError as e:
                 problem = f"wrong result: {str(e).splitlines()[0] if str(e) else ''}"
     COUNTS[category]["tried"] += 1
+    COUNTS[category]["invalid"] += not valid
     COUNTS[category]["broke" if problem else "held"] += 1
     if problem:
         BREAKS[category].append(f"{what}: {problem}")
@@ -127,16 +128,17 @@ def flat(obj) -> list:
 def report():
     yield
     if REPORT:
-        lines = ["| category | tried | held | broke |", "|---|---:|---:|---:|"]
-        for c in CATEGORIES:
-            lines.append(f"| {c} | {COUNTS[c]['tried']} | {COUNTS[c]['held']} | {COUNTS[c]['broke']} |")
-        total = sum((COUNTS[c] for c in CATEGORIES), Counter())
-        lines.append(f"| **total** | {total['tried']} | {total['held']} | {total['broke']} |")
+        lines = ["| category | tried | of which invalid | held | broke |", "|---|---:|---:|---:|---:|"]
+        for c in (*CATEGORIES, "total"):
+            n = sum((COUNTS[c] for c in CATEGORIES), Counter()) if c == "total" else COUNTS[c]
+            lines.append(f"| {c} | {n['tried']} | {n['invalid']} | {n['held']} | {n['broke']} |")
         for c in CATEGORIES:
             for b in sorted(set(BREAKS[c]))[:25]:
                 lines.append(f"- [{c}] {b}")
         with open(REPORT, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
+        with open(REPORT + ".all", "w", encoding="utf-8") as f:  # every break, for counting by kind
+            f.write("".join(f"{c}\t{b}\n" for c in CATEGORIES for b in BREAKS[c]))
 
 
 # -- the layers under test: each builds itself with small valid options and valid arguments for a given shape ----
