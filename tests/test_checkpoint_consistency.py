@@ -297,10 +297,18 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_text():
 
 
 def test_an_experiment_refuses_to_overwrite_any_file_of_an_earlier_one(tmp_path, capsys):
-    (tmp_path / "reber.json").write_text("{}")
+    (tmp_path / "reber.json").write_text("{}")  # not made from a results.jsonl there
     code, _, err = run_cli(["experiment", "reber", "--out", str(tmp_path), "--seeds", "1"], capsys)
     _one_line_error(code, err, "reber.json", "already exists")
     assert (tmp_path / "reber.json").read_text() == "{}" and not (tmp_path / "reber.md").exists()
+    other = tmp_path / "other"  # results of another configuration (time budget): continued only with its options
+    other.mkdir()
+    (other / "results.jsonl").write_text('{"rnnkit_results": 1, "experiment": "reber", "definition": {}, '
+                                         '"options": {"time_budget": 5.0, "max_steps": 0}}\n')
+    before = (other / "results.jsonl").read_text()
+    code, _, err = run_cli(["experiment", "reber", "--out", str(other), "--seeds", "1"], capsys)
+    _one_line_error(code, err, "another experiment configuration", "time_budget 5.0 (asked: 30.0)", "another --out")
+    assert (other / "results.jsonl").read_text() == before and not (other / "reber.md").exists()
 
 
 def test_sampling_at_a_vanishing_temperature_is_greedy_not_an_error(text_run):

@@ -88,8 +88,8 @@ def test_experiment_command_writes_markdown_and_png(tmp_path, capsys):
     expected = [("lstm", 0), ("lstm", 1), ("rnn-nobptt", 0), ("rnn-nobptt", 1)]
     assert sorted((r["cell"], r["seed"]) for r in runs) == expected
     assert (tmp_path / "copy.png").stat().st_size > 1000
-    code, _, err = run(["experiment", "copy", "--out", str(tmp_path)], capsys)
-    assert code == 2 and "already exists" in err
+    code, _, err = run(["experiment", "copy", "--out", str(tmp_path)], capsys)  # another time budget: refused
+    assert code == 2 and "another experiment configuration" in err and "time_budget 3.0 (asked: 60.0)" in err
 
 
 def test_diagnose_shows_vanishing_gradients_in_the_vanilla_rnn(tmp_path, capsys):

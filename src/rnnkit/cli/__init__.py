@@ -1,5 +1,5 @@
 """The ``rnnkit`` command: ``train``; ``sample``, ``eval``, ``classify``, ``tag``, ``translate``, ``transcribe``,
-``export``; ``experiment``, ``diagnose``, ``visualize``; ``gradcheck``, ``bench``, ``info``.
+``export``; ``experiment``, ``search``, ``diagnose``, ``visualize``; ``gradcheck``, ``bench``, ``info``; ``teach``.
 
 One module per command group — `train`, `apply` (using a trained model), `study` (experiments and diagnostics),
 `check` (gradients and speed) — with the shared helpers in `common` and the options generated from the config
@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 
 from ..errors import RnnkitError, TrainingInterrupted
-from . import apply, check, study, train
+from . import apply, check, search, study, teach, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -33,8 +33,8 @@ def cli():
 
 
 COMMANDS = (train.train, apply.sample, apply.evaluate, apply.classify, apply.tag, apply.translate, apply.transcribe,
-            apply.export, study.experiment, study.diagnose, study.visualize, check.gradcheck_command, check.bench,
-            check.info)
+            apply.export, study.experiment, search.search, study.diagnose, study.visualize, check.gradcheck_command,
+            check.bench, check.info, teach.teach)
 for command in COMMANDS:
     cli.add_command(command)
 

@@ -81,7 +81,8 @@ class FiniteFloat(click.FloatRange):
         return "" if self.min is None and self.max is None else super()._describe_range()
 
 
-def _click_type(cls, f: Field):
+def click_type(cls, f: Field):
+    """The click type of a config field's flag: a path, a choice, a range from its limits, or its Python type."""
     meta, kind = f.metadata, field_type(cls, f)
     if meta["path"]:
         return click.Path(dir_okay=False)
@@ -105,7 +106,7 @@ def click_option(cls, f: Field):
     if field_type(cls, f) is bool:
         names = [f"{flag(f.name)}/{meta['negative']}" if meta["negative"] else flag(f.name), *meta["flags"]]
         return click.option(*names, f.name, is_flag=True, default=None, help=help_text)
-    return click.option(flag(f.name), *meta["flags"], f.name, type=_click_type(cls, f), default=None,
+    return click.option(flag(f.name), *meta["flags"], f.name, type=click_type(cls, f), default=None,
                         help=help_text)
 
 

@@ -16,39 +16,51 @@ from .common import fail, load_char_model, load_kind, refuse_existing
 
 @click.command()
 @click.argument("name", type=click.Choice(["reber", "adding", "adding1997", "copy"]), metavar="NAME")
-@click.option("--out", "out", type=click.Path(file_okay=False), default="experiments", show_default=True)
+@click.option("--out", "out", type=click.Path(file_okay=False), help="The experiment's directory: results.jsonl, "
+              "NAME.md, NAME.json, NAME.png, runs/ [experiments/NAME].")
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per (cell, length) [experiment's own].")
 @click.option("--length", "lengths", type=click.IntRange(min=1), multiple=True, help="Sequence length(s) T.")
 @click.option("--cell", "cells", type=click.Choice(["rnn-nobptt", "rnn", "lstm", "gru", "rhn", "mogrifier", "indrnn",
-                                                   "mingru", "minlstm"]),
+                                                   "mingru", "minlstm", "lnlstm", "lngru"]),
               multiple=True,
               help="Cells to compare [experiment's own]; rnn-nobptt = the RNN trained without BPTT, as Elman (1990).")
 @click.option("--time-budget", type=click.FloatRange(min=1),
               help="Seconds of training per run; a run also stops once it succeeds [reber 30, adding 75, copy 60, "
                    "adding1997 60].")
+@click.option("--max-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Updates per run (0: none): a run's numbers then depend on its cell, length and seed alone, on "
+                   "any machine, unless the time budget ends it first.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Runs in parallel, one process and one BLAS thread each [all cores].")
-def experiment(name, out, seeds, lengths, cells, time_budget, jobs):
+@click.option("--scheduler", metavar="tcp://HOST:PORT",
+              help="Run on the Dask cluster of this scheduler instead of local processes (pip install "
+                   "'rnnkit[dask]'; the workers need rnnkit installed).")
+@click.option("--report", is_flag=True, help="Only rewrite NAME.md, NAME.json and NAME.png from --out's "
+              "results.jsonl (also while its runs go on) and print the table.")
+def experiment(name, out, seeds, lengths, cells, time_budget, max_steps, jobs, scheduler, report):
     """Compare cells on a memory benchmark (several seeds and lengths); write NAME.md and NAME.png to --out.
-    Each finished run is appended to NAME.jsonl and the table NAME.md rewritten, so stopping keeps them."""
-    import os
+    Each finished run is appended to results.jsonl; the same command run again continues where it stopped (it
+    skips the runs there); another experiment configuration in the same --out is refused."""
+    from ..training.experiments import EXPERIMENTS, markdown, report_experiment, run_experiment
 
-    from ..training.experiments import EXPERIMENTS, markdown, run_experiment
-
-    jobs = jobs or os.cpu_count() or 1
-    target = Path(out)
-    for suffix in (".md", ".json", ".jsonl", ".png"):  # nothing an earlier experiment wrote is overwritten
-        refuse_existing(target / f"{name}{suffix}", "--out:")
-    rows = run_experiment(name, target, seeds=seeds, lengths=lengths, cells=cells, time_budget=time_budget,
-                          jobs=jobs, log=lambda line: click.echo(line, err=True))
+    if jobs and scheduler:
+        fail(f"--jobs and --scheduler cannot be combined (the Dask cluster's workers decide, got --jobs {jobs})")
+    target = Path(out) if out else Path("experiments") / name
+    if report:
+        rows = report_experiment(name, target)
+    else:
+        rows = run_experiment(name, target, seeds=seeds, lengths=lengths, cells=cells, time_budget=time_budget,
+                              max_steps=max_steps, jobs=jobs, scheduler=scheduler,
+                              log=lambda line: click.echo(line, err=True))
     click.echo(markdown(EXPERIMENTS[name], rows))
-    click.echo(f"written: {target / (name + '.md')}, {target / (name + '.png')}", err=True)
+    click.echo(f"written: {target / (name + '.md')}, {target / (name + '.png')} (from {target / 'results.jsonl'})",
+               err=True)
 
 
 @click.command()
 @click.argument("checkpoints", nargs=-1, type=click.Path())
 @click.option("--cell", "cells", type=click.Choice(["rnn", "lstm", "gru", "rhn", "mogrifier", "indrnn", "mingru",
-                                                   "minlstm"]), multiple=True,
+                                                   "minlstm", "lnlstm", "lngru"]), multiple=True,
               help="Freshly initialised models of these cells (in addition to any CHECKPOINTS).")
 @click.option("--task", "task_name", type=click.Choice(GENERATED_TASKS), default="adding", show_default=True,
               help="Data for fresh models (checkpoints use their own task's data).")
@@ -98,7 +110,7 @@ def _fresh_models(cells, task, hidden_size: int, seed: int) -> dict:
     models = {}
     for cell in cells:
         config = ModelConfig.for_task(task, cell=cell, hidden_size=hidden_size,
-                                      forget_bias=1.0 if cell in ("lstm", "mogrifier") else None,
+                                      forget_bias=1.0 if cell in ("lstm", "mogrifier", "lnlstm") else None,
                                       **CELL_DEFAULTS.get(cell, {}))
         models[f"{cell} (initial)"] = SequenceModel(config, rng=np.random.default_rng(seed), loss=task.loss)
     return models

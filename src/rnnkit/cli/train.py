@@ -72,19 +72,26 @@ def train(ctx, task, out, resume, init_from, allow_other_data, reset_optimizer, 
 
 def train_run(run: Run, explicit: dict) -> None:
     """Build the task, the model and the trainer of ``run``; train; report."""
-    settings = resolve(run, explicit)
-    data = DataConfig(**pick(DataConfig, settings))
-    train_config = TrainConfig(**pick(TrainConfig, settings))
-    the_task = make_task(run.task, data, seed=train_config.seed, dtype=settings.get("dtype", "float32"),
-                         meta=run.meta)
-    model = make_model(run, the_task, settings, train_config.seed)
-    trainer = Trainer(model, the_task, train_config, run.out)
+    trainer = build_trainer(run, explicit)
+    the_task, model = trainer.task, trainer.model
     if run.saved:
         trainer.restore(*run.saved, reset_optimizer=run.reset_optimizer)
     click.echo(f"rnnkit: training {type(model).__name__}/{model.config.cell.upper()} ({model.num_parameters():,} "
                f"parameters) on '{run.task}' → {run.out}", err=True)
     trainer.fit()
     report(trainer, the_task, run.out)
+
+
+def build_trainer(run: Run, explicit: dict) -> Trainer:
+    """The `Trainer` of ``run`` with its task and model, from the settings ``explicit`` gives (by field name) and
+    the defaults (`resolve`); `rnnkit search` builds each trial with it."""
+    settings = resolve(run, explicit)
+    data = DataConfig(**pick(DataConfig, settings))
+    train_config = TrainConfig(**pick(TrainConfig, settings))
+    the_task = make_task(run.task, data, seed=train_config.seed, dtype=settings.get("dtype", "float32"),
+                         meta=run.meta)
+    model = make_model(run, the_task, settings, train_config.seed)
+    return Trainer(model, the_task, train_config, run.out)
 
 
 def open_run(task: str, out: str | None, resume: bool, init_from: str | None, reset_optimizer: bool = False) -> Run:

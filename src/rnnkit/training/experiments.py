@@ -3,7 +3,15 @@
 Each experiment trains every (cell, length, seed) combination with the same budget, stops a run early once the
 task's success criterion holds, and reports per (cell, length): success rate over seeds, the task's own score,
 mean final validation loss against the trivial baseline, and mean time — printed, written as Markdown, and
-plotted as a PNG. Runs are independent, so ``jobs`` > 1 runs them in parallel processes (one BLAS thread each).
+plotted as a PNG.
+
+Runs are independent and described by plain dicts (`run_spec`), so any `concurrent.futures.Executor` runs them
+(`rnnkit.training.executors`: this process, a local process pool, a Dask cluster). Each finished run is appended
+to ``results.jsonl`` in the experiment's directory (`rnnkit.training.results`), under its key (cell, length,
+seed; the experiment and options are the file's header); the same command run again skips the keys already
+there, and the table, JSON and plot are regenerated from the file at any time (`write_report`). A run trains with
+one BLAS thread from its seed, so with a step budget (``max_steps``) its numbers depend on its key alone (its
+wall time aside); a run cut by the time budget depends on the machine's speed, and its record says so.
 
 Besides the cells of `rnnkit.models.RECURRENT_LAYERS`, an experiment may compare *variants*: ``rnn-nobptt`` is the
 vanilla RNN trained as Elman (1990) and the Elman rows of Hochreiter & Schmidhuber (1997) were — the previous state
@@ -15,17 +23,20 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..models.sequence import CELL_DEFAULTS, ModelConfig, SequenceModel
 from ..tasks.memory import Adding1997Task, AddingTask, CopyTask, ReberTask
-from .files import atomic_write
+from .executors import open_executor, run_windowed, slots
+from .files import atomic_write, hold_run_directory
 from .plotting import save_figure
+from .results import NAME as RESULTS
+from .results import ResultsFile, make_header, read_results, run_key
 from .trainer import TrainConfig, Trainer
 
 # variant label → (cell, ModelConfig overrides); any other label is a cell name with no overrides
@@ -59,6 +70,12 @@ class Experiment:
         if not isinstance(self.lr, dict):
             return self.lr
         return self.lr.get(label, self.lr.get(variant(label)[0], self.lr["default"]))
+
+    def definition(self) -> dict:
+        """What fixes a run's numbers besides its key and options (a results file's header records it)."""
+        return {"description": self.description, "hidden_size": self.hidden_size, "lr": self.lr,
+                "epochs": self.epochs, "eval_every": self.eval_every, "optimizer": self.optimizer,
+                "momentum": self.momentum}
 
 
 # Learning rates are per cell where one rate does not suit all: each is the best of a small sweep (recorded in
@@ -100,55 +117,70 @@ EXPERIMENTS = {
 }
 
 
-def run_one(exp: Experiment, label: str, length: int, seed: int, out_dir: Path, time_budget: float) -> dict:
+def run_one(exp: Experiment, label: str, length: int, seed: int, out_dir: Path, time_budget: float,
+            max_steps: int = 0) -> dict:
+    """Train one (cell, length, seed) into ``out_dir/<label>-T<length>-seed<seed>`` with one BLAS thread; its result
+    as a plain dict (``stopped``: what ended it — ``success``, ``steps``, ``time`` or ``epochs``)."""
     task = exp.make_task(length, seed)
     cell, overrides = variant(label)
     config = ModelConfig(task.input_size, task.output_size, tokens=task.tokens, cell=cell,
-                         hidden_size=exp.hidden_size, forget_bias=1.0 if cell == "lstm" else None,
+                         hidden_size=exp.hidden_size, forget_bias=1.0 if cell in ("lstm", "lnlstm") else None,
                          **{**CELL_DEFAULTS.get(cell, {}), **overrides})
     model = SequenceModel(config, rng=np.random.default_rng(seed), loss=task.loss)
     train_config = TrainConfig(optimizer=exp.optimizer, lr=exp.lr_for(label), momentum=exp.momentum,
                                epochs=exp.epochs, eval_every=exp.eval_every, seed=seed, time_limit=time_budget,
-                               progress=False)
+                               max_steps=max_steps, threads=1, progress=False)
     trainer = Trainer(model, task, train_config, out_dir / f"{label}-T{length}-seed{seed}")
     trainer.stop_when = lambda metrics: metrics.get("success", 0.0) == 1.0
     started = time.perf_counter()
     trainer.fit()
     metrics = trainer.last_eval
-    return {"cell": label, "length": length, "seed": seed, "success": float(metrics.get("success", 0.0)),
+    success = float(metrics.get("success", 0.0))
+    return {"key": run_key(label, length, seed), "cell": label, "length": length, "seed": seed, "success": success,
             "val_loss": float(metrics["val_loss"]), "baseline": task.baseline,
             "steps": trainer.step, "seconds": time.perf_counter() - started,
+            "stopped": stopped_by(trainer, success, max_steps, time_budget),
             **{k: float(v) for k, v in metrics.items() if k not in ("success", "val_loss") and np.ndim(v) == 0}}
 
 
-def _run_named(name: str, *args) -> dict:
-    """`run_one` for a worker process, which looks the experiment up by name (its task lambda does not pickle;
-    the cells and lengths a caller overrode are not read by `run_one`)."""
-    return run_one(EXPERIMENTS[name], *args)
+def stopped_by(trainer: Trainer, success: float, max_steps: int, time_budget: float) -> str:
+    """What ended a run: its success, the step budget, the time budget, or the experiment's epochs."""
+    if success == 1.0:
+        return "success"
+    if max_steps and trainer.step >= max_steps:
+        return "steps"
+    if time_budget and trainer.elapsed >= time_budget:
+        return "time"
+    return "epochs"
 
 
-def _one_blas_thread() -> None:
-    from threadpoolctl import threadpool_limits
+def run_spec(spec: dict) -> dict:
+    """`run_one` from a plain dict — what a pool process or a Dask worker receives: the experiment's name (its
+    definition is looked up here; its task factory does not pickle), ``cell``, ``length``, ``seed``,
+    ``time_budget``, ``max_steps`` and ``runs_dir`` (where the run's directory goes)."""
+    exp = EXPERIMENTS[spec["experiment"]]
+    return run_one(exp, spec["cell"], spec["length"], spec["seed"], Path(spec["runs_dir"]), spec["time_budget"],
+                   spec["max_steps"])
 
-    threadpool_limits(1)
+
+def grid(exp: Experiment, seeds: int, options: dict, runs_dir: Path) -> list[dict]:
+    """The spec of every run of the grid (lengths × cells × seeds), in that order."""
+    return [{"experiment": exp.name, "cell": cell, "length": length, "seed": seed, **options,
+             "runs_dir": str(runs_dir.resolve())}
+            for length in exp.lengths for cell in exp.cells for seed in range(seeds)]
 
 
-def run_all(exp: Experiment, combos: list[tuple], out_dir: Path, time_budget: float, jobs: int) -> Iterator[dict]:
-    """Results of `run_one` for each (label, length, seed) as the runs finish; ``jobs`` processes at a time."""
-    if jobs == 1:
-        for combo in combos:
-            yield run_one(exp, *combo, out_dir, time_budget)
-        return
-    with ProcessPoolExecutor(jobs, initializer=_one_blas_thread) as pool:
-        futures = [pool.submit(_run_named, exp.name, *combo, out_dir, time_budget) for combo in combos]
-        for future in as_completed(futures):
-            yield future.result()
+def in_grid_order(exp: Experiment, runs: list[dict]) -> list[dict]:
+    """``runs`` sorted by cell (the experiment's order first), length and seed: the same order however they ran."""
+    cells = [*exp.cells, *sorted({r["cell"] for r in runs} - set(exp.cells))]
+    return sorted(runs, key=lambda r: (cells.index(r["cell"]), r["length"], r["seed"]))
 
 
 def summarize(exp: Experiment, runs: list[dict]) -> list[dict]:
     rows = []
-    for cell in exp.cells:
-        for length in exp.lengths:
+    runs = in_grid_order(exp, runs)
+    for cell in dict.fromkeys(r["cell"] for r in runs):
+        for length in sorted({r["length"] for r in runs}):
             mine = [r for r in runs if r["cell"] == cell and r["length"] == length]
             if not mine:
                 continue
@@ -156,7 +188,8 @@ def summarize(exp: Experiment, runs: list[dict]) -> list[dict]:
                     for key in ("success", "val_loss", "seconds", "steps", *(exp.score[1:] if exp.score else ()))}
             rows.append({"cell": cell, "length": length, "seeds": len(mine), "success_rate": mean["success"],
                          "score": mean[exp.score[1]] if exp.score else None, "val_loss": mean["val_loss"],
-                         "baseline": mine[0]["baseline"], "seconds": mean["seconds"], "steps": mean["steps"]})
+                         "baseline": mine[0]["baseline"], "seconds": mean["seconds"], "steps": mean["steps"],
+                         "time_stopped": sum(r.get("stopped") == "time" for r in mine)})
     return rows
 
 
@@ -173,6 +206,10 @@ def markdown(exp: Experiment, rows: list[dict]) -> str:
                  "–" if base is None else f"{base:.4f}", "–" if base is None else f"{r['val_loss'] / base:.2f}",
                  f"{r['seconds']:.1f}", f"{r['steps']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    timed = sum(r.get("time_stopped", 0) for r in rows)
+    if timed:
+        lines += ["", f"{timed} of {sum(r['seeds'] for r in rows)} runs ended on the time budget: their numbers "
+                  "depend on the machine's speed (with --max-steps, a run's numbers depend on its key alone)."]
     if exp.published:
         lines += ["", f"Published: {exp.published}"]
     return "\n".join(lines) + "\n"
@@ -214,25 +251,63 @@ def row_label(r: dict) -> str:
 
 
 def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=None, cells=None,
-                   time_budget: float | None = None, jobs: int = 1, log=print) -> list[dict]:
-    """Run all combinations; as each run finishes, append it to ``<name>.jsonl`` and rewrite the table
-    ``<name>.md`` (so a stopped experiment keeps what it finished); at the end write ``<name>.png`` and
-    ``<name>.json`` (every run and the summary) into ``out_dir``. Returns the summary rows."""
+                   time_budget: float | None = None, max_steps: int = 0, jobs: int | None = 1,
+                   scheduler: str | None = None, log=print) -> list[dict]:
+    """Run the grid's runs that ``out_dir/results.jsonl`` does not hold yet, on a Dask cluster (``scheduler``) or
+    ``jobs`` local processes; as each finishes, append it there and rewrite the table ``<name>.md``; at the end
+    write ``<name>.md``, ``<name>.json`` and ``<name>.png`` from all the runs in the file. Returns the summary."""
     exp = EXPERIMENTS[name]  # the shared definition stays as it is; overrides make a copy
     exp = replace(exp, lengths=tuple(lengths) if lengths else exp.lengths, cells=tuple(cells) if cells else exp.cells)
+    options = {"time_budget": float(time_budget or exp.time_budget), "max_steps": int(max_steps)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    combos = [(cell, length, seed) for length in exp.lengths for cell in exp.cells
-              for seed in range(seeds or exp.seeds)]
-    runs = []
-    for r in run_all(exp, combos, out_dir / "runs", time_budget or exp.time_budget, jobs):
-        runs.append(r)
-        with open(out_dir / f"{name}.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(r) + "\n")
-        atomic_write(out_dir / f"{name}.md", markdown(exp, summarize(exp, runs)))
-        log(f"{row_label(r):>12} seed {r['seed']}: success {r['success']:.0f}  val loss {r['val_loss']:.4f}  "
-            f"{r['steps']} steps  {r['seconds']:.1f} s  ({len(runs)} of {len(combos)} runs)")
+    with hold_run_directory(out_dir):
+        refuse_foreign_reports(name, out_dir)
+        results = ResultsFile.open(out_dir, make_header(name, exp.definition(), options))
+        wanted = grid(exp, seeds or exp.seeds, options, out_dir / "runs")
+        todo = [s for s in wanted if run_key(s["cell"], s["length"], s["seed"]) not in results.runs]
+        if len(todo) < len(wanted):
+            log(f"{len(wanted) - len(todo)} of {len(wanted)} runs are in {out_dir / RESULTS} already; "
+                f"running the other {len(todo)}")
+        with open_executor(scheduler, jobs) as executor:
+            for done, (_, r) in enumerate(run_windowed(executor, run_spec, todo, slots(executor)), 1):
+                results.append(r)
+                atomic_write(out_dir / f"{name}.md", markdown(exp, summarize(exp, list(results.runs.values()))))
+                log(f"{row_label(r):>12} seed {r['seed']}: success {r['success']:.0f}  val loss {r['val_loss']:.4f}"
+                    f"  {r['steps']} steps  {r['seconds']:.1f} s  ({done} of {len(todo)} runs)")
+        return write_report(exp, out_dir, list(results.runs.values()))
+
+
+def refuse_foreign_reports(name: str, out_dir: Path) -> None:
+    """One-line error if ``out_dir`` holds an experiment's table, JSON or plot but no results file they were made
+    from (an earlier experiment's, or another program's): they are never overwritten."""
+    if (out_dir / RESULTS).exists():
+        return
+    for suffix in (".md", ".json", ".jsonl", ".png"):
+        path = out_dir / f"{name}{suffix}"
+        if path.exists():
+            raise ConfigError(f"--out: {str(path)!r} already exists and was not made from a {RESULTS} there; "
+                              "choose another --out (nothing is overwritten)")
+
+
+def report_experiment(name: str, out_dir: Path) -> list[dict]:
+    """Regenerate ``<name>.md``, ``<name>.json`` and ``<name>.png`` from ``out_dir/results.jsonl`` (while its runs
+    go on, too); returns the summary."""
+    path = out_dir / RESULTS
+    if not path.exists():
+        raise ConfigError(f"--report: no {RESULTS} in --out {str(out_dir)!r} (expected the directory of an "
+                          f"experiment {name!r})")
+    header, runs, _ = read_results(path)
+    if header.get("experiment") != name:
+        raise ConfigError(f"--report: {str(path)!r} holds experiment {header.get('experiment')!r}, not {name!r}")
+    return write_report(EXPERIMENTS[name], out_dir, list(runs.values()))
+
+
+def write_report(exp: Experiment, out_dir: Path, runs: list[dict]) -> list[dict]:
+    """``<name>.json`` (every run, in grid order, and the summary), ``<name>.md`` and ``<name>.png``."""
+    runs = in_grid_order(exp, runs)
     rows = summarize(exp, runs)
-    atomic_write(out_dir / f"{name}.json", json.dumps({"runs": runs, "summary": rows}, indent=1))
-    atomic_write(out_dir / f"{name}.md", markdown(exp, rows))
-    plot(exp, rows, out_dir / f"{name}.png")
+    atomic_write(out_dir / f"{exp.name}.json", json.dumps({"runs": runs, "summary": rows}, indent=1))
+    atomic_write(out_dir / f"{exp.name}.md", markdown(exp, rows))
+    if rows:
+        plot(exp, rows, out_dir / f"{exp.name}.png")
     return rows

@@ -1,0 +1,118 @@
+"""The teaching kit: ``rnnkit teach student`` (the student version of the notebooks) and ``rnnkit teach grade``.
+
+``student SOURCE... --out DIR`` writes, for every percent-format notebook given (a ``.py`` file with ``# %%``
+cells, or every such file in a directory given), the same notebook with each ``### BEGIN SOLUTION`` …
+``### END SOLUTION`` region replaced by ``raise NotImplementedError`` (`rnnkit.teaching.student_source`);
+``--ipynb`` also writes each as a Jupyter notebook without outputs (needs jupytext). Nothing is overwritten: if a
+file to be written exists, the command stops before writing anything.
+
+``grade NOTEBOOK...`` runs the cells tagged ``exercise`` of each notebook (a student's ``.py``, or an ``.ipynb``
+read with jupytext) and checks every exercise function against rnnkit's layers (`rnnkit.teaching.grade`); it
+prints one line per exercise and exits with status 1 when any fails.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import DataError, DependencyError
+from ..teaching import grade, has_solutions, is_percent_notebook, student_source
+from ..training.files import atomic_write
+from .common import fail, refuse_existing
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{str(path)!r} is not UTF-8 text") from None
+    except OSError as e:
+        raise DataError(f"{str(path)!r} cannot be read: {e.strerror or e}") from None
+
+
+def notebooks_in(sources) -> list[Path]:
+    """The percent-format notebooks among ``sources`` (files, or directories searched for ``*.py`` notebooks)."""
+    found = []
+    for source in map(Path, sources):
+        if not source.exists():
+            fail(f"{str(source)!r} does not exist")
+        if source.is_dir():
+            found += [p for p in sorted(source.glob("*.py")) if is_percent_notebook(_read(p))]
+        elif source.suffix != ".py" or not is_percent_notebook(_read(source)):
+            fail(f"{str(source)!r} is not a jupytext percent-format notebook (a .py file with '# %%' cells)")
+        else:
+            found.append(source)
+    if not found:
+        fail(f"no percent-format notebooks in {', '.join(map(str, sources))}")
+    names = [p.name for p in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        fail(f"two notebooks would be written as {twice[0]!r}; give each name once")
+    return found
+
+
+def _jupytext():
+    try:
+        import jupytext
+    except ImportError:
+        raise DependencyError("--ipynb and .ipynb notebooks need jupytext: pip install 'rnnkit[docs]'") from None
+    return jupytext
+
+
+@click.group("teach")
+def teach():
+    """Teaching kit: student versions of the notebooks, and grading of their exercises."""
+
+
+@teach.command("student")
+@click.argument("sources", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory for the student versions (created if needed; no file in it is overwritten).")
+@click.option("--ipynb", is_flag=True, help="Also write each as a .ipynb notebook without outputs (needs jupytext).")
+def student(sources, out, ipynb):
+    """Write the student version of the notebooks SOURCES (files or directories): solutions replaced by
+    `raise NotImplementedError`."""
+    notebooks = notebooks_in(sources)
+    out_dir = Path(out)
+    versions = {p.name: student_source(_read(p), str(p)) for p in notebooks}
+    targets = [out_dir / name for name in versions]
+    if ipynb:
+        jupytext = _jupytext()
+        targets += [(out_dir / name).with_suffix(".ipynb") for name in versions]
+    for target in targets:
+        refuse_existing(target, "--out: file")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in notebooks:
+        text = versions[path.name]
+        atomic_write(out_dir / path.name, text)
+        if ipynb:
+            notebook = jupytext.reads(text, fmt="py:percent")
+            atomic_write((out_dir / path.name).with_suffix(".ipynb"), jupytext.writes(notebook, fmt="ipynb"))
+        kind = "exercises removed" if has_solutions(_read(path)) else "no exercises, copied"
+        click.echo(f"{out_dir / path.name}  ({kind})")
+
+
+@teach.command("grade")
+@click.argument("notebooks", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def grade_command(notebooks):
+    """Check the exercise functions of NOTEBOOKS (.py or .ipynb) against rnnkit's layers."""
+    failed = 0
+    for name in notebooks:
+        path = Path(name)
+        text = _read(path)
+        if path.suffix == ".ipynb":
+            jupytext = _jupytext()
+            try:
+                text = jupytext.writes(jupytext.reads(text, fmt="ipynb"), fmt="py:percent")
+            except Exception as e:  # noqa: BLE001 - any unreadable notebook is one line
+                fail(f"{name!r} is not a readable .ipynb notebook: {type(e).__name__}")
+        results = grade(text)
+        if not results:
+            click.echo(f"{name}: no graded exercises")
+        for result in results:
+            failed += not result.passed
+            click.echo(f"{name}: {result.name:<20} {'PASS' if result.passed else 'FAIL'}  {result.message}")
+    sys.exit(1 if failed else 0)

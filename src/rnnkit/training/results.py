@@ -1,0 +1,103 @@
+"""``results.jsonl``: the append-only record of an experiment's finished runs; its table and plot are made from it.
+
+Line 1 is the *header*: what every run in the file shares — the experiment's name, its definition (sizes, rates,
+optimizer, evaluation interval) and the command's options (time budget, step budget). Each further line is one
+finished run, named by its *key* (``lstm/T100/seed1``: cell, length, seed); the header and the key together fix
+the run's numbers, so a key that is in the file is never run again, on this machine or any other.
+
+A command that finds a results file checks its header first: the same experiment and options continue it (more
+cells, lengths or seeds are welcome — they are new keys), anything else is refused in one line, and nothing is
+overwritten. A line cut short by a kill during its append is dropped (and the file rewritten without it) before
+the next append; a damaged line anywhere else is an error, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from .files import atomic_write
+
+NAME = "results.jsonl"
+FORMAT = 1
+
+
+def run_key(cell: str, length: int, seed: int) -> str:
+    """The key of one run within its experiment: ``lstm/T100/seed1`` (``T0`` for a task without lengths)."""
+    return f"{cell}/T{length}/seed{seed}"
+
+
+def make_header(experiment: str, definition: dict, options: dict) -> dict:
+    """The header line: the experiment's name, its definition and the command's options (JSON-normalised, so a
+    header read back compares equal)."""
+    header = {"rnnkit_results": FORMAT, "experiment": experiment, "definition": definition, "options": options}
+    return json.loads(json.dumps(header))
+
+
+def read_results(path: Path) -> tuple[dict, dict[str, dict], bool]:
+    """(header, runs by key, whether a last line cut short by a kill was dropped). `DataError` for a file that is
+    not a results file or has a damaged complete line."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    torn = lines.pop() != ""  # every complete line ends with a newline: what follows the last one is torn
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise DataError(f"{str(path)!r} line {number} is damaged (expected one JSON record per line, got "
+                            f"{line[:40]!r})") from None
+    if not records or not isinstance(records[0], dict) or records[0].get("rnnkit_results") != FORMAT:
+        raise DataError(f"{str(path)!r} is not an rnnkit results file (expected a first line "
+                        f'{{"rnnkit_results": {FORMAT}, ...}})')
+    runs = {r["key"]: r for r in records[1:] if isinstance(r, dict) and "key" in r}
+    return records[0], runs, torn
+
+
+def differences(found: dict, asked: dict) -> list[str]:
+    """``name found (asked: ...)`` for each setting in which two headers differ."""
+    if found.get("experiment") != asked["experiment"]:
+        return [f"experiment {found.get('experiment')!r} (asked: {asked['experiment']!r})"]
+    diffs = []
+    for part in ("definition", "options"):
+        mine, theirs = asked[part], found.get(part, {})
+        for name in sorted(set(mine) | set(theirs)):
+            if mine.get(name) != theirs.get(name):
+                diffs.append(f"{name} {theirs.get(name)} (asked: {mine.get(name)})")
+    return diffs
+
+
+class ResultsFile:
+    """The results file of one experiment directory, opened to continue it: ``runs`` (finished runs by key) and
+    `append` (one finished run, flushed and fsynced)."""
+
+    def __init__(self, path: Path, header: dict, runs: dict[str, dict]):
+        self.path, self.header, self.runs = path, header, runs
+
+    @classmethod
+    def open(cls, out_dir: Path, header: dict) -> ResultsFile:
+        """Create ``out_dir/results.jsonl`` with ``header``, or continue the one there if its header is the same
+        (dropping a last line cut short); a `ConfigError` naming the differences otherwise."""
+        path = out_dir / NAME
+        if not path.exists():
+            atomic_write(path, json.dumps(header) + "\n")
+            return cls(path, header, {})
+        found, runs, torn = read_results(path)
+        diffs = differences(found, header)
+        if diffs:
+            raise ConfigError(f"--out {str(out_dir)!r} holds results of another experiment configuration: "
+                              f"{'; '.join(diffs)}; give the same options to continue it, or another --out to "
+                              "start a new one (nothing is overwritten)")
+        if torn:
+            atomic_write(path, "".join(json.dumps(r) + "\n" for r in [found, *runs.values()]))
+        return cls(path, header, runs)
+
+    def append(self, record: dict) -> None:
+        """Add a finished run (one line, one write, flushed to disk before returning)."""
+        line = json.dumps(record) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.runs[record["key"]] = record
