@@ -42,7 +42,7 @@ def torch_masked_recurrence(kind, p, x, state0, noise, proj=False):
         d = zone[k]
         if d is None:
             return proposed
-        d = torch.tensor(d[t]) if np.ndim(d) else d
+        d = torch.tensor(d[t] if d.ndim == 3 else d)  # (T, B, S) in training, (B, S) filled with z in evaluation
         return d * prev + (1 - d) * proposed
 
     state, outs = list(state0), []

@@ -347,4 +347,28 @@ def jordan_hidden_backward(dxp, h):
             dxp[b, j] = dxp[b, j] * dtanh(h[b, j])
 
 
+# -- Zoneout (applied by the runner, for every cell) -------------------------------------------------------------
+#: without fastmath: d·prev + (1 − d)·proposed must stay exactly prev where d = 1 (no reassociation, no fma)
+EXACT = {**JIT, "fastmath": False}
+
+
+@njit(**EXACT)
+def zoneout_mix(prev, proposed, keep, out):
+    """`Recurrence._zoneout_loop`: s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. All (n, S)."""
+    for b in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            d = keep[b, j]
+            out[b, j] = d * prev[b, j] + (one(d) - d) * proposed[b, j]
+
+
+@njit(**EXACT)
+def zoneout_split(ds, keep, direct):
+    """Zoneout's backward: ``direct`` = d ⊙ δs_t (to s_{t−1}, around the cell), δs_t ← (1 − d) ⊙ δs_t (to s̃_t)."""
+    for b in range(ds.shape[0]):
+        for j in range(ds.shape[1]):
+            d, g = keep[b, j], ds[b, j]
+            direct[b, j] = d * g
+            ds[b, j] = (one(d) - d) * g
+
+
 from .compiled_newer import *  # noqa: E402,F401,F403 - the kernels of the newer cells, same interface

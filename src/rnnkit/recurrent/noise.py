@@ -34,13 +34,20 @@ class Noise:
     """The masks of one call of one layer and direction (rows in the order the runner sees them).
 
     ``input_mask`` (B, I) and ``state_mask`` (B, R): scaled keep-masks of variational dropout; ``weight_mask``: like
-    W_hh; ``zoneout``: per state component, the keep-previous masks d (T, B, S_k) in training, or the rate z (a
-    float: the expectation) in evaluation, or None for a component without zoneout."""
+    W_hh; ``zoneout``: per state component, the keep-previous masks d (T, B, S_k) in training, or (B, S_k) filled
+    with the rate z in evaluation (the expectation, the same at every step), or None for a component without it."""
 
     input_mask: np.ndarray | None = None
     state_mask: np.ndarray | None = None
     weight_mask: np.ndarray | None = None
     zoneout: tuple | None = None
+
+    def keep(self, k: int, t: int, n: int) -> np.ndarray | None:
+        """Zoneout's keep-previous mask of state component k at step t for the first n rows, (n, S_k), or None."""
+        d = self.zoneout[k]
+        if d is None:
+            return None
+        return d[t, :n] if d.ndim == 3 else d[:n]
 
     @property
     def acts_per_step(self) -> bool:
@@ -53,8 +60,9 @@ class Noise:
             return self
 
         def take(a, axis):
-            return a if a is None or np.ndim(a) == 0 else np.take(a, order, axis=axis)
-        zoneout = None if self.zoneout is None else tuple(take(d, 1) for d in self.zoneout)
+            return a if a is None else np.take(a, order, axis=axis)
+        zoneout = None if self.zoneout is None else tuple(None if d is None else take(d, d.ndim - 2)
+                                                          for d in self.zoneout)
         return Noise(take(self.input_mask, 0), take(self.state_mask, 0), self.weight_mask, zoneout)
 
 
@@ -90,7 +98,8 @@ class Regularization:
         if not self.active or not (training or self.zoneout):
             return None
         if not training:  # evaluation: no dropout, the expectation of zoneout
-            return Noise(zoneout=tuple(z or None for z in self.zoneout))
+            return Noise(zoneout=tuple(np.full((batch, size), z, dtype) if z else None
+                                       for z, size in zip(self.zoneout, state_sizes)))
 
         def keep_mask(p, shape):
             if not p:
@@ -103,3 +112,25 @@ class Regularization:
         return Noise(keep_mask(self.dropout_input, (batch, input_size)),
                      keep_mask(self.dropout_recurrent, (batch, state_sizes[0])),
                      keep_mask(self.weight_drop, weight_shape), zoneout)
+
+
+def zoneout_mix(kernels, prev: np.ndarray, proposed: np.ndarray, keep: np.ndarray, out: np.ndarray) -> None:
+    """Zoneout at one step, into ``out``: s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t (exactly s_{t−1} where d = 1); all (n, S).
+    ``kernels``: the compiled kernels (`rnnkit.kernels.compiled.zoneout_mix`) or None for this NumPy code."""
+    if kernels is not None:
+        kernels.zoneout_mix(prev, proposed, keep, out)
+        return
+    np.multiply(prev, keep, out=out)
+    out += (1 - keep) * proposed
+
+
+def zoneout_split(kernels, ds: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Zoneout's backward at one step: δs̃_t = (1 − d) ⊙ δs_t in place in ``ds``; returns d ⊙ δs_t, the part that
+    reaches s_{t−1} around the cell."""
+    direct = np.empty_like(ds)
+    if kernels is not None:
+        kernels.zoneout_split(ds, keep, direct)
+        return direct
+    np.multiply(ds, keep, out=direct)
+    ds *= 1 - keep
+    return direct

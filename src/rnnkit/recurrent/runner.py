@@ -29,7 +29,7 @@ import numpy as np
 
 from ..module import is_grad_enabled
 from .cell import Cell, Workspace
-from .noise import Noise
+from .noise import Noise, zoneout_mix, zoneout_split
 
 
 @dataclass
@@ -123,7 +123,7 @@ class Recurrence:
         if whole:
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse)
         elif noise is not None and noise.zoneout is not None:
-            proposed = self._zoneout_loop(ws, xp, states, counts, full, noise.zoneout)
+            proposed = self._zoneout_loop(ws, xp, states, counts, full, noise)
         else:
             self._forward_loop(ws, xp, states, counts, full)
         out = states[0][:-1] if self.reverse else states[0][1:]
@@ -152,29 +152,31 @@ class Recurrence:
                     w[n:] = r[n:]
 
     def _zoneout_loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool,
-                      zoneout: tuple) -> list[np.ndarray]:
+                      noise: Noise) -> list[np.ndarray]:
         """The time loop with zoneout: the cell writes s̃_t into ``proposed`` (returned, (T, B, S_k) per
         component), and s_t = d_t ⊙ s_{t−1} + (1 − d_t) ⊙ s̃_t (d_t the rate z in evaluation) for the components
         with a rate; rows outside their sequence carry their state unchanged."""
+        kernels = getattr(ws, "kernels", None)
         cell = self.cell
         steps, batch = xp.shape[:2]
         slots = self._slot_views(states, steps)
         proposed = [np.zeros((steps if full else 1, batch, size), cell.dtype) for size in cell.state_sizes]
+        components = range(len(proposed))
         for t in self._order(steps):
             read, write = self._slots(t)
             n = batch if counts is None else counts[t]
             slot_t = t if full else 0
             tilde = tuple(p[slot_t, :n] for p in proposed)
-            cell.step(ws, slot_t, xp[t, :n], _rows(slots[read], n), tilde)
-            for k, (r, w, s) in enumerate(zip(slots[read], slots[write], tilde)):
-                d = zoneout[k]
-                if d is None:
+            prev = slots[read] if n == batch else _rows(slots[read], n)
+            cell.step(ws, slot_t, xp[t, :n], prev, tilde)
+            for k, r, w, s in zip(components, slots[read], slots[write], tilde):
+                keep = noise.keep(k, t, n)
+                if keep is None:
                     w[:n] = s
-                else:  # s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t  (exactly s_{t−1} where d = 1)
-                    d = d if np.ndim(d) == 0 else d[t, :n]
-                    np.multiply(r[:n], d, out=w[:n])
-                    w[:n] += (1 - d) * s
-                w[n:] = r[n:]
+                else:
+                    zoneout_mix(kernels, r[:n], s, keep, w[:n])
+                if n < batch:
+                    w[n:] = r[n:]
         return proposed
 
     def backward(self, trace: Trace, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None):
@@ -204,9 +206,13 @@ class Recurrence:
 
     @staticmethod
     def _split_zoneout(trace: Trace, t: int, dstate: list[np.ndarray], n: int) -> list:
+        """Zoneout's backward at step t: δs̃_t = (1 − d_t) ⊙ δs_t in place; returns d_t ⊙ δs_t per component (None
+        without a rate), which reaches s_{t−1} around the cell."""
         if trace.proposed is None:
             return []
-        return _zoneout_split(dstate, trace.noise.zoneout, t, n)
+        kernels, noise = getattr(trace.ws, "kernels", None), trace.noise
+        keeps = [noise.keep(k, t, n) for k in range(len(dstate))]
+        return [None if keep is None else zoneout_split(kernels, d[:n], keep) for d, keep in zip(dstate, keeps)]
 
     def _backward_loop(self, trace: Trace, dy, dstate: list[np.ndarray], dxp: np.ndarray) -> np.ndarray | None:
         """The backward time loop in Python; returns ‖∂L/∂h_t‖ per step if ``record_state_grads``."""
@@ -234,20 +240,6 @@ class Recurrence:
                 for d in dstate:
                     d[:n] = 0
         return norms
-
-
-def _zoneout_split(dstate: list[np.ndarray], zoneout: tuple, t: int, n: int) -> list:
-    """Zoneout's backward at step t, in place: δs̃_t = (1 − d_t) ⊙ δs_t into ``dstate``; returns d_t ⊙ δs_t per
-    component (None without a rate), which bypasses the cell to s_{t−1}."""
-    direct = []
-    for d, keep in zip(dstate, zoneout):
-        if keep is None:
-            direct.append(None)
-            continue
-        keep = keep if np.ndim(keep) == 0 else keep[t, :n]
-        direct.append(d[:n] * keep)
-        d[:n] -= direct[-1]
-    return direct
 
 
 def _active_rows(counts: np.ndarray | None, steps: int, batch: int) -> np.ndarray:

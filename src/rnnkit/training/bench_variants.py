@@ -67,9 +67,9 @@ def run(variants=tuple(VARIANTS), batch: int = 16, hidden: int = 256, steps: int
 
 
 def format_table(records: list[dict]) -> str:
-    header = f"{'variant':<22}{'base':<6}{'mode':<7}{'variant ms':>11}{'base ms':>9}{'ratio':>7}"
+    header = f"{'variant':<24}{'base':<6}{'mode':<7}{'variant ms':>11}{'base ms':>9}{'ratio':>7}"
     lines = [header, "-" * len(header)]
     for r in records:
-        lines.append(f"{r['variant']:<22}{r['base']:<6}{r['mode']:<7}{r['variant_ms']:11.2f}{r['base_ms']:9.2f}"
+        lines.append(f"{r['variant']:<24}{r['base']:<6}{r['mode']:<7}{r['variant_ms']:11.2f}{r['base_ms']:9.2f}"
                      f"{r['ratio']:7.2f}")
     return "\n".join(lines)
