@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .jit import JIT, dsigmoid, dtanh, half, one, sigmoid, tanh, zero
+from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, half, one, sigmoid, tanh, zero
 
 
 # -- Elman (vanilla) RNN ---------------------------------------------------------------------------------------
@@ -177,9 +177,7 @@ def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq):
         a, q, hp, d, dqb, dhb = gates[b], inner[b], h_prev[b], dxp[b], dq[b], dh[b]
         for j in range(hs):
             r, z, n = a[j], a[hs + j], a[2 * hs + j]
-            da_n = dhb[j] * (one(z) - z) * dtanh(n)
-            da_z = dhb[j] * (hp[j] - n) * dsigmoid(z)
-            da_r = da_n * q[j] * dsigmoid(r)
+            da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
             d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
             dqb[j], dqb[hs + j], dqb[2 * hs + j] = da_r, da_z, da_n * r
             dhb[j] = dhb[j] * z

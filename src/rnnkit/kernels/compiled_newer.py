@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from .jit import JIT, _is32, dsigmoid, dtanh, one, sigmoid, tanh, zero
+from .jit import JIT, _is32, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh, zero
 
 
 # -- IndRNN ----------------------------------------------------------------------------------------------------
@@ -266,9 +266,7 @@ def lngru_backward(dh, gates, inner, h_prev, h_hat, h_inv, g_h, dxp, dp_h):
         a, q, hp, d, dp, dhb = gates[b], inner[b], h_prev[b], dxp[b], dp_h[b], dh[b]
         for j in range(hs):
             r, z, n = a[j], a[hs + j], a[2 * hs + j]
-            da_n = dhb[j] * (one(z) - z) * dtanh(n)
-            da_z = dhb[j] * (hp[j] - n) * dsigmoid(z)
-            da_r = da_n * q[j] * dsigmoid(r)
+            da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
             d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
             dp[j], dp[hs + j], dp[2 * hs + j] = da_r * g_h[j], da_z * g_h[hs + j], da_n * r * g_h[2 * hs + j]
             dhb[j] = dhb[j] * z

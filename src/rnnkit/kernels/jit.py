@@ -92,3 +92,12 @@ def dsigmoid(y):
 def dtanh(y):
     """tanh'(a) = 1 − y² from y = tanh(a)."""
     return one(y) - y * y
+
+
+@njit(**JIT)
+def gru_gate_grads(dh, r, z, n, h_prev, inner):
+    """One unit of a GRU step's backward (reset after): δa_n = δh (1 − z)(1 − n²), δa_z = δh (h_{t−1} − n) z(1 − z),
+    δa_r = δa_n · inner · r(1 − r), inner = the recurrent n-projection; returns (δa_r, δa_z, δa_n)."""
+    da_n = dh * (one(z) - z) * dtanh(n)
+    da_z = dh * (h_prev - n) * dsigmoid(z)
+    return da_n * inner * dsigmoid(r), da_z, da_n

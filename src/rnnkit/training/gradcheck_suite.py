@@ -32,6 +32,13 @@ from ..recurrent import (
 def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]:
     """(name, module, positional inputs, keyword inputs) for each check."""
     x = rng.normal(size=(2, 4, 3))
+    yield from _building_blocks(rng, x)
+    yield from _classic_recurrent(rng, x)
+    yield from _newer_recurrent(rng, x)
+
+
+def _building_blocks(rng, x):
+    """Layers, activations, dropout and a chain of them."""
     relu_x = np.where(np.abs(x) < 0.1, 0.5, x)
     yield "Linear", Linear(3, 4, rng=rng), (x,), {}
     yield "Embedding", Embedding(5, 3, rng=rng), (rng.integers(0, 5, (2, 4)),), {}
@@ -42,6 +49,10 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]
     yield "Dropout(0.3)", Dropout(0.3, rng=rng), (x,), {}
     yield "Sequential(Linear, Tanh, Linear)", Sequential(Linear(3, 5, rng=rng), Tanh(), Linear(5, 2, rng=rng)), \
         (x,), {}
+
+
+def _classic_recurrent(rng, x):
+    """RNN, LSTM, GRU, Jordan, RHN, Mogrifier and the step cells: options, states, lengths, stateful chunks."""
     for options in ({}, {"nonlinearity": "relu"}, {"num_layers": 2}, {"bidirectional": True},
                     {"num_layers": 2, "bidirectional": True, "dropout": 0.3}):
         layer = RNN(3, 4, rng=rng, **options)
@@ -74,6 +85,10 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]
     yield "MogrifierLSTM(rounds=5)", MogrifierLSTM(3, 4, rounds=5, rng=rng), (x, lstm_state), {}
     yield "MogrifierLSTM(rounds=4, rank=2, lengths)", MogrifierLSTM(3, 4, rounds=4, rank=2, rng=rng), (x, None), \
         {"lengths": np.array([2, 4])}
+
+
+def _newer_recurrent(rng, x):
+    """IndRNN, minGRU/minLSTM in both modes, the layer-normalised cells, and the recurrent regularisers."""
     yield "IndRNN(2 layers, bidirectional, lengths)", IndRNN(3, 4, num_layers=2, bidirectional=True, rng=rng), \
         (x, rng.normal(size=(4, 2, 4))), {"lengths": np.array([4, 3])}
     yield "IndRNN(tanh, recurrent_max=1)", IndRNN(3, 4, nonlinearity="tanh", recurrent_max=1.0, rng=rng), \
