@@ -197,6 +197,23 @@ def _layer_norm_row_backward(d_hat, hat, inv):
 
 
 @njit(**JIT)
+def layer_norm_rows(v, gamma, beta, hat, inv_std, out):
+    """`rnnkit.recurrent.layernorm.layer_norm` of every row of v (N, G): ``hat``, ``inv_std`` (N, 1), ``out``."""
+    for r in range(v.shape[0]):
+        inv_std[r, 0] = _layer_norm_row(v[r], gamma, beta, hat[r], out[r])
+
+
+@njit(**JIT)
+def layer_norm_rows_backward(dy, gamma, hat, inv_std, out):
+    """`rnnkit.recurrent.layernorm.layer_norm_backward` of every row: δv = s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩), δv̂ = δy ⊙ γ."""
+    for r in range(dy.shape[0]):
+        row = out[r]
+        for j in range(row.shape[0]):
+            row[j] = dy[r, j] * gamma[j]
+        _layer_norm_row_backward(row, hat[r], inv_std[r, 0])
+
+
+@njit(**JIT)
 def lnlstm_forward(gates, xp, g_h, b_h, g_c, b_c, c_prev, h_hat, h_inv, c_new, c_hat, c_inv, tanh_u, h_new):
     """`LayerNormLSTMStep.step` after the GEMM: ``gates`` (n, 4H) holds h_{t-1} W_hhᵀ on entry and the activated
     [i, f, g, o] on exit; writes ĥ, s_h (n,), c_t, ĉ, s_c (n,), k = tanh(γ_c ⊙ ĉ + β_c) and h_t = o ⊙ k."""

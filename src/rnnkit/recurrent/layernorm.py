@@ -37,9 +37,12 @@ EPS = 1e-5
 
 
 def layer_norm(v: np.ndarray, gamma: np.ndarray, beta: np.ndarray, hat: np.ndarray, inv_std: np.ndarray,
-               out: np.ndarray) -> np.ndarray:
+               out: np.ndarray, kernels=None) -> np.ndarray:
     """LN over the last axis: ``hat`` ← v̂ = (v − μ) s, ``inv_std`` (rows, 1) ← s, ``out`` ← γ ⊙ v̂ + β (``out`` may
-    be ``v``); returns ``out``."""
+    be ``v``); returns ``out``. ``kernels``: the compiled kernels (one pass per row) or None for this NumPy code."""
+    if kernels is not None:
+        kernels.layer_norm_rows(v, gamma, beta, hat, inv_std, out)
+        return out
     np.subtract(v, v.mean(axis=-1, keepdims=True), out=hat)
     variance = np.mean(np.square(hat), axis=-1, keepdims=True)
     np.divide(1.0, np.sqrt(variance + EPS), out=inv_std)
@@ -50,8 +53,11 @@ def layer_norm(v: np.ndarray, gamma: np.ndarray, beta: np.ndarray, hat: np.ndarr
 
 
 def layer_norm_backward(dy: np.ndarray, gamma: np.ndarray, hat: np.ndarray, inv_std: np.ndarray,
-                        out: np.ndarray) -> np.ndarray:
+                        out: np.ndarray, kernels=None) -> np.ndarray:
     """δv = s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩) with δv̂ = δy ⊙ γ, over the last axis, into ``out`` (may be ``dy``)."""
+    if kernels is not None:
+        kernels.layer_norm_rows_backward(dy, gamma, hat, inv_std, out)
+        return out
     d_hat = dy * gamma
     mean_d = d_hat.mean(axis=-1, keepdims=True)
     mean_dh = np.mean(d_hat * hat, axis=-1, keepdims=True)
@@ -112,7 +118,8 @@ class LayerNormCell(Cell):
         xp = x @ transposed(self.weight_ih.data)
         ws = Workspace() if ws is None else ws
         ws.x_hat, ws.x_inv_std = np.empty_like(xp), np.empty((xp.shape[0], 1), xp.dtype)
-        layer_norm(xp, self.layernorm_x_weight.data, self.layernorm_x_bias.data, ws.x_hat, ws.x_inv_std, out=xp)
+        layer_norm(xp, self.layernorm_x_weight.data, self.layernorm_x_bias.data, ws.x_hat, ws.x_inv_std, out=xp,
+                   kernels=getattr(ws, "kernels", None))
         b = self.input_bias()
         if b is not None:
             xp += b
@@ -123,7 +130,8 @@ class LayerNormCell(Cell):
         (δa = δXP, the gradient of the pre-activation that the input side adds to.)"""
         self.layernorm_x_weight.grad += np.einsum("ng,ng->g", dxp, ws.x_hat)
         self.layernorm_x_bias.grad += dxp.sum(axis=0)
-        dp_x = layer_norm_backward(dxp, self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std, np.empty_like(dxp))
+        dp_x = layer_norm_backward(dxp, self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std, np.empty_like(dxp),
+                                   kernels=ws.kernels)
         self.weight_ih.grad += dp_x.T @ x
         return dp_x @ self.weight_ih.data
 
