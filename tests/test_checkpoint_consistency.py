@@ -320,3 +320,18 @@ def test_sampling_at_a_vanishing_temperature_is_greedy_not_an_error(text_run):
     cold = sample_text(model, vocab, 20, "to", 1e-300, np.random.default_rng(0))
     greedy = sample_text(model, vocab, 20, "to", 1e-6, np.random.default_rng(1))
     assert cold == greedy
+
+
+def test_a_checkpoint_of_an_earlier_version_with_one_rng_state_per_module_still_resumes(text_run, tmp_path, capsys):
+    run, data = text_run
+    copy = _rewrite(run, tmp_path, "meta.json", _meta(lambda m: m.update(rng=m["rng"] * 3)))
+    code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("rng", [[{"bit_generator": "PCG64", "state": "x"}], "x", [1, 2]])
+def test_a_damaged_random_generator_state_is_a_one_line_checkpoint_error(text_run, tmp_path, capsys, rng):
+    run, data = text_run
+    copy = _rewrite(run, tmp_path, "meta.json", _meta(lambda m: m.update(rng=rng)))
+    code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
+    _one_line_error(code, err, "random generator state")

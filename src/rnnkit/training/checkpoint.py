@@ -287,16 +287,37 @@ def _parse_arrays(path: Path, data: bytes) -> dict[str, np.ndarray]:
 
 
 # -- random generators and models --------------------------------------------------------------------------
+def distinct_generators(generators: list[np.random.Generator]) -> list[np.random.Generator]:
+    """Each generator once, in first-seen order (a model's modules usually share one)."""
+    seen, out = set(), []
+    for g in generators:
+        if id(g) not in seen:
+            seen.add(id(g))
+            out.append(g)
+    return out
+
+
 def rng_state(generators: list[np.random.Generator]) -> list[dict]:
-    return [g.bit_generator.state for g in generators]
+    """The states of the distinct generators, for a checkpoint's ``rng``."""
+    return [g.bit_generator.state for g in distinct_generators(generators)]
 
 
 def set_rng_state(generators: list[np.random.Generator], states: list[dict]) -> None:
-    if len(generators) != len(states):
+    """Restore ``rng_state``'s states. A checkpoint of an earlier version holds one state per module with a
+    generator — the same generator's state several times — which restores a model whose modules share one."""
+    distinct = distinct_generators(generators)
+    if not isinstance(states, list):
+        raise CheckpointError(f"checkpoint random generator states must be a list, got {type(states).__name__}")
+    if len(states) != len(distinct) and len(distinct) == 1 and states and all(s == states[0] for s in states):
+        states = states[:1]
+    if len(distinct) != len(states):
         raise CheckpointError(f"checkpoint holds {len(states)} random generator states, the model has "
-                              f"{len(generators)}")
-    for g, s in zip(generators, states):
-        g.bit_generator.state = s
+                              f"{len(distinct)}")
+    for g, s in zip(distinct, states):
+        try:
+            g.bit_generator.state = s
+        except (TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"checkpoint random generator state is damaged ({type(e).__name__}: {e})") from None
 
 
 def load_model(path: str | Path, kind: str | None = None):
