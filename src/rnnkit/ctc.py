@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError, DTypeError, ShapeError
-from .module import Module, in_dtype_of
+from .module import Module, check_bool, in_dtype_of
 
 REDUCTIONS = ("none", "mean", "sum")
 NEG_INF = -np.inf
@@ -83,8 +83,17 @@ def _check_log_probs(log_probs) -> tuple[np.ndarray, bool]:
     return lp.astype(np.float64 if lp.dtype == np.float64 else np.float32, copy=False), unbatched
 
 
+def _as_array(value, name: str) -> np.ndarray:
+    """``value`` as an array, or a one-line `ShapeError` for a ragged nested list NumPy cannot read."""
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError):
+        raise ShapeError(f"{name} must be a rectangular array of integers, got a ragged "
+                         f"{type(value).__name__}") from None
+
+
 def _check_lengths(lengths, name: str, batch: int, unbatched: bool) -> np.ndarray:
-    arr = np.asarray(lengths)
+    arr = _as_array(lengths, name)
     if arr.dtype.kind not in "iu":
         raise DTypeError(f"{name} must be integers, got {arr.dtype}")
     if unbatched and arr.size == 1:
@@ -99,7 +108,7 @@ def _check_lengths(lengths, name: str, batch: int, unbatched: bool) -> np.ndarra
 
 def _padded_targets(targets, target_lengths: np.ndarray, unbatched: bool) -> np.ndarray:
     """Targets as (B, S_max) from the padded (B, S) or concatenated (Σ S_b,) layout (padding is not read)."""
-    targets = np.asarray(targets)
+    targets = _as_array(targets, "targets")
     if targets.dtype.kind not in "iu":
         raise DTypeError(f"targets must be integer class indices, got {targets.dtype}")
     batch, longest = len(target_lengths), int(target_lengths.max(initial=0))
@@ -235,7 +244,8 @@ def ctc_gradient(problem: CTCProblem, emit: np.ndarray, alphas: np.ndarray, nll:
 
 
 # -- the loss -----------------------------------------------------------------------------------------------
-def _check_options(blank, reduction: str) -> None:
+def _check_options(blank, reduction: str, zero_infinity=False) -> None:
+    check_bool("zero_infinity", zero_infinity)
     if not isinstance(blank, (int, np.integer)) or isinstance(blank, bool) or blank < 0:
         raise ConfigError(f"blank must be a non-negative class index, got {blank!r}")
     if reduction not in REDUCTIONS:
@@ -259,7 +269,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
              zero_infinity: bool = False):
     """The CTC loss as ``torch.nn.functional.ctc_loss`` computes it (see the module's docstring): a float for
     ``'mean'`` and ``'sum'``, the losses (B,) — a scalar array for an unbatched call — for ``'none'``."""
-    _check_options(blank, reduction)
+    _check_options(blank, reduction, zero_infinity)
     problem = check_ctc_inputs(log_probs, targets, input_lengths, target_lengths, blank)
     nll = -ctc_log_likelihood(ctc_alphas(extended_log_probs(problem), problem.skip), problem)
     return _reduce(nll, problem, reduction, zero_infinity)[0]
@@ -272,7 +282,7 @@ class CTCLoss(Module):
 
     def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False):
         super().__init__()
-        _check_options(blank, reduction)
+        _check_options(blank, reduction, zero_infinity)
         self.blank, self.reduction, self.zero_infinity = blank, reduction, zero_infinity
 
     def forward(self, log_probs, targets, input_lengths, target_lengths):

@@ -307,7 +307,9 @@ def worst_error(name: str, fn) -> float:
         raise AssertionError(f"{name} is not implemented yet (replace `raise NotImplementedError`)") from None
     except AssertionError:
         raise
-    except Exception as e:  # noqa: BLE001 - a student's function may raise anything; report it in one line
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - a student's function may raise anything, SystemExit included
         raise AssertionError(f"{name} raised {type(e).__name__}: {e}") from None
     return worst
 
@@ -330,7 +332,9 @@ def grade(text: str) -> list[Grade]:
     for index, source in enumerate(exercise_cells(text)):
         try:
             exec(compile(source, f"<exercise cell {index + 1}>", "exec"), namespace)  # noqa: S102 - grading
-        except Exception as e:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - SystemExit from a student's cell is a failure, not an exit
             for name in EXERCISES:
                 if re.search(rf"^\s*def\s+{name}\b", source, re.M):
                     results[name] = Grade(name, False, f"the cell defining it raised {type(e).__name__}: {e}")

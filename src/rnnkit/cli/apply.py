@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from ..errors import CheckpointError
 from ..training.files import atomic_write
 from .common import fail, load_char_model, load_kind, refuse_existing
 
@@ -193,6 +194,10 @@ def transcribe(checkpoint_path, count, beam_width, seed):
 
     meta, model = load_kind(checkpoint_path, "transcriber")
     task = FrameTranscriptionTask.from_config(meta["task"], dtype=model.config.dtype)
+    sizes, wanted = (task.input_size, task.output_size), (model.config.input_size, model.config.num_classes)
+    if sizes != wanted:
+        raise CheckpointError(f"checkpoint task makes frames of {sizes[0]} features and {sizes[1]} classes, its model "
+                              f"takes {wanted[0]} and {wanted[1]}")
     batch = task.generator.batch(np.random.default_rng([seed, 2**21]), count, task.dtype)
     decoded = model.transcribe(batch.x, batch.lengths, beam_width=beam_width)
     names = model.config.symbols or [str(i) for i in range(model.config.num_classes)]

@@ -18,7 +18,7 @@ from ..errors import ConfigError, RnnkitError, TrainingInterrupted
 from ..models.configs import flag
 from ..tasks.registry import TASKS
 from ..training.data import DataConfig
-from ..training.files import atomic_write
+from ..training.files import atomic_write, make_directory
 from ..training.trainer import TrainConfig
 from .common import fail
 from .options import click_type, field_type, given, option_table, with_options
@@ -57,10 +57,14 @@ def search(ctx, task, trials, space, objective, direction, prune, out, jobs, sch
     if clash := sorted(set(fixed) & {d.name for d in dims}):
         fail(f"{', '.join(flag(n) for n in clash)} is both fixed and searched (--space); give it once")
     check_trials_apply(task, target, fixed, dims)
-    direction = direction or ("minimize" if "loss" in objective else "maximize")
+    check_objective(task, fixed, dims, objective)
+    direction = objective_direction(objective, direction)
     config = {"task": task, "space": space_record(dims), "fixed": fixed, "objective": objective,
               "direction": direction, "prune": prune}
-    target.mkdir(parents=True, exist_ok=True)
+    if (target / "search.md").exists() and not (target / "journal.log").exists():
+        fail(f"--out {str(target)!r} holds a search.md that no search there wrote (no journal.log); choose another "
+             "--out (nothing is overwritten)")
+    make_directory(target, "the search directory")
     study = open_study(target, config)
     base = {"task": task, "fixed": fixed, "objective": objective, "prune": prune}
     with open_executor(scheduler, jobs) as executor:
@@ -90,6 +94,32 @@ def space_fields() -> dict:
 
         fields[name] = (kind, convert)
     return fields
+
+
+#: words in a metric's name that say which way is better (``--direction`` decides for other names)
+LOWER_IS_BETTER = ("loss", "error", "perplexity", "bits")
+HIGHER_IS_BETTER = ("accuracy", "success", "correct", "f1", "precision", "recall")
+
+
+def objective_direction(objective: str, given: str | None) -> str:
+    """``--direction``, or the one the objective's name implies; one line asking for it when the name is silent."""
+    if given:
+        return given
+    if any(word in objective for word in LOWER_IS_BETTER):
+        return "minimize"
+    if any(word in objective for word in HIGHER_IS_BETTER):
+        return "maximize"
+    fail(f"--objective {objective!r} does not say whether lower or higher is better: add --direction minimize or "
+         "--direction maximize")
+
+
+def check_objective(task: str, fixed: dict, dims, objective: str) -> None:
+    """One line before any trial runs (and before the study records it) unless ``objective`` is a validation
+    metric of the task: one untrained model of the space's first point is validated once, nothing written."""
+    from ..training.search import objective_value
+
+    explicit = {"progress": False, **fixed, **{d.name: d.choices[0] if d.kind == "choice" else d.low for d in dims}}
+    objective_value(build_trainer(Run(task, None), explicit).evaluate(), objective)
 
 
 def check_trials_apply(task: str, out: Path, fixed: dict, dims) -> None:

@@ -20,7 +20,7 @@ import click
 
 from ..errors import DataError, DependencyError
 from ..teaching import grade, has_solutions, is_percent_notebook, student_source
-from ..training.files import atomic_write
+from ..training.files import atomic_write, make_directory
 from .common import fail, refuse_existing
 
 
@@ -84,7 +84,7 @@ def student(sources, out, ipynb):
         targets += [(out_dir / name).with_suffix(".ipynb") for name in versions]
     for target in targets:
         refuse_existing(target, "--out: file")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(out_dir, "the output directory")
     for path in notebooks:
         text = versions[path.name]
         atomic_write(out_dir / path.name, text)

@@ -32,7 +32,8 @@ ACTIVATION_ARRAYS = 6
 def machine_memory() -> int | None:
     """Bytes of memory this process may use: the cgroup limit where one is set, else the physical memory."""
     try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
+            limit = f.read().strip()
         if limit.isdigit():
             return int(limit)
     except OSError:
@@ -84,8 +85,9 @@ def footprint(config, batch: int = 0, steps: int = 0) -> Footprint:
     count = config.parameter_count()
     width = 0
     for layer, _, layers, bidirectional, options in recurrent_parts(config):
-        gates = layer.cell_class.parameter_count(0, config.hidden_size, bias=False, **options) // max(
-            layer.cell_class.output_width(config.hidden_size, **options), 1)
+        gates = max(layer.cell_class.num_gates * config.hidden_size,  # at least the fused gates (cells without W_hh)
+                    layer.cell_class.parameter_count(0, config.hidden_size, bias=False, **options) // max(
+                        layer.cell_class.output_width(config.hidden_size, **options), 1))
         width += layers * (2 if bidirectional else 1) * (gates + config.hidden_size)
     activations = ACTIVATION_ARRAYS * batch * steps * width
     return Footprint(count, count * itemsize, (TRAINING_COPIES * count + activations) * itemsize)

@@ -48,6 +48,9 @@ class TranscriberConfig(JSONConfig):
         if self.input_size < 1 or self.num_classes < 2:
             raise ConfigError(f"a transcriber needs input_size >= 1 and num_classes >= 2 (a blank and a symbol), "
                               f"got {self.input_size}, {self.num_classes}")
+        if self.symbols is not None and len(self.symbols) != self.num_classes:
+            raise ConfigError(f"a transcriber's symbols must name its {self.num_classes} classes (the blank first), "
+                              f"got {len(self.symbols)}")
 
     @classmethod
     def check_cell(cls, cell: str) -> None:

@@ -223,6 +223,9 @@ class _MinimalLayer(RecurrentLayer):
     def mode(self, value: str) -> None:
         if value not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {value!r}")
+        if value == "scan" and getattr(self, "regularization", None) is not None and self.regularization.active:
+            raise ConfigError(f"{type(self).__name__}: mode='scan' has no time loop for the recurrent regularisers "
+                              "set by regularize(); keep mode='sequential' or clear them first")
         runner_class = ScanRecurrence if value == "scan" else Recurrence
         detach, record = (self.runners[0][0].detach_state, self.runners[0][0].record_state_grads)
         self.runners = [[runner_class(r.cell, r.reverse) for r in row] for row in self.runners]

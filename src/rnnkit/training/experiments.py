@@ -33,7 +33,7 @@ from ..errors import ConfigError
 from ..models.sequence import CELL_DEFAULTS, ModelConfig, SequenceModel
 from ..tasks.memory import Adding1997Task, AddingTask, CopyTask, ReberTask
 from .executors import open_executor, run_windowed, slots
-from .files import atomic_write, hold_run_directory
+from .files import atomic_write, hold_run_directory, make_directory
 from .plotting import save_figure
 from .results import NAME as RESULTS
 from .results import ResultsFile, make_header, read_results, run_key
@@ -259,7 +259,7 @@ def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=N
     exp = EXPERIMENTS[name]  # the shared definition stays as it is; overrides make a copy
     exp = replace(exp, lengths=tuple(lengths) if lengths else exp.lengths, cells=tuple(cells) if cells else exp.cells)
     options = {"time_budget": float(time_budget or exp.time_budget), "max_steps": int(max_steps)}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(out_dir, "the experiment directory")
     with hold_run_directory(out_dir):
         refuse_foreign_reports(name, out_dir)
         results = ResultsFile.open(out_dir, make_header(name, exp.definition(), options))

@@ -67,6 +67,17 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[Path], None]
     return Path(path)
 
 
+def make_directory(path: str | Path, what: str = "the run directory") -> Path:
+    """Create ``path`` (and its parents) if needed; a `DataError` naming it when it cannot be (a file in the way,
+    no permission)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create {what} {str(path)!r}: {e.strerror or e}") from None
+    return path
+
+
 @contextmanager
 def hold_run_directory(run_dir: str | Path):
     """Hold an exclusive lock on ``run_dir`` (which must exist) for the block; a `ConfigError` naming the process

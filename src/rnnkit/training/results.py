@@ -29,6 +29,10 @@ def run_key(cell: str, length: int, seed: int) -> str:
     return f"{cell}/T{length}/seed{seed}"
 
 
+#: what every run record holds (the table and the resume read them)
+RUN_FIELDS = ("key", "cell", "length", "seed", "success", "val_loss", "baseline", "steps", "seconds")
+
+
 def make_header(experiment: str, definition: dict, options: dict) -> dict:
     """The header line: the experiment's name, its definition and the command's options (JSON-normalised, so a
     header read back compares equal)."""
@@ -39,7 +43,10 @@ def make_header(experiment: str, definition: dict, options: dict) -> dict:
 def read_results(path: Path) -> tuple[dict, dict[str, dict], bool]:
     """(header, runs by key, whether a last line cut short by a kill was dropped). `DataError` for a file that is
     not a results file or has a damaged complete line."""
-    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{str(path)!r} is not UTF-8 text (byte {e.start}); expected an rnnkit results file") from None
     torn = lines.pop() != ""  # every complete line ends with a newline: what follows the last one is torn
     records = []
     for number, line in enumerate(lines, 1):
@@ -51,7 +58,11 @@ def read_results(path: Path) -> tuple[dict, dict[str, dict], bool]:
     if not records or not isinstance(records[0], dict) or records[0].get("rnnkit_results") != FORMAT:
         raise DataError(f"{str(path)!r} is not an rnnkit results file (expected a first line "
                         f'{{"rnnkit_results": {FORMAT}, ...}})')
-    runs = {r["key"]: r for r in records[1:] if isinstance(r, dict) and "key" in r}
+    for number, record in enumerate(records[1:], 2):
+        missing = [f for f in RUN_FIELDS if not isinstance(record, dict) or f not in record]
+        if missing:
+            raise DataError(f"{str(path)!r} line {number} is damaged: a run record lacks {', '.join(missing)}")
+    runs = {r["key"]: r for r in records[1:]}
     return records[0], runs, torn
 
 

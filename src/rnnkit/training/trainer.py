@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import ConfigError, DataError, TrainingError, TrainingInterrupted
+from ..errors import ConfigError, TrainingError, TrainingInterrupted
 from ..models.configs import check_option_ranges, option
 from ..models.protocol import TrainableModel, WholeSequenceModel
 from ..models.registry import check_state
@@ -38,7 +38,7 @@ from ..module import no_grad
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from . import checkpoint
 from .data import data_identity
-from .files import atomic_write, hold_run_directory
+from .files import atomic_write, hold_run_directory, make_directory
 from .resume_checks import check_carry, check_optimizer_state, check_progress
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "tbptt_windows"]
@@ -196,11 +196,8 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         """Train until the epochs, ``max_steps``, ``time_limit`` or ``stop_when`` end it; return the history."""
-        try:
-            if self.run_dir is not None:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DataError(f"cannot create the run directory {str(self.run_dir)!r}: {e.strerror or e}") from None
+        if self.run_dir is not None:
+            make_directory(self.run_dir)
         if self.config.threads:
             from threadpoolctl import threadpool_limits
 
