@@ -113,3 +113,23 @@ def test_the_float32_scan_agrees_with_the_sequential_loop_over_a_thousand_steps(
     for cls in (MinGRU, MinLSTM):
         sequential, scan = cls(3, 4, rng=0), cls(3, 4, rng=0, mode="scan")
         np.testing.assert_allclose(scan.forward(x)[0], sequential.forward(x)[0], rtol=0, atol=2e-6)
+
+
+def test_a_trial_left_running_by_a_killed_search_is_marked_failed_and_not_counted(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    import subprocess
+    import sys
+
+    from rnnkit.training.search import counted_trials, fail_orphans, open_study, owner
+
+    study = open_study(tmp_path, {"task": "reber", "space": [], "fixed": {}, "objective": "val_loss",
+                                  "direction": "minimize", "prune": False})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan, alive = study.ask(), study.ask()
+    orphan.set_user_attr("owner", {**owner(), "pid": dead.pid})
+    alive.set_user_attr("owner", owner())
+    fail_orphans(study)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {orphan.number: optuna.trial.TrialState.FAIL, alive.number: optuna.trial.TrialState.RUNNING}
+    assert counted_trials(study) == 1

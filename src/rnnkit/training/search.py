@@ -3,7 +3,8 @@
 The study lives in ``--out/journal.log`` (Optuna's `JournalFileBackend` behind a `JournalStorage`): an append-only
 log with file locks, so several processes — on one machine, or on several that share the directory — can work on
 one study. ``--trials N`` is the study's total: each process asks for a new trial (under ``--out/.search.lock``)
-only while the study holds fewer than N, whoever made them; the same command run again continues the study. The
+only while the study holds fewer than N, whoever made them; the same command run again continues the study (a
+trial left running by a killed process of this host is marked failed and not counted, `fail_orphans`). The
 first process records the search's configuration (task, space, fixed flags, objective) in the study; a process
 with another configuration is refused in one line.
 
@@ -19,7 +20,9 @@ field names of the ``rnnkit train`` flags (`parse_space`).
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -166,13 +169,47 @@ def trial_specs(study, out_dir: Path, trials: int, dims: list[Dimension], base: 
     is kept in ``asked`` (number → trial) for `tell`."""
     while True:
         with exclusive(out_dir / ".search.lock"):
-            if len(study.get_trials(deepcopy=False)) >= trials:
+            fail_orphans(study)
+            if counted_trials(study) >= trials:
                 return
             trial = study.ask()
+            trial.set_user_attr("owner", owner())
         asked[trial.number] = trial
         run_dir = out_dir / "trials" / f"trial-{trial.number:04d}"
         yield {**base, "trial": trial.number, "params": suggest(trial, dims), "run_dir": str(run_dir.resolve()),
                "journal_dir": str(out_dir.resolve())}
+
+
+def owner() -> dict:
+    """The process that asks for a trial and tells its end: host and process id."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def fail_orphans(study) -> None:
+    """Mark FAIL (``orphaned``) the running trials whose asking process, on this host, has ended (a search killed
+    mid-trial): nobody will tell their end. Trials asked on other hosts cannot be checked from here."""
+    optuna = optuna_module()
+    here = socket.gethostname()
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        who = frozen.user_attrs.get("owner") or {}
+        if who.get("host") == here and isinstance(who.get("pid"), int) and not _alive(who["pid"]):
+            optuna.trial.Trial(study, frozen._trial_id).set_user_attr("orphaned", True)
+            study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+
+
+def counted_trials(study) -> int:
+    """The trials that count toward ``--trials``: all but those orphaned by a killed search (never run to an end)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("orphaned"))
 
 
 def tell(study, trial, result: dict) -> None:
