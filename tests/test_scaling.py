@@ -18,23 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
 from rnnkit.errors import ConfigError, DataError
 
 ENV = {**os.environ, "RNNKIT_BLAS_AUTO": "0", "PYTHONUNBUFFERED": "1"}  # the same BLAS kernels as this process
 GRID = ["experiment", "reber", "--cell", "rnn", "--cell", "gru", "--seeds", "2", "--max-steps", "60",
         "--time-budget", "120"]
-
-
-def run_cli(argv, capsys):
-    from rnnkit.cli import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def rnnkit(*argv) -> list[str]:

@@ -10,6 +10,36 @@ from .cell import Cell, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
 
+def gru_output(n, z, h_prev, h_new):
+    """h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}, computed as n + z ⊙ (h_{t-1} − n), into ``h_new``."""
+    np.subtract(h_prev, n, out=h_new)
+    h_new *= z
+    h_new += n
+
+
+def backward_z_n(hs, dh, gates, h_prev, dxp, tmp):
+    """NumPy: δa_n = δh ⊙ (1 − z) ⊙ (1 − n²),  δa_z = δh ⊙ (h_{t-1} − n) ⊙ z(1 − z),  then δh ← δh ⊙ z."""
+    z, n = gates[:, hs:2 * hs], gates[:, 2 * hs:]
+    da_z, da_n = dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
+    np.subtract(1.0, z, out=tmp)
+    np.multiply(dh, tmp, out=da_n)
+    da_n *= dtanh(n, out=tmp)
+    np.subtract(h_prev, n, out=da_z)
+    da_z *= dh
+    da_z *= dsigmoid(z, out=tmp)
+    dh *= z
+
+
+def backward_r_after(hs, gates, inner, dxp, dq, tmp):
+    """NumPy, reset after: δa_r = δa_n ⊙ inner ⊙ r(1 − r) (inner = the recurrent n-projection + b_hn);
+    δq = [δa_r, δa_z, δa_n ⊙ r]."""
+    r = gates[:, :hs]
+    np.multiply(dxp[:, 2 * hs:], inner, out=dxp[:, :hs])
+    dxp[:, :hs] *= dsigmoid(r, out=tmp)
+    dq[:, :2 * hs] = dxp[:, :2 * hs]
+    np.multiply(dxp[:, 2 * hs:], r, out=dq[:, 2 * hs:])
+
+
 class GRUStep(Cell):
     r"""One GRU step; gates fused in PyTorch's order r, z, n (rows of ``weight_ih``/``weight_hh``).
 
@@ -111,10 +141,7 @@ class GRUStep(Cell):
         n, z = gates[:, 2 * hs:], gates[:, hs:2 * hs]
         n += xp[:, 2 * hs:]
         np.tanh(n, out=n)
-        # h = n + z ⊙ (h_prev − n)
-        np.subtract(h_prev, n, out=h_new)
-        h_new *= z
-        h_new += n
+        gru_output(n, z, h_prev, h_new)
 
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,), (h_prev,) = dstate, prev
@@ -126,14 +153,14 @@ class GRUStep(Cell):
             if fused is not None:
                 fused.gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq)
             else:
-                self._backward_z_n(dh, gates, h_prev, dxp, tmp)
-                self._backward_r_after(gates, inner, dxp, dq, tmp)
+                backward_z_n(hs, dh, gates, h_prev, dxp, tmp)
+                backward_r_after(hs, gates, inner, dxp, dq, tmp)
             dh += self.through_recurrent_mask(ws, np.matmul(dq, w_hh, out=rec))
         else:  # δh_{t-1} = δh ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_h{r,z}
             if fused is not None:
                 fused.gru_backward_reset_before_zn(dh, gates, h_prev, dxp)
             else:
-                self._backward_z_n(dh, gates, h_prev, dxp, tmp)
+                backward_z_n(hs, dh, gates, h_prev, dxp, tmp)
             d_rh = np.matmul(dxp[:, 2 * hs:], w_hh[2 * hs:], out=rec)  # δ(r ⊙ h) = δa_n W_hn
             if fused is not None:
                 fused.gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh)
@@ -144,28 +171,6 @@ class GRUStep(Cell):
                 d_rh *= r
                 dh += d_rh
             dh += np.matmul(dxp[:, :2 * hs], w_hh[:2 * hs], out=rec)
-
-    def _backward_z_n(self, dh, gates, h_prev, dxp, tmp):
-        """NumPy: δa_n = δh ⊙ (1 − z) ⊙ (1 − n²),  δa_z = δh ⊙ (h_{t-1} − n) ⊙ z(1 − z),  then δh ← δh ⊙ z."""
-        hs = self.hidden_size
-        z, n = gates[:, hs:2 * hs], gates[:, 2 * hs:]
-        da_z, da_n = dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
-        np.subtract(1.0, z, out=tmp)
-        np.multiply(dh, tmp, out=da_n)
-        da_n *= dtanh(n, out=tmp)
-        np.subtract(h_prev, n, out=da_z)
-        da_z *= dh
-        da_z *= dsigmoid(z, out=tmp)
-        dh *= z
-
-    def _backward_r_after(self, gates, inner, dxp, dq, tmp):
-        """NumPy, reset after: δa_r = δa_n ⊙ (h_{t-1} W_hnᵀ + b_hn) ⊙ r(1 − r);  δq = [δa_r, δa_z, δa_n ⊙ r]."""
-        hs = self.hidden_size
-        r = gates[:, :hs]
-        np.multiply(dxp[:, 2 * hs:], inner, out=dxp[:, :hs])
-        dxp[:, :hs] *= dsigmoid(r, out=tmp)
-        dq[:, :2 * hs] = dxp[:, :2 * hs]
-        np.multiply(dxp[:, 2 * hs:], r, out=dq[:, 2 * hs:])
 
     def accumulate(self, ws, x, dxp, prev, new):
         hs = self.hidden_size

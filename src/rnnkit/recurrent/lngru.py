@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import sigmoid
-from .cell import dsigmoid, dtanh
+from .gru import backward_r_after, backward_z_n, gru_output
 from .layer import RecurrentLayer
 from .layernorm import LayerNormCell, layer_norm, layer_norm_backward
 
@@ -86,10 +86,7 @@ class LayerNormGRUStep(LayerNormCell):
         np.multiply(gates[:, :hs], inner, out=n)
         n += xp[:, 2 * hs:]
         np.tanh(n, out=n)
-        # h_t = n + z ⊙ (h_{t-1} − n)
-        np.subtract(h_prev, n, out=h_new)
-        h_new *= z
-        h_new += n
+        gru_output(n, z, h_prev, h_new)  # h_t = n + z ⊙ (h_{t-1} − n)
 
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,), (h_prev,) = dstate, prev
@@ -100,32 +97,13 @@ class LayerNormGRUStep(LayerNormCell):
             ws.kernels.lngru_backward(dh, gates, inner, h_prev, h_hat, h_s[:, 0], gamma, dxp, dp_h)
         else:
             dq = ws.scratch[:rows]
-            self._gates_backward(dh, gates, inner, h_prev, dxp, dq, ws.tmp[:rows])
+            # δxp = [δa_r, δa_z, δa_n], δq = [δa_r, δa_z, δa_n ⊙ r], δh ← δh ⊙ z: the GRU's gate backward
+            backward_z_n(self.hidden_size, dh, gates, h_prev, dxp, ws.tmp[:rows])
+            backward_r_after(self.hidden_size, gates, inner, dxp, dq, ws.tmp[:rows])
             # δP_h = LN⁻(δq; γ_h, ĥ, s_h)
             layer_norm_backward(dq, gamma, h_hat, h_s, out=dp_h)
         # δh_{t-1} = δh_t ⊙ z + δP_h W_hh  (δh ⊙ z is already in dh)
         dh += np.matmul(dp_h, self.weight_hh.data, out=ws.tmp[:rows])
-
-    def _gates_backward(self, dh, gates, inner, h_prev, dxp, dq, tmp):
-        """NumPy: δxp = [δa_r, δa_z, δa_n] into ``dxp``, δq = [δa_r, δa_z, δa_n ⊙ r] into ``dq``; δh ← δh ⊙ z."""
-        hs = self.hidden_size
-        r, z, n = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:]
-        da_r, da_z, da_n = dxp[:, :hs], dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
-        # δa_n = δh ⊙ (1 − z) ⊙ (1 − n²)
-        np.subtract(1.0, z, out=tmp)
-        np.multiply(dh, tmp, out=da_n)
-        da_n *= dtanh(n, out=tmp)
-        # δa_z = δh ⊙ (h_{t-1} − n) ⊙ z(1 − z)
-        np.subtract(h_prev, n, out=da_z)
-        da_z *= dh
-        da_z *= dsigmoid(z, out=tmp)
-        # δa_r = δa_n ⊙ (q_n + b_hn) ⊙ r(1 − r)
-        np.multiply(da_n, inner, out=da_r)
-        da_r *= dsigmoid(r, out=tmp)
-        # δq = [δa_r, δa_z, δa_n ⊙ r]
-        dq[:, :2 * hs] = dxp[:, :2 * hs]
-        np.multiply(da_n, r, out=dq[:, 2 * hs:])
-        dh *= z
 
     def accumulate(self, ws, x, dxp, prev, new):
         """The recurrent side's sums with δq = [δa_r, δa_z, δa_n ⊙ r], δb_hh += Σ δq, δb_ih += Σ δxp, then the input
