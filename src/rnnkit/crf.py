@@ -37,6 +37,7 @@ from .module import (
     check_positive_int,
     in_dtype_of,
 )
+from .validate import parameters_fit
 
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -57,6 +58,7 @@ class CRF(Module):
         super().__init__()
         num_tags, start_end = check_positive_int("num_tags", num_tags), check_bool("start_end", start_end)
         dt, rng = check_dtype(dtype), as_rng(rng)
+        parameters_fit(num_tags * (num_tags + 2), dt, f"CRF({num_tags})")
         self.num_tags, self.start_end = num_tags, start_end
         self.transitions = Parameter(rng.uniform(-0.1, 0.1, (num_tags, num_tags)).astype(dt))
         if start_end:

@@ -26,6 +26,7 @@ from .module import (
     check_probability,
     in_dtype_of,
 )
+from .validate import parameters_fit
 
 
 class Linear(Module):
@@ -41,6 +42,7 @@ class Linear(Module):
         in_features, out_features = check_positive_int("in_features", in_features), check_positive_int(
             "out_features", out_features)
         bias, dt, rng = check_bool("bias", bias), check_dtype(dtype), as_rng(rng)
+        parameters_fit(out_features * (in_features + bias), dt, f"Linear({in_features}, {out_features})")
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
         self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dt))
@@ -87,6 +89,7 @@ class Embedding(Module):
         if padding_idx is not None:  # PyTorch's range; a negative index counts from the end
             padding_idx = check_int("padding_idx", padding_idx, -num_embeddings, num_embeddings - 1) % num_embeddings
         dt = check_dtype(dtype)
+        parameters_fit(num_embeddings * embedding_dim, dt, f"Embedding({num_embeddings}, {embedding_dim})")
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         w = as_rng(rng).normal(size=(num_embeddings, embedding_dim)).astype(dt)
         if padding_idx is not None:

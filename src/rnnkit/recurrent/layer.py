@@ -38,6 +38,7 @@ from ..module import (
     check_probability,
     in_dtype_of,
 )
+from ..validate import parameters_fit
 from .cell import Cell
 from .noise import Noise, Regularization
 from .runner import Recurrence, Trace
@@ -130,6 +131,8 @@ class RecurrentLayer(Module):
         stateful, return_state = check_bool("stateful", stateful), check_bool("return_state", return_state)
         dt = check_dtype(dtype)
         rng = as_rng(rng)
+        parameters_fit(self._parameter_count(input_size, hidden_size, num_layers, bias, bidirectional, cell_options),
+                       dt, f"{type(self).__name__}({input_size}, {hidden_size}, num_layers={num_layers})")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.dropout, self.bidirectional, self.stateful = bias, dropout, bidirectional, stateful
         self.return_state = return_state
@@ -152,6 +155,20 @@ class RecurrentLayer(Module):
         self._last: _Call | None = None  # the last forward with gradients enabled, for `trace` and `state_at`
         self.rng = rng  # draws the masks of `regularize`'s regularisers (saved with a checkpoint's generators)
         self.regularization = Regularization()
+
+    @classmethod
+    def _parameter_count(cls, input_size: int, hidden_size: int, num_layers: int, bias: bool, bidirectional: bool,
+                         cell_options: dict) -> int:
+        """How many numbers the layer will hold, from the cell's own count (before anything is allocated); 0 when
+        the cell options are not valid (the cell's constructor then names the option)."""
+        directions = 2 if bidirectional else 1
+        try:
+            first = cls.cell_class.parameter_count(input_size, hidden_size, bias, **cell_options)
+            width = directions * cls.cell_class.output_width(hidden_size, **cell_options)
+            deeper = cls.cell_class.parameter_count(width, hidden_size, bias, **cell_options)
+        except (TypeError, ValueError):
+            return 0
+        return directions * (first + (num_layers - 1) * deeper)
 
     # -- regularisers of the recurrence (`rnnkit.recurrent.noise`) -----------------------------------------------
     def regularize(self, dropout_input: float = 0.0, dropout_recurrent: float = 0.0, zoneout=0.0,

@@ -40,15 +40,16 @@ def read_text(path: str | Path) -> str:
         raw = p.read_bytes()
     except OSError as e:
         raise DataError(f"data file {str(p)!r} cannot be read: {e.strerror or e}") from None
-    if not raw.strip():
-        raise DataError(f"data file {str(p)!r} is empty")
     if b"\x00" in raw:
         raise DataError(f"data file {str(p)!r} looks binary (it contains NUL bytes); expected UTF-8 text")
     try:
-        return raw.decode("utf-8-sig")  # a byte-order mark is not part of the text
+        text = raw.decode("utf-8-sig")  # a byte-order mark is not part of the text
     except UnicodeDecodeError as e:
         raise DataError(f"data file {str(p)!r} is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})") \
             from None
+    if not text.replace("\ufeff", "").strip():  # str.isspace's whitespace: NBSP, \x1c-\x1f, U+2028 too
+        raise DataError(f"data file {str(p)!r} is empty (nothing but whitespace)")
+    return text
 
 
 class TextTask(TaskBase):

@@ -1,0 +1,90 @@
+"""One check per kind of value that a user gives rnnkit, shared by the library and every command.
+
+The command line's option types (`rnnkit.cli.options.checked`) call these same functions, so ``--seed -1`` in
+``train``, ``sample``, ``transcribe``, ``diagnose``, a search space and ``fit(seed=-1)`` all give the same one-line
+`ConfigError` naming the argument, what it must be and what was received. Each bound is declared here once.
+
+* `seed`: an integer in [0, 2**63 − 1] (NumPy takes any non-negative integer; the metadata stores it in JSON);
+* `temperature`: a finite number > 0 (sampling divides the logits by it);
+* `tolerance`: a finite number > 0 (a check against ``inf`` passes everything, against ``nan`` or ≤ 0 nothing);
+* `step_size`: a finite number > 0 (a finite-difference step);
+* `count`: an integer in [low, high] where ``high`` says how many can be used (a beam width, a sample length);
+* `probability`: a rate in [0, 1) (dropout, zoneout); a list is not a rate;
+* `fits_in_memory`: a size checked against the machine's memory before it is allocated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ConfigError
+from .module import check_float, check_int, check_probability
+
+#: the largest seed: NumPy takes any non-negative integer, JSON metadata keeps 64-bit ones
+MAX_SEED = 2**63 - 1
+#: the widest beam of a beam search (each step scores beam × vocabulary hypotheses)
+MAX_BEAM = 1000
+#: the most characters ``rnnkit sample`` draws in one call (one model step each)
+MAX_SAMPLE_LENGTH = 10_000_000
+
+
+def seed(value, name: str = "seed") -> int:
+    """A random seed: an integer in [0, `MAX_SEED`]."""
+    return check_int(name, value, 0, MAX_SEED)
+
+
+def temperature(value, name: str = "temperature") -> float:
+    """A sampling temperature: a finite number > 0."""
+    return positive_real(value, name)
+
+
+def tolerance(value, name: str = "tolerance") -> float:
+    """A tolerance a result is compared with: a finite number > 0."""
+    return positive_real(value, name)
+
+
+def step_size(value, name: str = "eps") -> float:
+    """A finite-difference step: a finite number > 0."""
+    return positive_real(value, name)
+
+
+def positive_real(value, name: str) -> float:
+    """A finite real number > 0 (the kind of value of `temperature`, `tolerance`, `step_size`)."""
+    checked = check_float(name, value)
+    if checked <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value}")
+    return checked
+
+
+def count(value, name: str, high: int, low: int = 1) -> int:
+    """A count bounded by what can be used (``high`` is named in the error): an integer in [low, high]."""
+    return check_int(name, value, low, high)
+
+
+def probability(value, name: str) -> float:
+    """A rate in [0, 1) — dropout, zoneout; a list, a string or a bool is refused."""
+    return check_probability(name, value)
+
+
+def fits_in_memory(elements: int, itemsize: int, what: str, copies: float = 1.0,
+                   error: type[Exception] = ConfigError) -> None:
+    """``error`` (one line: the size, the bytes it needs and the machine's memory) unless ``elements`` numbers of
+    ``itemsize`` bytes, held ``copies`` times, fit in this machine's memory."""
+    from .models.footprint import GIB, machine_memory  # at call time: the models package imports the layers
+
+    need = float(elements) * itemsize * copies
+    available = machine_memory()
+    if available is not None and need > available:
+        raise error(f"{what} ({elements:,} numbers of {itemsize} bytes) needs about {need / GIB:,.1f} GiB; this "
+                    f"machine has {available / GIB:,.1f} GiB of memory")
+
+
+def parameters_fit(elements: int, dtype, what: str) -> None:
+    """`fits_in_memory` for a layer's parameters about to be drawn: the float64 draw, the weights and their
+    gradients (a one-line `ConfigError` naming ``what``)."""
+    itemsize = np.dtype(dtype).itemsize
+    fits_in_memory(elements, itemsize, what, copies=2 + 8 / itemsize)
+
+
+__all__ = ["MAX_BEAM", "MAX_SAMPLE_LENGTH", "MAX_SEED", "count", "fits_in_memory", "parameters_fit", "positive_real",
+           "probability", "seed", "step_size", "temperature", "tolerance"]
