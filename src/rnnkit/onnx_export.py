@@ -156,8 +156,8 @@ def _head(g: _Graph, head, features: str, width: int) -> None:
 
 def export_onnx(model: Module, path, initial_state: bool = False, lengths: bool = False) -> None:
     """Write ``model`` (an RNN/LSTM/GRU layer or a SequenceModel of one) as an ONNX file at ``path``; a model
-    with NaN or infinite weights is refused (its graph would only ever compute NaN)."""
-    onnx, tp, helper, numpy_helper = _onnx()
+    with NaN or infinite weights is refused (its graph would only ever compute NaN). A model without an ONNX form
+    is refused before the onnx package is imported, so the refusal is the same with or without it."""
     for name, p in model.named_parameters():
         if not np.isfinite(p.data).all():
             raise ConfigError(f"parameter {name!r} holds NaN or infinite values; refusing to export it to ONNX")
@@ -170,6 +170,7 @@ def export_onnx(model: Module, path, initial_state: bool = False, lengths: bool 
         if head is None:
             raise ConfigError("a Jordan network has no ONNX operator")
     kind = _kind(layer)
+    onnx, tp, helper, numpy_helper = _onnx()
     g = _Graph(helper, numpy_helper, tp)
     x = _encoder(g, encoder, layer)
     features = _recurrent(g, layer, kind, x, initial_state, lengths)
