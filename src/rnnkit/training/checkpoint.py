@@ -17,6 +17,11 @@ takes the pointer's version, or else the newest complete version, so a half-writ
 never loaded. Every filesystem operation of a save goes through `_op`, which the fault-injection tests hook.
 
 Checkpoints written before versions existed (a plain ``checkpoint/`` folder without a manifest) still load.
+
+Nothing outside the run directory is ever read or deleted on the word of a pointer: the ``checkpoint`` link must
+name a ``checkpoint-NNNNNN`` entry of the run directory itself (no absolute path, no ``..``), and every such entry
+must be a real directory, not a link (`CheckpointError` otherwise). A checkpoint file is read only if it is a
+regular file (not a link, FIFO or device), and never past the size its manifest records.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +49,9 @@ ARRAY_FILES = ("model.safetensors", "optimizer.safetensors", "carry.safetensors"
 VERSION = re.compile(rf"^{NAME}-(\d{{6,}})$")
 LEFTOVERS = (f".{NAME}.tmp-", f".{NAME}.del-", f".{NAME}.pointer-tmp")
 
+MAX_MANIFEST, MAX_META = 1 << 20, 1 << 28  # bytes read at most from a manifest; a meta.json without one
+MAX_DEPTH = 16  # JSON nesting of a meta.json (its deepest part, a generator state, is 4 levels)
+
 # Called as before_operation(operation, path) before every filesystem operation of a save (tests inject kills).
 before_operation: Callable[[str, Path], None] | None = None
 
@@ -59,6 +68,7 @@ def save(run_dir: str | Path, model_state: dict, optimizer_state: dict | None, m
     """Write a new checkpoint version into ``run_dir`` and point ``run_dir/checkpoint`` at it; return the pointer."""
     run = Path(run_dir)
     _op("mkdir", run, run.mkdir, parents=True, exist_ok=True)
+    pointed_version(run)  # a pointer or a version entry out of the run directory: refused before any change
     _remove_leftovers(run)
     number = max(versions(run), default=0) + 1
     version, tmp = run / f"{NAME}-{number:06d}", run / f".{NAME}.tmp-{number:06d}"
@@ -146,12 +156,37 @@ def _remove_leftovers(run: Path) -> None:
 
 
 def versions(run: str | Path) -> list[int]:
-    """The numbers of the version folders in ``run``, ascending (complete or not)."""
+    """The numbers of the version folders in ``run``, ascending (complete or not); a `CheckpointError` if an entry
+    named like a version is not a real directory (a link, a file)."""
     run = Path(run)
     if not run.is_dir():
         return []
-    found = (VERSION.match(p.name) for p in run.iterdir() if p.is_dir() and not p.is_symlink())
-    return sorted(int(m.group(1)) for m in found if m)
+    numbers = []
+    for path in run.iterdir():
+        match = VERSION.match(path.name)
+        if match is None:
+            continue
+        if path.is_symlink() or not path.is_dir():
+            raise CheckpointError(f"{str(path)!r} is {'a symbolic link' if path.is_symlink() else 'not a directory'};"
+                                  " expected a checkpoint version folder inside the run directory (remove it)")
+        numbers.append(int(match.group(1)))
+    return sorted(numbers)
+
+
+def pointed_version(run: Path) -> Path | None:
+    """The version folder the pointer ``run/checkpoint`` names, or None without a pointer link (or when its version
+    is gone: a save killed while deleting). A `CheckpointError` for a pointer that leads anywhere but a version
+    folder directly inside ``run``."""
+    pointer = run / NAME
+    versions(run)  # every version entry is a real directory
+    if not pointer.is_symlink():
+        return None
+    target = os.readlink(pointer)
+    if not VERSION.match(target):
+        raise CheckpointError(f"checkpoint pointer {str(pointer)!r} leads to {target[:80]!r}; expected the name of "
+                              f"a {NAME}-NNNNNN folder of the run directory itself")
+    version = run / target
+    return version if version.is_dir() else None
 
 
 # -- finding and loading -----------------------------------------------------------------------------------
@@ -162,12 +197,10 @@ def _candidates(p: Path) -> list[Path]:
         p = p.parent
     if (p / "meta.json").is_file() or (p / MANIFEST).is_file():
         return [p]
-    found = []
-    pointer = p / NAME
-    if pointer.is_symlink() and pointer.exists():
-        found.append(pointer.resolve())
+    pointed = pointed_version(p)
+    found = [] if pointed is None else [pointed]
     for n in reversed(versions(p)):
-        path = (p / f"{NAME}-{n:06d}").resolve()
+        path = p / f"{NAME}-{n:06d}"
         if path not in found:
             found.append(path)
     for legacy in (p / NAME, p / OLD):
@@ -215,7 +248,8 @@ def _read(ckpt: Path) -> tuple:
         names = ["meta.json", "model.safetensors"] + [n for n in ARRAY_FILES[1:] if (ckpt / n).is_file()]
     else:
         names = list(manifest)
-    contents = {name: _read_file(ckpt / name, None if manifest is None else manifest[name]) for name in names}
+    contents = {name: _read_file(ckpt / name, None if manifest is None else manifest[name],
+                                 MAX_META if name == "meta.json" else None) for name in names}
     meta = _parse_meta(ckpt / "meta.json", contents["meta.json"])
     arrays = {n: _parse_arrays(ckpt / n, contents[n]) if n in contents else None for n in ARRAY_FILES}
     return meta, arrays["model.safetensors"], arrays["optimizer.safetensors"], arrays["carry.safetensors"]
@@ -223,15 +257,15 @@ def _read(ckpt: Path) -> tuple:
 
 def _read_manifest(ckpt: Path) -> dict | None:
     path = ckpt / MANIFEST
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         if VERSION.match(ckpt.name):
             raise CheckpointError(f"checkpoint {str(ckpt)!r} is incomplete: {MANIFEST} is missing")
         return None
     try:
-        files = json.loads(path.read_bytes().decode("utf-8"))["files"]
+        files = json.loads(_read_file(path, None, MAX_MANIFEST).decode("utf-8"))["files"]
         ok = all(isinstance(v, dict) and isinstance(v.get("size"), int) and isinstance(v.get("sha256"), str)
                  for v in files.values())
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise CheckpointError(f"{str(path)!r} is damaged ({type(e).__name__}: {e}); expected a JSON object listing the "
                               "checkpoint's files") from None
     missing = {"meta.json", "model.safetensors"} - set(files)
@@ -241,17 +275,34 @@ def _read_manifest(ckpt: Path) -> dict | None:
     return files
 
 
-def _read_file(path: Path, expected: dict | None) -> bytes:
+def _read_file(path: Path, expected: dict | None, limit: int | None = None) -> bytes:
+    """The bytes of a checkpoint file, checked against its manifest entry ``expected`` (size and SHA-256): only a
+    regular file is opened (a link, FIFO or device is refused before it is read), and no more than the recorded
+    size (``limit`` without a manifest) plus one byte is read, so a file that grew is caught without reading it."""
     try:
-        data = path.read_bytes()
+        mode = os.lstat(path).st_mode
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file {str(path)!r} is missing") from None
     except OSError as e:
         raise CheckpointError(f"checkpoint file {str(path)!r} cannot be read: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file (a FIFO, device or directory)"
+        raise CheckpointError(f"checkpoint file {str(path)!r} is {kind}; expected a regular file")
+    limit = expected["size"] if expected is not None else limit
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            data = f.read() if limit is None else f.read(limit + 1)
+    except OSError as e:
+        raise CheckpointError(f"checkpoint file {str(path)!r} cannot be read: {e.strerror or e}") from None
     if expected is None:
+        if limit is not None and len(data) > limit:
+            raise CheckpointError(f"checkpoint file {str(path)!r} is larger than {limit} bytes; expected a "
+                                  f"checkpoint's {path.name}")
         return data
     if len(data) != expected["size"]:
-        raise CheckpointError(f"checkpoint file {str(path)!r} is damaged: {len(data)} bytes, the manifest records "
+        got = f"{len(data)} bytes" if len(data) <= expected["size"] else "more bytes"
+        raise CheckpointError(f"checkpoint file {str(path)!r} is damaged: {got}, the manifest records "
                               f"{expected['size']} (truncated or overwritten)")
     if hashlib.sha256(data).hexdigest() != expected["sha256"]:
         raise CheckpointError(f"checkpoint file {str(path)!r} is damaged: its SHA-256 differs from the manifest's")
@@ -261,13 +312,31 @@ def _read_file(path: Path, expected: dict | None) -> bytes:
 def _parse_meta(path: Path, data: bytes) -> dict:
     try:
         meta = json.loads(data.decode("utf-8"))
+        too_deep = json_depth(meta) > MAX_DEPTH
     except (UnicodeDecodeError, ValueError) as e:
         raise CheckpointError(f"checkpoint file {str(path)!r} is not valid UTF-8 JSON ({e})") from None
+    except RecursionError:  # deeper than Python's parser goes
+        too_deep = True
+    if too_deep:
+        raise CheckpointError(f"checkpoint file {str(path)!r} nests JSON deeper than {MAX_DEPTH} levels; expected "
+                              "a checkpoint description")
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint file {str(path)!r} holds a JSON {type(meta).__name__}, expected an object")
     if meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint format {meta.get('format')!r} is not supported (expected {FORMAT_VERSION})")
     return meta
+
+
+def json_depth(value) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (a scalar: 0), counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _parse_arrays(path: Path, data: bytes) -> dict[str, np.ndarray]:

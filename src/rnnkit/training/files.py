@@ -7,11 +7,17 @@ link planted at a predictable name is never followed or overwritten.
 
 `hold_run_directory` locks a run directory for one process (``fcntl.flock`` on ``.rnnkit.lock`` in it): a second
 run on the same directory is refused with the first one's process id instead of mixing their files.
+
+No file rnnkit writes, appends to or locks is opened through a symbolic link: appends and locks go through
+`open_no_link` (``O_NOFOLLOW``, and a regular file only), and `atomic_path` refuses a target that is a link; a link
+planted in a run, experiment or search directory is a one-line `DataError`, and its target is never touched.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -29,13 +35,53 @@ LOCK_NAME = ".rnnkit.lock"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _held: dict[Path, int] = {}  # lock files this process holds → nesting depth (a run may lock its directory twice)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_OPEN_FLAGS = {"a": os.O_WRONLY | os.O_APPEND | os.O_CREAT,  # append (metrics.jsonl, results.jsonl)
+               "lock": os.O_RDWR | os.O_CREAT,  # a lock file, created if needed
+               "new": os.O_WRONLY | os.O_CREAT | os.O_EXCL}  # a new file (never an existing one)
+
+
+def refuse_link(path: str | Path) -> Path:
+    """``path`` unless it is a symbolic link (dangling or not); a one-line `DataError` naming it otherwise."""
+    path = Path(path)
+    if path.is_symlink():
+        raise DataError(f"refusing to write {str(path)!r}: it is a symbolic link (expected a regular file that "
+                        "rnnkit writes itself; remove the link)")
+    return path
+
+
+def open_no_link(path: str | Path, how: str = "a") -> int:
+    """A file descriptor for ``path`` opened to append (``"a"``), to lock (``"lock"``) or as a new file
+    (``"new"``): created if needed, never through a symbolic link (``O_NOFOLLOW``), and only a regular file (not a
+    FIFO or a device); a one-line `DataError` otherwise."""
+    path = Path(path)
+    try:
+        fd = os.open(path, _OPEN_FLAGS[how] | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), 0o666)  # a FIFO: no wait
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            refuse_link(path)
+        raise DataError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"refusing to write {str(path)!r}: it is not a regular file (a FIFO, device or directory)")
+    return fd
+
+
+def append_line(path: str | Path, line: str, sync: bool = False) -> None:
+    """Append ``line`` to ``path`` in one write (never through a link, `open_no_link`); ``sync``: fsync it."""
+    fd = open_no_link(path, "a")
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
 
 
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a new temporary path beside ``path`` (created empty with O_EXCL, never through a link); when the block
     succeeds, fsync it and rename it to ``path``."""
-    target = Path(path)
+    target = refuse_link(path)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
         os.chmod(name, 0o666 & ~_UMASK)  # mkstemp's 0600 → what an ordinary new file gets
@@ -102,10 +148,7 @@ def hold_run_directory(run_dir: str | Path):
 
 
 def _acquire(lock: Path, run_dir: str | Path) -> int:
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except OSError as e:
-        raise DataError(f"cannot lock the run directory {str(run_dir)!r}: {e.strerror or e}") from None
+    fd = open_no_link(lock, "lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

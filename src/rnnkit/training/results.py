@@ -14,11 +14,10 @@ the next append; a damaged line anywhere else is an error, never silently skippe
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from .files import atomic_write
+from .files import append_line, atomic_write
 
 NAME = "results.jsonl"
 FORMAT = 1
@@ -106,9 +105,5 @@ class ResultsFile:
 
     def append(self, record: dict) -> None:
         """Add a finished run (one line, one write, flushed to disk before returning)."""
-        line = json.dumps(record) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, json.dumps(record) + "\n", sync=True)
         self.runs[record["key"]] = record

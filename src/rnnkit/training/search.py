@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, DependencyError
+from .files import open_no_link
 
 JOURNAL = "journal.log"
 STUDY = "rnnkit-search"
@@ -121,7 +122,9 @@ def storage_of(out_dir: Path):
     optuna_module()  # a one-line error without Optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    return JournalStorage(JournalFileBackend(str(out_dir / JOURNAL)))
+    journal = out_dir / JOURNAL
+    os.close(open_no_link(journal, "a"))  # created or checked here: Optuna opens it by name and would follow a link
+    return JournalStorage(JournalFileBackend(str(journal)))
 
 
 def pruner(prune: bool):
@@ -155,12 +158,12 @@ def exclusive(lock_path: Path):
     """Hold an exclusive lock on ``lock_path`` (blocking): one process at a time counts and asks for trials."""
     import fcntl
 
-    with open(lock_path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    fd = open_no_link(lock_path, "lock")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def trial_specs(study, out_dir: Path, trials: int, dims: list[Dimension], base: dict,
