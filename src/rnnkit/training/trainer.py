@@ -38,7 +38,7 @@ from ..module import no_grad
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from . import checkpoint
 from .data import data_identity
-from .files import atomic_write, hold_run_directory, make_directory
+from .files import append_line, atomic_write, hold_run_directory, make_directory
 from .resume_checks import check_carry, check_optimizer_state, check_progress
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "tbptt_windows"]
@@ -215,7 +215,8 @@ class Trainer:
     @contextmanager
     def _stop_on_signals(self):
         """While training into a run directory, SIGINT, SIGTERM and SIGHUP only set ``self.stop_signal``: the loop
-        finishes the update, writes a checkpoint and raises `TrainingInterrupted` (`_stop_if_signalled`)."""
+        finishes the update, writes a checkpoint and raises `TrainingInterrupted` (`_stop_if_signalled`). A signal
+        the process inherited as ignored (``nohup`` ignores SIGHUP) stays ignored."""
         self.stop_signal = None
         if self.run_dir is None or threading.current_thread() is not threading.main_thread():
             yield
@@ -226,8 +227,8 @@ class Trainer:
 
         previous = {}
         for name in STOP_SIGNALS:
-            if hasattr(signal, name):
-                number = getattr(signal, name)
+            number = getattr(signal, name, None)
+            if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # nohup's ignore is kept
                 previous[number] = signal.signal(number, note)
         try:
             yield
@@ -347,8 +348,7 @@ class Trainer:
         record = {"step": self.step, "epoch": self.epoch, "time": round(self.elapsed, 3), **record}
         self.history.append(record)
         if self.run_dir is not None:
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            append_line(self.run_dir / "metrics.jsonl", json.dumps(record) + "\n")
 
     def _validate_and_save(self) -> None:
         self.last_eval = self.evaluate()
