@@ -13,10 +13,12 @@ from .common import fail, load_char_model, load_kind, refuse_existing
 
 @click.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
-@click.option("--length", "-n", type=click.IntRange(min=0), default=500, show_default=True)
-@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--length", "-n", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Characters to generate after the prime.")
+@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Divides the logits before sampling: below 1 more conservative, above 1 more varied.")
 @click.option("--prime", "--primetext", "prime", default="", help="Text to condition on (default: a random character).")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="Seed of the sampling (default: a different text each run).")
 def sample(checkpoint_path, length, temperature, prime, seed):
     """Print text sampled from a character-model CHECKPOINT (a run directory or its checkpoint/ folder)."""
     from ..training.sampling import sample_text

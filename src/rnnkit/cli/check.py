@@ -3,6 +3,7 @@ torch) and ``info`` (the BLAS, its kernel, the CPU's vector width and the step k
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -16,15 +17,16 @@ from .common import fail
 
 
 @click.command("gradcheck")
-@click.option("--tol", type=float, default=1e-6, show_default=True)
+@click.option("--tol", type=float, default=1e-6, show_default=True, help="Largest relative error that passes.")
 def gradcheck_command(tol):
     """Check every layer's backward pass against float64 central differences."""
     from ..training.gradcheck_suite import run_suite
 
     worst = 0.0
-    for name, err in run_suite():
+    click.echo(f"{'error':>9}  {'':4}  layer")
+    for name, err in run_suite():  # the name last, so that a long one never shifts the columns
         worst = max(worst, err)
-        click.echo(f"{name:<52} {err:9.2e}  {'ok' if err < tol else 'FAIL'}")
+        click.echo(f"{err:9.2e}  {'ok' if err < tol else 'FAIL':<4}  {name}")
     click.echo(f"worst relative error {worst:.2e} (tolerance {tol:g})")
     sys.exit(0 if worst < tol else 1)
 
@@ -47,10 +49,12 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
               help="Comma-separated batch sizes.")
 @click.option("--hidden", "--hidden-size", "hiddens", default="64,256,512", show_default=True,
               help="Comma-separated hidden sizes (input size = hidden size).")
-@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Time steps T of each timed sequence.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads for both NumPy's BLAS and torch [all cores].")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Timed calls per case (the median is reported).")
 @click.option("--no-torch", is_flag=True, help="Time rnnkit alone.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
@@ -75,6 +79,10 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
     if unknown:
         fail(f"--cells must be a subset of rnn,lstm,gru, got {', '.join(unknown)}")
     batch_sizes, hidden_sizes = _ints(batches, "batch"), _ints(hiddens, "hidden")
+    if not no_torch and not variants and importlib.util.find_spec("torch") is None:
+        click.echo("rnnkit: note: torch is not installed, so rnnkit is timed alone (pip install torch to compare; "
+                   "--no-torch silences this note)", err=True)
+        no_torch = True
     if os.environ.get("RNNKIT_BENCH_CHILD") != "1":  # time in a child whose BLAS/OpenMP threads do not spin
         args = ["bench", "--cells", cells, "--batch", batches, "--hidden", hiddens, "--steps", str(steps),
                 "--repeats", str(repeats)] + (["--threads", str(threads)] if threads else []) \

@@ -64,10 +64,14 @@ def experiment(name, out, seeds, lengths, cells, time_budget, max_steps, jobs, s
               help="Freshly initialised models of these cells (in addition to any CHECKPOINTS).")
 @click.option("--task", "task_name", type=click.Choice(GENERATED_TASKS), default="adding", show_default=True,
               help="Data for fresh models (checkpoints use their own task's data).")
-@click.option("--seq-length", type=click.IntRange(min=2), default=100, show_default=True)
-@click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out", type=click.Path(file_okay=False), default="diagnostics", show_default=True)
+@click.option("--seq-length", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Sequence length T of the --task data for fresh --cell models.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Units of the fresh --cell models.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the fresh models' weights and of the data.")
+@click.option("--out", "out", type=click.Path(file_okay=False), default="diagnostics", show_default=True,
+              help="Directory for grad_norms.png and saturation.png (an existing one is never overwritten).")
 def diagnose(checkpoints, cells, task_name, seq_length, hidden_size, seed, out):
     """Plot ‖∂L/∂h_t‖ against t, gate saturation, and spectral radii for CHECKPOINTS and/or fresh --cell models."""
     from ..training.diagnostics import diagnose as run_diagnose
@@ -121,10 +125,13 @@ def _fresh_models(cells, task, hidden_size: int, seed: int) -> dict:
 @click.option("--text", "text", default=None, help="The text to colour (default: the first 1000 characters of "
               "--text-file).")
 @click.option("--text-file", type=click.Path(dir_okay=False), help="Read the text from a UTF-8 file.")
-@click.option("--unit", "units", type=click.IntRange(min=0), multiple=True, help="Hidden unit(s) [0 .. 7].")
+@click.option("--unit", "units", type=click.IntRange(min=0), multiple=True,
+              help="A hidden unit to colour by, from 0 to the model's hidden size − 1 (repeatable; default: the "
+              "first 8 units).")
 @click.option("--length", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Characters taken from --text-file.")
-@click.option("--out", "out", type=click.Path(dir_okay=False), default="units.html", show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="units.html", show_default=True,
+              help="The HTML page to write (an existing file is never overwritten).")
 def visualize(checkpoint_path, text, text_file, units, length, out):
     """Write an HTML page colouring a text by hidden-unit activations of a character-model CHECKPOINT."""
     from ..tasks.text import read_text
