@@ -6,19 +6,20 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DataError
 from ..training.files import atomic_write
 from .common import fail, load_char_model, load_kind, refuse_existing
+from .options import BEAM_WIDTH, SAMPLE_LENGTH, SEED, TEMPERATURE
 
 
 @click.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
-@click.option("--length", "-n", type=click.IntRange(min=0), default=500, show_default=True,
+@click.option("--length", "-n", type=SAMPLE_LENGTH, default=500, show_default=True,
               help="Characters to generate after the prime.")
-@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--temperature", "-t", type=TEMPERATURE, default=1.0, show_default=True,
               help="Divides the logits before sampling: below 1 more conservative, above 1 more varied.")
 @click.option("--prime", "--primetext", "prime", default="", help="Text to condition on (default: a random character).")
-@click.option("--seed", type=int, default=None, help="Seed of the sampling (default: a different text each run).")
+@click.option("--seed", type=SEED, default=None, help="Seed of the sampling (default: a different text each run).")
 def sample(checkpoint_path, length, temperature, prime, seed):
     """Print text sampled from a character-model CHECKPOINT (a run directory or its checkpoint/ folder)."""
     from ..training.sampling import sample_text
@@ -40,6 +41,7 @@ def tag(checkpoint_path, input_path, output):
     refuse_existing(output, "--output")
     meta, model = load_kind(checkpoint_path, "tagger")
     sentences, gold = read_conll(input_path, require_tags=False)
+    _check_gold_tags(input_path, gold, model.config.tag_names)
     seqs, char_seqs = encode_sentences(sentences, TokenVocabulary(meta["tokens"]),
                                        stored(meta, "chars_vocab", TokenVocabulary))
     dummy = [np.zeros(len(s), np.int64) for s in seqs]
@@ -60,12 +62,23 @@ def tag(checkpoint_path, input_path, output):
         click.echo("entity precision {precision:.4f} recall {recall:.4f} F1 {f1:.4f}".format(**scores), err=True)
 
 
+def _check_gold_tags(path, gold: list[list[str]], names) -> None:
+    """A second column read as gold tags must hold the model's tags: otherwise the file is not a CoNLL file."""
+    from ..tasks.formats import FORMATS
+
+    unknown = next((t for tags in gold for t in tags if t not in names), None)
+    if unknown is not None:
+        shown = ", ".join(list(names)[:4]) + (", …" if len(names) > 4 else "")
+        raise DataError(f"{path}: expected {FORMATS['conll-tokens']} whose last column holds the model's tags "
+                        f"({shown}), got the tag {unknown!r}")
+
+
 @click.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--heatmap", type=click.Path(dir_okay=False),
               help="Save the attention weights of the first source as a PNG heatmap.")
-@click.option("--beam-size", type=click.IntRange(min=1), default=None, help="Beam width [the checkpoint's].")
+@click.option("--beam-size", type=BEAM_WIDTH, default=None, help="Beam width [the checkpoint's].")
 def translate(checkpoint_path, sources, heatmap, beam_size):
     """Decode SOURCES (one or more strings) with a seq2seq CHECKPOINT; print one output per line."""
     from ..sequences import pad_sequences
@@ -157,13 +170,16 @@ def classify(checkpoint_path, input_path, output):
     """Classify the lines of a file with a classifier CHECKPOINT; print 'label<TAB>text' for each line."""
     from ..sequences import pad_sequences
     from ..tasks.classify import tokenize
+    from ..tasks.formats import refuse_conll
     from ..tasks.text import read_text
     from ..tasks.vocab import TokenVocabulary
 
     refuse_existing(output, "--output")
     meta, model = load_kind(checkpoint_path, "classifier")
     vocab, names, unit = TokenVocabulary(meta["tokens"]), list(meta["labels"]), meta["task"].get("unit", "words")
-    lines = [line for line in read_text(input_path).splitlines() if line.strip()]
+    every_line = read_text(input_path).splitlines()
+    refuse_conll(input_path, every_line, "lines")
+    lines = [line for line in every_line if line.strip()]
     split = [line.partition("\t") for line in lines]
     labelled = all(tab and label.strip() in names for label, tab, _ in split)
     texts = [text for _, _, text in split] if labelled else lines
@@ -186,9 +202,9 @@ def classify(checkpoint_path, input_path, output):
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path())
 @click.option("--count", "-n", type=click.IntRange(1, 100_000), default=10, show_default=True,
               help="Fresh sequences to draw from the checkpoint's task.")
-@click.option("--beam-width", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--beam-width", type=BEAM_WIDTH, default=1, show_default=True,
               help="1: greedy (best-path) decoding; more: CTC prefix beam search.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the drawn sequences.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the drawn sequences.")
 def transcribe(checkpoint_path, count, beam_width, seed):
     """Transcribe fresh sequences of a CTC CHECKPOINT's task (rnnkit train ctc): print 'true<TAB>decoded' symbol
     strings, and the label error rate on stderr."""

@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import DataError
 from ..sequences import pad_sequences
 from .base import Batch
+from .formats import FORMATS, tab_fields
 from .splits import ExampleTask, chunks, length_mask, split_indices
 from .text import read_text
 from .vocab import LabelSet, TokenVocabulary, stored
@@ -22,19 +23,11 @@ def tokenize(text: str, unit: str) -> list[str]:
 
 
 def read_labelled_lines(path) -> tuple[list[str], list[str]]:
-    """(labels, texts) from ``label<TAB>text`` lines; blank lines are skipped."""
-    labels, texts = [], []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        label, tab, text = line.partition("\t")
-        if not tab or not label.strip() or not text.strip():
-            raise DataError(f"{path}:{number}: expected 'label<TAB>text', got {line[:60]!r}")
-        labels.append(label.strip())
-        texts.append(text)
-    if len(labels) < 2:
-        raise DataError(f"{path}: needs at least 2 labelled lines, got {len(labels)}")
-    return labels, texts
+    """(labels, texts) from ``label<TAB>text`` lines (`rnnkit.tasks.formats`); blank lines are skipped."""
+    fields = tab_fields(path, read_text(path).splitlines(), "labelled")
+    if len(fields) < 2:
+        raise DataError(f"{path}: needs at least 2 labelled lines, got {len(fields)}")
+    return [label.strip() for _, label, _ in fields], [text for _, _, text in fields]
 
 
 class ClassificationTask(ExampleTask):
@@ -67,7 +60,7 @@ class ClassificationTask(ExampleTask):
     def from_options(cls, options, seed: int, dtype: str, meta: dict | None = None) -> ClassificationTask:
         """The task for `rnnkit train classify` from a `DataConfig` (and a checkpoint's vocabularies)."""
         if not options.data:
-            raise DataError("task 'classify' needs --data FILE (one 'label<TAB>text' per line)")
+            raise DataError(f"task 'classify' needs --data FILE ({FORMATS['labelled']})")
         return cls(options.data, unit=options.unit, batch_size=options.batch_size, val_fraction=options.val_fraction,
                    seed=seed, vocabulary=stored(meta, "tokens", TokenVocabulary),
                    labels=stored(meta, "labels", LabelSet))

@@ -15,6 +15,7 @@ from ..errors import DataError
 from ..sequences import pad_sequences
 from .base import Batch
 from .classify import UNITS, tokenize
+from .formats import tab_fields
 from .splits import ExampleTask, chunks, length_mask, split_indices
 from .text import read_text
 from .vocab import TokenVocabulary, stored
@@ -47,15 +48,8 @@ def reversal_pairs(count: int, rng: np.random.Generator, low: int = 4, high: int
 
 
 def read_pairs(path) -> list[tuple[str, str]]:
-    """(source, target) pairs from ``source<TAB>target`` lines; blank lines are skipped."""
-    pairs = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        src, tab, tgt = line.partition("\t")
-        if not tab or not src.strip() or not tgt.strip():
-            raise DataError(f"{path}:{number}: expected 'source<TAB>target', got {line[:60]!r}")
-        pairs.append((src, tgt))
+    """(source, target) pairs from ``source<TAB>target`` lines (`rnnkit.tasks.formats`); blank lines are skipped."""
+    pairs = [(src, tgt) for _, src, tgt in tab_fields(path, read_text(path).splitlines(), "pairs")]
     if len(pairs) < 2:
         raise DataError(f"{path}: needs at least 2 'source<TAB>target' lines, got {len(pairs)}")
     return pairs

@@ -17,33 +17,28 @@ import numpy as np
 from ..errors import DataError
 from ..sequences import pad_sequences
 from .base import Batch
+from .formats import FORMATS, conll_columns
 from .splits import ExampleTask, chunks, length_mask, split_indices
 from .text import read_text
 from .vocab import LabelSet, TokenVocabulary, stored
 
 
 def read_conll(path, require_tags: bool = True) -> tuple[list[list[str]], list[list[str]]]:
-    """(sentences, tags) from a CoNLL-format file; tags are empty lists when ``require_tags`` is false and the
-    file has a single column."""
+    """(sentences, tags) from a CoNLL-format file (`rnnkit.tasks.formats`: a file in another format is refused at
+    its first offending line); tags are empty lists when ``require_tags`` is false and the file has one column."""
     sentences, tags, words, labels = [], [], [], []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        cols = line.split()
+    for cols in conll_columns(path, read_text(path).splitlines(), require_tags) + [[]]:
         if not cols or cols[0] == "-DOCSTART-":
             if words:
                 sentences.append(words)
                 tags.append(labels)
             words, labels = [], []
             continue
-        if require_tags and len(cols) < 2:
-            raise DataError(f"{path}:{number}: expected 'token ... tag' columns, got {line[:60]!r}")
         words.append(cols[0])
         if len(cols) >= 2:
             labels.append(cols[-1])
-    if words:
-        sentences.append(words)
-        tags.append(labels)
     if not sentences:
-        raise DataError(f"{path}: no sentences found (expected CoNLL columns with blank lines between sentences)")
+        raise DataError(f"{path}: no sentences found (expected {FORMATS['conll']})")
     return sentences, tags
 
 
@@ -142,8 +137,7 @@ class TaggingTask(ExampleTask):
     def from_options(cls, options, seed: int, dtype: str, meta: dict | None = None) -> TaggingTask:
         """The task for `rnnkit train tagging` from a `DataConfig` (and a checkpoint's vocabularies)."""
         if not options.data:
-            raise DataError("task 'tagging' needs --data FILE (CoNLL columns: token ... tag, blank line between "
-                            "sentences)")
+            raise DataError(f"task 'tagging' needs --data FILE ({FORMATS['conll']})")
         return cls(options.data, val_path=options.val_data, batch_size=options.batch_size,
                    val_fraction=options.val_fraction, seed=seed, char_features=options.char_features,
                    vocabulary=stored(meta, "tokens", TokenVocabulary),
