@@ -10,6 +10,7 @@ The command line's option types (`rnnkit.cli.options.checked`) call these same f
 * `step_size`: a finite number > 0 (a finite-difference step);
 * `count`: an integer in [low, high] where ``high`` says how many can be used (a beam width, a sample length);
 * `probability`: a rate in [0, 1) (dropout, zoneout); a list is not a rate;
+* `scheduler_address`: ``tcp://HOST:PORT`` (checked before anything is written);
 * `fits_in_memory`: a size checked against the machine's memory before it is allocated.
 """
 
@@ -66,6 +67,22 @@ def probability(value, name: str) -> float:
     return check_probability(name, value)
 
 
+def scheduler_address(value, name: str = "scheduler") -> str:
+    """A Dask scheduler's address: ``tcp://HOST:PORT`` or ``tls://HOST:PORT`` with a port in [1, 65535]."""
+    from urllib.parse import urlsplit
+
+    text = value if isinstance(value, str) else ""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or port < 1 \
+            or parts.path or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be a Dask scheduler address tcp://HOST:PORT, got {value!r}")
+    return text
+
+
 def fits_in_memory(elements: int, itemsize: int, what: str, copies: float = 1.0,
                    error: type[Exception] = ConfigError) -> None:
     """``error`` (one line: the size, the bytes it needs and the machine's memory) unless ``elements`` numbers of
@@ -87,4 +104,4 @@ def parameters_fit(elements: int, dtype, what: str) -> None:
 
 
 __all__ = ["MAX_BEAM", "MAX_SAMPLE_LENGTH", "MAX_SEED", "count", "fits_in_memory", "parameters_fit", "positive_real",
-           "probability", "seed", "step_size", "temperature", "tolerance"]
+           "probability", "scheduler_address", "seed", "step_size", "temperature", "tolerance"]

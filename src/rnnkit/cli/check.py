@@ -14,10 +14,11 @@ import numpy as np
 
 from ..training.files import atomic_write
 from .common import fail
+from .options import TOLERANCE
 
 
 @click.command("gradcheck")
-@click.option("--tol", type=float, default=1e-6, show_default=True, help="Largest relative error that passes.")
+@click.option("--tol", type=TOLERANCE, default=1e-6, show_default=True, help="Largest relative error that passes.")
 def gradcheck_command(tol):
     """Check every layer's backward pass against float64 central differences."""
     from ..training.gradcheck_suite import run_suite

@@ -17,6 +17,8 @@ from dataclasses import MISSING, Field
 import click
 from click.core import ParameterSource
 
+from .. import validate
+from ..errors import ConfigError
 from ..models.classifier import ClassifierConfig
 from ..models.configs import flag, option_fields
 from ..models.seq2seq import Seq2SeqConfig
@@ -79,6 +81,31 @@ class FiniteFloat(click.FloatRange):
 
     def _describe_range(self) -> str:  # the help shows no range for an unbounded float
         return "" if self.min is None and self.max is None else super()._describe_range()
+
+
+class Checked(click.ParamType):
+    """A flag whose value is checked by the library's own check of its kind (`rnnkit.validate`), so a flag and the
+    argument of the same name refuse the same values with the same words (``--seed -1``, ``-t nan``)."""
+
+    def __init__(self, base: click.ParamType, check, metavar: str, **bounds):
+        self.base, self.check, self.name, self.bounds = base, check, metavar, bounds
+
+    def convert(self, value, param, ctx):
+        converted = self.base.convert(value, param, ctx)
+        name = max(param.opts, key=len) if param is not None else self.name
+        try:
+            return self.check(converted, name, **self.bounds)
+        except ConfigError as e:
+            self.fail(str(e).removeprefix(f"{name} "), param, ctx)
+
+
+#: the value flags of every command, one type per kind of value
+SEED = Checked(click.INT, validate.seed, "seed")
+TEMPERATURE = Checked(click.FLOAT, validate.temperature, "temperature")
+TOLERANCE = Checked(click.FLOAT, validate.tolerance, "tolerance")
+BEAM_WIDTH = Checked(click.INT, validate.count, "width", high=validate.MAX_BEAM)
+SCHEDULER = Checked(click.STRING, validate.scheduler_address, "tcp://HOST:PORT")
+SAMPLE_LENGTH = Checked(click.INT, validate.count, "length", low=0, high=validate.MAX_SAMPLE_LENGTH)
 
 
 def click_type(cls, f: Field):

@@ -21,7 +21,7 @@ from ..training.data import DataConfig
 from ..training.files import atomic_write, make_directory
 from ..training.trainer import TrainConfig
 from .common import fail
-from .options import click_type, field_type, given, option_table, with_options
+from .options import SCHEDULER, click_type, field_type, given, option_table, with_options
 from .train import Run, build_trainer, pick, resolve
 
 
@@ -41,8 +41,8 @@ from .train import Run, build_trainer, pick, resolve
 @click.option("--out", "out", type=click.Path(file_okay=False), help="The study's directory: journal.log, "
               "trials/, search.md; several processes may share it [searches/TASK].")
 @click.option("--jobs", type=click.IntRange(min=1), help="Trials at once, one process each [all cores].")
-@click.option("--scheduler", metavar="tcp://HOST:PORT", help="Run the trials on this Dask cluster (pip install "
-              "'rnnkit[dask]'; its workers must see --out, as on a shared file system).")
+@click.option("--scheduler", type=SCHEDULER, metavar="tcp://HOST:PORT", help="Run the trials on this Dask cluster "
+              "(pip install 'rnnkit[dask]'; its workers must see --out, as on a shared file system).")
 @click.pass_context
 def search(ctx, task, trials, space, objective, direction, prune, out, jobs, scheduler, **values):
     """Search hyperparameters of TASK with Optuna: --trials runs of `rnnkit train` with settings drawn from

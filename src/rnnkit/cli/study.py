@@ -13,6 +13,7 @@ from ..training.data import DataConfig
 from ..training.files import atomic_write
 from .common import fail, load_char_model, load_kind, refuse_existing
 
+from .options import SCHEDULER, SEED
 
 @click.command()
 @click.argument("name", type=click.Choice(["reber", "adding", "adding1997", "copy"]), metavar="NAME")
@@ -32,7 +33,7 @@ from .common import fail, load_char_model, load_kind, refuse_existing
                    "any machine, unless the time budget ends it first.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Runs in parallel, one process and one BLAS thread each [all cores].")
-@click.option("--scheduler", metavar="tcp://HOST:PORT",
+@click.option("--scheduler", type=SCHEDULER, metavar="tcp://HOST:PORT",
               help="Run on the Dask cluster of this scheduler instead of local processes (pip install "
                    "'rnnkit[dask]'; the workers need rnnkit installed).")
 @click.option("--report", is_flag=True, help="Only rewrite NAME.md, NAME.json and NAME.png from --out's "
@@ -68,7 +69,7 @@ def experiment(name, out, seeds, lengths, cells, time_budget, max_steps, jobs, s
               help="Sequence length T of the --task data for fresh --cell models.")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Units of the fresh --cell models.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the fresh models' weights and of the data.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="diagnostics", show_default=True,
               help="Directory for grad_norms.png and saturation.png (an existing one is never overwritten).")

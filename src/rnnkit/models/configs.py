@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import types
 import typing
 from dataclasses import asdict, fields
 from typing import Any
+
+import numpy as np
 
 from ..errors import CheckpointError, ConfigError
 
@@ -58,7 +61,7 @@ def check_range(config, name: str, low: float | None = None, high: float | None 
                 low_open: bool = False, high_open: bool = False) -> None:
     """`ConfigError` unless ``config.<name>`` lies in the range (open or closed at each end)."""
     value = getattr(config, name)
-    ok = value == value  # not NaN
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and value == value  # not NaN
     if low is not None:
         ok = ok and (value > low if low_open else value >= low)
     if high is not None:
@@ -67,7 +70,7 @@ def check_range(config, name: str, low: float | None = None, high: float | None 
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
         raise ConfigError(f"{name} must be in {left}{'-inf' if low is None else low}, "
-                          f"{'inf' if high is None else high}{right}, got {value}")
+                          f"{'inf' if high is None else high}{right}, got {value!r}")
 
 
 def check_option_ranges(config, skip_defaults: bool = False) -> None:

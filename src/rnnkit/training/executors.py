@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from ..errors import ConfigError, DependencyError
+from ..validate import scheduler_address
 
 
 class InlineExecutor(cf.Executor):
@@ -38,22 +39,64 @@ class InlineExecutor(cf.Executor):
         return future
 
 
-def one_blas_thread() -> None:
-    """Initializer of a pool's worker processes: one BLAS thread each (runs also pin it themselves)."""
+def start_worker(parent: int) -> None:
+    """Initializer of a pool's worker processes: die with the ``parent`` process, one BLAS thread each (runs also
+    pin it themselves)."""
     from threadpoolctl import threadpool_limits
 
+    die_with_parent(parent)
     threadpool_limits(1)
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process receives when its parent dies
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this process end when ``parent`` ends, however it ends (SIGKILL included): Linux's parent-death
+    signal where available, else a daemon thread that watches ``parent``. A process whose parent has already
+    gone exits at once."""
+    import signal
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        watched = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux
+        watched = False
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not watched:
+        import threading
+
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int, every: float = 0.5) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
+def stop_workers(executor: cf.Executor) -> None:
+    """End a process pool's workers now (their runs are abandoned): a pool shut down without waiting would
+    otherwise let them finish their runs, and the interpreter's exit waits for them."""
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 def dask_client(scheduler: str):
     """A `distributed.Client` connected to the running scheduler at ``scheduler`` (``tcp://HOST:PORT``)."""
+    scheduler_address(scheduler, "--scheduler")
     try:
         import distributed
     except ImportError:
         raise DependencyError(f"--scheduler {scheduler} needs Dask: pip install 'rnnkit[dask]'") from None
     try:
         return distributed.Client(scheduler, timeout="10s", set_as_default=False)
-    except (OSError, TimeoutError) as e:
+    except (OSError, TimeoutError, ValueError) as e:
         raise ConfigError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} (expected a running "
                           f"'dask scheduler' address tcp://HOST:PORT): {e}") from None
 
@@ -70,13 +113,14 @@ def open_executor(scheduler: str | None = None, jobs: int | None = None) -> Iter
         client, executor = None, InlineExecutor()
     else:
         client = None
-        executor = cf.ProcessPoolExecutor(jobs or os.cpu_count(), initializer=one_blas_thread)
+        executor = cf.ProcessPoolExecutor(jobs or os.cpu_count(), initializer=start_worker, initargs=(os.getpid(),))
         executor.rnnkit_slots = jobs or os.cpu_count()
     try:
         yield executor
     except BaseException:
         if client is None:
             executor.shutdown(wait=False, cancel_futures=True)
+            stop_workers(executor)
         else:  # a Dask executor cancels its futures when it does not wait
             executor.shutdown(wait=False)
         raise

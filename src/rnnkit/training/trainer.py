@@ -36,6 +36,7 @@ from ..models.protocol import TrainableModel, WholeSequenceModel
 from ..models.registry import check_state
 from ..module import no_grad
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
+from ..validate import MAX_SEED
 from . import checkpoint
 from .data import data_identity
 from .files import append_line, atomic_write, hold_run_directory, make_directory
@@ -67,7 +68,7 @@ class TrainConfig:
                               choices=("epoch", "never"))
     eval_every: int = option(100, "Validate and checkpoint every N updates.", flags=("--eval-val-every",), low=1)
     log_every: int = 10
-    seed: int = option(0, "Seed of the initial weights, the data order and dropout.")
+    seed: int = option(0, "Seed of the initial weights, the data order and dropout.", low=0, high=MAX_SEED)
     progress: bool = option(True, "Show a progress bar.", negative="--no-progress", resume=False)
     skip_nonfinite: bool = option(False, "Skip an update whose loss or gradient is NaN/Inf instead of stopping.")
     lr_decay: float = option(1.0, "Multiply the learning rate by this every epoch (char-rnn) ...",
