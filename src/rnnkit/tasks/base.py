@@ -105,6 +105,19 @@ class GeneratedTask(TaskBase):
     def _make(self, rng: np.random.Generator, n: int) -> Batch:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def check_fits(self, rows: int) -> None:
+        """A one-line `DataError` naming the sizes and the machine's memory unless ``rows`` sequences of this task
+        (inputs, targets and mask of up to T + T/10 + 20 steps, in float64 at most) fit in memory — checked before
+        the validation set is drawn."""
+        from ..errors import DataError
+        from ..validate import fits_in_memory
+
+        steps = self.seq_length + self.seq_length // 10 + 20
+        width = getattr(self, "input_size", 1) + getattr(self, "output_size", 1) + 1
+        itemsize = np.dtype(getattr(self, "dtype", np.float64)).itemsize
+        fits_in_memory(rows * steps * width, itemsize, f"the {self.name} task's data ({rows:,} sequences of "
+                       f"{self.seq_length:,} steps)", error=DataError)
+
     def batches(self, epoch: int) -> Iterator[Batch]:
         rng = np.random.default_rng([self.seed, epoch])
         for _ in range(self.batches_per_epoch):

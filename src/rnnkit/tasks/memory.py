@@ -149,6 +149,7 @@ class AddingTask(GeneratedTask):
         self.seq_length, self.batch_size, self.batches_per_epoch = seq_length, batch_size, batches_per_epoch
         self.seed, self.dtype = seed, np.dtype(dtype)
         self.input_size, self.output_size = 2, 1
+        self.check_fits(max(val_size, batch_size))
         self.val = [self._make(np.random.default_rng([seed, 10**6]), val_size)]
 
     @classmethod
@@ -201,6 +202,7 @@ class Adding1997Task(GeneratedTask):
             raise DataError(f"the adding problem (1997) needs --seq-length >= 4, got {seq_length}")
         self.seq_length, self.batch_size, self.batches_per_epoch, self.seed = seq_length, batch_size, \
             batches_per_epoch, seed
+        self.check_fits(max(val_size, batch_size))
         self.val = [self._make(np.random.default_rng([seed, 10**6]), val_size)]
         # predicting the mean target 0.5 everywhere: MSE = Var(X1 + X2)/16 = (2/3)/16
         self.baseline = (2.0 / 3.0) / 16.0
@@ -261,6 +263,7 @@ class CopyTask(GeneratedTask):
         self.seq_length, self.batch_size, self.batches_per_epoch, self.seed = seq_length, batch_size, \
             batches_per_epoch, seed
         self.baseline = 10 * np.log(8) / (seq_length + 20)
+        self.check_fits(max(val_size, batch_size))
         self.val = [self._make(np.random.default_rng([seed, 10**6]), val_size)]
 
     @classmethod
