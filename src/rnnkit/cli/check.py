@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from ..training.files import atomic_write
-from .common import fail
+from .common import fail, refuse_existing
 from .options import TOLERANCE
 
 
@@ -80,6 +80,8 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
     if unknown:
         fail(f"--cells must be a subset of rnn,lstm,gru, got {', '.join(unknown)}")
     batch_sizes, hidden_sizes = _ints(batches, "batch"), _ints(hiddens, "hidden")
+    refuse_existing(json_path, "--json")
+    _bench_fits(max(batch_sizes), max(hidden_sizes), steps)
     if not no_torch and not variants and importlib.util.find_spec("torch") is None:
         click.echo("rnnkit: note: torch is not installed, so rnnkit is timed alone (pip install torch to compare; "
                    "--no-torch silences this note)", err=True)
@@ -106,6 +108,15 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
         meta = {"steps": steps, "threads": threads or os.cpu_count(), "repeats": repeats,
                 "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report}
         atomic_write(json_path, bench_lib.to_json(records, meta))
+
+
+def _bench_fits(batch: int, hidden: int, steps: int) -> None:
+    """A one-line error unless the largest benchmark fits in memory: an LSTM's weights, gradients and Adam-free
+    float32 activations (inputs, output gradients, gates and their gradients per step), torch's copy too."""
+    from ..validate import fits_in_memory
+
+    elements = 2 * (4 * hidden * 2 * hidden) + batch * steps * hidden * (2 + 6 * 4)
+    fits_in_memory(elements, 4, f"bench at --batch {batch} --hidden {hidden} --steps {steps}", copies=2)
 
 
 def _bench_variants(batch_sizes, hidden_sizes, steps, threads, repeats, json_path, report) -> None:
