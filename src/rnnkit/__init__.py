@@ -7,7 +7,7 @@ Task protocol), `models/` (the trainable models and the checkpoint registry), `t
 tools around it) and `cli/` (the ``rnnkit`` command).
 """
 
-from . import init, losses, optim
+from . import _startup, init, losses, optim  # _startup first: the command's Ctrl-C while the rest imports
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .crf import CRF
 from .ctc import CTCLoss, ctc_greedy_decode, ctc_loss, ctc_prefix_beam_search

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from .._startup import started
 from ..errors import RnnkitError, TrainingInterrupted
 from . import apply, check, search, study, teach, train
 
@@ -92,6 +93,7 @@ def main(argv=None) -> None:
     OpenBLAS uses the widest kernels the CPU supports."""
     if argv is None:
         restart_with_best_blas()
+    started()
     try:
         cli.main(args=argv, prog_name="rnnkit", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
