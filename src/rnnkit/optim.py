@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from .errors import StateDictError
-from .module import Parameter
+from .errors import ConfigError, StateDictError
+from .module import Parameter, _is_real, check_bool, check_float
 
 
 class Optimizer:
@@ -24,10 +24,9 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         if isinstance(items[0], Parameter):
             items = [(str(i), p) for i, p in enumerate(items)]
-        if lr <= 0 or not math.isfinite(lr):
-            raise ValueError(f"learning rate must be a positive number, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        if not _is_real(lr) or lr <= 0 or not math.isfinite(lr):
+            raise ConfigError(f"learning rate must be a positive number, got {lr!r}")
+        weight_decay = check_float("weight_decay", weight_decay, 0.0)
         self.named = items
         self.lr = lr
         self.weight_decay = weight_decay
@@ -75,8 +74,9 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
+        momentum, nesterov = check_float("momentum", momentum, 0.0), check_bool("nesterov", nesterov)
         if nesterov and momentum <= 0:
-            raise ValueError("Nesterov momentum needs momentum > 0")
+            raise ConfigError("Nesterov momentum needs momentum > 0")
         self.momentum, self.nesterov = momentum, nesterov
 
     def _update(self, w, g, state):
@@ -98,7 +98,7 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
-        self.eps = eps
+        self.eps = check_float("eps", eps, 0.0)
 
     def _update(self, w, g, state):
         s = state["sum"]
@@ -115,7 +115,8 @@ class RMSprop(Optimizer):
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
                  centered: bool = False, weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
-        self.alpha, self.eps, self.momentum, self.centered = alpha, eps, momentum, centered
+        self.alpha, self.eps = check_float("alpha", alpha, 0.0, 1.0), check_float("eps", eps, 0.0)
+        self.momentum, self.centered = check_float("momentum", momentum, 0.0), check_bool("centered", centered)
 
     def _update(self, w, g, state):
         s = state["square_avg"]
@@ -146,8 +147,10 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
-        self.beta1, self.beta2 = betas
-        self.eps = eps
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ConfigError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.beta1, self.beta2 = (check_float(f"betas[{i}]", b, 0.0, 1.0, high_open=True) for i, b in enumerate(betas))
+        self.eps = check_float("eps", eps, 0.0)
 
     def _update(self, w, g, state):
         m, v = state["exp_avg"], state["exp_avg_sq"]
