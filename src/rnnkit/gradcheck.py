@@ -17,6 +17,7 @@ import copy
 
 import numpy as np
 
+from . import validate
 from .errors import ConfigError
 from .module import Module, no_grad
 
@@ -136,6 +137,7 @@ def gradcheck(target, *inputs, backward=None, params=None, eps: float = 1e-6, se
     max|analytic − numeric| / max(max|analytic|, max|numeric|, floor). With ``report=True`` also return a dict
     {name: error} (inputs are named ``input[i]``).
     """
+    eps, seed, floor = validate.step_size(eps, "eps"), validate.seed(seed), validate.tolerance(floor, "floor")
     inputs = tuple(_to64(x) for x in inputs)
     if isinstance(target, Module) and backward is None:
         subject = _ModuleUnderTest(target, forward_kwargs)
