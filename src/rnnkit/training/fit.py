@@ -20,10 +20,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .. import validate
 from ..errors import ConfigError, ShapeError
 from ..losses import LOSSES, CrossEntropyLoss
 from ..models.protocol import inference
-from ..module import Module
+from ..module import Module, check_positive_int
 from ..recurrent.layer import RecurrentLayer
 from ..tasks.base import Batch, TaskBase
 from .checkpoint import exists as checkpoint_exists
@@ -60,9 +61,8 @@ class ArrayTask(TaskBase):
 
     def __init__(self, inputs, targets, lengths=None, mask=None, val=None, batch_size: int = 32, loss="ce",
                  seed: int = 0, shuffle: bool = True):
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.loss, self.batch_size, self.seed, self.shuffle = loss, int(batch_size), seed, shuffle
+        batch_size, seed = check_positive_int("batch_size", batch_size), validate.seed(seed)
+        self.loss, self.batch_size, self.seed, self.shuffle = loss, batch_size, seed, shuffle
         self.data = _as_batch(inputs, targets, lengths, mask, "")
         self.per_step = self.data.mask.ndim == 2
         self.seq_length = self.data.x.shape[1]
@@ -263,6 +263,7 @@ def fit(model, inputs, targets=None, *, lengths=None, mask=None, val=None, epoch
     (default for arrays), ``"mse"``, ``"bce"`` or a loss object. One validation per epoch; ``k1``/``k2``: truncated
     BPTT; ``train_options``: more `TrainConfig` fields (``weight_decay``, ``max_steps``, ``time_limit``...).
     ``run_dir``: where metrics.jsonl, loss.png and the checkpoint go (None: nothing is written)."""
+    seed = validate.seed(seed)
     if hasattr(inputs, "batches"):
         task = inputs
         loss = loss or task.loss or "ce"
@@ -286,6 +287,7 @@ def predict(model, inputs, lengths=None, batch_size: int | None = None) -> np.nd
     """The model's outputs for ``inputs`` in evaluation mode, saving nothing (``rnnkit.no_grad``); in chunks of
     ``batch_size`` rows when given (None: one forward). An unbatched sequence gives its unbatched outputs."""
     module = model.module if isinstance(model, ModuleModel) else model
+    batch_size = None if batch_size is None else check_positive_int("batch_size", batch_size)
     with inference(module):
         if batch_size is None:
             return _forward(module, inputs, lengths)
@@ -299,4 +301,5 @@ def predict(model, inputs, lengths=None, batch_size: int | None = None) -> np.nd
 def evaluate(model, inputs, targets, lengths=None, mask=None, loss="ce", batch_size: int = 256) -> dict:
     """``loss`` (mean per counted target) and, for cross-entropy, ``accuracy`` of ``model`` on the arrays."""
     module = model.module if isinstance(model, ModuleModel) else model
+    batch_size = check_positive_int("batch_size", batch_size)
     return ModuleModel(module, loss)._score(_split(_as_batch(inputs, targets, lengths, mask, ""), batch_size))
