@@ -157,3 +157,77 @@ def test_a_stop_signal_finishes_the_update_writes_a_checkpoint_and_exits_with_on
     resumed = subprocess.run(command(*train_args(corpus, out, "--resume", "--max-steps", str(step + 3))), env=ENV,
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0 and f"done: {step + 3} updates" in resumed.stdout, resumed.stderr
+
+
+def test_a_new_run_holds_its_directory_before_checking_it_for_a_checkpoint(tmp_path, corpus, monkeypatch, capsys):
+    from rnnkit.cli import train as train_command
+    from rnnkit.training import files
+
+    out, seen = tmp_path / "run", []
+    real_exists = train_command.checkpoint.exists
+
+    def exists(path):
+        seen.append(out.resolve() / LOCK_NAME in files._held)
+        return real_exists(path)
+
+    monkeypatch.setattr(train_command.checkpoint, "exists", exists)
+    code, _, err = run_cli(train_args(corpus, out, "--max-steps", "2", "--eval-every", "2"), capsys)
+    assert code == 0, err
+    assert seen and all(seen)
+
+
+def test_a_run_started_while_another_sets_up_the_same_new_directory_is_refused_and_changes_nothing(tmp_path,
+                                                                                                    corpus):
+    big = tmp_path / "big.txt"
+    big.write_text("to be or not to be, that is the question. " * 60000, encoding="utf-8")
+    out = tmp_path / "run"
+    slow = subprocess.Popen(command(*train_args(big, out, "--max-steps", "1000000", "--eval-every", "1000000",
+                                                "--time-limit", "100")),
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: lock_holder(out) == str(slow.pid))
+        quick = subprocess.run(command("train", "reber", "--max-steps", "1", "--eval-every", "1", "--out", out,
+                                       "--no-progress"), env=ENV, capture_output=True, text=True, timeout=120)
+        assert slow.poll() is None, "the slow run ended before the quick one started"
+    finally:
+        slow.kill()
+        slow.wait()
+    assert quick.returncode == 2, quick.stderr
+    assert quick.stderr.strip().splitlines() == [
+        f"rnnkit: error: run directory {str(out)!r} in use by process {slow.pid} (expected a directory no other run "
+        "is using; wait for it to finish or choose another --out)"]
+    assert checkpoint.versions(out) == [] or checkpoint.load(out)[0]["task"]["task"] == "text"
+
+
+def test_a_run_refused_before_writing_anything_leaves_no_directory_behind(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "reber", "--out", str(out), "--resume"], capsys)
+    assert code == 2 and err.strip().splitlines() == [f"rnnkit: error: --resume: no checkpoint in {str(out)!r}"]
+    assert not out.exists()
+
+
+def test_resume_with_a_task_other_than_the_runs_is_refused_instead_of_ignored(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    assert run_cli(train_args(corpus, out, "--max-steps", "2", "--eval-every", "2"), capsys)[0] == 0
+    before = sorted(p.name for p in out.iterdir())
+    code, _, err = run_cli(["train", "classify", "--out", str(out), "--resume"], capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        f"rnnkit: error: --resume: {str(out)!r} holds a 'text' run, not 'classify' (omit TASK to continue it)"]
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_a_stop_signal_ignored_when_training_starts_stays_ignored(tmp_path, corpus):
+    out = tmp_path / "run"
+    long_run = train_args(corpus, out, "--max-steps", "1000000", "--eval-every", "1000000", "--time-limit", "100",
+                          "--max-epochs", "1000000")
+    proc = subprocess.Popen(command(*long_run), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        wait_for(lambda: (out / "metrics.jsonl").exists())
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert proc.poll() is None, "SIGHUP, ignored as under nohup, stopped the run"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 import typing
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from ..errors import CheckpointError, ConfigError
 from ..models.configs import check_value, field_names, flag
@@ -23,7 +24,7 @@ from ..models.sequence import CELL_DEFAULTS, ModelConfig
 from ..tasks.registry import DEFAULT_TASK, TASKS, make_task
 from ..training import checkpoint
 from ..training.data import DATA_FILES, DataConfig, check_same_data, stored_data_paths
-from ..training.files import hold_run_directory
+from ..training.files import LOCK_NAME, hold_run_directory, make_directory
 from ..training.trainer import TrainConfig, Trainer
 from .common import fail
 from .options import MODEL_CONFIGS, given, option_table, with_options
@@ -63,9 +64,11 @@ def train(ctx, task, out, resume, init_from, allow_other_data, reset_optimizer, 
     (memory benchmarks), 'text' (a character language model), 'classify' (label<TAB>text lines), 'tagging'
     (CoNLL columns), 'seq2seq' (source<TAB>target lines; without --data, the built-in digit reversal) or 'ctc'
     (unaligned transcription of generated noisy frames with the CTC loss)."""
-    existing = out is not None and Path(out).is_dir()
-    with hold_run_directory(out) if existing else nullcontext():  # a new run's directory is locked by `fit`
-        run = open_run(task, out, resume, init_from, reset_optimizer)
+    check_run_flags(resume, init_from, out, reset_optimizer)
+    with claimed_run_directory(run_directory(task, out)) as run_dir:
+        run = open_run(task, run_dir, resume, init_from, reset_optimizer)
+        if resume and ctx.get_parameter_source("task") is not ParameterSource.DEFAULT and task != run.task:
+            fail(f"--resume: {str(run_dir)!r} holds a {run.task!r} run, not {task!r} (omit TASK to continue it)")
         run.allow_other_data, run.reset_optimizer = allow_other_data, reset_optimizer
         train_run(run, given(ctx, values))
 
@@ -94,17 +97,53 @@ def build_trainer(run: Run, explicit: dict) -> Trainer:
     return Trainer(model, the_task, train_config, run.out)
 
 
-def open_run(task: str, out: str | None, resume: bool, init_from: str | None, reset_optimizer: bool = False) -> Run:
-    """Check --out/--resume/--init-from and load the checkpoints they name."""
+def check_run_flags(resume: bool, init_from: str | None, out: str | None, reset_optimizer: bool) -> None:
+    """One-line error for a combination of --resume, --init-from, --out and --reset-optimizer that cannot be."""
     if resume and init_from:
         fail("--resume and --init-from cannot be combined (resume continues --out; init-from starts a new run)")
     if resume and not out:
         fail("--resume needs --out, the run directory to continue")
     if reset_optimizer and not resume:
         fail("--reset-optimizer applies to --resume (a new run starts with a fresh optimizer anyway)")
+
+
+def run_directory(task: str, out: str | None) -> Path:
+    """--out, or ``runs/<task>-<time>``; a one-line error if it exists and is not a directory."""
     run_dir = Path(out) if out else Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and not run_dir.is_dir():
         fail(f"--out {str(run_dir)!r} exists and is not a directory")
+    return run_dir
+
+
+@contextmanager
+def claimed_run_directory(run_dir: Path):
+    """Create ``run_dir`` if needed and hold its lock for the block — before anything in it is checked or written,
+    so a second process on it is refused ("in use by process N") and cannot replace what this one finds. A
+    directory made here that holds nothing but the lock when the block fails is removed again."""
+    created = not run_dir.exists()
+    make_directory(run_dir)
+    try:
+        with hold_run_directory(run_dir):
+            yield run_dir
+    except BaseException:
+        if created:
+            _remove_if_unused(run_dir)
+        raise
+
+
+def _remove_if_unused(run_dir: Path) -> None:
+    """Remove ``run_dir`` if it holds nothing but a lock file (a run that failed before writing anything)."""
+    try:
+        if {p.name for p in run_dir.iterdir()} <= {LOCK_NAME}:
+            (run_dir / LOCK_NAME).unlink(missing_ok=True)
+            run_dir.rmdir()
+    except OSError:
+        pass  # another process uses it now, or it is gone: leave it
+
+
+def open_run(task: str, run_dir: Path, resume: bool, init_from: str | None, reset_optimizer: bool = False) -> Run:
+    """Load the checkpoints --resume and --init-from name, with ``run_dir`` locked (`claimed_run_directory`): a
+    checkpoint found there is refused without --resume."""
     has_checkpoint = run_dir.is_dir() and checkpoint.exists(run_dir)
     if has_checkpoint and not resume:
         fail(f"{str(run_dir)!r} already holds a checkpoint; pass --resume to continue it or choose another --out")
