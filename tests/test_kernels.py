@@ -11,7 +11,7 @@ import rnnkit
 from conftest import GRADCHECK_TOL
 from rnnkit import kernels
 from rnnkit.errors import ConfigError
-from rnnkit.recurrent import LSTMStep
+from rnnkit.recurrent.cell import Cell
 
 numba = pytest.importorskip("numba", reason="numba is not installed: the compiled kernels are not available")
 
@@ -51,11 +51,21 @@ def relative_error(a, b) -> float:
     return float(np.abs(a - b).max(initial=0.0) / max(1.0, np.abs(b).max(initial=0.0)))
 
 
+def cell_classes(base=Cell):
+    """Every cell class defined so far (subclasses of ``base``, recursively)."""
+    for cls in base.__subclasses__():
+        yield cls
+        yield from cell_classes(cls)
+
+
 @pytest.fixture(params=["whole-sequence", "per-step"])
 def loop(request, monkeypatch):
-    """Run the LSTM's time loop in one compiled call (small B·H) or step by step with fused step kernels."""
+    """Run each time loop in one compiled call (every cell class that declares ``whole_sequence``) or step by step
+    with the fused step kernels (``whole_sequence`` switched off on all of them)."""
     if request.param == "per-step":
-        monkeypatch.setattr(LSTMStep, "whole_sequence_max", 0)
+        for cls in list(cell_classes()):
+            if cls.__dict__.get("whole_sequence"):
+                monkeypatch.setattr(cls, "whole_sequence", False)
     return request.param
 
 
@@ -101,14 +111,14 @@ def test_compiled_kernels_equal_numpy_in_elmans_no_bptt_training(name, loop):
     assert max(relative_error(g, e) for g, e in zip(got, expected)) <= TOL[np.float64]
 
 
-def test_the_whole_sequence_path_is_taken_for_small_lstms_only():
-    small, projected = rnnkit.LSTM(3, 8).cells[0], rnnkit.LSTM(3, 8, proj_size=2).cells[0]
+def test_rnn_lstm_and_gru_cells_take_the_whole_sequence_loop_with_compiled_kernels_only():
+    cells = [rnnkit.RNN(3, 8).cells[0], rnnkit.LSTM(3, 8, proj_size=2, peephole=True).cells[0],
+             rnnkit.GRU(3, 8).cells[0], rnnkit.GRU(3, 8, reset_after=False).cells[0]]
     with kernels.using("compiled"):
-        assert small.runs_whole_sequence(4) and not small.runs_whole_sequence(64)
-        assert not projected.runs_whole_sequence(4)
-        assert not rnnkit.MogrifierLSTM(3, 8).cells[0].runs_whole_sequence(4)
+        assert all(cell.runs_whole_sequence(64) for cell in cells)
+        assert not rnnkit.MogrifierLSTM(3, 8).cells[0].runs_whole_sequence(4)  # a subclass with steps of its own
     with kernels.using("numpy"):
-        assert not small.runs_whole_sequence(4)
+        assert not any(cell.runs_whole_sequence(4) for cell in cells)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "identity"])

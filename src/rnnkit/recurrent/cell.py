@@ -224,18 +224,40 @@ class Cell(ParameterOwner):
             self.bias_hh.grad += db
 
     # -- the whole loop in one compiled call (optional) ------------------------------------------------------
+    #: whether the calls of this class run the whole time loop in one compiled call (`rnnkit.kernels.sequence_loop`)
+    #: where compiled kernels are active. Declared by each class in its own body, like
+    #: ``supports_recurrent_masks``: a subclass with steps of its own does not inherit it.
+    whole_sequence = False
+
     def runs_whole_sequence(self, batch: int) -> bool:
-        """True where this cell runs the whole time loop in one compiled call for this batch size (where the
-        per-step Python cost would dominate); the runner then calls the two methods below instead of the loop."""
-        return False
+        """True where this cell runs the whole time loop in one compiled call for this batch; the runner then calls
+        the two methods below instead of its Python loop (calls with per-step masks stay in the Python loop)."""
+        return bool(type(self).__dict__.get("whole_sequence", False)) and kernels.active() is not None
 
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
-                         reverse: bool) -> None:  # pragma: no cover - only cells that run whole sequences
-        raise NotImplementedError
+                         reverse: bool) -> None:
+        """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
+        `rnnkit.kernels.sequence_loop` around this cell's compiled step (`sequence_step`)."""
+        from ..kernels import sequence_loop  # numba is loaded only where compiled kernels are active
+
+        step, params = self.sequence_step(ws)
+        sequence_loop.sequence_forward(step, params, xp, tuple(states), counts, reverse)
 
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
-                          counts: np.ndarray, reverse: bool, detach: bool,
-                          dxp: np.ndarray) -> None:  # pragma: no cover - only cells that run whole sequences
+                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray) -> None:
+        """The backward loop of `Recurrence.backward` in one compiled call (`sequence_step_backward`)."""
+        from ..kernels import sequence_loop
+
+        step, params = self.sequence_step_backward(ws)
+        sequence_loop.sequence_backward(step, params, dy, tuple(dstate), tuple(states), counts, reverse, detach,
+                                        dxp)
+
+    def sequence_step(self, ws: Workspace) -> tuple:  # pragma: no cover - only cells that run whole sequences
+        """(compiled step, its params tuple) for `rnnkit.kernels.sequence_loop.sequence_forward`."""
+        raise NotImplementedError
+
+    def sequence_step_backward(self, ws: Workspace) -> tuple:  # pragma: no cover - only whole-sequence cells
+        """(compiled backward step, its params tuple) for `rnnkit.kernels.sequence_loop.sequence_backward`."""
         raise NotImplementedError
 
     # -- one step (inside the time loop) --------------------------------------------------------------

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-from .. import kernels
 from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, as_rng, check_bool, check_float, check_int
@@ -99,22 +98,24 @@ class LSTMStep(Cell):
             ws.w_hr_t = transposed(self.weight_hr.data)
         return ws
 
-    #: the largest B·H for which the whole time loop runs in one compiled call (measured cross-over: its
-    #: row-by-row recurrent product wins at B·H ≤ 256, BLAS per step wins beyond)
-    whole_sequence_max = 256
+    whole_sequence = True
 
-    def runs_whole_sequence(self, batch):
-        return (type(self) is LSTMStep and not self.proj_size and batch * self.hidden_size <= self.whole_sequence_max
-                and kernels.active() is not None)
+    def sequence_step(self, ws):
+        from ..kernels import lstm as fused  # numba is loaded only with compiled kernels active
 
-    def sequence_forward(self, ws, xp, states, counts, reverse):
-        h, c = states
-        ws.kernels.lstm_sequence_forward(xp, ws.w_hh_t, *ws.peepholes, self.peephole, counts, reverse, h, c,
-                                         ws.gates, ws.tanh_c)
+        projected, dt = bool(self.proj_size), self.dtype
+        return fused.lstm_step, (ws.w_hh_t, *ws.peepholes, self.peephole, ws.gates, ws.tanh_c,
+                                 ws.m if projected else np.empty((0, 0, 0), dt),
+                                 ws.w_hr_t if projected else np.empty((0, 0), dt), projected)
 
-    def sequence_backward(self, ws, dy, dstate, states, counts, reverse, detach, dxp):
-        ws.kernels.lstm_sequence_backward(dy, dstate[0], dstate[1], self.weight_hh.data, *ws.peepholes,
-                                          self.peephole, counts, reverse, detach, states[1], ws.gates, ws.tanh_c, dxp)
+    def sequence_step_backward(self, ws):
+        from ..kernels import lstm as fused
+
+        projected, dt = bool(self.proj_size), self.dtype
+        return fused.lstm_step_backward, (ws.w_hh, *ws.peepholes, self.peephole, ws.gates, ws.tanh_c,
+                                          ws.dh if projected else np.empty((0, 0, 0), dt),
+                                          self.weight_hr.data if projected else np.empty((0, 0), dt), projected,
+                                          ws.scratch[2])
 
     def step(self, ws, t, xp, prev, new):
         (h_prev, c_prev), (h_new, c_new) = prev, new
@@ -130,7 +131,7 @@ class LSTMStep(Cell):
             np.matmul(out, ws.w_hr_t, out=h_new)  # h_t = m_t W_hrᵀ
 
     def _gates_forward(self, gates, xp, c_prev, c_new, tanh_c, out, tmp):
-        """The pointwise forward in NumPy (`rnnkit.kernels.compiled.lstm_forward` fuses it)."""
+        """The pointwise forward in NumPy (`rnnkit.kernels.lstm.lstm_forward` fuses it)."""
         hs = self.hidden_size
         gates += xp
         i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
@@ -163,7 +164,7 @@ class LSTMStep(Cell):
         self.through_recurrent_mask(ws, np.matmul(dxp, ws.w_hh, out=dh))  # δh_{t-1} = δa W_hh (⊙ m_h)
 
     def _gates_backward(self, dm, dc, gates, tanh_c, c_prev, dxp, tmp, dm_o):
-        """The pointwise backward in NumPy (`rnnkit.kernels.compiled.lstm_backward` fuses it): δa into ``dxp``,
+        """The pointwise backward in NumPy (`rnnkit.kernels.lstm.lstm_backward` fuses it): δa into ``dxp``,
         δc_t → δc_{t-1} in ``dc``."""
         hs = self.hidden_size
         i, f, g, o = gates[:, :hs], gates[:, hs:2 * hs], gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]

@@ -36,6 +36,21 @@ class ElmanStep(Cell):
         super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
         self.nonlinearity = nonlinearity
 
+    whole_sequence = True
+
+    def runs_whole_sequence(self, batch):
+        return self.nonlinearity != "sigmoid" and super().runs_whole_sequence(batch)
+
+    def sequence_step(self, ws):
+        from ..kernels import rnn as fused  # numba is loaded only with compiled kernels active
+
+        return fused.rnn_step, (ws.w_hh_t, self.nonlinearity == "relu")
+
+    def sequence_step_backward(self, ws):
+        from ..kernels import rnn as fused
+
+        return fused.rnn_step_backward, (ws.w_hh, self.nonlinearity == "relu")
+
     def step(self, ws, t, xp, prev, new):
         (h,) = new
         np.matmul(self.recurrent_input(ws, prev[0]), ws.w_hh_t, out=h)

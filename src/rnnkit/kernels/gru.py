@@ -1,0 +1,141 @@
+"""Compiled kernels of the GRU (`rnnkit.recurrent.gru.GRUStep`), both reset placements: the fused pointwise parts
+of a step, and the steps of the whole-sequence loop (`rnnkit.kernels.sequence_loop`). Written as
+`rnnkit.kernels.compiled` describes."""
+
+from __future__ import annotations
+
+from numba import njit
+
+from .blas import matmul_into
+from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
+
+
+# -- reset after the recurrent product (PyTorch) -----------------------------------------------------------------
+@njit(**JIT)
+def gru_forward_reset_after(gates, xp, b_hn, h_prev, inner, h_new):
+    """`GRUStep.step` (reset after) after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
+    [r, z, n] on exit; ``inner`` ← h_{t-1} W_hnᵀ + b_hn; h_t = n + z ⊙ (h_{t-1} − n)."""
+    hs = h_prev.shape[1]
+    for b in range(gates.shape[0]):
+        a, x, hp, q, hn = gates[b], xp[b], h_prev[b], inner[b], h_new[b]
+        for j in range(hs):
+            r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
+            q_j = a[2 * hs + j] + b_hn[j]
+            n = tanh(x[2 * hs + j] + r * q_j)
+            a[j], a[hs + j], a[2 * hs + j], q[j] = r, z, n, q_j
+            hn[j] = n + z * (hp[j] - n)
+
+
+@njit(**JIT)
+def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq):
+    """`GRUStep.step_backward` (reset after) before the GEMM δh_{t-1} += δq W_hh: writes δa = [δa_r, δa_z, δa_n]
+    into ``dxp``, δq = [δa_r, δa_z, δa_n ⊙ r] into ``dq`` and leaves δh ⊙ z in ``dh``."""
+    hs = dh.shape[1]
+    for b in range(dh.shape[0]):
+        a, q, hp, d, dqb, dhb = gates[b], inner[b], h_prev[b], dxp[b], dq[b], dh[b]
+        for j in range(hs):
+            r, z, n = a[j], a[hs + j], a[2 * hs + j]
+            da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
+            d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
+            dqb[j], dqb[hs + j], dqb[2 * hs + j] = da_r, da_z, da_n * r
+            dhb[j] = dhb[j] * z
+
+
+@njit(**JIT)
+def gru_reset_after_step(params, t, n, read, write, xp, states):
+    """`GRUStep.step` (reset after) for the whole-sequence loop: h_{t−1} W_hhᵀ (BLAS), then the fused pointwise
+    forward. params = (W_hhᵀ, b_hn, gates (T, B, 3H), inner (T, B, H))."""
+    w_hh_t, b_hn, gates, inner = params
+    h = states[0]
+    h_prev, a = h[read, :n], gates[t, :n]
+    matmul_into(h_prev, w_hh_t, a, False)
+    gru_forward_reset_after(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n])
+
+
+@njit(**JIT)
+def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp):
+    """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward, then
+    δh_{t−1} = δh ⊙ z + δq W_hh (BLAS). params = (W_hh, gates, inner, dq (T, B, 3H))."""
+    w_hh, gates, inner, dq = params
+    dh, dq_t = dstate[0][:n], dq[t, :n]
+    gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t)
+    matmul_into(dq_t, w_hh, dh, True)
+
+
+# -- reset before the recurrent product (Cho et al. 2014) --------------------------------------------------------
+@njit(**JIT)
+def gru_gates_reset_before(gates, xp, h_prev, inner):
+    """`GRUStep.step` (reset before), between its GEMMs: [r, z] = σ(h_{t-1} W_h{r,z}ᵀ + xp) in place in ``gates``
+    (n, 3H; the n block is untouched); ``inner`` ← r ⊙ h_{t-1}."""
+    hs = h_prev.shape[1]
+    for b in range(gates.shape[0]):
+        a, x, hp, q = gates[b], xp[b], h_prev[b], inner[b]
+        for j in range(hs):
+            r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
+            a[j], a[hs + j], q[j] = r, z, r * hp[j]
+
+
+@njit(**JIT)
+def gru_output_reset_before(gates, xp, h_prev, h_new):
+    """`GRUStep.step` (reset before), after its second GEMM: n = tanh(a_n + xp_n); h_t = n + z ⊙ (h_{t-1} − n)."""
+    hs = h_prev.shape[1]
+    for b in range(gates.shape[0]):
+        a, x, hp, hn = gates[b], xp[b], h_prev[b], h_new[b]
+        for j in range(hs):
+            n = tanh(a[2 * hs + j] + x[2 * hs + j])
+            a[2 * hs + j] = n
+            hn[j] = n + a[hs + j] * (hp[j] - n)
+
+
+@njit(**JIT)
+def gru_backward_reset_before_zn(dh, gates, h_prev, dxp):
+    """`GRUStep.step_backward` (reset before), first part: δa_n, δa_z into ``dxp``; δh ← δh ⊙ z."""
+    hs = dh.shape[1]
+    for b in range(dh.shape[0]):
+        a, hp, d, dhb = gates[b], h_prev[b], dxp[b], dh[b]
+        for j in range(hs):
+            z, n = a[hs + j], a[2 * hs + j]
+            d[2 * hs + j] = dhb[j] * (one(z) - z) * dtanh(n)
+            d[hs + j] = dhb[j] * (hp[j] - n) * dsigmoid(z)
+            dhb[j] = dhb[j] * z
+
+
+@njit(**JIT)
+def gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh):
+    """Second part, after δ(r ⊙ h) = δa_n W_hn: δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r(1 − r) into ``dxp``;
+    δh += δ(r ⊙ h) ⊙ r."""
+    hs = dh.shape[1]
+    for b in range(dh.shape[0]):
+        a, hp, d, drh, dhb = gates[b], h_prev[b], dxp[b], d_rh[b], dh[b]
+        for j in range(hs):
+            r = a[j]
+            d[j] = drh[j] * hp[j] * dsigmoid(r)
+            dhb[j] += drh[j] * r
+
+
+@njit(**JIT)
+def gru_reset_before_step(params, t, n, read, write, xp, states):
+    """`GRUStep.step` (reset before) for the whole-sequence loop: [r, z] from h_{t−1} W_h{r,z}ᵀ, then n from
+    (r ⊙ h_{t−1}) W_hnᵀ — two GEMMs, each followed by its fused pointwise part. params = (W_h{r,z}ᵀ, W_hnᵀ,
+    gates (T, B, 3H), inner (T, B, H))."""
+    w_rz_t, w_n_t, gates, inner = params
+    h = states[0]
+    h_prev, a, rh = h[read, :n], gates[t, :n], inner[t, :n]
+    hs = h_prev.shape[1]
+    matmul_into(h_prev, w_rz_t, a[:, :2 * hs], False)
+    gru_gates_reset_before(a, xp, h_prev, rh)
+    matmul_into(rh, w_n_t, a[:, 2 * hs:], False)
+    gru_output_reset_before(a, xp, h_prev, h[write, :n])
+
+
+@njit(**JIT)
+def gru_reset_before_step_backward(params, t, n, read, write, dstate, states, dxp):
+    """`GRUStep.step_backward` (reset before) for the whole-sequence loop: δh_{t−1} = δh ⊙ z + δ(r ⊙ h) ⊙ r +
+    [δa_r, δa_z] W_h{r,z}, with δ(r ⊙ h) = δa_n W_hn. params = (W_hh, gates, scratch (B, H))."""
+    w_hh, gates, scratch = params
+    dh, a, h_prev, d_rh = dstate[0][:n], gates[t, :n], states[0][read, :n], scratch[:n]
+    hs = h_prev.shape[1]
+    gru_backward_reset_before_zn(dh, a, h_prev, dxp)
+    matmul_into(dxp[:, 2 * hs:], w_hh[2 * hs:], d_rh, False)  # δ(r ⊙ h) = δa_n W_hn
+    gru_backward_reset_before_r(d_rh, a, h_prev, dxp, dh)
+    matmul_into(dxp[:, :2 * hs], w_hh[:2 * hs], dh, True)

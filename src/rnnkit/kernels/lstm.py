@@ -1,0 +1,97 @@
+"""Compiled kernels of the LSTM (`rnnkit.recurrent.lstm.LSTMStep`): the fused pointwise step forward and backward,
+and the steps of the whole-sequence loop (`rnnkit.kernels.sequence_loop`), peepholes and projection included.
+Written as `rnnkit.kernels.compiled` describes."""
+
+from __future__ import annotations
+
+from numba import njit
+
+from .blas import matmul_into
+from .jit import JIT, dsigmoid, dtanh, sigmoid, tanh
+
+
+@njit(**JIT)
+def _lstm_row_forward(a, x, cp, cn, tc, y, w_ci, w_cf, w_co, peephole):
+    """One row of `lstm_forward` (1-D arrays of one batch row)."""
+    hs = cp.shape[0]
+    for j in range(hs):
+        a_i, a_f = a[j] + x[j], a[hs + j] + x[hs + j]
+        if peephole:
+            a_i += w_ci[j] * cp[j]
+            a_f += w_cf[j] * cp[j]
+        i, f, g = sigmoid(a_i), sigmoid(a_f), tanh(a[2 * hs + j] + x[2 * hs + j])
+        c = f * cp[j] + i * g
+        a_o = a[3 * hs + j] + x[3 * hs + j]
+        if peephole:
+            a_o += w_co[j] * c
+        o = sigmoid(a_o)
+        t = tanh(c)
+        a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j] = i, f, g, o
+        cn[j], tc[j], y[j] = c, t, o * t
+
+
+@njit(**JIT)
+def lstm_forward(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, out):
+    """`LSTMStep.step` after the GEMM. ``gates`` (n, 4H) holds h_{t-1} W_hhᵀ on entry and the activated
+    [i, f, g, o] on exit; writes c_t, tanh(c_t) and ``out`` = o ⊙ tanh(c_t) (h_t, or m_t with a projection)."""
+    for b in range(gates.shape[0]):
+        _lstm_row_forward(gates[b], xp[b], c_prev[b], c_new[b], tanh_c[b], out[b], w_ci, w_cf, w_co, peephole)
+
+
+@njit(**JIT)
+def _lstm_row_backward(dm, dc, a, tc, cp, d, w_ci, w_cf, w_co, peephole):
+    """One row of `lstm_backward`."""
+    hs = dc.shape[0]
+    for j in range(hs):
+        i, f, g, o = a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j]
+        da_o = dm[j] * tc[j] * dsigmoid(o)
+        c_grad = dc[j] + dm[j] * o * dtanh(tc[j])
+        if peephole:
+            c_grad += da_o * w_co[j]
+        da_i = c_grad * g * dsigmoid(i)
+        da_f = c_grad * cp[j] * dsigmoid(f)
+        d[j], d[hs + j], d[2 * hs + j], d[3 * hs + j] = da_i, da_f, c_grad * i * dtanh(g), da_o
+        c_grad = c_grad * f
+        if peephole:
+            c_grad += da_i * w_ci[j] + da_f * w_cf[j]
+        dc[j] = c_grad
+
+
+@njit(**JIT)
+def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp):
+    """`LSTMStep.step_backward` before the GEMM δh_{t-1} = δa W_hh: from δm (n, H) and δc_t (n, H, overwritten
+    with δc_{t-1}) write δa = [δa_i, δa_f, δa_g, δa_o] into ``dxp`` (n, 4H)."""
+    for b in range(dc.shape[0]):
+        _lstm_row_backward(dm[b], dc[b], gates[b], tanh_c[b], c_prev[b], dxp[b], w_ci, w_cf, w_co, peephole)
+
+
+@njit(**JIT)
+def lstm_step(params, t, n, read, write, xp, states):
+    """`LSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), the fused pointwise forward, then
+    h_t = m_t W_hrᵀ with a projection. params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, gates (T, B, 4H),
+    tanh_c (T, B, H), m (T, B, H), W_hrᵀ, projected); m and W_hrᵀ are unused without a projection."""
+    w_hh_t, w_ci, w_cf, w_co, peephole, gates, tanh_c, m, w_hr_t, projected = params
+    h, c = states
+    a = gates[t, :n]
+    matmul_into(h[read, :n], w_hh_t, a, False)
+    out = m[t, :n] if projected else h[write, :n]  # o ⊙ tanh(c_t): m_t, or h_t itself
+    lstm_forward(a, xp, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[t, :n], out)
+    if projected:
+        matmul_into(out, w_hr_t, h[write, :n], False)  # h_t = m_t W_hrᵀ
+
+
+@njit(**JIT)
+def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
+    """`LSTMStep.step_backward` for the whole-sequence loop: (δm = δh W_hr, keeping δh_t for δW_hr), the fused
+    pointwise backward, δh_{t−1} = δa W_hh (BLAS). params = (W_hh, w_ci, w_cf, w_co, peephole, gates, tanh_c,
+    dh (T, B, P) the δh_t history, W_hr, projected, scratch (B, H))."""
+    w_hh, w_ci, w_cf, w_co, peephole, gates, tanh_c, dh_history, w_hr, projected, scratch = params
+    dh, dc = dstate[0][:n], dstate[1][:n]
+    if projected:
+        dh_history[t, :n] = dh
+        dm = scratch[:n]
+        matmul_into(dh, w_hr, dm, False)  # δm = δh W_hr
+    else:
+        dm = dh
+    lstm_backward(dm, dc, gates[t, :n], tanh_c[t, :n], states[1][read, :n], w_ci, w_cf, w_co, peephole, dxp)
+    matmul_into(dxp, w_hh, dh, False)  # δh_{t−1} = δa W_hh

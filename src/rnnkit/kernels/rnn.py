@@ -1,0 +1,51 @@
+"""Compiled kernels of the Elman RNN (`rnnkit.recurrent.rnn.ElmanStep`): the fused pointwise step and the step of
+the whole-sequence loop (`rnnkit.kernels.sequence_loop`). Written as `rnnkit.kernels.compiled` describes."""
+
+from __future__ import annotations
+
+from numba import njit
+
+from .blas import matmul_into
+from .jit import JIT, dtanh, tanh, zero
+
+
+@njit(**JIT)
+def rnn_forward(h, xp, relu):
+    """`ElmanStep.step` after the GEMM: h ← φ(h + xp), φ = tanh or relu. h, xp (n, H)."""
+    for b in range(h.shape[0]):
+        hb, xb = h[b], xp[b]
+        for j in range(hb.shape[0]):
+            a = hb[j] + xb[j]
+            hb[j] = max(a, zero(a)) if relu else tanh(a)
+
+
+@njit(**JIT)
+def rnn_backward(dh, h, relu, dxp):
+    """`ElmanStep.step_backward` before the GEMM: δa = δh ⊙ φ'(a), φ' = 1 − h² or [h > 0]."""
+    for b in range(dh.shape[0]):
+        db, hb, out = dh[b], h[b], dxp[b]
+        for j in range(db.shape[0]):
+            if relu:
+                out[j] = db[j] if hb[j] > zero(hb[j]) else zero(hb[j])
+            else:
+                out[j] = db[j] * dtanh(hb[j])
+
+
+@njit(**JIT)
+def rnn_step(params, t, n, read, write, xp, states):
+    """`ElmanStep.step` for the whole-sequence loop: h_t = φ(h_{t−1} W_hhᵀ + xp). params = (W_hhᵀ, relu)."""
+    w_hh_t, relu = params
+    h = states[0]
+    h_new = h[write, :n]
+    matmul_into(h[read, :n], w_hh_t, h_new, False)
+    rnn_forward(h_new, xp, relu)
+
+
+@njit(**JIT)
+def rnn_step_backward(params, t, n, read, write, dstate, states, dxp):
+    """`ElmanStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = δa W_hh.
+    params = (W_hh, relu)."""
+    w_hh, relu = params
+    dh = dstate[0][:n]
+    rnn_backward(dh, states[0][write, :n], relu, dxp)
+    matmul_into(dxp, w_hh, dh, False)
