@@ -16,7 +16,7 @@ from .gradcheck import gradcheck
 from .highway import Highway
 from .interop import from_torch, to_torch
 from .layers import Dropout, Embedding, Linear, OneHot, Sequential
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .models.classifier import SequenceClassifier
 from .models.seq2seq import Seq2Seq
 from .models.sequence import ModelConfig, SequenceModel
@@ -35,12 +35,13 @@ from .recurrent import (
     LayerNormGRU,
     LayerNormLSTM,
     LSTMCell,
+    LSTMNet,
     MinGRU,
     MinLSTM,
     MogrifierLSTM,
     RNNCell,
 )
-from .sequences import pad_sequences, unpad_sequences
+from .sequences import TimeSeries, pad_sequences, unpad_sequences
 
 __version__ = "0.1.0"
 
@@ -77,10 +78,11 @@ def export_onnx(model, path, initial_state: bool = False, lengths: bool = False)
 
 __all__ = [
     "GRU", "LSTM", "RHN", "RNN", "Elman", "GRUCell", "Highway", "Jordan", "LSTMCell", "MogrifierLSTM", "RNNCell",
-    "IndRNN", "MinGRU", "MinLSTM", "LayerNormGRU", "LayerNormLSTM",
+    "IndRNN", "MinGRU", "MinLSTM", "LayerNormGRU", "LayerNormLSTM", "LSTMNet", "TimeSeries",
     "CRF", "CTCLoss", "ctc_greedy_decode", "ctc_loss", "ctc_prefix_beam_search",
     "ModelConfig", "RnnkitError", "Seq2Seq", "SequenceClassifier", "SequenceModel", "Tagger",
-    "Adagrad", "Adam", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Embedding", "Linear", "MSELoss", "Module",
+    "Adagrad", "Adam", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Embedding", "Linear",
+    "MSELoss", "Module",
     "OneHot", "Parameter", "RMSprop", "ReLU", "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "clip_grad_norm",
     "evaluate", "export_onnx", "fit", "from_torch", "gradcheck", "init", "losses", "manual_seed", "no_grad", "optim",
     "pad_sequences", "predict", "to_torch", "unpad_sequences",

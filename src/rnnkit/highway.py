@@ -24,11 +24,14 @@ from .module import (
     in_dtype_of,
 )
 
-ACTIVATIONS = ("tanh", "relu")
+ACTIVATIONS = ("tanh", "relu", "identity")  # identity: the lecture's linear ŷ = xW + b
 
 
 class Highway(Module):
     r"""y = H(x) ⊙ T(x) + x ⊙ (1 − T(x)),  H(x) = φ(x W_Hᵀ + b_H),  T(x) = σ(x W_Tᵀ + b_T).
+
+    φ = ``activation``: tanh (default), relu, or identity — the lecture's linear form
+    y = (x W_Hᵀ + b_H) ⊙ T(x) + x ⊙ (1 − T(x)).
 
     The two affine maps are fused into ``weight`` (2S, S) = [W_H; W_T] and ``bias`` (2S,) = [b_H; b_T]; b_T starts
     at ``gate_bias`` (negative: the layer starts close to the identity, which is what lets deep stacks train).
@@ -70,7 +73,7 @@ class Highway(Module):
             h, t = a[..., :s], a[..., s:]
             if self.activation == "tanh":
                 np.tanh(h, out=h)
-            else:
+            elif self.activation == "relu":
                 np.maximum(h, 0, out=h)
             sigmoid(t, out=t)
             caches.append((x, a))
@@ -86,7 +89,8 @@ class Highway(Module):
             da = np.empty_like(a)
             da_h, da_t = da[..., :s], da[..., s:]
             np.multiply(dy, t, out=da_h)
-            da_h *= (1.0 - h * h) if self.activation == "tanh" else (h > 0)
+            if self.activation != "identity":  # φ' = 1 − H² (tanh), [H > 0] (relu), 1 (identity)
+                da_h *= (1.0 - h * h) if self.activation == "tanh" else (h > 0)
             np.multiply(dy, h - x, out=da_t)
             da_t *= t * (1.0 - t)
             da2 = da.reshape(-1, 2 * s)

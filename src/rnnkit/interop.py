@@ -84,7 +84,12 @@ def _torch_builder(layer: Module):
             if not layer.reset_after:
                 raise ConfigError("GRU(reset_after=False) has no torch.nn counterpart (torch applies the reset "
                                   "after the recurrent matmul)")
+            if layer.update_gate != "pytorch":
+                raise ConfigError(f"GRU(update_gate={layer.update_gate!r}) has no torch.nn counterpart (torch's z "
+                                  "keeps the previous state: h = (1 − z) ⊙ n + z ⊙ h)")
             return lambda nn, dtype: nn.GRU(*sizes, dtype=dtype, **opts)
+        if layer.nonlinearity == "sigmoid":
+            raise ConfigError("RNN(nonlinearity='sigmoid') has no torch.nn counterpart (torch.nn.RNN: tanh or relu)")
         return lambda nn, dtype: nn.RNN(*sizes, nonlinearity=layer.nonlinearity, dtype=dtype, **opts)
     if isinstance(layer, RNNCell):
         return lambda nn, dtype: nn.RNNCell(layer.input_size, layer.hidden_size, bias=layer.cell.bias,

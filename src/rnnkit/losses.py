@@ -3,7 +3,9 @@ the gradient with respect to the prediction (the first argument).
 
 Every loss accepts an optional boolean/0-1 ``mask`` of the target's shape (for per-time-step losses over padded
 batches); masked-out positions contribute nothing. ``reduction='mean'`` divides by the number of counted
-elements (PyTorch's semantics), ``'sum'`` does not.
+elements (PyTorch's semantics), ``'sum'`` does not: ``'sum'`` is the lectures' total over time and units,
+E_tot = Σ_t E(t) (deck 002) and L = Σ_t L⟨t⟩ (deck 004). ``MSELoss(half=True)`` is the lectures' E = ½ Σ (d − y)²,
+``BCELoss`` the binary cross-entropy of probabilities (a network that ends in a sigmoid, as the lectures' do).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 
 from .activations import log_softmax, sigmoid
 from .errors import DTypeError, ShapeError, UsageError
-from .module import check_choice, check_floating, check_int
+from .module import check_bool, check_choice, check_floating, check_int
 
 REDUCTIONS = ("mean", "sum")
 
@@ -116,13 +118,46 @@ class BCEWithLogitsLoss(_Loss):
         return self._finish(per, sigmoid(logits) - target, weight)
 
 
+class BCELoss(_Loss):
+    """Binary cross-entropy on probabilities p = σ(z) already computed by the network (the lectures' form).
+
+    ℓ = −y log p − (1 − y) log(1 − p);   δp = (p − y) / (p (1 − p)), times the reduction weight.
+    p is clipped to [ε, 1 − ε] (ε = 1e-12) inside the logarithms, as ``torch.nn.BCELoss`` clamps log at −100.
+    Prefer `BCEWithLogitsLoss` on the logits when the network can end without its sigmoid (it is more stable).
+    """
+
+    eps = 1e-12
+
+    def forward(self, probs: np.ndarray, target: np.ndarray, mask=None) -> float:
+        _check_same_shape(probs, target, "binary cross-entropy on probabilities")
+        if probs.size and (probs.min() < 0 or probs.max() > 1):
+            raise ShapeError(f"binary cross-entropy on probabilities: predictions must lie in [0, 1] (a network "
+                             f"ending in a sigmoid; use BCEWithLogitsLoss on logits), got [{probs.min()}, "
+                             f"{probs.max()}]")
+        weight = _weights(target.shape, mask)
+        target = target.astype(probs.dtype, copy=False)
+        p = np.clip(probs, self.eps, 1.0 - self.eps)
+        per = -(target * np.log(p) + (1.0 - target) * np.log1p(-p))
+        return self._finish(per, (p - target) / (p * (1.0 - p)), weight)
+
+
 class MSELoss(_Loss):
-    """Mean squared error: ℓ = (ŷ − y)²;  δŷ = 2 (ŷ − y), times the reduction weight."""
+    """Squared error: ℓ = (ŷ − y)²;  δŷ = 2 (ŷ − y), times the reduction weight.
+
+    ``half=True``: the lectures' ℓ = ½ (d − y)² and δy = y − d (so ``MSELoss(reduction='sum', half=True)`` is
+    deck 002's E = ½ Σ_t Σ_k (d_k(t) − y_k(t))²).
+    """
+
+    def __init__(self, reduction: str = "mean", half: bool = False):
+        super().__init__(reduction)
+        self.half = check_bool("half", half)
 
     def forward(self, pred: np.ndarray, target: np.ndarray, mask=None) -> float:
         _check_same_shape(pred, target, "MSE")
         weight = _weights(target.shape, mask)
         diff = pred - target.astype(pred.dtype, copy=False)
+        if self.half:
+            return self._finish(0.5 * diff * diff, diff, weight)
         return self._finish(diff * diff, 2.0 * diff, weight)
 
 

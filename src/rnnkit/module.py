@@ -189,11 +189,27 @@ class ParameterOwner:
         return params[0].data.dtype if params else np.dtype(DEFAULT_DTYPE)
 
 
-class Module(ParameterOwner):
+class _ClosesAfterInit(type):
+    """Marks a module of a class with ``closed_attributes = True`` as closed once its whole ``__init__`` (its
+    subclasses' included) has run; see `Module.__setattr__`."""
+
+    def __call__(cls, *args, **kwargs):
+        module = super().__call__(*args, **kwargs)
+        if cls.closed_attributes:
+            object.__setattr__(module, "_closed", True)
+        return module
+
+
+class Module(ParameterOwner, metaclass=_ClosesAfterInit):
     """Base class: parameter and sub-module registry, modes, dtype, state dicts, saved calls.
 
     Parameters and sub-modules are registered by assigning them as attributes; names follow assignment order.
+    A class with ``closed_attributes = True`` declares its options: after construction, assigning a public name it
+    does not have (``net.memorize = True`` on a layer without that option) is a one-line `ConfigError`, not an
+    attribute silently added that nothing reads.
     """
+
+    closed_attributes = False
 
     def __init__(self):
         super().__init__()
@@ -202,9 +218,21 @@ class Module(ParameterOwner):
         object.__setattr__(self, "_saved", [])
 
     def __setattr__(self, name, value):
+        if self.__dict__.get("_closed") and not name.startswith("_") and name not in self.__dict__ \
+                and not hasattr(type(self), name):
+            raise ConfigError(f"{type(self).__name__} has no option {name!r} (setting it would do nothing); "
+                              f"its options: {', '.join(self.option_names())}")
         if isinstance(value, Module):
             self._modules[name] = value
         super().__setattr__(name, value)
+
+    def option_names(self) -> list[str]:
+        """The public names that can be set on this module: its settable properties and public attributes."""
+        props = {n for klass in type(self).__mro__ for n, v in vars(klass).items()
+                 if isinstance(v, property) and v.fset is not None and not n.startswith("_")}
+        plain = {n for n, v in self.__dict__.items() if not n.startswith("_") and not isinstance(v, (Module,
+                                                                                                      Parameter))}
+        return sorted(props | plain)
 
     # -- contract -------------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract

@@ -1,7 +1,7 @@
 """Recurrent layers: cells (one step of math), the runner (the time loop), and stacked/bidirectional layers."""
 
 from .cell import Cell, Workspace
-from .elman import Elman
+from .elman import Elman, LSTMNet, RecurrentNet
 from .gru import GRU, GRUStep
 from .indrnn import IndRNN, IndRNNStep
 from .jordan import Jordan, JordanStep
@@ -22,4 +22,5 @@ __all__ = [
     "LSTMStep", "MogrifierLSTM", "MogrifierStep", "RHN", "RHNStep", "RNNCell", "Recurrence", "RecurrentLayer",
     "StepCell", "Trace", "TraceView", "Workspace", "IndRNN", "IndRNNStep", "MinGRU", "MinGRUStep", "MinLSTM",
     "MinLSTMStep", "ScanRecurrence", "LayerNormGRU", "LayerNormGRUStep", "LayerNormLSTM", "LayerNormLSTMStep",
+    "LSTMNet", "RecurrentNet",
 ]

@@ -5,29 +5,39 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import sigmoid
-from ..module import check_bool
+from ..module import check_bool, check_choice
 from .cell import Cell, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
 
-def gru_output(n, z, h_prev, h_new):
-    """h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}, computed as n + z ⊙ (h_{t-1} − n), into ``h_new``."""
-    np.subtract(h_prev, n, out=h_new)
+#: the two conventions of the update gate z: which of h_{t-1} and the candidate n it weights
+UPDATE_GATES = ("pytorch", "lecture")
+
+
+def gru_output(n, z, h_prev, h_new, lecture=False):
+    """PyTorch: h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}, computed as n + z ⊙ (h_{t-1} − n), into ``h_new``;
+    ``lecture``: h_t = (1 − z) ⊙ h_{t-1} + z ⊙ n, computed as h_{t-1} + z ⊙ (n − h_{t-1})."""
+    kept, taken = (n, h_prev) if lecture else (h_prev, n)
+    np.subtract(kept, taken, out=h_new)
     h_new *= z
-    h_new += n
+    h_new += taken
 
 
-def backward_z_n(hs, dh, gates, h_prev, dxp, tmp):
-    """NumPy: δa_n = δh ⊙ (1 − z) ⊙ (1 − n²),  δa_z = δh ⊙ (h_{t-1} − n) ⊙ z(1 − z),  then δh ← δh ⊙ z."""
+def backward_z_n(hs, dh, gates, h_prev, dxp, tmp, lecture=False):
+    """NumPy, PyTorch's z: δa_n = δh ⊙ (1 − z) ⊙ (1 − n²),  δa_z = δh ⊙ (h_{t-1} − n) ⊙ z(1 − z),  δh ← δh ⊙ z;
+    the lecture's z:     δa_n = δh ⊙ z ⊙ (1 − n²),        δa_z = δh ⊙ (n − h_{t-1}) ⊙ z(1 − z),  δh ← δh ⊙ (1 − z)."""
     z, n = gates[:, hs:2 * hs], gates[:, 2 * hs:]
     da_z, da_n = dxp[:, hs:2 * hs], dxp[:, 2 * hs:]
-    np.subtract(1.0, z, out=tmp)
-    np.multiply(dh, tmp, out=da_n)
+    weight_of_n = z if lecture else np.subtract(1.0, z, out=tmp)  # ∂h_t/∂n
+    np.multiply(dh, weight_of_n, out=da_n)
     da_n *= dtanh(n, out=tmp)
-    np.subtract(h_prev, n, out=da_z)
+    if lecture:  # ∂h_t/∂z = n − h_{t-1}
+        np.subtract(n, h_prev, out=da_z)
+    else:  # ∂h_t/∂z = h_{t-1} − n
+        np.subtract(h_prev, n, out=da_z)
     da_z *= dh
     da_z *= dsigmoid(z, out=tmp)
-    dh *= z
+    dh *= np.subtract(1.0, z, out=tmp) if lecture else z  # ∂h_t/∂h_{t-1} through the mix
 
 
 def backward_r_after(hs, gates, inner, dxp, dq, tmp):
@@ -54,9 +64,19 @@ class GRUStep(Cell):
     which needs a second recurrent matmul per step (it depends on r).
 
     Backward, given δh_t:
+    ``update_gate`` says which of h_{t-1} and n the gate z weights (deck 001 writes n as o_t, its matrices W_Ro, W_o):
+
+        update_gate="pytorch" (default):  h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}     (z keeps the previous state)
+        update_gate="lecture":            h_t = (1 − z) ⊙ h_{t-1} + z ⊙ n     (z takes the candidate)
+
+    The lecture's GRU is ``GRU(..., reset_after=False, update_gate="lecture")``. The two forms are the same function
+    family (z ↔ 1 − z, i.e. negated z-rows of the weights and biases), not the same function for equal weights.
+    With ``"lecture"`` the steps run the NumPy lines (the compiled kernels fuse PyTorch's form only).
+
 
         δn = δh_t ⊙ (1 − z),   δz = δh_t ⊙ (h_{t-1} − n),   δa_n = δn ⊙ (1 − n²),   δa_z = δz ⊙ z (1 − z)
         reset after:   δa_r = δa_n ⊙ (h_{t-1} W_hnᵀ + b_hn) ⊙ r (1 − r)
+        (lecture:  δn = δh_t ⊙ z,   δz = δh_t ⊙ (n − h_{t-1}),   and δh_t ⊙ (1 − z) instead of δh_t ⊙ z below)
                        δ(recurrent pre-activation) = [δa_r, δa_z, δa_n ⊙ r] =: δq
                        δh_{t-1} = δh_t ⊙ z + δq W_hh
         reset before:  δ(r ⊙ h) = δa_n W_hn,   δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r (1 − r)
@@ -74,10 +94,13 @@ class GRUStep(Cell):
     gate_names = ("r", "z", "n")
     supports_recurrent_masks = True  # recurrent dropout with reset_after only (see `use_masks`)
 
-    def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype=np.float32, rng=None):
+    def __init__(self, input_size, hidden_size, bias=True, reset_after=True, update_gate="pytorch",
+                 dtype=np.float32, rng=None):
         reset_after = check_bool("reset_after", reset_after)
         super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
-        self.reset_after = reset_after
+        update_gate = check_choice("update_gate", update_gate, UPDATE_GATES)
+        self.reset_after, self.update_gate = reset_after, update_gate
+        self.lecture_z = update_gate == "lecture"
         # b_hn sits inside r ⊙ (...) when the reset comes after the matmul, so only b_hr, b_hz can be folded.
         self.fold_hidden_bias = not reset_after
 
@@ -133,7 +156,8 @@ class GRUStep(Cell):
     def step(self, ws, t, xp, prev, new):
         (h_prev,), (h_new,) = prev, new
         n_rows, hs = xp.shape[0], self.hidden_size
-        gates, inner, fused = ws.gates[t, :n_rows], ws.inner[t, :n_rows], ws.kernels
+        gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
+        fused = None if self.lecture_z else ws.kernels
         if self.reset_after:
             np.matmul(self.recurrent_input(ws, h_prev), ws.w_hh_t, out=gates)
             if fused is not None:
@@ -157,11 +181,12 @@ class GRUStep(Cell):
         n, z = gates[:, 2 * hs:], gates[:, hs:2 * hs]
         n += xp[:, 2 * hs:]
         np.tanh(n, out=n)
-        gru_output(n, z, h_prev, h_new)
+        gru_output(n, z, h_prev, h_new, self.lecture_z)
 
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,), (h_prev,) = dstate, prev
-        n_rows, hs, w_hh, fused = dxp.shape[0], self.hidden_size, ws.w_hh, ws.kernels
+        n_rows, hs, w_hh = dxp.shape[0], self.hidden_size, ws.w_hh
+        fused = None if self.lecture_z else ws.kernels
         gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
         tmp, rec = ws.scratch[0, :n_rows], ws.scratch[1, :n_rows]
         if self.reset_after:  # δh_{t-1} = δh ⊙ z + δq W_hh
@@ -169,14 +194,14 @@ class GRUStep(Cell):
             if fused is not None:
                 fused.gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq)
             else:
-                backward_z_n(hs, dh, gates, h_prev, dxp, tmp)
+                backward_z_n(hs, dh, gates, h_prev, dxp, tmp, self.lecture_z)
                 backward_r_after(hs, gates, inner, dxp, dq, tmp)
             dh += self.through_recurrent_mask(ws, np.matmul(dq, w_hh, out=rec))
         else:  # δh_{t-1} = δh ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_h{r,z}
             if fused is not None:
                 fused.gru_backward_reset_before_zn(dh, gates, h_prev, dxp)
             else:
-                backward_z_n(hs, dh, gates, h_prev, dxp, tmp)
+                backward_z_n(hs, dh, gates, h_prev, dxp, tmp, self.lecture_z)
             d_rh = np.matmul(dxp[:, 2 * hs:], w_hh[2 * hs:], out=rec)  # δ(r ⊙ h) = δa_n W_hn
             if fused is not None:
                 fused.gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh)
@@ -213,7 +238,8 @@ class GRU(RecurrentLayer):
 
     Parameters per layer k: ``weight_ih_l{k}`` (3H, H_in), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}``,
     ``bias_hh_l{k}`` (3H), all ~ U(−1/√H, 1/√H). ``reset_after=False`` gives the Cho et al. (2014) form, which has
-    the same parameters but is a different function (no PyTorch counterpart).
+    the same parameters but is a different function (no PyTorch counterpart); ``update_gate='lecture'`` mixes
+    h_t = (1 − z) ⊙ h_{t-1} + z ⊙ n (the lectures' form; see `GRUStep`; no PyTorch counterpart either).
 
     ``forward(x, h0=None, lengths=None)`` → (output (B, T, D·H), h_n (D·L, B, H)); ``backward(d_output,
     d_h_n=None)`` → (δx, δh0).
@@ -223,13 +249,14 @@ class GRU(RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
                  reset_after=True, stateful=False, dtype=np.float32, rng=None, return_state=True,
-                 dropout_input=0.0, dropout_recurrent=0.0, zoneout=0.0, weight_drop=0.0):
+                 dropout_input=0.0, dropout_recurrent=0.0, zoneout=0.0, weight_drop=0.0, update_gate="pytorch"):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
                          return_state=return_state,
-                         reset_after=reset_after)
-        self.reset_after = reset_after
+                         reset_after=reset_after, update_gate=update_gate)
+        self.reset_after, self.update_gate = reset_after, update_gate
         self.regularize(dropout_input, dropout_recurrent, zoneout, weight_drop)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
+        return super().extra_repr() + ("" if self.reset_after else ", reset_after=False") + \
+            ("" if self.update_gate == "pytorch" else f", update_gate={self.update_gate!r}")

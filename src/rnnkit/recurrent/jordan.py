@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 
-from ..activations import sigmoid
+from ..activations import sigmoid, softmax
 from ..module import Parameter, as_rng, check_choice, check_float, check_positive_int
 from .cell import Cell, transposed
 from .layer import RecurrentLayer
 
-OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity")
+OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity", "softmax")  # softmax runs the NumPy lines
 
 
 class JordanStep(Cell):
@@ -22,12 +22,13 @@ class JordanStep(Cell):
 
         s_t = μ s_{t-1} + y_{t-1}
         h_t = tanh(x_t W_ihᵀ + b_ih + s_t W_hhᵀ + b_hh)          W_hh (H, O): state → hidden
-        y_t = ψ(h_t W_hyᵀ + b_hy)                                ψ = sigmoid (default), tanh or identity
+        y_t = ψ(h_t W_hyᵀ + b_hy)                                ψ = sigmoid (default), tanh, identity or softmax
 
     Backward, given δy_t (from the output at t and from s_{t+1}) and δs_t (from s_{t+1} = μ s_t + y_t):
 
         δa_y = δy_t ⊙ ψ'(y_t)                  (y(1 − y), 1 − y², or 1)
         δa_h = (δa_y W_hy) ⊙ (1 − h_t²)
+               softmax: δa_y = y_t ⊙ (δy_t − Σ_j δy_tj y_tj)   (the Jacobian couples the units)
         δs   = δs_t + δa_h W_hh
         δy_{t-1} = δs,   δs_{t-1} = μ δs
         after the loop: δW_hy += Σ δa_yᵀ h,  δb_hy += Σ δa_y,  δW_ih += Σ δa_hᵀ x,  δW_hh += Σ δa_hᵀ s_t,
@@ -89,7 +90,7 @@ class JordanStep(Cell):
             h += xp
             np.tanh(h, out=h)
         np.matmul(h, ws.w_hy_t, out=y)
-        if fused is not None:
+        if fused is not None and self.output_activation != "softmax":
             fused.jordan_output(y, ws.b_hy, self.bias, ws.activation)
             return
         if self.bias:  # y_t = ψ(h_t W_hyᵀ + b_hy)
@@ -99,17 +100,21 @@ class JordanStep(Cell):
         elif self.output_activation == "tanh":
             np.tanh(y, out=y)
 
+        elif self.output_activation == "softmax":
+            y[...] = softmax(y)
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dy, ds), y = dstate, new[0]
         n, fused = dxp.shape[0], ws.kernels
         h, da_y = ws.hidden[t, :n], ws.da_y[t, :n]
-        if fused is not None:
+        if fused is not None and self.output_activation != "softmax":
             fused.jordan_output_backward(dy, y, ws.activation, da_y)
         elif self.output_activation == "sigmoid":  # δa_y = δy ⊙ ψ'(y)
             np.multiply(dy, y * (1.0 - y), out=da_y)
         elif self.output_activation == "tanh":
             np.multiply(dy, 1.0 - y * y, out=da_y)
         else:
+        elif self.output_activation == "softmax":  # δa_y = y ⊙ (δy − Σ δy ⊙ y)
+            np.multiply(y, dy - (dy * y).sum(axis=1, keepdims=True), out=da_y)
             da_y[...] = dy
         np.matmul(da_y, self.weight_hy.data, out=dxp)  # δa_h = (δa_y W_hy) ⊙ (1 − h²)
         if fused is not None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..activations import sigmoid
 from ..module import check_choice
-from .cell import Cell, dtanh
+from .cell import Cell, dsigmoid, dtanh
 from .layer import RecurrentLayer
 
-NONLINEARITIES = ("tanh", "relu")
+NONLINEARITIES = ("tanh", "relu", "sigmoid")  # sigmoid: the lectures' other hidden activation (NumPy path)
 
 
 class ElmanStep(Cell):
@@ -17,16 +18,17 @@ class ElmanStep(Cell):
     Forward, with a_t the pre-activation (x_t W_ihᵀ + b_ih + b_hh is the runner's projection ``xp``):
 
         a_t = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh
-        h_t = φ(a_t),   φ = tanh or relu
+        h_t = φ(a_t),   φ = tanh, relu or sigmoid (the last has no PyTorch counterpart)
 
     Backward, δh_t = ∂L/∂h_t (from the output at t and from step t+1):
 
-        δa_t     = δh_t ⊙ φ'(a_t),   φ' = 1 − h_t² (tanh) or [h_t > 0] (relu)
+        δa_t     = δh_t ⊙ φ'(a_t),   φ' = 1 − h_t² (tanh), [h_t > 0] (relu) or h_t (1 − h_t) (sigmoid)
         δh_{t-1} = δa_t W_hh
         δW_ih += Σ_t δa_tᵀ x_t,   δW_hh += Σ_t δa_tᵀ h_{t-1},   δb_ih = δb_hh += Σ_t δa_t   (after the loop)
 
     Workspace: only ``w_hh_t`` = W_hhᵀ; φ' is computed from h_t, which the runner keeps as the state history.
     """
+    The compiled kernels fuse tanh and relu; sigmoid runs the NumPy lines.
 
     num_gates = 1
     supports_recurrent_masks = True
@@ -60,17 +62,22 @@ class ElmanStep(Cell):
         if self.nonlinearity == "tanh":
             np.tanh(h, out=h)
         else:
+        elif self.nonlinearity == "sigmoid":
+            sigmoid(h, out=h)
             np.maximum(h, 0, out=h)
 
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,) = dstate
         (h,) = new
-        if ws.kernels is not None:
+        if ws.kernels is not None and self.nonlinearity != "sigmoid":
             ws.kernels.rnn_backward(dh, h, self.nonlinearity == "relu", dxp)
         elif self.nonlinearity == "tanh":  # δa = δh ⊙ (1 − h²)
             dtanh(h, out=dxp)
             dxp *= dh
         else:
+        elif self.nonlinearity == "sigmoid":  # δa = δh ⊙ h (1 − h)
+            dsigmoid(h, out=dxp)
+            dxp *= dh
             np.multiply(dh, h > 0, out=dxp)
         self.through_recurrent_mask(ws, np.matmul(dxp, ws.w_hh, out=dh))
 
@@ -81,7 +88,8 @@ class RNN(RecurrentLayer):
     ``RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True, dropout=0.0,
     bidirectional=False, stateful=False, dtype=float32)``
 
-    For each layer and direction:  h_t = φ(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh).
+    For each layer and direction:  h_t = φ(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh), φ = tanh, relu or sigmoid
+    (sigmoid, which two lectures name, has no ``torch.nn.RNN`` counterpart).
 
     Parameters (per layer k, direction suffix '' or '_reverse'): ``weight_ih_l{k}`` (H, H_in or D·H),
     ``weight_hh_l{k}`` (H, H), ``bias_ih_l{k}`` (H), ``bias_hh_l{k}`` (H), all ~ U(−1/√H, 1/√H).
@@ -99,6 +107,7 @@ class RNN(RecurrentLayer):
 
     cell_class = ElmanStep
 
+                        variants={"tanh": {}, "relu": {"nonlinearity": "relu"}})
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, dropout=0.0,
                  bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True,
                  dropout_input=0.0, dropout_recurrent=0.0, zoneout=0.0, weight_drop=0.0):

@@ -21,8 +21,10 @@ from contextlib import contextmanager
 import numpy as np
 
 from .. import validate
+from ..activations import Sigmoid
 from ..errors import ConfigError, ShapeError
-from ..losses import LOSSES, CrossEntropyLoss
+from ..layers import Sequential
+from ..losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss
 from ..models.protocol import inference
 from ..module import Module, check_positive_int
 from ..recurrent.layer import RecurrentLayer
@@ -60,13 +62,28 @@ class ArrayTask(TaskBase):
     name = "arrays"
 
     def __init__(self, inputs, targets, lengths=None, mask=None, val=None, batch_size: int = 32, loss="ce",
-                 seed: int = 0, shuffle: bool = True):
+                 seed: int = 0, shuffle: bool = True, continuous: bool = False):
         batch_size, seed = check_positive_int("batch_size", batch_size), validate.seed(seed)
         self.loss, self.batch_size, self.seed, self.shuffle = loss, batch_size, seed, shuffle
         self.data = _as_batch(inputs, targets, lengths, mask, "")
         self.per_step = self.data.mask.ndim == 2
         self.seq_length = self.data.x.shape[1]
         self.val = [] if val is None else _split(_as_batch(*_val_tuple(val), "val "), 256)
+        if continuous:
+            self._check_continuous()
+        self.stream = continuous  # continuous training: the trainer carries the state from batch to batch
+
+    def _check_continuous(self) -> None:
+        """Continuous training (``reset_state='never'``) carries row i's final state into row i of the next batch
+        (and from the last batch of an epoch into the first of the next): the rows must be streams in a fixed
+        order, in batches of one size, with a target per step."""
+        n = len(self.data.x)
+        if self.shuffle or not self.per_step or self.data.lengths is not None or n % min(self.batch_size, n):
+            raise ConfigError("reset_state='never' (continuous training) on arrays needs shuffle=False, a target per "
+                              f"step, no lengths and batches of one size (N divisible by batch_size), got "
+                              f"shuffle={self.shuffle}, targets {self.data.target.shape}, "
+                              f"lengths={'given' if self.data.lengths is not None else None}, N={n}, "
+                              f"batch_size={self.batch_size}")
 
     def batches(self, epoch: int):
         n = len(self.data.x)
@@ -132,6 +149,14 @@ class ModuleConfig:
         return {"module": self.module}
 
 
+def _ends_in_sigmoid(module: Module) -> bool:
+    """Whether ``module``'s outputs are probabilities from a sigmoid: a `Sigmoid`, a `Sequential` ending in one, or a
+    layer whose ``output_activation`` is sigmoid (`Elman`, `LSTMNet`, `Jordan`)."""
+    if isinstance(module, Sequential):
+        return bool(module.layers) and _ends_in_sigmoid(module.layers[-1])
+    return isinstance(module, Sigmoid) or getattr(module, "output_activation", None) == "sigmoid"
+
+
 class ModuleModel:
     """Any `Module` and a loss as a `TrainableModel` (see the module docstring); the module itself is ``.module``."""
 
@@ -139,6 +164,10 @@ class ModuleModel:
         if not isinstance(module, Module):
             raise ConfigError(f"fit needs an rnnkit Module, got {type(module).__name__}")
         self.module, self.objective = module, make_loss(loss)
+        if isinstance(self.objective, BCEWithLogitsLoss) and _ends_in_sigmoid(module):
+            raise ConfigError(f"loss 'bce' (BCEWithLogitsLoss) takes logits, but this {type(module).__name__} ends in "
+                              "a sigmoid (the sigmoid would be applied twice): use loss=rnnkit.BCELoss() on its "
+                              "probabilities, or an output without the sigmoid (output_activation='identity')")
         self.config = ModuleConfig(type(module).__name__)
         self.recurrent = [m for m in module.modules() if isinstance(m, RecurrentLayer)]
         self.per_step = True
@@ -261,7 +290,9 @@ def fit(model, inputs, targets=None, *, lengths=None, mask=None, val=None, epoch
 
     ``model``: any `Module` (see `ModuleModel`) or a `TrainableModel` (`SequenceModel`, ...). ``loss``: ``"ce"``
     (default for arrays), ``"mse"``, ``"bce"`` or a loss object. One validation per epoch; ``k1``/``k2``: truncated
-    BPTT; ``train_options``: more `TrainConfig` fields (``weight_decay``, ``max_steps``, ``time_limit``...).
+    BPTT; ``train_options``: more `TrainConfig` fields (``weight_decay``, ``max_steps``, ``time_limit``...);
+    ``reset_state='never'`` trains arrays continuously (deck 002): each row is a stream whose state is carried
+    (detached) from batch to batch and epoch to epoch (needs ``shuffle=False``; see `ArrayTask`).
     ``run_dir``: where metrics.jsonl, loss.png and the checkpoint go (None: nothing is written)."""
     seed = validate.seed(seed)
     if hasattr(inputs, "batches"):
@@ -271,7 +302,8 @@ def fit(model, inputs, targets=None, *, lengths=None, mask=None, val=None, epoch
         if targets is None:
             raise ConfigError("fit needs targets for the inputs (or a Task as its second argument)")
         loss = loss or "ce"
-        task = ArrayTask(inputs, targets, lengths, mask, val, batch_size, loss, seed, shuffle)
+        continuous = train_options.get("reset_state") == "never"
+        task = ArrayTask(inputs, targets, lengths, mask, val, batch_size, loss, seed, shuffle, continuous)
     trainable = model if hasattr(model, "train_batch") else ModuleModel(model, loss)
     if run_dir is not None and checkpoint_exists(run_dir):
         raise ConfigError(f"run_dir {str(run_dir)!r} already holds a checkpoint; choose another (nothing is "
