@@ -27,8 +27,8 @@ class ElmanStep(Cell):
         δW_ih += Σ_t δa_tᵀ x_t,   δW_hh += Σ_t δa_tᵀ h_{t-1},   δb_ih = δb_hh += Σ_t δa_t   (after the loop)
 
     Workspace: only ``w_hh_t`` = W_hhᵀ; φ' is computed from h_t, which the runner keeps as the state history.
-    """
     The compiled kernels fuse tanh and relu; sigmoid runs the NumPy lines.
+    """
 
     num_gates = 1
     supports_recurrent_masks = True
@@ -56,14 +56,14 @@ class ElmanStep(Cell):
     def step(self, ws, t, xp, prev, new):
         (h,) = new
         np.matmul(self.recurrent_input(ws, prev[0]), ws.w_hh_t, out=h)
-        if ws.kernels is not None:
+        if ws.kernels is not None and self.nonlinearity != "sigmoid":
             return ws.kernels.rnn_forward(h, xp, self.nonlinearity == "relu")
         h += xp
         if self.nonlinearity == "tanh":
             np.tanh(h, out=h)
-        else:
         elif self.nonlinearity == "sigmoid":
             sigmoid(h, out=h)
+        else:
             np.maximum(h, 0, out=h)
 
     def step_backward(self, ws, t, dstate, prev, new, dxp):
@@ -74,10 +74,10 @@ class ElmanStep(Cell):
         elif self.nonlinearity == "tanh":  # δa = δh ⊙ (1 − h²)
             dtanh(h, out=dxp)
             dxp *= dh
-        else:
         elif self.nonlinearity == "sigmoid":  # δa = δh ⊙ h (1 − h)
             dsigmoid(h, out=dxp)
             dxp *= dh
+        else:
             np.multiply(dh, h > 0, out=dxp)
         self.through_recurrent_mask(ws, np.matmul(dxp, ws.w_hh, out=dh))
 
@@ -107,7 +107,6 @@ class RNN(RecurrentLayer):
 
     cell_class = ElmanStep
 
-                        variants={"tanh": {}, "relu": {"nonlinearity": "relu"}})
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, dropout=0.0,
                  bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True,
                  dropout_input=0.0, dropout_recurrent=0.0, zoneout=0.0, weight_drop=0.0):
