@@ -33,7 +33,7 @@ from ..attention import AdditiveAttention, LuongAttention
 from ..errors import ConfigError
 from ..layers import Embedding, Linear
 from ..losses import CrossEntropyLoss
-from ..module import Module, as_rng, check_dtype
+from ..module import Module, _is_int, as_rng, check_dtype, check_int
 from ..recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from ..recurrent.layer import hidden_part
 from ..tasks.seq2seq import BOS_ID, EOS_ID, PairBatch
@@ -63,6 +63,10 @@ class Seq2SeqConfig(JSONConfig):
         self.check_cell(self.cell)
         check_option_ranges(self)
         check_dtype(self.dtype)
+        check_int("max_length", self.max_length, 1)
+        if not _is_int(self.target_vocab_size) or self.target_vocab_size <= max(BOS_ID, EOS_ID):
+            raise ConfigError(f"target_vocab_size must count the reserved tokens <bos> ({BOS_ID}) and <eos> "
+                              f"({EOS_ID}) and at least one more, got {self.target_vocab_size!r}")
 
     @classmethod
     def check_cell(cls, cell: str) -> None:

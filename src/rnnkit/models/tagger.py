@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..crf import CRF
+from ..errors import ConfigError
 from ..layers import Embedding, Linear
 from ..losses import CrossEntropyLoss
 from ..module import Module, as_rng, check_dtype
@@ -45,6 +46,20 @@ class TaggerConfig(JSONConfig):
     def __post_init__(self):
         check_encoder_cell(self.cell)
         check_dtype(self.dtype)
+        self.check_tag_names()
+
+    def check_tag_names(self) -> None:
+        """``tag_names``: None, or ``num_tags`` distinct strings (a name per tag id)."""
+        names = self.tag_names
+        if names is None:
+            return
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"tag_names must be a list of non-empty strings, got {names!r:.80}")
+        if len(names) != self.num_tags:
+            raise ConfigError(f"tag_names must name each of the {self.num_tags} tags, got {len(names)} names")
+        if len(set(names)) < len(names):
+            raise ConfigError(f"tag_names must be distinct, got {sorted({n for n in names if names.count(n) > 1})} "
+                              "more than once")
 
     @classmethod
     def check_cell(cls, cell: str) -> None:
