@@ -1,0 +1,192 @@
+"""Cells defined by their equations (rnnkit.define): equal to the hand-written cells in outputs and every gradient,
+gradcheck, the layer options, the generated code, and one-line errors for bad definitions."""
+
+import numpy as np
+import pytest
+
+from conftest import GRADCHECK_TOL, assert_close
+from rnnkit import GRU, LSTM, RNN, IndRNN, MinGRU, define, gradcheck, kernels
+from rnnkit.errors import ConfigError
+
+EXACT = 1e-12
+
+DEFINITIONS = {
+    "rnn_tanh": define.cell("rnn_tanh", gates="n", states="h", equations="h = tanh(a_n)"),
+    "rnn_relu": define.cell("rnn_relu", gates="n", states="h", equations="h = relu(a_n)"),
+    "lstm_peephole": define.cell("lstm_peephole", gates="i f g o", states="h c", params="w_ci w_cf w_co", equations="""
+        i = σ(a_i + w_ci⊙c₋₁);  f = σ(a_f + w_cf⊙c₋₁);  g = tanh(a_g)
+        c = f⊙c₋₁ + i⊙g
+        o = σ(a_o + w_co⊙c)
+        h = o⊙tanh(c)"""),
+    "gru_reset_after": define.cell("gru_reset_after", gates="r z n", states="h", equations="""
+        r = σ(a_r);  z = σ(a_z);  n = tanh(ax_n + r⊙ah_n)
+        h = (1 − z)⊙n + z⊙h₋₁"""),
+    "indrnn": define.cell("indrnn", gates="n", states="h", recurrent="", params="u", equations="h = relu(a_n + u⊙h₋₁)"),
+    "mingru": define.cell("mingru", gates="z g", states="h", recurrent="", equations="""
+        z = σ(a_z)
+        h = (1 − z)⊙h₋₁ + z⊙a_g"""),
+}
+
+#: each definition's hand-written layer, and the defined parameter name of each hand-written one that differs
+HAND_WRITTEN = {
+    "rnn_tanh": (lambda **kw: RNN(**kw), {}),
+    "rnn_relu": (lambda **kw: RNN(nonlinearity="relu", **kw), {}),
+    "lstm_peephole": (lambda **kw: LSTM(peephole=True, **kw), {"weight_ci": "w_ci", "weight_cf": "w_cf",
+                                                                 "weight_co": "w_co"}),
+    "gru_reset_after": (lambda **kw: GRU(**kw), {}),
+    "indrnn": (lambda **kw: IndRNN(**kw), {"weight_hh": "u"}),
+    "mingru": (lambda **kw: MinGRU(**kw), {}),
+}
+
+
+def defined_name(name: str, renames: dict) -> str:
+    """weight_ci_l1_reverse → w_ci_l1_reverse (the hand-written parameter's name in the defined layer)."""
+    for old, new in renames.items():
+        if name.startswith(old + "_l"):
+            return new + name[len(old):]
+    return name
+
+
+def pair(name, **options):
+    """(hand-written layer, defined layer) in float64 with the same weights."""
+    make, renames = HAND_WRITTEN[name]
+    hand = make(input_size=3, hidden_size=4, dtype=np.float64, rng=1, **options)
+    mine = define.DefinedRNN(3, 4, DEFINITIONS[name], dtype=np.float64, rng=2, **options)
+    state = {defined_name(k, renames): v for k, v in hand.state_dict().items()}
+    mine.load_state_dict(state)
+    return hand, mine
+
+
+def run(layer, x, state0, dy, dfinal, lengths):
+    out, final = layer.forward(x, state0, lengths=lengths)
+    dx, dstate0 = layer.backward(dy, dfinal)
+    grads = {n: p.grad.copy() for n, p in layer.named_parameters()}
+    return out, final, dx, dstate0, grads
+
+
+def random_state(layer, batch, rng):
+    rows = layer.num_directions * layer.num_layers
+    parts = tuple(rng.normal(size=(rows, batch, s)) for s in layer.state_sizes)
+    return parts[0] if len(parts) == 1 else parts
+
+
+LAYOUTS = {"one-layer": {}, "stacked-bidirectional": {"num_layers": 2, "bidirectional": True}}
+
+
+@pytest.mark.parametrize("implementation", ["numpy", "compiled"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", DEFINITIONS)
+def test_defined_cell_equals_hand_written_cell_in_outputs_and_every_gradient(name, layout, implementation):
+    rng = np.random.default_rng(0)
+    with kernels.using(implementation):
+        hand, mine = pair(name, **LAYOUTS[layout])
+        x = rng.normal(size=(3, 5, 3))
+        state0, dfinal = random_state(hand, 3, rng), random_state(hand, 3, rng)
+        dy = rng.normal(size=(3, 5, hand.output_size))
+        lengths = np.array([5, 2, 4])
+        expected = run(hand, x, state0, dy, dfinal, lengths)
+        got = run(mine, x, state0, dy, dfinal, lengths)
+    _, renames = HAND_WRITTEN[name]
+    for what, a, b in zip(("output", "final state", "dx", "dstate0"), got[:4], expected[:4]):
+        for k, (pa, pb) in enumerate(zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,))):
+            assert_close(pa, pb, EXACT, f"{what}[{k}]")
+    for pname, grad in expected[4].items():
+        assert_close(got[4][defined_name(pname, renames)], grad, EXACT, f"grad {pname}")
+
+
+@pytest.mark.parametrize("name", DEFINITIONS)
+def test_gradcheck_of_every_defined_cell_is_below_tolerance(name):
+    rng = np.random.default_rng(3)
+    layer = define.DefinedRNN(3, 4, DEFINITIONS[name], num_layers=2, bidirectional=True, dtype=np.float64, rng=0)
+    x = rng.normal(size=(2, 4, 3))
+    assert gradcheck(layer, x, random_state(layer, 2, rng), lengths=np.array([4, 3])) < GRADCHECK_TOL
+
+
+def test_compiled_kernel_equals_generated_numpy_step_in_float32():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 6, 3)).astype(np.float32)
+    results = []
+    for implementation in ("numpy", "compiled"):
+        with kernels.using(implementation):
+            layer = define.DefinedRNN(3, 8, DEFINITIONS["lstm_peephole"], rng=5)
+            out, (h, c) = layer.forward(x)
+            dx, _ = layer.backward(np.ones_like(out))
+            results.append((out, c, dx, layer.w_ci_l0.grad.copy()))
+    for a, b in zip(*results):
+        assert_close(a, b, 1e-5)
+
+
+def test_defined_cell_runs_with_input_dropout_zoneout_and_stateful_carry():
+    rng = np.random.default_rng(6)
+    layer = define.DefinedRNN(3, 4, DEFINITIONS["lstm_peephole"], dtype=np.float64, rng=0, stateful=True,
+                              dropout_input=0.3, zoneout=0.2)
+    x = rng.normal(size=(2, 5, 3))
+    out1, _ = layer.forward(x)
+    carried = layer.carried_state
+    layer.backward(np.ones_like(out1))
+    layer.eval()
+    out2, _ = layer.forward(x)
+    assert np.isfinite(out1).all() and np.isfinite(out2).all()
+    assert carried is not None and carried[0].shape == (1, 2, 4)
+    layer.train()
+    layer.reset_state()
+    assert gradcheck(layer.regularize(0.0, 0.0, 0.0, 0.0), x) < GRADCHECK_TOL
+
+
+def test_zoneout_on_a_defined_lstm_equals_zoneout_on_the_hand_written_lstm():
+    rng = np.random.default_rng(7)
+    hand, mine = pair("lstm_peephole")
+    hand.regularize(zoneout=0.3)
+    mine.regularize(zoneout=0.3)
+    hand.rng, mine.rng = np.random.default_rng(9), np.random.default_rng(9)
+    x = rng.normal(size=(2, 5, 3))
+    out_a, _ = hand.forward(x)
+    out_b, _ = mine.forward(x)
+    dy = rng.normal(size=out_a.shape)
+    assert_close(out_b, out_a, EXACT, "output")
+    assert_close(mine.backward(dy)[0], hand.backward(dy)[0], EXACT, "dx")
+
+
+def test_backward_is_printed_through_forward_outputs_in_the_cells_symbols():
+    text = define.backward_text(DEFINITIONS["lstm_peephole"])
+    assert "δa_i = δi⊙i⊙(1 − i)" in text
+    assert "δa_g = δg⊙(1 − g²)" in text
+    assert "δc₋₁ = δa_f⊙w_cf + δa_i⊙w_ci + δc⊙f" in text
+    latex = define.backward_text(DEFINITIONS["lstm_peephole"], latex=True)
+    assert r"\delta a_{i} = \delta i \odot i \odot \left(1 - i\right)" in latex
+    assert "δa_i = δi⊙i⊙(1 − i)" in define.cell_class(DEFINITIONS["lstm_peephole"]).__doc__
+
+
+def test_relu_derivative_is_written_as_a_step_of_its_output():
+    assert "δa_n = δh_t⊙[h > 0]" in define.backward_text(DEFINITIONS["rnn_relu"])
+
+
+def test_generated_numpy_step_is_readable_python_with_no_loops():
+    source = define.numpy_source(DEFINITIONS["gru_reset_after"])
+    assert "def forward(" in source and "def backward(" in source and "for " not in source
+    compile(source, "generated", "exec")
+
+
+BAD = {
+    "unknown symbol": ({"equations": "h = tanh(a_n + q)"}, "unknown symbol 'q'"),
+    "unsupported function": ({"equations": "h = sin(a_n)"}, "unsupported function 'sin'"),
+    "state never updated": ({"states": "h c", "equations": "h = tanh(a_n)"}, "state 'c' is never updated"),
+    "gate never used": ({"gates": "n m", "equations": "h = tanh(a_n)"}, "gate 'm' is never used"),
+    "parameter never used": ({"params": "u", "equations": "h = tanh(a_n)"}, "parameter 'u' is never used"),
+    "no eval of attributes": ({"equations": "h = tanh(a_n).__class__"}, "unsupported syntax"),
+    "no calls of methods": ({"equations": "h = np.tanh(a_n)"}, "unsupported function 'np.tanh'"),
+    "state read before assigned": ({"equations": "h = tanh(a_n + h)"}, "state 'h' is read before it is assigned"),
+    "assigned twice": ({"equations": "h = tanh(a_n); h = a_n"}, "'h' is assigned twice"),
+    "both whole and parts": ({"equations": "h = tanh(a_n + ah_n)"}, "read both whole"),
+    "not an equation": ({"equations": "tanh(a_n)"}, "expected one equation"),
+    "unused intermediate": ({"equations": "k = a_n; h = tanh(a_n)"}, "'k' is computed but never used"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_a_bad_definition_is_a_one_line_config_error_naming_the_problem(case):
+    fields, message = BAD[case]
+    options = {"gates": "n", "states": "h", **fields}
+    with pytest.raises(ConfigError) as info:
+        define.cell("bad", **options)
+    assert message in str(info.value) and "\n" not in str(info.value)
