@@ -63,7 +63,6 @@ class GRUStep(Cell):
     ``reset_after=False`` (Cho et al. 2014, the lecture form): n = tanh(x W_inᵀ + b_in + (r ⊙ h_{t-1}) W_hnᵀ + b_hn),
     which needs a second recurrent matmul per step (it depends on r).
 
-    Backward, given δh_t:
     ``update_gate`` says which of h_{t-1} and n the gate z weights (deck 001 writes n as o_t, its matrices W_Ro, W_o):
 
         update_gate="pytorch" (default):  h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}     (z keeps the previous state)
@@ -73,10 +72,11 @@ class GRUStep(Cell):
     family (z ↔ 1 − z, i.e. negated z-rows of the weights and biases), not the same function for equal weights.
     With ``"lecture"`` the steps run the NumPy lines (the compiled kernels fuse PyTorch's form only).
 
+    Backward, given δh_t:
 
         δn = δh_t ⊙ (1 − z),   δz = δh_t ⊙ (h_{t-1} − n),   δa_n = δn ⊙ (1 − n²),   δa_z = δz ⊙ z (1 − z)
-        reset after:   δa_r = δa_n ⊙ (h_{t-1} W_hnᵀ + b_hn) ⊙ r (1 − r)
         (lecture:  δn = δh_t ⊙ z,   δz = δh_t ⊙ (n − h_{t-1}),   and δh_t ⊙ (1 − z) instead of δh_t ⊙ z below)
+        reset after:   δa_r = δa_n ⊙ (h_{t-1} W_hnᵀ + b_hn) ⊙ r (1 − r)
                        δ(recurrent pre-activation) = [δa_r, δa_z, δa_n ⊙ r] =: δq
                        δh_{t-1} = δh_t ⊙ z + δq W_hh
         reset before:  δ(r ⊙ h) = δa_n W_hn,   δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r (1 − r)
@@ -97,8 +97,8 @@ class GRUStep(Cell):
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, update_gate="pytorch",
                  dtype=np.float32, rng=None):
         reset_after = check_bool("reset_after", reset_after)
-        super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
         update_gate = check_choice("update_gate", update_gate, UPDATE_GATES)
+        super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
         self.reset_after, self.update_gate = reset_after, update_gate
         self.lecture_z = update_gate == "lecture"
         # b_hn sits inside r ⊙ (...) when the reset comes after the matmul, so only b_hr, b_hz can be folded.
@@ -138,6 +138,9 @@ class GRUStep(Cell):
         return xp
 
     whole_sequence = True
+
+    def runs_whole_sequence(self, batch):
+        return not self.lecture_z and super().runs_whole_sequence(batch)
 
     def sequence_step(self, ws):
         from ..kernels import gru as fused  # numba is loaded only with compiled kernels active

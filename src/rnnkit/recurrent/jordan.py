@@ -27,8 +27,8 @@ class JordanStep(Cell):
     Backward, given δy_t (from the output at t and from s_{t+1}) and δs_t (from s_{t+1} = μ s_t + y_t):
 
         δa_y = δy_t ⊙ ψ'(y_t)                  (y(1 − y), 1 − y², or 1)
-        δa_h = (δa_y W_hy) ⊙ (1 − h_t²)
                softmax: δa_y = y_t ⊙ (δy_t − Σ_j δy_tj y_tj)   (the Jacobian couples the units)
+        δa_h = (δa_y W_hy) ⊙ (1 − h_t²)
         δs   = δs_t + δa_h W_hh
         δy_{t-1} = δs,   δs_{t-1} = μ δs
         after the loop: δW_hy += Σ δa_yᵀ h,  δb_hy += Σ δa_y,  δW_ih += Σ δa_hᵀ x,  δW_hh += Σ δa_hᵀ s_t,
@@ -99,9 +99,9 @@ class JordanStep(Cell):
             sigmoid(y, out=y)
         elif self.output_activation == "tanh":
             np.tanh(y, out=y)
-
         elif self.output_activation == "softmax":
             y[...] = softmax(y)
+
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dy, ds), y = dstate, new[0]
         n, fused = dxp.shape[0], ws.kernels
@@ -112,9 +112,9 @@ class JordanStep(Cell):
             np.multiply(dy, y * (1.0 - y), out=da_y)
         elif self.output_activation == "tanh":
             np.multiply(dy, 1.0 - y * y, out=da_y)
-        else:
         elif self.output_activation == "softmax":  # δa_y = y ⊙ (δy − Σ δy ⊙ y)
             np.multiply(y, dy - (dy * y).sum(axis=1, keepdims=True), out=da_y)
+        else:
             da_y[...] = dy
         np.matmul(da_y, self.weight_hy.data, out=dxp)  # δa_h = (δa_y W_hy) ⊙ (1 − h²)
         if fused is not None:
