@@ -25,8 +25,14 @@ from .common import fail, refuse_existing
 
 
 def _read(path: Path) -> str:
+    """A notebook's text: a regular UTF-8 file without NUL bytes (a FIFO or a device is refused, never opened)."""
+    if not path.is_file():
+        raise DataError(f"{str(path)!r} is not a regular file (expected a notebook)")
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
+        if "\x00" in text:
+            raise DataError(f"{str(path)!r} contains NUL bytes; expected a UTF-8 notebook")
+        return text
     except UnicodeDecodeError:
         raise DataError(f"{str(path)!r} is not UTF-8 text") from None
     except OSError as e:
@@ -109,6 +115,8 @@ def grade_command(notebooks):
                 text = jupytext.writes(jupytext.reads(text, fmt="ipynb"), fmt="py:percent")
             except Exception as e:  # noqa: BLE001 - any unreadable notebook is one line
                 fail(f"{name!r} is not a readable .ipynb notebook: {type(e).__name__}")
+        if path.suffix not in (".py", ".ipynb") or not is_percent_notebook(text):
+            fail(f"{name!r} is not a notebook (expected a .ipynb or a jupytext percent-format .py with '# %%' cells)")
         results = grade(text)
         if not results:
             click.echo(f"{name}: no graded exercises")
