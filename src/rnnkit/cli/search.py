@@ -18,7 +18,7 @@ from ..errors import ConfigError, RnnkitError, TrainingInterrupted
 from ..models.configs import flag
 from ..tasks.registry import TASKS
 from ..training.data import DataConfig
-from ..training.files import atomic_write, make_directory
+from ..training.files import atomic_write, make_directory, refuse_link
 from ..training.trainer import TrainConfig
 from .common import fail
 from .options import SCHEDULER, click_type, field_type, given, option_table, with_options
@@ -61,6 +61,8 @@ def search(ctx, task, trials, space, objective, direction, prune, out, jobs, sch
     direction = objective_direction(objective, direction)
     config = {"task": task, "space": space_record(dims), "fixed": fixed, "objective": objective,
               "direction": direction, "prune": prune}
+    for name in ("search.md", ".search.lock", "journal.log"):  # refused before any trial runs
+        refuse_link(target / name)
     if (target / "search.md").exists() and not (target / "journal.log").exists():
         fail(f"--out {str(target)!r} holds a search.md that no search there wrote (no journal.log); choose another "
              "--out (nothing is overwritten)")

@@ -8,7 +8,6 @@ defaults; the cell's defaults; the dataclass defaults (see `rnnkit.cli.options`)
 from __future__ import annotations
 
 import time
-import typing
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -17,9 +16,16 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
-from ..errors import CheckpointError, ConfigError
-from ..models.configs import check_value, field_names, flag
-from ..models.registry import build_model, check_training_fits, kind_of, model_classes, model_from_meta
+from ..errors import ConfigError
+from ..models.configs import field_names, flag
+from ..models.registry import (
+    build_model,
+    check_description,
+    check_training_fits,
+    kind_of,
+    model_classes,
+    model_from_meta,
+)
 from ..models.sequence import CELL_DEFAULTS, ModelConfig
 from ..tasks.registry import DEFAULT_TASK, TASKS, make_task
 from ..training import checkpoint
@@ -155,22 +161,6 @@ def open_run(task: str, run_dir: Path, resume: bool, init_from: str | None, rese
         if loaded:
             check_description(loaded[0])
     return Run(saved[0]["task"]["task"] if saved else task, run_dir, saved, base)
-
-
-def check_description(meta: dict) -> None:
-    """`CheckpointError` unless a checkpoint's description is valid before anything is built from it: its task,
-    model config and data settings (`JSONConfig.from_dict` checks types and ranges) and training settings."""
-    task, train = meta.get("task"), meta.get("train")
-    if not isinstance(task, dict) or not isinstance(task.get("task"), str) or task["task"] not in TASKS:
-        raise CheckpointError(f"checkpoint task must be an object naming one of {sorted(TASKS)}, got {task!r:.60}")
-    if not isinstance(train, dict):
-        raise CheckpointError(f"checkpoint training settings must be an object, got {type(train).__name__}")
-    model_classes(kind_of(meta))[0].from_dict(meta.get("model"))
-    DataConfig.from_dict({k: v for k, v in task.items() if k in field_names(DataConfig)})
-    hints = typing.get_type_hints(TrainConfig)
-    for name, value in train.items():
-        if name in hints:
-            check_value(TrainConfig, name, value, hints[name])
 
 
 def resolve(run: Run, explicit: dict) -> dict:

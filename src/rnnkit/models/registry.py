@@ -7,11 +7,13 @@ Every checkpoint's ``meta.json`` records its model ``kind`` (absent: ``"sequence
 from __future__ import annotations
 
 import importlib
+import math
+import typing
 
 import numpy as np
 
-from ..errors import CheckpointError
-from .footprint import check_fits
+from ..errors import CheckpointError, ConfigError
+from .footprint import check_fits, machine_memory
 
 KINDS = {  # kind → (module, config class, model class, what it is, in words)
     "sequence": ("rnnkit.models.sequence", "ModelConfig", "SequenceModel", "a sequence model"),
@@ -33,6 +35,96 @@ def model_classes(kind: str):
 
 def kind_of(meta: dict) -> str:
     return meta.get("kind", "sequence")
+
+
+#: model kind → the vocabularies its checkpoint must hold (the commands that apply the model read them)
+REQUIRED_VOCABULARIES = {"classifier": ("tokens", "labels"), "tagger": ("tokens", "labels"),
+                         "seq2seq": ("tokens", "target_tokens")}
+#: vocabulary key → the special entries it starts with, in this order (their ids are fixed)
+SPECIAL_ENTRIES = {"tokens": ("<pad>", "<unk>"), "target_tokens": ("<pad>", "<unk>", "<bos>", "<eos>"),
+                   "chars_vocab": ("<pad>", "<unk>")}
+
+
+def check_description(meta: dict) -> None:
+    """`CheckpointError` naming the first field of a checkpoint's ``meta.json`` that a loader cannot use — checked
+    before anything runs, by every command that loads one (`rnnkit.training.checkpoint.load_model`, --resume,
+    --init-from): the model kind and config (`JSONConfig.from_dict`: types, ranges, sizes that fit in memory); the
+    task (a known name, its data settings; a CTC task's sizes); the training settings (types and the flags' ranges,
+    seeds included); the vocabularies (present where the kind needs them, distinct strings, special tokens first,
+    as long as the model's sizes; a tagger's tag names equal to its labels); the random generator states."""
+    from ..training.data import DataConfig
+    from ..training.trainer import TrainConfig
+    from .configs import check_option_ranges, check_value, field_names
+
+    config_cls, _ = model_classes(kind_of(meta))
+    config = config_cls.from_dict(meta.get("model"))
+    task = _check_task(meta.get("task"))
+    DataConfig.from_dict({k: v for k, v in task.items() if k in field_names(DataConfig)})
+    train = meta.get("train")
+    if not isinstance(train, dict):
+        raise CheckpointError(f"checkpoint training settings must be an object, got {type(train).__name__}")
+    hints = typing.get_type_hints(TrainConfig)
+    for name, value in train.items():
+        if name in hints:
+            check_value(TrainConfig, name, value, hints[name])
+    try:
+        check_option_ranges(TrainConfig(**{k: v for k, v in train.items() if k in hints}), skip_defaults=True)
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"checkpoint TrainConfig: {e}") from None
+    for key in REQUIRED_VOCABULARIES.get(kind_of(meta), ()) + (("vocab",) if task["task"] == "text" else ()):
+        if meta.get(key) is None:
+            raise CheckpointError(f"checkpoint lacks its vocabulary {key!r} (a {kind_of(meta)} model needs it)")
+    check_vocabularies(meta, config)
+    if kind_of(meta) == "tagger" and getattr(config, "tag_names", None) != meta["labels"]:
+        raise CheckpointError(f"checkpoint tag_names {getattr(config, 'tag_names', None)!r:.60} are not its labels "
+                              f"{meta['labels']!r:.60}")
+    _check_rng(meta.get("rng"))
+
+
+def _check_task(task) -> dict:
+    from ..tasks.registry import TASKS
+
+    if not isinstance(task, dict) or not isinstance(task.get("task"), str) or task["task"] not in TASKS:
+        raise CheckpointError(f"checkpoint task must be an object naming one of {sorted(TASKS)}, got {task!r:.60}")
+    for name, value in task.items():
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise CheckpointError(f"checkpoint task setting {name!r} must be a non-negative number, a string, a "
+                                  f"bool or null, got {value!r:.60}")
+    if task["task"] == "ctc":
+        _check_ctc_sizes(task)
+    return task
+
+
+def _check_ctc_sizes(task: dict) -> None:
+    """A CTC task's generator: symbols no more than frames, and a validation batch (128 sequences of ``max_frames``
+    frames of ``features`` float64 values) within the machine's memory."""
+    from ..errors import DataError
+    from ..tasks.ctc import stored_settings
+
+    try:
+        settings = stored_settings(task)
+    except DataError as e:
+        raise CheckpointError(f"checkpoint {e}") from None
+    frames, features = settings.get("max_frames", 1), settings.get("features", 1)
+    for name in ("max_symbols", "max_silence", "min_frames"):
+        if settings.get(name, 1) > frames:
+            raise CheckpointError(f"checkpoint task 'ctc' setting {name} {settings[name]} exceeds max_frames {frames}")
+    memory = machine_memory() or 2**40
+    if 128 * frames * features * 8 > memory // 4:
+        raise CheckpointError(f"checkpoint task 'ctc' frames of {frames} x {features} values do not fit in this "
+                              f"machine's memory ({memory / 2**30:.1f} GiB)")
+
+
+def _check_rng(states) -> None:
+    """A list of NumPy bit-generator states (objects naming their generator and holding its state)."""
+    ok = isinstance(states, list) and states and all(
+        isinstance(s, dict) and isinstance(s.get("bit_generator"), str) and isinstance(s.get("state"), dict)
+        for s in states)
+    if not ok:
+        raise CheckpointError(f"checkpoint random generator states must be a non-empty list of generator states, "
+                              f"got {states!r:.60}")
 
 
 def model_from_meta(meta: dict, state: dict | None = None, rng=None):
@@ -68,11 +160,18 @@ def check_vocabularies(meta: dict, config) -> None:
         if len(set(entries)) != len(entries):
             raise CheckpointError(f"checkpoint vocabulary {key!r} repeats entries ({len(entries)} entries, "
                                   f"{len(set(entries))} distinct)")
+        special = SPECIAL_ENTRIES.get(key, ())
+        if tuple(entries[:len(special)]) != special:
+            raise CheckpointError(f"checkpoint vocabulary {key!r} must start with {list(special)}, got "
+                                  f"{entries[:len(special)]!r:.60}")
         for name in names:
             size = getattr(config, name, None)
             if size is not None and size != len(entries):
                 raise CheckpointError(f"checkpoint vocabulary {key!r} has {len(entries)} entries, the model's "
                                       f"{name} is {size}")
+
+
+MAX_WEIGHT = 1e30  # a larger weight overflows the first matrix product (float32 ends at 3.4e38)
 
 
 def check_state(model, state: dict) -> None:
@@ -93,6 +192,9 @@ def check_state(model, state: dict) -> None:
                                   f"gives {p.data.shape}")
         if not np.isfinite(value).all():
             raise CheckpointError(f"checkpoint tensor {name!r} holds NaN or infinite values")
+        if value.size and np.abs(value).max() > MAX_WEIGHT:
+            raise CheckpointError(f"checkpoint tensor {name!r} holds a value of magnitude {np.abs(value).max():.3g} "
+                                  f"(expected at most {MAX_WEIGHT:g}: no trained model's weight is that large)")
 
 
 def build_model(task, options: dict, rng=None):

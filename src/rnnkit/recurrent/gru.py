@@ -6,6 +6,7 @@ import numpy as np
 
 from ..activations import sigmoid
 from ..module import check_bool, check_choice
+from .catalog import CellEntry
 from .cell import Cell, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
@@ -249,6 +250,8 @@ class GRU(RecurrentLayer):
     """
 
     cell_class = GRUStep
+    catalog = CellEntry("gru", options=("reset_after",), torch_name="GRU",
+                        variants={"reset-after": {}, "reset-before": {"reset_after": False}})
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
                  reset_after=True, stateful=False, dtype=np.float32, rng=None, return_state=True,

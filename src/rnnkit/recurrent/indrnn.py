@@ -14,6 +14,7 @@ import numpy as np
 from .. import kernels
 from ..errors import ConfigError
 from ..module import Parameter, ParameterOwner, as_rng
+from .catalog import CellEntry
 from .cell import Cell, Workspace, dtanh
 from .layer import RecurrentLayer
 
@@ -163,6 +164,8 @@ class IndRNN(RecurrentLayer):
     """
 
     cell_class = IndRNNStep
+    catalog = CellEntry("indrnn", options=("nonlinearity", "recurrent_max"), defaults={"nonlinearity": "relu"},
+                        variants={"relu": {}, "tanh": {"nonlinearity": "tanh"}})
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="relu", recurrent_max=None, bias=True,
                  dropout=0.0, bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True):

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..activations import sigmoid, softmax
 from ..module import Parameter, as_rng, check_choice, check_float, check_positive_int
+from .catalog import CellEntry
 from .cell import Cell, transposed
 from .layer import RecurrentLayer
 
@@ -147,6 +148,7 @@ class Jordan(RecurrentLayer):
     """
 
     cell_class = JordanStep
+    catalog = CellEntry("jordan", encoder=False, defaults={"num_layers": 1}, variants={"": {"output_size": 2}})
 
     def __init__(self, input_size, hidden_size, output_size, output_activation="sigmoid", state_decay=0.0,
                  bias=True, num_layers=1, dropout=0.0, bidirectional=False, stateful=False, dtype=np.float32,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import sigmoid
+from .catalog import CellEntry
 from .gru import backward_r_after, backward_z_n, gru_output
 from .layer import RecurrentLayer
 from .layernorm import LayerNormCell, layer_norm, layer_norm_backward
@@ -137,6 +138,7 @@ class LayerNormGRU(RecurrentLayer):
     """
 
     cell_class = LayerNormGRUStep
+    catalog = CellEntry("lngru")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
                  stateful=False, dtype=np.float32, rng=None, return_state=True):

@@ -7,6 +7,7 @@ import numpy as np
 from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import check_float
+from .catalog import CellEntry
 from .cell import dsigmoid, dtanh
 from .layer import RecurrentLayer
 from .layernorm import LayerNormCell, layer_norm, layer_norm_backward
@@ -183,6 +184,7 @@ class LayerNormLSTM(RecurrentLayer):
     """
 
     cell_class = LayerNormLSTMStep
+    catalog = CellEntry("lnlstm", options=("forget_bias",))
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
                  forget_bias=None, stateful=False, dtype=np.float32, rng=None, return_state=True):

@@ -9,6 +9,7 @@ import numpy as np
 from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, as_rng, check_bool, check_float, check_int
+from .catalog import CellEntry
 from .cell import Cell, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
@@ -230,6 +231,9 @@ class LSTM(RecurrentLayer):
     """
 
     cell_class = LSTMStep
+    catalog = CellEntry("lstm", options=("proj_size", "peephole", "forget_bias", "zoneout_cell"), torch_name="LSTM",
+                        variants={"": {}, "peephole": {"peephole": True},
+                                  "peephole-proj": {"peephole": True, "proj_size": 3}})
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
                  proj_size=0, peephole=False, forget_bias=None, stateful=False, dtype=np.float32, rng=None,

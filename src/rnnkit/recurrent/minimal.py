@@ -21,6 +21,7 @@ from .. import kernels
 from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, ParameterOwner, as_rng
+from .catalog import CellEntry
 from .cell import Cell, Workspace
 from .layer import RecurrentLayer
 from .runner import Recurrence
@@ -263,6 +264,7 @@ class MinGRU(_MinimalLayer):
     """
 
     cell_class = MinGRUStep
+    catalog = CellEntry("mingru", options=("mode",))
 
 
 class MinLSTM(_MinimalLayer):
@@ -278,3 +280,4 @@ class MinLSTM(_MinimalLayer):
     """
 
     cell_class = MinLSTMStep
+    catalog = CellEntry("minlstm", options=("mode",))

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..activations import sigmoid
 from ..module import MAX_COUNT, Parameter, as_rng, check_int, check_positive_int
+from .catalog import CellEntry
 from .cell import transposed
 from .layer import RecurrentLayer
 from .lstm import LSTMStep
@@ -200,6 +201,8 @@ class MogrifierLSTM(RecurrentLayer):
     """
 
     cell_class = MogrifierStep
+    catalog = CellEntry("mogrifier", options=("rounds", "rank", "proj_size", "peephole", "forget_bias"),
+                        variants={"": {"rounds": 3}, "low-rank": {"rounds": 2, "rank": 2}})
 
     def __init__(self, input_size, hidden_size, rounds=5, rank=None, num_layers=1, bias=True, dropout=0.0,
                  bidirectional=False, proj_size=0, peephole=False, forget_bias=None, stateful=False,

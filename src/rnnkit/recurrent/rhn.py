@@ -7,6 +7,7 @@ import numpy as np
 from .. import kernels
 from ..activations import sigmoid
 from ..module import MAX_COUNT, check_bool, check_float, check_int
+from .catalog import CellEntry
 from .cell import Cell, Workspace, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
@@ -174,6 +175,9 @@ class RHN(RecurrentLayer):
     """
 
     cell_class = RHNStep
+    catalog = CellEntry("rhn", options=("depth", "coupled", "transform_bias"),
+                        variants={"coupled": {"depth": 2}, "uncoupled": {"depth": 2, "coupled": False},
+                                  "no-bias": {"depth": 3, "bias": False}})
 
     def __init__(self, input_size, hidden_size, depth=1, coupled=True, transform_bias=-2.0, num_layers=1, bias=True,
                  dropout=0.0, bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True):

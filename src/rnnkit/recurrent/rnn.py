@@ -6,6 +6,7 @@ import numpy as np
 
 from ..activations import sigmoid
 from ..module import check_choice
+from .catalog import CellEntry
 from .cell import Cell, dsigmoid, dtanh
 from .layer import RecurrentLayer
 
@@ -106,6 +107,8 @@ class RNN(RecurrentLayer):
     """
 
     cell_class = ElmanStep
+    catalog = CellEntry("rnn", options=("nonlinearity",), torch_name="RNN",
+                        variants={"tanh": {}, "relu": {"nonlinearity": "relu"}})
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, dropout=0.0,
                  bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True,

@@ -40,8 +40,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..module import no_grad
+from ..recurrent import catalog
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+#: the cells with a ``torch.nn`` counterpart (from the cell catalogue) → their number of gates
+GATES = {e.name: e.cell_class.num_gates for e in catalog.entries() if e.torch_name}
 DEFAULT_BATCHES = (1, 16, 64)
 DEFAULT_HIDDEN = (64, 256, 512)
 
@@ -182,20 +184,18 @@ def _median_interleaved(fns, repeats: int, warmup: int) -> list[float]:
 
 
 def _pair(cell: str, hidden: int, with_torch: bool):
-    import rnnkit
-
-    ours = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}[cell](hidden, hidden, rng=0)
+    entry = catalog.entry(cell)
+    ours = entry.layer(hidden, hidden, rng=0)
     theirs = None
     if with_torch:
         import torch
 
-        theirs = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](hidden, hidden,
-                                                                                         batch_first=True)
+        theirs = getattr(torch.nn, entry.torch_name)(hidden, hidden, batch_first=True)
         theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
     return ours, theirs
 
 
-def run(cells=("rnn", "lstm", "gru"), batches=DEFAULT_BATCHES, hiddens=DEFAULT_HIDDEN, steps: int = 100,
+def run(cells=tuple(GATES), batches=DEFAULT_BATCHES, hiddens=DEFAULT_HIDDEN, steps: int = 100,
         threads: int | None = None, repeats: int = 5, warmup: int = 2, with_torch: bool = True, memory: bool = True,
         progress=None):
     """Run the grid; yield one dict per (cell, B, H, mode) with timings, GFLOP/s, ratios and memory."""

@@ -392,10 +392,10 @@ def set_rng_state(generators: list[np.random.Generator], states: list[dict]) -> 
 def load_model(path: str | Path, kind: str | None = None):
     """(meta, model) of the checkpoint at ``path`` (a run directory or its checkpoint folder) — the one loader every
     command uses; with ``kind``, a `CheckpointError` naming what the checkpoint holds when it is another kind."""
-    from ..models.registry import KINDS, kind_of, model_classes, model_from_meta
+    from ..models.registry import KINDS, check_description, kind_of, model_from_meta
 
     meta, state, _, _ = load(path)
-    model_classes(kind_of(meta))  # an unknown kind is a CheckpointError
+    check_description(meta)  # every field a command reads, before anything is built
     if kind is not None and kind_of(meta) != kind:
         raise CheckpointError(f"{str(path)!r} is not {KINDS[kind][3]} (it holds {KINDS[kind_of(meta)][3]}, task "
                               f"{meta.get('task', {}).get('task')!r})")

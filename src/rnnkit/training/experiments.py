@@ -21,6 +21,7 @@ enters each step as a constant input (``detach_state``), so no error is propagat
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 import time
 from collections.abc import Callable
@@ -29,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingInterrupted
 from ..models.sequence import CELL_DEFAULTS, ModelConfig, SequenceModel
 from ..tasks.memory import Adding1997Task, AddingTask, CopyTask, ReberTask
 from .executors import open_executor, run_windowed, slots
-from .files import atomic_write, hold_run_directory, make_directory
+from .files import atomic_write, hold_run_directory, make_directory, refuse_link
 from .plotting import save_figure
 from .results import NAME as RESULTS
 from .results import ResultsFile, make_header, read_results, run_key
@@ -268,18 +269,32 @@ def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=N
         if len(todo) < len(wanted):
             log(f"{len(wanted) - len(todo)} of {len(wanted)} runs are in {out_dir / RESULTS} already; "
                 f"running the other {len(todo)}")
-        with open_executor(scheduler, jobs) as executor:
-            for done, (_, r) in enumerate(run_windowed(executor, run_spec, todo, slots(executor)), 1):
-                results.append(r)
-                atomic_write(out_dir / f"{name}.md", markdown(exp, summarize(exp, list(results.runs.values()))))
-                log(f"{row_label(r):>12} seed {r['seed']}: success {r['success']:.0f}  val loss {r['val_loss']:.4f}"
-                    f"  {r['steps']} steps  {r['seconds']:.1f} s  ({done} of {len(todo)} runs)")
+        try:
+            with open_executor(scheduler, jobs) as executor:
+                for done, (_, r) in enumerate(run_windowed(executor, run_spec, todo, slots(executor)), 1):
+                    results.append(r)
+                    atomic_write(out_dir / f"{name}.md", markdown(exp, summarize(exp, list(results.runs.values()))))
+                    log(f"{row_label(r):>12} seed {r['seed']}: success {r['success']:.0f}  val loss "
+                        f"{r['val_loss']:.4f}  {r['steps']} steps  {r['seconds']:.1f} s  ({done} of {len(todo)} runs)")
+        except TrainingInterrupted as e:
+            raise interrupted(e, results) from None
         return write_report(exp, out_dir, list(results.runs.values()))
+
+def interrupted(stop: TrainingInterrupted, results: ResultsFile) -> TrainingInterrupted:
+    """The experiment's own message for a run stopped by a signal: what is kept and how to continue (the same
+    command again; an experiment has no --resume)."""
+    name = signal.Signals(stop.exit_status - 128).name
+    return TrainingInterrupted(f"experiment stopped by {name}; its {len(results.runs)} finished runs are in "
+                               f"{results.path} (the same command continues the grid, starting the interrupted run "
+                               "again)", stop.exit_status)
+
 
 
 def refuse_foreign_reports(name: str, out_dir: Path) -> None:
     """One-line error if ``out_dir`` holds an experiment's table, JSON or plot but no results file they were made
-    from (an earlier experiment's, or another program's): they are never overwritten."""
+    from (an earlier experiment's, or another program's): they are never overwritten; or if any of them is a link."""
+    for path in (out_dir / RESULTS, *(out_dir / f"{name}{suffix}" for suffix in (".md", ".json", ".png"))):
+        refuse_link(path)  # before any run: each is written at the end
     if (out_dir / RESULTS).exists():
         return
     for suffix in (".md", ".json", ".jsonl", ".png"):

@@ -28,8 +28,42 @@ def run_key(cell: str, length: int, seed: int) -> str:
     return f"{cell}/T{length}/seed{seed}"
 
 
-#: what every run record holds (the table and the resume read them)
-RUN_FIELDS = ("key", "cell", "length", "seed", "success", "val_loss", "baseline", "steps", "seconds")
+def _count(v) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: what every run record holds (the table and the resume read them) → (what it must be, in words; the check)
+RUN_FIELDS = {
+    "key": ("a string", lambda v: isinstance(v, str)),
+    "cell": ("a string", lambda v: isinstance(v, str)),
+    "length": ("a non-negative integer", _count),
+    "seed": ("a non-negative integer", _count),
+    "success": ("a number in [0, 1]", lambda v: _number(v) and 0 <= v <= 1),
+    "val_loss": ("a number", _number),
+    "baseline": ("a number or null", lambda v: v is None or _number(v)),
+    "steps": ("a non-negative integer", _count),
+    "seconds": ("a non-negative number", lambda v: _number(v) and v >= 0),
+}
+
+
+def check_run_record(record, where: str) -> None:
+    """`DataError` naming ``where`` (file and line) unless ``record`` is a run record: every field of `RUN_FIELDS`
+    present with its type and range, and its key the one its cell, length and seed make."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where} is damaged: a run record must be a JSON object, got {type(record).__name__}")
+    missing = [f for f in RUN_FIELDS if f not in record]
+    if missing:
+        raise DataError(f"{where} is damaged: a run record lacks {', '.join(missing)}")
+    for name, (expected, ok) in RUN_FIELDS.items():
+        if not ok(record[name]):
+            raise DataError(f"{where} is damaged: {name} must be {expected}, got {record[name]!r:.40}")
+    if record["key"] != run_key(record["cell"], record["length"], record["seed"]):
+        raise DataError(f"{where} is damaged: key {record['key']!r:.40} is not the key of its cell, length and seed "
+                        f"({run_key(record['cell'], record['length'], record['seed'])!r:.40})")
 
 
 def make_header(experiment: str, definition: dict, options: dict) -> dict:
@@ -51,16 +85,14 @@ def read_results(path: Path) -> tuple[dict, dict[str, dict], bool]:
     for number, line in enumerate(lines, 1):
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise DataError(f"{str(path)!r} line {number} is damaged (expected one JSON record per line, got "
                             f"{line[:40]!r})") from None
     if not records or not isinstance(records[0], dict) or records[0].get("rnnkit_results") != FORMAT:
         raise DataError(f"{str(path)!r} is not an rnnkit results file (expected a first line "
                         f'{{"rnnkit_results": {FORMAT}, ...}})')
     for number, record in enumerate(records[1:], 2):
-        missing = [f for f in RUN_FIELDS if not isinstance(record, dict) or f not in record]
-        if missing:
-            raise DataError(f"{str(path)!r} line {number} is damaged: a run record lacks {', '.join(missing)}")
+        check_run_record(record, f"{str(path)!r} line {number}")
     runs = {r["key"]: r for r in records[1:]}
     return records[0], runs, torn
 

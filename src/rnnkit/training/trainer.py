@@ -39,7 +39,7 @@ from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from ..validate import MAX_SEED
 from . import checkpoint
 from .data import data_identity
-from .files import append_line, atomic_write, hold_run_directory, make_directory
+from .files import append_line, atomic_write, hold_run_directory, make_directory, refuse_link
 from .resume_checks import check_carry, check_optimizer_state, check_progress
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "tbptt_windows"]
@@ -199,6 +199,8 @@ class Trainer:
         """Train until the epochs, ``max_steps``, ``time_limit`` or ``stop_when`` end it; return the history."""
         if self.run_dir is not None:
             make_directory(self.run_dir)
+            for name in ("metrics.jsonl", "loss.png"):  # refused before training, not at the first write
+                refuse_link(self.run_dir / name)
         if self.config.threads:
             from threadpoolctl import threadpool_limits
 
