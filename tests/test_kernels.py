@@ -11,28 +11,17 @@ import rnnkit
 from conftest import GRADCHECK_TOL
 from rnnkit import kernels
 from rnnkit.errors import ConfigError
+from rnnkit.recurrent import catalog
 from rnnkit.recurrent.cell import Cell
+from rnnkit.recurrent.layernorm import LayerNormCell
 
 numba = pytest.importorskip("numba", reason="numba is not installed: the compiled kernels are not available")
 
-CONFIGS = {
-    "rnn-tanh": (rnnkit.RNN, {}),
-    "rnn-relu": (rnnkit.RNN, {"nonlinearity": "relu"}),
-    "lstm": (rnnkit.LSTM, {}),
-    "lstm-peephole": (rnnkit.LSTM, {"peephole": True}),
-    "lstm-peephole-proj": (rnnkit.LSTM, {"peephole": True, "proj_size": 3}),
-    "gru-reset-after": (rnnkit.GRU, {}),
-    "gru-reset-before": (rnnkit.GRU, {"reset_after": False}),
-    "mogrifier": (rnnkit.MogrifierLSTM, {"rounds": 3}),
-    "mogrifier-low-rank": (rnnkit.MogrifierLSTM, {"rounds": 2, "rank": 2}),
-    "rhn-coupled": (rnnkit.RHN, {"depth": 2}),
-    "rhn-uncoupled": (rnnkit.RHN, {"depth": 2, "coupled": False}),
-    "rhn-no-bias": (rnnkit.RHN, {"depth": 3, "bias": False}),
-    "indrnn-relu": (rnnkit.IndRNN, {}),
-    "indrnn-tanh": (rnnkit.IndRNN, {"nonlinearity": "tanh"}),
-    "mingru": (rnnkit.MinGRU, {}),
-    "minlstm": (rnnkit.MinLSTM, {}),
-}
+# every variant of every cell of the catalogue: a new cell's kernels are compared without an edit here (the
+# layer-normalised cells' are compared in test_layernorm_cells.py, with randomised gains and a float32 tolerance)
+CONFIGS = {entry.variant_label(variant): (entry.layer, options)
+           for entry in catalog.entries() if not issubclass(entry.cell_class, LayerNormCell)
+           for variant, options in entry.variants.items()}
 TOL = {np.float32: 1e-6, np.float64: 1e-12}
 
 

@@ -78,7 +78,7 @@ def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory,
     cell_list = tuple(c.strip() for c in cells.split(","))
     unknown = sorted(set(cell_list) - set(bench_lib.GATES))
     if unknown:
-        fail(f"--cells must be a subset of rnn,lstm,gru, got {', '.join(unknown)}")
+        fail(f"--cells must be a subset of {','.join(bench_lib.GATES)}, got {', '.join(unknown)}")
     batch_sizes, hidden_sizes = _ints(batches, "batch"), _ints(hiddens, "hidden")
     refuse_existing(json_path, "--json")
     _bench_fits(max(batch_sizes), max(hidden_sizes), steps)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..recurrent import catalog
 from ..tasks.registry import GENERATED_TASKS, make_task
 from ..training.data import DataConfig
 from ..training.files import atomic_write
@@ -21,9 +22,7 @@ from .options import SCHEDULER, SEED
               "NAME.md, NAME.json, NAME.png, runs/ [experiments/NAME].")
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per (cell, length) [experiment's own].")
 @click.option("--length", "lengths", type=click.IntRange(min=1), multiple=True, help="Sequence length(s) T.")
-@click.option("--cell", "cells", type=click.Choice(["rnn-nobptt", "rnn", "lstm", "gru", "rhn", "mogrifier", "indrnn",
-                                                   "mingru", "minlstm", "lnlstm", "lngru"]),
-              multiple=True,
+@click.option("--cell", "cells", type=click.Choice(("rnn-nobptt",) + catalog.names("encoder")), multiple=True,
               help="Cells to compare [experiment's own]; rnn-nobptt = the RNN trained without BPTT, as Elman (1990).")
 @click.option("--time-budget", type=click.FloatRange(min=1),
               help="Seconds of training per run; a run also stops once it succeeds [reber 30, adding 75, copy 60, "
@@ -60,8 +59,7 @@ def experiment(name, out, seeds, lengths, cells, time_budget, max_steps, jobs, s
 
 @click.command()
 @click.argument("checkpoints", nargs=-1, type=click.Path())
-@click.option("--cell", "cells", type=click.Choice(["rnn", "lstm", "gru", "rhn", "mogrifier", "indrnn", "mingru",
-                                                   "minlstm", "lnlstm", "lngru"]), multiple=True,
+@click.option("--cell", "cells", type=click.Choice(catalog.names("encoder")), multiple=True,
               help="Freshly initialised models of these cells (in addition to any CHECKPOINTS).")
 @click.option("--task", "task_name", type=click.Choice(GENERATED_TASKS), default="adding", show_default=True,
               help="Data for fresh models (checkpoints use their own task's data).")
@@ -115,7 +113,7 @@ def _fresh_models(cells, task, hidden_size: int, seed: int) -> dict:
     models = {}
     for cell in cells:
         config = ModelConfig.for_task(task, cell=cell, hidden_size=hidden_size,
-                                      forget_bias=1.0 if cell in ("lstm", "mogrifier", "lnlstm") else None,
+                                      forget_bias=1.0 if cell in catalog.names(option="forget_bias") else None,
                                       **CELL_DEFAULTS.get(cell, {}))
         models[f"{cell} (initial)"] = SequenceModel(config, rng=np.random.default_rng(seed), loss=task.loss)
     return models

@@ -34,13 +34,14 @@ from ..errors import ConfigError
 from ..layers import Embedding, Linear
 from ..losses import CrossEntropyLoss
 from ..module import Module, _is_int, as_rng, check_dtype, check_int
-from ..recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from ..recurrent import catalog
 from ..recurrent.layer import hidden_part
 from ..tasks.seq2seq import BOS_ID, EOS_ID, PairBatch
 from .configs import JSONConfig, check_option_ranges, option
 from .protocol import WholeSequenceModel, batched, inference
 
-ENCODERS = {"rnn": (RNN, RNNCell), "lstm": (LSTM, LSTMCell), "gru": (GRU, GRUCell)}
+#: cell name → (encoder layer, decoder step module): the catalogue's cells that have a one-step module
+ENCODERS = {e.name: (e.layer, e.step_module) for e in catalog.entries() if e.step_module is not None}
 ATTENTIONS = ("bahdanau", "luong-dot", "luong-general")
 
 
@@ -71,7 +72,8 @@ class Seq2SeqConfig(JSONConfig):
     @classmethod
     def check_cell(cls, cell: str) -> None:
         if cell not in ENCODERS:
-            raise ConfigError(f"seq2seq supports --cell rnn, lstm or gru, got {cell!r}")
+            *first, last = ENCODERS
+            raise ConfigError(f"seq2seq supports --cell {', '.join(first)} or {last}, got {cell!r}")
 
     def parameter_count(self) -> int:
         """The model's number of parameters, computed without building it (`rnnkit.models.footprint`)."""

@@ -5,8 +5,8 @@ This is the model the trainer and the command line use for the memory, Reber and
     tokens (B, T) ──OneHot/Embedding──▶ (B, T, E) ──recurrent layer──▶ (B, T, D·H) ──Dropout──▶ ──Linear──▶ (B, T, O)
     reals  (B, T, I) ─────────────────────────────┘
 
-(recurrent layer: one of `RECURRENT_LAYERS` — RNN, LSTM, GRU, RHN, MogrifierLSTM, IndRNN, MinGRU, MinLSTM,
-LayerNormLSTM or LayerNormGRU; a Jordan network is handled below)
+(recurrent layer: one of `RECURRENT_LAYERS`, the layers of the cell catalogue `rnnkit.recurrent.catalog`; a Jordan
+network is handled below)
 
 A Jordan network has no separate head: its own output layer (identity activation: logits or regression values)
 is the model's output and is what it feeds back. Per-step outputs are produced for every position; many-to-one
@@ -27,31 +27,16 @@ from ..errors import ConfigError
 from ..layers import Dropout, Embedding, Linear, OneHot
 from ..losses import LOSSES
 from ..module import Module, as_rng, check_dtype, no_grad
-from ..recurrent import (
-    GRU,
-    LSTM,
-    RHN,
-    RNN,
-    IndRNN,
-    Jordan,
-    LayerNormGRU,
-    LayerNormLSTM,
-    MinGRU,
-    MinLSTM,
-    MogrifierLSTM,
-)
+from ..recurrent import Jordan, catalog
 from .configs import JSONConfig, check_option_ranges, field_names, flag, option, option_fields
 
-# cell name → recurrent layer class (a layer runs a cell over time; these are not cells)
-RECURRENT_LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "jordan": Jordan, "rhn": RHN, "mogrifier": MogrifierLSTM,
-                    "indrnn": IndRNN, "mingru": MinGRU, "minlstm": MinLSTM, "lnlstm": LayerNormLSTM,
-                    "lngru": LayerNormGRU}
-# Cells that can encode a sequence for another model (a Jordan net feeds back its own output instead).
-ENCODER_CELLS = ("rnn", "lstm", "gru", "rhn", "mogrifier", "indrnn", "mingru", "minlstm", "lnlstm", "lngru")
-# Defaults that follow from the cell (applied where the user did not set the option).
-CELL_DEFAULTS = {"jordan": {"num_layers": 1}, "indrnn": {"nonlinearity": "relu"}}
-LSTM_LIKE = ("lstm", "mogrifier")
-MASKABLE = ("rnn", "lstm", "gru")  # cells whose recurrent matmuls take recurrent dropout and weight drop
+# Derived from the cell catalogue (`rnnkit.recurrent.catalog`): each fact is declared once, on the layer class.
+#: cell name → recurrent layer class (a layer runs a cell over time; these are not cells)
+RECURRENT_LAYERS = catalog.layers()
+#: cells that can encode a sequence for another model (a Jordan net feeds back its own output instead)
+ENCODER_CELLS = catalog.names("encoder")
+#: option values that follow from the cell (applied where the user did not set the option)
+CELL_DEFAULTS = {e.name: dict(e.defaults) for e in catalog.entries() if e.defaults}
 #: the options of the recurrent layer's `regularize`, not of its constructor
 REGULARIZERS = ("dropout_input", "dropout_recurrent", "zoneout", "zoneout_cell", "weight_drop")
 
@@ -72,47 +57,54 @@ class ModelConfig(JSONConfig):
     output_size: int
     tokens: bool = False  # integer token inputs (one-hot or embedded)
     embedding_size: int = option(0, "Token embedding size; 0 feeds one-hot characters as char-rnn does.", low=0)
-    cell: str = option("rnn", "Recurrent cell.", choices=tuple(RECURRENT_LAYERS))
+    cell: str = option("rnn", "Recurrent cell.", choices=catalog.names())
     hidden_size: int = option(128, "Units per layer.", flags=("--rnn-size",), low=1)
     num_layers: int = option(1, "Stacked layers.", low=1)
     dropout: float = option(0.0, "Dropout between layers and before the head.", low=0, high=1, high_open=True)
     bidirectional: bool = False
     nonlinearity: str = option("tanh", "RNN/IndRNN: the activation (--cell indrnn: relu unless given).",
-                               choices=("tanh", "relu"), cells=("rnn", "indrnn"))
+                               choices=("tanh", "relu"), cells=catalog.names(option="nonlinearity"))
     forget_bias: float | None = option(None, "LSTM/Mogrifier/LN-LSTM: initial forget-gate bias (char-rnn and Keras "
-                                       "use 1; None: PyTorch's initialisation).", cells=LSTM_LIKE + ("lnlstm",),
-                                       cli_default=1.0)
+                                       "use 1; None: PyTorch's initialisation).",
+                                       cells=catalog.names(option="forget_bias"), cli_default=1.0)
     proj_size: int = option(0, "LSTM/Mogrifier: project h to this size (PyTorch's proj_size).", low=0,
-                            cells=LSTM_LIKE)
-    peephole: bool = option(False, "LSTM/Mogrifier: peephole connections.", cells=LSTM_LIKE)
+                            cells=catalog.names(option="proj_size"))
+    peephole: bool = option(False, "LSTM/Mogrifier: peephole connections.",
+                            cells=catalog.names(option="peephole"))
     reset_after: bool = option(True, "GRU: reset gate after (PyTorch) or before (Cho 2014) the recurrent matmul.",
-                               negative="--reset-before", cells=("gru",))
-    depth: int = option(3, "RHN: micro-cells per step.", low=1, cells=("rhn",))
+                               negative="--reset-before", cells=catalog.names(option="reset_after"))
+    depth: int = option(3, "RHN: micro-cells per step.", low=1, cells=catalog.names(option="depth"))
     coupled: bool = option(True, "RHN: carry gate 1 − transform gate (coupled) or its own gate.",
-                           negative="--uncoupled", cells=("rhn",))
-    transform_bias: float = option(-2.0, "RHN: initial transform-gate bias.", cells=("rhn",))
-    rounds: int = option(5, "Mogrifier: gating rounds (0 = LSTM).", low=0, cells=("mogrifier",))
-    rank: int | None = option(None, "Mogrifier: low-rank Q and R.", low=1, cells=("mogrifier",))
+                           negative="--uncoupled", cells=catalog.names(option="coupled"))
+    transform_bias: float = option(-2.0, "RHN: initial transform-gate bias.",
+                                   cells=catalog.names(option="transform_bias"))
+    rounds: int = option(5, "Mogrifier: gating rounds (0 = LSTM).", low=0, cells=catalog.names(option="rounds"))
+    rank: int | None = option(None, "Mogrifier: low-rank Q and R.", low=1, cells=catalog.names(option="rank"))
     recurrent_max: float | None = option(None, "IndRNN: keep each recurrent weight in [-this, this] (clipped after "
                                          "every update; the paper's 2**(1/T) for relu over T steps).", low=0,
-                                         low_open=True, cells=("indrnn",))
+                                         low_open=True, cells=catalog.names(option="recurrent_max"))
     mode: str = option("sequential", "minGRU/minLSTM: a step per time step, or the log-space parallel scan (same "
-                       "model).", choices=("sequential", "scan"), cells=("mingru", "minlstm"))
+                       "model).", choices=("sequential", "scan"), cells=catalog.names(option="mode"))
     dropout_input: float = option(0.0, "Variational dropout on each layer's input features: one mask per sequence, "
                                   "shared by all steps (Gal & Ghahramani 2016).", low=0, high=1, high_open=True)
     dropout_recurrent: float = option(0.0, "Variational dropout on h_{t-1} where it enters the recurrent matmuls, "
-                                      "one mask per sequence.", low=0, high=1, high_open=True, cells=MASKABLE)
+                                      "one mask per sequence.", low=0, high=1, high_open=True,
+                                      cells=catalog.names("recurrent_masks"))
     zoneout: float = option(0.0, "Zoneout: each state unit keeps its previous value with this probability at each "
                             "step (Krueger et al. 2017; evaluation uses the expectation).", low=0, high=1,
                             high_open=True)
     zoneout_cell: float | None = option(None, "LSTM: zoneout rate of the cell state c (default: --zoneout).", low=0,
-                                        high=1, high_open=True, cells=("lstm",))
+                                        high=1, high_open=True, cells=catalog.names(option="zoneout_cell"))
     weight_drop: float = option(0.0, "DropConnect on W_hh, one mask per batch (Merity et al. 2017).", low=0, high=1,
-                                high_open=True, cells=MASKABLE)
+                                high_open=True, cells=catalog.names("recurrent_masks"))
     detach_state: bool = option(False, "Train as Elman (1990): no error is propagated back through time (the "
                                 "previous state is a constant input to each step).")
     dtype: str = option("float32", "Floating-point type of parameters and activations.",
                         choices=("float32", "float64"))
+    cell_file: str | None = option(None, "A cell defined by its equations, FILE.py:NAME (rnnkit.define; implies "
+                                   "--cell defined); checkpoints keep the definition's text, not the file.",
+                                   cells=catalog.names(option="definition"))
+    definition: dict | None = None  # --cell defined: the definition's text (`rnnkit.define.Definition.to_dict`)
 
     def __post_init__(self):
         if self.cell not in RECURRENT_LAYERS:
@@ -159,7 +151,7 @@ class ModelConfig(JSONConfig):
     def regularization(self) -> dict:
         """The arguments of the recurrent layer's `regularize` (an LSTM's zoneout as (z_h, z_c))."""
         zoneout = self.zoneout
-        if self.zoneout_cell is not None and self.cell == "lstm":
+        if self.zoneout_cell is not None and self.cell in catalog.names(option="zoneout_cell"):
             zoneout = (self.zoneout, self.zoneout_cell)
         return {"dropout_input": self.dropout_input, "dropout_recurrent": self.dropout_recurrent,
                 "zoneout": zoneout, "weight_drop": self.weight_drop}

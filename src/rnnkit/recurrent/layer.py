@@ -39,6 +39,7 @@ from ..module import (
     in_dtype_of,
 )
 from ..validate import parameters_fit
+from .catalog import CellEntry, register
 from .cell import Cell
 from .noise import Noise, Regularization
 from .runner import Recurrence, Trace
@@ -119,6 +120,13 @@ class RecurrentLayer(Module):
 
     cell_class: type[Cell] = Cell
     takes_lengths = True  # `Sequential.forward(x, lengths=...)` passes ragged lengths on to it
+    #: the layer's `rnnkit.recurrent.catalog.CellEntry` (its ``--cell`` name, options, capabilities), declared in
+    #: the body of each selectable layer class and registered when the class is defined
+    catalog: CellEntry | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        register(cls)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  dropout: float = 0.0, bidirectional: bool = False, stateful: bool = False,

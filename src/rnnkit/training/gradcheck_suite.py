@@ -26,6 +26,7 @@ from ..recurrent import (
     MinLSTM,
     MogrifierLSTM,
     RNNCell,
+    catalog,
 )
 
 
@@ -33,8 +34,19 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, object, tuple, dict]]
     """(name, module, positional inputs, keyword inputs) for each check."""
     x = rng.normal(size=(2, 4, 3))
     yield from _building_blocks(rng, x)
+    yield from _every_cell(rng, x)
     yield from _classic_recurrent(rng, x)
     yield from _newer_recurrent(rng, x)
+
+
+def _every_cell(rng, x):
+    """Each variant of each cell of the catalogue (`rnnkit.recurrent.catalog`), bidirectional with a ragged batch:
+    a cell added to the catalogue is checked without an edit here."""
+    for entry in catalog.entries():
+        for variant, options in entry.variants.items():
+            layer = entry.layer(3, 4, bidirectional=True, rng=rng, **options)
+            yield f"{entry.variant_label(variant)} (bidirectional, lengths)", layer, (x, None), \
+                {"lengths": np.array([4, 2])}
 
 
 def _building_blocks(rng, x):
