@@ -24,7 +24,7 @@ import click
 
 from .._startup import started
 from ..errors import RnnkitError, TrainingInterrupted
-from . import apply, check, search, study, teach, train
+from . import apply, check, derive, search, study, teach, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -35,7 +35,7 @@ def cli():
 
 COMMANDS = (train.train, apply.sample, apply.evaluate, apply.classify, apply.tag, apply.translate, apply.transcribe,
             apply.export, study.experiment, search.search, study.diagnose, study.visualize, check.gradcheck_command,
-            check.bench, check.info, teach.teach)
+            check.bench, check.info, teach.teach, derive.derive)
 for command in COMMANDS:
     cli.add_command(command)
 

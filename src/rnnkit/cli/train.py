@@ -16,6 +16,7 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
+from ..define.files import with_cell_file
 from ..errors import ConfigError
 from ..models.configs import field_names, flag
 from ..models.registry import (
@@ -167,6 +168,7 @@ def resolve(run: Run, explicit: dict) -> dict:
     """Every setting the run sets by field name: explicit flags over the checkpoint over the task's and the cell's
     defaults (a setting absent here takes its dataclass default)."""
     task_cls = TASKS[run.task]
+    explicit = with_cell_file(explicit)
     cell = explicit.get("cell") or (run.saved[0]["model"].get("cell") if run.saved else None) \
         or task_cls.cli_defaults.get("cell", "rnn")
     check_applicable(run.task, cell, explicit)

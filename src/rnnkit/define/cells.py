@@ -198,3 +198,14 @@ def as_definition(value) -> Definition:
     if isinstance(value, dict):
         return Definition.from_dict(value)
     raise ConfigError(f"a cell definition must be a Definition or its dict, got {type(value).__name__}")
+
+
+def checked_definition(value) -> dict:
+    """A model config's ``definition`` (a dict, as checkpoints store it) parsed and derived, returned as the dict;
+    a one-line `ConfigError` when it is missing or bad."""
+    if value is None:
+        raise ConfigError("--cell defined needs --cell-file FILE.py:NAME (the cell's definition)")
+    definition = as_definition(value)
+    cell_class(definition)
+    return definition.to_dict()
+

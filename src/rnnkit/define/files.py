@@ -43,3 +43,15 @@ def load_cell_file(reference: str) -> Definition:
         raise ConfigError(f"{path}:{name} must be a cell definition (rnnkit.define.cell(...)), got "
                           f"{type(value).__name__}")
     return value
+
+
+def with_cell_file(explicit: dict) -> dict:
+    """Command-line settings with ``cell_file`` (``--cell-file FILE.py:NAME``) read into ``cell="defined"`` and the
+    definition's text; unchanged without it. ``--cell`` other than ``defined`` beside it is an error."""
+    if explicit.get("cell_file") is None:
+        return explicit
+    if explicit.get("cell") not in (None, "defined"):
+        raise ConfigError(f"--cell-file defines the cell; it cannot be combined with --cell {explicit['cell']}")
+    definition = load_cell_file(explicit["cell_file"])
+    return {**explicit, "cell": "defined", "definition": definition.to_dict()}
+

@@ -116,6 +116,10 @@ class ModelConfig(JSONConfig):
         check_option_ranges(self)
         if self.cell == "jordan" and (self.num_layers != 1 or self.bidirectional):
             raise ConfigError("a Jordan network feeds its output back: use one unidirectional layer (--num-layers 1)")
+        if self.cell == "defined":  # parsed and checked now (never run: a definition is text)
+            from ..define.cells import checked_definition
+
+            self.definition = checked_definition(self.definition)
 
     @classmethod
     def for_task(cls, task, **options) -> ModelConfig:
@@ -145,8 +149,11 @@ class ModelConfig(JSONConfig):
 
     def cell_options(self) -> dict:
         """The options of the recurrent layer class that belong to this cell type (from the fields' ``cells``)."""
-        return {f.name: getattr(self, f.name) for f in option_fields(type(self))
-                if f.metadata["cells"] is not None and self.cell in f.metadata["cells"] and f.name not in REGULARIZERS}
+        options = {f.name: getattr(self, f.name) for f in option_fields(type(self)) if f.metadata["cells"] is not None
+                   and self.cell in f.metadata["cells"] and f.name not in REGULARIZERS + ("cell_file",)}
+        if self.cell == "defined":
+            options["definition"] = self.definition
+        return options
 
     def regularization(self) -> dict:
         """The arguments of the recurrent layer's `regularize` (an LSTM's zoneout as (z_h, z_c))."""
