@@ -4,7 +4,8 @@ The top level is the library: `module` (the layer contract), `layers`, `activati
 `gradcheck`, `highway`, `crf`, `ctc`, `attention`, `sequences`, `interop`, `onnx_export`, `errors` and `recurrent/`.
 Everything that reads files, trains, plots or parses the command line lives in subpackages: `tasks/` (data and the
 Task protocol), `models/` (the trainable models and the checkpoint registry), `training/` (the trainer and the
-tools around it) and `cli/` (the ``rnnkit`` command).
+tools around it) and `cli/` (the ``rnnkit`` command). ``import rnnkit`` loads none of them: the models named here
+(`SequenceModel`, `ModelConfig`, `SequenceClassifier`, `Seq2Seq`, `Tagger`) are imported on first use.
 """
 
 from . import _startup, init, losses, optim  # _startup first: the command's Ctrl-C while the rest imports
@@ -17,10 +18,6 @@ from .highway import Highway
 from .interop import from_torch, to_torch
 from .layers import Dropout, Embedding, Linear, OneHot, Sequential
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .models.classifier import SequenceClassifier
-from .models.seq2seq import Seq2Seq
-from .models.sequence import ModelConfig, SequenceModel
-from .models.tagger import Tagger
 from .module import Module, Parameter, manual_seed, no_grad
 from .optim import SGD, Adagrad, Adam, RMSprop, clip_grad_norm
 from .recurrent import (
@@ -44,6 +41,20 @@ from .recurrent import (
 from .sequences import TimeSeries, pad_sequences, unpad_sequences
 
 __version__ = "0.1.0"
+
+#: the trainable models, loaded (with `rnnkit.models` and `rnnkit.tasks`) the first time one is used
+_MODELS = {"SequenceClassifier": "classifier", "Seq2Seq": "seq2seq", "ModelConfig": "sequence",
+           "SequenceModel": "sequence", "Tagger": "tagger"}
+
+
+def __getattr__(name: str):
+    """``rnnkit.SequenceModel`` and the other models: `import rnnkit` loads only the library (see
+    docs/architecture.md), and a model's subpackages are imported when a model is first named."""
+    if name in _MODELS:
+        import importlib
+
+        return getattr(importlib.import_module(f".models.{_MODELS[name]}", __name__), name)
+    raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")
 
 
 def fit(model, inputs, targets=None, **options) -> list[dict]:
