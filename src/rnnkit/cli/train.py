@@ -88,7 +88,11 @@ def train_run(run: Run, explicit: dict) -> None:
         trainer.restore(*run.saved, reset_optimizer=run.reset_optimizer)
     click.echo(f"rnnkit: training {type(model).__name__}/{model.config.cell.upper()} ({model.num_parameters():,} "
                f"parameters) on '{run.task}' → {run.out}", err=True)
+    before = trainer.step
     trainer.fit()
+    if run.saved and trainer.step == before and trainer.finished():
+        click.echo(f"rnnkit: nothing to do: the run in {run.out} had already finished (its epochs, --max-steps or "
+                   "its task's success); it is left as it was", err=True)
     report(trainer, the_task, run.out)
 
 

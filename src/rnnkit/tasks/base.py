@@ -86,6 +86,8 @@ class TaskBase:
     data_options: ClassVar[tuple[str, ...]] = ("batch_size",)
     seq_length = 0
     baseline: float | None = None
+    #: the key of `metrics` that is 1.0 once the task is solved (training stops there, unless --no-early-stop)
+    success_metric: ClassVar[str | None] = None
 
     def metrics(self, model) -> dict[str, float]:
         return {}

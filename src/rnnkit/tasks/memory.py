@@ -87,6 +87,7 @@ def _reber_batch(strings) -> Batch:
 
 class ReberTask(TaskBase):
     name = "reber"
+    success_metric = "success"
     loss = "bce"
     tokens = False
     stream = False
@@ -134,6 +135,7 @@ class ReberTask(TaskBase):
 
 class AddingTask(GeneratedTask):
     name = "adding"
+    success_metric = "success"
     data_options = ("seq_length", "batch_size")
     loss = "mse"
     tokens = False
@@ -188,6 +190,7 @@ class AddingTask(GeneratedTask):
 
 class Adding1997Task(GeneratedTask):
     name = "adding1997"
+    success_metric = "success"
     data_options = ("seq_length", "batch_size")
     loss = "mse"
     tokens = False
@@ -248,6 +251,7 @@ class Adding1997Task(GeneratedTask):
 
 class CopyTask(GeneratedTask):
     name = "copy"
+    success_metric = "success"
     data_options = ("seq_length", "batch_size")
     loss = "ce"
     tokens = True

@@ -132,7 +132,6 @@ def run_one(exp: Experiment, label: str, length: int, seed: int, out_dir: Path, 
                                epochs=exp.epochs, eval_every=exp.eval_every, seed=seed, time_limit=time_budget,
                                max_steps=max_steps, threads=1, progress=False)
     trainer = Trainer(model, task, train_config, out_dir / f"{label}-T{length}-seed{seed}")
-    trainer.stop_when = lambda metrics: metrics.get("success", 0.0) == 1.0
     started = time.perf_counter()
     trainer.fit()
     metrics = trainer.last_eval
@@ -280,6 +279,7 @@ def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=N
             raise interrupted(e, results) from None
         return write_report(exp, out_dir, list(results.runs.values()))
 
+
 def interrupted(stop: TrainingInterrupted, results: ResultsFile) -> TrainingInterrupted:
     """The experiment's own message for a run stopped by a signal: what is kept and how to continue (the same
     command again; an experiment has no --resume)."""
@@ -287,7 +287,6 @@ def interrupted(stop: TrainingInterrupted, results: ResultsFile) -> TrainingInte
     return TrainingInterrupted(f"experiment stopped by {name}; its {len(results.runs)} finished runs are in "
                                f"{results.path} (the same command continues the grid, starting the interrupted run "
                                "again)", stop.exit_status)
-
 
 
 def refuse_foreign_reports(name: str, out_dir: Path) -> None:

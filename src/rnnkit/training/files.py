@@ -6,7 +6,8 @@ one, never a torn one. The temporary file is created with ``O_EXCL`` (`tempfile.
 link planted at a predictable name is never followed or overwritten.
 
 `hold_run_directory` locks a run directory for one process (``fcntl.flock`` on ``.rnnkit.lock`` in it): a second
-run on the same directory is refused with the first one's process id instead of mixing their files.
+run on the same directory is refused with the first one's process id instead of mixing their files. The lock file
+is removed (while still locked) when the run ends.
 
 No file rnnkit writes, appends to or locks is opened through a symbolic link: appends and locks go through
 `open_no_link` (``O_NOFOLLOW``, and a regular file only), and `atomic_path` refuses a target that is a link; a link
@@ -144,11 +145,39 @@ def hold_run_directory(run_dir: str | Path):
         yield
     finally:
         del _held[lock]
-        os.close(fd)  # releases the lock
+        _release(lock, fd)
+
+
+def _release(lock: Path, fd: int) -> None:
+    """Remove the lock file while still holding its lock, then release it (closing): a process that opened the file
+    before the removal finds, once it holds the lock, that the path no longer names its file, and retries
+    (`_acquire`), so no stray ``.rnnkit.lock`` stays in a run directory after a run ends."""
+    try:
+        lock.unlink()
+    except OSError:  # already gone, or a read-only directory: the lock is released all the same
+        pass
+    os.close(fd)
 
 
 def _acquire(lock: Path, run_dir: str | Path) -> int:
-    fd = open_no_link(lock, "lock")
+    """Open ``lock`` (created if needed) and hold its exclusive lock; retried when the file was removed by the run
+    that held it (`_release`) between our opening it and locking it."""
+    while True:
+        fd = _open_and_lock(lock, run_dir)
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock, follow_symlinks=False))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    return fd
+
+
+def _open_and_lock(lock: Path, run_dir: str | Path) -> int:
+    fd = open_no_link(lock, "lock")  # never through a link, a regular file only
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -156,6 +185,4 @@ def _acquire(lock: Path, run_dir: str | Path) -> int:
         os.close(fd)
         raise ConfigError(f"run directory {str(run_dir)!r} in use by process {holder} (expected a directory no other "
                           "run is using; wait for it to finish or choose another --out)") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
     return fd

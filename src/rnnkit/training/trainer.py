@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import ConfigError, TrainingError, TrainingInterrupted
 from ..models.configs import check_option_ranges, option
@@ -40,6 +39,7 @@ from ..validate import MAX_SEED
 from . import checkpoint
 from .data import data_identity
 from .files import append_line, atomic_write, hold_run_directory, make_directory, refuse_link
+from .progress import note, progress
 from .resume_checks import check_carry, check_optimizer_state, check_progress
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "tbptt_windows"]
@@ -70,6 +70,8 @@ class TrainConfig:
     log_every: int = 10
     seed: int = option(0, "Seed of the initial weights, the data order and dropout.", low=0, high=MAX_SEED)
     progress: bool = option(True, "Show a progress bar.", negative="--no-progress", resume=False)
+    early_stop: bool = option(True, "Stop once the task's success criterion holds on validation (memory tasks: "
+                              "success 1.0).", negative="--no-early-stop")
     skip_nonfinite: bool = option(False, "Skip an update whose loss or gradient is NaN/Inf instead of stopping.")
     lr_decay: float = option(1.0, "Multiply the learning rate by this every epoch (char-rnn) ...",
                              flags=("--learning-rate-decay",), low=0, high=1, low_open=True)
@@ -183,7 +185,7 @@ class Trainer:
         self.model.zero_grad()  # its saved forwards are discarded once the carried state is read (`_epoch`)
         self._log({"skipped_update": problem})
         if self.config.progress:
-            tqdm.write(f"step {self.step + 1}: {problem}; update skipped")
+            note(f"step {self.step + 1}: {problem}; update skipped")
         return float("nan"), float("nan")
 
     # -- evaluation -----------------------------------------------------------------------------------
@@ -250,8 +252,17 @@ class Trainer:
                                   f"{self.run_dir / checkpoint.NAME} (--resume continues it)", 128 + self.stop_signal)
 
     def finished(self) -> bool:
-        """Whether the epochs or ``max_steps`` are done (a time limit is counted anew by each call of `fit`)."""
-        return self.epoch >= self.config.epochs or bool(self.config.max_steps) and self.step >= self.config.max_steps
+        """Whether the epochs or ``max_steps`` are done, or the last validation logged met the task's success
+        criterion (`succeeded`); a time limit is counted anew by each call of `fit`."""
+        last = next((r for r in reversed(self.history) if "val_loss" in r), {})
+        return self.epoch >= self.config.epochs or bool(self.config.max_steps) and self.step >= self.config.max_steps \
+            or self.succeeded(last)
+
+    def succeeded(self, metrics: dict) -> bool:
+        """Whether ``metrics`` meet the task's success criterion (its ``success_metric`` at 1.0) and early stopping
+        is on."""
+        key = getattr(self.task, "success_metric", None)
+        return bool(self.config.early_stop and key and metrics.get(key) == 1.0)
 
     def _loop(self) -> None:
         cfg, task = self.config, self.task
@@ -259,10 +270,8 @@ class Trainer:
         self.deadline = self.elapsed + cfg.time_limit if cfg.time_limit else math.inf  # resumed: this many more s
         self._start_step = self.step
         total = cfg.epochs * task.num_batches() * self._windows_per_batch()
-        # disable=None: tqdm draws the bar only on a terminal (no stream of updates into a log file or a pipe)
         self._planned = min(total, cfg.max_steps) if cfg.max_steps else total
-        bar = tqdm(total=self._planned, initial=self.step, disable=None if cfg.progress else True, unit="step",
-                   dynamic_ncols=True)
+        bar = self._progress_bar()
         try:
             for epoch in range(self.epoch, cfg.epochs):
                 self.optimizer.lr = self.learning_rate(epoch)
@@ -288,8 +297,7 @@ class Trainer:
                 if not math.isfinite(loss):
                     self.model.discard_saved()  # a skipped update leaves its forward unused
                 self.elapsed = time.perf_counter() - started
-                self._expected_total(bar)
-                bar.update(1)
+                self._tick(bar)
                 self._record(loss, norm, bar)
                 self._stop_if_signalled()
                 if self._should_stop():
@@ -317,25 +325,34 @@ class Trainer:
             self.running = (0.0, 0)
 
     def _should_stop(self) -> bool:
-        """Validate when due; True when the time or step budget is spent or ``stop_when`` holds."""
+        """Validate when due; True when the time or step budget is spent, the task succeeded (`succeeded`) or
+        ``stop_when`` holds."""
         cfg = self.config
         out_of_time = self.elapsed >= self.deadline
         out_of_steps = bool(cfg.max_steps) and self.step >= cfg.max_steps
         reached = False
         if self.step % cfg.eval_every == 0 or out_of_time or out_of_steps:
             self._validate_and_save()
-            reached = self.stop_when is not None and bool(self.stop_when(self.last_eval))
+            stop_when = self.stop_when is not None and bool(self.stop_when(self.last_eval))
+            reached = self.succeeded(self.last_eval) or stop_when
         return out_of_time or out_of_steps or reached
 
-    def _expected_total(self, bar) -> None:
-        """With a time limit, the bar's total is the number of updates expected by the deadline (so its ETA is the
-        time limit's), never more than the epochs and steps allow."""
-        if bar.disable or not math.isfinite(self.deadline):
+    def _progress_bar(self):
+        """Updates done out of those planned; with a time limit, the seconds spent out of the limit (a total that
+        never changes; the step is in the bar's description)."""
+        if math.isfinite(self.deadline):
+            return progress(total=int(self.config.time_limit), unit="s", enabled=self.config.progress,
+                            desc=f"step {self.step}")
+        return progress(total=self._planned, initial=self.step, unit="step", enabled=self.config.progress)
+
+    def _tick(self, bar) -> None:
+        """Advance the bar by one update (or, with a time limit, to the whole seconds spent)."""
+        if not math.isfinite(self.deadline):
+            bar.update(1)
             return
-        start_step, start_time = self._start_step, self.deadline - self.config.time_limit
-        rate = (self.step - start_step) / max(self.elapsed - start_time, 1e-9)
-        expected = start_step + int(rate * self.config.time_limit)
-        bar.total = max(self.step, min(self._planned, expected))
+        spent = int(min(self.elapsed, self.deadline) - (self.deadline - self.config.time_limit))
+        bar.set_description(f"step {self.step}", refresh=False)
+        bar.update(max(0, spent - bar.n))
 
     def learning_rate(self, epoch: int) -> float:
         """char-rnn's schedule: lr · decay^(epoch − decay_after + 1) from epoch ``decay_after`` on."""
@@ -359,7 +376,7 @@ class Trainer:
         if scalars:
             self._log(scalars)
             if self.config.progress:
-                tqdm.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+                note(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
         self._saved_step = self.step
         if self.run_dir is None:
             return
