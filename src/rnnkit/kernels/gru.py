@@ -8,6 +8,7 @@ from numba import njit
 
 from .blas import matmul_into
 from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
+from .sequence_loop import sequence_backward, sequence_forward
 
 
 # -- reset after the recurrent product (PyTorch) -----------------------------------------------------------------
@@ -60,6 +61,18 @@ def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp
     dh, dq_t = dstate[0][:n], dq[t, :n]
     gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t)
     matmul_into(dq_t, w_hh, dh, True)
+
+
+@njit(**JIT)
+def gru_reset_after_sequence_forward(params, xp, states, counts, reverse):
+    """The whole forward loop (`sequence_loop.sequence_forward`) with `gru_reset_after_step`."""
+    sequence_forward(gru_reset_after_step, params, xp, states, counts, reverse)
+
+
+@njit(**JIT)
+def gru_reset_after_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+    """The whole backward loop (`sequence_loop.sequence_backward`) with `gru_reset_after_step_backward`."""
+    sequence_backward(gru_reset_after_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)
 
 
 # -- reset before the recurrent product (Cho et al. 2014) --------------------------------------------------------
@@ -139,3 +152,15 @@ def gru_reset_before_step_backward(params, t, n, read, write, dstate, states, dx
     matmul_into(dxp[:, 2 * hs:], w_hh[2 * hs:], d_rh, False)  # δ(r ⊙ h) = δa_n W_hn
     gru_backward_reset_before_r(d_rh, a, h_prev, dxp, dh)
     matmul_into(dxp[:, :2 * hs], w_hh[:2 * hs], dh, True)
+
+
+@njit(**JIT)
+def gru_reset_before_sequence_forward(params, xp, states, counts, reverse):
+    """The whole forward loop (`sequence_loop.sequence_forward`) with `gru_reset_before_step`."""
+    sequence_forward(gru_reset_before_step, params, xp, states, counts, reverse)
+
+
+@njit(**JIT)
+def gru_reset_before_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+    """The whole backward loop (`sequence_loop.sequence_backward`) with `gru_reset_before_step_backward`."""
+    sequence_backward(gru_reset_before_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)

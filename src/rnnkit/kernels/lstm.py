@@ -8,6 +8,7 @@ from numba import njit
 
 from .blas import matmul_into
 from .jit import JIT, dsigmoid, dtanh, sigmoid, tanh
+from .sequence_loop import sequence_backward, sequence_forward
 
 
 @njit(**JIT)
@@ -95,3 +96,15 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
         dm = dh
     lstm_backward(dm, dc, gates[t, :n], tanh_c[t, :n], states[1][read, :n], w_ci, w_cf, w_co, peephole, dxp)
     matmul_into(dxp, w_hh, dh, False)  # δh_{t−1} = δa W_hh
+
+
+@njit(**JIT)
+def lstm_sequence_forward(params, xp, states, counts, reverse):
+    """The whole forward loop (`sequence_loop.sequence_forward`) with `lstm_step`."""
+    sequence_forward(lstm_step, params, xp, states, counts, reverse)
+
+
+@njit(**JIT)
+def lstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+    """The whole backward loop (`sequence_loop.sequence_backward`) with `lstm_step_backward`."""
+    sequence_backward(lstm_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)

@@ -7,6 +7,7 @@ from numba import njit
 
 from .blas import matmul_into
 from .jit import JIT, dtanh, tanh, zero
+from .sequence_loop import sequence_backward, sequence_forward
 
 
 @njit(**JIT)
@@ -49,3 +50,15 @@ def rnn_step_backward(params, t, n, read, write, dstate, states, dxp):
     dh = dstate[0][:n]
     rnn_backward(dh, states[0][write, :n], relu, dxp)
     matmul_into(dxp, w_hh, dh, False)
+
+
+@njit(**JIT)
+def rnn_sequence_forward(params, xp, states, counts, reverse):
+    """The whole forward loop (`sequence_loop.sequence_forward`) with `rnn_step`."""
+    sequence_forward(rnn_step, params, xp, states, counts, reverse)
+
+
+@njit(**JIT)
+def rnn_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+    """The whole backward loop (`sequence_loop.sequence_backward`) with `rnn_step_backward`."""
+    sequence_backward(rnn_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)

@@ -21,9 +21,13 @@ Step contract (all arrays time-major, rows sorted by decreasing length):
         dstate a tuple of (B, S_k): rows [:n] hold δ(state written at t) on entry, δ(state read at t) on exit;
         writes δa (n, G) into dxp_t
 
+Each family module has one small cached entry per direction of time that calls the skeleton with its step, e.g.
+``lstm_sequence_forward(params, xp, states, counts, reverse)``. The skeleton itself is not cached: numba's disk
+cache keys a function taking another jitted function by that function's identity, which does not survive the
+process, so it would never hit. Compiled into each entry instead, it is cached with it (after editing this module,
+clear ``kernels/__pycache__``: numba does not track dependencies across modules).
+
 The NumPy per-step path stays the definition and the oracle (``tests/test_sequence_loop.py`` compares them).
-Compiled code is cached on disk; the loop's cache entry includes the step it was specialised for, so after editing
-a step kernel clear ``__pycache__`` (numba does not track dependencies across modules).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from numba import njit
 
 from .jit import JIT
 
+#: the skeleton is compiled into each family's cached entry (see the module notes), not cached on its own
+SKELETON = {**JIT, "cache": False}
+
 
 @njit(**JIT)
 def slots(t, reverse):
@@ -39,7 +46,7 @@ def slots(t, reverse):
     return (t + 1, t) if reverse else (t, t + 1)
 
 
-@njit(**JIT)
+@njit(**SKELETON)
 def sequence_forward(step, params, xp, states, counts, reverse):
     """The forward time loop: xp (T, B, G); states a tuple of (T+1, B, S_k) histories holding the initial state in
     slot 0 (slot T when ``reverse``); counts (T,) rows still inside their sequence at each step."""
@@ -53,7 +60,7 @@ def sequence_forward(step, params, xp, states, counts, reverse):
             state[write, n:] = state[read, n:]
 
 
-@njit(**JIT)
+@njit(**SKELETON)
 def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse, detach, dxp):
     """The backward time loop: dy (T, B, S_0) the output gradient; dstate a tuple of (B, S_k) holding δ(final
     state) on entry and δ(initial state) on exit; writes δa into dxp (T, B, G) for the active rows (padded rows

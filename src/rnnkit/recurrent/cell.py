@@ -237,27 +237,22 @@ class Cell(ParameterOwner):
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
                          reverse: bool) -> None:
         """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
-        `rnnkit.kernels.sequence_loop` around this cell's compiled step (`sequence_step`)."""
-        from ..kernels import sequence_loop  # numba is loaded only where compiled kernels are active
-
-        step, params = self.sequence_step(ws)
-        sequence_loop.sequence_forward(step, params, xp, tuple(states), counts, reverse)
+        `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`)."""
+        loop, params = self.compiled_loop(ws)
+        loop(params, xp, tuple(states), counts, reverse)
 
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
                           counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray) -> None:
-        """The backward loop of `Recurrence.backward` in one compiled call (`sequence_step_backward`)."""
-        from ..kernels import sequence_loop
+        """The backward loop of `Recurrence.backward` in one compiled call (`compiled_loop_backward`)."""
+        loop, params = self.compiled_loop_backward(ws)
+        loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp)
 
-        step, params = self.sequence_step_backward(ws)
-        sequence_loop.sequence_backward(step, params, dy, tuple(dstate), tuple(states), counts, reverse, detach,
-                                        dxp)
-
-    def sequence_step(self, ws: Workspace) -> tuple:  # pragma: no cover - only cells that run whole sequences
-        """(compiled step, its params tuple) for `rnnkit.kernels.sequence_loop.sequence_forward`."""
+    def compiled_loop(self, ws: Workspace) -> tuple:  # pragma: no cover - only cells that run whole sequences
+        """(the family's compiled forward loop, e.g. `rnnkit.kernels.lstm.lstm_sequence_forward`, its params)."""
         raise NotImplementedError
 
-    def sequence_step_backward(self, ws: Workspace) -> tuple:  # pragma: no cover - only whole-sequence cells
-        """(compiled backward step, its params tuple) for `rnnkit.kernels.sequence_loop.sequence_backward`."""
+    def compiled_loop_backward(self, ws: Workspace) -> tuple:  # pragma: no cover - only whole-sequence cells
+        """(the family's compiled backward loop, its params)."""
         raise NotImplementedError
 
     # -- one step (inside the time loop) --------------------------------------------------------------

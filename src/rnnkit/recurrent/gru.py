@@ -143,19 +143,19 @@ class GRUStep(Cell):
     def runs_whole_sequence(self, batch):
         return not self.lecture_z and super().runs_whole_sequence(batch)
 
-    def sequence_step(self, ws):
+    def compiled_loop(self, ws):
         from ..kernels import gru as fused  # numba is loaded only with compiled kernels active
 
         if self.reset_after:
-            return fused.gru_reset_after_step, (ws.w_hh_t, ws.b_hn, ws.gates, ws.inner)
-        return fused.gru_reset_before_step, (ws.w_rz_t, ws.w_n_t, ws.gates, ws.inner)
+            return fused.gru_reset_after_sequence_forward, (ws.w_hh_t, ws.b_hn, ws.gates, ws.inner)
+        return fused.gru_reset_before_sequence_forward, (ws.w_rz_t, ws.w_n_t, ws.gates, ws.inner)
 
-    def sequence_step_backward(self, ws):
+    def compiled_loop_backward(self, ws):
         from ..kernels import gru as fused
 
         if self.reset_after:
-            return fused.gru_reset_after_step_backward, (ws.w_hh, ws.gates, ws.inner, ws.dq)
-        return fused.gru_reset_before_step_backward, (ws.w_hh, ws.gates, ws.scratch[1])
+            return fused.gru_reset_after_sequence_backward, (ws.w_hh, ws.gates, ws.inner, ws.dq)
+        return fused.gru_reset_before_sequence_backward, (ws.w_hh, ws.gates, ws.scratch[1])
 
     def step(self, ws, t, xp, prev, new):
         (h_prev,), (h_new,) = prev, new

@@ -101,19 +101,19 @@ class LSTMStep(Cell):
 
     whole_sequence = True
 
-    def sequence_step(self, ws):
+    def compiled_loop(self, ws):
         from ..kernels import lstm as fused  # numba is loaded only with compiled kernels active
 
         projected, dt = bool(self.proj_size), self.dtype
-        return fused.lstm_step, (ws.w_hh_t, *ws.peepholes, self.peephole, ws.gates, ws.tanh_c,
+        return fused.lstm_sequence_forward, (ws.w_hh_t, *ws.peepholes, self.peephole, ws.gates, ws.tanh_c,
                                  ws.m if projected else np.empty((0, 0, 0), dt),
                                  ws.w_hr_t if projected else np.empty((0, 0), dt), projected)
 
-    def sequence_step_backward(self, ws):
+    def compiled_loop_backward(self, ws):
         from ..kernels import lstm as fused
 
         projected, dt = bool(self.proj_size), self.dtype
-        return fused.lstm_step_backward, (ws.w_hh, *ws.peepholes, self.peephole, ws.gates, ws.tanh_c,
+        return fused.lstm_sequence_backward, (ws.w_hh, *ws.peepholes, self.peephole, ws.gates, ws.tanh_c,
                                           ws.dh if projected else np.empty((0, 0, 0), dt),
                                           self.weight_hr.data if projected else np.empty((0, 0), dt), projected,
                                           ws.scratch[2])

@@ -44,15 +44,15 @@ class ElmanStep(Cell):
     def runs_whole_sequence(self, batch):
         return self.nonlinearity != "sigmoid" and super().runs_whole_sequence(batch)
 
-    def sequence_step(self, ws):
+    def compiled_loop(self, ws):
         from ..kernels import rnn as fused  # numba is loaded only with compiled kernels active
 
-        return fused.rnn_step, (ws.w_hh_t, self.nonlinearity == "relu")
+        return fused.rnn_sequence_forward, (ws.w_hh_t, self.nonlinearity == "relu")
 
-    def sequence_step_backward(self, ws):
+    def compiled_loop_backward(self, ws):
         from ..kernels import rnn as fused
 
-        return fused.rnn_step_backward, (ws.w_hh, self.nonlinearity == "relu")
+        return fused.rnn_sequence_backward, (ws.w_hh, self.nonlinearity == "relu")
 
     def step(self, ws, t, xp, prev, new):
         (h,) = new

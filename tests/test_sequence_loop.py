@@ -1,0 +1,162 @@
+"""The compiled whole-sequence loop (`rnnkit.kernels.sequence_loop`, BLAS called from compiled code) equals the
+NumPy per-step oracle for the RNN, LSTM and GRU cells: ragged and reversed, stacked and bidirectional, with an
+initial state, a state carried across calls, a detached state and under no_grad; and passes gradcheck."""
+
+import numpy as np
+import pytest
+
+import rnnkit
+from conftest import GRADCHECK_TOL
+from rnnkit import kernels
+
+pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
+from rnnkit.kernels.blas import matmul_into  # noqa: E402 - needs numba
+from rnnkit.recurrent.cell import Cell  # noqa: E402
+
+CELLS = {
+    "rnn-tanh": (rnnkit.RNN, {}),
+    "rnn-relu": (rnnkit.RNN, {"nonlinearity": "relu"}),
+    "lstm": (rnnkit.LSTM, {}),
+    "lstm-peephole": (rnnkit.LSTM, {"peephole": True}),
+    "lstm-projection": (rnnkit.LSTM, {"proj_size": 3}),
+    "lstm-peephole-projection": (rnnkit.LSTM, {"peephole": True, "proj_size": 3}),
+    "gru-reset-after": (rnnkit.GRU, {}),
+    "gru-reset-before": (rnnkit.GRU, {"reset_after": False}),
+    "gru-reset-after-no-bias": (rnnkit.GRU, {"bias": False}),
+}
+TOL = {np.float32: 1e-6, np.float64: 1e-12}
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+
+
+@pytest.fixture
+def loop_calls(monkeypatch):
+    """Counts the calls of the compiled whole-sequence loop, forward and backward (each still runs)."""
+    calls = {"forward": 0, "backward": 0}
+    for name in calls:
+        method = getattr(Cell, f"sequence_{name}")
+
+        def counted(*args, _method=method, _name=name):
+            calls[_name] += 1
+            return _method(*args)
+
+        monkeypatch.setattr(Cell, f"sequence_{name}", counted)
+    return calls
+
+
+def relative_error(a, b) -> float:
+    return float(np.abs(a - b).max(initial=0.0) / max(1.0, np.abs(b).max(initial=0.0)))
+
+
+def outputs_and_grads(layer, x, lengths=None, state0=None, seed=0):
+    """Output, final state, δx, δ(initial state) and every parameter gradient of one forward/backward call."""
+    layer.zero_grad()
+    y, final = layer.forward(x, state0, lengths=lengths)
+    dy = np.random.default_rng(seed).normal(size=y.shape).astype(y.dtype)
+    dfinal = tuple(np.random.default_rng(seed + 1).normal(size=f.shape).astype(f.dtype)
+                   for f in (final if isinstance(final, tuple) else (final,)))
+    dx, ds0 = layer.backward(dy, dfinal if isinstance(final, tuple) else dfinal[0])
+    parts = [y, dx, *(final if isinstance(final, tuple) else (final,)), *(ds0 if isinstance(ds0, tuple) else (ds0,))]
+    return parts + [p.grad.copy() for p in layer.parameters()]
+
+
+def oracle_and_compiled(run):
+    """``run()`` with the NumPy per-step code, then with the compiled kernels; the worst relative difference."""
+    with kernels.using("numpy"):
+        expected = run()
+    with kernels.using("compiled"):
+        got = run()
+    assert len(got) == len(expected)
+    return max(relative_error(g, e) for g, e in zip(got, expected))
+
+
+def initial_state(layer, batch, rng, dtype):
+    sizes = layer.state_sizes
+    state = tuple(rng.normal(size=(layer.num_layers * 2, batch, s)).astype(dtype) for s in sizes)
+    return state if len(state) > 1 else state[0]
+
+
+@DTYPES
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_the_compiled_loop_equals_the_numpy_oracle_stacked_bidirectional_with_an_initial_state(
+        name, ragged, dtype, loop_calls):
+    cls, options = CELLS[name]
+    layer = cls(5, 8, num_layers=2, bidirectional=True, dtype=dtype, rng=0, **options)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 7, 5)).astype(dtype)
+    lengths = np.array([7, 3, 5, 1]) if ragged else None
+    state0 = initial_state(layer, 4, rng, dtype)
+    worst = oracle_and_compiled(lambda: outputs_and_grads(layer, x, lengths, state0))
+    assert worst <= TOL[dtype], f"{name}: the compiled loop differs from NumPy by {worst:.2e}"
+    assert loop_calls == {"forward": 4, "backward": 4}  # 2 layers × 2 directions, each one compiled call
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_state_carried_across_calls_equals_the_numpy_oracle(name, loop_calls):
+    cls, options = CELLS[name]
+    layer = cls(3, 6, stateful=True, dtype=np.float64, rng=0, **options)
+    chunks = np.random.default_rng(2).normal(size=(2, 3, 5, 3))
+
+    def two_chunks():
+        layer.reset_state()
+        return outputs_and_grads(layer, chunks[0]) + outputs_and_grads(layer, chunks[1], seed=5)
+
+    assert oracle_and_compiled(two_chunks) <= TOL[np.float64]
+    assert loop_calls["forward"] == 2 and loop_calls["backward"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_detached_state_equals_the_numpy_oracle_ragged_and_reversed(name, loop_calls):
+    cls, options = CELLS[name]
+    layer = cls(3, 6, bidirectional=True, dtype=np.float64, rng=0, **options)
+    layer.detach_state = True
+    x, lengths = np.random.default_rng(3).normal(size=(3, 5, 3)), np.array([5, 2, 4])
+    assert oracle_and_compiled(lambda: outputs_and_grads(layer, x, lengths)) <= TOL[np.float64]
+    assert loop_calls["backward"] == 2
+
+
+@DTYPES
+@pytest.mark.parametrize("name", ["rnn-tanh", "lstm-peephole-projection", "gru-reset-before"])
+def test_inference_under_no_grad_equals_the_numpy_oracle(name, dtype, loop_calls):
+    cls, options = CELLS[name]
+    layer = cls(4, 8, num_layers=2, bidirectional=True, dtype=dtype, rng=0, **options)
+    x, lengths = np.random.default_rng(4).normal(size=(3, 6, 4)).astype(dtype), np.array([6, 1, 4])
+
+    def infer():
+        with rnnkit.no_grad():
+            y, final = layer.forward(x, lengths=lengths)
+        return [y, *(final if isinstance(final, tuple) else (final,))]
+
+    assert oracle_and_compiled(infer) <= TOL[dtype]
+    assert loop_calls["forward"] == 4
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_gradcheck_passes_through_the_compiled_loop(name, loop_calls):
+    cls, options = CELLS[name]
+    layer = cls(3, 4, bidirectional=True, dtype=np.float64, rng=0, **options)
+    x = np.random.default_rng(5).normal(size=(2, 4, 3))
+    with kernels.using("compiled"):
+        assert rnnkit.gradcheck(layer, x, lengths=np.array([4, 2])) < GRADCHECK_TOL
+    assert loop_calls["forward"] > 0 and loop_calls["backward"] > 0
+
+
+@pytest.mark.parametrize("regulariser", [{"zoneout": 0.3}, {"dropout_recurrent": 0.3}, {"weight_drop": 0.3}])
+def test_calls_with_masks_inside_the_loop_stay_in_the_python_loop(regulariser, loop_calls):
+    layer = rnnkit.LSTM(3, 4, dtype=np.float64, rng=0, **regulariser)
+    with kernels.using("compiled"):
+        y, _ = layer.forward(np.ones((2, 3, 3)))
+        layer.backward(np.ones_like(y))
+    assert loop_calls == {"forward": 0, "backward": 0}
+
+
+@DTYPES
+@pytest.mark.parametrize("accumulate", [False, True], ids=["assign", "accumulate"])
+def test_blas_product_from_compiled_code_equals_numpy_on_row_blocks_of_larger_arrays(dtype, accumulate):
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(9, 7)).astype(dtype), rng.normal(size=(7, 12)).astype(dtype)
+    out = rng.normal(size=(10, 20)).astype(dtype)
+    expected = out.copy()
+    expected[2:7, 3:15] = a[:5] @ b + (expected[2:7, 3:15] if accumulate else 0)
+    matmul_into(a[:5], b, out[2:7, 3:15], accumulate)  # a row prefix into a column block: strided rows
+    assert relative_error(out, expected) <= TOL[dtype]
