@@ -15,6 +15,7 @@ from ..losses import CrossEntropyLoss
 from ..models.protocol import inference
 from ..models.sequence import SequenceModel
 from ..tasks.vocab import CharVocabulary
+from .progress import progress
 
 
 def sample_text(model: SequenceModel, vocab: CharVocabulary, length: int, prime: str = "", temperature: float = 1.0,
@@ -55,7 +56,7 @@ def text_scores(model: SequenceModel, vocab: CharVocabulary, text: str, window: 
     x, target = ids[:rows * width].reshape(rows, width), ids[1:rows * width + 1].reshape(rows, width)
     summed, total, state = CrossEntropyLoss("sum"), 0.0, None
     with inference(model):
-        for start in range(0, width, window):
+        for start in progress(range(0, width, window), desc="eval", unit="window"):
             out, state = model.forward(x[:, start:start + window], state if carry else None)
             total += summed.forward(out, target[:, start:start + window])
     loss = total / target.size
