@@ -81,12 +81,20 @@ def check_description(meta: dict) -> None:
     _check_rng(meta.get("rng"))
 
 
+#: task settings that are counts or seeds (the others: the data settings of `DataConfig`, names, paths, hashes)
+TASK_COUNTS = ("seed", "batch_size", "seq_length", "batches_per_epoch", "num_symbols", "features", "min_symbols",
+               "max_symbols", "min_frames", "max_frames", "max_silence")
+
+
 def _check_task(task) -> dict:
     from ..tasks.registry import TASKS
 
     if not isinstance(task, dict) or not isinstance(task.get("task"), str) or task["task"] not in TASKS:
         raise CheckpointError(f"checkpoint task must be an object naming one of {sorted(TASKS)}, got {task!r:.60}")
     for name, value in task.items():
+        if name in TASK_COUNTS and (type(value) is not int or not 0 <= value <= 2**31 - 1):
+            raise CheckpointError(f"checkpoint task setting {name!r} must be an integer in [0, {2**31 - 1}], got "
+                                  f"{value!r:.60}")
         if isinstance(value, bool) or value is None or isinstance(value, str):
             continue
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
