@@ -21,11 +21,12 @@ Step contract (all arrays time-major, rows sorted by decreasing length):
         dstate a tuple of (B, S_k): rows [:n] hold δ(state written at t) on entry, δ(state read at t) on exit;
         writes δa (n, G) into dxp_t
 
-Each family module has one small cached entry per direction of time that calls the skeleton with its step, e.g.
+Each family module has one small entry per direction of time that calls the skeleton with its step, e.g.
 ``lstm_sequence_forward(params, xp, states, counts, reverse)``. The skeleton itself is not cached: numba's disk
 cache keys a function taking another jitted function by that function's identity, which does not survive the
-process, so it would never hit. Compiled into each entry instead, it is cached with it (after editing this module,
-clear ``kernels/__pycache__``: numba does not track dependencies across modules).
+process. Known limit: numba also refuses to cache the entries ("uses dynamic globals": a jitted function passed as
+a value whose code calls BLAS through `rnnkit.kernels.blas`), so they compile once per process (seconds) — to be
+fixed (e.g. a generated entry per family that calls its step by name).
 
 The NumPy per-step path stays the definition and the oracle (``tests/test_sequence_loop.py`` compares them).
 """
