@@ -13,9 +13,12 @@ backward passes. Each exercise is a plain NumPy function in a cell tagged ``exer
 `check` grades one function against rnnkit's own layers (float64, random inputs, several shapes): it prints the
 worst relative error, or raises `AssertionError` with a one-line reason when the function is missing, wrong or not
 implemented (`worst_error` returns the error instead of printing it). `grade` runs the exercise cells of a
-notebook's text and checks every exercise they define.
+notebook's text in a separate process (`rnnkit.teaching_child`, with a timeout) that only returns what the exercise
+functions return, as JSON; the cases, the expected values and the comparison stay in the calling process, so a
+submission that exits, hangs or replaces rnnkit's functions fails instead of passing. It is not a sandbox: the
+submission runs with the user's rights.
 
-The exercises, by name (each function's contract is in its checker's docstring):
+The exercises, by name (each function's contract is in the docstring of its ``*_cases`` function):
 
 * ``linear_backward(dy, x, weight) -> (dx, dweight, dbias)`` — `Linear`;
 * ``elman_backward(dh, x, h0, h, weight_ih, weight_hh) -> (dx, dh0, dweight_ih, dweight_hh, dbias)`` — BPTT through
@@ -26,18 +29,26 @@ The exercises, by name (each function's contract is in its checker's docstring):
   `CRF`);
 * ``crf_viterbi(emissions, transitions, start, end) -> path`` — Viterbi decoding (brute force).
 
-This module computes only: the command ``rnnkit teach`` (`rnnkit.cli.teach`) reads and writes the files.
+This module reads and writes no files: the command ``rnnkit teach`` (`rnnkit.cli.teach`) reads and writes the files.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError
+from .teaching_child import call_exercise, decode, encode
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError"
@@ -116,7 +127,7 @@ def exercise_cells(text: str) -> list[str]:
     return [c.source for c in cells(text) if c.kind == "code" and EXERCISE_TAG in c.tags]
 
 
-# -- grading ----------------------------------------------------------------------------------------------------
+# -- the exercises: cases computed here, and how an answer is judged ---------------------------------------------
 def _relative_error(got, want) -> float:
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     if got.shape != want.shape:
@@ -125,7 +136,7 @@ def _relative_error(got, want) -> float:
     return float(np.abs(got - want).max(initial=0.0)) / scale
 
 
-def _compare(what: str, got: tuple, want: dict, tol: float) -> float:
+def _compare(what: str, got, want: dict, tol: float) -> float:
     """Worst relative error of the returned tuple ``got`` against ``want`` ({name: array}, in order)."""
     if not isinstance(got, (tuple, list)) or len(got) != len(want):
         raise AssertionError(f"{what} must return {len(want)} arrays ({', '.join(want)}), got "
@@ -142,32 +153,43 @@ def _compare(what: str, got: tuple, want: dict, tol: float) -> float:
     return worst
 
 
-def check_linear_backward(fn, tol: float = 1e-9) -> float:
+@dataclass(frozen=True)
+class Exercise:
+    """One graded exercise. ``cases()`` yields (arguments of the student's function, what is expected), computed
+    with rnnkit's own layers; ``judge(returned, expected, arguments)`` is the relative error of one returned value,
+    or `AssertionError` with a one-line reason."""
+
+    name: str
+    cases: Callable[[], Iterator[tuple[tuple, object]]]
+    judge: Callable[[object, object, tuple], float]
+
+
+def _arrays_judge(name: str, tol: float):
+    """The judge of an exercise that returns a tuple of arrays compared with ``expected`` ({name: array})."""
+    return lambda got, want, arguments: _compare(name, got, want, tol)
+
+
+def linear_backward_cases():
     """``linear_backward(dy, x, weight) -> (dx, dweight, dbias)`` for y = x Wᵀ + b: x (N, in), ``weight`` W
     (out, in), dy (N, out); dx = δy W, δW = δyᵀ x, δb = Σ_n δy. Compared with `rnnkit.Linear`'s backward."""
     from .layers import Linear
 
-    worst = 0.0
     for seed, (n, fan_in, fan_out) in enumerate([(5, 3, 4), (1, 6, 2), (8, 2, 7)]):
         rng = np.random.default_rng(seed)
         layer = Linear(fan_in, fan_out, dtype=np.float64, rng=rng)
         x, dy = rng.standard_normal((n, fan_in)), rng.standard_normal((n, fan_out))
         layer.forward(x)
         dx = layer.backward(dy)
-        got = fn(dy.copy(), x.copy(), layer.weight.data.copy())
-        worst = max(worst, _compare("linear_backward", got, {"dx": dx, "dweight": layer.weight.grad,
-                                                             "dbias": layer.bias.grad}, tol))
-    return worst
+        yield (dy, x, layer.weight.data.copy()), {"dx": dx, "dweight": layer.weight.grad, "dbias": layer.bias.grad}
 
 
-def check_elman_backward(fn, tol: float = 1e-8) -> float:
+def elman_backward_cases():
     """``elman_backward(dh, x, h0, h, weight_ih, weight_hh) -> (dx, dh0, dweight_ih, dweight_hh, dbias)``: BPTT
     through h_t = tanh(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh) for x (B, T, I), h0 (B, H), the forward's states
     h (B, T, H) and dh (B, T, H) = ∂L/∂h_t from the loss at each step (not yet including what flows back from
     step t + 1). dbias is the gradient of b_ih, equal to that of b_hh. Compared with `rnnkit.RNN` (float64)."""
     from .recurrent import RNN
 
-    worst = 0.0
     for seed, (b, t, i, h) in enumerate([(3, 6, 4, 5), (1, 1, 2, 3), (2, 9, 3, 4)]):
         rng = np.random.default_rng(seed)
         rnn = RNN(i, h, dtype=np.float64, rng=rng)
@@ -175,12 +197,9 @@ def check_elman_backward(fn, tol: float = 1e-8) -> float:
         dh = rng.standard_normal((b, t, h))
         out, _ = rnn.forward(x, h0[None])
         dx, dh0 = rnn.backward(dh)
-        got = fn(dh.copy(), x.copy(), h0.copy(), out.copy(), rnn.weight_ih_l0.data.copy(),
-                 rnn.weight_hh_l0.data.copy())
-        want = {"dx": dx, "dh0": dh0[0], "dweight_ih": rnn.weight_ih_l0.grad, "dweight_hh": rnn.weight_hh_l0.grad,
-                "dbias": rnn.bias_ih_l0.grad}
-        worst = max(worst, _compare("elman_backward", got, want, tol))
-    return worst
+        yield ((dh, x, h0, out, rnn.weight_ih_l0.data.copy(), rnn.weight_hh_l0.data.copy()),
+               {"dx": dx, "dh0": dh0[0], "dweight_ih": rnn.weight_ih_l0.grad, "dweight_hh": rnn.weight_hh_l0.grad,
+                "dbias": rnn.bias_ih_l0.grad})
 
 
 def _sigmoid(a):
@@ -198,13 +217,12 @@ def lstm_step_forward(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
     return h_new, c_new, {"x": x, "h": h, "c": c, "i": i, "f": f, "g": g, "o": o, "c_new": c_new}
 
 
-def check_lstm_step_backward(fn, tol: float = 1e-8) -> float:
+def lstm_step_backward_cases():
     """``lstm_step_backward(dh_new, dc_new, cache, weight_ih, weight_hh) -> (dx, dh, dc, dweight_ih, dweight_hh,
     dbias)`` for the step of `lstm_step_forward`; dbias is the gradient of b_ih (equal to that of b_hh). Compared
     with `rnnkit.LSTMCell` (float64)."""
     from .recurrent import LSTMCell
 
-    worst = 0.0
     for seed, (b, i, h) in enumerate([(3, 4, 5), (1, 2, 3), (4, 3, 2)]):
         rng = np.random.default_rng(seed)
         cell = LSTMCell(i, h, dtype=np.float64, rng=rng)
@@ -214,11 +232,9 @@ def check_lstm_step_backward(fn, tol: float = 1e-8) -> float:
         dx, (dh, dc) = cell.backward((dh_new, dc_new))
         w_ih, w_hh = cell.weight_ih.data.copy(), cell.weight_hh.data.copy()
         _, _, cache = lstm_step_forward(x, h0, c0, w_ih, w_hh, cell.bias_ih.data, cell.bias_hh.data)
-        got = fn(dh_new.copy(), dc_new.copy(), cache, w_ih, w_hh)
-        want = {"dx": dx, "dh": dh, "dc": dc, "dweight_ih": cell.weight_ih.grad, "dweight_hh": cell.weight_hh.grad,
-                "dbias": cell.bias_ih.grad}
-        worst = max(worst, _compare("lstm_step_backward", got, want, tol))
-    return worst
+        yield ((dh_new, dc_new, cache, w_ih, w_hh),
+               {"dx": dx, "dh": dh, "dc": dc, "dweight_ih": cell.weight_ih.grad, "dweight_hh": cell.weight_hh.grad,
+                "dbias": cell.bias_ih.grad})
 
 
 def path_score(emissions, transitions, start, end, path) -> float:
@@ -234,20 +250,19 @@ def brute_force_paths(emissions, transitions, start, end) -> list[tuple[float, t
     return [(path_score(emissions, transitions, start, end, p), p) for p in itertools.product(range(k), repeat=steps)]
 
 
-def _crf_cases():
+def _crf_inputs():
     for seed, (steps, k) in enumerate([(4, 3), (1, 2), (5, 2), (3, 4)]):
         rng = np.random.default_rng(seed)
         yield (rng.standard_normal((steps, k)), rng.standard_normal((k, k)), rng.standard_normal(k),
                rng.standard_normal(k))
 
 
-def check_crf_log_partition(fn, tol: float = 1e-9) -> float:
+def crf_log_partition_cases():
     """``crf_log_partition(emissions (T, K), transitions (K, K) [from, to], start (K,), end (K,)) -> log Z``, the
     forward algorithm. Compared with log Σ_y exp s(y) over every path and with `rnnkit.CRF` (log Z = NLL + s(y))."""
     from .crf import CRF
 
-    worst = 0.0
-    for emissions, transitions, start, end in _crf_cases():
+    for emissions, transitions, start, end in _crf_inputs():
         scores = np.array([s for s, _ in brute_force_paths(emissions, transitions, start, end)])
         log_z = float(scores.max() + np.log(np.exp(scores - scores.max()).sum()))
         crf = CRF(len(start), dtype=np.float64)
@@ -257,35 +272,73 @@ def check_crf_log_partition(fn, tol: float = 1e-9) -> float:
         from_crf = float(crf.forward(emissions, tags)) + path_score(emissions, transitions, start, end, tags)
         crf.discard_saved()
         assert abs(from_crf - log_z) < 1e-9, "internal: rnnkit.CRF disagrees with brute force"
-        got = fn(emissions.copy(), transitions.copy(), start.copy(), end.copy())
-        err = _relative_error(np.asarray(got, np.float64).reshape(()), log_z)
-        if not err < tol:
-            raise AssertionError(f"crf_log_partition is wrong: {float(np.asarray(got)):.6f}, expected {log_z:.6f} "
-                                 f"(T={len(emissions)}, K={len(start)})")
-        worst = max(worst, err)
-    return worst
+        yield (emissions, transitions, start, end), log_z
 
 
-def check_crf_viterbi(fn, tol: float = 0.0) -> float:
+def _judge_log_partition(got, log_z: float, arguments: tuple, tol: float = 1e-9) -> float:
+    emissions, _, start, _ = arguments
+    value = np.asarray(got, np.float64).reshape(())
+    err = _relative_error(value, log_z)
+    if not err < tol:
+        raise AssertionError(f"crf_log_partition is wrong: {float(value):.6f}, expected {log_z:.6f} "
+                             f"(T={len(emissions)}, K={len(start)})")
+    return err
+
+
+def crf_viterbi_cases():
     """``crf_viterbi(emissions, transitions, start, end) -> path`` (T tag ids), the highest-scoring path; compared
     with the best of every path by brute force (its score must be the maximum)."""
-    for emissions, transitions, start, end in _crf_cases():
-        best_score, best = max(brute_force_paths(emissions, transitions, start, end))
-        got = [int(v) for v in np.asarray(fn(emissions.copy(), transitions.copy(), start.copy(), end.copy()))]
-        if len(got) != len(emissions):
-            raise AssertionError(f"crf_viterbi must return {len(emissions)} tags, got {len(got)}")
-        if not all(0 <= v < len(start) for v in got):
-            raise AssertionError(f"crf_viterbi returned tags outside [0, {len(start)}): {got}")
-        score = path_score(emissions, transitions, start, end, got)
-        if score < best_score - 1e-9:
-            raise AssertionError(f"crf_viterbi is wrong: path {got} scores {score:.4f}, the best {list(best)} "
-                                 f"scores {best_score:.4f}")
+    for arguments in _crf_inputs():
+        yield arguments, max(brute_force_paths(*arguments))
+
+
+def _judge_viterbi(got, best: tuple, arguments: tuple) -> float:
+    emissions, _, start, _ = arguments
+    best_score, best_path = best
+    path = [int(v) for v in np.asarray(got)]
+    if len(path) != len(emissions):
+        raise AssertionError(f"crf_viterbi must return {len(emissions)} tags, got {len(path)}")
+    if not all(0 <= v < len(start) for v in path):
+        raise AssertionError(f"crf_viterbi returned tags outside [0, {len(start)}): {path}")
+    score = path_score(*arguments, path)
+    if score < best_score - 1e-9:
+        raise AssertionError(f"crf_viterbi is wrong: path {path} scores {score:.4f}, the best {list(best_path)} "
+                             f"scores {best_score:.4f}")
     return 0.0
 
 
-EXERCISES = {"linear_backward": check_linear_backward, "elman_backward": check_elman_backward,
-             "lstm_step_backward": check_lstm_step_backward, "crf_log_partition": check_crf_log_partition,
-             "crf_viterbi": check_crf_viterbi}
+EXERCISES = {exercise.name: exercise for exercise in [
+    Exercise("linear_backward", linear_backward_cases, _arrays_judge("linear_backward", 1e-9)),
+    Exercise("elman_backward", elman_backward_cases, _arrays_judge("elman_backward", 1e-8)),
+    Exercise("lstm_step_backward", lstm_step_backward_cases, _arrays_judge("lstm_step_backward", 1e-8)),
+    Exercise("crf_log_partition", crf_log_partition_cases, _judge_log_partition),
+    Exercise("crf_viterbi", crf_viterbi_cases, _judge_viterbi)]}
+
+
+def judge_answer(name: str, answer: dict, cases: list) -> float:
+    """The worst relative error of an exercise's answer (`rnnkit.teaching_child.call_exercise`'s dict) over its
+    ``cases`` (computed here), or `AssertionError` with a one-line reason."""
+    if not isinstance(answer, dict):
+        raise AssertionError(f"{name}: the submission's process returned an unreadable answer")
+    if answer.get("not_implemented") is True:
+        raise AssertionError(f"{name} is not implemented yet (replace `raise NotImplementedError`)")
+    if "raised" in answer:
+        raise AssertionError(f"{name} raised {answer['raised']}")
+    if "not_callable" in answer:
+        raise AssertionError(f"{name} must be a function, got {answer['not_callable']}")
+    try:
+        outputs = [decode(output) for output in answer["outputs"]]
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
+        raise AssertionError(f"{name}: the submission's process returned an unreadable answer") from None
+    if len(outputs) != len(cases):
+        raise AssertionError(f"{name}: the submission's process answered {len(outputs)} of {len(cases)} cases")
+    judge, worst = EXERCISES[name].judge, 0.0
+    for got, (arguments, expected) in zip(outputs, cases):
+        try:
+            worst = max(worst, judge(got, expected, arguments))
+        except (TypeError, ValueError) as e:
+            raise AssertionError(f"{name} returned {got!r}, which cannot be compared ({e})") from None
+    return worst
 
 
 def check(name: str, fn) -> None:
@@ -296,22 +349,18 @@ def check(name: str, fn) -> None:
 
 
 def worst_error(name: str, fn) -> float:
-    """The worst relative error of ``fn`` as the exercise ``name``, or `AssertionError` (see `check`)."""
+    """The worst relative error of ``fn`` as the exercise ``name``, or `AssertionError` (see `check`). ``fn`` runs
+    in this process (for a notebook's own check; `grade` runs a submission in another process)."""
     if name not in EXERCISES:
         raise ConfigError(f"unknown exercise {name!r} (expected one of {', '.join(EXERCISES)})")
-    if not callable(fn):
-        raise AssertionError(f"{name} must be a function, got {type(fn).__name__}")
-    try:
-        worst = EXERCISES[name](fn)
-    except NotImplementedError:
-        raise AssertionError(f"{name} is not implemented yet (replace `raise NotImplementedError`)") from None
-    except AssertionError:
-        raise
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # noqa: BLE001 - a student's function may raise anything, SystemExit included
-        raise AssertionError(f"{name} raised {type(e).__name__}: {e}") from None
-    return worst
+    cases = list(EXERCISES[name].cases())
+    return judge_answer(name, call_exercise(fn, [encode(arguments) for arguments, _ in cases]), cases)
+
+
+# -- grading a submission in another process ---------------------------------------------------------------------
+#: how long `grade` lets a submission's process run by default, in seconds
+DEFAULT_TIMEOUT = 60.0
+_CHILD = str(Path(__file__).with_name("teaching_child.py"))
 
 
 @dataclass(frozen=True)
@@ -323,26 +372,72 @@ class Grade:
     message: str
 
 
-def grade(text: str) -> list[Grade]:
+class SubmissionFailed(Exception):
+    """The submission's process timed out, died or answered nothing readable (the message says which)."""
+
+
+def run_submission(request: dict, timeout: float) -> dict:
+    """The answer of `rnnkit.teaching_child` to ``request``, run as ``python -I`` in a new session that is killed
+    (with anything it started) after ``timeout`` seconds or once it has answered; `SubmissionFailed` otherwise."""
+    child = subprocess.Popen([sys.executable, "-I", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             start_new_session=True)
+    try:
+        out, _ = child.communicate(json.dumps(request).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SubmissionFailed(f"timed out after {timeout:g} s (the exercise cells or functions did not finish)") \
+            from None
+    finally:
+        _kill_session(child)
+    if child.returncode != 0 or not out:
+        status = f"signal {-child.returncode}" if child.returncode < 0 else f"status {child.returncode}"
+        raise SubmissionFailed(f"the submission's process ended ({status}) before answering")
+    try:
+        answer = json.loads(out)
+    except (ValueError, RecursionError):
+        answer = None
+    if not (isinstance(answer, dict) and isinstance(answer.get("cell_errors"), dict)
+            and isinstance(answer.get("results"), dict)):
+        raise SubmissionFailed("the submission's process answered something that is not a grading answer")
+    return answer
+
+
+def _kill_session(child: subprocess.Popen) -> None:
+    """Kill the child's process group (the child and whatever it started), then reap the child."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    child.wait()
+
+
+def grade(text: str, timeout: float = DEFAULT_TIMEOUT) -> list[Grade]:
     """Run the ``exercise`` cells of a percent-format notebook's ``text`` (in order, in one namespace that starts
-    with ``np``) and check every exercise function they define. A cell that fails to run fails the exercises it
-    defines."""
-    namespace: dict = {"np": np, "__name__": "exercises"}
+    with ``np``) in a separate process and check every exercise function they define. The cases and the expected
+    values are computed here and the process only returns the functions' results (JSON), so a submission cannot
+    change a verdict by replacing rnnkit's code. A cell that fails to run fails the exercises it defines; a
+    process that exits, hangs past ``timeout`` seconds or answers garbage is one failed grade, ``submission``."""
+    sources = exercise_cells(text)
+    if not sources:
+        return []
+    named = "\n".join(sources)  # an exercise the cells never name cannot be defined by them: no cases to compute
+    cases = {name: list(exercise.cases()) for name, exercise in EXERCISES.items() if re.search(rf"\b{name}\b", named)}
+    request = {"path": [p for p in sys.path if p], "cells": sources,
+               "cases": {name: [encode(arguments) for arguments, _ in found] for name, found in cases.items()}}
+    try:
+        answer = run_submission(request, timeout)
+    except SubmissionFailed as e:
+        return [Grade("submission", False, str(e))]
     results: dict[str, Grade] = {}
-    for index, source in enumerate(exercise_cells(text)):
-        try:
-            exec(compile(source, f"<exercise cell {index + 1}>", "exec"), namespace)  # noqa: S102 - grading
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # noqa: BLE001 - SystemExit from a student's cell is a failure, not an exit
-            for name in EXERCISES:
-                if re.search(rf"^\s*def\s+{name}\b", source, re.M):
-                    results[name] = Grade(name, False, f"the cell defining it raised {type(e).__name__}: {e}")
-    for name in EXERCISES:
-        if name in results or name not in namespace:
+    for index, source in enumerate(sources):
+        error = answer["cell_errors"].get(str(index))
+        for name in EXERCISES:
+            if error is not None and re.search(rf"^\s*def\s+{name}\b", source, re.M):
+                results[name] = Grade(name, False, f"the cell defining it raised {error}")
+    for name, response in answer["results"].items():
+        if name not in cases or name in results:
             continue
         try:
-            worst = worst_error(name, namespace[name])
+            worst = judge_answer(name, response, cases[name])
             results[name] = Grade(name, True, f"correct (worst relative error {worst:.1e})")
         except AssertionError as e:
             results[name] = Grade(name, False, str(e))

@@ -7,8 +7,9 @@ cells, or every such file in a directory given), the same notebook with each ``#
 file to be written exists, the command stops before writing anything.
 
 ``grade NOTEBOOK...`` runs the cells tagged ``exercise`` of each notebook (a student's ``.py``, or an ``.ipynb``
-read with jupytext) and checks every exercise function against rnnkit's layers (`rnnkit.teaching.grade`); it
-prints one line per exercise and exits with status 1 when any fails.
+read with jupytext) in a separate process stopped after ``--timeout`` seconds, and checks every exercise function
+against rnnkit's layers in this process (`rnnkit.teaching.grade`); it prints one line per exercise and exits with
+status 1 when any fails.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from pathlib import Path
 
 import click
 
+from .. import validate
 from ..errors import DataError, DependencyError
-from ..teaching import grade, has_solutions, is_percent_notebook, student_source
+from ..teaching import DEFAULT_TIMEOUT, grade, has_solutions, is_percent_notebook, student_source
 from ..training.files import atomic_write, make_directory
 from .common import fail, refuse_existing
+from .options import Checked
+
+SECONDS = Checked(click.FLOAT, validate.positive_real, "seconds")
 
 
 def _read(path: Path) -> str:
@@ -103,8 +108,18 @@ def student(sources, out, ipynb):
 
 @teach.command("grade")
 @click.argument("notebooks", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def grade_command(notebooks):
-    """Check the exercise functions of NOTEBOOKS (.py or .ipynb) against rnnkit's layers."""
+@click.option("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds a notebook's exercises may run before they fail as timed out.")
+def grade_command(notebooks, timeout):
+    """Check the exercise functions of NOTEBOOKS (.py or .ipynb) against rnnkit's layers.
+
+    What it guarantees: each notebook's exercise cells run in a separate Python process (python -I), stopped after
+    --timeout seconds, that only returns what the exercise functions return (as JSON). The inputs, the expected
+    values and the comparison are computed in this process, so a submission that exits, hangs, or replaces
+    rnnkit's functions or the checker cannot turn a wrong or missing answer into a PASS.
+
+    What it does not: it is not a security sandbox. The submission runs with your rights and can read, change or
+    delete your files and use the network; grade code you do not trust in a container or virtual machine."""
     failed = 0
     for name in notebooks:
         path = Path(name)
@@ -117,7 +132,7 @@ def grade_command(notebooks):
                 fail(f"{name!r} is not a readable .ipynb notebook: {type(e).__name__}")
         if path.suffix not in (".py", ".ipynb") or not is_percent_notebook(text):
             fail(f"{name!r} is not a notebook (expected a .ipynb or a jupytext percent-format .py with '# %%' cells)")
-        results = grade(text)
+        results = grade(text, timeout)
         if not results:
             click.echo(f"{name}: no graded exercises")
         for result in results:
