@@ -95,3 +95,13 @@ def test_bad_cell_file_flags_are_one_line_errors(argv, message, tmp_path, corpus
                         "--batch-size", "2", "--seq-length", "8", "--no-progress", *argv], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "checkpoint").exists()
+
+
+def test_to_torch_refuses_a_defined_cell_in_one_line():
+    from rnnkit import define, to_torch
+    from rnnkit.define.cells import EXAMPLE
+    from rnnkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="got DefinedRNN") as info:
+        to_torch(define.DefinedRNN(3, 4, EXAMPLE))
+    assert "\n" not in str(info.value)
