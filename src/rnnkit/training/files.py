@@ -43,11 +43,14 @@ _OPEN_FLAGS = {"a": os.O_WRONLY | os.O_APPEND | os.O_CREAT,  # append (metrics.j
 
 
 def refuse_link(path: str | Path) -> Path:
-    """``path`` unless it is a symbolic link (dangling or not); a one-line `DataError` naming it otherwise."""
+    """``path`` unless it is a symbolic link (dangling or not) or something other than a regular file (a FIFO, a
+    device, a directory); a one-line `DataError` naming it otherwise."""
     path = Path(path)
     if path.is_symlink():
         raise DataError(f"refusing to write {str(path)!r}: it is a symbolic link (expected a regular file that "
                         "rnnkit writes itself; remove the link)")
+    if path.exists() and not path.is_file():
+        raise DataError(f"refusing to write {str(path)!r}: it is not a regular file (a FIFO, device or directory)")
     return path
 
 
