@@ -99,6 +99,28 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path)
     assert (tmp_path / "nan" / "checkpoint" / "model.safetensors").read_bytes() == saved
 
 
+def test_an_update_that_makes_a_parameter_infinite_stops_naming_the_step_and_the_parameter(tmp_path):
+    trainer = make_trainer(tmp_path, "huge", max_steps=10)
+    trainer.fit()
+    saved = (tmp_path / "huge" / "checkpoint" / "model.safetensors").read_bytes()
+    trainer.config.max_steps = 12
+    trainer.learning_rate = lambda epoch: 1e308  # the loop sets the optimizer's rate from this each epoch
+    with pytest.raises(TrainingError, match=r"^non-finite parameter [\w.]+ after the update at step 11 "):
+        trainer.fit()
+    assert (tmp_path / "huge" / "checkpoint" / "model.safetensors").read_bytes() == saved
+
+
+def test_train_with_a_learning_rate_of_1e308_stops_with_the_trainer_message_not_a_layer_input_error(tmp_path,
+                                                                                                   capsys):
+    from conftest import run_cli
+
+    code, _, err = run_cli(["train", "reber", "--lr", "1e308", "--max-steps", "5", "--out", str(tmp_path / "r")],
+                           capsys)
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith("rnnkit: error: non-finite parameter ") and "at step 1 " in line
+    assert "Linear input" not in err
+
+
 def test_skip_nonfinite_skips_the_bad_update_and_continues(tmp_path):
     trainer = make_trainer(tmp_path, "skip", max_steps=12)
     trainer.config.skip_nonfinite = True

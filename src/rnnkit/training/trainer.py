@@ -175,7 +175,18 @@ class Trainer:
         self.optimizer.step()
         for module in self.constrained:  # put bounded parameters back inside their bounds
             module.constrain()
+        self._check_parameters()
         return loss, norm
+
+    def _check_parameters(self) -> None:
+        """Stop, naming the first parameter, when the update just made a parameter NaN or Inf (a finite gradient
+        times a huge learning rate): the next forward would only see non-finite activations. An update already
+        applied cannot be skipped, so this stops even with ``skip_nonfinite``."""
+        bad = next((name for name, p in self.model.named_parameters() if not np.isfinite(p.data).all()), None)
+        if bad is not None:
+            self.model.discard_saved()
+            raise TrainingError(f"non-finite parameter {bad} after the update at step {self.step + 1} (learning "
+                                f"rate {self.optimizer.lr:g}); stopping (the last checkpoint is kept)")
 
     def _skip(self, problem: str) -> tuple[float, float]:
         """Stop on a non-finite update, or (``skip_nonfinite``) drop its gradients and saved forwards."""
