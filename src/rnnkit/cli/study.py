@@ -13,8 +13,8 @@ from ..tasks.registry import GENERATED_TASKS, make_task
 from ..training.data import DataConfig
 from ..training.files import atomic_write
 from .common import fail, load_char_model, load_kind, refuse_existing
-
 from .options import SCHEDULER, SEED
+
 
 @click.command()
 @click.argument("name", type=click.Choice(["reber", "adding", "adding1997", "copy"]), metavar="NAME")
@@ -70,9 +70,11 @@ def experiment(name, out, seeds, lengths, cells, time_budget, max_steps, jobs, s
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the fresh models' weights and of the data.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="diagnostics", show_default=True,
-              help="Directory for grad_norms.png and saturation.png (an existing one is never overwritten).")
+              help="Directory for grad_norms.png (one panel per task) and saturation.png (gate activations and "
+                   "spectral radii); an existing one is never overwritten.")
 def diagnose(checkpoints, cells, task_name, seq_length, hidden_size, seed, out):
-    """Plot ‖∂L/∂h_t‖ against t, gate saturation, and spectral radii for CHECKPOINTS and/or fresh --cell models."""
+    """Plot ‖∂L/∂h_t‖ against t, gate saturation, and spectral radii for CHECKPOINTS (each on its own task and
+    length) and/or fresh --cell models (on --task with --seq-length)."""
     from ..training.diagnostics import diagnose as run_diagnose
 
     if not checkpoints and not cells:
@@ -80,18 +82,23 @@ def diagnose(checkpoints, cells, task_name, seq_length, hidden_size, seed, out):
     target = Path(out)
     if (target / "grad_norms.png").exists():
         fail(f"{str(target)!r} already holds diagnostics; choose another --out (nothing is overwritten)")
-    task = make_task(task_name, DataConfig(seq_length=seq_length, batch_size=64), seed=seed, dtype="float64")
-    models = {}
-    for path in checkpoints:
+    models, tasks = {}, {}
+    names = [Path(path).name for path in checkpoints]
+    for path, name in zip(checkpoints, names):
         task, model = _diagnosed_checkpoint(path, seed)
-        models[f"{Path(path).name} ({model.config.cell})"] = model
-    models.update(_fresh_models(cells, task, hidden_size, seed))
-    summary = run_diagnose(models, task, target)
+        label = f"{name if names.count(name) == 1 else path} ({model.config.cell})"
+        models[label], tasks[label] = model, task
+    if cells:
+        task = make_task(task_name, DataConfig(seq_length=seq_length, batch_size=64), seed=seed, dtype="float64")
+        for label, model in _fresh_models(cells, task, hidden_size, seed).items():
+            models[label], tasks[label] = model, task
+    summary = run_diagnose(models, tasks, target)
     for label, s in summary.items():
         sat = ", ".join(f"{g} {v:.0%}" for g, v in s["saturation"].items())
         rho = ", ".join(f"{g} {v:.2f}" for g, v in s["spectral_radius"].items())
-        click.echo(f"{label}: ‖∂L/∂h‖ at t=0 is {s['grad_norm_first_step']:.2e} vs {s['grad_norm_last_step']:.2e} "
-                   f"at the loss (ratio {s['decay_first_over_last']:.1e}); saturated: {sat}; spectral radius: {rho}")
+        click.echo(f"{label} on {s['task']}: ‖∂L/∂h‖ at t=0 is {s['grad_norm_first_step']:.2e} vs "
+                   f"{s['grad_norm_last_step']:.2e} at the loss (ratio {s['decay_first_over_last']:.1e}); "
+                   f"saturated: {sat}; spectral radius: {rho}")
     click.echo(f"plots: {target / 'grad_norms.png'}, {target / 'saturation.png'}", err=True)
 
 

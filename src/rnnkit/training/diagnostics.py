@@ -17,6 +17,7 @@ import numpy as np
 
 from ..models.sequence import LOSSES
 from .plotting import save_figure
+from .progress import progress
 
 
 def state_gradient_norms(model, task, rows: int = 64) -> np.ndarray:
@@ -87,35 +88,65 @@ def spectral_radii(model) -> dict[str, float]:
     return {g: float(np.abs(np.linalg.eigvals(w[k * h:(k + 1) * h])).max()) for k, g in enumerate(names)}
 
 
+def task_label(task) -> str:
+    """``adding, T=100``, or the task's name alone when its sequences have no fixed length (the Reber grammar)."""
+    return f"{task.name}, T={task.seq_length}" if task.seq_length else task.name
+
+
 def diagnose(models: dict, task, out_dir: Path) -> dict:
-    """Run the diagnostics for ``models`` ({label: SequenceModel}); write PNGs; return a summary per label."""
+    """Run the diagnostics for ``models`` ({label: SequenceModel}) on ``task``, the data of every model, or on
+    {label: task}, each model's own; write grad_norms.png (one panel per task) and saturation.png (gate activations,
+    spectral radii); return a summary per label (``task``: the task's label)."""
+    tasks = task if isinstance(task, dict) else dict.fromkeys(models, task)
+    summary, curves, gates = {}, {}, {}
+    for label, model in progress(models.items(), total=len(models), desc="diagnose", unit="model"):
+        model = copy.deepcopy(model).to(np.float64)  # tiny gradients would underflow in float32
+        norms = state_gradient_norms(model, tasks[label])
+        curves[label] = norms
+        lengths = tasks[label].val[0].lengths
+        gates[label] = gate_values(model, None if lengths is None else lengths[:64])
+        first, last = norms[0], norms[-1]  # the signal after T − 1 steps back, and at the loss
+        summary[label] = {"task": task_label(tasks[label]), "grad_norm_first_step": float(first),
+                          "grad_norm_last_step": float(last),
+                          "decay_first_over_last": float(first / last) if last else float("nan"),
+                          "saturation": saturation(gates[label]), "spectral_radius": spectral_radii(model)}
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write into it
+    save_figure(gradient_figure(curves, {label: s["task"] for label, s in summary.items()}), out_dir / "grad_norms.png")
+    radii = {label: s["spectral_radius"] for label, s in summary.items()}
+    save_figure(gate_figure(gates, radii), out_dir / "saturation.png")
+    return summary
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary, curves, gates = {}, {}, {}
-    for label, model in models.items():
-        model = copy.deepcopy(model).to(np.float64)  # tiny gradients would underflow in float32
-        norms = state_gradient_norms(model, task)
-        curves[label] = norms
-        lengths = task.val[0].lengths
-        gates[label] = gate_values(model, None if lengths is None else lengths[:64])
-        first, last = norms[0], norms[-1]  # the signal after T − 1 steps back, and at the loss
-        summary[label] = {"grad_norm_first_step": float(first), "grad_norm_last_step": float(last),
-                          "decay_first_over_last": float(first / last) if last else float("nan"),
-                          "saturation": saturation(gates[label]), "spectral_radius": spectral_radii(model)}
-    out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write into it
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for label, norms in curves.items():
-        ax.semilogy(np.arange(len(norms)), np.maximum(norms, 1e-30), label=label)
-    ax.set_xlabel("time step t (the loss is at the last step)")
-    ax.set_ylabel("‖∂L/∂h_t‖")
-    ax.set_title("How the error signal travels back through time")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    save_figure(fig, out_dir / "grad_norms.png")
-    fig, axes = plt.subplots(1, len(gates), figsize=(4.2 * len(gates), 3.4), dpi=110, squeeze=False)
+    return plt
+
+
+def gradient_figure(curves: dict[str, np.ndarray], tasks: dict[str, str]):
+    """‖∂L/∂h_t‖ against t, one panel per task (``tasks``: label → task label), each titled with its task and T."""
+    panels = list(dict.fromkeys(tasks.values()))
+    fig, axes = _pyplot().subplots(1, len(panels), figsize=(7 * len(panels), 4), dpi=110, squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for label, norms in curves.items():
+            if tasks[label] == panel:
+                ax.semilogy(np.arange(len(norms)), np.maximum(norms, 1e-30), label=label)
+        ax.set_xlabel("time step t (the loss is at the last step)")
+        ax.set_ylabel("‖∂L/∂h_t‖")
+        ax.set_title(f"{panel}: how the error signal travels back through time")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    return fig
+
+
+def gate_figure(gates: dict[str, dict[str, np.ndarray]], radii: dict[str, dict[str, float]]):
+    """One histogram panel of gate activations per model, and a last panel of the spectral radii ρ(W_hh) of every
+    model's recurrent blocks against ρ = 1."""
+    fig, axes = _pyplot().subplots(1, len(gates) + 1, figsize=(4.2 * (len(gates) + 1), 3.4), dpi=110,
+                                   squeeze=False)
     for ax, (label, values) in zip(axes[0], gates.items()):
         for gate, v in values.items():
             ax.hist(v, bins=50, histtype="step", density=True, label=gate)
@@ -123,5 +154,22 @@ def diagnose(models: dict, task, out_dir: Path) -> dict:
         ax.set_xlabel("value (sigmoid gates 0 … 1, tanh −1 … 1)")
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
-    save_figure(fig, out_dir / "saturation.png")
-    return summary
+    _radius_panel(axes[0][-1], radii)
+    return fig
+
+
+def _radius_panel(ax, radii: dict[str, dict[str, float]]) -> None:
+    """Horizontal bars ``label: gate`` → ρ, with the line ρ = 1 (signals shrink left of it, grow right of it)."""
+    bars = [(f"{label}: {gate}", rho) for label, by_gate in radii.items() for gate, rho in by_gate.items()]
+    ax.set_title("spectral radius ρ of each W_hh block")
+    if not bars:
+        ax.text(0.5, 0.5, "no recurrent weight matrices", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    names, values = zip(*bars)
+    ax.barh(np.arange(len(bars)), values, color="tab:purple")
+    ax.set_yticks(np.arange(len(bars)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="k", ls="--", lw=1, label="ρ = 1")
+    ax.set_xlabel("ρ(W_hh) = max |λ|")
+    ax.legend(fontsize=8)
