@@ -66,3 +66,44 @@ def test_diagnose_plots_the_spectral_radii_of_every_model_against_one(tmp_path, 
     bars = [t.get_text() for t in panel.get_yticklabels()]
     assert bars == ["rnn (initial): h", *(f"lstm (initial): {g}" for g in "ifgo")]
     assert [line.get_xdata()[0] for line in panel.get_lines()] == [1.0]
+
+
+def drawn_labels(fig, axis: str = "y") -> list[str]:
+    """The tick labels a reader sees on ``axis`` of the first axes (major and minor), once the figure is drawn."""
+    fig.canvas.draw()
+    ax = getattr(fig.axes[0], f"{axis}axis")
+    return [t.get_text() for minor in (False, True) for t in ax.get_ticklabels(minor=minor) if t.get_text()]
+
+
+def test_the_loss_plot_names_the_unit_of_the_loss_on_its_y_axis():
+    from rnnkit.training.plotting import loss_figure
+
+    fig = loss_figure([{"step": 1, "train_loss": 3.3}, {"step": 2, "val_loss": 2.0}], unit="nats/char")
+    assert fig.axes[0].get_ylabel() == "loss (nats/char), log scale"
+
+
+def test_a_text_task_measures_its_loss_in_nats_per_char_and_the_adding_task_in_squared_error():
+    from rnnkit.tasks.memory import AddingTask
+    from rnnkit.tasks.text import TextTask
+
+    assert TextTask.loss_unit == "nats/char" and AddingTask.loss_unit == "squared error"
+
+
+@pytest.mark.parametrize("low, high", [(2.0, 3.3), (1.2, 1.6), (0.3, 4.5), (0.001, 5.0)])
+def test_the_loss_plots_log_axis_reads_in_plain_decimals_on_any_range(low, high):
+    from rnnkit.training.plotting import loss_figure
+
+    records = [{"step": 1, "train_loss": high}, {"step": 2, "train_loss": low}]
+    labels = drawn_labels(loss_figure(records))
+    assert len(labels) >= 2, labels
+    assert all(float(label) > 0 for label in labels), labels  # "3", "0.25": no 3×10⁰, no mathtext
+
+
+def test_the_attention_heatmap_has_a_title_and_shows_spaces_as_visible_ticks():
+    import numpy as np
+
+    from rnnkit.training.plotting import attention_figure
+
+    fig = attention_figure(np.full((3, 3), 1 / 3), list("a b"), ["x", " ", "<eos>"])
+    assert fig.axes[0].get_title() == "attention while decoding 'a b'"
+    assert drawn_labels(fig, "x") == ["a", "␣", "b"] and drawn_labels(fig, "y") == ["x", "␣", "<eos>"]

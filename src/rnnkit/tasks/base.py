@@ -43,7 +43,8 @@ class Task(Protocol):
 
     Attributes: ``seq_length`` (T for generated and stream data, 0 when each batch has its own length),
     ``input_size`` (features I, or vocabulary size V for tokens), ``output_size`` (outputs O, classes or tags),
-    ``baseline`` (the validation loss of a trivial predictor, or None), ``val`` (the validation batches).
+    ``baseline`` (the validation loss of a trivial predictor, or None), ``val`` (the validation batches),
+    ``loss_unit`` (what the loss measures, e.g. ``"nats/char"``, shown on the loss plot's axis; None: unnamed).
     """
 
     name: ClassVar[str]
@@ -86,6 +87,7 @@ class TaskBase:
     data_options: ClassVar[tuple[str, ...]] = ("batch_size",)
     seq_length = 0
     baseline: float | None = None
+    loss_unit: ClassVar[str | None] = None
     #: the key of `metrics` that is 1.0 once the task is solved (training stops there, unless --no-early-stop)
     success_metric: ClassVar[str | None] = None
 

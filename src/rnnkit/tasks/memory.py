@@ -89,6 +89,7 @@ class ReberTask(TaskBase):
     name = "reber"
     success_metric = "success"
     loss = "bce"
+    loss_unit = "nats per symbol and step"
     tokens = False
     stream = False
     seq_length = 0
@@ -138,6 +139,7 @@ class AddingTask(GeneratedTask):
     success_metric = "success"
     data_options = ("seq_length", "batch_size")
     loss = "mse"
+    loss_unit = "squared error"
     tokens = False
     stream = False
     baseline = 1.0 / 6.0
@@ -193,6 +195,7 @@ class Adding1997Task(GeneratedTask):
     success_metric = "success"
     data_options = ("seq_length", "batch_size")
     loss = "mse"
+    loss_unit = "squared error"
     tokens = False
     stream = False
     input_size, output_size = 2, 1
@@ -254,6 +257,7 @@ class CopyTask(GeneratedTask):
     success_metric = "success"
     data_options = ("seq_length", "batch_size")
     loss = "ce"
+    loss_unit = "nats/step"
     tokens = True
     stream = False
     input_size = output_size = 10  # 0 blank, 1-8 symbols, 9 delimiter

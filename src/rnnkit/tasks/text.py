@@ -58,6 +58,7 @@ class TextTask(TaskBase):
     name = "text"
     data_options = ("data", "seq_length", "batch_size", "val_fraction")
     loss = "ce"
+    loss_unit = "nats/char"
     tokens = True
     stream = True
     # forget_bias None: PyTorch's initialisation. The bias of 1 that char-rnn and Keras use (and the memory tasks

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models.sequence import LOSSES
-from .plotting import save_figure
+from .plotting import pyplot, save_figure
 from .progress import progress
 
 
@@ -117,19 +117,10 @@ def diagnose(models: dict, task, out_dir: Path) -> dict:
     return summary
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def gradient_figure(curves: dict[str, np.ndarray], tasks: dict[str, str]):
     """‖∂L/∂h_t‖ against t, one panel per task (``tasks``: label → task label), each titled with its task and T."""
     panels = list(dict.fromkeys(tasks.values()))
-    fig, axes = _pyplot().subplots(1, len(panels), figsize=(7 * len(panels), 4), dpi=110, squeeze=False)
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(7 * len(panels), 4), dpi=110, squeeze=False)
     for ax, panel in zip(axes[0], panels):
         for label, norms in curves.items():
             if tasks[label] == panel:
@@ -145,7 +136,7 @@ def gradient_figure(curves: dict[str, np.ndarray], tasks: dict[str, str]):
 def gate_figure(gates: dict[str, dict[str, np.ndarray]], radii: dict[str, dict[str, float]]):
     """One histogram panel of gate activations per model, and a last panel of the spectral radii ρ(W_hh) of every
     model's recurrent blocks against ρ = 1."""
-    fig, axes = _pyplot().subplots(1, len(gates) + 1, figsize=(4.2 * (len(gates) + 1), 3.4), dpi=110,
+    fig, axes = pyplot().subplots(1, len(gates) + 1, figsize=(4.2 * (len(gates) + 1), 3.4), dpi=110,
                                    squeeze=False)
     for ax, (label, values) in zip(axes[0], gates.items()):
         for gate, v in values.items():

@@ -35,7 +35,7 @@ from ..models.protocol import TrainableModel, WholeSequenceModel
 from ..models.registry import check_state
 from ..module import no_grad
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
-from ..validate import MAX_SEED
+from ..validate import MAX_SEED, positive_real
 from . import checkpoint
 from .data import data_identity
 from .files import append_line, atomic_write, hold_run_directory, make_directory, refuse_link
@@ -80,8 +80,7 @@ class TrainConfig:
                                  resume=False)
 
     def __post_init__(self):
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        self.lr = positive_real(self.lr, "lr")  # a NumPy number too; nan, inf, 0 and bools refused
         check_option_ranges(self)
         if self.log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
@@ -395,7 +394,8 @@ class Trainer:
         from .plotting import plot_losses
 
         if (self.run_dir / "metrics.jsonl").exists():  # nothing logged yet (no validation data, first steps): no plot
-            plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", baseline=self.task.baseline)
+            plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", baseline=self.task.baseline,
+                        unit=getattr(self.task, "loss_unit", None))
 
     def meta(self) -> dict:
         """The checkpoint's description: model kind and config, task, training settings, vocabularies, progress."""
