@@ -160,3 +160,12 @@ def test_blas_product_from_compiled_code_equals_numpy_on_row_blocks_of_larger_ar
     expected[2:7, 3:15] = a[:5] @ b + (expected[2:7, 3:15] if accumulate else 0)
     matmul_into(a[:5], b, out[2:7, 3:15], accumulate)  # a row prefix into a column block: strided rows
     assert relative_error(out, expected) <= TOL[dtype]
+
+
+@DTYPES
+def test_blas_product_from_compiled_code_reads_a_single_row_whatever_its_row_stride(dtype):
+    w = np.arange(1.0, 5.0, dtype=dtype).reshape(4, 1)
+    w_t = np.ascontiguousarray(w.T)  # (1, 4) view with a row stride of one element: NumPy keeps it as it is
+    out = np.zeros((1, 4), dtype)
+    matmul_into(np.full((1, 1), 2.0, dtype), w_t, out, False)
+    assert out.tolist() == [[2.0, 4.0, 6.0, 8.0]]

@@ -56,7 +56,10 @@ def _gemm_overload(scalars, transpose, sizes, a, b, out):
 
 @njit(**JIT)
 def _leading(a):
-    """The row stride of a 2-D array in elements (BLAS's leading dimension), at least 1."""
+    """The row stride of a 2-D array in elements (BLAS's leading dimension), at least its width and 1. A single row
+    has no meaningful row stride (NumPy calls a (1, n) view of a transpose C-contiguous with stride 1 element)."""
+    if a.shape[0] == 1:
+        return max(a.shape[1], 1)
     return max(a.strides[0] // a.itemsize, 1)
 
 
