@@ -80,8 +80,86 @@ def recommended_coretype(flags: frozenset[str], blas: dict) -> str | None:
     return "SkylakeX"
 
 
-def report() -> list[str]:
-    """Lines describing the BLAS, its kernel, the CPU's vector width and the step kernels, for people."""
+def blas_libraries() -> list[dict]:
+    """Every BLAS loaded in this process (threadpoolctl), each with ``owner``: the package whose wheel ships it
+    (``numpy``, ``scipy``, ...: the folder ``<package>.libs`` holding the file), else the file's name."""
+    import numpy  # noqa: F401  (loads NumPy's BLAS)
+    from threadpoolctl import threadpool_info
+
+    try:
+        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS: the compiled loop's products call it)
+    except ImportError:
+        pass
+    found = []
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            path = Path(lib.get("filepath") or "")
+            owner = path.parent.name.removesuffix(".libs") if path.parent.name.endswith(".libs") else path.name
+            found.append({"library": lib.get("internal_api"), "version": lib.get("version"), "owner": owner,
+                          "kernel": lib.get("architecture"), "threads": lib.get("num_threads")})
+    return sorted(found, key=lambda lib: lib["owner"] != "numpy")  # NumPy's first
+
+
+def blas_backend() -> str:
+    """Which BLAS runs rnnkit's products, in one line: NumPy's (the ``@`` of the NumPy paths and the whole-sequence
+    GEMMs) and SciPy's (``scipy.linalg.cython_blas``, which the compiled time loop calls: `rnnkit.kernels.blas`)."""
+    libraries = blas_libraries()
+    if not libraries:
+        return "unknown (threadpoolctl sees no BLAS)"
+    role = {"numpy": "NumPy's @", "scipy": "the compiled loop's gemm, via scipy.linalg.cython_blas"}
+    return "; ".join(f"{lib['library']} {lib['version']} ({role.get(lib['owner'], lib['owner'])}, "
+                     f"{lib['threads']} threads)" for lib in libraries)
+
+
+#: Floating-point operations per vector lane per cycle: two FMA pipes × 2 flops (multiply and add) per FMA
+FLOPS_PER_LANE_PER_CYCLE = 4
+PEAK_METHOD = ("peak = cores × GHz × flop/cycle; flop/cycle = lanes of the CPU's widest vectors (vector bits / "
+               "8·itemsize) × 2 FMA pipes × 2; GHz = the CPU's maximum frequency from /sys cpufreq, else the "
+               "'cpu MHz' of /proc/cpuinfo")
+
+
+def cpu_ghz(cpuinfo: str | Path = "/proc/cpuinfo",
+            cpufreq: str | Path = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") -> float | None:
+    """The CPU's clock in GHz: its maximum frequency where Linux's cpufreq says, else the largest ``cpu MHz`` of
+    /proc/cpuinfo (a virtual machine's nominal clock); None where neither is readable."""
+    try:
+        return int(Path(cpufreq).read_text().strip()) / 1e6  # kHz
+    except (OSError, ValueError):
+        pass
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    mhz = [float(v) for k, _, v in (line.partition(":") for line in text.splitlines())
+           if k.strip() == "cpu MHz" and v.strip().replace(".", "", 1).isdigit()]
+    return max(mhz) / 1e3 if mhz else None
+
+
+def peak_gflops(cores: int, itemsize: int = 4, ghz: float | None = None,
+                vector_bits: int | None = None) -> float | None:
+    """The arithmetic peak of ``cores`` cores in GFLOP/s for ``itemsize``-byte floats (see `PEAK_METHOD`); None
+    where the clock or the vector width is unknown. ``ghz`` and ``vector_bits`` default to this machine's."""
+    ghz = cpu_ghz() if ghz is None else ghz
+    bits = cpu_vector_bits(cpu_flags()) if vector_bits is None else vector_bits
+    if not ghz or not bits:
+        return None
+    return cores * ghz * bits / (8 * itemsize) * FLOPS_PER_LANE_PER_CYCLE
+
+
+def describe_peak(cores: int, itemsize: int = 4) -> str:
+    """One line: the peak of ``cores`` cores and how it was estimated."""
+    ghz, bits = cpu_ghz(), cpu_vector_bits(cpu_flags())
+    peak = peak_gflops(cores, itemsize, ghz, bits)
+    if peak is None:
+        return f"peak: unknown (clock {ghz or 'unknown'} GHz, vector width {bits or 'unknown'} bits)"
+    lanes = bits // (8 * itemsize)
+    return (f"peak: {peak:.0f} GFLOP/s float{8 * itemsize} = {cores} cores × {ghz:.2f} GHz × "
+            f"{lanes * FLOPS_PER_LANE_PER_CYCLE} flop/cycle ({bits}-bit vectors: {lanes} lanes × 2 FMA pipes × 2)")
+
+
+def report(cores: int | None = None) -> list[str]:
+    """Lines describing the BLAS, its kernel, the CPU's vector width, the step kernels, which BLAS runs the products
+    and the arithmetic peak of ``cores`` cores (all of them by default), for people."""
     from . import kernels
 
     flags, blas = cpu_flags(), blas_info()
@@ -89,7 +167,9 @@ def report() -> list[str]:
     lines = [f"BLAS: {blas['library'] or 'unknown'} {blas['version'] or ''} ({blas['threads']} threads), "
              f"kernel {blas['kernel'] or 'unknown'}" + (f" ({blas_bits}-bit)" if blas_bits else ""),
              f"CPU vector width: {cpu_bits or 'unknown'}" + ("-bit" if cpu_bits else ""),
-             f"step kernels: {kernels.describe()}"]
+             f"step kernels: {kernels.describe()}",
+             f"BLAS backend: {blas_backend()}",
+             describe_peak(cores or os.cpu_count() or 1)]
     advice = recommended_coretype(flags, blas)
     if advice:
         source = "set by you" if "OPENBLAS_CORETYPE" in os.environ else "not set"
