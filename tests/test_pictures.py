@@ -107,3 +107,25 @@ def test_the_attention_heatmap_has_a_title_and_shows_spaces_as_visible_ticks():
     fig = attention_figure(np.full((3, 3), 1 / 3), list("a b"), ["x", " ", "<eos>"])
     assert fig.axes[0].get_title() == "attention while decoding 'a b'"
     assert drawn_labels(fig, "x") == ["a", "␣", "b"] and drawn_labels(fig, "y") == ["x", "␣", "<eos>"]
+
+
+def summary_rows(success: list[float]) -> list[dict]:
+    return [{"cell": cell, "length": 20, "seeds": 2, "success_rate": rate, "score": rate / 2, "val_loss": 0.1,
+             "baseline": 1 / 6, "seconds": 1.0, "steps": 10, "time_stopped": 0} for cell, rate in zip(
+                ("rnn", "lstm", "gru"), success)]
+
+
+def test_the_experiment_plot_labels_the_y_axis_of_its_success_panel():
+    from rnnkit.training.experiments import EXPERIMENTS, experiment_figure
+
+    fig = experiment_figure(EXPERIMENTS["copy"], summary_rows([0.0, 0.5, 1.0]))
+    assert fig.axes[0].get_ylabel() == "share of seeds / recall accuracy"
+    assert fig.axes[0].get_title() == "success rate over seeds"
+
+
+def test_an_experiment_where_every_run_failed_draws_its_zeros_and_says_all_0():
+    from rnnkit.training.experiments import EXPERIMENTS, experiment_figure
+
+    ax = experiment_figure(EXPERIMENTS["adding"], summary_rows([0.0, 0.0, 0.0])).axes[0]
+    assert ax.get_title() == "success rate over seeds: all 0"
+    assert [t.get_text() for t in ax.texts] == ["0%", "0%", "0%", "no run met the success criterion"]

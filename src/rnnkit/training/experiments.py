@@ -35,7 +35,7 @@ from ..models.sequence import CELL_DEFAULTS, ModelConfig, SequenceModel
 from ..tasks.memory import Adding1997Task, AddingTask, CopyTask, ReberTask
 from .executors import open_executor, run_windowed, slots
 from .files import atomic_write, hold_run_directory, make_directory, refuse_link
-from .plotting import save_figure
+from .plotting import pyplot, save_figure
 from .results import NAME as RESULTS
 from .results import ResultsFile, make_header, read_results, run_key
 from .trainer import TrainConfig, Trainer
@@ -216,21 +216,15 @@ def markdown(exp: Experiment, rows: list[dict]) -> str:
 
 
 def plot(exp: Experiment, rows: list[dict], png: Path) -> None:
-    import matplotlib
+    save_figure(experiment_figure(exp, rows), png)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
-    labels = [row_label(r) for r in rows]
+def experiment_figure(exp: Experiment, rows: list[dict]):
+    """Two panels per (cell, length) row: the success rate (and the task's score) over seeds, each bar labelled
+    with its value so that a 0 shows, and the final validation loss against the trivial baseline."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(9, 3.8), dpi=110)
     x = np.arange(len(rows))
-    width = 0.4 if exp.score else 0.8
-    axes[0].bar(x - (width / 2 if exp.score else 0), [r["success_rate"] for r in rows], width, color="tab:green",
-                label="success rate over seeds")
-    if exp.score:
-        axes[0].bar(x + width / 2, [r["score"] for r in rows], width, color="tab:olive", label=exp.score[0])
-    axes[0].set_ylim(0, 1.25)
-    axes[0].legend(fontsize=7, ncol=2, loc="upper center")
+    _success_panel(axes[0], exp, rows, x)
     if all(r["baseline"] is not None for r in rows):  # loss relative to the trivial baseline: 1 = learned nothing
         axes[1].bar(x, [r["val_loss"] / r["baseline"] for r in rows], color="tab:blue")
         axes[1].axhline(1.0, color="k", lw=1.5, ls="--", label="trivial baseline")
@@ -239,10 +233,31 @@ def plot(exp: Experiment, rows: list[dict], png: Path) -> None:
     else:
         axes[1].bar(x, [r["val_loss"] for r in rows], color="tab:blue")
         axes[1].set_ylabel("final validation loss")
+    axes[1].set_title("final validation loss", fontsize=9)
     for ax in axes:
-        ax.set_xticks(x, labels, rotation=45, fontsize=8)
+        ax.set_xticks(x, [row_label(r) for r in rows], rotation=45, fontsize=8)
     fig.suptitle(textwrap.fill(exp.description, 120), fontsize=8)
-    save_figure(fig, png)
+    return fig
+
+
+def _success_panel(ax, exp: Experiment, rows: list[dict], x: np.ndarray) -> None:
+    """Success rates (and scores) as bars labelled in percent; the title says when every success rate is 0."""
+    width = 0.4 if exp.score else 0.8
+    bars = [ax.bar(x - (width / 2 if exp.score else 0), [r["success_rate"] for r in rows], width,
+                   color="tab:green", label="success rate over seeds")]
+    if exp.score:
+        bars.append(ax.bar(x + width / 2, [r["score"] for r in rows], width, color="tab:olive", label=exp.score[0]))
+    for group in bars:
+        ax.bar_label(group, labels=[f"{v:.0%}" for v in group.datavalues], fontsize=7, padding=1)
+    ax.axhline(0.0, color="tab:green", lw=1.5)  # the baseline of bars of height 0
+    ax.set_ylim(0, 1.3)
+    ax.set_ylabel("share of seeds" + (f" / {exp.score[0]}" if exp.score else ""))
+    none = all(r["success_rate"] == 0 for r in rows)
+    ax.set_title("success rate over seeds" + (": all 0" if none else ""), fontsize=9)
+    if none:
+        ax.text(0.5, 0.45, "no run met the success criterion", ha="center", transform=ax.transAxes, fontsize=8,
+                color="tab:green")
+    ax.legend(fontsize=7, ncol=2, loc="upper center")
 
 
 def row_label(r: dict) -> str:
