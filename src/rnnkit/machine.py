@@ -153,7 +153,7 @@ def describe_peak(cores: int, itemsize: int = 4) -> str:
     if peak is None:
         return f"peak: unknown (clock {ghz or 'unknown'} GHz, vector width {bits or 'unknown'} bits)"
     lanes = bits // (8 * itemsize)
-    return (f"peak: {peak:.0f} GFLOP/s float{8 * itemsize} = {cores} cores × {ghz:.2f} GHz × "
+    return (f"peak: {peak:.0f} GFLOP/s float{8 * itemsize} = {cores} core{'s' if cores != 1 else ''} × {ghz:.2f} GHz × "
             f"{lanes * FLOPS_PER_LANE_PER_CYCLE} flop/cycle ({bits}-bit vectors: {lanes} lanes × 2 FMA pipes × 2)")
 
 

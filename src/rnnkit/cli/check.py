@@ -4,8 +4,6 @@ torch) and ``info`` (the BLAS, its kernel, the CPU's vector width and the step k
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
 import sys
 import time
 
@@ -43,6 +41,16 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
     return values
 
 
+def _stacked(text: str) -> tuple[int, int] | None:
+    """``--stacked-lstm``: "B,H", or "none"."""
+    if text.strip().lower() == "none":
+        return None
+    values = _ints(text, "stacked-lstm")
+    if len(values) != 2:
+        fail(f"--stacked-lstm takes the batch and hidden size as B,H (or none), got {text!r}")
+    return values
+
+
 @click.command()
 @click.option("--cells", "--cell", "cells", default="rnn,lstm,gru", show_default=True,
               help="Comma-separated subset of rnn,lstm,gru.")
@@ -50,96 +58,108 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
               help="Comma-separated batch sizes.")
 @click.option("--hidden", "--hidden-size", "hiddens", default="64,256,512", show_default=True,
               help="Comma-separated hidden sizes (input size = hidden size).")
+@click.option("--stacked-lstm", "stacked", default="32,256", show_default=True,
+              help="B,H of the 2-layer bidirectional LSTM row (timed when lstm is among --cells), or 'none'.")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="Time steps T of each timed sequence.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Threads for both NumPy's BLAS and torch [all cores].")
+              help="Threads of every pool in both libraries' processes [all cores].")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Timed calls per case (the median is reported).")
+              help="Timed turns per library and case (the median and the minimum are reported).")
 @click.option("--no-torch", is_flag=True, help="Time rnnkit alone.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write every figure as JSON (compare two with benchmarks/bench_compare.py).")
 @click.option("--kernels", type=click.Choice(["compiled", "numpy"]), default=None,
               help="rnnkit's step kernels [RNNKIT_KERNELS, else compiled where numba is installed].")
 @click.option("--variants", is_flag=True, help="Instead: the newer cells and the regularisers (dropout, zoneout, "
               "weight drop), each relative to the plain LSTM/GRU/RNN of the same size (ratio = variant / plain).")
-def bench(cells, batches, hiddens, steps, threads, repeats, no_torch, no_memory, json_path, kernels, variants):
+def bench(cells, batches, hiddens, stacked, steps, threads, repeats, no_torch, no_memory, json_path, kernels,
+          variants):
     """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md).
 
     \b
-    Columns: 'rnnkit ms' and 'torch ms' per call ('train' = forward + backward, 'infer' = forward under no_grad);
-    'ratio' = torch ms / rnnkit ms (above 1: rnnkit is faster); 'GFLOP/s' = rnnkit's useful arithmetic per second;
-    'ceil %' = that throughput as a share of one NumPy GEMM of the same total size (the BLAS ceiling here);
-    'mem MiB' / 'torch MiB' = peak memory of the call.
+    How it measures: each library runs in its own worker process, every thread pool in it (BLAS and OpenMP through
+    threadpoolctl, torch.set_num_threads, numba) pinned to --threads; the two take turns, one timed call each
+    (rnnkit, torch, rnnkit, torch, ...), and the idle one is stopped (SIGSTOP) so that its spinning threads
+    cannot steal the other's cores. Each turn runs one untimed call, then the timed one; the figure of a case is
+    the median over --repeats turns (the minimum is shown too). Results travel from the workers as JSON.
+
+    \b
+    Columns: 'rnnkit ms' and 'torch ms' per call, medians, each with its 'min' ('train' = forward + backward,
+    'infer' = forward under no_grad); 'ratio' = torch ms / rnnkit ms (above 1: rnnkit is faster); 'GFLOP/s' =
+    rnnkit's GEMM arithmetic per second (2·M·N·K for the input projection, the recurrent products and, in
+    training, the input and weight gradients), 'torch' the same for torch; 'peak %' = that throughput as a share
+    of the machine's peak (cores × GHz × flop/cycle from the CPU's vector width, the header says how); 'ceil %' =
+    as a share of one NumPy GEMM of the same total size (the BLAS ceiling here); 'mem MiB' / 'torch MiB' = peak
+    memory of the call. The header names the BLAS that runs the products.
     """
-    from .. import machine
+    from .. import kernels as kernel_choice
     from ..training import bench as bench_lib
 
     cell_list = tuple(c.strip() for c in cells.split(","))
     unknown = sorted(set(cell_list) - set(bench_lib.GATES))
     if unknown:
         fail(f"--cells must be a subset of {','.join(bench_lib.GATES)}, got {', '.join(unknown)}")
-    batch_sizes, hidden_sizes = _ints(batches, "batch"), _ints(hiddens, "hidden")
+    batch_sizes, hidden_sizes, stacked_row = _ints(batches, "batch"), _ints(hiddens, "hidden"), _stacked(stacked)
     refuse_existing(json_path, "--json")
-    _bench_fits(max(batch_sizes), max(hidden_sizes), steps)
+    extra = stacked_row or ()
+    _bench_fits(max(batch_sizes + extra[:1]), max(hidden_sizes + extra[1:]), steps, stacked_row)
     if not no_torch and not variants and importlib.util.find_spec("torch") is None:
         click.echo("rnnkit: note: torch is not installed, so rnnkit is timed alone (pip install torch to compare; "
                    "--no-torch silences this note)", err=True)
         no_torch = True
-    if os.environ.get("RNNKIT_BENCH_CHILD") != "1":  # time in a child whose BLAS/OpenMP threads do not spin
-        args = ["bench", "--cells", cells, "--batch", batches, "--hidden", hiddens, "--steps", str(steps),
-                "--repeats", str(repeats)] + (["--threads", str(threads)] if threads else []) \
-            + (["--no-torch"] if no_torch else []) + (["--no-memory"] if no_memory else []) \
-            + (["--json", json_path] if json_path else []) + (["--variants"] if variants else [])
-        env = bench_lib.child_environment() | ({"RNNKIT_KERNELS": kernels} if kernels else {})
-        child = subprocess.run([sys.executable, "-m", "rnnkit", *args], env=env)
-        if child.returncode:
-            sys.exit(child.returncode)
-        return
-    report = machine.report()
-    for line in report:
-        click.echo(line, err=True)
+    if kernels:
+        kernel_choice.use(kernels)
+    meta = _bench_header(threads, repeats, steps)
     if variants:
-        return _bench_variants(batch_sizes, hidden_sizes, steps, threads, repeats, json_path, report)
-    records = list(bench_lib.run(cell_list, batch_sizes, hidden_sizes, steps=steps,
-                                 threads=threads, repeats=repeats, with_torch=not no_torch, memory=not no_memory))
-    click.echo(bench_lib.format_table(records))
+        from ..training import bench_variants
+
+        records = list(bench_variants.run(batches=batch_sizes, hiddens=hidden_sizes, steps=steps, repeats=repeats,
+                                          threads=threads, kernels=kernels, meta=meta))
+        click.echo(bench_variants.format_table(records))
+    else:
+        cases = bench_lib.grid(cell_list, batch_sizes, hidden_sizes, steps, stacked_row)
+        records = list(bench_lib.run(cases, threads=threads, repeats=repeats, with_torch=not no_torch,
+                                     memory=not no_memory, kernels=kernels, meta=meta))
+        click.echo(bench_lib.format_table(records))
+    for lib, pools in meta["thread_pools"].items():
+        click.echo(f"{lib} worker: pid {meta['workers'][lib]}, threads " + ", ".join(f"{pool} {count}"
+                                                                                    for pool, count in pools.items()))
     if json_path:
-        meta = {"steps": steps, "threads": threads or os.cpu_count(), "repeats": repeats,
-                "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report}
         atomic_write(json_path, bench_lib.to_json(records, meta))
 
 
-def _bench_fits(batch: int, hidden: int, steps: int) -> None:
-    """A one-line error unless the largest benchmark fits in memory: an LSTM's weights, gradients and Adam-free
-    float32 activations (inputs, output gradients, gates and their gradients per step), torch's copy too."""
-    from ..validate import fits_in_memory
-
-    elements = 2 * (4 * hidden * 2 * hidden) + batch * steps * hidden * (2 + 6 * 4)
-    fits_in_memory(elements, 4, f"bench at --batch {batch} --hidden {hidden} --steps {steps}", copies=2)
-
-
-def _bench_variants(batch_sizes, hidden_sizes, steps, threads, repeats, json_path, report) -> None:
-    """`bench --variants`: each variant against its plain cell, for every (B, H)."""
+def _bench_header(threads: int | None, repeats: int, steps: int) -> dict:
+    """Print the machine's lines (the BLAS backend, the peak and how it is estimated) and the method; return the
+    JSON file's ``meta`` so far."""
     from threadpoolctl import threadpool_limits
 
-    from ..training import bench as bench_lib
-    from ..training import bench_variants
+    from .. import machine
+    from ..training.bench import available_cores
 
-    with threadpool_limits(threads) if threads else _no_limit():
-        records = [r for b in batch_sizes for h in hidden_sizes
-                   for r in bench_variants.run(batch=b, hidden=h, steps=steps, repeats=repeats)]
-    click.echo(bench_variants.format_table(records))
-    if json_path:
-        meta = {"steps": steps, "threads": threads or os.cpu_count(), "repeats": repeats,
-                "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report}
-        atomic_write(json_path, bench_lib.to_json(records, meta))
+    cores = threads or available_cores()
+    with threadpool_limits(cores):  # this process's pools as the workers' will be
+        report = machine.report(cores)
+    for line in report:
+        click.echo(line)
+    method = (f"method: each library in its own process, turns alternating, every thread pool pinned to {cores}, "
+              f"median (and min) of {repeats} timed calls per case")
+    click.echo(method)
+    return {"format": "rnnkit-bench", "version": 2, "steps": steps, "repeats": repeats, "numpy": np.__version__,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report, "method": method,
+            "peak_method": machine.PEAK_METHOD}
 
 
-def _no_limit():
-    from contextlib import nullcontext
+def _bench_fits(batch: int, hidden: int, steps: int, stacked: tuple[int, int] | None = None) -> None:
+    """A one-line error unless the largest benchmark fits in memory: an LSTM's weights, gradients and Adam-free
+    float32 activations (inputs, output gradients, gates and their gradients per step), torch's copy too; the
+    2-layer bidirectional row counts four such layers."""
+    from ..validate import fits_in_memory
 
-    return nullcontext()
+    layers = 4 if stacked else 1
+    elements = layers * (2 * (4 * hidden * 2 * hidden) + batch * steps * hidden * (2 + 6 * 4))
+    fits_in_memory(elements, 4, f"bench at --batch {batch} --hidden {hidden} --steps {steps}", copies=2)
 
 
 @click.command()

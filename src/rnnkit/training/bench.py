@@ -1,29 +1,25 @@
-"""`rnnkit bench`: time RNN / LSTM / GRU against torch in the same process, with a GEMM ceiling and peak memory.
+"""`rnnkit bench`: time RNN / LSTM / GRU (and a 2-layer bidirectional LSTM) against torch, each library in its own
+process, in turns; GFLOP/s against the machine's peak and a GEMM ceiling; peak memory.
 
-Method: for each (cell, B, H) both implementations get the same weights and inputs (float32, T steps, input size
-= H, one layer). Runs are interleaved (rnnkit, torch, rnnkit, torch, ...) after warm-up and the median is
-reported; both use the same number of threads (threadpoolctl limits NumPy's BLAS, ``torch.set_num_threads``
-limits torch). "Train" is forward + backward (all parameter gradients and the input gradient); "infer" is forward
-only (``rnnkit.no_grad`` and ``torch.inference_mode``). rnnkit runs the step kernels chosen by
-``RNNKIT_KERNELS`` (``rnnkit bench --kernels``); the report's first lines name them, the BLAS and its kernel.
+Method. Both libraries get the same weights and inputs (float32, T steps, input size = H). Each library runs in its
+own worker process with every thread pool pinned to ``--threads``, and the two take turns, one timed call per turn
+(rnnkit, torch, rnnkit, torch, ...), the idle one stopped (`rnnkit.training.bench_processes` says why and how).
+Each turn runs one untimed call, then the timed one; the figure of a configuration is the median over the
+``--repeats`` turns (the minimum is reported too). "Train" is forward + backward (all parameter gradients and the
+input gradient); "infer" is forward only (``rnnkit.no_grad`` and ``torch.inference_mode``). rnnkit runs the step
+kernels chosen by ``RNNKIT_KERNELS`` (``rnnkit bench --kernels``); the header names them and the BLAS.
 
-GFLOP arithmetic (GEMMs only; pointwise work is not counted): with G gates, the forward pass is two GEMMs of
-2·T·B·H·G·H flops each (input projection and recurrent matmuls); backward is four more (δx, δW_ih, δh, δW_hh),
-so train = 3 × forward. The GEMM ceiling is the throughput of one (T·B × H) @ (H × G·H) NumPy GEMM measured in
-the same run: the speed if the whole workload were a single large matrix product.
+GFLOP arithmetic (`gemm_flops`; GEMMs only, pointwise work not counted). A layer of G gates, input size I, hidden
+size H, batch B and T steps does, per direction, two forward GEMMs: the input projection (2·T·B·I·G·H flops) and
+the recurrent products (2·T·B·H·G·H); backward does four: δx and δW_ih (each as many flops as the input projection),
+δh and δW_hh (each as many as the recurrent products); so train = 3 × forward. Layer l > 0 of a stack reads the
+D·H outputs of the layer below (I = D·H, D = 2 directions when bidirectional). The peak is the arithmetic peak of
+``--threads`` cores (`rnnkit.machine.PEAK_METHOD`); the GEMM ceiling is the GFLOP/s of one (T·B × H)·(H × G·H)
+NumPy GEMM measured in the rnnkit worker: the speed if the whole workload were a single large product.
 
-Threads that spin. After a GEMM, OpenBLAS's worker threads busy-wait (2^28 cycles by default) and torch's OpenMP
-threads do likewise after a parallel region; interleaving the two libraries in one process then has each steal
-the other's cores (seen here: torch's GRU at B=1 slowed from 7 to 63 ms). `rnnkit bench` therefore runs the
-timing in a child process with ``OPENBLAS_THREAD_TIMEOUT=4``, so OpenBLAS's workers sleep almost at once.
-torch's OpenMP threads are left as they are: ``OMP_WAIT_POLICY=PASSIVE`` slowed torch's small cases by up to
-25× here, which would flatter rnnkit.
-
-Peak memory: the peak resident set size of one training step above the resident size just before it (Linux
-``VmHWM``, reset through ``/proc/self/clear_refs``), each measured in a fresh process so that neither library
-reuses memory pooled by earlier runs. Before it, each library runs one tiny step (4 units, 2 steps) per code
-path, so that loading its code — torch's kernels, rnnkit's compiled kernels (numba and LLVM, ~70 MiB) — is not
-counted as memory the step needs.
+Peak memory: the peak resident set size of one training call above the resident size just before it (Linux
+``VmHWM``, reset through ``/proc/self/clear_refs``), each library measured in a fresh process so that neither
+reuses memory pooled by earlier runs, after one tiny call per code path so that loading code is not counted.
 """
 
 from __future__ import annotations
@@ -34,43 +30,47 @@ import os
 import statistics
 import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass
 
-import numpy as np
-
-from ..module import no_grad
+from .. import machine
 from ..recurrent import catalog
+from .bench_processes import Workers, alternate, child_environment
 
 #: the cells with a ``torch.nn`` counterpart (from the cell catalogue) → their number of gates
 GATES = {e.name: e.cell_class.num_gates for e in catalog.entries() if e.torch_name}
 DEFAULT_BATCHES = (1, 16, 64)
 DEFAULT_HIDDEN = (64, 256, 512)
+#: the 2-layer bidirectional LSTM row: (batch, hidden)
+STACKED_LSTM = (32, 256)
+MODES = ("train", "infer")
+LIBRARIES = ("rnnkit", "torch")
 
 
-@dataclass
-class Result:
-    cell: str
-    batch: int
-    hidden: int
-    steps: int
-    mode: str  # "train" or "infer"
-    rnnkit_ms: float
-    torch_ms: float | None
-    gflop: float
-    ceiling_gflops: float
+def gemm_flops(gates: int, hidden: int, batch: int, steps: int, mode: str, layers: int = 1,
+               bidirectional: bool = False, input_size: int | None = None) -> float:
+    """The flops of the GEMMs of one call (see the module's docstring): forward = Σ over layers and directions of
+    2·T·B·(I + H)·G·H; train = 3 × forward."""
+    directions = 2 if bidirectional else 1
+    forward = 0.0
+    for layer in range(layers):
+        inputs = (input_size or hidden) if layer == 0 else directions * hidden
+        forward += directions * 2.0 * steps * batch * (inputs + hidden) * gates * hidden
+    return 3 * forward if mode == "train" else forward
 
-    @property
-    def ratio(self) -> float | None:
-        return None if self.torch_ms is None else self.torch_ms / self.rnnkit_ms
 
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["rnnkit_gflops"] = self.gflop / (self.rnnkit_ms / 1e3)
-        d["torch_gflops"] = None if self.torch_ms is None else self.gflop / (self.torch_ms / 1e3)
-        d["ratio"] = self.ratio
-        d["ceiling_fraction"] = d["rnnkit_gflops"] / self.ceiling_gflops
-        return d
+def grid(cells, batches, hiddens, steps: int, stacked: tuple[int, int] | None = STACKED_LSTM) -> list[dict]:
+    """The configurations of a bench: every (cell, H, B) with one layer, then the 2-layer bidirectional LSTM of
+    ``stacked`` = (batch, hidden) where the LSTM is among ``cells`` (None: no such row)."""
+    cases = [{"cell": cell, "batch": batch, "hidden": hidden, "steps": steps, "layers": 1, "bidirectional": False}
+             for cell in cells for hidden in hiddens for batch in batches]
+    if stacked and "lstm" in cells:
+        cases.append({"cell": "lstm", "batch": stacked[0], "hidden": stacked[1], "steps": steps, "layers": 2,
+                      "bidirectional": True})
+    return cases
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system says, else the CPU count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _vm(field: str) -> int | None:
@@ -99,190 +99,96 @@ def peak_step_memory(step) -> int | None:
     return None if before is None or peak is None else max(peak - before, 0)
 
 
-def memory_in_subprocess(library: str, cell: str, batch: int, hidden: int, steps: int) -> int | None:
-    """Peak memory of one training step of ``library`` ('rnnkit' or 'torch'), measured in a fresh process."""
-    code = (f"from rnnkit.training.bench import _memory_child; "
-            f"_memory_child({library!r}, {cell!r}, {batch}, {hidden}, {steps})")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_environment())
+def memory_in_subprocess(library: str, case: dict, threads: int | None = None,
+                         kernels: str | None = None) -> int | None:
+    """Peak memory of one training call of ``case`` in ``library`` ('rnnkit' or 'torch'), in a fresh process."""
+    proc = subprocess.run([sys.executable, "-m", "rnnkit.training.bench_worker", "memory", library,
+                           json.dumps(case)], capture_output=True, text=True,
+                          env=child_environment(threads, kernels))
     try:
         return int(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return None
 
 
-def _warm_up(library: str, cell: str) -> None:
-    """One tiny training step per code path (the compiled kernels' whole-sequence and per-step paths; torch's first
-    call), so that loading each library's code is not counted as the memory a step needs."""
-    for batch in (1, 80):
-        ours, theirs = _pair(cell, 4, library == "torch")
-        x = np.ones((batch, 2, 4), np.float32)
-        if library == "torch":
-            import torch
-
-            y, _ = theirs(torch.from_numpy(x))
-            y.sum().backward()
-        else:
-            y, _ = ours.forward(x)
-            ours.backward(np.ones_like(y))
+def _spread(samples: list[dict], library: str) -> dict:
+    times = [s["ms"] for s in samples if s["library"] == library]
+    if not times:
+        return {f"{library}_ms": None, f"{library}_min_ms": None, f"{library}_samples_ms": [],
+                f"{library}_pid": None}
+    pid = {s["pid"] for s in samples if s["library"] == library}.pop()
+    return {f"{library}_ms": statistics.median(times), f"{library}_min_ms": min(times),
+            f"{library}_samples_ms": times, f"{library}_pid": pid}
 
 
-def _memory_child(library: str, cell: str, batch: int, hidden: int, steps: int) -> None:
-    _warm_up(library, cell)
-    ours, theirs = _pair(cell, hidden, library == "torch")
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
-    dy = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
-    if library == "torch":
-        import torch
-
-        xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
-
-        def step():
-            y, _ = theirs(xt)
-            y.backward(dyt)
-    else:
-        def step():
-            ours.forward(x)
-            ours.backward(dy)
-    print(peak_step_memory(step))
+def record(case: dict, mode: str, samples: list[dict], peak: float | None, ceiling: float) -> dict:
+    """The figures of one (configuration, mode) from its timed samples: medians, minima, ratio, GFLOP/s."""
+    gflop = gemm_flops(GATES[case["cell"]], case["hidden"], case["batch"], case["steps"], mode,
+                       case["layers"], case["bidirectional"]) / 1e9
+    r = {**case, "mode": mode, **_spread(samples, "rnnkit"), **_spread(samples, "torch"), "gflop": gflop}
+    r["ratio"] = None if r["torch_ms"] is None else r["torch_ms"] / r["rnnkit_ms"]
+    r["rnnkit_gflops"] = gflop / (r["rnnkit_ms"] / 1e3)
+    r["torch_gflops"] = None if r["torch_ms"] is None else gflop / (r["torch_ms"] / 1e3)
+    r["peak_gflops"], r["ceiling_gflops"] = peak, ceiling
+    r["peak_fraction"] = None if not peak else r["rnnkit_gflops"] / peak
+    r["ceiling_fraction"] = r["rnnkit_gflops"] / ceiling
+    r["turns"] = [{k: s[k] for k in ("library", "pid", "start", "end")} for s in samples]
+    return r
 
 
-def child_environment() -> dict:
-    """The environment for timing/memory children: worker threads sleep instead of spinning (see above)."""
-    env = dict(os.environ)
-    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-    env["RNNKIT_BENCH_CHILD"] = "1"
-    return env
+def run(cases: list[dict], threads: int | None = None, repeats: int = 5, warmup: int = 2, with_torch: bool = True,
+        memory: bool = True, kernels: str | None = None, progress=None, meta: dict | None = None):
+    """Time every case in both modes; yield one record per (case, mode) (see `record`). ``meta``, where given,
+    receives the workers' pids and thread pools."""
+    threads = threads or available_cores()
+    libraries = LIBRARIES if with_torch else LIBRARIES[:1]
+    peak = machine.peak_gflops(threads)
+    with Workers(libraries, threads, kernels) as workers:
+        if meta is not None:
+            meta.update(threads=threads, workers={lib: workers[lib].pid for lib in libraries},
+                        thread_pools=workers.threads())
+        for case in cases:
+            g = GATES[case["cell"]] * case["hidden"]
+            ceiling = workers["rnnkit"].request("ceiling", rows=case["steps"] * case["batch"], inner=case["hidden"],
+                                                cols=g)["gflops"]
+            mem = {f"{lib}_peak_bytes": memory_in_subprocess(lib, case, threads, kernels)
+                   for lib in libraries} if memory else {}
+            for mode in MODES:
+                cases_by_key = {lib: {**case, "mode": mode} for lib in libraries}
+                samples = list(alternate([(workers[lib], lib) for lib in libraries], repeats, warmup, cases_by_key))
+                yield record(case, mode, samples, peak, ceiling) | (mem if mode == "train" else {})
+            if progress:
+                progress()
 
 
-def gemm_ceiling(rows: int, inner: int, cols: int, repeats: int = 5) -> float:
-    """GFLOP/s of a float32 (rows × inner) @ (inner × cols) NumPy GEMM, median of ``repeats``."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((rows, inner), dtype=np.float32)
-    b = rng.standard_normal((inner, cols), dtype=np.float32)
-    out = np.empty((rows, cols), np.float32)
-    np.matmul(a, b, out=out)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        np.matmul(a, b, out=out)
-        times.append(time.perf_counter() - t)
-    return 2.0 * rows * inner * cols / statistics.median(times) / 1e9
+def label(r: dict) -> str:
+    """A row's cell, with its stack: ``lstm``, or ``lstm×2 bi`` for a 2-layer bidirectional LSTM."""
+    stack = f"×{r.get('layers', 1)}" if r.get("layers", 1) != 1 else ""
+    return r["cell"] + stack + (" bi" if r.get("bidirectional") else "")
 
 
-def _median_interleaved(fns, repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for k, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return [statistics.median(ts) * 1e3 for ts in times]
+def _cell(value, width: int, fmt: str) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:{width}{fmt}}"
 
 
-def _pair(cell: str, hidden: int, with_torch: bool):
-    entry = catalog.entry(cell)
-    ours = entry.layer(hidden, hidden, rng=0)
-    theirs = None
-    if with_torch:
-        import torch
-
-        theirs = getattr(torch.nn, entry.torch_name)(hidden, hidden, batch_first=True)
-        theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
-    return ours, theirs
-
-
-def run(cells=tuple(GATES), batches=DEFAULT_BATCHES, hiddens=DEFAULT_HIDDEN, steps: int = 100,
-        threads: int | None = None, repeats: int = 5, warmup: int = 2, with_torch: bool = True, memory: bool = True,
-        progress=None):
-    """Run the grid; yield one dict per (cell, B, H, mode) with timings, GFLOP/s, ratios and memory."""
-    from threadpoolctl import threadpool_limits
-
-    if with_torch:
-        try:
-            import torch
-        except ImportError:
-            with_torch = False
-    limit = threadpool_limits(threads) if threads else None
-    if with_torch and threads:
-        torch.set_num_threads(threads)
-    try:
-        for cell in cells:
-            for hidden in hiddens:
-                for batch in batches:
-                    yield from _one(cell, batch, hidden, steps, repeats, warmup, with_torch, memory)
-                    if progress:
-                        progress()
-    finally:
-        if limit is not None:
-            limit.restore_original_limits()
-
-
-def _one(cell, batch, hidden, steps, repeats, warmup, with_torch, memory):
-    ours, theirs = _pair(cell, hidden, with_torch)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
-    dy = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
-
-    def ours_train():
-        ours.forward(x)
-        ours.backward(dy)
-
-    def ours_infer():
-        with no_grad():
-            ours.forward(x)
-
-    fns_train, fns_infer = [ours_train], [ours_infer]
-    if theirs is not None:
-        import torch
-
-        xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
-
-        def torch_train():
-            y, _ = theirs(xt)
-            y.backward(dyt)
-
-        def torch_infer():
-            with torch.inference_mode():
-                theirs(xt)
-
-        fns_train.append(torch_train)
-        fns_infer.append(torch_infer)
-    g = GATES[cell] * hidden
-    forward_gflop = 2 * 2.0 * steps * batch * hidden * g / 1e9
-    ceiling = gemm_ceiling(steps * batch, hidden, g)
-    mem = {}
-    if memory:
-        mem["rnnkit_peak_bytes"] = memory_in_subprocess("rnnkit", cell, batch, hidden, steps)
-        if theirs is not None:
-            mem["torch_peak_bytes"] = memory_in_subprocess("torch", cell, batch, hidden, steps)
-    for mode, fns, gflop in (("train", fns_train, 3 * forward_gflop), ("infer", fns_infer, forward_gflop)):
-        times = _median_interleaved(fns, repeats, warmup)
-        result = Result(cell, batch, hidden, steps, mode, times[0], times[1] if len(times) > 1 else None, gflop,
-                        ceiling)
-        record = result.as_dict()
-        if mode == "train":
-            record.update(mem)
-        yield record
+def _mebibytes(size: int | None, width: int) -> str:
+    return f"{'':>{width}}" if size is None else f"{size / 2**20:{width}.1f}"
 
 
 def format_table(records: list[dict]) -> str:
-    """A fixed-width table of the records (one row per cell, B, H, mode)."""
-    header = (f"{'cell':<5}{'B':>4}{'H':>5} {'mode':<6}{'rnnkit ms':>10}{'torch ms':>10}{'ratio':>7}"
-              f"{'GFLOP/s':>9}{'ceil %':>8}{'mem MiB':>9}{'torch MiB':>10}")
+    """A fixed-width table of the records (one row per configuration and mode)."""
+    header = (f"{'cell':<10}{'B':>4}{'H':>5} {'mode':<6}{'rnnkit ms':>10}{'min':>9}{'torch ms':>10}{'min':>9}"
+              f"{'ratio':>7}{'GFLOP/s':>9}{'torch':>7}{'peak %':>8}{'ceil %':>8}{'mem MiB':>9}{'torch MiB':>10}")
     lines = [header, "-" * len(header)]
     for r in records:
-        torch_ms = f"{r['torch_ms']:10.2f}" if r["torch_ms"] is not None else f"{'-':>10}"
-        ratio = f"{r['ratio']:7.2f}" if r["ratio"] is not None else f"{'-':>7}"
-        mem = r.get("rnnkit_peak_bytes")
-        tmem = r.get("torch_peak_bytes")
-        mem_s = f"{mem / 2**20:9.1f}" if mem is not None else f"{'':>9}"
-        tmem_s = f"{tmem / 2**20:10.1f}" if tmem is not None else f"{'':>10}"
-        lines.append(f"{r['cell']:<5}{r['batch']:>4}{r['hidden']:>5} {r['mode']:<6}{r['rnnkit_ms']:10.2f}{torch_ms}"
-                     f"{ratio}{r['rnnkit_gflops']:9.1f}{100 * r['ceiling_fraction']:8.1f}{mem_s}{tmem_s}")
+        mem, tmem = r.get("rnnkit_peak_bytes"), r.get("torch_peak_bytes")
+        peak = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
+        lines.append(
+            f"{label(r):<10}{r['batch']:>4}{r['hidden']:>5} {r['mode']:<6}{r['rnnkit_ms']:10.2f}"
+            f"{r['rnnkit_min_ms']:9.2f}{_cell(r['torch_ms'], 10, '.2f')}{_cell(r['torch_min_ms'], 9, '.2f')}"
+            f"{_cell(r['ratio'], 7, '.2f')}{r['rnnkit_gflops']:9.1f}{_cell(r['torch_gflops'], 7, '.1f')}"
+            f"{_cell(peak, 8, '.1f')}{100 * r['ceiling_fraction']:8.1f}"
+            f"{_mebibytes(mem, 9)}{_mebibytes(tmem, 10)}")
     return "\n".join(lines)
 
 
