@@ -83,19 +83,27 @@ class DefinedCell(Cell):
         ws.gates = self.per_step(steps, batch, max(len(self.derivation.cached), 1) * h, dt, ragged)
         ws.dparams = self.per_step(steps, batch, max(len(p.params), 1) * h, dt, ragged)
         ws.params = tuple(getattr(self, q).data for q in p.params)
-        ws.rec = np.empty((batch, self.gate_width), dt) if p.recurrent else None  # s_{t−1} W_hhᵀ
+        none = np.empty((0, 0), dt)  # for an array the definition does not need (the compiled loop's params)
+        ws.rec = np.empty((batch, self.gate_width), dt) if p.recurrent else none  # s_{t−1} W_hhᵀ
         ws.back = np.empty((batch, h), dt)  # δrec W_hh
         ws.dq = self.per_step(steps, batch, self.gate_width, dt, ragged) if p.split else None
         ws.b_rec = self.bias_hh.data if self.bias_hh is not None else np.zeros(self.gate_width, dt)
-        if p.recurrent:
-            ws.w_hh = self.weight_hh.data
-            ws.w_hh_t = transposed(ws.w_hh)
+        ws.w_hh = self.weight_hh.data if p.recurrent else none
+        ws.w_hh_t = transposed(ws.w_hh) if p.recurrent else none
         return ws
 
     @property
     def recurrent_index(self) -> int | None:
         p = self.derivation.parsed
         return None if p.recurrent is None else p.states.index(p.recurrent)
+
+    def compiled_loop(self, ws):
+        """The generated entry of the whole-sequence loop and its params (`rnnkit.define.codegen`)."""
+        return ws.code.sequence_forward, (ws.w_hh_t, ws.b_rec, ws.rec, ws.gates, *ws.params)
+
+    def compiled_loop_backward(self, ws):
+        dq = np.empty((0, 0, 0), self.dtype) if ws.dq is None else ws.dq
+        return ws.code.sequence_backward, (ws.w_hh, ws.gates, dq, ws.dparams, *ws.params)
 
     def step(self, ws, t, xp, prev, new):
         n, k = xp.shape[0], self.recurrent_index
@@ -144,7 +152,7 @@ def cell_class(definition: Definition) -> type[DefinedCell]:
            + "\n".join("    " + line for line in backward)
            + (f"\n    δ{p.recurrent}₋₁ += δrec W_hh" if p.recurrent else "") + "\n")
     attrs = {"__doc__": doc, "derivation": d, "definition": definition, "num_gates": len(p.gates),
-             "state_names": p.states, "gate_names": d.cached, "fold_hidden_bias": False,
+             "state_names": p.states, "gate_names": d.cached, "fold_hidden_bias": False, "whole_sequence": True,
              "folded_gates": np.array([g not in p.split for g in p.gates], bool)}
     return type(f"Defined_{p.name}", (DefinedCell,), attrs)
 
@@ -160,9 +168,10 @@ def numpy_code(definition: Definition):
 @lru_cache(maxsize=64)
 def compiled_code(definition: Definition):
     """The imported numba kernels of ``definition`` (compiled at their first call)."""
-    from .codegen import load_source, numba_source
+    from .codegen import numba_source
+    from .kernel_files import load_generated
 
-    return load_source(numba_source(cell_class(definition).derivation), "numba")
+    return load_generated(numba_source(cell_class(definition).derivation))
 
 
 class DefinedRNN(RecurrentLayer):

@@ -1,0 +1,68 @@
+"""Generated kernels of defined cells live in files of a cache directory, so numba's disk cache keeps them: the
+module file is written once, a second process imports the same file and loads the compiled kernels instead of
+compiling them again; a link planted at the file's name is replaced, never written through."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rnnkit.define import kernel_files
+
+pytest.importorskip("numba")
+
+#: one process: the generated kernel of a tiny RNN definition called once; prints its file and cache counters
+PROBE = """
+import json, sys
+import numpy as np
+from rnnkit import define
+from rnnkit.define.cells import compiled_code
+rnn = define.cell("rnn_probe", gates="n", states="h", equations="h = tanh(a_n)")
+code = compiled_code(rnn)
+pre, rec, prev, new = (np.ones((2, 3)) for _ in range(4))
+code.forward(pre, rec, np.zeros(3), prev, new, np.empty((2, 3)))
+stats = code.forward.stats
+print(json.dumps({"file": code.__file__, "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def probe(cache_dir) -> dict:
+    env = {**os.environ, "RNNKIT_CACHE_DIR": str(cache_dir), "RNNKIT_KERNELS": "compiled"}
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_generated_kernel_file_is_written_once_and_a_second_process_loads_its_compiled_code(tmp_path):
+    first = probe(tmp_path)
+    written = os.stat(first["file"])
+    second = probe(tmp_path)
+    assert first["file"] == second["file"]
+    assert first["file"].startswith(str(tmp_path / "define")) and first["misses"] == 1 and first["hits"] == 0
+    assert second["hits"] == 1 and second["misses"] == 0
+    assert os.stat(second["file"]).st_mtime_ns == written.st_mtime_ns  # not rewritten
+
+
+def test_a_link_planted_at_the_kernel_files_name_is_replaced_not_followed(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNKIT_CACHE_DIR", str(tmp_path))
+    source = "X = 1\n"
+    name = kernel_files.module_name(source)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "define").mkdir()
+    link = tmp_path / "define" / f"{name}.py"
+    link.symlink_to(victim)
+    path = kernel_files.write_source(source, name)
+    assert path == link and not path.is_symlink() and path.read_text() == source
+    assert victim.read_text() == "keep me"
+
+
+def test_an_unusable_cache_directory_falls_back_to_a_private_one(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("RNNKIT_CACHE_DIR", str(blocker))  # <file>/define cannot be created
+    path = kernel_files.write_source("Y = 2\n", "rnnkit_defined_probe")
+    assert path.read_text() == "Y = 2\n" and not str(path).startswith(str(blocker))
