@@ -22,7 +22,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM, da
 
 MAX_SIZE, MAX_COUNT = 2**31 - 1, 1024  # the largest size and repetition count a layer option may have
 CATEGORIES = ("constructor args", "input shapes", "dtypes", "non-finite values", "lengths/masks/indices",
-              "memory layout", "initial state", "state gradients", "output gradients")
+              "memory layout", "initial state", "state gradients", "output gradients", "models", "losses",
+              "optimizers", "fit/predict", "CLI numeric flags")
 COUNTS: dict[str, Counter] = defaultdict(Counter)
 BREAKS: dict[str, list[str]] = defaultdict(list)
 

@@ -55,6 +55,8 @@ def _weights(shape, mask) -> np.ndarray:
         raise DTypeError(f"mask must be a boolean or 0/1 numpy array, got {got}")
     if mask.shape != shape[:mask.ndim]:
         raise ShapeError(f"mask must have shape {shape} or {shape[:-1]}, got {mask.shape}")
+    if not np.isin(mask, (0, 1)).all():
+        raise ShapeError(f"mask must hold only 0 and 1 (or booleans), got values in [{mask.min()}, {mask.max()}]")
     mask = mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim))
     return np.broadcast_to(mask, shape).astype(np.float64)
 
@@ -66,6 +68,8 @@ def _check_same_shape(pred, target, what):
         raise DTypeError(f"{what}: target must be a real numpy array, got {got}")
     if pred.shape != target.shape:
         raise ShapeError(f"{what}: prediction shape {pred.shape} and target shape {target.shape} differ")
+    if not np.isfinite(target).all():
+        raise ShapeError(f"{what}: target contains NaN or Inf")
 
 
 class CrossEntropyLoss(_Loss):

@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from .errors import ConfigError, StateDictError
-from .module import Parameter, _is_real, check_bool, check_float
+from .module import Parameter, check_bool, check_float
+from .validate import positive_real
 
 
 class Optimizer:
@@ -24,8 +25,7 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         if isinstance(items[0], Parameter):
             items = [(str(i), p) for i, p in enumerate(items)]
-        if not _is_real(lr) or lr <= 0 or not math.isfinite(lr):
-            raise ConfigError(f"learning rate must be a positive number, got {lr!r}")
+        lr = positive_real(lr, "learning rate lr")
         weight_decay = check_float("weight_decay", weight_decay, 0.0)
         self.named = items
         self.lr = lr

@@ -26,7 +26,7 @@ from ..errors import ConfigError, ShapeError
 from ..layers import Sequential
 from ..losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss
 from ..models.protocol import inference
-from ..module import Module, check_positive_int
+from ..module import Module, check_bool, check_int, check_positive_int
 from ..recurrent.layer import RecurrentLayer
 from ..tasks.base import Batch, TaskBase
 from .checkpoint import exists as checkpoint_exists
@@ -295,6 +295,9 @@ def fit(model, inputs, targets=None, *, lengths=None, mask=None, val=None, epoch
     (detached) from batch to batch and epoch to epoch (needs ``shuffle=False``; see `ArrayTask`).
     ``run_dir``: where metrics.jsonl, loss.png and the checkpoint go (None: nothing is written)."""
     seed = validate.seed(seed)
+    check_bool("shuffle", shuffle)
+    check_bool("progress", progress)
+    k1, k2 = check_int("k1", k1, 0), check_int("k2", k2, 0)  # used below, before TrainConfig checks them
     if hasattr(inputs, "batches"):
         task = inputs
         loss = loss or task.loss or "ce"

@@ -80,7 +80,7 @@ class TrainConfig:
                                  resume=False)
 
     def __post_init__(self):
-        self.lr = positive_real(self.lr, "lr")  # a NumPy number too; nan, inf, 0 and bools refused
+        self.lr = positive_real(self.lr, "learning rate lr")  # a NumPy number too; nan, inf, 0 and bools refused
         check_option_ranges(self)
         if self.log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
