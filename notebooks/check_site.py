@@ -22,8 +22,10 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from run_all import all_notebooks
+
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["teaching/"] + [f"notebooks/{p.stem}/" for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))]
+PAGES = ["teaching/", "lectures/"] + [f"notebooks/{p.stem}/" for p in all_notebooks()]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
                   "--run-all-compositor-stages-before-draw", "--virtual-time-budget=15000"]

@@ -3,9 +3,10 @@
 * **MathJax, offline.** The pages load MathJax 3 from ``docs/javascripts/mathjax/`` (``tex-chtml.js``, its TeX
   extensions and its fonts), a copy that git ignores: when it is missing, it is fetched once from the npm registry
   (``npm pack mathjax@3``); the site then needs no network, at build time or when it is read.
-* **The executed notebooks.** ``notebooks/NN_*.py`` are executed (``run_all.execute``: jupytext + nbclient) into
-  ``docs/notebooks/NN_*.ipynb`` (ignored by git) when that file is missing or older than its source, and
-  mkdocs-jupyter renders them as pages with their outputs. A cell that raises fails the build.
+* **The executed notebooks.** ``notebooks/NN_*.py`` and ``lecture_NN_*.py`` (``run_all.all_notebooks``) are
+  executed (``run_all.execute``: jupytext + nbclient) into ``docs/notebooks/NAME.ipynb`` (ignored by git) when
+  that file is missing or older than its source, and mkdocs-jupyter renders them as pages with their outputs. A
+  cell that raises fails the build.
 * **Generated pages.** The home page is the README (its ``docs/...`` links made relative to the site), and the API
   reference is one page per group of modules (`API_PAGES`), each rendered by mkdocstrings from the docstrings.
 * **Optional pages.** A nav entry listed in `OPTIONAL_PAGES` is dropped, and the README's link to it becomes plain
@@ -55,7 +56,7 @@ API_PAGES = {
                           ["rnnkit.crf", "rnnkit.ctc", "rnnkit.attention"]),
     "api/gradcheck.md": ("Gradient checks and the teaching kit", "Central differences against the hand-derived "
                          "backward passes, and the graded exercises of the notebooks.",
-                         ["rnnkit.gradcheck", "rnnkit.teaching"]),
+                         ["rnnkit.gradcheck", "rnnkit.teaching", "rnnkit.teaching_gru"]),
     "api/training.md": ("Training", "`fit`, `predict`, `evaluate`, the trainer, the models and the tasks.",
                         ["rnnkit.training.fit", "rnnkit.training.trainer", "rnnkit.training.diagnostics",
                          "rnnkit.training.sampling", "rnnkit.models.sequence", "rnnkit.models.seq2seq",
@@ -104,11 +105,11 @@ def _run_all():
 def execute_stale_notebooks(docs_dir: Path) -> None:
     """Execute each notebook whose ``docs/notebooks/NAME.ipynb`` is missing or older than ``NAME.py``."""
     out = docs_dir / "notebooks"
-    stale = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+    run_all = _run_all()
+    stale = [p for p in run_all.all_notebooks()
              if not (out / f"{p.stem}.ipynb").exists() or (out / f"{p.stem}.ipynb").stat().st_mtime < p.stat().st_mtime]
     if not stale:
         return
-    run_all = _run_all()
     import nbformat
     from nbclient.exceptions import CellExecutionError
 
@@ -128,7 +129,7 @@ def readme_page(docs_dir: Path) -> str:
     made links to their pages, and a link to a missing optional page left as its text."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     text = re.sub(r"\]\(docs/", "](", text)
-    text = re.sub(r"\]\(notebooks/(\d\d_\w+)\.py\)", r"](notebooks/\1.ipynb)", text)
+    text = re.sub(r"\]\(notebooks/((?:lecture_)?\d\d_\w+)\.py\)", r"](notebooks/\1.ipynb)", text)
     for page in OPTIONAL_PAGES:
         if not (docs_dir / page).exists():
             text = re.sub(rf"\[([^\]]*)\]\({re.escape(page)}\)", r"\1", text)

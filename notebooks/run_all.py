@@ -1,4 +1,5 @@
-"""Execute every notebook of this folder (jupytext percent-format ``NN_*.py``) top to bottom, as CI does.
+"""Execute every notebook of this folder (jupytext percent-format ``NN_*.py``, then one per lecture deck,
+``lecture_NN_*.py``) top to bottom, as CI does.
 
     python3 notebooks/run_all.py                      # execute all, print the time each takes
     python3 notebooks/run_all.py --out docs/notebooks  # and keep the executed .ipynb (the documentation site's)
@@ -18,13 +19,20 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 300  # seconds per cell: a notebook is meant to take well under a minute in all
+#: the notebooks, in order: the numbered walk-through, then one per lecture deck (in the deck's own notation)
+PATTERNS = ("[0-9][0-9]_*.py", "lecture_[0-9][0-9]_*.py")
+
+
+def all_notebooks() -> list[Path]:
+    """Every notebook of this folder (`PATTERNS`), in order."""
+    return [path for pattern in PATTERNS for path in sorted(HERE.glob(pattern))]
 
 
 def notebooks(names=()) -> list[Path]:
-    """The notebooks to run: those named (relative to this folder or as paths), else every ``NN_*.py`` here."""
+    """The notebooks to run: those named (relative to this folder or as paths), else `all_notebooks`."""
     if names:
         return [Path(n) if Path(n).exists() else HERE / n for n in names]
-    return sorted(HERE.glob("[0-9][0-9]_*.py"))
+    return all_notebooks()
 
 
 def execute(path: Path, timeout: int = TIMEOUT):
@@ -64,7 +72,7 @@ def run(paths: list[Path], out: Path | None = None) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Execute the notebooks top to bottom.")
-    parser.add_argument("names", nargs="*", help="notebooks to run (default: every NN_*.py here)")
+    parser.add_argument("names", nargs="*", help="notebooks to run (default: every NN_*.py and lecture_NN_*.py here)")
     parser.add_argument("--out", type=Path, help="directory for the executed .ipynb notebooks")
     args = parser.parse_args(argv)
     paths = notebooks(args.names)

@@ -16,7 +16,8 @@ from rnnkit.errors import ConfigError
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["01_layer_contract", "02_elman_bptt", "03_vanishing_gradients", "04_lstm_gru", "05_char_lm",
-         "06_crf_attention", "07_new_cells"]
+         "06_crf_attention", "07_new_cells", "lecture_00_framework", "lecture_01_framework",
+         "lecture_02_elman_jordan", "lecture_03_basics", "lecture_04_ner"]
 
 
 def source(name: str) -> str:
@@ -24,7 +25,7 @@ def source(name: str) -> str:
 
 
 def test_every_notebook_is_a_percent_notebook_of_valid_python_with_markdown_and_code():
-    assert sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.py")) == NAMES
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.py") if teaching.is_percent_notebook(p.read_text())) == NAMES
     for name in NAMES:
         text = source(name)
         ast.parse(text)  # a syntax error in a cell fails here, not after minutes of CI
@@ -122,3 +123,49 @@ def test_teach_grade_reports_pass_for_solutions_and_fail_for_stubs(tmp_path, cap
         main(["teach", "grade", str(stub)])
     assert done.value.code == 1
     assert "FAIL  linear_backward is not implemented yet" in capsys.readouterr().out
+
+
+# -- the GRU step-backward exercise (deck 001's GRU) --------------------------------------------------------------
+def lecture_gru_backward(dh, cache, W, drop=()):
+    """Deck 001's GRU step backward written out here, with named terms left out (a student's usual mistakes)."""
+    x, h_prev, z, r, f, o = (cache[k] for k in ("x", "h_prev", "z", "r", "f", "o"))
+    keep, take = (z, 1 - z) if "pytorch_z" in drop else (1 - z, z)
+    do_ = dh * take * ((1 - o) if "tanh_squared" in drop else (1 - o**2))
+    dz_ = dh * ((h_prev - o) if "pytorch_z" in drop else (o - h_prev)) * z * (1 - z)
+    df = do_ @ W["W_Ro"].T
+    dr_ = df * h_prev * r * (1 - r)
+    dh_prev = dh * keep * ("direct_path" not in drop) + df * r * ("reset_path" not in drop)
+    if "gate_paths" not in drop:
+        dh_prev = dh_prev + dz_ @ W["W_Rz"].T + dr_ @ W["W_Rr"].T
+    dx = dz_ @ W["W_z"].T + dr_ @ W["W_r"].T + do_ @ W["W_o"].T
+    o_input = h_prev if "W_Ro_from_h" in drop else f
+    return (dx, dh_prev, x.T @ dz_, x.T @ dr_, x.T @ do_, h_prev.T @ dz_, h_prev.T @ dr_, o_input.T @ do_,
+            dz_.sum(axis=0), dr_.sum(axis=0), do_.sum(axis=0))
+
+
+def test_gru_step_backward_grading_passes_the_lecture_gru_backward():
+    assert teaching.worst_error("gru_step_backward", lecture_gru_backward) < 1e-12
+
+
+@pytest.mark.parametrize("mistake, named", [
+    ("reset_path", r"dh_prev is wrong .*the term δf_t ⊙ r_t"),
+    ("direct_path", r"dh_prev is wrong .*direct path δh ⊙ \(1 − z_t\)"),
+    ("gate_paths", r"dh_prev is wrong .*δz'_t W_Rzᵀ \+ δr'_t W_Rrᵀ"),
+    ("tanh_squared", r"dx is wrong .*\(1 − o_t\) instead of \(1 − o_t²\)"),
+    ("pytorch_z", r"dx is wrong .*PyTorch's update gate"),
+    ("W_Ro_from_h", r"dW_Ro is wrong .*f_t = r_t ⊙ h_\{t-1\}")])
+def test_gru_step_backward_grading_names_the_term_a_wrong_answer_misses(mistake, named):
+    with pytest.raises(AssertionError, match=named) as failed:
+        teaching.worst_error("gru_step_backward", lambda dh, cache, W: lecture_gru_backward(dh, cache, W, {mistake}))
+    assert "\n" not in str(failed.value)
+
+
+def test_gru_step_backward_grading_names_the_terms_of_an_output_wrong_in_an_unknown_way():
+    def doubled_dx(dh, cache, W):
+        dx, *rest = lecture_gru_backward(dh, cache, W)
+        return (2 * dx, *rest)
+
+    with pytest.raises(AssertionError, match=r"dx is wrong .*dx = δz'_t W_zᵀ \+ δr'_t W_rᵀ \+ δo'_t W_oᵀ"):
+        teaching.worst_error("gru_step_backward", doubled_dx)
+    with pytest.raises(AssertionError, match="must return 11 arrays"):
+        teaching.worst_error("gru_step_backward", lambda dh, cache, W: lecture_gru_backward(dh, cache, W)[:10])

@@ -25,6 +25,10 @@ The exercises, by name (each function's contract is in the docstring of its ``*_
   the Elman recurrence (`RNN`);
 * ``lstm_step_backward(dh_new, dc_new, cache, weight_ih, weight_hh) -> (dx, dh, dc, dweight_ih, dweight_hh,
   dbias)`` — one LSTM step (`LSTMCell`), with the cache of `lstm_step_forward`;
+* ``gru_step_backward(dh, cache, weights) -> (dx, dh_prev, dW_z, dW_r, dW_o, dW_Rz, dW_Rr, dW_Ro, db_z, db_r,
+  db_o)`` — one step of deck 001's GRU (`GRUCell(reset_after=False, update_gate="lecture")`), in the deck's
+  notation, with the cache of `rnnkit.teaching_gru.gru_step_forward`; a wrong answer is told which usual mistake
+  (a missing term, PyTorch's z, 1 − o for 1 − o²) it matches;
 * ``crf_log_partition(emissions, transitions, start, end) -> log Z`` — the CRF forward algorithm (brute force and
   `CRF`);
 * ``crf_viterbi(emissions, transitions, start, end) -> path`` — Viterbi decoding (brute force).
@@ -47,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import teaching_gru
 from .errors import ConfigError
 from .teaching_child import call_exercise, decode, encode
 
@@ -311,6 +316,7 @@ EXERCISES = {exercise.name: exercise for exercise in [
     Exercise("linear_backward", linear_backward_cases, _arrays_judge("linear_backward", 1e-9)),
     Exercise("elman_backward", elman_backward_cases, _arrays_judge("elman_backward", 1e-8)),
     Exercise("lstm_step_backward", lstm_step_backward_cases, _arrays_judge("lstm_step_backward", 1e-8)),
+    Exercise(teaching_gru.NAME, teaching_gru.gru_step_backward_cases, teaching_gru.judge),
     Exercise("crf_log_partition", crf_log_partition_cases, _judge_log_partition),
     Exercise("crf_viterbi", crf_viterbi_cases, _judge_viterbi)]}
 
