@@ -147,16 +147,17 @@ def test_the_gradcheck_table_keeps_its_columns_aligned_for_long_layer_names(monk
 
 
 def test_bench_without_torch_says_so_in_one_line_and_times_rnnkit_alone(monkeypatch, capsys):
-    import rnnkit.cli.check as check
+    from rnnkit.training import bench
 
-    children = []
+    asked = []
+
+    def fake_run(cases, with_torch, meta, **options):
+        asked.append(with_torch)
+        meta.update(workers={"rnnkit": 1}, thread_pools={"rnnkit": {}})
+        return iter([])
+
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if it were not installed
-    monkeypatch.delenv("RNNKIT_BENCH_CHILD", raising=False)
-    monkeypatch.setattr(check.subprocess, "run", lambda args, env: children.append(args) or Child())
+    monkeypatch.setattr(bench, "run", fake_run)
     code, _, err = run_cli(["bench", "--cells", "rnn", "--batch", "1", "--hidden", "4"], capsys)
     notes = [line for line in err.splitlines() if "torch is not installed" in line]
-    assert code == 0 and len(notes) == 1 and "--no-torch" in children[0]
-
-
-class Child:
-    returncode = 0
+    assert code == 0 and len(notes) == 1 and asked == [False]
