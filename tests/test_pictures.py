@@ -129,3 +129,31 @@ def test_an_experiment_where_every_run_failed_draws_its_zeros_and_says_all_0():
     ax = experiment_figure(EXPERIMENTS["adding"], summary_rows([0.0, 0.0, 0.0])).axes[0]
     assert ax.get_title() == "success rate over seeds: all 0"
     assert [t.get_text() for t in ax.texts] == ["0%", "0%", "0%", "no run met the success criterion"]
+
+
+def test_the_unit_page_writes_white_text_on_dark_backgrounds_and_black_on_light_ones():
+    from rnnkit.training.visualize import colours
+
+    assert colours(-1.0) == ("rgb(0,0,255)", "white")  # saturated blue: black text would be hard to read
+    assert colours(0.0) == ("rgb(255,255,255)", "black")
+    assert colours(-0.3)[1] == "black" and colours(1.0) == ("rgb(255,0,0)", "black")  # WCAG: black reads better
+
+
+def test_visualize_names_the_checkpoint_and_paints_each_character_with_its_text_colour(tmp_path, capsys):
+    import json
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 20, encoding="utf-8")
+    run_dir = trained(tmp_path, capsys, "text", "--data", str(corpus), "--num-layers", "1", "--seq-length", "10",
+                      "--batch-size", "4")
+    page = tmp_path / "units.html"
+    code, _, err = run_cli(["visualize", str(run_dir), "--text", "the fox", "--unit", "2", "--out", str(page)],
+                           capsys)
+    assert code == 0, err
+    content = page.read_text(encoding="utf-8")
+    assert f"<title>hidden units of {run_dir}</title>" in content and f"<h1>hidden units of {run_dir}</h1>" in content
+    painted = json.loads(content.split("const colours = ")[1].split(";\n")[0])
+    values = json.loads(content.split("const values = ")[1].split(";\n")[0])
+    from rnnkit.training.visualize import colours
+
+    assert painted["2"] == [list(colours(v)) for v in values["2"]]

@@ -153,6 +153,7 @@ def visualize(checkpoint_path, text, text_file, units, length, out):
     if len(kept) < len(text):
         click.echo(f"rnnkit: note: dropped {len(text) - len(kept)} characters that are not in the model's "
                    "vocabulary", err=True)
-    page = unit_page(model, vocab, kept, list(units) or list(range(min(8, model.config.hidden_size))))
+    page = unit_page(model, vocab, kept, list(units) or list(range(min(8, model.config.hidden_size))),
+                     title=f"hidden units of {checkpoint_path}")
     atomic_write(out, page)
     click.echo(f"written: {out}", err=True)

@@ -1,9 +1,10 @@
 """Hidden-unit visualisation for character models (after Karpathy, Johnson & Fei-Fei 2015).
 
 `unit_page` runs a char model over a text and writes one self-contained HTML page: each character's background
-shows the chosen unit's activation (blue −1 … white 0 … red +1, the last layer's h_t), and hovering a character
-shows the model's top predictions for the next one. A selector switches between the units whose values are
-embedded (``units``), recolouring in place.
+shows the chosen unit's activation (blue −1 … white 0 … red +1, the last layer's h_t), its text white on dark
+backgrounds and black on light ones (by relative luminance, `colours`), and hovering a character shows the model's
+top predictions for the next one. A selector switches between the units whose values are embedded (``units``),
+recolouring in place.
 """
 
 from __future__ import annotations
@@ -33,14 +34,26 @@ def activations(model, vocab, text: str):
     return np.asarray(hidden, np.float64), softmax(logits[0].astype(np.float64))
 
 
+def colours(value: float) -> tuple[str, str]:
+    """(background, text colour) for an activation in [−1, 1]: blue −1 … white 0 … red +1, and white text where the
+    background's relative luminance (WCAG) is below 0.179, where white contrasts more than black."""
+    fade = round(255 * (1 - min(abs(value), 1.0)))
+    rgb = (255, fade, fade) if value >= 0 else (fade, fade, 255)
+    linear = [(c / 255) / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})", "white" if luminance < 0.179 else "black"
+
+
 def unit_page(model, vocab, text: str, units: list[int], top: int = 5, title: str = "rnnkit hidden units") -> str:
-    """The HTML page (a string) colouring ``text`` by each of ``units``."""
+    """The HTML page (a string) colouring ``text`` by each of ``units``, headed by ``title`` (the command puts the
+    checkpoint's path in it)."""
     hidden, probs = activations(model, vocab, text)
     size = hidden.shape[1]
     bad = [u for u in units if not 0 <= u < size]
     if bad:
         raise DataError(f"--unit must be in [0, {size}) (the model's hidden size), got {bad}")
     values = {str(u): [round(float(v), 3) for v in np.clip(hidden[:, u], -1, 1)] for u in units}
+    painted = {u: [colours(v) for v in vs] for u, vs in values.items()}
     spans = []
     for t, ch in enumerate(text):
         best = np.argsort(-probs[t])[:top]
@@ -61,18 +74,16 @@ body {{ font-family: sans-serif; margin: 2em; }}
 <p>Background: activation of the selected hidden unit of the last layer (blue −1, white 0, red +1).
 Hover a character for the model's top {top} predictions of the next one.
 <label>Unit: <select id="unit">{options}</select></label></p>
-<p class="legend"><span style="background:rgb(0,0,255);color:white">−1</span><span
-style="background:rgb(255,255,255)">0</span><span style="background:rgb(255,0,0);color:white">+1</span></p>
+<p class="legend">{"".join(_legend(v) for v in (-1.0, -0.5, 0.0, 0.5, 1.0))}</p>
 <div id="text">{"".join(spans)}</div>
 <script>
 const values = {json.dumps(values)};
-function colour(v) {{
-  const a = Math.round(255 * (1 - Math.abs(v)));
-  return v >= 0 ? `rgb(255,${{a}},${{a}})` : `rgb(${{a}},${{a}},255)`;
-}}
+const colours = {json.dumps(painted)};
 function paint(unit) {{
-  const vs = values[unit];
-  document.querySelectorAll('#text span').forEach(s => {{ s.style.background = colour(vs[+s.dataset.t]); }});
+  const cs = colours[unit];
+  document.querySelectorAll('#text span').forEach(s => {{
+    [s.style.background, s.style.color] = cs[+s.dataset.t];
+  }});
   document.body.dataset.painted = unit;
 }}
 document.getElementById('unit').addEventListener('change', e => paint(e.target.value));
@@ -80,3 +91,9 @@ paint(document.getElementById('unit').value);
 </script>
 </body></html>
 """
+
+
+def _legend(value: float) -> str:
+    background, ink = colours(value)
+    label = "0" if value == 0 else f"{value:+g}".replace("-", "−")
+    return f'<span style="background:{background};color:{ink}">{label}</span>'
