@@ -10,7 +10,7 @@
 #
 # The deck writes row vectors times matrices ($x_t \cdot W$); rnnkit keeps PyTorch's layouts, so a deck matrix is
 # the transpose of rnnkit's parameter. The whole table for the five decks is in
-# [the lectures' symbols and conventions](../lectures.md) (`docs/lectures.md`).
+# [the lectures' symbols and conventions](../../lectures/) (`docs/lectures.md`).
 #
 # | deck 000 | meaning | rnnkit |
 # |---|---|---|

@@ -8,7 +8,7 @@
 # ## Symbol map
 #
 # Row vectors times matrices, so a deck matrix is the transpose of rnnkit's parameter (the table for all decks:
-# [the lectures' symbols and conventions](../lectures.md), `docs/lectures.md`). The deck reuses letters: $o_t$ is
+# [the lectures' symbols and conventions](../../lectures/), `docs/lectures.md`). The deck reuses letters: $o_t$ is
 # the vanilla cell's output *and* the GRU's candidate, $W_o$ the output matrix *and* the GRU's/LSTM's gate matrices.
 #
 # | deck 001 | rnnkit |

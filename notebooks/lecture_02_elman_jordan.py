@@ -9,7 +9,7 @@
 #
 # The deck writes column vectors, $\vec{h}(t) = f^H(W^{IH}\vec{x}(t) + W^{HH}\vec{h}(t-1))$, so its matrices have
 # rnnkit's (PyTorch's) layout; the entry $w_{ij}^{IH}$ (input $i$ → hidden $j$) is `weight_ih_l0[j, i]`. All decks:
-# [the lectures' symbols and conventions](../lectures.md) (`docs/lectures.md`).
+# [the lectures' symbols and conventions](../../lectures/) (`docs/lectures.md`).
 #
 # | deck 002 | rnnkit |
 # |---|---|

@@ -8,7 +8,7 @@
 # ## Symbol map
 #
 # The deck writes column vectors without biases, so its matrices have rnnkit's layout (all decks:
-# [the lectures' symbols and conventions](../lectures.md), `docs/lectures.md`).
+# [the lectures' symbols and conventions](../../lectures/), `docs/lectures.md`).
 #
 # | deck 003 | rnnkit |
 # |---|---|

@@ -8,7 +8,7 @@
 # ## Symbol map
 #
 # The deck writes column vectors ($w_{aa} a^{\langle t-1 \rangle}$), so its matrices have rnnkit's layout (all
-# decks: [the lectures' symbols and conventions](../lectures.md), `docs/lectures.md`). Note that $a^{\langle t
+# decks: [the lectures' symbols and conventions](../../lectures/), `docs/lectures.md`). Note that $a^{\langle t
 # \rangle}$ is the *state* here (deck 001 uses $a$ for the LSTM's candidate).
 #
 # | deck 004 | rnnkit |

@@ -61,7 +61,7 @@ def test_each_lecture_notebook_names_its_decks_symbols_in_its_symbol_map_and_lin
         text = symbol_map(name)
         missing = [s for s in symbols if s not in text]
         assert not missing, f"{name}'s symbol map does not name {missing}"
-        assert "(../lectures.md)" in text, f"{name}'s symbol map does not link docs/lectures.md"
+        assert "(../../lectures/)" in text, f"{name}'s symbol map does not link docs/lectures.md"
 
 
 def test_the_decks_errata_are_pointed_out_in_the_notebooks_of_their_decks():
