@@ -20,9 +20,9 @@ import numpy as np
 
 from .. import kernels
 from ..errors import ConfigError
-from ..module import Parameter, ParameterOwner, as_rng
+from ..module import Parameter, as_rng
 from ..recurrent.catalog import CellEntry
-from ..recurrent.cell import Cell, Workspace, transposed
+from ..recurrent.cell import GatedCell, Workspace, per_step, transposed
 from ..recurrent.layer import RecurrentLayer
 from .parse import Definition
 
@@ -32,8 +32,9 @@ EXAMPLE = Definition("lstm_peephole", gates="i f g o", states="h c", params="w_c
     "h = o⊙tanh(c)"))
 
 
-class DefinedCell(Cell):
-    """Base of the cell classes `cell_class` builds; ``derivation`` is the class's `Derivation`."""
+class DefinedCell(GatedCell):
+    """Base of the cell classes `cell_class` builds; ``derivation`` is the class's `Derivation`. The gated layout
+    of `GatedCell`, without ``weight_hh``/``bias_hh`` where the definition has no recurrent state."""
 
     derivation = None  # the class's `rnnkit.define.derive.Derivation` (set by `cell_class`)
     definition: Definition
@@ -41,21 +42,12 @@ class DefinedCell(Cell):
 
     def __init__(self, input_size, hidden_size, bias=True, definition=None, dtype=np.float32, rng=None):
         """``definition``: accepted from the layer's options; the class is already the definition's."""
-        ParameterOwner.__init__(self)
         rng, p = as_rng(rng), self.derivation.parsed
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        self.recurrent_size = hidden_size
-        g, bound = self.num_gates * hidden_size, 1.0 / math.sqrt(hidden_size)
-
-        def uniform(*shape):
-            return Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
-
-        self.weight_ih = uniform(g, input_size)
-        self.weight_hh = uniform(g, hidden_size) if p.recurrent else None
-        self.bias_ih = uniform(g) if bias else None
-        self.bias_hh = uniform(g) if bias and p.recurrent else None
+        super().__init__(input_size, hidden_size, bias=bias, hidden_rows=None if p.recurrent else 0, dtype=dtype,
+                         rng=rng)
+        bound = 1.0 / math.sqrt(hidden_size)
         for name in p.params:
-            setattr(self, name, uniform(hidden_size))
+            setattr(self, name, Parameter(rng.uniform(-bound, bound, hidden_size).astype(dtype)))
 
     @classmethod
     def parameter_count(cls, input_size, hidden_size, bias=True, definition=None, **options):
@@ -80,13 +72,13 @@ class DefinedCell(Cell):
         compiled = kernels.active() is not None
         ws = Workspace(kernels=kernels.active(), code=compiled_code(self.definition) if compiled
                        else numpy_code(self.definition))
-        ws.gates = self.per_step(steps, batch, max(len(self.derivation.cached), 1) * h, dt, ragged)
-        ws.dparams = self.per_step(steps, batch, max(len(p.params), 1) * h, dt, ragged)
+        ws.gates = per_step(steps, batch, max(len(self.derivation.cached), 1) * h, dt, ragged)
+        ws.dparams = per_step(steps, batch, max(len(p.params), 1) * h, dt, ragged)
         ws.params = tuple(getattr(self, q).data for q in p.params)
         none = np.empty((0, 0), dt)  # for an array the definition does not need (the compiled loop's params)
         ws.rec = np.empty((batch, self.gate_width), dt) if p.recurrent else none  # s_{t−1} W_hhᵀ
         ws.back = np.empty((batch, h), dt)  # δrec W_hh
-        ws.dq = self.per_step(steps, batch, self.gate_width, dt, ragged) if p.split else None
+        ws.dq = per_step(steps, batch, self.gate_width, dt, ragged) if p.split else None
         ws.b_rec = self.bias_hh.data if self.bias_hh is not None else np.zeros(self.gate_width, dt)
         ws.w_hh = self.weight_hh.data if p.recurrent else none
         ws.w_hh_t = transposed(ws.w_hh) if p.recurrent else none

@@ -6,7 +6,7 @@ from .rnn import RNN, ElmanStep  # isort: skip
 from .lstm import LSTM, LSTMStep  # isort: skip
 from .gru import GRU, GRUStep  # isort: skip
 from . import catalog
-from .cell import Cell, Workspace
+from .cell import Cell, GatedCell, Workspace
 from .elman import Elman, LSTMNet, RecurrentNet
 from .indrnn import IndRNN, IndRNNStep
 from .jordan import Jordan, JordanStep
@@ -21,9 +21,9 @@ from .scan import ScanRecurrence
 from .step_cells import GRUCell, LSTMCell, RNNCell, StepCell
 
 __all__ = [
-    "GRU", "LSTM", "RNN", "Cell", "Elman", "ElmanStep", "GRUCell", "GRUStep", "Jordan", "JordanStep", "LSTMCell",
-    "LSTMStep", "MogrifierLSTM", "MogrifierStep", "RHN", "RHNStep", "RNNCell", "Recurrence", "RecurrentLayer",
-    "StepCell", "Trace", "TraceView", "Workspace", "IndRNN", "IndRNNStep", "MinGRU", "MinGRUStep", "MinLSTM",
-    "MinLSTMStep", "ScanRecurrence", "LayerNormGRU", "LayerNormGRUStep", "LayerNormLSTM", "LayerNormLSTMStep",
-    "catalog", "LSTMNet", "RecurrentNet",
+    "GRU", "LSTM", "RNN", "Cell", "GatedCell", "Elman", "ElmanStep", "GRUCell", "GRUStep", "Jordan", "JordanStep",
+    "LSTMCell", "LSTMStep", "MogrifierLSTM", "MogrifierStep", "RHN", "RHNStep", "RNNCell", "Recurrence",
+    "RecurrentLayer", "StepCell", "Trace", "TraceView", "Workspace", "IndRNN", "IndRNNStep", "MinGRU", "MinGRUStep",
+    "MinLSTM", "MinLSTMStep", "ScanRecurrence", "LayerNormGRU", "LayerNormGRUStep", "LayerNormLSTM",
+    "LayerNormLSTMStep", "catalog", "LSTMNet", "RecurrentNet",
 ]

@@ -1,11 +1,14 @@
-"""The cell protocol: the math of one time step with fused gates, and the whole-sequence GEMMs around it.
+"""The `Cell` protocol (the math of one time step, what the runner calls) and `GatedCell`, the fused-gate base.
 
-A cell of ``num_gates`` gates and hidden size H owns PyTorch-layout parameters
+`Cell` declares what a runner needs and implements nothing. `GatedCell` is the usual implementation: a cell of
+``num_gates`` gates and hidden size H owning PyTorch-layout parameters
 
     weight_ih (G, I),  weight_hh (G, R),  bias_ih (G,),  bias_hh (G,)      G = num_gates · H
 
-(R is the size of the recurrent input: H, or the projection size for an LSTM with ``proj_size``). A cell holds
-parameters and options only; everything one call computes lives in a `Workspace` that the caller owns.
+(R is the size of the recurrent input: H, or the projection size for an LSTM with ``proj_size``), with the input
+projection, the weight-gradient GEMMs and the recurrent dropout / weight drop masks. Cells of another layout
+(`IndRNNStep`'s vector u, the min cells without W_hh) implement `Cell` directly with the helpers of this module.
+A cell holds parameters and options only; everything one call computes lives in a `Workspace` that the caller owns.
 
 The runner (`rnnkit.recurrent.runner.Recurrence`) calls, for one sequence batch of T steps and B rows:
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
+from abc import ABCMeta, abstractmethod
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
@@ -65,13 +69,135 @@ def dtanh(y: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-class Cell(ParameterOwner):
-    """Base class: fused-gate parameters, input projection, and the weight-gradient GEMMs."""
+def per_step(steps: int, batch: int, width: int, dtype, ragged: bool) -> np.ndarray:
+    """A (T, B, width) workspace array: zeroed for ragged batches (padded rows feed the weight GEMMs)."""
+    return (np.zeros if ragged else np.empty)((steps, batch, width), dtype)
+
+
+def input_projection(x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """X W_ihᵀ (+ bias): (N, I) → (N, G), one GEMM."""
+    xp = x @ transposed(weight_ih)
+    if bias is not None:
+        xp += bias
+    return xp
+
+
+def gate_blocks(gates: np.ndarray, names: tuple[str, ...], width: int) -> dict[str, np.ndarray]:
+    """The ``width``-wide blocks of the last axis of ``gates`` by name, in order (views)."""
+    return {name: gates[..., k * width:(k + 1) * width] for k, name in enumerate(names)}
+
+
+def masks_not_implemented(cell: Cell, recurrent: bool, weight: bool) -> str:
+    """The one-line reason a cell cannot apply recurrent dropout (``recurrent``) / weight drop (``weight``)."""
+    what = " and ".join(w for w, on in (("recurrent dropout", recurrent), ("weight drop", weight)) if on)
+    return f"{what} is not implemented for {type(cell).__name__} (it is for RNN, LSTM and GRU cells)"
+
+
+class Cell(ParameterOwner, metaclass=ABCMeta):
+    """The protocol of one time step: what `Recurrence` (and the layers around it) call. No implementation here;
+    a cell registers its `Parameter`s as attributes (`ParameterOwner`) and sets ``input_size``, ``hidden_size``.
+
+    Class facts: ``state_names`` (the state components in the order of ``prev``/``new``; the first is the
+    output), ``gate_names`` (the H-wide blocks `gate_activations` returns), ``num_gates``."""
+
+    state_names: tuple[str, ...]
+    gate_names: tuple[str, ...]
+    num_gates: int
+    input_size: int
+    hidden_size: int
+
+    # -- sizes -------------------------------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def parameter_count(cls, input_size: int, hidden_size: int, bias: bool = True, **options) -> int:
+        """How many numbers a cell of these sizes and ``options`` holds, computed without building it."""
+
+    @classmethod
+    @abstractmethod
+    def output_width(cls, hidden_size: int, **options) -> int:
+        """The width of the output of a cell with these options (the next layer's input per direction)."""
+
+    @property
+    @abstractmethod
+    def state_sizes(self) -> tuple[int, ...]:
+        """The width of each state component, in the order of ``state_names``."""
+
+    @property
+    @abstractmethod
+    def output_size(self) -> int:
+        """The width of the output (the first state component)."""
+
+    @property
+    @abstractmethod
+    def gate_width(self) -> int:
+        """G, the width of the pre-activation ``xp``/``dxp`` rows."""
+
+    # -- one call over a sequence batch --------------------------------------------------------------------------
+    @abstractmethod
+    def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
+        """The workspace of one call of T = ``steps`` steps and B = ``batch`` rows."""
+
+    @abstractmethod
+    def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
+        """The work of every step that does not depend on the state, for all steps at once: X (T·B, I) → XP."""
+
+    @abstractmethod
+    def step(self, ws: Workspace, t: int, xp: np.ndarray, prev: tuple, new: tuple) -> None:
+        """Write the new state into ``new`` from ``prev`` and ``xp`` (n rows, n ≤ B)."""
+
+    @abstractmethod
+    def step_backward(self, ws: Workspace, t: int, dstate: tuple, prev: tuple, new: tuple, dxp: np.ndarray) -> None:
+        """δ(new state) in ``dstate`` → δ(prev state) in ``dstate``; δ(pre-activation) into ``dxp``."""
+
+    @abstractmethod
+    def accumulate(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray, prev: tuple, new: tuple) -> np.ndarray:
+        """Add the call's parameter gradients (whole-sequence work); return δX (T·B, I)."""
+
+    @abstractmethod
+    def gate_activations(self, ws: Workspace) -> dict[str, np.ndarray]:
+        """The activated gates of a call by name, each (T, B, H) (diagnostics and visualisation)."""
+
+    # -- optional capabilities (each cell says whether it has them) ---------------------------------------------
+    @abstractmethod
+    def recurrent_mask_problem(self, recurrent: bool, weight: bool) -> str | None:
+        """Why this cell cannot apply recurrent dropout / weight drop, or None where `use_masks` works."""
+
+    @abstractmethod
+    def use_masks(self, ws: Workspace, state_mask: np.ndarray | None, weight_mask: np.ndarray | None) -> None:
+        """Apply recurrent dropout / weight drop masks in this call (only where `recurrent_mask_problem` is None)."""
+
+    @abstractmethod
+    def runs_whole_sequence(self, batch: int) -> bool:
+        """True where the runner calls `sequence_forward`/`sequence_backward` instead of its Python loop."""
+
+    @abstractmethod
+    def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
+                         reverse: bool) -> None:
+        """The forward time loop of `Recurrence.forward` in one compiled call."""
+
+    @abstractmethod
+    def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
+                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray) -> None:
+        """The backward time loop of `Recurrence.backward` in one compiled call."""
+
+
+class WithoutRecurrentMasks:
+    """Mixin of the `Cell` capability answers for a cell whose steps take no recurrent dropout or weight drop."""
+
+    def recurrent_mask_problem(self, recurrent: bool, weight: bool) -> str | None:
+        return masks_not_implemented(self, recurrent, weight)
+
+    def use_masks(self, ws, state_mask, weight_mask) -> None:  # pragma: no cover - refused by the layer first
+        raise NotImplementedError(masks_not_implemented(self, state_mask is not None, weight_mask is not None))
+
+
+class GatedCell(Cell):
+    """The fused-gate base of `Cell`: the W_ih/W_hh/b layout, the input projection, the weight-gradient GEMMs,
+    recurrent dropout / weight drop masks and the whole-sequence hooks. Subclasses write ``step``/``step_backward``
+    (and ``allocate`` for their per-step arrays)."""
 
     num_gates = 1
-    #: names of the state components, in the order of ``prev``/``new`` tuples; the first one is the output
     state_names: tuple[str, ...] = ("h",)
-    #: names of the H-wide gate blocks that ``gate_activations`` returns, in order
     gate_names: tuple[str, ...] = ()
     #: whether b_hh can be added once to the projection (false where a gate multiplies it, as in GRU's n)
     fold_hidden_bias = True
@@ -80,7 +206,8 @@ class Cell(ParameterOwner):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, recurrent_size: int | None = None,
                  hidden_rows: int | None = None, dtype=np.float32, rng=None):
-        """``hidden_rows``: rows of ``weight_hh`` and ``bias_hh`` when they are not G (RHN stacks its depths)."""
+        """``hidden_rows``: rows of ``weight_hh`` and ``bias_hh`` when they are not G (RHN stacks its depths; 0: no
+        recurrent weight or bias, as in a defined cell without a recurrent state)."""
         super().__init__()
         rng = as_rng(rng)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
@@ -93,9 +220,9 @@ class Cell(ParameterOwner):
             return Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
 
         self.weight_ih = uniform(g, input_size)
-        self.weight_hh = uniform(rows, self.recurrent_size)
+        self.weight_hh = uniform(rows, self.recurrent_size) if rows else None
         self.bias_ih = uniform(g) if bias else None
-        self.bias_hh = uniform(rows) if bias else None
+        self.bias_hh = uniform(rows) if bias and rows else None
 
     # -- description ----------------------------------------------------------------------------------
     @classmethod
@@ -125,18 +252,15 @@ class Cell(ParameterOwner):
 
     def gate_activations(self, ws: Workspace) -> dict[str, np.ndarray]:
         """The activated gates of a call by name, each (T, B, H); default: the blocks of ``ws.gates``."""
-        h = self.hidden_size
-        return {name: ws.gates[..., k * h:(k + 1) * h] for k, name in enumerate(self.gate_names)}
+        return gate_blocks(ws.gates, self.gate_names, self.hidden_size)
 
     # -- whole-sequence work (outside the time loop) --------------------------------------------------
     def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
         """XP = X W_ihᵀ + b_ih (+ b_hh): (N, I) → (N, G), one GEMM. ``ws``: the call's workspace, for cells that
         keep whole-sequence results of the projection for their ``accumulate`` (layer normalisation)."""
-        xp = x @ transposed(self.weight_ih.data)
-        if self.bias:
-            xp += self.bias_ih.data
-            if self.fold_hidden_bias:
-                xp += self.bias_hh.data
+        xp = input_projection(x, self.weight_ih.data, self.bias_ih.data if self.bias else None)
+        if self.bias and self.fold_hidden_bias:
+            xp += self.bias_hh.data
         return xp
 
     def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
@@ -153,8 +277,7 @@ class Cell(ParameterOwner):
         steps of its own does not inherit it."""
         if type(self).__dict__.get("supports_recurrent_masks", False):
             return None
-        what = " and ".join(w for w, on in (("recurrent dropout", recurrent), ("weight drop", weight)) if on)
-        return f"{what} is not implemented for {type(self).__name__} (it is for RNN, LSTM and GRU cells)"
+        return masks_not_implemented(self, recurrent, weight)
 
     def use_masks(self, ws: Workspace, state_mask: np.ndarray | None, weight_mask: np.ndarray | None) -> None:
         """Make this call's recurrent matmuls read h_{t−1} ⊙ ``state_mask`` (B, R) and W_hh ⊙ ``weight_mask``."""
@@ -199,11 +322,6 @@ class Cell(ParameterOwner):
         """δ(W_hh ⊙ M) → δW_hh = δ ⊙ M for the given rows of W_hh (identity without weight drop)."""
         mask = getattr(ws, "w_mask", None)
         return grad if mask is None else grad * mask[rows]
-
-    @staticmethod
-    def per_step(steps: int, batch: int, width: int, dtype, ragged: bool) -> np.ndarray:
-        """A (T, B, width) workspace array: zeroed for ragged batches (padded rows feed the weight GEMMs)."""
-        return (np.zeros if ragged else np.empty)((steps, batch, width), dtype)
 
     def accumulate(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray, prev: tuple[np.ndarray, ...],
                    new: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -253,13 +371,4 @@ class Cell(ParameterOwner):
 
     def compiled_loop_backward(self, ws: Workspace) -> tuple:  # pragma: no cover - only whole-sequence cells
         """(the family's compiled backward loop, its params)."""
-        raise NotImplementedError
-
-    # -- one step (inside the time loop) --------------------------------------------------------------
-    def step(self, ws: Workspace, t: int, xp: np.ndarray, prev: tuple,
-             new: tuple) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def step_backward(self, ws: Workspace, t: int, dstate: tuple, prev: tuple, new: tuple,
-                      dxp: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

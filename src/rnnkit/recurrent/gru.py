@@ -7,9 +7,8 @@ import numpy as np
 from ..activations import sigmoid
 from ..module import check_bool, check_choice
 from .catalog import CellEntry
-from .cell import Cell, dsigmoid, dtanh, transposed
+from .cell import GatedCell, dsigmoid, dtanh, per_step, transposed
 from .layer import RecurrentLayer
-
 
 #: the two conventions of the update gate z: which of h_{t-1} and the candidate n it weights
 UPDATE_GATES = ("pytorch", "lecture")
@@ -51,7 +50,7 @@ def backward_r_after(hs, gates, inner, dxp, dq, tmp):
     np.multiply(dxp[:, 2 * hs:], r, out=dq[:, 2 * hs:])
 
 
-class GRUStep(Cell):
+class GRUStep(GatedCell):
     r"""One GRU step; gates fused in PyTorch's order r, z, n (rows of ``weight_ih``/``weight_hh``).
 
     ``reset_after=True`` (PyTorch, cuDNN, Keras' default): the reset gate scales the recurrent matmul's result
@@ -102,17 +101,21 @@ class GRUStep(Cell):
         super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng)
         self.reset_after, self.update_gate = reset_after, update_gate
         self.lecture_z = update_gate == "lecture"
-        # b_hn sits inside r ⊙ (...) when the reset comes after the matmul, so only b_hr, b_hz can be folded.
-        self.fold_hidden_bias = not reset_after
+
+    @property
+    def fold_hidden_bias(self) -> bool:
+        """b_hn sits inside r ⊙ (...) when the reset comes after the matmul, so only b_hr, b_hz can be folded
+        there (`project` then adds them itself)."""
+        return not self.reset_after
 
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt = self.hidden_size, self.dtype
-        ws.gates = self.per_step(steps, batch, 3 * h, dt, ragged)
-        ws.inner = self.per_step(steps, batch, h, dt, ragged)
+        ws.gates = per_step(steps, batch, 3 * h, dt, ragged)
+        ws.inner = per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((2, batch, h), dt)  # no temporaries in the loop
         if self.reset_after:
-            ws.dq = self.per_step(steps, batch, 3 * h, dt, ragged)
+            ws.dq = per_step(steps, batch, 3 * h, dt, ragged)
             ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
         else:  # two recurrent GEMMs per step, each with a contiguous Wᵀ
             self.transpose_recurrent(ws)

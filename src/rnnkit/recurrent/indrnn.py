@@ -13,9 +13,9 @@ import numpy as np
 
 from .. import kernels
 from ..errors import ConfigError
-from ..module import Parameter, ParameterOwner, as_rng
+from ..module import Parameter, as_rng
 from .catalog import CellEntry
-from .cell import Cell, Workspace, dtanh
+from .cell import Cell, WithoutRecurrentMasks, Workspace, dtanh, input_projection
 from .layer import RecurrentLayer
 
 NONLINEARITIES = ("relu", "tanh")
@@ -31,7 +31,7 @@ def check_recurrent_max(value) -> float | None:
     return float(value)
 
 
-class IndRNNStep(Cell):
+class IndRNNStep(WithoutRecurrentMasks, Cell):
     r"""One IndRNN step (Li et al. 2018, eq. 2): every unit has a single recurrent weight.
 
     Forward (``xp`` = x_t W_ihᵀ + b_ih is the runner's projection; ⊙ elementwise; u = ``weight_hh``):
@@ -60,14 +60,14 @@ class IndRNNStep(Cell):
     """
 
     num_gates = 1
-    fold_hidden_bias = False
+    state_names = ("h",)
+    gate_names = ()
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="relu", recurrent_max=None,
                  dtype=np.float32, rng=None):
         if nonlinearity not in NONLINEARITIES:
             raise ConfigError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
-        # not Cell.__init__: the recurrent weight is a vector and there is one bias
-        ParameterOwner.__init__(self)
+        super().__init__()
         rng = as_rng(rng)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.recurrent_size = hidden_size
@@ -82,6 +82,29 @@ class IndRNNStep(Cell):
     @classmethod
     def parameter_count(cls, input_size, hidden_size, bias=True, **options):
         return hidden_size * (input_size + 1 + (1 if bias else 0))
+
+    @classmethod
+    def output_width(cls, hidden_size, **options):
+        return hidden_size
+
+    @property
+    def state_sizes(self):
+        return (self.hidden_size,)
+
+    @property
+    def output_size(self):
+        return self.hidden_size
+
+    @property
+    def gate_width(self):
+        return self.hidden_size
+
+    def gate_activations(self, ws):
+        return {}
+
+    def project(self, x, ws=None):
+        """A = X W_ihᵀ + b_ih for all steps (one GEMM); u ⊙ h_{t−1} is added per step."""
+        return input_projection(x, self.weight_ih.data, self.bias_ih.data if self.bias else None)
 
     def constrain(self) -> None:
         """Clip u = ``weight_hh`` to [−γ, γ] in place (γ = ``recurrent_max``; nothing without one)."""

@@ -9,13 +9,13 @@ import numpy as np
 from ..activations import sigmoid, softmax
 from ..module import Parameter, as_rng, check_choice, check_float, check_positive_int
 from .catalog import CellEntry
-from .cell import Cell, transposed
+from .cell import GatedCell, per_step, transposed
 from .layer import RecurrentLayer
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity", "softmax")  # softmax runs the NumPy lines
 
 
-class JordanStep(Cell):
+class JordanStep(GatedCell):
     r"""One step of a Jordan network with hidden size H and O output units.
 
     State units s collect the fed-back outputs, optionally with a self-loop of fixed strength μ
@@ -68,8 +68,8 @@ class JordanStep(Cell):
 
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
-        ws.hidden = self.per_step(steps, batch, self.hidden_size, self.dtype, ragged)
-        ws.da_y = self.per_step(steps, batch, self.recurrent_size, self.dtype, ragged)
+        ws.hidden = per_step(steps, batch, self.hidden_size, self.dtype, ragged)
+        ws.da_y = per_step(steps, batch, self.recurrent_size, self.dtype, ragged)
         ws.w_hy_t = transposed(self.weight_hy.data)
         ws.decay = self.dtype.type(self.state_decay)  # μ in the arrays' precision
         ws.b_hy = self.bias_hy.data if self.bias else np.zeros(self.recurrent_size, self.dtype)

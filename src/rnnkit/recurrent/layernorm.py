@@ -19,7 +19,7 @@ normalisation, δW_ih = δP_xᵀ X, δX = δP_x W_ih). The recurrent side is per
 ĥ and s_h in ``ws.h_hat`` / ``ws.h_inv_std`` and its backward writes δP_h into ``ws.dp_h``; ``add_recurrent_grads``
 then adds δγ_h, δβ_h and δW_hh = Σ δP_hᵀ h_{t−1} as whole-sequence reductions.
 
-Ragged batches: the runner zeroes δXP (and `Cell.per_step` the per-step arrays) in rows past a sequence's end, and
+Ragged batches: the runner zeroes δXP (and `cell.per_step` its arrays) in rows past a sequence's end, and
 every gradient here is a product with those, so padded rows contribute exactly zero, although their normalised
 values (LN of a row of zeros is β, not 0) are not zero.
 """
@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from ..module import Parameter, as_rng, check_bool
-from .cell import Cell, Workspace, transposed
+from .cell import GatedCell, Workspace, per_step, transposed
 
 EPS = 1e-5
 
@@ -68,7 +68,7 @@ def layer_norm_backward(dy: np.ndarray, gamma: np.ndarray, hat: np.ndarray, inv_
     return out
 
 
-class LayerNormCell(Cell):
+class LayerNormCell(GatedCell):
     """A cell with layer-normalised input and recurrent projections (γ = 1, β = 0 initially): the parameters
     ``layernorm_x_weight``/``layernorm_x_bias`` (γ_x, β_x) and ``layernorm_h_weight``/``layernorm_h_bias``
     (γ_h, β_h), each of width G; the input side (whole sequence) and the recurrent side's whole-sequence sums.
@@ -107,9 +107,9 @@ class LayerNormCell(Cell):
         backward); ``project`` adds ``x_hat`` (T·B, G) X̂ and ``x_inv_std`` (T·B, 1) s_x."""
         ws = super().allocate(steps, batch, ragged)
         g, dt = self.gate_width, self.dtype
-        ws.h_hat = self.per_step(steps, batch, g, dt, ragged)
-        ws.h_inv_std = self.per_step(steps, batch, 1, dt, ragged)
-        ws.dp_h = self.per_step(steps, batch, g, dt, ragged)
+        ws.h_hat = per_step(steps, batch, g, dt, ragged)
+        ws.h_inv_std = per_step(steps, batch, 1, dt, ragged)
+        ws.dp_h = per_step(steps, batch, g, dt, ragged)
         return ws
 
     # -- the input side: whole sequence -----------------------------------------------------------------

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..activations import sigmoid
 from .catalog import CellEntry
+from .cell import per_step
 from .gru import backward_r_after, backward_z_n, gru_output
 from .layer import RecurrentLayer
 from .layernorm import LayerNormCell, layer_norm, layer_norm_backward
@@ -60,8 +61,8 @@ class LayerNormGRUStep(LayerNormCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt = self.hidden_size, self.dtype
-        ws.gates = self.per_step(steps, batch, 3 * h, dt, ragged)
-        ws.inner = self.per_step(steps, batch, h, dt, ragged)
+        ws.gates = per_step(steps, batch, 3 * h, dt, ragged)
+        ws.inner = per_step(steps, batch, h, dt, ragged)
         ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
         ws.scratch = np.empty((batch, 3 * h), dt)
         ws.tmp = np.empty((batch, h), dt)

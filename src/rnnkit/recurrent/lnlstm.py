@@ -8,7 +8,7 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import check_float
 from .catalog import CellEntry
-from .cell import dsigmoid, dtanh
+from .cell import dsigmoid, dtanh, per_step
 from .layer import RecurrentLayer
 from .layernorm import LayerNormCell, layer_norm, layer_norm_backward
 
@@ -78,11 +78,11 @@ class LayerNormLSTMStep(LayerNormCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt = self.hidden_size, self.dtype
-        ws.gates = self.per_step(steps, batch, 4 * h, dt, ragged)
-        ws.c_hat = self.per_step(steps, batch, h, dt, ragged)
-        ws.c_inv_std = self.per_step(steps, batch, 1, dt, ragged)
-        ws.tanh_u = self.per_step(steps, batch, h, dt, ragged)
-        ws.du = self.per_step(steps, batch, h, dt, ragged)
+        ws.gates = per_step(steps, batch, 4 * h, dt, ragged)
+        ws.c_hat = per_step(steps, batch, h, dt, ragged)
+        ws.c_inv_std = per_step(steps, batch, 1, dt, ragged)
+        ws.tanh_u = per_step(steps, batch, h, dt, ragged)
+        ws.du = per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((2, batch, h), dt)
         return ws
 

@@ -10,11 +10,11 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, as_rng, check_bool, check_float, check_int
 from .catalog import CellEntry
-from .cell import Cell, dsigmoid, dtanh, transposed
+from .cell import GatedCell, dsigmoid, dtanh, per_step, transposed
 from .layer import RecurrentLayer
 
 
-class LSTMStep(Cell):
+class LSTMStep(GatedCell):
     r"""One LSTM step; gates fused in PyTorch's order i, f, g, o (rows of ``weight_ih``/``weight_hh``).
 
     Forward (x W_ihᵀ + b_ih + b_hh is the runner's projection ``xp``; ⊙ elementwise):
@@ -88,14 +88,14 @@ class LSTMStep(Cell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt = self.hidden_size, self.dtype
-        ws.gates = self.per_step(steps, batch, 4 * h, dt, ragged)
-        ws.tanh_c = self.per_step(steps, batch, h, dt, ragged)
+        ws.gates = per_step(steps, batch, 4 * h, dt, ragged)
+        ws.tanh_c = per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((3, batch, h), dt)  # no temporaries in the loop
         ws.peepholes = ((self.weight_ci.data, self.weight_cf.data, self.weight_co.data) if self.peephole
                         else (np.empty(0, dt),) * 3)
         if self.proj_size:
-            ws.m = self.per_step(steps, batch, h, dt, ragged)
-            ws.dh = self.per_step(steps, batch, self.proj_size, dt, ragged)
+            ws.m = per_step(steps, batch, h, dt, ragged)
+            ws.dh = per_step(steps, batch, self.proj_size, dt, ragged)
             ws.w_hr_t = transposed(self.weight_hr.data)
         return ws
 

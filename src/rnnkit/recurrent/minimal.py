@@ -20,9 +20,9 @@ import numpy as np
 from .. import kernels
 from ..activations import sigmoid
 from ..errors import ConfigError
-from ..module import Parameter, ParameterOwner, as_rng
+from ..module import Parameter, as_rng
 from .catalog import CellEntry
-from .cell import Cell, Workspace
+from .cell import Cell, WithoutRecurrentMasks, Workspace, gate_blocks, input_projection, per_step
 from .layer import RecurrentLayer
 from .runner import Recurrence
 from .scan import ScanRecurrence
@@ -35,7 +35,7 @@ def log_sigmoid(k: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -k)
 
 
-class MinimalStep(Cell):
+class MinimalStep(WithoutRecurrentMasks, Cell):
     r"""Base of the input-gated cells: ``weight_ih`` (G·H, I) and ``bias_ih`` (G·H) only, fused gates.
 
     Forward of one step (``xp`` = x_t W_ihᵀ + b_ih, the runner's projection):
@@ -51,9 +51,10 @@ class MinimalStep(Cell):
     parameters ~ U(−1/√H, 1/√H) (PyTorch's rule for its recurrent layers).
     """
 
+    state_names = ("h",)
+
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, rng=None):
-        # not Cell.__init__: there is no recurrent weight and one bias
-        ParameterOwner.__init__(self)
+        super().__init__()
         rng = as_rng(rng)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.recurrent_size = hidden_size
@@ -61,15 +62,37 @@ class MinimalStep(Cell):
         self.weight_ih = Parameter(rng.uniform(-bound, bound, (g, input_size)).astype(dtype))
         self.bias_ih = Parameter(rng.uniform(-bound, bound, g).astype(dtype)) if bias else None
         self.weight_hh = self.bias_hh = None
-        self.fold_hidden_bias = False
 
     @classmethod
     def parameter_count(cls, input_size, hidden_size, bias=True, **options):
         return cls.num_gates * hidden_size * (input_size + (1 if bias else 0))
 
+    @classmethod
+    def output_width(cls, hidden_size, **options):
+        return hidden_size
+
+    @property
+    def state_sizes(self):
+        return (self.hidden_size,)
+
+    @property
+    def output_size(self):
+        return self.hidden_size
+
+    @property
+    def gate_width(self):
+        return self.num_gates * self.hidden_size
+
+    def gate_activations(self, ws):
+        return gate_blocks(ws.gates, self.gate_names, self.hidden_size)
+
+    def project(self, x, ws=None):
+        """XP = X W_ihᵀ + b_ih, every gate of every step in one GEMM (no gate reads the state)."""
+        return input_projection(x, self.weight_ih.data, self.bias_ih.data if self.bias else None)
+
     def allocate(self, steps, batch, ragged=False):
-        return Workspace(gates=self.per_step(steps, batch, self.gate_width, self.dtype, ragged),
-                         decay=self.per_step(steps, batch, self.hidden_size, self.dtype, ragged),
+        return Workspace(gates=per_step(steps, batch, self.gate_width, self.dtype, ragged),
+                         decay=per_step(steps, batch, self.hidden_size, self.dtype, ragged),
                          kernels=kernels.active())
 
     # -- the sequential mode's whole loop in one compiled call -----------------------------------------------

@@ -6,13 +6,14 @@ import numpy as np
 
 from .. import kernels
 from ..activations import sigmoid
+from ..errors import ConfigError
 from ..module import MAX_COUNT, check_bool, check_float, check_int
 from .catalog import CellEntry
-from .cell import Cell, Workspace, dsigmoid, dtanh, transposed
+from .cell import GatedCell, Workspace, dsigmoid, dtanh, transposed
 from .layer import RecurrentLayer
 
 
-class RHNStep(Cell):
+class RHNStep(GatedCell):
     r"""One RHN time step of ``depth`` L micro-cells; gates fused per depth as [h, τ] (coupled) or [h, τ, c].
 
     Notation: t is time; τ is the transform gate, c the carry gate. With s^0 = s_{t-1} (the previous step's last
@@ -37,22 +38,30 @@ class RHNStep(Cell):
     ``biases`` the b_l (zeros without bias), ``scratch`` (B, H), ``kernels``.
     """
 
+    #: the carry gate is 1 − τ (this class) or a gate of its own (`UncoupledRHNStep`)
+    coupled = True
+    num_gates = 2
+    gate_names = ("h", "transform")
+    fold_hidden_bias = False  # b_hh holds the micro-cells' biases b_l, added per depth inside the step
+
     def __init__(self, input_size, hidden_size, bias=True, depth=1, coupled=True, transform_bias=-2.0,
                  dtype=np.float32, rng=None):
+        """``coupled``: accepted from the layer's options; it must be the class's (`rhn_step_class` picks it)."""
         depth, coupled = check_int("depth", depth, 1, MAX_COUNT), check_bool("coupled", coupled)
         transform_bias = check_float("transform_bias", transform_bias)
-        self.num_gates = 2 if coupled else 3
-        self.gate_names = ("h", "transform") if coupled else ("h", "transform", "carry")
+        if coupled != self.coupled:
+            raise ConfigError(f"{type(self).__name__} has coupled={self.coupled}, got coupled={coupled} "
+                              "(rhn_step_class(coupled) is the class for it)")
         super().__init__(input_size, hidden_size, bias=bias, hidden_rows=depth * self.num_gates * hidden_size,
                          dtype=dtype, rng=rng)
-        self.depth, self.coupled = depth, coupled
+        self.depth = depth
         if bias:  # the transform gate starts mostly closed, s^l ≈ s^{l-1}; x adds no second bias to it
             self.bias_hh.data.reshape(depth, self.num_gates, hidden_size)[:, 1] = transform_bias
             self.bias_ih.data[hidden_size:2 * hidden_size] = 0.0
 
     @classmethod
     def parameter_count(cls, input_size, hidden_size, bias=True, depth=1, coupled=True, **options):
-        g = (2 if coupled else 3) * hidden_size
+        g = rhn_step_class(coupled).num_gates * hidden_size
         return g * input_size + depth * g * hidden_size + ((g + depth * g) if bias else 0)
 
     def allocate(self, steps, batch, ragged=False):
@@ -75,12 +84,6 @@ class RHNStep(Cell):
         """R_l (G, H), a view of ``weight_hh``."""
         g = self.gate_width
         return self.weight_hh.data[l * g:(l + 1) * g]
-
-    def project(self, x, ws=None):
-        xp = x @ transposed(self.weight_ih.data)
-        if self.bias:
-            xp += self.bias_ih.data
-        return xp
 
     def step(self, ws, t, xp, prev, new):
         n = xp.shape[0]
@@ -165,6 +168,19 @@ class RHNStep(Cell):
         return dxp @ self.weight_ih.data
 
 
+class UncoupledRHNStep(RHNStep):
+    """`RHNStep` with a carry gate of its own: c^l = σ(a^l_c), gates fused per depth as [h, τ, c]."""
+
+    coupled = False
+    num_gates = 3
+    gate_names = ("h", "transform", "carry")
+
+
+def rhn_step_class(coupled: bool) -> type[RHNStep]:
+    """The step class of an RHN with a coupled (c = 1 − τ) or an own carry gate."""
+    return RHNStep if coupled else UncoupledRHNStep
+
+
 class RHN(RecurrentLayer):
     r"""Recurrent Highway Network: ``RHN(input_size, hidden_size, depth=1, coupled=True, transform_bias=-2.0,
     num_layers=1, bias=True, dropout=0.0, bidirectional=False, stateful=False, dtype=float32)``.
@@ -181,6 +197,7 @@ class RHN(RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, depth=1, coupled=True, transform_bias=-2.0, num_layers=1, bias=True,
                  dropout=0.0, bidirectional=False, stateful=False, dtype=np.float32, rng=None, return_state=True):
+        self.cell_class = rhn_step_class(check_bool("coupled", coupled))  # this layer's variant
         super().__init__(input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
                          return_state=return_state,

@@ -7,13 +7,13 @@ import numpy as np
 from ..activations import sigmoid
 from ..module import check_choice
 from .catalog import CellEntry
-from .cell import Cell, dsigmoid, dtanh
+from .cell import GatedCell, dsigmoid, dtanh
 from .layer import RecurrentLayer
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid")  # sigmoid: the lectures' other hidden activation (NumPy path)
 
 
-class ElmanStep(Cell):
+class ElmanStep(GatedCell):
     r"""One step of the Elman recurrence (PyTorch's ``nn.RNN`` cell).
 
     Forward, with a_t the pre-activation (x_t W_ihᵀ + b_ih + b_hh is the runner's projection ``xp``):
