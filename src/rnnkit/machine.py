@@ -107,8 +107,8 @@ def blas_backend() -> str:
     if not libraries:
         return "unknown (threadpoolctl sees no BLAS)"
     role = {"numpy": "NumPy's @", "scipy": "the compiled loop's gemm, via scipy.linalg.cython_blas"}
-    return "; ".join(f"{lib['library']} {lib['version']} ({role.get(lib['owner'], lib['owner'])}, "
-                     f"{lib['threads']} threads)" for lib in libraries)
+    return "; ".join(f"{lib['library']} {lib['version']} ({role.get(lib['owner'], lib['owner'])})"
+                     for lib in libraries)
 
 
 #: Floating-point operations per vector lane per cycle: two FMA pipes × 2 flops (multiply and add) per FMA

@@ -4,6 +4,7 @@ torch) and ``info`` (the BLAS, its kernel, the CPU's vector width and the step k
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 
@@ -146,8 +147,8 @@ def _bench_header(threads: int | None, repeats: int, steps: int) -> dict:
     method = (f"method: each library in its own process, turns alternating, every thread pool pinned to {cores}, "
               f"median (and min) of {repeats} timed calls per case")
     click.echo(method)
-    return {"format": "rnnkit-bench", "version": 2, "steps": steps, "repeats": repeats, "numpy": np.__version__,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report, "method": method,
+    return {"format": "rnnkit-bench", "version": 2, "pid": os.getpid(), "steps": steps, "repeats": repeats,
+            "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report, "method": method,
             "peak_method": machine.PEAK_METHOD}
 
 

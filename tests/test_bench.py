@@ -1,0 +1,208 @@
+"""`rnnkit bench` measures fairly: each library in its own pinned worker process, in alternating turns; its GFLOP/s
+follow the GEMM count; its JSON holds every figure; `bench_compare` turns two JSON files into a before/after table."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import torch
+from rnnkit import machine
+from rnnkit.errors import DataError
+from rnnkit.training import bench, bench_compare, bench_variants
+from rnnkit.training.bench_processes import CAN_STOP, Workers, alternate
+
+TINY = ["--batch", "2", "--hidden", "4", "--steps", "3", "--repeats", "3", "--threads", "1", "--kernels", "numpy",
+        "--no-memory"]
+
+
+def _bench(tmp_path: Path, *argv: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "rnnkit", "bench", *TINY, *argv, "--json", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc, json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def lstm_bench(tmp_path_factory):
+    """One tiny bench of the LSTM and the 2-layer bidirectional LSTM against torch: (process, JSON)."""
+    if torch is None:
+        pytest.skip("torch is not installed")
+    return _bench(tmp_path_factory.mktemp("bench"), "--cells", "lstm", "--stacked-lstm", "2,4")
+
+
+@pytest.fixture(scope="module")
+def rnnkit_worker():
+    with Workers(("rnnkit",), threads=1, kernels="numpy") as workers:
+        yield workers["rnnkit"]
+
+
+def test_gemm_flops_of_a_one_layer_lstm_equal_the_hand_count():
+    # G·H = 12 gate columns; forward: input projection 2·T·B·I·GH = 2·5·2·3·12 = 720, recurrent products the same
+    assert bench.gemm_flops(4, 3, batch=2, steps=5, mode="infer") == 1440
+    assert bench.gemm_flops(4, 3, batch=2, steps=5, mode="train") == 3 * 1440  # + δx, δW_ih, δh, δW_hh
+
+
+def test_gemm_flops_of_a_two_layer_bidirectional_lstm_count_the_second_layers_doubled_input():
+    # H = 2, G·H = 8, B = T = 1. Layer 0: 2 directions × 2·(I + H)·8 = 2 × 2·4·8 = 128;
+    # layer 1 reads both directions (I = 4): 2 × 2·(4 + 2)·8 = 192
+    assert bench.gemm_flops(4, 2, batch=1, steps=1, mode="infer", layers=2, bidirectional=True) == 128 + 192
+    assert bench.gemm_flops(4, 2, batch=1, steps=1, mode="train", layers=2, bidirectional=True) == 3 * 320
+
+
+def test_peak_is_cores_times_clock_times_lanes_times_two_fma_pipes_times_two(tmp_path):
+    assert machine.peak_gflops(2, 4, ghz=2.8, vector_bits=512) == pytest.approx(2 * 2.8 * 16 * 2 * 2)
+    assert machine.peak_gflops(2, 8, ghz=2.8, vector_bits=512) == pytest.approx(2 * 2.8 * 8 * 2 * 2)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu MHz\t\t: 2445.406\nprocessor\t: 1\ncpu MHz\t\t: 2800.000\n")
+    assert machine.cpu_ghz(cpuinfo, cpufreq=tmp_path / "missing") == pytest.approx(2.8)
+    (tmp_path / "max_freq").write_text("3500000\n")  # kHz
+    assert machine.cpu_ghz(cpuinfo, cpufreq=tmp_path / "max_freq") == pytest.approx(3.5)
+
+
+def test_each_library_runs_in_its_own_worker_process_apart_from_the_command(lstm_bench):
+    _, data = lstm_bench
+    workers = data["meta"]["workers"]
+    assert set(workers) == {"rnnkit", "torch"} and workers["rnnkit"] != workers["torch"]
+    assert data["meta"]["pid"] not in workers.values() and os.getpid() not in workers.values()
+    for r in data["results"]:
+        assert (r["rnnkit_pid"], r["torch_pid"]) == (workers["rnnkit"], workers["torch"])
+        assert {t["pid"] for t in r["turns"] if t["library"] == "rnnkit"} == {workers["rnnkit"]}
+        assert {t["pid"] for t in r["turns"] if t["library"] == "torch"} == {workers["torch"]}
+
+
+def test_turns_alternate_between_the_libraries_and_never_overlap(lstm_bench):
+    _, data = lstm_bench
+    for r in data["results"]:
+        turns = sorted(r["turns"], key=lambda t: t["start"])
+        assert [t["library"] for t in turns] == ["rnnkit", "torch"] * 3
+        assert all(a["end"] <= b["start"] for a, b in zip(turns, turns[1:]))
+
+
+def test_the_figure_of_a_case_is_the_median_and_min_of_its_turns(lstm_bench):
+    _, data = lstm_bench
+    for r in data["results"]:
+        for lib in ("rnnkit", "torch"):
+            samples = sorted(r[f"{lib}_samples_ms"])
+            assert len(samples) == 3 and r[f"{lib}_ms"] == samples[1] and r[f"{lib}_min_ms"] == samples[0]
+        assert r["ratio"] == pytest.approx(r["torch_ms"] / r["rnnkit_ms"])
+
+
+def test_every_thread_pool_of_both_workers_is_pinned_to_threads(lstm_bench):
+    _, data = lstm_bench
+    pools = data["meta"]["thread_pools"]
+    assert pools["torch"]["torch"] == 1 and all(count == 1 for lib in pools.values() for count in lib.values())
+
+
+def test_gflops_are_the_gemm_flops_over_the_median_time_and_peak_share_over_the_machine_peak(lstm_bench):
+    _, data = lstm_bench
+    for r in data["results"]:
+        flops = bench.gemm_flops(4, r["hidden"], r["batch"], r["steps"], r["mode"], r["layers"], r["bidirectional"])
+        assert r["gflop"] == pytest.approx(flops / 1e9)
+        assert r["rnnkit_gflops"] == pytest.approx(flops / 1e9 / (r["rnnkit_ms"] / 1e3))
+        assert r["torch_gflops"] == pytest.approx(flops / 1e9 / (r["torch_ms"] / 1e3))
+        if r["peak_gflops"] is not None:
+            assert r["peak_gflops"] == pytest.approx(machine.peak_gflops(1))
+            assert r["peak_fraction"] == pytest.approx(r["rnnkit_gflops"] / r["peak_gflops"])
+
+
+def test_the_json_has_every_field_and_the_two_layer_bidirectional_lstm_row(lstm_bench):
+    _, data = lstm_bench
+    fields = {"cell", "layers", "bidirectional", "batch", "hidden", "steps", "mode", "rnnkit_ms", "rnnkit_min_ms",
+              "torch_ms", "torch_min_ms", "ratio", "gflop", "rnnkit_gflops", "torch_gflops", "peak_gflops",
+              "peak_fraction", "ceiling_gflops", "ceiling_fraction", "turns"}
+    assert all(fields <= set(r) for r in data["results"])
+    stacked = [(r["mode"], r["batch"], r["hidden"]) for r in data["results"] if r["layers"] == 2
+               and r["bidirectional"]]
+    assert stacked == [("train", 2, 4), ("infer", 2, 4)]
+    assert {"format", "threads", "repeats", "machine", "method", "peak_method", "workers"} <= set(data["meta"])
+
+
+def test_the_header_names_the_blas_backend_and_the_peak_as_rnnkit_info_does(lstm_bench, capsys):
+    from conftest import run_cli
+
+    proc, _ = lstm_bench
+    header = proc.stdout.splitlines()
+    backend = [line for line in header if line.startswith("BLAS backend: ")]
+    assert len(backend) == 1 and "NumPy" in backend[0] and any(line.startswith("peak: ") for line in header)
+    assert "lstm×2 bi" in proc.stdout
+    code, out, _ = run_cli(["info"], capsys)
+    assert code == 0 and backend[0] in out.splitlines()
+
+
+def test_bench_help_says_how_it_measures(capsys):
+    from conftest import run_cli
+
+    code, out, _ = run_cli(["bench", "--help"], capsys)
+    flat = " ".join(out.split())
+    assert code == 0 and "its own worker process" in flat and "take turns" in flat and "pinned to --threads" in flat
+    assert "median" in flat and "peak %" in flat
+
+
+def test_without_torch_the_bench_says_so_and_starts_only_an_rnnkit_worker(tmp_path):
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")])}
+    proc, data = _bench(tmp_path, "--cells", "rnn", env=env)
+    assert [line for line in proc.stderr.splitlines() if "torch is not installed" in line]
+    assert set(data["meta"]["workers"]) == {"rnnkit"} and "torch worker" not in proc.stdout
+    assert all(r["torch_ms"] is None and r["ratio"] is None for r in data["results"])
+
+
+def test_alternate_times_each_turn_once_per_round_in_order_in_the_worker(rnnkit_worker):
+    cases = {k: {"cell": cell, "batch": 2, "hidden": 4, "steps": 3, "mode": "train"}
+             for k, cell in (("base", "gru"), ("variant", "lngru"))}
+    samples = list(alternate([(rnnkit_worker, "base"), (rnnkit_worker, "variant")], 2, 1, cases))
+    assert [s["key"] for s in samples] == ["base", "variant"] * 2
+    assert {s["pid"] for s in samples} == {rnnkit_worker.pid} != {os.getpid()}
+
+
+@pytest.mark.skipif(not (CAN_STOP and os.path.exists("/proc/self/stat")), reason="needs SIGSTOP and /proc")
+def test_a_worker_is_stopped_between_its_requests(rnnkit_worker):
+    rnnkit_worker.request("clear")
+    state = Path(f"/proc/{rnnkit_worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    assert state == "T"
+
+
+def test_variants_are_timed_against_their_plain_cell_in_one_rnnkit_worker():
+    meta = {}
+    records = list(bench_variants.run(variants=("lnlstm",), batches=(2,), hiddens=(4,), steps=3, repeats=2,
+                                      threads=1, kernels="numpy", meta=meta))
+    assert [(r["variant"], r["base"], r["mode"]) for r in records] == [("lnlstm", "lstm", "train"),
+                                                                         ("lnlstm", "lstm", "infer")]
+    assert {r["pid"] for r in records} == {meta["workers"]["rnnkit"]} != {os.getpid()}
+    assert all(r["ratio"] == pytest.approx(r["variant_ms"] / r["base_ms"]) for r in records)
+
+
+def _rows(ms: float, ratio: float) -> list[dict]:
+    return [{"cell": "lstm", "batch": 16, "hidden": 256, "steps": 100, "mode": "train", "rnnkit_ms": ms,
+             "ratio": ratio}]
+
+
+def test_bench_compare_prints_each_configuration_before_and_after_with_the_speedup(tmp_path):
+    before, after = tmp_path / "a.json", tmp_path / "b.json"
+    before.write_text(json.dumps({"meta": {}, "results": _rows(60.0, 0.5)}))
+    after.write_text(json.dumps({"meta": {}, "results": _rows(20.0, 1.5)}))
+    table = bench_compare.compare(bench_compare.load(before), bench_compare.load(after), ("v0.1", "now"))
+    assert "| lstm | 16 | 256 | 100 | train | 60.00 (0.50) | 20.00 (1.50) | 3.00× |" in table.splitlines()
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_compare.py"
+    proc = subprocess.run([sys.executable, str(script), str(before), str(after)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "3.00×" in proc.stdout
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "expected JSON"),
+    ('{"results": []}', "non-empty 'results' list"),
+    ('{"results": [{"cell": "lstm"}]}', "row 0 lacks batch"),
+])
+def test_bench_compare_refuses_a_file_that_is_not_a_bench_json_in_one_line(tmp_path, content, message):
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        bench_compare.load(path)
+    assert message in str(info.value) and len(str(info.value).splitlines()) == 1
