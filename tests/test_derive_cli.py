@@ -105,3 +105,40 @@ def test_to_torch_refuses_a_defined_cell_in_one_line():
     with pytest.raises(ConfigError, match="got DefinedRNN") as info:
         to_torch(define.DefinedRNN(3, 4, EXAMPLE))
     assert "\n" not in str(info.value)
+
+
+def test_experiment_compares_a_defined_cell_beside_a_catalogue_cell_under_its_definitions_name(tmp_path, capsys,
+                                                                                               monkeypatch):
+    monkeypatch.setenv("RNNKIT_KERNELS", "numpy")  # the pool's processes: nothing to compile
+    out = tmp_path / "exp"
+    code, stdout, err = run(["experiment", "reber", "--cell", "rnn", "--cell-file", reference("janet"), "--seeds",
+                             "1", "--max-steps", "3", "--jobs", "1", "--out", str(out)], capsys)
+    assert code == 0, err
+    runs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()[1:]]
+    assert sorted(r["cell"] for r in runs) == ["janet", "rnn"]
+    meta = json.loads((out / "runs" / "janet-T0-seed0" / "checkpoint" / "meta.json").read_text())
+    assert meta["model"]["cell"] == "defined" and meta["model"]["definition"]["name"] == "janet"
+    assert "| janet |" in stdout
+
+
+def test_experiment_refuses_a_defined_cell_named_like_a_catalogue_cell(tmp_path, capsys):
+    cell_file = tmp_path / "mine.py"
+    cell_file.write_text('from rnnkit.define import cell\nX = cell("gru", gates="n", states="h", '
+                         'equations="h = tanh(a_n)")\n', encoding="utf-8")
+    code, _, err = run(["experiment", "reber", "--cell-file", f"{cell_file}:X", "--out", str(tmp_path / "e")],
+                       capsys)
+    assert code == 2 and "named 'gru'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "e").exists()
+
+
+def test_search_trains_its_trials_with_a_defined_cell(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("optuna")
+    monkeypatch.setenv("RNNKIT_KERNELS", "numpy")
+    out = tmp_path / "search"
+    code, _, err = run(["search", "reber", "--cell-file", reference("cifg"), "--trials", "1", "--space",
+                        "lr=log(1e-2,1e-1)", "--hidden-size", "4", "--max-steps", "2", "--jobs", "1", "--out",
+                        str(out)], capsys)
+    assert code == 0, err
+    metas = list((out / "trials").glob("*/checkpoint/meta.json"))
+    assert len(metas) == 1
+    assert json.loads(metas[0].read_text())["model"]["definition"]["name"] == "cifg"

@@ -24,6 +24,9 @@ from .options import SCHEDULER, SEED
 @click.option("--length", "lengths", type=click.IntRange(min=1), multiple=True, help="Sequence length(s) T.")
 @click.option("--cell", "cells", type=click.Choice(("rnn-nobptt",) + catalog.names("encoder")), multiple=True,
               help="Cells to compare [experiment's own]; rnn-nobptt = the RNN trained without BPTT, as Elman (1990).")
+@click.option("--cell-file", "cell_files", multiple=True, metavar="FILE.py:NAME",
+              help="A cell defined by its equations (rnnkit.define), compared after the experiment's cells (or "
+                   "--cell's) under its definition's name; may be repeated.")
 @click.option("--time-budget", type=click.FloatRange(min=1),
               help="Seconds of training per run; a run also stops once it succeeds [reber 30, adding 75, copy 60, "
                    "adding1997 60].")
@@ -37,7 +40,7 @@ from .options import SCHEDULER, SEED
                    "'rnnkit[dask]'; the workers need rnnkit installed).")
 @click.option("--report", is_flag=True, help="Only rewrite NAME.md, NAME.json and NAME.png from --out's "
               "results.jsonl (also while its runs go on) and print the table.")
-def experiment(name, out, seeds, lengths, cells, time_budget, max_steps, jobs, scheduler, report):
+def experiment(name, out, seeds, lengths, cells, cell_files, time_budget, max_steps, jobs, scheduler, report):
     """Compare cells on a memory benchmark (several seeds and lengths); write NAME.md and NAME.png to --out.
     Each finished run is appended to results.jsonl; the same command run again continues where it stopped (it
     skips the runs there); another experiment configuration in the same --out is refused."""
@@ -51,10 +54,26 @@ def experiment(name, out, seeds, lengths, cells, time_budget, max_steps, jobs, s
     else:
         rows = run_experiment(name, target, seeds=seeds, lengths=lengths, cells=cells, time_budget=time_budget,
                               max_steps=max_steps, jobs=jobs, scheduler=scheduler,
-                              log=lambda line: click.echo(line, err=True))
+                              log=lambda line: click.echo(line, err=True),
+                              definitions=_defined_cells(cell_files, cells))
     click.echo(markdown(EXPERIMENTS[name], rows))
     click.echo(f"written: {target / (name + '.md')}, {target / (name + '.png')} (from {target / 'results.jsonl'})",
                err=True)
+
+
+def _defined_cells(references, cells) -> dict:
+    """The definitions of --cell-file by their names (the runs' labels); a name that is also a cell compared, or
+    given twice, is a one-line error."""
+    from ..define import load_cell_file
+
+    definitions = {}
+    for reference in references:
+        definition = load_cell_file(reference)
+        if definition.name in (*catalog.names(), "rnn-nobptt", *cells, *definitions):
+            fail(f"--cell-file {reference}: the cell is named {definition.name!r}, which names another cell of the "
+                 "experiment (give the definition another name)")
+        definitions[definition.name] = definition.to_dict()
+    return definitions
 
 
 @click.command()

@@ -36,6 +36,7 @@ from ..tasks.memory import Adding1997Task, AddingTask, CopyTask, ReberTask
 from .executors import open_executor, run_windowed, slots
 from .files import atomic_write, hold_run_directory, make_directory, refuse_link
 from .plotting import pyplot, save_figure
+from .progress import progress
 from .results import NAME as RESULTS
 from .results import ResultsFile, make_header, read_results, run_key
 from .trainer import TrainConfig, Trainer
@@ -119,11 +120,12 @@ EXPERIMENTS = {
 
 
 def run_one(exp: Experiment, label: str, length: int, seed: int, out_dir: Path, time_budget: float,
-            max_steps: int = 0) -> dict:
+            max_steps: int = 0, definition: dict | None = None) -> dict:
     """Train one (cell, length, seed) into ``out_dir/<label>-T<length>-seed<seed>`` with one BLAS thread; its result
-    as a plain dict (``stopped``: what ended it — ``success``, ``steps``, ``time`` or ``epochs``)."""
+    as a plain dict (``stopped``: what ended it — ``success``, ``steps``, ``time`` or ``epochs``). ``definition``:
+    the dict of a defined cell (`rnnkit.define`, ``--cell-file``) that ``label`` names."""
     task = exp.make_task(length, seed)
-    cell, overrides = variant(label)
+    cell, overrides = ("defined", {"definition": definition}) if definition else variant(label)
     config = ModelConfig(task.input_size, task.output_size, tokens=task.tokens, cell=cell,
                          hidden_size=exp.hidden_size, forget_bias=1.0 if cell in ("lstm", "lnlstm") else None,
                          **{**CELL_DEFAULTS.get(cell, {}), **overrides})
@@ -157,10 +159,11 @@ def stopped_by(trainer: Trainer, success: float, max_steps: int, time_budget: fl
 def run_spec(spec: dict) -> dict:
     """`run_one` from a plain dict — what a pool process or a Dask worker receives: the experiment's name (its
     definition is looked up here; its task factory does not pickle), ``cell``, ``length``, ``seed``,
-    ``time_budget``, ``max_steps`` and ``runs_dir`` (where the run's directory goes)."""
+    ``time_budget``, ``max_steps``, ``runs_dir`` (where the run's directory goes) and ``definitions`` (defined
+    cells by label, as text: `rnnkit.define.Definition.to_dict`)."""
     exp = EXPERIMENTS[spec["experiment"]]
     return run_one(exp, spec["cell"], spec["length"], spec["seed"], Path(spec["runs_dir"]), spec["time_budget"],
-                   spec["max_steps"])
+                   spec["max_steps"], spec.get("definitions", {}).get(spec["cell"]))
 
 
 def grid(exp: Experiment, seeds: int, options: dict, runs_dir: Path) -> list[dict]:
@@ -267,13 +270,18 @@ def row_label(r: dict) -> str:
 
 def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=None, cells=None,
                    time_budget: float | None = None, max_steps: int = 0, jobs: int | None = 1,
-                   scheduler: str | None = None, log=print) -> list[dict]:
+                   scheduler: str | None = None, log=print, definitions: dict | None = None) -> list[dict]:
     """Run the grid's runs that ``out_dir/results.jsonl`` does not hold yet, on a Dask cluster (``scheduler``) or
     ``jobs`` local processes; as each finishes, append it there and rewrite the table ``<name>.md``; at the end
-    write ``<name>.md``, ``<name>.json`` and ``<name>.png`` from all the runs in the file. Returns the summary."""
+    write ``<name>.md``, ``<name>.json`` and ``<name>.png`` from all the runs in the file. Returns the summary.
+    ``definitions``: defined cells by label (their dicts), compared after the cells; the results header records
+    them, so a changed definition is another configuration."""
     exp = EXPERIMENTS[name]  # the shared definition stays as it is; overrides make a copy
-    exp = replace(exp, lengths=tuple(lengths) if lengths else exp.lengths, cells=tuple(cells) if cells else exp.cells)
+    cells = (tuple(cells) if cells else exp.cells) + tuple(definitions or ())
+    exp = replace(exp, lengths=tuple(lengths) if lengths else exp.lengths, cells=cells)
     options = {"time_budget": float(time_budget or exp.time_budget), "max_steps": int(max_steps)}
+    if definitions:
+        options["definitions"] = dict(definitions)
     make_directory(out_dir, "the experiment directory")
     with hold_run_directory(out_dir):
         refuse_foreign_reports(name, out_dir)
@@ -285,7 +293,8 @@ def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=N
                 f"running the other {len(todo)}")
         try:
             with open_executor(scheduler, jobs) as executor:
-                for done, (_, r) in enumerate(run_windowed(executor, run_spec, todo, slots(executor)), 1):
+                runs = run_windowed(executor, run_spec, todo, slots(executor))
+                for done, (_, r) in enumerate(progress(runs, total=len(todo), desc=name, unit="run"), 1):
                     results.append(r)
                     atomic_write(out_dir / f"{name}.md", markdown(exp, summarize(exp, list(results.runs.values()))))
                     log(f"{row_label(r):>12} seed {r['seed']}: success {r['success']:.0f}  val loss "
