@@ -231,3 +231,24 @@ def test_a_stop_signal_ignored_when_training_starts_stays_ignored(tmp_path, corp
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
+
+
+def test_taking_the_lock_removes_the_temporaries_a_killed_write_left_and_nothing_else(tmp_path):
+    from rnnkit.training.files import atomic_path, hold_run_directory
+
+    with atomic_path(tmp_path / "loss.png") as tmp:  # the name a real atomic write gives its temporary
+        name = tmp.name
+    left = [tmp_path / name, tmp_path / ".metrics.jsonl.ab_12cd3.tmp.jsonl"]
+    for path in left:
+        path.write_bytes(b"half a picture")
+    kept = [tmp_path / ".notes.tmp", tmp_path / "loss.png.tmp", tmp_path / "results.jsonl"]
+    for path in kept:
+        path.write_text("mine")
+    outside = tmp_path.parent / f"outside-{tmp_path.name}"
+    outside.write_text("not rnnkit's")
+    link = tmp_path / ".loss.png.zz99yy88.tmp.png"
+    link.symlink_to(outside)
+    with hold_run_directory(tmp_path):
+        assert not any(path.exists() for path in left)
+    assert all(path.read_text() == "mine" for path in kept)
+    assert link.is_symlink() and outside.read_text() == "not rnnkit's"

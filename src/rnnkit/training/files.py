@@ -7,7 +7,9 @@ link planted at a predictable name is never followed or overwritten.
 
 `hold_run_directory` locks a run directory for one process (``fcntl.flock`` on ``.rnnkit.lock`` in it): a second
 run on the same directory is refused with the first one's process id instead of mixing their files. The lock file
-is removed (while still locked) when the run ends.
+is removed (while still locked) when the run ends. Taking the lock also removes the temporaries of atomic writes
+that a killed run left in the directory (``.loss.png.x1y2z3ab.tmp.png``): while the lock is held no other rnnkit
+process writes there, so such a file can only be a leftover.
 
 No file rnnkit writes, appends to or locks is opened through a symbolic link: appends and locks go through
 `open_no_link` (``O_NOFOLLOW``, and a regular file only), and `atomic_path` refuses a target that is a link; a link
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -176,7 +179,27 @@ def _acquire(lock: Path, run_dir: str | Path) -> int:
         os.close(fd)
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    remove_stale_temporaries(run_dir)
     return fd
+
+
+#: the name `atomic_path` gives a temporary: ``.`` + the target's name + ``.`` + mkstemp's 8 characters + ``.tmp`` +
+#: the target's suffix
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Remove the temporaries of atomic writes left in ``directory`` by a process killed mid-write (regular files
+    named as `atomic_path` names them; nothing else is touched). Call it only while holding the directory's lock."""
+    removed = []
+    for entry in os.scandir(directory):
+        if _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except OSError:  # gone meanwhile, or a read-only directory: nothing to clean
+                continue
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _open_and_lock(lock: Path, run_dir: str | Path) -> int:
