@@ -16,7 +16,7 @@ from rnnkit.errors import ConfigError
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["01_layer_contract", "02_elman_bptt", "03_vanishing_gradients", "04_lstm_gru", "05_char_lm",
-         "06_crf_attention", "07_new_cells", "lecture_00_framework", "lecture_01_framework",
+         "06_crf_attention", "07_new_cells", "08_defined_cells", "lecture_00_framework", "lecture_01_framework",
          "lecture_02_elman_jordan", "lecture_03_basics", "lecture_04_ner"]
 
 
