@@ -100,14 +100,33 @@ def translate(checkpoint_path, sources, heatmap, beam_size):
         what = "characters" if unit == "chars" else "tokens"
         shown = "".join(unknown) if unit == "chars" else " ".join(unknown)
         fail(f"{what} not in the model's source vocabulary: {shown[:40]!r}")
-    ids, lengths = pad_sequences([src_vocab.encode(t) for t in tokens], dtype=np.int64)
     joiner = "" if unit == "chars" else " "
-    for out in model.translate(ids, lengths):
+    for out in _decoded(model, [src_vocab.encode(t) for t in tokens]):
         click.echo(joiner.join(tgt_vocab.decode(out)))
     if heatmap:
-        predicted, weights = model.greedy(ids[:1], lengths[:1])
+        ids, lengths = pad_sequences([src_vocab.encode(tokens[0])], dtype=np.int64)
+        predicted, weights = model.greedy(ids, lengths)
         plot_attention(weights[0], tokens[0], tgt_vocab.decode(predicted[0]) + ["<eos>"], heatmap)
         click.echo(f"attention heatmap: {heatmap}", err=True)
+
+
+TRANSLATED_AT_ONCE = 32  # sources decoded in one batch; a bar over them on a terminal when there are more
+
+
+def _decoded(model, sources: list[np.ndarray]) -> list[np.ndarray]:
+    """The model's outputs (token ids) for ``sources``, decoded in batches of `TRANSLATED_AT_ONCE` under a bar (each
+    row's decoding is independent of its batch's other rows)."""
+    from ..sequences import pad_sequences
+    from ..training.progress import progress
+
+    outputs = []
+    with progress(total=len(sources), desc="translate", unit="source",
+                  enabled=len(sources) > TRANSLATED_AT_ONCE) as bar:
+        for start in range(0, len(sources), TRANSLATED_AT_ONCE):
+            chunk = sources[start:start + TRANSLATED_AT_ONCE]
+            outputs += model.translate(*pad_sequences(chunk, dtype=np.int64))
+            bar.update(len(chunk))
+    return outputs
 
 
 @click.command()

@@ -48,6 +48,7 @@ def search(ctx, task, trials, space, objective, direction, prune, out, jobs, sch
     """Search hyperparameters of TASK with Optuna: --trials runs of `rnnkit train` with settings drawn from
     --space, the other train flags given here fixed; print a table of the trials and the best as a command line."""
     from ..training.executors import open_executor
+    from ..training.progress import note
     from ..training.search import best_trial, open_study, parse_space, run_search, space_record, summary
 
     if jobs and scheduler:
@@ -70,7 +71,7 @@ def search(ctx, task, trials, space, objective, direction, prune, out, jobs, sch
     study = open_study(target, config)
     base = {"task": task, "fixed": fixed, "objective": objective, "prune": prune}
     with open_executor(scheduler, jobs) as executor:
-        run_search(study, target, trials, dims, base, run_trial, executor, log=lambda s: click.echo(s, err=True))
+        run_search(study, target, trials, dims, base, run_trial, executor, log=note)
     best = best_trial(study)
     text = f"# Search: {task}, {objective} ({direction})\n\n" + summary(study, dims, objective)
     if best is not None:

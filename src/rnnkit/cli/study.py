@@ -45,6 +45,7 @@ def experiment(name, out, seeds, lengths, cells, cell_files, time_budget, max_st
     Each finished run is appended to results.jsonl; the same command run again continues where it stopped (it
     skips the runs there); another experiment configuration in the same --out is refused."""
     from ..training.experiments import EXPERIMENTS, markdown, report_experiment, run_experiment
+    from ..training.progress import note
 
     if jobs and scheduler:
         fail(f"--jobs and --scheduler cannot be combined (the Dask cluster's workers decide, got --jobs {jobs})")
@@ -54,7 +55,7 @@ def experiment(name, out, seeds, lengths, cells, cell_files, time_budget, max_st
     else:
         rows = run_experiment(name, target, seeds=seeds, lengths=lengths, cells=cells, time_budget=time_budget,
                               max_steps=max_steps, jobs=jobs, scheduler=scheduler,
-                              log=lambda line: click.echo(line, err=True),
+                              log=note,
                               definitions=_defined_cells(cell_files, cells))
     click.echo(markdown(EXPERIMENTS[name], rows))
     click.echo(f"written: {target / (name + '.md')}, {target / (name + '.png')} (from {target / 'results.jsonl'})",

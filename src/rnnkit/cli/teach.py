@@ -26,7 +26,7 @@ from ..training.files import atomic_write, make_directory
 from .common import fail, refuse_existing
 from .options import Checked
 
-SECONDS = Checked(click.FLOAT, validate.positive_real, "seconds")
+SECONDS = Checked(click.FLOAT, validate.seconds, "seconds")
 
 
 def _read(path: Path) -> str:
@@ -120,8 +120,10 @@ def grade_command(notebooks, timeout):
 
     What it does not: it is not a security sandbox. The submission runs with your rights and can read, change or
     delete your files and use the network; grade code you do not trust in a container or virtual machine."""
+    from ..training.progress import note, progress
+
     failed = 0
-    for name in notebooks:
+    for name in progress(notebooks, desc="grade", unit="notebook"):
         path = Path(name)
         text = _read(path)
         if path.suffix == ".ipynb":
@@ -134,8 +136,8 @@ def grade_command(notebooks, timeout):
             fail(f"{name!r} is not a notebook (expected a .ipynb or a jupytext percent-format .py with '# %%' cells)")
         results = grade(text, timeout)
         if not results:
-            click.echo(f"{name}: no graded exercises")
+            note(f"{name}: no graded exercises", err=False)
         for result in results:
             failed += not result.passed
-            click.echo(f"{name}: {result.name:<20} {'PASS' if result.passed else 'FAIL'}  {result.message}")
+            note(f"{name}: {result.name:<20} {'PASS' if result.passed else 'FAIL'}  {result.message}", err=False)
     sys.exit(1 if failed else 0)

@@ -20,6 +20,6 @@ def progress(iterable=None, total: float | None = None, desc: str | None = None,
                 dynamic_ncols=True, leave=False, **options)
 
 
-def note(message: str) -> None:
-    """Print ``message`` on standard error above any bar being shown."""
-    tqdm.write(message, file=sys.stderr)
+def note(message: str, err: bool = True) -> None:
+    """Print ``message`` on standard error (``err=False``: standard output) above any bar being shown."""
+    tqdm.write(message, file=sys.stderr if err else sys.stdout)

@@ -260,17 +260,27 @@ def objective_value(metrics: dict, name: str) -> float:
 def run_search(study, out_dir: Path, trials: int, dims: list[Dimension], base: dict,
                run_trial: Callable[[dict], dict], executor, log=print) -> None:
     """Ask, run and tell trials until the study holds ``trials``: at most as many at once as ``executor`` runs
-    (`rnnkit.training.executors.slots`); ``run_trial`` is a module-level function of a spec (it pickles)."""
+    (`rnnkit.training.executors.slots`); ``run_trial`` is a module-level function of a spec (it pickles). A bar
+    over the study's trials on a terminal (``log`` lines are best printed through `progress.note`)."""
     from .executors import run_windowed, slots
+    from .progress import progress
 
     asked: dict = {}
     specs = trial_specs(study, out_dir, trials, dims, base, asked)
-    for spec, result in run_windowed(executor, run_trial, specs, slots(executor)):
-        tell(study, asked.pop(spec["trial"]), result)
-        shown = ", ".join(f"{k} {format_value(v)}" for k, v in spec["params"].items())
-        outcome = f"{base['objective']} {result['value']:.4f}" if result["state"] == "complete" else \
-            f"pruned at update {result['steps']}" if result["state"] == "pruned" else f"failed: {result['error']}"
-        log(f"trial {spec['trial']}: {shown}: {outcome}")
+    bar = progress(total=trials, initial=min(counted_trials(study), trials), desc="search", unit="trial")
+    with bar:  # the study's trials, those of other processes on it included at the start
+        for spec, result in run_windowed(executor, run_trial, specs, slots(executor)):
+            tell(study, asked.pop(spec["trial"]), result)
+            bar.update(1)
+            log(f"trial {spec['trial']}: {trial_outcome(spec, result, base['objective'])}")
+
+
+def trial_outcome(spec: dict, result: dict, objective: str) -> str:
+    """``lr 0.003, hidden_size 64: val_loss 1.2345``, ``…: pruned at update 200`` or ``…: failed: why``."""
+    shown = ", ".join(f"{k} {format_value(v)}" for k, v in spec["params"].items())
+    outcome = f"{objective} {result['value']:.4f}" if result["state"] == "complete" else \
+        f"pruned at update {result['steps']}" if result["state"] == "pruned" else f"failed: {result['error']}"
+    return f"{shown}: {outcome}"
 
 
 def format_value(value) -> str:
