@@ -19,6 +19,8 @@ REPORT = os.environ.get("RNNKIT_FUZZ_REPORT")
 RANDOM = os.environ.get("RNNKIT_FUZZ_RANDOM") == "1"  # explore beyond the fixed examples of the normal run
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM, database=None,
                 suppress_health_check=list(HealthCheck))
+FEW = settings(FUZZ, max_examples=max(3, EXAMPLES // 5))  # whole models, fit: slower examples, fewer of them
+FEWEST = settings(FUZZ, max_examples=max(2, EXAMPLES // 10))  # a command run each
 
 MAX_SIZE, MAX_COUNT = 2**31 - 1, 1024  # the largest size and repetition count a layer option may have
 CATEGORIES = ("constructor args", "input shapes", "dtypes", "non-finite values", "lengths/masks/indices",
@@ -54,6 +56,23 @@ def verdict(category: str, valid: bool, call, names: tuple[str, ...], check=None
                 problem = f"wrong result: {str(e).splitlines()[0] if str(e) else ''}"
     COUNTS[category]["tried"] += 1
     COUNTS[category]["invalid"] += not valid
+    COUNTS[category]["broke" if problem else "held"] += 1
+    if problem:
+        BREAKS[category].append(f"{what}: {problem}")
+        if not COLLECT:
+            pytest.fail(f"[{category}] {what}: {problem}")
+
+
+def cli_verdict(category: str, code, err: str, what: str, verdicts: tuple = (0,)) -> None:
+    """Count one command run: held if it exited with one of ``verdicts`` (0; 1 too for a command whose 1 is a
+    verdict), or 2 with its last stderr line ``rnnkit: error: ...`` and no other error line or traceback; an exit 2
+    counts as invalid input refused."""
+    lines = err.strip().splitlines()
+    refused = code == 2 and bool(lines) and lines[-1].startswith("rnnkit: error: ") and "Traceback" not in err \
+        and sum("error" in line for line in lines if not line.startswith("rnnkit: training")) == 1
+    problem = None if code in verdicts or refused else f"exit {code}: {(lines or [''])[-1][:200]}"
+    COUNTS[category]["tried"] += 1
+    COUNTS[category]["invalid"] += code == 2
     COUNTS[category]["broke" if problem else "held"] += 1
     if problem:
         BREAKS[category].append(f"{what}: {problem}")

@@ -74,7 +74,7 @@ def test_an_infinite_loop_in_an_exercise_fails_as_timed_out(tmp_path, capsys):
     assert code == 1 and "FAIL" in out and "timed out after 3 s" in out
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e308", "soon"])
 def test_a_timeout_that_is_not_a_finite_positive_number_is_refused_in_one_line(value, tmp_path, capsys):
     code, _, err = run_cli(["teach", "grade", "--timeout", value, submission(tmp_path, WRONG_LINEAR)], capsys)
     assert code == 2 and err.startswith("rnnkit: error:") and "--timeout" in err and err.count("\n") == 1

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import teaching_gru
+from . import teaching_gru, validate
 from .errors import ConfigError
 from .teaching_child import call_exercise, decode, encode
 
@@ -422,6 +422,7 @@ def grade(text: str, timeout: float = DEFAULT_TIMEOUT) -> list[Grade]:
     values are computed here and the process only returns the functions' results (JSON), so a submission cannot
     change a verdict by replacing rnnkit's code. A cell that fails to run fails the exercises it defines; a
     process that exits, hangs past ``timeout`` seconds or answers garbage is one failed grade, ``submission``."""
+    timeout = validate.seconds(timeout)
     sources = exercise_cells(text)
     if not sources:
         return []

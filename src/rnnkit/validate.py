@@ -8,6 +8,7 @@ The command line's option types (`rnnkit.cli.options.checked`) call these same f
 * `temperature`: a finite number > 0 (sampling divides the logits by it);
 * `tolerance`: a finite number > 0 (a check against ``inf`` passes everything, against ``nan`` or ≤ 0 nothing);
 * `step_size`: a finite number > 0 (a finite-difference step);
+* `seconds`: a wait in (0, `MAX_SECONDS`] (a longer one overflows the system's timers);
 * `count`: an integer in [low, high] where ``high`` says how many can be used (a beam width, a sample length);
 * `probability`: a rate in [0, 1) (dropout, zoneout); a list is not a rate;
 * `scheduler_address`: ``tcp://HOST:PORT`` (checked before anything is written);
@@ -27,6 +28,8 @@ MAX_SEED = 2**63 - 1
 MAX_BEAM = 1000
 #: the most characters ``rnnkit sample`` draws in one call (one model step each)
 MAX_SAMPLE_LENGTH = 10_000_000
+#: the longest wait a timeout may ask for: a day
+MAX_SECONDS = 86_400.0
 
 
 def seed(value, name: str = "seed") -> int:
@@ -47,6 +50,14 @@ def tolerance(value, name: str = "tolerance") -> float:
 def step_size(value, name: str = "eps") -> float:
     """A finite-difference step: a finite number > 0."""
     return positive_real(value, name)
+
+
+def seconds(value, name: str = "timeout") -> float:
+    """A wait in seconds: a finite number in (0, `MAX_SECONDS`]."""
+    checked = positive_real(value, name)
+    if checked > MAX_SECONDS:
+        raise ConfigError(f"{name} must be at most {MAX_SECONDS:g} seconds, got {value}")
+    return checked
 
 
 def positive_real(value, name: str) -> float:
@@ -103,5 +114,6 @@ def parameters_fit(elements: int, dtype, what: str) -> None:
     fits_in_memory(elements, itemsize, what, copies=2 + 8 / itemsize)
 
 
-__all__ = ["MAX_BEAM", "MAX_SAMPLE_LENGTH", "MAX_SEED", "count", "fits_in_memory", "parameters_fit", "positive_real",
-           "probability", "scheduler_address", "seed", "step_size", "temperature", "tolerance"]
+__all__ = ["MAX_BEAM", "MAX_SAMPLE_LENGTH", "MAX_SECONDS", "MAX_SEED", "count", "fits_in_memory", "parameters_fit",
+           "positive_real", "probability", "scheduler_address", "seconds", "seed", "step_size", "temperature",
+           "tolerance"]
