@@ -105,13 +105,3 @@ def per_gate(p, num_gates: int, init, **kwargs):
         init(block, **kwargs)
     return p
 
-
-INITIALIZERS = {
-    "default": None,
-    "xavier": xavier_uniform,
-    "xavier_normal": xavier_normal,
-    "he": he_uniform,
-    "he_normal": he_normal,
-    "orthogonal": orthogonal,
-    "identity": identity,
-}

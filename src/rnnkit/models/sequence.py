@@ -28,7 +28,7 @@ from ..layers import Dropout, Embedding, Linear, OneHot
 from ..losses import LOSSES
 from ..module import Module, as_rng, check_dtype, no_grad
 from ..recurrent import Jordan, catalog
-from .configs import JSONConfig, check_option_ranges, field_names, flag, option, option_fields
+from .configs import JSONConfig, check_option_ranges, flag, option, option_fields
 
 # Derived from the cell catalogue (`rnnkit.recurrent.catalog`): each fact is declared once, on the layer class.
 #: cell name → recurrent layer class (a layer runs a cell over time; these are not cells)
@@ -162,12 +162,6 @@ class ModelConfig(JSONConfig):
             zoneout = (self.zoneout, self.zoneout_cell)
         return {"dropout_input": self.dropout_input, "dropout_recurrent": self.dropout_recurrent,
                 "zoneout": zoneout, "weight_drop": self.weight_drop}
-
-
-def model_options(config_cls, values: dict) -> dict:
-    """The entries of ``values`` that are fields of ``config_cls``."""
-    names = field_names(config_cls)
-    return {k: v for k, v in values.items() if k in names}
 
 
 class SequenceModel(Module):

@@ -157,5 +157,4 @@ class Jordan(RecurrentLayer):
                          bidirectional=bidirectional, stateful=stateful, dtype=dtype, rng=rng,
                          return_state=return_state,
                          output_size=output_size, output_activation=output_activation, state_decay=state_decay)
-        self.output_size_per_direction = output_size
         self.output_activation, self.state_decay = output_activation, state_decay

@@ -115,6 +115,33 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return view
 
 
+def check_state_parts(state, names: tuple[str, ...], sizes: tuple[int, ...], lead: tuple[int, ...], dtype,
+                      what: str, gradient: bool) -> tuple:
+    """The components of a state (a tuple, or one array for a one-component state) each of shape ``lead`` + (S,)
+    in ``dtype``; for a ``gradient`` a component may be None. One-line `ShapeError`s naming ``what`` and the
+    component (the one check of a state, for the layers and the step cells)."""
+    n = len(sizes)
+    if n > 1 and not isinstance(state, (tuple, list)):
+        raise ShapeError(f"{what} must be a tuple of {n} arrays {names}, got {type(state).__name__}")
+    parts = (state,) if n == 1 else tuple(state)
+    if len(parts) != n:
+        raise ShapeError(f"{what} must have {n} components {names}, got {len(parts)}")
+    checked = []
+    for name, part, size in zip(names, parts, sizes):
+        want = lead + (size,)
+        if part is None and gradient:
+            checked.append(None)
+            continue
+        if gradient:
+            part = check_float_grad(part, f"{what} {name}", dtype, want)
+        else:
+            part = check_float_array(part, f"{what} {name}", dtype, (len(want),))
+        if part.shape != want:
+            raise ShapeError(f"{what} {name} must have shape {want}, got {part.shape}")
+        checked.append(part.astype(dtype, copy=False))
+    return tuple(checked)
+
+
 class RecurrentLayer(Module):
     """Base for RNN, LSTM, GRU...: subclasses set ``cell_class`` and may pass extra cell options."""
 
@@ -237,29 +264,11 @@ class RecurrentLayer(Module):
     def _check_state(self, state, batch: int, unbatched: bool, what: str = "initial state") -> tuple:
         """The components of a state (``what`` = "initial state") or of a state's gradient (``what`` names it;
         a component may then be None) as (D·L, B, S) arrays in the layer's dtype; one-line errors naming them."""
-        gradient = what != "initial state"
-        n = len(self.state_sizes)
-        if n > 1 and not isinstance(state, (tuple, list)):
-            raise ShapeError(f"{what} must be a tuple of {n} arrays {self.cell_class.state_names}, got "
-                             f"{type(state).__name__}")
-        parts = self._from_public(state)
-        if len(parts) != n:
-            raise ShapeError(f"{what} must have {n} components {self.cell_class.state_names}, got {len(parts)}")
-        checked = []
         rows = self.num_directions * self.num_layers
-        for name, part, size in zip(self.cell_class.state_names, parts, self.state_sizes):
-            want = (rows, size) if unbatched else (rows, batch, size)
-            if part is None and gradient:
-                checked.append(None)
-                continue
-            if gradient:
-                part = check_float_grad(part, f"{what} {name}", self.dtype, want)
-            else:
-                part = check_float_array(part, f"{what} {name}", self.dtype, (len(want),))
-            if part.shape != want:
-                raise ShapeError(f"{what} {name} must have shape {want}, got {part.shape}")
-            checked.append(part[:, None] if unbatched else part)
-        return tuple(checked)
+        lead = (rows,) if unbatched else (rows, batch)
+        checked = check_state_parts(state, self.cell_class.state_names, self.state_sizes, lead, self.dtype, what,
+                                    gradient=what != "initial state")
+        return tuple(p[:, None] if unbatched and p is not None else p for p in checked)
 
     # -- forward --------------------------------------------------------------------------------------
     def forward(self, x: np.ndarray, state0=None, lengths=None):

@@ -23,12 +23,12 @@ from ..module import (
     check_bool,
     check_dtype,
     check_float_array,
-    check_float_grad,
     check_positive_int,
     in_dtype_of,
 )
 from .cell import Cell
 from .gru import GRUStep
+from .layer import check_state_parts
 from .lstm import LSTMStep
 from .rnn import ElmanStep
 from .runner import Recurrence
@@ -59,28 +59,12 @@ class StepCell(Module):
     def _check_state(self, state, batch: int, unbatched: bool, what: str = "state") -> tuple:
         """The components of the state (or, ``what`` naming it, of its gradient, where a component may be None) as
         (B, S) arrays in the cell's dtype; one-line errors naming them."""
-        sizes, names = self.cell.state_sizes, self.cell.state_names
-        gradient = what != "state"
+        sizes, gradient = self.cell.state_sizes, what != "state"
         if state is None and not gradient:
             return tuple(np.zeros((batch, s), self.dtype) for s in sizes)
-        if len(sizes) > 1 and not isinstance(state, (tuple, list)):
-            raise ShapeError(f"{what} must be a tuple of {len(sizes)} arrays {names}, got {type(state).__name__}")
-        parts = (state,) if len(sizes) == 1 else tuple(state)
-        if len(parts) != len(sizes):
-            raise ShapeError(f"{what} must have {len(sizes)} components {names}, got {len(parts)}")
-        checked = []
-        for name, part, size in zip(names, parts, sizes):
-            want = (size,) if unbatched else (batch, size)
-            if part is None and gradient:
-                checked.append(None)
-                continue
-            if gradient:
-                part = check_float_grad(part, f"{what} {name}", self.dtype, want)
-            elif check_float_array(part, f"{what} {name}", self.dtype, (len(want),)).shape != want:
-                raise ShapeError(f"{what} {name} must have shape {want}, got {part.shape}")
-            part = part.astype(self.dtype, copy=False)
-            checked.append(part[None] if unbatched else part)
-        return tuple(checked)
+        checked = check_state_parts(state, self.cell.state_names, sizes, () if unbatched else (batch,), self.dtype,
+                                    what, gradient)
+        return tuple(p[None] if unbatched and p is not None else p for p in checked)
 
     def forward(self, x, state=None):
         """x (B, I) or (I,) and the state, of any real floating dtype (computed in the cell's) → the new state."""
@@ -117,10 +101,6 @@ class StepCell(Module):
         if unbatched:
             dx, dprev = dx[0], tuple(d[0] for d in dprev)
         return in_dtype_of(dx, dtypes[0]), self._public(tuple(in_dtype_of(d, dtypes[1]) for d in dprev))
-
-    def reset_cache(self) -> None:
-        """Drop the saved steps (for example after a forward-only loop run outside ``rnnkit.no_grad()``)."""
-        self.discard_saved()
 
 
 class RNNCell(StepCell):
