@@ -19,8 +19,8 @@ REPORT = os.environ.get("RNNKIT_FUZZ_REPORT")
 RANDOM = os.environ.get("RNNKIT_FUZZ_RANDOM") == "1"  # explore beyond the fixed examples of the normal run
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM, database=None,
                 suppress_health_check=list(HealthCheck))
-FEW = settings(FUZZ, max_examples=max(3, EXAMPLES // 5))  # whole models, fit: slower examples, fewer of them
-FEWEST = settings(FUZZ, max_examples=max(2, EXAMPLES // 10))  # a command run each
+FEW = settings(FUZZ, max_examples=max(3, EXAMPLES // 10))  # whole models, fit: slower examples, fewer of them
+FEWEST = settings(FUZZ, max_examples=max(2, EXAMPLES // 25))  # a command run each
 
 MAX_SIZE, MAX_COUNT = 2**31 - 1, 1024  # the largest size and repetition count a layer option may have
 CATEGORIES = ("constructor args", "input shapes", "dtypes", "non-finite values", "lengths/masks/indices",

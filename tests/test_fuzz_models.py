@@ -56,8 +56,8 @@ def build(name: str, **changes):
 
 def model_smoke(name: str, model) -> None:
     """A valid forward and backward of a freshly built model: finite outputs of the documented shape."""
-    ids = np.array([[1, 2, 3], [4, 1, 0]])
-    lengths = np.array([3, 2])
+    vocab = model.config.source_vocab_size if name == "Seq2Seq" else model.config.vocab_size
+    ids, lengths = np.array([[1, 2, 3], [4, 1, 0]]) % vocab, np.array([3, 2])  # ids within a drawn vocabulary
     if name == "Seq2Seq":
         out = model.forward(ids, lengths, np.array([[1, 2], [2, 3]]))
         assert out.shape == (2, 2, model.config.target_vocab_size), f"logits of shape {out.shape}"
@@ -100,10 +100,8 @@ def model_input(draw, name: str) -> tuple[dict, bool, str]:
                                  "list", "string", "none"]), label="change")
     good = args[key]
     bad = good.copy()
-    if kind in ("too high", "negative"):
-        bad[0, -1 if key != "lengths" else 0] = {"too high": high if key != "lengths" else 4, "negative": -1}[kind]
-        if key == "lengths":
-            bad = bad.ravel()[:2] if bad.ndim > 1 else bad
+    if kind in ("too high", "negative"):  # one id past the vocabulary, or a length past the 3 steps
+        bad[(0, -1) if key != "lengths" else 0] = {"too high": high if key != "lengths" else 4, "negative": -1}[kind]
     changed = {"float": good.astype(float), "nan": np.where(good == good.flat[0], np.nan, good),
                "bool": good > 0, "3-D": good[..., None], "empty batch": good[:0], "list": good.tolist(),
                "string": "12", "none": None, "valid": good}.get(kind, bad)
