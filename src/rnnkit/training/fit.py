@@ -298,6 +298,7 @@ def fit(model, inputs, targets=None, *, lengths=None, mask=None, val=None, epoch
     check_bool("shuffle", shuffle)
     check_bool("progress", progress)
     k1, k2 = check_int("k1", k1, 0), check_int("k2", k2, 0)  # used below, before TrainConfig checks them
+    epochs = check_positive_int("epochs", epochs)  # TrainConfig checks its range, not that it is an integer
     if hasattr(inputs, "batches"):
         task = inputs
         loss = loss or task.loss or "ce"
