@@ -157,7 +157,9 @@ def test_loss_inputs_of_the_wrong_shape_dtype_or_with_nan_are_refused_by_name(da
     mask = np.ones(pred.shape[:-1] if kind == "classes" else pred.shape, bool)
     value = {"prediction": pred, "target": target, "mask": mask}[which]
     # non-finite predictions pass (the trainer's non-finite check sees the loss); targets and masks must be finite
-    valid = change == "valid" or (change in ("nan", "inf") and which == "prediction") or (
+    # (probabilities must lie in [0, 1]: an infinite one is refused)
+    non_finite_ok = change == "nan" or (change == "inf" and name != "BCELoss")
+    valid = change == "valid" or (which == "prediction" and non_finite_ok) or (
         change == "int" and which != "prediction") or (change == "list" and which == "mask")
     if change in ("nan", "inf"):
         value = value.astype(float)
