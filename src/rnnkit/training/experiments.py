@@ -274,6 +274,8 @@ def run_experiment(name: str, out_dir: Path, seeds: int | None = None, lengths=N
     """Run the grid's runs that ``out_dir/results.jsonl`` does not hold yet, on a Dask cluster (``scheduler``) or
     ``jobs`` local processes; as each finishes, append it there and rewrite the table ``<name>.md``; at the end
     write ``<name>.md``, ``<name>.json`` and ``<name>.png`` from all the runs in the file. Returns the summary.
+    A bar counts the runs on a terminal; ``log`` prints a line per finished run (`rnnkit.training.progress.note`
+    keeps it above the bar).
     ``definitions``: defined cells by label (their dicts), compared after the cells; the results header records
     them, so a changed definition is another configuration."""
     exp = EXPERIMENTS[name]  # the shared definition stays as it is; overrides make a copy
