@@ -68,3 +68,11 @@ def test_an_rhn_step_class_refuses_the_other_coupling():
 def test_the_gru_folds_the_hidden_bias_into_the_projection_only_with_the_reset_before_the_matmul():
     assert GRUStep(3, 4, reset_after=False).fold_hidden_bias
     assert not GRUStep(3, 4, reset_after=True).fold_hidden_bias
+
+
+def test_a_gated_cell_without_gate_names_reports_no_gate_activations():
+    from rnnkit.recurrent import RNN
+
+    layer = RNN(3, 4, dtype=np.float64, rng=0)
+    layer.forward(np.zeros((2, 5, 3)))
+    assert layer.trace(layer=0).gates == {}

@@ -48,6 +48,18 @@ def no_grad():
         _grad_enabled = previous
 
 
+@contextmanager
+def inference(model):
+    """Evaluation mode and `no_grad` for the block (dropout off, nothing saved); the previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
 def is_grad_enabled() -> bool:
     """False inside `no_grad`: a forward saves nothing, and a backward has nothing to use."""
     return _grad_enabled

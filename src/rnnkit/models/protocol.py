@@ -7,12 +7,11 @@ validation `evaluate` plus the task's own ``metrics``.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..module import Parameter, no_grad
+from ..module import Parameter, inference  # noqa: F401 - inference: re-exported, its callers import it here
 
 
 @runtime_checkable
@@ -103,13 +102,3 @@ def batched(ids, lengths, what: str = "ids"):
     return ids, lengths, unbatched
 
 
-@contextmanager
-def inference(model):
-    """Evaluation mode and `no_grad` for the block (dropout off, nothing saved); the previous mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            yield model
-    finally:
-        model.train(was_training)

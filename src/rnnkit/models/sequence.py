@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..layers import Dropout, Embedding, Linear, OneHot
 from ..losses import LOSSES
-from ..module import Module, as_rng, check_dtype, no_grad
+from ..module import Module, as_rng, check_dtype, inference
 from ..recurrent import Jordan, catalog
 from .configs import JSONConfig, check_option_ranges, flag, option, option_fields
 
@@ -264,14 +264,10 @@ class SequenceModel(Module):
         read in windows of ``eval_chunk`` steps with the state carried across."""
         total, count = 0.0, 0.0
         summed = LOSSES[self._objective_name()](reduction="sum")
-        self.eval()
-        try:
-            with no_grad():
-                for batch in task.val:
-                    t, c = self._batch_loss(batch, summed)
-                    total, count = total + t, count + c
-        finally:
-            self.train()
+        with inference(self):
+            for batch in task.val:
+                t, c = self._batch_loss(batch, summed)
+                total, count = total + t, count + c
         return {"val_loss": total / max(count, 1.0)}
 
     def _batch_loss(self, batch, summed) -> tuple[float, float]:

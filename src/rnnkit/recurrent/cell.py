@@ -191,7 +191,33 @@ class WithoutRecurrentMasks:
         raise NotImplementedError(masks_not_implemented(self, state_mask is not None, weight_mask is not None))
 
 
-class GatedCell(Cell):
+class CompiledSequenceLoop:
+    """Mixin of `Cell`'s whole-sequence methods for a cell family with a kernel module on the one loop skeleton
+    (`rnnkit.kernels.sequence_loop`): the cell names its compiled entries and their params, the mixin calls them."""
+
+    def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
+                         reverse: bool) -> None:
+        """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
+        `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`)."""
+        loop, params = self.compiled_loop(ws)
+        loop(params, xp, tuple(states), counts, reverse)
+
+    def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
+                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray) -> None:
+        """The backward loop of `Recurrence.backward` in one compiled call (`compiled_loop_backward`)."""
+        loop, params = self.compiled_loop_backward(ws)
+        loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp)
+
+    def compiled_loop(self, ws: Workspace) -> tuple:  # pragma: no cover - only cells that run whole sequences
+        """(the family's compiled forward loop, e.g. `rnnkit.kernels.lstm.lstm_sequence_forward`, its params)."""
+        raise NotImplementedError
+
+    def compiled_loop_backward(self, ws: Workspace) -> tuple:  # pragma: no cover - only whole-sequence cells
+        """(the family's compiled backward loop, its params)."""
+        raise NotImplementedError
+
+
+class GatedCell(CompiledSequenceLoop, Cell):
     """The fused-gate base of `Cell`: the W_ih/W_hh/b layout, the input projection, the weight-gradient GEMMs,
     recurrent dropout / weight drop masks and the whole-sequence hooks. Subclasses write ``step``/``step_backward``
     (and ``allocate`` for their per-step arrays)."""
@@ -251,8 +277,9 @@ class GatedCell(Cell):
         return self.num_gates * self.hidden_size
 
     def gate_activations(self, ws: Workspace) -> dict[str, np.ndarray]:
-        """The activated gates of a call by name, each (T, B, H); default: the blocks of ``ws.gates``."""
-        return gate_blocks(ws.gates, self.gate_names, self.hidden_size)
+        """The activated gates of a call by name, each (T, B, H); default: the blocks of ``ws.gates`` (a cell
+        without gate names, as the RNN, keeps no ``ws.gates``)."""
+        return gate_blocks(ws.gates, self.gate_names, self.hidden_size) if self.gate_names else {}
 
     # -- whole-sequence work (outside the time loop) --------------------------------------------------
     def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
@@ -352,23 +379,3 @@ class GatedCell(Cell):
         the two methods below instead of its Python loop (calls with per-step masks stay in the Python loop)."""
         return bool(type(self).__dict__.get("whole_sequence", False)) and kernels.active() is not None
 
-    def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
-                         reverse: bool) -> None:
-        """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
-        `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`)."""
-        loop, params = self.compiled_loop(ws)
-        loop(params, xp, tuple(states), counts, reverse)
-
-    def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
-                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray) -> None:
-        """The backward loop of `Recurrence.backward` in one compiled call (`compiled_loop_backward`)."""
-        loop, params = self.compiled_loop_backward(ws)
-        loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp)
-
-    def compiled_loop(self, ws: Workspace) -> tuple:  # pragma: no cover - only cells that run whole sequences
-        """(the family's compiled forward loop, e.g. `rnnkit.kernels.lstm.lstm_sequence_forward`, its params)."""
-        raise NotImplementedError
-
-    def compiled_loop_backward(self, ws: Workspace) -> tuple:  # pragma: no cover - only whole-sequence cells
-        """(the family's compiled backward loop, its params)."""
-        raise NotImplementedError

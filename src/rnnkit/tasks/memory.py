@@ -24,20 +24,15 @@ import numpy as np
 
 from ..activations import sigmoid
 from ..errors import DataError
-from ..module import no_grad
+from ..module import inference
 from .base import Batch, GeneratedTask, TaskBase
 
 
 def outputs(model, batch: Batch) -> np.ndarray:
     """The model's outputs (B, T, O) for a validation batch, in evaluation mode and without saving anything."""
     x = batch.x.astype(model.dtype) if batch.x.dtype.kind == "f" else batch.x
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            out, _ = model.forward(x, lengths=batch.lengths)
-    finally:
-        model.train(was_training)
+    with inference(model):
+        out, _ = model.forward(x, lengths=batch.lengths)
     return out
 
 
