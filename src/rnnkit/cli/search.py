@@ -15,14 +15,14 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, RnnkitError, TrainingInterrupted
-from ..models.configs import flag
+from ..models.configs import fields_of, flag
 from ..tasks.registry import TASKS
 from ..training.data import DataConfig
 from ..training.files import atomic_write, make_directory, refuse_link
 from ..training.trainer import TrainConfig
 from .common import fail
 from .options import SCHEDULER, click_type, field_type, given, option_table, with_options
-from .train import Run, build_trainer, pick, resolve
+from .train import Run, build_trainer, resolve
 
 
 @click.command()
@@ -134,8 +134,8 @@ def check_trials_apply(task: str, out: Path, fixed: dict, dims) -> None:
         if cell is not None:
             explicit["cell"] = cell
         settings = resolve(Run(task, out), explicit)
-        DataConfig(**pick(DataConfig, settings))
-        TrainConfig(**pick(TrainConfig, settings))
+        DataConfig(**fields_of(DataConfig, settings))
+        TrainConfig(**fields_of(TrainConfig, settings))
 
 
 def run_trial(spec: dict) -> dict:

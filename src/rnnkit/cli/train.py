@@ -18,7 +18,7 @@ from click.core import ParameterSource
 
 from ..define.files import with_cell_file
 from ..errors import ConfigError
-from ..models.configs import field_names, flag
+from ..models.configs import field_names, fields_of, flag
 from ..models.registry import (
     build_model,
     check_description,
@@ -100,8 +100,8 @@ def build_trainer(run: Run, explicit: dict) -> Trainer:
     """The `Trainer` of ``run`` with its task and model, from the settings ``explicit`` gives (by field name) and
     the defaults (`resolve`); `rnnkit search` builds each trial with it."""
     settings = resolve(run, explicit)
-    data = DataConfig(**pick(DataConfig, settings))
-    train_config = TrainConfig(**pick(TrainConfig, settings))
+    data = DataConfig(**fields_of(DataConfig, settings))
+    train_config = TrainConfig(**fields_of(TrainConfig, settings))
     the_task = make_task(run.task, data, seed=train_config.seed, dtype=settings.get("dtype", "float32"),
                          meta=run.meta)
     model = make_model(run, the_task, settings, train_config.seed)
@@ -222,7 +222,7 @@ def check_applicable(task: str, cell: str, explicit: dict) -> None:
 def from_checkpoint(meta: dict, explicit: dict, allow_other_data: bool = False) -> dict:
     """The settings a resumed run keeps from its checkpoint (its data files by their absolute paths); a model or
     data flag that differs is an error (a data file only without ``allow_other_data``)."""
-    kept = {**meta["model"], **{k: v for k, v in meta["task"].items() if k in field_names(DataConfig)},
+    kept = {**meta["model"], **fields_of(DataConfig, meta["task"]),
             **stored_data_paths(meta["task"])}
     conflicts = sorted(k for k in explicit if k in kept and not _same_setting(k, kept[k], explicit[k])
                        and not (allow_other_data and k in DATA_FILES))
@@ -248,12 +248,6 @@ def _same_setting(name: str, kept, given) -> bool:
     if name in DATA_FILES and isinstance(kept, str) and isinstance(given, str):
         return Path(kept).resolve() == Path(given).resolve()
     return kept == given
-
-
-def pick(cls, settings: dict) -> dict:
-    """The settings that are fields of ``cls``."""
-    names = field_names(cls)
-    return {k: v for k, v in settings.items() if k in names}
 
 
 def make_model(run: Run, task, settings: dict, seed: int):

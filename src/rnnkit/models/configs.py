@@ -52,6 +52,12 @@ def field_names(cls) -> set[str]:
     return {f.name for f in fields(cls)}
 
 
+def fields_of(cls, values: dict) -> dict:
+    """The entries of ``values`` that are fields of the dataclass ``cls`` (the one place this filter is written)."""
+    names = field_names(cls)
+    return {k: v for k, v in values.items() if k in names}
+
+
 def flag(name: str) -> str:
     """The command-line spelling of a field name: ``hidden_size`` → ``--hidden-size``."""
     return "--" + name.replace("_", "-")

@@ -54,12 +54,12 @@ def check_description(meta: dict) -> None:
     as long as the model's sizes; a tagger's tag names equal to its labels); the random generator states."""
     from ..training.data import DataConfig
     from ..training.trainer import TrainConfig
-    from .configs import check_option_ranges, check_value, field_names
+    from .configs import check_option_ranges, check_value, fields_of
 
     config_cls, _ = model_classes(kind_of(meta))
     config = config_cls.from_dict(meta.get("model"))
     task = _check_task(meta.get("task"))
-    DataConfig.from_dict({k: v for k, v in task.items() if k in field_names(DataConfig)})
+    DataConfig.from_dict(fields_of(DataConfig, task))
     train = meta.get("train")
     if not isinstance(train, dict):
         raise CheckpointError(f"checkpoint training settings must be an object, got {type(train).__name__}")
@@ -208,11 +208,10 @@ def check_state(model, state: dict) -> None:
 def build_model(task, options: dict, rng=None):
     """The model ``task`` needs (its ``model_kind``), configured by the entries of ``options`` that are fields of
     that kind's config (the task supplies the sizes)."""
-    from .configs import field_names
+    from .configs import fields_of
 
     config_cls, model_cls = model_classes(task.model_kind)
-    names = field_names(config_cls)
-    config = config_cls.for_task(task, **{k: v for k, v in options.items() if k in names})
+    config = config_cls.for_task(task, **fields_of(config_cls, options))
     check_training_fits(config, task)
     return model_cls(config, rng=rng)
 
