@@ -1,6 +1,7 @@
 """The compiled whole-sequence loop (`rnnkit.kernels.sequence_loop`, BLAS called from compiled code) equals the
-NumPy per-step oracle for the RNN, LSTM and GRU cells: ragged and reversed, stacked and bidirectional, with an
-initial state, a state carried across calls, a detached state and under no_grad; and passes gradcheck."""
+NumPy per-step oracle for every cell on it (RNN, LSTM, GRU, IndRNN, minGRU, minLSTM): ragged and reversed, stacked
+and bidirectional, with an initial state, a state carried across calls, a detached state and under no_grad; and
+passes gradcheck."""
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from rnnkit import kernels
 
 pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
 from rnnkit.kernels.blas import matmul_into  # noqa: E402 - needs numba
-from rnnkit.recurrent.cell import Cell  # noqa: E402
+from rnnkit.recurrent.cell import CompiledSequenceLoop  # noqa: E402
 
 CELLS = {
     "rnn-tanh": (rnnkit.RNN, {}),
@@ -23,6 +24,10 @@ CELLS = {
     "gru-reset-after": (rnnkit.GRU, {}),
     "gru-reset-before": (rnnkit.GRU, {"reset_after": False}),
     "gru-reset-after-no-bias": (rnnkit.GRU, {"bias": False}),
+    "indrnn-relu": (rnnkit.IndRNN, {}),
+    "indrnn-tanh": (rnnkit.IndRNN, {"nonlinearity": "tanh"}),
+    "mingru": (rnnkit.MinGRU, {}),
+    "minlstm": (rnnkit.MinLSTM, {}),
 }
 TOL = {np.float32: 1e-6, np.float64: 1e-12}
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -33,13 +38,13 @@ def loop_calls(monkeypatch):
     """Counts the calls of the compiled whole-sequence loop, forward and backward (each still runs)."""
     calls = {"forward": 0, "backward": 0}
     for name in calls:
-        method = getattr(Cell, f"sequence_{name}")
+        method = getattr(CompiledSequenceLoop, f"sequence_{name}")
 
         def counted(*args, _method=method, _name=name):
             calls[_name] += 1
             return _method(*args)
 
-        monkeypatch.setattr(Cell, f"sequence_{name}", counted)
+        monkeypatch.setattr(CompiledSequenceLoop, f"sequence_{name}", counted)
     return calls
 
 

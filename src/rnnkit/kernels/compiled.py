@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from numba import njit
 
-# -- Elman RNN, LSTM, GRU: defined in their cell-family modules, exported here for ``ws.kernels.NAME`` ------------
-from .gru import (  # noqa: E402,F401 - re-exported
+# -- the cells with a kernel module of their own (one per cell family), exported here for ``ws.kernels.NAME`` -----
+from .gru import (  # noqa: F401 - re-exported
     gru_backward_reset_after,
     gru_backward_reset_before_r,
     gru_backward_reset_before_zn,
@@ -29,9 +29,18 @@ from .gru import (  # noqa: E402,F401 - re-exported
     gru_gates_reset_before,
     gru_output_reset_before,
 )
+from .indrnn import indrnn_backward, indrnn_forward  # noqa: F401 - re-exported
 from .jit import JIT, dsigmoid, dtanh, half, one, sigmoid, tanh
-from .lstm import lstm_backward, lstm_forward  # noqa: E402,F401 - re-exported
-from .rnn import rnn_backward, rnn_forward  # noqa: E402,F401 - re-exported
+from .layernorm import (  # noqa: F401 - re-exported
+    layer_norm_rows,
+    layer_norm_rows_backward,
+    lngru_backward,
+    lngru_forward,
+    lnlstm_backward,
+    lnlstm_forward,
+)
+from .lstm import lstm_backward, lstm_forward  # noqa: F401 - re-exported
+from .rnn import rnn_backward, rnn_forward  # noqa: F401 - re-exported
 
 
 # -- Recurrent highway network ---------------------------------------------------------------------------------
@@ -168,6 +177,3 @@ def zoneout_split(ds, keep, direct):
             d, g = keep[b, j], ds[b, j]
             direct[b, j] = d * g
             ds[b, j] = (one(d) - d) * g
-
-
-from .compiled_newer import *  # noqa: E402,F401,F403 - the kernels of the newer cells, same interface

@@ -44,6 +44,10 @@ def zero(x):  # pragma: no cover - replaced by the overload inside compiled code
     """0 in the type of ``x``."""
 
 
+def like(x, value):  # pragma: no cover - replaced by the overload inside compiled code
+    """``value`` (a number) in the type of ``x``."""
+
+
 def _is32(x) -> bool:
     return isinstance(x, types.Float) and x.bitwidth == 32
 
@@ -74,6 +78,13 @@ def _half_overload(x):
     if _is32(x):
         return lambda x: _HALF32
     return lambda x: _HALF64
+
+
+@overload(like, jit_options=JIT)
+def _like_overload(x, value):
+    if _is32(x):
+        return lambda x, value: np.float32(value)
+    return lambda x, value: np.float64(value)
 
 
 @njit(**JIT)

@@ -9,8 +9,9 @@ added to δh_t, and Elman's detached state (the gradient stops at each step's pr
 does the rest for the ``n`` rows still inside their sequence: its recurrent GEMM(s) — BLAS called from compiled
 code (`rnnkit.kernels.blas`) — and its fused pointwise kernel right after each product, while the block is in
 cache. The steps live with their pointwise kernels, one module per cell family (`rnnkit.kernels.rnn`,
-`rnnkit.kernels.lstm`, `rnnkit.kernels.gru`), and are passed in as arguments: numba compiles one specialisation
-of the loop per step function, so the loop reads like the Python runner and costs nothing per step in Python.
+`rnnkit.kernels.lstm`, `rnnkit.kernels.gru`, `rnnkit.kernels.indrnn`, `rnnkit.kernels.minimal`; the defined cells'
+generated modules), and are passed in as arguments: numba compiles one specialisation of the loop per step
+function, so the loop reads like the Python runner and costs nothing per step in Python.
 
 Step contract (all arrays time-major, rows sorted by decreasing length):
 
@@ -22,11 +23,19 @@ Step contract (all arrays time-major, rows sorted by decreasing length):
         writes δa (n, G) into dxp_t
 
 Each family module has one small entry per direction of time that calls the skeleton with its step, e.g.
-``lstm_sequence_forward(params, xp, states, counts, reverse)``. The skeleton itself is not cached: numba's disk
-cache keys a function taking another jitted function by that function's identity, which does not survive the
-process. Known limit: numba also refuses to cache the entries ("uses dynamic globals": a jitted function passed as
-a value whose code calls BLAS through `rnnkit.kernels.blas`), so they compile once per process (seconds) — to be
-fixed (e.g. a generated entry per family that calls its step by name).
+``lstm_sequence_forward(params, xp, states, counts, reverse)``; the entries are what the cells call
+(`rnnkit.recurrent.cell.CompiledSequenceLoop`) and what numba caches on disk (``cache=True``), so a new process
+loads their machine code instead of compiling them (``tests/test_kernel_cache.py``).
+
+Why the skeleton is inlined (``inline="always"``). A jitted function passed as a *value* is lowered by numba as
+the address of its Python dispatcher object (``numba.dynamic.globals.<id>``), valid in this process only; when
+the skeleton is a function of its own the entry passes that address to it, and numba refuses to cache the entry
+("uses dynamic globals") — every process recompiled every loop (seconds). Inlined at numba's IR level, the call
+``step(...)`` inside the entry resolves to the family's step by name, the address is never used, and the entry
+caches. The BLAS routine is not the cause: it is a named symbol (`rnnkit.kernels.blas`). Known limit of numba's
+cache, as for every kernel here: an entry's cache is keyed by its own file, so after editing this skeleton (or
+`rnnkit.kernels.blas`) in a source checkout, delete ``src/rnnkit/kernels/__pycache__`` (installing a new
+version replaces the files, which invalidates the cache).
 
 The NumPy per-step path stays the definition and the oracle (``tests/test_sequence_loop.py`` compares them).
 """
@@ -37,8 +46,8 @@ from numba import njit
 
 from .jit import JIT
 
-#: the skeleton is compiled into each family's cached entry (see the module notes), not cached on its own
-SKELETON = {**JIT, "cache": False}
+#: the skeleton is inlined into each family's cached entry (see the module notes), never compiled on its own
+SKELETON = {**JIT, "cache": False, "inline": "always"}
 
 
 @njit(**JIT)

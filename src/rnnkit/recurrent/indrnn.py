@@ -15,7 +15,7 @@ from .. import kernels
 from ..errors import ConfigError
 from ..module import Parameter, as_rng
 from .catalog import CellEntry
-from .cell import Cell, WithoutRecurrentMasks, Workspace, dtanh, input_projection
+from .cell import Cell, CompiledSequenceLoop, WithoutRecurrentMasks, Workspace, dtanh, input_projection
 from .layer import RecurrentLayer
 
 NONLINEARITIES = ("relu", "tanh")
@@ -31,7 +31,7 @@ def check_recurrent_max(value) -> float | None:
     return float(value)
 
 
-class IndRNNStep(WithoutRecurrentMasks, Cell):
+class IndRNNStep(WithoutRecurrentMasks, CompiledSequenceLoop, Cell):
     r"""One IndRNN step (Li et al. 2018, eq. 2): every unit has a single recurrent weight.
 
     Forward (``xp`` = x_t W_ihᵀ + b_ih is the runner's projection; ⊙ elementwise; u = ``weight_hh``):
@@ -56,7 +56,8 @@ class IndRNNStep(WithoutRecurrentMasks, Cell):
     every optimizer step.
 
     Workspace: ``u`` (the recurrent vector) and ``kernels``; φ' comes from h_t, kept by the runner. With compiled
-    kernels the whole time loop runs in one compiled call (`runs_whole_sequence`), the step being pointwise.
+    kernels the whole time loop runs in one compiled call (`runs_whole_sequence`): the one loop skeleton
+    (`rnnkit.kernels.sequence_loop`) around the pointwise step of `rnnkit.kernels.indrnn`.
     """
 
     num_gates = 1
@@ -122,12 +123,15 @@ class IndRNNStep(WithoutRecurrentMasks, Cell):
     def runs_whole_sequence(self, batch):
         return self.whole_sequence and kernels.active() is not None
 
-    def sequence_forward(self, ws, xp, states, counts, reverse):
-        ws.kernels.indrnn_sequence_forward(xp, ws.u, counts, reverse, self.nonlinearity == "relu", states[0])
+    def compiled_loop(self, ws):
+        from ..kernels import indrnn as fused  # numba is loaded only with compiled kernels active
 
-    def sequence_backward(self, ws, dy, dstate, states, counts, reverse, detach, dxp):
-        ws.kernels.indrnn_sequence_backward(dy, dstate[0], ws.u, counts, reverse, detach,
-                                            self.nonlinearity == "relu", states[0], dxp)
+        return fused.indrnn_sequence_forward, (ws.u, self.nonlinearity == "relu")
+
+    def compiled_loop_backward(self, ws):
+        from ..kernels import indrnn as fused
+
+        return fused.indrnn_sequence_backward, (ws.u, self.nonlinearity == "relu")
 
     # -- one step -----------------------------------------------------------------------------------------
     def step(self, ws, t, xp, prev, new):

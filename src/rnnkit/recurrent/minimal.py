@@ -22,7 +22,7 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, as_rng
 from .catalog import CellEntry
-from .cell import Cell, WithoutRecurrentMasks, Workspace, gate_blocks, input_projection, per_step
+from .cell import Cell, CompiledSequenceLoop, WithoutRecurrentMasks, Workspace, gate_blocks, input_projection, per_step
 from .layer import RecurrentLayer
 from .runner import Recurrence
 from .scan import ScanRecurrence
@@ -35,7 +35,7 @@ def log_sigmoid(k: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -k)
 
 
-class MinimalStep(WithoutRecurrentMasks, Cell):
+class MinimalStep(WithoutRecurrentMasks, CompiledSequenceLoop, Cell):
     r"""Base of the input-gated cells: ``weight_ih`` (G·H, I) and ``bias_ih`` (G·H) only, fused gates.
 
     Forward of one step (``xp`` = x_t W_ihᵀ + b_ih, the runner's projection):
@@ -47,7 +47,8 @@ class MinimalStep(WithoutRecurrentMasks, Cell):
     δh_{t-1} = δh_t ⊙ a_t;  after the loop:  δW_ih += Σ_t δxp_tᵀ x_t,  δb_ih += Σ_t δxp_t.
 
     Workspace: ``gates`` (T, B, G) the activated gates (by ``gate_names``), ``decay`` (T, B, H) a_t; ``kernels``
-    (with compiled kernels the sequential mode runs the whole loop in one call, `runs_whole_sequence`). All
+    (with compiled kernels the sequential mode runs the whole loop in one call, `runs_whole_sequence`: the loop
+    skeleton `rnnkit.kernels.sequence_loop` around the steps of `rnnkit.kernels.minimal`). All
     parameters ~ U(−1/√H, 1/√H) (PyTorch's rule for its recurrent layers).
     """
 
@@ -103,12 +104,15 @@ class MinimalStep(WithoutRecurrentMasks, Cell):
     def runs_whole_sequence(self, batch):
         return self.whole_sequence and kernels.active() is not None
 
-    def sequence_forward(self, ws, xp, states, counts, reverse):
-        ws.kernels.min_sequence_forward(xp, counts, reverse, self.num_gates == 3, ws.gates, ws.decay, states[0])
+    def compiled_loop(self, ws):
+        from ..kernels import minimal as fused  # numba is loaded only with compiled kernels active
 
-    def sequence_backward(self, ws, dy, dstate, states, counts, reverse, detach, dxp):
-        ws.kernels.min_sequence_backward(dy, dstate[0], counts, reverse, detach, self.num_gates == 3, ws.gates,
-                                         ws.decay, states[0], dxp)
+        return fused.min_sequence_forward, (self.num_gates == 3, ws.gates, ws.decay)
+
+    def compiled_loop_backward(self, ws):
+        from ..kernels import minimal as fused
+
+        return fused.min_sequence_backward, (self.num_gates == 3, ws.gates, ws.decay)
 
     # -- the model, for any leading axes (one step, or a whole sequence in scan mode) --------------------------
     def coefficients(self, xp: np.ndarray, gates: np.ndarray):  # pragma: no cover - abstract

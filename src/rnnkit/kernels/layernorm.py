@@ -1,0 +1,138 @@
+"""Compiled kernels of the layer-normalised LSTM and GRU (`rnnkit.recurrent.lnlstm`, `rnnkit.recurrent.lngru`)
+and of the whole-sequence input normalisation (`rnnkit.recurrent.layernorm`): layer norm of a row and its
+backward, fused with each cell's pointwise step. Written as `rnnkit.kernels.compiled` describes."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, like, one, sigmoid, tanh, zero
+
+
+@njit(**JIT)
+def _layer_norm_row(v, gamma, beta, hat, out):
+    """`rnnkit.recurrent.layernorm.layer_norm` of one row: hat ← v̂ = (v − μ) s, out ← γ ⊙ v̂ + β (``out`` may be
+    ``v``); returns s = 1/√(σ² + 1e-5), σ² the biased variance over the row."""
+    width = like(v[0], v.shape[0])
+    mean = zero(v[0])
+    for j in range(v.shape[0]):
+        mean += v[j]
+    mean = mean / width
+    var = zero(mean)
+    for j in range(v.shape[0]):
+        d = v[j] - mean
+        hat[j] = d
+        var += d * d
+    inv = one(mean) / np.sqrt(var / width + like(mean, 1e-5))
+    for j in range(v.shape[0]):
+        hat[j] *= inv
+        out[j] = gamma[j] * hat[j] + beta[j]
+    return inv
+
+
+@njit(**JIT)
+def _layer_norm_row_backward(d_hat, hat, inv):
+    """`layer_norm_backward` of one row, in place: δv̂ (= δy ⊙ γ) → δv = s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩)."""
+    width = like(inv, d_hat.shape[0])
+    mean_d, mean_dh = zero(inv), zero(inv)
+    for j in range(d_hat.shape[0]):
+        mean_d += d_hat[j]
+        mean_dh += d_hat[j] * hat[j]
+    mean_d, mean_dh = mean_d / width, mean_dh / width
+    for j in range(d_hat.shape[0]):
+        d_hat[j] = inv * (d_hat[j] - mean_d - hat[j] * mean_dh)
+
+
+@njit(**JIT)
+def layer_norm_rows(v, gamma, beta, hat, inv_std, out):
+    """`rnnkit.recurrent.layernorm.layer_norm` of every row of v (N, G): ``hat``, ``inv_std`` (N, 1), ``out``."""
+    for r in range(v.shape[0]):
+        inv_std[r, 0] = _layer_norm_row(v[r], gamma, beta, hat[r], out[r])
+
+
+@njit(**JIT)
+def layer_norm_rows_backward(dy, gamma, hat, inv_std, out):
+    """`rnnkit.recurrent.layernorm.layer_norm_backward` of every row: δv = s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩), δv̂ = δy ⊙ γ."""
+    for r in range(dy.shape[0]):
+        row = out[r]
+        for j in range(row.shape[0]):
+            row[j] = dy[r, j] * gamma[j]
+        _layer_norm_row_backward(row, hat[r], inv_std[r, 0])
+
+
+@njit(**JIT)
+def lnlstm_forward(gates, xp, g_h, b_h, g_c, b_c, c_prev, h_hat, h_inv, c_new, c_hat, c_inv, tanh_u, h_new):
+    """`LayerNormLSTMStep.step` after the GEMM: ``gates`` (n, 4H) holds h_{t-1} W_hhᵀ on entry and the activated
+    [i, f, g, o] on exit; writes ĥ, s_h (n,), c_t, ĉ, s_c (n,), k = tanh(γ_c ⊙ ĉ + β_c) and h_t = o ⊙ k."""
+    hs = c_prev.shape[1]
+    for b in range(gates.shape[0]):
+        a, x, cp, cn, k = gates[b], xp[b], c_prev[b], c_new[b], tanh_u[b]
+        h_inv[b] = _layer_norm_row(a, g_h, b_h, h_hat[b], a)  # a ← γ_h ⊙ ĥ + β_h
+        for j in range(hs):
+            i, f = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
+            g, o = tanh(a[2 * hs + j] + x[2 * hs + j]), sigmoid(a[3 * hs + j] + x[3 * hs + j])
+            a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j] = i, f, g, o
+            cn[j] = f * cp[j] + i * g
+        c_inv[b] = _layer_norm_row(cn, g_c, b_c, c_hat[b], k)  # k ← u = γ_c ⊙ ĉ + β_c
+        for j in range(hs):
+            k[j] = tanh(k[j])
+            h_new[b, j] = a[3 * hs + j] * k[j]
+
+
+@njit(**JIT)
+def lnlstm_backward(dh, dc, gates, tanh_u, c_hat, c_inv, g_c, c_prev, h_hat, h_inv, g_h, dxp, du, dp_h):
+    """`LayerNormLSTMStep.step_backward` before the GEMM δh_{t-1} = δP_h W_hh: from δh_t and δc_t (``dc``,
+    overwritten with δc_{t-1}) write δa into ``dxp`` (n, 4H), δu into ``du`` (n, H), δP_h into ``dp_h`` (n, 4H)."""
+    hs = dc.shape[1]
+    for b in range(dc.shape[0]):
+        a, k, d, dub, dp = gates[b], tanh_u[b], dxp[b], du[b], dp_h[b]
+        dc_norm = dp[:hs]  # scratch until δP_h is written
+        for j in range(hs):
+            o = a[3 * hs + j]
+            d[3 * hs + j] = dh[b, j] * k[j] * dsigmoid(o)
+            dub[j] = dh[b, j] * o * dtanh(k[j])
+            dc_norm[j] = dub[j] * g_c[j]
+        _layer_norm_row_backward(dc_norm, c_hat[b], c_inv[b])
+        for j in range(hs):
+            i, f, g = a[j], a[hs + j], a[2 * hs + j]
+            c_grad = dc[b, j] + dc_norm[j]
+            d[j] = c_grad * g * dsigmoid(i)
+            d[hs + j] = c_grad * c_prev[b, j] * dsigmoid(f)
+            d[2 * hs + j] = c_grad * i * dtanh(g)
+            dc[b, j] = c_grad * f
+        for j in range(4 * hs):
+            dp[j] = d[j] * g_h[j]
+        _layer_norm_row_backward(dp, h_hat[b], h_inv[b])
+
+
+@njit(**JIT)
+def lngru_forward(gates, xp, g_h, b_h, b_hn, h_prev, h_hat, h_inv, inner, h_new):
+    """`LayerNormGRUStep.step` after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
+    [r, z, n] on exit; writes ĥ, s_h (n,), ``inner`` ← q_n + b_hn and h_t = n + z ⊙ (h_{t-1} − n)."""
+    hs = h_prev.shape[1]
+    for b in range(gates.shape[0]):
+        a, x, q, hp = gates[b], xp[b], inner[b], h_prev[b]
+        h_inv[b] = _layer_norm_row(a, g_h, b_h, h_hat[b], a)  # a ← q = γ_h ⊙ ĥ + β_h
+        for j in range(hs):
+            r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
+            q_j = a[2 * hs + j] + b_hn[j]
+            n = tanh(x[2 * hs + j] + r * q_j)
+            a[j], a[hs + j], a[2 * hs + j], q[j] = r, z, n, q_j
+            h_new[b, j] = n + z * (hp[j] - n)
+
+
+@njit(**JIT)
+def lngru_backward(dh, gates, inner, h_prev, h_hat, h_inv, g_h, dxp, dp_h):
+    """`LayerNormGRUStep.step_backward` before the GEMM δh_{t-1} += δP_h W_hh: writes [δa_r, δa_z, δa_n] into
+    ``dxp``, δP_h = LN⁻(δq) with δq = [δa_r, δa_z, δa_n ⊙ r] into ``dp_h``, and leaves δh ⊙ z in ``dh``."""
+    hs = dh.shape[1]
+    for b in range(dh.shape[0]):
+        a, q, hp, d, dp, dhb = gates[b], inner[b], h_prev[b], dxp[b], dp_h[b], dh[b]
+        for j in range(hs):
+            r, z, n = a[j], a[hs + j], a[2 * hs + j]
+            da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
+            d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
+            dp[j], dp[hs + j], dp[2 * hs + j] = da_r * g_h[j], da_z * g_h[hs + j], da_n * r * g_h[2 * hs + j]
+            dhb[j] = dhb[j] * z
+        _layer_norm_row_backward(dp, h_hat[b], h_inv[b])
