@@ -30,13 +30,27 @@ def test_relu_gradcheck_away_from_kink(rng):
     assert gradcheck(ReLU(), x) < GRADCHECK_TOL
 
 
-def test_activation_derivatives_come_from_the_output():
-    x = np.array([-2.0, 0.0, 3.0])
-    sig, tanh = Sigmoid(), Tanh()
-    y = sig.forward(x)
-    np.testing.assert_allclose(sig.backward(np.ones(3)), y * (1 - y))
-    t = tanh.forward(x)
-    np.testing.assert_allclose(tanh.backward(np.ones(3)), 1 - t**2)
+DERIVATIVES_OF_THE_OUTPUT = {"Sigmoid": (Sigmoid, lambda y: y * (1 - y)), "Tanh": (Tanh, lambda y: 1 - y**2),
+                             "ReLU": (ReLU, lambda y: (y > 0).astype(y.dtype))}
+
+
+@pytest.mark.parametrize("name", sorted(DERIVATIVES_OF_THE_OUTPUT))
+def test_activation_derivatives_come_from_the_output(rng, name):
+    """backward saves only the output y, and δx = δy ⊙ f'(y) equals the central-difference gradient of forward."""
+    cls, derivative_of_output = DERIVATIVES_OF_THE_OUTPUT[name]
+    layer = cls()
+    x = rng.normal(size=(3, 4))
+    x[np.abs(x) < 0.1] = 0.5  # ReLU's derivative is undefined at 0
+    dy = rng.normal(size=x.shape)
+    y = layer.forward(x)
+    saved = layer.saved_for_backward()
+    assert len(saved) == 1 and saved[0] is y  # the output, and nothing else, is kept for the backward
+    layer.save_for_backward(*saved)
+    dx = layer.backward(dy)
+    np.testing.assert_allclose(dx, dy * derivative_of_output(y), rtol=0, atol=1e-15)
+    eps = 1e-6
+    numeric = (cls().forward(x + eps) - cls().forward(x - eps)) / (2 * eps)
+    np.testing.assert_allclose(dx, dy * numeric, rtol=0, atol=1e-8)
 
 
 def test_sigmoid_is_stable_for_large_inputs():
