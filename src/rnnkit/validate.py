@@ -12,15 +12,18 @@ The command line's option types (`rnnkit.cli.options.checked`) call these same f
 * `count`: an integer in [low, high] where ``high`` says how many can be used (a beam width, a sample length);
 * `probability`: a rate in [0, 1) (dropout, zoneout); a list is not a rate;
 * `scheduler_address`: ``tcp://HOST:PORT`` (checked before anything is written);
-* `fits_in_memory`: a size checked against the machine's memory before it is allocated.
+* `fits_in_memory`: a size checked against the machine's memory before it is allocated;
+* `token_ids`: a model's token input — a non-empty (B, T) (or (T,)) integer array in [0, vocabulary), named as the
+  model's argument (``source``, ``target_in``, ``words``), not as the embedding inside it;
+* `sequence_lengths`: one length per sequence, each in [1, T].
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigError
-from .module import check_float, check_int, check_probability
+from .errors import ConfigError, ShapeError
+from .module import check_float, check_index_array, check_int, check_probability
 
 #: the largest seed: NumPy takes any non-negative integer, JSON metadata keeps 64-bit ones
 MAX_SEED = 2**63 - 1
@@ -114,6 +117,38 @@ def parameters_fit(elements: int, dtype, what: str) -> None:
     fits_in_memory(elements, itemsize, what, copies=2 + 8 / itemsize)
 
 
+def token_ids(value, name: str, vocab_size: int, ndims: tuple[int, ...] = (1, 2)) -> np.ndarray:
+    """Token ids as an integer array: ``value`` (an array or nested lists) with one of ``ndims`` dimensions — (B, T)
+    for a batch, (T,) for one sequence —, no axis empty, each id in [0, ``vocab_size``). A one-line `ShapeError` or
+    `DTypeError` names ``name``."""
+    shapes = " or ".join({1: "(T,)", 2: "(B, T)", 3: "(B, T, C)"}[n] for n in ndims)
+    try:
+        ids = np.asarray(value)
+    except (TypeError, ValueError):  # a ragged list
+        raise ShapeError(f"{name} must be {shapes} token ids, got a ragged {type(value).__name__}") from None
+    if ids.ndim not in ndims or 0 in ids.shape:
+        got = f"{type(value).__name__} {value!r:.40}" if ids.ndim == 0 else f"shape {ids.shape}"
+        raise ShapeError(f"{name} must be {shapes} token ids with no empty axis, got {got}")
+    return check_index_array(ids, name, vocab_size)
+
+
+def sequence_lengths(value, batch: int, steps: int, name: str = "lengths") -> np.ndarray:
+    """The lengths of a batch of ``batch`` sequences padded to ``steps``: ``batch`` integers in [1, ``steps``], as
+    int64 (unsigned ones would wrap around when negated); a one-line `ShapeError` naming ``name``."""
+    try:
+        given, checked = value, np.asarray(value)
+    except (TypeError, ValueError):  # a ragged list, say
+        raise ShapeError(f"{name} must be {batch} integers (one per sequence), got {type(value).__name__}") from None
+    if checked.size == 0 and not isinstance(given, np.ndarray):
+        checked = checked.astype(np.int64)  # [] for an empty batch: NumPy would read it as float64
+    if checked.shape != (batch,) or not np.issubdtype(checked.dtype, np.integer):
+        raise ShapeError(f"{name} must be {batch} integers (one per sequence), got {checked.dtype} "
+                         f"array of shape {checked.shape}")
+    if batch and (checked.min() < 1 or checked.max() > steps):
+        raise ShapeError(f"{name} must lie in [1, {steps}] (the time axis), got [{checked.min()}, {checked.max()}]")
+    return checked.astype(np.int64)
+
+
 __all__ = ["MAX_BEAM", "MAX_SAMPLE_LENGTH", "MAX_SECONDS", "MAX_SEED", "count", "fits_in_memory", "parameters_fit",
-           "positive_real", "probability", "scheduler_address", "seconds", "seed", "step_size", "temperature",
-           "tolerance"]
+           "positive_real", "probability", "scheduler_address", "seconds", "seed", "sequence_lengths", "step_size",
+           "temperature", "token_ids", "tolerance"]
