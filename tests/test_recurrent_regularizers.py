@@ -216,6 +216,27 @@ def test_regularisers_a_layer_cannot_apply_are_one_line_config_errors(layer, rat
         layer().regularize(**rates)
 
 
+@pytest.mark.parametrize("cls, rates", [(GRU, 0.3), (LSTM, (0.2, 0.6))], ids=["gru", "lstm"])
+def test_in_evaluation_zoneout_mixes_the_previous_state_and_the_proposal_by_the_rate(cls, rates):
+    """s_t = z ⊙ s_{t−1} + (1 − z) ⊙ s̃_t, with s̃_t one step of the plain cell from s_{t−1}, computed by hand."""
+    rng = np.random.default_rng(11)
+    layer = cls(I, H, dtype=np.float64, rng=2, zoneout=rates).eval()
+    plain = cls(I, H, dtype=np.float64, rng=2).eval()
+    z = rates if isinstance(rates, tuple) else (rates,)
+    x = rng.normal(size=(B, T, I))
+    state = tuple(rng.normal(size=(1, B, H)) for _ in z)
+    out, final = layer.forward(x, state if len(state) > 1 else state[0])
+    expected = []
+    for t in range(T):
+        _, proposed = plain.forward(x[:, t:t + 1], state if len(state) > 1 else state[0])
+        proposed = proposed if isinstance(proposed, tuple) else (proposed,)
+        state = tuple(z_k * s + (1 - z_k) * p for z_k, s, p in zip(z, state, proposed))
+        expected.append(state[0][0])
+    assert_close(out, np.stack(expected, axis=1), PARITY_TOL[np.float64], "outputs")
+    for k, f in enumerate(final if isinstance(final, tuple) else (final,)):
+        assert_close(f, state[k], PARITY_TOL[np.float64], f"final state {k}")
+
+
 def test_evaluation_under_no_grad_applies_the_zoneout_expectation_like_the_recorded_forward():
     rng = np.random.default_rng(9)
     layer = LSTM(I, H, num_layers=2, dtype=np.float64, rng=2, zoneout=(0.2, 0.6)).eval()
