@@ -321,9 +321,10 @@ EXERCISES = {exercise.name: exercise for exercise in [
     Exercise("crf_viterbi", crf_viterbi_cases, _judge_viterbi)]}
 
 
-def judge_answer(name: str, answer: dict, cases: list) -> float:
+def judge_answer(name: str, answer: dict, cases: list, exercise: Exercise | None = None) -> float:
     """The worst relative error of an exercise's answer (`rnnkit.teaching_child.call_exercise`'s dict) over its
-    ``cases`` (computed here), or `AssertionError` with a one-line reason."""
+    ``cases`` (computed here), or `AssertionError` with a one-line reason. ``exercise``: the one of ``name`` when
+    it is not in `EXERCISES` (a defined cell's, `rnnkit.teaching_defined`)."""
     if not isinstance(answer, dict):
         raise AssertionError(f"{name}: the submission's process returned an unreadable answer")
     if answer.get("not_implemented") is True:
@@ -338,7 +339,7 @@ def judge_answer(name: str, answer: dict, cases: list) -> float:
         raise AssertionError(f"{name}: the submission's process returned an unreadable answer") from None
     if len(outputs) != len(cases):
         raise AssertionError(f"{name}: the submission's process answered {len(outputs)} of {len(cases)} cases")
-    judge, worst = EXERCISES[name].judge, 0.0
+    judge, worst = (exercise or EXERCISES[name]).judge, 0.0
     for got, (arguments, expected) in zip(outputs, cases):
         try:
             worst = max(worst, judge(got, expected, arguments))
@@ -421,13 +422,17 @@ def grade(text: str, timeout: float = DEFAULT_TIMEOUT) -> list[Grade]:
     with ``np``) in a separate process and check every exercise function they define. The cases and the expected
     values are computed here and the process only returns the functions' results (JSON), so a submission cannot
     change a verdict by replacing rnnkit's code. A cell that fails to run fails the exercises it defines; a
-    process that exits, hangs past ``timeout`` seconds or answers garbage is one failed grade, ``submission``."""
+    process that exits, hangs past ``timeout`` seconds or answers garbage is one failed grade, ``submission``.
+    A defined cell's step backward is graded too when the notebook holds its definition (`rnnkit.teaching_defined`)."""
+    from .teaching_defined import exercises_in
+
     timeout = validate.seconds(timeout)
     sources = exercise_cells(text)
     if not sources:
         return []
+    exercises = {**EXERCISES, **exercises_in(text)}
     named = "\n".join(sources)  # an exercise the cells never name cannot be defined by them: no cases to compute
-    cases = {name: list(exercise.cases()) for name, exercise in EXERCISES.items() if re.search(rf"\b{name}\b", named)}
+    cases = {name: list(exercise.cases()) for name, exercise in exercises.items() if re.search(rf"\b{name}\b", named)}
     request = {"path": [p for p in sys.path if p], "cells": sources,
                "cases": {name: [encode(arguments) for arguments, _ in found] for name, found in cases.items()}}
     try:
@@ -437,15 +442,15 @@ def grade(text: str, timeout: float = DEFAULT_TIMEOUT) -> list[Grade]:
     results: dict[str, Grade] = {}
     for index, source in enumerate(sources):
         error = answer["cell_errors"].get(str(index))
-        for name in EXERCISES:
+        for name in exercises:
             if error is not None and re.search(rf"^\s*def\s+{name}\b", source, re.M):
                 results[name] = Grade(name, False, f"the cell defining it raised {error}")
     for name, response in answer["results"].items():
         if name not in cases or name in results:
             continue
         try:
-            worst = judge_answer(name, response, cases[name])
+            worst = judge_answer(name, response, cases[name], exercises[name])
             results[name] = Grade(name, True, f"correct (worst relative error {worst:.1e})")
         except AssertionError as e:
             results[name] = Grade(name, False, str(e))
-    return [results[name] for name in EXERCISES if name in results]
+    return [results[name] for name in exercises if name in results]

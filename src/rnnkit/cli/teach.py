@@ -1,4 +1,5 @@
-"""The teaching kit: ``rnnkit teach student`` (the student version of the notebooks) and ``rnnkit teach grade``.
+"""The teaching kit: ``rnnkit teach student`` (the student version of the notebooks), ``rnnkit teach exercise``
+(a step-backward exercise for a defined cell) and ``rnnkit teach grade``.
 
 ``student SOURCE... --out DIR`` writes, for every percent-format notebook given (a ``.py`` file with ``# %%``
 cells, or every such file in a directory given), the same notebook with each ``### BEGIN SOLUTION`` …
@@ -6,10 +7,14 @@ cells, or every such file in a directory given), the same notebook with each ``#
 ``--ipynb`` also writes each as a Jupyter notebook without outputs (needs jupytext). Nothing is overwritten: if a
 file to be written exists, the command stops before writing anything.
 
+``exercise FILE.py:NAME --out DIR`` writes ``NAME_step_backward.py``, the step-backward exercise of a cell defined
+by its equations (`rnnkit.teaching_defined`), with ``--solution`` also the teacher's version with the derived
+solution between the markers, and with ``--ipynb`` each as ``.ipynb``; nothing is overwritten either.
+
 ``grade NOTEBOOK...`` runs the cells tagged ``exercise`` of each notebook (a student's ``.py``, or an ``.ipynb``
 read with jupytext) in a separate process stopped after ``--timeout`` seconds, and checks every exercise function
-against rnnkit's layers in this process (`rnnkit.teaching.grade`); it prints one line per exercise and exits with
-status 1 when any fails.
+against rnnkit's layers (a defined cell's against its derived backward) in this process (`rnnkit.teaching.grade`);
+it prints one line per exercise and exits with status 1 when any fails.
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def _jupytext():
 
 @click.group("teach")
 def teach():
-    """Teaching kit: student versions of the notebooks, and grading of their exercises."""
+    """Teaching kit: student versions of the notebooks, exercises for defined cells, and grading."""
 
 
 @teach.command("student")
@@ -87,23 +92,51 @@ def student(sources, out, ipynb):
     """Write the student version of the notebooks SOURCES (files or directories): solutions replaced by
     `raise NotImplementedError`."""
     notebooks = notebooks_in(sources)
-    out_dir = Path(out)
     versions = {p.name: student_source(_read(p), str(p)) for p in notebooks}
-    targets = [out_dir / name for name in versions]
+    kinds = {p.name: "exercises removed" if has_solutions(_read(p)) else "no exercises, copied" for p in notebooks}
+    write_notebooks(Path(out), versions, kinds, ipynb)
+
+
+def write_notebooks(out_dir: Path, texts: dict[str, str], notes: dict[str, str], ipynb: bool) -> None:
+    """Write each percent-format notebook ``texts[name]`` as ``out_dir/name`` (and as ``.ipynb`` with ``ipynb``),
+    printing each with ``notes[name]``; nothing is written when any of the files exists."""
+    targets = [out_dir / name for name in texts]
     if ipynb:
         jupytext = _jupytext()
-        targets += [(out_dir / name).with_suffix(".ipynb") for name in versions]
+        targets += [(out_dir / name).with_suffix(".ipynb") for name in texts]
     for target in targets:
         refuse_existing(target, "--out: file")
     make_directory(out_dir, "the output directory")
-    for path in notebooks:
-        text = versions[path.name]
-        atomic_write(out_dir / path.name, text)
+    for name, text in texts.items():
+        atomic_write(out_dir / name, text)
         if ipynb:
             notebook = jupytext.reads(text, fmt="py:percent")
-            atomic_write((out_dir / path.name).with_suffix(".ipynb"), jupytext.writes(notebook, fmt="ipynb"))
-        kind = "exercises removed" if has_solutions(_read(path)) else "no exercises, copied"
-        click.echo(f"{out_dir / path.name}  ({kind})")
+            atomic_write((out_dir / name).with_suffix(".ipynb"), jupytext.writes(notebook, fmt="ipynb"))
+        click.echo(f"{out_dir / name}  ({notes[name]})")
+
+
+@teach.command("exercise")
+@click.argument("reference", metavar="FILE.py:NAME")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory for the exercise (created if needed; no file in it is overwritten).")
+@click.option("--ipynb", is_flag=True, help="Also write it as a .ipynb notebook without outputs (needs jupytext).")
+@click.option("--solution", is_flag=True,
+              help="Also write the teacher's version, NAME_step_backward_solution.py, with the derived solution.")
+def exercise(reference, out, ipynb, solution):
+    """Write a step-backward exercise for the cell NAME defined in FILE.py (rnnkit.define.cell): a notebook with
+    its forward equations, what the student receives, and a function to fill in; `rnnkit teach grade` grades it
+    against the derived backward and names the chain rule's path a wrong answer misses."""
+    from ..define import load_cell_file
+    from ..teaching_defined import exercise_name, exercise_notebook
+
+    definition = load_cell_file(reference)
+    teacher = exercise_notebook(definition, reference)
+    name = exercise_name(definition)
+    texts = {f"{name}.py": student_source(teacher)}
+    notes = {f"{name}.py": "the exercise"}
+    if solution:
+        texts[f"{name}_solution.py"], notes[f"{name}_solution.py"] = teacher, "with the derived solution"
+    write_notebooks(Path(out), texts, notes, ipynb)
 
 
 @teach.command("grade")
@@ -111,7 +144,8 @@ def student(sources, out, ipynb):
 @click.option("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds a notebook's exercises may run before they fail as timed out.")
 def grade_command(notebooks, timeout):
-    """Check the exercise functions of NOTEBOOKS (.py or .ipynb) against rnnkit's layers.
+    """Check the exercise functions of NOTEBOOKS (.py or .ipynb) against rnnkit's layers (an exercise written by
+    `rnnkit teach exercise`: against its cell's derived backward, naming the chain rule's path a wrong answer misses).
 
     What it guarantees: each notebook's exercise cells run in a separate Python process (python -I), stopped after
     --timeout seconds, that only returns what the exercise functions return (as JSON). The inputs, the expected
