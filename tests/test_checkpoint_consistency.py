@@ -43,6 +43,30 @@ def text_run(tmp_path_factory):
     return root / "run", data
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_weights(text_run):
+    """The weights of the same run trained for 4 updates without a stop: what a resume from 3 must reach."""
+    from rnnkit.cli import main
+    from rnnkit.training import checkpoint
+
+    run, data = text_run
+    try:
+        main(_text_run(data, run.parent / "uninterrupted", 4))
+    except SystemExit as e:
+        assert not e.code
+    return checkpoint.load(run.parent / "uninterrupted")[1]
+
+
+def _assert_resumed_like_an_uninterrupted_run(copy, weights):
+    from rnnkit.training import checkpoint
+
+    meta, resumed = checkpoint.load(copy)[:2]
+    assert meta["progress"]["step"] == 4
+    assert sorted(resumed) == sorted(weights)
+    for name in weights:
+        np.testing.assert_array_equal(resumed[name], weights[name], err_msg=name)
+
+
 def _rewrite(run, tmp_path, name, change):
     """A copy of ``run`` whose checkpoint file ``name`` is replaced by ``change(old) → new`` (bytes or None to
     delete it); the manifest is updated to match, so only the content is inconsistent."""
@@ -245,11 +269,12 @@ def test_progress_fields_out_of_range_are_refused_instead_of_skipping_work(text_
     _one_line_error(code, err, f"progress {field!r}")
 
 
-def test_the_untampered_checkpoint_still_resumes(text_run, tmp_path, capsys):
+def test_the_untampered_checkpoint_still_resumes(text_run, uninterrupted_weights, tmp_path, capsys):
     run, data = text_run
     copy = _rewrite(run, tmp_path, "meta.json", lambda old: old)
     code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
     assert code == 0, err
+    _assert_resumed_like_an_uninterrupted_run(copy, uninterrupted_weights)
 
 
 # -- the smaller breaks ------------------------------------------------------------------------------------------
@@ -296,11 +321,19 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_text():
     assert read_text(f.name) == "hello"
 
 
-def test_an_experiment_refuses_to_overwrite_any_file_of_an_earlier_one(tmp_path, capsys):
-    (tmp_path / "reber.json").write_text("{}")  # not made from a results.jsonl there
+REPORT_FILES = ("reber.md", "reber.json", "reber.png")  # what an experiment writes beside its results.jsonl
+
+
+@pytest.mark.parametrize("planted", REPORT_FILES)
+def test_an_experiment_refuses_to_overwrite_any_file_of_an_earlier_one(tmp_path, capsys, planted):
+    (tmp_path / planted).write_text("earlier")  # not made from a results.jsonl there
     code, _, err = run_cli(["experiment", "reber", "--out", str(tmp_path), "--seeds", "1"], capsys)
-    _one_line_error(code, err, "reber.json", "already exists")
-    assert (tmp_path / "reber.json").read_text() == "{}" and not (tmp_path / "reber.md").exists()
+    _one_line_error(code, err, planted, "already exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [planted]  # nothing written beside it
+    assert (tmp_path / planted).read_text() == "earlier"
+
+
+def test_an_experiment_continues_only_results_of_its_own_configuration(tmp_path, capsys):
     other = tmp_path / "other"  # results of another configuration (time budget): continued only with its options
     other.mkdir()
     (other / "results.jsonl").write_text('{"rnnkit_results": 1, "experiment": "reber", "definition": {}, '
@@ -322,11 +355,13 @@ def test_sampling_at_a_vanishing_temperature_is_greedy_not_an_error(text_run):
     assert cold == greedy
 
 
-def test_a_checkpoint_of_an_earlier_version_with_one_rng_state_per_module_still_resumes(text_run, tmp_path, capsys):
+def test_a_checkpoint_of_an_earlier_version_with_one_rng_state_per_module_still_resumes(
+        text_run, uninterrupted_weights, tmp_path, capsys):
     run, data = text_run
     copy = _rewrite(run, tmp_path, "meta.json", _meta(lambda m: m.update(rng=m["rng"] * 3)))
     code, _, err = run_cli(_text_run(data, copy, 4, "--resume"), capsys)
     assert code == 0, err
+    _assert_resumed_like_an_uninterrupted_run(copy, uninterrupted_weights)
 
 
 @pytest.mark.parametrize("rng", [[{"bit_generator": "PCG64", "state": "x"}], "x", [1, 2]])
