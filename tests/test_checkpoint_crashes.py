@@ -78,6 +78,8 @@ def no_real_fsync(monkeypatch):
 
 def test_every_filesystem_change_of_a_save_is_a_numbered_operation(tmp_path, monkeypatch):
     save_version(tmp_path / "run", 1)
+    (tmp_path / "run" / ".checkpoint.pointer-tmp").symlink_to("checkpoint-000001")  # leftovers of a killed save:
+    (tmp_path / "run" / ".checkpoint.tmp-000007").mkdir()  # this save removes them (os.remove, shutil.rmtree)
     real = {name: getattr(os, name) for name in ("mkdir", "rename", "replace", "symlink", "remove")}
     calls = []
     for name, fn in real.items():
@@ -85,9 +87,11 @@ def test_every_filesystem_change_of_a_save_is_a_numbered_operation(tmp_path, mon
     real_rmtree = shutil.rmtree
     monkeypatch.setattr(shutil, "rmtree", lambda *a, **kw: (calls.append("rmtree"), real_rmtree(*a, **kw))[1])
     hooked = [op for op, _ in operations_of_a_save(monkeypatch, tmp_path / "run", 2)]
-    for name in ("rename", "replace", "symlink", "rmtree"):
+    for name in ("rename", "replace", "symlink", "rmtree", "remove"):
         assert calls.count(name) == hooked.count(name), name
+    assert calls.count("remove") == 1 and calls.count("rmtree") == 2  # leftover pointer; leftover folder, version 1
     assert calls.count("mkdir") <= hooked.count("mkdir") and "create" in hooked and "write" in hooked
+    assert not any(p.name.startswith(checkpoint.LEFTOVERS) for p in (tmp_path / "run").iterdir())
     assert loaded_version(tmp_path / "run") == 2
 
 
