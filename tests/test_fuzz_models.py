@@ -26,9 +26,12 @@ from rnnkit import (  # noqa: E402
     fit,
     predict,
 )
+from rnnkit.errors import ConfigError, DTypeError, ShapeError  # noqa: E402
 from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier  # noqa: E402
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig  # noqa: E402
 from rnnkit.models.tagger import Tagger, TaggerConfig  # noqa: E402
+from rnnkit.tasks.seq2seq import BOS_ID, EOS_ID  # noqa: E402
+from rnnkit.validate import MAX_BEAM  # noqa: E402
 from test_fuzz_api import KINDS, VALUES, is_int, is_real  # noqa: E402
 
 VOCAB, CLASSES, TAGS, TARGET_VOCAB = 7, 3, 3, 6
@@ -40,12 +43,16 @@ MODELS = {
 }
 CONFIG_KINDS = {
     "SequenceClassifier": {"vocab_size": "size", "num_classes": "size", "embedding_size": "size",
-                           "hidden_size": "size", "num_layers": "count", "dropout": "prob"},
+                           "hidden_size": "size", "num_layers": "count", "dropout": "prob", "bidirectional": "bool"},
     "Tagger": {"vocab_size": "size", "num_tags": "size", "embedding_size": "size", "hidden_size": "size",
-               "num_layers": "count"},
-    "Seq2Seq": {"source_vocab_size": "size", "embedding_size": "size", "hidden_size": "size", "beam_size": "count",
-                "max_length": "size"},
+               "num_layers": "count", "char_vocab_size": "size0", "char_embedding_size": "size",
+               "char_hidden_size": "size", "crf": "bool"},
+    "Seq2Seq": {"source_vocab_size": "size", "target_vocab_size": "target vocabulary", "embedding_size": "size",
+                "hidden_size": "size", "beam_size": "beam", "max_length": "size"},
 }
+CONFIG_CHECKS = {**KINDS, "size0": lambda v: is_int(v) and 0 <= v <= MAX_SIZE,
+                 "beam": lambda v: is_int(v) and 1 <= v <= MAX_BEAM,
+                 "target vocabulary": lambda v: is_int(v) and max(BOS_ID, EOS_ID) < v - 1 < MAX_SIZE}  # + one more
 SMALL_VALUES = [v for v in VALUES if not (is_int(v) and v > 64)]  # a valid size stays small enough to build
 
 
@@ -56,27 +63,23 @@ def build(name: str, **changes):
 
 def model_smoke(name: str, model) -> None:
     """A valid forward and backward of a freshly built model: finite outputs of the documented shape."""
-    vocab = model.config.source_vocab_size if name == "Seq2Seq" else model.config.vocab_size
+    config = model.config
+    vocab = config.source_vocab_size if name == "Seq2Seq" else config.vocab_size
     ids, lengths = np.array([[1, 2, 3], [4, 1, 0]]) % vocab, np.array([3, 2])  # ids within a drawn vocabulary
     if name == "Seq2Seq":
-        out = model.forward(ids, lengths, np.array([[1, 2], [2, 3]]))
-        assert out.shape == (2, 2, model.config.target_vocab_size), f"logits of shape {out.shape}"
+        out = model.forward(ids, lengths, np.array([[1, 2], [2, 3]]) % config.target_vocab_size)
+        assert out.shape == (2, 2, config.target_vocab_size), f"logits of shape {out.shape}"
+    elif name == "Tagger" and config.char_vocab_size:
+        chars = np.arange(10).reshape(5, 2) % config.char_vocab_size  # two characters for each of the 5 words
+        out = model.forward(ids, lengths, chars)
     else:
         out = model.forward(ids, lengths)
-        width = model.config.num_classes if name == "SequenceClassifier" else (2, 3, model.config.num_tags)
+        width = config.num_classes if name == "SequenceClassifier" else (2, 3, config.num_tags)
         assert out.shape == ((2, width) if name == "SequenceClassifier" else width), f"output of shape {out.shape}"
     finite(out)
     assert model.backward(np.ones_like(out)) is None
 
 
-KNOWN_MODEL_BREAKS = pytest.mark.xfail(reason="known, not fixed yet: model configs leave their size fields to the "
-                                       "layers, whose errors name the layer's argument (embedding_dim, "
-                                       "num_embeddings) instead of the config's field; model inputs are checked by "
-                                       "the Embedding ('Embedding input'), not named source or target_in, and a "
-                                       "3-D target_in is a raw NumPy ValueError", strict=False)
-
-
-@KNOWN_MODEL_BREAKS
 @FEW
 @given(data=st.data())
 @counted("models")
@@ -84,7 +87,7 @@ def test_model_configs_of_the_wrong_type_or_range_are_refused_by_name(data):
     name = data.draw(st.sampled_from(list(MODELS)), label="model")
     arg = data.draw(st.sampled_from(list(CONFIG_KINDS[name])), label="field")
     value = data.draw(st.sampled_from(SMALL_VALUES), label="value")
-    valid = KINDS[CONFIG_KINDS[name][arg]](value)
+    valid = CONFIG_CHECKS[CONFIG_KINDS[name][arg]](value)
     verdict("models", valid, lambda: model_smoke(name, build(name, **{arg: value})), (arg,),
             what=f"{name} config {arg}={value!r:.40}")
 
@@ -110,7 +113,6 @@ def model_input(draw, name: str) -> tuple[dict, bool, str]:
     return args, valid, f"{key} {kind}"
 
 
-@KNOWN_MODEL_BREAKS
 @FEW
 @given(data=st.data())
 @counted("models")
@@ -127,6 +129,47 @@ def test_model_inputs_out_of_range_or_of_the_wrong_kind_are_refused_by_name(data
         model.backward(np.ones_like(out))
 
     verdict("models", valid, call, names, what=f"{name} {what}")
+
+
+# The campaign's breaks (issue 23) as fixed examples: each error names what the user wrote, in one line.
+@pytest.mark.parametrize("name, field, value", [
+    ("SequenceClassifier", "vocab_size", 0), ("SequenceClassifier", "embedding_size", None),
+    ("SequenceClassifier", "num_classes", 2.0), ("Tagger", "vocab_size", "yes"), ("Tagger", "num_tags", "dot"),
+    ("Tagger", "char_vocab_size", -1), ("Seq2Seq", "source_vocab_size", 2.5), ("Seq2Seq", "embedding_size", True),
+    ("Seq2Seq", "beam_size", MAX_BEAM + 1)])
+def test_a_model_config_error_names_the_config_field_not_an_inner_layers_argument(name, field, value):
+    with pytest.raises(ConfigError, match=f"^{field} must be an integer") as caught:
+        build(name, **{field: value})
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name, field, value", [("Tagger", "crf", None), ("Tagger", "crf", "yes"),
+                                                ("SequenceClassifier", "bidirectional", 1)])
+def test_a_model_switch_that_is_not_true_or_false_is_refused_by_name(name, field, value):
+    with pytest.raises(ConfigError, match=f"^{field} must be True or False"):
+        build(name, **{field: value})
+
+
+def test_a_3d_or_empty_target_in_is_refused_by_name_in_one_line():
+    model, source, lengths = build("Seq2Seq"), np.array([[1, 2, 3], [4, 1, 2]]), np.array([3, 2])
+    for target_in in (np.ones((2, 2, 1), np.int64), np.ones((0, 2), np.int64), np.ones((2, 0), np.int64)):
+        with pytest.raises(ShapeError, match=r"^target_in must be \(B, T\) token ids with no empty axis"):
+            model.forward(source, lengths, target_in)
+    with pytest.raises(ShapeError, match=r"^target_in must have one row per source sequence \(2\)"):
+        model.forward(source, lengths, np.ones((3, 2), np.int64))
+
+
+@pytest.mark.parametrize("name, argument, call", [
+    ("SequenceClassifier", "ids", lambda m: m.forward(np.array([[1, VOCAB]]))),
+    ("Tagger", "words", lambda m: m.forward(np.array([[1.0, 2.0]]))),
+    ("Tagger", "lengths", lambda m: m.forward(np.array([[1, 2]]), "12")),
+    ("Seq2Seq", "source", lambda m: m.forward(np.array([[-1, 2]]), None, np.array([[1, 2]]))),
+    ("Seq2Seq", "source_lengths", lambda m: m.forward(np.array([[1, 2]]), np.array([3]), np.array([[1, 2]]))),
+    ("Seq2Seq", "target_in", lambda m: m.forward(np.array([[1, 2]]), None, np.array([[1, TARGET_VOCAB]])))])
+def test_a_model_input_error_names_the_models_argument_not_its_embedding(name, argument, call):
+    with pytest.raises((ShapeError, DTypeError), match=f"^{argument} must") as caught:
+        call(build(name))
+    assert "Embedding" not in str(caught.value)
 
 
 LOSSES = {"MSELoss": (MSELoss, "real"), "BCEWithLogitsLoss": (BCEWithLogitsLoss, "binary"),

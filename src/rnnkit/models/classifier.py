@@ -16,13 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..layers import Dropout, Embedding, Linear
 from ..losses import CrossEntropyLoss
-from ..module import Module, as_rng, check_dtype
+from ..module import Module, as_rng, check_dtype, check_probability
 from ..recurrent.layer import hidden_part
 from ..tasks.base import Batch
-from .configs import JSONConfig, check_option_ranges, option
+from .configs import JSONConfig, check_option_ranges, check_sizes, option
 from .protocol import WholeSequenceModel, batched, inference
 from .sequence import RECURRENT_LAYERS, check_encoder_cell
 
@@ -48,9 +47,9 @@ class ClassifierConfig(JSONConfig):
 
     def __post_init__(self):
         check_encoder_cell(self.cell)
+        check_sizes(self, "vocab_size", "num_classes", "embedding_size", "hidden_size", "num_layers")
+        check_probability("dropout", self.dropout)
         check_option_ranges(self)
-        if self.embedding_size < 1:
-            raise ConfigError(f"a classifier needs --embedding-size >= 1, got {self.embedding_size}")
         check_dtype(self.dtype)
 
     @classmethod
@@ -115,7 +114,7 @@ class SequenceClassifier(WholeSequenceModel, Module):
         return dout, None
 
     def forward(self, ids: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-        ids, lengths, unbatched = batched(ids, lengths)
+        ids, lengths, unbatched = batched(ids, lengths, self.config.vocab_size)
         out, final = self.rnn.forward(self.embed.forward(ids), lengths=lengths)
         feat, argmax = self._pool(out, final, lengths)
         if self.drop is not None:

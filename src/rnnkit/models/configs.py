@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
+from ..module import check_bool, check_int
 
 MISSING = dataclasses.MISSING
 
@@ -84,6 +85,8 @@ def check_option_ranges(config, skip_defaults: bool = False) -> None:
     ``skip_defaults``: a field at its dataclass default (such as 0 for "the task's own") is not range-checked."""
     for f in option_fields(type(config)):
         meta, value = f.metadata, getattr(config, f.name)
+        if isinstance(f.default, bool):  # a switch: 'yes', 1 or None would pass as truthy or falsy
+            check_bool(f.name, value)
         if value is None or (skip_defaults and value == f.default and type(value) is type(f.default)):
             continue
         if isinstance(value, float) and not math.isfinite(value):
@@ -96,6 +99,14 @@ def check_option_ranges(config, skip_defaults: bool = False) -> None:
 
 MAX_INT = 2**31 - 1  # no count or size in a checkpoint's description is larger
 MAX_COUNTS = {"num_layers": 1024, "depth": 1024, "rounds": 1024}  # repetitions: a larger one is a tampered file
+
+
+def check_sizes(config, *names: str, low: int = 1) -> None:
+    """A one-line `ConfigError` naming the field unless each field ``names`` of ``config`` is an integer in [low,
+    `MAX_INT`] (a repetition of `MAX_COUNTS`: at most its count). A model checks its own sizes so that the error names
+    the field the user wrote (``vocab_size``), not the argument of a layer inside it (``num_embeddings``)."""
+    for name in names:
+        check_int(name, getattr(config, name), low, MAX_COUNTS.get(name, MAX_INT))
 
 
 def _allowed_types(hint) -> tuple:

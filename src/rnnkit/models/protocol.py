@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .. import validate
 from ..module import Parameter, inference  # noqa: F401 - inference: re-exported, its callers import it here
 
 
@@ -87,18 +88,16 @@ class WholeSequenceModel:
                               "whole sequences")
 
 
-def batched(ids, lengths, what: str = "ids"):
-    """(ids (B, T), lengths (B,), unbatched): one unbatched sequence (T,) gets a batch axis of one; missing lengths
-    are the whole time axis."""
-    from ..errors import ShapeError
-
-    ids = np.asarray(ids)
-    if ids.ndim not in (1, 2):
-        raise ShapeError(f"{what} must be (B, T) token ids, or (T,) for one sequence, got shape {ids.shape}")
+def batched(ids, lengths, vocab_size: int, what: str = "ids", lengths_name: str = "lengths"):
+    """(ids (B, T), lengths (B,), unbatched), checked at the model's entry point so that an error names the model's
+    own arguments (``what``, ``lengths_name``; see `rnnkit.validate.token_ids`): one unbatched sequence (T,) gets a
+    batch axis of one; missing lengths are the whole time axis."""
+    ids = validate.token_ids(ids, what, vocab_size)
     unbatched = ids.ndim == 1
     if unbatched:
         ids = ids[None]
-    lengths = np.full(len(ids), ids.shape[1]) if lengths is None else np.atleast_1d(np.asarray(lengths))
-    return ids, lengths, unbatched
+        lengths = None if lengths is None else np.atleast_1d(lengths)
+    lengths = np.full(len(ids), ids.shape[1]) if lengths is None else lengths
+    return ids, validate.sequence_lengths(lengths, *ids.shape, name=lengths_name), unbatched
 
 

@@ -28,16 +28,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import validate
 from ..activations import Tanh, log_softmax
 from ..attention import AdditiveAttention, LuongAttention
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeError
 from ..layers import Embedding, Linear
 from ..losses import CrossEntropyLoss
-from ..module import Module, _is_int, as_rng, check_dtype, check_int
+from ..module import Module, _is_int, as_rng, check_dtype
 from ..recurrent import catalog
 from ..recurrent.layer import hidden_part
 from ..tasks.seq2seq import BOS_ID, EOS_ID, PairBatch
-from .configs import JSONConfig, check_option_ranges, option
+from .configs import JSONConfig, check_option_ranges, check_sizes, option
 from .protocol import WholeSequenceModel, batched, inference
 
 #: cell name → (encoder layer, decoder step module): the catalogue's cells that have a one-step module
@@ -62,9 +63,10 @@ class Seq2SeqConfig(JSONConfig):
 
     def __post_init__(self):
         self.check_cell(self.cell)
+        check_sizes(self, "source_vocab_size", "target_vocab_size", "embedding_size", "hidden_size", "max_length")
+        validate.count(self.beam_size, "beam_size", validate.MAX_BEAM)
         check_option_ranges(self)
         check_dtype(self.dtype)
-        check_int("max_length", self.max_length, 1)
         if not _is_int(self.target_vocab_size) or self.target_vocab_size <= max(BOS_ID, EOS_ID):
             raise ConfigError(f"target_vocab_size must count the reserved tokens <bos> ({BOS_ID}) and <eos> "
                               f"({EOS_ID}) and at least one more, got {self.target_vocab_size!r}")
@@ -162,9 +164,15 @@ class Seq2Seq(WholeSequenceModel, Module):
     def forward(self, source, source_lengths, target_in):
         """Teacher forcing: source (B, S) with lengths (B,), target_in (B, T) → logits (B, T, V); one unbatched pair
         — source (S,), target_in (T,), lengths None — gives logits (T, V)."""
-        source, source_lengths, unbatched = batched(source, source_lengths, "source")
+        source, source_lengths, unbatched = batched(source, source_lengths, self.config.source_vocab_size, "source",
+                                                    "source_lengths")
+        target_in = validate.token_ids(target_in, "target_in", self.config.target_vocab_size,
+                                       ndims=(1,) if unbatched else (2,))
         if unbatched:
-            target_in = np.asarray(target_in)[None]
+            target_in = target_in[None]
+        if len(target_in) != len(source):
+            raise ShapeError(f"target_in must have one row per source sequence ({len(source)}), got shape "
+                             f"{target_in.shape}")
         state, mem = self._encode(source, source_lengths)
         emb = self.tgt_embed.forward(target_in)
         feats = []
@@ -296,6 +304,8 @@ class Seq2Seq(WholeSequenceModel, Module):
 
     def translate(self, source, source_lengths, bos: int = BOS_ID, eos: int = EOS_ID):
         """Decode a batch with the config's ``beam_size`` (1: greedy) → list of token-id arrays without <eos>."""
+        source, source_lengths, _ = batched(source, source_lengths, self.config.source_vocab_size, "source",
+                                            "source_lengths")
         if self.config.beam_size > 1:
             return [self.beam_search(source[b], source_lengths[b], bos, eos, self.config.beam_size)
                     for b in range(source.shape[0])]

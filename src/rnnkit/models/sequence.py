@@ -28,7 +28,7 @@ from ..layers import Dropout, Embedding, Linear, OneHot
 from ..losses import LOSSES
 from ..module import Module, as_rng, check_dtype, inference
 from ..recurrent import Jordan, catalog
-from .configs import JSONConfig, check_option_ranges, flag, option, option_fields
+from .configs import JSONConfig, check_option_ranges, check_sizes, flag, option, option_fields
 
 # Derived from the cell catalogue (`rnnkit.recurrent.catalog`): each fact is declared once, on the layer class.
 #: cell name → recurrent layer class (a layer runs a cell over time; these are not cells)
@@ -110,9 +110,8 @@ class ModelConfig(JSONConfig):
         if self.cell not in RECURRENT_LAYERS:
             raise ConfigError(f"cell must be one of {sorted(RECURRENT_LAYERS)}, got {self.cell!r}")
         check_dtype(self.dtype)
-        for name in ("input_size", "output_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        check_sizes(self, "input_size", "output_size", "hidden_size", "num_layers", "depth")
+        check_sizes(self, "embedding_size", "proj_size", "rounds", low=0)
         check_option_ranges(self)
         if self.cell == "jordan" and (self.num_layers != 1 or self.bidirectional):
             raise ConfigError("a Jordan network feeds its output back: use one unidirectional layer (--num-layers 1)")

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import validate
 from ..crf import CRF
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeError
 from ..layers import Embedding, Linear
 from ..losses import CrossEntropyLoss
 from ..module import Module, as_rng, check_dtype
 from ..recurrent import LSTM
 from ..tasks.tagging import TagBatch, entity_scores
-from .configs import JSONConfig, option
+from .configs import JSONConfig, check_option_ranges, check_sizes, option
 from .protocol import WholeSequenceModel, batched, inference
 from .sequence import RECURRENT_LAYERS, check_encoder_cell
 
@@ -45,6 +46,10 @@ class TaggerConfig(JSONConfig):
 
     def __post_init__(self):
         check_encoder_cell(self.cell)
+        check_sizes(self, "vocab_size", "num_tags", "embedding_size", "char_embedding_size", "char_hidden_size",
+                    "hidden_size", "num_layers")
+        check_sizes(self, "char_vocab_size", low=0)
+        check_option_ranges(self)
         check_dtype(self.dtype)
         self.check_tag_names()
 
@@ -105,10 +110,11 @@ class Tagger(WholeSequenceModel, Module):
         self.crf = CRF(config.num_tags, dtype=dtype, rng=rng) if config.crf else None
 
     def forward(self, words, lengths=None, chars=None, char_lengths=None):
-        words, lengths, unbatched = batched(words, lengths, "words")
+        words, lengths, unbatched = batched(words, lengths, self.config.vocab_size, "words")
         x = self.embed.forward(words)
         mask = np.arange(words.shape[1])[None, :] < lengths[:, None]
         if self.config.char_vocab_size:
+            chars, char_lengths = self._checked_chars(chars, char_lengths, int(mask.sum()))
             _, (h, _) = self.char_rnn.forward(self.char_embed.forward(chars), lengths=char_lengths)
             feats = np.zeros(words.shape + (h.shape[0] * h.shape[2],), x.dtype)
             feats[mask] = np.concatenate([h[0], h[1]], axis=1)
@@ -117,6 +123,15 @@ class Tagger(WholeSequenceModel, Module):
         out, _ = self.rnn.forward(x, lengths=lengths)
         emissions = self.emit.forward(out)
         return emissions[0] if unbatched else emissions
+
+    def _checked_chars(self, chars, char_lengths, words: int):
+        """(chars (W, C), char_lengths (W,)): one row of character ids per valid word, or a one-line error naming
+        ``chars`` or ``char_lengths``."""
+        chars = validate.token_ids(chars, "chars", self.config.char_vocab_size, ndims=(2,))
+        if len(chars) != words:
+            raise ShapeError(f"chars must have one row per valid word ({words}), got shape {chars.shape}")
+        lengths = np.full(words, chars.shape[1]) if char_lengths is None else char_lengths
+        return chars, validate.sequence_lengths(lengths, *chars.shape, name="char_lengths")
 
     def backward(self, demissions):
         mask, unbatched = self.saved_for_backward()

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..layers import Linear
 from ..module import Module, as_rng, check_dtype
 from ..tasks.ctc import CTCBatch, label_errors
-from .configs import JSONConfig
+from .configs import JSONConfig, check_sizes
 from .protocol import WholeSequenceModel, inference
 from .sequence import RECURRENT_LAYERS, check_encoder_cell
 
@@ -44,10 +44,9 @@ class TranscriberConfig(JSONConfig):
 
     def __post_init__(self):
         check_encoder_cell(self.cell)
+        check_sizes(self, "input_size", "hidden_size", "num_layers")
+        check_sizes(self, "num_classes", low=2)  # a blank and a symbol
         check_dtype(self.dtype)
-        if self.input_size < 1 or self.num_classes < 2:
-            raise ConfigError(f"a transcriber needs input_size >= 1 and num_classes >= 2 (a blank and a symbol), "
-                              f"got {self.input_size}, {self.num_classes}")
         if self.symbols is not None and len(self.symbols) != self.num_classes:
             raise ConfigError(f"a transcriber's symbols must name its {self.num_classes} classes (the blank first), "
                               f"got {len(self.symbols)}")
