@@ -38,7 +38,7 @@ from ..module import (
     check_probability,
     in_dtype_of,
 )
-from ..validate import parameters_fit
+from ..validate import parameters_fit, sequence_lengths
 from .catalog import CellEntry, register
 from .cell import Cell
 from .noise import Noise, Regularization
@@ -53,18 +53,7 @@ def hidden_part(state):
 def sort_by_length(lengths, batch: int, steps: int):
     """Validate ``lengths`` and return (order, counts): rows sorted by decreasing length, and for each step the
     number of rows whose sequence is still running."""
-    try:
-        given, lengths = lengths, np.asarray(lengths)
-    except (TypeError, ValueError):  # a ragged list, say
-        raise ShapeError(f"lengths must be {batch} integers (one per sequence), got {type(lengths).__name__}") from None
-    if lengths.size == 0 and not isinstance(given, np.ndarray):
-        lengths = lengths.astype(np.int64)  # [] for an empty batch: NumPy would read it as float64
-    if lengths.shape != (batch,) or not np.issubdtype(lengths.dtype, np.integer):
-        raise ShapeError(f"lengths must be {batch} integers (one per sequence), got {lengths.dtype} "
-                         f"array of shape {lengths.shape}")
-    if batch and (lengths.min() < 1 or lengths.max() > steps):
-        raise ShapeError(f"lengths must lie in [1, {steps}] (the time axis), got [{lengths.min()}, {lengths.max()}]")
-    lengths = lengths.astype(np.int64)  # unsigned lengths would wrap around when negated
+    lengths = sequence_lengths(lengths, batch, steps)
     order = np.argsort(-lengths, kind="stable")
     counts = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)
     return order, counts
