@@ -24,8 +24,14 @@ code = compiled_code(rnn)
 pre, rec, prev, new = (np.ones((2, 3)) for _ in range(4))
 code.forward(pre, rec, np.zeros(3), prev, new, np.empty((2, 3)))
 stats = code.forward.stats
+layer = define.DefinedRNN(2, 3, rnn, dtype=np.float64)
+out, _ = layer.forward(np.ones((1, 2, 2)))
+layer.backward(np.ones_like(out))
+entries = [code.sequence_forward.stats, code.sequence_backward.stats]
 print(json.dumps({"file": code.__file__, "hits": sum(stats.cache_hits.values()),
-                  "misses": sum(stats.cache_misses.values())}))
+                  "misses": sum(stats.cache_misses.values()),
+                  "entry_hits": sum(sum(e.cache_hits.values()) for e in entries),
+                  "entry_misses": sum(sum(e.cache_misses.values()) for e in entries)}))
 """
 
 
@@ -36,13 +42,14 @@ def probe(cache_dir) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_generated_kernel_file_is_written_once_and_a_second_process_loads_its_compiled_code(tmp_path):
+def test_generated_kernel_file_is_written_once_and_a_second_process_loads_its_compiled_code_and_loops(tmp_path):
     first = probe(tmp_path)
     written = os.stat(first["file"])
     second = probe(tmp_path)
     assert first["file"] == second["file"]
     assert first["file"].startswith(str(tmp_path / "define")) and first["misses"] == 1 and first["hits"] == 0
     assert second["hits"] == 1 and second["misses"] == 0
+    assert first["entry_misses"] == 2 and second["entry_hits"] == 2 and second["entry_misses"] == 0  # the loops
     assert os.stat(second["file"]).st_mtime_ns == written.st_mtime_ns  # not rewritten
 
 

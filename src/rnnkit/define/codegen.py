@@ -232,12 +232,11 @@ def _sequence_steps(d: Derivation) -> list[str]:
            f"cache[t, :n], {''.join(q + ', ' for q in params)}dxp, {drec}, dparams[t, :n])"]
     if k is not None:
         bwd.append(f"    matmul_into({drec}, w_hh, dstate[{k}][:n], True)  # δs_{{t−1}} += δrec W_hh")
-    entries = ["# the entries compile once per process: numba cannot cache a call that passes a jitted function",
-               "# as a value (rnnkit.kernels.sequence_loop, 'known limit'); the steps and kernels above are cached",
-               "ENTRY = {**JIT, \"cache\": False}", "", "",
-               "@njit(**ENTRY)", "def sequence_forward(params, xp, states, counts, reverse):",
+    entries = ["# the skeleton is inlined into these entries with the step called by name, so numba caches them on",
+               "# disk like the steps above (rnnkit.kernels.sequence_loop)", "", "",
+               "@njit(**JIT)", "def sequence_forward(params, xp, states, counts, reverse):",
                "    loop_forward(sequence_step, params, xp, states, counts, reverse)", "", "",
-               "@njit(**ENTRY)", "def sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):",
+               "@njit(**JIT)", "def sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):",
                "    loop_backward(sequence_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)"]
     return fwd + ["", ""] + bwd + ["", ""] + entries
 

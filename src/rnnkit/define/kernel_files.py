@@ -23,10 +23,14 @@ import os
 import stat
 import sys
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: held while a generated module is imported: a module is in sys.modules before it has run, and the two directions
+#: of a bidirectional layer may ask for it at once from two threads
+_LOADING = threading.Lock()
 
 
 def cache_directory() -> Path:
@@ -47,8 +51,11 @@ def load_generated(source: str):
     """Import generated ``source`` from its file in the cache directory (written if needed); one module per
     distinct source and process."""
     name = module_name(source)
-    if name in sys.modules:
-        return sys.modules[name]
+    with _LOADING:
+        return sys.modules[name] if name in sys.modules else _load(source, name)
+
+
+def _load(source: str, name: str):
     path = write_source(source, name)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
