@@ -28,6 +28,14 @@ def assert_close(actual, expected, tol, what=""):
 
 
 
+def validation_losses(run_dir):
+    """The validation losses a training run recorded in its metrics.jsonl, in order."""
+    import json
+
+    return [json.loads(line)["val_loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if '"val_loss"' in line]
+
+
 def run_cli(argv, capsys):
     """Run the rnnkit command in-process; return (exit status, stdout, stderr)."""
     from rnnkit.cli import main

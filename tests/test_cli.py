@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, validation_losses
 
 run = run_cli
 
@@ -128,11 +128,6 @@ def test_console_script_has_no_traceback_on_error(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
-
-
-def validation_losses(run_dir):
-    return [json.loads(line)["val_loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-            if '"val_loss"' in line]
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "jordan", "rhn", "mogrifier"])

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import GRADCHECK_TOL, PARITY_TOL, assert_close, run_cli
+from conftest import GRADCHECK_TOL, PARITY_TOL, assert_close, run_cli, validation_losses
 from rnnkit import LayerNormGRU, LayerNormLSTM, gradcheck, kernels
 
 LAYERS = {"lnlstm": LayerNormLSTM, "lngru": LayerNormGRU}
@@ -259,11 +259,13 @@ def test_compiled_kernels_equal_the_numpy_code_forward_and_backward(cell, ragged
 # -- the command line -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell", LAYERS)
 def test_rnnkit_train_text_trains_a_layer_normalised_cell(tmp_path, capsys, cell):
+    """The command trains the cell (the validation loss falls), stores it in the checkpoint and samples from it."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(np.random.default_rng(0).choice(["to be ", "or not ", "that is "], 300)))
     out = tmp_path / "run"
     argv = ["train", "text", "--cell", cell, "--data", str(corpus), "--hidden-size", "8", "--seq-length", "10",
-            "--batch-size", "4", "--max-steps", "6", "--eval-every", "3", "--out", str(out), "--no-progress"]
+            "--batch-size", "4", "--max-steps", "30", "--eval-every", "5", "--lr", "1e-2", "--out", str(out),
+            "--no-progress"]
     forget_bias = ["--forget-bias", "1"]
     if cell == "lngru":  # the forget bias is an LSTM's
         code, _, err = run_cli(argv + forget_bias, capsys)
@@ -271,6 +273,8 @@ def test_rnnkit_train_text_trains_a_layer_normalised_cell(tmp_path, capsys, cell
     code, _, err = run_cli(argv + (forget_bias if cell == "lnlstm" else []), capsys)
     assert code == 0, err
     meta = json.loads((out / "checkpoint" / "meta.json").read_text())
-    assert meta["model"]["cell"] == cell and meta["progress"]["step"] == 6
+    assert meta["model"]["cell"] == cell and meta["progress"]["step"] == 30
+    losses = validation_losses(out)
+    assert len(losses) == 6 and min(losses[1:]) < losses[0], losses
     assert meta["model"]["forget_bias"] == (1.0 if cell == "lnlstm" else None)
     assert run_cli(["sample", str(out), "-n", "5", "--seed", "0"], capsys)[0] == 0
