@@ -286,3 +286,14 @@ def test_bench_writes_a_table_and_json(tmp_path):
     assert {(r["cell"], r["mode"]) for r in records} == {("rnn", "train"), ("rnn", "infer"), ("gru", "train"),
                                                          ("gru", "infer")}
     assert all(r["rnnkit_ms"] > 0 and 0 < r["ceiling_fraction"] for r in records)
+
+
+@pytest.mark.parametrize("argv", [["experiment", "reber", "--seeds", "1", "--max-steps", "2", "--jobs", "1"],
+                                  ["teach", "student", "notebooks"]])
+def test_an_output_directory_under_a_file_is_a_one_line_error(tmp_path, capsys, argv, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).parents[1])
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "file" / "sub")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot create" in err, err

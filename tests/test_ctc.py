@@ -287,3 +287,13 @@ def test_decoders_refuse_bad_options():
         ctc_greedy_decode(frames([1, 2]), blank=4)
     with pytest.raises(ShapeError, match="input_lengths"):
         ctc_greedy_decode(frames([1, 2])[:, None], np.array([3]))
+
+
+def test_ctc_refuses_ragged_nested_lists_and_a_non_bool_zero_infinity_in_one_line():
+    lp = log_softmax(np.random.default_rng(0).normal(size=(4, 2, 3)))
+    with pytest.raises(ShapeError, match="targets must be a rectangular array"):
+        ctc_loss(lp, [[1, 2], [1]], [4, 4], [2, 1])
+    with pytest.raises(ShapeError, match="input_lengths must be a rectangular array"):
+        ctc_loss(lp, [[1, 2], [1, 1]], [[2], [2, 1]], [2, 1])
+    with pytest.raises(ConfigError, match="zero_infinity must be True or False, got str 'no'"):
+        ctc_loss(lp[:, :1], [[1, 1, 1]], [2], [3], zero_infinity="no")

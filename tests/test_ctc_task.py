@@ -7,6 +7,7 @@ import pytest
 
 from conftest import GRADCHECK_TOL, run_cli
 from rnnkit.ctc import ctc_loss
+from rnnkit.errors import ConfigError
 from rnnkit.gradcheck import gradcheck
 from rnnkit.models.transcriber import Transcriber, TranscriberConfig
 from rnnkit.tasks.ctc import FrameTranscriptionTask, edit_distance, label_errors
@@ -102,3 +103,8 @@ def test_train_ctc_on_the_command_line_learns_then_resumes_and_transcribes(tmp_p
 def test_train_ctc_refuses_data_files_and_settings_of_other_models(tmp_path, capsys, flags, words):
     code, _, err = run_cli(["train", "ctc", *flags, "--out", str(tmp_path / "run"), "--no-progress"], capsys)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_transcriber_config_whose_symbols_do_not_name_its_classes_is_refused():
+    with pytest.raises(ConfigError, match="symbols must name its 4 classes"):
+        TranscriberConfig(5, 4, symbols=["<blank>", "a", "b"])

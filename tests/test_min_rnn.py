@@ -313,3 +313,18 @@ def test_rnnkit_train_text_with_each_cell(cell, extra, tmp_path, capsys):
     meta = json.loads((out / "checkpoint" / "meta.json").read_text())
     assert meta["model"]["cell"] == cell and meta["model"]["mode"] == (extra[1] if extra else "sequential")
     assert run_cli(["sample", str(out), "-n", "5", "--seed", "0"], capsys)[0] == 0
+
+
+def test_switching_a_regularised_min_layer_to_the_scan_is_a_config_error_not_a_type_error():
+    layer = MinGRU(3, 4)
+    layer.regularize(zoneout=0.2)
+    with pytest.raises(ConfigError, match="mode='scan'"):
+        layer.mode = "scan"
+    assert layer.mode == "sequential" and layer.forward(np.ones((2, 5, 3)))[0].shape == (2, 5, 4)
+
+
+def test_the_float32_scan_agrees_with_the_sequential_loop_over_a_thousand_steps():
+    x = np.random.default_rng(0).normal(size=(2, 1000, 3)).astype(np.float32)
+    for cls in (MinGRU, MinLSTM):
+        sequential, scan = cls(3, 4, rng=0), cls(3, 4, rng=0, mode="scan")
+        np.testing.assert_allclose(scan.forward(x)[0], sequential.forward(x)[0], rtol=0, atol=2e-6)

@@ -78,3 +78,13 @@ def test_an_infinite_loop_in_an_exercise_fails_as_timed_out(tmp_path, capsys):
 def test_a_timeout_that_is_not_a_finite_positive_number_is_refused_in_one_line(value, tmp_path, capsys):
     code, _, err = run_cli(["teach", "grade", "--timeout", value, submission(tmp_path, WRONG_LINEAR)], capsys)
     assert code == 2 and err.startswith("rnnkit: error:") and "--timeout" in err and err.count("\n") == 1
+
+
+def test_grading_a_function_that_exits_fails_the_exercise_instead_of_passing_silently():
+    from rnnkit import teaching
+
+    exiting = "# %% tags=[\"exercise\"]\ndef linear_backward(dy, x, weight):\n    raise SystemExit(0)\n"
+    (result,) = [g for g in teaching.grade(exiting) if g.name == "linear_backward"]
+    assert not result.passed and "SystemExit" in result.message
+    at_top = "# %% tags=[\"exercise\"]\nimport sys\nsys.exit(0)\ndef linear_backward(dy, x, weight):\n    pass\n"
+    assert not any(g.passed for g in teaching.grade(at_top) if g.name == "linear_backward")
