@@ -3,6 +3,7 @@ layers inside `Sequential`."""
 
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -133,13 +134,20 @@ def test_fit_takes_ragged_batches_with_lengths_and_many_to_one_targets(rng):
     assert rnnkit.predict(model, x, lengths).shape == (16, 2)
 
 
-def test_fit_shows_a_progress_bar_only_on_a_terminal(rng, capsys):
+def test_fit_shows_a_progress_bar_only_on_a_terminal(rng, capsys, monkeypatch):
     x, y = char_data(rng)
     model = Sequential(Embedding(5, 4, rng=0), RNN(4, 6, return_state=False, rng=1), Linear(6, 5, rng=2))
     rnnkit.fit(model, x, y, val=(x, y), epochs=3, batch_size=2)
     captured = capsys.readouterr()
     assert "\r" not in captured.err + captured.out and "step/s" not in captured.err
-    assert len(captured.out.splitlines()) == 3  # one validation line per epoch, and nothing else
+    # progress output (the bar and the lines above it) is on standard error: one validation line per epoch there,
+    # nothing else; standard output is left to the caller
+    lines = captured.err.splitlines()
+    assert captured.out == "" and len(lines) == 3 and all(re.match(r"step \d+: val_loss ", line) for line in lines)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    rnnkit.fit(model, x, y, val=(x, y), epochs=1, batch_size=2)
+    captured = capsys.readouterr()
+    assert "\r" in captured.err and "step/s" in captured.err and captured.out == ""  # a bar, drawn and cleared
 
 
 def test_predict_and_evaluate_save_nothing_and_agree_with_the_loss(rng):

@@ -293,7 +293,9 @@ def fit(model, inputs, targets=None, *, lengths=None, mask=None, val=None, epoch
     BPTT; ``train_options``: more `TrainConfig` fields (``weight_decay``, ``max_steps``, ``time_limit``...);
     ``reset_state='never'`` trains arrays continuously (deck 002): each row is a stream whose state is carried
     (detached) from batch to batch and epoch to epoch (needs ``shuffle=False``; see `ArrayTask`).
-    ``run_dir``: where metrics.jsonl, loss.png and the checkpoint go (None: nothing is written)."""
+    ``progress``: a bar on a terminal and a line per validation, both on standard error (`rnnkit.training.progress`;
+    standard output stays the caller's). ``run_dir``: where metrics.jsonl, loss.png and the checkpoint go (None:
+    nothing is written)."""
     seed = validate.seed(seed)
     check_bool("shuffle", shuffle)
     check_bool("progress", progress)

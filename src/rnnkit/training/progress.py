@@ -2,7 +2,9 @@
 
 A bar is drawn on standard error only when it is a terminal (tqdm's ``disable=None``): a log file or a pipe gets no
 stream of updates. ``enabled=False`` (``--no-progress``) turns it off everywhere. Messages printed while a bar is
-shown go through `note`, so that they do not break the bar's line.
+shown go through `note`, so that they do not break the bar's line. Progress — the bar and the lines above it
+(a training's validation lines, an experiment's finished runs, a skipped update) — is on standard error, so that
+standard output carries only a command's results (a table, verdicts: ``note(..., err=False)``).
 """
 
 from __future__ import annotations
