@@ -19,10 +19,12 @@ masks here, once per call, layer and direction, from the layer's ``rng``; the ru
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from ..errors import ConfigError, ShapeError, UsageError
+from ..kernels import parallel
 from ..layers import Dropout
 from ..module import (
     DEFAULT_DTYPE,
@@ -57,6 +59,15 @@ def sort_by_length(lengths, batch: int, steps: int):
     order = np.argsort(-lengths, kind="stable")
     counts = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)
     return order, counts
+
+
+def run_directions(jobs: list, whole: bool) -> list:
+    """The results of one layer's direction jobs, in order. The two directions of a bidirectional layer run at
+    once, each on its own core (`rnnkit.kernels.parallel.pair`), where both run their whole loop in one compiled
+    call (``whole``: no Python per step to hold the GIL); otherwise one after the other."""
+    if len(jobs) == 2 and whole:
+        return list(parallel.pair(*jobs))
+    return [job() for job in jobs]
 
 
 def in_caller_order(a: np.ndarray, order: np.ndarray | None, axis: int) -> np.ndarray:
@@ -325,7 +336,7 @@ class RecurrentLayer(Module):
         batch = xt.shape[1]
         finals, traces, inp = [], [], xt
         for layer, row in enumerate(self.runners):
-            outs, layer_traces = [], []
+            calls = []  # (runner, s0, noise) per direction; masks drawn in order from the layer's rng
             for direction, runner in enumerate(row):
                 index = layer * self.num_directions + direction
                 if state0 is None:
@@ -334,14 +345,12 @@ class RecurrentLayer(Module):
                     s0 = tuple(in_sorted_order(s[index], order, 0) for s in state0)
                 noise = self.sample_noise(layer, direction, batch, xt.shape[0]) \
                     if self.regularization.active else None
-                if noise is None:
-                    out, final, trace = runner.forward(inp, s0, counts)
-                else:
-                    out, final, trace = runner.forward(inp, s0, counts, noise.rows(order))
-                outs.append(out)
-                finals.append(final)
-                layer_traces.append(trace)
-            traces.append(layer_traces)
+                calls.append((runner, s0, None if noise is None else noise.rows(order)))
+            jobs = [partial(runner.forward, inp, s0, counts, noise) for runner, s0, noise in calls]
+            whole = all(runner.runs_whole_sequence(batch, noise) for runner, _, noise in calls)
+            outs, layer_finals, layer_traces = zip(*run_directions(jobs, whole))
+            finals.extend(layer_finals)
+            traces.append(list(layer_traces))
             inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
             if self.inter_dropout is not None and layer < self.num_layers - 1:
                 inp = self.inter_dropout.forward(inp)
@@ -445,16 +454,18 @@ class RecurrentLayer(Module):
         for layer in reversed(range(self.num_layers)):
             if layer < self.num_layers - 1 and self.inter_dropout is not None:
                 dy = self.inter_dropout.backward(dy)
-            row = self.runners[layer]
+            row, layer_traces = self.runners[layer], call.traces[layer]
             width = row[0].cell.output_size
-            dx = None
+            jobs = []
             for direction, runner in enumerate(row):
                 index = layer * self.num_directions + direction
                 part = None if dy is None else dy[:, :, direction * width:(direction + 1) * width]
                 dfinal = None if dparts is None else tuple(None if d is None else d[index] for d in dparts)
-                dxi, dstate0[index] = runner.backward(call.traces[layer][direction], part, dfinal)
-                dx = dxi if dx is None else dx + dxi
-            dy = dx
+                jobs.append(partial(runner.backward, layer_traces[direction], part, dfinal))
+            whole = all(runner.backward_runs_whole_sequence(trace) for runner, trace in zip(row, layer_traces))
+            dxs, dstate0[layer * self.num_directions:(layer + 1) * self.num_directions] = \
+                zip(*run_directions(jobs, whole))
+            dy = dxs[0] if len(dxs) == 1 else dxs[0] + dxs[1]
         dx = np.ascontiguousarray(in_caller_order(dy.transpose(1, 0, 2), call.order, 0))
         ds = tuple(in_caller_order(np.stack([d[k] for d in dstate0]), call.order, 1)
                    for k in range(len(self.state_sizes)))

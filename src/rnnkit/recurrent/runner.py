@@ -104,13 +104,22 @@ class Recurrence:
             states.append(s)
         return states
 
+    def runs_whole_sequence(self, batch: int, noise: Noise | None = None) -> bool:
+        """True where a forward call runs the whole time loop in one compiled call: the cell can, and no mask acts
+        inside the loop."""
+        return self.cell.runs_whole_sequence(batch) and not (noise and noise.acts_per_step)
+
+    def backward_runs_whole_sequence(self, trace: Trace) -> bool:
+        """True where `backward` of ``trace`` runs the whole backward loop in one compiled call."""
+        return trace.ws.kernels is not None and self.runs_whole_sequence(trace.x.shape[1], trace.noise) \
+            and not self.record_state_grads
+
     def forward(self, x: np.ndarray, state0: tuple[np.ndarray, ...], counts: np.ndarray | None = None,
                 noise: Noise | None = None):
         cell = self.cell
         steps, batch, _ = x.shape
         keep = is_grad_enabled()
-        # one compiled call for the whole loop (small B·H), unless masks act inside the loop
-        whole = cell.runs_whole_sequence(batch) and not (noise and noise.acts_per_step)
+        whole = self.runs_whole_sequence(batch, noise)
         full = keep or whole
         ws = cell.allocate(steps if full else 1, batch, ragged=keep and counts is not None)
         if noise is not None:
@@ -187,9 +196,7 @@ class Recurrence:
             if df is not None:
                 d += df
         dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.gate_width), cell.dtype)
-        per_step_noise = trace.noise is not None and trace.noise.acts_per_step
-        if trace.ws.kernels is not None and cell.runs_whole_sequence(batch) and not self.record_state_grads \
-                and not per_step_noise:
+        if self.backward_runs_whole_sequence(trace):
             dy = np.zeros((steps, batch, cell.output_size), cell.dtype) if dy is None else dy
             cell.sequence_backward(trace.ws, dy, dstate, trace.states, _active_rows(counts, steps, batch),
                                    self.reverse, self.detach_state, dxp)

@@ -1,0 +1,102 @@
+"""The two directions of a bidirectional layer run at once (`rnnkit.kernels.parallel`), each with half the BLAS
+threads, only where both run their whole loop in one compiled call and two BLAS threads are allowed; the results
+are bit-identical to running them in turn, and the BLAS limits are restored whatever happens."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit import kernels
+from rnnkit.kernels import parallel
+
+pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+CELLS = {"lstm": (rnnkit.LSTM, {}), "gru": (rnnkit.GRU, {}), "rnn": (rnnkit.RNN, {}),
+         "indrnn": (rnnkit.IndRNN, {}), "mingru": (rnnkit.MinGRU, {})}
+
+
+@pytest.fixture
+def pairs(monkeypatch):
+    """Counts the pairs of jobs that ran concurrently (each still runs)."""
+    count = {"concurrent": 0}
+    concurrently = parallel._concurrently
+
+    def counted(*args):
+        count["concurrent"] += 1
+        return concurrently(*args)
+
+    monkeypatch.setattr(parallel, "_concurrently", counted)
+    return count
+
+
+def train_call(layer, x, lengths):
+    """Output, final state, δx, δ(initial state) and every parameter gradient of one call."""
+    layer.zero_grad()
+    y, final = layer.forward(x, lengths=lengths)
+    dy = np.random.default_rng(7).normal(size=y.shape).astype(y.dtype)
+    dx, ds0 = layer.backward(dy)
+    parts = [y, dx, *(final if isinstance(final, tuple) else (final,)), *(ds0 if isinstance(ds0, tuple) else (ds0,))]
+    return parts + [p.grad.copy() for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_directions_at_once_give_bit_identical_outputs_and_gradients_to_directions_in_turn(name, dtype, pairs):
+    cls, options = CELLS[name]
+    layer = cls(5, 16, num_layers=2, bidirectional=True, dtype=dtype, rng=0, **options)
+    x = np.random.default_rng(1).normal(size=(6, 9, 5)).astype(dtype)
+    lengths = np.array([9, 4, 9, 1, 6, 3])
+    with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
+        parallel.enable(False)
+        try:
+            in_turn = train_call(layer, x, lengths)
+        finally:
+            parallel.enable(True)
+        assert pairs["concurrent"] == 0
+        at_once = train_call(layer, x, lengths)
+    assert pairs["concurrent"] == 4  # 2 layers, forward and backward
+    assert len(at_once) == len(in_turn)
+    assert all(np.array_equal(a, b) for a, b in zip(at_once, in_turn))
+
+
+def test_one_allowed_blas_thread_runs_the_directions_in_turn(pairs):
+    layer = rnnkit.LSTM(3, 8, bidirectional=True, rng=0)
+    with kernels.using("compiled"), threadpoolctl.threadpool_limits(1, user_api="blas"):
+        y, _ = layer.forward(np.ones((2, 4, 3), np.float32))
+        layer.backward(np.ones_like(y))
+    assert pairs["concurrent"] == 0
+
+
+def test_calls_with_masks_inside_the_loop_run_the_directions_in_turn(pairs):
+    layer = rnnkit.LSTM(3, 8, bidirectional=True, zoneout=0.2, rng=0)
+    with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
+        y, _ = layer.forward(np.ones((2, 4, 3), np.float32))
+        layer.backward(np.ones_like(y))
+    assert pairs["concurrent"] == 0
+
+
+def test_the_two_jobs_run_on_two_threads_with_half_the_blas_threads_each():
+    def job():
+        return threading.get_ident(), parallel.blas_threads()
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        (first, first_threads), (second, second_threads) = parallel.pair(job, job)
+        assert parallel.blas_threads() == 2
+    assert first != second and first_threads == second_threads == 1
+
+
+def test_blas_limits_and_the_pair_lock_are_restored_when_a_job_fails():
+    def failing():
+        raise ValueError("job failed")
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        with pytest.raises(ValueError, match="job failed"):
+            parallel.pair(lambda: None, failing)
+        with pytest.raises(ValueError, match="job failed"):
+            parallel.pair(failing, lambda: None)
+        assert parallel.blas_threads() == 2
+        assert parallel.pair(lambda: 1, lambda: 2) == (1, 2)
+    assert not parallel._busy.locked()
