@@ -77,6 +77,20 @@ def test_compiled_kernels_equal_the_numpy_code_forward_and_backward(name, ragged
     assert worst <= TOL[dtype], f"{name}: kernels differ from NumPy by {worst:.2e}"
 
 
+def test_the_per_step_loop_runs_no_configuration_in_one_compiled_call(loop):
+    """The fixture switches every cell class off its whole-sequence loop, not only the LSTM's."""
+    runs_in_one_call = set()
+    with kernels.using("compiled"):
+        for name, (cls, options) in CONFIGS.items():
+            layer = cls(5, 8, num_layers=2, bidirectional=True, dtype=np.float64, rng=0, **options)
+            if any(runner.runs_whole_sequence(4) for row in layer.runners for runner in row):
+                runs_in_one_call.add(name)
+    if loop == "per-step":
+        assert runs_in_one_call == set()
+    else:  # one configuration of each family with a whole-sequence kernel
+        assert {"lstm", "gru-reset-after", "rnn-tanh", "indrnn-relu", "mingru", "minlstm"} <= runs_in_one_call
+
+
 @pytest.mark.parametrize("name", ["lstm", "lstm-peephole-proj", "gru-reset-before", "rnn-tanh", "rhn-uncoupled",
                                   "mogrifier-low-rank"])
 def test_compiled_kernels_pass_gradcheck(name, loop):
