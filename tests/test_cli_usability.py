@@ -122,7 +122,7 @@ def test_time_limit_on_a_resumed_run_means_that_many_more_seconds(rng):
     trainer = small_trainer(rng, epochs=5, time_limit=1000.0, max_steps=6)
     trainer.elapsed = 5000.0  # as restored from a checkpoint of a run that already trained 5000 s
     trainer.fit()
-    assert trainer.step == 6  # not stopped after one update by the earlier run's time
+    assert trainer.updates == 6  # not stopped after one update by the earlier run's time
 
 
 def test_with_a_time_limit_the_progress_bar_expects_the_updates_that_fit_in_it(rng):
@@ -131,8 +131,8 @@ def test_with_a_time_limit_the_progress_bar_expects_the_updates_that_fit_in_it(r
     from tqdm import tqdm
 
     trainer = small_trainer(rng, epochs=5, time_limit=10.0)
-    trainer.deadline, trainer._start_step, trainer._planned = 10.0, 0, 1000
-    trainer.step, trainer.elapsed = 20, 2.0  # 10 updates per second
+    trainer.deadline, trainer._start_updates, trainer._planned = 10.0, 0, 1000
+    trainer.updates, trainer.elapsed = 20, 2.0  # 10 updates per second
     bar = tqdm(total=1000, file=io.StringIO())
     trainer._expected_total(bar)
     assert bar.total == 100

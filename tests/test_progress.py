@@ -56,14 +56,14 @@ def test_a_task_with_a_success_criterion_stops_once_validation_meets_it():
     trainer = _reber_trainer(epochs=3, eval_every=10)
     trainer.task.metrics = lambda model: {"success": 1.0}  # solved from the first validation on
     trainer.fit()
-    assert trainer.step == 10 and trainer.finished()
+    assert trainer.updates == 10 and trainer.finished()
 
 
 def test_no_early_stop_trains_on_past_the_tasks_success():
     trainer = _reber_trainer(epochs=5, eval_every=10, max_steps=30, early_stop=False)
     trainer.task.metrics = lambda model: {"success": 1.0}
     trainer.fit()
-    assert trainer.step == 30
+    assert trainer.updates == 30
 
 
 def test_resuming_a_finished_run_says_that_nothing_was_done(tmp_path, capsys):

@@ -136,7 +136,7 @@ def test_skip_nonfinite_skips_the_bad_update_and_continues(tmp_path):
     trainer.fit()
     records = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped_update"] for r in records if "skipped_update" in r] == ["non-finite loss (nan)"]
-    assert trainer.step == 12 and all(np.isfinite(r.get("train_loss", 0.0)) for r in records)
+    assert trainer.updates == 12 and all(np.isfinite(r.get("train_loss", 0.0)) for r in records)
     assert any(not np.array_equal(before[n], v) for n, v in trainer.model.state_dict().items())
     assert all(m.pending_backwards == 0 for m in trainer.model.modules())  # the skipped forward was discarded
 
@@ -150,7 +150,7 @@ def test_the_trainer_does_not_change_its_config(tmp_path):
     trainer = Trainer(model, task, config, tmp_path / "run")
     trainer.fit()
     assert dataclasses.asdict(config) == before and config.k1 == 0
-    assert trainer.k1 == 10 and trainer.step == 3
+    assert trainer.k1 == 10 and trainer.updates == 3
 
 
 def test_a_sequence_model_trains_through_the_same_protocol_as_the_others(tmp_path):

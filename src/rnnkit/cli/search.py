@@ -153,7 +153,7 @@ def run_trial(spec: dict) -> dict:
         raise
     except RnnkitError as e:
         return {"state": "fail", "error": str(e).strip().splitlines()[0], "run_dir": spec["run_dir"]}
-    return {"state": "pruned" if hook.pruned else "complete", "value": value, "steps": trainer.step,
+    return {"state": "pruned" if hook.pruned else "complete", "value": value, "steps": trainer.updates,
             "seconds": round(trainer.elapsed, 2), "run_dir": spec["run_dir"]}
 
 

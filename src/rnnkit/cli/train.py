@@ -88,9 +88,9 @@ def train_run(run: Run, explicit: dict) -> None:
         trainer.restore(*run.saved, reset_optimizer=run.reset_optimizer)
     click.echo(f"rnnkit: training {type(model).__name__}/{model.config.cell.upper()} ({model.num_parameters():,} "
                f"parameters) on '{run.task}' → {run.out}", err=True)
-    before = trainer.step
+    before = trainer.updates
     trainer.fit()
-    if run.saved and trainer.step == before and trainer.finished():
+    if run.saved and trainer.updates == before and trainer.finished():
         click.echo(f"rnnkit: nothing to do: the run in {run.out} had already finished (its epochs, --max-steps or "
                    "its task's success); it is left as it was", err=True)
     report(trainer, the_task, run.out)
@@ -273,7 +273,7 @@ def make_model(run: Run, task, settings: dict, seed: int):
 def report(trainer: Trainer, task, run_dir: Path) -> None:
     """Print the one-line summary of a finished run (and a classifier's confusion matrix)."""
     scalars = {k: v for k, v in trainer.last_eval.items() if np.ndim(v) == 0}
-    summary = f"done: {trainer.step} updates in {trainer.elapsed:.1f} s"
+    summary = f"done: {trainer.updates} updates in {trainer.elapsed:.1f} s"
     if scalars:
         summary += ", validation " + ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in scalars.items())
         if task.baseline:

@@ -140,7 +140,7 @@ def run_one(exp: Experiment, label: str, length: int, seed: int, out_dir: Path, 
     success = float(metrics.get("success", 0.0))
     return {"key": run_key(label, length, seed), "cell": label, "length": length, "seed": seed, "success": success,
             "val_loss": float(metrics["val_loss"]), "baseline": task.baseline,
-            "steps": trainer.step, "seconds": time.perf_counter() - started,
+            "steps": trainer.updates, "seconds": time.perf_counter() - started,
             "stopped": stopped_by(trainer, success, max_steps, time_budget),
             **{k: float(v) for k, v in metrics.items() if k not in ("success", "val_loss") and np.ndim(v) == 0}}
 
@@ -149,7 +149,7 @@ def stopped_by(trainer: Trainer, success: float, max_steps: int, time_budget: fl
     """What ended a run: its success, the step budget, the time budget, or the experiment's epochs."""
     if success == 1.0:
         return "success"
-    if max_steps and trainer.step >= max_steps:
+    if max_steps and trainer.updates >= max_steps:
         return "steps"
     if time_budget and trainer.elapsed >= time_budget:
         return "time"

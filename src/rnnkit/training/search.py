@@ -244,7 +244,7 @@ class PruningHook:
 
     def __call__(self, metrics: dict) -> bool:
         trainer = self.trainer
-        self.trial.report(objective_value(metrics, self.objective), trainer.step)
+        self.trial.report(objective_value(metrics, self.objective), trainer.updates)
         ending = trainer.finished() or trainer.elapsed >= trainer.deadline  # a trial at its budget is complete
         self.pruned = not ending and self.trial.should_prune()
         return self.pruned

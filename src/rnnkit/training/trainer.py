@@ -117,7 +117,8 @@ def constrained_modules(model) -> list:
 class Trainer:
     """Train ``model`` (any `TrainableModel`) on ``task``; writes metrics.jsonl, loss.png and checkpoints into
     ``run_dir`` (with ``run_dir=None`` nothing is written: the history is only returned). The config is read, never
-    changed: derived settings (the effective ``k1``) are attributes."""
+    changed: derived settings (the effective ``k1``) are attributes. ``updates`` counts the optimizer updates made
+    so far (a checkpoint's and a metrics record's ``step``)."""
 
     def __init__(self, model: TrainableModel, task, config: TrainConfig, run_dir: str | Path | None,
                  meta_extra=None):
@@ -139,14 +140,14 @@ class Trainer:
                               "independent")
         self.meta_extra = meta_extra or {}
         self.data_identity = data_identity(task.config())  # the data files' absolute paths and SHA-256
-        self.step, self.epoch, self.batch_index, self.window_index = 0, 0, 0, 0
+        self.updates, self.epoch, self.batch_index, self.window_index = 0, 0, 0, 0
         self.carry = None
         self.elapsed = 0.0
         self.deadline = math.inf  # the value of `elapsed` at which time_limit stops this call of `fit`
-        self._start_step, self._planned = 0, 0  # for the progress bar: where this call started, updates planned
+        self._start_updates, self._planned = 0, 0  # for the progress bar: where this call started, updates planned
         self.running = (0.0, 0)  # training-loss sum and count since the last log line (checkpointed)
         self.history: list[dict] = []
-        self._saved_step = -1
+        self._saved_updates = -1
         self.last_eval: dict = {}
         self.stop_when = None  # optional predicate on the validation metrics: stop early once it holds
         self.stop_signal = None  # the signal that asked training to stop (see `_stop_on_signals`)
@@ -184,18 +185,18 @@ class Trainer:
         bad = next((name for name, p in self.model.named_parameters() if not np.isfinite(p.data).all()), None)
         if bad is not None:
             self.model.discard_saved()
-            raise TrainingError(f"non-finite parameter {bad} after the update at step {self.step + 1} (learning "
+            raise TrainingError(f"non-finite parameter {bad} after the update at step {self.updates + 1} (learning "
                                 f"rate {self.optimizer.lr:g}); stopping (the last checkpoint is kept)")
 
     def _skip(self, problem: str) -> tuple[float, float]:
         """Stop on a non-finite update, or (``skip_nonfinite``) drop its gradients and saved forwards."""
         if not self.config.skip_nonfinite:
             self.model.discard_saved()
-            raise TrainingError(f"{problem} at step {self.step + 1}; stopping (the last checkpoint is kept)")
+            raise TrainingError(f"{problem} at step {self.updates + 1}; stopping (the last checkpoint is kept)")
         self.model.zero_grad()  # its saved forwards are discarded once the carried state is read (`_epoch`)
         self._log({"skipped_update": problem})
         if self.config.progress:
-            note(f"step {self.step + 1}: {problem}; update skipped")
+            note(f"step {self.updates + 1}: {problem}; update skipped")
         return float("nan"), float("nan")
 
     # -- evaluation -----------------------------------------------------------------------------------
@@ -254,19 +255,19 @@ class Trainer:
     def _stop_if_signalled(self) -> None:
         if self.stop_signal is None:
             return
-        if self._saved_step != self.step:
+        if self._saved_updates != self.updates:
             self.save()
-            self._saved_step = self.step
+            self._saved_updates = self.updates
         name = signal.Signals(self.stop_signal).name
-        raise TrainingInterrupted(f"stopped by {name} after step {self.step}; checkpoint written to "
+        raise TrainingInterrupted(f"stopped by {name} after step {self.updates}; checkpoint written to "
                                   f"{self.run_dir / checkpoint.NAME} (--resume continues it)", 128 + self.stop_signal)
 
     def finished(self) -> bool:
         """Whether the epochs or ``max_steps`` are done, or the last validation logged met the task's success
         criterion (`succeeded`); a time limit is counted anew by each call of `fit`."""
         last = next((r for r in reversed(self.history) if "val_loss" in r), {})
-        return self.epoch >= self.config.epochs or bool(self.config.max_steps) and self.step >= self.config.max_steps \
-            or self.succeeded(last)
+        out_of_steps = bool(self.config.max_steps) and self.updates >= self.config.max_steps
+        return self.epoch >= self.config.epochs or out_of_steps or self.succeeded(last)
 
     def succeeded(self, metrics: dict) -> bool:
         """Whether ``metrics`` meet the task's success criterion (its ``success_metric`` at 1.0) and early stopping
@@ -278,7 +279,7 @@ class Trainer:
         cfg, task = self.config, self.task
         started = time.perf_counter() - self.elapsed
         self.deadline = self.elapsed + cfg.time_limit if cfg.time_limit else math.inf  # resumed: this many more s
-        self._start_step = self.step
+        self._start_updates = self.updates
         total = cfg.epochs * task.num_batches() * self._windows_per_batch()
         self._planned = min(total, cfg.max_steps) if cfg.max_steps else total
         bar = self._progress_bar()
@@ -288,7 +289,7 @@ class Trainer:
                 if self._epoch(epoch, started, bar):
                     break
                 self.epoch, self.batch_index, self.window_index = epoch + 1, 0, 0
-            if self._saved_step != self.step:
+            if self._saved_updates != self.updates:
                 self._validate_and_save()
         finally:
             bar.close()
@@ -316,7 +317,7 @@ class Trainer:
 
     def _advance(self, epoch: int, b: int, w: int, windows: list, start: int) -> None:
         """Count the update; carry the state at the next window's start (detached), or start afresh."""
-        self.step += 1
+        self.updates += 1
         if w + 1 < len(windows):
             self.carry = self.model.state_at(windows[w + 1][0] - start)
             self.epoch, self.batch_index, self.window_index = epoch, b, w + 1
@@ -328,7 +329,7 @@ class Trainer:
     def _record(self, loss: float, norm: float, bar) -> None:
         if math.isfinite(loss):
             self.running = (self.running[0] + loss, self.running[1] + 1)
-        if self.step % self.config.log_every == 0 and self.running[1]:
+        if self.updates % self.config.log_every == 0 and self.running[1]:
             mean = self.running[0] / self.running[1]
             bar.set_postfix(loss=f"{mean:.4f}")
             self._log({"train_loss": mean, "grad_norm": norm, "lr": self.optimizer.lr})
@@ -339,9 +340,9 @@ class Trainer:
         ``stop_when`` holds."""
         cfg = self.config
         out_of_time = self.elapsed >= self.deadline
-        out_of_steps = bool(cfg.max_steps) and self.step >= cfg.max_steps
+        out_of_steps = bool(cfg.max_steps) and self.updates >= cfg.max_steps
         reached = False
-        if self.step % cfg.eval_every == 0 or out_of_time or out_of_steps:
+        if self.updates % cfg.eval_every == 0 or out_of_time or out_of_steps:
             self._validate_and_save()
             stop_when = self.stop_when is not None and bool(self.stop_when(self.last_eval))
             reached = self.succeeded(self.last_eval) or stop_when
@@ -352,8 +353,8 @@ class Trainer:
         never changes; the step is in the bar's description)."""
         if math.isfinite(self.deadline):
             return progress(total=int(self.config.time_limit), unit="s", enabled=self.config.progress,
-                            desc=f"step {self.step}")
-        return progress(total=self._planned, initial=self.step, unit="step", enabled=self.config.progress)
+                            desc=f"step {self.updates}")
+        return progress(total=self._planned, initial=self.updates, unit="step", enabled=self.config.progress)
 
     def _tick(self, bar) -> None:
         """Advance the bar by one update (or, with a time limit, to the whole seconds spent)."""
@@ -361,7 +362,7 @@ class Trainer:
             bar.update(1)
             return
         spent = int(min(self.elapsed, self.deadline) - (self.deadline - self.config.time_limit))
-        bar.set_description(f"step {self.step}", refresh=False)
+        bar.set_description(f"step {self.updates}", refresh=False)
         bar.update(max(0, spent - bar.n))
 
     def learning_rate(self, epoch: int) -> float:
@@ -375,7 +376,7 @@ class Trainer:
 
     # -- logging and checkpoints ----------------------------------------------------------------------
     def _log(self, record: dict) -> None:
-        record = {"step": self.step, "epoch": self.epoch, "time": round(self.elapsed, 3), **record}
+        record = {"step": self.updates, "epoch": self.epoch, "time": round(self.elapsed, 3), **record}
         self.history.append(record)
         if self.run_dir is not None:
             append_line(self.run_dir / "metrics.jsonl", json.dumps(record) + "\n")
@@ -386,8 +387,8 @@ class Trainer:
         if scalars:
             self._log(scalars)
             if self.config.progress:
-                note(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
-        self._saved_step = self.step
+                note(f"step {self.updates}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+        self._saved_updates = self.updates
         if self.run_dir is None:
             return
         self.save()
@@ -407,7 +408,7 @@ class Trainer:
             "train": asdict(self.config),
             **vocabularies,
             "vocab": vocabularies.get("vocab"),
-            "progress": {"step": self.step, "epoch": self.epoch, "batch": self.batch_index,
+            "progress": {"step": self.updates, "epoch": self.epoch, "batch": self.batch_index,
                          "window": self.window_index, "elapsed": self.elapsed, "running": list(self.running)},
             "rng": checkpoint.rng_state(self.model.generators()),
             **self.meta_extra,
@@ -434,14 +435,14 @@ class Trainer:
         self.model.load_state_dict(model_state)
         if not reset_optimizer:
             self.optimizer.load_state_dict(optimizer_state)
-        self.step, self.epoch = progress["step"], progress["epoch"]
+        self.updates, self.epoch = progress["step"], progress["epoch"]
         self.batch_index, self.window_index, self.elapsed = progress["batch"], progress["window"], progress["elapsed"]
         self.running = tuple(progress.get("running", (0.0, 0)))
         checkpoint.set_rng_state(self.model.generators(), meta["rng"])
         if carry:
             parts = tuple(carry[f"state{i}"] for i in range(len(carry)))
             self.carry = parts[0] if len(parts) == 1 else parts
-        self._saved_step = self.step  # this step's checkpoint and validation are on disk already
+        self._saved_updates = self.updates  # this step's checkpoint and validation are on disk already
 
     def _carry_layout(self) -> list[tuple[int, int]]:
         """(rows, size) of each component of the state a stream carries between windows (none for others)."""
@@ -462,7 +463,7 @@ class Trainer:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if record["step"] <= self.step:
+            if record["step"] <= self.updates:
                 kept.append(line)
         if text != "".join(line + "\n" for line in kept):  # unchanged (a finished run resumed): left untouched
             atomic_write(metrics, "".join(line + "\n" for line in kept))
