@@ -300,3 +300,10 @@ def test_fit_predict_and_evaluate_arguments_of_the_wrong_type_or_range_are_refus
 
     names = (arg, "k2 needs k1") if arg == "k2" else (arg,)
     verdict("fit/predict", valid, call, names, what=f"{where}({arg}={value!r:.40})")
+
+
+def test_fit_refuses_none_for_a_setting_that_cannot_be_none():  # the campaign's fit(grad_clip=None), taken as "off"
+    x, y = np.ones((6, 3)), np.zeros(6, np.int64)
+    with pytest.raises(ConfigError, match="^grad_clip must be float, got None$"):
+        fit(Linear(3, 2, dtype=np.float64, rng=np.random.default_rng(0)), x, y, epochs=1, progress=False,
+            grad_clip=None)

@@ -83,10 +83,13 @@ def check_range(config, name: str, low: float | None = None, high: float | None 
 def check_option_ranges(config, skip_defaults: bool = False) -> None:
     """Check every `option` field of ``config`` against its declared choices and range; a float must be finite.
     ``skip_defaults``: a field at its dataclass default (such as 0 for "the task's own") is not range-checked."""
+    hints = typing.get_type_hints(type(config))
     for f in option_fields(type(config)):
         meta, value = f.metadata, getattr(config, f.name)
         if isinstance(f.default, bool):  # a switch: 'yes', 1 or None would pass as truthy or falsy
             check_bool(f.name, value)
+        if value is None and type(None) not in _allowed_types(hints[f.name]):  # None is not "off" or "default"
+            raise ConfigError(f"{f.name} must be {getattr(hints[f.name], '__name__', hints[f.name])}, got None")
         if value is None or (skip_defaults and value == f.default and type(value) is type(f.default)):
             continue
         if isinstance(value, float) and not math.isfinite(value):
