@@ -1,4 +1,4 @@
-"""Compiled kernels of the Elman RNN (`rnnkit.recurrent.rnn.ElmanStep`): the fused pointwise step and the step of
+"""Compiled kernels of the Elman RNN (`rnnkit.recurrent.rnn.RNNStep`): the fused pointwise step and the step of
 the whole-sequence loop (`rnnkit.kernels.sequence_loop`). Written as `rnnkit.kernels.compiled` describes."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from .sequence_loop import sequence_backward, sequence_forward
 
 @njit(**JIT)
 def rnn_forward(h, xp, relu):
-    """`ElmanStep.step` after the GEMM: h ← φ(h + xp), φ = tanh or relu. h, xp (n, H)."""
+    """`RNNStep.step` after the GEMM: h ← φ(h + xp), φ = tanh or relu. h, xp (n, H)."""
     for b in range(h.shape[0]):
         hb, xb = h[b], xp[b]
         for j in range(hb.shape[0]):
@@ -22,7 +22,7 @@ def rnn_forward(h, xp, relu):
 
 @njit(**JIT)
 def rnn_backward(dh, h, relu, dxp):
-    """`ElmanStep.step_backward` before the GEMM: δa = δh ⊙ φ'(a), φ' = 1 − h² or [h > 0]."""
+    """`RNNStep.step_backward` before the GEMM: δa = δh ⊙ φ'(a), φ' = 1 − h² or [h > 0]."""
     for b in range(dh.shape[0]):
         db, hb, out = dh[b], h[b], dxp[b]
         for j in range(db.shape[0]):
@@ -34,7 +34,7 @@ def rnn_backward(dh, h, relu, dxp):
 
 @njit(**JIT)
 def rnn_step(params, t, n, read, write, xp, states):
-    """`ElmanStep.step` for the whole-sequence loop: h_t = φ(h_{t−1} W_hhᵀ + xp). params = (W_hhᵀ, relu)."""
+    """`RNNStep.step` for the whole-sequence loop: h_t = φ(h_{t−1} W_hhᵀ + xp). params = (W_hhᵀ, relu)."""
     w_hh_t, relu = params
     h = states[0]
     h_new = h[write, :n]
@@ -44,7 +44,7 @@ def rnn_step(params, t, n, read, write, xp, states):
 
 @njit(**JIT)
 def rnn_step_backward(params, t, n, read, write, dstate, states, dxp):
-    """`ElmanStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = δa W_hh.
+    """`RNNStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = δa W_hh.
     params = (W_hh, relu)."""
     w_hh, relu = params
     dh = dstate[0][:n]

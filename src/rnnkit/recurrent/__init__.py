@@ -2,7 +2,7 @@
 
 # The three classic cells first: cells are listed (`catalog.entries()`, ``--cell`` choices) in the order their
 # layer classes are defined.
-from .rnn import RNN, ElmanStep  # isort: skip
+from .rnn import RNN, RNNStep  # isort: skip
 from .lstm import LSTM, LSTMStep  # isort: skip
 from .gru import GRU, GRUStep  # isort: skip
 from . import catalog
@@ -21,7 +21,7 @@ from .scan import ScanRecurrence
 from .step_cells import GRUCell, LSTMCell, RNNCell, StepCell
 
 __all__ = [
-    "GRU", "LSTM", "RNN", "Cell", "GatedCell", "Elman", "ElmanStep", "GRUCell", "GRUStep", "Jordan", "JordanStep",
+    "GRU", "LSTM", "RNN", "Cell", "GatedCell", "Elman", "RNNStep", "GRUCell", "GRUStep", "Jordan", "JordanStep",
     "LSTMCell", "LSTMStep", "MogrifierLSTM", "MogrifierStep", "RHN", "RHNStep", "RNNCell", "Recurrence",
     "RecurrentLayer", "StepCell", "Trace", "TraceView", "Workspace", "IndRNN", "IndRNNStep", "MinGRU", "MinGRUStep",
     "MinLSTM", "MinLSTMStep", "ScanRecurrence", "LayerNormGRU", "LayerNormGRUStep", "LayerNormLSTM",

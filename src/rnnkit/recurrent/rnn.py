@@ -1,4 +1,4 @@
-"""The Elman (vanilla) recurrence: `ElmanStep` and the `RNN` layer, identical to ``torch.nn.RNN``."""
+"""The Elman (vanilla) recurrence: `RNNStep` and the `RNN` layer, identical to ``torch.nn.RNN``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .layer import RecurrentLayer
 NONLINEARITIES = ("tanh", "relu", "sigmoid")  # sigmoid: the lectures' other hidden activation (NumPy path)
 
 
-class ElmanStep(GatedCell):
+class RNNStep(GatedCell):
     r"""One step of the Elman recurrence (PyTorch's ``nn.RNN`` cell).
 
     Forward, with a_t the pre-activation (x_t W_ihᵀ + b_ih + b_hh is the runner's projection ``xp``):
@@ -106,7 +106,7 @@ class RNN(RecurrentLayer):
             output[:, t] = h
     """
 
-    cell_class = ElmanStep
+    cell_class = RNNStep
     catalog = CellEntry("rnn", options=("nonlinearity",), torch_name="RNN",
                         variants={"tanh": {}, "relu": {"nonlinearity": "relu"}})
 

@@ -30,7 +30,7 @@ from .cell import Cell
 from .gru import GRUStep
 from .layer import check_state_parts
 from .lstm import LSTMStep
-from .rnn import ElmanStep
+from .rnn import RNNStep
 from .runner import Recurrence
 
 
@@ -104,9 +104,9 @@ class StepCell(Module):
 
 
 class RNNCell(StepCell):
-    """h' = tanh or relu(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh); see `ElmanStep` for the equations."""
+    """h' = tanh or relu(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh); see `RNNStep` for the equations."""
 
-    cell_class = ElmanStep
+    cell_class = RNNStep
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=DEFAULT_DTYPE, rng=None):
         super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, rng=rng, nonlinearity=nonlinearity)
