@@ -114,7 +114,7 @@ class Regularization:
                      keep_mask(self.weight_drop, weight_shape), zoneout)
 
 
-def zoneout_mix(kernels, prev: np.ndarray, proposed: np.ndarray, keep: np.ndarray, out: np.ndarray) -> None:
+def mix_zoneout(kernels, prev: np.ndarray, proposed: np.ndarray, keep: np.ndarray, out: np.ndarray) -> None:
     """Zoneout at one step, into ``out``: s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t (exactly s_{t−1} where d = 1); all (n, S).
     ``kernels``: the compiled kernels (`rnnkit.kernels.compiled.zoneout_mix`) or None for this NumPy code."""
     if kernels is not None:
@@ -124,9 +124,9 @@ def zoneout_mix(kernels, prev: np.ndarray, proposed: np.ndarray, keep: np.ndarra
     out += (1 - keep) * proposed
 
 
-def zoneout_split(kernels, ds: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def split_zoneout(kernels, ds: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Zoneout's backward at one step: δs̃_t = (1 − d) ⊙ δs_t in place in ``ds``; returns d ⊙ δs_t, the part that
-    reaches s_{t−1} around the cell."""
+    reaches s_{t−1} around the cell. ``kernels``: as in `mix_zoneout` (the kernel `compiled.zoneout_split`)."""
     direct = np.empty_like(ds)
     if kernels is not None:
         kernels.zoneout_split(ds, keep, direct)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..module import is_grad_enabled
 from .cell import Cell, Workspace
-from .noise import Noise, zoneout_mix, zoneout_split
+from .noise import Noise, mix_zoneout, split_zoneout
 
 
 @dataclass
@@ -183,7 +183,7 @@ class Recurrence:
                 if keep is None:
                     w[:n] = s
                 else:
-                    zoneout_mix(kernels, r[:n], s, keep, w[:n])
+                    mix_zoneout(kernels, r[:n], s, keep, w[:n])
                 if n < batch:
                     w[n:] = r[n:]
         return proposed
@@ -219,7 +219,7 @@ class Recurrence:
             return []
         kernels, noise = getattr(trace.ws, "kernels", None), trace.noise
         keeps = [noise.keep(k, t, n) for k in range(len(dstate))]
-        return [None if keep is None else zoneout_split(kernels, d[:n], keep) for d, keep in zip(dstate, keeps)]
+        return [None if keep is None else split_zoneout(kernels, d[:n], keep) for d, keep in zip(dstate, keeps)]
 
     def _backward_loop(self, trace: Trace, dy, dstate: list[np.ndarray], dxp: np.ndarray) -> np.ndarray | None:
         """The backward time loop in Python; returns ‖∂L/∂h_t‖ per step if ``record_state_grads``."""
