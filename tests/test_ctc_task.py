@@ -108,3 +108,17 @@ def test_train_ctc_refuses_data_files_and_settings_of_other_models(tmp_path, cap
 def test_a_transcriber_config_whose_symbols_do_not_name_its_classes_is_refused():
     with pytest.raises(ConfigError, match="symbols must name its 4 classes"):
         TranscriberConfig(5, 4, symbols=["<blank>", "a", "b"])
+
+
+def test_a_checkpoint_describes_a_ctc_task_by_the_rules_the_task_itself_checks(task):
+    from rnnkit.errors import CheckpointError
+    from rnnkit.models.registry import _check_task
+
+    stored = task.config()
+    assert stored["max_symbols"] > stored["max_frames"]  # frames are per symbol: the defaults describe a valid task
+    _check_task(dict(stored))
+    for name, value, words in [("min_frames", stored["max_frames"] + 1, "min_frames <= max_frames"),
+                               ("max_silence", 0, "max_silence >= 1"),
+                               ("max_symbols", 10**9, "do not fit in this machine's memory")]:
+        with pytest.raises(CheckpointError, match=words):
+            _check_task({**stored, name: value})

@@ -106,23 +106,21 @@ def _check_task(task) -> dict:
 
 
 def _check_ctc_sizes(task: dict) -> None:
-    """A CTC task's generator: symbols no more than frames, and a validation batch (128 sequences of ``max_frames``
-    frames of ``features`` float64 values) within the machine's memory."""
+    """A CTC task's generator: settings the task itself accepts (`check_generator_settings`), and a validation batch
+    (128 sequences of the longest length, ``features`` float64 values a frame) within the machine's memory."""
     from ..errors import DataError
-    from ..tasks.ctc import stored_settings
+    from ..tasks.ctc import check_generator_settings, longest_sequence, stored_settings
 
     try:
         settings = stored_settings(task)
+        check_generator_settings(settings)
     except DataError as e:
         raise CheckpointError(f"checkpoint {e}") from None
-    frames, features = settings.get("max_frames", 1), settings.get("features", 1)
-    for name in ("max_symbols", "max_silence", "min_frames"):
-        if settings.get(name, 1) > frames:
-            raise CheckpointError(f"checkpoint task 'ctc' setting {name} {settings[name]} exceeds max_frames {frames}")
+    frames, features = longest_sequence(settings), settings.get("features", 1)
     memory = machine_memory() or 2**40
     if 128 * frames * features * 8 > memory // 4:
-        raise CheckpointError(f"checkpoint task 'ctc' frames of {frames} x {features} values do not fit in this "
-                              f"machine's memory ({memory / 2**30:.1f} GiB)")
+        raise CheckpointError(f"checkpoint task 'ctc' sequences of up to {frames} frames x {features} values do not "
+                              f"fit in this machine's memory ({memory / 2**30:.1f} GiB)")
 
 
 def _check_rng(states) -> None:

@@ -94,6 +94,25 @@ class FrameGenerator:
         return CTCBatch(x, target, length_mask(lengths, x.shape[1]), lengths, target_lengths)
 
 
+def check_generator_settings(settings: dict) -> None:
+    """The `FrameGenerator` settings given (the others at their defaults) describe sequences that can be drawn: a
+    `DataError` naming the rule otherwise."""
+    g = {name: settings.get(name, FrameGenerator.__dataclass_fields__[name].default) for name in GENERATOR_SETTINGS}
+    if not 0 <= g["noise"] < math.inf:
+        raise DataError(f"task 'ctc' needs a finite noise >= 0, got {g['noise']}")
+    if not (1 <= g["min_symbols"] <= g["max_symbols"] and 1 <= g["min_frames"] <= g["max_frames"]
+            and g["max_silence"] >= 1):
+        raise DataError(f"task 'ctc' needs 1 <= min_symbols <= max_symbols, 1 <= min_frames <= max_frames and "
+                        f"max_silence >= 1, got {g['min_symbols']}, {g['max_symbols']}, {g['min_frames']}, "
+                        f"{g['max_frames']}, {g['max_silence']}")
+
+
+def longest_sequence(settings: dict) -> int:
+    """The most frames one sequence can have: every symbol at ``max_frames`` and the most silence around each."""
+    g = {name: settings.get(name, FrameGenerator.__dataclass_fields__[name].default) for name in GENERATOR_SETTINGS}
+    return g["max_symbols"] * g["max_frames"] + (g["max_symbols"] + 1) * g["max_silence"]
+
+
 def stored_settings(config: dict) -> dict:
     """The task's settings in a stored `FrameTranscriptionTask.config`; `DataError` for one of the wrong type."""
     settings = {k: config[k] for k in ("batch_size", "seed", "num_symbols", "features", *GENERATOR_SETTINGS)
@@ -136,13 +155,7 @@ class FrameTranscriptionTask(GeneratedTask):
         self.val = [self._make(rng, min(128, val_size - start)) for start in range(0, val_size, 128)]
 
     def check_generator(self) -> None:
-        g = self.generator
-        if not 0 <= g.noise < math.inf:
-            raise DataError(f"task 'ctc' needs a finite noise >= 0, got {g.noise}")
-        if not 1 <= g.min_symbols <= g.max_symbols or not 1 <= g.min_frames <= g.max_frames or g.max_silence < 1:
-            raise DataError(f"task 'ctc' needs 1 <= min_symbols <= max_symbols, 1 <= min_frames <= max_frames and "
-                            f"max_silence >= 1, got {g.min_symbols}, {g.max_symbols}, {g.min_frames}, "
-                            f"{g.max_frames}, {g.max_silence}")
+        check_generator_settings({name: getattr(self.generator, name) for name in GENERATOR_SETTINGS})
 
     @classmethod
     def from_options(cls, options, seed: int, dtype: str, meta: dict | None = None) -> FrameTranscriptionTask:
