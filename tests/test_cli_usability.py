@@ -125,19 +125,6 @@ def test_time_limit_on_a_resumed_run_means_that_many_more_seconds(rng):
     assert trainer.updates == 6  # not stopped after one update by the earlier run's time
 
 
-def test_with_a_time_limit_the_progress_bar_expects_the_updates_that_fit_in_it(rng):
-    import io
-
-    from tqdm import tqdm
-
-    trainer = small_trainer(rng, epochs=5, time_limit=10.0)
-    trainer.deadline, trainer._start_updates, trainer._planned = 10.0, 0, 1000
-    trainer.updates, trainer.elapsed = 20, 2.0  # 10 updates per second
-    bar = tqdm(total=1000, file=io.StringIO())
-    trainer._expected_total(bar)
-    assert bar.total == 100
-
-
 def test_eval_reports_loss_bits_per_character_and_perplexity_with_carried_or_fresh_state(tmp_path, capsys):
     import math
 
