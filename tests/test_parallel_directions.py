@@ -78,6 +78,14 @@ def test_calls_with_masks_inside_the_loop_run_the_directions_in_turn(pairs):
     assert pairs["concurrent"] == 0
 
 
+def test_the_scan_runner_runs_the_directions_in_turn(pairs):
+    layer = rnnkit.MinGRU(3, 8, bidirectional=True, mode="scan", rng=0)
+    with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
+        y, _ = layer.forward(np.ones((2, 4, 3), np.float32))
+        dx, _ = layer.backward(np.ones_like(y))
+    assert pairs["concurrent"] == 0 and dx.shape == (2, 4, 3)
+
+
 def test_the_two_jobs_run_on_two_threads_with_half_the_blas_threads_each():
     def job():
         return threading.get_ident(), parallel.blas_threads()

@@ -64,7 +64,7 @@ def sort_by_length(lengths, batch: int, steps: int):
 def run_directions(jobs: list, whole: bool) -> list:
     """The results of one layer's direction jobs, in order. The two directions of a bidirectional layer run at
     once, each on its own core (`rnnkit.kernels.parallel.pair`), where both run their whole loop in one compiled
-    call (``whole``: no Python per step to hold the GIL); otherwise one after the other."""
+    call (``whole``: no Python per step to hold the GIL; not the scan runner); otherwise one after the other."""
     if len(jobs) == 2 and whole:
         return list(parallel.pair(*jobs))
     return [job() for job in jobs]
@@ -346,8 +346,10 @@ class RecurrentLayer(Module):
                 noise = self.sample_noise(layer, direction, batch, xt.shape[0]) \
                     if self.regularization.active else None
                 calls.append((runner, s0, None if noise is None else noise.rows(order)))
-            jobs = [partial(runner.forward, inp, s0, counts, noise) for runner, s0, noise in calls]
-            whole = all(runner.runs_whole_sequence(batch, noise) for runner, _, noise in calls)
+            jobs = [partial(runner.forward, inp, s0, counts, *([] if noise is None else [noise]))
+                    for runner, s0, noise in calls]
+            whole = all(isinstance(runner, Recurrence) and runner.runs_whole_sequence(batch, noise)
+                        for runner, _, noise in calls)
             outs, layer_finals, layer_traces = zip(*run_directions(jobs, whole))
             finals.extend(layer_finals)
             traces.append(list(layer_traces))
@@ -462,7 +464,8 @@ class RecurrentLayer(Module):
                 part = None if dy is None else dy[:, :, direction * width:(direction + 1) * width]
                 dfinal = None if dparts is None else tuple(None if d is None else d[index] for d in dparts)
                 jobs.append(partial(runner.backward, layer_traces[direction], part, dfinal))
-            whole = all(runner.backward_runs_whole_sequence(trace) for runner, trace in zip(row, layer_traces))
+            whole = all(isinstance(runner, Recurrence) and runner.backward_runs_whole_sequence(trace)
+                        for runner, trace in zip(row, layer_traces))
             dxs, dstate0[layer * self.num_directions:(layer + 1) * self.num_directions] = \
                 zip(*run_directions(jobs, whole))
             dy = dxs[0] if len(dxs) == 1 else dxs[0] + dxs[1]
