@@ -105,7 +105,7 @@ def _meta(change):
 
 
 # -- sizes that cannot fit ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("flags", [["--hidden-size", "100000"], ["--num-layers", "1000000"]])
+@pytest.mark.parametrize("flags", [["--hidden-size", "100000"], ["--num-layers", "1000", "--hidden-size", "10000"]])
 def test_a_model_too_large_for_the_machine_is_refused_with_the_estimate_before_allocating(capsys, tmp_path, flags):
     data = _corpus(tmp_path / "data.txt", repeat=2000)
     out = tmp_path / "run"
@@ -204,12 +204,14 @@ def test_labels_and_target_tokens_shorter_than_the_model_are_refused():
     from rnnkit.models.seq2seq import Seq2SeqConfig
     from rnnkit.models.tagger import TaggerConfig
 
+    tokens = ["<pad>", "<unk>", *"abc"]  # stored vocabularies start with their special tokens
     tagger = TaggerConfig(5, 3)
-    check_vocabularies({"tokens": list("abcde"), "labels": ["O", "B", "I"]}, tagger)
+    check_vocabularies({"tokens": tokens, "labels": ["O", "B", "I"]}, tagger)
     with pytest.raises(CheckpointError, match="'labels' has 2 entries, the model's num_tags is 3"):
-        check_vocabularies({"tokens": list("abcde"), "labels": ["O", "B"]}, tagger)
-    with pytest.raises(CheckpointError, match="'target_tokens' has 3 entries"):
-        check_vocabularies({"tokens": list("abcd"), "target_tokens": list("xyz")}, Seq2SeqConfig(4, 6))
+        check_vocabularies({"tokens": tokens, "labels": ["O", "B"]}, tagger)
+    with pytest.raises(CheckpointError, match="'target_tokens' has 5 entries"):
+        check_vocabularies({"tokens": tokens[:4], "target_tokens": ["<pad>", "<unk>", "<bos>", "<eos>", "x"]},
+                           Seq2SeqConfig(4, 6))
 
 
 def test_export_refuses_a_model_with_nan_weights():

@@ -168,7 +168,7 @@ def test_bad_input_raises_one_clear_error(call, error, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(nonlinearity="sigmoid"), "nonlinearity"),
+    (dict(nonlinearity="softsign"), "nonlinearity"),
     (dict(hidden_size=0), "hidden_size"),
     (dict(dropout=1.0), "dropout"),
     (dict(dtype=np.int32), "float32 or float64"),
