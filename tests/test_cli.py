@@ -230,11 +230,11 @@ def test_a_bug_keeps_its_traceback_while_a_user_error_is_one_line(monkeypatch, c
 
 
 @pytest.mark.parametrize("task, content, message", [
-    ("tagging", "word\n\n", "expected 'token ... tag' columns"),
+    ("tagging", "word\n\n", "expected CoNLL columns ('token ... tag'"),
     ("tagging", "\n\n\n", "is empty"),
     ("seq2seq", "only source\nx\ty\n", "expected 'source<TAB>target'"),
     ("classify", "\tno label\nb\tc\n", "expected 'label<TAB>text'"),
-    ("text", "\ufeff" * 3, "needs at least"),
+    ("text", "\ufeff" * 3, "is empty (nothing but whitespace)"),
 ])
 def test_malformed_files_of_every_task(tmp_path, capsys, task, content, message):
     path = tmp_path / "data.txt"
