@@ -87,7 +87,7 @@ def blas_libraries() -> list[dict]:
     from threadpoolctl import threadpool_info
 
     try:
-        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS: the compiled loop's products call it)
+        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS: the compiled loop calls it where NumPy's has no gemm)
     except ImportError:
         pass
     found = []
@@ -102,13 +102,28 @@ def blas_libraries() -> list[dict]:
 
 def blas_backend() -> str:
     """Which BLAS runs rnnkit's products, in one line: NumPy's (the ``@`` of the NumPy paths and the whole-sequence
-    GEMMs) and SciPy's (``scipy.linalg.cython_blas``, which the compiled time loop calls: `rnnkit.kernels.blas`)."""
+    GEMMs), and which one the compiled time loop calls (`rnnkit.kernels.blas`: NumPy's own where it exports its
+    ``gemm``, else SciPy's ``scipy.linalg.cython_blas``)."""
     libraries = blas_libraries()
     if not libraries:
         return "unknown (threadpoolctl sees no BLAS)"
-    role = {"numpy": "NumPy's @", "scipy": "the compiled loop's gemm, via scipy.linalg.cython_blas"}
-    return "; ".join(f"{lib['library']} {lib['version']} ({role.get(lib['owner'], lib['owner'])})"
-                     for lib in libraries)
+    loop = loop_blas()
+    roles = {"numpy": "NumPy's @", "scipy": "SciPy's"}
+
+    def role(owner: str) -> str:
+        text = roles.get(owner, owner)
+        return f"{text} and the compiled loop's gemm" if owner == loop else text
+
+    return "; ".join(f"{lib['library']} {lib['version']} ({role(lib['owner'])})" for lib in libraries)
+
+
+def loop_blas() -> str | None:
+    """Whose BLAS the compiled time loop calls: ``"numpy"`` or ``"scipy"``; None without numba."""
+    try:
+        from .kernels import blas
+    except ImportError:
+        return None
+    return blas.SOURCE
 
 
 #: Floating-point operations per vector lane per cycle: two FMA pipes × 2 flops (multiply and add) per FMA
