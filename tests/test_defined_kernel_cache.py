@@ -73,3 +73,13 @@ def test_an_unusable_cache_directory_falls_back_to_a_private_one(tmp_path, monke
     monkeypatch.setenv("RNNKIT_CACHE_DIR", str(blocker))  # <file>/define cannot be created
     path = kernel_files.write_source("Y = 2\n", "rnnkit_defined_probe")
     assert path.read_text() == "Y = 2\n" and not str(path).startswith(str(blocker))
+
+
+def test_a_changed_loop_skeleton_or_blas_binding_gives_a_new_kernel_file(monkeypatch):
+    from rnnkit.define import kernel_files
+
+    source = "def step():\n    pass\n"
+    before = kernel_files.module_name(source)
+    assert "sequence_forward" in kernel_files.inlined_code() and "gemm" in kernel_files.inlined_code()
+    monkeypatch.setattr(kernel_files, "inlined_code", lambda: "another skeleton")
+    assert kernel_files.module_name(source) != before  # never stale machine code from a cached file

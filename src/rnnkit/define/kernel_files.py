@@ -43,8 +43,21 @@ def cache_directory() -> Path:
 
 
 def module_name(source: str) -> str:
-    """The module (and file) name of generated ``source``: ``rnnkit_defined_<24 hex digits of its SHA-256>``."""
-    return "rnnkit_defined_" + hashlib.sha256(source.encode()).hexdigest()[:24]
+    """The module (and file) name of generated ``source``: ``rnnkit_defined_<24 hex digits of a SHA-256>`` of the
+    source and of what its machine code inlines (`inlined_code`): numba keys a cached file by that file alone, so a
+    changed loop skeleton or BLAS binding must give another file, never stale machine code."""
+    return "rnnkit_defined_" + hashlib.sha256((inlined_code() + source).encode()).hexdigest()[:24]
+
+
+@lru_cache(maxsize=1)
+def inlined_code() -> str:
+    """The text of the kernel modules compiled into a generated entry (the loop skeleton, the BLAS binding, the jit
+    helpers) and the BLAS the binding calls."""
+    from ..kernels import blas, jit, sequence_loop
+    from . import kernel_support
+
+    texts = [Path(module.__file__).read_text(encoding="utf-8") for module in (blas, jit, sequence_loop, kernel_support)]
+    return "\n".join([blas.SOURCE, *texts])
 
 
 def load_generated(source: str):

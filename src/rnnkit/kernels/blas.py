@@ -62,15 +62,27 @@ def _scipy_gemm_addresses() -> dict[str, int]:
     return {name: get_cython_function_address("scipy.linalg.cython_blas", name) for name in ("sgemm", "dgemm")}
 
 
-_addresses = _numpy_gemm_addresses()
+def _register_symbols() -> str:
+    """Register the ``gemm`` of every BLAS found under its own symbol name (``rnnkit_numpy_sgemm``, ...), so that
+    code compiled and cached for one never calls the other's integer width, and an unregistered name — a null
+    address at run time — cannot happen to code cached in an environment that had both; return the one to use."""
+    sources = {"numpy": _numpy_gemm_addresses()}
+    try:
+        sources["scipy"] = _scipy_gemm_addresses()
+    except (ImportError, ValueError):  # no SciPy
+        sources["scipy"] = None
+    for source, addresses in sources.items():
+        for name, address in (addresses or {}).items():
+            llvm.add_symbol(f"rnnkit_{source}_{name}", address)
+    if sources["numpy"]:
+        return "numpy"
+    if sources["scipy"]:
+        return "scipy"
+    raise ImportError("no BLAS gemm found for the compiled loop: NumPy's BLAS exports none and SciPy is not installed")
+
+
 #: where the products run: "numpy" (NumPy's own OpenBLAS, 64-bit integers) or "scipy" (scipy.linalg.cython_blas)
-SOURCE = "numpy" if _addresses else "scipy"
-if _addresses is None:
-    _addresses = _scipy_gemm_addresses()
-# each source under its own symbol name, so code compiled (and cached) for one never links against the other's
-# integer width
-for _name, _address in _addresses.items():
-    llvm.add_symbol(f"rnnkit_{SOURCE}_{_name}", _address)
+SOURCE = _register_symbols()
 _INTEGER = np.int64 if SOURCE == "numpy" else np.int32
 _GEMM_SIGNATURE = types.void(*([types.voidptr] * 13))  # transa, transb, m, n, k, α, A, lda, B, ldb, β, C, ldc
 _sgemm = types.ExternalFunction(f"rnnkit_{SOURCE}_sgemm", _GEMM_SIGNATURE)
