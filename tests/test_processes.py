@@ -61,7 +61,10 @@ def test_ctrl_c_while_the_command_starts_prints_one_line_and_exits_130():
     env = {**os.environ, "RNNKIT_BLAS_AUTO": "0"}
     command = subprocess.Popen([sys.executable, "-m", "rnnkit", "gradcheck"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, env=env)
-    time.sleep(0.6)
+    maps = Path(f"/proc/{command.pid}/maps")  # the package imports its start-up handler before NumPy: once NumPy's
+    deadline = time.monotonic() + 60            # core is mapped, the command is importing rnnkit (however loaded
+    while "_multiarray_umath" not in maps.read_text() and time.monotonic() < deadline:  # the machine is)
+        time.sleep(0.02)
     command.send_signal(signal.SIGINT)
     err = command.communicate(timeout=60)[1].decode()
     assert command.returncode == 130 and err == "rnnkit: interrupted\n"
