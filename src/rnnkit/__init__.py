@@ -8,7 +8,7 @@ tools around it) and `cli/` (the ``rnnkit`` command). ``import rnnkit`` loads no
 (`SequenceModel`, `ModelConfig`, `SequenceClassifier`, `Seq2Seq`, `Tagger`) are imported on first use.
 """
 
-from . import _startup, init, losses, optim  # _startup first: the command's Ctrl-C while the rest imports
+from . import _startup, init, losses, optim  # noqa: F401  (_startup first: the command's Ctrl-C while the rest imports)
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .crf import CRF
 from .ctc import CTCLoss, ctc_greedy_decode, ctc_loss, ctc_prefix_beam_search
