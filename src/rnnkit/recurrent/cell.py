@@ -181,6 +181,22 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
         """The backward time loop of `Recurrence.backward` in one compiled call."""
 
 
+class SingleState:
+    """For a cell whose state and output are one vector h of ``hidden_size`` (IndRNN, the min cells)."""
+
+    @classmethod
+    def output_width(cls, hidden_size, **options):
+        return hidden_size
+
+    @property
+    def state_sizes(self):
+        return (self.hidden_size,)
+
+    @property
+    def output_size(self):
+        return self.hidden_size
+
+
 class WithoutRecurrentMasks:
     """Mixin of the `Cell` capability answers for a cell whose steps take no recurrent dropout or weight drop."""
 

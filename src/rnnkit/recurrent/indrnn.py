@@ -15,7 +15,7 @@ from .. import kernels
 from ..errors import ConfigError
 from ..module import Parameter, as_rng
 from .catalog import CellEntry
-from .cell import Cell, CompiledSequenceLoop, WithoutRecurrentMasks, Workspace, dtanh, input_projection
+from .cell import Cell, CompiledSequenceLoop, SingleState, WithoutRecurrentMasks, Workspace, dtanh, input_projection
 from .layer import RecurrentLayer
 
 NONLINEARITIES = ("relu", "tanh")
@@ -31,7 +31,7 @@ def check_recurrent_max(value) -> float | None:
     return float(value)
 
 
-class IndRNNStep(WithoutRecurrentMasks, CompiledSequenceLoop, Cell):
+class IndRNNStep(SingleState, WithoutRecurrentMasks, CompiledSequenceLoop, Cell):
     r"""One IndRNN step (Li et al. 2018, eq. 2): every unit has a single recurrent weight.
 
     Forward (``xp`` = x_t W_ihᵀ + b_ih is the runner's projection; ⊙ elementwise; u = ``weight_hh``):
@@ -83,18 +83,6 @@ class IndRNNStep(WithoutRecurrentMasks, CompiledSequenceLoop, Cell):
     @classmethod
     def parameter_count(cls, input_size, hidden_size, bias=True, **options):
         return hidden_size * (input_size + 1 + (1 if bias else 0))
-
-    @classmethod
-    def output_width(cls, hidden_size, **options):
-        return hidden_size
-
-    @property
-    def state_sizes(self):
-        return (self.hidden_size,)
-
-    @property
-    def output_size(self):
-        return self.hidden_size
 
     @property
     def gate_width(self):

@@ -22,7 +22,16 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, as_rng
 from .catalog import CellEntry
-from .cell import Cell, CompiledSequenceLoop, WithoutRecurrentMasks, Workspace, gate_blocks, input_projection, per_step
+from .cell import (
+    Cell,
+    CompiledSequenceLoop,
+    SingleState,
+    WithoutRecurrentMasks,
+    Workspace,
+    gate_blocks,
+    input_projection,
+    per_step,
+)
 from .layer import RecurrentLayer
 from .runner import Recurrence
 from .scan import ScanRecurrence
@@ -35,7 +44,7 @@ def log_sigmoid(k: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -k)
 
 
-class MinimalStep(WithoutRecurrentMasks, CompiledSequenceLoop, Cell):
+class MinimalStep(SingleState, WithoutRecurrentMasks, CompiledSequenceLoop, Cell):
     r"""Base of the input-gated cells: ``weight_ih`` (G·H, I) and ``bias_ih`` (G·H) only, fused gates.
 
     Forward of one step (``xp`` = x_t W_ihᵀ + b_ih, the runner's projection):
@@ -67,18 +76,6 @@ class MinimalStep(WithoutRecurrentMasks, CompiledSequenceLoop, Cell):
     @classmethod
     def parameter_count(cls, input_size, hidden_size, bias=True, **options):
         return cls.num_gates * hidden_size * (input_size + (1 if bias else 0))
-
-    @classmethod
-    def output_width(cls, hidden_size, **options):
-        return hidden_size
-
-    @property
-    def state_sizes(self):
-        return (self.hidden_size,)
-
-    @property
-    def output_size(self):
-        return self.hidden_size
 
     @property
     def gate_width(self):
