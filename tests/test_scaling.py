@@ -85,7 +85,12 @@ def test_a_grid_on_a_dask_scheduler_with_two_workers_equals_the_same_grid_run_lo
     assert err.count(" of 2 runs)") == 2
     code, _, err = run_cli([*GRID, "--seeds", "1", "--jobs", "1", "--out", str(tmp_path / "local")], capsys)
     assert code == 0, err
-    assert records(tmp_path / "dask") == records(tmp_path / "local")  # the same keys give the same numbers
+    dask, local = records(tmp_path / "dask"), records(tmp_path / "local")
+    assert dask.keys() == local.keys()
+    for key in dask:  # the same keys give the same numbers; on failure, name the fields that differ
+        differ = {f: (dask[key].get(f), local[key].get(f)) for f in dask[key].keys() | local[key].keys()
+                  if dask[key].get(f) != local[key].get(f)}
+        assert not differ, f"{key}: (dask, local) differ in {differ}"
     assert (tmp_path / "dask" / "runs" / "gru-T0-seed0" / "metrics.jsonl").exists()
 
 
