@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
-from ..module import check_bool, check_int
+from ..module import MAX_COUNT, MAX_SIZE, check_bool, check_int
 
 MISSING = dataclasses.MISSING
 
@@ -100,16 +100,21 @@ def check_option_ranges(config, skip_defaults: bool = False) -> None:
             check_range(config, f.name, meta["low"], meta["high"], meta["low_open"], meta["high_open"])
 
 
-MAX_INT = 2**31 - 1  # no count or size in a checkpoint's description is larger
-MAX_COUNTS = {"num_layers": 1024, "depth": 1024, "rounds": 1024}  # repetitions: a larger one is a tampered file
+#: the fields that count repetitions (at most `rnnkit.module.MAX_COUNT`; any other size: `rnnkit.module.MAX_SIZE`)
+REPETITIONS = ("num_layers", "depth", "rounds")
+
+
+def largest(name: str) -> int:
+    """The largest value a size or count field ``name`` may have (the layers' own limits, `rnnkit.module`)."""
+    return MAX_COUNT if name in REPETITIONS else MAX_SIZE
 
 
 def check_sizes(config, *names: str, low: int = 1) -> None:
     """A one-line `ConfigError` naming the field unless each field ``names`` of ``config`` is an integer in [low,
-    `MAX_INT`] (a repetition of `MAX_COUNTS`: at most its count). A model checks its own sizes so that the error names
-    the field the user wrote (``vocab_size``), not the argument of a layer inside it (``num_embeddings``)."""
+    `largest`]. A model checks its own sizes so that the error names the field the user wrote (``vocab_size``),
+    not the argument of a layer inside it (``num_embeddings``)."""
     for name in names:
-        check_int(name, getattr(config, name), low, MAX_COUNTS.get(name, MAX_INT))
+        check_int(name, getattr(config, name), low, largest(name))
 
 
 def _allowed_types(hint) -> tuple:
@@ -126,7 +131,7 @@ def _allowed_types(hint) -> tuple:
 
 def check_value(cls, name: str, value, hint) -> None:
     """`CheckpointError` unless ``value`` (from JSON) has the field's type: a finite float, a non-negative int
-    within `MAX_INT` (`MAX_COUNTS` for repetitions), a bool only where a bool is expected."""
+    within `largest`, a bool only where a bool is expected."""
     allowed = _allowed_types(hint)
     where = f"checkpoint {cls.__name__}.{name}"
     wrong_bool = isinstance(value, bool) and bool not in allowed
@@ -136,7 +141,7 @@ def check_value(cls, name: str, value, hint) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise CheckpointError(f"{where} must be a finite number, got {value}")
     if type(value) is int and float not in allowed:  # a count or a size
-        most = MAX_COUNTS.get(name, MAX_INT)
+        most = largest(name)
         if not 0 <= value <= most:
             raise CheckpointError(f"{where} must be in [0, {most}], got {str(value)[:40]}")
     if isinstance(value, (list, tuple)) and not all(isinstance(v, str) for v in value):
