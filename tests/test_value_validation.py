@@ -149,3 +149,18 @@ def test_a_text_file_of_only_whitespace_is_empty(content, tmp_path):
     path.write_bytes(content)
     with pytest.raises(DataError, match="empty"):
         read_text(path)
+
+
+@pytest.mark.parametrize("value", [0, 0.5, 0.7, -0.1, float("nan"), "0.1", None])
+def test_a_validation_share_outside_zero_to_one_half_is_refused_alike_by_the_settings_and_the_text_task(value,
+                                                                                                          tmp_path):
+    from rnnkit.tasks.text import TextTask
+    from rnnkit.training.data import DataConfig
+
+    path = tmp_path / "t.txt"
+    path.write_text("abcdefgh" * 50)
+    with pytest.raises(ConfigError, match=r"--val-fraction must be (in \(0, 0\.5\)|a finite number)"):
+        DataConfig(val_fraction=value)
+    with pytest.raises(ConfigError, match=r"^val_fraction must be (in \(0, 0\.5\)|a finite number)"):
+        TextTask(path, seq_length=5, batch_size=2, val_fraction=value)
+    assert TextTask(path, seq_length=5, batch_size=2, val_fraction=0.25).val_fraction == 0.25

@@ -11,6 +11,7 @@ The command line's option types (`rnnkit.cli.options.checked`) call these same f
 * `seconds`: a wait in (0, `MAX_SECONDS`] (a longer one overflows the system's timers);
 * `count`: an integer in [low, high] where ``high`` says how many can be used (a beam width, a sample length);
 * `probability`: a rate in [0, 1) (dropout, zoneout); a list is not a rate;
+* `val_fraction`: the share of a data set held out for validation, in (0, `MAX_VAL_FRACTION`);
 * `scheduler_address`: ``tcp://HOST:PORT`` (checked before anything is written);
 * `fits_in_memory`: a size checked against the machine's memory before it is allocated;
 * `token_ids`: a model's token input — a non-empty (B, T) (or (T,)) integer array in [0, vocabulary), named as the
@@ -33,6 +34,8 @@ MAX_BEAM = 1000
 MAX_SAMPLE_LENGTH = 10_000_000
 #: the longest wait a timeout may ask for: a day
 MAX_SECONDS = 86_400.0
+#: the share of the data held out for validation stays below this (the rest trains)
+MAX_VAL_FRACTION = 0.5
 
 
 def seed(value, name: str = "seed") -> int:
@@ -79,6 +82,14 @@ def count(value, name: str, high: int, low: int = 1) -> int:
 def probability(value, name: str) -> float:
     """A rate in [0, 1) — dropout, zoneout; a list, a string or a bool is refused."""
     return check_probability(name, value)
+
+
+def val_fraction(value, name: str = "val_fraction") -> float:
+    """The share of a data set held out for validation: a finite number in (0, `MAX_VAL_FRACTION`)."""
+    checked = check_float(name, value)
+    if not 0 < checked < MAX_VAL_FRACTION:
+        raise ConfigError(f"{name} must be in (0, {MAX_VAL_FRACTION:g}), got {value}")
+    return checked
 
 
 def scheduler_address(value, name: str = "scheduler") -> str:
@@ -149,6 +160,6 @@ def sequence_lengths(value, batch: int, steps: int, name: str = "lengths") -> np
     return checked.astype(np.int64)
 
 
-__all__ = ["MAX_BEAM", "MAX_SAMPLE_LENGTH", "MAX_SECONDS", "MAX_SEED", "count", "fits_in_memory", "parameters_fit",
-           "positive_real", "probability", "scheduler_address", "seconds", "seed", "sequence_lengths", "step_size",
-           "temperature", "token_ids", "tolerance"]
+__all__ = ["MAX_BEAM", "MAX_SAMPLE_LENGTH", "MAX_SECONDS", "MAX_SEED", "MAX_VAL_FRACTION", "count", "fits_in_memory",
+           "parameters_fit", "positive_real", "probability", "scheduler_address", "seconds", "seed", "sequence_lengths",
+           "step_size", "temperature", "token_ids", "tolerance", "val_fraction"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import validate
 from ..errors import DataError
 from .base import Batch, TaskBase
 from .vocab import CharVocabulary, stored
@@ -69,8 +70,7 @@ class TextTask(TaskBase):
 
     def __init__(self, path: str | Path, seq_length: int = 100, batch_size: int = 32, val_fraction: float = 0.05,
                  vocabulary: CharVocabulary | None = None):
-        if not 0.0 < val_fraction < 0.5:
-            raise DataError(f"--val-fraction must be in (0, 0.5), got {val_fraction}")
+        val_fraction = validate.val_fraction(val_fraction)
         self.path, self.seq_length, self.batch_size, self.val_fraction = str(path), seq_length, batch_size, val_fraction
         text = read_text(path)
         self.vocab = vocabulary or CharVocabulary.from_text(text)

@@ -13,7 +13,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from .. import validate
+from ..errors import DataError
 from ..models.configs import JSONConfig, option
 from ..tasks.classify import UNITS
 
@@ -28,13 +29,12 @@ class DataConfig(JSONConfig):
     val_data: str | None = option(None, "tagging: a separate CoNLL validation file.", path=True)
     seq_length: int = option(0, "Sequence / BPTT chunk length (memory tasks: the delay T).", low=2)
     batch_size: int = option(32, "Sequences per batch.", low=1)
-    val_fraction: float = option(0.05, "Share of the data for validation, in (0, 0.5).")
+    val_fraction: float = option(0.05, f"Share of the data for validation, in (0, {validate.MAX_VAL_FRACTION:g}).")
     unit: str = option("words", "classify/seq2seq: split text into words or characters.", choices=UNITS)
     char_features: bool = option(True, "tagging: add a character BiLSTM per word.", negative="--no-char-features")
 
     def __post_init__(self):
-        if not 0 < self.val_fraction < 0.5:
-            raise ConfigError(f"--val-fraction must be in (0, 0.5), got {self.val_fraction}")
+        validate.val_fraction(self.val_fraction, "--val-fraction")
 
 
 DATA_FILES = ("data", "val_data")  # the settings that name data files
