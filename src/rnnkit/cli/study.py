@@ -11,25 +11,26 @@ import numpy as np
 from ..recurrent import catalog
 from ..tasks.registry import GENERATED_TASKS, make_task
 from ..training.data import DataConfig
+from ..training.experiments import EXPERIMENTS, VARIANTS
 from ..training.files import atomic_write
 from .common import fail, load_char_model, load_kind, refuse_existing
 from .options import SCHEDULER, SEED
 
 
 @click.command()
-@click.argument("name", type=click.Choice(["reber", "adding", "adding1997", "copy"]), metavar="NAME")
+@click.argument("name", type=click.Choice(list(EXPERIMENTS)), metavar="NAME")
 @click.option("--out", "out", type=click.Path(file_okay=False), help="The experiment's directory: results.jsonl, "
               "NAME.md, NAME.json, NAME.png, runs/ [experiments/NAME].")
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per (cell, length) [experiment's own].")
 @click.option("--length", "lengths", type=click.IntRange(min=1), multiple=True, help="Sequence length(s) T.")
-@click.option("--cell", "cells", type=click.Choice(("rnn-nobptt",) + catalog.names("encoder")), multiple=True,
+@click.option("--cell", "cells", type=click.Choice((*VARIANTS, *catalog.names("encoder"))), multiple=True,
               help="Cells to compare [experiment's own]; rnn-nobptt = the RNN trained without BPTT, as Elman (1990).")
 @click.option("--cell-file", "cell_files", multiple=True, metavar="FILE.py:NAME",
               help="A cell defined by its equations (rnnkit.define), compared after the experiment's cells (or "
                    "--cell's) under its definition's name; may be repeated.")
 @click.option("--time-budget", type=click.FloatRange(min=1),
-              help="Seconds of training per run; a run also stops once it succeeds [reber 30, adding 75, copy 60, "
-                   "adding1997 60].")
+              help="Seconds of training per run; a run also stops once it succeeds ["
+                   + ", ".join(f"{name} {e.time_budget:g}" for name, e in EXPERIMENTS.items()) + "].")
 @click.option("--max-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Updates per run (0: none): a run's numbers then depend on its cell, length and seed alone, on "
                    "any machine, unless the time budget ends it first.")
@@ -44,7 +45,7 @@ def experiment(name, out, seeds, lengths, cells, cell_files, time_budget, max_st
     """Compare cells on a memory benchmark (several seeds and lengths); write NAME.md and NAME.png to --out.
     Each finished run is appended to results.jsonl; the same command run again continues where it stopped (it
     skips the runs there); another experiment configuration in the same --out is refused."""
-    from ..training.experiments import EXPERIMENTS, markdown, report_experiment, run_experiment
+    from ..training.experiments import markdown, report_experiment, run_experiment
     from ..training.progress import note
 
     if jobs and scheduler:
@@ -70,7 +71,7 @@ def _defined_cells(references, cells) -> dict:
     definitions = {}
     for reference in references:
         definition = load_cell_file(reference)
-        if definition.name in (*catalog.names(), "rnn-nobptt", *cells, *definitions):
+        if definition.name in (*catalog.names(), *VARIANTS, *cells, *definitions):
             fail(f"--cell-file {reference}: the cell is named {definition.name!r}, which names another cell of the "
                  "experiment (give the definition another name)")
         definitions[definition.name] = definition.to_dict()
