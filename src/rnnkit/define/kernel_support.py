@@ -1,30 +1,18 @@
-"""The helpers every generated kernel of a defined cell imports (`rnnkit.define.codegen.numba_source`): relu, the
-step function relu′ = [v > 0], and ``like(x, c)``, the number c in the precision of ``x``.
+"""The helpers of defined cells that the hand-written kernels do not need, which every generated kernel of a
+defined cell imports (`rnnkit.define.codegen.numba_source`): relu and the step function relu′ = [v > 0]. The
+generated kernels take the typed constants ``like(x, c)`` (the number c in the precision of ``x``: ``1 - v`` would
+promote a float32 expression to float64 and block SIMD, ``like(v, 1.0) - v`` stays float32), σ and tanh from
+`rnnkit.kernels.jit`, as the hand-written ones do.
 
 They live in an importable module, not in the generated source, so numba's disk cache can record the generated
-kernels' types by reference (a helper defined in each generated file could not be pickled by name), and so a
-float32 kernel never meets a Python float: ``1 - v`` would promote the whole expression to float64 and block SIMD,
-``like(v, 1.0) - v`` stays float32 (the constant is folded at compile time).
+kernels' types by reference (a helper defined in each generated file could not be pickled by name).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
 from ..kernels.jit import JIT, one, zero
-
-
-def like(x, c):  # pragma: no cover - replaced by the overload inside compiled code
-    """The constant ``c`` in the floating type of ``x`` (float32 for float32, float64 otherwise)."""
-
-
-@overload(like, jit_options=JIT)
-def _like_overload(x, c):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x, c: np.float32(c)
-    return lambda x, c: np.float64(c)
 
 
 @njit(**JIT)

@@ -45,7 +45,8 @@ def zero(x):  # pragma: no cover - replaced by the overload inside compiled code
 
 
 def like(x, value):  # pragma: no cover - replaced by the overload inside compiled code
-    """``value`` (a number) in the type of ``x``."""
+    """``value`` (a number) in the floating type of ``x`` (float32 for float32, float64 otherwise): a constant that
+    does not promote float32 arithmetic to float64 (compiled kernels, the generated ones of `rnnkit.define` too)."""
 
 
 def _is32(x) -> bool:
