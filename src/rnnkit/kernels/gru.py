@@ -15,7 +15,7 @@ from .sequence_loop import sequence_backward, sequence_forward
 @njit(**JIT)
 def gru_forward_reset_after(gates, xp, b_hn, h_prev, inner, h_new):
     """`GRUStep.step` (reset after) after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
-    [r, z, n] on exit; ``inner`` ← h_{t-1} W_hnᵀ + b_hn; h_t = n + z ⊙ (h_{t-1} − n)."""
+    [r, z, n] on exit; ``inner`` ← h_{t-1} W_hh[n]ᵀ + b_hn; h_t = n + z ⊙ (h_{t-1} − n)."""
     hs = h_prev.shape[1]
     for b in range(gates.shape[0]):
         a, x, hp, q, hn = gates[b], xp[b], h_prev[b], inner[b], h_new[b]
@@ -78,7 +78,7 @@ def gru_reset_after_sequence_backward(params, dy, dstate, states, counts, revers
 # -- reset before the recurrent product (Cho et al. 2014) --------------------------------------------------------
 @njit(**JIT)
 def gru_gates_reset_before(gates, xp, h_prev, inner):
-    """`GRUStep.step` (reset before), between its GEMMs: [r, z] = σ(h_{t-1} W_h{r,z}ᵀ + xp) in place in ``gates``
+    """`GRUStep.step` (reset before), between its GEMMs: [r, z] = σ(h_{t-1} W_hh[r,z]ᵀ + xp) in place in ``gates``
     (n, 3H; the n block is untouched); ``inner`` ← r ⊙ h_{t-1}."""
     hs = h_prev.shape[1]
     for b in range(gates.shape[0]):
@@ -115,7 +115,7 @@ def gru_backward_reset_before_zn(dh, gates, h_prev, dxp):
 
 @njit(**JIT)
 def gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh):
-    """Second part, after δ(r ⊙ h) = δa_n W_hn: δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r(1 − r) into ``dxp``;
+    """Second part, after δ(r ⊙ h) = δa_n W_hh[n]: δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r(1 − r) into ``dxp``;
     δh += δ(r ⊙ h) ⊙ r."""
     hs = dh.shape[1]
     for b in range(dh.shape[0]):
@@ -128,8 +128,8 @@ def gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh):
 
 @njit(**JIT)
 def gru_reset_before_step(params, t, n, read, write, xp, states):
-    """`GRUStep.step` (reset before) for the whole-sequence loop: [r, z] from h_{t−1} W_h{r,z}ᵀ, then n from
-    (r ⊙ h_{t−1}) W_hnᵀ — two GEMMs, each followed by its fused pointwise part. params = (W_h{r,z}ᵀ, W_hnᵀ,
+    """`GRUStep.step` (reset before) for the whole-sequence loop: [r, z] from h_{t−1} W_hh[r,z]ᵀ, then n from
+    (r ⊙ h_{t−1}) W_hh[n]ᵀ — two GEMMs, each followed by its fused pointwise part. params = (W_hh[r,z]ᵀ, W_hh[n]ᵀ,
     gates (T, B, 3H), inner (T, B, H))."""
     w_rz_t, w_n_t, gates, inner = params
     h = states[0]
@@ -144,12 +144,12 @@ def gru_reset_before_step(params, t, n, read, write, xp, states):
 @njit(**JIT)
 def gru_reset_before_step_backward(params, t, n, read, write, dstate, states, dxp):
     """`GRUStep.step_backward` (reset before) for the whole-sequence loop: δh_{t−1} = δh ⊙ z + δ(r ⊙ h) ⊙ r +
-    [δa_r, δa_z] W_h{r,z}, with δ(r ⊙ h) = δa_n W_hn. params = (W_hh, gates, scratch (B, H))."""
+    [δa_r, δa_z] W_hh[r,z], with δ(r ⊙ h) = δa_n W_hh[n]. params = (W_hh, gates, scratch (B, H))."""
     w_hh, gates, scratch = params
     dh, a, h_prev, d_rh = dstate[0][:n], gates[t, :n], states[0][read, :n], scratch[:n]
     hs = h_prev.shape[1]
     gru_backward_reset_before_zn(dh, a, h_prev, dxp)
-    matmul_into(dxp[:, 2 * hs:], w_hh[2 * hs:], d_rh, False)  # δ(r ⊙ h) = δa_n W_hn
+    matmul_into(dxp[:, 2 * hs:], w_hh[2 * hs:], d_rh, False)  # δ(r ⊙ h) = δa_n W_hh[n]
     gru_backward_reset_before_r(d_rh, a, h_prev, dxp, dh)
     matmul_into(dxp[:, :2 * hs], w_hh[:2 * hs], dh, True)
 

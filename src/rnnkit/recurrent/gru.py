@@ -55,13 +55,17 @@ class GRUStep(GatedCell):
 
     ``reset_after=True`` (PyTorch, cuDNN, Keras' default): the reset gate scales the recurrent matmul's result
 
-        r = σ(x W_irᵀ + b_ir + h_{t-1} W_hrᵀ + b_hr)
-        z = σ(x W_izᵀ + b_iz + h_{t-1} W_hzᵀ + b_hz)
-        n = tanh(x W_inᵀ + b_in + r ⊙ (h_{t-1} W_hnᵀ + b_hn))
+        r = σ(x W_ih[r]ᵀ + b_ir + h_{t-1} W_hh[r]ᵀ + b_hr)
+        z = σ(x W_ih[z]ᵀ + b_iz + h_{t-1} W_hh[z]ᵀ + b_hz)
+        n = tanh(x W_ih[n]ᵀ + b_in + r ⊙ (h_{t-1} W_hh[n]ᵀ + b_hn))
         h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
 
-    ``reset_after=False`` (Cho et al. 2014, the lecture form): n = tanh(x W_inᵀ + b_in + (r ⊙ h_{t-1}) W_hnᵀ + b_hn),
-    which needs a second recurrent matmul per step (it depends on r).
+    W_ih[g] and W_hh[g] are the H rows of gate g in ``weight_ih`` and ``weight_hh`` (W_hh[r,z]: the first 2H rows);
+    b_ig and b_hg those of ``bias_ih`` and ``bias_hh``. (PyTorch's documentation writes the weight blocks W_ig, W_hg;
+    here they keep the parameter's name, since an LSTM's W_hr is its projection ``weight_hr``.)
+
+    ``reset_after=False`` (Cho et al. 2014, the lecture form): n = tanh(x W_ih[n]ᵀ + b_in + (r ⊙ h_{t-1}) W_hh[n]ᵀ
+    + b_hn), which needs a second recurrent matmul per step (it depends on r).
 
     ``update_gate`` says which of h_{t-1} and n the gate z weights (deck 001 writes n as o_t, its matrices W_Ro, W_o):
 
@@ -76,18 +80,19 @@ class GRUStep(GatedCell):
 
         δn = δh_t ⊙ (1 − z),   δz = δh_t ⊙ (h_{t-1} − n),   δa_n = δn ⊙ (1 − n²),   δa_z = δz ⊙ z (1 − z)
         (lecture:  δn = δh_t ⊙ z,   δz = δh_t ⊙ (n − h_{t-1}),   and δh_t ⊙ (1 − z) instead of δh_t ⊙ z below)
-        reset after:   δa_r = δa_n ⊙ (h_{t-1} W_hnᵀ + b_hn) ⊙ r (1 − r)
+        reset after:   δa_r = δa_n ⊙ (h_{t-1} W_hh[n]ᵀ + b_hn) ⊙ r (1 − r)
                        δ(recurrent pre-activation) = [δa_r, δa_z, δa_n ⊙ r] =: δq
                        δh_{t-1} = δh_t ⊙ z + δq W_hh
-        reset before:  δ(r ⊙ h) = δa_n W_hn,   δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r (1 − r)
-                       δh_{t-1} = δh_t ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_h{r,z}
+        reset before:  δ(r ⊙ h) = δa_n W_hh[n],   δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r (1 − r)
+                       δh_{t-1} = δh_t ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_hh[r,z]
         after the loop: δW_ih += Σ δaᵀ x with δa = [δa_r, δa_z, δa_n];  δb_ih += Σ δa;
                         reset after:  δW_hh += Σ δqᵀ h_{t-1},  δb_hh += Σ δq
-                        reset before: δW_h{r,z} += Σ δa_{r,z}ᵀ h_{t-1},  δW_hn += Σ δa_nᵀ (r ⊙ h_{t-1}),  δb_hh += Σ δa
+                        reset before: δW_hh[r,z] += Σ δa_{r,z}ᵀ h_{t-1},  δW_hh[n] += Σ δa_nᵀ (r ⊙ h_{t-1}),
+                                      δb_hh += Σ δa
 
-    Workspace: ``gates`` (T, B, 3H) the activated [r, z, n]; ``inner`` (T, B, H) h_{t-1} W_hnᵀ + b_hn (reset after)
+    Workspace: ``gates`` (T, B, 3H) the activated [r, z, n]; ``inner`` (T, B, H) h_{t-1} W_hh[n]ᵀ + b_hn (reset after)
     or r ⊙ h_{t-1} (reset before); ``scratch`` (2, B, H); reset after: ``dq`` (T, B, 3H), written by the backward,
-    ``b_hn`` and ``w_hh_t``; reset before: ``w_rz_t`` = W_h{r,z}ᵀ and ``w_n_t`` = W_hnᵀ, each contiguous.
+    ``b_hn`` and ``w_hh_t``; reset before: ``w_rz_t`` = W_hh[r,z]ᵀ and ``w_n_t`` = W_hh[n]ᵀ, each contiguous.
     """
 
     num_gates = 3
@@ -169,11 +174,11 @@ class GRUStep(GatedCell):
             np.matmul(self.recurrent_input(ws, h_prev), ws.w_hh_t, out=gates)
             if fused is not None:
                 return fused.gru_forward_reset_after(gates, xp, ws.b_hn, h_prev, inner, h_new)
-            inner[...] = gates[:, 2 * hs:]  # h_{t-1} W_hnᵀ + b_hn
+            inner[...] = gates[:, 2 * hs:]  # h_{t-1} W_hh[n]ᵀ + b_hn
             inner += ws.b_hn
             gates[:, :2 * hs] += xp[:, :2 * hs]
             sigmoid(gates[:, :2 * hs], out=gates[:, :2 * hs])
-            np.multiply(gates[:, :hs], inner, out=gates[:, 2 * hs:])  # r ⊙ (h_{t-1} W_hnᵀ + b_hn)
+            np.multiply(gates[:, :hs], inner, out=gates[:, 2 * hs:])  # r ⊙ (h_{t-1} W_hh[n]ᵀ + b_hn)
         else:
             np.matmul(h_prev, ws.w_rz_t, out=gates[:, :2 * hs])
             if fused is not None:
@@ -204,12 +209,12 @@ class GRUStep(GatedCell):
                 backward_z_n(hs, dh, gates, h_prev, dxp, tmp, self.lecture_z)
                 backward_r_after(hs, gates, inner, dxp, dq, tmp)
             dh += self.through_recurrent_mask(ws, np.matmul(dq, w_hh, out=rec))
-        else:  # δh_{t-1} = δh ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_h{r,z}
+        else:  # δh_{t-1} = δh ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_hh[r,z]
             if fused is not None:
                 fused.gru_backward_reset_before_zn(dh, gates, h_prev, dxp)
             else:
                 backward_z_n(hs, dh, gates, h_prev, dxp, tmp, self.lecture_z)
-            d_rh = np.matmul(dxp[:, 2 * hs:], w_hh[2 * hs:], out=rec)  # δ(r ⊙ h) = δa_n W_hn
+            d_rh = np.matmul(dxp[:, 2 * hs:], w_hh[2 * hs:], out=rec)  # δ(r ⊙ h) = δa_n W_hh[n]
             if fused is not None:
                 fused.gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh)
             else:  # δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r(1 − r);  δh += δ(r ⊙ h) ⊙ r
