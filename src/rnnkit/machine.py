@@ -102,23 +102,27 @@ def blas_libraries() -> list[dict]:
 
 def blas_backend() -> str:
     """Which BLAS runs rnnkit's products, in one line: NumPy's (the ``@`` of the NumPy paths and the whole-sequence
-    GEMMs), and which one the compiled time loop calls (`rnnkit.kernels.blas`: NumPy's own where it exports its
-    ``gemm``, else SciPy's ``scipy.linalg.cython_blas``)."""
+    GEMMs), and which one the compiled time loop calls (`rnnkit.kernels.blas`: MKL with ``RNNKIT_BLAS=mkl``, else
+    NumPy's own where it exports its ``gemm``, else SciPy's ``scipy.linalg.cython_blas``)."""
     libraries = blas_libraries()
     if not libraries:
         return "unknown (threadpoolctl sees no BLAS)"
     loop = loop_blas()
+    libraries = blas_libraries()  # again: the compiled loop may have loaded MKL
     roles = {"numpy": "NumPy's @", "scipy": "SciPy's"}
 
-    def role(owner: str) -> str:
-        text = roles.get(owner, owner)
-        return f"{text} and the compiled loop's gemm" if owner == loop else text
+    def role(lib: dict) -> str:
+        if lib["library"] == "mkl":
+            return "the compiled loop's gemm, packed weights" if loop == "mkl" else lib["owner"]
+        text = roles.get(lib["owner"], lib["owner"])
+        return f"{text} and the compiled loop's gemm" if lib["owner"] == loop else text
 
-    return "; ".join(f"{lib['library']} {lib['version']} ({role(lib['owner'])})" for lib in libraries)
+    return "; ".join(f"{lib['library']} {lib['version']} ({role(lib)})" for lib in libraries)
 
 
 def loop_blas() -> str | None:
-    """Whose BLAS the compiled time loop calls: ``"numpy"`` or ``"scipy"``; None without numba."""
+    """Whose BLAS the compiled time loop calls: ``"numpy"``, ``"scipy"`` or ``"mkl"`` (``RNNKIT_BLAS``, see
+    `rnnkit.kernels.blas`); None without numba."""
     try:
         from .kernels import blas
     except ImportError:

@@ -91,11 +91,15 @@ class DefinedCell(GatedCell):
 
     def compiled_loop(self, ws):
         """The generated entry of the whole-sequence loop and its params (`rnnkit.define.codegen`)."""
-        return ws.code.sequence_forward, (ws.w_hh_t, ws.b_rec, ws.rec, ws.gates, *ws.params)
+        from ..kernels.blas import loop_weight
+
+        return ws.code.sequence_forward, (loop_weight(ws.w_hh_t), ws.b_rec, ws.rec, ws.gates, *ws.params)
 
     def compiled_loop_backward(self, ws):
         dq = np.empty((0, 0, 0), self.dtype) if ws.dq is None else ws.dq
-        return ws.code.sequence_backward, (ws.w_hh, ws.gates, dq, ws.dparams, *ws.params)
+        from ..kernels.blas import loop_weight
+
+        return ws.code.sequence_backward, (loop_weight(ws.w_hh), ws.gates, dq, ws.dparams, *ws.params)
 
     def step(self, ws, t, xp, prev, new):
         n, k = xp.shape[0], self.recurrent_index

@@ -27,6 +27,8 @@ stride along their last axis (rows may be strided: a row prefix or a column bloc
 
 from __future__ import annotations
 
+import ctypes
+import os
 from pathlib import Path
 
 import llvmlite.binding as llvm
@@ -39,8 +41,6 @@ from .jit import JIT
 
 def _numpy_gemm_addresses() -> dict[str, int] | None:
     """The addresses of ``sgemm``/``dgemm`` (ILP64) in the OpenBLAS NumPy loaded, or None where it has none."""
-    import ctypes
-
     from threadpoolctl import threadpool_info
 
     numpy_dir = Path(np.__file__).resolve().parent
@@ -62,31 +62,79 @@ def _scipy_gemm_addresses() -> dict[str, int]:
     return {name: get_cython_function_address("scipy.linalg.cython_blas", name) for name in ("sgemm", "dgemm")}
 
 
-def _register_symbols() -> str:
-    """Register the ``gemm`` of every BLAS found under its own symbol name (``rnnkit_numpy_sgemm``, ...), so that
-    code compiled and cached for one never calls the other's integer width, and an unregistered name — a null
-    address at run time — cannot happen to code cached in an environment that had both; return the one to use."""
-    sources = {"numpy": _numpy_gemm_addresses()}
+BACKENDS = ("openblas", "mkl")
+
+
+def choose_backend(setting: str | None = None) -> str:
+    """The BLAS of the compiled loop's products: ``RNNKIT_BLAS`` (``openblas``: NumPy's own; ``mkl``: Intel MKL with
+    packed weights, ``pip install 'rnnkit[mkl]'``); unset: MKL where it is installed and the processor is Intel's."""
+    from ..errors import ConfigError, DependencyError
+    from . import mkl
+
+    setting = (os.environ.get("RNNKIT_BLAS", "") if setting is None else setting).strip().lower()
+    if setting and setting not in BACKENDS:
+        raise ConfigError(f"RNNKIT_BLAS: expected one of {', '.join(BACKENDS)}, got {setting!r}")
+    if setting == "mkl" and mkl.library() is None:
+        raise DependencyError("RNNKIT_BLAS=mkl: MKL is not installed (pip install 'rnnkit[mkl]')")
+    if setting:
+        return setting
+    return "mkl" if mkl.library_path() is not None and mkl.intel_cpu() and mkl.library() else "openblas"
+
+
+def _register_symbols(backend: str) -> str:
+    """Register each BLAS routine under a name that says its integer width, not its library: ``rnnkit_ilp64_sgemm``
+    (NumPy's OpenBLAS, or MKL with ``backend`` ``mkl``: both take 64-bit integers), ``rnnkit_lp64_sgemm``
+    (SciPy's), and ``rnnkit_ilp64_sgemm_compute`` (MKL's packed product; where MKL is not used, a routine that
+    is never reached: a packed weight exists only with MKL). Code compiled and cached under one backend then calls
+    the backend of the process that loads it, and never the wrong integer width. Return the source of the
+    ILP64 routines: "numpy", "mkl" or "scipy" (none: SciPy's 32-bit ones)."""
+    from . import mkl
+
+    ilp64 = mkl.addresses() if backend == "mkl" else _numpy_gemm_addresses()
     try:
-        sources["scipy"] = _scipy_gemm_addresses()
+        lp64 = _scipy_gemm_addresses()
     except (ImportError, ValueError):  # no SciPy
-        sources["scipy"] = None
-    for source, addresses in sources.items():
-        for name, address in (addresses or {}).items():
-            llvm.add_symbol(f"rnnkit_{source}_{name}", address)
-    if sources["numpy"]:
-        return "numpy"
-    if sources["scipy"]:
+        lp64 = None
+    for name, address in (lp64 or {}).items():
+        llvm.add_symbol(f"rnnkit_lp64_{name}", address)
+    for name, address in (ilp64 or {}).items():
+        llvm.add_symbol(f"rnnkit_ilp64_{name}", address)
+    if backend != "mkl":
+        for name in ("sgemm_compute", "dgemm_compute"):
+            llvm.add_symbol(f"rnnkit_ilp64_{name}", ctypes.cast(_NEVER_CALLED, ctypes.c_void_p).value)
+    if ilp64:
+        return backend if backend == "mkl" else "numpy"
+    if lp64:
         return "scipy"
     raise ImportError("no BLAS gemm found for the compiled loop: NumPy's BLAS exports none and SciPy is not installed")
 
 
-#: where the products run: "numpy" (NumPy's own OpenBLAS, 64-bit integers) or "scipy" (scipy.linalg.cython_blas)
-SOURCE = _register_symbols()
-_INTEGER = np.int64 if SOURCE == "numpy" else np.int32
+@ctypes.CFUNCTYPE(None)
+def _NEVER_CALLED():  # pragma: no cover - the packed product runs only on weights MKL packed
+    raise RuntimeError("rnnkit: a packed product was called without MKL")
+
+
+#: the BLAS of the compiled loop: "openblas" or "mkl" (`choose_backend`)
+BACKEND = choose_backend()
+#: where the products run: "numpy" (NumPy's own OpenBLAS), "mkl", or "scipy" (scipy.linalg.cython_blas)
+SOURCE = _register_symbols(BACKEND)
+_INTEGER = np.int64 if SOURCE != "scipy" else np.int32
+_WIDTH = "lp64" if SOURCE == "scipy" else "ilp64"
 _GEMM_SIGNATURE = types.void(*([types.voidptr] * 13))  # transa, transb, m, n, k, α, A, lda, B, ldb, β, C, ldc
-_sgemm = types.ExternalFunction(f"rnnkit_{SOURCE}_sgemm", _GEMM_SIGNATURE)
-_dgemm = types.ExternalFunction(f"rnnkit_{SOURCE}_dgemm", _GEMM_SIGNATURE)
+_sgemm = types.ExternalFunction(f"rnnkit_{_WIDTH}_sgemm", _GEMM_SIGNATURE)
+_dgemm = types.ExternalFunction(f"rnnkit_{_WIDTH}_dgemm", _GEMM_SIGNATURE)
+_COMPUTE_SIGNATURE = types.void(*([types.voidptr] * 12))  # transa, transb, m, n, k, A, lda, B, ldb, β, C, ldc
+_sgemm_compute = types.ExternalFunction("rnnkit_ilp64_sgemm_compute", _COMPUTE_SIGNATURE)
+_dgemm_compute = types.ExternalFunction("rnnkit_ilp64_dgemm_compute", _COMPUTE_SIGNATURE)
+
+
+def describe() -> str:
+    """Which BLAS the compiled loop calls, for ``rnnkit info`` and the bench header."""
+    if BACKEND == "mkl":
+        from . import mkl
+
+        return f"MKL, weights packed once per call ({mkl.version()})"
+    return {"numpy": "NumPy's own OpenBLAS (ILP64)", "scipy": "SciPy's OpenBLAS (scipy.linalg.cython_blas)"}[SOURCE]
 
 
 def gemm(scalars, transpose, sizes, a, b, out):  # pragma: no cover - replaced by the overload in compiled code
@@ -135,3 +183,50 @@ def matmul_into(a, b, out, accumulate):
     no_transpose = np.empty(1, np.uint8)
     no_transpose[0] = 78  # ord("N")
     gemm(scalars, no_transpose, sizes, a, b, out)
+
+
+def compute(scalars, transpose, sizes, packed, a, out):  # pragma: no cover - replaced by the overload
+    """MKL's Fortran ``?gemm_compute`` in the precision of ``scalars``: the column-major Cᵀ = β Cᵀ + P Aᵀ with P
+    the packed weight, ``transpose`` = ('P', 'N'), ``sizes`` = (n, m, k, lda, ldc) and ``scalars`` = (β,)."""
+
+
+def _compute_call(routine):
+    def call(scalars, transpose, sizes, packed, a, out):
+        routine(transpose[0:].ctypes, transpose[1:].ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
+                packed.ctypes, sizes[0:].ctypes, a.ctypes, sizes[3:].ctypes, scalars[0:].ctypes, out.ctypes,
+                sizes[4:].ctypes)
+    return call
+
+
+@overload(compute, jit_options=JIT)
+def _compute_overload(scalars, transpose, sizes, packed, a, out):
+    return _compute_call(_sgemm_compute if scalars.dtype == types.float32 else _dgemm_compute)
+
+
+def loop_weight(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A weight for the products of a compiled loop, out = a · ``matrix``: the pair
+    (``matrix``, its MKL-packed copy) with the MKL backend, (``matrix``, an empty array) otherwise. Packed once
+    per call of the loop, used by every step (`matmul_weight`)."""
+    if BACKEND == "mkl" and matrix.size and matrix.strides[1] == matrix.itemsize:
+        from . import mkl
+
+        return matrix, mkl.pack(matrix)
+    return matrix, np.empty(0, np.uint8)
+
+
+@njit(**JIT)
+def matmul_weight(a, weight, out, accumulate):
+    """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed) from `loop_weight`: on
+    the packed copy where there is one (MKL), else `matmul_into`."""
+    matrix, packed = weight
+    m, k, n = a.shape[0], matrix.shape[0], matrix.shape[1]
+    if packed.size == 0 or m == 0 or n == 0 or k == 0:
+        matmul_into(a, matrix, out, accumulate)
+        return
+    sizes = np.empty(5, np.int64)  # n, m, k, lda, ldc: the column-major problem Cᵀ = P Aᵀ, P = the packed Bᵀ
+    sizes[0], sizes[1], sizes[2], sizes[3], sizes[4] = n, m, k, _leading(a), _leading(out)
+    scalars = np.empty(1, a.dtype)  # β
+    scalars[0] = 1 if accumulate else 0
+    transpose = np.empty(2, np.uint8)
+    transpose[0], transpose[1] = 80, 78  # ord("P"): the packed operand; ord("N")
+    compute(scalars, transpose, sizes, packed, a, out)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .blas import matmul_into
+from .blas import matmul_weight
 from .jit import JIT, dsigmoid, dtanh, sigmoid, tanh
 from .sequence_loop import sequence_backward, sequence_forward
 
@@ -70,15 +70,16 @@ def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp
 def lstm_step(params, t, n, read, write, xp, states):
     """`LSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), the fused pointwise forward, then
     h_t = m_t W_hrᵀ with a projection. params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, gates (T, B, 4H),
-    tanh_c (T, B, H), m (T, B, H), W_hrᵀ, projected); m and W_hrᵀ are unused without a projection."""
+    tanh_c (T, B, H), m (T, B, H), W_hrᵀ, projected), each weight a `rnnkit.kernels.blas.loop_weight` pair; m
+    and W_hrᵀ are unused without a projection."""
     w_hh_t, w_ci, w_cf, w_co, peephole, gates, tanh_c, m, w_hr_t, projected = params
     h, c = states
     a = gates[t, :n]
-    matmul_into(h[read, :n], w_hh_t, a, False)
+    matmul_weight(h[read, :n], w_hh_t, a, False)
     out = m[t, :n] if projected else h[write, :n]  # o ⊙ tanh(c_t): m_t, or h_t itself
     lstm_forward(a, xp, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[t, :n], out)
     if projected:
-        matmul_into(out, w_hr_t, h[write, :n], False)  # h_t = m_t W_hrᵀ
+        matmul_weight(out, w_hr_t, h[write, :n], False)  # h_t = m_t W_hrᵀ
 
 
 @njit(**JIT)
@@ -91,11 +92,11 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
     if projected:
         dh_history[t, :n] = dh
         dm = scratch[:n]
-        matmul_into(dh, w_hr, dm, False)  # δm = δh W_hr
+        matmul_weight(dh, w_hr, dm, False)  # δm = δh W_hr
     else:
         dm = dh
     lstm_backward(dm, dc, gates[t, :n], tanh_c[t, :n], states[1][read, :n], w_ci, w_cf, w_co, peephole, dxp)
-    matmul_into(dxp, w_hh, dh, False)  # δh_{t−1} = δa W_hh
+    matmul_weight(dxp, w_hh, dh, False)  # δh_{t−1} = δa W_hh
 
 
 @njit(**JIT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .blas import matmul_into
+from .blas import matmul_weight
 from .jit import JIT, dtanh, tanh, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
@@ -34,11 +34,12 @@ def rnn_backward(dh, h, relu, dxp):
 
 @njit(**JIT)
 def rnn_step(params, t, n, read, write, xp, states):
-    """`RNNStep.step` for the whole-sequence loop: h_t = φ(h_{t−1} W_hhᵀ + xp). params = (W_hhᵀ, relu)."""
+    """`RNNStep.step` for the whole-sequence loop: h_t = φ(h_{t−1} W_hhᵀ + xp). params = (W_hhᵀ, relu), each
+    weight a `rnnkit.kernels.blas.loop_weight` pair."""
     w_hh_t, relu = params
     h = states[0]
     h_new = h[write, :n]
-    matmul_into(h[read, :n], w_hh_t, h_new, False)
+    matmul_weight(h[read, :n], w_hh_t, h_new, False)
     rnn_forward(h_new, xp, relu)
 
 
@@ -49,7 +50,7 @@ def rnn_step_backward(params, t, n, read, write, dstate, states, dxp):
     w_hh, relu = params
     dh = dstate[0][:n]
     rnn_backward(dh, states[0][write, :n], relu, dxp)
-    matmul_into(dxp, w_hh, dh, False)
+    matmul_weight(dxp, w_hh, dh, False)
 
 
 @njit(**JIT)

@@ -103,20 +103,23 @@ class LSTMStep(GatedCell):
 
     def compiled_loop(self, ws):
         from ..kernels import lstm as fused  # numba is loaded only with compiled kernels active
+        from ..kernels.blas import loop_weight
 
         projected, dt = bool(self.proj_size), self.dtype
-        return fused.lstm_sequence_forward, (ws.w_hh_t, *ws.peepholes, self.peephole, ws.gates, ws.tanh_c,
-                                 ws.m if projected else np.empty((0, 0, 0), dt),
-                                 ws.w_hr_t if projected else np.empty((0, 0), dt), projected)
+        return fused.lstm_sequence_forward, (loop_weight(ws.w_hh_t), *ws.peepholes, self.peephole, ws.gates,
+                                             ws.tanh_c, ws.m if projected else np.empty((0, 0, 0), dt),
+                                             loop_weight(ws.w_hr_t if projected else np.empty((0, 0), dt)),
+                                             projected)
 
     def compiled_loop_backward(self, ws):
         from ..kernels import lstm as fused
+        from ..kernels.blas import loop_weight
 
         projected, dt = bool(self.proj_size), self.dtype
-        return fused.lstm_sequence_backward, (ws.w_hh, *ws.peepholes, self.peephole, ws.gates, ws.tanh_c,
-                                          ws.dh if projected else np.empty((0, 0, 0), dt),
-                                          self.weight_hr.data if projected else np.empty((0, 0), dt), projected,
-                                          ws.scratch[2])
+        return fused.lstm_sequence_backward, (loop_weight(ws.w_hh), *ws.peepholes, self.peephole, ws.gates,
+                                              ws.tanh_c, ws.dh if projected else np.empty((0, 0, 0), dt),
+                                              loop_weight(self.weight_hr.data if projected else np.empty((0, 0), dt)),
+                                              projected, ws.scratch[2])
 
     def step(self, ws, t, xp, prev, new):
         (h_prev, c_prev), (h_new, c_new) = prev, new

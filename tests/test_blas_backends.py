@@ -1,0 +1,108 @@
+"""The BLAS of the compiled loop (`rnnkit.kernels.blas`): ``RNNKIT_BLAS`` chooses it with one-line errors, and with
+MKL (``rnnkit[mkl]``) the recurrent products run on packed weights and the loop still equals the NumPy oracle.
+
+The MKL tests run in a child process with ``RNNKIT_BLAS=mkl`` (the backend is chosen once per process, when the
+kernels load); they skip where MKL is not installed. CI also runs the engine's test files under ``RNNKIT_BLAS=mkl``.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
+from rnnkit.errors import ConfigError, DependencyError  # noqa: E402
+from rnnkit.kernels import blas, mkl  # noqa: E402
+
+needs_mkl = pytest.mark.skipif(mkl.library_path() is None, reason="MKL is not installed (pip install 'rnnkit[mkl]')")
+
+
+def test_an_unknown_rnnkit_blas_is_refused_naming_the_choices():
+    with pytest.raises(ConfigError, match=r"RNNKIT_BLAS: expected one of openblas, mkl, got 'atlas'"):
+        blas.choose_backend("atlas")
+
+
+def test_rnnkit_blas_mkl_without_mkl_is_refused_with_the_install_command(monkeypatch):
+    monkeypatch.setattr(mkl, "library", lambda: None)
+    with pytest.raises(DependencyError, match=r"pip install 'rnnkit\[mkl\]'"):
+        blas.choose_backend("mkl")
+
+
+def test_rnnkit_blas_openblas_is_numpys_blas_whatever_is_installed():
+    assert blas.choose_backend("openblas") == "openblas"
+    assert blas.choose_backend(" OpenBLAS ") == "openblas"
+
+
+def test_unset_rnnkit_blas_takes_mkl_only_where_it_is_installed_on_an_intel_processor(monkeypatch):
+    monkeypatch.setattr(mkl, "library_path", lambda: None)
+    assert blas.choose_backend("") == "openblas"
+    monkeypatch.setattr(mkl, "library_path", lambda: "libmkl_rt.so")
+    monkeypatch.setattr(mkl, "library", lambda: object())
+    monkeypatch.setattr(mkl, "intel_cpu", lambda: False)
+    assert blas.choose_backend("") == "openblas"
+    monkeypatch.setattr(mkl, "intel_cpu", lambda: True)
+    assert blas.choose_backend("") == "mkl"
+
+
+def test_without_mkl_a_loop_weight_is_the_matrix_itself_and_nothing_packed():
+    if blas.BACKEND == "mkl":
+        pytest.skip("this process runs the MKL backend")
+    w = np.ones((3, 4), np.float32)
+    matrix, packed = blas.loop_weight(w)
+    assert matrix is w and packed.size == 0
+
+
+CHILD = r"""
+import numpy as np, rnnkit
+from rnnkit import kernels
+from rnnkit.kernels import blas
+assert blas.BACKEND == "mkl" and blas.SOURCE == "mkl", (blas.BACKEND, blas.SOURCE)
+rng = np.random.default_rng(0)
+for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-13)):
+    for m, k, n in ((1, 3, 5), (7, 16, 64), (33, 40, 24)):
+        a, w = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        weight = blas.loop_weight(w)
+        assert weight[1].size > 0, "not packed"
+        out = rng.standard_normal((m, n)).astype(dtype)
+        expected = out + a @ w
+        blas.matmul_weight(a, weight, out, True)
+        assert np.abs(out - expected).max() <= tol * np.abs(expected).max(), (dtype, m, k, n)
+        blas.matmul_weight(a[: m // 2], weight, out[: m // 2], False)  # fewer rows than packed for: a ragged step
+        assert np.abs(out[: m // 2] - a[: m // 2] @ w).max(initial=0) <= tol * np.abs(expected).max()
+def run(layer, x, lengths):
+    layer.zero_grad()
+    y, _ = layer.forward(x, None, lengths=lengths)
+    dx, _ = layer.backward(np.cos(y))
+    return [y, dx] + [p.grad.copy() for p in layer.parameters()]
+for cls, options in ((rnnkit.RNN, {}), (rnnkit.LSTM, {"proj_size": 3, "peephole": True}), (rnnkit.GRU, {}),
+                     (rnnkit.GRU, {"reset_after": False})):
+    layer = cls(5, 6, num_layers=2, bidirectional=True, dtype=np.float64, rng=1, **options)
+    x, lengths = rng.standard_normal((4, 7, 5)), np.array([7, 5, 5, 2])
+    with kernels.using("numpy"):
+        expected = run(layer, x, lengths)
+    with kernels.using("compiled"):
+        got = run(layer, x, lengths)
+    worst = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
+    assert worst < 1e-12, (cls.__name__, options, worst)
+print("ok")
+"""
+
+
+@needs_mkl
+def test_with_mkl_packed_products_and_every_compiled_loop_equal_numpy():
+    """Packed products equal NumPy's ``@`` (float32 and float64, accumulating, fewer rows than packed for), and
+    RNN, LSTM (peepholes, projection) and GRU (both resets) loops on MKL equal the NumPy oracle: stacked,
+    bidirectional, ragged, every gradient."""
+    result = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "RNNKIT_BLAS": "mkl"})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+@needs_mkl
+def test_rnnkit_info_names_mkl_as_the_compiled_loops_blas_when_chosen():
+    result = subprocess.run([sys.executable, "-m", "rnnkit", "info"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "RNNKIT_BLAS": "mkl"})
+    assert result.returncode == 0, result.stderr
+    assert "(the compiled loop's gemm, packed weights)" in result.stdout
