@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .blas import matmul_into
+from .blas import matmul_weight
 from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
 from .sequence_loop import sequence_backward, sequence_forward
 
@@ -45,11 +45,12 @@ def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq):
 @njit(**JIT)
 def gru_reset_after_step(params, t, n, read, write, xp, states):
     """`GRUStep.step` (reset after) for the whole-sequence loop: h_{t−1} W_hhᵀ (BLAS), then the fused pointwise
-    forward. params = (W_hhᵀ, b_hn, gates (T, B, 3H), inner (T, B, H))."""
+    forward. params = (W_hhᵀ, b_hn, gates (T, B, 3H), inner (T, B, H)), each weight a
+    `rnnkit.kernels.blas.loop_weight` pair."""
     w_hh_t, b_hn, gates, inner = params
     h = states[0]
     h_prev, a = h[read, :n], gates[t, :n]
-    matmul_into(h_prev, w_hh_t, a, False)
+    matmul_weight(h_prev, w_hh_t, a, False)
     gru_forward_reset_after(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n])
 
 
@@ -60,7 +61,7 @@ def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp
     w_hh, gates, inner, dq = params
     dh, dq_t = dstate[0][:n], dq[t, :n]
     gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t)
-    matmul_into(dq_t, w_hh, dh, True)
+    matmul_weight(dq_t, w_hh, dh, True)
 
 
 @njit(**JIT)
@@ -135,23 +136,23 @@ def gru_reset_before_step(params, t, n, read, write, xp, states):
     h = states[0]
     h_prev, a, rh = h[read, :n], gates[t, :n], inner[t, :n]
     hs = h_prev.shape[1]
-    matmul_into(h_prev, w_rz_t, a[:, :2 * hs], False)
+    matmul_weight(h_prev, w_rz_t, a[:, :2 * hs], False)
     gru_gates_reset_before(a, xp, h_prev, rh)
-    matmul_into(rh, w_n_t, a[:, 2 * hs:], False)
+    matmul_weight(rh, w_n_t, a[:, 2 * hs:], False)
     gru_output_reset_before(a, xp, h_prev, h[write, :n])
 
 
 @njit(**JIT)
 def gru_reset_before_step_backward(params, t, n, read, write, dstate, states, dxp):
     """`GRUStep.step_backward` (reset before) for the whole-sequence loop: δh_{t−1} = δh ⊙ z + δ(r ⊙ h) ⊙ r +
-    [δa_r, δa_z] W_hh[r,z], with δ(r ⊙ h) = δa_n W_hh[n]. params = (W_hh, gates, scratch (B, H))."""
-    w_hh, gates, scratch = params
+    [δa_r, δa_z] W_hh[r,z], with δ(r ⊙ h) = δa_n W_hh[n]. params = (W_hh[r,z], W_hh[n], gates, scratch (B, H))."""
+    w_rz, w_n, gates, scratch = params
     dh, a, h_prev, d_rh = dstate[0][:n], gates[t, :n], states[0][read, :n], scratch[:n]
     hs = h_prev.shape[1]
     gru_backward_reset_before_zn(dh, a, h_prev, dxp)
-    matmul_into(dxp[:, 2 * hs:], w_hh[2 * hs:], d_rh, False)  # δ(r ⊙ h) = δa_n W_hh[n]
+    matmul_weight(dxp[:, 2 * hs:], w_n, d_rh, False)  # δ(r ⊙ h) = δa_n W_hh[n]
     gru_backward_reset_before_r(d_rh, a, h_prev, dxp, dh)
-    matmul_into(dxp[:, :2 * hs], w_hh[:2 * hs], dh, True)
+    matmul_weight(dxp[:, :2 * hs], w_rz, dh, True)
 
 
 @njit(**JIT)

@@ -153,17 +153,22 @@ class GRUStep(GatedCell):
 
     def compiled_loop(self, ws):
         from ..kernels import gru as fused  # numba is loaded only with compiled kernels active
+        from ..kernels.blas import loop_weight
 
         if self.reset_after:
-            return fused.gru_reset_after_sequence_forward, (ws.w_hh_t, ws.b_hn, ws.gates, ws.inner)
-        return fused.gru_reset_before_sequence_forward, (ws.w_rz_t, ws.w_n_t, ws.gates, ws.inner)
+            return fused.gru_reset_after_sequence_forward, (loop_weight(ws.w_hh_t), ws.b_hn, ws.gates, ws.inner)
+        return fused.gru_reset_before_sequence_forward, (loop_weight(ws.w_rz_t), loop_weight(ws.w_n_t), ws.gates,
+                                                         ws.inner)
 
     def compiled_loop_backward(self, ws):
         from ..kernels import gru as fused
+        from ..kernels.blas import loop_weight
 
         if self.reset_after:
-            return fused.gru_reset_after_sequence_backward, (ws.w_hh, ws.gates, ws.inner, ws.dq)
-        return fused.gru_reset_before_sequence_backward, (ws.w_hh, ws.gates, ws.scratch[1])
+            return fused.gru_reset_after_sequence_backward, (loop_weight(ws.w_hh), ws.gates, ws.inner, ws.dq)
+        rz = 2 * self.hidden_size
+        return fused.gru_reset_before_sequence_backward, (loop_weight(ws.w_hh[:rz]), loop_weight(ws.w_hh[rz:]),
+                                                          ws.gates, ws.scratch[1])
 
     def step(self, ws, t, xp, prev, new):
         (h_prev,), (h_new,) = prev, new
