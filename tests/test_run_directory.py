@@ -15,6 +15,7 @@ import pytest
 from conftest import run_cli
 from rnnkit.training import checkpoint
 from rnnkit.training.files import LOCK_NAME
+from rnnkit.training.run_directory import RunDirectory
 
 
 @pytest.fixture
@@ -252,3 +253,24 @@ def test_taking_the_lock_removes_the_temporaries_a_killed_write_left_and_nothing
         assert not any(path.exists() for path in left)
     assert all(path.read_text() == "mine" for path in kept)
     assert link.is_symlink() and outside.read_text() == "not rnnkit's"
+
+
+def test_truncating_the_metrics_keeps_the_records_up_to_the_checkpoint_and_drops_a_cut_line(tmp_path):
+    directory = RunDirectory(tmp_path)
+    for step in (1, 2, 3, 4):
+        directory.append_metrics({"step": step, "train_loss": 1.0 / step})
+    with open(directory.metrics, "a", encoding="utf-8") as file:
+        file.write('{"step": 5, "trai')  # a line cut short by a kill
+    kept = directory.truncate_metrics(3)
+    assert [r["step"] for r in kept] == [1, 2, 3]
+    lines = directory.metrics.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == kept
+
+
+def test_truncating_metrics_that_are_all_kept_leaves_the_file_untouched(tmp_path):
+    directory = RunDirectory(tmp_path)
+    assert directory.truncate_metrics(0) == []  # no file yet
+    directory.append_metrics({"step": 1, "val_loss": 0.5})
+    before = directory.metrics.stat().st_mtime_ns
+    assert directory.truncate_metrics(1) == [{"step": 1, "val_loss": 0.5}]
+    assert directory.metrics.stat().st_mtime_ns == before

@@ -29,6 +29,9 @@ class TrainableModel(Protocol):
       them; the others train on whole sequences). A non-finite loss is returned without a backward, and the
       trainer then calls ``discard_saved()``;
     * ``state_at(k)`` — the state after step k of the last window, carried (detached) into the next one;
+    * ``carry_layout() -> [(rows, size), ...]`` — (rows, size) of each component of the state a stream model
+      carries between windows (what ``state_at`` returns, one (rows, batch, size) array each); [] for models that
+      carry none. The trainer checks a resumed checkpoint's carried state against it;
     * ``evaluate(task) -> dict`` — validation metrics on ``task.val`` with ``val_loss`` first (the mean loss per
       counted position, or per sequence for a CRF), computed in eval mode inside ``rnnkit.no_grad()``;
     * the `Module` calls the trainer uses: ``zero_grad``, ``named_parameters``, ``parameters``, ``state_dict``,
@@ -42,6 +45,8 @@ class TrainableModel(Protocol):
     def train_batch(self, batch, window: tuple[int, int, int] | None = None, state=None) -> float: ...
 
     def state_at(self, k: int): ...
+
+    def carry_layout(self) -> list[tuple[int, int]]: ...
 
     def evaluate(self, task) -> dict[str, Any]: ...
 
@@ -78,6 +83,10 @@ class WholeSequenceModel:
 
         raise UsageError(f"a {self.config.kind} model trains on whole sequences; it carries no state between windows")
 
+    def carry_layout(self) -> list[tuple[int, int]]:
+        """[]: a model trained on whole sequences carries no state between windows."""
+        return []
+
     @staticmethod
     def check_whole(batch, window) -> None:
         """`ConfigError` unless ``window`` covers the whole batch (truncated BPTT is for stream tasks)."""
@@ -86,6 +95,12 @@ class WholeSequenceModel:
         if window is not None and tuple(window) != (0, batch.x.shape[1], 0):
             raise ConfigError("truncated BPTT (--k1, --k2) applies to stream tasks (text); this model trains on "
                               "whole sequences")
+
+
+def layers_carry_layout(layers) -> list[tuple[int, int]]:
+    """(rows, size) of each state component that the recurrent ``layers`` carry, layer after layer: one
+    (D·L rows, size) entry per size in a layer's ``state_sizes`` (the arrays its ``state_at`` returns)."""
+    return [(layer.num_directions * layer.num_layers, size) for layer in layers for size in layer.state_sizes]
 
 
 def batched(ids, lengths, vocab_size: int, what: str = "ids", lengths_name: str = "lengths"):

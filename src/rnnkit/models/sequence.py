@@ -29,6 +29,7 @@ from ..losses import LOSSES
 from ..module import Module, as_rng, check_dtype, inference
 from ..recurrent import Jordan, catalog
 from .configs import JSONConfig, check_option_ranges, check_sizes, flag, option, option_fields
+from .protocol import layers_carry_layout
 
 # Derived from the cell catalogue (`rnnkit.recurrent.catalog`): each fact is declared once, on the layer class.
 #: cell name → recurrent layer class (a layer runs a cell over time; these are not cells)
@@ -257,6 +258,10 @@ class SequenceModel(Module):
     def state_at(self, k: int):
         """The state after step k of the last `train_batch` window (carried, detached, into the next window)."""
         return self.rnn.state_at(k)
+
+    def carry_layout(self) -> list[tuple[int, int]]:
+        """(rows, size) of each component of the state carried between windows: its recurrent layer's."""
+        return layers_carry_layout([self.rnn])
 
     def evaluate(self, task) -> dict[str, float]:
         """``val_loss``: the mean loss per counted position of ``task.val`` (eval mode, nothing saved); streams are

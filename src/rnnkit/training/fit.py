@@ -25,7 +25,7 @@ from ..activations import Sigmoid
 from ..errors import ConfigError, ShapeError
 from ..layers import Sequential
 from ..losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss
-from ..models.protocol import inference
+from ..models.protocol import inference, layers_carry_layout
 from ..module import Module, check_bool, check_int, check_positive_int
 from ..recurrent.layer import RecurrentLayer
 from ..tasks.base import Batch, TaskBase
@@ -219,6 +219,10 @@ class ModuleModel:
             s = r.state_at(k)
             parts += list(s) if isinstance(s, tuple) else [s]
         return tuple(parts)
+
+    def carry_layout(self) -> list[tuple[int, int]]:
+        """(rows, size) of each component of the flat state `state_at` returns: its recurrent layers', in order."""
+        return layers_carry_layout(self.recurrent)
 
     def _per_layer(self, state) -> list:
         """The flat state of `state_at` (or one array, as a checkpoint restores a single part) → one per layer."""

@@ -1,4 +1,4 @@
-"""`Trainer`: the training loop — truncated BPTT windowing, clipping, validation, logging, checkpoints, resume.
+"""`Trainer`: the training loop — truncated BPTT windowing, clipping, validation, logging, stopping.
 
 It has one path for every model: each update is ``model.train_batch(batch, window, carried state)`` (the
 `rnnkit.models.TrainableModel` protocol), then clipping and the optimizer step; each validation is
@@ -14,17 +14,20 @@ k1 the whole sequence is one window: full BPTT.
 A stream (the text task) is trained epochwise by default: each epoch starts from a zero state. With
 ``reset_state="never"`` it is trained continuously: the state at the end of an epoch is carried (detached) into the
 next, as if the corpus were one endless loop.
+
+What the trainer writes into its run directory (metrics.jsonl, loss.png, the checkpoint and its meta) and how it
+continues from a checkpoint are in `rnnkit.training.run_directory`; the trainer knows its model only through the
+`TrainableModel` protocol (the carried state's layout is ``model.carry_layout()``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +35,13 @@ import numpy as np
 from ..errors import ConfigError, TrainingError, TrainingInterrupted
 from ..models.configs import check_option_ranges, option
 from ..models.protocol import TrainableModel, WholeSequenceModel
-from ..models.registry import check_state
 from ..module import no_grad
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from ..validate import MAX_SEED, positive_real
 from . import checkpoint
 from .data import data_identity
-from .files import append_line, atomic_write, hold_run_directory, make_directory, refuse_link
 from .progress import note, progress
-from .resume_checks import check_carry, check_optimizer_state, check_progress
+from .run_directory import RunDirectory, restore
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "tbptt_windows"]
 
@@ -114,16 +115,26 @@ def constrained_modules(model) -> list:
     return [m for m in modules if callable(getattr(m, "constrain", None))]
 
 
+def blas_threads(threads: int | None):
+    """A context that limits NumPy's BLAS to ``threads`` threads (None: no limit, all cores)."""
+    if not threads:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(threads, user_api="blas")
+
+
 class Trainer:
     """Train ``model`` (any `TrainableModel`) on ``task``; writes metrics.jsonl, loss.png and checkpoints into
-    ``run_dir`` (with ``run_dir=None`` nothing is written: the history is only returned). The config is read, never
-    changed: derived settings (the effective ``k1``) are attributes. ``updates`` counts the optimizer updates made
-    so far (a checkpoint's and a metrics record's ``step``)."""
+    ``run_dir`` through ``directory``, a `RunDirectory` (with ``run_dir=None`` it is None and nothing is written:
+    the history is only returned). The config is read, never changed: derived settings (the effective ``k1``) are
+    attributes. ``updates`` counts the optimizer updates made so far (a checkpoint's and a metrics record's
+    ``step``)."""
 
     def __init__(self, model: TrainableModel, task, config: TrainConfig, run_dir: str | Path | None,
                  meta_extra=None):
         self.model, self.task, self.config = model, task, config
-        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.directory = None if run_dir is None else RunDirectory(run_dir)
         model.bind_task(task)
         opt_kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
         if config.optimizer in ("sgd", "rmsprop"):
@@ -153,134 +164,27 @@ class Trainer:
         self.stop_signal = None  # the signal that asked training to stop (see `_stop_on_signals`)
         self.constrained = constrained_modules(model)
 
-    # -- one update -----------------------------------------------------------------------------------
-    def train_window(self, batch, start: int, end: int, loss_start: int) -> tuple[float, float]:
-        """One update: forward/backward over x[:, start:end] from the carried state, loss on [loss_start, end),
-        then clip and step. Returns (loss, gradient norm), or NaNs for a skipped non-finite update."""
-        model = self.model
-        model.zero_grad()
-        loss = model.train_batch(batch, (start, end, loss_start), self.carry)
-        problem, norm = None, float("nan")
-        if not math.isfinite(loss):
-            problem = f"non-finite loss ({loss})"
-        else:
-            norm = grad_norm(model.parameters())  # one pass; non-finite iff some gradient is
-            if not math.isfinite(norm):
-                bad = next(name for name, p in model.named_parameters() if not np.isfinite(p.grad).all())
-                problem = f"non-finite gradient in {bad}"
-        if problem is not None:
-            return self._skip(problem)
-        if self.config.grad_clip:
-            clip_grad_norm(model.parameters(), self.config.grad_clip, total=norm)
-        self.optimizer.step()
-        for module in self.constrained:  # put bounded parameters back inside their bounds
-            module.constrain()
-        self._check_parameters()
-        return loss, norm
-
-    def _check_parameters(self) -> None:
-        """Stop, naming the first parameter, when the update just made a parameter NaN or Inf (a finite gradient
-        times a huge learning rate): the next forward would only see non-finite activations. An update already
-        applied cannot be skipped, so this stops even with ``skip_nonfinite``."""
-        bad = next((name for name, p in self.model.named_parameters() if not np.isfinite(p.data).all()), None)
-        if bad is not None:
-            self.model.discard_saved()
-            raise TrainingError(f"non-finite parameter {bad} after the update at step {self.updates + 1} (learning "
-                                f"rate {self.optimizer.lr:g}); stopping (the last checkpoint is kept)")
-
-    def _skip(self, problem: str) -> tuple[float, float]:
-        """Stop on a non-finite update, or (``skip_nonfinite``) drop its gradients and saved forwards."""
-        if not self.config.skip_nonfinite:
-            self.model.discard_saved()
-            raise TrainingError(f"{problem} at step {self.updates + 1}; stopping (the last checkpoint is kept)")
-        self.model.zero_grad()  # its saved forwards are discarded once the carried state is read (`_epoch`)
-        self._log({"skipped_update": problem})
-        if self.config.progress:
-            note(f"step {self.updates + 1}: {problem}; update skipped")
-        return float("nan"), float("nan")
-
-    # -- evaluation -----------------------------------------------------------------------------------
-    def evaluate(self) -> dict:
-        """Validation metrics: the model's (``val_loss`` first) and the task's own, computed without saving."""
-        with no_grad():
-            metrics = self.model.evaluate(self.task)
-            metrics.update(self.task.metrics(self.model))
-        return metrics
-
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         """Train until the epochs, ``max_steps``, ``time_limit`` or ``stop_when`` end it; return the history."""
-        if self.run_dir is not None:
-            make_directory(self.run_dir)
-            for name in ("metrics.jsonl", "loss.png"):  # refused before training, not at the first write
-                refuse_link(self.run_dir / name)
-        if self.config.threads:
-            from threadpoolctl import threadpool_limits
-
-            limits = threadpool_limits(self.config.threads, user_api="blas")
-        else:
-            limits = nullcontext()
-        with limits, hold_run_directory(self.run_dir) if self.run_dir is not None else nullcontext():
-            self._truncate_metrics()  # a new run drops what a run killed before its first checkpoint logged
+        directory = self.directory
+        with directory.held() if directory is not None else nullcontext(), blas_threads(self.config.threads):
+            if directory is not None:  # a new run drops what a run killed before its first checkpoint logged
+                self.history = directory.truncate_metrics(self.updates)
             with self._stop_on_signals():
                 if not self.finished():  # a finished run, resumed, is left as it is
                     self._loop()
                 self._stop_if_signalled()
         return self.history
 
-    @contextmanager
-    def _stop_on_signals(self):
-        """While training into a run directory, SIGINT, SIGTERM and SIGHUP only set ``self.stop_signal``: the loop
-        finishes the update, writes a checkpoint and raises `TrainingInterrupted` (`_stop_if_signalled`). A signal
-        the process inherited as ignored (``nohup`` ignores SIGHUP) stays ignored."""
-        self.stop_signal = None
-        if self.run_dir is None or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def note(signum, frame):
-            self.stop_signal = signum
-
-        previous = {}
-        for name in STOP_SIGNALS:
-            number = getattr(signal, name, None)
-            if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # nohup's ignore is kept
-                previous[number] = signal.signal(number, note)
-        try:
-            yield
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-
-    def _stop_if_signalled(self) -> None:
-        if self.stop_signal is None:
-            return
-        if self._saved_updates != self.updates:
-            self.save()
-            self._saved_updates = self.updates
-        name = signal.Signals(self.stop_signal).name
-        raise TrainingInterrupted(f"stopped by {name} after step {self.updates}; checkpoint written to "
-                                  f"{self.run_dir / checkpoint.NAME} (--resume continues it)", 128 + self.stop_signal)
-
-    def finished(self) -> bool:
-        """Whether the epochs or ``max_steps`` are done, or the last validation logged met the task's success
-        criterion (`succeeded`); a time limit is counted anew by each call of `fit`."""
-        last = next((r for r in reversed(self.history) if "val_loss" in r), {})
-        out_of_steps = bool(self.config.max_steps) and self.updates >= self.config.max_steps
-        return self.epoch >= self.config.epochs or out_of_steps or self.succeeded(last)
-
-    def succeeded(self, metrics: dict) -> bool:
-        """Whether ``metrics`` meet the task's success criterion (its ``success_metric`` at 1.0) and early stopping
-        is on."""
-        key = getattr(self.task, "success_metric", None)
-        return bool(self.config.early_stop and key and metrics.get(key) == 1.0)
-
     def _loop(self) -> None:
+        """Train the epochs from where the run stands (a resumed one mid-epoch), under the progress bar; validate
+        and checkpoint the last update if that is not done yet."""
         cfg, task = self.config, self.task
         started = time.perf_counter() - self.elapsed
         self.deadline = self.elapsed + cfg.time_limit if cfg.time_limit else math.inf  # resumed: this many more s
         self._start_updates = self.updates
-        total = cfg.epochs * task.num_batches() * self._windows_per_batch()
+        total = cfg.epochs * task.num_batches() * self.windows_per_batch()
         self._planned = min(total, cfg.max_steps) if cfg.max_steps else total
         bar = self._progress_bar()
         try:
@@ -348,6 +252,120 @@ class Trainer:
             reached = self.succeeded(self.last_eval) or stop_when
         return out_of_time or out_of_steps or reached
 
+    # -- one update -----------------------------------------------------------------------------------
+    def train_window(self, batch, start: int, end: int, loss_start: int) -> tuple[float, float]:
+        """One update: forward/backward over x[:, start:end] from the carried state, loss on [loss_start, end),
+        then clip and step. Returns (loss, gradient norm), or NaNs for a skipped non-finite update."""
+        model = self.model
+        model.zero_grad()
+        loss = model.train_batch(batch, (start, end, loss_start), self.carry)
+        problem, norm = None, float("nan")
+        if not math.isfinite(loss):
+            problem = f"non-finite loss ({loss})"
+        else:
+            norm = grad_norm(model.parameters())  # one pass; non-finite iff some gradient is
+            if not math.isfinite(norm):
+                bad = next(name for name, p in model.named_parameters() if not np.isfinite(p.grad).all())
+                problem = f"non-finite gradient in {bad}"
+        if problem is not None:
+            return self._skip(problem)
+        if self.config.grad_clip:
+            clip_grad_norm(model.parameters(), self.config.grad_clip, total=norm)
+        self.optimizer.step()
+        for module in self.constrained:  # put bounded parameters back inside their bounds
+            module.constrain()
+        self._check_parameters()
+        return loss, norm
+
+    def _check_parameters(self) -> None:
+        """Stop, naming the first parameter, when the update just made a parameter NaN or Inf (a finite gradient
+        times a huge learning rate): the next forward would only see non-finite activations. An update already
+        applied cannot be skipped, so this stops even with ``skip_nonfinite``."""
+        bad = next((name for name, p in self.model.named_parameters() if not np.isfinite(p.data).all()), None)
+        if bad is not None:
+            self.model.discard_saved()
+            raise TrainingError(f"non-finite parameter {bad} after the update at step {self.updates + 1} (learning "
+                                f"rate {self.optimizer.lr:g}); stopping (the last checkpoint is kept)")
+
+    def _skip(self, problem: str) -> tuple[float, float]:
+        """Stop on a non-finite update, or (``skip_nonfinite``) drop its gradients and saved forwards."""
+        if not self.config.skip_nonfinite:
+            self.model.discard_saved()
+            raise TrainingError(f"{problem} at step {self.updates + 1}; stopping (the last checkpoint is kept)")
+        self.model.zero_grad()  # its saved forwards are discarded once the carried state is read (`_epoch`)
+        self._log({"skipped_update": problem})
+        if self.config.progress:
+            note(f"step {self.updates + 1}: {problem}; update skipped")
+        return float("nan"), float("nan")
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        """Validation metrics: the model's (``val_loss`` first) and the task's own, computed without saving."""
+        with no_grad():
+            metrics = self.model.evaluate(self.task)
+            metrics.update(self.task.metrics(self.model))
+        return metrics
+
+    # -- stopping -------------------------------------------------------------------------------------
+    def finished(self) -> bool:
+        """Whether the epochs or ``max_steps`` are done, or the last validation logged met the task's success
+        criterion (`succeeded`); a time limit is counted anew by each call of `fit`."""
+        last = next((r for r in reversed(self.history) if "val_loss" in r), {})
+        out_of_steps = bool(self.config.max_steps) and self.updates >= self.config.max_steps
+        return self.epoch >= self.config.epochs or out_of_steps or self.succeeded(last)
+
+    def succeeded(self, metrics: dict) -> bool:
+        """Whether ``metrics`` meet the task's success criterion (its ``success_metric`` at 1.0) and early stopping
+        is on."""
+        key = getattr(self.task, "success_metric", None)
+        return bool(self.config.early_stop and key and metrics.get(key) == 1.0)
+
+    @contextmanager
+    def _stop_on_signals(self):
+        """While training into a run directory, SIGINT, SIGTERM and SIGHUP only set ``self.stop_signal``: the loop
+        finishes the update, writes a checkpoint and raises `TrainingInterrupted` (`_stop_if_signalled`). A signal
+        the process inherited as ignored (``nohup`` ignores SIGHUP) stays ignored."""
+        self.stop_signal = None
+        if self.directory is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum, frame):
+            self.stop_signal = signum
+
+        previous = {}
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # nohup's ignore is kept
+                previous[number] = signal.signal(number, note)
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _stop_if_signalled(self) -> None:
+        if self.stop_signal is None:
+            return
+        if self._saved_updates != self.updates:
+            self.save()
+            self._saved_updates = self.updates
+        name = signal.Signals(self.stop_signal).name
+        written = self.directory.path / checkpoint.NAME
+        raise TrainingInterrupted(f"stopped by {name} after step {self.updates}; checkpoint written to {written} "
+                                  "(--resume continues it)", 128 + self.stop_signal)
+
+    # -- schedule and progress ------------------------------------------------------------------------
+    def learning_rate(self, epoch: int) -> float:
+        """char-rnn's schedule: lr · decay^(epoch − decay_after + 1) from epoch ``decay_after`` on."""
+        cfg = self.config
+        return cfg.lr * cfg.lr_decay ** max(0, epoch - cfg.lr_decay_after + 1)
+
+    def windows_per_batch(self) -> int:
+        """The truncated-BPTT windows (updates) of one batch."""
+        first = next(iter(self.task.batches(0)))
+        return len(tbptt_windows(first.x.shape[1], self.k1, self.k2))
+
     def _progress_bar(self):
         """Updates done out of those planned; with a time limit, the seconds spent out of the limit (a total that
         never changes; the step is in the bar's description)."""
@@ -365,23 +383,15 @@ class Trainer:
         bar.set_description(f"step {self.updates}", refresh=False)
         bar.update(max(0, spent - bar.n))
 
-    def learning_rate(self, epoch: int) -> float:
-        """char-rnn's schedule: lr · decay^(epoch − decay_after + 1) from epoch ``decay_after`` on."""
-        cfg = self.config
-        return cfg.lr * cfg.lr_decay ** max(0, epoch - cfg.lr_decay_after + 1)
-
-    def _windows_per_batch(self) -> int:
-        first = next(iter(self.task.batches(0)))
-        return len(tbptt_windows(first.x.shape[1], self.k1, self.k2))
-
-    # -- logging and checkpoints ----------------------------------------------------------------------
+    # -- logging and the run directory ----------------------------------------------------------------
     def _log(self, record: dict) -> None:
         record = {"step": self.updates, "epoch": self.epoch, "time": round(self.elapsed, 3), **record}
         self.history.append(record)
-        if self.run_dir is not None:
-            append_line(self.run_dir / "metrics.jsonl", json.dumps(record) + "\n")
+        if self.directory is not None:
+            self.directory.append_metrics(record)
 
     def _validate_and_save(self) -> None:
+        """Validate, log the scalar metrics and, into a run directory, checkpoint and redraw the loss plot."""
         self.last_eval = self.evaluate()
         scalars = {k: float(v) for k, v in self.last_eval.items() if np.ndim(v) == 0}
         if scalars:
@@ -389,82 +399,17 @@ class Trainer:
             if self.config.progress:
                 note(f"step {self.updates}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
         self._saved_updates = self.updates
-        if self.run_dir is None:
-            return
-        self.save()
-        from .plotting import plot_losses
-
-        if (self.run_dir / "metrics.jsonl").exists():  # nothing logged yet (no validation data, first steps): no plot
-            plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", baseline=self.task.baseline,
-                        unit=getattr(self.task, "loss_unit", None))
-
-    def meta(self) -> dict:
-        """The checkpoint's description: model kind and config, task, training settings, vocabularies, progress."""
-        vocabularies = self.task.vocabularies()
-        return {
-            "kind": self.model.config.kind,
-            "model": self.model.config.to_dict(),
-            "task": {**self.task.config(), **self.data_identity},
-            "train": asdict(self.config),
-            **vocabularies,
-            "vocab": vocabularies.get("vocab"),
-            "progress": {"step": self.updates, "epoch": self.epoch, "batch": self.batch_index,
-                         "window": self.window_index, "elapsed": self.elapsed, "running": list(self.running)},
-            "rng": checkpoint.rng_state(self.model.generators()),
-            **self.meta_extra,
-        }
+        if self.directory is not None:
+            self.save()
+            self.directory.plot_losses(self.task)
 
     def save(self) -> Path:
-        carry = None
-        if self.carry is not None:
-            parts = self.carry if isinstance(self.carry, tuple) else (self.carry,)
-            carry = {f"state{i}": p for i, p in enumerate(parts)}
-        return checkpoint.save(self.run_dir, self.model.state_dict(), self.optimizer.state_dict(), self.meta(), carry)
+        """Checkpoint the run into its run directory (`RunDirectory.save`)."""
+        return self.directory.save(self)
 
     def restore(self, meta: dict, model_state: dict, optimizer_state: dict | None, carry: dict | None,
                 reset_optimizer: bool = False) -> None:
-        """Continue exactly where a checkpoint of this run stopped; `CheckpointError` (before anything changes)
-        for one that cannot be continued exactly (see `rnnkit.training.resume_checks`). ``reset_optimizer``:
-        start the optimizer afresh, deliberately."""
-        progress = meta.get("progress")
-        check_progress(progress, self.config.epochs, self.task.num_batches(), self._windows_per_batch())
-        check_optimizer_state(optimizer_state, self.optimizer, reset_optimizer)
-        check_carry(carry, self._carry_layout(), self.model.dtype,
-                    needed=progress["window"] > 0 or (self.config.reset_state == "never" and progress["step"] > 0))
-        check_state(self.model, model_state)
-        self.model.load_state_dict(model_state)
-        if not reset_optimizer:
-            self.optimizer.load_state_dict(optimizer_state)
-        self.updates, self.epoch = progress["step"], progress["epoch"]
-        self.batch_index, self.window_index, self.elapsed = progress["batch"], progress["window"], progress["elapsed"]
-        self.running = tuple(progress.get("running", (0.0, 0)))
-        checkpoint.set_rng_state(self.model.generators(), meta["rng"])
-        if carry:
-            parts = tuple(carry[f"state{i}"] for i in range(len(carry)))
-            self.carry = parts[0] if len(parts) == 1 else parts
+        """Continue exactly where a checkpoint of this run stopped (`rnnkit.training.run_directory.restore`);
+        ``reset_optimizer``: start the optimizer afresh, deliberately."""
+        restore(self, meta, model_state, optimizer_state, carry, reset_optimizer)
         self._saved_updates = self.updates  # this step's checkpoint and validation are on disk already
-
-    def _carry_layout(self) -> list[tuple[int, int]]:
-        """(rows, size) of each component of the state a stream carries between windows (none for others)."""
-        rnn = getattr(self.model, "rnn", None)
-        if not hasattr(self.model, "state_at") or rnn is None:
-            return []
-        return [(rnn.num_directions * rnn.num_layers, size) for size in rnn.state_sizes]
-
-    def _truncate_metrics(self) -> None:
-        """Drop metrics records written after the checkpoint (all of them before a first one), and a line cut short
-        by a kill."""
-        metrics = None if self.run_dir is None else self.run_dir / "metrics.jsonl"
-        if metrics is None or not metrics.exists():
-            return
-        kept, text = [], metrics.read_text(encoding="utf-8")
-        for line in text.splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record["step"] <= self.updates:
-                kept.append(line)
-        if text != "".join(line + "\n" for line in kept):  # unchanged (a finished run resumed): left untouched
-            atomic_write(metrics, "".join(line + "\n" for line in kept))
-        self.history = [json.loads(line) for line in kept]
