@@ -153,6 +153,48 @@ def test_the_parameter_count_computed_from_a_description_equals_the_built_models
         assert config.parameter_count() == model.num_parameters(), config
 
 
+def test_every_model_config_has_its_kind_as_a_class_attribute_and_bidirectional_as_a_field():
+    from dataclasses import fields
+
+    from rnnkit.models.registry import KINDS, model_classes
+
+    for kind in KINDS:
+        config_cls, _ = model_classes(kind)
+        names = {f.name for f in fields(config_cls)}
+        assert config_cls.kind == kind and "kind" not in names and "bidirectional" in names, kind
+
+
+def _every_kind_of_config():
+    from rnnkit.models.transcriber import TranscriberConfig
+
+    yield from _configs()
+    yield TranscriberConfig(5, 3, hidden_size=6)
+
+
+def test_a_config_stored_with_its_kind_among_its_fields_as_older_checkpoints_did_still_loads():
+    from rnnkit.errors import CheckpointError
+
+    for config in _every_kind_of_config():
+        stored = config.to_dict()
+        assert "kind" not in stored and type(config).from_dict(stored) == config
+        assert type(config).from_dict({**stored, "kind": config.kind}) == config
+        with pytest.raises(CheckpointError, match=f"{type(config).__name__}.kind must be '{config.kind}'"):
+            type(config).from_dict({**stored, "kind": "other"})
+
+
+def test_the_models_that_always_read_both_ways_refuse_bidirectional_false():
+    from rnnkit.errors import CheckpointError, ConfigError
+
+    for config in _every_kind_of_config():
+        if config.kind in ("sequence", "classifier"):
+            continue
+        assert config.bidirectional is True
+        with pytest.raises(ConfigError, match=f"a {config.kind} model's encoder is always bidirectional"):
+            type(config)(**{**config.to_dict(), "bidirectional": False})
+        with pytest.raises(CheckpointError, match="always bidirectional"):
+            type(config).from_dict({**config.to_dict(), "bidirectional": False})
+
+
 # -- tensors and vocabularies against the description -------------------------------------------------------------
 def _first_weight(arrays):
     return sorted(arrays)[0]

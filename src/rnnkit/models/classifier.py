@@ -13,6 +13,7 @@ Data: `rnnkit.tasks.classify.ClassificationTask` (one ``label<TAB>text`` per lin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class ClassifierConfig(JSONConfig):
     pooling: str = option("last", "classify: how the steps are summarised.", choices=POOLINGS)
     dropout: float = 0.0
     dtype: str = "float32"
-    kind: str = "classifier"
+    kind: ClassVar[str] = "classifier"
 
     def __post_init__(self):
         check_encoder_cell(self.cell)

@@ -16,7 +16,7 @@ import numbers
 import types
 import typing
 from dataclasses import asdict, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -117,6 +117,13 @@ def check_sizes(config, *names: str, low: int = 1) -> None:
         check_int(name, getattr(config, name), low, largest(name))
 
 
+def check_always_bidirectional(config) -> None:
+    """`ConfigError` unless ``config.bidirectional`` is True (a model whose encoder always reads both ways)."""
+    if config.bidirectional is not True:
+        raise ConfigError(f"a {config.kind} model's encoder is always bidirectional, got bidirectional="
+                          f"{config.bidirectional!r}")
+
+
 def _allowed_types(hint) -> tuple:
     """The JSON value types a field's type hint allows (``float`` allows an int; ``X | None`` allows None)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -149,7 +156,13 @@ def check_value(cls, name: str, value, hint) -> None:
 
 
 class JSONConfig:
-    """Mixin for dataclass configs: ``to_dict()`` for meta.json, ``from_dict()`` that validates a stored one."""
+    """Mixin for dataclass configs: ``to_dict()`` for meta.json, ``from_dict()`` that validates a stored one.
+
+    On every model config ``kind`` is a class attribute (the model kind of `rnnkit.models.registry`, stored once as
+    ``meta["kind"]``, not among the fields) and ``bidirectional`` a field (always True where the model's encoder
+    reads both ways)."""
+
+    kind: ClassVar[str]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +174,7 @@ class JSONConfig:
         out of range, or a setting the config refuses — all checked before anything is allocated."""
         if not isinstance(data, dict):
             raise CheckpointError(f"checkpoint {cls.__name__} must be a JSON object, got {type(data).__name__}")
+        data = without_stored_kind(cls, data)
         unknown = sorted(set(data) - field_names(cls))
         if unknown:
             raise CheckpointError(f"unknown {cls.__name__} keys {unknown} (a checkpoint from another rnnkit version?)")
@@ -176,3 +190,14 @@ class JSONConfig:
         except ConfigError as e:
             raise CheckpointError(f"checkpoint {cls.__name__}: {e}") from None
         return config
+
+
+def without_stored_kind(cls, data: dict) -> dict:
+    """``data`` without a ``kind`` entry: older checkpoints stored their model kind among a config's fields too
+    (every kind but "sequence"); it must be ``cls.kind`` (a `CheckpointError` otherwise)."""
+    if "kind" not in data:
+        return data
+    if data["kind"] != getattr(cls, "kind", None):
+        raise CheckpointError(f"checkpoint {cls.__name__}.kind must be {getattr(cls, 'kind', None)!r}, got "
+                              f"{data['kind']!r:.60}")
+    return {name: value for name, value in data.items() if name != "kind"}

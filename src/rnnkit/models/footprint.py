@@ -75,7 +75,7 @@ def _recurrent_input(config) -> int:
 
 
 def _bidirectional(config) -> bool:
-    return config.kind in ("tagger", "seq2seq") or bool(getattr(config, "bidirectional", False))
+    return config.bidirectional
 
 
 def footprint(config, batch: int = 0, steps: int = 0) -> Footprint:

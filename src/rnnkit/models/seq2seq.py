@@ -25,6 +25,7 @@ Data: `rnnkit.tasks.seq2seq` (``source<TAB>target`` lines or the built-in digit 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from ..module import Module, _is_int, as_rng, check_dtype
 from ..recurrent import catalog
 from ..recurrent.layer import hidden_part
 from ..tasks.seq2seq import BOS_ID, EOS_ID, PairBatch
-from .configs import JSONConfig, check_option_ranges, check_sizes, option
+from .configs import JSONConfig, check_always_bidirectional, check_option_ranges, check_sizes, option
 from .protocol import WholeSequenceModel, batched, inference
 
 #: cell name → (encoder layer, decoder step module): the catalogue's cells that have a one-step module
@@ -59,9 +60,11 @@ class Seq2SeqConfig(JSONConfig):
     beam_size: int = option(1, "seq2seq: beam width for evaluation decoding (1: greedy).", low=1)
     max_length: int = 64
     dtype: str = "float32"
-    kind: str = "seq2seq"
+    bidirectional: bool = True  # always: the encoder reads each source sequence both ways (the decoder one way)
+    kind: ClassVar[str] = "seq2seq"
 
     def __post_init__(self):
+        check_always_bidirectional(self)
         self.check_cell(self.cell)
         check_sizes(self, "source_vocab_size", "target_vocab_size", "embedding_size", "hidden_size", "max_length")
         validate.count(self.beam_size, "beam_size", validate.MAX_BEAM)
@@ -80,7 +83,8 @@ class Seq2SeqConfig(JSONConfig):
     def parameter_count(self) -> int:
         """The model's number of parameters, computed without building it (`rnnkit.models.footprint`)."""
         e, h, layer = self.embedding_size, self.hidden_size, ENCODERS[self.cell][0]
-        count = (self.source_vocab_size + self.target_vocab_size) * e + layer.parameter_count(e, h, 1, True)
+        count = (self.source_vocab_size + self.target_vocab_size) * e
+        count += layer.parameter_count(e, h, 1, self.bidirectional)
         count += (2 * h + 1) * h  # the bridge
         if self.attention == "bahdanau":
             count += 3 * h * h + h + layer.parameter_count(e + 2 * h, h) + (3 * h + 1) * self.target_vocab_size
@@ -105,7 +109,7 @@ class Seq2Seq(WholeSequenceModel, Module):
         e, h = config.embedding_size, config.hidden_size
         layer_cls, cell_cls = ENCODERS[config.cell]
         self.src_embed = Embedding(config.source_vocab_size, e, padding_idx=0, dtype=dtype, rng=rng)
-        self.encoder = layer_cls(e, h, bidirectional=True, dtype=dtype, rng=rng)
+        self.encoder = layer_cls(e, h, bidirectional=config.bidirectional, dtype=dtype, rng=rng)
         self.bridge = Linear(2 * h, h, dtype=dtype, rng=rng)
         self.bridge_act = Tanh()
         self.tgt_embed = Embedding(config.target_vocab_size, e, padding_idx=0, dtype=dtype, rng=rng)

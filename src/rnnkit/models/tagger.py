@@ -10,6 +10,7 @@ Data and entity scores: `rnnkit.tasks.tagging` (CoNLL columns, BIO/IOB2 chunks a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from ..losses import CrossEntropyLoss
 from ..module import Module, as_rng, check_dtype
 from ..recurrent import LSTM
 from ..tasks.tagging import TagBatch, entity_scores
-from .configs import JSONConfig, check_option_ranges, check_sizes, option
+from .configs import JSONConfig, check_always_bidirectional, check_option_ranges, check_sizes, option
 from .protocol import WholeSequenceModel, batched, inference
 from .sequence import RECURRENT_LAYERS, check_encoder_cell
 
@@ -42,9 +43,11 @@ class TaggerConfig(JSONConfig):
     crf: bool = option(True, "tagging: CRF output layer or per-token softmax.", negative="--no-crf")
     tag_names: list[str] | None = None  # for entity scores and for writing predictions
     dtype: str = "float32"
-    kind: str = "tagger"
+    bidirectional: bool = True  # always: the encoder reads each sentence both ways
+    kind: ClassVar[str] = "tagger"
 
     def __post_init__(self):
+        check_always_bidirectional(self)
         check_encoder_cell(self.cell)
         check_sizes(self, "vocab_size", "num_tags", "embedding_size", "char_embedding_size", "char_hidden_size",
                     "hidden_size", "num_layers")
@@ -78,7 +81,8 @@ class TaggerConfig(JSONConfig):
             count += LSTM.parameter_count(self.char_embedding_size, self.char_hidden_size, 1, True)
             features += 2 * self.char_hidden_size
         k = self.num_tags
-        count += RECURRENT_LAYERS[self.cell].parameter_count(features, self.hidden_size, self.num_layers, True)
+        count += RECURRENT_LAYERS[self.cell].parameter_count(features, self.hidden_size, self.num_layers,
+                                                             self.bidirectional)
         return count + (2 * self.hidden_size + 1) * k + ((k + 2) * k if self.crf else 0)
 
     @classmethod
@@ -105,7 +109,7 @@ class Tagger(WholeSequenceModel, Module):
                                  dtype=dtype, rng=rng)
             features += 2 * config.char_hidden_size
         self.rnn = RECURRENT_LAYERS[config.cell](features, config.hidden_size, num_layers=config.num_layers,
-                                                 bidirectional=True, dtype=dtype, rng=rng)
+                                                 bidirectional=config.bidirectional, dtype=dtype, rng=rng)
         self.emit = Linear(self.rnn.output_size, config.num_tags, dtype=dtype, rng=rng)
         self.crf = CRF(config.num_tags, dtype=dtype, rng=rng) if config.crf else None
 

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..layers import Linear
 from ..module import Module, as_rng, check_dtype
 from ..tasks.ctc import CTCBatch, label_errors
-from .configs import JSONConfig, check_sizes
+from .configs import JSONConfig, check_always_bidirectional, check_sizes
 from .protocol import WholeSequenceModel, inference
 from .sequence import RECURRENT_LAYERS, check_encoder_cell
 
@@ -39,10 +39,11 @@ class TranscriberConfig(JSONConfig):
     num_layers: int = 1
     symbols: list[str] | None = None  # class names, "<blank>" first
     dtype: str = "float32"
-    kind: str = "transcriber"
-    bidirectional: ClassVar[bool] = True  # always (the memory estimate of `rnnkit.models.footprint` reads it)
+    bidirectional: bool = True  # always: the encoder reads each utterance both ways
+    kind: ClassVar[str] = "transcriber"
 
     def __post_init__(self):
+        check_always_bidirectional(self)
         check_encoder_cell(self.cell)
         check_sizes(self, "input_size", "hidden_size", "num_layers")
         check_sizes(self, "num_classes", low=2)  # a blank and a symbol
@@ -57,7 +58,8 @@ class TranscriberConfig(JSONConfig):
 
     def parameter_count(self) -> int:
         """The model's number of parameters, computed without building it (`rnnkit.models.footprint`)."""
-        rnn = RECURRENT_LAYERS[self.cell].parameter_count(self.input_size, self.hidden_size, self.num_layers, True)
+        rnn = RECURRENT_LAYERS[self.cell].parameter_count(self.input_size, self.hidden_size, self.num_layers,
+                                                          self.bidirectional)
         return rnn + (2 * self.hidden_size + 1) * self.num_classes
 
     @classmethod
@@ -74,7 +76,7 @@ class Transcriber(WholeSequenceModel, Module):
         rng, dtype = as_rng(rng), np.dtype(config.dtype)
         self.config = config
         self.rnn = RECURRENT_LAYERS[config.cell](config.input_size, config.hidden_size, num_layers=config.num_layers,
-                                                 bidirectional=True, dtype=dtype, rng=rng)
+                                                 bidirectional=config.bidirectional, dtype=dtype, rng=rng)
         self.head = Linear(self.rnn.output_size, config.num_classes, dtype=dtype, rng=rng)
         self.ctc = CTCLoss(blank=0, reduction="mean")
 
