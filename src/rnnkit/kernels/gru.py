@@ -8,7 +8,7 @@ from numba import njit
 
 from .blas import matmul_weight
 from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
-from .sequence_loop import sequence_backward, sequence_forward
+from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
 
 
 # -- reset after the recurrent product (PyTorch) -----------------------------------------------------------------
@@ -45,23 +45,31 @@ def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq):
 @njit(**JIT)
 def gru_reset_after_step(params, t, n, read, write, xp, states):
     """`GRUStep.step` (reset after) for the whole-sequence loop: h_{t−1} W_hhᵀ (BLAS), then the fused pointwise
-    forward. params = (W_hhᵀ, b_hn, gates (T, B, 3H), inner (T, B, H)), each weight a
-    `rnnkit.kernels.blas.loop_weight` pair."""
-    w_hh_t, b_hn, gates, inner = params
+    forward. params = (W_hhᵀ, b_hn, gates (T, B, 3H), inner (T, B, H), m_h, scratch): W_hhᵀ a
+    `rnnkit.kernels.blas.loop_weight` pair, m_h the recurrent dropout mask (B, H) or (0, 0), scratch (B, H) for
+    h_{t−1} ⊙ m_h, which enters the product (z ⊙ h_{t−1} takes h_{t−1} itself)."""
+    w_hh_t, b_hn, gates, inner, mask, masked = params
     h = states[0]
     h_prev, a = h[read, :n], gates[t, :n]
-    matmul_weight(h_prev, w_hh_t, a, False)
+    matmul_weight(recurrent_read(h_prev, mask, masked), w_hh_t, a, False)
     gru_forward_reset_after(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n])
 
 
 @njit(**JIT)
 def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp):
     """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward, then
-    δh_{t−1} = δh ⊙ z + δq W_hh (BLAS). params = (W_hh, gates, inner, dq (T, B, 3H))."""
-    w_hh, gates, inner, dq = params
+    δh_{t−1} = δh ⊙ z + (δq W_hh) ⊙ m_h (BLAS). params = (W_hh, gates, inner, dq (T, B, 3H), m_h (B, H) or (0, 0),
+    scratch (B, H))."""
+    w_hh, gates, inner, dq, mask, scratch = params
     dh, dq_t = dstate[0][:n], dq[t, :n]
     gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t)
-    matmul_weight(dq_t, w_hh, dh, True)
+    if mask.shape[0] == 0:
+        matmul_weight(dq_t, w_hh, dh, True)
+        return
+    rec = scratch[:n]
+    matmul_weight(dq_t, w_hh, rec, False)
+    through_mask(rec, mask)
+    dh += rec
 
 
 @njit(**JIT)

@@ -8,7 +8,7 @@ from numba import njit
 
 from .blas import matmul_weight
 from .jit import JIT, dsigmoid, dtanh, sigmoid, tanh
-from .sequence_loop import sequence_backward, sequence_forward
+from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
 
 
 @njit(**JIT)
@@ -70,12 +70,13 @@ def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp
 def lstm_step(params, t, n, read, write, xp, states):
     """`LSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), the fused pointwise forward, then
     h_t = m_t W_hrᵀ with a projection. params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, gates (T, B, 4H),
-    tanh_c (T, B, H), m (T, B, H), W_hrᵀ, projected), each weight a `rnnkit.kernels.blas.loop_weight` pair; m
-    and W_hrᵀ are unused without a projection."""
-    w_hh_t, w_ci, w_cf, w_co, peephole, gates, tanh_c, m, w_hr_t, projected = params
+    tanh_c (T, B, H), m (T, B, H), W_hrᵀ, projected, m_h, scratch), each weight a `rnnkit.kernels.blas.loop_weight`
+    pair; m and W_hrᵀ are unused without a projection; m_h (B, P) the recurrent dropout mask (h_{t−1} ⊙ m_h, in
+    scratch (B, P), enters the product) or (0, 0)."""
+    w_hh_t, w_ci, w_cf, w_co, peephole, gates, tanh_c, m, w_hr_t, projected, mask, masked = params
     h, c = states
     a = gates[t, :n]
-    matmul_weight(h[read, :n], w_hh_t, a, False)
+    matmul_weight(recurrent_read(h[read, :n], mask, masked), w_hh_t, a, False)
     out = m[t, :n] if projected else h[write, :n]  # o ⊙ tanh(c_t): m_t, or h_t itself
     lstm_forward(a, xp, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[t, :n], out)
     if projected:
@@ -85,9 +86,9 @@ def lstm_step(params, t, n, read, write, xp, states):
 @njit(**JIT)
 def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
     """`LSTMStep.step_backward` for the whole-sequence loop: (δm = δh W_hr, keeping δh_t for δW_hr), the fused
-    pointwise backward, δh_{t−1} = δa W_hh (BLAS). params = (W_hh, w_ci, w_cf, w_co, peephole, gates, tanh_c,
-    dh (T, B, P) the δh_t history, W_hr, projected, scratch (B, H))."""
-    w_hh, w_ci, w_cf, w_co, peephole, gates, tanh_c, dh_history, w_hr, projected, scratch = params
+    pointwise backward, δh_{t−1} = (δa W_hh) ⊙ m_h (BLAS). params = (W_hh, w_ci, w_cf, w_co, peephole, gates,
+    tanh_c, dh (T, B, P) the δh_t history, W_hr, projected, scratch (B, H), m_h (B, P) or (0, 0))."""
+    w_hh, w_ci, w_cf, w_co, peephole, gates, tanh_c, dh_history, w_hr, projected, scratch, mask = params
     dh, dc = dstate[0][:n], dstate[1][:n]
     if projected:
         dh_history[t, :n] = dh
@@ -96,7 +97,8 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
     else:
         dm = dh
     lstm_backward(dm, dc, gates[t, :n], tanh_c[t, :n], states[1][read, :n], w_ci, w_cf, w_co, peephole, dxp)
-    matmul_weight(dxp, w_hh, dh, False)  # δh_{t−1} = δa W_hh
+    matmul_weight(dxp, w_hh, dh, False)  # δh_{t−1} = (δa W_hh) ⊙ m_h
+    through_mask(dh, mask)
 
 
 @njit(**JIT)

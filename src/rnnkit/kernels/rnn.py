@@ -7,7 +7,7 @@ from numba import njit
 
 from .blas import matmul_weight
 from .jit import JIT, dtanh, tanh, zero
-from .sequence_loop import sequence_backward, sequence_forward
+from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
 
 
 @njit(**JIT)
@@ -34,23 +34,25 @@ def rnn_backward(dh, h, relu, dxp):
 
 @njit(**JIT)
 def rnn_step(params, t, n, read, write, xp, states):
-    """`RNNStep.step` for the whole-sequence loop: h_t = φ(h_{t−1} W_hhᵀ + xp). params = (W_hhᵀ, relu), each
-    weight a `rnnkit.kernels.blas.loop_weight` pair."""
-    w_hh_t, relu = params
+    """`RNNStep.step` for the whole-sequence loop: h_t = φ((h_{t−1} ⊙ m_h) W_hhᵀ + xp). params = (W_hhᵀ, relu,
+    m_h, scratch): W_hhᵀ a `rnnkit.kernels.blas.loop_weight` pair, m_h the recurrent dropout mask (B, H) or (0, 0),
+    scratch (B, H) for h_{t−1} ⊙ m_h."""
+    w_hh_t, relu, mask, scratch = params
     h = states[0]
     h_new = h[write, :n]
-    matmul_weight(h[read, :n], w_hh_t, h_new, False)
+    matmul_weight(recurrent_read(h[read, :n], mask, scratch), w_hh_t, h_new, False)
     rnn_forward(h_new, xp, relu)
 
 
 @njit(**JIT)
 def rnn_step_backward(params, t, n, read, write, dstate, states, dxp):
-    """`RNNStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = δa W_hh.
-    params = (W_hh, relu)."""
-    w_hh, relu = params
+    """`RNNStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = (δa W_hh) ⊙ m_h.
+    params = (W_hh, relu, m_h)."""
+    w_hh, relu, mask = params
     dh = dstate[0][:n]
     rnn_backward(dh, states[0][write, :n], relu, dxp)
     matmul_weight(dxp, w_hh, dh, False)
+    through_mask(dh, mask)
 
 
 @njit(**JIT)

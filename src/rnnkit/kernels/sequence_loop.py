@@ -85,3 +85,26 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
         if detach:
             for d in dstate:
                 d[:n] = 0
+
+
+@njit(**JIT)
+def recurrent_read(h_prev, mask, scratch):
+    """h_{t−1} as a step's recurrent product reads it: h_{t−1} ⊙ m_h (written into ``scratch``) under recurrent
+    dropout, else h_{t−1} itself. ``mask`` (B, R), or (0, 0) without recurrent dropout."""
+    if mask.shape[0] == 0:
+        return h_prev
+    out = scratch[:h_prev.shape[0]]
+    for b in range(h_prev.shape[0]):
+        for j in range(h_prev.shape[1]):
+            out[b, j] = h_prev[b, j] * mask[b, j]
+    return out
+
+
+@njit(**JIT)
+def through_mask(d, mask):
+    """δ(h_{t−1} ⊙ m_h) → δh_{t−1} = δ ⊙ m_h in place, for the rows of ``d`` (nothing without recurrent dropout)."""
+    if mask.shape[0] == 0:
+        return
+    for b in range(d.shape[0]):
+        for j in range(d.shape[1]):
+            d[b, j] *= mask[b, j]

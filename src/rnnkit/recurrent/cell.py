@@ -344,6 +344,15 @@ class GatedCell(CompiledSequenceLoop, Cell):
         n = h_prev.shape[0]
         return np.multiply(h_prev, mask[:n], out=ws.h_masked[:n])
 
+    def loop_mask(self, ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
+        """Recurrent dropout as the compiled loop takes it: (m_h (B, R), a (B, R) scratch for h_{t−1} ⊙ m_h), or
+        two empty (0, 0) arrays without it."""
+        mask = getattr(ws, "h_mask", None)
+        if mask is None:
+            none = np.empty((0, 0), self.dtype)
+            return none, none
+        return mask, ws.h_masked
+
     @staticmethod
     def through_recurrent_mask(ws: Workspace, d: np.ndarray) -> np.ndarray:
         """δ(h_{t−1} ⊙ m_h) → δh_{t−1} = δ ⊙ m_h, in place (identity without recurrent dropout)."""

@@ -156,7 +156,8 @@ class GRUStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         if self.reset_after:
-            return fused.gru_reset_after_sequence_forward, (loop_weight(ws.w_hh_t), ws.b_hn, ws.gates, ws.inner)
+            return fused.gru_reset_after_sequence_forward, (loop_weight(ws.w_hh_t), ws.b_hn, ws.gates, ws.inner,
+                                                            *self.loop_mask(ws))
         return fused.gru_reset_before_sequence_forward, (loop_weight(ws.w_rz_t), loop_weight(ws.w_n_t), ws.gates,
                                                          ws.inner)
 
@@ -165,7 +166,8 @@ class GRUStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         if self.reset_after:
-            return fused.gru_reset_after_sequence_backward, (loop_weight(ws.w_hh), ws.gates, ws.inner, ws.dq)
+            return fused.gru_reset_after_sequence_backward, (loop_weight(ws.w_hh), ws.gates, ws.inner, ws.dq,
+                                                             self.loop_mask(ws)[0], ws.scratch[0])
         rz = 2 * self.hidden_size
         return fused.gru_reset_before_sequence_backward, (loop_weight(ws.w_hh[:rz]), loop_weight(ws.w_hh[rz:]),
                                                           ws.gates, ws.scratch[1])

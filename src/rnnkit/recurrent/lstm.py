@@ -109,7 +109,7 @@ class LSTMStep(GatedCell):
         return fused.lstm_sequence_forward, (loop_weight(ws.w_hh_t), *ws.peepholes, self.peephole, ws.gates,
                                              ws.tanh_c, ws.m if projected else np.empty((0, 0, 0), dt),
                                              loop_weight(ws.w_hr_t if projected else np.empty((0, 0), dt)),
-                                             projected)
+                                             projected, *self.loop_mask(ws))
 
     def compiled_loop_backward(self, ws):
         from ..kernels import lstm as fused
@@ -119,7 +119,7 @@ class LSTMStep(GatedCell):
         return fused.lstm_sequence_backward, (loop_weight(ws.w_hh), *ws.peepholes, self.peephole, ws.gates,
                                               ws.tanh_c, ws.dh if projected else np.empty((0, 0, 0), dt),
                                               loop_weight(self.weight_hr.data if projected else np.empty((0, 0), dt)),
-                                              projected, ws.scratch[2])
+                                              projected, ws.scratch[2], self.loop_mask(ws)[0])
 
     def step(self, ws, t, xp, prev, new):
         (h_prev, c_prev), (h_new, c_new) = prev, new

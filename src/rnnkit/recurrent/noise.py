@@ -51,8 +51,10 @@ class Noise:
 
     @property
     def acts_per_step(self) -> bool:
-        """Whether anything happens inside the time loop (the compiled whole-sequence loops then step aside)."""
-        return self.state_mask is not None or self.weight_mask is not None or self.zoneout is not None
+        """Whether the runner must act inside the time loop: zoneout mixes every step's state (the compiled
+        whole-sequence loops then step aside). Recurrent dropout and weight drop are the cell's (`Cell.use_masks`):
+        its compiled loop applies them too."""
+        return self.zoneout is not None
 
     def rows(self, order: np.ndarray | None) -> Noise:
         """The same masks with rows (the batch axis) taken in ``order`` (the runner's sort by length)."""

@@ -48,13 +48,13 @@ class RNNStep(GatedCell):
         from ..kernels import rnn as fused  # numba is loaded only with compiled kernels active
         from ..kernels.blas import loop_weight
 
-        return fused.rnn_sequence_forward, (loop_weight(ws.w_hh_t), self.nonlinearity == "relu")
+        return fused.rnn_sequence_forward, (loop_weight(ws.w_hh_t), self.nonlinearity == "relu", *self.loop_mask(ws))
 
     def compiled_loop_backward(self, ws):
         from ..kernels import rnn as fused
         from ..kernels.blas import loop_weight
 
-        return fused.rnn_sequence_backward, (loop_weight(ws.w_hh), self.nonlinearity == "relu")
+        return fused.rnn_sequence_backward, (loop_weight(ws.w_hh), self.nonlinearity == "relu", self.loop_mask(ws)[0])
 
     def step(self, ws, t, xp, prev, new):
         (h,) = new
