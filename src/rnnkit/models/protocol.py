@@ -19,8 +19,8 @@ from ..module import Parameter, inference  # noqa: F401 - inference: re-exported
 class TrainableModel(Protocol):
     """A model the trainer can fit.
 
-    * ``config`` — its `JSONConfig` dataclass (stored as ``meta["model"]``; ``kind`` names the model class for
-      `rnnkit.models.registry.model_from_meta`, absent for a `SequenceModel`);
+    * ``config`` — its `JSONConfig` dataclass (stored as ``meta["model"]``); its class attribute ``kind`` names
+      the model class for `rnnkit.models.registry.model_from_meta` and is stored once, as ``meta["kind"]``;
     * ``bind_task(task)`` — take from the task what the objective needs (a `SequenceModel`: the loss and the
       evaluation window of a stream) and refuse a task it cannot learn; called once before training;
     * ``train_batch(batch, window=None, state=None) -> float`` — forward and backward over one batch, adding

@@ -53,7 +53,7 @@ class ModelConfig(JSONConfig):
     """Everything needed to rebuild a `SequenceModel` (stored in checkpoints); each `option` field is a flag of
     ``rnnkit train``."""
 
-    kind: ClassVar[str] = "sequence"  # the model kind of the checkpoint registry (not stored: the default kind)
+    kind: ClassVar[str] = "sequence"  # the model kind of the checkpoint registry (stored as meta["kind"])
     input_size: int  # features of real inputs, or vocabulary size of token inputs
     output_size: int
     tokens: bool = False  # integer token inputs (one-hot or embedded)

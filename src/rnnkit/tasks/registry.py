@@ -16,7 +16,8 @@ from .text import TextTask
 TASKS = {cls.name: cls for cls in (ReberTask, AddingTask, Adding1997Task, CopyTask, TextTask, ClassificationTask,
                                    TaggingTask, Seq2SeqTask, FrameTranscriptionTask)}
 DEFAULT_TASK = "reber"
-GENERATED_TASKS = ("reber", "adding", "adding1997", "copy")
+#: the tasks whose data is generated from a seed: the memory benchmarks of `rnnkit.tasks.memory`
+GENERATED_TASKS = tuple(name for name, cls in TASKS.items() if cls.__module__ == ReberTask.__module__)
 
 
 def task_class(name: str):
