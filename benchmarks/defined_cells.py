@@ -15,23 +15,27 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import rnnkit
-from rnnkit import GRU, LSTM, RNN, define
+from rnnkit import define
 
-PAIRS = {
-    "rnn_tanh": (lambda i, h: RNN(i, h), define.cell("rnn_tanh", gates="n", states="h", equations="h = tanh(a_n)")),
-    "lstm": (lambda i, h: LSTM(i, h), define.cell("lstm", gates="i f g o", states="h c", equations="""
-        i = σ(a_i);  f = σ(a_f);  g = tanh(a_g);  o = σ(a_o)
-        c = f⊙c₋₁ + i⊙g
-        h = o⊙tanh(c)""")),
-    "gru": (lambda i, h: GRU(i, h), define.cell("gru", gates="r z n", states="h", equations="""
-        r = σ(a_r);  z = σ(a_z);  n = tanh(ax_n + r⊙ah_n)
-        h = (1 − z)⊙n + z⊙h₋₁""")),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+#: the definitions and hand-written layers of the equality tests, so that what is timed is what is proven equal
+from test_defined_cells import HAND_WRITTEN, SPECS, defined_name  # noqa: E402
+
+
+def layer_pair(name: str, size: int):
+    """(hand-written layer, defined layer) of ``name`` in float32, with the same weights."""
+    make, renames = HAND_WRITTEN[name]
+    hand = make(input_size=size, hidden_size=size, rng=0)
+    mine = define.DefinedRNN(size, size, define.cell(name, **SPECS[name]))
+    mine.load_state_dict({defined_name(k, renames): v for k, v in hand.state_dict().items()})
+    return hand, mine
 
 
 def calls(layer, x, dy):
@@ -66,7 +70,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--cells", nargs="+", choices=sorted(PAIRS), default=sorted(PAIRS))
+    parser.add_argument("--cells", nargs="+", choices=sorted(SPECS), default=sorted(SPECS))
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -74,17 +78,15 @@ def main() -> None:
     dy = rng.normal(size=(args.batch, args.steps, args.hidden)).astype(np.float32)
     print(f"kernels: {rnnkit.kernels.describe()}; B = {args.batch}, H = {args.hidden}, T = {args.steps}, "
           f"{args.rounds} rounds, medians in ms")
-    print(f"{'cell':10} {'mode':9} {'hand':>9} {'defined':>9} {'ratio':>6}")
+    print(f"{'cell':16} {'mode':9} {'hand':>9} {'defined':>9} {'ratio':>6}")
     rows = []
     for name in args.cells:
-        make, definition = PAIRS[name]
-        hand, mine = make(args.hidden, args.hidden), define.DefinedRNN(args.hidden, args.hidden, definition)
-        mine.load_state_dict(hand.state_dict())
+        hand, mine = layer_pair(name, args.hidden)
         for mode, (h_call, d_call) in zip(("training", "inference"), zip(calls(hand, x, dy), calls(mine, x, dy))):
             t_hand, t_mine = race(h_call, d_call, args.rounds)
             rows.append({"cell": name, "mode": mode, "hand_ms": 1e3 * t_hand, "defined_ms": 1e3 * t_mine,
                          "ratio": t_mine / t_hand})
-            print(f"{name:10} {mode:9} {1e3 * t_hand:9.2f} {1e3 * t_mine:9.2f} {t_mine / t_hand:6.2f}")
+            print(f"{name:16} {mode:9} {1e3 * t_hand:9.2f} {1e3 * t_mine:9.2f} {t_mine / t_hand:6.2f}")
     if args.json:
         with open(args.json, "x", encoding="utf-8") as f:
             json.dump({"batch": args.batch, "hidden": args.hidden, "steps": args.steps, "rows": rows}, f, indent=1)

@@ -176,8 +176,6 @@ def _numba_printer(d: Derivation) -> _CodePrinter:
 
 def _numba_forward(d: Derivation) -> list[str]:
     p, pr = d.parsed, _numba_printer(d)
-    lines = ["@njit(**JIT)", f"def forward({', '.join(signature(d)[0])}):", f"    n, H = new_{p.states[0]}.shape",
-             "    for r in range(n):", "        for j in range(H):"]
     body = [f"v_{s}_prev = prev_{s}[r, j]" for s in p.states] + [f"v_{q} = param_{q}[j]" for q in p.params]
     body += [f"v_{name} = {src}" for name, src in _gate_reads(d, _numba_index)]
     for name, kind, expr in d.forward:
@@ -185,13 +183,12 @@ def _numba_forward(d: Derivation) -> list[str]:
         if name in p.states:
             body.append(f"new_{name}[r, j] = v_{name}")
     body += [f"cache[r, {k} * H + j] = v_{name}" for k, name in enumerate(d.cached)]
-    return lines + ["            " + b for b in body]
+    vectors = {"b_rec", *(f"param_{q}" for q in p.params), *(() if p.recurrent else ("rec",))}
+    return _row_kernel("forward", signature(d)[0], vectors, f"new_{p.states[0]}", body)
 
 
 def _numba_backward(d: Derivation) -> list[str]:
     p, pr = d.parsed, _numba_printer(d)
-    lines = ["@njit(**JIT)", f"def backward({', '.join(signature(d)[1])}):", f"    n, H = new_{p.states[0]}.shape",
-             "    for r in range(n):", "        for j in range(H):"]
     body = [f"v_{s}_prev, v_{s}, v_d_{s}_t = prev_{s}[r, j], new_{s}[r, j], grad_{s}[r, j]" for s in p.states]
     body += [f"v_{q} = param_{q}[j]" for q in p.params]
     body += [f"v_{name} = cache[r, {k} * H + j]" for k, name in enumerate(d.cached)]
@@ -205,7 +202,19 @@ def _numba_backward(d: Derivation) -> list[str]:
             body.append(f"{array}[r, {k} * H + j] = {value}")
         else:
             body.append(f"{array}[r, j] = {value}")
-    return lines + ["            " + b for b in body]
+    return _row_kernel("backward", signature(d)[1], {f"param_{q}" for q in p.params}, f"new_{p.states[0]}", body)
+
+
+def _row_kernel(name: str, args: list[str], vectors: set[str], shaped: str, body: list[str]) -> list[str]:
+    """Kernel ``name`` over the rows of its (n, ·) arguments, calling ``name_row`` with one row of each (1-D
+    arrays, the way the hand-written kernels are written: LLVM vectorizes the loop over the units then, 4× faster
+    than the same loop indexing 2-D arrays, measured on the LSTM); ``vectors`` are passed whole (the (H,) and
+    (G,) parameters, or None). ``body`` indexes the current row as ``[r, ...]``."""
+    rows = ", ".join(a if a in vectors else f"{a}[r]" for a in args)
+    return (["@njit(**JIT)", f"def {name}_row({', '.join(args)}, H):", "    for j in range(H):"]
+            + ["        " + line.replace("[r, ", "[") for line in body] + ["", "",
+            "@njit(**JIT)", f"def {name}({', '.join(args)}):", f"    n, H = {shaped}.shape", "    for r in range(n):",
+            f"        {name}_row({rows}, H)"])
 
 
 def _sequence_steps(d: Derivation) -> list[str]:
