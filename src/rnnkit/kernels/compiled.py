@@ -164,16 +164,28 @@ EXACT = {**JIT, "fastmath": False}
 def zoneout_mix(prev, proposed, keep, out):
     """`Recurrence._zoneout_loop`: s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. All (n, S)."""
     for b in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            d = keep[b, j]
-            out[b, j] = d * prev[b, j] + (one(d) - d) * proposed[b, j]
+        _zoneout_mix_row(prev[b], proposed[b], keep[b], out[b])
+
+
+@njit(**EXACT)
+def _zoneout_mix_row(prev, proposed, keep, out):
+    """One row of `zoneout_mix` (1-D arrays: LLVM vectorizes the loop over units in a function of its own)."""
+    for j in range(out.shape[0]):
+        d = keep[j]
+        out[j] = d * prev[j] + (one(d) - d) * proposed[j]
 
 
 @njit(**EXACT)
 def zoneout_split(ds, keep, direct):
     """Zoneout's backward: ``direct`` = d ⊙ δs_t (to s_{t−1}, around the cell), δs_t ← (1 − d) ⊙ δs_t (to s̃_t)."""
     for b in range(ds.shape[0]):
-        for j in range(ds.shape[1]):
-            d, g = keep[b, j], ds[b, j]
-            direct[b, j] = d * g
-            ds[b, j] = (one(d) - d) * g
+        _zoneout_split_row(ds[b], keep[b], direct[b])
+
+
+@njit(**EXACT)
+def _zoneout_split_row(ds, keep, direct):
+    """One row of `zoneout_split`."""
+    for j in range(ds.shape[0]):
+        d, g = keep[j], ds[j]
+        direct[j] = d * g
+        ds[j] = (one(d) - d) * g

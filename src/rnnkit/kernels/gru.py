@@ -16,30 +16,41 @@ from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, 
 def gru_forward_reset_after(gates, xp, b_hn, h_prev, inner, h_new):
     """`GRUStep.step` (reset after) after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
     [r, z, n] on exit; ``inner`` ← h_{t-1} W_hh[n]ᵀ + b_hn; h_t = n + z ⊙ (h_{t-1} − n)."""
-    hs = h_prev.shape[1]
     for b in range(gates.shape[0]):
-        a, x, hp, q, hn = gates[b], xp[b], h_prev[b], inner[b], h_new[b]
-        for j in range(hs):
-            r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
-            q_j = a[2 * hs + j] + b_hn[j]
-            n = tanh(x[2 * hs + j] + r * q_j)
-            a[j], a[hs + j], a[2 * hs + j], q[j] = r, z, n, q_j
-            hn[j] = n + z * (hp[j] - n)
+        _forward_reset_after_row(gates[b], xp[b], b_hn, h_prev[b], inner[b], h_new[b])
+
+
+@njit(**JIT)
+def _forward_reset_after_row(a, x, b_hn, hp, q, hn):
+    """One row of `gru_forward_reset_after` (1-D arrays of one batch row: LLVM vectorizes the loop over units in a
+    function of its own, about 2× faster than the same loop over row views inside the batch loop)."""
+    hs = hp.shape[0]
+    for j in range(hs):
+        r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
+        q_j = a[2 * hs + j] + b_hn[j]
+        n = tanh(x[2 * hs + j] + r * q_j)
+        a[j], a[hs + j], a[2 * hs + j], q[j] = r, z, n, q_j
+        hn[j] = n + z * (hp[j] - n)
 
 
 @njit(**JIT)
 def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq):
     """`GRUStep.step_backward` (reset after) before the GEMM δh_{t-1} += δq W_hh: writes δa = [δa_r, δa_z, δa_n]
     into ``dxp``, δq = [δa_r, δa_z, δa_n ⊙ r] into ``dq`` and leaves δh ⊙ z in ``dh``."""
-    hs = dh.shape[1]
     for b in range(dh.shape[0]):
-        a, q, hp, d, dqb, dhb = gates[b], inner[b], h_prev[b], dxp[b], dq[b], dh[b]
-        for j in range(hs):
-            r, z, n = a[j], a[hs + j], a[2 * hs + j]
-            da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
-            d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
-            dqb[j], dqb[hs + j], dqb[2 * hs + j] = da_r, da_z, da_n * r
-            dhb[j] = dhb[j] * z
+        _backward_reset_after_row(dh[b], gates[b], inner[b], h_prev[b], dxp[b], dq[b])
+
+
+@njit(**JIT)
+def _backward_reset_after_row(dhb, a, q, hp, d, dqb):
+    """One row of `gru_backward_reset_after`."""
+    hs = dhb.shape[0]
+    for j in range(hs):
+        r, z, n = a[j], a[hs + j], a[2 * hs + j]
+        da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
+        d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
+        dqb[j], dqb[hs + j], dqb[2 * hs + j] = da_r, da_z, da_n * r
+        dhb[j] = dhb[j] * z
 
 
 @njit(**JIT)
@@ -89,50 +100,69 @@ def gru_reset_after_sequence_backward(params, dy, dstate, states, counts, revers
 def gru_gates_reset_before(gates, xp, h_prev, inner):
     """`GRUStep.step` (reset before), between its GEMMs: [r, z] = σ(h_{t-1} W_hh[r,z]ᵀ + xp) in place in ``gates``
     (n, 3H; the n block is untouched); ``inner`` ← r ⊙ h_{t-1}."""
-    hs = h_prev.shape[1]
     for b in range(gates.shape[0]):
-        a, x, hp, q = gates[b], xp[b], h_prev[b], inner[b]
-        for j in range(hs):
-            r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
-            a[j], a[hs + j], q[j] = r, z, r * hp[j]
+        _gates_reset_before_row(gates[b], xp[b], h_prev[b], inner[b])
+
+
+@njit(**JIT)
+def _gates_reset_before_row(a, x, hp, q):
+    """One row of `gru_gates_reset_before`."""
+    hs = hp.shape[0]
+    for j in range(hs):
+        r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
+        a[j], a[hs + j], q[j] = r, z, r * hp[j]
 
 
 @njit(**JIT)
 def gru_output_reset_before(gates, xp, h_prev, h_new):
     """`GRUStep.step` (reset before), after its second GEMM: n = tanh(a_n + xp_n); h_t = n + z ⊙ (h_{t-1} − n)."""
-    hs = h_prev.shape[1]
     for b in range(gates.shape[0]):
-        a, x, hp, hn = gates[b], xp[b], h_prev[b], h_new[b]
-        for j in range(hs):
-            n = tanh(a[2 * hs + j] + x[2 * hs + j])
-            a[2 * hs + j] = n
-            hn[j] = n + a[hs + j] * (hp[j] - n)
+        _output_reset_before_row(gates[b], xp[b], h_prev[b], h_new[b])
+
+
+@njit(**JIT)
+def _output_reset_before_row(a, x, hp, hn):
+    """One row of `gru_output_reset_before`."""
+    hs = hp.shape[0]
+    for j in range(hs):
+        n = tanh(a[2 * hs + j] + x[2 * hs + j])
+        a[2 * hs + j] = n
+        hn[j] = n + a[hs + j] * (hp[j] - n)
 
 
 @njit(**JIT)
 def gru_backward_reset_before_zn(dh, gates, h_prev, dxp):
     """`GRUStep.step_backward` (reset before), first part: δa_n, δa_z into ``dxp``; δh ← δh ⊙ z."""
-    hs = dh.shape[1]
     for b in range(dh.shape[0]):
-        a, hp, d, dhb = gates[b], h_prev[b], dxp[b], dh[b]
-        for j in range(hs):
-            z, n = a[hs + j], a[2 * hs + j]
-            d[2 * hs + j] = dhb[j] * (one(z) - z) * dtanh(n)
-            d[hs + j] = dhb[j] * (hp[j] - n) * dsigmoid(z)
-            dhb[j] = dhb[j] * z
+        _backward_reset_before_zn_row(dh[b], gates[b], h_prev[b], dxp[b])
+
+
+@njit(**JIT)
+def _backward_reset_before_zn_row(dhb, a, hp, d):
+    """One row of `gru_backward_reset_before_zn`."""
+    hs = dhb.shape[0]
+    for j in range(hs):
+        z, n = a[hs + j], a[2 * hs + j]
+        d[2 * hs + j] = dhb[j] * (one(z) - z) * dtanh(n)
+        d[hs + j] = dhb[j] * (hp[j] - n) * dsigmoid(z)
+        dhb[j] = dhb[j] * z
 
 
 @njit(**JIT)
 def gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh):
     """Second part, after δ(r ⊙ h) = δa_n W_hh[n]: δa_r = δ(r ⊙ h) ⊙ h_{t-1} ⊙ r(1 − r) into ``dxp``;
     δh += δ(r ⊙ h) ⊙ r."""
-    hs = dh.shape[1]
     for b in range(dh.shape[0]):
-        a, hp, d, drh, dhb = gates[b], h_prev[b], dxp[b], d_rh[b], dh[b]
-        for j in range(hs):
-            r = a[j]
-            d[j] = drh[j] * hp[j] * dsigmoid(r)
-            dhb[j] += drh[j] * r
+        _backward_reset_before_r_row(d_rh[b], gates[b], h_prev[b], dxp[b], dh[b])
+
+
+@njit(**JIT)
+def _backward_reset_before_r_row(drh, a, hp, d, dhb):
+    """One row of `gru_backward_reset_before_r`."""
+    for j in range(dhb.shape[0]):
+        r = a[j]
+        d[j] = drh[j] * hp[j] * dsigmoid(r)
+        dhb[j] += drh[j] * r
 
 
 @njit(**JIT)

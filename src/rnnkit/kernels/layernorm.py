@@ -65,74 +65,99 @@ def layer_norm_rows_backward(dy, gamma, hat, inv_std, out):
 def lnlstm_forward(gates, xp, g_h, b_h, g_c, b_c, c_prev, h_hat, h_inv, c_new, c_hat, c_inv, tanh_u, h_new):
     """`LayerNormLSTMStep.step` after the GEMM: ``gates`` (n, 4H) holds h_{t-1} W_hhᵀ on entry and the activated
     [i, f, g, o] on exit; writes ĥ, s_h (n,), c_t, ĉ, s_c (n,), k = tanh(γ_c ⊙ ĉ + β_c) and h_t = o ⊙ k."""
-    hs = c_prev.shape[1]
     for b in range(gates.shape[0]):
-        a, x, cp, cn, k = gates[b], xp[b], c_prev[b], c_new[b], tanh_u[b]
-        h_inv[b] = _layer_norm_row(a, g_h, b_h, h_hat[b], a)  # a ← γ_h ⊙ ĥ + β_h
-        for j in range(hs):
-            i, f = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
-            g, o = tanh(a[2 * hs + j] + x[2 * hs + j]), sigmoid(a[3 * hs + j] + x[3 * hs + j])
-            a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j] = i, f, g, o
-            cn[j] = f * cp[j] + i * g
-        c_inv[b] = _layer_norm_row(cn, g_c, b_c, c_hat[b], k)  # k ← u = γ_c ⊙ ĉ + β_c
-        for j in range(hs):
-            k[j] = tanh(k[j])
-            h_new[b, j] = a[3 * hs + j] * k[j]
+        h_inv[b], c_inv[b] = _lnlstm_row_forward(gates[b], xp[b], g_h, b_h, g_c, b_c, c_prev[b], h_hat[b], c_new[b],
+                                                 c_hat[b], tanh_u[b], h_new[b])
+
+
+@njit(**JIT)
+def _lnlstm_row_forward(a, x, g_h, b_h, g_c, b_c, cp, h_hat, cn, c_hat, k, hn):
+    """One row of `lnlstm_forward` (1-D arrays of one batch row, so that LLVM vectorizes the loops over units);
+    returns (s_h, s_c)."""
+    hs = cp.shape[0]
+    h_inv = _layer_norm_row(a, g_h, b_h, h_hat, a)  # a ← γ_h ⊙ ĥ + β_h
+    for j in range(hs):
+        i, f = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
+        g, o = tanh(a[2 * hs + j] + x[2 * hs + j]), sigmoid(a[3 * hs + j] + x[3 * hs + j])
+        a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j] = i, f, g, o
+        cn[j] = f * cp[j] + i * g
+    c_inv = _layer_norm_row(cn, g_c, b_c, c_hat, k)  # k ← u = γ_c ⊙ ĉ + β_c
+    for j in range(hs):
+        k[j] = tanh(k[j])
+        hn[j] = a[3 * hs + j] * k[j]
+    return h_inv, c_inv
 
 
 @njit(**JIT)
 def lnlstm_backward(dh, dc, gates, tanh_u, c_hat, c_inv, g_c, c_prev, h_hat, h_inv, g_h, dxp, du, dp_h):
     """`LayerNormLSTMStep.step_backward` before the GEMM δh_{t-1} = δP_h W_hh: from δh_t and δc_t (``dc``,
     overwritten with δc_{t-1}) write δa into ``dxp`` (n, 4H), δu into ``du`` (n, H), δP_h into ``dp_h`` (n, 4H)."""
-    hs = dc.shape[1]
     for b in range(dc.shape[0]):
-        a, k, d, dub, dp = gates[b], tanh_u[b], dxp[b], du[b], dp_h[b]
-        dc_norm = dp[:hs]  # scratch until δP_h is written
-        for j in range(hs):
-            o = a[3 * hs + j]
-            d[3 * hs + j] = dh[b, j] * k[j] * dsigmoid(o)
-            dub[j] = dh[b, j] * o * dtanh(k[j])
-            dc_norm[j] = dub[j] * g_c[j]
-        _layer_norm_row_backward(dc_norm, c_hat[b], c_inv[b])
-        for j in range(hs):
-            i, f, g = a[j], a[hs + j], a[2 * hs + j]
-            c_grad = dc[b, j] + dc_norm[j]
-            d[j] = c_grad * g * dsigmoid(i)
-            d[hs + j] = c_grad * c_prev[b, j] * dsigmoid(f)
-            d[2 * hs + j] = c_grad * i * dtanh(g)
-            dc[b, j] = c_grad * f
-        for j in range(4 * hs):
-            dp[j] = d[j] * g_h[j]
-        _layer_norm_row_backward(dp, h_hat[b], h_inv[b])
+        _lnlstm_row_backward(dh[b], dc[b], gates[b], tanh_u[b], c_hat[b], c_inv[b], g_c, c_prev[b], h_hat[b],
+                             h_inv[b], g_h, dxp[b], du[b], dp_h[b])
+
+
+@njit(**JIT)
+def _lnlstm_row_backward(dhb, dcb, a, k, c_hat, c_inv, g_c, cp, h_hat, h_inv, g_h, d, dub, dp):
+    """One row of `lnlstm_backward`."""
+    hs = dcb.shape[0]
+    dc_norm = dp[:hs]  # scratch until δP_h is written
+    for j in range(hs):
+        o = a[3 * hs + j]
+        d[3 * hs + j] = dhb[j] * k[j] * dsigmoid(o)
+        dub[j] = dhb[j] * o * dtanh(k[j])
+        dc_norm[j] = dub[j] * g_c[j]
+    _layer_norm_row_backward(dc_norm, c_hat, c_inv)
+    for j in range(hs):
+        i, f, g = a[j], a[hs + j], a[2 * hs + j]
+        c_grad = dcb[j] + dc_norm[j]
+        d[j] = c_grad * g * dsigmoid(i)
+        d[hs + j] = c_grad * cp[j] * dsigmoid(f)
+        d[2 * hs + j] = c_grad * i * dtanh(g)
+        dcb[j] = c_grad * f
+    for j in range(4 * hs):
+        dp[j] = d[j] * g_h[j]
+    _layer_norm_row_backward(dp, h_hat, h_inv)
 
 
 @njit(**JIT)
 def lngru_forward(gates, xp, g_h, b_h, b_hn, h_prev, h_hat, h_inv, inner, h_new):
     """`LayerNormGRUStep.step` after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
     [r, z, n] on exit; writes ĥ, s_h (n,), ``inner`` ← q_n + b_hn and h_t = n + z ⊙ (h_{t-1} − n)."""
-    hs = h_prev.shape[1]
     for b in range(gates.shape[0]):
-        a, x, q, hp = gates[b], xp[b], inner[b], h_prev[b]
-        h_inv[b] = _layer_norm_row(a, g_h, b_h, h_hat[b], a)  # a ← q = γ_h ⊙ ĥ + β_h
-        for j in range(hs):
-            r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
-            q_j = a[2 * hs + j] + b_hn[j]
-            n = tanh(x[2 * hs + j] + r * q_j)
-            a[j], a[hs + j], a[2 * hs + j], q[j] = r, z, n, q_j
-            h_new[b, j] = n + z * (hp[j] - n)
+        h_inv[b] = _lngru_row_forward(gates[b], xp[b], g_h, b_h, b_hn, h_prev[b], h_hat[b], inner[b], h_new[b])
+
+
+@njit(**JIT)
+def _lngru_row_forward(a, x, g_h, b_h, b_hn, hp, h_hat, q, hn):
+    """One row of `lngru_forward`; returns s_h."""
+    hs = hp.shape[0]
+    h_inv = _layer_norm_row(a, g_h, b_h, h_hat, a)  # a ← q = γ_h ⊙ ĥ + β_h
+    for j in range(hs):
+        r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
+        q_j = a[2 * hs + j] + b_hn[j]
+        n = tanh(x[2 * hs + j] + r * q_j)
+        a[j], a[hs + j], a[2 * hs + j], q[j] = r, z, n, q_j
+        hn[j] = n + z * (hp[j] - n)
+    return h_inv
 
 
 @njit(**JIT)
 def lngru_backward(dh, gates, inner, h_prev, h_hat, h_inv, g_h, dxp, dp_h):
     """`LayerNormGRUStep.step_backward` before the GEMM δh_{t-1} += δP_h W_hh: writes [δa_r, δa_z, δa_n] into
     ``dxp``, δP_h = LN⁻(δq) with δq = [δa_r, δa_z, δa_n ⊙ r] into ``dp_h``, and leaves δh ⊙ z in ``dh``."""
-    hs = dh.shape[1]
     for b in range(dh.shape[0]):
-        a, q, hp, d, dp, dhb = gates[b], inner[b], h_prev[b], dxp[b], dp_h[b], dh[b]
-        for j in range(hs):
-            r, z, n = a[j], a[hs + j], a[2 * hs + j]
-            da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
-            d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
-            dp[j], dp[hs + j], dp[2 * hs + j] = da_r * g_h[j], da_z * g_h[hs + j], da_n * r * g_h[2 * hs + j]
-            dhb[j] = dhb[j] * z
-        _layer_norm_row_backward(dp, h_hat[b], h_inv[b])
+        _lngru_row_backward(dh[b], gates[b], inner[b], h_prev[b], h_hat[b], h_inv[b], g_h, dxp[b], dp_h[b])
+
+
+@njit(**JIT)
+def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
+    """One row of `lngru_backward`."""
+    hs = dhb.shape[0]
+    for j in range(hs):
+        r, z, n = a[j], a[hs + j], a[2 * hs + j]
+        da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
+        d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
+        dp[j], dp[hs + j], dp[2 * hs + j] = da_r * g_h[j], da_z * g_h[hs + j], da_n * r * g_h[2 * hs + j]
+        dhb[j] = dhb[j] * z
+    _layer_norm_row_backward(dp, h_hat, h_inv)

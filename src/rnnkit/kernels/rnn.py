@@ -14,22 +14,33 @@ from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, 
 def rnn_forward(h, xp, relu):
     """`RNNStep.step` after the GEMM: h ← φ(h + xp), φ = tanh or relu. h, xp (n, H)."""
     for b in range(h.shape[0]):
-        hb, xb = h[b], xp[b]
-        for j in range(hb.shape[0]):
-            a = hb[j] + xb[j]
-            hb[j] = max(a, zero(a)) if relu else tanh(a)
+        _forward_row(h[b], xp[b], relu)
+
+
+@njit(**JIT)
+def _forward_row(hb, xb, relu):
+    """One row of `rnn_forward` (1-D arrays of one batch row: LLVM vectorizes the loop over units in a function of
+    its own, as in `rnnkit.kernels.gru`)."""
+    for j in range(hb.shape[0]):
+        a = hb[j] + xb[j]
+        hb[j] = max(a, zero(a)) if relu else tanh(a)
 
 
 @njit(**JIT)
 def rnn_backward(dh, h, relu, dxp):
     """`RNNStep.step_backward` before the GEMM: δa = δh ⊙ φ'(a), φ' = 1 − h² or [h > 0]."""
     for b in range(dh.shape[0]):
-        db, hb, out = dh[b], h[b], dxp[b]
-        for j in range(db.shape[0]):
-            if relu:
-                out[j] = db[j] if hb[j] > zero(hb[j]) else zero(hb[j])
-            else:
-                out[j] = db[j] * dtanh(hb[j])
+        _backward_row(dh[b], h[b], relu, dxp[b])
+
+
+@njit(**JIT)
+def _backward_row(db, hb, relu, out):
+    """One row of `rnn_backward`."""
+    for j in range(db.shape[0]):
+        if relu:
+            out[j] = db[j] if hb[j] > zero(hb[j]) else zero(hb[j])
+        else:
+            out[j] = db[j] * dtanh(hb[j])
 
 
 @njit(**JIT)
