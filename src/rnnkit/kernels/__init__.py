@@ -67,6 +67,9 @@ def active() -> ModuleType | None:
                   file=sys.stderr)
             return None
         _compiled = compiled
+        from ..allocator import keep_large_blocks
+
+        keep_large_blocks()  # large per-call arrays reused instead of page-faulted afresh (rnnkit.allocator)
     return _compiled
 
 

@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from ..allocator import keep_large_blocks
 from ..errors import ConfigError, DependencyError, RnnkitError
 from ..module import no_grad
 from ..recurrent import catalog
@@ -199,6 +200,7 @@ def serve(library: str, threads: int, parent: int) -> None:
     from .executors import die_with_parent
 
     die_with_parent(parent)
+    keep_large_blocks()  # the same allocator policy for both libraries (rnnkit.allocator)
     replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # anything else printed goes to stderr
     sys.stdout = sys.stderr
@@ -227,6 +229,7 @@ def measure_memory(library: str, case: dict) -> None:
     """Print the peak memory of one training call of ``case`` in ``library``, in bytes (or None)."""
     from .bench import peak_step_memory
 
+    keep_large_blocks()
     _warm_up_code(library, case)
     print(peak_step_memory(make_call(library, {**case, "mode": "train"})))
 
