@@ -70,12 +70,29 @@ def test_one_allowed_blas_thread_runs_the_directions_in_turn(pairs):
     assert pairs["concurrent"] == 0
 
 
-def test_calls_with_masks_inside_the_loop_run_the_directions_in_turn(pairs):
-    layer = rnnkit.LSTM(3, 8, bidirectional=True, zoneout=0.2, rng=0)
+def test_cells_that_step_in_python_run_the_directions_in_turn(pairs):
+    """A layer-norm LSTM's loop is Python driving fused kernels: it holds the GIL, so its directions take turns."""
+    layer = rnnkit.LayerNormLSTM(3, 8, bidirectional=True, rng=0)
     with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
         y, _ = layer.forward(np.ones((2, 4, 3), np.float32))
         layer.backward(np.ones_like(y))
     assert pairs["concurrent"] == 0
+
+
+def test_a_call_with_zoneout_runs_its_directions_at_once_with_the_same_result(pairs):
+    """Zoneout runs inside the compiled loop, so a regularised bidirectional call keeps both cores busy too."""
+    layer = rnnkit.LSTM(3, 8, bidirectional=True, rng=0).regularize(zoneout=0.2)
+    layer.eval()  # zoneout's expectation: no random masks, the same numbers both times
+    x = np.ones((2, 4, 3), np.float32)
+    with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
+        parallel.enable(False)
+        try:
+            in_turn = layer.forward(x)[0]
+        finally:
+            parallel.enable(True)
+        at_once = layer.forward(x)[0]
+    assert pairs["concurrent"] == 1
+    assert np.array_equal(at_once, in_turn)
 
 
 def test_the_scan_runner_runs_the_directions_in_turn(pairs):

@@ -1,7 +1,7 @@
 """The compiled whole-sequence loop (`rnnkit.kernels.sequence_loop`, BLAS called from compiled code) equals the
 NumPy per-step oracle for every cell on it (RNN, LSTM, GRU, IndRNN, minGRU, minLSTM): ragged and reversed, stacked
 and bidirectional, with an initial state, a state carried across calls, a detached state, under no_grad and under
-recurrent dropout and weight drop; and passes gradcheck."""
+recurrent dropout, weight drop and zoneout; and passes gradcheck."""
 
 import numpy as np
 import pytest
@@ -146,20 +146,13 @@ def test_gradcheck_passes_through_the_compiled_loop(name, loop_calls):
     assert loop_calls["forward"] > 0 and loop_calls["backward"] > 0
 
 
-def test_calls_with_zoneout_stay_in_the_python_loop(loop_calls):
-    """Zoneout mixes every step's state in the runner, so such a call steps aside from the compiled loop."""
-    layer = rnnkit.LSTM(3, 4, dtype=np.float64, rng=0, zoneout=0.3)
-    with kernels.using("compiled"):
-        y, _ = layer.forward(np.ones((2, 3, 3)))
-        layer.backward(np.ones_like(y))
-    assert loop_calls == {"forward": 0, "backward": 0}
-
-
-#: the cells that take recurrent dropout and weight drop (GRU's reset-before form: weight drop only)
-MASKED = {"rnn-tanh": {"dropout_recurrent": 0.4, "weight_drop": 0.5},
-          "lstm-peephole-projection": {"dropout_recurrent": 0.4, "weight_drop": 0.5},
-          "gru-reset-after": {"dropout_recurrent": 0.4, "weight_drop": 0.5},
-          "gru-reset-before": {"weight_drop": 0.5}}
+#: every regulariser each cell takes, all at once (GRU's reset-before form: no recurrent dropout; the cells without
+#: a recurrent matrix: zoneout only); zoneout gets one rate per state component where there are two
+MASKED = {"rnn-tanh": {"dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3},
+          "lstm-peephole-projection": {"dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": (0.3, 0.2)},
+          "gru-reset-after": {"dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3},
+          "gru-reset-before": {"weight_drop": 0.5, "zoneout": 0.3},
+          "indrnn-relu": {"zoneout": 0.3}, "mingru": {"zoneout": 0.3}, "minlstm": {"zoneout": 0.3}}
 
 
 def same_masks_every_call(layer):
@@ -172,22 +165,37 @@ def same_masks_every_call(layer):
 
 @DTYPES
 @pytest.mark.parametrize("name", sorted(MASKED))
-def test_recurrent_dropout_and_weight_drop_run_in_the_compiled_loop_and_equal_the_numpy_oracle(
+def test_recurrent_dropout_weight_drop_and_zoneout_run_in_the_compiled_loop_and_equal_the_numpy_oracle(
         name, dtype, loop_calls):
     cls, options = CELLS[name]
-    layer = same_masks_every_call(cls(5, 8, num_layers=2, bidirectional=True, dtype=dtype, rng=0, **options,
-                                      **MASKED[name]))
+    layer = same_masks_every_call(cls(5, 8, num_layers=2, bidirectional=True, dtype=dtype, rng=0, **options)
+                                  .regularize(**MASKED[name]))
     x = np.random.default_rng(1).normal(size=(4, 7, 5)).astype(dtype)
     worst = oracle_and_compiled(lambda: outputs_and_grads(layer, x, np.array([7, 3, 5, 1])))
     assert worst <= TOL[dtype], f"{name}: the compiled loop differs from NumPy by {worst:.2e}"
     assert loop_calls == {"forward": 4, "backward": 4}
 
 
-@pytest.mark.parametrize("name", sorted(MASKED))
-def test_gradcheck_passes_through_the_compiled_loop_under_recurrent_dropout_and_weight_drop(name, loop_calls):
+@pytest.mark.parametrize("name", ["lstm-peephole-projection", "gru-reset-after", "mingru"])
+def test_zoneout_in_evaluation_mixes_with_its_rate_in_the_compiled_loop_as_in_numpy(name, loop_calls):
+    """In evaluation zoneout is its expectation, s_t = z s_{t−1} + (1 − z) s̃_t, the same at every step."""
     cls, options = CELLS[name]
-    layer = same_masks_every_call(cls(3, 4, bidirectional=True, dtype=np.float64, rng=0, **options,
-                                      **MASKED[name]))
+    layer = cls(5, 8, bidirectional=True, dtype=np.float64, rng=0, **options).regularize(zoneout=0.3)
+    layer.eval()
+    x = np.random.default_rng(2).normal(size=(3, 6, 5))
+
+    def run():
+        return list(layer.forward(x, lengths=np.array([6, 4, 2]))[:1])
+
+    assert oracle_and_compiled(run) <= TOL[np.float64]
+    assert loop_calls["forward"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(MASKED))
+def test_gradcheck_passes_through_the_compiled_loop_under_every_regulariser(name, loop_calls):
+    cls, options = CELLS[name]
+    layer = same_masks_every_call(cls(3, 4, bidirectional=True, dtype=np.float64, rng=0, **options)
+                                  .regularize(**MASKED[name]))
     x = np.random.default_rng(5).normal(size=(2, 4, 3))
     with kernels.using("compiled"):
         assert rnnkit.gradcheck(layer, x, lengths=np.array([4, 2])) < GRADCHECK_TOL

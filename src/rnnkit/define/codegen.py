@@ -243,10 +243,12 @@ def _sequence_steps(d: Derivation) -> list[str]:
         bwd.append(f"    matmul_weight({drec}, w_hh, dstate[{k}][:n], True)  # δs_{{t−1}} += δrec W_hh")
     entries = ["# the skeleton is inlined into these entries with the step called by name, so numba caches them on",
                "# disk like the steps above (rnnkit.kernels.sequence_loop)", "", "",
-               "@njit(**JIT)", "def sequence_forward(params, xp, states, counts, reverse):",
-               "    loop_forward(sequence_step, params, xp, states, counts, reverse)", "", "",
-               "@njit(**JIT)", "def sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):",
-               "    loop_backward(sequence_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)"]
+               "@njit(**JIT)", "def sequence_forward(params, xp, states, counts, reverse, zoneout):",
+               "    loop_forward(sequence_step, params, xp, states, counts, reverse, zoneout)", "", "",
+               "@njit(**JIT)",
+               "def sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):",
+               "    loop_backward(sequence_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp,",
+               "                  zoneout)"]
     return fwd + ["", ""] + bwd + ["", ""] + entries
 
 

@@ -41,6 +41,7 @@ from .layernorm import (  # noqa: F401 - re-exported
 )
 from .lstm import lstm_backward, lstm_forward  # noqa: F401 - re-exported
 from .rnn import rnn_backward, rnn_forward  # noqa: F401 - re-exported
+from .sequence_loop import EXACT, mix_zoneout_rows, split_zoneout_rows
 
 
 # -- Recurrent highway network ---------------------------------------------------------------------------------
@@ -157,35 +158,15 @@ def jordan_hidden_backward(dxp, h):
 
 # -- Zoneout (applied by the runner, for every cell) -------------------------------------------------------------
 #: without fastmath: d·prev + (1 − d)·proposed must stay exactly prev where d = 1 (no reassociation, no fma)
-EXACT = {**JIT, "fastmath": False}
 
 
 @njit(**EXACT)
 def zoneout_mix(prev, proposed, keep, out):
     """`Recurrence._zoneout_loop`: s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. All (n, S)."""
-    for b in range(out.shape[0]):
-        _zoneout_mix_row(prev[b], proposed[b], keep[b], out[b])
-
-
-@njit(**EXACT)
-def _zoneout_mix_row(prev, proposed, keep, out):
-    """One row of `zoneout_mix` (1-D arrays: LLVM vectorizes the loop over units in a function of its own)."""
-    for j in range(out.shape[0]):
-        d = keep[j]
-        out[j] = d * prev[j] + (one(d) - d) * proposed[j]
+    mix_zoneout_rows(prev, proposed, keep, out)
 
 
 @njit(**EXACT)
 def zoneout_split(ds, keep, direct):
     """Zoneout's backward: ``direct`` = d ⊙ δs_t (to s_{t−1}, around the cell), δs_t ← (1 − d) ⊙ δs_t (to s̃_t)."""
-    for b in range(ds.shape[0]):
-        _zoneout_split_row(ds[b], keep[b], direct[b])
-
-
-@njit(**EXACT)
-def _zoneout_split_row(ds, keep, direct):
-    """One row of `zoneout_split`."""
-    for j in range(ds.shape[0]):
-        d, g = keep[j], ds[j]
-        direct[j] = d * g
-        ds[j] = (one(d) - d) * g
+    split_zoneout_rows(ds, keep, direct)

@@ -84,15 +84,15 @@ def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp
 
 
 @njit(**JIT)
-def gru_reset_after_sequence_forward(params, xp, states, counts, reverse):
+def gru_reset_after_sequence_forward(params, xp, states, counts, reverse, zoneout):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `gru_reset_after_step`."""
-    sequence_forward(gru_reset_after_step, params, xp, states, counts, reverse)
+    sequence_forward(gru_reset_after_step, params, xp, states, counts, reverse, zoneout)
 
 
 @njit(**JIT)
-def gru_reset_after_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+def gru_reset_after_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `gru_reset_after_step_backward`."""
-    sequence_backward(gru_reset_after_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)
+    sequence_backward(gru_reset_after_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
 
 
 # -- reset before the recurrent product (Cho et al. 2014) --------------------------------------------------------
@@ -194,12 +194,12 @@ def gru_reset_before_step_backward(params, t, n, read, write, dstate, states, dx
 
 
 @njit(**JIT)
-def gru_reset_before_sequence_forward(params, xp, states, counts, reverse):
+def gru_reset_before_sequence_forward(params, xp, states, counts, reverse, zoneout):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `gru_reset_before_step`."""
-    sequence_forward(gru_reset_before_step, params, xp, states, counts, reverse)
+    sequence_forward(gru_reset_before_step, params, xp, states, counts, reverse, zoneout)
 
 
 @njit(**JIT)
-def gru_reset_before_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+def gru_reset_before_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `gru_reset_before_step_backward`."""
-    sequence_backward(gru_reset_before_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)
+    sequence_backward(gru_reset_before_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)

@@ -61,12 +61,12 @@ def indrnn_step_backward(params, t, n, read, write, dstate, states, dxp):
 
 
 @njit(**JIT)
-def indrnn_sequence_forward(params, xp, states, counts, reverse):
+def indrnn_sequence_forward(params, xp, states, counts, reverse, zoneout):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `indrnn_step`."""
-    sequence_forward(indrnn_step, params, xp, states, counts, reverse)
+    sequence_forward(indrnn_step, params, xp, states, counts, reverse, zoneout)
 
 
 @njit(**JIT)
-def indrnn_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+def indrnn_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `indrnn_step_backward`."""
-    sequence_backward(indrnn_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)
+    sequence_backward(indrnn_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)

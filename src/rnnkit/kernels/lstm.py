@@ -102,12 +102,12 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
 
 
 @njit(**JIT)
-def lstm_sequence_forward(params, xp, states, counts, reverse):
+def lstm_sequence_forward(params, xp, states, counts, reverse, zoneout):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `lstm_step`."""
-    sequence_forward(lstm_step, params, xp, states, counts, reverse)
+    sequence_forward(lstm_step, params, xp, states, counts, reverse, zoneout)
 
 
 @njit(**JIT)
-def lstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+def lstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `lstm_step_backward`."""
-    sequence_backward(lstm_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)
+    sequence_backward(lstm_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)

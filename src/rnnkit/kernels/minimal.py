@@ -76,12 +76,12 @@ def min_step_backward(params, t, n, read, write, dstate, states, dxp):
 
 
 @njit(**JIT)
-def min_sequence_forward(params, xp, states, counts, reverse):
+def min_sequence_forward(params, xp, states, counts, reverse, zoneout):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `min_step`."""
-    sequence_forward(min_step, params, xp, states, counts, reverse)
+    sequence_forward(min_step, params, xp, states, counts, reverse, zoneout)
 
 
 @njit(**JIT)
-def min_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+def min_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `min_step_backward`."""
-    sequence_backward(min_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)
+    sequence_backward(min_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)

@@ -67,12 +67,12 @@ def rnn_step_backward(params, t, n, read, write, dstate, states, dxp):
 
 
 @njit(**JIT)
-def rnn_sequence_forward(params, xp, states, counts, reverse):
+def rnn_sequence_forward(params, xp, states, counts, reverse, zoneout):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `rnn_step`."""
-    sequence_forward(rnn_step, params, xp, states, counts, reverse)
+    sequence_forward(rnn_step, params, xp, states, counts, reverse, zoneout)
 
 
 @njit(**JIT)
-def rnn_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp):
+def rnn_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `rnn_step_backward`."""
-    sequence_backward(rnn_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp)
+    sequence_backward(rnn_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .jit import JIT
+from .jit import JIT, one
 
 #: the skeleton is inlined into each family's cached entry (see the module notes), never compiled on its own
 SKELETON = {**JIT, "cache": False, "inline": "always"}
@@ -57,34 +57,94 @@ def slots(t, reverse):
 
 
 @njit(**SKELETON)
-def sequence_forward(step, params, xp, states, counts, reverse):
+def sequence_forward(step, params, xp, states, counts, reverse, zoneout):
     """The forward time loop: xp (T, B, G); states a tuple of (T+1, B, S_k) histories holding the initial state in
-    slot 0 (slot T when ``reverse``); counts (T,) rows still inside their sequence at each step."""
+    slot 0 (slot T when ``reverse``); counts (T,) rows still inside their sequence at each step; ``zoneout`` =
+    (keeps, proposed, saved, direct) of `rnnkit.recurrent.cell.loop_zoneout`: per state component, zoneout's
+    keep-previous mask d (T or 1, B, S_k) — (0, 0, 0) for a component without zoneout — and the history of s̃_t
+    (T, B, S_k) the cell computed, before the mix s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t."""
+    keeps, proposed = zoneout[0], zoneout[1]
     steps = xp.shape[0]
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         read, write = slots(t, reverse)
         n = counts[t]
         step(params, t, n, read, write, xp[t, :n], states)
-        for state in states:  # rows past their end carry their state unchanged
-            state[write, n:] = state[read, n:]
+        for k in range(len(states)):
+            state = states[k]
+            if keeps[k].shape[0] > 0:
+                proposed[k][t, :n] = state[write, :n]
+                mix_zoneout_rows(state[read, :n], proposed[k][t, :n], keep_at(keeps[k], t, n), state[write, :n])
+            state[write, n:] = state[read, n:]  # rows past their end carry their state unchanged
 
 
 @njit(**SKELETON)
-def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse, detach, dxp):
+def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
     """The backward time loop: dy (T, B, S_0) the output gradient; dstate a tuple of (B, S_k) holding δ(final
     state) on entry and δ(initial state) on exit; writes δa into dxp (T, B, G) for the active rows (padded rows
-    keep the zeros the runner allocated). ``detach``: the gradient stops at each step's previous state."""
+    keep the zeros the runner allocated). ``detach``: the gradient stops at each step's previous state. Zoneout:
+    δs̃_t = (1 − d) ⊙ δs_t goes through the cell, which sees s̃_t in the slot of s_t while it runs (``saved`` keeps
+    s_t meanwhile), and d ⊙ δs_t (``direct``) reaches s_{t−1} around it."""
+    keeps, proposed, saved, direct = zoneout
     steps = dy.shape[0]
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         read, write = slots(t, reverse)
         n = counts[t]
         dstate[0][:n] += dy[t, :n]
+        for k in range(len(states)):
+            if keeps[k].shape[0] > 0:
+                split_zoneout_rows(dstate[k][:n], keep_at(keeps[k], t, n), direct[k][:n])
+                saved[k][:n] = states[k][write, :n]
+                states[k][write, :n] = proposed[k][t, :n]
         step_backward(params, t, n, read, write, dstate, states, dxp[t, :n])
+        for k in range(len(states)):
+            if keeps[k].shape[0] > 0:
+                states[k][write, :n] = saved[k][:n]
+                dstate[k][:n] += direct[k][:n]
         if detach:
             for d in dstate:
                 d[:n] = 0
+
+
+@njit(**JIT)
+def keep_at(keep, t, n):
+    """Zoneout's keep-previous mask of step t for the first n rows: d_t (training) or the rate z (evaluation)."""
+    return keep[t, :n] if keep.shape[0] > 1 else keep[0, :n]
+
+
+#: zoneout's mixing keeps IEEE arithmetic (no fastmath): the same bits as the NumPy oracle's
+EXACT = {**JIT, "fastmath": False}
+
+
+@njit(**EXACT)
+def mix_zoneout_rows(prev, proposed, keep, out):
+    """s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t for (n, S) arrays, one row at a time."""
+    for b in range(out.shape[0]):
+        _mix_row(prev[b], proposed[b], keep[b], out[b])
+
+
+@njit(**EXACT)
+def _mix_row(prev, proposed, keep, out):
+    for j in range(out.shape[0]):
+        d = keep[j]
+        out[j] = d * prev[j] + (one(d) - d) * proposed[j]
+
+
+@njit(**EXACT)
+def split_zoneout_rows(ds, keep, direct):
+    """Zoneout's backward for (n, S) arrays: ``direct`` = d ⊙ δs_t (to s_{t−1}, around the cell), δs_t ← (1 − d) ⊙
+    δs_t (to s̃_t)."""
+    for b in range(ds.shape[0]):
+        _split_row(ds[b], keep[b], direct[b])
+
+
+@njit(**EXACT)
+def _split_row(ds, keep, direct):
+    for j in range(ds.shape[0]):
+        d, g = keep[j], ds[j]
+        direct[j] = d * g
+        ds[j] = (one(d) - d) * g
 
 
 @njit(**JIT)

@@ -173,12 +173,13 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
 
     @abstractmethod
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
-                         reverse: bool) -> None:
-        """The forward time loop of `Recurrence.forward` in one compiled call."""
+                         reverse: bool, zoneout: tuple) -> None:
+        """The forward time loop of `Recurrence.forward` in one compiled call (``zoneout``:
+        `rnnkit.recurrent.noise.Noise.loop_zoneout`'s arrays, empty without zoneout)."""
 
     @abstractmethod
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
-                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray) -> None:
+                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray, zoneout: tuple) -> None:
         """The backward time loop of `Recurrence.backward` in one compiled call."""
 
 
@@ -213,17 +214,17 @@ class CompiledSequenceLoop:
     (`rnnkit.kernels.sequence_loop`): the cell names its compiled entries and their params, the mixin calls them."""
 
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
-                         reverse: bool) -> None:
+                         reverse: bool, zoneout: tuple) -> None:
         """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
         `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`)."""
         loop, params = self.compiled_loop(ws)
-        loop(params, xp, tuple(states), counts, reverse)
+        loop(params, xp, tuple(states), counts, reverse, zoneout)
 
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
-                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray) -> None:
+                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray, zoneout: tuple) -> None:
         """The backward loop of `Recurrence.backward` in one compiled call (`compiled_loop_backward`)."""
         loop, params = self.compiled_loop_backward(ws)
-        loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp)
+        loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp, zoneout)
 
     def compiled_loop(self, ws: Workspace) -> tuple:  # pragma: no cover - only cells that run whole sequences
         """(the family's compiled forward loop, e.g. `rnnkit.kernels.lstm.lstm_sequence_forward`, its params)."""

@@ -29,6 +29,18 @@ from ..errors import ConfigError
 from ..module import check_probability
 
 
+def loop_zoneout(rates: tuple | None, steps: int, batch: int, sizes: tuple[int, ...], dtype) -> tuple:
+    """`Noise.loop_zoneout` for zoneout masks ``rates`` (per component: None, (T, B, S_k) or (B, S_k)), or for a call
+    without zoneout (``rates`` None: every array empty)."""
+    rates = (None,) * len(sizes) if rates is None else rates
+    none3, none2 = np.empty((0, 0, 0), dtype), np.empty((0, 0), dtype)
+    keeps = tuple(none3 if d is None else np.ascontiguousarray(d if d.ndim == 3 else d[None], dtype) for d in rates)
+    proposed = tuple(none3 if d is None else np.zeros((steps, batch, size), dtype) for d, size in zip(rates, sizes))
+    saved, direct = (tuple(none2 if d is None else np.empty((batch, size), dtype) for d, size in zip(rates, sizes))
+                     for _ in range(2))
+    return keeps, proposed, saved, direct
+
+
 @dataclass
 class Noise:
     """The masks of one call of one layer and direction (rows in the order the runner sees them).
@@ -49,12 +61,12 @@ class Noise:
             return None
         return d[t, :n] if d.ndim == 3 else d[:n]
 
-    @property
-    def acts_per_step(self) -> bool:
-        """Whether the runner must act inside the time loop: zoneout mixes every step's state (the compiled
-        whole-sequence loops then step aside). Recurrent dropout and weight drop are the cell's (`Cell.use_masks`):
-        its compiled loop applies them too."""
-        return self.zoneout is not None
+    def loop_zoneout(self, steps: int, batch: int, sizes: tuple[int, ...], dtype) -> tuple:
+        """Zoneout as the compiled loop takes it (`rnnkit.kernels.sequence_loop`): (keeps, proposed, saved,
+        direct), each a tuple over the state components — the keep-previous masks d as (T, B, S_k), or (1, B, S_k)
+        holding the rate z in evaluation; the history of s̃_t, (T, B, S_k), filled by the forward; and two (B, S_k)
+        scratch arrays for the backward. A component without zoneout gets empty arrays."""
+        return loop_zoneout(self.zoneout, steps, batch, sizes, dtype)
 
     def rows(self, order: np.ndarray | None) -> Noise:
         """The same masks with rows (the batch axis) taken in ``order`` (the runner's sort by length)."""

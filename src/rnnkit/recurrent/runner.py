@@ -29,7 +29,7 @@ import numpy as np
 
 from ..module import is_grad_enabled
 from .cell import Cell, Workspace
-from .noise import Noise, mix_zoneout, split_zoneout
+from .noise import Noise, loop_zoneout, mix_zoneout, split_zoneout
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Trace:
     state_grad_norms: np.ndarray | None = None
     noise: Noise | None = None
     proposed: list[np.ndarray] | None = None  # zoneout: (T, B, S_k) per component, s̃_t as the cell computed it
+    zoneout: tuple | None = None  # zoneout's arrays for the compiled loop (`Noise.loop_zoneout`), when it ran
 
     def states_after_each_step(self) -> list[np.ndarray]:
         """Per state component, (T, B, S_k): the state each step t wrote (time order in both directions)."""
@@ -105,9 +106,9 @@ class Recurrence:
         return states
 
     def runs_whole_sequence(self, batch: int, noise: Noise | None = None) -> bool:
-        """True where a forward call runs the whole time loop in one compiled call: the cell can, and no mask acts
-        inside the loop."""
-        return self.cell.runs_whole_sequence(batch) and not (noise and noise.acts_per_step)
+        """True where a forward call runs the whole time loop in one compiled call: the cell can (every regulariser
+        runs inside it: the masks are the cell's, zoneout the loop skeleton's)."""
+        return self.cell.runs_whole_sequence(batch)
 
     def backward_runs_whole_sequence(self, trace: Trace) -> bool:
         """True where `backward` of ``trace`` runs the whole backward loop in one compiled call."""
@@ -128,9 +129,13 @@ class Recurrence:
                 cell.use_masks(ws, noise.state_mask, noise.weight_mask)
         xp = cell.project(x.reshape(steps * batch, -1), ws).reshape(steps, batch, -1)
         states = self._state_history(state0, steps, batch, full)
-        proposed = None
+        proposed = zoneout = None
         if whole:
-            cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse)
+            zoneout = loop_zoneout(None if noise is None else noise.zoneout, steps, batch, cell.state_sizes, cell.dtype)
+            cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout)
+            if noise is not None and noise.zoneout is not None:
+                after = [s[:-1] if self.reverse else s[1:] for s in states]
+                proposed = [p if p.size else a for p, a in zip(zoneout[1], after)]
         elif noise is not None and noise.zoneout is not None:
             proposed = self._zoneout_loop(ws, xp, states, counts, full, noise)
         else:
@@ -141,7 +146,8 @@ class Recurrence:
             for t, n in enumerate(counts):
                 out[t, n:] = 0
         final = self._slot_views(states, steps)[0 if self.reverse else steps]
-        trace = Trace(x, states, counts, ws, self.reverse, noise=noise, proposed=proposed) if keep else None
+        trace = Trace(x, states, counts, ws, self.reverse, noise=noise, proposed=proposed,
+                      zoneout=zoneout) if keep else None
         return out, final, trace
 
     def _forward_loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool) -> None:
@@ -199,7 +205,7 @@ class Recurrence:
         if self.backward_runs_whole_sequence(trace):
             dy = np.zeros((steps, batch, cell.output_size), cell.dtype) if dy is None else dy
             cell.sequence_backward(trace.ws, dy, dstate, trace.states, _active_rows(counts, steps, batch),
-                                   self.reverse, self.detach_state, dxp)
+                                   self.reverse, self.detach_state, dxp, trace.zoneout)
         else:
             trace.state_grad_norms = self._backward_loop(trace, dy, dstate, dxp)
         rows = steps * batch
