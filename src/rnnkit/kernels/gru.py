@@ -17,11 +17,11 @@ def gru_forward_reset_after(gates, xp, b_hn, h_prev, inner, h_new):
     """`GRUStep.step` (reset after) after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
     [r, z, n] on exit; ``inner`` ← h_{t-1} W_hh[n]ᵀ + b_hn; h_t = n + z ⊙ (h_{t-1} − n)."""
     for b in range(gates.shape[0]):
-        _forward_reset_after_row(gates[b], xp[b], b_hn, h_prev[b], inner[b], h_new[b])
+        gru_row_reset_after(gates[b], xp[b], b_hn, h_prev[b], inner[b], h_new[b])
 
 
 @njit(**JIT)
-def _forward_reset_after_row(a, x, b_hn, hp, q, hn):
+def gru_row_reset_after(a, x, b_hn, hp, q, hn):
     """One row of `gru_forward_reset_after` (1-D arrays of one batch row: LLVM vectorizes the loop over units in a
     function of its own, about 2× faster than the same loop over row views inside the batch loop)."""
     hs = hp.shape[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .gru import gru_row_reset_after
 from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, like, one, sigmoid, tanh, zero
 
 
@@ -131,14 +132,8 @@ def lngru_forward(gates, xp, g_h, b_h, b_hn, h_prev, h_hat, h_inv, inner, h_new)
 @njit(**JIT)
 def _lngru_row_forward(a, x, g_h, b_h, b_hn, hp, h_hat, q, hn):
     """One row of `lngru_forward`; returns s_h."""
-    hs = hp.shape[0]
     h_inv = _layer_norm_row(a, g_h, b_h, h_hat, a)  # a ← q = γ_h ⊙ ĥ + β_h
-    for j in range(hs):
-        r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
-        q_j = a[2 * hs + j] + b_hn[j]
-        n = tanh(x[2 * hs + j] + r * q_j)
-        a[j], a[hs + j], a[2 * hs + j], q[j] = r, z, n, q_j
-        hn[j] = n + z * (hp[j] - n)
+    gru_row_reset_after(a, x, b_hn, hp, q, hn)  # then the GRU's reset-after step on the normalised q
     return h_inv
 
 
