@@ -8,8 +8,9 @@ BLAS, beats running them one after the other with every small product split over
 * it never oversubscribes: during the pair every BLAS NumPy and the compiled loop call (threadpoolctl's view) is
   limited to half its threads (at least 1), and with fewer than 2 BLAS threads allowed (``--threads 1``,
   ``threadpoolctl.threadpool_limits(1)``) the jobs run one after the other;
-* the results are bit-identical to running the jobs one after the other (each job's arithmetic is the same;
-  ``tests/test_parallel_directions.py``);
+* the results are bit-identical to running the jobs one after the other with OpenBLAS (each job's arithmetic is
+  the same; ``tests/test_parallel_directions.py``), and equal within rounding with MKL (``RNNKIT_BLAS=mkl``), whose
+  products depend on its thread count;
 * one pair at a time per process (a second caller meanwhile runs its jobs one after the other), and the worker is
   made again in a forked child.
 
