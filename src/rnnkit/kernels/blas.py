@@ -128,15 +128,6 @@ _sgemm_compute = types.ExternalFunction("rnnkit_ilp64_sgemm_compute", _COMPUTE_S
 _dgemm_compute = types.ExternalFunction("rnnkit_ilp64_dgemm_compute", _COMPUTE_SIGNATURE)
 
 
-def describe() -> str:
-    """Which BLAS the compiled loop calls, for ``rnnkit info`` and the bench header."""
-    if BACKEND == "mkl":
-        from . import mkl
-
-        return f"MKL, weights packed once per call ({mkl.version()})"
-    return {"numpy": "NumPy's own OpenBLAS (ILP64)", "scipy": "SciPy's OpenBLAS (scipy.linalg.cython_blas)"}[SOURCE]
-
-
 def gemm(scalars, transpose, sizes, a, b, out):  # pragma: no cover - replaced by the overload in compiled code
     """Fortran ``?gemm`` in the precision of ``scalars`` (``sgemm`` for float32, ``dgemm`` for float64): the
     column-major Cᵀ = β Cᵀ + α Bᵀ Aᵀ with ``sizes`` = (n, m, k, ldb, lda, ldc) and ``scalars`` = (α, β)."""

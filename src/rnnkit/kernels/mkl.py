@@ -66,13 +66,6 @@ def addresses() -> dict[str, int]:
     return {key: ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value for key, symbol in ROUTINES.items()}
 
 
-def version() -> str:
-    """MKL's version line, e.g. ``Intel(R) oneAPI Math Kernel Library Version 2026.2 ...``."""
-    buffer = ctypes.create_string_buffer(256)
-    library().mkl_get_version_string(buffer, len(buffer))
-    return " ".join(buffer.value.decode().split()[:7])
-
-
 def intel_cpu() -> bool:
     """Whether the processor is Intel's: MKL's fast kernels are chosen by vendor, and on other processors (AMD EPYC
     here) MKL's products measured slower than OpenBLAS's (docs/performance.md)."""

@@ -60,7 +60,7 @@ def slots(t, reverse):
 def sequence_forward(step, params, xp, states, counts, reverse, zoneout):
     """The forward time loop: xp (T, B, G); states a tuple of (T+1, B, S_k) histories holding the initial state in
     slot 0 (slot T when ``reverse``); counts (T,) rows still inside their sequence at each step; ``zoneout`` =
-    (keeps, proposed, saved, direct) of `rnnkit.recurrent.cell.loop_zoneout`: per state component, zoneout's
+    (keeps, proposed, saved, direct) of `rnnkit.recurrent.noise.loop_zoneout`: per state component, zoneout's
     keep-previous mask d (T or 1, B, S_k) — (0, 0, 0) for a component without zoneout — and the history of s̃_t
     (T, B, S_k) the cell computed, before the mix s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t."""
     keeps, proposed = zoneout[0], zoneout[1]

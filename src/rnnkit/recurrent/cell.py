@@ -175,7 +175,7 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
                          reverse: bool, zoneout: tuple) -> None:
         """The forward time loop of `Recurrence.forward` in one compiled call (``zoneout``:
-        `rnnkit.recurrent.noise.Noise.loop_zoneout`'s arrays, empty without zoneout)."""
+        `rnnkit.recurrent.noise.loop_zoneout`'s arrays, empty without zoneout)."""
 
     @abstractmethod
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],

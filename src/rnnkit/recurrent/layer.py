@@ -348,8 +348,8 @@ class RecurrentLayer(Module):
                 calls.append((runner, s0, None if noise is None else noise.rows(order)))
             jobs = [partial(runner.forward, inp, s0, counts, *([] if noise is None else [noise]))
                     for runner, s0, noise in calls]
-            whole = all(isinstance(runner, Recurrence) and runner.runs_whole_sequence(batch, noise)
-                        for runner, _, noise in calls)
+            whole = all(isinstance(runner, Recurrence) and runner.runs_whole_sequence(batch)
+                        for runner, _, _ in calls)
             outs, layer_finals, layer_traces = zip(*run_directions(jobs, whole))
             finals.extend(layer_finals)
             traces.append(list(layer_traces))

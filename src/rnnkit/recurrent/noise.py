@@ -30,8 +30,11 @@ from ..module import check_probability
 
 
 def loop_zoneout(rates: tuple | None, steps: int, batch: int, sizes: tuple[int, ...], dtype) -> tuple:
-    """`Noise.loop_zoneout` for zoneout masks ``rates`` (per component: None, (T, B, S_k) or (B, S_k)), or for a call
-    without zoneout (``rates`` None: every array empty)."""
+    """Zoneout as the compiled loop takes it (`rnnkit.kernels.sequence_loop`), for the masks ``rates`` (`Noise.zoneout`:
+    per state component None, (T, B, S_k) or (B, S_k)), or for a call without zoneout (``rates`` None): (keeps,
+    proposed, saved, direct), each a tuple over the state components — the keep-previous masks d as (T, B, S_k), or
+    (1, B, S_k) holding the rate z in evaluation; the history of s̃_t, (T, B, S_k), filled by the forward; and two
+    (B, S_k) scratch arrays for the backward. A component without zoneout gets empty arrays."""
     rates = (None,) * len(sizes) if rates is None else rates
     none3, none2 = np.empty((0, 0, 0), dtype), np.empty((0, 0), dtype)
     keeps = tuple(none3 if d is None else np.ascontiguousarray(d if d.ndim == 3 else d[None], dtype) for d in rates)
@@ -60,13 +63,6 @@ class Noise:
         if d is None:
             return None
         return d[t, :n] if d.ndim == 3 else d[:n]
-
-    def loop_zoneout(self, steps: int, batch: int, sizes: tuple[int, ...], dtype) -> tuple:
-        """Zoneout as the compiled loop takes it (`rnnkit.kernels.sequence_loop`): (keeps, proposed, saved,
-        direct), each a tuple over the state components — the keep-previous masks d as (T, B, S_k), or (1, B, S_k)
-        holding the rate z in evaluation; the history of s̃_t, (T, B, S_k), filled by the forward; and two (B, S_k)
-        scratch arrays for the backward. A component without zoneout gets empty arrays."""
-        return loop_zoneout(self.zoneout, steps, batch, sizes, dtype)
 
     def rows(self, order: np.ndarray | None) -> Noise:
         """The same masks with rows (the batch axis) taken in ``order`` (the runner's sort by length)."""

@@ -51,11 +51,11 @@ class Trace:
     state_grad_norms: np.ndarray | None = None
     noise: Noise | None = None
     proposed: list[np.ndarray] | None = None  # zoneout: (T, B, S_k) per component, s̃_t as the cell computed it
-    zoneout: tuple | None = None  # zoneout's arrays for the compiled loop (`Noise.loop_zoneout`), when it ran
+    zoneout: tuple | None = None  # zoneout's arrays for the compiled loop (`noise.loop_zoneout`), when it ran
 
     def states_after_each_step(self) -> list[np.ndarray]:
         """Per state component, (T, B, S_k): the state each step t wrote (time order in both directions)."""
-        return [s[:-1] if self.reverse else s[1:] for s in self.states]
+        return after_each_step(self.states, self.reverse)
 
     def states_before_each_step(self) -> list[np.ndarray]:
         """Per state component, (T, B, S_k): the state each step t read."""
@@ -105,14 +105,14 @@ class Recurrence:
             states.append(s)
         return states
 
-    def runs_whole_sequence(self, batch: int, noise: Noise | None = None) -> bool:
+    def runs_whole_sequence(self, batch: int) -> bool:
         """True where a forward call runs the whole time loop in one compiled call: the cell can (every regulariser
         runs inside it: the masks are the cell's, zoneout the loop skeleton's)."""
         return self.cell.runs_whole_sequence(batch)
 
     def backward_runs_whole_sequence(self, trace: Trace) -> bool:
         """True where `backward` of ``trace`` runs the whole backward loop in one compiled call."""
-        return trace.ws.kernels is not None and self.runs_whole_sequence(trace.x.shape[1], trace.noise) \
+        return trace.ws.kernels is not None and self.runs_whole_sequence(trace.x.shape[1]) \
             and not self.record_state_grads
 
     def forward(self, x: np.ndarray, state0: tuple[np.ndarray, ...], counts: np.ndarray | None = None,
@@ -120,7 +120,7 @@ class Recurrence:
         cell = self.cell
         steps, batch, _ = x.shape
         keep = is_grad_enabled()
-        whole = self.runs_whole_sequence(batch, noise)
+        whole = self.runs_whole_sequence(batch)
         full = keep or whole
         ws = cell.allocate(steps if full else 1, batch, ragged=keep and counts is not None)
         if noise is not None:
@@ -133,9 +133,8 @@ class Recurrence:
         if whole:
             zoneout = loop_zoneout(None if noise is None else noise.zoneout, steps, batch, cell.state_sizes, cell.dtype)
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout)
-            if noise is not None and noise.zoneout is not None:
-                after = [s[:-1] if self.reverse else s[1:] for s in states]
-                proposed = [p if p.size else a for p, a in zip(zoneout[1], after)]
+            if noise is not None and noise.zoneout is not None:  # s̃_t; a component without zoneout: s_t itself
+                proposed = [p if p.size else a for p, a in zip(zoneout[1], after_each_step(states, self.reverse))]
         elif noise is not None and noise.zoneout is not None:
             proposed = self._zoneout_loop(ws, xp, states, counts, full, noise)
         else:
@@ -253,6 +252,11 @@ class Recurrence:
                 for d in dstate:
                     d[:n] = 0
         return norms
+
+
+def after_each_step(states: list[np.ndarray], reverse: bool) -> list[np.ndarray]:
+    """Per state component, the (T, B, S_k) view of ``states`` (T+1 slots) that each step t wrote, in time order."""
+    return [s[:-1] if reverse else s[1:] for s in states]
 
 
 def _active_rows(counts: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
