@@ -1,14 +1,17 @@
 """Compiled kernels of the layer-normalised LSTM and GRU (`rnnkit.recurrent.lnlstm`, `rnnkit.recurrent.lngru`)
 and of the whole-sequence input normalisation (`rnnkit.recurrent.layernorm`): layer norm of a row and its
-backward, fused with each cell's pointwise step. Written as `rnnkit.kernels.compiled` describes."""
+backward, fused with each cell's pointwise step, and the steps of the whole-sequence loop
+(`rnnkit.kernels.sequence_loop`). Written as `rnnkit.kernels.compiled` describes."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
+from .blas import matmul_weight
 from .gru import gru_row_reset_after
 from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, like, one, sigmoid, tanh, zero
+from .sequence_loop import sequence_backward, sequence_forward
 
 
 @njit(**JIT)
@@ -156,3 +159,74 @@ def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
         dp[j], dp[hs + j], dp[2 * hs + j] = da_r * g_h[j], da_z * g_h[hs + j], da_n * r * g_h[2 * hs + j]
         dhb[j] = dhb[j] * z
     _layer_norm_row_backward(dp, h_hat, h_inv)
+
+
+# -- the steps of the whole-sequence loop ------------------------------------------------------------------------
+@njit(**JIT)
+def lnlstm_step(params, t, n, read, write, xp, states):
+    """`LayerNormLSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lnlstm_forward`.
+    params = (W_hhᵀ a `rnnkit.kernels.blas.loop_weight`, γ_h, β_h, γ_c, β_c, gates (T, B, 4H), ĥ (T, B, 4H),
+    s_h (T, B, 1), ĉ (T, B, H), s_c (T, B, 1), k (T, B, H))."""
+    w_hh_t, g_h, b_h, g_c, b_c, gates, h_hat, h_inv, c_hat, c_inv, tanh_u = params
+    h, c = states
+    a = gates[t, :n]
+    matmul_weight(h[read, :n], w_hh_t, a, False)
+    lnlstm_forward(a, xp, g_h, b_h, g_c, b_c, c[read, :n], h_hat[t, :n], h_inv[t, :n, 0], c[write, :n],
+                   c_hat[t, :n], c_inv[t, :n, 0], tanh_u[t, :n], h[write, :n])
+
+
+@njit(**JIT)
+def lnlstm_step_backward(params, t, n, read, write, dstate, states, dxp):
+    """`LayerNormLSTMStep.step_backward` for the whole-sequence loop: `lnlstm_backward`, then δh_{t−1} = δP_h W_hh
+    (BLAS). params = (W_hh, γ_c, γ_h, gates, ĥ, s_h, ĉ, s_c, k, δu (T, B, H), δP_h (T, B, 4H))."""
+    w_hh, g_c, g_h, gates, h_hat, h_inv, c_hat, c_inv, tanh_u, du, dp_h = params
+    dh, dc = dstate[0][:n], dstate[1][:n]
+    lnlstm_backward(dh, dc, gates[t, :n], tanh_u[t, :n], c_hat[t, :n], c_inv[t, :n, 0], g_c, states[1][read, :n],
+                    h_hat[t, :n], h_inv[t, :n, 0], g_h, dxp, du[t, :n], dp_h[t, :n])
+    matmul_weight(dp_h[t, :n], w_hh, dh, False)
+
+
+@njit(**JIT)
+def lnlstm_sequence_forward(params, xp, states, counts, reverse, zoneout):
+    """The whole forward loop (`sequence_loop.sequence_forward`) with `lnlstm_step`."""
+    sequence_forward(lnlstm_step, params, xp, states, counts, reverse, zoneout)
+
+
+@njit(**JIT)
+def lnlstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+    """The whole backward loop (`sequence_loop.sequence_backward`) with `lnlstm_step_backward`."""
+    sequence_backward(lnlstm_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
+
+
+@njit(**JIT)
+def lngru_step(params, t, n, read, write, xp, states):
+    """`LayerNormGRUStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lngru_forward`.
+    params = (W_hhᵀ a `loop_weight`, γ_h, β_h, b_hn, gates (T, B, 3H), ĥ (T, B, 3H), s_h (T, B, 1), inner (T, B, H))."""
+    w_hh_t, g_h, b_h, b_hn, gates, h_hat, h_inv, inner = params
+    h = states[0]
+    a = gates[t, :n]
+    matmul_weight(h[read, :n], w_hh_t, a, False)
+    lngru_forward(a, xp, g_h, b_h, b_hn, h[read, :n], h_hat[t, :n], h_inv[t, :n, 0], inner[t, :n], h[write, :n])
+
+
+@njit(**JIT)
+def lngru_step_backward(params, t, n, read, write, dstate, states, dxp):
+    """`LayerNormGRUStep.step_backward` for the whole-sequence loop: `lngru_backward` (δh ← δh ⊙ z), then
+    δh_{t−1} += δP_h W_hh (BLAS). params = (W_hh, γ_h, gates, ĥ, s_h, inner, δP_h (T, B, 3H))."""
+    w_hh, g_h, gates, h_hat, h_inv, inner, dp_h = params
+    dh = dstate[0][:n]
+    lngru_backward(dh, gates[t, :n], inner[t, :n], states[0][read, :n], h_hat[t, :n], h_inv[t, :n, 0], g_h, dxp,
+                   dp_h[t, :n])
+    matmul_weight(dp_h[t, :n], w_hh, dh, True)
+
+
+@njit(**JIT)
+def lngru_sequence_forward(params, xp, states, counts, reverse, zoneout):
+    """The whole forward loop (`sequence_loop.sequence_forward`) with `lngru_step`."""
+    sequence_forward(lngru_step, params, xp, states, counts, reverse, zoneout)
+
+
+@njit(**JIT)
+def lngru_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+    """The whole backward loop (`sequence_loop.sequence_backward`) with `lngru_step_backward`."""
+    sequence_backward(lngru_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)

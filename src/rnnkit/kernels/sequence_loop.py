@@ -9,9 +9,10 @@ added to δh_t, and Elman's detached state (the gradient stops at each step's pr
 does the rest for the ``n`` rows still inside their sequence: its recurrent GEMM(s) — BLAS called from compiled
 code (`rnnkit.kernels.blas`) — and its fused pointwise kernel right after each product, while the block is in
 cache. The steps live with their pointwise kernels, one module per cell family (`rnnkit.kernels.rnn`,
-`rnnkit.kernels.lstm`, `rnnkit.kernels.gru`, `rnnkit.kernels.indrnn`, `rnnkit.kernels.minimal`; the defined cells'
-generated modules), and are passed in as arguments: numba compiles one specialisation of the loop per step
-function, so the loop reads like the Python runner and costs nothing per step in Python.
+`rnnkit.kernels.lstm`, `rnnkit.kernels.gru`, `rnnkit.kernels.indrnn`, `rnnkit.kernels.minimal`,
+`rnnkit.kernels.layernorm`; the defined cells' generated modules), and are passed in as arguments: numba compiles
+one specialisation of the loop per step function, so the loop reads like the Python runner and costs nothing per
+step in Python.
 
 Step contract (all arrays time-major, rows sorted by decreasing length):
 

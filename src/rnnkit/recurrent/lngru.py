@@ -68,6 +68,23 @@ class LayerNormGRUStep(LayerNormCell):
         ws.tmp = np.empty((batch, h), dt)
         return ws
 
+    whole_sequence = True
+
+    def compiled_loop(self, ws):
+        from ..kernels import layernorm as fused  # numba is loaded only with compiled kernels active
+        from ..kernels.blas import loop_weight
+
+        return fused.lngru_sequence_forward, (
+            loop_weight(ws.w_hh_t), self.layernorm_h_weight.data, self.layernorm_h_bias.data, ws.b_hn, ws.gates,
+            ws.h_hat, ws.h_inv_std, ws.inner)
+
+    def compiled_loop_backward(self, ws):
+        from ..kernels import layernorm as fused
+        from ..kernels.blas import loop_weight
+
+        return fused.lngru_sequence_backward, (
+            loop_weight(ws.w_hh), self.layernorm_h_weight.data, ws.gates, ws.h_hat, ws.h_inv_std, ws.inner, ws.dp_h)
+
     def step(self, ws, t, xp, prev, new):
         (h_prev,), (h_new,) = prev, new
         rows, hs = xp.shape[0], self.hidden_size

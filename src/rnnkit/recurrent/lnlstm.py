@@ -86,6 +86,25 @@ class LayerNormLSTMStep(LayerNormCell):
         ws.scratch = np.empty((2, batch, h), dt)
         return ws
 
+    whole_sequence = True
+
+    def compiled_loop(self, ws):
+        from ..kernels import layernorm as fused  # numba is loaded only with compiled kernels active
+        from ..kernels.blas import loop_weight
+
+        return fused.lnlstm_sequence_forward, (
+            loop_weight(ws.w_hh_t), self.layernorm_h_weight.data, self.layernorm_h_bias.data,
+            self.layernorm_c_weight.data, self.layernorm_c_bias.data, ws.gates, ws.h_hat, ws.h_inv_std, ws.c_hat,
+            ws.c_inv_std, ws.tanh_u)
+
+    def compiled_loop_backward(self, ws):
+        from ..kernels import layernorm as fused
+        from ..kernels.blas import loop_weight
+
+        return fused.lnlstm_sequence_backward, (
+            loop_weight(ws.w_hh), self.layernorm_c_weight.data, self.layernorm_h_weight.data, ws.gates, ws.h_hat,
+            ws.h_inv_std, ws.c_hat, ws.c_inv_std, ws.tanh_u, ws.du, ws.dp_h)
+
     def step(self, ws, t, xp, prev, new):
         (h_prev, c_prev), (h_new, c_new) = prev, new
         n = xp.shape[0]
