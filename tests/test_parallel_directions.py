@@ -16,7 +16,8 @@ threadpoolctl = pytest.importorskip("threadpoolctl")
 from rnnkit.kernels import blas  # noqa: E402 - needs numba
 
 CELLS = {"lstm": (rnnkit.LSTM, {}), "gru": (rnnkit.GRU, {}), "rnn": (rnnkit.RNN, {}),
-         "indrnn": (rnnkit.IndRNN, {}), "mingru": (rnnkit.MinGRU, {})}
+         "indrnn": (rnnkit.IndRNN, {}), "mingru": (rnnkit.MinGRU, {}), "lnlstm": (rnnkit.LayerNormLSTM, {}),
+         "lngru": (rnnkit.LayerNormGRU, {})}
 
 
 @pytest.fixture
@@ -81,8 +82,8 @@ def test_one_allowed_blas_thread_runs_the_directions_in_turn(pairs):
 
 
 def test_cells_that_step_in_python_run_the_directions_in_turn(pairs):
-    """A layer-norm LSTM's loop is Python driving fused kernels: it holds the GIL, so its directions take turns."""
-    layer = rnnkit.LayerNormLSTM(3, 8, bidirectional=True, rng=0)
+    """A Mogrifier LSTM's loop is Python driving fused kernels: it holds the GIL, so its directions take turns."""
+    layer = rnnkit.MogrifierLSTM(3, 8, bidirectional=True, rng=0)
     with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
         y, _ = layer.forward(np.ones((2, 4, 3), np.float32))
         layer.backward(np.ones_like(y))

@@ -34,7 +34,9 @@ def _lstm_row_forward(a, x, cp, cn, tc, y, w_ci, w_cf, w_co, peephole):
 @njit(**JIT)
 def lstm_forward(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, out):
     """`LSTMStep.step` after the GEMM. ``gates`` (n, 4H) holds h_{t-1} W_hhᵀ on entry and the activated
-    [i, f, g, o] on exit; writes c_t, tanh(c_t) and ``out`` = o ⊙ tanh(c_t) (h_t, or m_t with a projection)."""
+    [i, f, g, o] on exit; writes c_t, tanh(c_t) and ``out`` = o ⊙ tanh(c_t) (h_t, or m_t with a projection).
+    The sum is symmetric: the whole-sequence loop passes the projection's row block as ``gates`` and the product
+    as ``xp`` (`lstm_step`), the same numbers."""
     for b in range(gates.shape[0]):
         _lstm_row_forward(gates[b], xp[b], c_prev[b], c_new[b], tanh_c[b], out[b], w_ci, w_cf, w_co, peephole)
 
@@ -68,17 +70,19 @@ def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp
 
 @njit(**JIT)
 def lstm_step(params, t, n, read, write, xp, states):
-    """`LSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), the fused pointwise forward, then
-    h_t = m_t W_hrᵀ with a projection. params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, gates (T, B, 4H),
-    tanh_c (T, B, H), m (T, B, H), W_hrᵀ, projected, m_h, scratch), each weight a `rnnkit.kernels.blas.loop_weight`
-    pair; m and W_hrᵀ are unused without a projection; m_h (B, P) the recurrent dropout mask (h_{t−1} ⊙ m_h, in
-    scratch (B, P), enters the product) or (0, 0)."""
-    w_hh_t, w_ci, w_cf, w_co, peephole, gates, tanh_c, m, w_hr_t, projected, mask, masked = params
+    """`LSTMStep.step` for the whole-sequence loop: the product h_{t−1} W_hhᵀ (BLAS) into a (B, 4H) buffer that
+    stays in cache, the fused pointwise forward on xp_t + product, its gates written over xp_t (the projection
+    becomes the gate history: no second (T, B, 4H) array), then h_t = m_t W_hrᵀ with a projection.
+    params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, product (B, 4H), tanh_c (T, B, H), m (T, B, H), W_hrᵀ,
+    projected, m_h, scratch), each weight a `rnnkit.kernels.blas.loop_weight` pair; m and W_hrᵀ are unused without
+    a projection; m_h (B, P) the recurrent dropout mask (h_{t−1} ⊙ m_h, in scratch (B, P), enters the product)
+    or (0, 0)."""
+    w_hh_t, w_ci, w_cf, w_co, peephole, product, tanh_c, m, w_hr_t, projected, mask, masked = params
     h, c = states
-    a = gates[t, :n]
-    matmul_weight(recurrent_read(h[read, :n], mask, masked), w_hh_t, a, False)
+    p = product[:n]
+    matmul_weight(recurrent_read(h[read, :n], mask, masked), w_hh_t, p, False)
     out = m[t, :n] if projected else h[write, :n]  # o ⊙ tanh(c_t): m_t, or h_t itself
-    lstm_forward(a, xp, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[t, :n], out)
+    lstm_forward(xp, p, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[t, :n], out)
     if projected:
         matmul_weight(out, w_hr_t, h[write, :n], False)  # h_t = m_t W_hrᵀ
 

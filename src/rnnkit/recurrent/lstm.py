@@ -39,7 +39,8 @@ class LSTMStep(GatedCell):
         after the loop: δW_ih += Σ δaᵀ x,  δW_hh += Σ δaᵀ h_{t-1},  δb = Σ δa,
                         δw_ci += Σ δa_i ⊙ c_{t-1},  δw_cf += Σ δa_f ⊙ c_{t-1},  δw_co += Σ δa_o ⊙ c_t
 
-    Workspace: ``gates`` (T, B, 4H) the activated [i, f, g, o]; ``tanh_c`` (T, B, H); ``scratch`` (3, B, H);
+    Workspace: ``gates`` (T, B, 4H) the activated [i, f, g, o] (in the whole-sequence loop: the projection's array,
+    activated in place); ``tanh_c`` (T, B, H); ``scratch`` (3, B, H);
     ``w_hh_t``; ``peepholes`` (w_ci, w_cf, w_co) or empty arrays; with projection also ``m`` (T, B, H), ``dh``
     (T, B, P) (written by the backward) and ``w_hr_t``.
     """
@@ -88,7 +89,8 @@ class LSTMStep(GatedCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt = self.hidden_size, self.dtype
-        ws.gates = per_step(steps, batch, 4 * h, dt, ragged)
+        # the whole-sequence loop's gate history is the projection itself (`sequence_forward`)
+        ws.gates = None if self.runs_whole_sequence(batch) else per_step(steps, batch, 4 * h, dt, ragged)
         ws.tanh_c = per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((3, batch, h), dt)  # no temporaries in the loop
         ws.peepholes = ((self.weight_ci.data, self.weight_cf.data, self.weight_co.data) if self.peephole
@@ -101,12 +103,20 @@ class LSTMStep(GatedCell):
 
     whole_sequence = True
 
+    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
+        """The compiled loop writes the gates over the projection ``xp`` (a_t = xp_t + h_{t−1} W_hhᵀ, activated
+        where xp_t was), so ``xp`` becomes the call's gate history (`allocate` makes no ``ws.gates`` for it: one
+        (T, B, 4H) array less in memory)."""
+        ws.gates = xp
+        super().sequence_forward(ws, xp, states, counts, reverse, zoneout)
+
     def compiled_loop(self, ws):
         from ..kernels import lstm as fused  # numba is loaded only with compiled kernels active
         from ..kernels.blas import loop_weight
 
         projected, dt = bool(self.proj_size), self.dtype
-        return fused.lstm_sequence_forward, (loop_weight(ws.w_hh_t), *ws.peepholes, self.peephole, ws.gates,
+        product = np.empty((ws.tanh_c.shape[1], 4 * self.hidden_size), dt)  # h_{t−1} W_hhᵀ of one step
+        return fused.lstm_sequence_forward, (loop_weight(ws.w_hh_t), *ws.peepholes, self.peephole, product,
                                              ws.tanh_c, ws.m if projected else np.empty((0, 0, 0), dt),
                                              loop_weight(ws.w_hr_t if projected else np.empty((0, 0), dt)),
                                              projected, *self.loop_mask(ws))
