@@ -17,19 +17,26 @@ def gru_forward_reset_after(gates, xp, b_hn, h_prev, inner, h_new):
     """`GRUStep.step` (reset after) after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
     [r, z, n] on exit; ``inner`` ← h_{t-1} W_hh[n]ᵀ + b_hn; h_t = n + z ⊙ (h_{t-1} − n)."""
     for b in range(gates.shape[0]):
-        gru_row_reset_after(gates[b], xp[b], b_hn, h_prev[b], inner[b], h_new[b])
+        gru_row_reset_after(gates[b], xp[b], b_hn, h_prev[b], inner[b], h_new[b], False)
 
 
 @njit(**JIT)
-def gru_row_reset_after(a, x, b_hn, hp, q, hn):
+def gru_row_reset_after(a, x, b_hn, hp, q, hn, gates_in_x):
     """One row of `gru_forward_reset_after` (1-D arrays of one batch row: LLVM vectorizes the loop over units in a
-    function of its own, about 2× faster than the same loop over row views inside the batch loop)."""
+    function of its own, about 2× faster than the same loop over row views inside the batch loop). ``a`` holds
+    the recurrent product, ``x`` the projection; the activated [r, z, n] go over ``a``, or over ``x`` with
+    ``gates_in_x`` (the whole-sequence loop, whose gate history is the projection: `gru_reset_after_step`). The
+    flag is the same for the whole loop, so LLVM makes one vectorized loop per value."""
     hs = hp.shape[0]
     for j in range(hs):
         r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
         q_j = a[2 * hs + j] + b_hn[j]
         n = tanh(x[2 * hs + j] + r * q_j)
-        a[j], a[hs + j], a[2 * hs + j], q[j] = r, z, n, q_j
+        if gates_in_x:
+            x[j], x[hs + j], x[2 * hs + j] = r, z, n
+        else:
+            a[j], a[hs + j], a[2 * hs + j] = r, z, n
+        q[j] = q_j
         hn[j] = n + z * (hp[j] - n)
 
 
@@ -55,24 +62,26 @@ def _backward_reset_after_row(dhb, a, q, hp, d, dqb):
 
 @njit(**JIT)
 def gru_reset_after_step(params, t, n, read, write, xp, states):
-    """`GRUStep.step` (reset after) for the whole-sequence loop: h_{t−1} W_hhᵀ (BLAS), then the fused pointwise
-    forward. params = (W_hhᵀ, b_hn, gates (T, B, 3H), inner (T, B, H), m_h, scratch): W_hhᵀ a
-    `rnnkit.kernels.blas.loop_weight` pair, m_h the recurrent dropout mask (B, H) or (0, 0), scratch (B, H) for
-    h_{t−1} ⊙ m_h, which enters the product (z ⊙ h_{t−1} takes h_{t−1} itself)."""
-    w_hh_t, b_hn, gates, inner, mask, masked = params
+    """`GRUStep.step` (reset after) for the whole-sequence loop: h_{t−1} W_hhᵀ (BLAS) into a (B, 3H) buffer that
+    stays in cache, then the fused pointwise forward, its gates written over xp_t (the projection becomes the gate
+    history: no second (T, B, 3H) array). params = (W_hhᵀ, b_hn, product (B, 3H), inner (T, B, H), m_h, scratch):
+    W_hhᵀ a `rnnkit.kernels.blas.loop_weight` pair, m_h the recurrent dropout mask (B, H) or (0, 0), scratch
+    (B, H) for h_{t−1} ⊙ m_h, which enters the product (z ⊙ h_{t−1} takes h_{t−1} itself)."""
+    w_hh_t, b_hn, product, inner, mask, masked = params
     h = states[0]
-    h_prev, a = h[read, :n], gates[t, :n]
+    h_prev, a = h[read, :n], product[:n]
     matmul_weight(recurrent_read(h_prev, mask, masked), w_hh_t, a, False)
-    gru_forward_reset_after(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n])
+    for b in range(n):
+        gru_row_reset_after(a[b], xp[b], b_hn, h_prev[b], inner[t, b], h[write, b], True)
 
 
 @njit(**JIT)
 def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp):
     """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward, then
-    δh_{t−1} = δh ⊙ z + (δq W_hh) ⊙ m_h (BLAS). params = (W_hh, gates, inner, dq (T, B, 3H), m_h (B, H) or (0, 0),
-    scratch (B, H))."""
+    δh_{t−1} = δh ⊙ z + (δq W_hh) ⊙ m_h (BLAS). params = (W_hh, gates, inner, dq (B, 3H) δq of the step, m_h (B, H)
+    or (0, 0), scratch (B, H))."""
     w_hh, gates, inner, dq, mask, scratch = params
-    dh, dq_t = dstate[0][:n], dq[t, :n]
+    dh, dq_t = dstate[0][:n], dq[:n]
     gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t)
     if mask.shape[0] == 0:
         matmul_weight(dq_t, w_hh, dh, True)

@@ -136,7 +136,7 @@ def lngru_forward(gates, xp, g_h, b_h, b_hn, h_prev, h_hat, h_inv, inner, h_new)
 def _lngru_row_forward(a, x, g_h, b_h, b_hn, hp, h_hat, q, hn):
     """One row of `lngru_forward`; returns s_h."""
     h_inv = _layer_norm_row(a, g_h, b_h, h_hat, a)  # a ← q = γ_h ⊙ ĥ + β_h
-    gru_row_reset_after(a, x, b_hn, hp, q, hn)  # then the GRU's reset-after step on the normalised q
+    gru_row_reset_after(a, x, b_hn, hp, q, hn, False)  # then the GRU's reset-after step on the normalised q
     return h_inv
 
 

@@ -90,9 +90,11 @@ class GRUStep(GatedCell):
                         reset before: δW_hh[r,z] += Σ δa_{r,z}ᵀ h_{t-1},  δW_hh[n] += Σ δa_nᵀ (r ⊙ h_{t-1}),
                                       δb_hh += Σ δa
 
-    Workspace: ``gates`` (T, B, 3H) the activated [r, z, n]; ``inner`` (T, B, H) h_{t-1} W_hh[n]ᵀ + b_hn (reset after)
-    or r ⊙ h_{t-1} (reset before); ``scratch`` (2, B, H); reset after: ``dq`` (T, B, 3H), written by the backward,
-    ``b_hn`` and ``w_hh_t``; reset before: ``w_rz_t`` = W_hh[r,z]ᵀ and ``w_n_t`` = W_hh[n]ᵀ, each contiguous.
+    Workspace: ``gates`` (T, B, 3H) the activated [r, z, n] (reset after, in the whole-sequence loop: the
+    projection's array, the gates written over it); ``inner`` (T, B, H) h_{t-1} W_hh[n]ᵀ + b_hn (reset after)
+    or r ⊙ h_{t-1} (reset before); ``scratch`` (2, B, H); reset after: ``dq`` (B, 3H), δq of the step the backward
+    is at (the sums after the loop rebuild δq's n block, δa_n ⊙ r, from δa and the gates), ``b_hn`` and ``w_hh_t``;
+    reset before: ``w_rz_t`` = W_hh[r,z]ᵀ and ``w_n_t`` = W_hh[n]ᵀ, each contiguous.
     """
 
     num_gates = 3
@@ -116,11 +118,12 @@ class GRUStep(GatedCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt = self.hidden_size, self.dtype
-        ws.gates = per_step(steps, batch, 3 * h, dt, ragged)
+        in_projection = self.reset_after and self.runs_whole_sequence(batch)  # the gates go over xp
+        ws.gates = None if in_projection else per_step(steps, batch, 3 * h, dt, ragged)
         ws.inner = per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((2, batch, h), dt)  # no temporaries in the loop
         if self.reset_after:
-            ws.dq = per_step(steps, batch, 3 * h, dt, ragged)
+            ws.dq = np.empty((batch, 3 * h), dt)  # δq of one step (`accumulate` needs no history of it)
             ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
         else:  # two recurrent GEMMs per step, each with a contiguous Wᵀ
             self.transpose_recurrent(ws)
@@ -148,6 +151,13 @@ class GRUStep(GatedCell):
 
     whole_sequence = True
 
+    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
+        """Reset after: the compiled loop writes the gates over the projection ``xp`` (`allocate` makes no
+        ``ws.gates`` for it: one (T, B, 3H) array less in memory), so ``xp`` becomes the call's gate history."""
+        if self.reset_after:
+            ws.gates = xp
+        super().sequence_forward(ws, xp, states, counts, reverse, zoneout)
+
     def runs_whole_sequence(self, batch):
         return not self.lecture_z and super().runs_whole_sequence(batch)
 
@@ -156,7 +166,8 @@ class GRUStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         if self.reset_after:
-            return fused.gru_reset_after_sequence_forward, (loop_weight(ws.w_hh_t), ws.b_hn, ws.gates, ws.inner,
+            product = np.empty((ws.inner.shape[1], 3 * self.hidden_size), self.dtype)  # h_{t−1} W_hhᵀ of one step
+            return fused.gru_reset_after_sequence_forward, (loop_weight(ws.w_hh_t), ws.b_hn, product, ws.inner,
                                                             *self.loop_mask(ws))
         return fused.gru_reset_before_sequence_forward, (loop_weight(ws.w_rz_t), loop_weight(ws.w_n_t), ws.gates,
                                                          ws.inner)
@@ -209,7 +220,7 @@ class GRUStep(GatedCell):
         gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
         tmp, rec = ws.scratch[0, :n_rows], ws.scratch[1, :n_rows]
         if self.reset_after:  # δh_{t-1} = δh ⊙ z + δq W_hh
-            dq = ws.dq[t, :n_rows]
+            dq = ws.dq[:n_rows]
             if fused is not None:
                 fused.gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq)
             else:
@@ -235,17 +246,19 @@ class GRUStep(GatedCell):
     def accumulate(self, ws, x, dxp, prev, new):
         hs = self.hidden_size
         self.weight_ih.grad += dxp.T @ x
-        if self.reset_after:
-            dq = ws.dq.reshape(dxp.shape)
-            self.weight_hh.grad += self.kept_weight_grad(ws, dq.T @ self.recurrent_inputs(ws, prev[0]))
+        rz, n = slice(0, 2 * hs), slice(2 * hs, 3 * hs)
+        if self.reset_after:  # δq = [δa_r, δa_z, δa_n ⊙ r]: its n block made here, the rest is δa's
+            h_in, dq_n = self.recurrent_inputs(ws, prev[0]), dxp[:, n] * ws.gates.reshape(-1, 3 * hs)[:, :hs]
+            self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ h_in, rz)
+            self.weight_hh.grad[n] += self.kept_weight_grad(ws, dq_n.T @ h_in, n)
         else:
-            dq = dxp
-            rz, n = slice(0, 2 * hs), slice(2 * hs, 3 * hs)
+            dq_n = dxp[:, n]
             self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ prev[0], rz)
             self.weight_hh.grad[n] += self.kept_weight_grad(ws, dxp[:, n].T @ ws.inner.reshape(-1, hs), n)
         if self.bias:
             self.bias_ih.grad += dxp.sum(axis=0)
-            self.bias_hh.grad += dq.sum(axis=0)
+            self.bias_hh.grad[rz] += dxp[:, rz].sum(axis=0)
+            self.bias_hh.grad[n] += dq_n.sum(axis=0)
         return dxp @ self.weight_ih.data
 
 
