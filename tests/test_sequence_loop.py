@@ -245,3 +245,23 @@ def test_blas_product_from_compiled_code_reads_a_single_row_whatever_its_row_str
     out = np.zeros((1, 4), dtype)
     matmul_into(np.full((1, 1), 2.0, dtype), w_t, out, False)
     assert out.tolist() == [[2.0, 4.0, 6.0, 8.0]]
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after", "rnn-tanh"])
+def test_recording_state_gradient_norms_steps_back_in_python_after_the_compiled_forward_with_the_same_gradients(
+        name, loop_calls):
+    """``record_state_grads`` (the vanishing-gradient diagnostics) runs the backward in the Python loop after a
+    compiled forward, which keeps no per-step copies the loop does not need (the LSTM's tanh(c_t), the gates apart
+    from the projection): its gradients equal the compiled backward's."""
+    cls, options = CELLS[name]
+    layer = cls(5, 8, rng=0, **options)
+    x = np.random.default_rng(6).normal(size=(3, 6, 5)).astype(np.float32)
+    with kernels.using("compiled"):
+        compiled = outputs_and_grads(layer, x)
+        layer.record_state_grads = True
+        try:
+            recorded = outputs_and_grads(layer, x)
+        finally:
+            layer.record_state_grads = False
+    assert loop_calls == {"forward": 2, "backward": 1}
+    assert max(relative_error(r, c) for r, c in zip(recorded, compiled)) <= TOL[np.float32]

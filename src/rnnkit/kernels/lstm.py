@@ -42,13 +42,14 @@ def lstm_forward(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, o
 
 
 @njit(**JIT)
-def _lstm_row_backward(dm, dc, a, tc, cp, d, w_ci, w_cf, w_co, peephole):
+def _lstm_row_backward(dm, dc, a, tc, cp, d, w_ci, w_cf, w_co, peephole, from_c):
     """One row of `lstm_backward`."""
     hs = dc.shape[0]
     for j in range(hs):
         i, f, g, o = a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j]
-        da_o = dm[j] * tc[j] * dsigmoid(o)
-        c_grad = dc[j] + dm[j] * o * dtanh(tc[j])
+        t = tanh(tc[j]) if from_c else tc[j]
+        da_o = dm[j] * t * dsigmoid(o)
+        c_grad = dc[j] + dm[j] * o * dtanh(t)
         if peephole:
             c_grad += da_o * w_co[j]
         da_i = c_grad * g * dsigmoid(i)
@@ -61,11 +62,12 @@ def _lstm_row_backward(dm, dc, a, tc, cp, d, w_ci, w_cf, w_co, peephole):
 
 
 @njit(**JIT)
-def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp):
+def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp, from_c):
     """`LSTMStep.step_backward` before the GEMM δh_{t-1} = δa W_hh: from δm (n, H) and δc_t (n, H, overwritten
-    with δc_{t-1}) write δa = [δa_i, δa_f, δa_g, δa_o] into ``dxp`` (n, 4H)."""
+    with δc_{t-1}) write δa = [δa_i, δa_f, δa_g, δa_o] into ``dxp`` (n, 4H). ``tanh_c`` holds tanh(c_t), or c_t
+    itself with ``from_c`` (the whole-sequence loop keeps no tanh(c_t) history and takes the tanh again)."""
     for b in range(dc.shape[0]):
-        _lstm_row_backward(dm[b], dc[b], gates[b], tanh_c[b], c_prev[b], dxp[b], w_ci, w_cf, w_co, peephole)
+        _lstm_row_backward(dm[b], dc[b], gates[b], tanh_c[b], c_prev[b], dxp[b], w_ci, w_cf, w_co, peephole, from_c)
 
 
 @njit(**JIT)
@@ -73,16 +75,16 @@ def lstm_step(params, t, n, read, write, xp, states):
     """`LSTMStep.step` for the whole-sequence loop: the product h_{t−1} W_hhᵀ (BLAS) into a (B, 4H) buffer that
     stays in cache, the fused pointwise forward on xp_t + product, its gates written over xp_t (the projection
     becomes the gate history: no second (T, B, 4H) array), then h_t = m_t W_hrᵀ with a projection.
-    params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, product (B, 4H), tanh_c (T, B, H), m (T, B, H), W_hrᵀ,
-    projected, m_h, scratch), each weight a `rnnkit.kernels.blas.loop_weight` pair; m and W_hrᵀ are unused without
-    a projection; m_h (B, P) the recurrent dropout mask (h_{t−1} ⊙ m_h, in scratch (B, P), enters the product)
-    or (0, 0)."""
+    params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, product (B, 4H), tanh_c (B, H) of one step (the backward takes
+    the tanh of c_t again), m (T, B, H), W_hrᵀ, projected, m_h, scratch), each weight a
+    `rnnkit.kernels.blas.loop_weight` pair; m and W_hrᵀ are unused without a projection; m_h (B, P) the recurrent
+    dropout mask (h_{t−1} ⊙ m_h, in scratch (B, P), enters the product) or (0, 0)."""
     w_hh_t, w_ci, w_cf, w_co, peephole, product, tanh_c, m, w_hr_t, projected, mask, masked = params
     h, c = states
     p = product[:n]
     matmul_weight(recurrent_read(h[read, :n], mask, masked), w_hh_t, p, False)
     out = m[t, :n] if projected else h[write, :n]  # o ⊙ tanh(c_t): m_t, or h_t itself
-    lstm_forward(xp, p, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[t, :n], out)
+    lstm_forward(xp, p, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[:n], out)
     if projected:
         matmul_weight(out, w_hr_t, h[write, :n], False)  # h_t = m_t W_hrᵀ
 
@@ -90,9 +92,11 @@ def lstm_step(params, t, n, read, write, xp, states):
 @njit(**JIT)
 def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
     """`LSTMStep.step_backward` for the whole-sequence loop: (δm = δh W_hr, keeping δh_t for δW_hr), the fused
-    pointwise backward, δh_{t−1} = (δa W_hh) ⊙ m_h (BLAS). params = (W_hh, w_ci, w_cf, w_co, peephole, gates,
-    tanh_c, dh (T, B, P) the δh_t history, W_hr, projected, scratch (B, H), m_h (B, P) or (0, 0))."""
-    w_hh, w_ci, w_cf, w_co, peephole, gates, tanh_c, dh_history, w_hr, projected, scratch, mask = params
+    pointwise backward (tanh(c_t) taken again from c_t), δh_{t−1} = (δa W_hh) ⊙ m_h (BLAS). params = (W_hh, w_ci,
+    w_cf, w_co, peephole, gates, dh (T, B, P) the δh_t history, W_hr, projected, scratch (B, H), m_h (B, P) or
+    (0, 0))."""
+    w_hh, w_ci, w_cf, w_co, peephole, gates, dh_history, w_hr, projected, scratch, mask = params
+    c = states[1]
     dh, dc = dstate[0][:n], dstate[1][:n]
     if projected:
         dh_history[t, :n] = dh
@@ -100,7 +104,7 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
         matmul_weight(dh, w_hr, dm, False)  # δm = δh W_hr
     else:
         dm = dh
-    lstm_backward(dm, dc, gates[t, :n], tanh_c[t, :n], states[1][read, :n], w_ci, w_cf, w_co, peephole, dxp)
+    lstm_backward(dm, dc, gates[t, :n], c[write, :n], c[read, :n], w_ci, w_cf, w_co, peephole, dxp, True)
     matmul_weight(dxp, w_hh, dh, False)  # δh_{t−1} = (δa W_hh) ⊙ m_h
     through_mask(dh, mask)
 

@@ -40,7 +40,8 @@ class LSTMStep(GatedCell):
                         δw_ci += Σ δa_i ⊙ c_{t-1},  δw_cf += Σ δa_f ⊙ c_{t-1},  δw_co += Σ δa_o ⊙ c_t
 
     Workspace: ``gates`` (T, B, 4H) the activated [i, f, g, o] (in the whole-sequence loop: the projection's array,
-    activated in place); ``tanh_c`` (T, B, H); ``scratch`` (3, B, H);
+    activated in place); ``tanh_c`` (T, B, H) (in the whole-sequence loop (B, H), one step's: its backward takes
+    tanh(c_t) again); ``scratch`` (3, B, H);
     ``w_hh_t``; ``peepholes`` (w_ci, w_cf, w_co) or empty arrays; with projection also ``m`` (T, B, H), ``dh``
     (T, B, P) (written by the backward) and ``w_hr_t``.
     """
@@ -91,7 +92,7 @@ class LSTMStep(GatedCell):
         h, dt = self.hidden_size, self.dtype
         # the whole-sequence loop's gate history is the projection itself (`sequence_forward`)
         ws.gates = None if self.runs_whole_sequence(batch) else per_step(steps, batch, 4 * h, dt, ragged)
-        ws.tanh_c = per_step(steps, batch, h, dt, ragged)
+        ws.tanh_c = np.empty((batch, h), dt) if ws.gates is None else per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((3, batch, h), dt)  # no temporaries in the loop
         ws.peepholes = ((self.weight_ci.data, self.weight_cf.data, self.weight_co.data) if self.peephole
                         else (np.empty(0, dt),) * 3)
@@ -115,7 +116,7 @@ class LSTMStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         projected, dt = bool(self.proj_size), self.dtype
-        product = np.empty((ws.tanh_c.shape[1], 4 * self.hidden_size), dt)  # h_{t−1} W_hhᵀ of one step
+        product = np.empty((ws.tanh_c.shape[0], 4 * self.hidden_size), dt)  # h_{t−1} W_hhᵀ of one step
         return fused.lstm_sequence_forward, (loop_weight(ws.w_hh_t), *ws.peepholes, self.peephole, product,
                                              ws.tanh_c, ws.m if projected else np.empty((0, 0, 0), dt),
                                              loop_weight(ws.w_hr_t if projected else np.empty((0, 0), dt)),
@@ -127,7 +128,7 @@ class LSTMStep(GatedCell):
 
         projected, dt = bool(self.proj_size), self.dtype
         return fused.lstm_sequence_backward, (loop_weight(ws.w_hh), *ws.peepholes, self.peephole, ws.gates,
-                                              ws.tanh_c, ws.dh if projected else np.empty((0, 0, 0), dt),
+                                              ws.dh if projected else np.empty((0, 0, 0), dt),
                                               loop_weight(self.weight_hr.data if projected else np.empty((0, 0), dt)),
                                               projected, ws.scratch[2], self.loop_mask(ws)[0])
 
@@ -165,14 +166,17 @@ class LSTMStep(GatedCell):
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         dh, dc = dstate
         n = dxp.shape[0]
-        gates, tanh_c = ws.gates[t, :n], ws.tanh_c[t, :n]
+        # after a whole-sequence forward (then stepped back here to record ‖∂L/∂h_t‖) no tanh(c_t) history is kept:
+        # the kernel takes the tanh of c_t again, as the compiled loop does
+        from_c = ws.tanh_c.ndim == 2
+        gates, tanh_c = ws.gates[t, :n], new[1] if from_c else ws.tanh_c[t, :n]
         if self.proj_size:  # δm = δh W_hr
             ws.dh[t, :n] = dh
             dm = np.matmul(dh, self.weight_hr.data, out=ws.scratch[2, :n])
         else:
             dm = dh
         if ws.kernels is not None:
-            ws.kernels.lstm_backward(dm, dc, gates, tanh_c, prev[1], *ws.peepholes, self.peephole, dxp)
+            ws.kernels.lstm_backward(dm, dc, gates, tanh_c, prev[1], *ws.peepholes, self.peephole, dxp, from_c)
         else:
             self._gates_backward(dm, dc, gates, tanh_c, prev[1], dxp, ws.scratch[0, :n], ws.scratch[1, :n])
         self.through_recurrent_mask(ws, np.matmul(dxp, ws.w_hh, out=dh))  # δh_{t-1} = δa W_hh (⊙ m_h)
