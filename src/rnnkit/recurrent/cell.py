@@ -152,7 +152,8 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
 
     @abstractmethod
     def accumulate(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray, prev: tuple, new: tuple) -> np.ndarray:
-        """Add the call's parameter gradients (whole-sequence work); return δX (T·B, I)."""
+        """Add the call's parameter gradients (whole-sequence work); return δX (T·B, I). ``dxp`` (δXP, T·B × G) is
+        the caller's scratch: the cell may overwrite it (the GRU builds δq there), nothing reads it afterwards."""
 
     @abstractmethod
     def gate_activations(self, ws: Workspace) -> dict[str, np.ndarray]:

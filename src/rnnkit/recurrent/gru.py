@@ -247,19 +247,22 @@ class GRUStep(GatedCell):
         hs = self.hidden_size
         self.weight_ih.grad += dxp.T @ x
         rz, n = slice(0, 2 * hs), slice(2 * hs, 3 * hs)
-        if self.reset_after:  # δq = [δa_r, δa_z, δa_n ⊙ r]: its n block made here, the rest is δa's
-            h_in, dq_n = self.recurrent_inputs(ws, prev[0]), dxp[:, n] * ws.gates.reshape(-1, 3 * hs)[:, :hs]
-            self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ h_in, rz)
-            self.weight_hh.grad[n] += self.kept_weight_grad(ws, dq_n.T @ h_in, n)
-        else:
-            dq_n = dxp[:, n]
-            self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ prev[0], rz)
-            self.weight_hh.grad[n] += self.kept_weight_grad(ws, dxp[:, n].T @ ws.inner.reshape(-1, hs), n)
+        dx = dxp @ self.weight_ih.data
         if self.bias:
             self.bias_ih.grad += dxp.sum(axis=0)
             self.bias_hh.grad[rz] += dxp[:, rz].sum(axis=0)
+        h_in = self.recurrent_inputs(ws, prev[0])
+        self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ h_in, rz)
+        if self.reset_after:  # δq = [δa_r, δa_z, δa_n ⊙ r]: its n block made over δa_n, which is not needed again
+            dq_n = dxp[:, n]
+            dq_n *= ws.gates.reshape(-1, 3 * hs)[:, :hs]
+            n_input = h_in
+        else:  # δW_hh[n] += Σ δa_nᵀ (r ⊙ h_{t-1})
+            dq_n, n_input = dxp[:, n], ws.inner.reshape(-1, hs)
+        self.weight_hh.grad[n] += self.kept_weight_grad(ws, dq_n.T @ n_input, n)
+        if self.bias:
             self.bias_hh.grad[n] += dq_n.sum(axis=0)
-        return dxp @ self.weight_ih.data
+        return dx
 
 
 class GRU(RecurrentLayer):
