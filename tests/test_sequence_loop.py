@@ -13,6 +13,7 @@ from conftest import GRADCHECK_TOL
 from rnnkit import kernels
 
 pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
+from rnnkit.kernels import blas  # noqa: E402 - needs numba
 from rnnkit.kernels.blas import matmul_into  # noqa: E402 - needs numba
 from rnnkit.recurrent.cell import CompiledSequenceLoop  # noqa: E402
 
@@ -93,8 +94,14 @@ def oracle_of(name, dtype):
     """What the compiled loop must equal: the NumPy code; for the layer-normalised cells in float32, the same kernels
     stepped by the Python loop. Their kernels sum a row's mean and variance in another order than NumPy, and the
     normalisation's backward cancels (s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩)), so in float32 kernels and NumPy differ by up
-    to 1e-5 however the loop runs (test_layernorm_cells.py bounds that); the loop itself must add nothing."""
-    return per_step_loop(CELLS[name][0]) if name.startswith("ln") and dtype == np.float32 else None
+    to 1e-5 however the loop runs (test_layernorm_cells.py bounds that); the loop itself must add nothing. That
+    holds where the loop's products are NumPy's own BLAS, as the Python steps' are: with ``RNNKIT_BLAS=mkl`` the
+    normalisation amplifies the two BLAS's float32 rounding to 1e-5 as well, so there only float64 is compared."""
+    if not (name.startswith("ln") and dtype == np.float32):
+        return None
+    if blas.BACKEND == "mkl":
+        pytest.skip("float32 layer norm amplifies MKL's against OpenBLAS's rounding; float64 checks the loop here")
+    return per_step_loop(CELLS[name][0])
 
 
 def initial_state(layer, batch, rng, dtype):
