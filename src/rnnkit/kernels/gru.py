@@ -13,11 +13,12 @@ from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, 
 
 # -- reset after the recurrent product (PyTorch) -----------------------------------------------------------------
 @njit(**JIT)
-def gru_forward_reset_after(gates, xp, b_hn, h_prev, inner, h_new):
+def gru_forward_reset_after(gates, xp, b_hn, h_prev, inner, h_new, gates_in_x):
     """`GRUStep.step` (reset after) after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
-    [r, z, n] on exit; ``inner`` ← h_{t-1} W_hh[n]ᵀ + b_hn; h_t = n + z ⊙ (h_{t-1} − n)."""
+    [r, z, n] on exit (or ``xp`` does, with ``gates_in_x``: the whole-sequence loop); ``inner`` ← h_{t-1} W_hh[n]ᵀ
+    + b_hn; h_t = n + z ⊙ (h_{t-1} − n)."""
     for b in range(gates.shape[0]):
-        gru_row_reset_after(gates[b], xp[b], b_hn, h_prev[b], inner[b], h_new[b], False)
+        gru_row_reset_after(gates[b], xp[b], b_hn, h_prev[b], inner[b], h_new[b], gates_in_x)
 
 
 @njit(**JIT)
@@ -71,8 +72,7 @@ def gru_reset_after_step(params, t, n, read, write, xp, states):
     h = states[0]
     h_prev, a = h[read, :n], product[:n]
     matmul_weight(recurrent_read(h_prev, mask, masked), w_hh_t, a, False)
-    for b in range(n):
-        gru_row_reset_after(a[b], xp[b], b_hn, h_prev[b], inner[t, b], h[write, b], True)
+    gru_forward_reset_after(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n], True)
 
 
 @njit(**JIT)

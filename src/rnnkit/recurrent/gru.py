@@ -91,10 +91,11 @@ class GRUStep(GatedCell):
                                       δb_hh += Σ δa
 
     Workspace: ``gates`` (T, B, 3H) the activated [r, z, n] (reset after, in the whole-sequence loop: the
-    projection's array, the gates written over it); ``inner`` (T, B, H) h_{t-1} W_hh[n]ᵀ + b_hn (reset after)
-    or r ⊙ h_{t-1} (reset before); ``scratch`` (2, B, H); reset after: ``dq`` (B, 3H), δq of the step the backward
-    is at (the sums after the loop rebuild δq's n block, δa_n ⊙ r, from δa and the gates), ``b_hn`` and ``w_hh_t``;
-    reset before: ``w_rz_t`` = W_hh[r,z]ᵀ and ``w_n_t`` = W_hh[n]ᵀ, each contiguous.
+    projection's array, the gates written over it, each step's product h_{t−1} W_hhᵀ in ``product`` (B, 3H));
+    ``inner`` (T, B, H) h_{t-1} W_hh[n]ᵀ + b_hn (reset after) or r ⊙ h_{t-1} (reset before); ``scratch``
+    (2, B, H); reset after: ``dq`` (B, 3H), δq of the step the backward is at (the sums after the loop rebuild
+    δq's n block, δa_n ⊙ r, from δa and the gates), ``b_hn`` and ``w_hh_t``; reset before: ``w_rz_t`` = W_hh[r,z]ᵀ
+    and ``w_n_t`` = W_hh[n]ᵀ, each contiguous.
     """
 
     num_gates = 3
@@ -120,6 +121,7 @@ class GRUStep(GatedCell):
         h, dt = self.hidden_size, self.dtype
         in_projection = self.reset_after and self.runs_whole_sequence(batch)  # the gates go over xp
         ws.gates = None if in_projection else per_step(steps, batch, 3 * h, dt, ragged)
+        ws.product = np.empty((batch, 3 * h), dt) if in_projection else None  # h_{t−1} W_hhᵀ of one step
         ws.inner = per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((2, batch, h), dt)  # no temporaries in the loop
         if self.reset_after:
@@ -166,8 +168,7 @@ class GRUStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         if self.reset_after:
-            product = np.empty((ws.inner.shape[1], 3 * self.hidden_size), self.dtype)  # h_{t−1} W_hhᵀ of one step
-            return fused.gru_reset_after_sequence_forward, (loop_weight(ws.w_hh_t), ws.b_hn, product, ws.inner,
+            return fused.gru_reset_after_sequence_forward, (loop_weight(ws.w_hh_t), ws.b_hn, ws.product, ws.inner,
                                                             *self.loop_mask(ws))
         return fused.gru_reset_before_sequence_forward, (loop_weight(ws.w_rz_t), loop_weight(ws.w_n_t), ws.gates,
                                                          ws.inner)
@@ -191,7 +192,7 @@ class GRUStep(GatedCell):
         if self.reset_after:
             np.matmul(self.recurrent_input(ws, h_prev), ws.w_hh_t, out=gates)
             if fused is not None:
-                return fused.gru_forward_reset_after(gates, xp, ws.b_hn, h_prev, inner, h_new)
+                return fused.gru_forward_reset_after(gates, xp, ws.b_hn, h_prev, inner, h_new, False)
             inner[...] = gates[:, 2 * hs:]  # h_{t-1} W_hh[n]ᵀ + b_hn
             inner += ws.b_hn
             gates[:, :2 * hs] += xp[:, :2 * hs]

@@ -41,7 +41,7 @@ class LSTMStep(GatedCell):
 
     Workspace: ``gates`` (T, B, 4H) the activated [i, f, g, o] (in the whole-sequence loop: the projection's array,
     activated in place); ``tanh_c`` (T, B, H) (in the whole-sequence loop (B, H), one step's: its backward takes
-    tanh(c_t) again); ``scratch`` (3, B, H);
+    tanh(c_t) again); ``product`` (B, 4H) one step's h_{t−1} W_hhᵀ (whole-sequence loop only); ``scratch`` (3, B, H);
     ``w_hh_t``; ``peepholes`` (w_ci, w_cf, w_co) or empty arrays; with projection also ``m`` (T, B, H), ``dh``
     (T, B, P) (written by the backward) and ``w_hr_t``.
     """
@@ -90,9 +90,12 @@ class LSTMStep(GatedCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt = self.hidden_size, self.dtype
-        # the whole-sequence loop's gate history is the projection itself (`sequence_forward`)
-        ws.gates = None if self.runs_whole_sequence(batch) else per_step(steps, batch, 4 * h, dt, ragged)
-        ws.tanh_c = np.empty((batch, h), dt) if ws.gates is None else per_step(steps, batch, h, dt, ragged)
+        # the whole-sequence loop's gate history is the projection itself (`sequence_forward`), each step's product
+        # goes into one (B, 4H) buffer, and its backward takes tanh(c_t) again: it keeps one step of tanh(c_t)
+        whole = self.runs_whole_sequence(batch)
+        ws.gates = None if whole else per_step(steps, batch, 4 * h, dt, ragged)
+        ws.product = np.empty((batch, 4 * h), dt) if whole else None
+        ws.tanh_c = np.empty((batch, h), dt) if whole else per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((3, batch, h), dt)  # no temporaries in the loop
         ws.peepholes = ((self.weight_ci.data, self.weight_cf.data, self.weight_co.data) if self.peephole
                         else (np.empty(0, dt),) * 3)
@@ -116,8 +119,7 @@ class LSTMStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         projected, dt = bool(self.proj_size), self.dtype
-        product = np.empty((ws.tanh_c.shape[0], 4 * self.hidden_size), dt)  # h_{t−1} W_hhᵀ of one step
-        return fused.lstm_sequence_forward, (loop_weight(ws.w_hh_t), *ws.peepholes, self.peephole, product,
+        return fused.lstm_sequence_forward, (loop_weight(ws.w_hh_t), *ws.peepholes, self.peephole, ws.product,
                                              ws.tanh_c, ws.m if projected else np.empty((0, 0, 0), dt),
                                              loop_weight(ws.w_hr_t if projected else np.empty((0, 0), dt)),
                                              projected, *self.loop_mask(ws))
