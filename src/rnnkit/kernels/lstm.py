@@ -8,7 +8,7 @@ from numba import njit
 
 from .blas import matmul_weight
 from .jit import JIT, dsigmoid, dtanh, sigmoid, tanh
-from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
+from .sequence_loop import copy_rows, recurrent_read, sequence_backward, sequence_forward, through_mask
 
 
 @njit(**JIT)
@@ -99,7 +99,7 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
     c = states[1]
     dh, dc = dstate[0][:n], dstate[1][:n]
     if projected:
-        dh_history[t, :n] = dh
+        copy_rows(dh, dh_history[t, :n])
         dm = scratch[:n]
         matmul_weight(dh, w_hr, dm, False)  # δm = δh W_hr
     else:

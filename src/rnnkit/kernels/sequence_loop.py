@@ -47,6 +47,9 @@ from numba import njit
 
 from .jit import JIT, one
 
+#: the row copies and sums keep IEEE arithmetic, as the NumPy oracle's slice assignments do
+EXACT_ROWS = {**JIT, "fastmath": False}
+
 #: the skeleton is inlined into each family's cached entry (see the module notes), never compiled on its own
 SKELETON = {**JIT, "cache": False, "inline": "always"}
 
@@ -74,9 +77,9 @@ def sequence_forward(step, params, xp, states, counts, reverse, zoneout):
         for k in range(len(states)):
             state = states[k]
             if keeps[k].shape[0] > 0:
-                proposed[k][t, :n] = state[write, :n]
+                copy_rows(state[write, :n], proposed[k][t, :n])
                 mix_zoneout_rows(state[read, :n], proposed[k][t, :n], keep_at(keeps[k], t, n), state[write, :n])
-            state[write, n:] = state[read, n:]  # rows past their end carry their state unchanged
+            copy_rows(state[read, n:], state[write, n:])  # rows past their end carry their state unchanged
 
 
 @njit(**SKELETON)
@@ -92,20 +95,37 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
         t = s if reverse else steps - 1 - s
         read, write = slots(t, reverse)
         n = counts[t]
-        dstate[0][:n] += dy[t, :n]
+        add_rows(dy[t, :n], dstate[0][:n])
         for k in range(len(states)):
             if keeps[k].shape[0] > 0:
                 split_zoneout_rows(dstate[k][:n], keep_at(keeps[k], t, n), direct[k][:n])
-                saved[k][:n] = states[k][write, :n]
-                states[k][write, :n] = proposed[k][t, :n]
+                copy_rows(states[k][write, :n], saved[k][:n])
+                copy_rows(proposed[k][t, :n], states[k][write, :n])
         step_backward(params, t, n, read, write, dstate, states, dxp[t, :n])
         for k in range(len(states)):
             if keeps[k].shape[0] > 0:
-                states[k][write, :n] = saved[k][:n]
-                dstate[k][:n] += direct[k][:n]
+                copy_rows(saved[k][:n], states[k][write, :n])
+                add_rows(direct[k][:n], dstate[k][:n])
         if detach:
             for d in dstate:
                 d[:n] = 0
+
+
+@njit(**EXACT_ROWS)
+def copy_rows(src, out):
+    """out ← src for two (n, S) arrays of one shape. An explicit loop rather than ``out[:] = src``: numba compiles a
+    slice assignment with its shape-mismatch error message, string formatting that took 2.9 s of a first use."""
+    for b in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[b, j] = src[b, j]
+
+
+@njit(**EXACT_ROWS)
+def add_rows(src, out):
+    """out ← out + src for two (n, S) arrays of one shape (an explicit loop, as in `copy_rows`)."""
+    for b in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[b, j] += src[b, j]
 
 
 @njit(**JIT)
