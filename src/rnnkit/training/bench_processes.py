@@ -58,6 +58,16 @@ class WorkerProcess:
         if CAN_STOP and self.process.poll() is None:
             os.kill(self.process.pid, getattr(signal, sig_name))
 
+    def _stop(self) -> None:
+        """SIGSTOP the worker and wait until it has stopped: the signal is delivered asynchronously, and a worker
+        still running on the other core would take time from the next turn's library."""
+        if not CAN_STOP or self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGSTOP)
+        _, status = os.waitpid(self.process.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):  # it ended meanwhile: keep its exit status for the error message
+            self.process.returncode = os.waitstatus_to_exitcode(status)
+
     def request(self, op: str, **fields) -> dict:
         """Send one request with this worker running, then stop it again; a failed request raises."""
         self._signal("SIGCONT")
@@ -68,7 +78,7 @@ class WorkerProcess:
         except BrokenPipeError:
             line = ""
         finally:
-            self._signal("SIGSTOP")
+            self._stop()
         if not line:
             raise RuntimeError(f"bench: the {self.library} worker (pid {self.pid}) ended unexpectedly "
                                f"(exit status {self.process.poll()})")
