@@ -42,15 +42,17 @@ def gru_row_reset_after(a, x, b_hn, hp, q, hn, gates_in_x):
 
 
 @njit(**JIT)
-def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq):
+def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, keep_r):
     """`GRUStep.step_backward` (reset after) before the GEMM δh_{t-1} += δq W_hh: writes δa = [δa_r, δa_z, δa_n]
-    into ``dxp``, δq = [δa_r, δa_z, δa_n ⊙ r] into ``dq`` and leaves δh ⊙ z in ``dh``."""
+    into ``dxp``, δq = [δa_r, δa_z, δa_n ⊙ r] into ``dq`` and leaves δh ⊙ z in ``dh``. ``dxp`` may be ``gates``
+    itself (each unit's gates are read before its δa is written); with ``keep_r``, r goes into ``inner`` (read
+    first, not needed again), where the weight sums find it once δa has gone over the gates."""
     for b in range(dh.shape[0]):
-        _backward_reset_after_row(dh[b], gates[b], inner[b], h_prev[b], dxp[b], dq[b])
+        _backward_reset_after_row(dh[b], gates[b], inner[b], h_prev[b], dxp[b], dq[b], keep_r)
 
 
 @njit(**JIT)
-def _backward_reset_after_row(dhb, a, q, hp, d, dqb):
+def _backward_reset_after_row(dhb, a, q, hp, d, dqb, keep_r):
     """One row of `gru_backward_reset_after`."""
     hs = dhb.shape[0]
     for j in range(hs):
@@ -59,6 +61,8 @@ def _backward_reset_after_row(dhb, a, q, hp, d, dqb):
         d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
         dqb[j], dqb[hs + j], dqb[2 * hs + j] = da_r, da_z, da_n * r
         dhb[j] = dhb[j] * z
+        if keep_r:
+            q[j] = r
 
 
 @njit(**JIT)
@@ -77,12 +81,12 @@ def gru_reset_after_step(params, t, n, read, write, xp, states):
 
 @njit(**JIT)
 def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp):
-    """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward, then
-    δh_{t−1} = δh ⊙ z + (δq W_hh) ⊙ m_h (BLAS). params = (W_hh, gates, inner, dq (B, 3H) δq of the step, m_h (B, H)
-    or (0, 0), scratch (B, H))."""
+    """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward (δa written
+    over the step's gates, r kept in ``inner``: `GRUStep.sequence_gate_grads`), then δh_{t−1} = δh ⊙ z + (δq W_hh)
+    ⊙ m_h (BLAS). params = (W_hh, gates, inner, dq (B, 3H) δq of the step, m_h (B, H) or (0, 0), scratch (B, H))."""
     w_hh, gates, inner, dq, mask, scratch = params
     dh, dq_t = dstate[0][:n], dq[:n]
-    gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t)
+    gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t, True)
     if mask.shape[0] == 0:
         matmul_weight(dq_t, w_hh, dh, True)
         return

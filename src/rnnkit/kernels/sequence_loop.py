@@ -85,8 +85,9 @@ def sequence_forward(step, params, xp, states, counts, reverse, zoneout):
 @njit(**SKELETON)
 def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
     """The backward time loop: dy (T, B, S_0) the output gradient; dstate a tuple of (B, S_k) holding δ(final
-    state) on entry and δ(initial state) on exit; writes δa into dxp (T, B, G) for the active rows (padded rows
-    keep the zeros the runner allocated). ``detach``: the gradient stops at each step's previous state. Zoneout:
+    state) on entry and δ(initial state) on exit; writes δa into dxp (T, B, G) for the active rows and zeros into
+    the padded ones (``dxp`` may hold the forward's gates on entry: `rnnkit.recurrent.cell.Cell.sequence_gate_grads`).
+    ``detach``: the gradient stops at each step's previous state. Zoneout:
     δs̃_t = (1 − d) ⊙ δs_t goes through the cell, which sees s̃_t in the slot of s_t while it runs (``saved`` keeps
     s_t meanwhile), and d ⊙ δs_t (``direct``) reaches s_{t−1} around it."""
     keeps, proposed, saved, direct = zoneout
@@ -102,6 +103,7 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
                 copy_rows(states[k][write, :n], saved[k][:n])
                 copy_rows(proposed[k][t, :n], states[k][write, :n])
         step_backward(params, t, n, read, write, dstate, states, dxp[t, :n])
+        zero_rows(dxp[t, n:])  # padded rows get no gradient (dxp may hold the cell's gates on entry)
         for k in range(len(states)):
             if keeps[k].shape[0] > 0:
                 copy_rows(saved[k][:n], states[k][write, :n])
@@ -126,6 +128,14 @@ def add_rows(src, out):
     for b in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[b, j] += src[b, j]
+
+
+@njit(**EXACT_ROWS)
+def zero_rows(out):
+    """out ← 0 for an (n, S) array."""
+    for b in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[b, j] = 0
 
 
 @njit(**JIT)

@@ -19,7 +19,8 @@ The runner (`rnnkit.recurrent.runner.Recurrence`) calls, for one sequence batch 
 3. ``step(ws, t, xp, prev, new)`` for each t: reads the previous state ``prev`` (a tuple of (n, S_k) arrays),
    writes the new state into ``new`` in place; only the recurrent matmul and pointwise math happen here;
 4. ``step_backward(ws, t, dstate, prev, new, dxp)`` in reverse order: ``dstate`` holds δ(new state) on entry
-   and is overwritten with δ(prev state); writes δ(pre-activation) into ``dxp`` (n, G);
+   and is overwritten with δ(prev state); writes δ(pre-activation) into ``dxp`` (n, G) (on the compiled loop,
+   ``dxp`` is ``sequence_gate_grads(ws, T, B)``: the gate history itself for the LSTM and the GRU);
 5. ``accumulate(ws, x, dxp, prev, new)``: parameter gradients as whole-sequence GEMMs, returns δX (T·B, I);
    PREV / NEW are the state slabs each step read / wrote, (T·B, S_k).
 
@@ -38,6 +39,7 @@ from types import ModuleType, SimpleNamespace
 import numpy as np
 
 from .. import kernels
+from ..errors import UsageError
 from ..module import Parameter, ParameterOwner, as_rng
 
 
@@ -183,6 +185,10 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
                           counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray, zoneout: tuple) -> None:
         """The backward time loop of `Recurrence.backward` in one compiled call."""
 
+    @abstractmethod
+    def sequence_gate_grads(self, ws: Workspace, steps: int, batch: int) -> np.ndarray:
+        """The (T, B, G) array that `sequence_backward` writes δa into (its padded rows too, with zeros)."""
+
 
 class SingleState:
     """For a cell whose state and output are one vector h of ``hidden_size`` (IndRNN, the min cells)."""
@@ -226,6 +232,18 @@ class CompiledSequenceLoop:
         """The backward loop of `Recurrence.backward` in one compiled call (`compiled_loop_backward`)."""
         loop, params = self.compiled_loop_backward(ws)
         loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp, zoneout)
+
+    #: the compiled backward step reads a step's gates before it writes δa, and nothing reads them afterwards, so
+    #: δa can go over the gate history instead of into a (T, B, G) array of its own (`sequence_gate_grads`)
+    grads_over_gates = False
+
+    def sequence_gate_grads(self, ws: Workspace, steps: int, batch: int) -> np.ndarray:
+        """Where `sequence_backward` writes δa: over the gate history ``ws.gates`` where `grads_over_gates` (the
+        gates of the call are gone afterwards: `gate_activations` refuses), else a new (T, B, G) array."""
+        if self.grads_over_gates:
+            ws.gates_overwritten = True
+            return ws.gates
+        return np.empty((steps, batch, self.gate_width), self.dtype)
 
     def compiled_loop(self, ws: Workspace) -> tuple:  # pragma: no cover - only cells that run whole sequences
         """(the family's compiled forward loop, e.g. `rnnkit.kernels.lstm.lstm_sequence_forward`, its params)."""
@@ -298,6 +316,9 @@ class GatedCell(CompiledSequenceLoop, Cell):
     def gate_activations(self, ws: Workspace) -> dict[str, np.ndarray]:
         """The activated gates of a call by name, each (T, B, H); default: the blocks of ``ws.gates`` (a cell
         without gate names, as the RNN, keeps no ``ws.gates``)."""
+        if getattr(ws, "gates_overwritten", False):
+            raise UsageError(f"the gates of this {type(self).__name__} call are gone: its backward wrote the "
+                             "gradients over them (read trace().gates before backward)")
         return gate_blocks(ws.gates, self.gate_names, self.hidden_size) if self.gate_names else {}
 
     # -- whole-sequence work (outside the time loop) --------------------------------------------------

@@ -163,6 +163,16 @@ class GRUStep(GatedCell):
     def runs_whole_sequence(self, batch):
         return not self.lecture_z and super().runs_whole_sequence(batch)
 
+    @property
+    def grads_over_gates(self):
+        """Reset after: the compiled backward writes δa over the gates and keeps r, which the weight sums need,
+        in ``inner`` (each step's h_{t−1} W_hh[n]ᵀ + b_hn, read by that step's backward only)."""
+        return self.reset_after
+
+    def reset_history(self, ws):
+        """r (T, B, H) of the call, wherever the backward left it (`grads_over_gates`)."""
+        return ws.inner if getattr(ws, "gates_overwritten", False) else ws.gates[..., :self.hidden_size]
+
     def compiled_loop(self, ws):
         from ..kernels import gru as fused  # numba is loaded only with compiled kernels active
         from ..kernels.blas import loop_weight
@@ -223,7 +233,7 @@ class GRUStep(GatedCell):
         if self.reset_after:  # δh_{t-1} = δh ⊙ z + δq W_hh
             dq = ws.dq[:n_rows]
             if fused is not None:
-                fused.gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq)
+                fused.gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, False)
             else:
                 backward_z_n(hs, dh, gates, h_prev, dxp, tmp, self.lecture_z)
                 backward_r_after(hs, gates, inner, dxp, dq, tmp)
@@ -256,7 +266,7 @@ class GRUStep(GatedCell):
         self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ h_in, rz)
         if self.reset_after:  # δq = [δa_r, δa_z, δa_n ⊙ r]: its n block made over δa_n, which is not needed again
             dq_n = dxp[:, n]
-            dq_n *= ws.gates.reshape(-1, 3 * hs)[:, :hs]
+            dq_n *= self.reset_history(ws).reshape(-1, hs)
             n_input = h_in
         else:  # δW_hh[n] += Σ δa_nᵀ (r ⊙ h_{t-1})
             dq_n, n_input = dxp[:, n], ws.inner.reshape(-1, hs)

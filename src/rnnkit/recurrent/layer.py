@@ -84,8 +84,10 @@ def in_sorted_order(a: np.ndarray, order: np.ndarray | None, axis: int) -> np.nd
 class TraceView:
     """One layer and direction of the last forward (with gradients enabled), read-only, batch-first, in the
     caller's row order. ``states``: {name: (B, T, S)}, the state after each step; ``gates``: {name: (B, T, H)}, the
-    cell's activated gates; ``state_grad_norms``: (T,) ‖∂L/∂h_t‖ if the backward recorded them (see
-    ``RecurrentLayer.record_state_grads``), else None. Values past a sequence's end are not meaningful."""
+    cell's activated gates (copies; an LSTM's or GRU's backward on the compiled loop writes its gradients over
+    them, so read them before ``backward``: `trace` refuses afterwards); ``state_grad_norms``: (T,) ‖∂L/∂h_t‖ if
+    the backward recorded them (see ``RecurrentLayer.record_state_grads``), else None. Values past a sequence's
+    end are not meaningful."""
 
     states: dict[str, np.ndarray]
     gates: dict[str, np.ndarray]
@@ -423,7 +425,8 @@ class RecurrentLayer(Module):
             return _read_only(a[0] if call.unbatched else a)
 
         states = dict(zip(cell.state_names, (public(s) for s in trace.states_after_each_step())))
-        gates = {name: public(g) for name, g in cell.gate_activations(trace.ws).items()}
+        # copies: a backward on the compiled loop writes δa over the gate history (`Cell.sequence_gate_grads`)
+        gates = {name: public(g.copy()) for name, g in cell.gate_activations(trace.ws).items()}
         norms = None if trace.state_grad_norms is None else _read_only(trace.state_grad_norms)
         return TraceView(states, gates, norms)
 

@@ -106,6 +106,7 @@ class LSTMStep(GatedCell):
         return ws
 
     whole_sequence = True
+    grads_over_gates = True  # the backward step reads i, f, g, o of a unit, then writes its δa over them
 
     def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
         """The compiled loop writes the gates over the projection ``xp`` (a_t = xp_t + h_{t−1} W_hhᵀ, activated

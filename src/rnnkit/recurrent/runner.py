@@ -200,12 +200,13 @@ class Recurrence:
         for d, df in zip(dstate, dfinal or ()):
             if df is not None:
                 d += df
-        dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.gate_width), cell.dtype)
         if self.backward_runs_whole_sequence(trace):
+            dxp = cell.sequence_gate_grads(trace.ws, steps, batch)  # the loop zeroes its padded rows
             dy = np.zeros((steps, batch, cell.output_size), cell.dtype) if dy is None else dy
             cell.sequence_backward(trace.ws, dy, dstate, trace.states, _active_rows(counts, steps, batch),
                                    self.reverse, self.detach_state, dxp, trace.zoneout)
-        else:
+        else:  # padded rows, which no step writes, must hold zeros for the weight sums
+            dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.gate_width), cell.dtype)
             trace.state_grad_norms = self._backward_loop(trace, dy, dstate, dxp)
         rows = steps * batch
         prev = tuple(s.reshape(rows, -1) for s in trace.states_before_each_step())
