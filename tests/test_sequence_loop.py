@@ -275,29 +275,43 @@ def test_recording_state_gradient_norms_steps_back_in_python_after_the_compiled_
     assert max(relative_error(r, c) for r, c in zip(recorded, compiled)) <= TOL[np.float32]
 
 
+def backward_peak(layer, x) -> tuple[int, list]:
+    """(the peak bytes a backward of ``layer`` on ``x`` allocates, its gradients); the loop is compiled first, as
+    numba's work would be traced too."""
+    layer.backward(np.ones_like(layer.forward(x)[0]))
+    layer.zero_grad()
+    y, _ = layer.forward(x)
+    tracemalloc.start()
+    try:
+        dx, _ = layer.backward(np.ones_like(y))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak, [dx] + [p.grad.copy() for p in layer.parameters()]
+
+
 @pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after"])
-def test_the_compiled_backward_writes_its_gate_gradients_over_the_gate_history_and_allocates_no_array_for_them(name):
+def test_the_compiled_backward_writes_its_gate_gradients_over_the_gate_history_and_allocates_no_array_for_them(
+        name, monkeypatch):
     """The LSTM's and the reset-after GRU's backward step reads a step's gates, then writes δa over them (the GRU
-    keeps r, which its weight sums need, where h_{t−1} W_hh[n]ᵀ + b_hn was): the backward allocates less than one
-    (T, B, G) array at its peak, and the gates read before the backward are unchanged copies."""
+    keeps r, which its weight sums need, where h_{t−1} W_hh[n]ᵀ + b_hn was): the same gradients as with δa in an
+    array of its own, which the backward no longer allocates; the gates read before the backward are copies."""
     cls, options = CELLS[name]
-    steps, batch, hidden, inputs = 40, 8, 32, 2
-    layer = cls(inputs, hidden, rng=0, dtype=np.float64, **options)
-    x = np.random.default_rng(7).normal(size=(batch, steps, inputs))
+    steps, batch = 40, 8
+    layer = cls(2, 32, rng=0, dtype=np.float64, **options)
+    x = np.random.default_rng(7).normal(size=(batch, steps, 2))
     gate_history_bytes = steps * batch * layer.runners[0][0].cell.gate_width * 8
     with kernels.using("compiled"):
-        layer.backward(np.ones_like(layer.forward(x)[0]))  # compiles the loop first: numba's work is traced too
+        over_gates, grads = backward_peak(layer, x)
+        monkeypatch.setattr(cls.cell_class, "grads_over_gates", False)
+        own_array, expected = backward_peak(layer, x)
+        monkeypatch.undo()
         y, _ = layer.forward(x)
         gates = layer.trace().gates
         before = {k: v.copy() for k, v in gates.items()}
-        dy = np.ones_like(y)
-        tracemalloc.start()
-        try:
-            layer.backward(dy)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-    assert peak < gate_history_bytes, (peak, gate_history_bytes)  # before: 1.8× (GRU) and 1.4× (LSTM) of it
+        layer.backward(np.ones_like(y))
+    assert all(np.array_equal(g, e) for g, e in zip(grads, expected))
+    assert own_array - over_gates > gate_history_bytes / 2, (own_array, over_gates, gate_history_bytes)
     assert all(np.array_equal(gates[k], before[k]) for k in gates)
     with pytest.raises(rnnkit.errors.UsageError, match="read trace\\(\\).gates before backward"):
         layer.trace()
