@@ -101,11 +101,14 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
     a cell registers its `Parameter`s as attributes (`ParameterOwner`) and sets ``input_size``, ``hidden_size``.
 
     Class facts: ``state_names`` (the state components in the order of ``prev``/``new``; the first is the
-    output), ``gate_names`` (the H-wide blocks `gate_activations` returns), ``num_gates``."""
+    output), ``gate_names`` (the H-wide blocks `gate_activations` returns), ``num_gates``, ``forward_only`` (the
+    workspace fields only the forward reads — contiguous transposes of weights, a step's product buffer — which the
+    runner drops when the backward starts, so that they do not add to its peak memory)."""
 
     state_names: tuple[str, ...]
     gate_names: tuple[str, ...]
     num_gates: int
+    forward_only: tuple[str, ...] = ()
     input_size: int
     hidden_size: int
 
@@ -258,6 +261,8 @@ class GatedCell(CompiledSequenceLoop, Cell):
     """The fused-gate base of `Cell`: the W_ih/W_hh/b layout, the input projection, the weight-gradient GEMMs,
     recurrent dropout / weight drop masks and the whole-sequence hooks. Subclasses write ``step``/``step_backward``
     (and ``allocate`` for their per-step arrays)."""
+
+    forward_only = ("w_hh_t",)
 
     num_gates = 1
     state_names: tuple[str, ...] = ("h",)

@@ -152,6 +152,7 @@ class GRUStep(GatedCell):
         return xp
 
     whole_sequence = True
+    forward_only = ("w_hh_t", "w_rz_t", "w_n_t", "product")
 
     def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
         """Reset after: the compiled loop writes the gates over the projection ``xp`` (`allocate` makes no

@@ -41,6 +41,7 @@ class JordanStep(GatedCell):
     """
 
     state_names = ("y", "s")
+    forward_only = ("w_hh_t", "w_hy_t")
 
     def __init__(self, input_size, hidden_size, bias=True, output_size=1, output_activation="sigmoid",
                  state_decay=0.0, dtype=np.float32, rng=None):

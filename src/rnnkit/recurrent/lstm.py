@@ -106,6 +106,7 @@ class LSTMStep(GatedCell):
         return ws
 
     whole_sequence = True
+    forward_only = ("w_hh_t", "w_hr_t", "product")
     grads_over_gates = True  # the backward step reads i, f, g, o of a unit, then writes its δa over them
 
     def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):

@@ -196,6 +196,8 @@ class Recurrence:
     def backward(self, trace: Trace, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None):
         cell, counts = self.cell, trace.counts
         steps, batch, _ = trace.x.shape
+        for name in cell.forward_only:  # transposed weights, product buffers: not needed from here on
+            setattr(trace.ws, name, None)
         dstate = [np.zeros((batch, size), cell.dtype) for size in cell.state_sizes]
         for d, df in zip(dstate, dfinal or ()):
             if df is not None:
