@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import llvmlite.binding as llvm
@@ -39,23 +40,31 @@ from numba.extending import get_cython_function_address, overload
 from .jit import JIT
 
 
-def _numpy_gemm_addresses() -> dict[str, int] | None:
-    """The addresses of ``sgemm``/``dgemm`` (ILP64) in the OpenBLAS NumPy loaded, or None where it has none."""
+@lru_cache(maxsize=1)
+def _numpy_openblas() -> dict:
+    """threadpoolctl's record of the OpenBLAS NumPy loaded (its file, version, kernel family), {} where none."""
     from threadpoolctl import threadpool_info
 
     numpy_dir = Path(np.__file__).resolve().parent
     for library in threadpool_info():
         path = Path(library.get("filepath", ""))
-        if library.get("internal_api") != "openblas" or numpy_dir.name not in {p.name.split(".")[0] for p in
-                                                                                  path.parents}:
-            continue
-        try:
-            handle = ctypes.CDLL(str(path))
-            return {name: ctypes.cast(getattr(handle, f"scipy_{name}_64_"), ctypes.c_void_p).value
-                    for name in ("sgemm", "dgemm")}
-        except (OSError, AttributeError):
-            return None
-    return None
+        if library.get("internal_api") == "openblas" and numpy_dir.name in {p.name.split(".")[0] for p in
+                                                                              path.parents}:
+            return library
+    return {}
+
+
+def _numpy_gemm_addresses() -> dict[str, int] | None:
+    """The addresses of ``sgemm``/``dgemm`` (ILP64) in the OpenBLAS NumPy loaded, or None where it has none."""
+    path = _numpy_openblas().get("filepath")
+    if path is None:
+        return None
+    try:
+        handle = ctypes.CDLL(path)
+        return {name: ctypes.cast(getattr(handle, f"scipy_{name}_64_"), ctypes.c_void_p).value
+                for name in ("sgemm", "dgemm")}
+    except (OSError, AttributeError):
+        return None
 
 
 def _scipy_gemm_addresses() -> dict[str, int]:
@@ -194,23 +203,52 @@ def _compute_overload(scalars, transpose, sizes, packed, a, out):
     return _compute_call(_sgemm_compute if scalars.dtype == types.float32 else _dgemm_compute)
 
 
-def loop_weight(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A weight for the products of a compiled loop, out = a · ``matrix``: the pair
-    (``matrix``, its MKL-packed copy) with the MKL backend, (``matrix``, an empty array) otherwise. Packed once
-    per call of the loop, used by every step (`matmul_weight`)."""
+#: OpenBLAS's kernel families with float32 small-matrix kernels: a product with m·n·k ≤ 10⁶ runs there on one
+#: thread without packing either operand. The loop's skinny product h_{t−1} · W_hhᵀ, whose W_hhᵀ is packed again
+#: on every call otherwise, runs faster in blocks of ``SMALL_COLUMNS`` columns that take that route, where h_{t−1}
+#: has few rows and W_hhᵀ k ≤ ``SMALL_DEPTH`` rows (then the two routes give the same bits: no k-blocking). Measured
+#: on an AMD EPYC (SkylakeX kernels), µs per product, whole → in 64-column blocks, two BLAS threads / one:
+#: 16 × 256 · 256 × 1024: 123 → 79 / 182 → 79; 32 × 256 · 256 × 1024: 147 → 158 / 263 → 157 (so 32 rows split only
+#: with one thread, as each direction of a bidirectional layer runs); at 64 rows, or k = 512 or 4H (the backward's
+#: δa · W_hh), the blocks measured slower or mixed in the whole layer, and those products stay whole.
+SMALL_KERNEL_CORES = frozenset({"SkylakeX", "Cooperlake", "SapphireRapids"})
+SMALL_COLUMNS, SMALL_DEPTH = 64, 256
+
+
+def small_kernel_rows(dtype) -> int:
+    """Up to how many rows the loop's float32 products run in column blocks on OpenBLAS's small-matrix kernels
+    (16 with two or more BLAS threads, 32 with one); 0 where they do not (another backend, BLAS or dtype)."""
+    if BACKEND != "openblas" or SOURCE != "numpy" or np.dtype(dtype) != np.float32:
+        return 0
+    if _numpy_openblas().get("architecture") not in SMALL_KERNEL_CORES:
+        return 0
+    from .parallel import blas_threads
+
+    return 32 if blas_threads() == 1 else 16
+
+
+def loop_weight(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """A weight for the products of a compiled loop, out = a · ``matrix``: (``matrix``, its MKL-packed copy, 0)
+    with the MKL backend, else (``matrix``, an empty array, `small_kernel_rows`). Packed once per call of the loop,
+    used by every step (`matmul_weight`)."""
     if BACKEND == "mkl" and matrix.size and matrix.strides[1] == matrix.itemsize:
         from . import mkl
 
-        return matrix, mkl.pack(matrix)
-    return matrix, np.empty(0, np.uint8)
+        return matrix, mkl.pack(matrix), 0
+    return matrix, np.empty(0, np.uint8), small_kernel_rows(matrix.dtype)
 
 
 @njit(**JIT)
 def matmul_weight(a, weight, out, accumulate):
-    """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed) from `loop_weight`: on
-    the packed copy where there is one (MKL), else `matmul_into`."""
-    matrix, packed = weight
+    """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed, small_rows) from
+    `loop_weight`: on the packed copy where there is one (MKL), else `matmul_into`, in blocks of `SMALL_COLUMNS`
+    columns where ``a`` has at most ``small_rows`` rows and the blocks take OpenBLAS's small-matrix kernels."""
+    matrix, packed, small_rows = weight
     m, k, n = a.shape[0], matrix.shape[0], matrix.shape[1]
+    if 0 < m <= small_rows and k <= SMALL_DEPTH and n > SMALL_COLUMNS:
+        for j in range(0, n, SMALL_COLUMNS):
+            matmul_into(a, matrix[:, j:j + SMALL_COLUMNS], out[:, j:j + SMALL_COLUMNS], accumulate)
+        return
     if packed.size == 0 or m == 0 or n == 0 or k == 0:
         matmul_into(a, matrix, out, accumulate)
         return
