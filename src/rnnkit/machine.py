@@ -115,9 +115,22 @@ def blas_backend() -> str:
         if lib["library"] == "mkl":
             return "the compiled loop's gemm, packed weights" if loop == "mkl" else lib["owner"]
         text = roles.get(lib["owner"], lib["owner"])
-        return f"{text} and the compiled loop's gemm" if lib["owner"] == loop else text
+        if lib["owner"] != loop:
+            return text
+        blocks = ", small-matrix kernels for its skinny float32 products" if small_matrix_blocks() else ""
+        return f"{text} and the compiled loop's gemm{blocks}"
 
     return "; ".join(f"{lib['library']} {lib['version']} ({role(lib)})" for lib in libraries)
+
+
+def small_matrix_blocks() -> bool:
+    """Whether the compiled loop runs its skinny float32 products in column blocks on OpenBLAS's small-matrix
+    kernels (`rnnkit.kernels.blas.small_kernel_rows`)."""
+    try:
+        from .kernels import blas
+    except ImportError:
+        return False
+    return blas.small_kernel_rows("float32") > 0
 
 
 def loop_blas() -> str | None:
