@@ -111,6 +111,8 @@ def flat(obj) -> list:
 @pytest.fixture(scope="module", autouse=True)
 def report():
     """After the module: the counts table (and the first breaks per category) in ``RNNKIT_FUZZ_REPORT``."""
+    if REPORT and os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.fail("RNNKIT_FUZZ_REPORT counts the examples of one process: run the campaign with -n 0")
     yield
     if REPORT:
         lines = ["| category | tried | of which invalid | held | broke |", "|---|---:|---:|---:|---:|"]

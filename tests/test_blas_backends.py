@@ -50,31 +50,26 @@ def test_without_mkl_a_loop_weight_is_the_matrix_itself_and_nothing_packed():
     if blas.BACKEND == "mkl":
         pytest.skip("this process runs the MKL backend")
     w = np.ones((3, 4), np.float32)
-    matrix, packed, small_rows = blas.loop_weight(w)
-    assert matrix is w and packed.size == 0 and small_rows == blas.small_kernel_rows(np.float32)
+    matrix, packed, small = blas.loop_weight(w)
+    assert matrix is w and packed.size == 0 and small == blas.small_kernels(np.float32)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m, k, n", [(1, 64, 256), (16, 256, 1024), (16, 256, 200), (32, 100, 65), (33, 256, 1024),
+@pytest.mark.parametrize("m, k, n", [(1, 64, 256), (16, 256, 1024), (16, 256, 300), (16, 200, 333), (17, 256, 1024),
                                      (16, 1024, 256)])
-def test_a_product_in_column_blocks_equals_numpy_and_the_whole_product_for_every_shape(m, k, n, dtype):
+def test_a_product_in_column_blocks_equals_numpy_for_every_shape_in_and_out_of_the_blocks_range(m, k, n, dtype):
     """The loop's skinny products on OpenBLAS's small-matrix kernels run in blocks of columns (the last one
-    narrower): the same product as NumPy's for row counts and depths inside and outside the blocks' range, and,
-    with OpenBLAS, the same bits as the whole product (so two directions run at once or in turn, with one BLAS
-    thread or two, still agree to the bit). Run on every processor: the blocks are forced here."""
+    narrower): the same product as NumPy's, accumulated or not, for shapes inside and outside the blocks' range
+    (`blas.SMALL_ROWS`, `SMALL_DEPTH`, `SMALL_MNK`). Forced on here, so it runs on every processor and dtype."""
     rng = np.random.default_rng(m + k + n)
     a, w = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
     matrix, packed, _ = blas.loop_weight(w)
     tol = 1e-5 if dtype == np.float32 else 1e-13
-    results = []
-    for small_rows in (0, 32):
+    for accumulate in (False, True):
         out = rng.standard_normal((m, n)).astype(dtype)
-        expected = out + a @ w
-        blas.matmul_weight(a, (matrix, packed, small_rows), out, False)
-        assert np.abs(out - a @ w).max() <= tol * np.abs(expected).max(), small_rows
-        results.append(out)
-    if blas.BACKEND == "openblas" and blas.small_kernel_rows(np.float32):
-        assert np.array_equal(*results)
+        expected = a @ w + (out if accumulate else 0)
+        blas.matmul_weight(a, (matrix, packed, True), out, accumulate)
+        assert np.abs(out - expected).max() <= tol * np.abs(expected).max(), accumulate
 
 
 CHILD = r"""

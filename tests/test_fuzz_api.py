@@ -10,10 +10,11 @@ masks / indices, memory layout, initial state, state gradients, output gradients
 broke. The normal run is small and derandomized; a campaign::
 
     RNNKIT_FUZZ_EXAMPLES=300 RNNKIT_FUZZ_COLLECT=1 RNNKIT_FUZZ_REPORT=/tmp/fuzz_counts.md python3 -m pytest \
-        tests/test_fuzz_api.py
+        tests/test_fuzz_api.py -n 0
 
 runs that many examples per category, collects every break instead of stopping at the first, and writes the counts
-table (and the first breaks of each category) to the report file.
+table (and the first breaks of each category) to the report file (in one process, ``-n 0``: the table counts one
+process's examples).
 """
 
 import copy

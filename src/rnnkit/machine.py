@@ -125,12 +125,12 @@ def blas_backend() -> str:
 
 def small_matrix_blocks() -> bool:
     """Whether the compiled loop runs its skinny float32 products in column blocks on OpenBLAS's small-matrix
-    kernels (`rnnkit.kernels.blas.small_kernel_rows`)."""
+    kernels (`rnnkit.kernels.blas.small_kernels`)."""
     try:
         from .kernels import blas
     except ImportError:
         return False
-    return blas.small_kernel_rows("float32") > 0
+    return blas.small_kernels("float32")
 
 
 def loop_blas() -> str | None:

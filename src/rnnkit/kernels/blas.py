@@ -206,46 +206,43 @@ def _compute_overload(scalars, transpose, sizes, packed, a, out):
 #: OpenBLAS's kernel families with float32 small-matrix kernels: a product with m·n·k ≤ 10⁶ runs there on one
 #: thread without packing either operand. The loop's skinny product h_{t−1} · W_hhᵀ, whose W_hhᵀ is packed again
 #: on every call otherwise, runs faster in blocks of ``SMALL_COLUMNS`` columns that take that route, where h_{t−1}
-#: has few rows and W_hhᵀ k ≤ ``SMALL_DEPTH`` rows (then the two routes give the same bits: no k-blocking). Measured
-#: on an AMD EPYC (SkylakeX kernels), µs per product, whole → in 64-column blocks, two BLAS threads / one:
-#: 16 × 256 · 256 × 1024: 123 → 79 / 182 → 79; 32 × 256 · 256 × 1024: 147 → 158 / 263 → 157 (so 32 rows split only
-#: with one thread, as each direction of a bidirectional layer runs); at 64 rows, or k = 512 or 4H (the backward's
-#: δa · W_hh), the blocks measured slower or mixed in the whole layer, and those products stay whole.
+#: has at most ``SMALL_ROWS`` rows and W_hhᵀ k ≤ ``SMALL_DEPTH`` rows. Measured on an AMD EPYC (SkylakeX kernels),
+#: µs per product, whole → in 64-column blocks, two BLAS threads / one: 16 × 256 · 256 × 1024: 123 → 79 /
+#: 182 → 79; 32 × 256 · 256 × 1024: 147 → 158 / 263 → 157; in the whole layer the blocks were slower or mixed at
+#: 32 rows and more (GRU, RNN), at k = 512 and at k = 4H (the backward's δa · W_hh), and those products stay whole,
+#: as do products small enough for that route whole (``SMALL_MNK``: an extra call costs about a microsecond,
+#: 30% of the LSTM's inference at B = 1, H = 64). The choice does not depend on the thread count, so two directions
+#: run at once (one thread each) or in turn (two) still make the same products.
 SMALL_KERNEL_CORES = frozenset({"SkylakeX", "Cooperlake", "SapphireRapids"})
-SMALL_COLUMNS, SMALL_DEPTH = 64, 256
+SMALL_COLUMNS, SMALL_ROWS, SMALL_DEPTH, SMALL_MNK = 64, 16, 256, 1_000_000
 
 
-def small_kernel_rows(dtype) -> int:
-    """Up to how many rows the loop's float32 products run in column blocks on OpenBLAS's small-matrix kernels
-    (16 with two or more BLAS threads, 32 with one); 0 where they do not (another backend, BLAS or dtype)."""
-    if BACKEND != "openblas" or SOURCE != "numpy" or np.dtype(dtype) != np.float32:
-        return 0
-    if _numpy_openblas().get("architecture") not in SMALL_KERNEL_CORES:
-        return 0
-    from .parallel import blas_threads
-
-    return 32 if blas_threads() == 1 else 16
+def small_kernels(dtype) -> bool:
+    """Whether the loop's skinny products of ``dtype`` run in column blocks on OpenBLAS's small-matrix kernels:
+    float32 on NumPy's OpenBLAS with a kernel family of `SMALL_KERNEL_CORES`."""
+    return (BACKEND == "openblas" and SOURCE == "numpy" and np.dtype(dtype) == np.float32
+            and _numpy_openblas().get("architecture") in SMALL_KERNEL_CORES)
 
 
-def loop_weight(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """A weight for the products of a compiled loop, out = a · ``matrix``: (``matrix``, its MKL-packed copy, 0)
-    with the MKL backend, else (``matrix``, an empty array, `small_kernel_rows`). Packed once per call of the loop,
-    used by every step (`matmul_weight`)."""
+def loop_weight(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A weight for the products of a compiled loop, out = a · ``matrix``: (``matrix``, its MKL-packed copy,
+    False) with the MKL backend, else (``matrix``, an empty array, `small_kernels`). Packed once per call of the
+    loop, used by every step (`matmul_weight`)."""
     if BACKEND == "mkl" and matrix.size and matrix.strides[1] == matrix.itemsize:
         from . import mkl
 
-        return matrix, mkl.pack(matrix), 0
-    return matrix, np.empty(0, np.uint8), small_kernel_rows(matrix.dtype)
+        return matrix, mkl.pack(matrix), False
+    return matrix, np.empty(0, np.uint8), small_kernels(matrix.dtype)
 
 
 @njit(**JIT)
 def matmul_weight(a, weight, out, accumulate):
-    """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed, small_rows) from
+    """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed, small) from
     `loop_weight`: on the packed copy where there is one (MKL), else `matmul_into`, in blocks of `SMALL_COLUMNS`
-    columns where ``a`` has at most ``small_rows`` rows and the blocks take OpenBLAS's small-matrix kernels."""
-    matrix, packed, small_rows = weight
+    columns where ``small`` and the shape is one that runs faster so (`SMALL_KERNEL_CORES`)."""
+    matrix, packed, small = weight
     m, k, n = a.shape[0], matrix.shape[0], matrix.shape[1]
-    if 0 < m <= small_rows and k <= SMALL_DEPTH and n > SMALL_COLUMNS:
+    if small and 0 < m <= SMALL_ROWS and k <= SMALL_DEPTH and m * k * n > SMALL_MNK:
         for j in range(0, n, SMALL_COLUMNS):
             matmul_into(a, matrix[:, j:j + SMALL_COLUMNS], out[:, j:j + SMALL_COLUMNS], accumulate)
         return
