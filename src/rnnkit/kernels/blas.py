@@ -242,12 +242,13 @@ def matmul_weight(a, weight, out, accumulate):
     columns where ``small`` and the shape is one that runs faster so (`SMALL_KERNEL_CORES`)."""
     matrix, packed, small = weight
     m, k, n = a.shape[0], matrix.shape[0], matrix.shape[1]
-    if small and 0 < m <= SMALL_ROWS and k <= SMALL_DEPTH and m * k * n > SMALL_MNK:
-        for j in range(0, n, SMALL_COLUMNS):
-            matmul_into(a, matrix[:, j:j + SMALL_COLUMNS], out[:, j:j + SMALL_COLUMNS], accumulate)
+    if n == 0:
         return
-    if packed.size == 0 or m == 0 or n == 0 or k == 0:
-        matmul_into(a, matrix, out, accumulate)
+    if packed.size == 0 or m == 0 or k == 0:
+        blocked = small and 0 < m <= SMALL_ROWS and k <= SMALL_DEPTH and m * k * n > SMALL_MNK
+        width = SMALL_COLUMNS if blocked else n
+        for j in range(0, n, width):  # the whole product is one block: one compiled matmul_into for both
+            matmul_into(a, matrix[:, j:j + width], out[:, j:j + width], accumulate)
         return
     sizes = np.empty(5, np.int64)  # n, m, k, lda, ldc: the column-major problem Cᵀ = P Aᵀ, P = the packed Bᵀ
     sizes[0], sizes[1], sizes[2], sizes[3], sizes[4] = n, m, k, _leading(a), _leading(out)
