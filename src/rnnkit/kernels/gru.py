@@ -70,7 +70,7 @@ def gru_reset_after_step(params, t, n, read, write, xp, states):
     """`GRUStep.step` (reset after) for the whole-sequence loop: h_{t−1} W_hhᵀ (BLAS) into a (B, 3H) buffer that
     stays in cache, then the fused pointwise forward, its gates written over xp_t (the projection becomes the gate
     history: no second (T, B, 3H) array). params = (W_hhᵀ, b_hn, product (B, 3H), inner (T, B, H), m_h, scratch):
-    W_hhᵀ a `rnnkit.kernels.blas.loop_weight` pair, m_h the recurrent dropout mask (B, H) or (0, 0), scratch
+    W_hhᵀ a `rnnkit.kernels.blas.loop_weight` triple, m_h the recurrent dropout mask (B, H) or (0, 0), scratch
     (B, H) for h_{t−1} ⊙ m_h, which enters the product (z ⊙ h_{t−1} takes h_{t−1} itself)."""
     w_hh_t, b_hn, product, inner, mask, masked = params
     h = states[0]

@@ -77,7 +77,7 @@ def lstm_step(params, t, n, read, write, xp, states):
     becomes the gate history: no second (T, B, 4H) array), then h_t = m_t W_hrᵀ with a projection.
     params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, product (B, 4H), tanh_c (B, H) of one step (the backward takes
     the tanh of c_t again), m (T, B, H), W_hrᵀ, projected, m_h, scratch), each weight a
-    `rnnkit.kernels.blas.loop_weight` pair; m and W_hrᵀ are unused without a projection; m_h (B, P) the recurrent
+    `rnnkit.kernels.blas.loop_weight` triple; m and W_hrᵀ are unused without a projection; m_h (B, P) the recurrent
     dropout mask (h_{t−1} ⊙ m_h, in scratch (B, P), enters the product) or (0, 0)."""
     w_hh_t, w_ci, w_cf, w_co, peephole, product, tanh_c, m, w_hr_t, projected, mask, masked = params
     h, c = states

@@ -46,7 +46,7 @@ def _backward_row(db, hb, relu, out):
 @njit(**JIT)
 def rnn_step(params, t, n, read, write, xp, states):
     """`RNNStep.step` for the whole-sequence loop: h_t = φ((h_{t−1} ⊙ m_h) W_hhᵀ + xp). params = (W_hhᵀ, relu,
-    m_h, scratch): W_hhᵀ a `rnnkit.kernels.blas.loop_weight` pair, m_h the recurrent dropout mask (B, H) or (0, 0),
+    m_h, scratch): W_hhᵀ a `rnnkit.kernels.blas.loop_weight` triple, m_h the recurrent dropout mask (B, H) or (0, 0),
     scratch (B, H) for h_{t−1} ⊙ m_h."""
     w_hh_t, relu, mask, scratch = params
     h = states[0]
