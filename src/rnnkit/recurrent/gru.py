@@ -259,12 +259,12 @@ class GRUStep(GatedCell):
         hs = self.hidden_size
         self.weight_ih.grad += dxp.T @ x
         rz, n = slice(0, 2 * hs), slice(2 * hs, 3 * hs)
-        dx = dxp @ self.weight_ih.data
         if self.bias:
             self.bias_ih.grad += dxp.sum(axis=0)
             self.bias_hh.grad[rz] += dxp[:, rz].sum(axis=0)
         h_in = self.recurrent_inputs(ws, prev[0])
         self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ h_in, rz)
+        dx = dxp @ self.weight_ih.data  # after the weight sums' temporaries, before δa_n becomes δq_n
         if self.reset_after:  # δq = [δa_r, δa_z, δa_n ⊙ r]: its n block made over δa_n, which is not needed again
             dq_n = dxp[:, n]
             dq_n *= self.reset_history(ws).reshape(-1, hs)
