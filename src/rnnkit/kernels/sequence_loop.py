@@ -110,7 +110,7 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
                 add_rows(direct[k][:n], dstate[k][:n])
         if detach:
             for d in dstate:
-                d[:n] = 0
+                zero_rows(d[:n])
 
 
 @njit(**EXACT_ROWS)

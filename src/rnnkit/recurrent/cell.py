@@ -47,6 +47,9 @@ class Workspace(SimpleNamespace):
     """The arrays of one call of a cell over one sequence batch; each cell's ``allocate`` documents its fields.
     Created by the cell, owned and passed back by the caller, so one cell can serve any number of calls."""
 
+    #: set by `CompiledSequenceLoop.sequence_gate_grads` once the backward writes δa over the gate history
+    gates_overwritten = False
+
     def __deepcopy__(self, memo):  # the kernel module is shared, the arrays are copied
         fields = vars(self).items()
         return Workspace(**{k: v if isinstance(v, ModuleType) else copy.deepcopy(v, memo) for k, v in fields})
@@ -321,7 +324,7 @@ class GatedCell(CompiledSequenceLoop, Cell):
     def gate_activations(self, ws: Workspace) -> dict[str, np.ndarray]:
         """The activated gates of a call by name, each (T, B, H); default: the blocks of ``ws.gates`` (a cell
         without gate names, as the RNN, keeps no ``ws.gates``)."""
-        if getattr(ws, "gates_overwritten", False):
+        if ws.gates_overwritten:
             raise UsageError(f"the gates of this {type(self).__name__} call are gone: its backward wrote the "
                              "gradients over them (read trace().gates before backward)")
         return gate_blocks(ws.gates, self.gate_names, self.hidden_size) if self.gate_names else {}

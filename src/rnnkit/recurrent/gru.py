@@ -172,7 +172,7 @@ class GRUStep(GatedCell):
 
     def reset_history(self, ws):
         """r (T, B, H) of the call, wherever the backward left it (`grads_over_gates`)."""
-        return ws.inner if getattr(ws, "gates_overwritten", False) else ws.gates[..., :self.hidden_size]
+        return ws.inner if ws.gates_overwritten else ws.gates[..., :self.hidden_size]
 
     def compiled_loop(self, ws):
         from ..kernels import gru as fused  # numba is loaded only with compiled kernels active
