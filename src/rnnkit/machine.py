@@ -210,6 +210,21 @@ def report(cores: int | None = None) -> list[str]:
     return lines
 
 
+def blas_spin_bounded(environ: dict[str, str] | None = None) -> bool:
+    """Whether OpenBLAS's idle threads sleep within 2^22 cycles of their last call (``OPENBLAS_THREAD_TIMEOUT`` ≤ 22,
+    in effect where it was set before NumPy loaded OpenBLAS: by rnnkit, `rnnkit._startup`, or by you before
+    Python started). Loops split over both cores (`rnnkit.kernels.team`) run only where it holds."""
+    from . import _startup
+
+    env = os.environ if environ is None else environ
+    try:
+        spin = int(env.get("OPENBLAS_THREAD_TIMEOUT", ""))
+    except ValueError:
+        return False
+    in_effect = not _startup.NUMPY_LOADED_FIRST or "OPENBLAS_THREAD_TIMEOUT" in _startup.ENVIRONMENT_AT_START
+    return spin <= _startup.BLAS_SPIN_LOG2 and in_effect
+
+
 def environment_with_best_blas(environ: dict[str, str] | None = None) -> dict[str, str] | None:
     """The environment in which a restarted process would use the widest safe OpenBLAS kernels, or None when
     nothing should change (already best, not safe, the user chose OPENBLAS_CORETYPE, or RNNKIT_BLAS_AUTO=0)."""

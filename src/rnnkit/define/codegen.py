@@ -229,13 +229,13 @@ def _sequence_steps(d: Derivation) -> list[str]:
     prev = [f"{at[s]}[read, :n]" for s in p.states]
     new = [f"{at[s]}[write, :n]" for s in p.states]
     rec = "rec[:n]" if k is not None else "None"
-    fwd = ["@njit(**JIT)", "def sequence_step(params, t, n, read, write, xp, states):",
+    fwd = ["@njit(**JIT)", "def sequence_step(params, t, n, read, write, xp, states, team):",
            f"    w_hh_t, b_rec, rec, cache{''.join(', ' + q for q in params)} = params"]
     if k is not None:
         fwd.append(f"    matmul_weight({prev[k]}, w_hh_t, rec[:n], False)  # s_{{t−1}} W_hhᵀ")
     fwd.append(f"    forward(xp, {rec}, b_rec, {', '.join(prev + params + new)}, cache[t, :n])")
     drec = "dq[t, :n]" if p.split else "dxp"
-    bwd = ["@njit(**JIT)", "def sequence_step_backward(params, t, n, read, write, dstate, states, dxp):",
+    bwd = ["@njit(**JIT)", "def sequence_step_backward(params, t, n, read, write, dstate, states, dxp, team):",
            f"    w_hh, cache, dq, dparams{''.join(', ' + q for q in params)} = params",
            f"    backward({', '.join([f'dstate[{i}][:n]' for i in range(len(p.states))] + prev + new)}, "
            f"cache[t, :n], {''.join(q + ', ' for q in params)}dxp, {drec}, dparams[t, :n])"]
@@ -243,12 +243,12 @@ def _sequence_steps(d: Derivation) -> list[str]:
         bwd.append(f"    matmul_weight({drec}, w_hh, dstate[{k}][:n], True)  # δs_{{t−1}} += δrec W_hh")
     entries = ["# the skeleton is inlined into these entries with the step called by name, so numba caches them on",
                "# disk like the steps above (rnnkit.kernels.sequence_loop)", "", "",
-               "@njit(**JIT)", "def sequence_forward(params, xp, states, counts, reverse, zoneout):",
-               "    loop_forward(sequence_step, params, xp, states, counts, reverse, zoneout)", "", "",
+               "@njit(**JIT)", "def sequence_forward(params, xp, states, counts, reverse, zoneout, team):",
+               "    loop_forward(sequence_step, params, xp, states, counts, reverse, zoneout, team)", "", "",
                "@njit(**JIT)",
-               "def sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):",
+               "def sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):",
                "    loop_backward(sequence_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp,",
-               "                  zoneout)"]
+               "                  zoneout, team)"]
     return fwd + ["", ""] + bwd + ["", ""] + entries
 
 

@@ -257,3 +257,42 @@ def matmul_weight(a, weight, out, accumulate):
     transpose = np.empty(2, np.uint8)
     transpose[0], transpose[1] = 80, 78  # ord("P"): the packed operand; ord("N")
     compute(scalars, transpose, sizes, packed, a, out)
+
+
+#: the column blocks of a team's share of a product (`rnnkit.kernels.team`): the widest of these whose block
+#: takes OpenBLAS's small-matrix route (m·k·width ≤ `SMALL_MNK`), on one thread and without packing W
+TEAM_COLUMNS = (64, 32, 16)
+
+
+@njit(**JIT)
+def matmul_columns(a, weight, out, lo, hi, accumulate):
+    """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small)
+    from `loop_weight`: one part's share of a product in a team (`rnnkit.kernels.team`), never on a packed copy
+    (teams run only on NumPy's OpenBLAS). In column blocks that take OpenBLAS's small-matrix route where ``small``,
+    else whole. All the columns (a team of one): `matmul_weight`, the plain loop's product."""
+    matrix, small = weight[0], weight[2]
+    m, k = a.shape[0], matrix.shape[0]
+    if lo == 0 and hi == matrix.shape[1]:
+        matmul_weight(a, weight, out, accumulate)
+        return
+    width = hi - lo
+    if small:
+        for candidate in TEAM_COLUMNS:
+            if m * k * candidate <= SMALL_MNK:
+                width = candidate
+                break
+    for j in range(lo, hi, max(width, 1)):
+        end = min(j + width, hi)
+        matmul_into(a, matrix[:, j:end], out[:, j:end], accumulate)
+
+
+@njit(**JIT)
+def matmul_gate_units(a, weight, out, gates, lo, hi):
+    """out = a @ matrix for the columns of units [lo, hi) of each of ``gates`` blocks (G = gates · H columns):
+    a part's share of the recurrent product h_{t−1} · W_hhᵀ in a team; the whole product for a team of one."""
+    hidden = weight[0].shape[1] // gates
+    if hi - lo == hidden:
+        matmul_weight(a, weight, out, False)
+        return
+    for g in range(gates):  # never all the columns of a block here, so each takes the team's blocks
+        matmul_columns(a, weight, out, g * hidden + lo, g * hidden + hi, False)

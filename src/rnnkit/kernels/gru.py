@@ -66,7 +66,7 @@ def _backward_reset_after_row(dhb, a, q, hp, d, dqb, keep_r):
 
 
 @njit(**JIT)
-def gru_reset_after_step(params, t, n, read, write, xp, states):
+def gru_reset_after_step(params, t, n, read, write, xp, states, team):
     """`GRUStep.step` (reset after) for the whole-sequence loop: h_{t−1} W_hhᵀ (BLAS) into a (B, 3H) buffer that
     stays in cache, then the fused pointwise forward, its gates written over xp_t (the projection becomes the gate
     history: no second (T, B, 3H) array). params = (W_hhᵀ, b_hn, product (B, 3H), inner (T, B, H), m_h, scratch):
@@ -75,12 +75,12 @@ def gru_reset_after_step(params, t, n, read, write, xp, states):
     w_hh_t, b_hn, product, inner, mask, masked = params
     h = states[0]
     h_prev, a = h[read, :n], product[:n]
-    matmul_weight(recurrent_read(h_prev, mask, masked), w_hh_t, a, False)
+    matmul_weight(recurrent_read(h_prev, mask, masked, team), w_hh_t, a, False)
     gru_forward_reset_after(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n], True)
 
 
 @njit(**JIT)
-def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp):
+def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward (δa written
     over the step's gates, r kept in ``inner``: `GRUStep.sequence_gate_grads`), then δh_{t−1} = δh ⊙ z + (δq W_hh)
     ⊙ m_h (BLAS). params = (W_hh, gates, inner, dq (B, 3H) δq of the step, m_h (B, H) or (0, 0), scratch (B, H))."""
@@ -97,15 +97,16 @@ def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp
 
 
 @njit(**JIT)
-def gru_reset_after_sequence_forward(params, xp, states, counts, reverse, zoneout):
+def gru_reset_after_sequence_forward(params, xp, states, counts, reverse, zoneout, team):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `gru_reset_after_step`."""
-    sequence_forward(gru_reset_after_step, params, xp, states, counts, reverse, zoneout)
+    sequence_forward(gru_reset_after_step, params, xp, states, counts, reverse, zoneout, team)
 
 
 @njit(**JIT)
-def gru_reset_after_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+def gru_reset_after_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `gru_reset_after_step_backward`."""
-    sequence_backward(gru_reset_after_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
+    sequence_backward(gru_reset_after_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout,
+                      team)
 
 
 # -- reset before the recurrent product (Cho et al. 2014) --------------------------------------------------------
@@ -179,7 +180,7 @@ def _backward_reset_before_r_row(drh, a, hp, d, dhb):
 
 
 @njit(**JIT)
-def gru_reset_before_step(params, t, n, read, write, xp, states):
+def gru_reset_before_step(params, t, n, read, write, xp, states, team):
     """`GRUStep.step` (reset before) for the whole-sequence loop: [r, z] from h_{t−1} W_hh[r,z]ᵀ, then n from
     (r ⊙ h_{t−1}) W_hh[n]ᵀ — two GEMMs, each followed by its fused pointwise part. params = (W_hh[r,z]ᵀ, W_hh[n]ᵀ,
     gates (T, B, 3H), inner (T, B, H))."""
@@ -194,7 +195,7 @@ def gru_reset_before_step(params, t, n, read, write, xp, states):
 
 
 @njit(**JIT)
-def gru_reset_before_step_backward(params, t, n, read, write, dstate, states, dxp):
+def gru_reset_before_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`GRUStep.step_backward` (reset before) for the whole-sequence loop: δh_{t−1} = δh ⊙ z + δ(r ⊙ h) ⊙ r +
     [δa_r, δa_z] W_hh[r,z], with δ(r ⊙ h) = δa_n W_hh[n]. params = (W_hh[r,z], W_hh[n], gates, scratch (B, H))."""
     w_rz, w_n, gates, scratch = params
@@ -207,12 +208,13 @@ def gru_reset_before_step_backward(params, t, n, read, write, dstate, states, dx
 
 
 @njit(**JIT)
-def gru_reset_before_sequence_forward(params, xp, states, counts, reverse, zoneout):
+def gru_reset_before_sequence_forward(params, xp, states, counts, reverse, zoneout, team):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `gru_reset_before_step`."""
-    sequence_forward(gru_reset_before_step, params, xp, states, counts, reverse, zoneout)
+    sequence_forward(gru_reset_before_step, params, xp, states, counts, reverse, zoneout, team)
 
 
 @njit(**JIT)
-def gru_reset_before_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+def gru_reset_before_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `gru_reset_before_step_backward`."""
-    sequence_backward(gru_reset_before_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
+    sequence_backward(gru_reset_before_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp,
+                      zoneout, team)

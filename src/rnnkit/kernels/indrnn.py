@@ -45,7 +45,7 @@ def indrnn_backward(dh, h, u, relu, dxp):
 
 
 @njit(**JIT)
-def indrnn_step(params, t, n, read, write, xp, states):
+def indrnn_step(params, t, n, read, write, xp, states, team):
     """`IndRNNStep.step` for the whole-sequence loop. params = (u, relu)."""
     u, relu = params
     h = states[0]
@@ -53,7 +53,7 @@ def indrnn_step(params, t, n, read, write, xp, states):
 
 
 @njit(**JIT)
-def indrnn_step_backward(params, t, n, read, write, dstate, states, dxp):
+def indrnn_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`IndRNNStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = δa ⊙ u.
     params = (u, relu)."""
     u, relu = params
@@ -61,12 +61,12 @@ def indrnn_step_backward(params, t, n, read, write, dstate, states, dxp):
 
 
 @njit(**JIT)
-def indrnn_sequence_forward(params, xp, states, counts, reverse, zoneout):
+def indrnn_sequence_forward(params, xp, states, counts, reverse, zoneout, team):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `indrnn_step`."""
-    sequence_forward(indrnn_step, params, xp, states, counts, reverse, zoneout)
+    sequence_forward(indrnn_step, params, xp, states, counts, reverse, zoneout, team)
 
 
 @njit(**JIT)
-def indrnn_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+def indrnn_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `indrnn_step_backward`."""
-    sequence_backward(indrnn_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
+    sequence_backward(indrnn_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team)

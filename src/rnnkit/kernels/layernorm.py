@@ -163,7 +163,7 @@ def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
 
 # -- the steps of the whole-sequence loop ------------------------------------------------------------------------
 @njit(**JIT)
-def lnlstm_step(params, t, n, read, write, xp, states):
+def lnlstm_step(params, t, n, read, write, xp, states, team):
     """`LayerNormLSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lnlstm_forward`.
     params = (W_hhᵀ a `rnnkit.kernels.blas.loop_weight`, γ_h, β_h, γ_c, β_c, gates (T, B, 4H), ĥ (T, B, 4H),
     s_h (T, B, 1), ĉ (T, B, H), s_c (T, B, 1), k (T, B, H))."""
@@ -176,7 +176,7 @@ def lnlstm_step(params, t, n, read, write, xp, states):
 
 
 @njit(**JIT)
-def lnlstm_step_backward(params, t, n, read, write, dstate, states, dxp):
+def lnlstm_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`LayerNormLSTMStep.step_backward` for the whole-sequence loop: `lnlstm_backward`, then δh_{t−1} = δP_h W_hh
     (BLAS). params = (W_hh, γ_c, γ_h, gates, ĥ, s_h, ĉ, s_c, k, δu (T, B, H), δP_h (T, B, 4H))."""
     w_hh, g_c, g_h, gates, h_hat, h_inv, c_hat, c_inv, tanh_u, du, dp_h = params
@@ -187,19 +187,19 @@ def lnlstm_step_backward(params, t, n, read, write, dstate, states, dxp):
 
 
 @njit(**JIT)
-def lnlstm_sequence_forward(params, xp, states, counts, reverse, zoneout):
+def lnlstm_sequence_forward(params, xp, states, counts, reverse, zoneout, team):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `lnlstm_step`."""
-    sequence_forward(lnlstm_step, params, xp, states, counts, reverse, zoneout)
+    sequence_forward(lnlstm_step, params, xp, states, counts, reverse, zoneout, team)
 
 
 @njit(**JIT)
-def lnlstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+def lnlstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `lnlstm_step_backward`."""
-    sequence_backward(lnlstm_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
+    sequence_backward(lnlstm_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team)
 
 
 @njit(**JIT)
-def lngru_step(params, t, n, read, write, xp, states):
+def lngru_step(params, t, n, read, write, xp, states, team):
     """`LayerNormGRUStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lngru_forward`.
     params = (W_hhᵀ a `loop_weight`, γ_h, β_h, b_hn, gates (T, B, 3H), ĥ (T, B, 3H), s_h (T, B, 1), inner (T, B, H))."""
     w_hh_t, g_h, b_h, b_hn, gates, h_hat, h_inv, inner = params
@@ -210,7 +210,7 @@ def lngru_step(params, t, n, read, write, xp, states):
 
 
 @njit(**JIT)
-def lngru_step_backward(params, t, n, read, write, dstate, states, dxp):
+def lngru_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`LayerNormGRUStep.step_backward` for the whole-sequence loop: `lngru_backward` (δh ← δh ⊙ z), then
     δh_{t−1} += δP_h W_hh (BLAS). params = (W_hh, γ_h, gates, ĥ, s_h, inner, δP_h (T, B, 3H))."""
     w_hh, g_h, gates, h_hat, h_inv, inner, dp_h = params
@@ -221,12 +221,12 @@ def lngru_step_backward(params, t, n, read, write, dstate, states, dxp):
 
 
 @njit(**JIT)
-def lngru_sequence_forward(params, xp, states, counts, reverse, zoneout):
+def lngru_sequence_forward(params, xp, states, counts, reverse, zoneout, team):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `lngru_step`."""
-    sequence_forward(lngru_step, params, xp, states, counts, reverse, zoneout)
+    sequence_forward(lngru_step, params, xp, states, counts, reverse, zoneout, team)
 
 
 @njit(**JIT)
-def lngru_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+def lngru_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `lngru_step_backward`."""
-    sequence_backward(lngru_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
+    sequence_backward(lngru_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team)

@@ -6,28 +6,45 @@ from __future__ import annotations
 
 from numba import njit
 
-from .blas import matmul_weight
+from .blas import matmul_columns, matmul_gate_units, matmul_weight
 from .jit import JIT, dsigmoid, dtanh, sigmoid, tanh
-from .sequence_loop import copy_rows, recurrent_read, sequence_backward, sequence_forward, through_mask
+from .sequence_loop import (
+    copy_rows,
+    mask_columns,
+    recurrent_read,
+    sequence_backward,
+    sequence_forward,
+    through_mask,
+)
+from .team import barrier, own_units
+
+
+@njit(**JIT)
+def gate_views(row, hs, lo, hi):
+    """Units [lo, hi) of each block of a row of four ``hs``-wide gate blocks [i, f, g, o]: four 1-D views. A row
+    kernel that reads and writes the blocks as arrays of their own, each from 0, is one LLVM vectorizes (offsets
+    k·hs + j into one array that the loop also writes are not, unless hs is the trip count)."""
+    return row[lo:hi], row[hs + lo:hs + hi], row[2 * hs + lo:2 * hs + hi], row[3 * hs + lo:3 * hs + hi]
 
 
 @njit(**JIT)
 def _lstm_row_forward(a, x, cp, cn, tc, y, w_ci, w_cf, w_co, peephole):
-    """One row of `lstm_forward` (1-D arrays of one batch row)."""
-    hs = cp.shape[0]
-    for j in range(hs):
-        a_i, a_f = a[j] + x[j], a[hs + j] + x[hs + j]
+    """One row of `lstm_forward` for the units of ``cp``: ``a`` and ``x`` the `gate_views` of its rows."""
+    ai, af, ag, ao = a
+    xi, xf, xg, xo = x
+    for j in range(cp.shape[0]):
+        a_i, a_f = ai[j] + xi[j], af[j] + xf[j]
         if peephole:
             a_i += w_ci[j] * cp[j]
             a_f += w_cf[j] * cp[j]
-        i, f, g = sigmoid(a_i), sigmoid(a_f), tanh(a[2 * hs + j] + x[2 * hs + j])
+        i, f, g = sigmoid(a_i), sigmoid(a_f), tanh(ag[j] + xg[j])
         c = f * cp[j] + i * g
-        a_o = a[3 * hs + j] + x[3 * hs + j]
+        a_o = ao[j] + xo[j]
         if peephole:
             a_o += w_co[j] * c
         o = sigmoid(a_o)
         t = tanh(c)
-        a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j] = i, f, g, o
+        ai[j], af[j], ag[j], ao[j] = i, f, g, o
         cn[j], tc[j], y[j] = c, t, o * t
 
 
@@ -37,16 +54,32 @@ def lstm_forward(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, o
     [i, f, g, o] on exit; writes c_t, tanh(c_t) and ``out`` = o ⊙ tanh(c_t) (h_t, or m_t with a projection).
     The sum is symmetric: the whole-sequence loop passes the projection's row block as ``gates`` and the product
     as ``xp`` (`lstm_step`), the same numbers."""
+    lstm_forward_units(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, out, 0, c_prev.shape[1])
+
+
+@njit(**JIT)
+def lstm_forward_units(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, out, lo, hi):
+    """`lstm_forward` for units [lo, hi) of every row (a part of a team: `rnnkit.kernels.team`)."""
+    hs = c_prev.shape[1]
     for b in range(gates.shape[0]):
-        _lstm_row_forward(gates[b], xp[b], c_prev[b], c_new[b], tanh_c[b], out[b], w_ci, w_cf, w_co, peephole)
+        _lstm_row_forward(gate_views(gates[b], hs, lo, hi), gate_views(xp[b], hs, lo, hi), c_prev[b, lo:hi],
+                          c_new[b, lo:hi], tanh_c[b, lo:hi], out[b, lo:hi], peep(w_ci, lo, hi), peep(w_cf, lo, hi),
+                          peep(w_co, lo, hi), peephole)
+
+
+@njit(**JIT)
+def peep(w, lo, hi):
+    """Units [lo, hi) of a peephole weight (the empty array itself without peepholes)."""
+    return w[lo:hi] if w.shape[0] else w
 
 
 @njit(**JIT)
 def _lstm_row_backward(dm, dc, a, tc, cp, d, w_ci, w_cf, w_co, peephole, from_c):
-    """One row of `lstm_backward`."""
-    hs = dc.shape[0]
-    for j in range(hs):
-        i, f, g, o = a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j]
+    """One row of `lstm_backward` for the units of ``dc``: ``a`` and ``d`` the `gate_views` of its rows."""
+    ai, af, ag, ao = a
+    di, df, dg, do = d
+    for j in range(dc.shape[0]):
+        i, f, g, o = ai[j], af[j], ag[j], ao[j]
         t = tanh(tc[j]) if from_c else tc[j]
         da_o = dm[j] * t * dsigmoid(o)
         c_grad = dc[j] + dm[j] * o * dtanh(t)
@@ -54,7 +87,7 @@ def _lstm_row_backward(dm, dc, a, tc, cp, d, w_ci, w_cf, w_co, peephole, from_c)
             c_grad += da_o * w_co[j]
         da_i = c_grad * g * dsigmoid(i)
         da_f = c_grad * cp[j] * dsigmoid(f)
-        d[j], d[hs + j], d[2 * hs + j], d[3 * hs + j] = da_i, da_f, c_grad * i * dtanh(g), da_o
+        di[j], df[j], dg[j], do[j] = da_i, da_f, c_grad * i * dtanh(g), da_o
         c_grad = c_grad * f
         if peephole:
             c_grad += da_i * w_ci[j] + da_f * w_cf[j]
@@ -66,35 +99,48 @@ def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp
     """`LSTMStep.step_backward` before the GEMM δh_{t-1} = δa W_hh: from δm (n, H) and δc_t (n, H, overwritten
     with δc_{t-1}) write δa = [δa_i, δa_f, δa_g, δa_o] into ``dxp`` (n, 4H). ``tanh_c`` holds tanh(c_t), or c_t
     itself with ``from_c`` (the whole-sequence loop keeps no tanh(c_t) history and takes the tanh again)."""
-    for b in range(dc.shape[0]):
-        _lstm_row_backward(dm[b], dc[b], gates[b], tanh_c[b], c_prev[b], dxp[b], w_ci, w_cf, w_co, peephole, from_c)
+    lstm_backward_units(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp, from_c, 0, dc.shape[1])
 
 
 @njit(**JIT)
-def lstm_step(params, t, n, read, write, xp, states):
+def lstm_backward_units(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp, from_c, lo, hi):
+    """`lstm_backward` for units [lo, hi) of every row (a part of a team). ``dxp`` may be ``gates`` itself: each
+    unit's gates are read before its δa is written."""
+    hs = dc.shape[1]
+    for b in range(dc.shape[0]):
+        _lstm_row_backward(dm[b, lo:hi], dc[b, lo:hi], gate_views(gates[b], hs, lo, hi), tanh_c[b, lo:hi],
+                           c_prev[b, lo:hi], gate_views(dxp[b], hs, lo, hi), peep(w_ci, lo, hi), peep(w_cf, lo, hi),
+                           peep(w_co, lo, hi), peephole, from_c)
+
+
+@njit(**JIT)
+def lstm_step(params, t, n, read, write, xp, states, team):
     """`LSTMStep.step` for the whole-sequence loop: the product h_{t−1} W_hhᵀ (BLAS) into a (B, 4H) buffer that
     stays in cache, the fused pointwise forward on xp_t + product, its gates written over xp_t (the projection
-    becomes the gate history: no second (T, B, 4H) array), then h_t = m_t W_hrᵀ with a projection.
-    params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, product (B, 4H), tanh_c (B, H) of one step (the backward takes
-    the tanh of c_t again), m (T, B, H), W_hrᵀ, projected, m_h, scratch), each weight a
+    becomes the gate history: no second (T, B, 4H) array), then h_t = m_t W_hrᵀ with a projection. In a team
+    (`rnnkit.kernels.team`; never with a projection) the product's columns and the pointwise math of this part's
+    units only. params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, product (B, 4H), tanh_c (B, H) of one step (the
+    backward takes the tanh of c_t again), m (T, B, H), W_hrᵀ, projected, m_h, scratch), each weight a
     `rnnkit.kernels.blas.loop_weight` triple; m and W_hrᵀ are unused without a projection; m_h (B, P) the recurrent
     dropout mask (h_{t−1} ⊙ m_h, in scratch (B, P), enters the product) or (0, 0)."""
     w_hh_t, w_ci, w_cf, w_co, peephole, product, tanh_c, m, w_hr_t, projected, mask, masked = params
     h, c = states
     p = product[:n]
-    matmul_weight(recurrent_read(h[read, :n], mask, masked), w_hh_t, p, False)
+    lo, hi = own_units(c.shape[2], team)
+    matmul_gate_units(recurrent_read(h[read, :n], mask, masked, team), w_hh_t, p, 4, lo, hi)
     out = m[t, :n] if projected else h[write, :n]  # o ⊙ tanh(c_t): m_t, or h_t itself
-    lstm_forward(xp, p, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[:n], out)
+    lstm_forward_units(xp, p, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[:n], out, lo, hi)
     if projected:
         matmul_weight(out, w_hr_t, h[write, :n], False)  # h_t = m_t W_hrᵀ
 
 
 @njit(**JIT)
-def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
+def lstm_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`LSTMStep.step_backward` for the whole-sequence loop: (δm = δh W_hr, keeping δh_t for δW_hr), the fused
-    pointwise backward (tanh(c_t) taken again from c_t), δh_{t−1} = (δa W_hh) ⊙ m_h (BLAS). params = (W_hh, w_ci,
-    w_cf, w_co, peephole, gates, dh (T, B, P) the δh_t history, W_hr, projected, scratch (B, H), m_h (B, P) or
-    (0, 0))."""
+    pointwise backward (tanh(c_t) taken again from c_t), δh_{t−1} = (δa W_hh) ⊙ m_h (BLAS). In a team: δa of this
+    part's units, the barrier (the product reads all of δa), then this part's units of δh_{t−1}. params = (W_hh,
+    w_ci, w_cf, w_co, peephole, gates, dh (T, B, P) the δh_t history, W_hr, projected, scratch (B, H), m_h (B, P)
+    or (0, 0))."""
     w_hh, w_ci, w_cf, w_co, peephole, gates, dh_history, w_hr, projected, scratch, mask = params
     c = states[1]
     dh, dc = dstate[0][:n], dstate[1][:n]
@@ -104,18 +150,20 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp):
         matmul_weight(dh, w_hr, dm, False)  # δm = δh W_hr
     else:
         dm = dh
-    lstm_backward(dm, dc, gates[t, :n], c[write, :n], c[read, :n], w_ci, w_cf, w_co, peephole, dxp, True)
-    matmul_weight(dxp, w_hh, dh, False)  # δh_{t−1} = (δa W_hh) ⊙ m_h
-    through_mask(dh, mask)
+    lo, hi = own_units(dc.shape[1], team)
+    lstm_backward_units(dm, dc, gates[t, :n], c[write, :n], c[read, :n], w_ci, w_cf, w_co, peephole, dxp, True, lo, hi)
+    barrier(team)
+    matmul_columns(dxp, w_hh, dh, lo, hi, False)  # δh_{t−1} = (δa W_hh) ⊙ m_h
+    through_mask(dh[:, lo:hi], mask_columns(mask, lo, hi))
 
 
 @njit(**JIT)
-def lstm_sequence_forward(params, xp, states, counts, reverse, zoneout):
+def lstm_sequence_forward(params, xp, states, counts, reverse, zoneout, team):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `lstm_step`."""
-    sequence_forward(lstm_step, params, xp, states, counts, reverse, zoneout)
+    sequence_forward(lstm_step, params, xp, states, counts, reverse, zoneout, team)
 
 
 @njit(**JIT)
-def lstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+def lstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `lstm_step_backward`."""
-    sequence_backward(lstm_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
+    sequence_backward(lstm_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team)

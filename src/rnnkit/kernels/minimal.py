@@ -55,7 +55,7 @@ def _min_row_backward(dh, g, a, hp, lstm, d):
 
 
 @njit(**JIT)
-def min_step(params, t, n, read, write, xp, states):
+def min_step(params, t, n, read, write, xp, states, team):
     """`MinimalStep.step` for the whole-sequence loop, minGRU (``lstm`` false) or minLSTM: writes the activated
     gates and the decay a_t of step t and h_t = a_t ⊙ h_{t−1} + b_t. params = (lstm, gates (T, B, G),
     decay (T, B, H))."""
@@ -66,7 +66,7 @@ def min_step(params, t, n, read, write, xp, states):
 
 
 @njit(**JIT)
-def min_step_backward(params, t, n, read, write, dstate, states, dxp):
+def min_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`MinimalStep.step_backward` for the whole-sequence loop: δxp_t from δh_t, δh_{t−1} = δh_t ⊙ a_t.
     params as `min_step`'s."""
     lstm, gates, decay = params
@@ -76,12 +76,12 @@ def min_step_backward(params, t, n, read, write, dstate, states, dxp):
 
 
 @njit(**JIT)
-def min_sequence_forward(params, xp, states, counts, reverse, zoneout):
+def min_sequence_forward(params, xp, states, counts, reverse, zoneout, team):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `min_step`."""
-    sequence_forward(min_step, params, xp, states, counts, reverse, zoneout)
+    sequence_forward(min_step, params, xp, states, counts, reverse, zoneout, team)
 
 
 @njit(**JIT)
-def min_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+def min_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `min_step_backward`."""
-    sequence_backward(min_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
+    sequence_backward(min_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team)

@@ -44,19 +44,19 @@ def _backward_row(db, hb, relu, out):
 
 
 @njit(**JIT)
-def rnn_step(params, t, n, read, write, xp, states):
+def rnn_step(params, t, n, read, write, xp, states, team):
     """`RNNStep.step` for the whole-sequence loop: h_t = φ((h_{t−1} ⊙ m_h) W_hhᵀ + xp). params = (W_hhᵀ, relu,
     m_h, scratch): W_hhᵀ a `rnnkit.kernels.blas.loop_weight` triple, m_h the recurrent dropout mask (B, H) or (0, 0),
     scratch (B, H) for h_{t−1} ⊙ m_h."""
     w_hh_t, relu, mask, scratch = params
     h = states[0]
     h_new = h[write, :n]
-    matmul_weight(recurrent_read(h[read, :n], mask, scratch), w_hh_t, h_new, False)
+    matmul_weight(recurrent_read(h[read, :n], mask, scratch, team), w_hh_t, h_new, False)
     rnn_forward(h_new, xp, relu)
 
 
 @njit(**JIT)
-def rnn_step_backward(params, t, n, read, write, dstate, states, dxp):
+def rnn_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`RNNStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = (δa W_hh) ⊙ m_h.
     params = (W_hh, relu, m_h)."""
     w_hh, relu, mask = params
@@ -67,12 +67,12 @@ def rnn_step_backward(params, t, n, read, write, dstate, states, dxp):
 
 
 @njit(**JIT)
-def rnn_sequence_forward(params, xp, states, counts, reverse, zoneout):
+def rnn_sequence_forward(params, xp, states, counts, reverse, zoneout, team):
     """The whole forward loop (`sequence_loop.sequence_forward`) with `rnn_step`."""
-    sequence_forward(rnn_step, params, xp, states, counts, reverse, zoneout)
+    sequence_forward(rnn_step, params, xp, states, counts, reverse, zoneout, team)
 
 
 @njit(**JIT)
-def rnn_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+def rnn_sequence_backward(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):
     """The whole backward loop (`sequence_loop.sequence_backward`) with `rnn_step_backward`."""
-    sequence_backward(rnn_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout)
+    sequence_backward(rnn_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team)

@@ -46,6 +46,7 @@ from __future__ import annotations
 from numba import njit
 
 from .jit import JIT, one
+from .team import barrier, own_units
 
 #: the row copies and sums keep IEEE arithmetic, as the NumPy oracle's slice assignments do
 EXACT_ROWS = {**JIT, "fastmath": False}
@@ -61,56 +62,64 @@ def slots(t, reverse):
 
 
 @njit(**SKELETON)
-def sequence_forward(step, params, xp, states, counts, reverse, zoneout):
+def sequence_forward(step, params, xp, states, counts, reverse, zoneout, team):
     """The forward time loop: xp (T, B, G); states a tuple of (T+1, B, S_k) histories holding the initial state in
     slot 0 (slot T when ``reverse``); counts (T,) rows still inside their sequence at each step; ``zoneout`` =
     (keeps, proposed, saved, direct) of `rnnkit.recurrent.noise.loop_zoneout`: per state component, zoneout's
     keep-previous mask d (T or 1, B, S_k) — (0, 0, 0) for a component without zoneout — and the history of s̃_t
-    (T, B, S_k) the cell computed, before the mix s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t."""
+    (T, B, S_k) the cell computed, before the mix s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. ``team``: this part's units
+    of every state (`rnnkit.kernels.team.own_units`) and the barrier that ends each step."""
     keeps, proposed = zoneout[0], zoneout[1]
     steps = xp.shape[0]
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         read, write = slots(t, reverse)
         n = counts[t]
-        step(params, t, n, read, write, xp[t, :n], states)
+        step(params, t, n, read, write, xp[t, :n], states, team)
         for k in range(len(states)):
             state = states[k]
+            lo, hi = own_units(state.shape[2], team)
             if keeps[k].shape[0] > 0:
-                copy_rows(state[write, :n], proposed[k][t, :n])
-                mix_zoneout_rows(state[read, :n], proposed[k][t, :n], keep_at(keeps[k], t, n), state[write, :n])
-            copy_rows(state[read, n:], state[write, n:])  # rows past their end carry their state unchanged
+                copy_rows(state[write, :n, lo:hi], proposed[k][t, :n, lo:hi])
+                mix_zoneout_rows(state[read, :n, lo:hi], proposed[k][t, :n, lo:hi], keep_at(keeps[k], t, n)[:, lo:hi],
+                                 state[write, :n, lo:hi])
+            copy_rows(state[read, n:, lo:hi], state[write, n:, lo:hi])  # rows past their end carry their state
+        barrier(team)  # every part has written its units of s_t
 
 
 @njit(**SKELETON)
-def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout):
+def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team):
     """The backward time loop: dy (T, B, S_0) the output gradient; dstate a tuple of (B, S_k) holding δ(final
     state) on entry and δ(initial state) on exit; writes δa into dxp (T, B, G) for the active rows and zeros into
     the padded ones (``dxp`` may hold the forward's gates on entry: `rnnkit.recurrent.cell.Cell.sequence_gate_grads`).
     ``detach``: the gradient stops at each step's previous state. Zoneout:
     δs̃_t = (1 − d) ⊙ δs_t goes through the cell, which sees s̃_t in the slot of s_t while it runs (``saved`` keeps
-    s_t meanwhile), and d ⊙ δs_t (``direct``) reaches s_{t−1} around it."""
+    s_t meanwhile), and d ⊙ δs_t (``direct``) reaches s_{t−1} around it. ``team``: this part's units, as in
+    `sequence_forward`; the step itself waits at the barrier between its δa and its product."""
     keeps, proposed, saved, direct = zoneout
     steps = dy.shape[0]
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         read, write = slots(t, reverse)
         n = counts[t]
-        add_rows(dy[t, :n], dstate[0][:n])
+        lo, hi = own_units(dstate[0].shape[1], team)
+        add_rows(dy[t, :n, lo:hi], dstate[0][:n, lo:hi])
         for k in range(len(states)):
             if keeps[k].shape[0] > 0:
-                split_zoneout_rows(dstate[k][:n], keep_at(keeps[k], t, n), direct[k][:n])
-                copy_rows(states[k][write, :n], saved[k][:n])
-                copy_rows(proposed[k][t, :n], states[k][write, :n])
-        step_backward(params, t, n, read, write, dstate, states, dxp[t, :n])
-        zero_rows(dxp[t, n:])  # padded rows get no gradient (dxp may hold the cell's gates on entry)
+                lo, hi = own_units(dstate[k].shape[1], team)
+                split_zoneout_rows(dstate[k][:n, lo:hi], keep_at(keeps[k], t, n)[:, lo:hi], direct[k][:n, lo:hi])
+                copy_rows(states[k][write, :n, lo:hi], saved[k][:n, lo:hi])
+                copy_rows(proposed[k][t, :n, lo:hi], states[k][write, :n, lo:hi])
+        step_backward(params, t, n, read, write, dstate, states, dxp[t, :n], team)
+        if team[0] == 0:
+            zero_rows(dxp[t, n:])  # padded rows get no gradient (dxp may hold the cell's gates on entry)
         for k in range(len(states)):
+            lo, hi = own_units(dstate[k].shape[1], team)
             if keeps[k].shape[0] > 0:
-                copy_rows(saved[k][:n], states[k][write, :n])
-                add_rows(direct[k][:n], dstate[k][:n])
-        if detach:
-            for d in dstate:
-                zero_rows(d[:n])
+                copy_rows(saved[k][:n, lo:hi], states[k][write, :n, lo:hi])
+                add_rows(direct[k][:n, lo:hi], dstate[k][:n, lo:hi])
+            if detach:
+                zero_rows(dstate[k][:n, lo:hi])
 
 
 @njit(**EXACT_ROWS)
@@ -179,15 +188,18 @@ def _split_row(ds, keep, direct):
 
 
 @njit(**JIT)
-def recurrent_read(h_prev, mask, scratch):
+def recurrent_read(h_prev, mask, scratch, team):
     """h_{t−1} as a step's recurrent product reads it: h_{t−1} ⊙ m_h (written into ``scratch``) under recurrent
-    dropout, else h_{t−1} itself. ``mask`` (B, R), or (0, 0) without recurrent dropout."""
+    dropout, else h_{t−1} itself. ``mask`` (B, R), or (0, 0) without recurrent dropout. In a team each part
+    writes its own units, then waits for the others (the product reads them all)."""
     if mask.shape[0] == 0:
         return h_prev
     out = scratch[:h_prev.shape[0]]
+    lo, hi = own_units(h_prev.shape[1], team)
     for b in range(h_prev.shape[0]):
-        for j in range(h_prev.shape[1]):
+        for j in range(lo, hi):
             out[b, j] = h_prev[b, j] * mask[b, j]
+    barrier(team)
     return out
 
 
@@ -199,3 +211,9 @@ def through_mask(d, mask):
     for b in range(d.shape[0]):
         for j in range(d.shape[1]):
             d[b, j] *= mask[b, j]
+
+
+@njit(**JIT)
+def mask_columns(mask, lo, hi):
+    """The columns [lo, hi) of a recurrent dropout mask, or the empty (0, 0) mask itself."""
+    return mask if mask.shape[0] == 0 else mask[:, lo:hi]

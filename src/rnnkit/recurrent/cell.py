@@ -229,15 +229,38 @@ class CompiledSequenceLoop:
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
                          reverse: bool, zoneout: tuple) -> None:
         """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
-        `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`)."""
+        `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`), on both cores where
+        the cell's units split (`team_parts`)."""
+        from ..kernels import parallel
+
         loop, params = self.compiled_loop(ws)
-        loop(params, xp, tuple(states), counts, reverse, zoneout)
+        parallel.team(self.team_parts(xp.shape[1]),
+                      lambda team: loop(params, xp, tuple(states), counts, reverse, zoneout, team))
 
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
                           counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray, zoneout: tuple) -> None:
         """The backward loop of `Recurrence.backward` in one compiled call (`compiled_loop_backward`)."""
+        from ..kernels import parallel
+
         loop, params = self.compiled_loop_backward(ws)
-        loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp, zoneout)
+        parallel.team(self.team_parts(dy.shape[1]),
+                      lambda team: loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp,
+                                        zoneout, team))
+
+    #: whether the compiled steps can split the units of a call between the parts of a team
+    #: (`rnnkit.kernels.team`): each part computes its units' columns of the recurrent product and their
+    #: pointwise math. Declared by each class that can (a subclass with steps of its own does not inherit it).
+    team_units = False
+
+    def team_parts(self, batch: int) -> int:
+        """The parts of a team for this cell's loops at ``batch`` rows (`rnnkit.kernels.parallel.team_size`); 1
+        where the class cannot split its units."""
+        if not type(self).__dict__.get("team_units", False):
+            return 1
+        from ..kernels.parallel import team_size
+
+        depth = self.state_sizes[0]
+        return team_size(self.dtype, batch, depth, self.gate_width, self.hidden_size)
 
     #: the compiled backward step reads a step's gates before it writes δa, and nothing reads them afterwards, so
     #: δa can go over the gate history instead of into a (T, B, G) array of its own (`sequence_gate_grads`)

@@ -1,0 +1,123 @@
+"""One recurrence on two cores: the units of a layer split between the parts of a team, a barrier each step.
+
+A step of the LSTM, GRU or RNN needs all of h_{t−1} for its recurrent product, but each unit's gates need only
+their own columns of that product: the columns of W_hhᵀ that belong to units [lo, hi) of every gate block. So
+part p of a team of ``parts`` computes those columns (its share of the product: half of W_hh each, a block that
+stays in that core's cache) and the pointwise math of its own units, then waits at a barrier until every part
+has written its share of h_t. The backward runs the same way the other side round: each part writes δa for its
+own units, a barrier, then δh_{t−1} for its own units = δa · W_hh[:, lo:hi] (which needs all of δa).
+
+Each part's whole time loop is one compiled call that releases the GIL; `rnnkit.kernels.parallel.team` runs
+part 0 in the caller and part 1 in its worker thread, with one BLAS thread each. The barrier is a shared counter
+updated with atomic instructions (LLVM's ``atomicrmw`` and acquire loads, emitted through numba intrinsics: no
+lock, no Python). A waiting part spins, and yields its core (``sched_yield``) after `SPINS` loads, so that an
+oversubscribed machine (two test processes, each with a team) still makes progress.
+
+``team`` = (part, parts, sync): ``sync`` an int64 array of `SYNC_SIZE` (the arrival counter, and an abort flag a
+cache line away that a failed part sets so the other never waits for it). A team of one part is the plain loop:
+its barrier does nothing and its units are all of them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import llvmlite.binding as llvm
+import numpy as np
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .jit import JIT
+
+SYNC_SIZE = 16
+ARRIVALS, ABORT = 0, 8  # a cache line (64 bytes) apart
+#: loads of the counter before a waiting part starts to yield its core
+SPINS = 4000
+#: each part's share of the units is a multiple of this many (16 float32 = one 64-byte cache line of a row)
+UNIT_ALIGN = 16
+
+
+def _sched_yield_address() -> int:
+    library = ctypes.CDLL(ctypes.util.find_library("c") or None)
+    try:
+        return ctypes.cast(library.sched_yield, ctypes.c_void_p).value
+    except AttributeError:  # pragma: no cover - a C library without sched_yield: waiting only spins
+        return ctypes.cast(_NO_YIELD, ctypes.c_void_p).value
+
+
+@ctypes.CFUNCTYPE(ctypes.c_int)
+def _NO_YIELD():  # pragma: no cover - see _sched_yield_address
+    return 0
+
+
+llvm.add_symbol("rnnkit_sched_yield", _sched_yield_address())
+_sched_yield = types.ExternalFunction("rnnkit_sched_yield", types.intc())
+
+
+def no_team() -> tuple:
+    """The team of one part: the plain loop."""
+    return 0, 1, np.zeros(SYNC_SIZE, np.int64)
+
+
+def _element_pointer(context, builder, array_type, array, index):
+    ary = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, ary, [index])
+
+
+@intrinsic
+def _atomic_add(typingctx, array, index, value):
+    """array[index] += value atomically (sequentially consistent); the value before."""
+    sig = types.int64(array, types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        return builder.atomic_rmw("add", pointer, args[2], "seq_cst")
+    return sig, codegen
+
+
+@intrinsic
+def _atomic_load(typingctx, array, index):
+    """array[index], read with acquire ordering (what the other part wrote before its add is visible after)."""
+    sig = types.int64(array, types.intp)
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        return builder.load_atomic(pointer, "acquire", 8)
+    return sig, codegen
+
+
+@njit(**JIT)
+def barrier(team):
+    """Wait until every part of ``team`` has arrived here as often as this one (nothing for a team of one). The
+    counter only grows: arrival number a (1-based) waits for the counter to reach the end of its round."""
+    parts, sync = team[1], team[2]
+    if parts < 2:
+        return
+    arrived = _atomic_add(sync, ARRIVALS, 1) + 1
+    goal = ((arrived - 1) // parts + 1) * parts
+    spins = 0
+    while _atomic_load(sync, ARRIVALS) < goal and _atomic_load(sync, ABORT) == 0:
+        spins += 1
+        if spins > SPINS:
+            _sched_yield()
+
+
+@njit(**JIT)
+def abort(sync):
+    """Release every part waiting at a barrier of this team, now and later (a part failed)."""
+    _atomic_add(sync, ABORT, 1)
+
+
+@njit(**JIT)
+def own_units(width, team):
+    """(lo, hi): the units of a ``width``-wide state that part ``team[0]`` computes. Shares are multiples of
+    `UNIT_ALIGN` (the last part takes the rest), so two parts never write into one cache line of a row."""
+    part, parts = team[0], team[1]
+    if parts < 2:
+        return 0, width
+    share = -(-width // parts)
+    share = -(-share // UNIT_ALIGN) * UNIT_ALIGN
+    lo = min(part * share, width)
+    return lo, min(lo + share, width)

@@ -1,0 +1,142 @@
+"""One recurrence on both cores (`rnnkit.kernels.team`): the units of an LSTM layer split between two parts,
+each a compiled loop, with a barrier each step. Forced on for every shape here (``use_teams("always")``): the
+team's outputs and every gradient equal the NumPy per-step oracle — uneven shares, ragged, reversed, with an
+initial state, peepholes, recurrent dropout, weight drop and zoneout, float32 and float64 — and the policy of
+`team_size` splits only what it should."""
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit import kernels
+
+pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
+from rnnkit.kernels import parallel  # noqa: E402 - needs numba
+from rnnkit.kernels import team as team_kernels  # noqa: E402
+from test_sequence_loop import (  # noqa: E402
+    TOL,
+    initial_state,
+    outputs_and_grads,
+    relative_error,
+    same_masks_every_call,
+)
+
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+
+
+@pytest.fixture
+def teams(monkeypatch):
+    """Teams forced on (and the two directions of a layer run in turn, so that each direction can have one); the
+    list of the parts' counts of every team that ran on two cores."""
+    ran = []
+    original = parallel._concurrently
+
+    def counted(first, second, threads):
+        ran.append(threads)
+        return original(first, second, threads)
+
+    monkeypatch.setattr(parallel, "_concurrently", counted)
+    monkeypatch.setattr(parallel, "_teams", "always")
+    monkeypatch.setattr(parallel, "_enabled", False)
+    if parallel.blas_threads() < 2:
+        pytest.skip("one BLAS thread allowed: a team runs as one part")
+    return ran
+
+
+def oracle_and_team(run):
+    with kernels.using("numpy"):
+        expected = run()
+    with kernels.using("compiled"):
+        got = run()
+    return max(relative_error(g, e) for g, e in zip(got, expected))
+
+
+@DTYPES
+@pytest.mark.parametrize("hidden", [48, 64], ids=["shares-32-16", "shares-32-32"])
+@pytest.mark.parametrize("peephole", [False, True], ids=["plain", "peephole"])
+def test_a_team_equals_the_numpy_oracle_ragged_reversed_with_an_initial_state(hidden, peephole, dtype, teams):
+    layer = rnnkit.LSTM(5, hidden, bidirectional=True, peephole=peephole, dtype=dtype, rng=0)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 9, 5)).astype(dtype)
+    lengths, state0 = np.array([9, 3, 5, 1, 9, 7]), initial_state(layer, 6, rng, dtype)
+    worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths, state0))
+    assert worst <= TOL[dtype], f"the team differs from NumPy by {worst:.2e}"
+    assert len(teams) == 4  # forward and backward of each direction, each a team of two
+
+
+@DTYPES
+def test_a_team_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_and_zoneout(dtype, teams):
+    layer = same_masks_every_call(rnnkit.LSTM(4, 64, dtype=dtype, rng=0)
+                                  .regularize(dropout_recurrent=0.4, weight_drop=0.5, zoneout=(0.3, 0.2)))
+    x, lengths = np.random.default_rng(2).normal(size=(5, 8, 4)).astype(dtype), np.array([8, 8, 2, 6, 3])
+    worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths))
+    assert worst <= TOL[dtype], f"the team differs from NumPy by {worst:.2e}"
+    assert len(teams) == 2
+
+
+def test_a_team_runs_each_part_with_one_blas_thread_and_restores_the_limit_after(teams):
+    layer = rnnkit.LSTM(4, 32, rng=0)
+    before = parallel.blas_threads()
+    layer.forward(np.ones((2, 3, 4), np.float32))
+    assert teams == [before // 2] and parallel.blas_threads() == before
+
+
+def test_a_failed_part_releases_the_other_from_its_barrier_and_the_error_is_raised(teams):
+    def job(team):
+        if team[0] == 1:
+            raise RuntimeError("part 1 failed")
+        team_kernels.barrier(team)  # would wait for part 1 for ever without the abort flag
+
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        parallel.team(2, job)
+
+
+def test_units_split_in_cache_line_shares_and_the_team_of_one_owns_every_unit():
+    assert team_kernels.own_units(48, (0, 2, None)) == (0, 32)
+    assert team_kernels.own_units(48, (1, 2, None)) == (32, 48)
+    assert team_kernels.own_units(256, (1, 2, None)) == (128, 256)
+    assert team_kernels.own_units(48, (0, 1, None)) == (0, 48)
+
+
+@pytest.mark.parametrize(("batch", "hidden", "parts"), [(16, 256, 2), (16, 512, 2), (64, 256, 2), (32, 512, 1),
+                                                         (64, 512, 1), (1, 64, 1), (16, 48, 1)])
+def test_the_automatic_policy_splits_the_shapes_that_measured_faster(batch, hidden, parts, monkeypatch):
+    monkeypatch.setattr(parallel, "_teams", "auto")
+    monkeypatch.setattr("rnnkit.machine.blas_spin_bounded", lambda: True)
+    monkeypatch.setattr("rnnkit.kernels.blas.small_kernels", lambda dtype: np.dtype(dtype) == np.float32)
+    assert parallel.team_size(np.float32, batch, hidden, 4 * hidden, hidden) == parts
+    assert parallel.team_size(np.float64, batch, hidden, 4 * hidden, hidden) == 1
+
+
+def test_the_automatic_policy_never_splits_while_openblas_threads_spin_long(monkeypatch):
+    monkeypatch.setattr(parallel, "_teams", "auto")
+    monkeypatch.setattr("rnnkit.machine.blas_spin_bounded", lambda: False)
+    monkeypatch.setattr("rnnkit.kernels.blas.small_kernels", lambda dtype: True)
+    assert parallel.team_size(np.float32, 16, 256, 1024, 256) == 1
+
+
+def test_openblas_spin_is_bounded_only_where_the_setting_came_before_numpy(monkeypatch):
+    from rnnkit import _startup, machine
+
+    monkeypatch.setattr(_startup, "NUMPY_LOADED_FIRST", False)
+    assert machine.blas_spin_bounded({"OPENBLAS_THREAD_TIMEOUT": "22"})
+    assert not machine.blas_spin_bounded({"OPENBLAS_THREAD_TIMEOUT": "28"})
+    assert not machine.blas_spin_bounded({})
+    monkeypatch.setattr(_startup, "NUMPY_LOADED_FIRST", True)
+    monkeypatch.setattr(_startup, "ENVIRONMENT_AT_START", frozenset())
+    assert not machine.blas_spin_bounded({"OPENBLAS_THREAD_TIMEOUT": "22"})  # set after NumPy loaded OpenBLAS
+
+
+def test_rnnkit_bounds_openblas_spin_before_numpy_loads_and_never_over_the_users_setting(monkeypatch):
+    from rnnkit import _startup
+
+    monkeypatch.setattr(_startup, "NUMPY_LOADED_FIRST", False)
+    env = {}
+    _startup.bound_blas_spin(env)
+    assert env == {"OPENBLAS_THREAD_TIMEOUT": str(_startup.BLAS_SPIN_LOG2)}
+    mine = {"OPENBLAS_THREAD_TIMEOUT": "26"}
+    _startup.bound_blas_spin(mine)
+    assert mine == {"OPENBLAS_THREAD_TIMEOUT": "26"}
+    opted_out = {"RNNKIT_BLAS_AUTO": "0"}
+    _startup.bound_blas_spin(opted_out)
+    assert "OPENBLAS_THREAD_TIMEOUT" not in opted_out
