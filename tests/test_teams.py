@@ -1,6 +1,6 @@
-"""One recurrence on both cores (`rnnkit.kernels.team`): the units of an LSTM layer split between two parts,
-each a compiled loop, with a barrier each step. Forced on for every shape here (``use_teams("always")``): the
-team's outputs and every gradient equal the NumPy per-step oracle — uneven shares, ragged, reversed, with an
+"""One recurrence on both cores (`rnnkit.kernels.team`): the units of an LSTM, GRU or RNN layer split between two
+parts, each a compiled loop, with a barrier each step. Forced on for every shape here (``use_teams("always")``):
+the team's outputs and every gradient equal the NumPy per-step oracle — uneven shares, ragged, reversed, with an
 initial state, peepholes, recurrent dropout, weight drop and zoneout, float32 and float64 — and the policy of
 `team_size` splits only what it should."""
 
@@ -22,6 +22,14 @@ from test_sequence_loop import (  # noqa: E402
 )
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+#: the cells whose units split (``team_units``), and the regularisers each takes in the compiled loop
+TEAM_CELLS = {
+    "lstm": (rnnkit.LSTM, {}, {"dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": (0.3, 0.2)}),
+    "lstm-peephole": (rnnkit.LSTM, {"peephole": True}, {"zoneout": (0.3, 0.2)}),
+    "gru-reset-after": (rnnkit.GRU, {}, {"dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3}),
+    "rnn-tanh": (rnnkit.RNN, {}, {"dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3}),
+    "rnn-relu": (rnnkit.RNN, {"nonlinearity": "relu"}, {"zoneout": 0.3}),
+}
 
 
 @pytest.fixture
@@ -53,25 +61,44 @@ def oracle_and_team(run):
 
 @DTYPES
 @pytest.mark.parametrize("hidden", [48, 64], ids=["shares-32-16", "shares-32-32"])
-@pytest.mark.parametrize("peephole", [False, True], ids=["plain", "peephole"])
-def test_a_team_equals_the_numpy_oracle_ragged_reversed_with_an_initial_state(hidden, peephole, dtype, teams):
-    layer = rnnkit.LSTM(5, hidden, bidirectional=True, peephole=peephole, dtype=dtype, rng=0)
+@pytest.mark.parametrize("name", sorted(TEAM_CELLS))
+def test_a_team_equals_the_numpy_oracle_ragged_reversed_with_an_initial_state(name, hidden, dtype, teams):
+    cls, options, _ = TEAM_CELLS[name]
+    layer = cls(5, hidden, bidirectional=True, dtype=dtype, rng=0, **options)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(6, 9, 5)).astype(dtype)
     lengths, state0 = np.array([9, 3, 5, 1, 9, 7]), initial_state(layer, 6, rng, dtype)
     worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths, state0))
-    assert worst <= TOL[dtype], f"the team differs from NumPy by {worst:.2e}"
+    assert worst <= TOL[dtype], f"{name}: the team differs from NumPy by {worst:.2e}"
     assert len(teams) == 4  # forward and backward of each direction, each a team of two
 
 
 @DTYPES
-def test_a_team_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_and_zoneout(dtype, teams):
-    layer = same_masks_every_call(rnnkit.LSTM(4, 64, dtype=dtype, rng=0)
-                                  .regularize(dropout_recurrent=0.4, weight_drop=0.5, zoneout=(0.3, 0.2)))
+@pytest.mark.parametrize("name", sorted(TEAM_CELLS))
+def test_a_team_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_and_zoneout(name, dtype, teams):
+    cls, options, rates = TEAM_CELLS[name]
+    layer = same_masks_every_call(cls(4, 64, dtype=dtype, rng=0, **options).regularize(**rates))
     x, lengths = np.random.default_rng(2).normal(size=(5, 8, 4)).astype(dtype), np.array([8, 8, 2, 6, 3])
     worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths))
-    assert worst <= TOL[dtype], f"the team differs from NumPy by {worst:.2e}"
+    assert worst <= TOL[dtype], f"{name}: the team differs from NumPy by {worst:.2e}"
     assert len(teams) == 2
+
+
+def test_an_elman_state_detached_at_every_step_equals_the_numpy_oracle_in_a_team(teams):
+    layer = rnnkit.RNN(3, 64, dtype=np.float64, rng=0)
+    layer.detach_state = True
+    x, lengths = np.random.default_rng(3).normal(size=(3, 5, 3)), np.array([5, 2, 4])
+    assert oracle_and_team(lambda: outputs_and_grads(layer, x, lengths)) <= TOL[np.float64]
+    assert len(teams) == 2
+
+
+@pytest.mark.parametrize(("cls", "options"), [(rnnkit.LSTM, {"proj_size": 16}), (rnnkit.GRU, {"reset_after": False}),
+                                              (rnnkit.IndRNN, {}), (rnnkit.LayerNormLSTM, {})])
+def test_cells_whose_units_do_not_split_run_as_one_part(cls, options, teams):
+    layer = cls(4, 64, rng=0, **options)
+    y, _ = layer.forward(np.ones((2, 3, 4), np.float32))
+    layer.backward(np.ones_like(y))
+    assert teams == []
 
 
 def test_a_team_runs_each_part_with_one_blas_thread_and_restores_the_limit_after(teams):

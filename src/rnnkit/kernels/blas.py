@@ -261,7 +261,7 @@ def matmul_weight(a, weight, out, accumulate):
 
 #: the column blocks of a team's share of a product (`rnnkit.kernels.team`): the widest of these whose block
 #: takes OpenBLAS's small-matrix route (m·k·width ≤ `SMALL_MNK`), on one thread and without packing W
-TEAM_COLUMNS = (64, 32, 16)
+TEAM_COLUMNS = (128, 64, 32, 16)
 
 
 @njit(**JIT)

@@ -6,9 +6,17 @@ from __future__ import annotations
 
 from numba import njit
 
-from .blas import matmul_weight
+from .blas import matmul_columns, matmul_gate_units, matmul_weight
 from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
-from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
+from .sequence_loop import (
+    add_rows,
+    mask_columns,
+    recurrent_read,
+    sequence_backward,
+    sequence_forward,
+    through_mask,
+)
+from .team import barrier, own_units
 
 
 # -- reset after the recurrent product (PyTorch) -----------------------------------------------------------------
@@ -17,26 +25,43 @@ def gru_forward_reset_after(gates, xp, b_hn, h_prev, inner, h_new, gates_in_x):
     """`GRUStep.step` (reset after) after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
     [r, z, n] on exit (or ``xp`` does, with ``gates_in_x``: the whole-sequence loop); ``inner`` ← h_{t-1} W_hh[n]ᵀ
     + b_hn; h_t = n + z ⊙ (h_{t-1} − n)."""
+    gru_forward_reset_after_units(gates, xp, b_hn, h_prev, inner, h_new, gates_in_x, 0, h_prev.shape[1])
+
+
+@njit(**JIT)
+def gru_forward_reset_after_units(gates, xp, b_hn, h_prev, inner, h_new, gates_in_x, lo, hi):
+    """`gru_forward_reset_after` for units [lo, hi) of every row (a part of a team: `rnnkit.kernels.team`)."""
+    hs = h_prev.shape[1]
     for b in range(gates.shape[0]):
-        gru_row_reset_after(gates[b], xp[b], b_hn, h_prev[b], inner[b], h_new[b], gates_in_x)
+        gru_row_reset_after(gate_views3(gates[b], hs, lo, hi), gate_views3(xp[b], hs, lo, hi), b_hn[lo:hi],
+                            h_prev[b, lo:hi], inner[b, lo:hi], h_new[b, lo:hi], gates_in_x)
+
+
+@njit(**JIT)
+def gate_views3(row, hs, lo, hi):
+    """Units [lo, hi) of each block of a row of three ``hs``-wide gate blocks [r, z, n]: three 1-D views (read and
+    written as arrays of their own, each from 0, the loop over units vectorizes: `rnnkit.kernels.lstm.gate_views`)."""
+    return row[lo:hi], row[hs + lo:hs + hi], row[2 * hs + lo:2 * hs + hi]
 
 
 @njit(**JIT)
 def gru_row_reset_after(a, x, b_hn, hp, q, hn, gates_in_x):
-    """One row of `gru_forward_reset_after` (1-D arrays of one batch row: LLVM vectorizes the loop over units in a
-    function of its own, about 2× faster than the same loop over row views inside the batch loop). ``a`` holds
-    the recurrent product, ``x`` the projection; the activated [r, z, n] go over ``a``, or over ``x`` with
-    ``gates_in_x`` (the whole-sequence loop, whose gate history is the projection: `gru_reset_after_step`). The
-    flag is the same for the whole loop, so LLVM makes one vectorized loop per value."""
-    hs = hp.shape[0]
-    for j in range(hs):
-        r, z = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
-        q_j = a[2 * hs + j] + b_hn[j]
-        n = tanh(x[2 * hs + j] + r * q_j)
+    """One row of `gru_forward_reset_after` for the units of ``hp`` (1-D arrays of one batch row; ``a``, ``x``
+    their `gate_views3`: LLVM vectorizes the loop over units in a function of its own, about 2× faster than the
+    same loop over row views inside the batch loop). ``a`` holds the recurrent product, ``x`` the projection; the
+    activated [r, z, n] go over ``a``, or over ``x`` with ``gates_in_x`` (the whole-sequence loop, whose gate
+    history is the projection: `gru_reset_after_step`). The flag is the same for the whole loop, so LLVM makes one
+    vectorized loop per value."""
+    a_r, a_z, a_n = a
+    x_r, x_z, x_n = x
+    for j in range(hp.shape[0]):
+        r, z = sigmoid(a_r[j] + x_r[j]), sigmoid(a_z[j] + x_z[j])
+        q_j = a_n[j] + b_hn[j]
+        n = tanh(x_n[j] + r * q_j)
         if gates_in_x:
-            x[j], x[hs + j], x[2 * hs + j] = r, z, n
+            x_r[j], x_z[j], x_n[j] = r, z, n
         else:
-            a[j], a[hs + j], a[2 * hs + j] = r, z, n
+            a_r[j], a_z[j], a_n[j] = r, z, n
         q[j] = q_j
         hn[j] = n + z * (hp[j] - n)
 
@@ -47,19 +72,30 @@ def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, keep_r):
     into ``dxp``, δq = [δa_r, δa_z, δa_n ⊙ r] into ``dq`` and leaves δh ⊙ z in ``dh``. ``dxp`` may be ``gates``
     itself (each unit's gates are read before its δa is written); with ``keep_r``, r goes into ``inner`` (read
     first, not needed again), where the weight sums find it once δa has gone over the gates."""
+    gru_backward_reset_after_units(dh, gates, inner, h_prev, dxp, dq, keep_r, 0, dh.shape[1])
+
+
+@njit(**JIT)
+def gru_backward_reset_after_units(dh, gates, inner, h_prev, dxp, dq, keep_r, lo, hi):
+    """`gru_backward_reset_after` for units [lo, hi) of every row (a part of a team)."""
+    hs = dh.shape[1]
     for b in range(dh.shape[0]):
-        _backward_reset_after_row(dh[b], gates[b], inner[b], h_prev[b], dxp[b], dq[b], keep_r)
+        _backward_reset_after_row(dh[b, lo:hi], gate_views3(gates[b], hs, lo, hi), inner[b, lo:hi],
+                                  h_prev[b, lo:hi], gate_views3(dxp[b], hs, lo, hi), gate_views3(dq[b], hs, lo, hi),
+                                  keep_r)
 
 
 @njit(**JIT)
 def _backward_reset_after_row(dhb, a, q, hp, d, dqb, keep_r):
-    """One row of `gru_backward_reset_after`."""
-    hs = dhb.shape[0]
-    for j in range(hs):
-        r, z, n = a[j], a[hs + j], a[2 * hs + j]
+    """One row of `gru_backward_reset_after` (``a``, ``d``, ``dqb`` the rows' `gate_views3`)."""
+    a_r, a_z, a_n = a
+    d_r, d_z, d_n = d
+    q_r, q_z, q_n = dqb
+    for j in range(dhb.shape[0]):
+        r, z, n = a_r[j], a_z[j], a_n[j]
         da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
-        d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
-        dqb[j], dqb[hs + j], dqb[2 * hs + j] = da_r, da_z, da_n * r
+        d_r[j], d_z[j], d_n[j] = da_r, da_z, da_n
+        q_r[j], q_z[j], q_n[j] = da_r, da_z, da_n * r
         dhb[j] = dhb[j] * z
         if keep_r:
             q[j] = r
@@ -69,31 +105,37 @@ def _backward_reset_after_row(dhb, a, q, hp, d, dqb, keep_r):
 def gru_reset_after_step(params, t, n, read, write, xp, states, team):
     """`GRUStep.step` (reset after) for the whole-sequence loop: h_{t−1} W_hhᵀ (BLAS) into a (B, 3H) buffer that
     stays in cache, then the fused pointwise forward, its gates written over xp_t (the projection becomes the gate
-    history: no second (T, B, 3H) array). params = (W_hhᵀ, b_hn, product (B, 3H), inner (T, B, H), m_h, scratch):
-    W_hhᵀ a `rnnkit.kernels.blas.loop_weight` triple, m_h the recurrent dropout mask (B, H) or (0, 0), scratch
-    (B, H) for h_{t−1} ⊙ m_h, which enters the product (z ⊙ h_{t−1} takes h_{t−1} itself)."""
+    history: no second (T, B, 3H) array); in a team (`rnnkit.kernels.team`) this part's units only. params =
+    (W_hhᵀ, b_hn, product (B, 3H), inner (T, B, H), m_h, scratch): W_hhᵀ a `rnnkit.kernels.blas.loop_weight`
+    triple, m_h the recurrent dropout mask (B, H) or (0, 0), scratch (B, H) for h_{t−1} ⊙ m_h, which enters the
+    product (z ⊙ h_{t−1} takes h_{t−1} itself)."""
     w_hh_t, b_hn, product, inner, mask, masked = params
     h = states[0]
     h_prev, a = h[read, :n], product[:n]
-    matmul_weight(recurrent_read(h_prev, mask, masked, team), w_hh_t, a, False)
-    gru_forward_reset_after(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n], True)
+    lo, hi = own_units(h.shape[2], team)
+    matmul_gate_units(recurrent_read(h_prev, mask, masked, team), w_hh_t, a, 3, lo, hi)
+    gru_forward_reset_after_units(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n], True, lo, hi)
 
 
 @njit(**JIT)
 def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward (δa written
     over the step's gates, r kept in ``inner``: `GRUStep.sequence_gate_grads`), then δh_{t−1} = δh ⊙ z + (δq W_hh)
-    ⊙ m_h (BLAS). params = (W_hh, gates, inner, dq (B, 3H) δq of the step, m_h (B, H) or (0, 0), scratch (B, H))."""
+    ⊙ m_h (BLAS); in a team: this part's units of δa and δq, the barrier, then this part's units of δh_{t−1}.
+    params = (W_hh, gates, inner, dq (2, B, 3H): δq of the step, in turns (a part may write the next step's while
+    the other still reads this one's), m_h (B, H) or (0, 0), scratch (B, H))."""
     w_hh, gates, inner, dq, mask, scratch = params
-    dh, dq_t = dstate[0][:n], dq[:n]
-    gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t, True)
+    dh, dq_t = dstate[0][:n], dq[t % 2, :n]
+    lo, hi = own_units(dh.shape[1], team)
+    gru_backward_reset_after_units(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t, True, lo, hi)
+    barrier(team)
     if mask.shape[0] == 0:
-        matmul_weight(dq_t, w_hh, dh, True)
+        matmul_columns(dq_t, w_hh, dh, lo, hi, True)
         return
     rec = scratch[:n]
-    matmul_weight(dq_t, w_hh, rec, False)
-    through_mask(rec, mask)
-    dh += rec
+    matmul_columns(dq_t, w_hh, rec, lo, hi, False)
+    through_mask(rec[:, lo:hi], mask_columns(mask, lo, hi))
+    add_rows(rec[:, lo:hi], dh[:, lo:hi])
 
 
 @njit(**JIT)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from numba import njit
 
-from .blas import matmul_weight
+from .blas import matmul_columns, matmul_gate_units
 from .jit import JIT, dtanh, tanh, zero
-from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
+from .sequence_loop import mask_columns, recurrent_read, sequence_backward, sequence_forward, through_mask
+from .team import barrier, own_units
 
 
 @njit(**JIT)
@@ -45,25 +46,29 @@ def _backward_row(db, hb, relu, out):
 
 @njit(**JIT)
 def rnn_step(params, t, n, read, write, xp, states, team):
-    """`RNNStep.step` for the whole-sequence loop: h_t = φ((h_{t−1} ⊙ m_h) W_hhᵀ + xp). params = (W_hhᵀ, relu,
-    m_h, scratch): W_hhᵀ a `rnnkit.kernels.blas.loop_weight` triple, m_h the recurrent dropout mask (B, H) or (0, 0),
-    scratch (B, H) for h_{t−1} ⊙ m_h."""
+    """`RNNStep.step` for the whole-sequence loop: h_t = φ((h_{t−1} ⊙ m_h) W_hhᵀ + xp); in a team
+    (`rnnkit.kernels.team`) this part's units only. params = (W_hhᵀ, relu, m_h, scratch): W_hhᵀ a
+    `rnnkit.kernels.blas.loop_weight` triple, m_h the recurrent dropout mask (B, H) or (0, 0), scratch (B, H) for
+    h_{t−1} ⊙ m_h."""
     w_hh_t, relu, mask, scratch = params
     h = states[0]
     h_new = h[write, :n]
-    matmul_weight(recurrent_read(h[read, :n], mask, scratch, team), w_hh_t, h_new, False)
-    rnn_forward(h_new, xp, relu)
+    lo, hi = own_units(h.shape[2], team)
+    matmul_gate_units(recurrent_read(h[read, :n], mask, scratch, team), w_hh_t, h_new, 1, lo, hi)
+    rnn_forward(h_new[:, lo:hi], xp[:, lo:hi], relu)
 
 
 @njit(**JIT)
 def rnn_step_backward(params, t, n, read, write, dstate, states, dxp, team):
-    """`RNNStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = (δa W_hh) ⊙ m_h.
-    params = (W_hh, relu, m_h)."""
+    """`RNNStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = (δa W_hh) ⊙ m_h; in a team:
+    this part's units of δa, the barrier, then its units of δh_{t−1}. params = (W_hh, relu, m_h)."""
     w_hh, relu, mask = params
     dh = dstate[0][:n]
-    rnn_backward(dh, states[0][write, :n], relu, dxp)
-    matmul_weight(dxp, w_hh, dh, False)
-    through_mask(dh, mask)
+    lo, hi = own_units(dh.shape[1], team)
+    rnn_backward(dh[:, lo:hi], states[0][write, :n, lo:hi], relu, dxp[:, lo:hi])
+    barrier(team)
+    matmul_columns(dxp, w_hh, dh, lo, hi, False)
+    through_mask(dh[:, lo:hi], mask_columns(mask, lo, hi))
 
 
 @njit(**JIT)
