@@ -102,10 +102,12 @@ def _concurrently(first, second, threads: int):
 TEAM_CHOICES = ("auto", "always", "never")
 _teams = os.environ.get("RNNKIT_TEAMS", "auto").strip().lower() or "auto"
 #: a part's share of one step's recurrent product, in multiply-adds (batch · depth · columns / 2), where teams
-#: measured faster than one loop with two BLAS threads (AMD EPYC, OpenBLAS SkylakeX kernels, LSTM forward loop,
-#: ms per 100 steps, one loop → team: B = 16, H = 256: 10.4 → 6.5; B = 16, H = 512: 31.5 → 20.0; B = 32,
-#: H = 256: 18.2 → 12.8; B = 64, H = 256: 30.8 → 23.7; slower or no better: B = 32 and 64, H = 512, 2^24 and more)
-TEAM_WORK = (1 << 20, 1 << 23)
+#: measured faster than one loop with two BLAS threads (AMD EPYC, OpenBLAS SkylakeX kernels, in-process A/B of the
+#: loops alone, one loop → team, ms per 100 steps, forward / backward): LSTM B = 16, H = 256: 11.6 → 8.1 / 15.3 →
+#: 11.3; B = 16, H = 512: 44.7 → 22.5 / 39.8 → 34.5; B = 64, H = 256: 32.5 → 31.9 / 39.7 → 34.2; RNN B = 16, H = 256:
+#: 3.8 → 2.5 / 2.9 → 2.8; RNN B = 64, H = 512: 47.4 → 37.5 / 24.1 → 25.4; slower above 2^23 (LSTM B = 64, H = 512
+#: forward: 128 → 261; GRU B = 64, H = 512: 87 → 103) and below 2^19 (B = 1, H = 64: 2–3× slower)
+TEAM_WORK = (1 << 19, 1 << 23)
 
 
 def use_teams(choice: str) -> None:

@@ -234,7 +234,7 @@ class CompiledSequenceLoop:
         from ..kernels import parallel
 
         loop, params = self.compiled_loop(ws)
-        parallel.team(self.team_parts(xp.shape[1]),
+        parallel.team(self.team_parts(xp.shape[1], "forward"),
                       lambda team: loop(params, xp, tuple(states), counts, reverse, zoneout, team))
 
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
@@ -243,19 +243,20 @@ class CompiledSequenceLoop:
         from ..kernels import parallel
 
         loop, params = self.compiled_loop_backward(ws)
-        parallel.team(self.team_parts(dy.shape[1]),
+        parallel.team(self.team_parts(dy.shape[1], "backward"),
                       lambda team: loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp,
                                         zoneout, team))
 
-    #: whether the compiled steps can split the units of a call between the parts of a team
-    #: (`rnnkit.kernels.team`): each part computes its units' columns of the recurrent product and their
-    #: pointwise math. Declared by each class that can (a subclass with steps of its own does not inherit it).
-    team_units = False
+    #: the loops ("forward", "backward") whose compiled steps split the units of a call between the parts of a
+    #: team (`rnnkit.kernels.team`), each part computing its units' columns of the recurrent product and their
+    #: pointwise math, where that measured faster. Declared by each class that can (a subclass with steps of its
+    #: own does not inherit it).
+    team_units: tuple[str, ...] = ()
 
-    def team_parts(self, batch: int) -> int:
-        """The parts of a team for this cell's loops at ``batch`` rows (`rnnkit.kernels.parallel.team_size`); 1
-        where the class cannot split its units."""
-        if not type(self).__dict__.get("team_units", False):
+    def team_parts(self, batch: int, loop: str) -> int:
+        """The parts of a team for this cell's ``loop`` at ``batch`` rows (`rnnkit.kernels.parallel.team_size`);
+        1 where the class does not split that loop's units."""
+        if loop not in type(self).__dict__.get("team_units", ()):
             return 1
         from ..kernels.parallel import team_size
 

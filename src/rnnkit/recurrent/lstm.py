@@ -108,10 +108,10 @@ class LSTMStep(GatedCell):
     whole_sequence = True
     forward_only = ("w_hh_t", "w_hr_t", "product")
     grads_over_gates = True  # the backward step reads i, f, g, o of a unit, then writes its δa over them
-    team_units = True  # a unit's gates need only its columns of h_{t−1} W_hhᵀ (not with a projection: h_t = m_t W_hrᵀ)
+    team_units = ("forward", "backward")  # a unit's gates need only its columns of h_{t−1} W_hhᵀ
 
-    def team_parts(self, batch):
-        return 1 if self.proj_size else super().team_parts(batch)
+    def team_parts(self, batch, loop):
+        return 1 if self.proj_size else super().team_parts(batch, loop)  # h_t = m_t W_hrᵀ needs all of m_t
 
     def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
         """The compiled loop writes the gates over the projection ``xp`` (a_t = xp_t + h_{t−1} W_hhᵀ, activated

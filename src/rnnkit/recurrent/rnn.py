@@ -40,7 +40,7 @@ class RNNStep(GatedCell):
         self.nonlinearity = nonlinearity
 
     whole_sequence = True
-    team_units = True  # h_t's unit j needs only column j of h_{t−1} W_hhᵀ (`rnnkit.kernels.team`)
+    team_units = ("forward", "backward")  # h_t's unit j needs only column j of h_{t−1} W_hhᵀ (`rnnkit.kernels.team`)
 
     def runs_whole_sequence(self, batch):
         return self.nonlinearity != "sigmoid" and super().runs_whole_sequence(batch)
