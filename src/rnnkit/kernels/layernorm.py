@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit
 
 from .blas import matmul_weight
-from .gru import gru_row_reset_after
+from .gru import gate_views3, gru_row_reset_after
 from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, like, one, sigmoid, tanh, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
@@ -136,7 +136,8 @@ def lngru_forward(gates, xp, g_h, b_h, b_hn, h_prev, h_hat, h_inv, inner, h_new)
 def _lngru_row_forward(a, x, g_h, b_h, b_hn, hp, h_hat, q, hn):
     """One row of `lngru_forward`; returns s_h."""
     h_inv = _layer_norm_row(a, g_h, b_h, h_hat, a)  # a ← q = γ_h ⊙ ĥ + β_h
-    gru_row_reset_after(a, x, b_hn, hp, q, hn, False)  # then the GRU's reset-after step on the normalised q
+    hs = hp.shape[0]  # then the GRU's reset-after step on the normalised q
+    gru_row_reset_after(gate_views3(a, hs, 0, hs), gate_views3(x, hs, 0, hs), b_hn, hp, q, hn, False)
     return h_inv
 
 
