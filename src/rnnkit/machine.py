@@ -201,6 +201,7 @@ def report(cores: int | None = None) -> list[str]:
              f"CPU vector width: {cpu_bits or 'unknown'}" + ("-bit" if cpu_bits else ""),
              f"step kernels: {kernels.describe()}",
              f"BLAS backend: {blas_backend()}",
+             f"loops on both cores: {describe_teams()}",
              describe_peak(cores or os.cpu_count() or 1)]
     advice = recommended_coretype(flags, blas)
     if advice:
@@ -208,6 +209,25 @@ def report(cores: int | None = None) -> list[str]:
         lines.append(f"note: OpenBLAS runs narrower kernels than this CPU supports; OPENBLAS_CORETYPE={advice} "
                      f"before NumPy loads would use them (OPENBLAS_CORETYPE is {source})")
     return lines
+
+
+def describe_teams() -> str:
+    """One line: whether the LSTM's, GRU's and RNN's loops split their units over two cores (`rnnkit.kernels.team`)
+    where the shape measured faster, and why not where they do not."""
+    try:
+        from .kernels import blas, parallel
+    except ImportError:
+        return "no (needs numba)"
+    choice = parallel.teams_choice()
+    if choice != "auto":
+        return f"{choice} (RNNKIT_TEAMS={choice})"
+    if not blas.small_kernels("float32"):
+        return "no (they need OpenBLAS's small-matrix kernels, found on AVX-512 machines)"
+    if not blas_spin_bounded():
+        return ("no (OpenBLAS's idle threads may spin longer than 2^22 cycles: set OPENBLAS_THREAD_TIMEOUT=22 "
+                "before NumPy loads, or import rnnkit first)")
+    return (f"float32 shapes of {parallel.TEAM_WORK[0]:,}-{parallel.TEAM_WORK[1]:,} multiply-adds a core a step "
+            f"(OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}; RNNKIT_TEAMS=never turns them off)")
 
 
 def blas_spin_bounded(environ: dict[str, str] | None = None) -> bool:

@@ -120,6 +120,11 @@ def use_teams(choice: str) -> None:
     _teams = choice
 
 
+def teams_choice() -> str:
+    """The policy `team_size` follows: ``"auto"``, ``"always"`` or ``"never"``."""
+    return _teams
+
+
 def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     """How many parts run a loop whose step multiplies (batch, depth) by (depth, columns) over ``units`` units: 2
     where the policy allows it (``auto``: float32 on OpenBLAS's small-matrix kernels, `rnnkit.kernels.blas`, whose
