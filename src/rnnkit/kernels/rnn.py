@@ -55,7 +55,10 @@ def rnn_step(params, t, n, read, write, xp, states, team):
     h_new = h[write, :n]
     lo, hi = own_units(h.shape[2], team)
     matmul_gate_units(recurrent_read(h[read, :n], mask, scratch, team), w_hh_t, h_new, 1, lo, hi)
-    rnn_forward(h_new[:, lo:hi], xp[:, lo:hi], relu)
+    if hi - lo == h.shape[2]:  # all the units: the rows as they are (a column slice is another loop for LLVM)
+        rnn_forward(h_new, xp, relu)
+    else:
+        rnn_forward(h_new[:, lo:hi], xp[:, lo:hi], relu)
 
 
 @njit(**JIT)
@@ -65,7 +68,10 @@ def rnn_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     w_hh, relu, mask = params
     dh = dstate[0][:n]
     lo, hi = own_units(dh.shape[1], team)
-    rnn_backward(dh[:, lo:hi], states[0][write, :n, lo:hi], relu, dxp[:, lo:hi])
+    if hi - lo == dh.shape[1]:
+        rnn_backward(dh, states[0][write, :n], relu, dxp)
+    else:
+        rnn_backward(dh[:, lo:hi], states[0][write, :n, lo:hi], relu, dxp[:, lo:hi])
     barrier(team)
     matmul_columns(dxp, w_hh, dh, lo, hi, False)
     through_mask(dh[:, lo:hi], mask_columns(mask, lo, hi))
