@@ -6,17 +6,10 @@ from __future__ import annotations
 
 from numba import njit
 
-from .blas import matmul_columns, matmul_gate_units, matmul_weight
+from .blas import matmul_gate_units, matmul_weight
 from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
-from .sequence_loop import (
-    add_rows,
-    mask_columns,
-    recurrent_read,
-    sequence_backward,
-    sequence_forward,
-    through_mask,
-)
-from .team import barrier, own_units
+from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
+from .team import own_units
 
 
 # -- reset after the recurrent product (PyTorch) -----------------------------------------------------------------
@@ -72,17 +65,10 @@ def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, keep_r):
     into ``dxp``, δq = [δa_r, δa_z, δa_n ⊙ r] into ``dq`` and leaves δh ⊙ z in ``dh``. ``dxp`` may be ``gates``
     itself (each unit's gates are read before its δa is written); with ``keep_r``, r goes into ``inner`` (read
     first, not needed again), where the weight sums find it once δa has gone over the gates."""
-    gru_backward_reset_after_units(dh, gates, inner, h_prev, dxp, dq, keep_r, 0, dh.shape[1])
-
-
-@njit(**JIT)
-def gru_backward_reset_after_units(dh, gates, inner, h_prev, dxp, dq, keep_r, lo, hi):
-    """`gru_backward_reset_after` for units [lo, hi) of every row (a part of a team)."""
     hs = dh.shape[1]
     for b in range(dh.shape[0]):
-        _backward_reset_after_row(dh[b, lo:hi], gate_views3(gates[b], hs, lo, hi), inner[b, lo:hi],
-                                  h_prev[b, lo:hi], gate_views3(dxp[b], hs, lo, hi), gate_views3(dq[b], hs, lo, hi),
-                                  keep_r)
+        _backward_reset_after_row(dh[b], gate_views3(gates[b], hs, 0, hs), inner[b], h_prev[b],
+                                  gate_views3(dxp[b], hs, 0, hs), gate_views3(dq[b], hs, 0, hs), keep_r)
 
 
 @njit(**JIT)
@@ -121,21 +107,18 @@ def gru_reset_after_step(params, t, n, read, write, xp, states, team):
 def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward (δa written
     over the step's gates, r kept in ``inner``: `GRUStep.sequence_gate_grads`), then δh_{t−1} = δh ⊙ z + (δq W_hh)
-    ⊙ m_h (BLAS); in a team: this part's units of δa and δq, the barrier, then this part's units of δh_{t−1}.
-    params = (W_hh, gates, inner, dq (2, B, 3H): δq of the step, in turns (a part may write the next step's while
-    the other still reads this one's), m_h (B, H) or (0, 0), scratch (B, H))."""
+    ⊙ m_h (BLAS). Always one part (``team`` unused: `GRUStep.team_units`). params = (W_hh, gates, inner, dq (B, 3H)
+    δq of the step, m_h (B, H) or (0, 0), scratch (B, H))."""
     w_hh, gates, inner, dq, mask, scratch = params
-    dh, dq_t = dstate[0][:n], dq[t % 2, :n]
-    lo, hi = own_units(dh.shape[1], team)
-    gru_backward_reset_after_units(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t, True, lo, hi)
-    barrier(team)
+    dh, dq_t = dstate[0][:n], dq[:n]
+    gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t, True)
     if mask.shape[0] == 0:
-        matmul_columns(dq_t, w_hh, dh, lo, hi, True)
+        matmul_weight(dq_t, w_hh, dh, True)
         return
     rec = scratch[:n]
-    matmul_columns(dq_t, w_hh, rec, lo, hi, False)
-    through_mask(rec[:, lo:hi], mask_columns(mask, lo, hi))
-    add_rows(rec[:, lo:hi], dh[:, lo:hi])
+    matmul_weight(dq_t, w_hh, rec, False)
+    through_mask(rec, mask)
+    dh += rec
 
 
 @njit(**JIT)

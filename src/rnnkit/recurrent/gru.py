@@ -93,7 +93,7 @@ class GRUStep(GatedCell):
     Workspace: ``gates`` (T, B, 3H) the activated [r, z, n] (reset after, in the whole-sequence loop: the
     projection's array, the gates written over it, each step's product h_{t−1} W_hhᵀ in ``product`` (B, 3H));
     ``inner`` (T, B, H) h_{t-1} W_hh[n]ᵀ + b_hn (reset after) or r ⊙ h_{t-1} (reset before); ``scratch``
-    (2, B, H); reset after: ``dq`` (2, B, 3H), δq of the step the backward is at (the sums after the loop rebuild
+    (2, B, H); reset after: ``dq`` (B, 3H), δq of the step the backward is at (the sums after the loop rebuild
     δq's n block, δa_n ⊙ r, from δa and the gates), ``b_hn`` and ``w_hh_t``; reset before: ``w_rz_t`` = W_hh[r,z]ᵀ
     and ``w_n_t`` = W_hh[n]ᵀ, each contiguous.
     """
@@ -125,7 +125,7 @@ class GRUStep(GatedCell):
         ws.inner = per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((2, batch, h), dt)  # no temporaries in the loop
         if self.reset_after:
-            ws.dq = np.empty((2, batch, 3 * h), dt)  # δq of a step, two in turns (`accumulate` keeps none)
+            ws.dq = np.empty((batch, 3 * h), dt)  # δq of one step (`accumulate` needs no history of it)
             ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
         else:  # two recurrent GEMMs per step, each with a contiguous Wᵀ
             self.transpose_recurrent(ws)
@@ -238,7 +238,7 @@ class GRUStep(GatedCell):
         gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
         tmp, rec = ws.scratch[0, :n_rows], ws.scratch[1, :n_rows]
         if self.reset_after:  # δh_{t-1} = δh ⊙ z + δq W_hh
-            dq = ws.dq[0, :n_rows]
+            dq = ws.dq[:n_rows]
             if fused is not None:
                 fused.gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, False)
             else:
