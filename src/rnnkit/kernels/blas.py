@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import get_cython_function_address, overload
 
-from .jit import JIT
+from .jit import GLUE, JIT
 
 
 @lru_cache(maxsize=1)
@@ -266,7 +266,7 @@ def matmul_weight(a, weight, out, accumulate):
 TEAM_COLUMNS = (128, 64, 32)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def matmul_columns(a, weight, out, lo, hi, accumulate):
     """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small)
     from `loop_weight`: one part's share of a product in a team (`rnnkit.kernels.team`), never on a packed copy
@@ -288,7 +288,7 @@ def matmul_columns(a, weight, out, lo, hi, accumulate):
         matmul_into(a, matrix[:, j:end], out[:, j:end], accumulate)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def matmul_gate_units(a, weight, out, gates, lo, hi):
     """out = a @ matrix for the columns of units [lo, hi) of each of ``gates`` blocks (G = gates · H columns):
     a part's share of the recurrent product h_{t−1} · W_hhᵀ in a team; the whole product for a team of one."""

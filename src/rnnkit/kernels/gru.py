@@ -7,7 +7,7 @@ from __future__ import annotations
 from numba import njit
 
 from .blas import matmul_gate_units, matmul_weight
-from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
+from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
 from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
 from .team import own_units
 
@@ -30,7 +30,7 @@ def gru_forward_reset_after_units(gates, xp, b_hn, h_prev, inner, h_new, gates_i
                             h_prev[b, lo:hi], inner[b, lo:hi], h_new[b, lo:hi], gates_in_x)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def gate_views3(row, hs, lo, hi):
     """Units [lo, hi) of each block of a row of three ``hs``-wide gate blocks [r, z, n]: three 1-D views (read and
     written as arrays of their own, each from 0, the loop over units vectorizes: `rnnkit.kernels.lstm.gate_views`)."""
@@ -87,7 +87,7 @@ def _backward_reset_after_row(dhb, a, q, hp, d, dqb, keep_r):
             q[j] = r
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def gru_reset_after_step(params, t, n, read, write, xp, states, team):
     """`GRUStep.step` (reset after) for the whole-sequence loop: h_{t−1} W_hhᵀ (BLAS) into a (B, 3H) buffer that
     stays in cache, then the fused pointwise forward, its gates written over xp_t (the projection becomes the gate
@@ -103,7 +103,7 @@ def gru_reset_after_step(params, t, n, read, write, xp, states, team):
     gru_forward_reset_after_units(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n], True, lo, hi)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward (δa written
     over the step's gates, r kept in ``inner``: `GRUStep.sequence_gate_grads`), then δh_{t−1} = δh ⊙ z + (δq W_hh)
@@ -204,7 +204,7 @@ def _backward_reset_before_r_row(drh, a, hp, d, dhb):
         dhb[j] += drh[j] * r
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def gru_reset_before_step(params, t, n, read, write, xp, states, team):
     """`GRUStep.step` (reset before) for the whole-sequence loop: [r, z] from h_{t−1} W_hh[r,z]ᵀ, then n from
     (r ⊙ h_{t−1}) W_hh[n]ᵀ — two GEMMs, each followed by its fused pointwise part. params = (W_hh[r,z]ᵀ, W_hh[n]ᵀ,
@@ -219,7 +219,7 @@ def gru_reset_before_step(params, t, n, read, write, xp, states, team):
     gru_output_reset_before(a, xp, h_prev, h[write, :n])
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def gru_reset_before_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`GRUStep.step_backward` (reset before) for the whole-sequence loop: δh_{t−1} = δh ⊙ z + δ(r ⊙ h) ⊙ r +
     [δa_r, δa_z] W_hh[r,z], with δ(r ⊙ h) = δa_n W_hh[n]. params = (W_hh[r,z], W_hh[n], gates, scratch (B, H))."""

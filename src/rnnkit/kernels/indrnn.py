@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .jit import JIT, dtanh, tanh, zero
+from .jit import GLUE, JIT, dtanh, tanh, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
 
@@ -44,7 +44,7 @@ def indrnn_backward(dh, h, u, relu, dxp):
         _indrnn_row_backward(dh[b], h[b], u, relu, dxp[b])
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def indrnn_step(params, t, n, read, write, xp, states, team):
     """`IndRNNStep.step` for the whole-sequence loop. params = (u, relu)."""
     u, relu = params
@@ -52,7 +52,7 @@ def indrnn_step(params, t, n, read, write, xp, states, team):
     indrnn_forward(h[read, :n], u, xp, relu, h[write, :n])
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def indrnn_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`IndRNNStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = δa ⊙ u.
     params = (u, relu)."""

@@ -10,7 +10,7 @@ from numba import njit
 
 from .blas import matmul_weight
 from .gru import gate_views3, gru_row_reset_after
-from .jit import JIT, dsigmoid, dtanh, gru_gate_grads, like, one, sigmoid, tanh, zero
+from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, like, one, sigmoid, tanh, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
 
@@ -163,7 +163,7 @@ def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
 
 
 # -- the steps of the whole-sequence loop ------------------------------------------------------------------------
-@njit(**JIT)
+@njit(**GLUE)
 def lnlstm_step(params, t, n, read, write, xp, states, team):
     """`LayerNormLSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lnlstm_forward`.
     params = (W_hhᵀ a `rnnkit.kernels.blas.loop_weight`, γ_h, β_h, γ_c, β_c, gates (T, B, 4H), ĥ (T, B, 4H),
@@ -176,7 +176,7 @@ def lnlstm_step(params, t, n, read, write, xp, states, team):
                    c_hat[t, :n], c_inv[t, :n, 0], tanh_u[t, :n], h[write, :n])
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def lnlstm_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`LayerNormLSTMStep.step_backward` for the whole-sequence loop: `lnlstm_backward`, then δh_{t−1} = δP_h W_hh
     (BLAS). params = (W_hh, γ_c, γ_h, gates, ĥ, s_h, ĉ, s_c, k, δu (T, B, H), δP_h (T, B, 4H))."""
@@ -199,7 +199,7 @@ def lnlstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach
     sequence_backward(lnlstm_step_backward, params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def lngru_step(params, t, n, read, write, xp, states, team):
     """`LayerNormGRUStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lngru_forward`.
     params = (W_hhᵀ a `loop_weight`, γ_h, β_h, b_hn, gates (T, B, 3H), ĥ (T, B, 3H), s_h (T, B, 1), inner (T, B, H))."""
@@ -210,7 +210,7 @@ def lngru_step(params, t, n, read, write, xp, states, team):
     lngru_forward(a, xp, g_h, b_h, b_hn, h[read, :n], h_hat[t, :n], h_inv[t, :n, 0], inner[t, :n], h[write, :n])
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def lngru_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`LayerNormGRUStep.step_backward` for the whole-sequence loop: `lngru_backward` (δh ← δh ⊙ z), then
     δh_{t−1} += δP_h W_hh (BLAS). params = (W_hh, γ_h, gates, ĥ, s_h, inner, δP_h (T, B, 3H))."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from numba import njit
 
 from .blas import matmul_columns, matmul_gate_units, matmul_weight
-from .jit import JIT, dsigmoid, dtanh, sigmoid, tanh
+from .jit import GLUE, JIT, dsigmoid, dtanh, sigmoid, tanh
 from .sequence_loop import (
     copy_rows,
     mask_columns,
@@ -19,7 +19,7 @@ from .sequence_loop import (
 from .team import barrier, own_units
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def gate_views(row, hs, lo, hi):
     """Units [lo, hi) of each block of a row of four ``hs``-wide gate blocks [i, f, g, o]: four 1-D views. A row
     kernel that reads and writes the blocks as arrays of their own, each from 0, is one LLVM vectorizes (offsets
@@ -57,7 +57,7 @@ def lstm_forward(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, o
     lstm_forward_units(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, out, 0, c_prev.shape[1])
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def lstm_forward_units(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tanh_c, out, lo, hi):
     """`lstm_forward` for units [lo, hi) of every row (a part of a team: `rnnkit.kernels.team`)."""
     hs = c_prev.shape[1]
@@ -67,7 +67,7 @@ def lstm_forward_units(gates, xp, c_prev, w_ci, w_cf, w_co, peephole, c_new, tan
                           peep(w_co, lo, hi), peephole)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def peep(w, lo, hi):
     """Units [lo, hi) of a peephole weight (the empty array itself without peepholes)."""
     return w[lo:hi] if w.shape[0] else w
@@ -102,7 +102,7 @@ def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp
     lstm_backward_units(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp, from_c, 0, dc.shape[1])
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def lstm_backward_units(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp, from_c, lo, hi):
     """`lstm_backward` for units [lo, hi) of every row (a part of a team). ``dxp`` may be ``gates`` itself: each
     unit's gates are read before its δa is written."""
@@ -113,7 +113,7 @@ def lstm_backward_units(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephol
                            peep(w_co, lo, hi), peephole, from_c)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def lstm_step(params, t, n, read, write, xp, states, team):
     """`LSTMStep.step` for the whole-sequence loop: the product h_{t−1} W_hhᵀ (BLAS) into a (B, 4H) buffer that
     stays in cache, the fused pointwise forward on xp_t + product, its gates written over xp_t (the projection
@@ -134,7 +134,7 @@ def lstm_step(params, t, n, read, write, xp, states, team):
         matmul_weight(out, w_hr_t, h[write, :n], False)  # h_t = m_t W_hrᵀ
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def lstm_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`LSTMStep.step_backward` for the whole-sequence loop: (δm = δh W_hr, keeping δh_t for δW_hr), the fused
     pointwise backward (tanh(c_t) taken again from c_t), δh_{t−1} = (δa W_hh) ⊙ m_h (BLAS). In a team: δa of this

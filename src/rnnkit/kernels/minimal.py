@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .jit import JIT, one, sigmoid, zero
+from .jit import GLUE, JIT, one, sigmoid, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
 
@@ -54,7 +54,7 @@ def _min_row_backward(dh, g, a, hp, lstm, d):
         dh[j] = grad * decay
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def min_step(params, t, n, read, write, xp, states, team):
     """`MinimalStep.step` for the whole-sequence loop, minGRU (``lstm`` false) or minLSTM: writes the activated
     gates and the decay a_t of step t and h_t = a_t ⊙ h_{t−1} + b_t. params = (lstm, gates (T, B, G),
@@ -65,7 +65,7 @@ def min_step(params, t, n, read, write, xp, states, team):
         _min_row_forward(xp[b], h[read, b], lstm, gates[t, b], decay[t, b], h[write, b])
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def min_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`MinimalStep.step_backward` for the whole-sequence loop: δxp_t from δh_t, δh_{t−1} = δh_t ⊙ a_t.
     params as `min_step`'s."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from numba import njit
 
 from .blas import matmul_columns, matmul_gate_units
-from .jit import JIT, dtanh, tanh, zero
+from .jit import GLUE, JIT, dtanh, tanh, zero
 from .sequence_loop import mask_columns, recurrent_read, sequence_backward, sequence_forward, through_mask
 from .team import barrier, own_units
 
@@ -44,7 +44,7 @@ def _backward_row(db, hb, relu, out):
             out[j] = db[j] * dtanh(hb[j])
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def rnn_step(params, t, n, read, write, xp, states, team):
     """`RNNStep.step` for the whole-sequence loop: h_t = φ((h_{t−1} ⊙ m_h) W_hhᵀ + xp); in a team
     (`rnnkit.kernels.team`) this part's units only. params = (W_hhᵀ, relu, m_h, scratch): W_hhᵀ a
@@ -61,7 +61,7 @@ def rnn_step(params, t, n, read, write, xp, states, team):
         rnn_forward(h_new[:, lo:hi], xp[:, lo:hi], relu)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def rnn_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`RNNStep.step_backward` for the whole-sequence loop: δa = δh ⊙ φ'(a), δh_{t−1} = (δa W_hh) ⊙ m_h; in a team:
     this part's units of δa, the barrier, then its units of δh_{t−1}. params = (W_hh, relu, m_h)."""

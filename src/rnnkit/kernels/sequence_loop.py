@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .jit import JIT, one
+from .jit import GLUE, JIT, one
 from .team import barrier, own_units
 
 #: the row copies and sums keep IEEE arithmetic, as the NumPy oracle's slice assignments do
@@ -187,7 +187,7 @@ def _split_row(ds, keep, direct):
         ds[j] = (one(d) - d) * g
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def recurrent_read(h_prev, mask, scratch, team):
     """h_{t−1} as a step's recurrent product reads it: h_{t−1} ⊙ m_h (written into ``scratch``) under recurrent
     dropout, else h_{t−1} itself. ``mask`` (B, R), or (0, 0) without recurrent dropout. In a team each part
@@ -213,7 +213,7 @@ def through_mask(d, mask):
             d[b, j] *= mask[b, j]
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def mask_columns(mask, lo, hi):
     """The columns [lo, hi) of a recurrent dropout mask, or the empty (0, 0) mask itself."""
     return mask if mask.shape[0] == 0 else mask[:, lo:hi]

@@ -29,7 +29,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .jit import JIT
+from .jit import GLUE, JIT
 
 SYNC_SIZE = 16
 ARRIVALS, ABORT = 0, 8  # a cache line (64 bytes) apart
@@ -88,7 +88,7 @@ def _atomic_load(typingctx, array, index):
     return sig, codegen
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def barrier(team):
     """Wait until every part of ``team`` has arrived here as often as this one (nothing for a team of one). The
     counter only grows: arrival number a (1-based) waits for the counter to reach the end of its round."""
@@ -110,7 +110,7 @@ def abort(sync):
     _atomic_add(sync, ABORT, 1)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def own_units(width, team):
     """(lo, hi): the units of a ``width``-wide state that part ``team[0]`` computes. Shares are multiples of
     `UNIT_ALIGN` (the last part takes the rest), so two parts never write into one cache line of a row."""
