@@ -16,6 +16,7 @@ from rnnkit.kernels import team as team_kernels  # noqa: E402
 from test_sequence_loop import (  # noqa: E402
     TOL,
     initial_state,
+    oracle_of,
     outputs_and_grads,
     relative_error,
     same_masks_every_call,
@@ -29,6 +30,8 @@ TEAM_CELLS = {
     "gru-reset-after": (rnnkit.GRU, {}, {"dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3}),
     "rnn-tanh": (rnnkit.RNN, {}, {"dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3}),
     "rnn-relu": (rnnkit.RNN, {"nonlinearity": "relu"}, {"zoneout": 0.3}),
+    "lnlstm": (rnnkit.LayerNormLSTM, {}, {"zoneout": (0.3, 0.2)}),
+    "lngru": (rnnkit.LayerNormGRU, {}, {"zoneout": 0.3}),
 }
 
 
@@ -51,8 +54,10 @@ def teams(monkeypatch):
     return ran
 
 
-def oracle_and_team(run):
-    with kernels.using("numpy"):
+def oracle_and_team(run, name, dtype):
+    """``run()`` on the oracle — NumPy; for the layer-normalised cells in float32, their kernels stepped by the
+    Python loop (`test_sequence_loop.oracle_of` says why) — then with teams; the worst relative difference."""
+    with oracle_of(name, dtype) or kernels.using("numpy"):
         expected = run()
     with kernels.using("compiled"):
         got = run()
@@ -68,7 +73,7 @@ def test_a_team_equals_the_numpy_oracle_ragged_reversed_with_an_initial_state(na
     rng = np.random.default_rng(1)
     x = rng.normal(size=(6, 9, 5)).astype(dtype)
     lengths, state0 = np.array([9, 3, 5, 1, 9, 7]), initial_state(layer, 6, rng, dtype)
-    worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths, state0))
+    worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths, state0), name, dtype)
     assert worst <= TOL[dtype], f"{name}: the team differs from NumPy by {worst:.2e}"
     assert len(teams) == 2 * len(cls.cell_class.team_units)  # each split loop of each direction, a team of two
 
@@ -79,7 +84,7 @@ def test_a_team_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_and_
     cls, options, rates = TEAM_CELLS[name]
     layer = same_masks_every_call(cls(4, 64, dtype=dtype, rng=0, **options).regularize(**rates))
     x, lengths = np.random.default_rng(2).normal(size=(5, 8, 4)).astype(dtype), np.array([8, 8, 2, 6, 3])
-    worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths))
+    worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths), name, dtype)
     assert worst <= TOL[dtype], f"{name}: the team differs from NumPy by {worst:.2e}"
     assert len(teams) == len(cls.cell_class.team_units)
 
@@ -88,12 +93,12 @@ def test_an_elman_state_detached_at_every_step_equals_the_numpy_oracle_in_a_team
     layer = rnnkit.RNN(3, 64, dtype=np.float64, rng=0)
     layer.detach_state = True
     x, lengths = np.random.default_rng(3).normal(size=(3, 5, 3)), np.array([5, 2, 4])
-    assert oracle_and_team(lambda: outputs_and_grads(layer, x, lengths)) <= TOL[np.float64]
+    assert oracle_and_team(lambda: outputs_and_grads(layer, x, lengths), "rnn-tanh", np.float64) <= TOL[np.float64]
     assert len(teams) == 2
 
 
 @pytest.mark.parametrize(("cls", "options"), [(rnnkit.LSTM, {"proj_size": 16}), (rnnkit.GRU, {"reset_after": False}),
-                                              (rnnkit.IndRNN, {}), (rnnkit.LayerNormLSTM, {})])
+                                              (rnnkit.IndRNN, {}), (rnnkit.MinGRU, {})])
 def test_cells_whose_units_do_not_split_run_as_one_part(cls, options, teams):
     layer = cls(4, 64, rng=0, **options)
     y, _ = layer.forward(np.ones((2, 3, 4), np.float32))

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 from numba import njit
 
-from .blas import matmul_gate_units, matmul_weight
+from .blas import matmul_columns, matmul_gate_units, matmul_weight
 from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
-from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
-from .team import own_units
+from .sequence_loop import (
+    add_rows,
+    mask_columns,
+    recurrent_read,
+    sequence_backward,
+    sequence_forward,
+    through_mask,
+)
+from .team import barrier, own_rows, own_units
 
 
 # -- reset after the recurrent product (PyTorch) -----------------------------------------------------------------
@@ -107,18 +114,24 @@ def gru_reset_after_step(params, t, n, read, write, xp, states, team):
 def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward (δa written
     over the step's gates, r kept in ``inner``: `GRUStep.sequence_gate_grads`), then δh_{t−1} = δh ⊙ z + (δq W_hh)
-    ⊙ m_h (BLAS). Always one part (``team`` unused: `GRUStep.team_units`). params = (W_hh, gates, inner, dq (B, 3H)
-    δq of the step, m_h (B, H) or (0, 0), scratch (B, H))."""
+    ⊙ m_h (BLAS). In a team (`rnnkit.kernels.team`) a part takes whole rows of its share of the batch for the
+    pointwise backward, then, once every row of δq is in, its units' columns of the product. params = (W_hh,
+    gates, inner, dq (B, 3H) δq of the step, m_h (B, H) or (0, 0), scratch (B, H))."""
     w_hh, gates, inner, dq, mask, scratch = params
     dh, dq_t = dstate[0][:n], dq[:n]
-    gru_backward_reset_after(dh, gates[t, :n], inner[t, :n], states[0][read, :n], dxp, dq_t, True)
+    barrier(team)  # every unit of δh_t is in (the loop adds δy and zoneout's share per unit)
+    r0, r1 = own_rows(n, team)
+    gru_backward_reset_after(dh[r0:r1], gates[t, r0:r1], inner[t, r0:r1], states[0][read, r0:r1], dxp[r0:r1],
+                             dq_t[r0:r1], True)
+    barrier(team)
+    lo, hi = own_units(dh.shape[1], team)
     if mask.shape[0] == 0:
-        matmul_weight(dq_t, w_hh, dh, True)
+        matmul_columns(dq_t, w_hh, dh, lo, hi, True)
         return
     rec = scratch[:n]
-    matmul_weight(dq_t, w_hh, rec, False)
-    through_mask(rec, mask)
-    dh += rec
+    matmul_columns(dq_t, w_hh, rec, lo, hi, False)
+    through_mask(rec[:, lo:hi], mask_columns(mask, lo, hi))
+    add_rows(rec[:, lo:hi], dh[:, lo:hi])
 
 
 @njit(**JIT)

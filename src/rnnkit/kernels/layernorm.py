@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .blas import matmul_weight
+from .blas import matmul_columns
 from .gru import gate_views3, gru_row_reset_after
 from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, like, one, sigmoid, tanh, zero
 from .sequence_loop import sequence_backward, sequence_forward
+from .team import barrier, own_rows, own_units
 
 
 @njit(**JIT)
@@ -164,27 +165,53 @@ def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
 
 # -- the steps of the whole-sequence loop ------------------------------------------------------------------------
 @njit(**GLUE)
+def product_then_rows(a, weight, out, team):
+    """out = a @ matrix, each part of ``team`` its share of the columns, then the barrier: the row kernels that
+    follow read every column of their rows."""
+    lo, hi = own_units(out.shape[1], team)
+    matmul_columns(a, weight, out, lo, hi, False)
+    barrier(team)
+
+
+@njit(**GLUE)
+def rows_then_product(a, weight, out, accumulate, team):
+    """The barrier (each part has written its rows of ``a``), then out = a @ matrix (or += with ``accumulate``),
+    each part its share of the columns."""
+    barrier(team)
+    lo, hi = own_units(out.shape[1], team)
+    matmul_columns(a, weight, out, lo, hi, accumulate)
+
+
+@njit(**GLUE)
 def lnlstm_step(params, t, n, read, write, xp, states, team):
-    """`LayerNormLSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lnlstm_forward`.
+    """`LayerNormLSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lnlstm_forward`; in a
+    team (`rnnkit.kernels.team`) a part computes its columns of the product, then, once every column is in, the
+    whole rows of its share of the batch (a row's normalisation needs all of it).
     params = (W_hhᵀ a `rnnkit.kernels.blas.loop_weight`, γ_h, β_h, γ_c, β_c, gates (T, B, 4H), ĥ (T, B, 4H),
     s_h (T, B, 1), ĉ (T, B, H), s_c (T, B, 1), k (T, B, H))."""
     w_hh_t, g_h, b_h, g_c, b_c, gates, h_hat, h_inv, c_hat, c_inv, tanh_u = params
     h, c = states
     a = gates[t, :n]
-    matmul_weight(h[read, :n], w_hh_t, a, False)
-    lnlstm_forward(a, xp, g_h, b_h, g_c, b_c, c[read, :n], h_hat[t, :n], h_inv[t, :n, 0], c[write, :n],
-                   c_hat[t, :n], c_inv[t, :n, 0], tanh_u[t, :n], h[write, :n])
+    product_then_rows(h[read, :n], w_hh_t, a, team)
+    r0, r1 = own_rows(n, team)
+    lnlstm_forward(a[r0:r1], xp[r0:r1], g_h, b_h, g_c, b_c, c[read, r0:r1], h_hat[t, r0:r1], h_inv[t, r0:r1, 0],
+                   c[write, r0:r1], c_hat[t, r0:r1], c_inv[t, r0:r1, 0], tanh_u[t, r0:r1], h[write, r0:r1])
+    barrier(team)  # every row of s_t is in before the loop's per-unit work
 
 
 @njit(**GLUE)
 def lnlstm_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`LayerNormLSTMStep.step_backward` for the whole-sequence loop: `lnlstm_backward`, then δh_{t−1} = δP_h W_hh
-    (BLAS). params = (W_hh, γ_c, γ_h, gates, ĥ, s_h, ĉ, s_c, k, δu (T, B, H), δP_h (T, B, 4H))."""
+    (BLAS); in a team, the rows of a part's share of the batch, then its columns of the product. params = (W_hh,
+    γ_c, γ_h, gates, ĥ, s_h, ĉ, s_c, k, δu (T, B, H), δP_h (T, B, 4H))."""
     w_hh, g_c, g_h, gates, h_hat, h_inv, c_hat, c_inv, tanh_u, du, dp_h = params
     dh, dc = dstate[0][:n], dstate[1][:n]
-    lnlstm_backward(dh, dc, gates[t, :n], tanh_u[t, :n], c_hat[t, :n], c_inv[t, :n, 0], g_c, states[1][read, :n],
-                    h_hat[t, :n], h_inv[t, :n, 0], g_h, dxp, du[t, :n], dp_h[t, :n])
-    matmul_weight(dp_h[t, :n], w_hh, dh, False)
+    barrier(team)  # every unit of δh_t, δc_t is in (the loop adds δy and zoneout's share per unit)
+    r0, r1 = own_rows(n, team)
+    lnlstm_backward(dh[r0:r1], dc[r0:r1], gates[t, r0:r1], tanh_u[t, r0:r1], c_hat[t, r0:r1], c_inv[t, r0:r1, 0],
+                    g_c, states[1][read, r0:r1], h_hat[t, r0:r1], h_inv[t, r0:r1, 0], g_h, dxp[r0:r1],
+                    du[t, r0:r1], dp_h[t, r0:r1])
+    rows_then_product(dp_h[t, :n], w_hh, dh, False, team)
 
 
 @njit(**JIT)
@@ -201,24 +228,31 @@ def lnlstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach
 
 @njit(**GLUE)
 def lngru_step(params, t, n, read, write, xp, states, team):
-    """`LayerNormGRUStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lngru_forward`.
+    """`LayerNormGRUStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lngru_forward`; in a
+    team, columns of the product, then rows, as `lnlstm_step`.
     params = (W_hhᵀ a `loop_weight`, γ_h, β_h, b_hn, gates (T, B, 3H), ĥ (T, B, 3H), s_h (T, B, 1), inner (T, B, H))."""
     w_hh_t, g_h, b_h, b_hn, gates, h_hat, h_inv, inner = params
     h = states[0]
     a = gates[t, :n]
-    matmul_weight(h[read, :n], w_hh_t, a, False)
-    lngru_forward(a, xp, g_h, b_h, b_hn, h[read, :n], h_hat[t, :n], h_inv[t, :n, 0], inner[t, :n], h[write, :n])
+    product_then_rows(h[read, :n], w_hh_t, a, team)
+    r0, r1 = own_rows(n, team)
+    lngru_forward(a[r0:r1], xp[r0:r1], g_h, b_h, b_hn, h[read, r0:r1], h_hat[t, r0:r1], h_inv[t, r0:r1, 0],
+                  inner[t, r0:r1], h[write, r0:r1])
+    barrier(team)  # every row of h_t is in before the loop's per-unit work
 
 
 @njit(**GLUE)
 def lngru_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`LayerNormGRUStep.step_backward` for the whole-sequence loop: `lngru_backward` (δh ← δh ⊙ z), then
-    δh_{t−1} += δP_h W_hh (BLAS). params = (W_hh, γ_h, gates, ĥ, s_h, inner, δP_h (T, B, 3H))."""
+    δh_{t−1} += δP_h W_hh (BLAS); in a team, rows, then columns, as `lnlstm_step_backward`. params = (W_hh, γ_h,
+    gates, ĥ, s_h, inner, δP_h (T, B, 3H))."""
     w_hh, g_h, gates, h_hat, h_inv, inner, dp_h = params
     dh = dstate[0][:n]
-    lngru_backward(dh, gates[t, :n], inner[t, :n], states[0][read, :n], h_hat[t, :n], h_inv[t, :n, 0], g_h, dxp,
-                   dp_h[t, :n])
-    matmul_weight(dp_h[t, :n], w_hh, dh, True)
+    barrier(team)  # every unit of δh_t is in (the loop adds δy and zoneout's share per unit)
+    r0, r1 = own_rows(n, team)
+    lngru_backward(dh[r0:r1], gates[t, r0:r1], inner[t, r0:r1], states[0][read, r0:r1], h_hat[t, r0:r1],
+                   h_inv[t, r0:r1, 0], g_h, dxp[r0:r1], dp_h[t, r0:r1])
+    rows_then_product(dp_h[t, :n], w_hh, dh, True, team)
 
 
 @njit(**JIT)

@@ -5,7 +5,10 @@ their own columns of that product: the columns of W_hhᵀ that belong to units [
 part p of a team of ``parts`` computes those columns (its share of the product: half of W_hh each, a block that
 stays in that core's cache) and the pointwise math of its own units, then waits at a barrier until every part
 has written its share of h_t. The backward runs the same way the other side round: each part writes δa for its
-own units, a barrier, then δh_{t−1} for its own units = δa · W_hh[:, lo:hi] (which needs all of δa).
+own units, a barrier, then δh_{t−1} for its own units = δa · W_hh[:, lo:hi] (which needs all of δa). Where a
+step's pointwise math needs whole rows — the layer-normalised cells' statistics span all units of a row; the
+GRU's backward measured faster so — a part takes whole rows of its share of the batch for it (`own_rows`), with a
+barrier between the product's columns and the rows.
 
 Each part's whole time loop is one compiled call that releases the GIL; `rnnkit.kernels.parallel.team` runs
 part 0 in the caller and part 1 in its worker thread, with one BLAS thread each. The barrier is a shared counter
@@ -121,3 +124,15 @@ def own_units(width, team):
     share = -(-share // UNIT_ALIGN) * UNIT_ALIGN
     lo = min(part * share, width)
     return lo, min(lo + share, width)
+
+
+@njit(**GLUE)
+def own_rows(rows, team):
+    """(r0, r1): the rows of a batch of ``rows`` that part ``team[0]`` takes, where a kernel needs whole rows (the
+    layer-normalised cells' pointwise math: a row's mean and variance span all its units)."""
+    part, parts = team[0], team[1]
+    if parts < 2:
+        return 0, rows
+    share = -(-rows // parts)
+    r0 = min(part * share, rows)
+    return r0, min(r0 + share, rows)

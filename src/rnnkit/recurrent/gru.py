@@ -153,9 +153,9 @@ class GRUStep(GatedCell):
 
     whole_sequence = True
     forward_only = ("w_hh_t", "w_rz_t", "w_n_t", "product")
-    #: reset after: a unit's gates need only its columns of h_{t−1} W_hhᵀ (`rnnkit.kernels.team`); the backward's
-    #: team measured no faster than one loop (B = 16, H = 256: 1.02×; B = 64: 0.95×, 0.81×), so it splits the forward
-    team_units = ("forward",)
+    #: reset after: a unit's gates need only its columns of h_{t−1} W_hhᵀ (`rnnkit.kernels.team`); the backward
+    #: splits whole rows for its pointwise math, then columns for the product
+    team_units = ("forward", "backward")
 
     def team_parts(self, batch, loop):
         return super().team_parts(batch, loop) if self.reset_after else 1

@@ -69,6 +69,9 @@ class LayerNormGRUStep(LayerNormCell):
         return ws
 
     whole_sequence = True
+    #: in a team (`rnnkit.kernels.team`) each part computes its columns of h_{t−1} W_hhᵀ, then whole rows of its
+    #: share of the batch (a row's normalisation spans all its units); the backward, rows then columns
+    team_units = ("forward", "backward")
 
     def compiled_loop(self, ws):
         from ..kernels import layernorm as fused  # numba is loaded only with compiled kernels active
