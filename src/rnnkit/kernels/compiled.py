@@ -163,10 +163,10 @@ def jordan_hidden_backward(dxp, h):
 @njit(**EXACT)
 def zoneout_mix(prev, proposed, keep, out):
     """`Recurrence._zoneout_loop`: s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. All (n, S)."""
-    mix_zoneout_rows(prev, proposed, keep, out)
+    mix_zoneout_rows(prev, proposed, keep, out, 0, out.shape[1])
 
 
 @njit(**EXACT)
 def zoneout_split(ds, keep, direct):
     """Zoneout's backward: ``direct`` = d ⊙ δs_t (to s_{t−1}, around the cell), δs_t ← (1 − d) ⊙ δs_t (to s̃_t)."""
-    split_zoneout_rows(ds, keep, direct)
+    split_zoneout_rows(ds, keep, direct, 0, ds.shape[1])

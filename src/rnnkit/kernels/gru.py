@@ -131,7 +131,7 @@ def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp
     rec = scratch[:n]
     matmul_columns(dq_t, w_hh, rec, lo, hi, False)
     through_mask(rec[:, lo:hi], mask_columns(mask, lo, hi))
-    add_rows(rec[:, lo:hi], dh[:, lo:hi])
+    add_rows(rec, dh, lo, hi)
 
 
 @njit(**JIT)

@@ -145,7 +145,7 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     c = states[1]
     dh, dc = dstate[0][:n], dstate[1][:n]
     if projected:
-        copy_rows(dh, dh_history[t, :n])
+        copy_rows(dh, dh_history[t, :n], 0, dh.shape[1])
         dm = scratch[:n]
         matmul_weight(dh, w_hr, dm, False)  # δm = δh W_hr
     else:

@@ -14,8 +14,14 @@ from .team import barrier, own_units
 @njit(**JIT)
 def rnn_forward(h, xp, relu):
     """`RNNStep.step` after the GEMM: h ← φ(h + xp), φ = tanh or relu. h, xp (n, H)."""
+    rnn_forward_units(h, xp, relu, 0, h.shape[1])
+
+
+@njit(**GLUE)
+def rnn_forward_units(h, xp, relu, lo, hi):
+    """`rnn_forward` for units [lo, hi) of every row (a part of a team: `rnnkit.kernels.team`)."""
     for b in range(h.shape[0]):
-        _forward_row(h[b], xp[b], relu)
+        _forward_row(h[b, lo:hi], xp[b, lo:hi], relu)
 
 
 @njit(**JIT)
@@ -30,8 +36,14 @@ def _forward_row(hb, xb, relu):
 @njit(**JIT)
 def rnn_backward(dh, h, relu, dxp):
     """`RNNStep.step_backward` before the GEMM: δa = δh ⊙ φ'(a), φ' = 1 − h² or [h > 0]."""
+    rnn_backward_units(dh, h, relu, dxp, 0, dh.shape[1])
+
+
+@njit(**GLUE)
+def rnn_backward_units(dh, h, relu, dxp, lo, hi):
+    """`rnn_backward` for units [lo, hi) of every row (a part of a team)."""
     for b in range(dh.shape[0]):
-        _backward_row(dh[b], h[b], relu, dxp[b])
+        _backward_row(dh[b, lo:hi], h[b, lo:hi], relu, dxp[b, lo:hi])
 
 
 @njit(**JIT)
@@ -55,10 +67,7 @@ def rnn_step(params, t, n, read, write, xp, states, team):
     h_new = h[write, :n]
     lo, hi = own_units(h.shape[2], team)
     matmul_gate_units(recurrent_read(h[read, :n], mask, scratch, team), w_hh_t, h_new, 1, lo, hi)
-    if hi - lo == h.shape[2]:  # all the units: the rows as they are (a column slice is another loop for LLVM)
-        rnn_forward(h_new, xp, relu)
-    else:
-        rnn_forward(h_new[:, lo:hi], xp[:, lo:hi], relu)
+    rnn_forward_units(h_new, xp, relu, lo, hi)
 
 
 @njit(**GLUE)
@@ -68,10 +77,7 @@ def rnn_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     w_hh, relu, mask = params
     dh = dstate[0][:n]
     lo, hi = own_units(dh.shape[1], team)
-    if hi - lo == dh.shape[1]:
-        rnn_backward(dh, states[0][write, :n], relu, dxp)
-    else:
-        rnn_backward(dh[:, lo:hi], states[0][write, :n, lo:hi], relu, dxp[:, lo:hi])
+    rnn_backward_units(dh, states[0][write, :n], relu, dxp, lo, hi)
     barrier(team)
     matmul_columns(dxp, w_hh, dh, lo, hi, False)
     through_mask(dh[:, lo:hi], mask_columns(mask, lo, hi))
