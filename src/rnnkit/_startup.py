@@ -6,8 +6,9 @@
   before they sleep, instead of its default 2^28 (about 0.1 s), by setting ``OPENBLAS_THREAD_TIMEOUT`` before NumPy
   loads OpenBLAS — never over the user's own setting, never once NumPy is loaded, never with
   ``RNNKIT_BLAS_AUTO=0``. A loop that runs on both cores (`rnnkit.kernels.team`) right after a GEMM on OpenBLAS's
-  two threads otherwise shares a core with OpenBLAS's spinning thread: measured, the LSTM's loop at B = 16,
-  H = 256 took 20 ms instead of 10 ms (`rnnkit.machine.blas_spin_bounded` says whether the bound holds).
+  two threads otherwise shares a core with OpenBLAS's spinning thread: measured at B = 16, H = 256, the LSTM's
+  projection and team loop took 20 – 21 ms, 10.3 – 11.2 ms with the bound (`rnnkit.machine.blas_spin_bounded`
+  says whether it holds).
 
 Imported first by the package (standard library only). It acts only when this process is the ``rnnkit`` command
 (the console script or ``python -m rnnkit``) and SIGINT has Python's own handler (an inherited "ignore" is kept);
