@@ -269,9 +269,10 @@ TEAM_COLUMNS = (128, 64, 32)
 @njit(**GLUE)
 def matmul_columns(a, weight, out, lo, hi, accumulate):
     """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small)
-    from `loop_weight`: one part's share of a product in a team (`rnnkit.kernels.team`), never on a packed copy
-    (teams run only on NumPy's OpenBLAS). In column blocks that take OpenBLAS's small-matrix route where ``small``,
-    else whole. All the columns (a team of one): `matmul_weight`, the plain loop's product."""
+    from `loop_weight`: one part's share of a product in a team (`rnnkit.kernels.team`), from the matrix itself
+    (MKL's packed copy holds all the columns; the automatic policy splits no loop on MKL). In column blocks that
+    take OpenBLAS's small-matrix route where ``small``, else whole. All the columns (a team of one):
+    `matmul_weight`, the plain loop's product."""
     matrix, small = weight[0], weight[2]
     m, k = a.shape[0], matrix.shape[0]
     if lo == 0 and hi == matrix.shape[1]:

@@ -17,8 +17,8 @@ lock, no Python). A waiting part spins, and yields its core (``sched_yield``) af
 oversubscribed machine (two test processes, each with a team) still makes progress.
 
 ``team`` = (part, parts, sync): ``sync`` an int64 array of `SYNC_SIZE` (the arrival counter, and an abort flag a
-cache line away that a failed part sets so the other never waits for it). A team of one part is the plain loop:
-its barrier does nothing and its units are all of them.
+cache line away, set for a part that failed, `rnnkit.kernels.parallel.team`, so that the other never waits for
+it). A team of one part is the plain loop: its barrier does nothing and its units are all of them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .jit import GLUE, JIT
+from .jit import GLUE
 
 SYNC_SIZE = 16
 ARRIVALS, ABORT = 0, 8  # a cache line (64 bytes) apart
@@ -105,12 +105,6 @@ def barrier(team):
         spins += 1
         if spins > SPINS:
             _sched_yield()
-
-
-@njit(**JIT)
-def abort(sync):
-    """Release every part waiting at a barrier of this team, now and later (a part failed)."""
-    _atomic_add(sync, ABORT, 1)
 
 
 @njit(**GLUE)
