@@ -128,26 +128,18 @@ def copy_rows(src, out, lo, hi):
     first use. Row by row, each row's units a contiguous array (``out[b, lo:hi]``), which LLVM vectorizes; a column
     block of the 2-D array (``out[:, lo:hi]``) has rows of unknown stride to numba, and its loops ran 2–3× slower."""
     for b in range(out.shape[0]):
-        _copy_row(src[b, lo:hi], out[b, lo:hi])
-
-
-@njit(**EXACT_ROWS)
-def _copy_row(src, out):
-    for j in range(out.shape[0]):
-        out[j] = src[j]
+        s, o = src[b, lo:hi], out[b, lo:hi]
+        for j in range(o.shape[0]):
+            o[j] = s[j]
 
 
 @njit(**EXACT_ROWS)
 def add_rows(src, out, lo, hi):
     """out[:, lo:hi] ← out[:, lo:hi] + src[:, lo:hi] for two (n, S) arrays of one shape (row by row, as `copy_rows`)."""
     for b in range(out.shape[0]):
-        _add_row(src[b, lo:hi], out[b, lo:hi])
-
-
-@njit(**EXACT_ROWS)
-def _add_row(src, out):
-    for j in range(out.shape[0]):
-        out[j] += src[j]
+        s, o = src[b, lo:hi], out[b, lo:hi]
+        for j in range(o.shape[0]):
+            o[j] += s[j]
 
 
 @njit(**EXACT_ROWS)
