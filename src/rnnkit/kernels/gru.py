@@ -10,7 +10,6 @@ from .blas import matmul_columns, matmul_gate_units, matmul_weight
 from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, one, sigmoid, tanh
 from .sequence_loop import (
     add_rows,
-    mask_columns,
     recurrent_read,
     sequence_backward,
     sequence_forward,
@@ -130,7 +129,7 @@ def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp
         return
     rec = scratch[:n]
     matmul_columns(dq_t, w_hh, rec, lo, hi, False)
-    through_mask(rec[:, lo:hi], mask_columns(mask, lo, hi))
+    through_mask(rec, mask, lo, hi)
     add_rows(rec, dh, lo, hi)
 
 

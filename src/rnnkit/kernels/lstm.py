@@ -10,7 +10,6 @@ from .blas import matmul_columns, matmul_gate_units, matmul_weight
 from .jit import GLUE, JIT, dsigmoid, dtanh, sigmoid, tanh
 from .sequence_loop import (
     copy_rows,
-    mask_columns,
     recurrent_read,
     sequence_backward,
     sequence_forward,
@@ -154,7 +153,7 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     lstm_backward_units(dm, dc, gates[t, :n], c[write, :n], c[read, :n], w_ci, w_cf, w_co, peephole, dxp, True, lo, hi)
     barrier(team)
     matmul_columns(dxp, w_hh, dh, lo, hi, False)  # δh_{t−1} = (δa W_hh) ⊙ m_h
-    through_mask(dh[:, lo:hi], mask_columns(mask, lo, hi))
+    through_mask(dh, mask, lo, hi)
 
 
 @njit(**JIT)

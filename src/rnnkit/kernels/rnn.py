@@ -7,7 +7,7 @@ from numba import njit
 
 from .blas import matmul_columns, matmul_gate_units
 from .jit import GLUE, JIT, dtanh, tanh, zero
-from .sequence_loop import mask_columns, recurrent_read, sequence_backward, sequence_forward, through_mask
+from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
 from .team import barrier, own_units
 
 
@@ -80,7 +80,7 @@ def rnn_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     rnn_backward_units(dh, states[0][write, :n], relu, dxp, lo, hi)
     barrier(team)
     matmul_columns(dxp, w_hh, dh, lo, hi, False)
-    through_mask(dh[:, lo:hi], mask_columns(mask, lo, hi))
+    through_mask(dh, mask, lo, hi)
 
 
 @njit(**JIT)

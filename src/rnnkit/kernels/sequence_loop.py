@@ -201,23 +201,20 @@ def recurrent_read(h_prev, mask, scratch, team):
     out = scratch[:h_prev.shape[0]]
     lo, hi = own_units(h_prev.shape[1], team)
     for b in range(h_prev.shape[0]):
-        for j in range(lo, hi):
-            out[b, j] = h_prev[b, j] * mask[b, j]
+        h, m, o = h_prev[b, lo:hi], mask[b, lo:hi], out[b, lo:hi]
+        for j in range(o.shape[0]):
+            o[j] = h[j] * m[j]
     barrier(team)
     return out
 
 
 @njit(**JIT)
-def through_mask(d, mask):
-    """δ(h_{t−1} ⊙ m_h) → δh_{t−1} = δ ⊙ m_h in place, for the rows of ``d`` (nothing without recurrent dropout)."""
+def through_mask(d, mask, lo, hi):
+    """δ(h_{t−1} ⊙ m_h) → δh_{t−1} = δ ⊙ m_h in place, for units [lo, hi) of the rows of ``d`` (nothing without
+    recurrent dropout); each row's units a contiguous slice, as in `copy_rows`."""
     if mask.shape[0] == 0:
         return
     for b in range(d.shape[0]):
-        for j in range(d.shape[1]):
-            d[b, j] *= mask[b, j]
-
-
-@njit(**GLUE)
-def mask_columns(mask, lo, hi):
-    """The columns [lo, hi) of a recurrent dropout mask, or the empty (0, 0) mask itself."""
-    return mask if mask.shape[0] == 0 else mask[:, lo:hi]
+        row, m = d[b, lo:hi], mask[b, lo:hi]
+        for j in range(row.shape[0]):
+            row[j] *= m[j]
