@@ -15,7 +15,9 @@ and ``rnnkit bench`` print what is in use.
 
 from __future__ import annotations
 
+import functools
 import os
+import platform
 from pathlib import Path
 
 #: Vector width in bits of OpenBLAS's x86 kernels, by the core name ``threadpoolctl`` reports
@@ -145,48 +147,103 @@ def loop_blas() -> str | None:
 
 #: Floating-point operations per vector lane per cycle: two FMA pipes × 2 flops (multiply and add) per FMA
 FLOPS_PER_LANE_PER_CYCLE = 4
-PEAK_METHOD = ("peak = cores × GHz × flop/cycle; flop/cycle = lanes of the CPU's widest vectors (vector bits / "
-               "8·itemsize) × 2 FMA pipes × 2; GHz = the CPU's maximum frequency from /sys cpufreq, else the "
-               "'cpu MHz' of /proc/cpuinfo")
+#: CPU families whose FMA pipes are narrower than their widest vectors, by (vendor, family): AMD's Zen 4 (family
+#: 0x19, the first AMD cores with AVX-512) runs each 512-bit operation as two halves on its two 256-bit FMA pipes
+NARROW_FMA_PIPES = {("AuthenticAMD", 0x19): 256}
+PEAK_METHOD = ("peak = cores × GHz × flop/cycle; flop/cycle = lanes of the CPU's FMA pipes (the widest vectors, or "
+               "256 bits where AMD's Zen 4 splits 512-bit operations in two; lanes = bits / 8·itemsize) × 2 FMA pipes "
+               "× 2; GHz = the CPU's maximum frequency from /sys cpufreq, else measured (a chain of dependent "
+               "one-cycle integer operations, x86-64), else the 'cpu MHz' of /proc/cpuinfo")
 
 
-def cpu_ghz(cpuinfo: str | Path = "/proc/cpuinfo",
-            cpufreq: str | Path = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") -> float | None:
-    """The CPU's clock in GHz: its maximum frequency where Linux's cpufreq says, else the largest ``cpu MHz`` of
-    /proc/cpuinfo (a virtual machine's nominal clock); None where neither is readable."""
-    try:
-        return int(Path(cpufreq).read_text().strip()) / 1e6  # kHz
-    except (OSError, ValueError):
-        pass
+def cpu_identity(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str | None, int | None]:
+    """The CPU's vendor (``vendor_id``, e.g. ``AuthenticAMD``) and family number from /proc/cpuinfo, each None
+    where it is not said."""
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return None
+        return None, None
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    family = fields.get("cpu family", "")
+    return fields.get("vendor_id") or None, int(family) if family.isdigit() else None
+
+
+def fma_pipe_bits(vector_bits: int | None, vendor: str | None = None, family: int | None = None) -> int | None:
+    """The width in bits of one FMA pipe: the widest vectors, except on the CPUs of `NARROW_FMA_PIPES`."""
+    narrow = NARROW_FMA_PIPES.get((vendor, family))
+    return min(vector_bits, narrow) if vector_bits and narrow else vector_bits
+
+
+def cpu_ghz(cpuinfo: str | Path = "/proc/cpuinfo",
+            cpufreq: str | Path = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",
+            measure: bool = True) -> float | None:
+    """The CPU's clock in GHz (`cpu_clock`)."""
+    return cpu_clock(cpuinfo, cpufreq, measure)[0]
+
+
+def cpu_clock(cpuinfo: str | Path = "/proc/cpuinfo",
+              cpufreq: str | Path = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",
+              measure: bool = True) -> tuple[float | None, str]:
+    """The CPU's clock in GHz and where it comes from: its maximum frequency where Linux's cpufreq says
+    (``"maximum"``), else measured (`measured_ghz`, where ``measure``), else the largest ``cpu MHz`` of
+    /proc/cpuinfo (``"nominal"``: a virtual machine's, which its cores may exceed); None where none is known."""
+    try:
+        return int(Path(cpufreq).read_text().strip()) / 1e6, "maximum"  # kHz
+    except (OSError, ValueError):
+        pass
+    measured = measured_ghz() if measure else None
+    if measured:
+        return measured, "measured"
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None, "unknown"
     mhz = [float(v) for k, _, v in (line.partition(":") for line in text.splitlines())
            if k.strip() == "cpu MHz" and v.strip().replace(".", "", 1).isdigit()]
-    return max(mhz) / 1e3 if mhz else None
+    return (max(mhz) / 1e3, "nominal") if mhz else (None, "unknown")
+
+
+@functools.cache
+def measured_ghz() -> float | None:
+    """This core's clock in GHz, measured: a compiled chain of dependent shifts and adds (one cycle each on every
+    x86-64 core), best of three; None off x86-64 or without numba."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    try:
+        from .kernels.clock import cycles_per_second
+    except ImportError:
+        return None
+    return cycles_per_second() / 1e9
 
 
 def peak_gflops(cores: int, itemsize: int = 4, ghz: float | None = None,
-                vector_bits: int | None = None) -> float | None:
+                vector_bits: int | None = None, pipe_bits: int | None = None) -> float | None:
     """The arithmetic peak of ``cores`` cores in GFLOP/s for ``itemsize``-byte floats (see `PEAK_METHOD`); None
-    where the clock or the vector width is unknown. ``ghz`` and ``vector_bits`` default to this machine's."""
+    where the clock or the vector width is unknown. ``ghz``, ``vector_bits`` and ``pipe_bits`` (one FMA pipe's
+    width, `fma_pipe_bits`) default to this machine's."""
     ghz = cpu_ghz() if ghz is None else ghz
     bits = cpu_vector_bits(cpu_flags()) if vector_bits is None else vector_bits
-    if not ghz or not bits:
+    pipe = fma_pipe_bits(bits, *cpu_identity()) if pipe_bits is None else pipe_bits
+    if not ghz or not pipe:
         return None
-    return cores * ghz * bits / (8 * itemsize) * FLOPS_PER_LANE_PER_CYCLE
+    return cores * ghz * pipe / (8 * itemsize) * FLOPS_PER_LANE_PER_CYCLE
 
 
 def describe_peak(cores: int, itemsize: int = 4) -> str:
     """One line: the peak of ``cores`` cores and how it was estimated."""
-    ghz, bits = cpu_ghz(), cpu_vector_bits(cpu_flags())
-    peak = peak_gflops(cores, itemsize, ghz, bits)
+    (ghz, clock), bits = cpu_clock(), cpu_vector_bits(cpu_flags())
+    pipe = fma_pipe_bits(bits, *cpu_identity())
+    peak = peak_gflops(cores, itemsize, ghz, bits, pipe)
     if peak is None:
         return f"peak: unknown (clock {ghz or 'unknown'} GHz, vector width {bits or 'unknown'} bits)"
-    lanes = bits // (8 * itemsize)
-    return (f"peak: {peak:.0f} GFLOP/s float{8 * itemsize} = {cores} core{'s' if cores != 1 else ''} × {ghz:.2f} GHz × "
-            f"{lanes * FLOPS_PER_LANE_PER_CYCLE} flop/cycle ({bits}-bit vectors: {lanes} lanes × 2 FMA pipes × 2)")
+    lanes = pipe // (8 * itemsize)
+    pipes = f"{bits}-bit vectors on" if pipe == bits else f"{bits}-bit vectors in two halves on"
+    return (f"peak: {peak:.0f} GFLOP/s float{8 * itemsize} = {cores} core{'s' if cores != 1 else ''} × {ghz:.2f} GHz "
+            f"({clock}) × {lanes * FLOPS_PER_LANE_PER_CYCLE} flop/cycle ({pipes} 2 FMA pipes of {pipe} bits: "
+            f"{lanes} lanes × 2 pipes × 2)")
 
 
 def report(cores: int | None = None) -> list[str]:
