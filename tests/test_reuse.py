@@ -1,6 +1,7 @@
 """Reuse and inference semantics of the layer contract: weight sharing, saved calls, no_grad, traces."""
 
 import tracemalloc
+import weakref
 
 import numpy as np
 import pytest
@@ -205,3 +206,38 @@ def test_gradcheck_takes_a_plain_function_with_its_backward(rng):
 
     assert rnnkit.gradcheck(forward, rng.normal(size=(4, 3)), backward=backward, params=lin) < 1e-6
     assert lin.weight.data.dtype == np.float32 and not lin.weight.grad.any()  # restored afterwards
+
+
+@pytest.mark.parametrize("name", ["rnn", "gru", "lstm"])
+def test_a_training_call_frees_what_its_backward_does_not_read_before_its_peak(name, monkeypatch):
+    """Peak memory: the forward drops its cells' forward-only arrays (transposed weights, product buffers) when its
+    loop ends; the backward frees δ(output) once its time loops have read it, before the weight sums and δx; and
+    δa, written over a compiled loop's gate history, is not kept with the trace after the backward."""
+    from rnnkit import kernels
+    from rnnkit.recurrent.runner import Recurrence
+
+    layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[name](3, 32, num_layers=2, rng=0)
+    alive = {}
+    through_time, weights = Recurrence.backward_through_time, Recurrence.backward_weights
+
+    def spy_loop(runner, trace, dy, dfinal=None):
+        alive[id(runner)] = weakref.ref(dy.base if dy.base is not None else dy)
+        return through_time(runner, trace, dy, dfinal)
+
+    def spy_weights(runner, trace, dxp):
+        assert alive[id(runner)]() is None, "δ(output) is still alive during the weight sums"
+        return weights(runner, trace, dxp)
+
+    monkeypatch.setattr(Recurrence, "backward_through_time", spy_loop)
+    monkeypatch.setattr(Recurrence, "backward_weights", spy_weights)
+    with kernels.using("compiled"):
+        y, _ = layer.forward(np.ones((4, 6, 3), np.float32))
+        traces = [row[0] for row in layer._last_call().traces]
+        for trace, cell in zip(traces, layer.cells):
+            assert all(getattr(trace.ws, field, None) is None for field in cell.forward_only)
+        layer.backward(np.ones_like(y))
+    assert len(alive) == 2
+    for trace in traces:
+        assert not trace.ws.gates_overwritten or trace.ws.gates is None
+    final = layer.state_at(6)  # the states stay readable
+    assert (final[0] if isinstance(final, tuple) else final).shape == (2, 4, 32)

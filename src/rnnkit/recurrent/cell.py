@@ -105,8 +105,8 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
 
     Class facts: ``state_names`` (the state components in the order of ``prev``/``new``; the first is the
     output), ``gate_names`` (the H-wide blocks `gate_activations` returns), ``num_gates``, ``forward_only`` (the
-    workspace fields only the forward reads — contiguous transposes of weights, a step's product buffer — which the
-    runner drops when the backward starts, so that they do not add to its peak memory)."""
+    workspace fields only the forward reads — contiguous transposes of weights, a step's product buffer — which
+    the runner drops when the forward's loop ends, so that they do not add to the peak memory)."""
 
     state_names: tuple[str, ...]
     gate_names: tuple[str, ...]

@@ -459,9 +459,10 @@ class RecurrentLayer(Module):
         for layer in reversed(range(self.num_layers)):
             if layer < self.num_layers - 1 and self.inter_dropout is not None:
                 dy = self.inter_dropout.backward(dy)
-            # the layer's output gradient is freed here, before the arrays of the layer below (or δx) are made
+            # the layer's output gradient is handed over, so that it is freed once the time loops have read it
+            given, dy = [dy], None
             dy, dstate0[layer * self.num_directions:(layer + 1) * self.num_directions] = \
-                self._layer_backward(call, layer, dy, dparts)
+                self._layer_backward(call, layer, given, dparts)
         dx = np.ascontiguousarray(in_caller_order(dy.transpose(1, 0, 2), call.order, 0))
         ds = tuple(in_caller_order(np.stack([d[k] for d in dstate0]), call.order, 1)
                    for k in range(len(self.state_sizes)))
@@ -470,21 +471,30 @@ class RecurrentLayer(Module):
         dx, ds = in_dtype_of(dx, call.grad_dtypes[0]), tuple(in_dtype_of(d, call.grad_dtypes[1]) for d in ds)
         return (dx, self._to_public(ds)) if self.return_state else dx
 
-    def _layer_backward(self, call: _Call, layer: int, dy, dparts) -> tuple[np.ndarray, tuple]:
-        """(δ(input of ``layer``), δ(initial state) of each direction) from δ(output) ``dy`` (T, B, D·H) and the
-        final states' gradients ``dparts``; the directions run at once where `run_directions` allows."""
-        row, layer_traces = self.runners[layer], call.traces[layer]
-        width = row[0].cell.output_size
-        jobs = []
-        for direction, runner in enumerate(row):
+    def _layer_backward(self, call: _Call, layer: int, given: list, dparts) -> tuple[np.ndarray, tuple]:
+        """(δ(input of ``layer``), δ(initial state) of each direction) from δ(output) (T, B, D·H), the one item of
+        ``given``, and the final states' gradients ``dparts``. The time loops run first; then ``given`` is emptied,
+        so that δ(output) is freed before the weight sums and δx are made (its size less at the peak). The
+        directions run at once where `run_directions` allows."""
+        row, traces = self.runners[layer], call.traces[layer]
+        whole = all(isinstance(runner, Recurrence) and runner.backward_runs_whole_sequence(trace)
+                    for runner, trace in zip(row, traces))
+        loops = run_directions(self._loop_jobs(layer, given.pop(), dparts, traces), whole)
+        dxps, dstates = zip(*loops)
+        del loops
+        dxs = run_directions([partial(runner.backward_weights, trace, dxp)
+                              for runner, trace, dxp in zip(row, traces, dxps)], whole)
+        return (dxs[0] if len(dxs) == 1 else dxs[0] + dxs[1]), dstates
+
+    def _loop_jobs(self, layer: int, dy, dparts, traces) -> list:
+        """Each direction's backward time loop, reading its half of ``dy`` (or None) and of ``dparts``."""
+        width, jobs = self.runners[layer][0].cell.output_size, []
+        for direction, runner in enumerate(self.runners[layer]):
             index = layer * self.num_directions + direction
             part = None if dy is None else dy[:, :, direction * width:(direction + 1) * width]
             dfinal = None if dparts is None else tuple(None if d is None else d[index] for d in dparts)
-            jobs.append(partial(runner.backward, layer_traces[direction], part, dfinal))
-        whole = all(isinstance(runner, Recurrence) and runner.backward_runs_whole_sequence(trace)
-                    for runner, trace in zip(row, layer_traces))
-        dxs, dstates = zip(*run_directions(jobs, whole))
-        return (dxs[0] if len(dxs) == 1 else dxs[0] + dxs[1]), dstates
+            jobs.append(partial(runner.backward_through_time, traces[direction], part, dfinal))
+        return jobs
 
     def _sorted_gradients(self, call: _Call, dy, dstate):
         """δ(output) as time-major (T, B, D·H) and δ(final state) components as (D·L, B, S), rows sorted."""

@@ -139,6 +139,8 @@ class Recurrence:
             proposed = self._zoneout_loop(ws, xp, states, counts, full, noise)
         else:
             self._forward_loop(ws, xp, states, counts, full)
+        for name in cell.forward_only:  # nothing reads them again: dropped before the caller copies the output
+            setattr(ws, name, None)
         out = states[0][:-1] if self.reverse else states[0][1:]
         if counts is not None and counts[-1] < batch:
             out = out.copy()
@@ -194,10 +196,17 @@ class Recurrence:
         return proposed
 
     def backward(self, trace: Trace, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None):
+        """(δx, δ(initial state)) from δ(output) ``dy`` (T, B, H) and δ(final state): `backward_through_time`,
+        then `backward_weights`."""
+        dxp, dstate = self.backward_through_time(trace, dy, dfinal)
+        return self.backward_weights(trace, dxp), dstate
+
+    def backward_through_time(self, trace: Trace, dy: np.ndarray | None,
+                              dfinal: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, tuple]:
+        """The time loop backward: (δ of every step's gate pre-activations (T, B, G·H), δ(initial state)). ``dy``
+        is not read after it, so a caller can free it before the weight sums (`backward_weights`)."""
         cell, counts = self.cell, trace.counts
         steps, batch, _ = trace.x.shape
-        for name in cell.forward_only:  # transposed weights, product buffers: not needed from here on
-            setattr(trace.ws, name, None)
         dstate = [np.zeros((batch, size), cell.dtype) for size in cell.state_sizes]
         for d, df in zip(dstate, dfinal or ()):
             if df is not None:
@@ -210,14 +219,22 @@ class Recurrence:
         else:  # padded rows, which no step writes, must hold zeros for the weight sums
             dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.gate_width), cell.dtype)
             trace.state_grad_norms = self._backward_loop(trace, dy, dstate, dxp)
+        return dxp, tuple(dstate)
+
+    def backward_weights(self, trace: Trace, dxp: np.ndarray) -> np.ndarray:
+        """Every parameter's gradient summed over the sequence (whole-sequence GEMMs, `Cell.accumulate`) and
+        δx (T, B, I), from the gate gradients ``dxp`` of `backward_through_time`."""
+        steps, batch, _ = trace.x.shape
         rows = steps * batch
         prev = tuple(s.reshape(rows, -1) for s in trace.states_before_each_step())
         new = tuple(s.reshape(rows, -1) for s in trace.proposed or trace.states_after_each_step())
-        dx = cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), prev, new)
+        dx = self.cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), prev, new)
+        if trace.ws.gates_overwritten:  # δa over the gate history: nothing reads it again (`gate_activations`
+            trace.ws.gates = None       # refuses), so it is not kept with the trace for introspection
         dx = dx.reshape(steps, batch, -1)
         if trace.noise is not None and trace.noise.input_mask is not None:
             dx *= trace.noise.input_mask  # δx_t ⊙ m_x
-        return dx, tuple(dstate)
+        return dx
 
     @staticmethod
     def _split_zoneout(trace: Trace, t: int, dstate: list[np.ndarray], n: int) -> list:

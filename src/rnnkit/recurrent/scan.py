@@ -102,6 +102,14 @@ class ScanRecurrence:
         return out, final, trace
 
     def backward(self, trace: Trace, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None):
+        """(δx, δ(initial state)): `backward_through_time`, then `backward_weights`."""
+        dxp, dstate = self.backward_through_time(trace, dy, dfinal)
+        return self.backward_weights(trace, dxp), dstate
+
+    def backward_through_time(self, trace: Trace, dy: np.ndarray | None,
+                              dfinal: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, tuple]:
+        """(δ of every step's coefficients' pre-activations (T, B, G·H), (δh_0,)) by the reverse-time scan; ``dy``
+        is not read after it."""
         cell, ws = self.cell, trace.ws
         steps, batch, _ = trace.x.shape
         valid = _valid(trace.counts, steps, batch)
@@ -124,11 +132,16 @@ class ScanRecurrence:
         cell.coefficients_backward(ws.gates, ws.decay, da, db, dxp)
         if valid is not None:
             dxp[~valid] = 0.0
+        return dxp, (dh0,)
+
+    def backward_weights(self, trace: Trace, dxp: np.ndarray) -> np.ndarray:
+        """Every parameter's gradient (`Cell.accumulate`) and δx (T, B, I) from ``dxp``."""
+        steps, batch, _ = trace.x.shape
         rows = steps * batch
         prev = tuple(s.reshape(rows, -1) for s in trace.states_before_each_step())
         new = tuple(s.reshape(rows, -1) for s in trace.states_after_each_step())
-        dx = cell.accumulate(ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), prev, new)
-        return dx.reshape(steps, batch, -1), (dh0,)
+        dx = self.cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), prev, new)
+        return dx.reshape(steps, batch, -1)
 
     def _state_gradients(self, ws, dy, d_final, valid):
         """(g (T, B, H) = ∂L/∂h_t for every step, δh_0) by the reverse-time scan (see the class notes)."""
