@@ -38,6 +38,7 @@ from numba import njit, types
 from numba.extending import get_cython_function_address, overload
 
 from .jit import GLUE, JIT
+from .team import own_units
 
 
 @lru_cache(maxsize=1)
@@ -267,17 +268,28 @@ TEAM_COLUMNS = (128, 64, 32)
 
 
 @njit(**GLUE)
-def matmul_columns(a, weight, out, lo, hi, accumulate):
+def matmul_columns(a, weight, out, team, accumulate):
     """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small)
-    from `loop_weight`: one part's share of a product in a team (`rnnkit.kernels.team`), from the matrix itself
-    (MKL's packed copy holds all the columns; the automatic policy splits no loop on MKL). In column blocks that
-    take OpenBLAS's small-matrix route where ``small``, else whole. All the columns (a team of one):
-    `matmul_weight`, the plain loop's product."""
+    from `loop_weight` and [lo, hi) the units of ``team``'s part (`rnnkit.kernels.team.own_units`): one part's
+    share of a product in a team, from the matrix itself (MKL's packed copy holds all the columns; the automatic
+    policy splits no loop on MKL). In column blocks that take OpenBLAS's small-matrix route where ``small``, else
+    whole. The plain loop (``team`` None, or a share of all the columns): `matmul_weight`."""
+    if team is None:
+        matmul_weight(a, weight, out, accumulate)
+        return
     matrix, small = weight[0], weight[2]
-    m, k = a.shape[0], matrix.shape[0]
+    lo, hi = own_units(matrix.shape[1], team)
     if lo == 0 and hi == matrix.shape[1]:
         matmul_weight(a, weight, out, accumulate)
         return
+    _share_columns(a, matrix, out, lo, hi, accumulate, small)
+
+
+@njit(**GLUE)
+def _share_columns(a, matrix, out, lo, hi, accumulate, small):
+    """out[:, lo:hi] = a @ matrix[:, lo:hi] (or +=), in the widest of `TEAM_COLUMNS` that takes OpenBLAS's
+    small-matrix route where ``small``, else in one product."""
+    m, k = a.shape[0], matrix.shape[0]
     width = hi - lo
     if small:
         for candidate in TEAM_COLUMNS:
@@ -290,12 +302,17 @@ def matmul_columns(a, weight, out, lo, hi, accumulate):
 
 
 @njit(**GLUE)
-def matmul_gate_units(a, weight, out, gates, lo, hi):
-    """out = a @ matrix for the columns of units [lo, hi) of each of ``gates`` blocks (G = gates · H columns):
-    a part's share of the recurrent product h_{t−1} · W_hhᵀ in a team; the whole product for a team of one."""
+def matmul_gate_units(a, weight, out, gates, team):
+    """out = a @ matrix for the columns of ``team``'s units (`rnnkit.kernels.team.own_units`) in each of
+    ``gates`` blocks (G = gates · H columns): a part's share of the recurrent product h_{t−1} · W_hhᵀ in a team;
+    the whole product in the plain loop (``team`` None)."""
+    if team is None:
+        matmul_weight(a, weight, out, False)
+        return
     hidden = weight[0].shape[1] // gates
+    lo, hi = own_units(hidden, team)
     if hi - lo == hidden:
         matmul_weight(a, weight, out, False)
         return
     for g in range(gates):  # never all the columns of a block here, so each takes the team's blocks
-        matmul_columns(a, weight, out, g * hidden + lo, g * hidden + hi, False)
+        _share_columns(a, weight[0], out, g * hidden + lo, g * hidden + hi, False, weight[2])

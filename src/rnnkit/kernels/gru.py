@@ -105,7 +105,7 @@ def gru_reset_after_step(params, t, n, read, write, xp, states, team):
     h = states[0]
     h_prev, a = h[read, :n], product[:n]
     lo, hi = own_units(h.shape[2], team)
-    matmul_gate_units(recurrent_read(h_prev, mask, masked, team), w_hh_t, a, 3, lo, hi)
+    matmul_gate_units(recurrent_read(h_prev, mask, masked, team), w_hh_t, a, 3, team)
     gru_forward_reset_after_units(a, xp, b_hn, h_prev, inner[t, :n], h[write, :n], True, lo, hi)
 
 
@@ -125,10 +125,10 @@ def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp
     barrier(team)
     lo, hi = own_units(dh.shape[1], team)
     if mask.shape[0] == 0:
-        matmul_columns(dq_t, w_hh, dh, lo, hi, True)
+        matmul_columns(dq_t, w_hh, dh, team, True)
         return
     rec = scratch[:n]
-    matmul_columns(dq_t, w_hh, rec, lo, hi, False)
+    matmul_columns(dq_t, w_hh, rec, team, False)
     through_mask(rec, mask, lo, hi)
     add_rows(rec, dh, lo, hi)
 

@@ -12,7 +12,7 @@ from .blas import matmul_columns
 from .gru import gate_views3, gru_row_reset_after
 from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, like, one, sigmoid, tanh, zero
 from .sequence_loop import sequence_backward, sequence_forward
-from .team import barrier, own_rows, own_units
+from .team import barrier, own_rows
 
 
 @njit(**JIT)
@@ -168,8 +168,7 @@ def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
 def product_then_rows(a, weight, out, team):
     """out = a @ matrix, each part of ``team`` its share of the columns, then the barrier: the row kernels that
     follow read every column of their rows."""
-    lo, hi = own_units(out.shape[1], team)
-    matmul_columns(a, weight, out, lo, hi, False)
+    matmul_columns(a, weight, out, team, False)
     barrier(team)
 
 
@@ -178,8 +177,7 @@ def rows_then_product(a, weight, out, accumulate, team):
     """The barrier (each part has written its rows of ``a``), then out = a @ matrix (or += with ``accumulate``),
     each part its share of the columns."""
     barrier(team)
-    lo, hi = own_units(out.shape[1], team)
-    matmul_columns(a, weight, out, lo, hi, accumulate)
+    matmul_columns(a, weight, out, team, accumulate)
 
 
 @njit(**GLUE)

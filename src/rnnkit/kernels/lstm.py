@@ -126,7 +126,7 @@ def lstm_step(params, t, n, read, write, xp, states, team):
     h, c = states
     p = product[:n]
     lo, hi = own_units(c.shape[2], team)
-    matmul_gate_units(recurrent_read(h[read, :n], mask, masked, team), w_hh_t, p, 4, lo, hi)
+    matmul_gate_units(recurrent_read(h[read, :n], mask, masked, team), w_hh_t, p, 4, team)
     out = m[t, :n] if projected else h[write, :n]  # o ⊙ tanh(c_t): m_t, or h_t itself
     lstm_forward_units(xp, p, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[:n], out, lo, hi)
     if projected:
@@ -152,7 +152,7 @@ def lstm_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     lo, hi = own_units(dc.shape[1], team)
     lstm_backward_units(dm, dc, gates[t, :n], c[write, :n], c[read, :n], w_ci, w_cf, w_co, peephole, dxp, True, lo, hi)
     barrier(team)
-    matmul_columns(dxp, w_hh, dh, lo, hi, False)  # δh_{t−1} = (δa W_hh) ⊙ m_h
+    matmul_columns(dxp, w_hh, dh, team, False)  # δh_{t−1} = (δa W_hh) ⊙ m_h
     through_mask(dh, mask, lo, hi)
 
 

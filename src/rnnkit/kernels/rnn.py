@@ -66,7 +66,7 @@ def rnn_step(params, t, n, read, write, xp, states, team):
     h = states[0]
     h_new = h[write, :n]
     lo, hi = own_units(h.shape[2], team)
-    matmul_gate_units(recurrent_read(h[read, :n], mask, scratch, team), w_hh_t, h_new, 1, lo, hi)
+    matmul_gate_units(recurrent_read(h[read, :n], mask, scratch, team), w_hh_t, h_new, 1, team)
     rnn_forward_units(h_new, xp, relu, lo, hi)
 
 
@@ -79,7 +79,7 @@ def rnn_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     lo, hi = own_units(dh.shape[1], team)
     rnn_backward_units(dh, states[0][write, :n], relu, dxp, lo, hi)
     barrier(team)
-    matmul_columns(dxp, w_hh, dh, lo, hi, False)
+    matmul_columns(dxp, w_hh, dh, team, False)
     through_mask(dh, mask, lo, hi)
 
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 from numba import njit
 
 from .jit import GLUE, JIT, one
-from .team import barrier, own_units
+from .team import barrier, leads, own_units
 
 #: the row copies and sums keep IEEE arithmetic, as the NumPy oracle's slice assignments do
 EXACT_ROWS = {**JIT, "fastmath": False}
@@ -65,11 +65,12 @@ def slots(t, reverse):
 def sequence_forward(step, params, xp, states, counts, reverse, zoneout, team):
     """The forward time loop: xp (T, B, G); states a tuple of (T+1, B, S_k) histories holding the initial state in
     slot 0 (slot T when ``reverse``); counts (T,) rows still inside their sequence at each step; ``zoneout`` =
-    (keeps, proposed, saved, direct) of `rnnkit.recurrent.noise.loop_zoneout`: per state component, zoneout's
-    keep-previous mask d (T or 1, B, S_k) — (0, 0, 0) for a component without zoneout — and the history of s̃_t
-    (T, B, S_k) the cell computed, before the mix s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. ``team``: this part's units
-    of every state (`rnnkit.kernels.team.own_units`) and the barrier that ends each step."""
-    keeps, proposed = zoneout[0], zoneout[1]
+    (keeps, proposed, saved, direct) of `rnnkit.recurrent.noise.loop_zoneout`, or None: per state component,
+    zoneout's keep-previous mask d (T or 1, B, S_k) — (0, 0, 0) for a component without zoneout — and the history of
+    s̃_t (T, B, S_k) the cell computed, before the mix s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. ``team``: this part's
+    units of every state (`rnnkit.kernels.team.own_units`) and the barrier that ends each step, or None for the
+    plain loop. A loop without zoneout or team (None) compiles without their code: numba prunes the branches on
+    ``is None`` when it compiles the entry, which keeps the plain loop's first compile short."""
     steps = xp.shape[0]
     for s in range(steps):
         t = steps - 1 - s if reverse else s
@@ -79,9 +80,8 @@ def sequence_forward(step, params, xp, states, counts, reverse, zoneout, team):
         for k in range(len(states)):
             state = states[k]
             lo, hi = own_units(state.shape[2], team)
-            if keeps[k].shape[0] > 0:
-                copy_rows(state[write, :n], proposed[k][t, :n], lo, hi)
-                mix_zoneout_rows(state[read, :n], proposed[k][t, :n], keep_at(keeps[k], t, n), state[write, :n], lo, hi)
+            if zoneout is not None:
+                zoneout_forward(zoneout, k, t, n, state, read, write, lo, hi)
             copy_rows(state[read, n:], state[write, n:], lo, hi)  # rows past their end carry their state
         barrier(team)  # every part has written its units of s_t
 
@@ -95,7 +95,6 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
     δs̃_t = (1 − d) ⊙ δs_t goes through the cell, which sees s̃_t in the slot of s_t while it runs (``saved`` keeps
     s_t meanwhile), and d ⊙ δs_t (``direct``) reaches s_{t−1} around it. ``team``: this part's units, as in
     `sequence_forward`; the step itself waits at the barrier between its δa and its product."""
-    keeps, proposed, saved, direct = zoneout
     steps = dy.shape[0]
     for s in range(steps):
         t = s if reverse else steps - 1 - s
@@ -103,22 +102,49 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
         n = counts[t]
         lo, hi = own_units(dstate[0].shape[1], team)
         add_rows(dy[t, :n], dstate[0][:n], lo, hi)
-        for k in range(len(states)):
-            if keeps[k].shape[0] > 0:
+        if zoneout is not None:
+            for k in range(len(states)):
                 lo, hi = own_units(dstate[k].shape[1], team)
-                split_zoneout_rows(dstate[k][:n], keep_at(keeps[k], t, n), direct[k][:n], lo, hi)
-                copy_rows(states[k][write, :n], saved[k][:n], lo, hi)
-                copy_rows(proposed[k][t, :n], states[k][write, :n], lo, hi)
+                zoneout_backward_before(zoneout, k, t, n, dstate[k], states[k], write, lo, hi)
         step_backward(params, t, n, read, write, dstate, states, dxp[t, :n], team)
-        if team[0] == 0:
+        if leads(team):
             zero_rows(dxp[t, n:], 0, dxp.shape[2])  # padded rows get no gradient (dxp may hold the gates on entry)
         for k in range(len(states)):
             lo, hi = own_units(dstate[k].shape[1], team)
-            if keeps[k].shape[0] > 0:
-                copy_rows(saved[k][:n], states[k][write, :n], lo, hi)
-                add_rows(direct[k][:n], dstate[k][:n], lo, hi)
+            if zoneout is not None:
+                zoneout_backward_after(zoneout, k, n, dstate[k], states[k], write, lo, hi)
             if detach:
                 zero_rows(dstate[k][:n], lo, hi)
+
+
+@njit(**GLUE)
+def zoneout_forward(zoneout, k, t, n, state, read, write, lo, hi):
+    """Zoneout after step t for state component k (nothing where it has none): keep s̃_t (``proposed``), then
+    s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t in place of it."""
+    keeps, proposed = zoneout[0], zoneout[1]
+    if keeps[k].shape[0] > 0:
+        copy_rows(state[write, :n], proposed[k][t, :n], lo, hi)
+        mix_zoneout_rows(state[read, :n], proposed[k][t, :n], keep_at(keeps[k], t, n), state[write, :n], lo, hi)
+
+
+@njit(**GLUE)
+def zoneout_backward_before(zoneout, k, t, n, dstate, state, write, lo, hi):
+    """Before the cell's backward at step t: d ⊙ δs_t aside (``direct``), δs̃_t = (1 − d) ⊙ δs_t in place, and s̃_t
+    in the slot of s_t while the cell runs (``saved`` keeps s_t)."""
+    keeps, proposed, saved, direct = zoneout
+    if keeps[k].shape[0] > 0:
+        split_zoneout_rows(dstate[:n], keep_at(keeps[k], t, n), direct[k][:n], lo, hi)
+        copy_rows(state[write, :n], saved[k][:n], lo, hi)
+        copy_rows(proposed[k][t, :n], state[write, :n], lo, hi)
+
+
+@njit(**GLUE)
+def zoneout_backward_after(zoneout, k, n, dstate, state, write, lo, hi):
+    """After the cell's backward: s_t back in its slot, and δs_{t−1} += d ⊙ δs_t (the path around the cell)."""
+    saved, direct = zoneout[2], zoneout[3]
+    if zoneout[0][k].shape[0] > 0:
+        copy_rows(saved[k][:n], state[write, :n], lo, hi)
+        add_rows(direct[k][:n], dstate[:n], lo, hi)
 
 
 @njit(**EXACT_ROWS)

@@ -18,7 +18,9 @@ oversubscribed machine (two test processes, each with a team) still makes progre
 
 ``team`` = (part, parts, sync): ``sync`` an int64 array of `SYNC_SIZE` (the arrival counter, and an abort flag a
 cache line away, set for a part that failed, `rnnkit.kernels.parallel.team`, so that the other never waits for
-it). A team of one part is the plain loop: its barrier does nothing and its units are all of them.
+it). The plain loop takes None (`no_team`): numba prunes the branches on ``team is None`` when it compiles a loop,
+so the plain loop carries no barrier or share code (a shorter first compile); a team of one part computes the same
+(its barrier does nothing and its units are all of them).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import ctypes
 import ctypes.util
 
 import llvmlite.binding as llvm
-import numpy as np
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -59,9 +60,9 @@ llvm.add_symbol("rnnkit_sched_yield", _sched_yield_address())
 _sched_yield = types.ExternalFunction("rnnkit_sched_yield", types.intc())
 
 
-def no_team() -> tuple:
-    """The team of one part: the plain loop."""
-    return 0, 1, np.zeros(SYNC_SIZE, np.int64)
+def no_team() -> None:
+    """The team of one part: the plain loop (None: the loop compiles without barriers or shares)."""
+    return None
 
 
 def _element_pointer(context, builder, array_type, array, index):
@@ -95,6 +96,8 @@ def _atomic_load(typingctx, array, index):
 def barrier(team):
     """Wait until every part of ``team`` has arrived here as often as this one (nothing for a team of one). The
     counter only grows: arrival number a (1-based) waits for the counter to reach the end of its round."""
+    if team is None:
+        return
     parts, sync = team[1], team[2]
     if parts < 2:
         return
@@ -111,6 +114,8 @@ def barrier(team):
 def own_units(width, team):
     """(lo, hi): the units of a ``width``-wide state that part ``team[0]`` computes. Shares are multiples of
     `UNIT_ALIGN` (the last part takes the rest), so two parts never write into one cache line of a row."""
+    if team is None:
+        return 0, width
     part, parts = team[0], team[1]
     if parts < 2:
         return 0, width
@@ -124,9 +129,19 @@ def own_units(width, team):
 def own_rows(rows, team):
     """(r0, r1): the rows of a batch of ``rows`` that part ``team[0]`` takes, where a kernel needs whole rows (the
     layer-normalised cells' pointwise math: a row's mean and variance span all its units)."""
+    if team is None:
+        return 0, rows
     part, parts = team[0], team[1]
     if parts < 2:
         return 0, rows
     share = -(-rows // parts)
     r0 = min(part * share, rows)
     return r0, min(r0 + share, rows)
+
+
+@njit(**GLUE)
+def leads(team):
+    """Whether this part does a step's work that one part does for all: part 0 (a team of one: its only part)."""
+    if team is None:
+        return True
+    return team[0] == 0
