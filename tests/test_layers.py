@@ -68,6 +68,20 @@ def test_embedding_gradcheck_and_repeated_indices():
     np.testing.assert_array_equal(emb.weight.grad[:, 0], [2, 1, 2, 0, 1])
 
 
+@pytest.mark.parametrize("shape", [(32, 100), (7,), (0, 4)])
+def test_embedding_gradient_sums_every_position_of_each_index_and_none_of_the_padding(shape):
+    rng = np.random.default_rng(0)
+    emb = Embedding(9, 4, padding_idx=2, dtype=np.float64, rng=0)
+    idx = rng.integers(0, 9, shape)
+    dy = rng.standard_normal(shape + (4,))
+    emb.forward(idx)
+    emb.backward(dy)
+    want = np.zeros((9, 4))
+    np.add.at(want, idx.reshape(-1), dy.reshape(-1, 4))
+    want[2] = 0
+    np.testing.assert_allclose(emb.weight.grad, want, rtol=1e-13, atol=1e-13)
+
+
 def test_embedding_rejects_out_of_range_indices():
     with pytest.raises(ValueError, match=r"\[0, 5\)"):
         Embedding(5, 2).forward(np.array([5]))
