@@ -74,10 +74,13 @@ def test_zen_4_runs_its_512_bit_vectors_on_two_256_bit_fma_pipes_so_its_peak_is_
     assert machine.fma_pipe_bits(512, "GenuineIntel", 6) == 512
     assert machine.fma_pipe_bits(256, "AuthenticAMD", 0x19) == 256  # Zen 3: AVX2 only
     assert machine.peak_gflops(2, 4, ghz=3.0, vector_bits=512, pipe_bits=256) == pytest.approx(2 * 3.0 * 8 * 2 * 2)
+    # a CPU given by its vector width alone has pipes that wide, whatever this machine's are
+    assert machine.peak_gflops(2, 4, ghz=3.0, vector_bits=512) == pytest.approx(2 * 3.0 * 16 * 2 * 2)
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the chain's timing is x86-64's")
 def test_the_measured_clock_is_a_plausible_cpu_clock():
+    pytest.importorskip("numba")  # the chain runs compiled
     assert 0.5 < machine.measured_ghz() < 7.0
     assert machine.cpu_clock(cpufreq="/nonexistent")[1] == "measured"
 
@@ -123,9 +126,8 @@ def test_gflops_are_the_gemm_flops_over_the_median_time_and_peak_share_over_the_
         assert r["gflop"] == pytest.approx(flops / 1e9)
         assert r["rnnkit_gflops"] == pytest.approx(flops / 1e9 / (r["rnnkit_ms"] / 1e3))
         assert r["torch_gflops"] == pytest.approx(flops / 1e9 / (r["torch_ms"] / 1e3))
-        if r["peak_gflops"] is not None:
-            # the clock may be measured (`machine.measured_ghz`), in the bench's process and in this one
-            assert r["peak_gflops"] == pytest.approx(machine.peak_gflops(1), rel=0.05)
+        if r["peak_gflops"] is not None:  # from the bench's own clock (measured in its process, where it is)
+            assert r["peak_gflops"] == pytest.approx(machine.peak_gflops(1, ghz=data["meta"]["clock_ghz"]))
             assert r["peak_fraction"] == pytest.approx(r["rnnkit_gflops"] / r["peak_gflops"])
 
 

@@ -107,16 +107,16 @@ class Embedding(Module):
     def backward(self, dy: np.ndarray) -> None:
         (idx,) = self.saved_for_backward()
         dy = check_float_grad(dy, "Embedding: gradient of the output", self.dtype, idx.shape + (self.embedding_dim,))
-        grad = np.zeros_like(self.weight.grad)
         flat = idx.reshape(-1)
-        if flat.size:  # positions grouped by index: one sum per index that occurs
+        if flat.size:  # positions grouped by index: one sum per index that occurs, added into its row
             order = np.argsort(flat, kind="stable")
             ids = flat[order]
             starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
-            grad[ids[starts]] = np.add.reduceat(dy.reshape(-1, self.embedding_dim)[order], starts, axis=0)
-        if self.padding_idx is not None:
-            grad[self.padding_idx] = 0
-        self.weight.grad += grad
+            rows, sums = ids[starts], np.add.reduceat(dy.reshape(-1, self.embedding_dim)[order], starts, axis=0)
+            if self.padding_idx is not None:
+                learned = rows != self.padding_idx
+                rows, sums = rows[learned], sums[learned]
+            self.weight.grad[rows] += sums  # rows are distinct: one addition each
         return None
 
     def extra_repr(self) -> str:

@@ -222,11 +222,15 @@ def measured_ghz() -> float | None:
 def peak_gflops(cores: int, itemsize: int = 4, ghz: float | None = None,
                 vector_bits: int | None = None, pipe_bits: int | None = None) -> float | None:
     """The arithmetic peak of ``cores`` cores in GFLOP/s for ``itemsize``-byte floats (see `PEAK_METHOD`); None
-    where the clock or the vector width is unknown. ``ghz``, ``vector_bits`` and ``pipe_bits`` (one FMA pipe's
-    width, `fma_pipe_bits`) default to this machine's."""
+    where the clock or the vector width is unknown. ``ghz`` and ``vector_bits`` default to this machine's;
+    ``pipe_bits`` (one FMA pipe's width, `fma_pipe_bits`) to this machine's with its own vectors, else to
+    ``vector_bits`` (pipes as wide as the vectors)."""
     ghz = cpu_ghz() if ghz is None else ghz
-    bits = cpu_vector_bits(cpu_flags()) if vector_bits is None else vector_bits
-    pipe = fma_pipe_bits(bits, *cpu_identity()) if pipe_bits is None else pipe_bits
+    if vector_bits is None:
+        bits = cpu_vector_bits(cpu_flags())
+        pipe = fma_pipe_bits(bits, *cpu_identity()) if pipe_bits is None else pipe_bits
+    else:
+        bits, pipe = vector_bits, vector_bits if pipe_bits is None else pipe_bits
     if not ghz or not pipe:
         return None
     return cores * ghz * pipe / (8 * itemsize) * FLOPS_PER_LANE_PER_CYCLE

@@ -149,7 +149,7 @@ def _bench_header(threads: int | None, repeats: int, steps: int) -> dict:
     click.echo(method)
     return {"format": "rnnkit-bench", "version": 2, "pid": os.getpid(), "steps": steps, "repeats": repeats,
             "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": report, "method": method,
-            "peak_method": machine.PEAK_METHOD}
+            "peak_method": machine.PEAK_METHOD, "clock_ghz": machine.cpu_clock()[0]}
 
 
 def _bench_fits(batch: int, hidden: int, steps: int, stacked: tuple[int, int] | None = None) -> None:

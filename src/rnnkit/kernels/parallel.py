@@ -149,8 +149,8 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
 def team(parts: int, job) -> None:
     """job(team) once per part of a team of ``parts`` (`rnnkit.kernels.team`): part 0 in the caller, part 1 in the
     worker thread, one BLAS thread each, where ``parts`` is 2 (`team_size`: its policy is the switch), 2 or more
-    BLAS threads are allowed and no pair or team is running; else job(the team of one). A part that fails releases
-    the other from its barriers, and the error is raised."""
+    BLAS threads are allowed and no pair or team is running; else job(`no_team`: the plain loop). A part that
+    fails releases the other from its barriers, and the error is raised."""
     from .team import ABORT, SYNC_SIZE, no_team
 
     if parts < 2 or not _busy.acquire(blocking=False):

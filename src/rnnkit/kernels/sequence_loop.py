@@ -1,30 +1,32 @@
 """The whole time loop in one compiled call: the skeleton of `Recurrence.forward` / `Recurrence.backward`, written
 once and parameterised by a cell family's compiled step.
 
-``sequence_forward(step, params, xp, states, counts, reverse)`` and ``sequence_backward(step_backward, params, dy,
-dstate, states, counts, reverse, detach, dxp)`` own everything about time, exactly as the Python runner
-(`rnnkit.recurrent.runner`) does: the slot of each step (reverse direction without flipping the data), the ragged
-batch as a sorted row prefix (rows past their end carry their state and get no gradient), the output gradient
-added to δh_t, and Elman's detached state (the gradient stops at each step's previous state). The cell's step
-does the rest for the ``n`` rows still inside their sequence: its recurrent GEMM(s) — BLAS called from compiled
-code (`rnnkit.kernels.blas`) — and its fused pointwise kernel right after each product, while the block is in
-cache. The steps live with their pointwise kernels, one module per cell family (`rnnkit.kernels.rnn`,
-`rnnkit.kernels.lstm`, `rnnkit.kernels.gru`, `rnnkit.kernels.indrnn`, `rnnkit.kernels.minimal`,
-`rnnkit.kernels.layernorm`; the defined cells' generated modules), and are passed in as arguments: numba compiles
-one specialisation of the loop per step function, so the loop reads like the Python runner and costs nothing per
-step in Python.
+``sequence_forward(step, params, xp, states, counts, reverse, zoneout, team)`` and ``sequence_backward(step_backward,
+params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team)`` own everything about time, exactly as the
+Python runner (`rnnkit.recurrent.runner`) does: the slot of each step (reverse direction without flipping the data),
+the ragged batch as a sorted row prefix (rows past their end carry their state and get no gradient), the output
+gradient added to δh_t, Elman's detached state (the gradient stops at each step's previous state) and zoneout's mixes
+(None without zoneout); ``team`` is this part's share of a loop on two cores (`rnnkit.kernels.team`), None for the
+plain loop. The cell's step does the rest for the ``n`` rows still inside their sequence: its recurrent GEMM(s) —
+BLAS called from compiled code (`rnnkit.kernels.blas`) — and its fused pointwise kernel right after each product,
+while the block is in cache. The steps live with their pointwise kernels, one module per cell family
+(`rnnkit.kernels.rnn`, `rnnkit.kernels.lstm`, `rnnkit.kernels.gru`, `rnnkit.kernels.indrnn`,
+`rnnkit.kernels.minimal`, `rnnkit.kernels.layernorm`; the defined cells' generated modules), and are passed in as
+arguments: numba compiles one specialisation of the loop per step function, so the loop reads like the Python runner
+and costs nothing per step in Python.
 
 Step contract (all arrays time-major, rows sorted by decreasing length):
 
-    step(params, t, n, read, write, xp_t, states)
+    step(params, t, n, read, write, xp_t, states, team)
         xp_t (n, G) the projection of step t; states a tuple of (T+1, B, S_k) histories: read slot ``read``,
-        write rows [:n] of slot ``write``; ``params`` the cell's tuple of weights and workspace arrays
-    step_backward(params, t, n, read, write, dstate, states, dxp_t)
+        write rows [:n] of slot ``write`` (a team's part: its own units of them); ``params`` the cell's tuple of
+        weights and workspace arrays
+    step_backward(params, t, n, read, write, dstate, states, dxp_t, team)
         dstate a tuple of (B, S_k): rows [:n] hold δ(state written at t) on entry, δ(state read at t) on exit;
         writes δa (n, G) into dxp_t
 
 Each family module has one small entry per direction of time that calls the skeleton with its step, e.g.
-``lstm_sequence_forward(params, xp, states, counts, reverse)``; the entries are what the cells call
+``lstm_sequence_forward(params, xp, states, counts, reverse, zoneout, team)``; the entries are what the cells call
 (`rnnkit.recurrent.cell.CompiledSequenceLoop`) and what numba caches on disk (``cache=True``), so a new process
 loads their machine code instead of compiling them (``tests/test_kernel_cache.py``).
 

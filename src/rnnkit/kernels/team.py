@@ -61,7 +61,8 @@ _sched_yield = types.ExternalFunction("rnnkit_sched_yield", types.intc())
 
 
 def no_team() -> None:
-    """The team of one part: the plain loop (None: the loop compiles without barriers or shares)."""
+    """The ``team`` argument of the plain loop, outside any team: None (the loop compiles without barriers or
+    shares)."""
     return None
 
 
@@ -113,7 +114,8 @@ def barrier(team):
 @njit(**GLUE)
 def own_units(width, team):
     """(lo, hi): the units of a ``width``-wide state that part ``team[0]`` computes. Shares are multiples of
-    `UNIT_ALIGN` (the last part takes the rest), so two parts never write into one cache line of a row."""
+    `UNIT_ALIGN` (the last part takes the rest), so two parts never write into one cache line of a row. All of
+    them in the plain loop (``team`` None)."""
     if team is None:
         return 0, width
     part, parts = team[0], team[1]
@@ -128,7 +130,8 @@ def own_units(width, team):
 @njit(**GLUE)
 def own_rows(rows, team):
     """(r0, r1): the rows of a batch of ``rows`` that part ``team[0]`` takes, where a kernel needs whole rows (the
-    layer-normalised cells' pointwise math: a row's mean and variance span all its units)."""
+    layer-normalised cells' pointwise math: a row's mean and variance span all its units). All of them in the
+    plain loop (``team`` None)."""
     if team is None:
         return 0, rows
     part, parts = team[0], team[1]

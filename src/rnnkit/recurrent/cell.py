@@ -182,9 +182,9 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
 
     @abstractmethod
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
-                         reverse: bool, zoneout: tuple) -> None:
+                         reverse: bool, zoneout: tuple | None) -> None:
         """The forward time loop of `Recurrence.forward` in one compiled call (``zoneout``:
-        `rnnkit.recurrent.noise.loop_zoneout`'s arrays, empty without zoneout)."""
+        `rnnkit.recurrent.noise.loop_zoneout`'s arrays, None without zoneout)."""
 
     @abstractmethod
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
@@ -227,7 +227,7 @@ class CompiledSequenceLoop:
     (`rnnkit.kernels.sequence_loop`): the cell names its compiled entries and their params, the mixin calls them."""
 
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
-                         reverse: bool, zoneout: tuple) -> None:
+                         reverse: bool, zoneout: tuple | None) -> None:
         """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
         `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`), on both cores where
         the cell's units split (`team_parts`)."""

@@ -460,9 +460,9 @@ class RecurrentLayer(Module):
             if layer < self.num_layers - 1 and self.inter_dropout is not None:
                 dy = self.inter_dropout.backward(dy)
             # the layer's output gradient is handed over, so that it is freed once the time loops have read it
-            given, dy = [dy], None
+            handed, dy = [dy], None
             dy, dstate0[layer * self.num_directions:(layer + 1) * self.num_directions] = \
-                self._layer_backward(call, layer, given, dparts)
+                self._layer_backward(call, layer, handed, dparts)
         dx = np.ascontiguousarray(in_caller_order(dy.transpose(1, 0, 2), call.order, 0))
         ds = tuple(in_caller_order(np.stack([d[k] for d in dstate0]), call.order, 1)
                    for k in range(len(self.state_sizes)))
@@ -471,15 +471,15 @@ class RecurrentLayer(Module):
         dx, ds = in_dtype_of(dx, call.grad_dtypes[0]), tuple(in_dtype_of(d, call.grad_dtypes[1]) for d in ds)
         return (dx, self._to_public(ds)) if self.return_state else dx
 
-    def _layer_backward(self, call: _Call, layer: int, given: list, dparts) -> tuple[np.ndarray, tuple]:
-        """(δ(input of ``layer``), δ(initial state) of each direction) from δ(output) (T, B, D·H), the one item of
-        ``given``, and the final states' gradients ``dparts``. The time loops run first; then ``given`` is emptied,
-        so that δ(output) is freed before the weight sums and δx are made (its size less at the peak). The
-        directions run at once where `run_directions` allows."""
+    def _layer_backward(self, call: _Call, layer: int, handed: list, dparts) -> tuple[np.ndarray, tuple]:
+        """(δ(input of ``layer``), δ(initial state) of each direction) from δ(output) (T, B, D·H), taken out of
+        ``handed`` (its one item), and the final states' gradients ``dparts``. Only the time loops' jobs hold
+        δ(output), so it is freed when they are done, before the weight sums and δx are made (its size less at
+        the peak). The directions run at once where `run_directions` allows."""
         row, traces = self.runners[layer], call.traces[layer]
         whole = all(isinstance(runner, Recurrence) and runner.backward_runs_whole_sequence(trace)
                     for runner, trace in zip(row, traces))
-        loops = run_directions(self._loop_jobs(layer, given.pop(), dparts, traces), whole)
+        loops = run_directions(self._loop_jobs(layer, handed.pop(), dparts, traces), whole)
         dxps, dstates = zip(*loops)
         del loops
         dxs = run_directions([partial(runner.backward_weights, trace, dxp)

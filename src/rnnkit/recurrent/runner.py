@@ -133,7 +133,7 @@ class Recurrence:
         if whole:
             zoneout = loop_zoneout(None if noise is None else noise.zoneout, steps, batch, cell.state_sizes, cell.dtype)
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout)
-            if noise is not None and noise.zoneout is not None:  # s̃_t; a component without zoneout: s_t itself
+            if zoneout is not None:  # s̃_t; a component without zoneout: s_t itself
                 proposed = [p if p.size else a for p, a in zip(zoneout[1], after_each_step(states, self.reverse))]
         elif noise is not None and noise.zoneout is not None:
             proposed = self._zoneout_loop(ws, xp, states, counts, full, noise)
@@ -203,7 +203,7 @@ class Recurrence:
 
     def backward_through_time(self, trace: Trace, dy: np.ndarray | None,
                               dfinal: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, tuple]:
-        """The time loop backward: (δ of every step's gate pre-activations (T, B, G·H), δ(initial state)). ``dy``
+        """The time loop backward: (δ of every step's gate pre-activations (T, B, G), δ(initial state)). ``dy``
         is not read after it, so a caller can free it before the weight sums (`backward_weights`)."""
         cell, counts = self.cell, trace.counts
         steps, batch, _ = trace.x.shape

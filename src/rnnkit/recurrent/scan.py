@@ -108,7 +108,7 @@ class ScanRecurrence:
 
     def backward_through_time(self, trace: Trace, dy: np.ndarray | None,
                               dfinal: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, tuple]:
-        """(δ of every step's coefficients' pre-activations (T, B, G·H), (δh_0,)) by the reverse-time scan; ``dy``
+        """(δ of every step's coefficients' pre-activations (T, B, G), (δh_0,)) by the reverse-time scan; ``dy``
         is not read after it."""
         cell, ws = self.cell, trace.ws
         steps, batch, _ = trace.x.shape
