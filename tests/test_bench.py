@@ -227,3 +227,18 @@ def test_bench_compare_refuses_a_file_that_is_not_a_bench_json_in_one_line(tmp_p
     with pytest.raises(DataError) as info:
         bench_compare.load(path)
     assert message in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_call_that_runs_as_a_team_is_measured_without_loading_the_teams_code(cell, monkeypatch):
+    """Teams add no array, so a training call measures the same with and without them: the worker loads the
+    team's compiled loop (numba compiles it apart from the plain loop) before it measures."""
+    pytest.importorskip("numba")
+    case = {"cell": cell, "hidden": 256, "batch": 16, "steps": 50, "layers": 1, "bidirectional": False}
+    measured = {}
+    for choice in ("always", "never"):
+        monkeypatch.setenv("RNNKIT_TEAMS", choice)
+        measured[choice] = bench.memory_in_subprocess("rnnkit", case, threads=2)
+    if None in measured.values():
+        pytest.skip("this kernel does not report peak memory")
+    assert abs(measured["always"] - measured["never"]) <= 2**20

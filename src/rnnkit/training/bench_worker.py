@@ -219,10 +219,20 @@ def serve(library: str, threads: int, parent: int) -> None:
 
 
 def _warm_up_code(library: str, case: dict) -> None:
-    """One tiny training call per code path (whole-sequence and per-step), so that loading each library's code
-    (torch's kernels, rnnkit's compiled kernels: numba and LLVM, ~70 MiB) is not counted as the call's memory."""
+    """One tiny training call per code path (whole-sequence and per-step; rnnkit's loop alone and as a team, which
+    numba compiles apart), so that loading each library's code (torch's kernels, rnnkit's compiled kernels: numba
+    and LLVM, 30 – 70 MiB) is not counted as the call's memory."""
     for batch in (1, 80):
         make_call(library, {**case, "batch": batch, "hidden": 4, "steps": 2, "mode": "train"})()
+    if library == "rnnkit":
+        from ..kernels import parallel
+
+        choice = parallel.teams_choice()
+        parallel.use_teams("always")
+        try:
+            make_call(library, {**case, "batch": 2, "hidden": 64, "steps": 2, "mode": "train"})()
+        finally:
+            parallel.use_teams(choice)
 
 
 def measure_memory(library: str, case: dict) -> None:
