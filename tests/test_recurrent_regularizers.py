@@ -10,7 +10,7 @@ import rnnkit
 from conftest import GRADCHECK_TOL, PARITY_TOL, assert_close, requires_torch, torch
 from rnnkit.errors import ConfigError
 from rnnkit.recurrent import GRU, LSTM, RHN, RNN, IndRNN, Jordan, MinGRU, MinLSTM, MogrifierLSTM
-from rnnkit.recurrent.noise import Noise
+from rnnkit.recurrent.noise import Noise, bernoulli
 
 ALL_RATES = {"dropout_input": 0.3, "dropout_recurrent": 0.4, "zoneout": 0.3, "weight_drop": 0.5}
 B, T, I, H = 3, 6, 4, 5
@@ -277,3 +277,15 @@ def test_export_and_to_torch_refuse_zoneout_but_not_the_training_only_dropouts(t
     if torch is not None:
         with pytest.raises(ValueError, match="zoneout"):
             rnnkit.to_torch(GRU(I, H, zoneout=0.1))
+
+
+def test_bernoulli_masks_are_true_with_probability_p_and_follow_the_generators_state():
+    rng = np.random.default_rng(0)
+    for p in (0.1, 0.5, 0.9):
+        draws = bernoulli(rng, p, (400, 500))
+        assert draws.dtype == bool and draws.shape == (400, 500)
+        assert abs(draws.mean() - p) < 5 * (p * (1 - p) / draws.size) ** 0.5
+    assert not bernoulli(rng, 0.0, (1000,)).any()
+    assert bernoulli(rng, 0.3, (0, 4)).shape == (0, 4)
+    odd = [bernoulli(np.random.default_rng(3), 0.3, (7, 5)) for _ in range(2)]  # 35 draws: half a 64-bit word left
+    assert np.array_equal(odd[0], odd[1])
