@@ -9,8 +9,9 @@ import pytest
 import rnnkit
 from conftest import GRADCHECK_TOL, PARITY_TOL, assert_close, requires_torch, torch
 from rnnkit.errors import ConfigError
+from rnnkit.module import bernoulli
 from rnnkit.recurrent import GRU, LSTM, RHN, RNN, IndRNN, Jordan, MinGRU, MinLSTM, MogrifierLSTM
-from rnnkit.recurrent.noise import Noise, bernoulli
+from rnnkit.recurrent.noise import Noise
 
 ALL_RATES = {"dropout_input": 0.3, "dropout_recurrent": 0.4, "zoneout": 0.3, "weight_drop": 0.5}
 B, T, I, H = 3, 6, 4, 5

@@ -25,6 +25,7 @@ from .module import (
     check_positive_int,
     check_probability,
     in_dtype_of,
+    keep_mask,
 )
 from .validate import parameters_fit
 
@@ -171,8 +172,7 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self.save_for_backward(None, x.shape)
             return x
-        keep = 1.0 - self.p
-        mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / np.asarray(keep, x.dtype)
+        mask = keep_mask(self.rng, self.p, x.shape, x.dtype)
         self.save_for_backward(mask, x.shape)
         return x * mask
 
