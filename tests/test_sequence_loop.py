@@ -332,3 +332,17 @@ def test_a_ragged_backward_over_the_gate_history_gives_padded_rows_no_gradient(n
         clean, padded = outputs_and_grads(layer, x, lengths=lengths), outputs_and_grads(layer, noisy, lengths=lengths)
     for got, expected in zip(padded[2:], clean[2:]):  # final state, δ(initial state), every parameter gradient
         assert relative_error(got, expected) <= TOL[np.float64]
+
+
+def test_a_bidirectional_backward_runs_the_backward_loop_compiled_for_a_contiguous_output_gradient():
+    """Each direction of a bidirectional layer reads its half of δ(output), a strided view: the loop is handed a
+    contiguous copy, so that numba compiles no second specialisation of the backward loop for a strided one."""
+    from rnnkit.kernels import lstm
+
+    layer = rnnkit.LSTM(3, 4, bidirectional=True, rng=0)
+    x = np.random.default_rng(2).normal(size=(2, 5, 3)).astype(np.float32)
+    with kernels.using("compiled"):
+        y, _ = layer.forward(x)
+        layer.backward(np.ones_like(y))
+    assert lstm.lstm_sequence_backward.signatures
+    assert all(signature[1].layout == "C" for signature in lstm.lstm_sequence_backward.signatures)
