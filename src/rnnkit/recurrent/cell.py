@@ -367,11 +367,13 @@ class GatedCell(CompiledSequenceLoop, Cell):
         return input_projection(x, self.weight_ih.data, bias)
 
     def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
-        """The workspace of one call: ``w_hh`` = W_hh as this call uses it (`use_masks`), ``w_hh_t`` its contiguous
-        transpose, ``h_mask`` / ``w_mask`` the masks of `use_masks` (None), and ``kernels``, the compiled step
-        kernels or None for the NumPy code (`rnnkit.kernels`); cells add their own per-step arrays."""
-        w_hh = self.weight_hh.data
-        return Workspace(w_hh=w_hh, w_hh_t=transposed(w_hh), h_mask=None, w_mask=None, kernels=kernels.active())
+        """The workspace of one call: ``w_hh`` = W_hh as this call uses it (`use_masks`), the contiguous
+        transposes the steps multiply by (`transpose_recurrent`: ``w_hh_t``), ``h_mask`` / ``w_mask`` the masks of
+        `use_masks` (None), and ``kernels``, the compiled step kernels or None for the NumPy code
+        (`rnnkit.kernels`); cells add their own per-step arrays."""
+        ws = Workspace(w_hh=self.weight_hh.data, h_mask=None, w_mask=None, kernels=kernels.active())
+        self.transpose_recurrent(ws)
+        return ws
 
     # -- variational recurrent dropout and weight drop (`rnnkit.recurrent.noise`) -----------------------------
     def recurrent_mask_problem(self, recurrent: bool, weight: bool) -> str | None:

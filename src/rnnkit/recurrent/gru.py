@@ -127,11 +127,10 @@ class GRUStep(GatedCell):
         if self.reset_after:
             ws.dq = np.empty((batch, 3 * h), dt)  # δq of one step (`accumulate` needs no history of it)
             ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
-        else:  # two recurrent GEMMs per step, each with a contiguous Wᵀ
-            self.transpose_recurrent(ws)
         return ws
 
     def transpose_recurrent(self, ws):
+        """W_hhᵀ; reset before: two recurrent GEMMs per step, each with a contiguous Wᵀ (W_hh[r,z]ᵀ, W_hh[n]ᵀ)."""
         h = self.hidden_size
         if self.reset_after:
             ws.w_hh_t = transposed(ws.w_hh)
