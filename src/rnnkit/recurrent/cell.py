@@ -242,7 +242,8 @@ class CompiledSequenceLoop:
         """The backward loop of `Recurrence.backward` in one compiled call (`compiled_loop_backward`). ``dy`` is
         handed to it C-contiguous: a bidirectional layer's half of δ(output) is a strided view, for which numba
         compiled a specialisation of the loop of its own (seconds at its first use; 44 of the test suite's 75
-        backward loops); the copy (T·B·H) costs well under 1 % of the loop."""
+        backward loops); the copy costs about 1 % of the loop (0.14 ms at T = 100, B = 32, H = 256; 1.8 ms at
+        B = 64, H = 512)."""
         from ..kernels import parallel
 
         loop, params = self.compiled_loop_backward(ws)
