@@ -172,3 +172,11 @@ def test_rnnkit_bounds_openblas_spin_before_numpy_loads_and_never_over_the_users
     opted_out = {"RNNKIT_BLAS_AUTO": "0"}
     _startup.bound_blas_spin(opted_out)
     assert "OPENBLAS_THREAD_TIMEOUT" not in opted_out
+
+
+def test_using_teams_sets_the_policy_inside_a_block_and_restores_it_after_an_error():
+    before = parallel.teams_choice()
+    with pytest.raises(RuntimeError), parallel.using_teams("never"):
+        assert parallel.teams_choice() == "never"
+        raise RuntimeError
+    assert parallel.teams_choice() == before

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -120,6 +121,18 @@ def use_teams(choice: str) -> None:
 
         raise ConfigError(f"teams must be one of {', '.join(TEAM_CHOICES)}, got {choice!r}")
     _teams = choice
+
+
+@contextmanager
+def using_teams(choice: str):
+    """`use_teams` ``choice`` inside a block, then restore the previous policy (as `rnnkit.kernels.using` does for
+    the kernels)."""
+    previous = _teams
+    use_teams(choice)
+    try:
+        yield
+    finally:
+        use_teams(previous)
 
 
 def teams_choice() -> str:

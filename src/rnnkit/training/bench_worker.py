@@ -227,12 +227,8 @@ def _warm_up_code(library: str, case: dict) -> None:
     if library == "rnnkit":
         from ..kernels import parallel
 
-        choice = parallel.teams_choice()
-        parallel.use_teams("always")
-        try:
+        with parallel.using_teams("always"):
             make_call(library, {**case, "batch": 2, "hidden": 64, "steps": 2, "mode": "train"})()
-        finally:
-            parallel.use_teams(choice)
 
 
 def measure_memory(library: str, case: dict) -> None:
