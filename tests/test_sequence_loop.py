@@ -346,3 +346,22 @@ def test_a_bidirectional_backward_runs_the_backward_loop_compiled_for_a_contiguo
         layer.backward(np.ones_like(y))
     assert lstm.lstm_sequence_backward.signatures
     assert all(signature[1].layout == "C" for signature in lstm.lstm_sequence_backward.signatures)
+
+
+def test_a_call_with_zoneout_runs_the_loops_compiled_for_a_call_without_it():
+    """Zoneout's arrays have the same types with and without it (`rnnkit.recurrent.noise.loop_zoneout`: empty
+    arrays for none), so a layer with zoneout — on every state or on c alone, in training and in evaluation —
+    compiles no loop of its own."""
+    from rnnkit.kernels import lstm, parallel
+
+    x = np.random.default_rng(3).normal(size=(4, 3, 5)).astype(np.float32)
+    entries = (lstm.lstm_sequence_forward, lstm.lstm_sequence_backward)
+    with kernels.using("compiled"), parallel.using_teams("never"):
+        outputs_and_grads(rnnkit.LSTM(5, 6, rng=0), x)
+        compiled = [set(entry.signatures) for entry in entries]
+        for rate in (0.3, (0.0, 0.3)):
+            zoned = rnnkit.LSTM(5, 6, rng=0).regularize(zoneout=rate)
+            outputs_and_grads(zoned, x)
+            zoned.eval()
+            outputs_and_grads(zoned, x)
+    assert [set(entry.signatures) for entry in entries] == compiled

@@ -6,10 +6,10 @@ params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, team)`` own e
 Python runner (`rnnkit.recurrent.runner`) does: the slot of each step (reverse direction without flipping the data),
 the ragged batch as a sorted row prefix (rows past their end carry their state and get no gradient), the output
 gradient added to δh_t, Elman's detached state (the gradient stops at each step's previous state) and zoneout's mixes
-(None without zoneout); ``team`` is this part's share of a loop on two cores (`rnnkit.kernels.team`), None for the
-plain loop. The cell's step does the rest for the ``n`` rows still inside their sequence: its recurrent GEMM(s) —
-BLAS called from compiled code (`rnnkit.kernels.blas`) — and its fused pointwise kernel right after each product,
-while the block is in cache. The steps live with their pointwise kernels, one module per cell family
+(empty arrays without zoneout); ``team`` is this part's share of a loop on two cores (`rnnkit.kernels.team`), None
+for the plain loop. The cell's step does the rest for the ``n`` rows still inside their sequence: its recurrent
+GEMM(s) — BLAS called from compiled code (`rnnkit.kernels.blas`) — and its fused pointwise kernel right after each
+product, while the block is in cache. The steps live with their pointwise kernels, one module per cell family
 (`rnnkit.kernels.rnn`, `rnnkit.kernels.lstm`, `rnnkit.kernels.gru`, `rnnkit.kernels.indrnn`,
 `rnnkit.kernels.minimal`, `rnnkit.kernels.layernorm`; the defined cells' generated modules), and are passed in as
 arguments: numba compiles one specialisation of the loop per step function, so the loop reads like the Python runner
@@ -67,12 +67,13 @@ def slots(t, reverse):
 def sequence_forward(step, params, xp, states, counts, reverse, zoneout, team):
     """The forward time loop: xp (T, B, G); states a tuple of (T+1, B, S_k) histories holding the initial state in
     slot 0 (slot T when ``reverse``); counts (T,) rows still inside their sequence at each step; ``zoneout`` =
-    (keeps, proposed, saved, direct) of `rnnkit.recurrent.noise.loop_zoneout`, or None: per state component,
-    zoneout's keep-previous mask d (T or 1, B, S_k) — (0, 0, 0) for a component without zoneout — and the history of
-    s̃_t (T, B, S_k) the cell computed, before the mix s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. ``team``: this part's
-    units of every state (`rnnkit.kernels.team.own_units`) and the barrier that ends each step, or None for the
-    plain loop. A loop without zoneout or team (None) compiles without their code: numba prunes the branches on
-    ``is None`` when it compiles the entry, which keeps the plain loop's first compile short."""
+    (keeps, proposed, saved, direct) of `rnnkit.recurrent.noise.loop_zoneout`: per state component, zoneout's
+    keep-previous mask d (T or 1, B, S_k) — (0, 0, 0) for a component without zoneout, and every component of a
+    call without it — and the history of s̃_t (T, B, S_k) the cell computed, before the mix
+    s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. ``team``: this part's units of every state
+    (`rnnkit.kernels.team.own_units`) and the barrier that ends each step, or None for the plain loop, which
+    compiles without the team's code: numba prunes the branches on ``team is None`` when it compiles the entry.
+    Zoneout is not pruned that way: one loop for a call with and without it (`loop_zoneout` says why)."""
     steps = xp.shape[0]
     for s in range(steps):
         t = steps - 1 - s if reverse else s
@@ -82,8 +83,7 @@ def sequence_forward(step, params, xp, states, counts, reverse, zoneout, team):
         for k in range(len(states)):
             state = states[k]
             lo, hi = own_units(state.shape[2], team)
-            if zoneout is not None:
-                zoneout_forward(zoneout, k, t, n, state, read, write, lo, hi)
+            zoneout_forward(zoneout, k, t, n, state, read, write, lo, hi)
             copy_rows(state[read, n:], state[write, n:], lo, hi)  # rows past their end carry their state
         barrier(team)  # every part has written its units of s_t
 
@@ -104,17 +104,15 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
         n = counts[t]
         lo, hi = own_units(dstate[0].shape[1], team)
         add_rows(dy[t, :n], dstate[0][:n], lo, hi)
-        if zoneout is not None:
-            for k in range(len(states)):
-                lo, hi = own_units(dstate[k].shape[1], team)
-                zoneout_backward_before(zoneout, k, t, n, dstate[k], states[k], write, lo, hi)
+        for k in range(len(states)):
+            lo, hi = own_units(dstate[k].shape[1], team)
+            zoneout_backward_before(zoneout, k, t, n, dstate[k], states[k], write, lo, hi)
         step_backward(params, t, n, read, write, dstate, states, dxp[t, :n], team)
         if leads(team):
             zero_rows(dxp[t, n:], 0, dxp.shape[2])  # padded rows get no gradient (dxp may hold the gates on entry)
         for k in range(len(states)):
             lo, hi = own_units(dstate[k].shape[1], team)
-            if zoneout is not None:
-                zoneout_backward_after(zoneout, k, n, dstate[k], states[k], write, lo, hi)
+            zoneout_backward_after(zoneout, k, n, dstate[k], states[k], write, lo, hi)
             if detach:
                 zero_rows(dstate[k][:n], lo, hi)
 
@@ -125,8 +123,7 @@ def zoneout_forward(zoneout, k, t, n, state, read, write, lo, hi):
     s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t in place of it."""
     keeps, proposed = zoneout[0], zoneout[1]
     if keeps[k].shape[0] > 0:
-        copy_rows(state[write, :n], proposed[k][t, :n], lo, hi)
-        mix_zoneout_rows(state[read, :n], proposed[k][t, :n], keep_at(keeps[k], t, n), state[write, :n], lo, hi)
+        keep_and_mix_rows(state[read, :n], state[write, :n], proposed[k][t, :n], keep_at(keeps[k], t, n), lo, hi)
 
 
 @njit(**GLUE)
@@ -135,9 +132,8 @@ def zoneout_backward_before(zoneout, k, t, n, dstate, state, write, lo, hi):
     in the slot of s_t while the cell runs (``saved`` keeps s_t)."""
     keeps, proposed, saved, direct = zoneout
     if keeps[k].shape[0] > 0:
-        split_zoneout_rows(dstate[:n], keep_at(keeps[k], t, n), direct[k][:n], lo, hi)
-        copy_rows(state[write, :n], saved[k][:n], lo, hi)
-        copy_rows(proposed[k][t, :n], state[write, :n], lo, hi)
+        split_and_swap_rows(dstate[:n], keep_at(keeps[k], t, n), direct[k][:n], state[write, :n], saved[k][:n],
+                            proposed[k][t, :n], lo, hi)
 
 
 @njit(**GLUE)
@@ -145,8 +141,7 @@ def zoneout_backward_after(zoneout, k, n, dstate, state, write, lo, hi):
     """After the cell's backward: s_t back in its slot, and δs_{t−1} += d ⊙ δs_t (the path around the cell)."""
     saved, direct = zoneout[2], zoneout[3]
     if zoneout[0][k].shape[0] > 0:
-        copy_rows(saved[k][:n], state[write, :n], lo, hi)
-        add_rows(direct[k][:n], dstate[:n], lo, hi)
+        restore_and_add_rows(saved[k][:n], state[write, :n], direct[k][:n], dstate[:n], lo, hi)
 
 
 @njit(**EXACT_ROWS)
@@ -217,6 +212,46 @@ def _split_row(ds, keep, direct):
         d, g = keep[j], ds[j]
         direct[j] = d * g
         ds[j] = (one(d) - d) * g
+
+
+@njit(**EXACT)
+def keep_and_mix_rows(prev, state, proposed, keep, lo, hi):
+    """Zoneout's forward in one pass over units [lo, hi) of (n, S) arrays: ``state`` holds s̃_t on entry; it goes
+    to ``proposed`` and ``state`` becomes s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t (the arithmetic of `mix_zoneout_rows`).
+    One pass instead of a copy and a mix: each is a sweep over the (n, S) block at every step."""
+    for b in range(state.shape[0]):
+        p, s, q, d = prev[b, lo:hi], state[b, lo:hi], proposed[b, lo:hi], keep[b, lo:hi]
+        for j in range(s.shape[0]):
+            tilde = s[j]
+            q[j] = tilde
+            s[j] = d[j] * p[j] + (one(tilde) - d[j]) * tilde
+
+
+@njit(**EXACT)
+def split_and_swap_rows(ds, keep, direct, state, saved, proposed, lo, hi):
+    """Zoneout's backward before the cell's, in one pass over units [lo, hi) of (n, S) arrays: `split_zoneout_rows`
+    (``direct`` = d ⊙ δs_t, δs_t ← (1 − d) ⊙ δs_t), and s_t (``state``) aside into ``saved`` with s̃_t
+    (``proposed``) in its place."""
+    for b in range(ds.shape[0]):
+        g, d, out = ds[b, lo:hi], keep[b, lo:hi], direct[b, lo:hi]
+        s, kept, q = state[b, lo:hi], saved[b, lo:hi], proposed[b, lo:hi]
+        for j in range(g.shape[0]):
+            dj, gj = d[j], g[j]
+            out[j] = dj * gj
+            g[j] = (one(dj) - dj) * gj
+            kept[j] = s[j]
+            s[j] = q[j]
+
+
+@njit(**EXACT)
+def restore_and_add_rows(saved, state, direct, ds, lo, hi):
+    """Zoneout's backward after the cell's, in one pass over units [lo, hi) of (n, S) arrays: s_t back into
+    ``state`` from ``saved``, and δs_{t−1} (``ds``) += d ⊙ δs_t (``direct``)."""
+    for b in range(ds.shape[0]):
+        kept, s, out, g = saved[b, lo:hi], state[b, lo:hi], direct[b, lo:hi], ds[b, lo:hi]
+        for j in range(g.shape[0]):
+            s[j] = kept[j]
+            g[j] += out[j]
 
 
 @njit(**GLUE)

@@ -29,15 +29,15 @@ from ..errors import ConfigError
 from ..module import bernoulli, check_probability, keep_mask
 
 
-def loop_zoneout(rates: tuple | None, steps: int, batch: int, sizes: tuple[int, ...], dtype) -> tuple | None:
+def loop_zoneout(rates: tuple | None, steps: int, batch: int, sizes: tuple[int, ...], dtype) -> tuple:
     """Zoneout as the compiled loop takes it (`rnnkit.kernels.sequence_loop`), for the masks ``rates`` (`Noise.zoneout`:
-    per state component None, (T, B, S_k) or (B, S_k)): (keeps, proposed, saved, direct), each a tuple over the state
-    components — the keep-previous masks d as (T, B, S_k), or (1, B, S_k) holding the rate z in evaluation; the
-    history of s̃_t, (T, B, S_k), filled by the forward; and two (B, S_k) scratch arrays for the backward. A
-    component without zoneout gets empty arrays. None for a call without zoneout (``rates`` None): the loop then
-    compiles without zoneout's code."""
-    if rates is None or all(d is None for d in rates):
-        return None
+    per state component None, (T, B, S_k) or (B, S_k); or None for a call without zoneout): (keeps, proposed, saved,
+    direct), each a tuple over the state components — the keep-previous masks d as (T, B, S_k), or (1, B, S_k)
+    holding the rate z in evaluation; the history of s̃_t, (T, B, S_k), filled by the forward; and two (B, S_k)
+    scratch arrays for the backward. A component without zoneout gets empty arrays, and so does every component of
+    a call without it: the loop sees one type either way, so numba compiles one loop for both (a loop of its own
+    for zoneout doubled the test suite's compiles; its code costs the plain loop's first use about 1 s)."""
+    rates = (None,) * len(sizes) if rates is None else rates
     none3, none2 = np.empty((0, 0, 0), dtype), np.empty((0, 0), dtype)
     keeps = tuple(none3 if d is None else np.ascontiguousarray(d if d.ndim == 3 else d[None], dtype) for d in rates)
     proposed = tuple(none3 if d is None else np.zeros((steps, batch, size), dtype) for d, size in zip(rates, sizes))
