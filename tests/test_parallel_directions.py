@@ -61,13 +61,11 @@ def test_directions_at_once_give_bit_identical_outputs_and_gradients_to_directio
     x = np.random.default_rng(1).normal(size=(6, 9, 5)).astype(dtype)
     lengths = np.array([9, 4, 9, 1, 6, 3])
     with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
-        parallel.enable(False)
-        try:
+        with parallel.using_pairs("never"):
             in_turn = train_call(layer, x, lengths)
-        finally:
-            parallel.enable(True)
         assert pairs["concurrent"] == 0
-        at_once = train_call(layer, x, lengths)
+        with parallel.using_pairs("always"):
+            at_once = train_call(layer, x, lengths)
     assert pairs["concurrent"] == 6  # 2 layers × (forward, the backward's time loops, its weight sums)
     assert len(at_once) == len(in_turn)
     assert same_results(at_once, in_turn, dtype)
@@ -75,7 +73,7 @@ def test_directions_at_once_give_bit_identical_outputs_and_gradients_to_directio
 
 def test_one_allowed_blas_thread_runs_the_directions_in_turn(pairs):
     layer = rnnkit.LSTM(3, 8, bidirectional=True, rng=0)
-    with kernels.using("compiled"), threadpoolctl.threadpool_limits(1, user_api="blas"):
+    with kernels.using("compiled"), parallel.using_pairs("always"), threadpoolctl.threadpool_limits(1, user_api="blas"):
         y, _ = layer.forward(np.ones((2, 4, 3), np.float32))
         layer.backward(np.ones_like(y))
     assert pairs["concurrent"] == 0
@@ -84,7 +82,7 @@ def test_one_allowed_blas_thread_runs_the_directions_in_turn(pairs):
 def test_cells_that_step_in_python_run_the_directions_in_turn(pairs):
     """A Mogrifier LSTM's loop is Python driving fused kernels: it holds the GIL, so its directions take turns."""
     layer = rnnkit.MogrifierLSTM(3, 8, bidirectional=True, rng=0)
-    with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
+    with kernels.using("compiled"), parallel.using_pairs("always"), threadpoolctl.threadpool_limits(2, user_api="blas"):
         y, _ = layer.forward(np.ones((2, 4, 3), np.float32))
         layer.backward(np.ones_like(y))
     assert pairs["concurrent"] == 0
@@ -96,19 +94,17 @@ def test_a_call_with_zoneout_runs_its_directions_at_once_with_the_same_result(pa
     layer.eval()  # zoneout's expectation: no random masks, the same numbers both times
     x = np.ones((2, 4, 3), np.float32)
     with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
-        parallel.enable(False)
-        try:
+        with parallel.using_pairs("never"):
             in_turn = layer.forward(x)[0]
-        finally:
-            parallel.enable(True)
-        at_once = layer.forward(x)[0]
+        with parallel.using_pairs("always"):
+            at_once = layer.forward(x)[0]
     assert pairs["concurrent"] == 1
     assert same_results([at_once], [in_turn], np.float32)
 
 
 def test_the_scan_runner_runs_the_directions_in_turn(pairs):
     layer = rnnkit.MinGRU(3, 8, bidirectional=True, mode="scan", rng=0)
-    with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"):
+    with kernels.using("compiled"), parallel.using_pairs("always"), threadpoolctl.threadpool_limits(2, user_api="blas"):
         y, _ = layer.forward(np.ones((2, 4, 3), np.float32))
         dx, _ = layer.backward(np.ones_like(y))
     assert pairs["concurrent"] == 0 and dx.shape == (2, 4, 3)
@@ -118,8 +114,8 @@ def test_the_two_jobs_run_on_two_threads_with_half_the_blas_threads_each():
     def job():
         return threading.get_ident(), parallel.blas_threads()
 
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        (first, first_threads), (second, second_threads) = parallel.pair(job, job)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"), parallel.using_pairs("always"):
+        (first, first_threads), (second, second_threads) = parallel.pair(job, job, 1)
         assert parallel.blas_threads() == 2
     assert first != second and first_threads == second_threads == 1
 
@@ -128,11 +124,46 @@ def test_blas_limits_and_the_pair_lock_are_restored_when_a_job_fails():
     def failing():
         raise ValueError("job failed")
 
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+    with threadpoolctl.threadpool_limits(2, user_api="blas"), parallel.using_pairs("always"):
         with pytest.raises(ValueError, match="job failed"):
-            parallel.pair(lambda: None, failing)
+            parallel.pair(lambda: None, failing, 1)
         with pytest.raises(ValueError, match="job failed"):
-            parallel.pair(failing, lambda: None)
+            parallel.pair(failing, lambda: None, 1)
         assert parallel.blas_threads() == 2
-        assert parallel.pair(lambda: 1, lambda: 2) == (1, 2)
+        assert parallel.pair(lambda: 1, lambda: 2, 1) == (1, 2)
     assert not parallel._busy.locked()
+
+
+@pytest.mark.parametrize(("work", "bounded", "at_once"), [
+    (parallel.PAIR_WORK, True, True), (parallel.PAIR_WORK - 1, True, False), (parallel.PAIR_WORK, False, False)])
+def test_the_automatic_policy_pairs_directions_with_enough_work_where_blas_threads_do_not_spin_long(
+        work, bounded, at_once, monkeypatch):
+    from rnnkit import machine
+
+    monkeypatch.setattr(machine, "blas_spin_bounded", lambda environ=None: bounded)
+    with parallel.using_pairs("auto"):
+        assert parallel.pair_pays(work) is at_once
+    with parallel.using_pairs("always"):
+        assert parallel.pair_pays(0)
+    with parallel.using_pairs("never"):
+        assert not parallel.pair_pays(1 << 40)
+
+
+def test_a_small_bidirectional_call_runs_its_directions_in_turn_under_the_automatic_policy(pairs, monkeypatch):
+    """A pair's fixed cost (a thread hand-off, the BLAS limits set twice) is more than a small call's directions
+    take: below `PAIR_WORK` they run in turn; above it, at once."""
+    from rnnkit import machine
+
+    monkeypatch.setattr(machine, "blas_spin_bounded", lambda environ=None: True)
+    small, large = rnnkit.LSTM(4, 8, bidirectional=True, rng=0), rnnkit.LSTM(4, 64, bidirectional=True, rng=0)
+    with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"), \
+            parallel.using_pairs("auto"):
+        small.forward(np.ones((20, 4, 4), np.float32))  # 20 · 4 · 8 · 32 multiply-adds a direction
+        assert pairs["concurrent"] == 0
+        large.forward(np.ones((64, 4, 4), np.float32))  # 64 · 4 · 64 · 256 = PAIR_WORK
+        assert pairs["concurrent"] == 1
+
+
+def test_the_pair_policy_refuses_an_unknown_choice_naming_the_choices():
+    with pytest.raises(rnnkit.errors.ConfigError, match="auto, always, never"):
+        parallel.use_pairs("sometimes")

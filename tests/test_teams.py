@@ -48,7 +48,7 @@ def teams(monkeypatch):
 
     monkeypatch.setattr(parallel, "_concurrently", counted)
     monkeypatch.setattr(parallel, "_teams", "always")
-    monkeypatch.setattr(parallel, "_enabled", False)
+    monkeypatch.setattr(parallel, "_pairs", "never")
     if parallel.blas_threads() < 2:
         pytest.skip("one BLAS thread allowed: a team runs as one part")
     return ran

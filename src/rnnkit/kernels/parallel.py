@@ -14,7 +14,13 @@ BLAS, beats running them one after the other with every small product split over
 * one pair at a time per process (a second caller meanwhile runs its jobs one after the other), and the worker is
   made again in a forked child.
 
-``RNNKIT_PARALLEL_DIRECTIONS=0`` (read at import) or ``rnnkit.kernels.parallel.enable(False)`` turns it off.
+* it runs only where it measured faster (`pair_pays`): a call with enough work per direction, and OpenBLAS's idle
+  threads bounded in their spinning (as for `team`); the fixed cost of a pair (a thread hand-off and the BLAS
+  limits set twice, about 0.2 ms) made small bidirectional calls 2 – 3× slower than their directions in turn.
+
+``RNNKIT_PARALLEL_DIRECTIONS`` (read at import; `use_pairs`, `using_pairs`) chooses: ``auto`` (the default),
+``always`` (every pair that can run at once: the tests' setting) or ``never`` (``1`` and ``0`` mean auto and never);
+``rnnkit.kernels.parallel.enable(False)`` turns it off.
 
 `team` runs one recurrence on both cores instead: the units of the layer split between two parts, each a compiled
 loop (`rnnkit.kernels.team`), on the same worker thread, under the same rules (one BLAS thread each, never with
@@ -30,20 +36,63 @@ from contextlib import contextmanager
 
 import numpy as np
 
-_enabled = os.environ.get("RNNKIT_PARALLEL_DIRECTIONS", "1").strip() != "0"
+#: the choices of `use_pairs`
+PAIR_CHOICES = ("auto", "always", "never")
+_pairs = os.environ.get("RNNKIT_PARALLEL_DIRECTIONS", "auto").strip().lower()
+_pairs = {"1": "auto", "0": "never", "": "auto"}.get(_pairs, _pairs)
 _busy = threading.Lock()
 _worker: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, the worker)
 _blas = None  # threadpoolctl's controllers of the BLAS libraries, found once
 
 
 def enable(on: bool = True) -> None:
-    """Run the two directions of a layer concurrently where `pair` allows it (``on``), or always in turn."""
-    global _enabled
-    _enabled = bool(on)
+    """Run the two directions of a layer concurrently where `pair_pays` (``on``: the ``auto`` policy), or always in
+    turn."""
+    use_pairs("auto" if on else "never")
 
 
-def enabled() -> bool:
-    return _enabled
+def use_pairs(choice: str) -> None:
+    """Set the policy of `pair_pays`: ``"auto"``, ``"always"`` or ``"never"``."""
+    global _pairs
+    if choice not in PAIR_CHOICES:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"parallel directions must be one of {', '.join(PAIR_CHOICES)}, got {choice!r}")
+    _pairs = choice
+
+
+@contextmanager
+def using_pairs(choice: str):
+    """`use_pairs` ``choice`` inside a block, then restore the previous policy (as `using_teams`)."""
+    previous = _pairs
+    use_pairs(choice)
+    try:
+        yield
+    finally:
+        use_pairs(previous)
+
+
+#: the multiply-adds of one direction's recurrent products over a call (steps · batch · state width · gate width)
+#: from which its two directions run at once under ``auto``. Measured on the 2-core AMD EPYC, float32, spin bounded,
+#: training / inference calls, directions in turn ÷ at once (> 1: at once is faster): below it, LSTM T = 100, B = 1,
+#: H = 16: 0.50 / 0.58; T = 25, B = 4, H = 64: 0.77 / 0.84; T = 10, B = 16, H = 64: 0.82 / 0.81; GRU T = 300, B = 1,
+#: H = 32: 0.82 / 0.87; RNN T = 100, B = 1, H = 64: 0.56 / 0.63; above it, LSTM T = 100, B = 4, H = 64: 1.54 / 2.93;
+#: GRU T = 100, B = 4, H = 64: 1.61 / 1.07; B = 16: 1.53 / 2.36; RNN T = 100, B = 16, H = 256: 1.29 / 1.46; LSTM
+#: B = 16, H = 256: 1.17 / 1.15. Where the line errs: LSTM T = 100, B = 1, H = 64 (1.6 M: 1.14 / 1.18 at once, run in
+#: turn) and RNN T = 100, B = 16, H = 64 (6.6 M: 0.86 / 0.77, run at once)
+PAIR_WORK = 1 << 22
+
+
+def pair_pays(work: int) -> bool:
+    """Whether two directions with ``work`` multiply-adds each (see `PAIR_WORK`) run at once: always or never by
+    the policy (`use_pairs`), else where the work reaches `PAIR_WORK` and OpenBLAS's idle threads do not spin long
+    (`rnnkit.machine.blas_spin_bounded`: with its default spin, the threads of the other direction's products took
+    a core from the loop, and a bidirectional LSTM at B = 16, H = 256 took 123 ms at once against 91 in turn)."""
+    if _pairs != "auto":
+        return _pairs == "always"
+    from ..machine import blas_spin_bounded
+
+    return work >= PAIR_WORK and blas_spin_bounded()
 
 
 def _blas_libraries():
@@ -67,10 +116,11 @@ def _executor() -> ThreadPoolExecutor:
     return _worker[1]
 
 
-def pair(first, second):
-    """(first(), second()): concurrently, each with half the BLAS threads, where enabled, 2 or more BLAS threads
-    are allowed and no other pair is running; else one after the other."""
-    if not _enabled or not _busy.acquire(blocking=False):
+def pair(first, second, work: int):
+    """(first(), second()): concurrently, each with half the BLAS threads, where `pair_pays` for ``work`` (the
+    multiply-adds of each job's recurrence), 2 or more BLAS threads are allowed and no other pair is running; else
+    one after the other."""
+    if not pair_pays(work) or not _busy.acquire(blocking=False):
         return first(), second()
     try:
         threads = blas_threads()

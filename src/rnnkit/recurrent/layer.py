@@ -61,13 +61,20 @@ def sort_by_length(lengths, batch: int, steps: int):
     return order, counts
 
 
-def run_directions(jobs: list, whole: bool) -> list:
+def run_directions(jobs: list, whole: bool, work: int) -> list:
     """The results of one layer's direction jobs, in order. The two directions of a bidirectional layer run at
-    once, each on its own core (`rnnkit.kernels.parallel.pair`), where both run their whole loop in one compiled
-    call (``whole``: no Python per step to hold the GIL; not the scan runner); otherwise one after the other."""
+    once, each on its own core (`rnnkit.kernels.parallel.pair`, where their ``work`` makes it pay: `direction_work`),
+    where both run their whole loop in one compiled call (``whole``: no Python per step to hold the GIL; not the
+    scan runner); otherwise one after the other."""
     if len(jobs) == 2 and whole:
-        return list(parallel.pair(*jobs))
+        return list(parallel.pair(*jobs, work))
     return [job() for job in jobs]
+
+
+def direction_work(cell, steps: int, batch: int) -> int:
+    """The multiply-adds of one direction's recurrent products over a call: steps · batch · state width · gate
+    width (`rnnkit.kernels.parallel.PAIR_WORK`)."""
+    return steps * batch * cell.state_sizes[0] * cell.gate_width
 
 
 def in_caller_order(a: np.ndarray, order: np.ndarray | None, axis: int) -> np.ndarray:
@@ -352,7 +359,8 @@ class RecurrentLayer(Module):
                     for runner, s0, noise in calls]
             whole = all(isinstance(runner, Recurrence) and runner.runs_whole_sequence(batch)
                         for runner, _, _ in calls)
-            outs, layer_finals, layer_traces = zip(*run_directions(jobs, whole))
+            work = direction_work(calls[0][0].cell, xt.shape[0], batch)
+            outs, layer_finals, layer_traces = zip(*run_directions(jobs, whole, work))
             finals.extend(layer_finals)
             traces.append(list(layer_traces))
             inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
@@ -479,11 +487,12 @@ class RecurrentLayer(Module):
         row, traces = self.runners[layer], call.traces[layer]
         whole = all(isinstance(runner, Recurrence) and runner.backward_runs_whole_sequence(trace)
                     for runner, trace in zip(row, traces))
-        loops = run_directions(self._loop_jobs(layer, handed.pop(), dparts, traces), whole)
+        work = direction_work(row[0].cell, *traces[0].x.shape[:2])
+        loops = run_directions(self._loop_jobs(layer, handed.pop(), dparts, traces), whole, work)
         dxps, dstates = zip(*loops)
         del loops
         dxs = run_directions([partial(runner.backward_weights, trace, dxp)
-                              for runner, trace, dxp in zip(row, traces, dxps)], whole)
+                              for runner, trace, dxp in zip(row, traces, dxps)], whole, work)
         return (dxs[0] if len(dxs) == 1 else dxs[0] + dxs[1]), dstates
 
     def _loop_jobs(self, layer: int, dy, dparts, traces) -> list:
