@@ -134,27 +134,18 @@ def test_blas_limits_and_the_pair_lock_are_restored_when_a_job_fails():
     assert not parallel._busy.locked()
 
 
-@pytest.mark.parametrize(("work", "bounded", "at_once"), [
-    (parallel.PAIR_WORK, True, True), (parallel.PAIR_WORK - 1, True, False), (parallel.PAIR_WORK, False, False)])
-def test_the_automatic_policy_pairs_directions_with_enough_work_where_blas_threads_do_not_spin_long(
-        work, bounded, at_once, monkeypatch):
-    from rnnkit import machine
-
-    monkeypatch.setattr(machine, "blas_spin_bounded", lambda environ=None: bounded)
+def test_the_automatic_policy_pairs_the_directions_of_calls_with_enough_work():
     with parallel.using_pairs("auto"):
-        assert parallel.pair_pays(work) is at_once
+        assert parallel.pair_pays(parallel.PAIR_WORK) and not parallel.pair_pays(parallel.PAIR_WORK - 1)
     with parallel.using_pairs("always"):
         assert parallel.pair_pays(0)
     with parallel.using_pairs("never"):
         assert not parallel.pair_pays(1 << 40)
 
 
-def test_a_small_bidirectional_call_runs_its_directions_in_turn_under_the_automatic_policy(pairs, monkeypatch):
+def test_a_small_bidirectional_call_runs_its_directions_in_turn_under_the_automatic_policy(pairs):
     """A pair's fixed cost (a thread hand-off, the BLAS limits set twice) is more than a small call's directions
     take: below `PAIR_WORK` they run in turn; above it, at once."""
-    from rnnkit import machine
-
-    monkeypatch.setattr(machine, "blas_spin_bounded", lambda environ=None: True)
     small, large = rnnkit.LSTM(4, 8, bidirectional=True, rng=0), rnnkit.LSTM(4, 64, bidirectional=True, rng=0)
     with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"), \
             parallel.using_pairs("auto"):

@@ -14,9 +14,9 @@ BLAS, beats running them one after the other with every small product split over
 * one pair at a time per process (a second caller meanwhile runs its jobs one after the other), and the worker is
   made again in a forked child.
 
-* it runs only where it measured faster (`pair_pays`): a call with enough work per direction, and OpenBLAS's idle
-  threads bounded in their spinning (as for `team`); the fixed cost of a pair (a thread hand-off and the BLAS
-  limits set twice, about 0.2 ms) made small bidirectional calls 2 – 3× slower than their directions in turn.
+* it runs only where it measured faster (`pair_pays`): a call with enough work per direction; the fixed cost of a
+  pair (a thread hand-off and the BLAS limits set twice, about 0.2 ms) made small bidirectional calls up to 2 – 3×
+  slower than their directions in turn.
 
 ``RNNKIT_PARALLEL_DIRECTIONS`` (read at import; `use_pairs`, `using_pairs`) chooses: ``auto`` (the default),
 ``always`` (every pair that can run at once: the tests' setting) or ``never`` (``1`` and ``0`` mean auto and never);
@@ -73,26 +73,26 @@ def using_pairs(choice: str):
 
 
 #: the multiply-adds of one direction's recurrent products over a call (steps · batch · state width · gate width)
-#: from which its two directions run at once under ``auto``. Measured on the 2-core AMD EPYC, float32, spin bounded,
-#: training / inference calls, directions in turn ÷ at once (> 1: at once is faster): below it, LSTM T = 100, B = 1,
-#: H = 16: 0.50 / 0.58; T = 25, B = 4, H = 64: 0.77 / 0.84; T = 10, B = 16, H = 64: 0.82 / 0.81; GRU T = 300, B = 1,
-#: H = 32: 0.82 / 0.87; RNN T = 100, B = 1, H = 64: 0.56 / 0.63; above it, LSTM T = 100, B = 4, H = 64: 1.54 / 2.93;
-#: GRU T = 100, B = 4, H = 64: 1.61 / 1.07; B = 16: 1.53 / 2.36; RNN T = 100, B = 16, H = 256: 1.29 / 1.46; LSTM
-#: B = 16, H = 256: 1.17 / 1.15. Where the line errs: LSTM T = 100, B = 1, H = 64 (1.6 M: 1.14 / 1.18 at once, run in
-#: turn) and RNN T = 100, B = 16, H = 64 (6.6 M: 0.86 / 0.77, run at once)
+#: from which its two directions run at once under ``auto``. Measured on the 2-core AMD EPYC, float32, medians of
+#: calls alternating the two ways in one process, training / inference, directions in turn ÷ at once (> 1: at once
+#: is faster): below it, LSTM T = 100, B = 1, H = 16: 0.50 / 0.58; T = 25, B = 4, H = 64: 0.77 / 0.84; T = 10,
+#: B = 16, H = 64: 0.82 / 0.81; GRU T = 300, B = 1, H = 32: 0.82 / 0.87; RNN T = 100, B = 1, H = 64: 0.56 / 0.63;
+#: above it, LSTM T = 100, B = 4, H = 64: 1.54 / 2.93; GRU T = 100, B = 4, H = 64: 1.61 / 1.07; B = 16: 1.53 / 2.36;
+#: RNN T = 100, B = 16, H = 256: 1.29 / 1.46; LSTM B = 16, H = 256: 1.17 / 1.15. Each way in a process of its own
+#: (NumPy imported first, as most programs do), ms at once / in turn: LSTM T = 100, B = 16, H = 256 training
+#: 63.9 – 64.6 / 70.9 – 83.9; B = 4, H = 64: 2.2 – 2.7 / 3.1 – 3.2; B = 1, H = 64 (below): 1.6 – 1.7 / 0.9 – 1.4;
+#: T = 25, B = 4, H = 64 (below): 1.08 / 0.91. Where the line errs: LSTM T = 300, B = 1, H = 32 with rnnkit imported
+#: first (1.2 M: 1.13 ms at once, 1.49 in turn) and RNN T = 100, B = 16, H = 64 (6.6 M: about even)
 PAIR_WORK = 1 << 22
 
 
 def pair_pays(work: int) -> bool:
     """Whether two directions with ``work`` multiply-adds each (see `PAIR_WORK`) run at once: always or never by
-    the policy (`use_pairs`), else where the work reaches `PAIR_WORK` and OpenBLAS's idle threads do not spin long
-    (`rnnkit.machine.blas_spin_bounded`: with its default spin, the threads of the other direction's products took
-    a core from the loop, and a bidirectional LSTM at B = 16, H = 256 took 123 ms at once against 91 in turn)."""
+    the policy (`use_pairs`), else where the work reaches `PAIR_WORK` — below it a pair's fixed cost (a thread
+    hand-off, the BLAS limits set twice: about 0.2 ms) is more than it saves."""
     if _pairs != "auto":
         return _pairs == "always"
-    from ..machine import blas_spin_bounded
-
-    return work >= PAIR_WORK and blas_spin_bounded()
+    return work >= PAIR_WORK
 
 
 def _blas_libraries():
