@@ -47,8 +47,8 @@ def teams(monkeypatch):
         return original(first, second, threads)
 
     monkeypatch.setattr(parallel, "_concurrently", counted)
-    monkeypatch.setattr(parallel, "_teams", "always")
-    monkeypatch.setattr(parallel, "_pairs", "never")
+    monkeypatch.setattr(parallel.TEAMS, "choice", "always")
+    monkeypatch.setattr(parallel.PAIRS, "choice", "never")
     if parallel.blas_threads() < 2:
         pytest.skip("one BLAS thread allowed: a team runs as one part")
     return ran
@@ -133,7 +133,7 @@ def test_units_split_in_cache_line_shares_and_the_team_of_one_owns_every_unit():
 @pytest.mark.parametrize(("batch", "hidden", "parts"), [(16, 256, 2), (16, 512, 2), (64, 256, 2), (16, 128, 2),
                                                          (32, 512, 1), (64, 512, 1), (1, 64, 1), (16, 48, 1)])
 def test_the_automatic_policy_splits_the_lstm_shapes_that_measured_faster(batch, hidden, parts, monkeypatch):
-    monkeypatch.setattr(parallel, "_teams", "auto")
+    monkeypatch.setattr(parallel.TEAMS, "choice", "auto")
     monkeypatch.setattr("rnnkit.machine.blas_spin_bounded", lambda: True)
     monkeypatch.setattr("rnnkit.kernels.blas.small_kernels", lambda dtype: np.dtype(dtype) == np.float32)
     assert parallel.team_size(np.float32, batch, hidden, 4 * hidden, hidden) == parts
@@ -141,7 +141,7 @@ def test_the_automatic_policy_splits_the_lstm_shapes_that_measured_faster(batch,
 
 
 def test_the_automatic_policy_never_splits_while_openblas_threads_spin_long(monkeypatch):
-    monkeypatch.setattr(parallel, "_teams", "auto")
+    monkeypatch.setattr(parallel.TEAMS, "choice", "auto")
     monkeypatch.setattr("rnnkit.machine.blas_spin_bounded", lambda: False)
     monkeypatch.setattr("rnnkit.kernels.blas.small_kernels", lambda dtype: True)
     assert parallel.team_size(np.float32, 16, 256, 1024, 256) == 1

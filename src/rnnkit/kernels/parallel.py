@@ -36,40 +36,48 @@ from contextlib import contextmanager
 
 import numpy as np
 
-#: the choices of `use_pairs`
-PAIR_CHOICES = ("auto", "always", "never")
-_pairs = os.environ.get("RNNKIT_PARALLEL_DIRECTIONS", "auto").strip().lower()
-_pairs = {"1": "auto", "0": "never", "": "auto"}.get(_pairs, _pairs)
 _busy = threading.Lock()
 _worker: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, the worker)
+
+
+class Policy:
+    """A choice of ``auto`` (the measured rule), ``always`` or ``never``, read from the environment variable
+    ``variable`` at import (``aliases`` maps other spellings), set for the calls that follow (`use`) or inside a
+    block (`using`, as `rnnkit.kernels.using` does for the kernels). ``what`` names it in errors."""
+
+    CHOICES = ("auto", "always", "never")
+
+    def __init__(self, what: str, variable: str, aliases: dict[str, str] | None = None):
+        value = os.environ.get(variable, "auto").strip().lower() or "auto"
+        self.what, self.choice = what, (aliases or {}).get(value, value)
+
+    def use(self, choice: str) -> None:
+        if choice not in self.CHOICES:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{self.what} must be one of {', '.join(self.CHOICES)}, got {choice!r}")
+        self.choice = choice
+
+    @contextmanager
+    def using(self, choice: str):
+        previous = self.choice
+        self.use(choice)
+        try:
+            yield
+        finally:
+            self.use(previous)
+
+
+#: ``RNNKIT_PARALLEL_DIRECTIONS``: whether the two directions of a layer run at once (`pair_pays`)
+PAIRS = Policy("parallel directions", "RNNKIT_PARALLEL_DIRECTIONS", {"1": "auto", "0": "never"})
+use_pairs, using_pairs = PAIRS.use, PAIRS.using
 _blas = None  # threadpoolctl's controllers of the BLAS libraries, found once
 
 
 def enable(on: bool = True) -> None:
     """Run the two directions of a layer concurrently where `pair_pays` (``on``: the ``auto`` policy), or always in
     turn."""
-    use_pairs("auto" if on else "never")
-
-
-def use_pairs(choice: str) -> None:
-    """Set the policy of `pair_pays`: ``"auto"``, ``"always"`` or ``"never"``."""
-    global _pairs
-    if choice not in PAIR_CHOICES:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"parallel directions must be one of {', '.join(PAIR_CHOICES)}, got {choice!r}")
-    _pairs = choice
-
-
-@contextmanager
-def using_pairs(choice: str):
-    """`use_pairs` ``choice`` inside a block, then restore the previous policy (as `using_teams`)."""
-    previous = _pairs
-    use_pairs(choice)
-    try:
-        yield
-    finally:
-        use_pairs(previous)
+    PAIRS.use("auto" if on else "never")
 
 
 #: the multiply-adds of one direction's recurrent products over a call (steps · batch · state width · gate width)
@@ -90,8 +98,8 @@ def pair_pays(work: int) -> bool:
     """Whether two directions with ``work`` multiply-adds each (see `PAIR_WORK`) run at once: always or never by
     the policy (`use_pairs`), else where the work reaches `PAIR_WORK` — below it a pair's fixed cost (a thread
     hand-off, the BLAS limits set twice: about 0.2 ms) is more than it saves."""
-    if _pairs != "auto":
-        return _pairs == "always"
+    if PAIRS.choice != "auto":
+        return PAIRS.choice == "always"
     return work >= PAIR_WORK
 
 
@@ -150,8 +158,8 @@ def _concurrently(first, second, threads: int):
 
 #: ``RNNKIT_TEAMS`` (read at import): ``auto`` (`team_size`'s measured policy), ``always`` (every layer whose cell
 #: can split, whatever its shape: the tests' setting) or ``never``
-TEAM_CHOICES = ("auto", "always", "never")
-_teams = os.environ.get("RNNKIT_TEAMS", "auto").strip().lower() or "auto"
+TEAMS = Policy("teams", "RNNKIT_TEAMS")
+use_teams, using_teams = TEAMS.use, TEAMS.using
 #: a part's share of one step's recurrent product, in multiply-adds (batch · depth · columns / 2), where teams
 #: measured faster than one loop with two BLAS threads (AMD EPYC, OpenBLAS SkylakeX kernels, in-process A/B of the
 #: loops alone, one loop → team, ms per 100 steps, forward / backward): LSTM B = 16, H = 256: 11.6 → 8.1 / 15.3 →
@@ -163,31 +171,9 @@ _teams = os.environ.get("RNNKIT_TEAMS", "auto").strip().lower() or "auto"
 TEAM_WORK = (1 << 19, 1 << 23)
 
 
-def use_teams(choice: str) -> None:
-    """Set the policy of `team_size`: ``"auto"``, ``"always"`` or ``"never"``."""
-    global _teams
-    if choice not in TEAM_CHOICES:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"teams must be one of {', '.join(TEAM_CHOICES)}, got {choice!r}")
-    _teams = choice
-
-
-@contextmanager
-def using_teams(choice: str):
-    """`use_teams` ``choice`` inside a block, then restore the previous policy (as `rnnkit.kernels.using` does for
-    the kernels)."""
-    previous = _teams
-    use_teams(choice)
-    try:
-        yield
-    finally:
-        use_teams(previous)
-
-
 def teams_choice() -> str:
     """The policy `team_size` follows: ``"auto"``, ``"always"`` or ``"never"``."""
-    return _teams
+    return TEAMS.choice
 
 
 def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
@@ -198,9 +184,9 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     from .blas import small_kernels
     from .team import UNIT_ALIGN
 
-    if _teams == "never" or units < 2 * UNIT_ALIGN:
+    if TEAMS.choice == "never" or units < 2 * UNIT_ALIGN:
         return 1
-    if _teams == "always":
+    if TEAMS.choice == "always":
         return 2
     from ..machine import blas_spin_bounded
 
