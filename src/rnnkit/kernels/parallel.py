@@ -38,6 +38,7 @@ import numpy as np
 
 _busy = threading.Lock()
 _worker: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, the worker)
+_blas = None  # threadpoolctl's controllers of the BLAS libraries, found once
 
 
 class Policy:
@@ -71,7 +72,6 @@ class Policy:
 #: ``RNNKIT_PARALLEL_DIRECTIONS``: whether the two directions of a layer run at once (`pair_pays`)
 PAIRS = Policy("parallel directions", "RNNKIT_PARALLEL_DIRECTIONS", {"1": "auto", "0": "never"})
 use_pairs, using_pairs = PAIRS.use, PAIRS.using
-_blas = None  # threadpoolctl's controllers of the BLAS libraries, found once
 
 
 def enable(on: bool = True) -> None:
