@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
-JIT = {"fastmath": True, "error_model": "numpy", "cache": True, "nogil": True}
+#: Fast-math only where it cannot change a finite result (no NaN, no infinity, no signed zero): LLVM may not fuse
+#: a·b + c or reassociate sums on its own, because whether it does depends on the context a function is optimised
+#: in, and numba keeps several compiled copies of a helper (its own, one inside each caller's cached code) and
+#: binds a call to whichever was loaded first — with ``fastmath=True`` a kernel compiled in this process and the
+#: same kernel loaded from the disk cache differed in the last bits (LSTM: c = f·c + i·g fused on either product).
+#: Where a fused multiply-add pays, the code says so (`fma`); sums over a row are `row_sum` and `row_dot` (`REDUCE`).
+JIT = {"fastmath": {"nnan", "ninf", "nsz"}, "error_model": "numpy", "cache": True, "nogil": True}
 #: glue between kernels (a part's units, its column blocks, gate views, the barrier) and each family's loop steps,
 #: which only its cached entries call: inlined into the caller at numba's IR level, never compiled on their own.
 #: A function compiled on its own is optimised again inside every caller: with them, the LSTM's first forward and
@@ -24,12 +30,20 @@ _ZERO32, _ONE32, _HALF32 = np.float32(0.0), np.float32(1.0), np.float32(0.5)
 _ZERO64, _ONE64, _HALF64 = np.float64(0.0), np.float64(1.0), np.float64(0.5)
 
 
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a·b + c rounded once (LLVM's llvm.fma: the FMA instruction), for three floats of one type."""
+    if isinstance(a, types.Float) and a == b == c:
+        return a(a, b, c), lambda context, builder, signature, args: builder.fma(*args)
+    return None
+
+
 @njit(**JIT)
 def _tanh32(x):
     x = min(max(x, -_CLAMP), _CLAMP)
     x2 = x * x
-    p = ((((((_P[6] * x2 + _P[5]) * x2 + _P[4]) * x2 + _P[3]) * x2 + _P[2]) * x2 + _P[1]) * x2 + _P[0]) * x
-    q = ((_Q[3] * x2 + _Q[2]) * x2 + _Q[1]) * x2 + _Q[0]
+    p = fma(fma(fma(fma(fma(fma(_P[6], x2, _P[5]), x2, _P[4]), x2, _P[3]), x2, _P[2]), x2, _P[1]), x2, _P[0]) * x
+    q = fma(fma(fma(_Q[3], x2, _Q[2]), x2, _Q[1]), x2, _Q[0])
     return p / q
 
 
@@ -46,7 +60,7 @@ def half(x):  # pragma: no cover - replaced by the overload inside compiled code
 
 
 def zero(x):  # pragma: no cover - replaced by the overload inside compiled code
-    """0 in the type of ``x``."""
+    """0 in the type of ``x`` (a float, or an array's element type)."""
 
 
 def like(x, value):  # pragma: no cover - replaced by the overload inside compiled code
@@ -55,6 +69,8 @@ def like(x, value):  # pragma: no cover - replaced by the overload inside compil
 
 
 def _is32(x) -> bool:
+    """Whether ``x`` (a numba type: a float or an array of floats) is float32."""
+    x = getattr(x, "dtype", x)
     return isinstance(x, types.Float) and x.bitwidth == 32
 
 
@@ -96,7 +112,7 @@ def _like_overload(x, value):
 @njit(**JIT)
 def sigmoid(a):
     """σ(a) = ½ tanh(a/2) + ½."""
-    return half(a) * tanh(half(a) * a) + half(a)
+    return fma(half(a), tanh(half(a) * a), half(a))
 
 
 @njit(**JIT)
@@ -118,3 +134,28 @@ def gru_gate_grads(dh, r, z, n, h_prev, inner):
     da_n = dh * (one(z) - z) * dtanh(n)
     da_z = dh * (h_prev - n) * dsigmoid(z)
     return da_n * inner * dsigmoid(r), da_z, da_n
+
+
+
+#: a sum over one row may be reassociated (and its products fused), so that LLVM vectorizes it: the loop is the
+#: whole function, so the vector width and the number of running sums come from the loop and the CPU alone and
+#: every compiled copy adds in the same order (`tests/test_kernel_determinism.py` holds this to the bit)
+REDUCE = {**JIT, "fastmath": JIT["fastmath"] | {"reassoc", "contract"}}
+
+
+@njit(**REDUCE)
+def row_sum(v):
+    """Σ_j v[j] over a 1-D array."""
+    s = zero(v)
+    for j in range(v.shape[0]):
+        s += v[j]
+    return s
+
+
+@njit(**REDUCE)
+def row_dot(a, b):
+    """Σ_j a[j]·b[j] over two 1-D arrays of one length."""
+    s = zero(a)
+    for j in range(a.shape[0]):
+        s += a[j] * b[j]
+    return s

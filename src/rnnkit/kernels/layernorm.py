@@ -10,7 +10,7 @@ from numba import njit
 
 from .blas import matmul_columns
 from .gru import gate_views3, gru_row_reset_after
-from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, like, one, sigmoid, tanh, zero
+from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, like, one, row_dot, row_sum, sigmoid, tanh
 from .sequence_loop import sequence_backward, sequence_forward
 from .team import barrier, own_rows
 
@@ -20,16 +20,10 @@ def _layer_norm_row(v, gamma, beta, hat, out):
     """`rnnkit.recurrent.layernorm.layer_norm` of one row: hat ← v̂ = (v − μ) s, out ← γ ⊙ v̂ + β (``out`` may be
     ``v``); returns s = 1/√(σ² + 1e-5), σ² the biased variance over the row."""
     width = like(v[0], v.shape[0])
-    mean = zero(v[0])
+    mean = row_sum(v) / width
     for j in range(v.shape[0]):
-        mean += v[j]
-    mean = mean / width
-    var = zero(mean)
-    for j in range(v.shape[0]):
-        d = v[j] - mean
-        hat[j] = d
-        var += d * d
-    inv = one(mean) / np.sqrt(var / width + like(mean, 1e-5))
+        hat[j] = v[j] - mean
+    inv = one(mean) / np.sqrt(row_dot(hat, hat) / width + like(mean, 1e-5))
     for j in range(v.shape[0]):
         hat[j] *= inv
         out[j] = gamma[j] * hat[j] + beta[j]
@@ -40,11 +34,7 @@ def _layer_norm_row(v, gamma, beta, hat, out):
 def _layer_norm_row_backward(d_hat, hat, inv):
     """`layer_norm_backward` of one row, in place: δv̂ (= δy ⊙ γ) → δv = s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩)."""
     width = like(inv, d_hat.shape[0])
-    mean_d, mean_dh = zero(inv), zero(inv)
-    for j in range(d_hat.shape[0]):
-        mean_d += d_hat[j]
-        mean_dh += d_hat[j] * hat[j]
-    mean_d, mean_dh = mean_d / width, mean_dh / width
+    mean_d, mean_dh = row_sum(d_hat) / width, row_dot(d_hat, hat) / width
     for j in range(d_hat.shape[0]):
         d_hat[j] = inv * (d_hat[j] - mean_d - hat[j] * mean_dh)
 
