@@ -264,9 +264,10 @@ class GRUStep(GatedCell):
         hs = self.hidden_size
         self.weight_ih.grad += dxp.T @ x
         rz, n = slice(0, 2 * hs), slice(2 * hs, 3 * hs)
-        if self.bias:
-            self.bias_ih.grad += dxp.sum(axis=0)
-            self.bias_hh.grad[rz] += dxp[:, rz].sum(axis=0)
+        if self.bias:  # δb_ih = Σ δa;  δb_hh = Σ δa for r and z (one sum for both), Σ δq_n for n (below)
+            db = dxp.sum(axis=0)
+            self.bias_ih.grad += db
+            self.bias_hh.grad[rz] += db[rz]
         h_in = self.recurrent_inputs(ws, prev[0])
         self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ h_in, rz)
         dx = dxp @ self.weight_ih.data  # after the weight sums' temporaries, before δa_n becomes δq_n
