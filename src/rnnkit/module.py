@@ -86,20 +86,31 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     return np.random.default_rng(int(rng))
 
 
+#: bit generators whose raw words are 64 random bits (MT19937's hold 32 random bits and 32 zeros)
+_FULL_WORDS = (np.random.PCG64, np.random.PCG64DXSM, np.random.Philox, np.random.SFC64)
+
+
+def random_bytes(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` uniform random bytes (uint8) from ``rng``: its bit generator's raw words read as bytes where each
+    word is 64 random bits (`_FULL_WORDS`: NumPy's default PCG64 among them), else `Generator.integers`."""
+    if isinstance(rng.bit_generator, _FULL_WORDS):
+        return rng.bit_generator.random_raw((count + 7) // 8).view(np.uint8)[:count]
+    return rng.integers(0, 256, count, dtype=np.uint8)
+
+
 def bernoulli(rng: np.random.Generator, p: float, shape: tuple[int, ...]) -> np.ndarray:
-    """Booleans of ``shape``, each True with probability p (exactly t / 2^32, t = round(p · 2^32), within 2^-33 of
-    p): a uniform 32-bit u < t, decided a byte at a time. u's high byte, one byte straight from ``rng``'s bit
-    generator per element, decides unless it equals t's (one element in 256); only those draw u's low 24 bits.
-    0.22 ms for 409,600 draws, against 0.49 ms drawing all 32 bits and 1.0 ms comparing float64 uniforms with p."""
+    """Booleans of ``shape``, each True with probability exactly t / 2^32, t = min(round(p · 2^32), 2^32 − 1)
+    (within 2^-32 of p): a uniform 32-bit u < t, decided a byte at a time. u's high byte (`random_bytes`) decides
+    unless it equals t's (one element in 256); only those draw u's low 24 bits. 0.22 ms for 409,600 draws from
+    PCG64, against 0.49 ms drawing all 32 bits and 1.0 ms comparing float64 uniforms with p."""
     count = math.prod(shape)
     threshold = min(round(p * 2**32), 2**32 - 1)
     high, low = np.uint8(threshold >> 24), np.uint32(threshold & 0xFFFFFF)
-    first = rng.bit_generator.random_raw((count + 7) // 8).view(np.uint8)[:count]
+    first = random_bytes(rng, count)
     drawn = first < high
     ties = np.flatnonzero(first == high)
-    if ties.size:
-        rest = rng.bit_generator.random_raw((ties.size + 1) // 2).view(np.uint32)[:ties.size] >> np.uint32(8)
-        drawn[ties] = rest < low
+    if ties.size and low:  # with low = 0 every tie is u ≥ t: False, as drawn already says
+        drawn[ties] = rng.integers(0, 1 << 24, ties.size, dtype=np.uint32) < low
     return drawn.reshape(shape)
 
 
