@@ -1,9 +1,11 @@
 """The compiled whole-sequence loops are cached on disk: a new process loads every family's loop entries
 (`rnnkit.kernels.sequence_loop`) from numba's cache instead of compiling them again, and numba never refuses to
-cache one ("uses dynamic globals": a jitted step passed as a value to a skeleton that is not inlined)."""
+cache one ("uses dynamic globals": a jitted step passed as a value to a skeleton that is not inlined). A cached
+kernel is stale when any kernel file changed, not only its own (`rnnkit.kernels.cache`)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -60,3 +62,74 @@ def test_a_second_process_loads_every_loop_entry_from_the_disk_cache_without_com
     assert not compiled, f"compiled again instead of loaded from the cache: {compiled}"
     assert "Cannot cache" not in stderr
 
+
+
+def test_every_cached_kernel_carries_the_stamp_of_all_kernel_files():
+    import importlib
+
+    from numba.core.caching import FunctionCache
+
+    from rnnkit.kernels import cache
+
+    cached = []
+    for path in cache.KERNEL_FILES:
+        package = "rnnkit.define" if path.parent.name == "define" else "rnnkit.kernels"
+        module = importlib.import_module(f"{package}.{path.stem}")
+        cached += [f for f in vars(module).values()
+                   if isinstance(getattr(f, "_cache", None), FunctionCache) and f.py_func.__module__ == module.__name__]
+    assert len(cached) > 50
+    stamp = cache.package_stamp()
+    for kernel in cached:
+        locator = kernel._cache._impl.locator
+        assert isinstance(locator, cache.LOCATORS) and locator.get_source_stamp() == stamp, kernel
+
+
+def test_the_stamp_changes_with_the_contents_of_any_kernel_file(tmp_path):
+    from rnnkit.kernels import cache
+
+    files = [tmp_path / f"{i}_{path.name}" for i, path in enumerate(cache.KERNEL_FILES)]
+    for path, copy in zip(cache.KERNEL_FILES, files):
+        shutil.copyfile(path, copy)
+    before = cache.package_stamp(files)
+    os.utime(files[0], ns=(1, 1))  # a new time, the same contents
+    assert cache.package_stamp(files) == before
+    jit = next(f for f in files if f.name.endswith("_jit.py"))
+    jit.write_text(jit.read_text() + "\n# one more line\n")
+    assert cache.package_stamp(files) != before
+
+
+#: one process: σ' from the disk cache (or compiled into it), with the package's stamp replaced when asked (a kernel
+#: file changed since the cache was written); prints how many times it compiled
+STALE = """
+import sys
+from rnnkit.kernels import cache
+if sys.argv[1] == "changed":
+    cache.package_stamp = lambda files=cache.KERNEL_FILES: b"another"
+from rnnkit.kernels import jit
+jit.dsigmoid(0.25)
+print(sum(jit.dsigmoid.stats.cache_misses.values()))
+"""
+
+
+def test_a_kernel_cached_before_another_kernel_file_changed_is_compiled_again(tmp_path):
+    def compiles(state):
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+        done = subprocess.run([sys.executable, "-c", STALE, state], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    assert compiles("same") == 1 and compiles("same") == 0  # compiled once, then loaded
+    assert compiles("changed") == 1 and compiles("changed") == 0  # the stamp differs: compiled again, once
+
+
+def test_a_function_outside_rnnkit_keeps_numbas_own_cache_locator(tmp_path):
+    from rnnkit.kernels import cache
+
+    (tmp_path / "user_kernel.py").write_text("import numba\n\n\n@numba.njit(cache=True)\ndef f(x):\n    return x\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import user_kernel
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert not isinstance(user_kernel.f._cache._impl.locator, cache.LOCATORS)

@@ -8,7 +8,7 @@ How they are written, so that LLVM vectorizes them (AVX2/AVX-512):
 
 * ``error_model="numpy"`` — the default error model puts a zero-division branch into every division and blocks
   SIMD — and fast-math only where it cannot change a finite result (`rnnkit.kernels.jit.JIT`): a fused
-  multiply-add is written out (`fma`) where it pays, and sums over a row are `row_sum` / `row_dot`, so a kernel
+  multiply-add is written out (`muladd`) where it pays, and sums over a row are `row_sum` / `row_dot`, so a kernel
   gives the same bits whether it was compiled in this process or loaded from the cache;
 * one simple loop over a row's contiguous units; no Python-float literals in the arithmetic (a float64 constant
   would promote float32 math): constants come from the typed helpers below;

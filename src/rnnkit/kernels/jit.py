@@ -4,15 +4,20 @@ float32 arithmetic in float32 and let LLVM vectorize. See `rnnkit.kernels.compil
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir as llvm_ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
+
+from . import cache
+
+cache.install()  # before the first cached kernel is defined
 
 #: Fast-math only where it cannot change a finite result (no NaN, no infinity, no signed zero): LLVM may not fuse
 #: a·b + c or reassociate sums on its own, because whether it does depends on the context a function is optimised
 #: in, and numba keeps several compiled copies of a helper (its own, one inside each caller's cached code) and
 #: binds a call to whichever was loaded first — with ``fastmath=True`` a kernel compiled in this process and the
 #: same kernel loaded from the disk cache differed in the last bits (LSTM: c = f·c + i·g fused on either product).
-#: Where a fused multiply-add pays, the code says so (`fma`); sums over a row are `row_sum` and `row_dot` (`REDUCE`).
+#: Where a fused multiply-add pays, the code says so (`muladd`); sums over a row are `row_sum` and `row_dot` (`REDUCE`).
 JIT = {"fastmath": {"nnan", "ninf", "nsz"}, "error_model": "numpy", "cache": True, "nogil": True}
 #: glue between kernels (a part's units, its column blocks, gate views, the barrier) and each family's loop steps,
 #: which only its cached entries call: inlined into the caller at numba's IR level, never compiled on their own.
@@ -31,10 +36,17 @@ _ZERO64, _ONE64, _HALF64 = np.float64(0.0), np.float64(1.0), np.float64(0.5)
 
 
 @intrinsic
-def fma(typingctx, a, b, c):
-    """a·b + c rounded once (LLVM's llvm.fma: the FMA instruction), for three floats of one type."""
+def muladd(typingctx, a, b, c):
+    """a·b + c for three floats of one type, rounded once where the CPU has fused multiply-add instructions, else a
+    multiply and an add (LLVM's ``llvm.fmuladd``: the choice is the CPU's, the same in every compiled copy, where
+    ``fastmath`` contraction is the optimiser's, made anew in each context; a CPU without them gets no slow
+    library ``fma``)."""
     if isinstance(a, types.Float) and a == b == c:
-        return a(a, b, c), lambda context, builder, signature, args: builder.fma(*args)
+        def codegen(context, builder, signature, args):
+            kind = args[0].type
+            fmuladd = builder.module.declare_intrinsic("llvm.fmuladd", [kind], llvm_ir.FunctionType(kind, [kind] * 3))
+            return builder.call(fmuladd, args)
+        return a(a, b, c), codegen
     return None
 
 
@@ -42,8 +54,9 @@ def fma(typingctx, a, b, c):
 def _tanh32(x):
     x = min(max(x, -_CLAMP), _CLAMP)
     x2 = x * x
-    p = fma(fma(fma(fma(fma(fma(_P[6], x2, _P[5]), x2, _P[4]), x2, _P[3]), x2, _P[2]), x2, _P[1]), x2, _P[0]) * x
-    q = fma(fma(fma(_Q[3], x2, _Q[2]), x2, _Q[1]), x2, _Q[0])
+    p = muladd(muladd(muladd(_P[6], x2, _P[5]), x2, _P[4]), x2, _P[3])  # Horner in x²
+    p = muladd(muladd(muladd(p, x2, _P[2]), x2, _P[1]), x2, _P[0]) * x
+    q = muladd(muladd(muladd(_Q[3], x2, _Q[2]), x2, _Q[1]), x2, _Q[0])
     return p / q
 
 
@@ -112,7 +125,7 @@ def _like_overload(x, value):
 @njit(**JIT)
 def sigmoid(a):
     """σ(a) = ½ tanh(a/2) + ½."""
-    return fma(half(a), tanh(half(a) * a), half(a))
+    return muladd(half(a), tanh(half(a) * a), half(a))
 
 
 @njit(**JIT)
@@ -134,7 +147,6 @@ def gru_gate_grads(dh, r, z, n, h_prev, inner):
     da_n = dh * (one(z) - z) * dtanh(n)
     da_z = dh * (h_prev - n) * dsigmoid(z)
     return da_n * inner * dsigmoid(r), da_z, da_n
-
 
 
 #: a sum over one row may be reassociated (and its products fused), so that LLVM vectorizes it: the loop is the

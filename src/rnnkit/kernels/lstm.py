@@ -7,7 +7,7 @@ from __future__ import annotations
 from numba import njit
 
 from .blas import matmul_columns, matmul_gate_units, matmul_weight
-from .jit import GLUE, JIT, dsigmoid, dtanh, fma, sigmoid, tanh
+from .jit import GLUE, JIT, dsigmoid, dtanh, muladd, sigmoid, tanh
 from .sequence_loop import (
     copy_rows,
     recurrent_read,
@@ -37,7 +37,7 @@ def _lstm_row_forward(a, x, cp, cn, tc, y, w_ci, w_cf, w_co, peephole):
             a_i += w_ci[j] * cp[j]
             a_f += w_cf[j] * cp[j]
         i, f, g = sigmoid(a_i), sigmoid(a_f), tanh(ag[j] + xg[j])
-        c = fma(f, cp[j], i * g)
+        c = muladd(f, cp[j], i * g)
         a_o = ao[j] + xo[j]
         if peephole:
             a_o += w_co[j] * c

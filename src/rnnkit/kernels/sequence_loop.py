@@ -35,10 +35,9 @@ the address of its Python dispatcher object (``numba.dynamic.globals.<id>``), va
 the skeleton is a function of its own the entry passes that address to it, and numba refuses to cache the entry
 ("uses dynamic globals") — every process recompiled every loop (seconds). Inlined at numba's IR level, the call
 ``step(...)`` inside the entry resolves to the family's step by name, the address is never used, and the entry
-caches. The BLAS routine is not the cause: it is a named symbol (`rnnkit.kernels.blas`). Known limit of numba's
-cache, as for every kernel here: an entry's cache is keyed by its own file, so after editing this skeleton (or
-`rnnkit.kernels.blas`) in a source checkout, delete ``src/rnnkit/kernels/__pycache__`` (installing a new
-version replaces the files, which invalidates the cache).
+caches. The BLAS routine is not the cause: it is a named symbol (`rnnkit.kernels.blas`). numba keys a cached
+function by its own file alone; every kernel here is keyed by all the kernel files instead
+(`rnnkit.kernels.cache`), so editing this skeleton or `rnnkit.kernels.blas` compiles the entries again.
 
 The NumPy per-step path stays the definition and the oracle (``tests/test_sequence_loop.py`` compares them).
 """
