@@ -43,7 +43,6 @@ from .layernorm import (  # noqa: F401 - re-exported
 )
 from .lstm import lstm_backward, lstm_forward  # noqa: F401 - re-exported
 from .rnn import rnn_backward, rnn_forward  # noqa: F401 - re-exported
-from .sequence_loop import EXACT, mix_zoneout_rows, split_zoneout_rows
 
 
 # -- Recurrent highway network ---------------------------------------------------------------------------------
@@ -159,16 +158,24 @@ def jordan_hidden_backward(dxp, h):
 
 
 # -- Zoneout (applied by the runner, for every cell) -------------------------------------------------------------
-#: without fastmath: d·prev + (1 − d)·proposed must stay exactly prev where d = 1 (no reassociation, no fma)
+#: d·prev + (1 − d)·proposed stays exactly prev where d = 1: `JIT` neither reassociates nor fuses
 
 
-@njit(**EXACT)
+@njit(**JIT)
 def zoneout_mix(prev, proposed, keep, out):
-    """`Recurrence._zoneout_loop`: s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. All (n, S)."""
-    mix_zoneout_rows(prev, proposed, keep, out, 0, out.shape[1])
+    """`Recurrence._zoneout_loop`: s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. All (n, S), one row at a time."""
+    for b in range(out.shape[0]):
+        p, q, d, o = prev[b], proposed[b], keep[b], out[b]
+        for j in range(o.shape[0]):
+            o[j] = d[j] * p[j] + (one(d[j]) - d[j]) * q[j]
 
 
-@njit(**EXACT)
+@njit(**JIT)
 def zoneout_split(ds, keep, direct):
     """Zoneout's backward: ``direct`` = d ⊙ δs_t (to s_{t−1}, around the cell), δs_t ← (1 − d) ⊙ δs_t (to s̃_t)."""
-    split_zoneout_rows(ds, keep, direct, 0, ds.shape[1])
+    for b in range(ds.shape[0]):
+        g, d, out = ds[b], keep[b], direct[b]
+        for j in range(g.shape[0]):
+            dj, gj = d[j], g[j]
+            out[j] = dj * gj
+            g[j] = (one(dj) - dj) * gj

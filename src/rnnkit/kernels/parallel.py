@@ -12,8 +12,7 @@ BLAS, beats running them one after the other with every small product split over
   the same; ``tests/test_parallel_directions.py``), and equal within rounding with MKL (``RNNKIT_BLAS=mkl``), whose
   products depend on its thread count;
 * one pair at a time per process (a second caller meanwhile runs its jobs one after the other), and the worker is
-  made again in a forked child.
-
+  made again in a forked child;
 * it runs only where it measured faster (`pair_pays`): a call with enough work per direction; the fixed cost of a
   pair (a thread hand-off and the BLAS limits set twice, about 0.2 ms) made small bidirectional calls up to 2 – 3×
   slower than their directions in turn.

@@ -49,9 +49,6 @@ from numba import njit
 from .jit import GLUE, JIT, one
 from .team import barrier, leads, own_units
 
-#: the row copies and sums keep IEEE arithmetic, as the NumPy oracle's slice assignments do
-EXACT_ROWS = {**JIT, "fastmath": False}
-
 #: the skeleton is inlined into each family's cached entry (see the module notes), never compiled on its own
 SKELETON = {**JIT, "cache": False, "inline": "always"}
 
@@ -143,7 +140,7 @@ def zoneout_backward_after(zoneout, k, n, dstate, state, write, lo, hi):
         restore_and_add_rows(saved[k][:n], state[write, :n], direct[k][:n], dstate[:n], lo, hi)
 
 
-@njit(**EXACT_ROWS)
+@njit(**JIT)
 def copy_rows(src, out, lo, hi):
     """out[:, lo:hi] ← src[:, lo:hi] for two (n, S) arrays of one shape. Explicit loops rather than ``out[:] = src``:
     numba compiles a slice assignment with its shape-mismatch error message, string formatting that took 2.9 s of a
@@ -155,7 +152,7 @@ def copy_rows(src, out, lo, hi):
             o[j] = s[j]
 
 
-@njit(**EXACT_ROWS)
+@njit(**JIT)
 def add_rows(src, out, lo, hi):
     """out[:, lo:hi] ← out[:, lo:hi] + src[:, lo:hi] for two (n, S) arrays of one shape (row by row, as `copy_rows`)."""
     for b in range(out.shape[0]):
@@ -164,7 +161,7 @@ def add_rows(src, out, lo, hi):
             o[j] += s[j]
 
 
-@njit(**EXACT_ROWS)
+@njit(**JIT)
 def zero_rows(out, lo, hi):
     """out[:, lo:hi] ← 0 for an (n, S) array."""
     for b in range(out.shape[0]):
@@ -179,45 +176,12 @@ def keep_at(keep, t, n):
     return keep[t, :n] if keep.shape[0] > 1 else keep[0, :n]
 
 
-#: zoneout's mixing keeps IEEE arithmetic (no fastmath): the same bits as the NumPy oracle's
-EXACT = {**JIT, "fastmath": False}
-
-
-@njit(**EXACT)
-def mix_zoneout_rows(prev, proposed, keep, out, lo, hi):
-    """s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t for units [lo, hi) of (n, S) arrays, one row at a time."""
-    for b in range(out.shape[0]):
-        _mix_row(prev[b, lo:hi], proposed[b, lo:hi], keep[b, lo:hi], out[b, lo:hi])
-
-
-@njit(**EXACT)
-def _mix_row(prev, proposed, keep, out):
-    for j in range(out.shape[0]):
-        d = keep[j]
-        out[j] = d * prev[j] + (one(d) - d) * proposed[j]
-
-
-@njit(**EXACT)
-def split_zoneout_rows(ds, keep, direct, lo, hi):
-    """Zoneout's backward for units [lo, hi) of (n, S) arrays: ``direct`` = d ⊙ δs_t (to s_{t−1}, around the cell),
-    δs_t ← (1 − d) ⊙ δs_t (to s̃_t)."""
-    for b in range(ds.shape[0]):
-        _split_row(ds[b, lo:hi], keep[b, lo:hi], direct[b, lo:hi])
-
-
-@njit(**EXACT)
-def _split_row(ds, keep, direct):
-    for j in range(ds.shape[0]):
-        d, g = keep[j], ds[j]
-        direct[j] = d * g
-        ds[j] = (one(d) - d) * g
-
-
-@njit(**EXACT)
+@njit(**JIT)
 def keep_and_mix_rows(prev, state, proposed, keep, lo, hi):
     """Zoneout's forward in one pass over units [lo, hi) of (n, S) arrays: ``state`` holds s̃_t on entry; it goes
-    to ``proposed`` and ``state`` becomes s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t (the arithmetic of `mix_zoneout_rows`).
-    One pass instead of a copy and a mix: each is a sweep over the (n, S) block at every step."""
+    to ``proposed`` and ``state`` becomes s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t (the arithmetic of the step-by-step
+    runner's `rnnkit.kernels.compiled.zoneout_mix`). One pass instead of a copy and a mix: each is a sweep over the
+    (n, S) block at every step."""
     for b in range(state.shape[0]):
         p, s, q, d = prev[b, lo:hi], state[b, lo:hi], proposed[b, lo:hi], keep[b, lo:hi]
         for j in range(s.shape[0]):
@@ -226,11 +190,11 @@ def keep_and_mix_rows(prev, state, proposed, keep, lo, hi):
             s[j] = d[j] * p[j] + (one(tilde) - d[j]) * tilde
 
 
-@njit(**EXACT)
+@njit(**JIT)
 def split_and_swap_rows(ds, keep, direct, state, saved, proposed, lo, hi):
-    """Zoneout's backward before the cell's, in one pass over units [lo, hi) of (n, S) arrays: `split_zoneout_rows`
-    (``direct`` = d ⊙ δs_t, δs_t ← (1 − d) ⊙ δs_t), and s_t (``state``) aside into ``saved`` with s̃_t
-    (``proposed``) in its place."""
+    """Zoneout's backward before the cell's, in one pass over units [lo, hi) of (n, S) arrays: the split of
+    `rnnkit.kernels.compiled.zoneout_split` (``direct`` = d ⊙ δs_t, δs_t ← (1 − d) ⊙ δs_t), and s_t (``state``)
+    aside into ``saved`` with s̃_t (``proposed``) in its place."""
     for b in range(ds.shape[0]):
         g, d, out = ds[b, lo:hi], keep[b, lo:hi], direct[b, lo:hi]
         s, kept, q = state[b, lo:hi], saved[b, lo:hi], proposed[b, lo:hi]
@@ -242,7 +206,7 @@ def split_and_swap_rows(ds, keep, direct, state, saved, proposed, lo, hi):
             s[j] = q[j]
 
 
-@njit(**EXACT)
+@njit(**JIT)
 def restore_and_add_rows(saved, state, direct, ds, lo, hi):
     """Zoneout's backward after the cell's, in one pass over units [lo, hi) of (n, S) arrays: s_t back into
     ``state`` from ``saved``, and δs_{t−1} (``ds``) += d ⊙ δs_t (``direct``)."""

@@ -130,12 +130,13 @@ class Recurrence:
         xp = cell.project(x.reshape(steps * batch, -1), ws).reshape(steps, batch, -1)
         states = self._state_history(state0, steps, batch, full)
         proposed = zoneout = None
+        rates = None if noise is None else noise.zoneout
         if whole:
-            zoneout = loop_zoneout(None if noise is None else noise.zoneout, steps, batch, cell.state_sizes, cell.dtype)
+            zoneout = loop_zoneout(rates, steps, batch, cell.state_sizes, cell.dtype)
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout)
-            if noise is not None and noise.zoneout is not None:  # s̃_t; a component without zoneout: s_t itself
+            if rates is not None:  # s̃_t; a component without zoneout: s_t itself
                 proposed = [p if p.size else a for p, a in zip(zoneout[1], after_each_step(states, self.reverse))]
-        elif noise is not None and noise.zoneout is not None:
+        elif rates is not None:
             proposed = self._zoneout_loop(ws, xp, states, counts, full, noise)
         else:
             self._forward_loop(ws, xp, states, counts, full)
