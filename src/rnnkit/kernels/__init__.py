@@ -3,9 +3,9 @@
 * ``"numpy"``: the NumPy code inside each cell's ``step`` / ``step_backward`` — the readable definition of the
   math, and the oracle the compiled kernels are tested against;
 * ``"compiled"``: `rnnkit.kernels.compiled`, one fused numba pass per step between the same BLAS GEMMs, and for
-  the RNN, LSTM, GRU, IndRNN and min cells the whole time loop in one compiled call (`rnnkit.kernels.sequence_loop`,
-  cached on disk), the two directions of a bidirectional layer at once (`rnnkit.kernels.parallel`) (needs the
-  ``numba`` package; without it rnnkit says so once and uses NumPy).
+  the RNN, LSTM, GRU, IndRNN, min, layer-normalised and RHN cells the whole time loop in one compiled call
+  (`rnnkit.kernels.sequence_loop`, cached on disk), the two directions of a bidirectional layer at once
+  (`rnnkit.kernels.parallel`) (needs the ``numba`` package; without it rnnkit says so once and uses NumPy).
 
 The default is ``"compiled"`` where numba is installed. Choose with the environment variable
 ``RNNKIT_KERNELS=numpy|compiled`` (read at import), or from Python with ``rnnkit.kernels.use("numpy")`` or, for a

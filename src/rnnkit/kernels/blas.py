@@ -229,11 +229,38 @@ def loop_weight(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """A weight for the products of a compiled loop, out = a · ``matrix``: (``matrix``, its MKL-packed copy,
     False) with the MKL backend, else (``matrix``, an empty array, `small_kernels`). Packed once per call of the
     loop, used by every step (`matmul_weight`)."""
-    if BACKEND == "mkl" and matrix.size and matrix.strides[1] == matrix.itemsize:
+    if _packs(matrix):
         from . import mkl
 
         return matrix, mkl.pack(matrix), False
     return matrix, np.empty(0, np.uint8), small_kernels(matrix.dtype)
+
+
+def _packs(matrix: np.ndarray) -> bool:
+    """Whether the loop multiplies by MKL's packed copy of ``matrix``: with the MKL backend, unit stride in its rows."""
+    return BACKEND == "mkl" and matrix.size > 0 and matrix.strides[1] == matrix.itemsize
+
+
+def loop_weights(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """`loop_weight` for a stack of weights of one shape, ``matrices`` (L, k, n) (an RHN's L micro-cells): (the
+    stack, their MKL-packed copies (L, P), each packed in its own row — (L, 0) without MKL —, small); `weight_at`
+    takes weight l out of it. One array per part instead of a tuple of L weights: numba would compile the loop again
+    for every L."""
+    if not _packs(matrices[0]):
+        return matrices, np.empty((len(matrices), 0), np.uint8), small_kernels(matrices.dtype)
+    from . import mkl
+
+    packed = np.empty((len(matrices), mkl.packed_size(matrices[0])), np.uint8)
+    for matrix, row in zip(matrices, packed):
+        mkl.pack(matrix, row)  # in place: a packed copy moved elsewhere is not valid (`mkl.pack`)
+    return matrices, packed, False
+
+
+@njit(**GLUE)
+def weight_at(weights, index):
+    """Weight ``index`` of a `loop_weights` stack, as `matmul_weight` takes it."""
+    matrices, packed, small = weights
+    return matrices[index], packed[index], small
 
 
 @njit(**JIT)

@@ -42,53 +42,8 @@ from .layernorm import (  # noqa: F401 - re-exported
     lnlstm_forward,
 )
 from .lstm import lstm_backward, lstm_forward  # noqa: F401 - re-exported
+from .rhn import rhn_backward, rhn_forward  # noqa: F401 - re-exported
 from .rnn import rnn_backward, rnn_forward  # noqa: F401 - re-exported
-
-
-# -- Recurrent highway network ---------------------------------------------------------------------------------
-@njit(**JIT)
-def rhn_forward(a, b_l, xp, first, s_in, coupled, out):
-    """`RHNStep.step`, micro-cell l, after its GEMM: ``a`` (n, G) holds s^{l-1} R_lᵀ on entry (+ b_l, + xp when
-    ``first``) and the activated [h, τ(, c)] on exit; ``out`` ← s^l = h ⊙ τ + s^{l-1} ⊙ c (c = 1 − τ coupled)."""
-    hs = s_in.shape[1]
-    for b in range(a.shape[0]):
-        ab, sb, ob = a[b], s_in[b], out[b]
-        for j in range(hs):
-            a_h, a_t = ab[j] + b_l[j], ab[hs + j] + b_l[hs + j]
-            if first:
-                a_h += xp[b, j]
-                a_t += xp[b, hs + j]
-            h, tau = tanh(a_h), sigmoid(a_t)
-            ab[j], ab[hs + j] = h, tau
-            if coupled:
-                ob[j] = sb[j] + tau * (h - sb[j])
-            else:
-                a_c = ab[2 * hs + j] + b_l[2 * hs + j]
-                if first:
-                    a_c += xp[b, 2 * hs + j]
-                c = sigmoid(a_c)
-                ab[2 * hs + j] = c
-                ob[j] = h * tau + sb[j] * c
-
-
-@njit(**JIT)
-def rhn_backward(ds, a, s_in, coupled, da):
-    """`RHNStep.step_backward`, micro-cell l, before δs^{l-1} += δa^l R_l: writes δa^l = [δa_h, δa_τ(, δa_c)] into
-    ``da`` and leaves δs^l ⊙ c (the carry's direct part) in ``ds``."""
-    hs = ds.shape[1]
-    for b in range(ds.shape[0]):
-        ab, sb, db, dsb = a[b], s_in[b], da[b], ds[b]
-        for j in range(hs):
-            h, tau, d = ab[j], ab[hs + j], dsb[j]
-            db[j] = d * tau * dtanh(h)
-            if coupled:
-                db[hs + j] = d * (h - sb[j]) * dsigmoid(tau)
-                dsb[j] = d * (one(tau) - tau)
-            else:
-                c = ab[2 * hs + j]
-                db[hs + j] = d * h * dsigmoid(tau)
-                db[2 * hs + j] = d * sb[j] * dsigmoid(c)
-                dsb[j] = d * c
 
 
 # -- Mogrifier rounds ------------------------------------------------------------------------------------------

@@ -80,16 +80,24 @@ def intel_cpu() -> bool:
 ROWS_HINT = 64
 
 
-def pack(matrix: np.ndarray) -> np.ndarray:
+def packed_size(matrix: np.ndarray) -> int:
+    """The bytes MKL's packed copy of ``matrix`` (k, n) takes (`pack`)."""
+    k, n = matrix.shape
+    precision = "s" if matrix.dtype == np.float32 else "d"
+    return getattr(library(), f"cblas_{precision}gemm_pack_get_size")(_A_MATRIX, n, ROWS_HINT, k)
+
+
+def pack(matrix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``matrix`` (k, n), a weight on the right of the row-major product out = a · matrix, packed by MKL for
     ``?gemm_compute``: in the column-major view BLAS takes (outᵀ = matrixᵀ · aᵀ) it is the *A* operand, n × k with
-    leading dimension its row stride."""
+    leading dimension its row stride. Into ``out`` (uint8, `packed_size` bytes) where given. The packed copy must
+    stay where it was packed: its layout depends on the buffer's address, and a byte-for-byte copy of it elsewhere
+    gave wrong products (tried: copies at 8 to 64 bytes from the original's alignment)."""
     k, n = matrix.shape
     precision = "s" if matrix.dtype == np.float32 else "d"
     handle = library()
     scalar = ctypes.c_float if precision == "s" else ctypes.c_double
-    size = getattr(handle, f"cblas_{precision}gemm_pack_get_size")(_A_MATRIX, n, ROWS_HINT, k)
-    packed = np.empty(size, np.uint8)
+    packed = np.empty(packed_size(matrix), np.uint8) if out is None else out
     leading = max(matrix.strides[0] // matrix.itemsize, n, 1)
     getattr(handle, f"cblas_{precision}gemm_pack")(
         _COLUMN_MAJOR, _A_MATRIX, _NO_TRANSPOSE, n, ROWS_HINT, k, scalar(1.0),

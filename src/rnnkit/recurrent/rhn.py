@@ -9,7 +9,7 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import MAX_COUNT, check_bool, check_float, check_int
 from .catalog import CellEntry
-from .cell import GatedCell, Workspace, dsigmoid, dtanh, transposed
+from .cell import GatedCell, Workspace, dsigmoid, dtanh
 from .layer import RecurrentLayer
 
 
@@ -34,8 +34,9 @@ class RHNStep(GatedCell):
         after the loop, per depth: δR_l += Σ_t δa^lᵀ s^{l-1},  δb_l += Σ_t δa^l;  δW_ih += Σ_t δa^1ᵀ x_t
 
     Workspace: ``gates`` (L, T, B, G) activated gates per depth, ``inputs`` (L, T, B, H) the micro-state inputs
-    s^{l-1}, ``dgates`` (L, T, B, G) δa^l (depth 1's is the runner's δxp), ``r_t`` the contiguous R_lᵀ (H, G),
-    ``biases`` the b_l (zeros without bias), ``scratch`` (B, H), ``kernels``.
+    s^{l-1}, ``dgates`` (L, T, B, G) δa^l (depth 1's is the runner's δxp), ``r_t`` (L, H, G) the contiguous R_lᵀ,
+    ``biases`` (L, G) the b_l (zeros without bias), ``scratch`` (B, H), ``kernels``. With compiled kernels the
+    whole time loop is one compiled call (`rnnkit.kernels.rhn`), the step above and its backward in numba.
     """
 
     #: the carry gate is 1 − τ (this class) or a gate of its own (`UncoupledRHNStep`)
@@ -72,8 +73,24 @@ class RHNStep(GatedCell):
         return Workspace(gates=make((depth, steps, batch, g), self.dtype),
                          inputs=make((depth, steps, batch, hs), self.dtype),
                          dgates=make((depth, steps, batch, g), self.dtype),
-                         r_t=[transposed(w[l]) for l in range(depth)], biases=list(biases),
+                         r_t=np.ascontiguousarray(w.transpose(0, 2, 1)), biases=biases,
                          scratch=np.empty((batch, hs), self.dtype), kernels=kernels.active())
+
+    # -- the whole loop in one compiled call --------------------------------------------------------------------
+    whole_sequence = True
+
+    def compiled_loop(self, ws):
+        from ..kernels import rhn as fused  # numba is loaded only with compiled kernels active
+        from ..kernels.blas import loop_weights
+
+        return fused.rhn_sequence_forward, (loop_weights(ws.r_t), ws.biases, ws.gates, ws.inputs, self.coupled)
+
+    def compiled_loop_backward(self, ws):
+        from ..kernels import rhn as fused
+        from ..kernels.blas import loop_weights
+
+        weights = self.weight_hh.data.reshape(self.depth, self.gate_width, self.hidden_size)
+        return fused.rhn_sequence_backward, (loop_weights(weights), ws.gates, ws.inputs, ws.dgates, self.coupled)
 
     def gate_activations(self, ws):
         h = self.hidden_size
@@ -174,6 +191,7 @@ class UncoupledRHNStep(RHNStep):
     coupled = False
     num_gates = 3
     gate_names = ("h", "transform", "carry")
+    whole_sequence = True  # the same loop, compiled with coupled=False
 
 
 def rhn_step_class(coupled: bool) -> type[RHNStep]:
