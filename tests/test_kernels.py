@@ -124,9 +124,9 @@ def test_rnn_lstm_and_gru_cells_take_the_whole_sequence_loop_with_compiled_kerne
         assert not any(cell.runs_whole_sequence(4) for cell in cells)
 
 
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "identity"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "identity", "softmax"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-def test_jordan_kernels_equal_the_numpy_code(activation, dtype):
+def test_jordan_kernels_equal_the_numpy_code(activation, dtype, loop):
     layer = rnnkit.Jordan(5, 8, 3, output_activation=activation, state_decay=0.3, dtype=dtype, rng=0)
     rng = np.random.default_rng(4)
     x, lengths = rng.normal(size=(4, 6, 5)).astype(dtype), np.array([6, 2, 5, 4])

@@ -32,7 +32,14 @@ from .gru import (  # noqa: F401 - re-exported
     gru_output_reset_before,
 )
 from .indrnn import indrnn_backward, indrnn_forward  # noqa: F401 - re-exported
-from .jit import JIT, dsigmoid, dtanh, half, one, sigmoid, tanh
+from .jit import JIT, half, one, sigmoid
+from .jordan import (  # noqa: F401 - re-exported
+    jordan_hidden,
+    jordan_hidden_backward,
+    jordan_output,
+    jordan_output_backward,
+    jordan_state,
+)
 from .layernorm import (  # noqa: F401 - re-exported
     layer_norm_rows,
     layer_norm_rows_backward,
@@ -67,49 +74,6 @@ def mogrifier_round_backward(g, gated, d_out, dz):
         for j in range(gb.shape[0]):
             dzb[j] = db[j] * xb[j] * gb[j] * (one(gb[j]) - half(gb[j]) * gb[j])
             db[j] = db[j] * gb[j]
-
-
-# -- Jordan network --------------------------------------------------------------------------------------------
-@njit(**JIT)
-def jordan_state(s_prev, y_prev, decay, s):
-    """`JordanStep.step`: s_t = μ s_{t-1} + y_{t-1} (μ = ``decay``, in the arrays' precision)."""
-    for b in range(s.shape[0]):
-        for j in range(s.shape[1]):
-            s[b, j] = decay * s_prev[b, j] + y_prev[b, j]
-
-
-@njit(**JIT)
-def jordan_hidden(h, xp):
-    """h ← tanh(h + xp) after the state GEMM."""
-    for b in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            h[b, j] = tanh(h[b, j] + xp[b, j])
-
-
-@njit(**JIT)
-def jordan_output(y, bias, has_bias, activation):
-    """y ← ψ(y + b_hy) after the output GEMM; ``activation`` 0 sigmoid, 1 tanh, 2 identity."""
-    for b in range(y.shape[0]):
-        for j in range(y.shape[1]):
-            a = y[b, j] + bias[j] if has_bias else y[b, j]
-            y[b, j] = sigmoid(a) if activation == 0 else (tanh(a) if activation == 1 else a)
-
-
-@njit(**JIT)
-def jordan_output_backward(dy, y, activation, da_y):
-    """δa_y = δy ⊙ ψ'(y): y(1 − y), 1 − y², or 1."""
-    for b in range(y.shape[0]):
-        for j in range(y.shape[1]):
-            d = dy[b, j]
-            da_y[b, j] = d * dsigmoid(y[b, j]) if activation == 0 else (d * dtanh(y[b, j]) if activation == 1 else d)
-
-
-@njit(**JIT)
-def jordan_hidden_backward(dxp, h):
-    """δa_h = (δa_y W_hy) ⊙ (1 − h²), in place in ``dxp``."""
-    for b in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            dxp[b, j] = dxp[b, j] * dtanh(h[b, j])
 
 
 # -- Zoneout (applied by the runner, for every cell) -------------------------------------------------------------

@@ -12,7 +12,7 @@ from .catalog import CellEntry
 from .cell import GatedCell, per_step, transposed
 from .layer import RecurrentLayer
 
-OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity", "softmax")  # softmax runs the NumPy lines
+OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity", "softmax")  # their indices are the kernels' (kernels.jordan)
 
 
 class JordanStep(GatedCell):
@@ -37,7 +37,8 @@ class JordanStep(GatedCell):
 
     The state tuple is (y, s): the output comes first, as for every cell. Workspace: ``hidden`` (T, B, H) h_t,
     ``da_y`` (T, B, O) written by the backward, ``w_hh_t`` and ``w_hy_t`` (contiguous transposes), ``decay`` μ,
-    ``b_hy`` (zeros without bias), ``activation`` ψ's index in ``OUTPUT_ACTIVATIONS``, ``kernels``.
+    ``b_hy`` (zeros without bias), ``activation`` ψ's index in ``OUTPUT_ACTIVATIONS``, ``kernels``. With compiled
+    kernels the whole time loop is one compiled call (`rnnkit.kernels.jordan`).
     """
 
     state_names = ("y", "s")
@@ -74,8 +75,25 @@ class JordanStep(GatedCell):
         ws.w_hy_t = transposed(self.weight_hy.data)
         ws.decay = self.dtype.type(self.state_decay)  # μ in the arrays' precision
         ws.b_hy = self.bias_hy.data if self.bias else np.zeros(self.recurrent_size, self.dtype)
-        ws.activation = OUTPUT_ACTIVATIONS.index(self.output_activation)  # 0 sigmoid, 1 tanh, 2 identity
+        ws.activation = OUTPUT_ACTIVATIONS.index(self.output_activation)  # 0 sigmoid, 1 tanh, 2 identity, 3 softmax
         return ws
+
+    # -- the whole loop in one compiled call --------------------------------------------------------------------
+    whole_sequence = True
+
+    def compiled_loop(self, ws):
+        from ..kernels import jordan as fused  # numba is loaded only with compiled kernels active
+        from ..kernels.blas import loop_weight
+
+        return fused.jordan_sequence_forward, (loop_weight(ws.w_hh_t), loop_weight(ws.w_hy_t), ws.hidden, ws.decay,
+                                               ws.b_hy, self.bias, ws.activation)
+
+    def compiled_loop_backward(self, ws):
+        from ..kernels import jordan as fused
+        from ..kernels.blas import loop_weight
+
+        return fused.jordan_sequence_backward, (loop_weight(self.weight_hy.data), loop_weight(ws.w_hh), ws.hidden,
+                                                ws.da_y, ws.decay, ws.activation)
 
     def step(self, ws, t, xp, prev, new):
         (y_prev, s_prev), (y, s) = prev, new
@@ -92,7 +110,7 @@ class JordanStep(GatedCell):
             h += xp
             np.tanh(h, out=h)
         np.matmul(h, ws.w_hy_t, out=y)
-        if fused is not None and self.output_activation != "softmax":
+        if fused is not None:
             fused.jordan_output(y, ws.b_hy, self.bias, ws.activation)
             return
         if self.bias:  # y_t = ψ(h_t W_hyᵀ + b_hy)
@@ -108,7 +126,7 @@ class JordanStep(GatedCell):
         (dy, ds), y = dstate, new[0]
         n, fused = dxp.shape[0], ws.kernels
         h, da_y = ws.hidden[t, :n], ws.da_y[t, :n]
-        if fused is not None and self.output_activation != "softmax":
+        if fused is not None:
             fused.jordan_output_backward(dy, y, ws.activation, da_y)
         elif self.output_activation == "sigmoid":  # δa_y = δy ⊙ ψ'(y)
             np.multiply(dy, y * (1.0 - y), out=da_y)
