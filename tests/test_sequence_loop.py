@@ -1,7 +1,8 @@
 """The compiled whole-sequence loop (`rnnkit.kernels.sequence_loop`, BLAS called from compiled code) equals the
 NumPy per-step oracle for every cell on it (RNN, LSTM, GRU, IndRNN, minGRU, minLSTM, layer-normalised LSTM and
-GRU, RHN, Jordan): ragged and reversed, stacked and bidirectional, with an initial state, a state carried across
-calls, a detached state, under no_grad and under recurrent dropout, weight drop and zoneout; and passes gradcheck."""
+GRU, RHN, Jordan, Mogrifier LSTM): ragged and reversed, stacked and bidirectional, with an initial state, a state
+carried across calls, a detached state, under no_grad and under recurrent dropout, weight drop and zoneout; and
+passes gradcheck."""
 
 import contextlib
 import tracemalloc
@@ -41,6 +42,9 @@ CELLS = {
     "rhn-no-bias": (rnnkit.RHN, {"depth": 3, "bias": False}),
     "jordan-sigmoid": (rnnkit.Jordan, {"output_size": 3, "state_decay": 0.3}),
     "jordan-softmax": (rnnkit.Jordan, {"output_size": 3, "output_activation": "softmax"}),
+    "mogrifier": (rnnkit.MogrifierLSTM, {"rounds": 3}),
+    "mogrifier-low-rank": (rnnkit.MogrifierLSTM, {"rounds": 4, "rank": 2}),
+    "mogrifier-peephole-projection": (rnnkit.MogrifierLSTM, {"rounds": 3, "peephole": True, "proj_size": 3}),
 }
 TOL = {np.float32: 1e-6, np.float64: 1e-12}
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -190,7 +194,7 @@ MASKED = {"rnn-tanh": {"dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 
           "gru-reset-before": {"weight_drop": 0.5, "zoneout": 0.3},
           "indrnn-relu": {"zoneout": 0.3}, "mingru": {"zoneout": 0.3}, "minlstm": {"zoneout": 0.3},
           "lnlstm": {"zoneout": (0.3, 0.2)}, "lngru": {"zoneout": 0.3}, "rhn-uncoupled": {"zoneout": 0.3},
-          "jordan-sigmoid": {"zoneout": (0.3, 0.2)}}
+          "jordan-sigmoid": {"zoneout": (0.3, 0.2)}, "mogrifier-low-rank": {"zoneout": (0.3, 0.2)}}
 
 
 def same_masks_every_call(layer):

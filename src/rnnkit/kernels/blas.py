@@ -246,7 +246,7 @@ def loop_weights(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     stack, their MKL-packed copies (L, P), each packed in its own row — (L, 0) without MKL —, small); `weight_at`
     takes weight l out of it. One array per part instead of a tuple of L weights: numba would compile the loop again
     for every L."""
-    if not _packs(matrices[0]):
+    if not len(matrices) or not _packs(matrices[0]):
         return matrices, np.empty((len(matrices), 0), np.uint8), small_kernels(matrices.dtype)
     from . import mkl
 

@@ -32,7 +32,7 @@ from .gru import (  # noqa: F401 - re-exported
     gru_output_reset_before,
 )
 from .indrnn import indrnn_backward, indrnn_forward  # noqa: F401 - re-exported
-from .jit import JIT, half, one, sigmoid
+from .jit import JIT, one
 from .jordan import (  # noqa: F401 - re-exported
     jordan_hidden,
     jordan_hidden_backward,
@@ -49,32 +49,9 @@ from .layernorm import (  # noqa: F401 - re-exported
     lnlstm_forward,
 )
 from .lstm import lstm_backward, lstm_forward  # noqa: F401 - re-exported
+from .mogrifier import mogrifier_round, mogrifier_round_backward  # noqa: F401 - re-exported
 from .rhn import rhn_backward, rhn_forward  # noqa: F401 - re-exported
 from .rnn import rnn_backward, rnn_forward  # noqa: F401 - re-exported
-
-
-# -- Mogrifier rounds ------------------------------------------------------------------------------------------
-@njit(**JIT)
-def mogrifier_round(g, gated, out):
-    """`MogrifierStep.step`, one round after its GEMM: ``g`` (n, K) holds z on entry and 2σ(z) on exit;
-    out = 2σ(z) ⊙ gated."""
-    for b in range(g.shape[0]):
-        gb, xb, ob = g[b], gated[b], out[b]
-        for j in range(gb.shape[0]):
-            two_sigma = sigmoid(gb[j]) * (one(gb[j]) + one(gb[j]))
-            gb[j] = two_sigma
-            ob[j] = two_sigma * xb[j]
-
-
-@njit(**JIT)
-def mogrifier_round_backward(g, gated, d_out, dz):
-    """`MogrifierStep.step_backward`, one round: δz = δout ⊙ gated ⊙ g(1 − g/2), then δout ← δout ⊙ g (δgated)."""
-    for b in range(g.shape[0]):
-        gb, xb, db, dzb = g[b], gated[b], d_out[b], dz[b]
-        for j in range(gb.shape[0]):
-            dzb[j] = db[j] * xb[j] * gb[j] * (one(gb[j]) - half(gb[j]) * gb[j])
-            db[j] = db[j] * gb[j]
-
 
 # -- Zoneout (applied by the runner, for every cell) -------------------------------------------------------------
 #: d·prev + (1 − d)·proposed stays exactly prev where d = 1: `JIT` neither reassociates nor fuses

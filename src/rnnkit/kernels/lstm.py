@@ -122,11 +122,18 @@ def lstm_step(params, t, n, read, write, xp, states, team):
     backward takes the tanh of c_t again), m (T, B, H), W_hrᵀ, projected, m_h, scratch), each weight a
     `rnnkit.kernels.blas.loop_weight` triple; m and W_hrᵀ are unused without a projection; m_h (B, P) the recurrent
     dropout mask (h_{t−1} ⊙ m_h, in scratch (B, P), enters the product) or (0, 0)."""
+    lstm_step_from(params, t, n, read, write, xp, states[0][read, :n], states, team)
+
+
+@njit(**GLUE)
+def lstm_step_from(params, t, n, read, write, xp, h_prev, states, team):
+    """`lstm_step` with the recurrent product's input given: h_{t−1} itself, or what a Mogrifier's rounds made of
+    it (`rnnkit.kernels.mogrifier`)."""
     w_hh_t, w_ci, w_cf, w_co, peephole, product, tanh_c, m, w_hr_t, projected, mask, masked = params
     h, c = states
     p = product[:n]
     lo, hi = own_units(c.shape[2], team)
-    matmul_gate_units(recurrent_read(h[read, :n], mask, masked, team), w_hh_t, p, 4, team)
+    matmul_gate_units(recurrent_read(h_prev, mask, masked, team), w_hh_t, p, 4, team)
     out = m[t, :n] if projected else h[write, :n]  # o ⊙ tanh(c_t): m_t, or h_t itself
     lstm_forward_units(xp, p, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[:n], out, lo, hi)
     if projected:

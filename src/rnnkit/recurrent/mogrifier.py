@@ -9,7 +9,7 @@ import numpy as np
 from ..activations import sigmoid
 from ..module import MAX_COUNT, Parameter, as_rng, check_int, check_positive_int
 from .catalog import CellEntry
-from .cell import transposed
+from .cell import CompiledSequenceLoop, transposed
 from .layer import RecurrentLayer
 from .lstm import LSTMStep
 
@@ -91,7 +91,56 @@ class MogrifierStep(LSTMStep):
         ws.w_ih_t = transposed(self.weight_ih.data)
         ws.b = (self.bias_ih.data + self.bias_hh.data) if self.bias else None
         ws.gates_in = np.empty((batch, 4 * self.hidden_size), dt)
+        if ws.gates is None:  # the whole-sequence loop: the gates go into a history of their own (x is no projection)
+            ws.gates = make((steps, batch, 4 * self.hidden_size), dt)
         return ws
+
+    # -- the whole loop in one compiled call --------------------------------------------------------------------
+    whole_sequence = True
+
+    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
+        """The compiled loop (`rnnkit.kernels.mogrifier`): the gates get a history of their own, ``xp`` is x."""
+        CompiledSequenceLoop.sequence_forward(self, ws, xp, states, counts, reverse, zoneout)
+
+    def compiled_loop(self, ws):
+        from ..kernels import mogrifier as fused  # numba is loaded only with compiled kernels active
+        from ..kernels.blas import loop_weight
+
+        lstm = super().compiled_loop(ws)[1]
+        bias = ws.b if self.bias else np.empty(0, self.dtype)
+        return fused.mogrifier_sequence_forward, (
+            lstm, self.rounds, ws.xs, ws.hs, ws.gq, ws.gr, *self._middles(ws, "mq", "mr"),
+            self._round_stacks(True, True), self._round_stacks(False, True), self.rank is not None,
+            loop_weight(ws.w_ih_t), bias, self.bias, ws.gates)
+
+    def compiled_loop_backward(self, ws):
+        from ..kernels import mogrifier as fused
+        from ..kernels.blas import loop_weight
+
+        lstm = super().compiled_loop_backward(ws)[1]
+        return fused.mogrifier_sequence_backward, (
+            lstm, self.rounds, ws.xs, ws.hs, ws.gq, ws.gr, ws.dzq, ws.dzr, *self._middles(ws, "dmq", "dmr"),
+            self._round_stacks(True, False), self._round_stacks(False, False), self.rank is not None,
+            loop_weight(self.weight_ih.data), ws.dx)
+
+    def _middles(self, ws, *names):
+        """The rank-k middle arrays ``names`` of the workspace, or empty ones at full rank."""
+        none = np.empty((0, 0, 0, 0), self.dtype)
+        return tuple(getattr(ws, name) if self.rank else none for name in names)
+
+    def _round_stacks(self, odd: bool, forward: bool) -> tuple:
+        """The (first, second) `rnnkit.kernels.blas.loop_weights` stacks of the Q (``odd``) or R rounds: forward
+        z = inp · Mᵀ, M = Q_k or R_k, as (Mᵀ, unused), low rank M = U V as (Vᵀ, Uᵀ); backward δinput = δz · M as
+        (M, unused), low rank (U, V)."""
+        from ..kernels.blas import loop_weights
+
+        mats = [m.data for m in self._matrices(odd)] if (self.n_q if odd else self.n_r) else []
+        if not mats:  # no round of this kind (rounds < 2): an empty stack
+            mats = [np.empty((0, 0, 0), self.dtype)]
+        if forward:
+            mats = [np.ascontiguousarray(m.transpose(0, 2, 1)) for m in reversed(mats)]
+        stacks = [loop_weights(m) for m in mats]
+        return stacks[0], stacks[-1]
 
     @staticmethod
     def _round(i: int) -> tuple[bool, int]:
