@@ -17,7 +17,8 @@ from rnnkit.kernels import blas  # noqa: E402 - needs numba
 
 CELLS = {"lstm": (rnnkit.LSTM, {}), "gru": (rnnkit.GRU, {}), "rnn": (rnnkit.RNN, {}),
          "indrnn": (rnnkit.IndRNN, {}), "mingru": (rnnkit.MinGRU, {}), "lnlstm": (rnnkit.LayerNormLSTM, {}),
-         "lngru": (rnnkit.LayerNormGRU, {})}
+         "lngru": (rnnkit.LayerNormGRU, {}), "rhn": (rnnkit.RHN, {"depth": 2}),
+         "jordan": (rnnkit.Jordan, {"output_size": 3}), "mogrifier": (rnnkit.MogrifierLSTM, {"rounds": 3})}
 
 
 @pytest.fixture
@@ -79,13 +80,16 @@ def test_one_allowed_blas_thread_runs_the_directions_in_turn(pairs):
     assert pairs["concurrent"] == 0
 
 
-def test_cells_that_step_in_python_run_the_directions_in_turn(pairs):
-    """A Mogrifier LSTM's loop is Python driving fused kernels: it holds the GIL, so its directions take turns."""
+def test_a_backward_that_steps_in_python_runs_the_directions_in_turn(pairs):
+    """Recording ‖∂L/∂h_t‖ steps the backward in Python around fused kernels: it holds the GIL, so its directions
+    take turns (the forward, compiled, still runs them at once)."""
     layer = rnnkit.MogrifierLSTM(3, 8, bidirectional=True, rng=0)
+    layer.record_state_grads = True
     with kernels.using("compiled"), parallel.using_pairs("always"), threadpoolctl.threadpool_limits(2, user_api="blas"):
         y, _ = layer.forward(np.ones((2, 4, 3), np.float32))
+        assert pairs["concurrent"] == 1
         layer.backward(np.ones_like(y))
-    assert pairs["concurrent"] == 0
+    assert pairs["concurrent"] == 1
 
 
 def test_a_call_with_zoneout_runs_its_directions_at_once_with_the_same_result(pairs):
