@@ -1,12 +1,13 @@
 """Compiled kernels of the Mogrifier LSTM (`rnnkit.recurrent.mogrifier.MogrifierStep`): a gating round forward and
-backward, and the steps of the whole-sequence loop (`rnnkit.kernels.sequence_loop`): the rounds (each a BLAS
-product through Q_k or R_k — two through a low-rank pair U_k V_k — and the round's kernel), the input projection of
-the last x (BLAS: it depends on the state, so it cannot be one GEMM over the sequence), then the LSTM's step
-(`rnnkit.kernels.lstm.lstm_step_from`) on the last h. Written as `rnnkit.kernels.compiled` describes.
+backward, and the steps of the whole-sequence loop (`rnnkit.kernels.sequence_loop`): the rounds (each a BLAS product
+through Q_k or R_k — two through a low-rank pair U_k V_k — and the round's kernel), the input projection of the last
+x (BLAS: it depends on the state, so it cannot be one GEMM over the sequence), then the LSTM's step
+(`rnnkit.kernels.lstm.lstm_step`, whose params name the last h history as the product's input) on the last h.
+Written as `rnnkit.kernels.compiled` describes.
 
-A round's matrices come as two `rnnkit.kernels.blas.loop_weights` stacks over k, ``first`` and ``second``: z =
-inp · first_k (full rank; ``second`` unused), or z = (inp · first_k) · second_k through the rank-k middle, whose
-values go into ``mids`` (the backward's ``first``/``second`` are the matrices of δinput = δz · M_k the same way)."""
+A round's matrices come as two `rnnkit.kernels.blas.loop_weights` stacks over k, ``first`` and ``second``: z = inp ·
+first_k (full rank; ``second`` unused), or z = (inp · first_k) · second_k through the rank-k middle, whose values go
+into ``mids`` (the backward's ``first``/``second`` are the matrices of δinput = δz · M_k the same way)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from numba import njit
 
 from .blas import matmul_weight, weight_at
 from .jit import GLUE, JIT, half, one, sigmoid
-from .lstm import lstm_step_backward, lstm_step_from
+from .lstm import lstm_step, lstm_step_backward
 from .sequence_loop import copy_rows, sequence_backward, sequence_forward
 
 
@@ -69,10 +70,11 @@ def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q, r, low_rank):
 
 @njit(**GLUE)
 def mogrifier_step(params, t, n, read, write, xp, states, team):
-    """`MogrifierStep.step` for the whole-sequence loop: x^{-1} = x_t and h^0 = h_{t−1} into the histories, the
-    rounds, a_t = x↑ W_ihᵀ + b (BLAS, into the gate history), then the LSTM's step on (a_t, h↑). params = (the
-    LSTM's `lstm_step` params, rounds, xs, hs, gq, gr, mq, mr (empty without a rank), the (first, second) stacks of
-    Q_kᵀ and of R_kᵀ, low_rank, W_ihᵀ as a `loop_weight` triple, b = b_ih + b_hh, has_bias, gates (T, B, 4H))."""
+    """`MogrifierStep.step` for the whole-sequence loop: x^{-1} = x_t and h^0 = h_{t−1} into the histories, the rounds,
+    a_t = x↑ W_ihᵀ + b (BLAS, into the gate history), then the LSTM's step on (a_t, h↑). params = (the LSTM's
+    `lstm_step` params with h_in the last h history, rounds, xs, hs, gq, gr, mq, mr (empty without a rank), the
+    (first, second) stacks of Q_kᵀ and of R_kᵀ, low_rank, W_ihᵀ as a `loop_weight` triple, b = b_ih + b_hh,
+    has_bias, gates (T, B, 4H))."""
     lstm, rounds, xs, hs, gq, gr, mq, mr, q, r, low_rank, w_ih_t, bias, has_bias, gates = params
     copy_rows(xp, xs[0, t, :n], 0, xp.shape[1])
     copy_rows(states[0][read, :n], hs[0, t, :n], 0, hs.shape[3])
@@ -84,7 +86,7 @@ def mogrifier_step(params, t, n, read, write, xp, states, team):
             row = a[b]
             for j in range(row.shape[0]):
                 row[j] += bias[j]
-    lstm_step_from(lstm, t, n, read, write, a, hs[hs.shape[0] - 1, t, :n], states, team)
+    lstm_step(lstm, t, n, read, write, a, states, team)  # its params read h↑ from the last h history (h_in)
 
 
 @njit(**GLUE)

@@ -128,7 +128,12 @@ class LSTMStep(GatedCell):
         return fused.lstm_sequence_forward, (loop_weight(ws.w_hh_t), *ws.peepholes, self.peephole, ws.product,
                                              ws.tanh_c, ws.m if projected else np.empty((0, 0, 0), dt),
                                              loop_weight(ws.w_hr_t if projected else np.empty((0, 0), dt)),
-                                             projected, *self.loop_mask(ws))
+                                             projected, *self.loop_mask(ws), self.recurrent_history(ws))
+
+    def recurrent_history(self, ws) -> np.ndarray:
+        """What the compiled step's recurrent product reads in place of h_{t−1} (T, B, P): none, (0, 0, 0) — the
+        Mogrifier's rounds give one."""
+        return np.empty((0, 0, 0), self.dtype)
 
     def compiled_loop_backward(self, ws):
         from ..kernels import lstm as fused

@@ -123,6 +123,10 @@ class MogrifierStep(LSTMStep):
             self._round_stacks(True, False), self._round_stacks(False, False), self.rank is not None,
             loop_weight(self.weight_ih.data), ws.dx)
 
+    def recurrent_history(self, ws):
+        """h↑, the last h of the rounds (T, B, R): the LSTM step's recurrent product reads it instead of h_{t−1}."""
+        return ws.hs[self.n_r]
+
     def _middles(self, ws, *names):
         """The rank-k middle arrays ``names`` of the workspace, or empty ones at full rank."""
         none = np.empty((0, 0, 0, 0), self.dtype)
