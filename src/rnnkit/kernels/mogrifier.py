@@ -40,7 +40,7 @@ def mogrifier_round_backward(g, gated, d_out, dz):
             dzb[j] = db[j] * xb[j] * gb[j] * (one(gb[j]) - half(gb[j]) * gb[j])
             db[j] = db[j] * gb[j]
 
-@njit(**GLUE)
+@njit(**JIT)
 def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
     """out = inp · M_k (or out += with ``accumulate``) for a round's matrix stack pair (see the module notes)."""
     if low_rank:
@@ -51,7 +51,7 @@ def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate)
         matmul_weight(inp, weight_at(first, k), out, accumulate)
 
 
-@njit(**GLUE)
+@njit(**JIT)
 def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q, r, low_rank):
     """Rounds 1..r at step t: x^i = 2σ(h^{i-1} Q_kᵀ) ⊙ x^{i-2} (odd i) and h^i = 2σ(x^{i-1} R_kᵀ) ⊙ h^{i-2} (even i),
     into the histories (`MogrifierStep.allocate`). ``q``, ``r``: (first, second) stack pairs of Q_kᵀ, R_kᵀ."""
