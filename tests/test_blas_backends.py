@@ -95,7 +95,9 @@ def run(layer, x, lengths):
     dx, _ = layer.backward(np.cos(y))
     return [y, dx] + [p.grad.copy() for p in layer.parameters()]
 for cls, options in ((rnnkit.RNN, {}), (rnnkit.LSTM, {"proj_size": 3, "peephole": True}), (rnnkit.GRU, {}),
-                     (rnnkit.GRU, {"reset_after": False}), (rnnkit.RHN, {"depth": 3, "coupled": False})):
+                     (rnnkit.GRU, {"reset_after": False}), (rnnkit.RHN, {"depth": 3, "coupled": False}),
+                     (rnnkit.Jordan, {"output_size": 3, "output_activation": "softmax"}),
+                     (rnnkit.MogrifierLSTM, {"rounds": 3, "rank": 2}), (rnnkit.MogrifierLSTM, {"rounds": 1})):
     layer = cls(5, 6, num_layers=2, bidirectional=True, dtype=np.float64, rng=1, **options)
     x, lengths = rng.standard_normal((4, 7, 5)), np.array([7, 5, 5, 2])
     with kernels.using("numpy"):
@@ -109,10 +111,11 @@ print("ok")
 
 
 @needs_mkl
-def test_with_mkl_packed_products_and_every_compiled_loop_equal_numpy():
+def test_with_mkl_packed_products_and_the_compiled_loops_of_the_cells_with_matrices_equal_numpy():
     """Packed products equal NumPy's ``@`` (float32 and float64, accumulating, fewer rows than packed for), and
-    RNN, LSTM (peepholes, projection), GRU (both resets) and RHN (a packed weight per micro-cell) loops on MKL
-    equal the NumPy oracle: stacked, bidirectional, ragged, every gradient."""
+    RNN, LSTM (peepholes, projection), GRU (both resets), RHN (a packed weight per micro-cell), Jordan and the
+    Mogrifier (stacks of packed round matrices, low rank, and an empty stack) loops on MKL equal the NumPy oracle:
+    stacked, bidirectional, ragged, every gradient."""
     result = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=600,
                             env={**os.environ, "RNNKIT_BLAS": "mkl"})
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

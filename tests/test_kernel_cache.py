@@ -20,19 +20,21 @@ import json
 import numpy as np
 import rnnkit
 from rnnkit import kernels
-from rnnkit.kernels import gru, indrnn, lstm, minimal, rnn
+from rnnkit.kernels import gru, indrnn, jordan, layernorm, lstm, minimal, mogrifier, rhn, rnn
 
 layers = [rnnkit.RNN(3, 4, bidirectional=True), rnnkit.LSTM(3, 4, bidirectional=True),
           rnnkit.GRU(3, 4, bidirectional=True), rnnkit.GRU(3, 4, reset_after=False, bidirectional=True),
           rnnkit.IndRNN(3, 4, bidirectional=True), rnnkit.MinGRU(3, 4, bidirectional=True),
-          rnnkit.MinLSTM(3, 4, bidirectional=True)]
+          rnnkit.MinLSTM(3, 4, bidirectional=True), rnnkit.LayerNormLSTM(3, 4, bidirectional=True),
+          rnnkit.LayerNormGRU(3, 4, bidirectional=True), rnnkit.RHN(3, 4, depth=2, bidirectional=True),
+          rnnkit.Jordan(3, 4, 2, bidirectional=True), rnnkit.MogrifierLSTM(3, 4, bidirectional=True)]
 x, lengths = np.ones((2, 5, 3), np.float32), np.array([5, 3])
 with kernels.using("compiled"):
     for layer in layers:
         y, _ = layer.forward(x, lengths=lengths)
         layer.backward(np.ones_like(y))
 entries = {}
-for module in (gru, indrnn, lstm, minimal, rnn):
+for module in (gru, indrnn, jordan, layernorm, lstm, minimal, mogrifier, rhn, rnn):
     for name in dir(module):
         entry = getattr(module, name)
         if name.endswith(("_sequence_forward", "_sequence_backward")) and entry.signatures:
@@ -43,7 +45,7 @@ print(json.dumps(entries))
 
 #: the loop entries of every cell family (forward and backward)
 FAMILIES = {"rnn.rnn", "lstm.lstm", "gru.gru_reset_after", "gru.gru_reset_before", "indrnn.indrnn",
-            "minimal.min"}
+            "minimal.min", "layernorm.lnlstm", "layernorm.lngru", "rhn.rhn", "jordan.jordan", "mogrifier.mogrifier"}
 
 
 def probe() -> tuple[dict, str]:

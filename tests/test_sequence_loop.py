@@ -265,7 +265,8 @@ def test_blas_product_from_compiled_code_reads_a_single_row_whatever_its_row_str
     assert out.tolist() == [[2.0, 4.0, 6.0, 8.0]]
 
 
-@pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after", "rnn-tanh"])
+@pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after", "rnn-tanh", "rhn-uncoupled",
+                                  "jordan-softmax", "mogrifier-peephole-projection"])
 def test_recording_state_gradient_norms_steps_back_in_python_after_the_compiled_forward_with_the_same_gradients(
         name, loop_calls):
     """``record_state_grads`` (the vanishing-gradient diagnostics) runs the backward in the Python loop after a

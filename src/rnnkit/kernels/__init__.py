@@ -3,7 +3,7 @@
 * ``"numpy"``: the NumPy code inside each cell's ``step`` / ``step_backward`` — the readable definition of the
   math, and the oracle the compiled kernels are tested against;
 * ``"compiled"``: `rnnkit.kernels.compiled`, one fused numba pass per step between the same BLAS GEMMs, and for
-  the RNN, LSTM, GRU, IndRNN, min, layer-normalised and RHN cells the whole time loop in one compiled call
+  every cell of the catalogue the whole time loop in one compiled call
   (`rnnkit.kernels.sequence_loop`, cached on disk), the two directions of a bidirectional layer at once
   (`rnnkit.kernels.parallel`) (needs the ``numba`` package; without it rnnkit says so once and uses NumPy).
 

@@ -1,17 +1,19 @@
-"""Fused step kernels, compiled with numba: the pointwise part of one time step in one pass over the gates.
+"""The per-step names of the compiled kernels (``ws.kernels.NAME``: every cell family's fused step kernels, each
+defined in its family's module and re-exported here) and zoneout's two kernels for the runner's step-by-step loop.
 
-Each kernel is the exact counterpart of a block of NumPy code in a cell's ``step`` or ``step_backward`` (named in
-its docstring), called between the same BLAS GEMMs and writing into the same workspace arrays, so the NumPy
-code stays the readable definition and the oracle the tests compare against.
+A fused step kernel is the pointwise part of one time step in one pass over the gates: the exact counterpart of a
+block of NumPy code in a cell's ``step`` or ``step_backward`` (named in its docstring), called between the same
+BLAS GEMMs and writing into the same workspace arrays, so the NumPy code stays the readable definition and the
+oracle the tests compare against.
 
-How they are written, so that LLVM vectorizes them (AVX2/AVX-512):
+How every kernel module is written, so that LLVM vectorizes the kernels (AVX2/AVX-512):
 
 * ``error_model="numpy"`` — the default error model puts a zero-division branch into every division and blocks
   SIMD — and fast-math only where it cannot change a finite result (`rnnkit.kernels.jit.JIT`): a fused
   multiply-add is written out (`muladd`) where it pays, and sums over a row are `row_sum` / `row_dot`, so a kernel
   gives the same bits whether it was compiled in this process or loaded from the cache;
 * one simple loop over a row's contiguous units; no Python-float literals in the arithmetic (a float64 constant
-  would promote float32 math): constants come from the typed helpers below;
+  would promote float32 math): constants come from the typed helpers of `rnnkit.kernels.jit`;
 * float32: tanh is Eigen's clamped rational (13/6) approximation — no libm call, a few ulp (< 4e-7 relative);
   σ(a) = ½ tanh(a/2) + ½ as in `rnnkit.activations.sigmoid`. float64 calls libm's tanh (accurate to 1 ulp).
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from numba import njit
 
-# -- the cells with a kernel module of their own (one per cell family), exported here for ``ws.kernels.NAME`` -----
+# -- each cell family's step kernels, from its own module, exported here for ``ws.kernels.NAME`` ------------------
 from .gru import (  # noqa: F401 - re-exported
     gru_backward_reset_after,
     gru_backward_reset_before_r,

@@ -64,9 +64,9 @@ def jordan_output_backward(dy, y, activation, da_y):
     row's units)."""
     for b in range(y.shape[0]):
         if activation == SOFTMAX:
-            coupled = row_dot(dy[b], y[b])
+            through_sum = row_dot(dy[b], y[b])  # Σ_j δy_j y_j, the part every unit's δa shares
             for j in range(y.shape[1]):
-                da_y[b, j] = y[b, j] * (dy[b, j] - coupled)
+                da_y[b, j] = y[b, j] * (dy[b, j] - through_sum)
             continue
         for j in range(y.shape[1]):
             d = dy[b, j]

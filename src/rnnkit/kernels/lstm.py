@@ -114,21 +114,21 @@ def lstm_backward_units(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephol
 
 @njit(**GLUE)
 def lstm_step(params, t, n, read, write, xp, states, team):
-    """`LSTMStep.step` for the whole-sequence loop: the product h_{t−1} W_hhᵀ (BLAS) into a (B, 4H) buffer that
-    stays in cache, the fused pointwise forward on xp_t + product, its gates written over xp_t (the projection
-    becomes the gate history: no second (T, B, 4H) array), then h_t = m_t W_hrᵀ with a projection. In a team
+    """`LSTMStep.step` for the whole-sequence loop: the product h_{t−1} W_hhᵀ (BLAS) into a (B, 4H) buffer that stays in
+    cache, the fused pointwise forward on xp_t + product, its gates written over xp_t (the projection becomes the
+    gate history: no second (T, B, 4H) array), then h_t = m_t W_hrᵀ with a projection. In a team
     (`rnnkit.kernels.team`; never with a projection) the product's columns and the pointwise math of this part's
     units only. params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, product (B, 4H), tanh_c (B, H) of one step (the
-    backward takes the tanh of c_t again), m (T, B, H), W_hrᵀ, projected, m_h, scratch, h_in), each weight a
-    `rnnkit.kernels.blas.loop_weight` triple; m and W_hrᵀ are unused without a projection; m_h (B, P) the recurrent
-    dropout mask (h_{t−1} ⊙ m_h, in scratch (B, P), enters the product) or (0, 0); h_in (T, B, P) what the product
-    reads in place of h_{t−1} (a Mogrifier's last h after its rounds, `rnnkit.kernels.mogrifier`), or (0, 0, 0)
-    for h_{t−1} itself."""
-    w_hh_t, w_ci, w_cf, w_co, peephole, product, tanh_c, m, w_hr_t, projected, mask, masked, h_in = params
+    backward takes the tanh of c_t again), m (T, B, H), W_hrᵀ, projected, m_h, scratch, recurrent_history), each
+    weight a `rnnkit.kernels.blas.loop_weight` triple; m and W_hrᵀ are unused without a projection; m_h (B, P) the
+    recurrent dropout mask (h_{t−1} ⊙ m_h, in scratch (B, P), enters the product) or (0, 0); recurrent_history (T,
+    B, P) what the product reads in place of h_{t−1} (a Mogrifier's last h after its rounds,
+    `rnnkit.kernels.mogrifier`), or (0, 0, 0) for h_{t−1} itself."""
+    w_hh_t, w_ci, w_cf, w_co, peephole, product, tanh_c, m, w_hr_t, projected, mask, masked, recurrent_history = params
     h, c = states
     p = product[:n]
     lo, hi = own_units(c.shape[2], team)
-    h_prev = h[read, :n] if h_in.shape[0] == 0 else h_in[t, :n]
+    h_prev = h[read, :n] if recurrent_history.shape[0] == 0 else recurrent_history[t, :n]
     matmul_gate_units(recurrent_read(h_prev, mask, masked, team), w_hh_t, p, 4, team)
     out = m[t, :n] if projected else h[write, :n]  # o ⊙ tanh(c_t): m_t, or h_t itself
     lstm_forward_units(xp, p, c[read, :n], w_ci, w_cf, w_co, peephole, c[write, :n], tanh_c[:n], out, lo, hi)

@@ -80,11 +80,15 @@ def intel_cpu() -> bool:
 ROWS_HINT = 64
 
 
+def _precision(matrix: np.ndarray) -> str:
+    """BLAS's letter for the precision of ``matrix``: "s" (float32) or "d" (float64)."""
+    return "s" if matrix.dtype == np.float32 else "d"
+
+
 def packed_size(matrix: np.ndarray) -> int:
     """The bytes MKL's packed copy of ``matrix`` (k, n) takes (`pack`)."""
     k, n = matrix.shape
-    precision = "s" if matrix.dtype == np.float32 else "d"
-    return getattr(library(), f"cblas_{precision}gemm_pack_get_size")(_A_MATRIX, n, ROWS_HINT, k)
+    return getattr(library(), f"cblas_{_precision(matrix)}gemm_pack_get_size")(_A_MATRIX, n, ROWS_HINT, k)
 
 
 def pack(matrix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -94,7 +98,7 @@ def pack(matrix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     stay where it was packed: its layout depends on the buffer's address, and a byte-for-byte copy of it elsewhere
     gave wrong products (tried: copies at 8 to 64 bytes from the original's alignment)."""
     k, n = matrix.shape
-    precision = "s" if matrix.dtype == np.float32 else "d"
+    precision = _precision(matrix)
     handle = library()
     scalar = ctypes.c_float if precision == "s" else ctypes.c_double
     packed = np.empty(packed_size(matrix), np.uint8) if out is None else out

@@ -6,7 +6,7 @@ x (BLAS: it depends on the state, so it cannot be one GEMM over the sequence), t
 Written as `rnnkit.kernels.compiled` describes.
 
 A round's matrices come as two `rnnkit.kernels.blas.loop_weights` stacks over k, ``first`` and ``second``: z = inp ·
-first_k (full rank; ``second`` unused), or z = (inp · first_k) · second_k through the rank-k middle, whose values go
+first_k (full rank; ``second`` unused), or z = (inp · first_k) · second_k through the low-rank middle, whose values go
 into ``mids`` (the backward's ``first``/``second`` are the matrices of δinput = δz · M_k the same way)."""
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def mogrifier_round_backward(g, gated, d_out, dz):
             dzb[j] = db[j] * xb[j] * gb[j] * (one(gb[j]) - half(gb[j]) * gb[j])
             db[j] = db[j] * gb[j]
 
+
 @njit(**JIT)
 def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
     """out = inp · M_k (or out += with ``accumulate``) for a round's matrix stack pair (see the module notes)."""
@@ -52,19 +53,20 @@ def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate)
 
 
 @njit(**JIT)
-def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q, r, low_rank):
+def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank):
     """Rounds 1..r at step t: x^i = 2σ(h^{i-1} Q_kᵀ) ⊙ x^{i-2} (odd i) and h^i = 2σ(x^{i-1} R_kᵀ) ⊙ h^{i-2} (even i),
-    into the histories (`MogrifierStep.allocate`). ``q``, ``r``: (first, second) stack pairs of Q_kᵀ, R_kᵀ."""
+    into the histories (`MogrifierStep.allocate`). ``q_stacks``, ``r_stacks``: the (first, second) stacks of Q_kᵀ,
+    R_kᵀ."""
     for i in range(1, rounds + 1):
         if i % 2:
             k = (i - 1) // 2
             g = gq[k, t, :n]
-            _round_product(hs[k, t, :n], q[0], q[1], k, mq, t, n, low_rank, g, False)
+            _round_product(hs[k, t, :n], q_stacks[0], q_stacks[1], k, mq, t, n, low_rank, g, False)
             mogrifier_round(g, xs[k, t, :n], xs[k + 1, t, :n])
         else:
             k = i // 2 - 1
             g = gr[k, t, :n]
-            _round_product(xs[k + 1, t, :n], r[0], r[1], k, mr, t, n, low_rank, g, False)
+            _round_product(xs[k + 1, t, :n], r_stacks[0], r_stacks[1], k, mr, t, n, low_rank, g, False)
             mogrifier_round(g, hs[k, t, :n], hs[k + 1, t, :n])
 
 
@@ -72,13 +74,13 @@ def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q, r, low_rank):
 def mogrifier_step(params, t, n, read, write, xp, states, team):
     """`MogrifierStep.step` for the whole-sequence loop: x^{-1} = x_t and h^0 = h_{t−1} into the histories, the rounds,
     a_t = x↑ W_ihᵀ + b (BLAS, into the gate history), then the LSTM's step on (a_t, h↑). params = (the LSTM's
-    `lstm_step` params with h_in the last h history, rounds, xs, hs, gq, gr, mq, mr (empty without a rank), the
-    (first, second) stacks of Q_kᵀ and of R_kᵀ, low_rank, W_ihᵀ as a `loop_weight` triple, b = b_ih + b_hh,
-    has_bias, gates (T, B, 4H))."""
-    lstm, rounds, xs, hs, gq, gr, mq, mr, q, r, low_rank, w_ih_t, bias, has_bias, gates = params
+    `lstm_step` params with recurrent_history the last h history, rounds, xs, hs, gq, gr, mq, mr (empty without a
+    rank), the (first, second) stacks of Q_kᵀ and of R_kᵀ, low_rank, W_ihᵀ as a `loop_weight` triple, b = b_ih +
+    b_hh, has_bias, gates (T, B, 4H))."""
+    lstm, rounds, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank, w_ih_t, bias, has_bias, gates = params
     copy_rows(xp, xs[0, t, :n], 0, xp.shape[1])
     copy_rows(states[0][read, :n], hs[0, t, :n], 0, hs.shape[3])
-    _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q, r, low_rank)
+    _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank)
     a = gates[t, :n]
     matmul_weight(xs[xs.shape[0] - 1, t, :n], w_ih_t, a, False)  # x↑ W_ihᵀ
     if has_bias:
@@ -86,17 +88,17 @@ def mogrifier_step(params, t, n, read, write, xp, states, team):
             row = a[b]
             for j in range(row.shape[0]):
                 row[j] += bias[j]
-    lstm_step(lstm, t, n, read, write, a, states, team)  # its params read h↑ from the last h history (h_in)
+    lstm_step(lstm, t, n, read, write, a, states, team)  # its params read h↑ from the last h history
 
 
 @njit(**GLUE)
 def mogrifier_step_backward(params, t, n, read, write, dstate, states, dxp, team):
-    """`MogrifierStep.step_backward` for the whole-sequence loop: the LSTM's step backward (δa into ``dxp``, δh↑
-    into δh, δc_{t−1}), δx↑ = δa W_ih (BLAS, into the δx history), then rounds r..1: δz = δout ⊙ gated ⊙ g(1 − g/2),
-    δgated = δout ⊙ g, δinput += δz M_k (BLAS). params = (the LSTM's `lstm_step_backward` params, rounds, xs, hs,
-    gq, gr, dzq, dzr, dmq, dmr, the (first, second) stacks of Q_k and of R_k (U_k, V_k low rank), low_rank, W_ih
-    as a `loop_weight` triple, dx (T, B, I))."""
-    lstm, rounds, xs, hs, gq, gr, dzq, dzr, dmq, dmr, q, r, low_rank, w_ih, dx_history = params
+    """`MogrifierStep.step_backward` for the whole-sequence loop: the LSTM's step backward (δa into ``dxp``, δh↑ into
+    δh, δc_{t−1}), δx↑ = δa W_ih (BLAS, into the δx history), then rounds r..1: δz = δout ⊙ gated ⊙ g(1 − g/2),
+    δgated = δout ⊙ g, δinput += δz M_k (BLAS), for each round i its matrix M_k. params = (the LSTM's
+    `lstm_step_backward` params, rounds, xs, hs, gq, gr, dzq, dzr, dmq, dmr, the (first, second) stacks of Q_k and
+    of R_k (U_k, V_k low rank), low_rank, W_ih as a `loop_weight` triple, dx (T, B, I))."""
+    lstm, rounds, xs, hs, gq, gr, dzq, dzr, dmq, dmr, q_stacks, r_stacks, low_rank, w_ih, dx_history = params
     lstm_step_backward(lstm, t, n, read, write, dstate, states, dxp, team)
     dx, dh = dx_history[t, :n], dstate[0][:n]
     matmul_weight(dxp, w_ih, dx, False)  # δx↑ = δa W_ih
@@ -105,12 +107,12 @@ def mogrifier_step_backward(params, t, n, read, write, dstate, states, dxp, team
             k = (i - 1) // 2
             dz = dzq[k, t, :n]
             mogrifier_round_backward(gq[k, t, :n], xs[k, t, :n], dx, dz)
-            _round_product(dz, q[0], q[1], k, dmq, t, n, low_rank, dh, True)
+            _round_product(dz, q_stacks[0], q_stacks[1], k, dmq, t, n, low_rank, dh, True)
         else:  # δz → δx^{i-1} through R_k
             k = i // 2 - 1
             dz = dzr[k, t, :n]
             mogrifier_round_backward(gr[k, t, :n], hs[k, t, :n], dh, dz)
-            _round_product(dz, r[0], r[1], k, dmr, t, n, low_rank, dx, True)
+            _round_product(dz, r_stacks[0], r_stacks[1], k, dmr, t, n, low_rank, dx, True)
 
 
 @njit(**JIT)

@@ -11,7 +11,8 @@ for the plain loop. The cell's step does the rest for the ``n`` rows still insid
 GEMM(s) — BLAS called from compiled code (`rnnkit.kernels.blas`) — and its fused pointwise kernel right after each
 product, while the block is in cache. The steps live with their pointwise kernels, one module per cell family
 (`rnnkit.kernels.rnn`, `rnnkit.kernels.lstm`, `rnnkit.kernels.gru`, `rnnkit.kernels.indrnn`,
-`rnnkit.kernels.minimal`, `rnnkit.kernels.layernorm`, `rnnkit.kernels.rhn`; the defined cells' generated modules),
+`rnnkit.kernels.minimal`, `rnnkit.kernels.layernorm`, `rnnkit.kernels.rhn`, `rnnkit.kernels.jordan`,
+`rnnkit.kernels.mogrifier`; the defined cells' generated modules),
 and are passed in as arguments: numba compiles one specialisation of the loop per step function, so the loop reads
 like the Python runner and costs nothing per step in Python.
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import kernels
 from ..errors import UsageError
-from ..module import Parameter, ParameterOwner, as_rng
+from ..module import Parameter, ParameterOwner, as_rng, is_grad_enabled
 
 
 class Workspace(SimpleNamespace):
@@ -77,6 +77,15 @@ def dtanh(y: np.ndarray, out: np.ndarray) -> np.ndarray:
 def per_step(steps: int, batch: int, width: int, dtype, ragged: bool) -> np.ndarray:
     """A (T, B, width) workspace array: zeroed for ragged batches (padded rows feed the weight GEMMs)."""
     return (np.zeros if ragged else np.empty)((steps, batch, width), dtype)
+
+
+def for_backward(shape: tuple[int, ...], dtype, ragged: bool) -> np.ndarray:
+    """A workspace array that only the backward writes and reads (a history of δ's): as `per_step` makes them, or
+    an empty array with as many axes under ``rnnkit.no_grad()``, where no backward will run (a whole-sequence
+    compiled forward allocates (T, …) histories even then)."""
+    if not is_grad_enabled():
+        return np.empty((0,) * len(shape), dtype)
+    return (np.zeros if ragged else np.empty)(shape, dtype)
 
 
 def input_projection(x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
@@ -140,6 +149,12 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
     @abstractmethod
     def gate_width(self) -> int:
         """G, the width of the pre-activation ``xp``/``dxp`` rows."""
+
+    def loop_work(self, steps: int, batch: int) -> int:
+        """The multiply-adds of the products inside the time loop over a call — here one recurrent product per
+        step, steps · batch · state width · gate width; cells with more products per step say so. It decides
+        whether two directions run at once (`rnnkit.kernels.parallel.PAIR_WORK`)."""
+        return steps * batch * self.state_sizes[0] * self.gate_width
 
     # -- one call over a sequence batch --------------------------------------------------------------------------
     @abstractmethod

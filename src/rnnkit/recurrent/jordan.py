@@ -9,7 +9,7 @@ import numpy as np
 from ..activations import sigmoid, softmax
 from ..module import Parameter, as_rng, check_choice, check_float, check_positive_int
 from .catalog import CellEntry
-from .cell import GatedCell, per_step, transposed
+from .cell import GatedCell, for_backward, per_step, transposed
 from .layer import RecurrentLayer
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity", "softmax")  # their indices are the kernels' (kernels.jordan)
@@ -71,7 +71,7 @@ class JordanStep(GatedCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         ws.hidden = per_step(steps, batch, self.hidden_size, self.dtype, ragged)
-        ws.da_y = per_step(steps, batch, self.recurrent_size, self.dtype, ragged)
+        ws.da_y = for_backward((steps, batch, self.recurrent_size), self.dtype, ragged)
         ws.w_hy_t = transposed(self.weight_hy.data)
         ws.decay = self.dtype.type(self.state_decay)  # μ in the arrays' precision
         ws.b_hy = self.bias_hy.data if self.bias else np.zeros(self.recurrent_size, self.dtype)
@@ -80,6 +80,9 @@ class JordanStep(GatedCell):
 
     # -- the whole loop in one compiled call --------------------------------------------------------------------
     whole_sequence = True
+
+    def loop_work(self, steps, batch):
+        return 2 * super().loop_work(steps, batch)  # s_t W_hhᵀ and h_t W_hyᵀ, O · H each
 
     def compiled_loop(self, ws):
         from ..kernels import jordan as fused  # numba is loaded only with compiled kernels active

@@ -72,9 +72,9 @@ def run_directions(jobs: list, whole: bool, work: int) -> list:
 
 
 def direction_work(cell, steps: int, batch: int) -> int:
-    """The multiply-adds of one direction's recurrent products over a call: steps · batch · state width · gate
-    width (`rnnkit.kernels.parallel.PAIR_WORK`)."""
-    return steps * batch * cell.state_sizes[0] * cell.gate_width
+    """The multiply-adds of one direction's products inside its time loop over a call (`Cell.loop_work`;
+    `rnnkit.kernels.parallel.PAIR_WORK`)."""
+    return cell.loop_work(steps, batch)
 
 
 def in_caller_order(a: np.ndarray, order: np.ndarray | None, axis: int) -> np.ndarray:
@@ -89,12 +89,12 @@ def in_sorted_order(a: np.ndarray, order: np.ndarray | None, axis: int) -> np.nd
 
 @dataclass(frozen=True)
 class TraceView:
-    """One layer and direction of the last forward (with gradients enabled), read-only, batch-first, in the
-    caller's row order. ``states``: {name: (B, T, S)}, the state after each step; ``gates``: {name: (B, T, H)}, the
-    cell's activated gates (copies; an LSTM's or GRU's backward on the compiled loop writes its gradients over
-    them, so read them before ``backward``: `trace` refuses afterwards); ``state_grad_norms``: (T,) ‖∂L/∂h_t‖ if
-    the backward recorded them (see ``RecurrentLayer.record_state_grads``), else None. Values past a sequence's
-    end are not meaningful."""
+    """One layer and direction of the last forward (with gradients enabled), read-only, batch-first, in the caller's row
+    order. ``states``: {name: (B, T, S)}, the state after each step; ``gates``: {name: (B, T, H)}, the cell's
+    activated gates (copies; the backward of an LSTM, a Mogrifier LSTM or a GRU on the compiled loop writes its
+    gradients over them, so read them before ``backward``: `trace` refuses afterwards); ``state_grad_norms``: (T,)
+    ‖∂L/∂h_t‖ if the backward recorded them (see ``RecurrentLayer.record_state_grads``), else None. Values past a
+    sequence's end are not meaningful."""
 
     states: dict[str, np.ndarray]
     gates: dict[str, np.ndarray]

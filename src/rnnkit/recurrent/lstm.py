@@ -10,7 +10,7 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, as_rng, check_bool, check_float, check_int
 from .catalog import CellEntry
-from .cell import GatedCell, dsigmoid, dtanh, per_step, transposed
+from .cell import GatedCell, dsigmoid, dtanh, for_backward, per_step, transposed
 from .layer import RecurrentLayer
 
 
@@ -101,7 +101,7 @@ class LSTMStep(GatedCell):
                         else (np.empty(0, dt),) * 3)
         if self.proj_size:
             ws.m = per_step(steps, batch, h, dt, ragged)
-            ws.dh = per_step(steps, batch, self.proj_size, dt, ragged)
+            ws.dh = for_backward((steps, batch, self.proj_size), dt, ragged)
             ws.w_hr_t = transposed(self.weight_hr.data)
         return ws
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..activations import sigmoid
 from ..module import MAX_COUNT, Parameter, as_rng, check_int, check_positive_int
 from .catalog import CellEntry
-from .cell import CompiledSequenceLoop, transposed
+from .cell import CompiledSequenceLoop, for_backward, transposed
 from .layer import RecurrentLayer
 from .lstm import LSTMStep
 
@@ -76,18 +76,23 @@ class MogrifierStep(LSTMStep):
         """The LSTM's workspace plus ``xs`` (⌈r/2⌉+1, T, B, I): x^{-1}, x^1, x^3, ...; ``hs`` (⌊r/2⌋+1, T, B, R):
         h^0, h^2, ...; ``gq``/``gr`` the rounds' gates 2σ(z); ``dzq``/``dzr`` their δz; with ``rank`` the k-wide
         middle activations ``mq``, ``mr`` and their gradients ``dmq``, ``dmr``; ``dx`` (T, B, I) δx_t;
-        ``w_ih_t``, ``b`` = b_ih + b_hh, and ``gates_in`` (B, 4H) scratch for x↑ W_ihᵀ + b."""
+        ``w_ih_t``, ``b`` = b_ih + b_hh, and ``gates_in`` (B, 4H) scratch for x↑ W_ihᵀ + b (the step-by-step loop's);
+        the compiled loop writes a_t = x↑ W_ihᵀ + b into ``gates`` (T, B, 4H) instead, which its LSTM step
+        activates in place and its backward overwrites with δa, as the LSTM's compiled loop does with its
+        projection."""
         ws = super().allocate(steps, batch, ragged)
         make = np.zeros if ragged else np.empty
         size_x, size_h, k, dt = self.input_size, self.recurrent_size, self.rank, self.dtype
         ws.xs = make((self.n_q + 1, steps, batch, size_x), dt)
         ws.hs = make((self.n_r + 1, steps, batch, size_h), dt)
-        ws.gq, ws.dzq = make((2, self.n_q, steps, batch, size_x), dt)
-        ws.gr, ws.dzr = make((2, self.n_r, steps, batch, size_h), dt)
+        shapes = {"q": (self.n_q, steps, batch, size_x), "r": (self.n_r, steps, batch, size_h),
+                  "mq": (self.n_q, steps, batch, k), "mr": (self.n_r, steps, batch, k)}
+        ws.gq, ws.dzq = make(shapes["q"], dt), for_backward(shapes["q"], dt, ragged)
+        ws.gr, ws.dzr = make(shapes["r"], dt), for_backward(shapes["r"], dt, ragged)
         if k:
-            ws.mq, ws.dmq = make((2, self.n_q, steps, batch, k), dt)
-            ws.mr, ws.dmr = make((2, self.n_r, steps, batch, k), dt)
-        ws.dx = make((steps, batch, size_x), dt)
+            ws.mq, ws.dmq = make(shapes["mq"], dt), for_backward(shapes["mq"], dt, ragged)
+            ws.mr, ws.dmr = make(shapes["mr"], dt), for_backward(shapes["mr"], dt, ragged)
+        ws.dx = for_backward((steps, batch, size_x), dt, ragged)
         ws.w_ih_t = transposed(self.weight_ih.data)
         ws.b = (self.bias_ih.data + self.bias_hh.data) if self.bias else None
         ws.gates_in = np.empty((batch, 4 * self.hidden_size), dt)
@@ -97,6 +102,7 @@ class MogrifierStep(LSTMStep):
 
     # -- the whole loop in one compiled call --------------------------------------------------------------------
     whole_sequence = True
+    forward_only = (*LSTMStep.forward_only, "w_ih_t", "gates_in")
 
     def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
         """The compiled loop (`rnnkit.kernels.mogrifier`): the gates get a history of their own, ``xp`` is x."""
@@ -122,6 +128,13 @@ class MogrifierStep(LSTMStep):
             lstm, self.rounds, ws.xs, ws.hs, ws.gq, ws.gr, ws.dzq, ws.dzr, *self._middles(ws, "dmq", "dmr"),
             self._round_stacks(True, False), self._round_stacks(False, False), self.rank is not None,
             loop_weight(self.weight_ih.data), ws.dx)
+
+    def loop_work(self, steps, batch):
+        """The LSTM's recurrent product, the input projection of x↑ and the rounds' products, per step."""
+        size_x, size_h = self.input_size, self.recurrent_size
+        per_round = size_x * size_h if self.rank is None else self.rank * (size_x + size_h)
+        per_step = size_x * 4 * self.hidden_size + self.rounds * per_round
+        return super().loop_work(steps, batch) + steps * batch * per_step
 
     def recurrent_history(self, ws):
         """h↑, the last h of the rounds (T, B, R): the LSTM step's recurrent product reads it instead of h_{t−1}."""
@@ -152,10 +165,10 @@ class MogrifierStep(LSTMStep):
         return (True, (i - 1) // 2) if i % 2 else (False, i // 2 - 1)
 
     def _round_arrays(self, ws, odd: bool, k: int, t: int, n: int):
-        """(input of the round's gate, value being gated, output slot, gate, δz) of round (odd, k) at step t."""
+        """(input of the round's gate, value being gated, output slot, gate) of round (odd, k) at step t."""
         if odd:
-            return ws.hs[k, t, :n], ws.xs[k, t, :n], ws.xs[k + 1, t, :n], ws.gq[k, t, :n], ws.dzq[k, t, :n]
-        return ws.xs[k + 1, t, :n], ws.hs[k, t, :n], ws.hs[k + 1, t, :n], ws.gr[k, t, :n], ws.dzr[k, t, :n]
+            return ws.hs[k, t, :n], ws.xs[k, t, :n], ws.xs[k + 1, t, :n], ws.gq[k, t, :n]
+        return ws.xs[k + 1, t, :n], ws.hs[k, t, :n], ws.hs[k + 1, t, :n], ws.gr[k, t, :n]
 
     def _matrices(self, odd: bool):
         """The round's matrix stack: (Q or R,) full rank, or its factors (U, V)."""
@@ -180,7 +193,7 @@ class MogrifierStep(LSTMStep):
         ws.hs[0, t, :n] = prev[0]
         for i in range(1, self.rounds + 1):  # x^i = 2σ(h^{i-1} Q_iᵀ) ⊙ x^{i-2}  or  h^i = 2σ(x^{i-1} R_iᵀ) ⊙ h^{i-2}
             odd, k = self._round(i)
-            inp, gated, out, g, _ = self._round_arrays(ws, odd, k, t, n)
+            inp, gated, out, g = self._round_arrays(ws, odd, k, t, n)
             self._gate_preactivation(ws, odd, k, t, n, inp, g)
             if ws.kernels is not None:
                 ws.kernels.mogrifier_round(g, gated, out)
@@ -203,7 +216,8 @@ class MogrifierStep(LSTMStep):
         np.matmul(dxp, self.weight_ih.data, out=dx)  # δx↑ = δa W_ih
         for i in range(self.rounds, 0, -1):
             odd, k = self._round(i)
-            _, gated, _, g, dz = self._round_arrays(ws, odd, k, t, n)
+            _, gated, _, g = self._round_arrays(ws, odd, k, t, n)
+            dz = (ws.dzq if odd else ws.dzr)[k, t, :n]
             d_out, d_in = (dx, dh) if odd else (dh, dx)
             # δz = δout ⊙ gated ⊙ g(1 − g/2);  δgated = δout ⊙ g;  δinput += δz M
             if ws.kernels is not None:

@@ -9,7 +9,7 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import MAX_COUNT, check_bool, check_float, check_int
 from .catalog import CellEntry
-from .cell import GatedCell, Workspace, dsigmoid, dtanh
+from .cell import GatedCell, Workspace, dsigmoid, dtanh, for_backward
 from .layer import RecurrentLayer
 
 
@@ -42,6 +42,7 @@ class RHNStep(GatedCell):
     #: the carry gate is 1 − τ (this class) or a gate of its own (`UncoupledRHNStep`)
     coupled = True
     num_gates = 2
+    forward_only = ("r_t",)
     gate_names = ("h", "transform")
     fold_hidden_bias = False  # b_hh holds the micro-cells' biases b_l, added per depth inside the step
 
@@ -68,11 +69,11 @@ class RHNStep(GatedCell):
     def allocate(self, steps, batch, ragged=False):
         make = np.zeros if ragged else np.empty
         g, hs, depth = self.gate_width, self.hidden_size, self.depth
-        w = self.weight_hh.data.reshape(depth, g, hs)
+        w = self.recurrent_weights()
         biases = self.bias_hh.data.reshape(depth, g) if self.bias else np.zeros((depth, g), self.dtype)
         return Workspace(gates=make((depth, steps, batch, g), self.dtype),
                          inputs=make((depth, steps, batch, hs), self.dtype),
-                         dgates=make((depth, steps, batch, g), self.dtype),
+                         dgates=for_backward((depth, steps, batch, g), self.dtype, ragged),
                          r_t=np.ascontiguousarray(w.transpose(0, 2, 1)), biases=biases,
                          scratch=np.empty((batch, hs), self.dtype), kernels=kernels.active())
 
@@ -89,18 +90,21 @@ class RHNStep(GatedCell):
         from ..kernels import rhn as fused
         from ..kernels.blas import loop_weights
 
-        weights = self.weight_hh.data.reshape(self.depth, self.gate_width, self.hidden_size)
-        return fused.rhn_sequence_backward, (loop_weights(weights), ws.gates, ws.inputs, ws.dgates, self.coupled)
+        return fused.rhn_sequence_backward, (loop_weights(self.recurrent_weights()), ws.gates, ws.inputs, ws.dgates,
+                                             self.coupled)
 
     def gate_activations(self, ws):
         h = self.hidden_size
         return {f"{name}{l + 1}": ws.gates[l, ..., k * h:(k + 1) * h]
                 for l in range(self.depth) for k, name in enumerate(self.gate_names)}
 
-    def _recurrent_weight(self, l: int) -> np.ndarray:
-        """R_l (G, H), a view of ``weight_hh``."""
-        g = self.gate_width
-        return self.weight_hh.data[l * g:(l + 1) * g]
+    def loop_work(self, steps, batch):
+        return self.depth * super().loop_work(steps, batch)  # one product per micro-cell
+
+    def recurrent_weights(self, grad: bool = False) -> np.ndarray:
+        """R_l stacked by depth, (L, G, H): a view of ``weight_hh`` (of its gradient with ``grad``)."""
+        array = self.weight_hh.grad if grad else self.weight_hh.data
+        return array.reshape(self.depth, self.gate_width, self.hidden_size)
 
     def step(self, ws, t, xp, prev, new):
         n = xp.shape[0]
@@ -117,7 +121,7 @@ class RHNStep(GatedCell):
             s = out
 
     def _micro_cell_forward(self, a, b_l, xp, s_in, out, tmp):
-        """NumPy: activate a^l in place and write s^l into ``out`` (`rnnkit.kernels.compiled.rhn_forward`)."""
+        """NumPy: activate a^l in place and write s^l into ``out`` (`rnnkit.kernels.rhn.rhn_forward`)."""
         hs = self.hidden_size
         a += b_l
         if xp is not None:
@@ -143,10 +147,10 @@ class RHNStep(GatedCell):
                 ws.kernels.rhn_backward(ds, a, s_in, self.coupled, da)
             else:
                 self._micro_cell_backward(ds, a, s_in, da, ws.scratch[:n])
-            ds += da @ self._recurrent_weight(l)  # δs^{l-1} = δs^l ⊙ c + δa^l R_l
+            ds += da @ self.recurrent_weights()[l]  # δs^{l-1} = δs^l ⊙ c + δa^l R_l
 
     def _micro_cell_backward(self, ds, a, s_in, da, tmp):
-        """NumPy: δa^l into ``da``; δs^l ← δs^l ⊙ c, the carry's direct part (`compiled.rhn_backward`)."""
+        """NumPy: δa^l into ``da``; δs^l ← δs^l ⊙ c, the carry's direct part (`rnnkit.kernels.rhn.rhn_backward`)."""
         hs = self.hidden_size
         h, tau = a[:, :hs], a[:, hs:2 * hs]
         da_h, da_tau = da[:, :hs], da[:, hs:2 * hs]
@@ -173,7 +177,7 @@ class RHNStep(GatedCell):
         depth, steps, batch, g = ws.gates.shape
         rows = steps * batch
         ws.dgates[0] = dxp.reshape(steps, batch, g)
-        grad = self.weight_hh.grad.reshape(depth, g, self.hidden_size)
+        grad = self.recurrent_weights(grad=True)
         for l in range(depth):  # δR_l += Σ_t δa^lᵀ s^{l-1},  δb_l += Σ_t δa^l
             da = ws.dgates[l].reshape(rows, g)
             grad[l] += da.T @ ws.inputs[l].reshape(rows, -1)

@@ -7,8 +7,10 @@ batches, reversal, and the weight-gradient GEMMs after the backward loop (delega
 Calls. ``forward`` returns the output, the final state and a `Trace` — the input, the state history and the
 cell's workspace of this call — which the caller hands back to ``backward``. The runner itself keeps nothing
 between calls, so one runner (and one cell) can serve any number of interleaved calls. Under
-``rnnkit.no_grad()`` the forward keeps no history it will not need (a one-step workspace, two slots for the
-state components that are not the output) and returns no trace.
+``rnnkit.no_grad()`` the forward returns no trace, and the Python loop keeps no history it will not need (a
+one-step workspace, two slots for the state components that are not the output); a whole-sequence compiled loop
+writes each step's arrays into (T, …) histories, and the arrays only a backward writes are left empty
+(`rnnkit.recurrent.cell.for_backward`).
 
 Layout. Arrays are time-major and the batch is sorted by decreasing length, so at step t the rows still inside
 their sequence are the prefix ``[:n_t]`` (PyTorch's packed-sequence idea). Rows past their end are not computed:
