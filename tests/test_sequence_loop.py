@@ -22,6 +22,7 @@ from rnnkit.recurrent.cell import CompiledSequenceLoop  # noqa: E402
 CELLS = {
     "rnn-tanh": (rnnkit.RNN, {}),
     "rnn-relu": (rnnkit.RNN, {"nonlinearity": "relu"}),
+    "rnn-sigmoid": (rnnkit.RNN, {"nonlinearity": "sigmoid"}),
     "lstm": (rnnkit.LSTM, {}),
     "lstm-peephole": (rnnkit.LSTM, {"peephole": True}),
     "lstm-projection": (rnnkit.LSTM, {"proj_size": 3}),

@@ -10,7 +10,7 @@ from .catalog import CellEntry
 from .cell import GatedCell, dsigmoid, dtanh
 from .layer import RecurrentLayer
 
-NONLINEARITIES = ("tanh", "relu", "sigmoid")  # sigmoid: the lectures' other hidden activation (NumPy path)
+NONLINEARITIES = ("tanh", "relu", "sigmoid")  # sigmoid: the lectures' other hidden activation; indices: the kernels'
 
 
 class RNNStep(GatedCell):
@@ -28,7 +28,7 @@ class RNNStep(GatedCell):
         δW_ih += Σ_t δa_tᵀ x_t,   δW_hh += Σ_t δa_tᵀ h_{t-1},   δb_ih = δb_hh += Σ_t δa_t   (after the loop)
 
     Workspace: only ``w_hh_t`` = W_hhᵀ; φ' is computed from h_t, which the runner keeps as the state history.
-    The compiled kernels fuse tanh and relu; sigmoid runs the NumPy lines.
+    The compiled kernels fuse all three (φ by its index in ``NONLINEARITIES``).
     """
 
     num_gates = 1
@@ -42,26 +42,28 @@ class RNNStep(GatedCell):
     whole_sequence = True
     team_units = ("forward", "backward")  # h_t's unit j needs only column j of h_{t−1} W_hhᵀ (`rnnkit.kernels.team`)
 
-    def runs_whole_sequence(self, batch):
-        return self.nonlinearity != "sigmoid" and super().runs_whole_sequence(batch)
-
     def compiled_loop(self, ws):
         from ..kernels import rnn as fused  # numba is loaded only with compiled kernels active
         from ..kernels.blas import loop_weight
 
-        return fused.rnn_sequence_forward, (loop_weight(ws.w_hh_t), self.nonlinearity == "relu", *self.loop_mask(ws))
+        return fused.rnn_sequence_forward, (loop_weight(ws.w_hh_t), self.activation_index, *self.loop_mask(ws))
 
     def compiled_loop_backward(self, ws):
         from ..kernels import rnn as fused
         from ..kernels.blas import loop_weight
 
-        return fused.rnn_sequence_backward, (loop_weight(ws.w_hh), self.nonlinearity == "relu", self.loop_mask(ws)[0])
+        return fused.rnn_sequence_backward, (loop_weight(ws.w_hh), self.activation_index, self.loop_mask(ws)[0])
+
+    @property
+    def activation_index(self) -> int:
+        """φ as the compiled kernels take it: its index in ``NONLINEARITIES``."""
+        return NONLINEARITIES.index(self.nonlinearity)
 
     def step(self, ws, t, xp, prev, new):
         (h,) = new
         np.matmul(self.recurrent_input(ws, prev[0]), ws.w_hh_t, out=h)
-        if ws.kernels is not None and self.nonlinearity != "sigmoid":
-            return ws.kernels.rnn_forward(h, xp, self.nonlinearity == "relu")
+        if ws.kernels is not None:
+            return ws.kernels.rnn_forward(h, xp, self.activation_index)
         h += xp
         if self.nonlinearity == "tanh":
             np.tanh(h, out=h)
@@ -73,8 +75,8 @@ class RNNStep(GatedCell):
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,) = dstate
         (h,) = new
-        if ws.kernels is not None and self.nonlinearity != "sigmoid":
-            ws.kernels.rnn_backward(dh, h, self.nonlinearity == "relu", dxp)
+        if ws.kernels is not None:
+            ws.kernels.rnn_backward(dh, h, self.activation_index, dxp)
         elif self.nonlinearity == "tanh":  # δa = δh ⊙ (1 − h²)
             dtanh(h, out=dxp)
             dxp *= dh
