@@ -32,7 +32,7 @@ for dtype in (np.float32, np.float64):
     dc = draw(n, H)
     lstm.lstm_backward(draw(n, H), dc, gates, tanh_c, c_prev, w, w, w, True, dxp, False)
     g3, x3, inner, h_new = draw(n, 3 * H), draw(n, 3 * H), draw(n, H), draw(n, H)
-    gru.gru_forward_reset_after(g3, x3, w, c_prev, inner, h_new, False)
+    gru.gru_forward_reset_after(g3, x3, w, c_prev, inner, h_new, False, False)
     v, hat, inv_std, normed, dv = draw(n, H), draw(n, H), draw(n, 1), draw(n, H), draw(n, H)
     layernorm.layer_norm_rows(v, w, w, hat, inv_std, normed)
     layernorm.layer_norm_rows_backward(draw(n, H), w, hat, inv_std, dv)

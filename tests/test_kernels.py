@@ -118,6 +118,8 @@ def test_compiled_kernels_equal_numpy_in_elmans_no_bptt_training(name, loop):
 def test_every_cell_of_the_catalogue_takes_the_whole_sequence_loop_with_compiled_kernels_only():
     cells = [entry.layer(3, 8, **options).cells[0]
              for entry in catalog.entries() for options in entry.variants.values()]
+    cells += [rnnkit.RNN(3, 8, nonlinearity="sigmoid").cells[0],  # the lectures' conventions
+              rnnkit.GRU(3, 8, reset_after=False, update_gate="lecture").cells[0]]
     with kernels.using("compiled"):
         assert [type(c).__name__ for c in cells if not c.runs_whole_sequence(64)] == []
 

@@ -1,8 +1,8 @@
 """The compiled whole-sequence loop (`rnnkit.kernels.sequence_loop`, BLAS called from compiled code) equals the
-NumPy per-step oracle for every cell on it (RNN, LSTM, GRU, IndRNN, minGRU, minLSTM, layer-normalised LSTM and
-GRU, RHN, Jordan, Mogrifier LSTM): ragged and reversed, stacked and bidirectional, with an initial state, a state
-carried across calls, a detached state, under no_grad and under recurrent dropout, weight drop and zoneout; and
-passes gradcheck."""
+NumPy per-step oracle for every cell on it (RNN, LSTM, GRU, IndRNN, minGRU, minLSTM, layer-normalised LSTM and GRU,
+RHN, Jordan, Mogrifier LSTM; the lectures' sigmoid RNN and update gate): ragged and reversed, stacked and
+bidirectional, with an initial state, a state carried across calls, a detached state, under no_grad and under
+recurrent dropout, weight drop and zoneout; and passes gradcheck."""
 
 import contextlib
 import tracemalloc
@@ -30,6 +30,8 @@ CELLS = {
     "gru-reset-after": (rnnkit.GRU, {}),
     "gru-reset-before": (rnnkit.GRU, {"reset_after": False}),
     "gru-reset-after-no-bias": (rnnkit.GRU, {"bias": False}),
+    "gru-lecture": (rnnkit.GRU, {"reset_after": False, "update_gate": "lecture"}),
+    "gru-reset-after-lecture-update": (rnnkit.GRU, {"update_gate": "lecture"}),
     "indrnn-relu": (rnnkit.IndRNN, {}),
     "indrnn-tanh": (rnnkit.IndRNN, {"nonlinearity": "tanh"}),
     "mingru": (rnnkit.MinGRU, {}),

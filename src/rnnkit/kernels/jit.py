@@ -141,12 +141,21 @@ def dtanh(y):
 
 
 @njit(**JIT)
-def gru_gate_grads(dh, r, z, n, h_prev, inner):
-    """One unit of a GRU step's backward (reset after): δa_n = δh (1 − z)(1 − n²), δa_z = δh (h_{t−1} − n) z(1 − z),
-    δa_r = δa_n · inner · r(1 − r), inner = the recurrent n-projection; returns (δa_r, δa_z, δa_n)."""
-    da_n = dh * (one(z) - z) * dtanh(n)
-    da_z = dh * (h_prev - n) * dsigmoid(z)
+def gru_gate_grads(dh, r, z, n, h_prev, inner, lecture):
+    """One unit of a GRU step's backward (reset after): δa_n = δh (1 − z)(1 − n²), δa_z = δh (h_{t−1} − n) z(1 − z)
+    — with the ``lecture``'s update gate, h_t = h_{t−1} + z (n − h_{t−1}): δa_n = δh z (1 − n²), δa_z = δh (n −
+    h_{t−1}) z(1 − z) —, δa_r = δa_n · inner · r(1 − r), inner = the recurrent n-projection; returns (δa_r, δa_z,
+    δa_n)."""
+    da_n = dh * (z if lecture else one(z) - z) * dtanh(n)
+    da_z = dh * ((n - h_prev) if lecture else (h_prev - n)) * dsigmoid(z)
     return da_n * inner * dsigmoid(r), da_z, da_n
+
+
+@njit(**JIT)
+def gru_mix(z, n, h_prev, lecture):
+    """h_t of one GRU unit: n + z (h_{t−1} − n) (PyTorch's update gate), or h_{t−1} + z (n − h_{t−1}) (the
+    lecture's), in the order of `rnnkit.recurrent.gru.gru_output`."""
+    return h_prev + z * (n - h_prev) if lecture else n + z * (h_prev - n)
 
 
 #: a sum over one row may be reassociated (and its products fused), so that LLVM vectorizes it: the loop is the

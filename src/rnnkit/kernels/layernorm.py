@@ -128,7 +128,7 @@ def _lngru_row_forward(a, x, g_h, b_h, b_hn, hp, h_hat, q, hn):
     """One row of `lngru_forward`; returns s_h."""
     h_inv = _layer_norm_row(a, g_h, b_h, h_hat, a)  # a ← q = γ_h ⊙ ĥ + β_h
     hs = hp.shape[0]  # then the GRU's reset-after step on the normalised q
-    gru_row_reset_after(gate_views3(a, hs, 0, hs), gate_views3(x, hs, 0, hs), b_hn, hp, q, hn, False)
+    gru_row_reset_after(gate_views3(a, hs, 0, hs), gate_views3(x, hs, 0, hs), b_hn, hp, q, hn, False, False)
     return h_inv
 
 
@@ -146,7 +146,7 @@ def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
     hs = dhb.shape[0]
     for j in range(hs):
         r, z, n = a[j], a[hs + j], a[2 * hs + j]
-        da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j])
+        da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j], False)
         d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
         dp[j], dp[hs + j], dp[2 * hs + j] = da_r * g_h[j], da_z * g_h[hs + j], da_n * r * g_h[2 * hs + j]
         dhb[j] = dhb[j] * z

@@ -74,7 +74,7 @@ class GRUStep(GatedCell):
 
     The lecture's GRU is ``GRU(..., reset_after=False, update_gate="lecture")``. The two forms are the same function
     family (z ↔ 1 − z, i.e. negated z-rows of the weights and biases), not the same function for equal weights.
-    With ``"lecture"`` the steps run the NumPy lines (the compiled kernels fuse PyTorch's form only).
+    The compiled kernels and loop take both forms (``lecture_z``).
 
     Backward, given δh_t:
 
@@ -166,9 +166,6 @@ class GRUStep(GatedCell):
             ws.gates = xp
         super().sequence_forward(ws, xp, states, counts, reverse, zoneout)
 
-    def runs_whole_sequence(self, batch):
-        return not self.lecture_z and super().runs_whole_sequence(batch)
-
     @property
     def grads_over_gates(self):
         """Reset after: the compiled backward writes δa over the gates and keeps r, which the weight sums need,
@@ -185,9 +182,9 @@ class GRUStep(GatedCell):
 
         if self.reset_after:
             return fused.gru_reset_after_sequence_forward, (loop_weight(ws.w_hh_t), ws.b_hn, ws.product, ws.inner,
-                                                            *self.loop_mask(ws))
+                                                            *self.loop_mask(ws), self.lecture_z)
         return fused.gru_reset_before_sequence_forward, (loop_weight(ws.w_rz_t), loop_weight(ws.w_n_t), ws.gates,
-                                                         ws.inner)
+                                                         ws.inner, self.lecture_z)
 
     def compiled_loop_backward(self, ws):
         from ..kernels import gru as fused
@@ -195,20 +192,20 @@ class GRUStep(GatedCell):
 
         if self.reset_after:
             return fused.gru_reset_after_sequence_backward, (loop_weight(ws.w_hh), ws.gates, ws.inner, ws.dq,
-                                                             self.loop_mask(ws)[0], ws.scratch[0])
+                                                             self.loop_mask(ws)[0], ws.scratch[0], self.lecture_z)
         rz = 2 * self.hidden_size
         return fused.gru_reset_before_sequence_backward, (loop_weight(ws.w_hh[:rz]), loop_weight(ws.w_hh[rz:]),
-                                                          ws.gates, ws.scratch[1])
+                                                          ws.gates, ws.scratch[1], self.lecture_z)
 
     def step(self, ws, t, xp, prev, new):
         (h_prev,), (h_new,) = prev, new
         n_rows, hs = xp.shape[0], self.hidden_size
         gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
-        fused = None if self.lecture_z else ws.kernels
+        fused = ws.kernels
         if self.reset_after:
             np.matmul(self.recurrent_input(ws, h_prev), ws.w_hh_t, out=gates)
             if fused is not None:
-                return fused.gru_forward_reset_after(gates, xp, ws.b_hn, h_prev, inner, h_new, False)
+                return fused.gru_forward_reset_after(gates, xp, ws.b_hn, h_prev, inner, h_new, False, self.lecture_z)
             inner[...] = gates[:, 2 * hs:]  # h_{t-1} W_hh[n]ᵀ + b_hn
             inner += ws.b_hn
             gates[:, :2 * hs] += xp[:, :2 * hs]
@@ -224,7 +221,7 @@ class GRUStep(GatedCell):
                 np.multiply(gates[:, :hs], h_prev, out=inner)  # r ⊙ h_{t-1}
             np.matmul(inner, ws.w_n_t, out=gates[:, 2 * hs:])
             if fused is not None:
-                return fused.gru_output_reset_before(gates, xp, h_prev, h_new)
+                return fused.gru_output_reset_before(gates, xp, h_prev, h_new, self.lecture_z)
         n, z = gates[:, 2 * hs:], gates[:, hs:2 * hs]
         n += xp[:, 2 * hs:]
         np.tanh(n, out=n)
@@ -233,20 +230,20 @@ class GRUStep(GatedCell):
     def step_backward(self, ws, t, dstate, prev, new, dxp):
         (dh,), (h_prev,) = dstate, prev
         n_rows, hs, w_hh = dxp.shape[0], self.hidden_size, ws.w_hh
-        fused = None if self.lecture_z else ws.kernels
+        fused = ws.kernels
         gates, inner = ws.gates[t, :n_rows], ws.inner[t, :n_rows]
         tmp, rec = ws.scratch[0, :n_rows], ws.scratch[1, :n_rows]
         if self.reset_after:  # δh_{t-1} = δh ⊙ z + δq W_hh
             dq = ws.dq[:n_rows]
             if fused is not None:
-                fused.gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, False)
+                fused.gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, False, self.lecture_z)
             else:
                 backward_z_n(hs, dh, gates, h_prev, dxp, tmp, self.lecture_z)
                 backward_r_after(hs, gates, inner, dxp, dq, tmp)
             dh += self.through_recurrent_mask(ws, np.matmul(dq, w_hh, out=rec))
         else:  # δh_{t-1} = δh ⊙ z + δ(r ⊙ h) ⊙ r + [δa_r, δa_z] W_hh[r,z]
             if fused is not None:
-                fused.gru_backward_reset_before_zn(dh, gates, h_prev, dxp)
+                fused.gru_backward_reset_before_zn(dh, gates, h_prev, dxp, self.lecture_z)
             else:
                 backward_z_n(hs, dh, gates, h_prev, dxp, tmp, self.lecture_z)
             d_rh = np.matmul(dxp[:, 2 * hs:], w_hh[2 * hs:], out=rec)  # δ(r ⊙ h) = δa_n W_hh[n]
