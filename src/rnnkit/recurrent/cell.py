@@ -150,11 +150,10 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
     def gate_width(self) -> int:
         """G, the width of the pre-activation ``xp``/``dxp`` rows."""
 
+    @abstractmethod
     def loop_work(self, steps: int, batch: int) -> int:
-        """The multiply-adds of the products inside the time loop over a call — here one recurrent product per
-        step, steps · batch · state width · gate width; cells with more products per step say so. It decides
-        whether two directions run at once (`rnnkit.kernels.parallel.PAIR_WORK`)."""
-        return steps * batch * self.state_sizes[0] * self.gate_width
+        """The multiply-adds of the products inside the time loop over a call of ``steps`` × ``batch``: whether two
+        directions run at once depends on it (`rnnkit.kernels.parallel.PAIR_WORK`)."""
 
     # -- one call over a sequence batch --------------------------------------------------------------------------
     @abstractmethod
@@ -240,6 +239,11 @@ class WithoutRecurrentMasks:
 class CompiledSequenceLoop:
     """Mixin of `Cell`'s whole-sequence methods for a cell family with a kernel module on the one loop skeleton
     (`rnnkit.kernels.sequence_loop`): the cell names its compiled entries and their params, the mixin calls them."""
+
+    def loop_work(self, steps: int, batch: int) -> int:
+        """`Cell.loop_work` of one recurrent product per step, steps · batch · state width · gate width; cells with
+        more products per step say so."""
+        return steps * batch * self.state_sizes[0] * self.gate_width
 
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
                          reverse: bool, zoneout: tuple | None) -> None:
