@@ -72,13 +72,12 @@ def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, lo
 
 @njit(**GLUE)
 def mogrifier_step(params, t, n, read, write, xp, states, team):
-    """`MogrifierStep.step` for the whole-sequence loop: x^{-1} = x_t and h^0 = h_{t−1} into the histories, the rounds,
-    a_t = x↑ W_ihᵀ + b (BLAS, into the gate history), then the LSTM's step on (a_t, h↑). params = (the LSTM's
-    `lstm_step` params with recurrent_history the last h history, rounds, xs, hs, gq, gr, mq, mr (empty without a
-    rank), the (first, second) stacks of Q_kᵀ and of R_kᵀ, low_rank, W_ihᵀ as a `loop_weight` triple, b = b_ih +
-    b_hh, has_bias, gates (T, B, 4H))."""
+    """`MogrifierStep.step` for the whole-sequence loop (x^{-1} = x_t is in the xs history before the loop: ``xp`` is
+    unused): h^0 = h_{t−1} into the hs history, the rounds, a_t = x↑ W_ihᵀ + b (BLAS, into the gate history), then
+    the LSTM's step on (a_t, h↑). params = (the LSTM's `lstm_step` params with recurrent_history the last h history,
+    rounds, xs, hs, gq, gr, mq, mr (empty without a rank), the (first, second) stacks of Q_kᵀ and of R_kᵀ, low_rank,
+    W_ihᵀ as a `loop_weight` triple, b = b_ih + b_hh, has_bias, gates (T, B, 4H))."""
     lstm, rounds, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank, w_ih_t, bias, has_bias, gates = params
-    copy_rows(xp, xs[0, t, :n], 0, xp.shape[1])
     copy_rows(states[0][read, :n], hs[0, t, :n], 0, hs.shape[3])
     _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank)
     a = gates[t, :n]

@@ -116,8 +116,10 @@ class LSTMStep(GatedCell):
     def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
         """The compiled loop writes the gates over the projection ``xp`` (a_t = xp_t + h_{t−1} W_hhᵀ, activated
         where xp_t was), so ``xp`` becomes the call's gate history (`allocate` makes no ``ws.gates`` for it: one
-        (T, B, 4H) array less in memory)."""
-        ws.gates = xp
+        (T, B, 4H) array less in memory) — unless the workspace holds a gate history of its own, as a Mogrifier's
+        does (its ``xp`` is x itself)."""
+        if ws.gates is None:
+            ws.gates = xp
         super().sequence_forward(ws, xp, states, counts, reverse, zoneout)
 
     def compiled_loop(self, ws):

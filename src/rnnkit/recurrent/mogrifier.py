@@ -9,7 +9,7 @@ import numpy as np
 from ..activations import sigmoid
 from ..module import MAX_COUNT, Parameter, as_rng, check_int, check_positive_int
 from .catalog import CellEntry
-from .cell import CompiledSequenceLoop, for_backward, transposed
+from .cell import for_backward, transposed
 from .layer import RecurrentLayer
 from .lstm import LSTMStep
 
@@ -105,8 +105,10 @@ class MogrifierStep(LSTMStep):
     forward_only = (*LSTMStep.forward_only, "w_ih_t", "gates_in")
 
     def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
-        """The compiled loop (`rnnkit.kernels.mogrifier`): the gates get a history of their own, ``xp`` is x."""
-        CompiledSequenceLoop.sequence_forward(self, ws, xp, states, counts, reverse, zoneout)
+        """The compiled loop (`rnnkit.kernels.mogrifier`), with x^{-1} = x (``xp``: the projection is the identity)
+        in its history once for all steps; the gates have a history of their own (`allocate`)."""
+        ws.xs[0] = xp
+        super().sequence_forward(ws, xp, states, counts, reverse, zoneout)
 
     def compiled_loop(self, ws):
         from ..kernels import mogrifier as fused  # numba is loaded only with compiled kernels active
