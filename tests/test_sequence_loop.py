@@ -14,7 +14,7 @@ import rnnkit
 from conftest import GRADCHECK_TOL
 from rnnkit import kernels
 
-pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
+numba = pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
 from rnnkit.kernels import blas  # noqa: E402 - needs numba
 from rnnkit.kernels.blas import matmul_into  # noqa: E402 - needs numba
 from rnnkit.recurrent.cell import CompiledSequenceLoop  # noqa: E402
@@ -266,6 +266,22 @@ def test_blas_product_from_compiled_code_reads_a_single_row_whatever_its_row_str
     out = np.zeros((1, 4), dtype)
     matmul_into(np.full((1, 1), 2.0, dtype), w_t, out, False)
     assert out.tolist() == [[2.0, 4.0, 6.0, 8.0]]
+
+
+def test_blas_products_compile_once_whether_a_loop_assigns_or_accumulates():
+    """A loop step that assigns (out = a W) and accumulates (out += a W) with constant flags, as a reset-before GRU's
+    backward does: numba would compile the product once per constant, so the flag reaches it as a variable."""
+    @numba.njit
+    def assign_then_accumulate(a, weight, out):
+        blas.matmul_weight(a, weight, out, False)
+        blas.matmul_weight(a, weight, out, True)
+
+    rng = np.random.default_rng(7)
+    a, w = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(4, 5)).astype(np.float32)
+    out = np.full((3, 5), np.nan, np.float32)
+    assign_then_accumulate(a, blas.loop_weight(w), out)
+    assert relative_error(out, 2 * (a @ w)) <= TOL[np.float32]
+    assert {signature[3] for signature in blas._matmul_weight.signatures} == {numba.types.boolean}
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after", "rnn-tanh", "rhn-uncoupled",

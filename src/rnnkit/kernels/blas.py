@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import get_cython_function_address, overload
 
-from .jit import GLUE, JIT
+from .jit import GLUE, JIT, unliteral
 from .team import own_units
 
 
@@ -165,10 +165,16 @@ def _leading(a):
     return max(a.strides[0] // a.itemsize, 1)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def matmul_into(a, b, out, accumulate):
     """out = a @ b, or out += a @ b with ``accumulate``. a (m, k), b (k, n), out (m, n), one dtype, each with unit
-    stride along its rows. Nothing happens for an empty product (m = 0 or n = 0)."""
+    stride along its rows. Nothing happens for an empty product (m = 0 or n = 0). The flag goes on as a variable
+    (`rnnkit.kernels.jit.unliteral`): one compiled product for both kinds of call."""
+    _matmul_into(a, b, out, unliteral(accumulate))
+
+
+@njit(**JIT)
+def _matmul_into(a, b, out, accumulate):
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     if m == 0 or n == 0:
         return
@@ -263,11 +269,17 @@ def weight_at(weights, index):
     return matrices[index], packed[index], small
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def matmul_weight(a, weight, out, accumulate):
     """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed, small) from
     `loop_weight`: on the packed copy where there is one (MKL), else `matmul_into`, in blocks of `SMALL_COLUMNS`
-    columns where ``small`` and the shape is one that runs faster so (`SMALL_KERNEL_CORES`)."""
+    columns where ``small`` and the shape is one that runs faster so (`SMALL_KERNEL_CORES`). The flag goes on as
+    a variable, as in `matmul_into`."""
+    _matmul_weight(a, weight, out, unliteral(accumulate))
+
+
+@njit(**JIT)
+def _matmul_weight(a, weight, out, accumulate):
     matrix, packed, small = weight
     m, k, n = a.shape[0], matrix.shape[0], matrix.shape[1]
     if n == 0:

@@ -50,6 +50,19 @@ def muladd(typingctx, a, b, c):
     return None
 
 
+@intrinsic
+def unliteral(typingctx, value):
+    """``value`` typed as a variable, not as the constant it may be: numba types a constant argument by its value
+    (``Literal[bool](True)``) and compiles a function once per constant it is called with, so a flag passed as
+    True at one call and False at another costs a second compile of the callee and of everything below it.
+    Passed through ``unliteral``, both calls take one compiled copy."""
+    kind = types.unliteral(value)
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], kind)
+    return kind(value), codegen
+
+
 @njit(**JIT)
 def _tanh32(x):
     x = min(max(x, -_CLAMP), _CLAMP)
