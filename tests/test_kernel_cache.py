@@ -100,6 +100,16 @@ def test_the_stamp_changes_with_the_contents_of_any_kernel_file(tmp_path):
     assert cache.package_stamp(files) != before
 
 
+def test_the_stamp_changes_with_numbas_optimisation_level(monkeypatch):
+    from numba.core import config
+
+    from rnnkit.kernels import cache
+
+    before = cache.package_stamp()
+    monkeypatch.setattr(config, "OPT", config._OptLevel(3 if int(config.OPT) != 3 else 2))
+    assert cache.package_stamp() != before
+
+
 #: one process: σ' from the disk cache (or compiled into it), with the package's stamp replaced when asked (a kernel
 #: file changed since the cache was written); prints how many times it compiled
 STALE = """

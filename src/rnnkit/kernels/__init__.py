@@ -79,5 +79,7 @@ def describe() -> str:
     if kernels is None:
         return "numpy" + (" (numba unavailable)" if _choice == "compiled" else "")
     import numba
+    from numba.core import config
 
-    return f"compiled (numba {numba.__version__})"
+    level = "max" if config.OPT.is_opt_max else int(config.OPT)
+    return f"compiled (numba {numba.__version__}, optimisation level {level})"

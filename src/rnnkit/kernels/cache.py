@@ -5,7 +5,9 @@ helpers it calls from the other files (`rnnkit.kernels.jit`'s σ and tanh and fa
 the BLAS binding): after a ``git pull`` that changed ``jit.py`` alone, an editable install would go on running
 ``gru.py``'s kernels with the old helpers compiled into them. The locators here give every cached function of
 `KERNEL_FILES` one source stamp, the SHA-256 of all those files, so a change to any of them compiles every kernel
-again (once). numba chooses a function's locator from the classes of ``numba.core.caching.CacheImpl``, the first
+again (once). The stamp holds numba's optimisation level too (``NUMBA_OPT``; rnnkit's default is 2,
+`rnnkit._startup`): code compiled at another level is compiled again, never run beside this level's copies of the
+same helpers. numba chooses a function's locator from the classes of ``numba.core.caching.CacheImpl``, the first
 that accepts its file; `install` puts these in front, and they accept only `KERNEL_FILES`. The generated kernels of
 `rnnkit.define` need none of this: their file names hash what they inline (`rnnkit.define.kernel_files`).
 """
@@ -16,7 +18,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from numba.core import caching
+from numba.core import caching, config
 
 _HERE = Path(__file__).resolve().parent
 #: the files whose functions are cached with the package's stamp: every kernel module and the helpers of the
@@ -34,9 +36,11 @@ def _digest(stats: tuple) -> bytes:
 
 
 def package_stamp(files=KERNEL_FILES) -> bytes:
-    """The source stamp of every cached kernel: one digest of the contents of ``files``."""
+    """The source stamp of every cached kernel: one digest of the contents of ``files``, and numba's optimisation
+    level."""
     stats = tuple((str(path), *_stat(path)) for path in files)
-    return _digest(stats)
+    config.reload_config()  # the level the next compile will use (numba reads NUMBA_OPT again before each compile)
+    return _digest(stats) + str(config.OPT).encode()
 
 
 def _stat(path: Path) -> tuple[int, int]:
