@@ -14,7 +14,7 @@ from __future__ import annotations
 from numba import njit
 
 from .blas import matmul_weight, weight_at
-from .jit import GLUE, JIT, half, one, sigmoid
+from .jit import GLUE, JIT, half, one, sigmoid, unliteral
 from .lstm import lstm_step, lstm_step_backward
 from .sequence_loop import copy_rows, sequence_backward, sequence_forward
 
@@ -41,9 +41,16 @@ def mogrifier_round_backward(g, gated, d_out, dz):
             db[j] = db[j] * gb[j]
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
-    """out = inp · M_k (or out += with ``accumulate``) for a round's matrix stack pair (see the module notes)."""
+    """out = inp · M_k (or out += with ``accumulate``) for a round's matrix stack pair (see the module notes). The
+    flag goes on as a variable (`rnnkit.kernels.jit.unliteral`): one compiled product serves the forward's
+    assignments and the backward's sums."""
+    _round_product_compiled(inp, first, second, k, mids, t, n, low_rank, out, unliteral(accumulate))
+
+
+@njit(**JIT)
+def _round_product_compiled(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
     if low_rank:
         mid = mids[k, t, :n]
         matmul_weight(inp, weight_at(first, k), mid, False)
