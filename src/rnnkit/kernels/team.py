@@ -33,7 +33,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .jit import GLUE
+from .jit import GLUE, unliteral
 
 SYNC_SIZE = 16
 ARRIVALS, ABORT = 0, 8  # a cache line (64 bytes) apart
@@ -115,9 +115,10 @@ def barrier(team):
 def own_units(width, team):
     """(lo, hi): the units of a ``width``-wide state that part ``team[0]`` computes. Shares are multiples of
     `UNIT_ALIGN` (the last part takes the rest), so two parts never write into one cache line of a row. All of
-    them in the plain loop (``team`` None)."""
+    them in the plain loop (``team`` None), where lo is 0 typed as a variable (`rnnkit.kernels.jit.unliteral`):
+    the row helpers that take (lo, hi) compile once for the plain loop and a team's."""
     if team is None:
-        return 0, width
+        return unliteral(0), width
     part, parts = team[0], team[1]
     if parts < 2:
         return 0, width
