@@ -284,6 +284,24 @@ def test_blas_products_compile_once_whether_a_loop_assigns_or_accumulates():
     assert {signature[3] for signature in blas._matmul_weight.signatures} == {numba.types.boolean}
 
 
+def test_row_helpers_compile_once_whether_called_with_a_constant_lo_or_a_parts():
+    """The skeleton zeroes the padded rows' δa from unit 0 and a part's own units from its lo; numba would compile
+    a helper once per constant, so lo reaches it as a variable."""
+    from rnnkit.kernels import sequence_loop
+
+    @numba.njit
+    def all_then_part(src, out, lo):
+        sequence_loop.copy_rows(src, out, 0, out.shape[1])
+        sequence_loop.zero_rows(out, lo, out.shape[1])
+
+    src = np.arange(12.0, dtype=np.float32).reshape(3, 4)
+    out = np.full((3, 4), np.nan, np.float32)
+    all_then_part(src, out, 2)
+    assert np.array_equal(out, np.where(np.arange(4) < 2, src, 0))
+    for helper in (sequence_loop._copy_rows, sequence_loop._zero_rows):
+        assert all(signature[2] == numba.types.int64 for signature in helper.signatures), helper
+
+
 @pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after", "rnn-tanh", "rhn-uncoupled",
                                   "jordan-softmax", "mogrifier-peephole-projection"])
 def test_recording_state_gradient_norms_steps_back_in_python_after_the_compiled_forward_with_the_same_gradients(

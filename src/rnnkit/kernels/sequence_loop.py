@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .jit import GLUE, JIT, one
+from .jit import GLUE, JIT, one, unliteral
 from .team import barrier, leads, own_units
 
 #: the skeleton is inlined into each family's cached entry (see the module notes), never compiled on its own
@@ -141,12 +141,19 @@ def zoneout_backward_after(zoneout, k, n, dstate, state, write, lo, hi):
         restore_and_add_rows(saved[k][:n], state[write, :n], direct[k][:n], dstate[:n], lo, hi)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def copy_rows(src, out, lo, hi):
     """out[:, lo:hi] ← src[:, lo:hi] for two (n, S) arrays of one shape. Explicit loops rather than ``out[:] = src``:
     numba compiles a slice assignment with its shape-mismatch error message, string formatting that took 2.9 s of a
     first use. Row by row, each row's units a contiguous array (``out[b, lo:hi]``), which LLVM vectorizes; a column
-    block of the 2-D array (``out[:, lo:hi]``) has rows of unknown stride to numba, and its loops ran 2–3× slower."""
+    block of the 2-D array (``out[:, lo:hi]``) has rows of unknown stride to numba, and its loops ran 2–3× slower.
+    ``lo`` goes on as a variable (`rnnkit.kernels.jit.unliteral`): a call with the constant 0 and one with a part's
+    lo share one compiled copy."""
+    _copy_rows(src, out, unliteral(lo), hi)
+
+
+@njit(**JIT)
+def _copy_rows(src, out, lo, hi):
     for b in range(out.shape[0]):
         s, o = src[b, lo:hi], out[b, lo:hi]
         for j in range(o.shape[0]):
@@ -162,9 +169,14 @@ def add_rows(src, out, lo, hi):
             o[j] += s[j]
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def zero_rows(out, lo, hi):
-    """out[:, lo:hi] ← 0 for an (n, S) array."""
+    """out[:, lo:hi] ← 0 for an (n, S) array (``lo`` as in `copy_rows`)."""
+    _zero_rows(out, unliteral(lo), hi)
+
+
+@njit(**JIT)
+def _zero_rows(out, lo, hi):
     for b in range(out.shape[0]):
         row = out[b, lo:hi]
         for j in range(row.shape[0]):
