@@ -100,14 +100,45 @@ def test_the_stamp_changes_with_the_contents_of_any_kernel_file(tmp_path):
     assert cache.package_stamp(files) != before
 
 
-def test_the_stamp_changes_with_numbas_optimisation_level(monkeypatch):
+def test_rnnkit_sets_numbas_optimisation_level_before_numba_loads_and_never_over_the_users_setting(tmp_path):
+    from rnnkit import _startup
+
+    env = {}
+    _startup.lighten_numba_optimisation(env, modules={}, directory=str(tmp_path))
+    assert env == {"NUMBA_OPT": str(_startup.NUMBA_OPT_LEVEL)}
+    mine = {"NUMBA_OPT": "3"}
+    _startup.lighten_numba_optimisation(mine, modules={}, directory=str(tmp_path))
+    assert mine == {"NUMBA_OPT": "3"}
+    loaded = {}  # numba would read every NUMBA_* variable again and drop settings made in code
+    _startup.lighten_numba_optimisation(loaded, modules={"numba": sys.modules["numba"]}, directory=str(tmp_path))
+    assert loaded == {}
+    (tmp_path / _startup.NUMBA_CONFIG_FILE).write_text("opt: 3\n")
+    configured = {}
+    _startup.lighten_numba_optimisation(configured, modules={}, directory=str(tmp_path))
+    assert configured == {}
+
+
+def test_where_numba_was_imported_first_it_keeps_its_own_optimisation_level():
+    code = ("import numba, os; import rnnkit; from rnnkit.kernels import cache; "
+            "print(os.environ.get('NUMBA_OPT'), cache.optimisation_level())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_OPT"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "3"]
+
+
+def test_kernels_compiled_at_two_optimisation_levels_are_cached_side_by_side(monkeypatch):
     from numba.core import config
 
-    from rnnkit.kernels import cache
+    from rnnkit.kernels import cache, jit
 
-    before = cache.package_stamp()
-    monkeypatch.setattr(config, "OPT", config._OptLevel(3 if int(config.OPT) != 3 else 2))
-    assert cache.package_stamp() != before
+    level = cache.optimisation_level()
+    assert jit.dsigmoid._cache._cache_file._index_name.endswith(f"-O{level}.py{sys.version_info[0]}"
+                                                                 f"{sys.version_info[1]}.nbi")
+    locator = jit.dsigmoid._cache._impl.locator
+    mine = locator.get_disambiguator()
+    monkeypatch.setattr(config, "OPT", type(config.OPT)(3 if level != "3" else 2))
+    assert locator.get_disambiguator() != mine and locator.get_source_stamp() == cache.package_stamp()
 
 
 #: one process: σ' from the disk cache (or compiled into it), with the package's stamp replaced when asked (a kernel

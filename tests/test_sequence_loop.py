@@ -284,7 +284,7 @@ def test_blas_products_compile_once_whether_a_loop_assigns_or_accumulates():
     assert {signature[3] for signature in blas._matmul_weight.signatures} == {numba.types.boolean}
 
 
-def test_row_helpers_compile_once_whether_called_with_a_constant_lo_or_a_parts():
+def test_row_helpers_compile_once_whether_called_with_a_constant_lo_or_a_parts_lo():
     """The skeleton zeroes the padded rows' δa from unit 0 and a part's own units from its lo; numba would compile
     a helper once per constant, so lo reaches it as a variable."""
     from rnnkit.kernels import sequence_loop
@@ -299,7 +299,38 @@ def test_row_helpers_compile_once_whether_called_with_a_constant_lo_or_a_parts()
     all_then_part(src, out, 2)
     assert np.array_equal(out, np.where(np.arange(4) < 2, src, 0))
     for helper in (sequence_loop._copy_rows, sequence_loop._zero_rows):
-        assert all(signature[2] == numba.types.int64 for signature in helper.signatures), helper
+        assert all(signature[2] == numba.types.intp for signature in helper.signatures), helper
+
+
+def test_the_plain_loops_share_of_units_and_rows_starts_at_a_variable_zero():
+    """The plain loop's (0, width) — `own_units`, `own_rows` with no team — reach the row helpers typed like a
+    part's (lo, hi), so the plain loop and a team's share one compiled copy of each helper."""
+    from rnnkit.kernels import team
+
+    @numba.njit
+    def plain_shares(width):
+        return team.own_units(width, None), team.own_rows(width, None)
+
+    assert plain_shares(5) == ((0, 5), (0, 5))
+    signature = plain_shares.signatures[0]
+    assert plain_shares.overloads[signature].signature.return_type == numba.types.UniTuple(
+        numba.types.UniTuple(numba.types.intp, 2), 2)
+
+
+def test_a_mogrifier_rounds_product_compiles_once_for_the_forwards_assignments_and_the_backwards_sums():
+    from rnnkit.kernels import mogrifier
+
+    @numba.njit
+    def assign_then_accumulate(inp, first, second, mids, out):
+        mogrifier.round_product(inp, first, second, 0, mids, 0, inp.shape[0], False, out, False)
+        mogrifier.round_product(inp, first, second, 0, mids, 0, inp.shape[0], False, out, True)
+
+    rng = np.random.default_rng(8)
+    inp, q = rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=(1, 3, 4)).astype(np.float32)
+    out = np.full((2, 4), np.nan, np.float32)
+    assign_then_accumulate(inp, blas.loop_weights(q), blas.loop_weights(q), np.empty((0, 0, 0, 0), np.float32), out)
+    assert relative_error(out, 2 * (inp @ q[0])) <= TOL[np.float32]
+    assert {signature[-1] for signature in mogrifier._round_product.signatures} == {numba.types.boolean}
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after", "rnn-tanh", "rhn-uncoupled",

@@ -4,9 +4,6 @@ the team's outputs and every gradient equal the NumPy per-step oracle — uneven
 initial state, peepholes, recurrent dropout, weight drop and zoneout, float32 and float64 — and the policy of
 `team_size` splits only what it should."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -176,31 +173,6 @@ def test_rnnkit_bounds_openblas_spin_before_numpy_loads_and_never_over_the_users
     opted_out = {"RNNKIT_BLAS_AUTO": "0"}
     _startup.bound_blas_spin(opted_out)
     assert "OPENBLAS_THREAD_TIMEOUT" not in opted_out
-
-
-def test_rnnkit_sets_numbas_optimisation_level_and_never_over_the_users_setting():
-    from rnnkit import _startup
-
-    env = {}
-    _startup.lighten_numba_optimisation(env)
-    assert env == {"NUMBA_OPT": str(_startup.NUMBA_OPT_LEVEL)}
-    mine = {"NUMBA_OPT": "3"}
-    _startup.lighten_numba_optimisation(mine)
-    assert mine == {"NUMBA_OPT": "3"}
-
-
-def test_numba_compiles_at_rnnkits_level_even_where_it_was_imported_before_rnnkit():
-    """numba reads NUMBA_OPT again before each compile; the cache stamp holds the level those compiles use."""
-    from rnnkit import _startup
-
-    code = ("import numba, os; assert 'NUMBA_OPT' not in os.environ; import rnnkit; "
-            "from rnnkit.kernels import cache; from numba.core import config; "
-            "numba.njit(lambda x: x + 1)(1); print(int(config.OPT), cache.package_stamp()[-3:].decode())")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_OPT"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    level = str(_startup.NUMBA_OPT_LEVEL)
-    assert done.stdout.split() == [level, f"({level})"]
 
 
 def test_using_teams_sets_the_policy_inside_a_block_and_restores_it_after_an_error():

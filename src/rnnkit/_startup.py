@@ -10,17 +10,21 @@
   projection and team loop took 20 – 21 ms, 10.3 – 11.2 ms with the bound (`rnnkit.machine.blas_spin_bounded`
   says whether it holds).
 * Every process: numba optimises rnnkit's kernels at level `NUMBA_OPT_LEVEL` (2) instead of its default 3, by
-  setting ``NUMBA_OPT`` — never over the user's own setting. numba reads its ``NUMBA_*`` variables again before
-  each compile, so this holds where numba was imported first too. The kernels ran as fast at 2 (LSTM, GRU, RNN,
-  LN-LSTM and zoneout, B = 16, H = 256 and B = 1, H = 64, in-process medians in turns), and a layer's first use,
-  which compiles them, took about 10% less (LSTM(8, 16)'s first forward and backward 9.2 – 9.7 s against
-  10.2 – 10.7 s, in turns). The variable is numba's, so numba code of your own compiled in the same process (or in
-  its child processes) after rnnkit's import gets level 2 as well; ``NUMBA_OPT=3`` restores numba's default
-  (`rnnkit info` shows the level in effect).
+  setting ``NUMBA_OPT`` before numba is imported — never over the user's own setting (the variable, or a
+  ``.numba_config.yaml`` in the working directory), never once numba is loaded: numba would then read every
+  ``NUMBA_*`` variable again at its next compile and drop settings made in code (``numba.config.X = ...``). A
+  layer's first use, which compiles its kernels, took about 10% less (LSTM(8, 16)'s first forward and backward
+  9.2 – 9.7 s against 10.2 – 10.7 s, in turns); the kernels ran within a few per cent of level 3 (in-process
+  medians in turns, LSTM, GRU, RNN, LN-LSTM and zoneout at B = 16, H = 256 and B = 1, H = 64: the RNN's inference
+  at B = 16 up to 4% slower, the LSTM with zoneout's inference at B = 1 10% (0.05 ms)). The variable is numba's,
+  so numba code of your own compiled in the same process (or in its children) gets level 2 as well;
+  ``NUMBA_OPT=3`` restores numba's default (`rnnkit info` shows the level in effect). Kernels are cached per level
+  (`rnnkit.kernels.cache`), so processes at two levels do not evict each other's.
 
-Imported first by the package (standard library only). It acts only when this process is the ``rnnkit`` command
-(the console script or ``python -m rnnkit``) and SIGINT has Python's own handler (an inherited "ignore" is kept);
-`rnnkit.cli.main` puts Python's handler back once the command runs, so a library user's Ctrl-C is never touched.
+The SIGINT handler acts only when this process is the ``rnnkit`` command (the console script or ``python -m
+rnnkit``) and SIGINT has Python's own handler (an inherited "ignore" is kept); `rnnkit.cli.main` puts Python's
+handler back once the command runs, so a library user's Ctrl-C is never touched. Imported first by the package
+(standard library only).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ INTERRUPTED_STATUS = 130  # the shell's 128 + SIGINT
 BLAS_SPIN_LOG2 = 22
 #: numba's optimisation level for the kernels, where rnnkit sets it (``NUMBA_OPT``)
 NUMBA_OPT_LEVEL = 2
+#: numba's configuration file, read from the working directory (its settings are the user's own)
+NUMBA_CONFIG_FILE = ".numba_config.yaml"
 #: whether NumPy was loaded before rnnkit (then OpenBLAS read its settings before rnnkit could make any)
 NUMPY_LOADED_FIRST = "numpy" in sys.modules
 #: the environment variables set when rnnkit was imported (before `bound_blas_spin`)
@@ -71,9 +77,11 @@ def bound_blas_spin(environ=os.environ) -> None:
         environ["OPENBLAS_THREAD_TIMEOUT"] = str(BLAS_SPIN_LOG2)
 
 
-def lighten_numba_optimisation(environ=os.environ) -> None:
-    """Set ``NUMBA_OPT`` to `NUMBA_OPT_LEVEL` unless the user set it."""
-    if "NUMBA_OPT" not in environ:
+def lighten_numba_optimisation(environ=os.environ, modules=sys.modules, directory: str = ".") -> None:
+    """Set ``NUMBA_OPT`` to `NUMBA_OPT_LEVEL` where the module's note allows it (``modules``: those loaded;
+    ``directory``: where numba looks for its configuration file)."""
+    configured = os.path.isfile(os.path.join(directory, NUMBA_CONFIG_FILE))
+    if "NUMBA_OPT" not in environ and "numba" not in modules and not configured:
         environ["NUMBA_OPT"] = str(NUMBA_OPT_LEVEL)
 
 

@@ -74,12 +74,12 @@ def active() -> ModuleType | None:
 
 
 def describe() -> str:
-    """One line for reports: which implementation runs, and the compiler's version."""
+    """One line for reports: which implementation runs, the compiler's version and its optimisation level."""
     kernels = active()
     if kernels is None:
         return "numpy" + (" (numba unavailable)" if _choice == "compiled" else "")
     import numba
-    from numba.core import config
 
-    level = "max" if config.OPT.is_opt_max else int(config.OPT)
-    return f"compiled (numba {numba.__version__}, optimisation level {level})"
+    from .cache import optimisation_level
+
+    return f"compiled (numba {numba.__version__}, optimisation level {optimisation_level()})"

@@ -1,15 +1,16 @@
 """numba's disk cache for rnnkit's kernels, made stale by a change to any kernel source file, not only the kernel's.
 
 numba checks a cached function against its own file's contents alone, but a kernel's machine code also holds the
-helpers it calls from the other files (`rnnkit.kernels.jit`'s σ and tanh and fast-math flags, the loop skeleton,
-the BLAS binding): after a ``git pull`` that changed ``jit.py`` alone, an editable install would go on running
+helpers it calls from the other files (`rnnkit.kernels.jit`'s σ and tanh and fast-math flags, the loop skeleton, the
+BLAS binding): after a ``git pull`` that changed ``jit.py`` alone, an editable install would go on running
 ``gru.py``'s kernels with the old helpers compiled into them. The locators here give every cached function of
 `KERNEL_FILES` one source stamp, the SHA-256 of all those files, so a change to any of them compiles every kernel
-again (once). The stamp holds numba's optimisation level too (``NUMBA_OPT``; rnnkit's default is 2,
-`rnnkit._startup`): code compiled at another level is compiled again, never run beside this level's copies of the
-same helpers. numba chooses a function's locator from the classes of ``numba.core.caching.CacheImpl``, the first
-that accepts its file; `install` puts these in front, and they accept only `KERNEL_FILES`. The generated kernels of
-`rnnkit.define` need none of this: their file names hash what they inline (`rnnkit.define.kernel_files`).
+again (once). Each file name holds numba's optimisation level as well (``NUMBA_OPT``; rnnkit's default is 2,
+`rnnkit._startup`): a process at another level compiles and caches its own copies beside these, so the two never evict
+each other's and a process never runs copies of one helper compiled at two levels. numba chooses a function's locator
+from the classes of ``numba.core.caching.CacheImpl``, the first that accepts its file; `install` puts these in front,
+and they accept only `KERNEL_FILES`. The generated kernels of `rnnkit.define` need none of this: their file names hash
+what they inline (`rnnkit.define.kernel_files`).
 """
 
 from __future__ import annotations
@@ -36,11 +37,9 @@ def _digest(stats: tuple) -> bytes:
 
 
 def package_stamp(files=KERNEL_FILES) -> bytes:
-    """The source stamp of every cached kernel: one digest of the contents of ``files``, and numba's optimisation
-    level."""
+    """The source stamp of every cached kernel: one digest of the contents of ``files``."""
     stats = tuple((str(path), *_stat(path)) for path in files)
-    config.reload_config()  # the level the next compile will use (numba reads NUMBA_OPT again before each compile)
-    return _digest(stats) + str(config.OPT).encode()
+    return _digest(stats)
 
 
 def _stat(path: Path) -> tuple[int, int]:
@@ -53,11 +52,20 @@ def _numba(name: str):
     return getattr(caching, name, None) or getattr(caching, "_" + name)
 
 
+def optimisation_level() -> str:
+    """numba's optimisation level in effect: "0" – "3", or "max"."""
+    return "max" if getattr(config.OPT, "is_opt_max", False) else str(int(config.OPT))
+
+
 class _PackageStamp:
-    """A locator for `KERNEL_FILES` only, whose source stamp is `package_stamp`."""
+    """A locator for `KERNEL_FILES` only, whose source stamp is `package_stamp` and whose file names hold
+    `optimisation_level`."""
 
     def get_source_stamp(self):
         return package_stamp()
+
+    def get_disambiguator(self):
+        return f"{super().get_disambiguator()}-O{optimisation_level()}"
 
     @classmethod
     def from_function(cls, py_func, py_file):

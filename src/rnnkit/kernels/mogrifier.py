@@ -42,15 +42,15 @@ def mogrifier_round_backward(g, gated, d_out, dz):
 
 
 @njit(**GLUE)
-def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
+def round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
     """out = inp · M_k (or out += with ``accumulate``) for a round's matrix stack pair (see the module notes). The
     flag goes on as a variable (`rnnkit.kernels.jit.unliteral`): one compiled product serves the forward's
     assignments and the backward's sums."""
-    _round_product_compiled(inp, first, second, k, mids, t, n, low_rank, out, unliteral(accumulate))
+    _round_product(inp, first, second, k, mids, t, n, low_rank, out, unliteral(accumulate))
 
 
 @njit(**JIT)
-def _round_product_compiled(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
+def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
     if low_rank:
         mid = mids[k, t, :n]
         matmul_weight(inp, weight_at(first, k), mid, False)
@@ -68,12 +68,12 @@ def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, lo
         if i % 2:
             k = (i - 1) // 2
             g = gq[k, t, :n]
-            _round_product(hs[k, t, :n], q_stacks[0], q_stacks[1], k, mq, t, n, low_rank, g, False)
+            round_product(hs[k, t, :n], q_stacks[0], q_stacks[1], k, mq, t, n, low_rank, g, False)
             mogrifier_round(g, xs[k, t, :n], xs[k + 1, t, :n])
         else:
             k = i // 2 - 1
             g = gr[k, t, :n]
-            _round_product(xs[k + 1, t, :n], r_stacks[0], r_stacks[1], k, mr, t, n, low_rank, g, False)
+            round_product(xs[k + 1, t, :n], r_stacks[0], r_stacks[1], k, mr, t, n, low_rank, g, False)
             mogrifier_round(g, hs[k, t, :n], hs[k + 1, t, :n])
 
 
@@ -113,12 +113,12 @@ def mogrifier_step_backward(params, t, n, read, write, dstate, states, dxp, team
             k = (i - 1) // 2
             dz = dzq[k, t, :n]
             mogrifier_round_backward(gq[k, t, :n], xs[k, t, :n], dx, dz)
-            _round_product(dz, q_stacks[0], q_stacks[1], k, dmq, t, n, low_rank, dh, True)
+            round_product(dz, q_stacks[0], q_stacks[1], k, dmq, t, n, low_rank, dh, True)
         else:  # δz → δx^{i-1} through R_k
             k = i // 2 - 1
             dz = dzr[k, t, :n]
             mogrifier_round_backward(gr[k, t, :n], hs[k, t, :n], dh, dz)
-            _round_product(dz, r_stacks[0], r_stacks[1], k, dmr, t, n, low_rank, dx, True)
+            round_product(dz, r_stacks[0], r_stacks[1], k, dmr, t, n, low_rank, dx, True)
 
 
 @njit(**JIT)

@@ -3,7 +3,7 @@
 Each direction's whole time loop is one compiled call that releases the GIL (``nogil``), and its skinny per-step
 GEMMs gain little from a second BLAS thread, so running the two directions side by side, each with a one-thread
 BLAS, beats running them one after the other with every small product split over two threads (measured in
-``docs/performance.md``). `pair` runs the second job in a worker thread while the caller runs the first:
+``docs/performance-history.md``). `pair` runs the second job in a worker thread while the caller runs the first:
 
 * it never oversubscribes: during the pair every BLAS NumPy and the compiled loop call (threadpoolctl's view) is
   limited to half its threads (at least 1), and with fewer than 2 BLAS threads allowed (``--threads 1``,

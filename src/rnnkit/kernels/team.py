@@ -132,9 +132,9 @@ def own_units(width, team):
 def own_rows(rows, team):
     """(r0, r1): the rows of a batch of ``rows`` that part ``team[0]`` takes, where a kernel needs whole rows (the
     layer-normalised cells' pointwise math: a row's mean and variance span all its units). All of them in the
-    plain loop (``team`` None)."""
+    plain loop (``team`` None), r0 typed as a variable as in `own_units`."""
     if team is None:
-        return 0, rows
+        return unliteral(0), rows
     part, parts = team[0], team[1]
     if parts < 2:
         return 0, rows
