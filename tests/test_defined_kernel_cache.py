@@ -83,3 +83,14 @@ def test_a_changed_loop_skeleton_or_blas_binding_gives_a_new_kernel_file(monkeyp
     assert "sequence_forward" in kernel_files.inlined_code() and "gemm" in kernel_files.inlined_code()
     monkeypatch.setattr(kernel_files, "inlined_code", lambda: "another skeleton")
     assert kernel_files.module_name(source) != before  # never stale machine code from a cached file
+
+
+def test_each_numba_optimisation_level_gives_its_own_kernel_file(monkeypatch):
+    from numba.core import config
+
+    from rnnkit.define import kernel_files
+
+    source = "def step():\n    pass\n"
+    before = kernel_files.module_name(source)
+    monkeypatch.setattr(config, "OPT", type(config.OPT)(3 if int(config.OPT) != 3 else 2))
+    assert kernel_files.module_name(source) != before

@@ -44,9 +44,13 @@ def cache_directory() -> Path:
 
 def module_name(source: str) -> str:
     """The module (and file) name of generated ``source``: ``rnnkit_defined_<24 hex digits of a SHA-256>`` of the
-    source and of what its machine code inlines (`inlined_code`): numba keys a cached file by that file alone, so a
-    changed loop skeleton or BLAS binding must give another file, never stale machine code."""
-    return "rnnkit_defined_" + hashlib.sha256((inlined_code() + source).encode()).hexdigest()[:24]
+    source, of what its machine code inlines (`inlined_code`) and of numba's optimisation level: numba keys a cached
+    file by that file alone, so a changed loop skeleton or BLAS binding must give another file, never stale machine
+    code, and each level gets its own, as the package's kernels do (`rnnkit.kernels.cache`)."""
+    from ..kernels.cache import optimisation_level
+
+    level = f"\n# numba optimisation level {optimisation_level()}\n"
+    return "rnnkit_defined_" + hashlib.sha256((inlined_code() + level + source).encode()).hexdigest()[:24]
 
 
 @lru_cache(maxsize=1)
