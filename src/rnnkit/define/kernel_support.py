@@ -10,9 +10,7 @@ kernels' types by reference (a helper defined in each generated file could not b
 
 from __future__ import annotations
 
-from numba import njit
-
-from ..kernels.jit import JIT, one, zero
+from ..kernels.jit import JIT, njit, one, zero
 
 
 @njit(**JIT)

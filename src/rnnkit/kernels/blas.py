@@ -34,10 +34,10 @@ from pathlib import Path
 
 import llvmlite.binding as llvm
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import get_cython_function_address, overload
 
-from .jit import GLUE, JIT, unliteral
+from .jit import GLUE, JIT, njit, unliteral
 from .team import own_units
 
 

@@ -11,14 +11,27 @@ each other's and a process never runs copies of one helper compiled at two level
 from the classes of ``numba.core.caching.CacheImpl``, the first that accepts its file; `install` puts these in front,
 and they accept only `KERNEL_FILES`. The generated kernels of `rnnkit.define` need none of this: their file names hash
 what they inline (`rnnkit.define.kernel_files`).
+
+Several processes may fill one cache at once: the test suite's two workers on a new clone, Dask or Optuna workers on
+an empty cache. numba saves an entry by reading the function's index, adding its key and writing the index back,
+then writing the data file, without a lock: two processes saving two signatures of one function at the same moment
+each write an index without the other's key, and both choose the same data file name, so one key can end up naming
+the other's machine code (numba 0.68: eight processes, each compiling one dtype of one function at the same moment,
+six times over, lost 12 of the 48 entries in one such run and 7 in another, and each run left 2 keys naming another
+dtype's code). Every cached function of rnnkit saves through `LockedIndexFile` instead (`lock_saves`, applied by
+`rnnkit.kernels.jit.njit`), and the same eight processes lost none and paired none.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
 from functools import lru_cache
+from itertools import count
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from numba.core import caching, config
 
 _HERE = Path(__file__).resolve().parent
@@ -94,3 +107,70 @@ def install() -> None:
     classes = _numba("CacheImpl")._locator_classes
     if classes[:len(LOCATORS)] != list(LOCATORS):
         classes[:0] = [locator for locator in LOCATORS if locator not in classes]
+
+
+#: how long a save waits for another process's save in the same cache directory (each takes milliseconds); after
+#: that the entry is left unsaved and compiled again by the next process
+SAVE_LOCK_TIMEOUT_S = 60.0
+#: the lock file of a cache directory, shared by all the functions cached there
+LOCK_NAME = "rnnkit-kernels.lock"
+
+
+class LockedIndexFile(_numba("IndexDataCacheFile")):
+    """numba's index and data files of one function, saved so that concurrent processes never lose an entry nor pair
+    a key with another key's data: each save holds the cache directory's file lock while it reads the index, writes
+    the data file and then the index that names it, and a new entry takes a data file name no index on disk names,
+    whatever its stamp (an older stamp's reader may still follow that index). Loading needs no lock: each file is
+    replaced whole (numba writes a temporary file and renames it), and an index names only data already written."""
+
+    @classmethod
+    def taking_over(cls, index_file) -> LockedIndexFile:
+        """This class in place of numba's ``index_file``, with the same paths and stamp."""
+        locked = cls.__new__(cls)
+        locked.__dict__.update(vars(index_file))
+        return locked
+
+    def save(self, key, data):
+        lock = FileLock(os.path.join(self._cache_path, LOCK_NAME))
+        try:
+            lock.acquire(timeout=SAVE_LOCK_TIMEOUT_S)
+        except Timeout:
+            return
+        except (NotImplementedError, OSError):  # a file system without locks: save as numba would, unlocked
+            self._save_entry(key, data)
+            return
+        try:
+            self._save_entry(key, data)
+        finally:
+            lock.release()
+
+    def _save_entry(self, key, data):
+        stamp, overloads = self._index_on_disk()
+        current = dict(overloads) if stamp == self._source_stamp else {}
+        name = current.get(key) or self._unused_data_name(set(overloads.values()) | set(current.values()))
+        self._save_data(name, data)
+        current[key] = name
+        self._save_index(current)
+
+    def _unused_data_name(self, taken: set) -> str:
+        return next(name for name in map(self._data_name, count(1)) if name not in taken)
+
+    def _index_on_disk(self) -> tuple:
+        """(stamp, {key: data file name}) of the index as saved by this numba version, whatever its stamp;
+        (None, {}) where there is none."""
+        try:
+            with open(self._index_path, "rb") as f:
+                version = pickle.load(f)
+                rest = f.read()
+        except FileNotFoundError:
+            return None, {}
+        return pickle.loads(rest) if version == self._version else (None, {})
+
+
+def lock_saves(dispatcher):
+    """``dispatcher`` (a numba function), whose disk cache, where it has one, saves through `LockedIndexFile`."""
+    function_cache = getattr(dispatcher, "_cache", None)
+    index_file = getattr(function_cache, "_cache_file", None)
+    if isinstance(index_file, _numba("IndexDataCacheFile")) and not isinstance(index_file, LockedIndexFile):
+        function_cache._cache_file = LockedIndexFile.taking_over(index_file)
+    return dispatcher

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from numba import njit
+from .jit import njit
 
 #: dependent shift-and-add pairs per timing: ~20 ms at 3 GHz
 STEPS = 30_000_000

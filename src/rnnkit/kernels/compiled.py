@@ -22,8 +22,6 @@ Kernels are cached on disk (``cache=True``), so only the first use after install
 
 from __future__ import annotations
 
-from numba import njit
-
 # -- each cell family's step kernels, from its own module, exported here for ``ws.kernels.NAME`` ------------------
 from .gru import (  # noqa: F401 - re-exported
     gru_backward_reset_after,
@@ -34,7 +32,7 @@ from .gru import (  # noqa: F401 - re-exported
     gru_output_reset_before,
 )
 from .indrnn import indrnn_backward, indrnn_forward  # noqa: F401 - re-exported
-from .jit import JIT, one
+from .jit import JIT, njit, one
 from .jordan import (  # noqa: F401 - re-exported
     jordan_hidden,
     jordan_hidden_backward,

@@ -4,10 +4,8 @@ of a step, and the steps of the whole-sequence loop (`rnnkit.kernels.sequence_lo
 
 from __future__ import annotations
 
-from numba import njit
-
 from .blas import matmul_columns, matmul_gate_units, matmul_weight
-from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, gru_mix, one, sigmoid, tanh
+from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, gru_mix, njit, one, sigmoid, tanh
 from .sequence_loop import (
     add_rows,
     recurrent_read,

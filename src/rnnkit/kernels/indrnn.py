@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-from numba import njit
-
-from .jit import GLUE, JIT, dtanh, tanh, zero
+from .jit import GLUE, JIT, dtanh, njit, tanh, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
 

@@ -3,14 +3,23 @@ float32 arithmetic in float32 and let LLVM vectorize. See `rnnkit.kernels.compil
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
 from . import cache
 
 cache.install()  # before the first cached kernel is defined
+
+
+def njit(*function, **options):
+    """numba's ``njit``, used as it is (``@njit(**JIT)``) by every kernel of rnnkit; a function cached on disk
+    (``cache=True``) saves its entries under the cache directory's file lock (`rnnkit.kernels.cache.lock_saves`)."""
+    def compiled(python_function):
+        return cache.lock_saves(numba.njit(**options)(python_function))
+    return compiled(*function) if function else compiled
 
 #: Fast-math only where it cannot change a finite result (no NaN, no infinity, no signed zero): LLVM may not fuse
 #: a·b + c or reassociate sums on its own, because whether it does depends on the context a function is optimised

@@ -7,10 +7,9 @@ sigmoid, tanh, identity or softmax (`OUTPUT_ACTIVATIONS` of the cell: 0, 1, 2, 3
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from .blas import matmul_weight
-from .jit import GLUE, JIT, dsigmoid, dtanh, row_dot, row_sum, sigmoid, tanh
+from .jit import GLUE, JIT, dsigmoid, dtanh, njit, row_dot, row_sum, sigmoid, tanh
 from .sequence_loop import copy_rows, sequence_backward, sequence_forward
 
 SOFTMAX = 3

@@ -6,11 +6,10 @@ backward, fused with each cell's pointwise step, and the steps of the whole-sequ
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from .blas import matmul_columns
 from .gru import gate_views3, gru_row_reset_after
-from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, like, one, row_dot, row_sum, sigmoid, tanh
+from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, like, njit, one, row_dot, row_sum, sigmoid, tanh
 from .sequence_loop import sequence_backward, sequence_forward
 from .team import barrier, own_rows
 

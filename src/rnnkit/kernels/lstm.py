@@ -4,10 +4,8 @@ Written as `rnnkit.kernels.compiled` describes."""
 
 from __future__ import annotations
 
-from numba import njit
-
 from .blas import matmul_columns, matmul_gate_units, matmul_weight
-from .jit import GLUE, JIT, dsigmoid, dtanh, muladd, sigmoid, tanh
+from .jit import GLUE, JIT, dsigmoid, dtanh, muladd, njit, sigmoid, tanh
 from .sequence_loop import (
     copy_rows,
     recurrent_read,

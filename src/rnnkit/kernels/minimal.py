@@ -5,9 +5,8 @@ step forward and backward (no recurrent GEMM: h_t = a_t ⊙ h_{t−1} + b_t) as 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from .jit import GLUE, JIT, one, sigmoid, zero
+from .jit import GLUE, JIT, njit, one, sigmoid, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
 

@@ -11,10 +11,8 @@ into ``mids`` (the backward's ``first``/``second`` are the matrices of δinput =
 
 from __future__ import annotations
 
-from numba import njit
-
 from .blas import matmul_weight, weight_at
-from .jit import GLUE, JIT, half, one, sigmoid, unliteral
+from .jit import GLUE, JIT, half, njit, one, sigmoid, unliteral
 from .lstm import lstm_step, lstm_step_backward
 from .sequence_loop import copy_rows, sequence_backward, sequence_forward
 

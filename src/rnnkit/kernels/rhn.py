@@ -5,10 +5,8 @@ micro-cells of a BLAS product s^{l-1} R_lᵀ and the micro-cell's pointwise kern
 
 from __future__ import annotations
 
-from numba import njit
-
 from .blas import matmul_weight, weight_at
-from .jit import GLUE, JIT, dsigmoid, dtanh, one, sigmoid, tanh
+from .jit import GLUE, JIT, dsigmoid, dtanh, njit, one, sigmoid, tanh
 from .sequence_loop import copy_rows, sequence_backward, sequence_forward
 
 

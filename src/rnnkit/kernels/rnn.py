@@ -4,10 +4,8 @@ the whole-sequence loop (`rnnkit.kernels.sequence_loop`). φ is given by its ind
 
 from __future__ import annotations
 
-from numba import njit
-
 from .blas import matmul_columns, matmul_gate_units
-from .jit import GLUE, JIT, dsigmoid, dtanh, sigmoid, tanh, zero
+from .jit import GLUE, JIT, dsigmoid, dtanh, njit, sigmoid, tanh, zero
 from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
 from .team import barrier, own_units
 

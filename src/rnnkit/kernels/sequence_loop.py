@@ -45,9 +45,7 @@ The NumPy per-step path stays the definition and the oracle (``tests/test_sequen
 
 from __future__ import annotations
 
-from numba import njit
-
-from .jit import GLUE, JIT, one, unliteral
+from .jit import GLUE, JIT, njit, one, unliteral
 from .team import barrier, leads, own_units
 
 #: the skeleton is inlined into each family's cached entry (see the module notes), never compiled on its own

@@ -29,11 +29,11 @@ import ctypes
 import ctypes.util
 
 import llvmlite.binding as llvm
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .jit import GLUE, unliteral
+from .jit import GLUE, njit, unliteral
 
 SYNC_SIZE = 16
 ARRIVALS, ABORT = 0, 8  # a cache line (64 bytes) apart
