@@ -46,12 +46,16 @@ def test_unset_rnnkit_blas_takes_mkl_only_where_it_is_installed_on_an_intel_proc
     assert blas.choose_backend("") == "mkl"
 
 
-def test_without_mkl_a_loop_weight_is_the_matrix_itself_and_nothing_packed():
+def test_without_mkl_a_loop_weight_is_the_matrix_itself_with_its_panels_where_the_processor_runs_them():
     if blas.BACKEND == "mkl":
         pytest.skip("this process runs the MKL backend")
     w = np.ones((3, 4), np.float32)
-    matrix, packed, small = blas.loop_weight(w)
-    assert matrix is w and packed.size == 0 and small == blas.small_kernels(np.float32)
+    matrix, packed, small, panels = blas.loop_weight(w)
+    assert matrix is w and packed.size == 0
+    if blas.uses_panels(w):
+        assert not small and np.array_equal(panels[0, :, :4], w) and panels.shape == (1, 3, 32)
+    else:
+        assert small == blas.small_kernels(np.float32) and panels.size == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -63,12 +67,12 @@ def test_a_product_in_column_blocks_equals_numpy_for_every_shape_in_and_out_of_t
     (`blas.SMALL_ROWS`, `SMALL_DEPTH`, `SMALL_MNK`). Forced on here, so it runs on every processor and dtype."""
     rng = np.random.default_rng(m + k + n)
     a, w = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
-    matrix, packed, _ = blas.loop_weight(w)
+    blocks = (w, np.empty(0, np.uint8), True, np.empty((0, 0, 0), dtype))  # no panels: the BLAS in blocks
     tol = 1e-5 if dtype == np.float32 else 1e-13
     for accumulate in (False, True):
         out = rng.standard_normal((m, n)).astype(dtype)
         expected = a @ w + (out if accumulate else 0)
-        blas.matmul_weight(a, (matrix, packed, True), out, accumulate)
+        blas.matmul_weight(a, blocks, out, accumulate)
         assert np.abs(out - expected).max() <= tol * np.abs(expected).max(), accumulate
 
 

@@ -133,18 +133,34 @@ def test_units_split_in_cache_line_shares_and_the_team_of_one_owns_every_unit():
 
 @pytest.mark.parametrize(("batch", "hidden", "parts"), [(16, 256, 2), (16, 512, 2), (64, 256, 2), (16, 128, 2),
                                                          (32, 512, 1), (64, 512, 1), (1, 64, 1), (16, 48, 1)])
-def test_the_automatic_policy_splits_the_lstm_shapes_that_measured_faster(batch, hidden, parts, monkeypatch):
+def test_the_automatic_policy_splits_the_lstm_shapes_that_measured_faster_on_the_blas(batch, hidden, parts,
+                                                                                      monkeypatch):
     monkeypatch.setattr(parallel.TEAMS, "choice", "auto")
     monkeypatch.setattr("rnnkit.machine.blas_spin_bounded", lambda: True)
+    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: False)
     monkeypatch.setattr("rnnkit.kernels.blas.small_kernels", lambda dtype: np.dtype(dtype) == np.float32)
     assert parallel.team_size(np.float32, batch, hidden, 4 * hidden, hidden) == parts
     assert parallel.team_size(np.float64, batch, hidden, 4 * hidden, hidden) == 1
+
+
+@pytest.mark.parametrize(("batch", "hidden", "parts"), [(16, 256, 2), (64, 512, 2), (32, 512, 2), (64, 1024, 2),
+                                                         (1, 64, 1), (4, 64, 1), (16, 48, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_with_the_products_on_panels_the_automatic_policy_splits_every_shape_with_enough_work(batch, hidden, parts,
+                                                                                               dtype, monkeypatch):
+    """Panels run a core's product at its peak, so a team paid at the largest shapes too, and in float64."""
+    monkeypatch.setattr(parallel.TEAMS, "choice", "auto")
+    monkeypatch.setattr("rnnkit.machine.blas_spin_bounded", lambda: True)
+    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
+    monkeypatch.setattr("rnnkit.kernels.blas.small_kernels", lambda dtype: False)
+    assert parallel.team_size(dtype, batch, hidden, 4 * hidden, hidden) == parts
 
 
 def test_the_automatic_policy_never_splits_while_openblas_threads_spin_long(monkeypatch):
     monkeypatch.setattr(parallel.TEAMS, "choice", "auto")
     monkeypatch.setattr("rnnkit.machine.blas_spin_bounded", lambda: False)
     monkeypatch.setattr("rnnkit.kernels.blas.small_kernels", lambda dtype: True)
+    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
     assert parallel.team_size(np.float32, 16, 256, 1024, 256) == 1
 
 

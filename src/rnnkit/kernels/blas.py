@@ -37,7 +37,9 @@ import numpy as np
 from numba import types
 from numba.extending import get_cython_function_address, overload
 
+from . import panels as _panels
 from .jit import GLUE, JIT, njit, unliteral
+from .panels import panel_product
 from .team import own_units
 
 
@@ -231,15 +233,31 @@ def small_kernels(dtype) -> bool:
             and _numpy_openblas().get("architecture") in SMALL_KERNEL_CORES)
 
 
-def loop_weight(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """A weight for the products of a compiled loop, out = a · ``matrix``: (``matrix``, its MKL-packed copy,
-    False) with the MKL backend, else (``matrix``, an empty array, `small_kernels`). Packed once per call of the
-    loop, used by every step (`matmul_weight`)."""
+def loop_weight(matrix: np.ndarray) -> tuple:
+    """A weight for the products of a compiled loop, out = a · ``matrix``: (``matrix``, its MKL-packed copy, small,
+    its panels). With the MKL backend: (``matrix``, MKL's packed copy, False, no panels); on OpenBLAS where the
+    processor runs `rnnkit.kernels.panels`: (``matrix``, no packed copy, False, its panels); else (``matrix``, no
+    packed copy, `small_kernels`, no panels). Packed once per call of the loop, used by every step
+    (`matmul_weight`)."""
+    empty_panels = np.empty((0, 0, 0), matrix.dtype)
     if _packs(matrix):
         from . import mkl
 
-        return matrix, mkl.pack(matrix), False
-    return matrix, np.empty(0, np.uint8), small_kernels(matrix.dtype)
+        return matrix, mkl.pack(matrix), False, empty_panels
+    if uses_panels(matrix):
+        return matrix, np.empty(0, np.uint8), False, _panels.pack(matrix)
+    return matrix, np.empty(0, np.uint8), small_kernels(matrix.dtype), empty_panels
+
+
+def panels_apply(dtype) -> bool:
+    """Whether the loop's products of ``dtype`` run on panels (`rnnkit.kernels.panels`): on OpenBLAS, float32 or
+    float64, on a processor with AVX-512."""
+    return BACKEND == "openblas" and _panels.applies(dtype)
+
+
+def uses_panels(matrix: np.ndarray) -> bool:
+    """Whether the loop multiplies by ``matrix``'s panels: `panels_apply` to its dtype and it is not empty."""
+    return matrix.size > 0 and panels_apply(matrix.dtype)
 
 
 def _packs(matrix: np.ndarray) -> bool:
@@ -247,42 +265,48 @@ def _packs(matrix: np.ndarray) -> bool:
     return BACKEND == "mkl" and matrix.size > 0 and matrix.strides[1] == matrix.itemsize
 
 
-def loop_weights(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+def loop_weights(matrices: np.ndarray) -> tuple:
     """`loop_weight` for a stack of weights of one shape, ``matrices`` (L, k, n) (an RHN's L micro-cells): (the
-    stack, their MKL-packed copies (L, P), each packed in its own row — (L, 0) without MKL —, small); `weight_at`
-    takes weight l out of it. One array per part instead of a tuple of L weights: numba would compile the loop again
-    for every L."""
+    stack, their MKL-packed copies (L, P), each packed in its own row — (L, 0) without MKL —, small, their panels
+    (L, P, k, width) — (L, 0, 0, 0) without —); `weight_at` takes weight l out of it. One array per part instead of
+    a tuple of L weights: numba would compile the loop again for every L."""
+    no_packed, no_panels = np.empty((len(matrices), 0), np.uint8), np.empty((len(matrices), 0, 0, 0), matrices.dtype)
+    if len(matrices) and uses_panels(matrices[0]):
+        return matrices, no_packed, False, _panels.pack_stack(matrices)
     if not len(matrices) or not _packs(matrices[0]):
-        return matrices, np.empty((len(matrices), 0), np.uint8), small_kernels(matrices.dtype)
+        return matrices, no_packed, small_kernels(matrices.dtype), no_panels
     from . import mkl
 
     packed = np.empty((len(matrices), mkl.packed_size(matrices[0])), np.uint8)
     for matrix, row in zip(matrices, packed):
         mkl.pack(matrix, row)  # in place: a packed copy moved elsewhere is not valid (`mkl.pack`)
-    return matrices, packed, False
+    return matrices, packed, False, no_panels
 
 
 @njit(**GLUE)
 def weight_at(weights, index):
     """Weight ``index`` of a `loop_weights` stack, as `matmul_weight` takes it."""
-    matrices, packed, small = weights
-    return matrices[index], packed[index], small
+    matrices, packed, small, panels = weights
+    return matrices[index], packed[index], small, panels[index]
 
 
 @njit(**GLUE)
 def matmul_weight(a, weight, out, accumulate):
-    """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed, small) from
-    `loop_weight`: on the packed copy where there is one (MKL), else `matmul_into`, in blocks of `SMALL_COLUMNS`
-    columns where ``small`` and the shape is one that runs faster so (`SMALL_KERNEL_CORES`). The flag goes on as
-    a variable, as in `matmul_into`."""
+    """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed, small, panels) from
+    `loop_weight`: on the panels where there are some (`rnnkit.kernels.panels`), on the packed copy where there is
+    one (MKL), else `matmul_into`, in blocks of `SMALL_COLUMNS` columns where ``small`` and the shape is one that
+    runs faster so (`SMALL_KERNEL_CORES`). The flag goes on as a variable, as in `matmul_into`."""
     _matmul_weight(a, weight, out, unliteral(accumulate))
 
 
 @njit(**JIT)
 def _matmul_weight(a, weight, out, accumulate):
-    matrix, packed, small = weight
+    matrix, packed, small, panels = weight
     m, k, n = a.shape[0], matrix.shape[0], matrix.shape[1]
     if n == 0:
+        return
+    if panels.size > 0 and m > 0 and k > 0:
+        panel_product(a, panels, out, 0, panels.shape[0], accumulate)
         return
     if packed.size == 0 or m == 0 or k == 0:
         blocked = small and 0 < m <= SMALL_ROWS and k <= SMALL_DEPTH and m * k * n > SMALL_MNK
@@ -308,27 +332,35 @@ TEAM_COLUMNS = (128, 64, 32)
 
 @njit(**GLUE)
 def matmul_columns(a, weight, out, team, accumulate):
-    """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small)
-    from `loop_weight` and [lo, hi) the units of ``team``'s part (`rnnkit.kernels.team.own_units`): one part's
-    share of a product in a team, from the matrix itself (MKL's packed copy holds all the columns; the automatic
-    policy splits no loop on MKL). In column blocks that take OpenBLAS's small-matrix route where ``small``, else
-    whole. The plain loop (``team`` None, or a share of all the columns): `matmul_weight`."""
+    """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small,
+    panels) from `loop_weight` and [lo, hi) the units of ``team``'s part (`rnnkit.kernels.team.own_units`): one
+    part's share of a product in a team, on its panels where there are some and [lo, hi) starts a panel, else from
+    the matrix itself (MKL's packed copy holds all the columns; the automatic policy splits no loop on MKL), in column
+    blocks that take OpenBLAS's small-matrix route where ``small``, else whole. The plain loop (``team`` None, or a
+    share of all the columns): `matmul_weight`."""
     if team is None:
         matmul_weight(a, weight, out, accumulate)
         return
-    matrix, small = weight[0], weight[2]
+    matrix = weight[0]
     lo, hi = own_units(matrix.shape[1], team)
     if lo == 0 and hi == matrix.shape[1]:
         matmul_weight(a, weight, out, accumulate)
         return
-    _share_columns(a, matrix, out, lo, hi, accumulate, small)
+    _share_columns(a, weight, out, lo, hi, accumulate)
 
 
 @njit(**GLUE)
-def _share_columns(a, matrix, out, lo, hi, accumulate, small):
-    """out[:, lo:hi] = a @ matrix[:, lo:hi] (or +=), in the widest of `TEAM_COLUMNS` that takes OpenBLAS's
-    small-matrix route where ``small``, else in one product."""
+def _share_columns(a, weight, out, lo, hi, accumulate):
+    """out[:, lo:hi] = a @ matrix[:, lo:hi] (or +=) for a `loop_weight`: on its panels where there are some, lo is
+    a panel's first column and hi one too or the last column (no panel crosses into another part's columns); else
+    in the widest of `TEAM_COLUMNS` that takes OpenBLAS's small-matrix route where ``small``, else in one product."""
+    matrix, small, panels = weight[0], weight[2], weight[3]
     m, k = a.shape[0], matrix.shape[0]
+    if panels.size > 0 and m > 0 and k > 0:
+        w = panels.shape[2]
+        if lo % w == 0 and (hi % w == 0 or hi == matrix.shape[1]):
+            panel_product(a, panels, out, lo // w, (hi + w - 1) // w, accumulate)
+            return
     width = hi - lo
     if small:
         for candidate in TEAM_COLUMNS:
@@ -354,4 +386,4 @@ def matmul_gate_units(a, weight, out, gates, team):
         matmul_weight(a, weight, out, False)
         return
     for g in range(gates):  # never all the columns of a block here, so each takes the team's blocks
-        _share_columns(a, weight[0], out, g * hidden + lo, g * hidden + hi, False, weight[2])
+        _share_columns(a, weight, out, g * hidden + lo, g * hidden + hi, False)

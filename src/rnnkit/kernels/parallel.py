@@ -167,6 +167,14 @@ use_teams, using_teams = TEAMS.use, TEAMS.using
 #: forward: 128 → 261; GRU B = 64, H = 512: 87 → 103) and below 2^19 (B = 1, H = 64: 2–3× slower). The
 #: layer-normalised cells gain most (their pointwise math split by rows): LN-LSTM B = 16, H = 256: 11.5 → 6.3 /
 #: 11.2 → 8.8; the GRU's backward (rows, then columns): 7.7 → 6.3 at B = 16, H = 256
+#: With the products on panels (`rnnkit.kernels.panels`: one core's product runs at its peak) a team pays above
+#: `TEAM_WORK` too, and in float64. Measured on the 2-core AMD EPYC, T = 100, in one process, three rounds in turns,
+#: medians of 5 calls, ms, inference / training, OpenBLAS with the old policy → panels in a team: float32 B = 64,
+#: H = 512: LSTM 174 – 179 / 479 – 488 → 151 – 153 / 430 – 434; GRU 124 – 127 / 356 – 367 → 113 – 114 / 328 – 330;
+#: RNN 44 – 45 / 120 – 122 → 39 / 111 – 112 (panels in one loop, no team: LSTM 207 – 208 / 552 – 556); float64
+#: LSTM B = 16, H = 256: 59 – 60 / 120 – 125 → 44 – 45 / 96 – 97; B = 64, H = 512: 544 – 576 / 1187 – 1221 → 413 – 423
+#: / 993 – 1024. Inside `TEAM_WORK` (float32 B ∈ {16, 64}, H ∈ {256, 512}) panels in a team ran as fast as the BLAS
+#: in a team or up to 12% faster (LSTM B = 16, H = 512 training 126 – 127 → 112 – 114)
 TEAM_WORK = (1 << 19, 1 << 23)
 
 
@@ -177,10 +185,12 @@ def teams_choice() -> str:
 
 def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     """How many parts run a loop whose step multiplies (batch, depth) by (depth, columns) over ``units`` units: 2
-    where the policy allows it (``auto``: float32 on OpenBLAS's small-matrix kernels, `rnnkit.kernels.blas`, whose
-    idle threads do not spin long (`rnnkit.machine.blas_spin_bounded`), units in 32s and a share of the product
-    in `TEAM_WORK`), else 1. Whether the cores are free is `team`'s to check."""
-    from .blas import small_kernels
+    where the policy allows it, else 1. ``auto``: on OpenBLAS whose idle threads do not spin long
+    (`rnnkit.machine.blas_spin_bounded`), units in 32s, and either the products on panels
+    (`rnnkit.kernels.blas.panels_apply`) with a share of the product of at least `TEAM_WORK`'s lower end, or
+    float32 on OpenBLAS's small-matrix kernels with a share in `TEAM_WORK` (the measurements are there).
+    Whether the cores are free is `team`'s to check."""
+    from .blas import panels_apply, small_kernels
     from .team import UNIT_ALIGN
 
     if TEAMS.choice == "never" or units < 2 * UNIT_ALIGN:
@@ -190,8 +200,9 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     from ..machine import blas_spin_bounded
 
     work = batch * depth * columns // 2
-    fits = units % (2 * UNIT_ALIGN) == 0 and TEAM_WORK[0] <= work <= TEAM_WORK[1]
-    return 2 if fits and small_kernels(dtype) and blas_spin_bounded() else 1
+    if units % (2 * UNIT_ALIGN) or work < TEAM_WORK[0] or not blas_spin_bounded():
+        return 1
+    return 2 if panels_apply(dtype) or (work <= TEAM_WORK[1] and small_kernels(dtype)) else 1
 
 
 def team(parts: int, job) -> None:
