@@ -64,7 +64,10 @@ def test_without_mkl_a_loop_weight_is_the_matrix_itself_with_its_panels_where_th
 def test_a_product_in_column_blocks_equals_numpy_for_every_shape_in_and_out_of_the_blocks_range(m, k, n, dtype):
     """The loop's skinny products on OpenBLAS's small-matrix kernels run in blocks of columns (the last one
     narrower): the same product as NumPy's, accumulated or not, for shapes inside and outside the blocks' range
-    (`blas.SMALL_ROWS`, `SMALL_DEPTH`, `SMALL_MNK`). Forced on here, so it runs on every processor and dtype."""
+    (`blas.SMALL_ROWS`, `SMALL_DEPTH`, `SMALL_MNK`). Forced on here, so it runs on every processor and dtype where
+    the products are the BLAS's (with panels, `rnnkit.kernels.panels`, the other routes are not compiled in)."""
+    if blas.PANELS:
+        pytest.skip("the loop's products run on panels here (tests/test_panels.py)")
     rng = np.random.default_rng(m + k + n)
     a, w = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
     blocks = (w, np.empty(0, np.uint8), True, np.empty((0, 0, 0), dtype))  # no panels: the BLAS in blocks

@@ -130,15 +130,27 @@ def test_where_numba_was_imported_first_it_keeps_its_own_optimisation_level():
 def test_kernels_compiled_at_two_optimisation_levels_are_cached_side_by_side(monkeypatch):
     from numba.core import config
 
-    from rnnkit.kernels import cache, jit
+    from rnnkit.kernels import backend, cache, jit
 
     level = cache.optimisation_level()
-    assert jit.dsigmoid._cache._cache_file._index_name.endswith(f"-O{level}.py{sys.version_info[0]}"
+    assert jit.dsigmoid._cache._cache_file._index_name.endswith(f"-O{level}-{backend.PRODUCTS}.py{sys.version_info[0]}"
                                                                  f"{sys.version_info[1]}.nbi")
     locator = jit.dsigmoid._cache._impl.locator
     mine = locator.get_disambiguator()
     monkeypatch.setattr(config, "OPT", type(config.OPT)(3 if level != "3" else 2))
     assert locator.get_disambiguator() != mine and locator.get_source_stamp() == cache.package_stamp()
+
+
+def test_kernels_of_each_products_route_are_cached_side_by_side(monkeypatch):
+    """The route of the loop's products is a constant of the compiled code (`rnnkit.kernels.backend.PRODUCTS`):
+    a process on the other route (``RNNKIT_BLAS=mkl``, another processor) compiles and caches its own copies."""
+    from rnnkit.kernels import backend, jit
+
+    locator = jit.dsigmoid._cache._impl.locator
+    mine = locator.get_disambiguator()
+    assert mine.endswith(f"-{backend.PRODUCTS}")
+    monkeypatch.setattr(backend, "PRODUCTS", "blas" if backend.PRODUCTS == "panels" else "panels")
+    assert locator.get_disambiguator() != mine
 
 
 #: one process: σ' from the disk cache (or compiled into it), with the package's stamp replaced when asked (a kernel

@@ -93,6 +93,9 @@ def test_every_cached_kernel_of_the_package_saves_under_the_lock():
         module = importlib.import_module(f"{package}.{path.stem}")
         cached += [f for f in vars(module).values() if isinstance(getattr(f, "_cache", None), FunctionCache)]
     assert len(cached) > 50
+    from rnnkit.kernels import panels
+
+    cached += list(panels.PRODUCTS.values())  # the panels' products: C functions, cached too
     assert all(isinstance(kernel._cache._cache_file, cache.LockedIndexFile) for kernel in cached)
 
 

@@ -56,12 +56,12 @@ def module_name(source: str) -> str:
 @lru_cache(maxsize=1)
 def inlined_code() -> str:
     """The text of the kernel modules compiled into a generated entry (the loop skeleton, the BLAS binding, the jit
-    helpers) and the BLAS the binding calls."""
+    helpers), the BLAS the binding calls and the route of its products (`rnnkit.kernels.backend.PRODUCTS`)."""
     from ..kernels import blas, jit, sequence_loop
     from . import kernel_support
 
     texts = [Path(module.__file__).read_text(encoding="utf-8") for module in (blas, jit, sequence_loop, kernel_support)]
-    return "\n".join([blas.SOURCE, *texts])
+    return "\n".join([blas.SOURCE, blas.backend.PRODUCTS, *texts])
 
 
 def load_generated(source: str):

@@ -78,7 +78,9 @@ class _PackageStamp:
         return package_stamp()
 
     def get_disambiguator(self):
-        return f"{super().get_disambiguator()}-O{optimisation_level()}"
+        from .backend import PRODUCTS
+
+        return f"{super().get_disambiguator()}-O{optimisation_level()}-{PRODUCTS}"
 
     @classmethod
     def from_function(cls, py_func, py_file):

@@ -13,7 +13,7 @@ each panel's k rows contiguous: panels (P, k, width), the last zero-padded. A ti
 panel: ``ROWS`` × 2 vector accumulators (16 of the 32 AVX-512 registers) stay in registers over the k steps, each
 step loading the panel row's two vectors once and broadcasting one element of each of a's rows into a fused
 multiply-add (`_tile_function`). Rows left over (m mod `ROWS`) take tiles of 4, 2 and 1 rows; a last panel narrower
-than ``width`` is computed row by row into a scratch tile and copied.
+than ``width`` stores its columns one by one.
 
 numba itself does not emit this kernel: written as numba loops over packed panels, the accumulators stayed in memory
 or were not vectorized (28 and 8 GFLOP/s, docs/performance-history.md). The IR is built in the intrinsic `_tile`,
@@ -24,16 +24,15 @@ and the loop keeps the BLAS (no machine without AVX-512 was measured).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import cfunc, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-from .jit import JIT, njit
+from . import backend, cache
+from .jit import GLUE, JIT, njit
 
 #: bytes of a panel's row: two 64-byte vectors (`width`)
 PANEL_BYTES = 128
@@ -43,10 +42,9 @@ ROWS = 8
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-@lru_cache(maxsize=1)
 def available() -> bool:
     """Whether this processor runs the micro-kernel's 64-byte vectors natively (AVX-512F)."""
-    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+    return backend.avx512()
 
 
 def width(dtype) -> int:
@@ -80,119 +78,194 @@ def pack_stack(matrices: np.ndarray) -> np.ndarray:
 
 def _tile_function(module: ir.Module, element: ir.Type, rows: int) -> ir.Function:
     """The micro-kernel, defined once per module: ``rows`` rows of out (row stride ldc) at c = (accumulate ? c : 0)
-    + a (``rows`` × k, row stride lda) · panel (k × 2 vectors, contiguous), k ≥ 1. Its accumulators are SSA values
-    carried around the k loop by φ nodes, so LLVM keeps them in registers."""
+    + a (``rows`` × k, row stride lda) · panel (k × 2 vectors, contiguous), k ≥ 1, of which the first ``columns``
+    are stored (all of them: two vector stores a row; fewer, the last panel of a matrix: element by element from a
+    copy on the stack). Its accumulators are SSA values carried around the k loop by φ nodes, so LLVM keeps them in
+    registers."""
     itemsize = 4 if isinstance(element, ir.FloatType) else 8
     lanes = VECTOR_BYTES // itemsize
     name = f"rnnkit_panel_tile_{'f32' if lanes == 16 else 'f64'}_{rows}"
     if name in module.globals:
         return module.globals[name]
-    vector, i64, i32 = ir.VectorType(element, lanes), ir.IntType(64), ir.IntType(32)
+    vector, i64 = ir.VectorType(element, lanes), ir.IntType(64)
     pointer = element.as_pointer()
-    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [pointer, i64, pointer, pointer, i64, i64,
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [pointer, i64, pointer, pointer, i64, i64, i64,
                                                                    ir.IntType(1)]), name)
     function.linkage = "internal"
-    a, lda, panel, c, ldc, k, accumulate = function.args
-    entry, loop, done = (function.append_basic_block(block) for block in ("entry", "loop", "done"))
-    builder = ir.IRBuilder(entry)
-    builder.branch(loop)
-    builder.position_at_end(loop)
-    step = builder.phi(i64)
-    zero = ir.Constant(vector, [0.0] * lanes)
-    sums = [[builder.phi(vector) for _ in range(2)] for _ in range(rows)]
-    panel_row = builder.gep(panel, [builder.mul(step, ir.Constant(i64, 2 * lanes))])
-    columns = [builder.load(builder.bitcast(builder.gep(panel_row, [ir.Constant(i64, q * lanes)]),
-                                            vector.as_pointer()), align=itemsize)
-               for q in range(2)]
-    fma = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [vector] * 3),
-                                         f"llvm.fma.v{lanes}{'f32' if lanes == 16 else 'f64'}")
-    spread = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-    updated = []
-    for r in range(rows):
-        value = builder.load(builder.gep(a, [builder.add(builder.mul(ir.Constant(i64, r), lda), step)]))
-        broadcast = builder.shuffle_vector(builder.insert_element(ir.Constant(vector, ir.Undefined), value,
-                                                                  ir.Constant(i32, 0)),
-                                           ir.Constant(vector, ir.Undefined), spread)
-        updated.append([builder.call(fma, [broadcast, columns[q], sums[r][q]]) for q in range(2)])
-    following = builder.add(step, ir.Constant(i64, 1))
-    step.add_incoming(ir.Constant(i64, 0), entry)
-    step.add_incoming(following, loop)
-    for r in range(rows):
-        for q in range(2):
-            sums[r][q].add_incoming(zero, entry)
-            sums[r][q].add_incoming(updated[r][q], loop)
-    builder.cbranch(builder.icmp_signed("<", following, k), loop, done)
-    builder.position_at_end(done)
+    a, lda, panel, c, ldc, k, columns, accumulate = function.args
+    blocks = {block: function.append_basic_block(block) for block in ("entry", "loop", "done", "full", "narrow")}
+    builder = ir.IRBuilder(blocks["entry"])
+    spill = builder.alloca(vector, size=2 * rows)
+    builder.branch(blocks["loop"])
+    builder.position_at_end(blocks["loop"])
+    sums = _multiply_add_loop(builder, function, blocks, vector, a, lda, panel, k, rows)
+    builder.position_at_end(blocks["done"])
+    builder.cbranch(builder.icmp_signed("==", columns, ir.Constant(i64, 2 * lanes)), blocks["full"],
+                    blocks["narrow"])
+    builder.position_at_end(blocks["full"])
     for r in range(rows):
         for q in range(2):
             offset = builder.add(builder.mul(ir.Constant(i64, r), ldc), ir.Constant(i64, q * lanes))
             target = builder.bitcast(builder.gep(c, [offset]), vector.as_pointer())
             old = builder.load(target, align=itemsize)
-            result = builder.select(accumulate, builder.fadd(old, updated[r][q]), updated[r][q])
-            builder.store(result, target, align=itemsize)
+            builder.store(builder.select(accumulate, builder.fadd(old, sums[r][q]), sums[r][q]), target,
+                          align=itemsize)
+    builder.ret_void()
+    builder.position_at_end(blocks["narrow"])
+    for r in range(rows):
+        for q in range(2):
+            builder.store(sums[r][q], builder.gep(spill, [ir.Constant(i64, 2 * r + q)]), align=itemsize)
+    _store_narrow(builder, function, builder.bitcast(spill, pointer), c, ldc, columns, accumulate, rows, 2 * lanes)
     builder.ret_void()
     return function
 
 
+def _multiply_add_loop(builder, function, blocks, vector, a, lda, panel, k, rows) -> list:
+    """The k loop of `_tile_function` (builder in its block "loop"): each step loads the panel's row (two vectors)
+    and multiplies-adds the broadcast a[r, step] of each row into that row's two accumulators; ends by branching
+    to "done". The accumulators' last values, [row][vector]."""
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    lanes = vector.count
+    step = builder.phi(i64)
+    sums = [[builder.phi(vector) for _ in range(2)] for _ in range(rows)]
+    panel_row = builder.gep(panel, [builder.mul(step, ir.Constant(i64, 2 * lanes))])
+    columns = [builder.load(builder.bitcast(builder.gep(panel_row, [ir.Constant(i64, q * lanes)]),
+                                            vector.as_pointer()), align=vector.element.get_abi_size(_TARGET))
+               for q in range(2)]
+    kind = "f32" if lanes == 16 else "f64"
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                         f"llvm.fma.v{lanes}{kind}")
+    spread = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+    updated = []
+    for r in range(rows):
+        value = builder.load(builder.gep(a, [builder.add(builder.mul(ir.Constant(i64, r), lda), step)]))
+        lone = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(i32, 0))
+        broadcast = builder.shuffle_vector(lone, ir.Constant(vector, ir.Undefined), spread)
+        updated.append([builder.call(fma, [broadcast, columns[q], sums[r][q]]) for q in range(2)])
+    following = builder.add(step, ir.Constant(i64, 1))
+    step.add_incoming(ir.Constant(i64, 0), blocks["entry"])
+    step.add_incoming(following, blocks["loop"])
+    zero = ir.Constant(vector, [0.0] * lanes)
+    for r in range(rows):
+        for q in range(2):
+            sums[r][q].add_incoming(zero, blocks["entry"])
+            sums[r][q].add_incoming(updated[r][q], blocks["loop"])
+    builder.cbranch(builder.icmp_signed("<", following, k), blocks["loop"], blocks["done"])
+    return updated
+
+
+def _store_narrow(builder, function, spilled, c, ldc, columns, accumulate, rows, width):
+    """c[r, j] = (accumulate ? c[r, j] : 0) + spilled[r · width + j] for j < ``columns``, each row in turn: one
+    loop over rows · columns elements."""
+    i64 = ir.IntType(64)
+    total = builder.mul(ir.Constant(i64, rows), columns)
+    before = builder.block
+    loop, after = function.append_basic_block("narrow_loop"), function.append_basic_block("narrow_done")
+    builder.cbranch(builder.icmp_signed(">", total, ir.Constant(i64, 0)), loop, after)
+    builder.position_at_end(loop)
+    index = builder.phi(i64)
+    row, column = builder.sdiv(index, columns), builder.srem(index, columns)
+    value = builder.load(builder.gep(spilled, [builder.add(builder.mul(row, ir.Constant(i64, width)), column)]))
+    target = builder.gep(c, [builder.add(builder.mul(row, ldc), column)])
+    builder.store(builder.select(accumulate, builder.fadd(builder.load(target), value), value), target)
+    following = builder.add(index, ir.Constant(i64, 1))
+    index.add_incoming(ir.Constant(i64, 0), before)
+    index.add_incoming(following, loop)
+    builder.cbranch(builder.icmp_signed("<", following, total), loop, after)
+    builder.position_at_end(after)
+
+
+#: element sizes of the target (4 bytes a float32, 8 a float64)
+_TARGET = llvm.create_target_data("e-m:e-i64:64-f80:128-n8:16:32:64-S128")
+
+
 @intrinsic
-def _tile(typingctx, a, panels, p, out, column, accumulate, rows):
-    """out[:rows, column:column + width] (=, or += with ``accumulate``) a[:rows] · panels[p], for 2-D arrays of one
-    float dtype with unit stride along their rows, panels (P, k, width) C-contiguous, k ≥ 1; ``rows`` a constant."""
+def _tile(typingctx, a, a_offset, lda, panels, panel_offset, k, out, out_offset, ldc, columns, accumulate, like,
+          rows):
+    """out[out_offset + r·ldc + j] (=, or += with ``accumulate``) Σ_s a[a_offset + r·lda + s] ·
+    panels[panel_offset + s·width + j] for r < ``rows``, j < ``columns``, s < k (k ≥ 1): one tile. ``a``, ``panels``,
+    ``out`` are addresses (void pointers) of elements of the type of ``like`` (float32 or float64); ``rows`` a
+    constant."""
     if not isinstance(rows, types.IntegerLiteral):
         return None
-    signature = types.void(a, panels, p, out, column, accumulate, rows)
+    signature = types.void(a, a_offset, lda, panels, panel_offset, k, out, out_offset, ldc, columns, accumulate,
+                           like, rows)
 
     def codegen(context, builder, sig, args):
-        a_type, panels_type, p_type, out_type, column_type, accumulate_type = sig.args[:6]
-        a_array = context.make_array(a_type)(context, builder, args[0])
-        panel_array = context.make_array(panels_type)(context, builder, args[1])
-        out_array = context.make_array(out_type)(context, builder, args[3])
-        itemsize = context.get_constant(types.intp, a_type.dtype.bitwidth // 8)
-        lda = builder.sdiv(cgutils.unpack_tuple(builder, a_array.strides, 2)[0], itemsize)
-        ldc = builder.sdiv(cgutils.unpack_tuple(builder, out_array.strides, 2)[0], itemsize)
-        _, depth, panel_width = cgutils.unpack_tuple(builder, panel_array.shape, 3)
-        p_value = context.cast(builder, args[2], p_type, types.intp)
-        first_column = context.cast(builder, args[4], column_type, types.intp)
-        panel = builder.gep(panel_array.data, [builder.mul(builder.mul(p_value, depth), panel_width)])
-        c = builder.gep(out_array.data, [first_column])
-        function = _tile_function(builder.module, context.get_value_type(a_type.dtype), rows.literal_value)
-        flag = context.cast(builder, args[5], accumulate_type, types.boolean)
-        builder.call(function, [a_array.data, lda, panel, c, ldc, depth, flag])
+        element = context.get_value_type(sig.args[11])
+        pointer = element.as_pointer()
+        a_rows, panel, c = (builder.gep(builder.bitcast(args[i], pointer), [args[i + 1]]) for i in (0, 3, 6))
+        function = _tile_function(builder.module, element, rows.literal_value)
+        builder.call(function, [a_rows, args[2], panel, c, args[8], args[5], args[9], args[10]])
         return context.get_dummy_value()
 
     return signature, codegen
 
 
-@njit(**JIT)
+#: the C signature of the product: (m, k, a, lda, panels, out, ldc, n, first, last, accumulate), addresses as void
+#: pointers, strides in elements
+PRODUCT_SIGNATURE = types.void(types.intp, types.intp, types.voidptr, types.intp, types.voidptr, types.voidptr,
+                               types.intp, types.intp, types.intp, types.intp, types.boolean)
+
+
+def _product(like):
+    width = PANEL_BYTES // np.dtype(type(like)).itemsize
+
+    def product(m, k, a, lda, panels, out, ldc, n, first, last, accumulate):
+        """out[:, first·w : min(last·w, n)] (=, or +=) a · W over panels first..last − 1 of W's `pack`."""
+        for p in range(first, last):
+            column = p * width
+            columns = min(width, n - column)
+            panel = p * k * width
+            r = 0
+            while r + ROWS <= m:
+                _tile(a, r * lda, lda, panels, panel, k, out, r * ldc + column, ldc, columns, accumulate, like, ROWS)
+                r += ROWS
+            if r + 4 <= m:
+                _tile(a, r * lda, lda, panels, panel, k, out, r * ldc + column, ldc, columns, accumulate, like, 4)
+                r += 4
+            if r + 2 <= m:
+                _tile(a, r * lda, lda, panels, panel, k, out, r * ldc + column, ldc, columns, accumulate, like, 2)
+                r += 2
+            if r < m:
+                _tile(a, r * lda, lda, panels, panel, k, out, r * ldc + column, ldc, columns, accumulate, like, 1)
+    return product
+
+
+#: the product compiled once per dtype as a C function (cached on disk), reached from compiled code through a
+#: symbol (`panel_product`): its machine code is not linked into each loop entry, whose first compile stayed as
+#: long as without panels (linked in, the LSTM's first use took 1.2 – 1.7 s longer)
+def _compile_product(dtype: np.dtype):
+    """The product of ``dtype`` as a C function (from the disk cache, whose saves take its lock), its address
+    registered as ``rnnkit_panel_product_<dtype>``."""
+    compiled = cache.lock_saves(cfunc(PRODUCT_SIGNATURE, cache=True)(_product(dtype.type(0))))
+    llvm.add_symbol(f"rnnkit_panel_product_{dtype.name}", compiled.address)
+    return compiled
+
+
+PRODUCTS = {dtype: _compile_product(dtype) for dtype in DTYPES}
+_external = {dtype: types.ExternalFunction(f"rnnkit_panel_product_{dtype.name}", PRODUCT_SIGNATURE)
+             for dtype in DTYPES}
+
+
+def product(panels, m, k, a, lda, out, ldc, n, first, last, accumulate):  # pragma: no cover - the overload
+    """The compiled product of ``panels``' dtype (`PRODUCTS`) on the addresses of a, panels and out."""
+
+
+def _product_call(routine):
+    def call(panels, m, k, a, lda, out, ldc, n, first, last, accumulate):
+        routine(m, k, a.ctypes, lda, panels.ctypes, out.ctypes, ldc, n, first, last, accumulate)
+    return call
+
+
+@overload(product, jit_options=JIT)
+def _product_overload(panels, m, k, a, lda, out, ldc, n, first, last, accumulate):
+    return _product_call(_external[np.dtype(panels.dtype.name)])
+
+
+@njit(**GLUE)
 def panel_product(a, panels, out, first, last, accumulate):
     """out[:, first·w : min(last·w, n)] = a · W (or += with ``accumulate``) over panels first..last − 1 of W's
-    `pack` (w = `width`, n = out's columns), a (m, k) with m, k ≥ 1."""
-    m, n, w = a.shape[0], out.shape[1], panels.shape[2]
-    for p in range(first, last):
-        column = p * w
-        if column + w > n:
-            _narrow_panel(a, panels, p, out, column, accumulate)
-            continue
-        r = 0
-        while r + ROWS <= m:
-            _tile(a[r:], panels, p, out[r:], column, accumulate, ROWS)
-            r += ROWS
-        if r + 4 <= m:
-            _tile(a[r:], panels, p, out[r:], column, accumulate, 4)
-            r += 4
-        if r + 2 <= m:
-            _tile(a[r:], panels, p, out[r:], column, accumulate, 2)
-            r += 2
-        if r < m:
-            _tile(a[r:], panels, p, out[r:], column, accumulate, 1)
-
-
-@njit(**JIT)
-def _narrow_panel(a, panels, p, out, column, accumulate):
-    """`panel_product` for a last panel narrower than its width: each row's tile into a scratch row, then copied."""
-    scratch = np.empty((1, panels.shape[2]), out.dtype)
-    for r in range(a.shape[0]):
-        _tile(a[r:], panels, p, scratch, 0, False, 1)
-        row = out[r]
-        for j in range(out.shape[1] - column):
-            row[column + j] = scratch[0, j] + row[column + j] if accumulate else scratch[0, j]
+    `pack` (w = `width`, n = out's columns), a (m, k) with m, k ≥ 1: the dtype's compiled product (`PRODUCTS`)."""
+    product(panels, a.shape[0], a.shape[1], a, a.strides[0] // a.itemsize, out, out.strides[0] // out.itemsize,
+            out.shape[1], first, last, accumulate)

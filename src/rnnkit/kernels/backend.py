@@ -1,0 +1,52 @@
+"""Which code runs the compiled loop's products, decided once per process, before any kernel is compiled.
+
+* `BACKEND`, the BLAS: ``RNNKIT_BLAS`` (``openblas``: NumPy's own; ``mkl``: Intel MKL with packed weights,
+  ``pip install 'rnnkit[mkl]'``); unset, MKL where it is installed and the processor is Intel's (`choose_backend`).
+* `PRODUCTS`, the route of the skinny per-step products: ``"panels"`` (`rnnkit.kernels.panels`: weights packed once
+  per call, a micro-kernel with 64-byte vectors) on OpenBLAS where the processor has AVX-512, else ``"blas"``.
+
+`PRODUCTS` is a constant of the compiled code (`rnnkit.kernels.blas` compiles only its own route into the loops: a
+shorter first use), so the disk cache keeps one set of kernels per route (`rnnkit.kernels.cache` puts it in the file
+names). This module compiles nothing, so the cache's locators can read it while the first kernels are defined.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import llvmlite.binding as llvm
+
+BACKENDS = ("openblas", "mkl")
+
+
+def choose_backend(setting: str | None = None) -> str:
+    """The BLAS of the compiled loop's products: ``setting``, else ``RNNKIT_BLAS`` (see the module notes)."""
+    from ..errors import ConfigError, DependencyError
+    from . import mkl
+
+    setting = (os.environ.get("RNNKIT_BLAS", "") if setting is None else setting).strip().lower()
+    if setting and setting not in BACKENDS:
+        raise ConfigError(f"RNNKIT_BLAS: expected one of {', '.join(BACKENDS)}, got {setting!r}")
+    if setting == "mkl" and mkl.library() is None:
+        raise DependencyError("RNNKIT_BLAS=mkl: MKL is not installed (pip install 'rnnkit[mkl]')")
+    if setting:
+        return setting
+    return "mkl" if mkl.library_path() is not None and mkl.intel_cpu() and mkl.library() else "openblas"
+
+
+@lru_cache(maxsize=1)
+def avx512() -> bool:
+    """Whether this processor runs 64-byte vectors natively (AVX-512F), as LLVM sees it."""
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
+
+def products_route(backend: str) -> str:
+    """``"panels"`` on OpenBLAS where the processor has AVX-512, else ``"blas"``."""
+    return "panels" if backend == "openblas" and avx512() else "blas"
+
+
+#: the BLAS of the compiled loop: "openblas" or "mkl"
+BACKEND = choose_backend()
+#: the route of the loop's skinny products: "panels" or "blas"
+PRODUCTS = products_route(BACKEND)
