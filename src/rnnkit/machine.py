@@ -119,10 +119,20 @@ def blas_backend() -> str:
         text = roles.get(lib["owner"], lib["owner"])
         if lib["owner"] != loop:
             return text
-        blocks = ", small-matrix kernels for its skinny float32 products" if small_matrix_blocks() else ""
-        return f"{text} and the compiled loop's gemm{blocks}"
+        return f"{text} and the compiled loop's gemm{_skinny_products()}"
 
     return "; ".join(f"{lib['library']} {lib['version']} ({role(lib)})" for lib in libraries)
+
+
+def _skinny_products() -> str:
+    """How the compiled loop runs its skinny per-step products on OpenBLAS, as a clause for `blas_backend`."""
+    try:
+        from .kernels import blas
+    except ImportError:
+        return ""
+    if blas.PANELS:
+        return ", its skinny products on packed panels by rnnkit's AVX-512 micro-kernel"
+    return ", small-matrix kernels for its skinny float32 products" if small_matrix_blocks() else ""
 
 
 def small_matrix_blocks() -> bool:
@@ -282,13 +292,17 @@ def describe_teams() -> str:
     choice = parallel.teams_choice()
     if choice != "auto":
         return f"{choice} (RNNKIT_TEAMS={choice})"
-    if not blas.small_kernels("float32"):
-        return "no (they need OpenBLAS's small-matrix kernels, found on AVX-512 machines)"
+    panels, small = blas.panels_apply("float32"), blas.small_kernels("float32")
+    if not panels and not small:
+        return "no (they need the products on panels or OpenBLAS's small-matrix kernels, both on AVX-512 machines)"
     if not blas_spin_bounded():
         return ("no (OpenBLAS's idle threads may spin longer than 2^22 cycles: set OPENBLAS_THREAD_TIMEOUT=22 "
                 "before NumPy loads, or import rnnkit first)")
-    return (f"float32 shapes of {parallel.TEAM_WORK[0]:,}-{parallel.TEAM_WORK[1]:,} multiply-adds a core a step "
-            f"(OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}; RNNKIT_TEAMS=never turns them off)")
+    low, high = parallel.TEAM_WORK
+    shapes = f"float32 and float64 shapes of {low:,} multiply-adds a core a step and more" if panels else (
+        f"float32 shapes of {low:,}-{high:,} multiply-adds a core a step")
+    return f"{shapes} (OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}; RNNKIT_TEAMS=never " \
+           "turns them off)"
 
 
 def blas_spin_bounded(environ: dict[str, str] | None = None) -> bool:

@@ -17,9 +17,11 @@ than ``width`` stores its columns one by one.
 
 numba itself does not emit this kernel: written as numba loops over packed panels, the accumulators stayed in memory
 or were not vectorized (28 and 8 GFLOP/s, docs/performance-history.md). The IR is built in the intrinsic `_tile`,
-so the kernels stay cacheable on disk and compile in milliseconds. It asks for 64-byte vectors, so it is used only
-where the processor has AVX-512 (`available`): elsewhere LLVM would split each vector and spill the accumulators,
-and the loop keeps the BLAS (no machine without AVX-512 was measured).
+and the product around it is compiled once per dtype as a C function, cached on disk, that the loops call through a
+symbol (`PRODUCTS`, `panel_product`), as they call the BLAS: linked into each loop entry instead, it made the LSTM's
+first use 1.2 – 1.7 s longer. It asks for 64-byte vectors, so it is used only where the processor has AVX-512
+(`rnnkit.kernels.backend.PRODUCTS`): elsewhere LLVM would split each vector and spill the accumulators, and the loop
+keeps the BLAS (no machine without AVX-512 was measured).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from numba import cfunc, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from . import backend, cache
+from . import cache
 from .jit import GLUE, JIT, njit
 
 #: bytes of a panel's row: two 64-byte vectors (`width`)
@@ -42,19 +44,9 @@ ROWS = 8
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def available() -> bool:
-    """Whether this processor runs the micro-kernel's 64-byte vectors natively (AVX-512F)."""
-    return backend.avx512()
-
-
 def width(dtype) -> int:
     """Columns in a panel of ``dtype``: 32 float32, 16 float64."""
     return PANEL_BYTES // np.dtype(dtype).itemsize
-
-
-def applies(dtype) -> bool:
-    """Whether products on weights of ``dtype`` run on panels here: float32 or float64, on AVX-512."""
-    return np.dtype(dtype) in DTYPES and available()
 
 
 def pack(matrix: np.ndarray) -> np.ndarray:
