@@ -52,7 +52,7 @@ def test_without_mkl_a_loop_weight_is_the_matrix_itself_with_its_panels_where_th
     w = np.ones((3, 4), np.float32)
     matrix, packed, small, panels = blas.loop_weight(w)
     assert matrix is w and packed.size == 0
-    if blas.uses_panels(w):
+    if blas.panels_apply(w.dtype):
         assert not small and np.array_equal(panels[0, :, :4], w) and panels.shape == (1, 3, 32)
     else:
         assert small == blas.small_kernels(np.float32) and panels.size == 0

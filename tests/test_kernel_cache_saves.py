@@ -95,7 +95,7 @@ def test_every_cached_kernel_of_the_package_saves_under_the_lock():
     assert len(cached) > 50
     from rnnkit.kernels import panels
 
-    cached += list(panels.PRODUCTS.values())  # the panels' products: C functions, cached too
+    cached += list(panels.COMPILED.values())  # the panels' products: C functions, cached too
     assert all(isinstance(kernel._cache._cache_file, cache.LockedIndexFile) for kernel in cached)
 
 
@@ -120,3 +120,18 @@ def test_functions_without_a_disk_cache_are_left_as_numba_made_them():
 
     compiled = njit(plus_one)
     assert compiled(1) == 2 and not hasattr(compiled._cache, "_cache_file")
+
+
+def test_every_cache_of_a_package_file_saves_under_the_lock_from_its_construction_on():
+    """Whatever decorator made it — numba's own ``jit`` for an ``@overload``'s implementation, ``cfunc`` — a cache
+    of a function of the package's kernel files takes the lock before its first save; other caches stay numba's."""
+    from numba.core.caching import FunctionCache, IndexDataCacheFile
+
+    from rnnkit.kernels import jit
+
+    def elsewhere(x):
+        return x
+
+    assert isinstance(FunctionCache(jit.sigmoid.py_func)._cache_file, cache.LockedIndexFile)
+    own = FunctionCache(elsewhere)._cache_file
+    assert isinstance(own, IndexDataCacheFile) and not isinstance(own, cache.LockedIndexFile)

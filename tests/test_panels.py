@@ -61,7 +61,7 @@ def test_a_range_of_panels_writes_its_columns_only_and_reads_strided_rows():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_loop_weights_product_runs_on_its_panels_where_the_processor_has_them(dtype):
-    if not blas.uses_panels(np.ones((1, 1), dtype)):
+    if not blas.panels_apply(dtype):
         pytest.skip("no panels here: MKL's backend, or a processor without AVX-512")
     rng = np.random.default_rng(5)
     a, w = rng.standard_normal((16, 256)).astype(dtype), rng.standard_normal((256, 1024)).astype(dtype)
@@ -83,3 +83,12 @@ def test_a_team_share_writes_its_columns_on_panels_or_on_the_blas(lo, hi):
     blas._share_columns(a, weight, out, lo, hi, False)
     assert worst(out[:, lo:hi], a @ w[:, lo:hi]) <= TOL[np.float32]
     assert np.isnan(np.delete(out, np.s_[lo:hi], axis=1)).all()
+
+
+def test_on_the_panels_route_a_weight_without_its_panels_is_refused_not_left_unwritten():
+    if not blas.PANELS:
+        pytest.skip("the loop's products are the BLAS's here")
+    w = np.ones((4, 8), np.float32)
+    without = (w, np.empty(0, np.uint8), False, np.empty((0, 0, 0), np.float32))
+    with pytest.raises(ValueError, match="without its panels"):
+        blas.matmul_weight(np.ones((2, 4), np.float32), without, np.empty((2, 8), np.float32), False)

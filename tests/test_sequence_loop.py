@@ -108,8 +108,10 @@ def oracle_of(name, dtype):
     stepped by the Python loop. Their kernels sum a row's mean and variance in another order than NumPy, and the
     normalisation's backward cancels (s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩)), so in float32 kernels and NumPy differ by up
     to 1e-5 however the loop runs (test_layernorm_cells.py bounds that); the loop itself must add nothing. That
-    holds where the loop's products are NumPy's own BLAS, as the Python steps' are: with ``RNNKIT_BLAS=mkl`` the
-    normalisation amplifies the two BLAS's float32 rounding to 1e-5 as well, so there only float64 is compared."""
+    holds where the loop's products are NumPy's own BLAS, as the Python steps' are, or on panels
+    (`rnnkit.kernels.panels`, which sums each product in order of k: within these tolerances here): with
+    ``RNNKIT_BLAS=mkl`` the normalisation amplifies the two BLAS's float32 rounding to 1e-5 as well, so there only
+    float64 is compared."""
     if not (name.startswith("ln") and dtype == np.float32):
         return None
     if blas.BACKEND == "mkl":

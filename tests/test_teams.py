@@ -156,6 +156,17 @@ def test_with_the_products_on_panels_the_automatic_policy_splits_every_shape_wit
     assert parallel.team_size(dtype, batch, hidden, 4 * hidden, hidden) == parts
 
 
+def test_with_the_products_on_panels_a_team_splits_only_where_each_share_is_whole_panels(monkeypatch):
+    """96 units split into 48 and 48: whole 16-column panels in float64, not whole 32-column panels in float32,
+    which falls back to the BLAS's rule (here: no small-matrix kernels, so no team)."""
+    monkeypatch.setattr(parallel.TEAMS, "choice", "auto")
+    monkeypatch.setattr("rnnkit.machine.blas_spin_bounded", lambda: True)
+    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
+    monkeypatch.setattr("rnnkit.kernels.blas.small_kernels", lambda dtype: False)
+    assert parallel.team_size(np.float64, 64, 96, 384, 96) == 2
+    assert parallel.team_size(np.float32, 64, 96, 384, 96) == 1
+
+
 def test_the_automatic_policy_never_splits_while_openblas_threads_spin_long(monkeypatch):
     monkeypatch.setattr(parallel.TEAMS, "choice", "auto")
     monkeypatch.setattr("rnnkit.machine.blas_spin_bounded", lambda: False)

@@ -37,7 +37,13 @@ def choose_backend(setting: str | None = None) -> str:
 
 @lru_cache(maxsize=1)
 def avx512() -> bool:
-    """Whether this processor runs 64-byte vectors natively (AVX-512F), as LLVM sees it."""
+    """Whether numba compiles for a processor with 64-byte vectors (AVX-512F): this one, as LLVM sees it, unless
+    ``NUMBA_CPU_NAME`` or ``NUMBA_CPU_FEATURES`` name another target (then only where its features say
+    ``+avx512f``)."""
+    from numba.core import config
+
+    if config.CPU_NAME or config.CPU_FEATURES:
+        return "+avx512f" in (config.CPU_FEATURES or "")
     return bool(llvm.get_host_cpu_features().get("avx512f", False))
 
 

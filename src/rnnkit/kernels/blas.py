@@ -229,7 +229,7 @@ def loop_weight(matrix: np.ndarray) -> tuple:
         from . import mkl
 
         return matrix, mkl.pack(matrix), False, empty_panels
-    if uses_panels(matrix):
+    if panels_apply(matrix.dtype):
         return matrix, np.empty(0, np.uint8), False, _panels.pack(matrix)
     return matrix, np.empty(0, np.uint8), small_kernels(matrix.dtype), empty_panels
 
@@ -238,11 +238,6 @@ def panels_apply(dtype) -> bool:
     """Whether the loop's products of ``dtype`` run on panels (`rnnkit.kernels.panels`): `PANELS` (OpenBLAS, a
     processor with AVX-512), float32 or float64."""
     return PANELS and np.dtype(dtype) in _panels.DTYPES
-
-
-def uses_panels(matrix: np.ndarray) -> bool:
-    """Whether the loop multiplies by ``matrix``'s panels: `panels_apply` to its dtype."""
-    return panels_apply(matrix.dtype)
 
 
 def _packs(matrix: np.ndarray) -> bool:
@@ -256,7 +251,7 @@ def loop_weights(matrices: np.ndarray) -> tuple:
     (L, P, k, width) — (L, 0, 0, 0) without —); `weight_at` takes weight l out of it. One array per part instead of
     a tuple of L weights: numba would compile the loop again for every L."""
     no_packed, no_panels = np.empty((len(matrices), 0), np.uint8), np.empty((len(matrices), 0, 0, 0), matrices.dtype)
-    if len(matrices) and uses_panels(matrices[0]):
+    if len(matrices) and panels_apply(matrices.dtype):
         return matrices, no_packed, False, _panels.pack_stack(matrices)
     if not len(matrices) or not _packs(matrices[0]):
         return matrices, no_packed, small_kernels(matrices.dtype), no_panels
@@ -291,6 +286,8 @@ def _matmul_weight(a, weight, out, accumulate):
     if n == 0 or m == 0:
         return
     if PANELS:  # a constant: the other routes are not compiled in
+        if panels.shape[0] * panels.shape[2] < n:
+            raise ValueError("matmul_weight: a weight without its panels on the panels route (blas.loop_weight)")
         if k > 0:
             panel_product(a, panels, out, 0, panels.shape[0], accumulate)
         elif not accumulate:
@@ -322,7 +319,8 @@ TEAM_COLUMNS = (128, 64, 32)
 def matmul_columns(a, weight, out, team, accumulate):
     """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small,
     panels) from `loop_weight` and [lo, hi) the units of ``team``'s part (`rnnkit.kernels.team.own_units`): one
-    part's share of a product in a team, on its panels where there are some and [lo, hi) starts a panel, else from
+    part's share of a product in a team, on its panels where there are some and [lo, hi) is whole panels (hi may
+    be the matrix's last column), else from
     the matrix itself (MKL's packed copy holds all the columns; the automatic policy splits no loop on MKL), in column
     blocks that take OpenBLAS's small-matrix route where ``small``, else whole. The plain loop (``team`` None, or a
     share of all the columns): `matmul_weight`."""
@@ -344,7 +342,7 @@ def _share_columns(a, weight, out, lo, hi, accumulate):
     in the widest of `TEAM_COLUMNS` that takes OpenBLAS's small-matrix route where ``small``, else in one product."""
     matrix, small, panels = weight[0], weight[2], weight[3]
     m, k = a.shape[0], matrix.shape[0]
-    if panels.size > 0 and m > 0 and k > 0:
+    if PANELS and panels.size > 0 and m > 0 and k > 0:  # PANELS a constant: no panels' call compiled in elsewhere
         w = panels.shape[2]
         if lo % w == 0 and (hi % w == 0 or hi == matrix.shape[1]):
             panel_product(a, panels, out, lo // w, (hi + w - 1) // w, accumulate)

@@ -18,8 +18,10 @@ then writing the data file, without a lock: two processes saving two signatures 
 each write an index without the other's key, and both choose the same data file name, so one key can end up naming
 the other's machine code (numba 0.68: eight processes, each compiling one dtype of one function at the same moment,
 six times over, lost 12 of the 48 entries in one such run and 7 in another, and each run left 2 keys naming another
-dtype's code). Every cached function of rnnkit saves through `LockedIndexFile` instead (`lock_saves`, applied by
-`rnnkit.kernels.jit.njit`), and the same eight processes lost none and paired none.
+dtype's code). Every cached function of rnnkit saves through `LockedIndexFile` instead, from the construction of
+its cache on (`install`: the package's kernels, ``@overload`` implementations and C functions; `lock_saves`, applied
+by `rnnkit.kernels.jit.njit`: the generated kernels of `rnnkit.define`), and the same eight processes lost none and
+paired none.
 """
 
 from __future__ import annotations
@@ -105,10 +107,26 @@ LOCATORS = (UserProvidedLocator, InTreeLocator, UserWideLocator)
 
 
 def install() -> None:
-    """Put `LOCATORS` in front of numba's own, once (before the first kernel is defined: `rnnkit.kernels.jit`)."""
+    """Put `LOCATORS` in front of numba's own, and have every cache they locate save through `LockedIndexFile`
+    from its construction on — numba functions, the implementations of ``@overload`` and C functions alike, whichever
+    decorator made them — once (before the first kernel is defined: `rnnkit.kernels.jit`)."""
     classes = _numba("CacheImpl")._locator_classes
     if classes[:len(LOCATORS)] != list(LOCATORS):
         classes[:0] = [locator for locator in LOCATORS if locator not in classes]
+    cache_class = _numba("Cache")
+    if not getattr(cache_class.__init__, "locks_package_saves", False):
+        cache_class.__init__ = _locking_package_saves(cache_class.__init__)
+
+
+def _locking_package_saves(construct):
+    """numba's ``Cache.__init__``, then `LockedIndexFile` in place of its index file where the locator is one of
+    `LOCATORS` (the package's kernels); every other cache is left as numba made it."""
+    def __init__(self, py_func):
+        construct(self, py_func)
+        if isinstance(self._impl.locator, LOCATORS):
+            self._cache_file = LockedIndexFile.taking_over(self._cache_file)
+    __init__.locks_package_saves = True
+    return __init__
 
 
 #: how long a save waits for another process's save in the same cache directory (each takes milliseconds); after

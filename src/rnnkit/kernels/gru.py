@@ -98,7 +98,7 @@ def gru_reset_after_step(params, t, n, read, write, xp, states, team):
     stays in cache, then the fused pointwise forward, its gates written over xp_t (the projection becomes the gate
     history: no second (T, B, 3H) array); in a team (`rnnkit.kernels.team`) this part's units only. params =
     (W_hhᵀ, b_hn, product (B, 3H), inner (T, B, H), m_h, scratch, lecture): W_hhᵀ a
-    `rnnkit.kernels.blas.loop_weight` triple, m_h the recurrent dropout mask (B, H) or (0, 0), scratch (B, H) for
+    `rnnkit.kernels.blas.loop_weight` tuple, m_h the recurrent dropout mask (B, H) or (0, 0), scratch (B, H) for
     h_{t−1} ⊙ m_h, which enters the product (z ⊙ h_{t−1} takes h_{t−1} itself), lecture: the lecture's update
     gate."""
     w_hh_t, b_hn, product, inner, mask, masked, lecture = params

@@ -84,7 +84,7 @@ def jordan_hidden_backward(dxp, h):
 def jordan_step(params, t, n, read, write, xp, states, team):
     """`JordanStep.step` for the whole-sequence loop: s_t = μ s_{t−1} + y_{t−1}, h_t = tanh(xp_t + s_t W_hhᵀ) (BLAS,
     into the hidden history), y_t = ψ(h_t W_hyᵀ + b_hy) (BLAS). States (y, s). params = (W_hhᵀ, W_hyᵀ, each a
-    `rnnkit.kernels.blas.loop_weight` triple, hidden (T, B, H), μ, b_hy, has_bias, ψ's index)."""
+    `rnnkit.kernels.blas.loop_weight` tuple, hidden (T, B, H), μ, b_hy, has_bias, ψ's index)."""
     w_hh_t, w_hy_t, hidden, decay, b_hy, has_bias, activation = params
     ys, ss = states
     y, s, h = ys[write, :n], ss[write, :n], hidden[t, :n]
@@ -99,7 +99,7 @@ def jordan_step(params, t, n, read, write, xp, states, team):
 def jordan_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`JordanStep.step_backward` for the whole-sequence loop: δa_y (into its history), δa_h = (δa_y W_hy) ⊙ (1 − h²)
     (BLAS) into ``dxp``, δs = δs_t + δa_h W_hh (BLAS), then δy_{t−1} = δs and δs_{t−1} = μ δs. params = (W_hy, W_hh,
-    each a `loop_weight` triple, hidden (T, B, H), δa_y (T, B, O), μ, ψ's index)."""
+    each a `loop_weight` tuple, hidden (T, B, H), δa_y (T, B, O), μ, ψ's index)."""
     w_hy, w_hh, hidden, da_y_history, decay, activation = params
     dy, ds = dstate[0][:n], dstate[1][:n]
     da_y = da_y_history[t, :n]

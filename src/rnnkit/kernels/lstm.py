@@ -118,7 +118,7 @@ def lstm_step(params, t, n, read, write, xp, states, team):
     (`rnnkit.kernels.team`; never with a projection) the product's columns and the pointwise math of this part's
     units only. params = (W_hhᵀ, w_ci, w_cf, w_co, peephole, product (B, 4H), tanh_c (B, H) of one step (the
     backward takes the tanh of c_t again), m (T, B, H), W_hrᵀ, projected, m_h, scratch, recurrent_history), each
-    weight a `rnnkit.kernels.blas.loop_weight` triple; m and W_hrᵀ are unused without a projection; m_h (B, P) the
+    weight a `rnnkit.kernels.blas.loop_weight` tuple; m and W_hrᵀ are unused without a projection; m_h (B, P) the
     recurrent dropout mask (h_{t−1} ⊙ m_h, in scratch (B, P), enters the product) or (0, 0); recurrent_history (T,
     B, P) what the product reads in place of h_{t−1} (a Mogrifier's last h after its rounds,
     `rnnkit.kernels.mogrifier`), or (0, 0, 0) for h_{t−1} itself."""

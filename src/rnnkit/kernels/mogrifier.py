@@ -81,7 +81,7 @@ def mogrifier_step(params, t, n, read, write, xp, states, team):
     unused): h^0 = h_{t−1} into the hs history, the rounds, a_t = x↑ W_ihᵀ + b (BLAS, into the gate history), then
     the LSTM's step on (a_t, h↑). params = (the LSTM's `lstm_step` params with recurrent_history the last h history,
     rounds, xs, hs, gq, gr, mq, mr (empty without a rank), the (first, second) stacks of Q_kᵀ and of R_kᵀ, low_rank,
-    W_ihᵀ as a `loop_weight` triple, b = b_ih + b_hh, has_bias, gates (T, B, 4H))."""
+    W_ihᵀ as a `loop_weight` tuple, b = b_ih + b_hh, has_bias, gates (T, B, 4H))."""
     lstm, rounds, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank, w_ih_t, bias, has_bias, gates = params
     copy_rows(states[0][read, :n], hs[0, t, :n], 0, hs.shape[3])
     _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank)
@@ -101,7 +101,7 @@ def mogrifier_step_backward(params, t, n, read, write, dstate, states, dxp, team
     δh, δc_{t−1}), δx↑ = δa W_ih (BLAS, into the δx history), then rounds r..1: δz = δout ⊙ gated ⊙ g(1 − g/2),
     δgated = δout ⊙ g, δinput += δz M_k (BLAS), for each round i its matrix M_k. params = (the LSTM's
     `lstm_step_backward` params, rounds, xs, hs, gq, gr, dzq, dzr, dmq, dmr, the (first, second) stacks of Q_k and
-    of R_k (U_k, V_k low rank), low_rank, W_ih as a `loop_weight` triple, dx (T, B, I))."""
+    of R_k (U_k, V_k low rank), low_rank, W_ih as a `loop_weight` tuple, dx (T, B, I))."""
     lstm, rounds, xs, hs, gq, gr, dzq, dzr, dmq, dmr, q_stacks, r_stacks, low_rank, w_ih, dx_history = params
     lstm_step_backward(lstm, t, n, read, write, dstate, states, dxp, team)
     dx, dh = dx_history[t, :n], dstate[0][:n]

@@ -18,13 +18,15 @@ than ``width`` stores its columns one by one.
 numba itself does not emit this kernel: written as numba loops over packed panels, the accumulators stayed in memory
 or were not vectorized (28 and 8 GFLOP/s, docs/performance-history.md). The IR is built in the intrinsic `_tile`,
 and the product around it is compiled once per dtype as a C function, cached on disk, that the loops call through a
-symbol (`PRODUCTS`, `panel_product`), as they call the BLAS: linked into each loop entry instead, it made the LSTM's
+symbol (`COMPILED`, `panel_product`), as they call the BLAS: linked into each loop entry instead, it made the LSTM's
 first use 1.2 – 1.7 s longer. It asks for 64-byte vectors, so it is used only where the processor has AVX-512
 (`rnnkit.kernels.backend.PRODUCTS`): elsewhere LLVM would split each vector and spill the accumulators, and the loop
 keeps the BLAS (no machine without AVX-512 was measured).
 """
 
 from __future__ import annotations
+
+import ctypes
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -33,7 +35,7 @@ from numba import cfunc, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from . import cache
+from . import backend
 from .jit import GLUE, JIT, njit
 
 #: bytes of a panel's row: two 64-byte vectors (`width`)
@@ -90,7 +92,7 @@ def _tile_function(module: ir.Module, element: ir.Type, rows: int) -> ir.Functio
     spill = builder.alloca(vector, size=2 * rows)
     builder.branch(blocks["loop"])
     builder.position_at_end(blocks["loop"])
-    sums = _multiply_add_loop(builder, function, blocks, vector, a, lda, panel, k, rows)
+    sums = _multiply_add_loop(builder, blocks, vector, a, lda, panel, k, rows)
     builder.position_at_end(blocks["done"])
     builder.cbranch(builder.icmp_signed("==", columns, ir.Constant(i64, 2 * lanes)), blocks["full"],
                     blocks["narrow"])
@@ -112,7 +114,7 @@ def _tile_function(module: ir.Module, element: ir.Type, rows: int) -> ir.Functio
     return function
 
 
-def _multiply_add_loop(builder, function, blocks, vector, a, lda, panel, k, rows) -> list:
+def _multiply_add_loop(builder, blocks, vector, a, lda, panel, k, rows) -> list:
     """The k loop of `_tile_function` (builder in its block "loop"): each step loads the panel's row (two vectors)
     and multiplies-adds the broadcast a[r, step] of each row into that row's two accumulators; ends by branching
     to "done". The accumulators' last values, [row][vector]."""
@@ -121,8 +123,9 @@ def _multiply_add_loop(builder, function, blocks, vector, a, lda, panel, k, rows
     step = builder.phi(i64)
     sums = [[builder.phi(vector) for _ in range(2)] for _ in range(rows)]
     panel_row = builder.gep(panel, [builder.mul(step, ir.Constant(i64, 2 * lanes))])
+    itemsize = VECTOR_BYTES // lanes
     columns = [builder.load(builder.bitcast(builder.gep(panel_row, [ir.Constant(i64, q * lanes)]),
-                                            vector.as_pointer()), align=vector.element.get_abi_size(_TARGET))
+                                            vector.as_pointer()), align=itemsize)
                for q in range(2)]
     kind = "f32" if lanes == 16 else "f64"
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
@@ -167,10 +170,6 @@ def _store_narrow(builder, function, spilled, c, ldc, columns, accumulate, rows,
     builder.position_at_end(after)
 
 
-#: element sizes of the target (4 bytes a float32, 8 a float64)
-_TARGET = llvm.create_target_data("e-m:e-i64:64-f80:128-n8:16:32:64-S128")
-
-
 @intrinsic
 def _tile(typingctx, a, a_offset, lda, panels, panel_offset, k, out, out_offset, ldc, columns, accumulate, like,
           rows):
@@ -201,14 +200,14 @@ PRODUCT_SIGNATURE = types.void(types.intp, types.intp, types.voidptr, types.intp
 
 
 def _product(like):
-    width = PANEL_BYTES // np.dtype(type(like)).itemsize
+    panel_width = PANEL_BYTES // np.dtype(type(like)).itemsize
 
     def product(m, k, a, lda, panels, out, ldc, n, first, last, accumulate):
         """out[:, first·w : min(last·w, n)] (=, or +=) a · W over panels first..last − 1 of W's `pack`."""
         for p in range(first, last):
-            column = p * width
-            columns = min(width, n - column)
-            panel = p * k * width
+            column = p * panel_width
+            columns = min(panel_width, n - column)
+            panel = p * k * panel_width
             r = 0
             while r + ROWS <= m:
                 _tile(a, r * lda, lda, panels, panel, k, out, r * ldc + column, ldc, columns, accumulate, like, ROWS)
@@ -224,24 +223,39 @@ def _product(like):
     return product
 
 
-#: the product compiled once per dtype as a C function (cached on disk), reached from compiled code through a
-#: symbol (`panel_product`): its machine code is not linked into each loop entry, whose first compile stayed as
-#: long as without panels (linked in, the LSTM's first use took 1.2 – 1.7 s longer)
 def _compile_product(dtype: np.dtype):
-    """The product of ``dtype`` as a C function (from the disk cache, whose saves take its lock), its address
-    registered as ``rnnkit_panel_product_<dtype>``."""
-    compiled = cache.lock_saves(cfunc(PRODUCT_SIGNATURE, cache=True)(_product(dtype.type(0))))
+    """The product of ``dtype`` as a C function (from the disk cache, whose saves take its lock:
+    `rnnkit.kernels.cache.install`), its address registered as ``rnnkit_panel_product_<dtype>``."""
+    compiled = cfunc(PRODUCT_SIGNATURE, cache=True)(_product(dtype.type(0)))
     llvm.add_symbol(f"rnnkit_panel_product_{dtype.name}", compiled.address)
     return compiled
 
 
-PRODUCTS = {dtype: _compile_product(dtype) for dtype in DTYPES}
+@ctypes.CFUNCTYPE(None)
+def _NEVER_CALLED():  # pragma: no cover - the loops call the product only on the panels route
+    raise RuntimeError("rnnkit: a product on panels was called off the panels route")
+
+
+def _compile_products() -> dict:
+    """`COMPILED`; off the panels route (`rnnkit.kernels.backend.PRODUCTS`) nothing is compiled, and the symbols
+    name a function that is never reached (the loops there are compiled without the panels' calls)."""
+    if backend.PRODUCTS == "panels":
+        return {dtype: _compile_product(dtype) for dtype in DTYPES}
+    for dtype in DTYPES:
+        llvm.add_symbol(f"rnnkit_panel_product_{dtype.name}", ctypes.cast(_NEVER_CALLED, ctypes.c_void_p).value)
+    return {}
+
+
+#: the product compiled once per dtype as a C function (cached on disk), reached from compiled code through a
+#: symbol (`panel_product`): its machine code is not linked into each loop entry, whose first compile stayed as
+#: long as without panels (linked in, the LSTM's first use took 1.2 – 1.7 s longer). Empty off the panels route.
+COMPILED = _compile_products()
 _external = {dtype: types.ExternalFunction(f"rnnkit_panel_product_{dtype.name}", PRODUCT_SIGNATURE)
              for dtype in DTYPES}
 
 
 def product(panels, m, k, a, lda, out, ldc, n, first, last, accumulate):  # pragma: no cover - the overload
-    """The compiled product of ``panels``' dtype (`PRODUCTS`) on the addresses of a, panels and out."""
+    """The compiled product of ``panels``' dtype (`COMPILED`) on the addresses of a, panels and out."""
 
 
 def _product_call(routine):
@@ -258,6 +272,6 @@ def _product_overload(panels, m, k, a, lda, out, ldc, n, first, last, accumulate
 @njit(**GLUE)
 def panel_product(a, panels, out, first, last, accumulate):
     """out[:, first·w : min(last·w, n)] = a · W (or += with ``accumulate``) over panels first..last − 1 of W's
-    `pack` (w = `width`, n = out's columns), a (m, k) with m, k ≥ 1: the dtype's compiled product (`PRODUCTS`)."""
+    `pack` (w = `width`, n = out's columns), a (m, k) with m, k ≥ 1: the dtype's compiled product (`COMPILED`)."""
     product(panels, a.shape[0], a.shape[1], a, a.strides[0] // a.itemsize, out, out.strides[0] // out.itemsize,
             out.shape[1], first, last, accumulate)

@@ -187,10 +187,12 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     """How many parts run a loop whose step multiplies (batch, depth) by (depth, columns) over ``units`` units: 2
     where the policy allows it, else 1. ``auto``: on OpenBLAS whose idle threads do not spin long
     (`rnnkit.machine.blas_spin_bounded`), units in 32s, and either the products on panels
-    (`rnnkit.kernels.blas.panels_apply`) with a share of the product of at least `TEAM_WORK`'s lower end, or
+    (`rnnkit.kernels.blas.panels_apply`), each part's share whole panels (units in 64s float32, 32s float64) and a
+    share of the product of at least `TEAM_WORK`'s lower end, or
     float32 on OpenBLAS's small-matrix kernels with a share in `TEAM_WORK` (the measurements are there).
     Whether the cores are free is `team`'s to check."""
     from .blas import panels_apply, small_kernels
+    from .panels import width
     from .team import UNIT_ALIGN
 
     if TEAMS.choice == "never" or units < 2 * UNIT_ALIGN:
@@ -202,7 +204,9 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     work = batch * depth * columns // 2
     if units % (2 * UNIT_ALIGN) or work < TEAM_WORK[0] or not blas_spin_bounded():
         return 1
-    return 2 if panels_apply(dtype) or (work <= TEAM_WORK[1] and small_kernels(dtype)) else 1
+    if panels_apply(dtype) and units % (2 * width(dtype)) == 0:  # each part's share whole panels
+        return 2
+    return 2 if work <= TEAM_WORK[1] and small_kernels(dtype) else 1
 
 
 def team(parts: int, job) -> None:

@@ -62,7 +62,7 @@ def _backward_row(db, hb, activation, out):
 def rnn_step(params, t, n, read, write, xp, states, team):
     """`RNNStep.step` for the whole-sequence loop: h_t = φ((h_{t−1} ⊙ m_h) W_hhᵀ + xp); in a team
     (`rnnkit.kernels.team`) this part's units only. params = (W_hhᵀ, φ's index, m_h, scratch): W_hhᵀ a
-    `rnnkit.kernels.blas.loop_weight` triple, m_h the recurrent dropout mask (B, H) or (0, 0), scratch (B, H) for
+    `rnnkit.kernels.blas.loop_weight` tuple, m_h the recurrent dropout mask (B, H) or (0, 0), scratch (B, H) for
     h_{t−1} ⊙ m_h."""
     w_hh_t, activation, mask, scratch = params
     h = states[0]
