@@ -46,6 +46,19 @@ def test_unset_rnnkit_blas_takes_mkl_only_where_it_is_installed_on_an_intel_proc
     assert blas.choose_backend("") == "mkl"
 
 
+def test_the_products_route_is_panels_on_openblas_with_avx512_unless_rnnkit_products_says_otherwise():
+    from rnnkit.kernels import backend
+
+    assert backend.products_route("openblas", "") == ("panels" if backend.avx512() else "blas")
+    assert backend.products_route("mkl", "") == "blas"
+    assert backend.products_route("openblas", " BLAS ") == "blas"
+    assert backend.products_route("openblas", "panels") == "panels"
+    with pytest.raises(ConfigError, match="RNNKIT_PRODUCTS: expected one of panels, blas, got 'gpu'"):
+        backend.products_route("openblas", "gpu")
+    with pytest.raises(ConfigError, match="expected the OpenBLAS backend, got RNNKIT_BLAS=mkl"):
+        backend.products_route("mkl", "panels")
+
+
 def test_without_mkl_a_loop_weight_is_the_matrix_itself_with_its_panels_where_the_processor_runs_them():
     if blas.BACKEND == "mkl":
         pytest.skip("this process runs the MKL backend")

@@ -3,7 +3,8 @@
 * `BACKEND`, the BLAS: ``RNNKIT_BLAS`` (``openblas``: NumPy's own; ``mkl``: Intel MKL with packed weights,
   ``pip install 'rnnkit[mkl]'``); unset, MKL where it is installed and the processor is Intel's (`choose_backend`).
 * `PRODUCTS`, the route of the skinny per-step products: ``"panels"`` (`rnnkit.kernels.panels`: weights packed once
-  per call, a micro-kernel with 64-byte vectors) on OpenBLAS where the processor has AVX-512, else ``"blas"``.
+  per call, a micro-kernel with 64-byte vectors) on OpenBLAS where the processor has AVX-512, else ``"blas"``;
+  ``RNNKIT_PRODUCTS=panels|blas`` chooses (`products_route`: CI runs the loop's tests on both routes).
 
 `PRODUCTS` is a constant of the compiled code (`rnnkit.kernels.blas` compiles only its own route into the loops: a
 shorter first use), so the disk cache keeps one set of kernels per route (`rnnkit.kernels.cache` puts it in the file
@@ -47,8 +48,22 @@ def avx512() -> bool:
     return bool(llvm.get_host_cpu_features().get("avx512f", False))
 
 
-def products_route(backend: str) -> str:
-    """``"panels"`` on OpenBLAS where the processor has AVX-512, else ``"blas"``."""
+ROUTES = ("panels", "blas")
+
+
+def products_route(backend: str, setting: str | None = None) -> str:
+    """``setting``, else ``RNNKIT_PRODUCTS`` (``panels`` or ``blas``); unset, ``"panels"`` on OpenBLAS where the
+    processor has AVX-512, else ``"blas"``. Panels need OpenBLAS (MKL's packed weights take their place); forced on
+    a processor without AVX-512 they compute the same products, slowly (for tests)."""
+    from ..errors import ConfigError
+
+    setting = (os.environ.get("RNNKIT_PRODUCTS", "") if setting is None else setting).strip().lower()
+    if setting and setting not in ROUTES:
+        raise ConfigError(f"RNNKIT_PRODUCTS: expected one of {', '.join(ROUTES)}, got {setting!r}")
+    if setting == "panels" and backend != "openblas":
+        raise ConfigError(f"RNNKIT_PRODUCTS=panels: expected the OpenBLAS backend, got RNNKIT_BLAS={backend}")
+    if setting:
+        return setting
     return "panels" if backend == "openblas" and avx512() else "blas"
 
 
