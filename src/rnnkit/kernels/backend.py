@@ -13,12 +13,15 @@ names). This module compiles nothing, so the cache's locators can read it while 
 
 from __future__ import annotations
 
+import ctypes
 import os
 from functools import lru_cache
 
 import llvmlite.binding as llvm
 
 BACKENDS = ("openblas", "mkl")
+#: the C functions `unreachable` made, kept alive while their addresses are registered
+_UNREACHABLE: list = []
 
 
 def choose_backend(setting: str | None = None) -> str:
@@ -65,6 +68,18 @@ def products_route(backend: str, setting: str | None = None) -> str:
     if setting:
         return setting
     return "panels" if backend == "openblas" and avx512() else "blas"
+
+
+def unreachable(what: str) -> int:
+    """The address of a C function that raises "rnnkit: ``what``": for a symbol that compiled code names but reaches
+    only on another route (MKL's packed product without MKL, the panels' product off the panels route), so that
+    kernels cached on one route still load on the other."""
+    @ctypes.CFUNCTYPE(None)
+    def never():  # pragma: no cover - never called
+        raise RuntimeError(f"rnnkit: {what}")
+
+    _UNREACHABLE.append(never)
+    return ctypes.cast(never, ctypes.c_void_p).value
 
 
 #: the BLAS of the compiled loop: "openblas" or "mkl"

@@ -38,7 +38,7 @@ from numba.extending import get_cython_function_address, overload
 
 from . import backend
 from . import panels as _panels
-from .backend import BACKENDS, choose_backend  # noqa: F401 - part of this module's interface
+from .backend import BACKENDS, choose_backend, unreachable  # noqa: F401 - part of this module's interface
 from .jit import GLUE, JIT, njit, unliteral
 from .panels import panel_product
 from .team import own_units
@@ -95,17 +95,12 @@ def _register_symbols(backend: str) -> str:
         llvm.add_symbol(f"rnnkit_ilp64_{name}", address)
     if backend != "mkl":
         for name in ("sgemm_compute", "dgemm_compute"):
-            llvm.add_symbol(f"rnnkit_ilp64_{name}", ctypes.cast(_NEVER_CALLED, ctypes.c_void_p).value)
+            llvm.add_symbol(f"rnnkit_ilp64_{name}", unreachable("a packed product was called without MKL"))
     if ilp64:
         return backend if backend == "mkl" else "numpy"
     if lp64:
         return "scipy"
     raise ImportError("no BLAS gemm found for the compiled loop: NumPy's BLAS exports none and SciPy is not installed")
-
-
-@ctypes.CFUNCTYPE(None)
-def _NEVER_CALLED():  # pragma: no cover - the packed product runs only on weights MKL packed
-    raise RuntimeError("rnnkit: a packed product was called without MKL")
 
 
 #: the BLAS of the compiled loop: "openblas" or "mkl" (`rnnkit.kernels.backend.choose_backend`)
@@ -223,15 +218,9 @@ def loop_weight(matrix: np.ndarray) -> tuple:
     its panels). With the MKL backend: (``matrix``, MKL's packed copy, False, no panels); on OpenBLAS where the
     processor runs `rnnkit.kernels.panels`: (``matrix``, no packed copy, False, its panels); else (``matrix``, no
     packed copy, `small_kernels`, no panels). Packed once per call of the loop, used by every step
-    (`matmul_weight`)."""
-    empty_panels = np.empty((0, 0, 0), matrix.dtype)
-    if _packs(matrix):
-        from . import mkl
-
-        return matrix, mkl.pack(matrix), False, empty_panels
-    if panels_apply(matrix.dtype):
-        return matrix, np.empty(0, np.uint8), False, _panels.pack(matrix)
-    return matrix, np.empty(0, np.uint8), small_kernels(matrix.dtype), empty_panels
+    (`matmul_weight`): weight 0 of the `loop_weights` of the stack of ``matrix`` alone."""
+    _, packed, small, panels = loop_weights(matrix[np.newaxis])
+    return matrix, packed[0], small, panels[0]
 
 
 def panels_apply(dtype) -> bool:
@@ -320,10 +309,9 @@ def matmul_columns(a, weight, out, team, accumulate):
     """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small,
     panels) from `loop_weight` and [lo, hi) the units of ``team``'s part (`rnnkit.kernels.team.own_units`): one
     part's share of a product in a team, on its panels where there are some and [lo, hi) is whole panels (hi may
-    be the matrix's last column), else from
-    the matrix itself (MKL's packed copy holds all the columns; the automatic policy splits no loop on MKL), in column
-    blocks that take OpenBLAS's small-matrix route where ``small``, else whole. The plain loop (``team`` None, or a
-    share of all the columns): `matmul_weight`."""
+    be the matrix's last column), else from the matrix itself (MKL's packed copy holds all the columns; the automatic
+    policy splits no loop on MKL), in column blocks that take OpenBLAS's small-matrix route where ``small``, else
+    whole. The plain loop (``team`` None, or a share of all the columns): `matmul_weight`."""
     if team is None:
         matmul_weight(a, weight, out, accumulate)
         return

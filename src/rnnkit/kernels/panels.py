@@ -26,8 +26,6 @@ keeps the BLAS (no machine without AVX-512 was measured).
 
 from __future__ import annotations
 
-import ctypes
-
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
@@ -65,9 +63,8 @@ def pack(matrix: np.ndarray) -> np.ndarray:
 
 
 def pack_stack(matrices: np.ndarray) -> np.ndarray:
-    """`pack` for each matrix of a stack (L, k, n): (L, P, k, width)."""
-    return np.stack([pack(matrix) for matrix in matrices]) if len(matrices) else np.empty((0, 0, 0, 0),
-                                                                                           matrices.dtype)
+    """`pack` for each matrix of a stack (L, k, n), L ≥ 1: (L, P, k, width)."""
+    return np.stack([pack(matrix) for matrix in matrices])
 
 
 def _tile_function(module: ir.Module, element: ir.Type, rows: int) -> ir.Function:
@@ -231,18 +228,14 @@ def _compile_product(dtype: np.dtype):
     return compiled
 
 
-@ctypes.CFUNCTYPE(None)
-def _NEVER_CALLED():  # pragma: no cover - the loops call the product only on the panels route
-    raise RuntimeError("rnnkit: a product on panels was called off the panels route")
-
-
 def _compile_products() -> dict:
     """`COMPILED`; off the panels route (`rnnkit.kernels.backend.PRODUCTS`) nothing is compiled, and the symbols
     name a function that is never reached (the loops there are compiled without the panels' calls)."""
     if backend.PRODUCTS == "panels":
         return {dtype: _compile_product(dtype) for dtype in DTYPES}
     for dtype in DTYPES:
-        llvm.add_symbol(f"rnnkit_panel_product_{dtype.name}", ctypes.cast(_NEVER_CALLED, ctypes.c_void_p).value)
+        llvm.add_symbol(f"rnnkit_panel_product_{dtype.name}",
+                        backend.unreachable("a product on panels was called off the panels route"))
     return {}
 
 
