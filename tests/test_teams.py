@@ -38,8 +38,8 @@ TEAM_CELLS = {
 
 @pytest.fixture
 def teams(monkeypatch):
-    """Teams forced on (and the two directions of a layer run in turn, so that each direction can have one); the
-    list of the parts' counts of every team that ran on two cores."""
+    """Teams forced on, pipelines off (and the two directions of a layer run in turn, so that each direction can
+    have one); the list of the parts' counts of every team that ran on two cores."""
     ran = []
     original = parallel._concurrently
 
@@ -49,6 +49,7 @@ def teams(monkeypatch):
 
     monkeypatch.setattr(parallel, "_concurrently", counted)
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "never")  # a team's own forward (tests/test_pipelines.py)
     monkeypatch.setattr(parallel.PAIRS, "choice", "never")
     if parallel.blas_threads() < 2:
         pytest.skip("one BLAS thread allowed: a team runs as one part")

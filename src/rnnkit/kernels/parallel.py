@@ -211,29 +211,77 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
 
 def team(parts: int, job) -> None:
     """job(team) once per part of a team of ``parts`` (`rnnkit.kernels.team`): part 0 in the caller, part 1 in the
-    worker thread, one BLAS thread each, where ``parts`` is 2 (`team_size`: its policy is the switch), 2 or more
-    BLAS threads are allowed and no pair or team is running; else job(`no_team`: the plain loop). A part that
-    fails releases the other from its barriers, and the error is raised."""
-    from .team import ABORT, SYNC_SIZE, no_team
+    worker thread, one BLAS thread each, where ``parts`` is 2 (`team_size`: its policy is the switch) and
+    `_on_both_cores` can; else job(`no_team`: the plain loop). A part that fails releases the other from its
+    barriers, and the error is raised."""
+    from .team import new_sync, no_team
 
-    if parts < 2 or not _busy.acquire(blocking=False):
+    if parts < 2:
         job(no_team())
+        return
+    sync = new_sync(projected=True)
+    _on_both_cores(sync, lambda: job((0, 2, sync)), lambda: job((1, 2, sync)), lambda: job(no_team()))
+
+
+#: ``RNNKIT_PIPELINES`` (read at import): ``auto`` (`pipeline_pays`' measured rule), ``always`` (every forward loop
+#: that would run as a team and whose projection is one GEMM: the tests' setting) or ``never``
+PIPELINES = Policy("pipelines", "RNNKIT_PIPELINES")
+use_pipelines, using_pipelines = PIPELINES.use, PIPELINES.using
+
+
+def pipeline_pays(dtype, team_parts: int) -> bool:
+    """Whether a forward loop whose projection is one GEMM runs as a pipeline (`pipeline`) rather than after that
+    GEMM: where it would run as a team (``team_parts`` 2, `team_size`), under ``always`` on any route and dtype,
+    under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`), where it measured
+    faster (`rnnkit.kernels.ahead`); in float64 it measured slower (LSTM B = 16, H = 256 inference 44 → 50 ms,
+    B = 64 170 → 190: a loop alone on one core, whose weight (2 MiB) leaves that core's cache at every step, is
+    slower than half of it on each core)."""
+    from .blas import panels_apply
+
+    if PIPELINES.choice == "never" or team_parts < 2:
+        return False
+    return PIPELINES.choice == "always" or (np.dtype(dtype) == np.float32 and panels_apply(dtype))
+
+
+def pipeline(loop, write) -> None:
+    """loop(team) as a team of one part whose steps wait for their input projection (`rnnkit.kernels.team`), in the
+    caller, while write(sync) writes that projection in the worker thread and announces it step by step
+    (`rnnkit.kernels.ahead`), one BLAS thread each, where `_on_both_cores` can; else write(sync), then loop(team),
+    in the caller. A job that fails releases the other from its waits, and the error is raised."""
+    from .team import new_sync
+
+    sync = new_sync(projected=False)
+    team = (0, 1, sync)
+
+    def in_turn():
+        write(sync)
+        loop(team)
+    _on_both_cores(sync, lambda: loop(team), lambda: write(sync), in_turn)
+
+
+def _on_both_cores(sync: np.ndarray, first, second, alone) -> None:
+    """first() in the caller and second() in the worker thread at once, with half the BLAS threads each, where 2 or
+    more BLAS threads are allowed and no pair, team or pipeline is running; else alone(). A job that fails sets
+    ``sync``'s abort flag (so that the other never waits for it), and its error is raised."""
+    from .team import ABORT
+
+    if not _busy.acquire(blocking=False):
+        alone()
         return
     try:
         threads = blas_threads()
         if threads < 2:
-            job(no_team())
+            alone()
             return
-        sync = np.zeros(SYNC_SIZE, np.int64)
 
-        def part(index):
+        def guarded(job):
             def run():
                 try:
-                    job((index, 2, sync))
+                    job()
                 except BaseException:
                     sync[ABORT] = 1
                     raise
             return run
-        _concurrently(part(0), part(1), threads // 2)
+        _concurrently(guarded(first), guarded(second), threads // 2)
     finally:
         _busy.release()

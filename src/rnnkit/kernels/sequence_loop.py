@@ -46,7 +46,7 @@ The NumPy per-step path stays the definition and the oracle (``tests/test_sequen
 from __future__ import annotations
 
 from .jit import GLUE, JIT, njit, one, unliteral
-from .team import barrier, leads, own_units
+from .team import barrier, leads, own_units, wait_ready
 
 #: the skeleton is inlined into each family's cached entry (see the module notes), never compiled on its own
 SKELETON = {**JIT, "cache": False, "inline": "always"}
@@ -68,12 +68,15 @@ def sequence_forward(step, params, xp, states, counts, reverse, zoneout, team):
     s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. ``team``: this part's units of every state
     (`rnnkit.kernels.team.own_units`) and the barrier that ends each step, or None for the plain loop, which
     compiles without the team's code: numba prunes the branches on ``team is None`` when it compiles the entry.
+    Each step first waits for its rows of ``xp`` (`rnnkit.kernels.team.wait_ready`): where a partner thread writes
+    the projection ahead of a loop of one part (`rnnkit.kernels.ahead`); a team's are all there from the start.
     Zoneout is not pruned that way: one loop for a call with and without it (`loop_zoneout` says why)."""
     steps = xp.shape[0]
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         read, write = slots(t, reverse)
         n = counts[t]
+        wait_ready(team, s)
         step(params, t, n, read, write, xp[t, :n], states, team)
         for k in range(len(states)):
             state = states[k]

@@ -16,11 +16,14 @@ updated with atomic instructions (LLVM's ``atomicrmw`` and acquire loads, emitte
 lock, no Python). A waiting part spins, and yields its core (``sched_yield``) after `SPINS` loads, so that an
 oversubscribed machine (two test processes, each with a team) still makes progress.
 
-``team`` = (part, parts, sync): ``sync`` an int64 array of `SYNC_SIZE` (the arrival counter, and an abort flag a
+``team`` = (part, parts, sync): ``sync`` an int64 array of `SYNC_SIZE` (the arrival counter; an abort flag a
 cache line away, set for a part that failed, `rnnkit.kernels.parallel.team`, so that the other never waits for
-it). The plain loop takes None (`no_team`): numba prunes the branches on ``team is None`` when it compiles a loop,
-so the plain loop carries no barrier or share code (a shorter first compile); a team of one part computes the same
-(its barrier does nothing and its units are all of them).
+it; and a cache line further, the steps whose input projection is ready, which a forward loop waits for at each
+step, `wait_ready`: all of them from the start in a team, one chunk at a time where a partner thread projects the
+input ahead of a loop of one part, `rnnkit.kernels.ahead`). The plain loop takes None (`no_team`): numba prunes
+the branches on ``team is None`` when it compiles a loop, so the plain loop carries no barrier or share code (a
+shorter first compile); a team of one part computes the same (its barrier does nothing and its units are all of
+them).
 """
 
 from __future__ import annotations
@@ -29,14 +32,15 @@ import ctypes
 import ctypes.util
 
 import llvmlite.binding as llvm
+import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .jit import GLUE, njit, unliteral
 
-SYNC_SIZE = 16
-ARRIVALS, ABORT = 0, 8  # a cache line (64 bytes) apart
+SYNC_SIZE = 24
+ARRIVALS, ABORT, READY = 0, 8, 16  # a cache line (64 bytes) apart
 #: loads of the counter before a waiting part starts to yield its core
 SPINS = 4000
 #: each part's share of the units is a multiple of this many (16 float32 = one 64-byte cache line of a row)
@@ -58,6 +62,15 @@ def _NO_YIELD():  # pragma: no cover - see _sched_yield_address
 
 llvm.add_symbol("rnnkit_sched_yield", _sched_yield_address())
 _sched_yield = types.ExternalFunction("rnnkit_sched_yield", types.intc())
+
+
+def new_sync(projected: bool) -> np.ndarray:
+    """The ``sync`` array of a team or pipeline: nothing arrived, no abort; every step's projection ready where
+    ``projected`` (a team's loops start after the projection), none yet in a pipeline's."""
+    sync = np.zeros(SYNC_SIZE, np.int64)
+    if projected:
+        sync[READY] = np.iinfo(np.int64).max
+    return sync
 
 
 def no_team() -> None:
@@ -109,6 +122,33 @@ def barrier(team):
         spins += 1
         if spins > SPINS:
             _sched_yield()
+
+
+@njit(**GLUE)
+def wait_ready(team, s):
+    """Wait until the input projection of the loop's step s (0-based, in the loop's order) is ready: until
+    ``sync[READY]`` > s (nothing in the plain loop, and at once where the count holds every step from the start)."""
+    if team is None:
+        return
+    sync = team[2]
+    spins = 0
+    while _atomic_load(sync, READY) <= s and _atomic_load(sync, ABORT) == 0:
+        spins += 1
+        if spins > SPINS:
+            _sched_yield()
+
+
+@njit(**GLUE)
+def add_ready(sync, steps):
+    """Announce ``steps`` more steps' projections written (what `wait_ready` waits for): everything written before
+    is visible to the loop once it reads the new count."""
+    _atomic_add(sync, READY, steps)
+
+
+@njit(**GLUE)
+def aborted(sync):
+    """Whether the other thread of a team or pipeline failed (``sync[ABORT]``, set by `rnnkit.kernels.parallel`)."""
+    return _atomic_load(sync, ABORT) != 0
 
 
 @njit(**GLUE)

@@ -195,10 +195,16 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
         """True where the runner calls `sequence_forward`/`sequence_backward` instead of its Python loop."""
 
     @abstractmethod
+    def ahead_projection(self, x: np.ndarray, batch: int):
+        """Where a whole-sequence forward over ``x`` (T·B, I) writes its projection on the other core while its loop
+        runs: the `rnnkit.kernels.ahead.Ahead` whose ``out`` is the loop's XP; else None (`project` first)."""
+
+    @abstractmethod
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
-                         reverse: bool, zoneout: tuple | None) -> None:
+                         reverse: bool, zoneout: tuple | None, ahead=None) -> None:
         """The forward time loop of `Recurrence.forward` in one compiled call (``zoneout``:
-        `rnnkit.recurrent.noise.loop_zoneout`'s arrays, None without zoneout)."""
+        `rnnkit.recurrent.noise.loop_zoneout`'s arrays, None without zoneout; ``ahead``: the `ahead_projection`
+        that writes ``xp`` while the loop runs, or None where ``xp`` holds the projection already)."""
 
     @abstractmethod
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
@@ -246,15 +252,41 @@ class CompiledSequenceLoop:
         return steps * batch * self.state_sizes[0] * self.gate_width
 
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
-                         reverse: bool, zoneout: tuple | None) -> None:
+                         reverse: bool, zoneout: tuple | None, ahead=None) -> None:
         """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
         `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`), on both cores where
-        the cell's units split (`team_parts`)."""
+        the cell's units split (`team_parts`), or on one core while ``ahead`` writes ``xp`` on the other
+        (`rnnkit.kernels.parallel.pipeline`)."""
         from ..kernels import parallel
 
         loop, params = self.compiled_loop(ws)
-        parallel.team(self.team_parts(xp.shape[1], "forward"),
-                      lambda team: loop(params, xp, tuple(states), counts, reverse, zoneout, team))
+
+        def run(team):
+            loop(params, xp, tuple(states), counts, reverse, zoneout, team)
+        if ahead is None:
+            parallel.team(self.team_parts(xp.shape[1], "forward"), run)
+        else:
+            parallel.pipeline(run, lambda sync: ahead.write(xp.shape[1], reverse, sync))
+
+    def ahead_projection(self, x: np.ndarray, batch: int):
+        """`Cell.ahead_projection`: where the cell's projection is one GEMM (`projection_terms`), its forward loop
+        would run as a team at this batch (`team_parts`) and the pipeline's policy takes it
+        (`rnnkit.kernels.parallel.pipeline_pays`)."""
+        terms = self.projection_terms()
+        if terms is None:
+            return None
+        from ..kernels.parallel import pipeline_pays
+
+        if not pipeline_pays(self.dtype, self.team_parts(batch, "forward")):
+            return None
+        from ..kernels.ahead import Ahead
+
+        return Ahead(x, *terms)
+
+    def projection_terms(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(W_ih, b) where `Cell.project` is X W_ihᵀ + b, one GEMM (b (G,) or None), which `ahead_projection`
+        writes on another core; None (this default) where the projection is anything else."""
+        return None
 
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
                           counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray, zoneout: tuple) -> None:
@@ -379,12 +411,18 @@ class GatedCell(CompiledSequenceLoop, Cell):
 
     # -- whole-sequence work (outside the time loop) --------------------------------------------------
     def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
-        """XP = X W_ihᵀ + b_ih (+ b_hh): (N, I) → (N, G), one GEMM. ``ws``: the call's workspace, for cells that
-        keep whole-sequence results of the projection for their ``accumulate`` (layer normalisation)."""
+        """XP = X W_ihᵀ + b_ih (+ b_hh): (N, I) → (N, G), one GEMM (`projection_terms`). ``ws``: the call's
+        workspace, for cells that keep whole-sequence results of the projection for their ``accumulate`` (layer
+        normalisation)."""
+        return input_projection(x, *self.projection_terms())
+
+    def projection_terms(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(W_ih, b_ih (+ b_hh)): b_ih + b_hh added in one pass where the hidden bias folds into the projection
+        (`fold_hidden_bias`). A subclass whose `project` is more than this GEMM returns None."""
         bias = None
-        if self.bias:  # b_ih + b_hh added in one pass where the hidden bias folds into the projection
+        if self.bias:
             bias = self.bias_ih.data + self.bias_hh.data if self.fold_hidden_bias else self.bias_ih.data
-        return input_projection(x, self.weight_ih.data, bias)
+        return self.weight_ih.data, bias
 
     def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
         """The workspace of one call: ``w_hh`` = W_hh as this call uses it (`use_masks`), the contiguous

@@ -144,11 +144,13 @@ class GRUStep(GatedCell):
             return "recurrent dropout is implemented for reset_after=True (the PyTorch form)"
         return None
 
-    def project(self, x, ws=None):
-        xp = super().project(x, ws)
+    def projection_terms(self):
+        """Reset after: b_ih + [b_hr, b_hz, 0] (b_hn stays inside r ⊙ (…), `fold_hidden_bias`)."""
+        weight, bias = super().projection_terms()
         if self.bias and self.reset_after:
-            xp[:, :2 * self.hidden_size] += self.bias_hh.data[:2 * self.hidden_size]
-        return xp
+            h = self.hidden_size
+            bias = np.concatenate([bias[:2 * h] + self.bias_hh.data[:2 * h], bias[2 * h:]])
+        return weight, bias
 
     whole_sequence = True
     forward_only = ("w_hh_t", "w_rz_t", "w_n_t", "product")
@@ -159,12 +161,12 @@ class GRUStep(GatedCell):
     def team_parts(self, batch, loop):
         return super().team_parts(batch, loop) if self.reset_after else 1
 
-    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
+    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout, ahead=None):
         """Reset after: the compiled loop writes the gates over the projection ``xp`` (`allocate` makes no
         ``ws.gates`` for it: one (T, B, 3H) array less in memory), so ``xp`` becomes the call's gate history."""
         if self.reset_after:
             ws.gates = xp
-        super().sequence_forward(ws, xp, states, counts, reverse, zoneout)
+        super().sequence_forward(ws, xp, states, counts, reverse, zoneout, ahead)
 
     @property
     def grads_over_gates(self):

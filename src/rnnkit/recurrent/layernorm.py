@@ -113,6 +113,9 @@ class LayerNormCell(GatedCell):
         return ws
 
     # -- the input side: whole sequence -----------------------------------------------------------------
+    def projection_terms(self):
+        return None  # the projection is layer-normalised (`project`)
+
     def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
         """XP = LN(X W_ihᵀ; γ_x, β_x) + b for all T·B rows; X̂ and s_x go into ``ws``."""
         xp = x @ transposed(self.weight_ih.data)

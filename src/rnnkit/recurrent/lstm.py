@@ -113,14 +113,14 @@ class LSTMStep(GatedCell):
     def team_parts(self, batch, loop):
         return 1 if self.proj_size else super().team_parts(batch, loop)  # h_t = m_t W_hrᵀ needs all of m_t
 
-    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
+    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout, ahead=None):
         """The compiled loop writes the gates over the projection ``xp`` (a_t = xp_t + h_{t−1} W_hhᵀ, activated
         where xp_t was), so ``xp`` becomes the call's gate history (`allocate` makes no ``ws.gates`` for it: one
         (T, B, 4H) array less in memory) — unless the workspace holds a gate history of its own, as a Mogrifier's
         does (its ``xp`` is x itself)."""
         if ws.gates is None:
             ws.gates = xp
-        super().sequence_forward(ws, xp, states, counts, reverse, zoneout)
+        super().sequence_forward(ws, xp, states, counts, reverse, zoneout, ahead)
 
     def compiled_loop(self, ws):
         from ..kernels import lstm as fused  # numba is loaded only with compiled kernels active

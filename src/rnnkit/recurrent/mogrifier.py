@@ -72,6 +72,9 @@ class MogrifierStep(LSTMStep):
     def project(self, x, ws=None):
         return x  # the input projection depends on the state: it is done per step, after the rounds
 
+    def projection_terms(self):
+        return None  # no projection before the loop (`project`)
+
     def allocate(self, steps, batch, ragged=False):
         """The LSTM's workspace plus ``xs`` (⌈r/2⌉+1, T, B, I): x^{-1}, x^1, x^3, ...; ``hs`` (⌊r/2⌋+1, T, B, R):
         h^0, h^2, ...; ``gq``/``gr`` the rounds' gates 2σ(z); ``dzq``/``dzr`` their δz; with ``rank`` the k-wide
@@ -104,11 +107,11 @@ class MogrifierStep(LSTMStep):
     whole_sequence = True
     forward_only = (*LSTMStep.forward_only, "w_ih_t", "gates_in")
 
-    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout):
+    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout, ahead=None):
         """The compiled loop (`rnnkit.kernels.mogrifier`), with x^{-1} = x (``xp``: the projection is the identity)
         in its history once for all steps; the gates have a history of their own (`allocate`)."""
         ws.xs[0] = xp
-        super().sequence_forward(ws, xp, states, counts, reverse, zoneout)
+        super().sequence_forward(ws, xp, states, counts, reverse, zoneout, ahead)
 
     def compiled_loop(self, ws):
         from ..kernels import mogrifier as fused  # numba is loaded only with compiled kernels active

@@ -129,13 +129,15 @@ class Recurrence:
             x = x if noise.input_mask is None else x * noise.input_mask  # x_t ⊙ m_x: whole-sequence work
             if noise.state_mask is not None or noise.weight_mask is not None:
                 cell.use_masks(ws, noise.state_mask, noise.weight_mask)
-        xp = cell.project(x.reshape(steps * batch, -1), ws).reshape(steps, batch, -1)
+        rows = x.reshape(steps * batch, -1)
+        ahead = cell.ahead_projection(rows, batch) if whole else None  # written on the other core during the loop
+        xp = (cell.project(rows, ws) if ahead is None else ahead.out).reshape(steps, batch, -1)
         states = self._state_history(state0, steps, batch, full)
         proposed = zoneout = None
         rates = None if noise is None else noise.zoneout
         if whole:
             zoneout = loop_zoneout(rates, steps, batch, cell.state_sizes, cell.dtype)
-            cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout)
+            cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout, ahead)
             if rates is not None:  # s̃_t; a component without zoneout: s_t itself
                 proposed = [p if p.size else a for p, a in zip(zoneout[1], after_each_step(states, self.reverse))]
         elif rates is not None:

@@ -1,0 +1,165 @@
+"""A forward loop with its input projection written ahead of it on the other core (`rnnkit.kernels.ahead`,
+`rnnkit.kernels.parallel.pipeline`). Forced on for every shape here (``use_pipelines("always")``, teams on): the
+outputs and every gradient equal the NumPy per-step oracle — ragged, reversed, with an initial state, under
+recurrent dropout, weight drop and zoneout, float32 and float64 — only the cells whose projection is one GEMM run
+one, the loop never waits for ever, and the policy takes the shapes it should."""
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit import kernels
+from rnnkit.recurrent import catalog
+
+pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
+from rnnkit.kernels import ahead as ahead_kernels  # noqa: E402 - needs numba
+from rnnkit.kernels import parallel  # noqa: E402
+from rnnkit.kernels import team as team_kernels  # noqa: E402
+from test_sequence_loop import TOL, initial_state, outputs_and_grads, relative_error, same_masks_every_call  # noqa: E402
+from test_teams import TEAM_CELLS  # noqa: E402
+
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+#: the cells of `TEAM_CELLS` whose projection is one GEMM; the layer-normalised ones normalise it
+PIPELINE_CELLS = sorted(name for name in TEAM_CELLS if not name.startswith("ln"))
+
+
+@pytest.fixture
+def pipelines(monkeypatch):
+    """Pipelines and teams forced on, the two directions of a layer in turn; the list of the calls of
+    `rnnkit.kernels.ahead.Ahead.write` as (batch, reverse)."""
+    written = []
+    original = ahead_kernels.Ahead.write
+
+    def counted(self, batch, reverse, sync):
+        written.append((batch, reverse))
+        return original(self, batch, reverse, sync)
+
+    monkeypatch.setattr(ahead_kernels.Ahead, "write", counted)
+    monkeypatch.setattr(parallel.TEAMS, "choice", "always")
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "always")
+    monkeypatch.setattr(parallel.PAIRS, "choice", "never")
+    if parallel.blas_threads() < 2:
+        pytest.skip("one BLAS thread allowed: the projection is written before the loop, in the caller")
+    return written
+
+
+def oracle_and_pipeline(run):
+    with kernels.using("numpy"):
+        expected = run()
+    with kernels.using("compiled"):
+        got = run()
+    return max(relative_error(g, e) for g, e in zip(got, expected))
+
+
+@DTYPES
+@pytest.mark.parametrize("name", PIPELINE_CELLS)
+def test_a_pipeline_equals_the_numpy_oracle_ragged_reversed_with_an_initial_state(name, dtype, pipelines):
+    cls, options, _ = TEAM_CELLS[name]
+    layer = cls(5, 64, bidirectional=True, dtype=dtype, rng=0, **options)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 9, 5)).astype(dtype)
+    lengths, state0 = np.array([9, 3, 5, 1, 9, 7]), initial_state(layer, 6, rng, dtype)
+    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths, state0))
+    assert worst <= TOL[dtype], f"{name}: the pipeline differs from NumPy by {worst:.2e}"
+    assert pipelines == [(6, False), (6, True)]  # each direction's forward, in its own order of steps
+
+
+@DTYPES
+@pytest.mark.parametrize("name", PIPELINE_CELLS)
+def test_a_pipeline_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_and_zoneout(name, dtype, pipelines):
+    cls, options, rates = TEAM_CELLS[name]
+    layer = same_masks_every_call(cls(4, 64, dtype=dtype, rng=0, **options).regularize(**rates))
+    x, lengths = np.random.default_rng(2).normal(size=(5, 8, 4)).astype(dtype), np.array([8, 8, 2, 6, 3])
+    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths))
+    assert worst <= TOL[dtype], f"{name}: the pipeline differs from NumPy by {worst:.2e}"
+    assert pipelines == [(5, False)]
+
+
+@pytest.mark.parametrize("batch", [1, 3, 64, 65])
+def test_the_projection_written_ahead_in_chunks_is_the_cells_projection_to_the_last_bit(batch, pipelines):
+    """Chunks of one step (B ≥ 64), of several (B < 64) and a last one shorter; the products sum each row in the
+    order of k, as the BLAS's GEMM does here, and add the bias last: the same numbers."""
+    layer = rnnkit.LSTM(24, 64, rng=0)
+    cell = layer.cells[0]
+    x = np.random.default_rng(4).normal(size=(7 * batch, 24)).astype(np.float32)
+    projection = cell.ahead_projection(x, batch)
+    projection.write(batch, False, team_kernels.new_sync(projected=False))
+    np.testing.assert_allclose(projection.out, cell.project(x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_cell_that_names_its_projection_terms_projects_exactly_with_them():
+    """`projection_terms` is what the pipeline writes in place of `project`: where a cell of the catalogue names
+    them (every variant, random biases), its `project` must be that GEMM and nothing more (the layer-normalised
+    cells and the Mogrifier say None)."""
+    cells = [entry.layer(6, 32, rng=0, **options).cells[0]
+             for entry in catalog.entries() for options in entry.variants.values()]
+    x = np.random.default_rng(5).normal(size=(7, 6)).astype(np.float32)
+    named = []
+    for cell in cells:
+        for p in cell.parameters():
+            p.data[...] = np.random.default_rng(6).normal(size=p.data.shape)
+        terms = cell.projection_terms()
+        if terms is not None:
+            weight, bias = terms
+            expected = x @ weight.T + (0 if bias is None else bias)
+            np.testing.assert_allclose(cell.project(x), expected, rtol=1e-5, atol=1e-5)
+            named.append(type(cell).__name__)
+    assert {"LSTMStep", "GRUStep", "RNNStep"} <= set(named)
+    assert not {"LayerNormLSTMStep", "LayerNormGRUStep", "MogrifierStep"} & set(named)
+
+
+@pytest.mark.parametrize(("cls", "options"), [(rnnkit.LayerNormLSTM, {}), (rnnkit.MogrifierLSTM, {}),
+                                              (rnnkit.LSTM, {"proj_size": 16}), (rnnkit.IndRNN, {})])
+def test_cells_whose_projection_is_more_than_one_gemm_or_whose_loop_does_not_split_run_no_pipeline(
+        cls, options, pipelines):
+    layer = cls(4, 64, rng=0, **options)
+    y, _ = layer.forward(np.ones((2, 3, 4), np.float32))
+    layer.backward(np.ones_like(y))
+    assert pipelines == []
+
+
+def test_a_pipeline_inside_a_pair_of_directions_writes_the_projection_first_in_the_callers_thread(pipelines,
+                                                                                                 monkeypatch):
+    """The two directions at once hold both cores: each direction's projection is written, then its loop runs."""
+    monkeypatch.setattr(parallel.PAIRS, "choice", "always")
+    layer = rnnkit.GRU(4, 64, bidirectional=True, dtype=np.float64, rng=0)
+    x = np.random.default_rng(6).normal(size=(3, 5, 4))
+    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x))
+    assert worst <= TOL[np.float64] and sorted(pipelines) == [(3, False), (3, True)]
+
+
+def test_a_failed_writer_releases_the_loop_from_its_wait_and_the_error_is_raised(pipelines):
+    def loop(team):
+        team_kernels.wait_ready(team, 0)  # would wait for the writer for ever without the abort flag
+
+    def write(sync):
+        raise RuntimeError("the writer failed")
+
+    with pytest.raises(RuntimeError, match="the writer failed"):
+        parallel.pipeline(loop, write)
+
+
+def test_the_loop_waits_for_each_step_the_writer_announces():
+    sync = team_kernels.new_sync(projected=False)
+    team_kernels.add_ready(sync, 3)
+    team_kernels.wait_ready((0, 1, sync), 2)  # steps 0, 1, 2 are ready: returns at once
+    assert sync[team_kernels.READY] == 3
+    assert team_kernels.new_sync(projected=True)[team_kernels.READY] == np.iinfo(np.int64).max
+
+
+@pytest.mark.parametrize(("dtype", "parts", "panels", "expected"), [
+    (np.float32, 2, True, True), (np.float32, 1, True, False), (np.float64, 2, True, False),
+    (np.float32, 2, False, False)])
+def test_the_automatic_policy_pipelines_float32_teams_with_the_products_on_panels(dtype, parts, panels, expected,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
+    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: panels)
+    assert parallel.pipeline_pays(dtype, parts) is expected
+
+
+def test_never_turns_pipelines_off_and_always_takes_every_team(monkeypatch):
+    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: False)
+    with parallel.using_pipelines("never"):
+        assert not parallel.pipeline_pays(np.float32, 2)
+    with parallel.using_pipelines("always"):
+        assert parallel.pipeline_pays(np.float64, 2) and not parallel.pipeline_pays(np.float64, 1)
