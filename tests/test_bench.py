@@ -237,6 +237,7 @@ def test_a_call_that_runs_as_a_team_is_measured_without_loading_the_teams_code(c
     after loading them (LSTM here, an empty cache), so a throwaway measurement fills the cache first."""
     pytest.importorskip("numba")
     case = {"cell": cell, "hidden": 256, "batch": 16, "steps": 50, "layers": 1, "bidirectional": False}
+    monkeypatch.setenv("RNNKIT_PIPELINES", "never")  # a pipeline holds W_ihᵀ's panels (rnnkit.kernels.ahead)
     monkeypatch.setenv("RNNKIT_TEAMS", "always")
     bench.memory_in_subprocess("rnnkit", case, threads=2)  # compiles the plain and the team loop where not cached
     measured = {}

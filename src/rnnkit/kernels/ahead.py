@@ -17,13 +17,15 @@ step there, and the two cores contend for it).
 
 `Ahead` is what a cell's `rnnkit.recurrent.cell.CompiledSequenceLoop.ahead_projection` returns: X, W_ihᵀ as a
 `rnnkit.kernels.blas.loop_weight` (the products take the route of the loop's own) and b, the output XP to write.
+Memory: where the GEMM (NumPy's, on W_ih itself) needs nothing beside XP, the pipeline holds W_ihᵀ's panels (G × I
+elements) until the last chunk is written — packed from W_ih without a transposed copy on the panels route.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .blas import loop_weight, matmul_weight
+from .blas import loop_weight, matmul_weight, panels_apply
 from .jit import JIT, njit
 from .team import aborted, add_ready
 
@@ -60,7 +62,8 @@ class Ahead:
 
     def __init__(self, x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None):
         self.x = np.ascontiguousarray(x)
-        self.weight = loop_weight(np.ascontiguousarray(weight_ih.T))
+        transpose = weight_ih.T  # packed as it is into panels; a BLAS takes W_ihᵀ with unit stride in its rows
+        self.weight = loop_weight(transpose if panels_apply(x.dtype) else np.ascontiguousarray(transpose))
         self.bias = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
         self.out = np.empty((x.shape[0], weight_ih.shape[0]), x.dtype)
 
@@ -69,3 +72,4 @@ class Ahead:
         chunk's steps in ``sync``."""
         chunk = max(1, -(-CHUNK_ROWS // batch))
         project_ahead(self.x, self.weight, self.bias, self.bias.size > 0, self.out, batch, reverse, chunk, sync)
+        self.weight = None  # its panels are not needed while the loop finishes
