@@ -1,8 +1,8 @@
 """A forward loop with its input projection written ahead of it on the other core (`rnnkit.kernels.ahead`,
 `rnnkit.kernels.parallel.pipeline`). Forced on for every shape here (``use_pipelines("always")``, teams on): the
 outputs and every gradient equal the NumPy per-step oracle — ragged, reversed, with an initial state, under
-recurrent dropout, weight drop and zoneout, float32 and float64 — only the cells whose projection is one GEMM run
-one, the loop never waits for ever, and the policy takes the shapes it should."""
+recurrent dropout, weight drop and zoneout, float32 and float64 — only the cells that name their projection (one
+GEMM, or its layer norm) run one, the loop never waits for ever, and the policy takes the shapes it should."""
 
 import numpy as np
 import pytest
@@ -15,12 +15,19 @@ pytest.importorskip("numba", reason="numba is not installed: the compiled loop i
 from rnnkit.kernels import ahead as ahead_kernels  # noqa: E402 - needs numba
 from rnnkit.kernels import parallel  # noqa: E402
 from rnnkit.kernels import team as team_kernels  # noqa: E402
-from test_sequence_loop import TOL, initial_state, outputs_and_grads, relative_error, same_masks_every_call  # noqa: E402
+from test_sequence_loop import (  # noqa: E402
+    TOL,
+    initial_state,
+    oracle_of,
+    outputs_and_grads,
+    relative_error,
+    same_masks_every_call,
+)
 from test_teams import TEAM_CELLS  # noqa: E402
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-#: the cells of `TEAM_CELLS` whose projection is one GEMM; the layer-normalised ones normalise it
-PIPELINE_CELLS = sorted(name for name in TEAM_CELLS if not name.startswith("ln"))
+#: every cell whose loop splits in a team names its projection: one GEMM, or its layer norm
+PIPELINE_CELLS = sorted(TEAM_CELLS)
 
 
 @pytest.fixture
@@ -43,8 +50,10 @@ def pipelines(monkeypatch):
     return written
 
 
-def oracle_and_pipeline(run):
-    with kernels.using("numpy"):
+def oracle_and_pipeline(run, name="", dtype=np.float64):
+    """``run()`` on the oracle (`test_sequence_loop.oracle_of`: NumPy, or for the layer-normalised cells in float32
+    their kernels stepped by the Python loop), then with pipelines; the worst relative difference."""
+    with oracle_of(name, dtype) or kernels.using("numpy"):
         expected = run()
     with kernels.using("compiled"):
         got = run()
@@ -59,7 +68,7 @@ def test_a_pipeline_equals_the_numpy_oracle_ragged_reversed_with_an_initial_stat
     rng = np.random.default_rng(1)
     x = rng.normal(size=(6, 9, 5)).astype(dtype)
     lengths, state0 = np.array([9, 3, 5, 1, 9, 7]), initial_state(layer, 6, rng, dtype)
-    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths, state0))
+    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths, state0), name, dtype)
     assert worst <= TOL[dtype], f"{name}: the pipeline differs from NumPy by {worst:.2e}"
     assert pipelines == [(6, False), (6, True)]  # each direction's forward, in its own order of steps
 
@@ -70,27 +79,36 @@ def test_a_pipeline_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_
     cls, options, rates = TEAM_CELLS[name]
     layer = same_masks_every_call(cls(4, 64, dtype=dtype, rng=0, **options).regularize(**rates))
     x, lengths = np.random.default_rng(2).normal(size=(5, 8, 4)).astype(dtype), np.array([8, 8, 2, 6, 3])
-    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths))
+    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths), name, dtype)
     assert worst <= TOL[dtype], f"{name}: the pipeline differs from NumPy by {worst:.2e}"
     assert pipelines == [(5, False)]
 
 
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormGRU])
 @pytest.mark.parametrize("batch", [1, 3, 64, 65])
-def test_the_projection_written_ahead_in_chunks_is_the_cells_projection_to_the_last_bit(batch, pipelines):
-    """Chunks of one step (B ≥ 64), of several (B < 64) and a last one shorter; the products sum each row in the
-    order of k, as the BLAS's GEMM does here, and add the bias last: the same numbers."""
-    layer = rnnkit.LSTM(24, 64, rng=0)
-    cell = layer.cells[0]
+def test_the_projection_written_ahead_in_chunks_is_the_cells_projection(batch, cls, pipelines):
+    """Chunks of one step (B ≥ 64), of several (B < 64) and a last one shorter, in either order; the products sum
+    each row in the order of k, then the layer norm and the bias, as `project` does; X̂ and s for the backward."""
+    cell = cls(24, 64, rng=0).cells[0]
+    for p in cell.parameters():
+        p.data[...] = np.random.default_rng(7).normal(size=p.data.shape)
     x = np.random.default_rng(4).normal(size=(7 * batch, 24)).astype(np.float32)
-    projection = cell.ahead_projection(x, batch)
-    projection.write(batch, False, team_kernels.new_sync(projected=False))
-    np.testing.assert_allclose(projection.out, cell.project(x), rtol=1e-6, atol=1e-6)
+    for reverse in (False, True):
+        ws, expected_ws = cell.allocate(7, batch), cell.allocate(7, batch)
+        projection = cell.ahead_projection(x, ws, batch)
+        projection.write(batch, reverse, team_kernels.new_sync(projected=False))
+        with kernels.using("compiled"):
+            expected = cell.project(x, expected_ws)
+        np.testing.assert_allclose(projection.out, expected, rtol=1e-6, atol=1e-6)
+        for name in ("x_hat", "x_inv_std"):
+            if hasattr(expected_ws, name):
+                np.testing.assert_allclose(getattr(ws, name), getattr(expected_ws, name), rtol=1e-6, atol=1e-6)
 
 
 def test_a_cell_that_names_its_projection_terms_projects_exactly_with_them():
     """`projection_terms` is what the pipeline writes in place of `project`: where a cell of the catalogue names
-    them (every variant, random biases), its `project` must be that GEMM and nothing more (the layer-normalised
-    cells and the Mogrifier say None)."""
+    them (every variant, random parameters), its `project` must be that GEMM, or its layer norm, and nothing more
+    (the Mogrifier, whose projection comes after its rounds, says None)."""
     cells = [entry.layer(6, 32, rng=0, **options).cells[0]
              for entry in catalog.entries() for options in entry.variants.values()]
     x = np.random.default_rng(5).normal(size=(7, 6)).astype(np.float32)
@@ -100,17 +118,21 @@ def test_a_cell_that_names_its_projection_terms_projects_exactly_with_them():
             p.data[...] = np.random.default_rng(6).normal(size=p.data.shape)
         terms = cell.projection_terms()
         if terms is not None:
-            weight, bias = terms
-            expected = x @ weight.T + (0 if bias is None else bias)
-            np.testing.assert_allclose(cell.project(x), expected, rtol=1e-5, atol=1e-5)
+            weight, bias, norm = terms
+            expected = x @ weight.T
+            if norm is not None:
+                mean, variance = expected.mean(axis=1, keepdims=True), expected.var(axis=1, keepdims=True)
+                expected = (expected - mean) / np.sqrt(variance + 1e-5) * norm[0] + norm[1]
+            expected = expected + (0 if bias is None else bias)
+            np.testing.assert_allclose(cell.project(x), expected, rtol=1e-4, atol=1e-4)
             named.append(type(cell).__name__)
-    assert {"LSTMStep", "GRUStep", "RNNStep"} <= set(named)
-    assert not {"LayerNormLSTMStep", "LayerNormGRUStep", "MogrifierStep"} & set(named)
+    assert {"LSTMStep", "GRUStep", "RNNStep", "LayerNormLSTMStep", "LayerNormGRUStep"} <= set(named)
+    assert "MogrifierStep" not in named
 
 
-@pytest.mark.parametrize(("cls", "options"), [(rnnkit.LayerNormLSTM, {}), (rnnkit.MogrifierLSTM, {}),
-                                              (rnnkit.LSTM, {"proj_size": 16}), (rnnkit.IndRNN, {})])
-def test_cells_whose_projection_is_more_than_one_gemm_or_whose_loop_does_not_split_run_no_pipeline(
+@pytest.mark.parametrize(("cls", "options"), [(rnnkit.MogrifierLSTM, {}), (rnnkit.LSTM, {"proj_size": 16}),
+                                              (rnnkit.IndRNN, {}), (rnnkit.RHN, {})])
+def test_cells_whose_projection_comes_later_or_whose_loop_does_not_split_run_no_pipeline(
         cls, options, pipelines):
     layer = cls(4, 64, rng=0, **options)
     y, _ = layer.forward(np.ones((2, 3, 4), np.float32))

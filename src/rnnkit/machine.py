@@ -273,6 +273,7 @@ def report(cores: int | None = None) -> list[str]:
              f"step kernels: {kernels.describe()}",
              f"BLAS backend: {blas_backend()}",
              f"loops on both cores: {describe_teams()}",
+             f"input projections ahead of the loop: {describe_pipelines()}",
              describe_peak(cores or os.cpu_count() or 1)]
     advice = recommended_coretype(flags, blas)
     if advice:
@@ -303,6 +304,22 @@ def describe_teams() -> str:
         f"float32 shapes of {low:,}-{high:,} multiply-adds a core a step")
     return f"{shapes} (OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}; RNNKIT_TEAMS=never " \
            "turns them off)"
+
+
+def describe_pipelines() -> str:
+    """One line: where a forward loop of one core runs while the other writes its input projection
+    (`rnnkit.kernels.ahead`)."""
+    try:
+        from .kernels import blas, parallel
+    except ImportError:
+        return "no (needs numba)"
+    choice = parallel.PIPELINES.choice
+    if choice != "auto":
+        return f"{choice} for the loops that would run on both cores (RNNKIT_PIPELINES={choice})"
+    if not blas.panels_apply("float32"):
+        return "no (they need the products on panels, on AVX-512 machines)"
+    return ("float32 LSTM, GRU and RNN forwards that would run on both cores, on one core while the other writes "
+            "the projection (RNNKIT_PIPELINES=never turns them off)")
 
 
 def blas_spin_bounded(environ: dict[str, str] | None = None) -> bool:

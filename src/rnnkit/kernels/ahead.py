@@ -27,6 +27,7 @@ import numpy as np
 
 from .blas import loop_weight, matmul_weight, panels_apply
 from .jit import JIT, njit
+from .layernorm import layer_norm_rows
 from .team import aborted, add_ready
 
 #: rows of X a chunk's product takes at least (its steps' rows together): a product of fewer rows reads the
@@ -35,10 +36,13 @@ CHUNK_ROWS = 64
 
 
 @njit(**JIT)
-def project_ahead(x, weight, bias, has_bias, xp, batch, reverse, chunk, sync):
-    """xp = x · W (+ bias) for the rows of x (T·B, I) and xp (T·B, G), time-major, ``chunk`` steps of ``batch`` rows
-    at a time in the loop's order (from the last step where ``reverse``); after each chunk its steps are added to
-    the ready count. Stops early where the loop's thread failed (`rnnkit.kernels.team.aborted`)."""
+def project_ahead(x, weight, bias, has_bias, norm, xp, batch, reverse, chunk, sync):
+    """xp = x · W (then layer-normalised where ``norm`` = (γ, β, X̂, s) has a γ, `layer_norm_rows`), + bias, for
+    the rows of x (T·B, I) and xp (T·B, G), time-major, ``chunk`` steps of ``batch`` rows at a time in the loop's
+    order (from the last step where ``reverse``); after each chunk its steps are added to the ready count. The
+    same operations in the same order as the cell's `project` on the compiled kernels. Stops early where the
+    loop's thread failed (`rnnkit.kernels.team.aborted`)."""
+    gamma, beta, hat, inv_std = norm
     steps = xp.shape[0] // batch
     done = 0
     while done < steps and not aborted(sync):
@@ -46,21 +50,26 @@ def project_ahead(x, weight, bias, has_bias, xp, batch, reverse, chunk, sync):
         first = steps - done - count if reverse else done
         rows = slice(first * batch, (first + count) * batch)
         out = xp[rows]
+        matmul_weight(x[rows], weight, out, False)
+        if gamma.shape[0]:
+            layer_norm_rows(out, gamma, beta, hat[rows], inv_std[rows], out)
         if has_bias:
             for r in range(out.shape[0]):
                 row = out[r]
                 for j in range(row.shape[0]):
-                    row[j] = bias[j]
-        matmul_weight(x[rows], weight, out, has_bias)
+                    row[j] += bias[j]
         done += count
         add_ready(sync, count)
 
 
 class Ahead:
-    """The projection X W_ihᵀ + b of one forward call, to be written ahead of its loop (`write`): ``x`` (T·B, I)
-    time-major, ``weight_ih`` (G, I), ``bias`` (G,) or None; `out` (T·B, G) is the loop's XP."""
+    """The projection X W_ihᵀ + b — LN(X W_ihᵀ; γ, β) + b with ``norm`` — of one forward call, to be written ahead of
+    its loop (`write`): ``x`` (T·B, I) time-major, ``weight_ih`` (G, I), ``bias`` (G,) or None, ``norm`` None or
+    (γ, β, X̂ (T·B, G), s (T·B, 1)), the last two written for the backward; `out` (T·B, G) is the loop's XP."""
 
-    def __init__(self, x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None):
+    def __init__(self, x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None, norm: tuple | None = None):
+        none = np.empty(0, x.dtype)
+        self.norm = (none, none, np.empty((0, 0), x.dtype), np.empty((0, 0), x.dtype)) if norm is None else norm
         self.x = np.ascontiguousarray(x)
         transpose = weight_ih.T  # packed as it is into panels; a BLAS takes W_ihᵀ with unit stride in its rows
         self.weight = loop_weight(transpose if panels_apply(x.dtype) else np.ascontiguousarray(transpose))
@@ -71,5 +80,6 @@ class Ahead:
         """Write `out` for a loop over ``batch`` rows a step (in reverse order where ``reverse``), announcing each
         chunk's steps in ``sync``."""
         chunk = max(1, -(-CHUNK_ROWS // batch))
-        project_ahead(self.x, self.weight, self.bias, self.bias.size > 0, self.out, batch, reverse, chunk, sync)
+        project_ahead(self.x, self.weight, self.bias, self.bias.size > 0, self.norm, self.out, batch, reverse, chunk,
+                      sync)
         self.weight = None  # its panels are not needed while the loop finishes

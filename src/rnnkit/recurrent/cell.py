@@ -195,9 +195,10 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
         """True where the runner calls `sequence_forward`/`sequence_backward` instead of its Python loop."""
 
     @abstractmethod
-    def ahead_projection(self, x: np.ndarray, batch: int):
+    def ahead_projection(self, x: np.ndarray, ws: Workspace, batch: int):
         """Where a whole-sequence forward over ``x`` (T·B, I) writes its projection on the other core while its loop
-        runs: the `rnnkit.kernels.ahead.Ahead` whose ``out`` is the loop's XP; else None (`project` first)."""
+        runs: the `rnnkit.kernels.ahead.Ahead` whose ``out`` is the loop's XP (what the backward needs of it in
+        ``ws``, as `project` leaves it); else None (`project` first)."""
 
     @abstractmethod
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
@@ -268,10 +269,11 @@ class CompiledSequenceLoop:
         else:
             parallel.pipeline(run, lambda sync: ahead.write(xp.shape[1], reverse, sync))
 
-    def ahead_projection(self, x: np.ndarray, batch: int):
-        """`Cell.ahead_projection`: where the cell's projection is one GEMM (`projection_terms`), its forward loop
+    def ahead_projection(self, x: np.ndarray, ws: Workspace, batch: int):
+        """`Cell.ahead_projection`: where the cell names its projection (`projection_terms`), its forward loop
         would run as a team at this batch (`team_parts`) and the pipeline's policy takes it
-        (`rnnkit.kernels.parallel.pipeline_pays`)."""
+        (`rnnkit.kernels.parallel.pipeline_pays`). A layer-normalised projection's X̂ and s go into ``ws``
+        (``x_hat``, ``x_inv_std``), as `Cell.project` puts them."""
         terms = self.projection_terms()
         if terms is None:
             return None
@@ -281,11 +283,17 @@ class CompiledSequenceLoop:
             return None
         from ..kernels.ahead import Ahead
 
-        return Ahead(x, *terms)
+        weight, bias, norm = terms
+        if norm is not None:
+            ws.x_hat = np.empty((x.shape[0], self.gate_width), self.dtype)
+            ws.x_inv_std = np.empty((x.shape[0], 1), self.dtype)
+            norm = (*norm, ws.x_hat, ws.x_inv_std)
+        return Ahead(x, weight, bias, norm)
 
-    def projection_terms(self) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """(W_ih, b) where `Cell.project` is X W_ihᵀ + b, one GEMM (b (G,) or None), which `ahead_projection`
-        writes on another core; None (this default) where the projection is anything else."""
+    def projection_terms(self) -> tuple | None:
+        """(W_ih, b, norm) where `Cell.project` is X W_ihᵀ + b (norm None), or LN(X W_ihᵀ; γ, β) + b (norm = (γ, β)),
+        b (G,) or None, which `ahead_projection` writes on another core; None (this default) where the projection
+        is anything else."""
         return None
 
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
@@ -414,15 +422,16 @@ class GatedCell(CompiledSequenceLoop, Cell):
         """XP = X W_ihᵀ + b_ih (+ b_hh): (N, I) → (N, G), one GEMM (`projection_terms`). ``ws``: the call's
         workspace, for cells that keep whole-sequence results of the projection for their ``accumulate`` (layer
         normalisation)."""
-        return input_projection(x, *self.projection_terms())
+        weight, bias, _ = self.projection_terms()
+        return input_projection(x, weight, bias)
 
-    def projection_terms(self) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """(W_ih, b_ih (+ b_hh)): b_ih + b_hh added in one pass where the hidden bias folds into the projection
-        (`fold_hidden_bias`). A subclass whose `project` is more than this GEMM returns None."""
+    def projection_terms(self) -> tuple | None:
+        """(W_ih, b_ih (+ b_hh), None): b_ih + b_hh added in one pass where the hidden bias folds into the projection
+        (`fold_hidden_bias`). A subclass whose `project` is more than this GEMM says what it is, or None."""
         bias = None
         if self.bias:
             bias = self.bias_ih.data + self.bias_hh.data if self.fold_hidden_bias else self.bias_ih.data
-        return self.weight_ih.data, bias
+        return self.weight_ih.data, bias, None
 
     def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
         """The workspace of one call: ``w_hh`` = W_hh as this call uses it (`use_masks`), the contiguous

@@ -146,11 +146,11 @@ class GRUStep(GatedCell):
 
     def projection_terms(self):
         """Reset after: b_ih + [b_hr, b_hz, 0] (b_hn stays inside r ⊙ (…), `fold_hidden_bias`)."""
-        weight, bias = super().projection_terms()
+        weight, bias, norm = super().projection_terms()
         if self.bias and self.reset_after:
             h = self.hidden_size
             bias = np.concatenate([bias[:2 * h] + self.bias_hh.data[:2 * h], bias[2 * h:]])
-        return weight, bias
+        return weight, bias, norm
 
     whole_sequence = True
     forward_only = ("w_hh_t", "w_rz_t", "w_n_t", "product")

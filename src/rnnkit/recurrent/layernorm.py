@@ -114,7 +114,7 @@ class LayerNormCell(GatedCell):
 
     # -- the input side: whole sequence -----------------------------------------------------------------
     def projection_terms(self):
-        return None  # the projection is layer-normalised (`project`)
+        return self.weight_ih.data, self.input_bias(), (self.layernorm_x_weight.data, self.layernorm_x_bias.data)
 
     def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
         """XP = LN(X W_ihᵀ; γ_x, β_x) + b for all T·B rows; X̂ and s_x go into ``ws``."""

@@ -130,7 +130,7 @@ class Recurrence:
             if noise.state_mask is not None or noise.weight_mask is not None:
                 cell.use_masks(ws, noise.state_mask, noise.weight_mask)
         rows = x.reshape(steps * batch, -1)
-        ahead = cell.ahead_projection(rows, batch) if whole else None  # written on the other core during the loop
+        ahead = cell.ahead_projection(rows, ws, batch) if whole else None  # written on the other core during the loop
         xp = (cell.project(rows, ws) if ahead is None else ahead.out).reshape(steps, batch, -1)
         states = self._state_history(state0, steps, batch, full)
         proposed = zoneout = None
