@@ -87,22 +87,23 @@ def test_a_pipeline_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormGRU])
 @pytest.mark.parametrize("batch", [1, 3, 64, 65])
 def test_the_projection_written_ahead_in_chunks_is_the_cells_projection(batch, cls, pipelines):
-    """Chunks of one step (B ≥ 64), of several (B < 64) and a last one shorter, in either order; the products sum
-    each row in the order of k, then the layer norm and the bias, as `project` does; X̂ and s for the backward."""
-    cell = cls(24, 64, rng=0).cells[0]
+    """Chunks of one step (B ≥ 64), of several (B < 64) and a last one shorter, in either order; the product, then
+    the layer norm and the bias, as `project` does; X̂ and s for the backward. float64: on every route of the
+    products (panels, OpenBLAS, MKL's packed weights) equal to rounding."""
+    cell = cls(24, 64, rng=0, dtype=np.float64).cells[0]
     for p in cell.parameters():
         p.data[...] = np.random.default_rng(7).normal(size=p.data.shape)
-    x = np.random.default_rng(4).normal(size=(7 * batch, 24)).astype(np.float32)
+    x = np.random.default_rng(4).normal(size=(7 * batch, 24))
     for reverse in (False, True):
         ws, expected_ws = cell.allocate(7, batch), cell.allocate(7, batch)
         projection = cell.ahead_projection(x, ws, batch)
         projection.write(batch, reverse, team_kernels.new_sync(projected=False))
         with kernels.using("compiled"):
             expected = cell.project(x, expected_ws)
-        np.testing.assert_allclose(projection.out, expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(projection.out, expected, rtol=1e-12, atol=1e-12)
         for name in ("x_hat", "x_inv_std"):
             if hasattr(expected_ws, name):
-                np.testing.assert_allclose(getattr(ws, name), getattr(expected_ws, name), rtol=1e-6, atol=1e-6)
+                np.testing.assert_allclose(getattr(ws, name), getattr(expected_ws, name), rtol=1e-12, atol=1e-12)
 
 
 def test_a_cell_that_names_its_projection_terms_projects_exactly_with_them():

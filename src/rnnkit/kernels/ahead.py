@@ -71,10 +71,10 @@ class Ahead:
         none = np.empty(0, x.dtype)
         self.norm = (none, none, np.empty((0, 0), x.dtype), np.empty((0, 0), x.dtype)) if norm is None else norm
         self.x = np.ascontiguousarray(x)
+        self.out = np.empty((x.shape[0], weight_ih.shape[0]), x.dtype)  # before the panels, which go first
         transpose = weight_ih.T  # packed as it is into panels; a BLAS takes W_ihᵀ with unit stride in its rows
         self.weight = loop_weight(transpose if panels_apply(x.dtype) else np.ascontiguousarray(transpose))
         self.bias = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
-        self.out = np.empty((x.shape[0], weight_ih.shape[0]), x.dtype)
 
     def write(self, batch: int, reverse: bool, sync: np.ndarray) -> None:
         """Write `out` for a loop over ``batch`` rows a step (in reverse order where ``reverse``), announcing each

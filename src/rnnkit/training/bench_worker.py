@@ -220,10 +220,10 @@ def serve(library: str, threads: int, parent: int) -> None:
 
 
 def _warm_up_code(library: str, case: dict) -> None:
-    """One tiny training call per code path (whole-sequence and per-step; rnnkit's loop alone and as a team, which
-    numba compiles apart; a bidirectional case's directions at once, which tiny calls otherwise run in turn), so
-    that loading each library's code (torch's kernels, rnnkit's compiled kernels: numba and LLVM, 30 – 70 MiB; the
-    directions' worker thread) is not counted as the call's memory."""
+    """One tiny training call per code path (whole-sequence and per-step; rnnkit's loop alone, as a team and as a
+    pipeline, which numba compiles apart; a bidirectional case's directions at once, which tiny calls otherwise run
+    in turn), so that loading each library's code (torch's kernels, rnnkit's compiled kernels: numba and LLVM,
+    30 – 70 MiB; the directions' worker thread) is not counted as the call's memory."""
     from ..kernels import parallel
 
     rnnkit_code = library == "rnnkit"
@@ -231,8 +231,9 @@ def _warm_up_code(library: str, case: dict) -> None:
         for batch in (1, 80):
             make_call(library, {**case, "batch": batch, "hidden": 4, "steps": 2, "mode": "train"})()
     if rnnkit_code:
-        with parallel.using_teams("always"):
-            make_call(library, {**case, "batch": 2, "hidden": 64, "steps": 2, "mode": "train"})()
+        for pipelines in ("never", "always"):
+            with parallel.using_teams("always"), parallel.using_pipelines(pipelines):
+                make_call(library, {**case, "batch": 2, "hidden": 64, "steps": 2, "mode": "train"})()
 
 
 def measure_memory(library: str, case: dict) -> None:
