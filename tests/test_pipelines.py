@@ -4,6 +4,8 @@ outputs and every gradient equal the NumPy per-step oracle — ragged, reversed,
 recurrent dropout, weight drop and zoneout, float32 and float64 — only the cells that name their projection (one
 GEMM, or its layer norm) run one, the loop never waits for ever, and the policy takes the shapes it should."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -33,15 +35,23 @@ PIPELINE_CELLS = sorted(TEAM_CELLS)
 @pytest.fixture
 def pipelines(monkeypatch):
     """Pipelines and teams forced on, the two directions of a layer in turn; the list of the calls of
-    `rnnkit.kernels.ahead.Ahead.write` as (batch, reverse)."""
-    written = []
-    original = ahead_kernels.Ahead.write
+    `rnnkit.kernels.ahead.Ahead.write` as (batch, reverse, whether the loop ran at once on the other core)."""
+    written, together = [], []
+    original, concurrently = ahead_kernels.Ahead.write, parallel._concurrently
 
     def counted(self, batch, reverse, sync):
-        written.append((batch, reverse))
+        written.append((batch, reverse, bool(together)))
         return original(self, batch, reverse, sync)
 
+    def at_once(first, second, threads):
+        together.append(threads)
+        try:
+            return concurrently(first, second, threads)
+        finally:
+            together.pop()
+
     monkeypatch.setattr(ahead_kernels.Ahead, "write", counted)
+    monkeypatch.setattr(parallel, "_concurrently", at_once)
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")
     monkeypatch.setattr(parallel.PIPELINES, "choice", "always")
     monkeypatch.setattr(parallel.PAIRS, "choice", "never")
@@ -63,14 +73,15 @@ def oracle_and_pipeline(run, name="", dtype=np.float64):
 @DTYPES
 @pytest.mark.parametrize("name", PIPELINE_CELLS)
 def test_a_pipeline_equals_the_numpy_oracle_ragged_reversed_with_an_initial_state(name, dtype, pipelines):
+    """40 steps of 6 rows: four chunks (11, 11, 11, 7 steps), so the loop waits for the writer's later ones."""
     cls, options, _ = TEAM_CELLS[name]
     layer = cls(5, 64, bidirectional=True, dtype=dtype, rng=0, **options)
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(6, 9, 5)).astype(dtype)
-    lengths, state0 = np.array([9, 3, 5, 1, 9, 7]), initial_state(layer, 6, rng, dtype)
+    x = rng.normal(size=(6, 40, 5)).astype(dtype)
+    lengths, state0 = np.array([40, 13, 25, 1, 40, 37]), initial_state(layer, 6, rng, dtype)
     worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths, state0), name, dtype)
     assert worst <= TOL[dtype], f"{name}: the pipeline differs from NumPy by {worst:.2e}"
-    assert pipelines == [(6, False), (6, True)]  # each direction's forward, in its own order of steps
+    assert pipelines == [(6, False, True), (6, True, True)]  # each direction in its order of steps, on both cores
 
 
 @DTYPES
@@ -78,16 +89,16 @@ def test_a_pipeline_equals_the_numpy_oracle_ragged_reversed_with_an_initial_stat
 def test_a_pipeline_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_and_zoneout(name, dtype, pipelines):
     cls, options, rates = TEAM_CELLS[name]
     layer = same_masks_every_call(cls(4, 64, dtype=dtype, rng=0, **options).regularize(**rates))
-    x, lengths = np.random.default_rng(2).normal(size=(5, 8, 4)).astype(dtype), np.array([8, 8, 2, 6, 3])
+    x, lengths = np.random.default_rng(2).normal(size=(5, 30, 4)).astype(dtype), np.array([30, 30, 2, 16, 3])
     worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths), name, dtype)
     assert worst <= TOL[dtype], f"{name}: the pipeline differs from NumPy by {worst:.2e}"
-    assert pipelines == [(5, False)]
+    assert pipelines == [(5, False, True)]
 
 
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormGRU])
-@pytest.mark.parametrize("batch", [1, 3, 64, 65])
+@pytest.mark.parametrize("batch", [1, 3, 16, 64, 65])
 def test_the_projection_written_ahead_in_chunks_is_the_cells_projection(batch, cls, pipelines):
-    """Chunks of one step (B ≥ 64), of several (B < 64) and a last one shorter, in either order; the product, then
+    """Chunks of one step (B ≥ 64), of several (B < 64; 4 and 3 at B = 16), in either order; the product, then
     the layer norm and the bias, as `project` does; X̂ and s for the backward. float64: on every route of the
     products (panels, OpenBLAS, MKL's packed weights) equal to rounding."""
     cell = cls(24, 64, rng=0, dtype=np.float64).cells[0]
@@ -141,14 +152,23 @@ def test_cells_whose_projection_comes_later_or_whose_loop_does_not_split_run_no_
     assert pipelines == []
 
 
-def test_a_pipeline_inside_a_pair_of_directions_writes_the_projection_first_in_the_callers_thread(pipelines,
-                                                                                                 monkeypatch):
-    """The two directions at once hold both cores: each direction's projection is written, then its loop runs."""
+def test_inside_a_pair_of_directions_each_direction_projects_first_with_one_gemm(pipelines, monkeypatch):
+    """The two directions at once hold both cores: no pipeline (`parallel.cores_free`), the projection's GEMM."""
     monkeypatch.setattr(parallel.PAIRS, "choice", "always")
     layer = rnnkit.GRU(4, 64, bidirectional=True, dtype=np.float64, rng=0)
     x = np.random.default_rng(6).normal(size=(3, 5, 4))
     worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x))
-    assert worst <= TOL[np.float64] and sorted(pipelines) == [(3, False), (3, True)]
+    assert worst <= TOL[np.float64] and pipelines == []
+
+
+def test_with_the_cores_busy_a_pipeline_writes_the_projection_then_runs_the_loop_in_the_caller(pipelines):
+    order = []
+    parallel._busy.acquire()
+    try:
+        parallel.pipeline(lambda team: order.append(("loop", team[1])), lambda sync: order.append("write"))
+    finally:
+        parallel._busy.release()
+    assert order == ["write", ("loop", 1)]
 
 
 def test_a_failed_writer_releases_the_loop_from_its_wait_and_the_error_is_raised(pipelines):
@@ -162,27 +182,43 @@ def test_a_failed_writer_releases_the_loop_from_its_wait_and_the_error_is_raised
         parallel.pipeline(loop, write)
 
 
-def test_the_loop_waits_for_each_step_the_writer_announces():
+def test_the_loop_waits_for_each_step_until_the_writer_announces_it():
     sync = team_kernels.new_sync(projected=False)
     team_kernels.add_ready(sync, 3)
     team_kernels.wait_ready((0, 1, sync), 2)  # steps 0, 1, 2 are ready: returns at once
-    assert sync[team_kernels.READY] == 3
+    waiter = threading.Thread(target=team_kernels.wait_ready, args=((0, 1, sync), 3), daemon=True)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # step 3 is not announced yet
+    team_kernels.add_ready(sync, 1)
+    waiter.join(10)
+    assert not waiter.is_alive() and sync[team_kernels.READY] == 4
     assert team_kernels.new_sync(projected=True)[team_kernels.READY] == np.iinfo(np.int64).max
 
 
-@pytest.mark.parametrize(("dtype", "parts", "panels", "expected"), [
-    (np.float32, 2, True, True), (np.float32, 1, True, False), (np.float64, 2, True, False),
-    (np.float32, 2, False, False)])
-def test_the_automatic_policy_pipelines_float32_teams_with_the_products_on_panels(dtype, parts, panels, expected,
-                                                                                   monkeypatch):
+@pytest.mark.parametrize(("dtype", "parts", "panels", "inputs", "expected"), [
+    (np.float32, 2, True, 256, True), (np.float32, 2, True, 64, True), (np.float32, 2, True, 512, False),
+    (np.float32, 1, True, 256, False), (np.float64, 2, True, 256, False), (np.float32, 2, False, 256, False)])
+def test_the_automatic_policy_pipelines_float32_teams_on_panels_whose_input_is_no_wider_than_the_state(
+        dtype, parts, panels, inputs, expected, monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: panels)
-    assert parallel.pipeline_pays(dtype, parts) is expected
+    assert parallel.pipeline_pays(dtype, parts, inputs, 256) is expected
 
 
 def test_never_turns_pipelines_off_and_always_takes_every_team(monkeypatch):
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: False)
     with parallel.using_pipelines("never"):
-        assert not parallel.pipeline_pays(np.float32, 2)
+        assert not parallel.pipeline_pays(np.float32, 2, 16, 256)
     with parallel.using_pipelines("always"):
-        assert parallel.pipeline_pays(np.float64, 2) and not parallel.pipeline_pays(np.float64, 1)
+        assert parallel.pipeline_pays(np.float64, 2, 1024, 256) and not parallel.pipeline_pays(np.float64, 1, 16, 256)
+
+
+def test_a_cell_with_a_projection_of_its_own_names_no_terms_unless_it_says_what_they_are():
+    from rnnkit.recurrent.lstm import LSTMStep
+
+    class Scaled(LSTMStep):
+        def project(self, x, ws=None):
+            return 2 * super().project(x, ws)
+
+    assert Scaled(3, 8).projection_terms() is None and LSTMStep(3, 8).projection_terms() is not None

@@ -59,9 +59,6 @@ class DefinedCell(GatedCell):
     def state_sizes(self):
         return (self.hidden_size,) * len(self.state_names)
 
-    def projection_terms(self):
-        return None  # the hidden biases fold into some gates only (`project`)
-
     def project(self, x, ws=None):
         xp = x @ transposed(self.weight_ih.data)
         if self.bias:

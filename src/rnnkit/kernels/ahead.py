@@ -6,8 +6,9 @@ math per step). A team (`rnnkit.kernels.team`) runs the GEMM on both cores, then
 barrier per step. The pipeline runs each half on one core instead, at once: the loop on the caller's core, as a
 team of one part (no barrier, its products whole), and `project_ahead` on the worker's, which writes XP a chunk of
 steps at a time in the loop's order and adds the chunk's steps to the ready count (``sync[READY]``) that each step
-of the loop waits for (`rnnkit.kernels.team.wait_ready`). The writer runs ahead from its first chunk on: its
-products have as many rows as a step's or more, so it is never slower per step than the loop it feeds.
+of the loop waits for (`rnnkit.kernels.team.wait_ready`). The writer runs ahead from its first chunk on where the
+input is no wider than the state (`rnnkit.kernels.parallel.pipeline_pays` asks for that): its products are no
+deeper than the loop's and have as many rows as a step's or more, so it is not slower per step than the loop.
 
 Measured on the project's 2-core AMD EPYC (OpenBLAS with the products on panels, T = 100, float32, LSTM
 inference, ms, one process, GEMM then team → pipeline; `docs/performance.md` has the figures of the layers):
@@ -40,8 +41,9 @@ def project_ahead(x, weight, bias, has_bias, norm, xp, batch, reverse, chunk, sy
     """xp = x · W (then layer-normalised where ``norm`` = (γ, β, X̂, s) has a γ, `layer_norm_rows`), + bias, for
     the rows of x (T·B, I) and xp (T·B, G), time-major, ``chunk`` steps of ``batch`` rows at a time in the loop's
     order (from the last step where ``reverse``); after each chunk its steps are added to the ready count. The
-    same operations in the same order as the cell's `project` on the compiled kernels. Stops early where the
-    loop's thread failed (`rnnkit.kernels.team.aborted`)."""
+    operations of the cell's `project` on the compiled kernels, in its order (equal to rounding: the product runs on
+    the loop's route in chunks of rows, where `project` calls NumPy's GEMM once). Stops early where the loop's thread
+    failed (`rnnkit.kernels.team.aborted`)."""
     gamma, beta, hat, inv_std = norm
     steps = xp.shape[0] // batch
     done = 0

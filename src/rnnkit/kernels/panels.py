@@ -63,7 +63,9 @@ def pack(matrix: np.ndarray) -> np.ndarray:
 
 
 def pack_stack(matrices: np.ndarray) -> np.ndarray:
-    """`pack` for each matrix of a stack (L, k, n), L ≥ 1: (L, P, k, width)."""
+    """`pack` for each matrix of a stack (L, k, n), L ≥ 1: (L, P, k, width) (one matrix's panels without a copy)."""
+    if len(matrices) == 1:
+        return pack(matrices[0])[np.newaxis]
     return np.stack([pack(matrix) for matrix in matrices])
 
 

@@ -229,18 +229,27 @@ PIPELINES = Policy("pipelines", "RNNKIT_PIPELINES")
 use_pipelines, using_pipelines = PIPELINES.use, PIPELINES.using
 
 
-def pipeline_pays(dtype, team_parts: int) -> bool:
-    """Whether a forward loop whose projection is one GEMM runs as a pipeline (`pipeline`) rather than after that
-    GEMM: where it would run as a team (``team_parts`` 2, `team_size`), under ``always`` on any route and dtype,
-    under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`), where it measured
-    faster (`rnnkit.kernels.ahead`); in float64 it measured slower (LSTM B = 16, H = 256 inference 44 → 50 ms,
-    B = 64 170 → 190: a loop alone on one core, whose weight (2 MiB) leaves that core's cache at every step, is
-    slower than half of it on each core)."""
+def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
+    """Whether a forward loop whose projection the cell names runs as a pipeline (`pipeline`) rather than after that
+    projection's GEMM: where it would run as a team (``team_parts`` 2, `team_size`); under ``always`` on any route,
+    dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`)
+    and ``inputs`` (the projection's depth) no more than ``depth`` (the recurrent product's), where it measured
+    faster (`rnnkit.kernels.ahead`). Measured slower: float64 (LSTM B = 16, H = 256 inference 44 → 50 ms, B = 64
+    170 → 190: a loop alone on one core, whose weight (2 MiB) leaves that core's cache at every step, is slower than
+    half of it on each core); inputs wider than the state (LSTM H = 256, inference, input 512: B = 64 63.7 → 67.5
+    ms; input 1024, B = 16: 25.8 → 35.7), whose projection on one core takes longer than the loop."""
     from .blas import panels_apply
 
     if PIPELINES.choice == "never" or team_parts < 2:
         return False
-    return PIPELINES.choice == "always" or (np.dtype(dtype) == np.float32 and panels_apply(dtype))
+    if PIPELINES.choice == "always":
+        return True
+    return np.dtype(dtype) == np.float32 and panels_apply(dtype) and inputs <= depth
+
+
+def cores_free() -> bool:
+    """Whether no pair, team or pipeline holds the cores now (one that starts later runs its jobs in turn)."""
+    return not _busy.locked()
 
 
 def pipeline(loop, write) -> None:

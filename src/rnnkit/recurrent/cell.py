@@ -271,15 +271,18 @@ class CompiledSequenceLoop:
 
     def ahead_projection(self, x: np.ndarray, ws: Workspace, batch: int):
         """`Cell.ahead_projection`: where the cell names its projection (`projection_terms`), its forward loop
-        would run as a team at this batch (`team_parts`) and the pipeline's policy takes it
-        (`rnnkit.kernels.parallel.pipeline_pays`). A layer-normalised projection's X̂ and s go into ``ws``
-        (``x_hat``, ``x_inv_std``), as `Cell.project` puts them."""
+        would run as a team at this batch (`team_parts`), the pipeline's policy takes it
+        (`rnnkit.kernels.parallel.pipeline_pays`: the input no wider than the state) and both cores are free
+        (inside a pair of directions they are not: there the projection is one GEMM, as without pipelines). A
+        layer-normalised projection's X̂ and s go into ``ws`` (``x_hat``, ``x_inv_std``), as `Cell.project` puts
+        them."""
         terms = self.projection_terms()
-        if terms is None:
+        if terms is None or batch == 0:
             return None
-        from ..kernels.parallel import pipeline_pays
+        from ..kernels import parallel
 
-        if not pipeline_pays(self.dtype, self.team_parts(batch, "forward")):
+        if not parallel.pipeline_pays(self.dtype, self.team_parts(batch, "forward"), x.shape[1],
+                                      self.state_sizes[0]) or not parallel.cores_free():
             return None
         from ..kernels.ahead import Ahead
 
@@ -427,7 +430,10 @@ class GatedCell(CompiledSequenceLoop, Cell):
 
     def projection_terms(self) -> tuple | None:
         """(W_ih, b_ih (+ b_hh), None): b_ih + b_hh added in one pass where the hidden bias folds into the projection
-        (`fold_hidden_bias`). A subclass whose `project` is more than this GEMM says what it is, or None."""
+        (`fold_hidden_bias`). None for a subclass with a `project` of its own (the Mogrifier's, a defined cell's),
+        unless it says what its projection is (the layer-normalised cells)."""
+        if type(self).project is not GatedCell.project:
+            return None
         bias = None
         if self.bias:
             bias = self.bias_ih.data + self.bias_hh.data if self.fold_hidden_bias else self.bias_ih.data

@@ -72,9 +72,6 @@ class MogrifierStep(LSTMStep):
     def project(self, x, ws=None):
         return x  # the input projection depends on the state: it is done per step, after the rounds
 
-    def projection_terms(self):
-        return None  # no projection before the loop (`project`)
-
     def allocate(self, steps, batch, ragged=False):
         """The LSTM's workspace plus ``xs`` (⌈r/2⌉+1, T, B, I): x^{-1}, x^1, x^3, ...; ``hs`` (⌊r/2⌋+1, T, B, R):
         h^0, h^2, ...; ``gq``/``gr`` the rounds' gates 2σ(z); ``dzq``/``dzr`` their δz; with ``rank`` the k-wide
