@@ -222,3 +222,22 @@ def test_a_cell_with_a_projection_of_its_own_names_no_terms_unless_it_says_what_
             return 2 * super().project(x, ws)
 
     assert Scaled(3, 8).projection_terms() is None and LSTMStep(3, 8).projection_terms() is not None
+
+
+def test_the_writers_panels_live_in_pages_of_their_own_and_equal_the_loops_packing():
+    """Out of malloc's kept heap (`rnnkit.kernels.panels.unpooled`), so they add nothing to a call's high-water mark
+    once written; the same panels as `pack` makes."""
+    import mmap
+
+    from rnnkit.kernels import blas, panels
+
+    if not blas.panels_apply(np.float32):
+        pytest.skip("the products are not on panels here")
+    weight = np.random.default_rng(8).normal(size=(96, 40)).astype(np.float32)
+    packed = panels.pack(weight.T, panels.unpooled)
+    owner = packed
+    while isinstance(owner, (np.ndarray, memoryview)):  # the views down to the memory that holds the panels
+        owner = owner.obj if isinstance(owner, memoryview) else owner.base
+    assert isinstance(owner, mmap.mmap)
+    np.testing.assert_array_equal(packed, panels.pack(np.ascontiguousarray(weight.T)))
+    assert packed.flags.writeable

@@ -223,6 +223,11 @@ def loop_weight(matrix: np.ndarray) -> tuple:
     return matrix, packed[0], small, panels[0]
 
 
+def panels_weight(matrix: np.ndarray, panels: np.ndarray) -> tuple:
+    """`loop_weight` of ``matrix`` on the panels route (`panels_apply`) with its ``panels`` packed by the caller."""
+    return matrix, np.empty(0, np.uint8), False, panels
+
+
 def panels_apply(dtype) -> bool:
     """Whether the loop's products of ``dtype`` run on panels (`rnnkit.kernels.panels`): `PANELS` (OpenBLAS, a
     processor with AVX-512), float32 or float64."""

@@ -26,6 +26,8 @@ keeps the BLAS (no machine without AVX-512 was measured).
 
 from __future__ import annotations
 
+import mmap
+
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
@@ -49,17 +51,30 @@ def width(dtype) -> int:
     return PANEL_BYTES // np.dtype(dtype).itemsize
 
 
-def pack(matrix: np.ndarray) -> np.ndarray:
-    """``matrix`` (k, n) as panels (P, k, `width`), P = ⌈n / width⌉, the last panel's missing columns zero."""
+def pack(matrix: np.ndarray, allocate=np.empty) -> np.ndarray:
+    """``matrix`` (k, n) as panels (P, k, `width`), P = ⌈n / width⌉, the last panel's missing columns zero, in an
+    array from ``allocate(shape, dtype)``."""
     k, n = matrix.shape
     w = width(matrix.dtype)
     full, rest = divmod(n, w)
-    panels = np.empty((full + (rest > 0), k, w), matrix.dtype)
+    panels = allocate((full + (rest > 0), k, w), matrix.dtype)
     panels[:full] = matrix[:, :full * w].reshape(k, full, w).transpose(1, 0, 2)
     if rest:
         panels[full, :, :rest] = matrix[:, full * w:]
         panels[full, :, rest:] = 0
     return panels
+
+
+def unpooled(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An array in pages of its own (an anonymous memory map, filled in at once where Linux can), returned to the
+    system when it is freed: not kept by malloc for the next call (`rnnkit.allocator`), so an array that lives for
+    part of a call adds nothing to the process's high-water mark after it."""
+    count = int(np.prod(shape))
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0) if hasattr(mmap, "MAP_ANONYMOUS") \
+        else None
+    size = max(count * np.dtype(dtype).itemsize, 1)
+    buffer = mmap.mmap(-1, size) if flags is None else mmap.mmap(-1, size, flags=flags)
+    return np.frombuffer(buffer, dtype, count=count).reshape(shape)
 
 
 def pack_stack(matrices: np.ndarray) -> np.ndarray:
