@@ -318,9 +318,9 @@ def describe_pipelines() -> str:
         return f"{choice} for the loops that would run on both cores (RNNKIT_PIPELINES={choice})"
     if not blas.panels_apply("float32"):
         return "no (they need the products on panels, on AVX-512 machines)"
-    return ("float32 forwards of one-direction layers that would run on both cores (LSTM, GRU, RNN, LN-LSTM, "
-            "LN-GRU), input no wider than the state: the loop on one core, the projection written on the other "
-            "(RNNKIT_PIPELINES=never turns them off)")
+    return ("float32 forwards that would run on both cores, of cells that name their projection "
+            "(Cell.projection_terms), input no wider than the state: the loop on one core, the projection written "
+            "on the other (RNNKIT_PIPELINES=never turns them off)")
 
 
 def blas_spin_bounded(environ: dict[str, str] | None = None) -> bool:

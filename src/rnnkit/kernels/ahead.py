@@ -32,6 +32,7 @@ from .blas import loop_weight, matmul_weight, panels_apply, panels_weight
 from .jit import JIT, njit
 from .layernorm import layer_norm_rows
 from .panels import pack, unpooled
+from .sequence_loop import add_bias_rows
 from .team import aborted, add_ready
 
 #: rows of X a chunk's product takes at least (its steps' rows together): a product of fewer rows reads the
@@ -59,10 +60,7 @@ def project_ahead(x, weight, bias, has_bias, norm, xp, batch, reverse, chunk, sy
         if gamma.shape[0]:
             layer_norm_rows(out, gamma, beta, hat[rows], inv_std[rows], out)
         if has_bias:
-            for r in range(out.shape[0]):
-                row = out[r]
-                for j in range(row.shape[0]):
-                    row[j] += bias[j]
+            add_bias_rows(out, bias)
         done += count
         add_ready(sync, count)
 

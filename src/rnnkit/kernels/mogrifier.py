@@ -14,7 +14,7 @@ from __future__ import annotations
 from .blas import matmul_weight, weight_at
 from .jit import GLUE, JIT, half, njit, one, sigmoid, unliteral
 from .lstm import lstm_step, lstm_step_backward
-from .sequence_loop import copy_rows, sequence_backward, sequence_forward
+from .sequence_loop import add_bias_rows, copy_rows, sequence_backward, sequence_forward
 
 
 @njit(**JIT)
@@ -88,10 +88,7 @@ def mogrifier_step(params, t, n, read, write, xp, states, team):
     a = gates[t, :n]
     matmul_weight(xs[xs.shape[0] - 1, t, :n], w_ih_t, a, False)  # x↑ W_ihᵀ
     if has_bias:
-        for b in range(n):
-            row = a[b]
-            for j in range(row.shape[0]):
-                row[j] += bias[j]
+        add_bias_rows(a, bias)
     lstm_step(lstm, t, n, read, write, a, states, team)  # its params read h↑ from the last h history
 
 

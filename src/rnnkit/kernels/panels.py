@@ -70,10 +70,11 @@ def unpooled(shape: tuple[int, ...], dtype) -> np.ndarray:
     system when it is freed: not kept by malloc for the next call (`rnnkit.allocator`), so an array that lives for
     part of a call adds nothing to the process's high-water mark after it."""
     count = int(np.prod(shape))
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0) if hasattr(mmap, "MAP_ANONYMOUS") \
-        else None
     size = max(count * np.dtype(dtype).itemsize, 1)
-    buffer = mmap.mmap(-1, size) if flags is None else mmap.mmap(-1, size, flags=flags)
+    if hasattr(mmap, "MAP_ANONYMOUS"):  # POSIX: private, and its pages filled in by one call where Linux can
+        buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0))
+    else:  # pragma: no cover - Windows: an anonymous map of the paging file
+        buffer = mmap.mmap(-1, size)
     return np.frombuffer(buffer, dtype, count=count).reshape(shape)
 
 

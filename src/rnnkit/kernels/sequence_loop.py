@@ -161,6 +161,15 @@ def _copy_rows(src, out, lo, hi):
             o[j] = s[j]
 
 
+@njit(**GLUE)
+def add_bias_rows(out, bias):
+    """out[b] ← out[b] + bias for every row of an (n, G) array (a projection's bias, after its product)."""
+    for b in range(out.shape[0]):
+        row = out[b]
+        for j in range(row.shape[0]):
+            row[j] += bias[j]
+
+
 @njit(**JIT)
 def add_rows(src, out, lo, hi):
     """out[:, lo:hi] ← out[:, lo:hi] + src[:, lo:hi] for two (n, S) arrays of one shape (row by row, as `copy_rows`)."""

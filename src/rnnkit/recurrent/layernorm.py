@@ -117,13 +117,12 @@ class LayerNormCell(GatedCell):
         return self.weight_ih.data, self.input_bias(), (self.layernorm_x_weight.data, self.layernorm_x_bias.data)
 
     def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
-        """XP = LN(X W_ihᵀ; γ_x, β_x) + b for all T·B rows; X̂ and s_x go into ``ws``."""
-        xp = x @ transposed(self.weight_ih.data)
+        """XP = LN(X W_ihᵀ; γ_x, β_x) + b for all T·B rows (`projection_terms`); X̂ and s_x go into ``ws``."""
+        weight, b, (gamma, beta) = self.projection_terms()
+        xp = x @ transposed(weight)
         ws = Workspace() if ws is None else ws
         ws.x_hat, ws.x_inv_std = np.empty_like(xp), np.empty((xp.shape[0], 1), xp.dtype)
-        layer_norm(xp, self.layernorm_x_weight.data, self.layernorm_x_bias.data, ws.x_hat, ws.x_inv_std, out=xp,
-                   kernels=getattr(ws, "kernels", None))
-        b = self.input_bias()
+        layer_norm(xp, gamma, beta, ws.x_hat, ws.x_inv_std, out=xp, kernels=getattr(ws, "kernels", None))
         if b is not None:
             xp += b
         return xp
