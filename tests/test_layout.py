@@ -1,6 +1,7 @@
 """The compiled transposes of the weights each call lays out (`rnnkit.kernels.layout`): W_hhᵀ in strips of rows
 and the panels of Wᵀ straight from W give exactly NumPy's copies — every strip and panel remainder, float32 and
-float64 — and the cells' `transposed` takes them only with the compiled kernels, for large weights."""
+float64, every element written — the cells' `transposed` takes them only with the compiled kernels and for large
+weights, and a layer whose weights take them computes exactly what it computes with NumPy's copies."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import pytest
 pytest.importorskip("numba", reason="numba is not installed: the compiled kernels are not available")
 
 import rnnkit  # noqa: E402 - after the skip for the kernels
-from rnnkit.kernels import layout, panels  # noqa: E402
+from rnnkit.kernels import blas, layout, panels, parallel  # noqa: E402
 from rnnkit.recurrent.cell import transposed  # noqa: E402
 
 SHAPES = [(1024, 256), (256, 1024), (300, 257), (65, 1009), (1, 70000)]
@@ -20,36 +21,96 @@ def compiled_for_every_size(monkeypatch):
     monkeypatch.setattr(layout, "COMPILED_FROM", 1)
 
 
+@pytest.fixture
+def compiled_calls(monkeypatch):
+    """The number of calls of each compiled layout kernel, which still run."""
+    calls = {"transpose": 0, "panels": 0}
+
+    def counting(name, kernel):
+        def run(*args):
+            calls[name] += 1
+            return kernel(*args)
+        return run
+    monkeypatch.setattr(layout, "_transpose_strips", counting("transpose", layout._transpose_strips))
+    monkeypatch.setattr(layout, "_fill_panels_of_transpose", counting("panels", layout._fill_panels_of_transpose))
+    return calls
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_the_transpose_in_strips_equals_numpys_copy_bit_for_bit(shape, dtype):
+def test_the_transpose_in_strips_equals_numpys_copy_bit_for_bit(shape, dtype, compiled_calls):
     w = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     out = layout.transpose(w)
+    assert compiled_calls["transpose"] == 1
     assert out.flags.c_contiguous and out.dtype == dtype
     assert np.array_equal(out, w.T)
 
 
+@pytest.mark.parametrize("shape", [(37, 11), (8, 3), (1, 5)])
+def test_the_transpose_writes_every_element_of_its_output(shape):
+    w = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    out = np.full(shape[::-1], np.nan, np.float32)
+    layout._transpose_strips(w, out, layout.STRIP)
+    assert np.array_equal(out, w.T)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(37, 3), (64, 5), (65, 130), (33, 1)])
-def test_panels_of_a_transposed_view_equal_the_panels_of_its_contiguous_copy(shape, dtype, compiled_for_every_size):
+@pytest.mark.parametrize("shape", [(37, 3), (64, 5), (65, 130), (63, 5), (33, 2)])
+def test_panels_of_a_transposed_view_equal_the_panels_of_its_contiguous_copy(shape, dtype, compiled_for_every_size,
+                                                                           compiled_calls):
     w = np.random.default_rng(1).standard_normal(shape).astype(dtype)
-    from_view = panels.pack(w.T)
+    unwritten = lambda panel_shape, panel_dtype: np.full(panel_shape, np.nan, panel_dtype)  # noqa: E731
+    from_view = panels.pack(w.T, unwritten)
+    assert compiled_calls["panels"] == 1
     assert np.array_equal(from_view, panels.pack(np.ascontiguousarray(w.T)))
 
 
-def test_small_or_strided_matrices_keep_numpys_copy():
-    w = np.ones((8, 8), np.float32)
-    assert np.array_equal(layout.transpose(w), w.T)
-    strided = np.ones((600, 600), np.float32)[::2]
-    assert np.array_equal(layout.transpose(strided), strided.T)
+def test_panels_of_the_wrong_shape_are_refused():
+    w = np.ones((40, 6), np.float32)
+    with pytest.raises(ValueError, match="do not hold the transpose"):
+        layout.fill_panels_of_transpose(w, np.empty((1, 6, panels.width(np.float32)), np.float32))
 
 
-def test_cells_transpose_with_numpy_when_numpy_kernels_are_chosen(monkeypatch):
-    calls = []
-    monkeypatch.setattr(layout, "_transpose_strips", lambda *args: calls.append(args))
-    w = np.ones((512, 256), np.float32)
+@pytest.mark.parametrize("matrix", [
+    np.random.default_rng(3).standard_normal((8, 8)).astype(np.float32),  # small
+    np.random.default_rng(4).standard_normal((600, 600)).astype(np.float32)[::2],  # strided rows
+    np.asfortranarray(np.random.default_rng(5).standard_normal((300, 300))),  # its transpose contiguous already
+])
+def test_small_strided_or_column_major_matrices_keep_numpys_copy(matrix, compiled_calls):
+    assert np.array_equal(layout.transpose(matrix), matrix.T)
+    assert compiled_calls["transpose"] == 0
+
+
+def test_cells_transpose_with_numpy_when_numpy_kernels_are_chosen(compiled_calls):
+    w = np.random.default_rng(6).standard_normal((512, 256)).astype(np.float32)
     with rnnkit.kernels.using("numpy"):
         assert np.array_equal(transposed(w), w.T)
-    assert not calls
-    transposed(w)
-    assert len(calls) == 1
+    assert compiled_calls["transpose"] == 0
+    with rnnkit.kernels.using("compiled"):
+        assert np.array_equal(transposed(w), w.T)
+    assert compiled_calls["transpose"] == 1
+
+
+def _lstm_call(dtype) -> tuple[np.ndarray, ...]:
+    """Output, final state and every gradient of one LSTM training call on pipelines (`ahead` packs W_ihᵀ's panels
+    from the transposed view where the products run on panels)."""
+    layer = rnnkit.LSTM(24, 40, rng=0, dtype=dtype)
+    x = np.random.default_rng(7).standard_normal((3, 9, 24)).astype(dtype)
+    out, (h, c) = layer(x)
+    grads = layer.backward(np.random.default_rng(8).standard_normal(out.shape).astype(dtype))
+    dx, dstate = grads if isinstance(grads, tuple) else (grads, ())
+    return (out, h, c, dx, *dstate, *(p.grad.copy() for p in layer.parameters()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_layer_computes_the_same_bits_with_the_compiled_layouts_as_with_numpys(dtype, monkeypatch, compiled_calls):
+    with rnnkit.kernels.using("compiled"), parallel.using_pipelines("always"), parallel.using_teams("always"):
+        monkeypatch.setattr(layout, "COMPILED_FROM", 1 << 62)
+        numpys = _lstm_call(dtype)
+        assert compiled_calls == {"transpose": 0, "panels": 0}
+        monkeypatch.setattr(layout, "COMPILED_FROM", 1)
+        compiled = _lstm_call(dtype)
+    assert compiled_calls["transpose"] >= 1  # W_hhᵀ
+    assert compiled_calls["panels"] == (1 if blas.panels_apply(dtype) else 0)  # the pipeline's W_ihᵀ
+    for a, b in zip(numpys, compiled, strict=True):
+        assert np.array_equal(a, b)
