@@ -256,6 +256,31 @@ def test_compiled_kernels_equal_the_numpy_code_forward_and_backward(cell, ragged
         assert_close(got, expected, tol, f"{cell} compiled")
 
 
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("cell", LAYERS)
+def test_inference_keeps_one_step_of_history_and_computes_what_training_does(cell, ragged):
+    """Under ``no_grad`` a compiled whole-sequence call overwrites one step of its histories (ĥ, s_h, the gates, …)
+    instead of writing T of them, and gives the outputs of a call that keeps them all."""
+    pytest.importorskip("numba")
+    from rnnkit import no_grad
+
+    layer = randomized(LAYERS[cell](5, 8, num_layers=2, bidirectional=True, rng=0))
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 7, 5)).astype(np.float32)
+    lengths = np.array([7, 3, 5, 1]) if ragged else None
+    step = layer.cells[0]
+    with kernels.using("compiled"):
+        y_kept, final_kept = layer.forward(x, lengths=lengths)
+        with no_grad():
+            assert step.history_steps(7, 4) == 1
+            y, final = layer.forward(x, lengths=lengths)
+    assert step.history_steps(7, 4) == 7
+    with kernels.using("numpy"), no_grad():
+        assert step.history_steps(7, 4) == 7
+    for got, expected in zip([y, *as_tuple(final)], [y_kept, *as_tuple(final_kept)]):
+        assert np.array_equal(got, expected)
+
 # -- the command line -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell", LAYERS)
 def test_rnnkit_train_text_trains_a_layer_normalised_cell(tmp_path, capsys, cell):

@@ -154,6 +154,13 @@ def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
 
 # -- the steps of the whole-sequence loop ------------------------------------------------------------------------
 @njit(**GLUE)
+def history_slot(history, t):
+    """The slot of step t in a forward's per-step history: t, or 0 where the history holds one step, overwritten at
+    every step (`rnnkit.recurrent.layernorm.LayerNormCell.history_steps`: no backward will read it)."""
+    return t if history.shape[0] > 1 else 0
+
+
+@njit(**GLUE)
 def product_then_rows(a, weight, out, team):
     """out = a @ matrix, each part of ``team`` its share of the columns, then the barrier: the row kernels that
     follow read every column of their rows."""
@@ -175,14 +182,16 @@ def lnlstm_step(params, t, n, read, write, xp, states, team):
     team (`rnnkit.kernels.team`) a part computes its columns of the product, then, once every column is in, the
     whole rows of its share of the batch (a row's normalisation needs all of it).
     params = (W_hhᵀ a `rnnkit.kernels.blas.loop_weight`, γ_h, β_h, γ_c, β_c, gates (T, B, 4H), ĥ (T, B, 4H),
-    s_h (T, B, 1), ĉ (T, B, H), s_c (T, B, 1), k (T, B, H))."""
+    s_h (T, B, 1), ĉ (T, B, H), s_c (T, B, 1), k (T, B, H)), the histories of one step each where no backward will
+    read them (`history_slot`)."""
     w_hh_t, g_h, b_h, g_c, b_c, gates, h_hat, h_inv, c_hat, c_inv, tanh_u = params
     h, c = states
-    a = gates[t, :n]
+    k = history_slot(gates, t)
+    a = gates[k, :n]
     product_then_rows(h[read, :n], w_hh_t, a, team)
     r0, r1 = own_rows(n, team)
-    lnlstm_forward(a[r0:r1], xp[r0:r1], g_h, b_h, g_c, b_c, c[read, r0:r1], h_hat[t, r0:r1], h_inv[t, r0:r1, 0],
-                   c[write, r0:r1], c_hat[t, r0:r1], c_inv[t, r0:r1, 0], tanh_u[t, r0:r1], h[write, r0:r1])
+    lnlstm_forward(a[r0:r1], xp[r0:r1], g_h, b_h, g_c, b_c, c[read, r0:r1], h_hat[k, r0:r1], h_inv[k, r0:r1, 0],
+                   c[write, r0:r1], c_hat[k, r0:r1], c_inv[k, r0:r1, 0], tanh_u[k, r0:r1], h[write, r0:r1])
     barrier(team)  # every row of s_t is in before the loop's per-unit work
 
 
@@ -220,11 +229,12 @@ def lngru_step(params, t, n, read, write, xp, states, team):
     params = (W_hhᵀ a `loop_weight`, γ_h, β_h, b_hn, gates (T, B, 3H), ĥ (T, B, 3H), s_h (T, B, 1), inner (T, B, H))."""
     w_hh_t, g_h, b_h, b_hn, gates, h_hat, h_inv, inner = params
     h = states[0]
-    a = gates[t, :n]
+    k = history_slot(gates, t)
+    a = gates[k, :n]
     product_then_rows(h[read, :n], w_hh_t, a, team)
     r0, r1 = own_rows(n, team)
-    lngru_forward(a[r0:r1], xp[r0:r1], g_h, b_h, b_hn, h[read, r0:r1], h_hat[t, r0:r1], h_inv[t, r0:r1, 0],
-                  inner[t, r0:r1], h[write, r0:r1])
+    lngru_forward(a[r0:r1], xp[r0:r1], g_h, b_h, b_hn, h[read, r0:r1], h_hat[k, r0:r1], h_inv[k, r0:r1, 0],
+                  inner[k, r0:r1], h[write, r0:r1])
     barrier(team)  # every row of h_t is in before the loop's per-unit work
 
 

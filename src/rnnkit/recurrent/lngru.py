@@ -60,9 +60,9 @@ class LayerNormGRUStep(LayerNormCell):
 
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
-        h, dt = self.hidden_size, self.dtype
-        ws.gates = per_step(steps, batch, 3 * h, dt, ragged)
-        ws.inner = per_step(steps, batch, h, dt, ragged)
+        h, dt, kept = self.hidden_size, self.dtype, self.history_steps(steps, batch)
+        ws.gates = per_step(kept, batch, 3 * h, dt, ragged)
+        ws.inner = per_step(kept, batch, h, dt, ragged)
         ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
         ws.scratch = np.empty((batch, 3 * h), dt)
         ws.tmp = np.empty((batch, h), dt)

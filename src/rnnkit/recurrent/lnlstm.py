@@ -77,11 +77,11 @@ class LayerNormLSTMStep(LayerNormCell):
 
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
-        h, dt = self.hidden_size, self.dtype
-        ws.gates = per_step(steps, batch, 4 * h, dt, ragged)
-        ws.c_hat = per_step(steps, batch, h, dt, ragged)
-        ws.c_inv_std = per_step(steps, batch, 1, dt, ragged)
-        ws.tanh_u = per_step(steps, batch, h, dt, ragged)
+        h, dt, kept = self.hidden_size, self.dtype, self.history_steps(steps, batch)
+        ws.gates = per_step(kept, batch, 4 * h, dt, ragged)
+        ws.c_hat = per_step(kept, batch, h, dt, ragged)
+        ws.c_inv_std = per_step(kept, batch, 1, dt, ragged)
+        ws.tanh_u = per_step(kept, batch, h, dt, ragged)
         ws.du = per_step(steps, batch, h, dt, ragged)
         ws.scratch = np.empty((2, batch, h), dt)
         return ws
