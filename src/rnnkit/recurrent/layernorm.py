@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from ..module import Parameter, as_rng, check_bool, is_grad_enabled
-from .cell import GatedCell, Workspace, per_step, transposed
+from .cell import GatedCell, Workspace, for_backward, per_step, transposed
 
 EPS = 1e-5
 
@@ -109,7 +109,7 @@ class LayerNormCell(GatedCell):
         g, dt, kept = self.gate_width, self.dtype, self.history_steps(steps, batch)
         ws.h_hat = per_step(kept, batch, g, dt, ragged)
         ws.h_inv_std = per_step(kept, batch, 1, dt, ragged)
-        ws.dp_h = per_step(steps, batch, g, dt, ragged)
+        ws.dp_h = for_backward((steps, batch, g), dt, ragged)
         return ws
 
     def history_steps(self, steps: int, batch: int) -> int:

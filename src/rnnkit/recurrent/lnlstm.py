@@ -8,7 +8,7 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import check_float
 from .catalog import CellEntry
-from .cell import dsigmoid, dtanh, per_step
+from .cell import dsigmoid, dtanh, for_backward, per_step
 from .layer import RecurrentLayer
 from .layernorm import LayerNormCell, layer_norm, layer_norm_backward
 
@@ -82,7 +82,7 @@ class LayerNormLSTMStep(LayerNormCell):
         ws.c_hat = per_step(kept, batch, h, dt, ragged)
         ws.c_inv_std = per_step(kept, batch, 1, dt, ragged)
         ws.tanh_u = per_step(kept, batch, h, dt, ragged)
-        ws.du = per_step(steps, batch, h, dt, ragged)
+        ws.du = for_backward((steps, batch, h), dt, ragged)
         ws.scratch = np.empty((2, batch, h), dt)
         return ws
 
