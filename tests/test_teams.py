@@ -176,9 +176,10 @@ def test_the_automatic_policy_never_splits_while_openblas_threads_spin_long(monk
     assert parallel.team_size(np.float32, 16, 256, 1024, 256) == 1
 
 
-def test_openblas_spin_is_bounded_only_where_the_setting_came_before_numpy(monkeypatch):
+def test_openblas_spin_is_bounded_only_where_the_setting_came_before_numpy_or_its_threads_restarted(monkeypatch):
     from rnnkit import _startup, machine
 
+    monkeypatch.setattr(_startup, "OPENBLAS_RESTARTED", False)
     monkeypatch.setattr(_startup, "NUMPY_LOADED_FIRST", False)
     assert machine.blas_spin_bounded({"OPENBLAS_THREAD_TIMEOUT": "22"})
     assert not machine.blas_spin_bounded({"OPENBLAS_THREAD_TIMEOUT": "28"})
@@ -188,19 +189,72 @@ def test_openblas_spin_is_bounded_only_where_the_setting_came_before_numpy(monke
     assert not machine.blas_spin_bounded({"OPENBLAS_THREAD_TIMEOUT": "22"})  # set after NumPy loaded OpenBLAS
 
 
-def test_rnnkit_bounds_openblas_spin_before_numpy_loads_and_never_over_the_users_setting(monkeypatch):
+def test_openblas_spin_is_bounded_where_rnnkit_restarted_the_threads_of_an_openblas_numpy_loaded_first(monkeypatch):
+    from rnnkit import _startup, machine
+
+    monkeypatch.setattr(_startup, "NUMPY_LOADED_FIRST", True)
+    monkeypatch.setattr(_startup, "ENVIRONMENT_AT_START", frozenset())
+    monkeypatch.setattr(_startup, "OPENBLAS_RESTARTED", True)
+    assert machine.blas_spin_bounded({"OPENBLAS_THREAD_TIMEOUT": "22"})
+    assert not machine.blas_spin_bounded({"OPENBLAS_THREAD_TIMEOUT": "28"})
+
+
+def test_rnnkit_bounds_openblas_spin_and_never_over_the_users_setting():
     from rnnkit import _startup
 
-    monkeypatch.setattr(_startup, "NUMPY_LOADED_FIRST", False)
     env = {}
-    _startup.bound_blas_spin(env)
+    assert _startup.bound_blas_spin(env)
     assert env == {"OPENBLAS_THREAD_TIMEOUT": str(_startup.BLAS_SPIN_LOG2)}
     mine = {"OPENBLAS_THREAD_TIMEOUT": "26"}
-    _startup.bound_blas_spin(mine)
+    assert not _startup.bound_blas_spin(mine)
     assert mine == {"OPENBLAS_THREAD_TIMEOUT": "26"}
     opted_out = {"RNNKIT_BLAS_AUTO": "0"}
-    _startup.bound_blas_spin(opted_out)
+    assert not _startup.bound_blas_spin(opted_out)
     assert "OPENBLAS_THREAD_TIMEOUT" not in opted_out
+
+
+#: run with NumPy imported first: a GEMM on OpenBLAS's threads before and after ``import rnnkit``, and what
+#: OpenBLAS itself reports of its threads' spin afterwards
+NUMPY_FIRST = """
+import ctypes, json, numpy as np
+from threadpoolctl import ThreadpoolController
+a = np.random.default_rng(0).standard_normal((600, 700)); b = a.T.copy()
+before = a @ b
+import rnnkit
+from rnnkit import _startup, machine
+lib = next(lib for lib in ThreadpoolController().lib_controllers if lib.internal_api == "openblas")
+lib.dynlib.openblas_thread_timeout.restype = ctypes.c_uint
+print(json.dumps({"threads": lib.threading_layer, "restarted": _startup.OPENBLAS_RESTARTED,
+                  "bounded": machine.blas_spin_bounded(), "spin": lib.dynlib.openblas_thread_timeout(),
+                  "same": bool(np.array_equal(a @ b, before))}))
+"""
+
+
+def _numpy_first(**environ) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "RNNKIT_BLAS_AUTO")}
+    done = subprocess.run([sys.executable, "-c", NUMPY_FIRST], capture_output=True, text=True, timeout=120,
+                          env={**env, **environ}, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_rnnkit_imported_after_numpy_restarts_openblas_threads_with_the_bound_and_never_over_the_users_setting():
+    from rnnkit import machine
+
+    if machine.blas_info()["library"] != "openblas":
+        pytest.skip("NumPy's BLAS here is not OpenBLAS")
+    plain = _numpy_first()
+    if plain["threads"] != "pthreads":
+        pytest.skip("this OpenBLAS runs on OpenMP's threads, which OPENBLAS_THREAD_TIMEOUT does not govern")
+    assert plain == {"threads": "pthreads", "restarted": True, "bounded": True, "spin": 22, "same": True}
+    mine = _numpy_first(OPENBLAS_THREAD_TIMEOUT="26")
+    assert (mine["restarted"], mine["bounded"], mine["spin"], mine["same"]) == (False, False, 26, True)
+    opted_out = _numpy_first(RNNKIT_BLAS_AUTO="0")
+    assert (opted_out["restarted"], opted_out["bounded"], opted_out["spin"]) == (False, False, 0)
 
 
 def test_using_teams_sets_the_policy_inside_a_block_and_restores_it_after_an_error():

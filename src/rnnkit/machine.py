@@ -325,8 +325,9 @@ def describe_pipelines() -> str:
 
 def blas_spin_bounded(environ: dict[str, str] | None = None) -> bool:
     """Whether OpenBLAS's idle threads sleep within 2^22 cycles of their last call (``OPENBLAS_THREAD_TIMEOUT`` ≤ 22,
-    in effect where it was set before NumPy loaded OpenBLAS: by rnnkit, `rnnkit._startup`, or by you before
-    Python started). Loops split over both cores (`rnnkit.kernels.team`) run only where it holds."""
+    in effect where it was set before NumPy loaded OpenBLAS — by rnnkit, `rnnkit._startup`, or by you before
+    Python started — or where rnnkit restarted OpenBLAS's threads to read it). Loops split over both cores
+    (`rnnkit.kernels.team`) run only where it holds."""
     from . import _startup
 
     env = os.environ if environ is None else environ
@@ -334,7 +335,8 @@ def blas_spin_bounded(environ: dict[str, str] | None = None) -> bool:
         spin = int(env.get("OPENBLAS_THREAD_TIMEOUT", ""))
     except ValueError:
         return False
-    in_effect = not _startup.NUMPY_LOADED_FIRST or "OPENBLAS_THREAD_TIMEOUT" in _startup.ENVIRONMENT_AT_START
+    in_effect = (not _startup.NUMPY_LOADED_FIRST or "OPENBLAS_THREAD_TIMEOUT" in _startup.ENVIRONMENT_AT_START
+                 or _startup.OPENBLAS_RESTARTED)
     return spin <= _startup.BLAS_SPIN_LOG2 and in_effect
 
 
