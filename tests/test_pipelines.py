@@ -197,9 +197,10 @@ def test_the_loop_waits_for_each_step_until_the_writer_announces_it():
 
 
 @pytest.mark.parametrize(("dtype", "parts", "panels", "inputs", "expected"), [
-    (np.float32, 2, True, 256, True), (np.float32, 2, True, 64, True), (np.float32, 2, True, 512, False),
+    (np.float32, 2, True, 256, True), (np.float32, 2, True, 192, True), (np.float32, 2, True, 191, False),
+    (np.float32, 2, True, 64, False), (np.float32, 2, True, 512, False), (np.float32, 2, True, 257, False),
     (np.float32, 1, True, 256, False), (np.float64, 2, True, 256, False), (np.float32, 2, False, 256, False)])
-def test_the_automatic_policy_pipelines_float32_teams_on_panels_whose_input_is_no_wider_than_the_state(
+def test_the_automatic_policy_pipelines_float32_teams_on_panels_whose_input_is_3_4_to_1_times_as_wide_as_the_state(
         dtype, parts, panels, inputs, expected, monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: panels)

@@ -233,18 +233,35 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     """Whether a forward loop whose projection the cell names runs as a pipeline (`pipeline`) rather than after that
     projection's GEMM: where it would run as a team (``team_parts`` 2, `team_size`); under ``always`` on any route,
     dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`)
-    and ``inputs`` (the projection's depth) no more than ``depth`` (the recurrent product's), where it measured
-    faster (`rnnkit.kernels.ahead`). Measured slower: float64 (LSTM B = 16, H = 256 inference 44 → 50 ms, B = 64
-    170 → 190: a loop alone on one core, whose weight (2 MiB) leaves that core's cache at every step, is slower than
-    half of it on each core); inputs wider than the state (LSTM H = 256, inference, input 512: B = 64 63.7 → 67.5
-    ms; input 1024, B = 16: 25.8 → 35.7), whose projection on one core takes longer than the loop."""
+    and ``inputs`` (the projection's depth) between `PIPELINE_INPUTS` of ``depth`` (the recurrent product's) and
+    ``depth`` itself, where it measured faster (`rnnkit.kernels.ahead`). Measured slower: float64 (LSTM B = 16,
+    H = 256 inference 44 → 50 ms, B = 64 170 → 190: a loop alone on one core, whose weight (2 MiB) leaves that
+    core's cache at every step, is slower than half of it on each core); inputs wider than the state (LSTM H = 256,
+    inference, input 512: B = 64 63.7 → 67.5 ms; input 1024, B = 16: 25.8 → 35.7), whose projection on one core
+    takes longer than the loop; and inputs much narrower than the state (`PIPELINE_INPUTS`)."""
     from .blas import panels_apply
 
     if PIPELINES.choice == "never" or team_parts < 2:
         return False
     if PIPELINES.choice == "always":
         return True
-    return np.dtype(dtype) == np.float32 and panels_apply(dtype) and inputs <= depth
+    low, high = PIPELINE_INPUTS
+    return np.dtype(dtype) == np.float32 and panels_apply(dtype) and low * depth <= high * inputs <= high * depth
+
+
+#: (3, 4): the pipeline pays under ``auto`` for an input at least 3/4 as wide as the state. A narrower input's
+#: projection leaves the writer's core idle for most of the loop, which a team shares instead. Measured on the
+#: 2-core AMD EPYC, LSTM, T = 100, in one process, team → pipeline, inference / training, ms: input 64, H = 256:
+#: B = 16 8.9 – 9.0 / 22.7 – 22.9 → 9.8 – 10.3 / 24.2 – 28.7, B = 32 15.5 – 16.3 / 43.0 – 44.3 → 18.7 – 19.6 /
+#: 46.4 – 48.8 (the char-LM race's layer), B = 64 29.9 – 30.3 / 85.6 – 87.2 → 36.3 – 37.3 / 92.3 – 92.8; input
+#: 128, H = 256, B = 64: 34.5 – 34.6 / 96.9 – 97.8 → 36.9 – 37.3 / 99.7 – 100.4; input 256, H = 512: B = 16 30.2
+#: – 30.6 / 84.7 – 85.0 → 35.9 – 36.2 / 90.8 – 91.1, B = 64 110.6 – 111.0 / 323.7 – 326.3 → 130.9 – 131.3 / 345.1 –
+#: 347.3; faster from 3/4 on: input 192, H = 256, B = 16 10.9 – 11.1 / 28.3 – 28.7 → 9.8 – 9.9 / 27.6 – 28.2.
+#: Where it errs: input 384, H = 512, B = 16 (a team's 34.5 ms against 37.6 in its better runs). `rnnkit train
+#: text` on the char-LM race's model for 25 s, three processes each in turns: 481 – 500 updates against 456 – 465
+#: with the pipeline. A team's times vary more from run to run than a pipeline's on this machine: some processes
+#: ran its loops up to 1.5× slower for stretches of calls (docs/performance.md), where the pipeline was faster
+PIPELINE_INPUTS = (3, 4)
 
 
 def cores_free() -> bool:

@@ -278,7 +278,7 @@ class CompiledSequenceLoop:
     def ahead_projection(self, x: np.ndarray, ws: Workspace, batch: int):
         """`Cell.ahead_projection`: where the cell names its projection (`projection_terms`), its forward loop
         would run as a team at this batch (`team_parts`), the pipeline's policy takes it
-        (`rnnkit.kernels.parallel.pipeline_pays`: the input no wider than the state) and both cores are free
+        (`rnnkit.kernels.parallel.pipeline_pays`: an input 3/4 to 1 times as wide as the state) and both cores are free
         (inside a pair of directions they are not: there the projection is one GEMM, as without pipelines). A
         layer-normalised projection's X̂ and s go into ``ws`` (``x_hat``, ``x_inv_std``), as `Cell.project` puts
         them."""
