@@ -213,6 +213,21 @@ def test_rnnkit_bounds_openblas_spin_and_never_over_the_users_setting():
     assert "OPENBLAS_THREAD_TIMEOUT" not in opted_out
 
 
+def test_openblas_threads_are_not_restarted_while_another_thread_of_the_program_runs():
+    import threading
+
+    from rnnkit import _startup
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not _startup.restart_openblas_threads()
+    finally:
+        release.set()
+        other.join()
+
+
 #: run with NumPy imported first: a GEMM on OpenBLAS's threads before and after ``import rnnkit``, and what
 #: OpenBLAS itself reports of its threads' spin afterwards
 NUMPY_FIRST = """

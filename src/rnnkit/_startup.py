@@ -88,7 +88,13 @@ def bound_blas_spin(environ=os.environ) -> bool:
 def restart_openblas_threads() -> bool:
     """Have every OpenBLAS loaded in this process with threads of its own (not OpenMP's) read the environment
     again and stop its threads, which start again, with the new settings, at its next threaded call; True where
-    there was at least one and each was restarted. Call it only while no other thread is inside OpenBLAS."""
+    there was at least one and each was restarted. Not while a thread of the program's own runs (any but daemon
+    threads, such as a notebook kernel's): it might be inside OpenBLAS, whose call would then wait on a stopped
+    thread (OpenBLAS's own restart around ``fork()`` has the same limit)."""
+    import threading
+
+    if not all(t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+        return False
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
