@@ -9,11 +9,12 @@
   spinning thread: measured at B = 16, H = 256, the LSTM's projection and team loop took 20 – 21 ms, 10.3 – 11.2 ms
   with the bound (`rnnkit.machine.blas_spin_bounded` says whether it holds). OpenBLAS reads the variable when it
   loads and its threads when they start. Where NumPy was imported before rnnkit (``import numpy as np`` first, as
-  most programs do), `restart_openblas_threads` has each loaded OpenBLAS with its own threads read the
-  environment again and stop them; they start again at its next call that uses them, with the bound. That is what
-  OpenBLAS itself does around every ``fork()`` (its ``pthread_atfork`` handler), through the same two exported
-  functions. Measured with NumPy imported first, LSTM B = 16, H = 256, T = 100, training / inference: 42.9 / 15.5
-  ms without the restart (no teams), 36.0 / 11.6 with it, 35.9 / 12.1 with rnnkit imported first.
+  most programs do), `restart_openblas_threads` has each loaded OpenBLAS with its own threads read its
+  environment again and stop them, through two functions OpenBLAS exports for its own load and ``fork()``; they
+  start again at its next call that uses them, with the bound. Where that cannot be done (see its conditions), the
+  variable stays set all the same: processes this one starts read it when they load OpenBLAS. Measured with NumPy
+  imported first, LSTM B = 16, H = 256, T = 100, training / inference: 42.9 / 15.5 ms without the restart (no
+  teams), 36.0 / 11.6 with it, 35.9 / 12.1 with rnnkit imported first.
 * Every process: numba optimises rnnkit's kernels at level `NUMBA_OPT_LEVEL` (2) instead of its default 3, by
   setting ``NUMBA_OPT`` before numba is imported — never over the user's own setting (the variable, or a
   ``.numba_config.yaml`` in the working directory), never once numba is loaded: numba would then read every
@@ -49,8 +50,9 @@ NUMBA_CONFIG_FILE = ".numba_config.yaml"
 NUMPY_LOADED_FIRST = "numpy" in sys.modules
 #: the environment variables set when rnnkit was imported (before `bound_blas_spin`)
 ENVIRONMENT_AT_START = frozenset(os.environ)
-#: OpenBLAS's exported functions that re-read its environment and stop its threads (its own fork handler's)
-OPENBLAS_RESTART = ("openblas_read_env", "blas_thread_shutdown_")
+#: OpenBLAS's exported functions that read its environment (as when it loads) and stop its threads (as its fork
+#: handler does)
+OPENBLAS_RESTART_SYMBOLS = ("openblas_read_env", "blas_thread_shutdown_")
 
 
 def _interrupted_while_starting(signum, frame) -> None:
@@ -86,30 +88,46 @@ def bound_blas_spin(environ=os.environ) -> bool:
 
 
 def restart_openblas_threads() -> bool:
-    """Have every OpenBLAS loaded in this process with threads of its own (not OpenMP's) read the environment
-    again and stop its threads, which start again, with the new settings, at its next threaded call; True where
-    there was at least one and each was restarted. Not while a thread of the program's own runs (any but daemon
-    threads, such as a notebook kernel's): it might be inside OpenBLAS, whose call would then wait on a stopped
-    thread (OpenBLAS's own restart around ``fork()`` has the same limit)."""
+    """Have every OpenBLAS loaded in this process with threads of its own (not OpenMP's) read its environment
+    again, as it does when it loads (``openblas_read_env``), and stop its threads, as its ``fork()`` handler does
+    (``blas_thread_shutdown_``): they start again, with the new settings, at its next threaded call. True where
+    there was at least one and each was restarted; nothing is done unless each can be. Not while a thread of the
+    program's own runs (any but daemon threads, such as a notebook kernel's): it might be inside OpenBLAS, whose
+    call would then wait on a stopped thread. The two functions run holding the GIL, so no other Python thread
+    enters NumPy meanwhile; a daemon thread already inside OpenBLAS, or a thread that is not Python's, is the one
+    case this cannot see (OpenBLAS's own restart around ``fork()`` has the same limit)."""
     import threading
 
     if not all(t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
         return False
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return False
-    libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.internal_api == "openblas"]
-    own_threads = [lib for lib in libraries if lib.threading_layer == "pthreads"]
-    if not libraries or len(own_threads) < len(libraries):
-        return False
-    for lib in own_threads:
-        read_env, shutdown = (getattr(lib.dynlib, name, None) for name in OPENBLAS_RESTART)
-        if read_env is None or shutdown is None:
-            return False
+    restarts = _openblas_restarts()
+    for read_env, shutdown in restarts:
         read_env()
         shutdown()
-    return True
+    return bool(restarts)
+
+
+def _openblas_restarts() -> list[tuple]:
+    """(read_env, shutdown) of every loaded OpenBLAS, as calls that keep the GIL; empty where any of them runs on
+    OpenMP's threads or lacks either function, or threadpoolctl is missing or fails."""
+    import ctypes
+    import warnings
+
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        with warnings.catch_warnings():  # e.g. its note on two OpenMP runtimes: not this module's business
+            warnings.simplefilter("ignore")
+            libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.internal_api == "openblas"]
+        restarts = []
+        for lib in libraries:
+            functions = [getattr(lib.dynlib, name, None) for name in OPENBLAS_RESTART_SYMBOLS]
+            if lib.threading_layer != "pthreads" or None in functions:
+                return []
+            restarts.append(tuple(ctypes.PYFUNCTYPE(None)(ctypes.cast(f, ctypes.c_void_p).value) for f in functions))
+        return restarts
+    except Exception:  # a library or a threadpoolctl this code does not know: leave OpenBLAS as it is
+        return []
 
 
 def lighten_numba_optimisation(environ=os.environ, modules=sys.modules, directory: str = ".") -> None:
@@ -121,6 +139,7 @@ def lighten_numba_optimisation(environ=os.environ, modules=sys.modules, director
 
 
 quiet_interrupt_while_starting()
+_bounded = bound_blas_spin()
 #: whether OpenBLAS's threads were restarted to read the bound (NumPy loaded before rnnkit)
-OPENBLAS_RESTARTED = bound_blas_spin() and NUMPY_LOADED_FIRST and restart_openblas_threads()
+OPENBLAS_RESTARTED = _bounded and NUMPY_LOADED_FIRST and restart_openblas_threads()
 lighten_numba_optimisation()

@@ -297,13 +297,24 @@ def describe_teams() -> str:
     if not panels and not small:
         return "no (they need the products on panels or OpenBLAS's small-matrix kernels, both on AVX-512 machines)"
     if not blas_spin_bounded():
-        return ("no (OpenBLAS's idle threads may spin longer than 2^22 cycles: set OPENBLAS_THREAD_TIMEOUT=22 "
-                "before NumPy loads, or import rnnkit first)")
+        return f"no (OpenBLAS's idle threads may spin longer than 2^22 cycles: {_unbounded_spin_advice()})"
     low, high = parallel.TEAM_WORK
     shapes = f"float32 and float64 shapes of {low:,} multiply-adds a core a step and more" if panels else (
         f"float32 shapes of {low:,}-{high:,} multiply-adds a core a step")
     return f"{shapes} (OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}; RNNKIT_TEAMS=never " \
            "turns them off)"
+
+
+def _unbounded_spin_advice() -> str:
+    """Why `blas_spin_bounded` does not hold, and what to do about it."""
+    from . import _startup
+
+    if _startup.NUMPY_LOADED_FIRST and "OPENBLAS_THREAD_TIMEOUT" not in _startup.ENVIRONMENT_AT_START and \
+            os.environ.get("RNNKIT_BLAS_AUTO", "1") != "0":
+        return ("NumPy loaded OpenBLAS before rnnkit, and rnnkit could not restart its threads: another thread of "
+                "the program was running, or this OpenBLAS runs on OpenMP or does not export the functions; import "
+                "rnnkit first")
+    return "set OPENBLAS_THREAD_TIMEOUT=22 or less before NumPy loads"
 
 
 def describe_pipelines() -> str:

@@ -7,8 +7,10 @@ barrier per step. The pipeline runs each half on one core instead, at once: the 
 team of one part (no barrier, its products whole), and `project_ahead` on the worker's, which writes XP a chunk of
 steps at a time in the loop's order and adds the chunk's steps to the ready count (``sync[READY]``) that each step
 of the loop waits for (`rnnkit.kernels.team.wait_ready`). The writer runs ahead from its first chunk on where the
-input is no wider than the state (`rnnkit.kernels.parallel.pipeline_pays` asks for that): its products are no
-deeper than the loop's and have as many rows as a step's or more, so it is not slower per step than the loop.
+input is no wider than the state (`rnnkit.kernels.parallel.pipeline_pays` asks for that, and for at least 3/4 of
+its width, `PIPELINE_INPUTS`, below which the writer's core idles for most of the loop and a team is faster): its
+products are no deeper than the loop's and have as many rows as a step's or more, so it is not slower per step
+than the loop.
 
 Measured on the project's 2-core AMD EPYC (OpenBLAS with the products on panels, T = 100, float32, LSTM
 inference, ms, one process, GEMM then team → pipeline; `docs/performance.md` has the figures of the layers):

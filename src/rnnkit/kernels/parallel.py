@@ -258,9 +258,10 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
 #: – 30.6 / 84.7 – 85.0 → 35.9 – 36.2 / 90.8 – 91.1, B = 64 110.6 – 111.0 / 323.7 – 326.3 → 130.9 – 131.3 / 345.1 –
 #: 347.3; faster from 3/4 on: input 192, H = 256, B = 16 10.9 – 11.1 / 28.3 – 28.7 → 9.8 – 9.9 / 27.6 – 28.2.
 #: Where it errs: input 384, H = 512, B = 16 (a team's 34.5 ms against 37.6 in its better runs). `rnnkit train
-#: text` on the char-LM race's model for 25 s, three processes each in turns: 481 – 500 updates against 456 – 465
-#: with the pipeline. A team's times vary more from run to run than a pipeline's on this machine: some processes
-#: ran its loops up to 1.5× slower for stretches of calls (docs/performance.md), where the pipeline was faster
+#: text` on the char-LM race's model for 25 s, three processes each in turns: 495 – 498 updates with this policy
+#: against 465 – 473 without it (and 481 – 500 against 456 – 465 with pipelines off and on). A team's times vary
+#: more from run to run than a pipeline's on this machine: some processes ran its loops up to 1.5× slower for
+#: stretches of calls (docs/performance.md), where the pipeline was faster
 PIPELINE_INPUTS = (3, 4)
 
 
