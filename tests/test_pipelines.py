@@ -225,6 +225,47 @@ def test_a_cell_with_a_projection_of_its_own_names_no_terms_unless_it_says_what_
     assert Scaled(3, 8).projection_terms() is None and LSTMStep(3, 8).projection_terms() is not None
 
 
+def _anon_huge_kib(address: int) -> int | None:
+    """AnonHugePages (KiB) of the mapping of this process that holds ``address``, from /proc/self/smaps (Linux)."""
+    try:
+        lines = open("/proc/self/smaps").read().splitlines()
+    except OSError:
+        return None
+    inside = False
+    for line in lines:
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            low, high = (int(part, 16) for part in head.split("-"))
+            inside = low <= address < high
+        elif inside and head == "AnonHugePages:":
+            return int(line.split()[1])
+    return None
+
+
+def test_a_writers_panels_of_a_huge_page_or_more_start_on_one_and_fill_it_where_linux_gives_them():
+    """`rnnkit.kernels.panels.unpooled`: each whole 2 MiB of the array in a transparent huge page (one fault and one
+    zeroing, not 512), aligned to it; the rest in small pages, so nothing beyond the array becomes resident."""
+    import mmap
+
+    from rnnkit.kernels import panels
+
+    if not hasattr(mmap, "MADV_HUGEPAGE"):
+        pytest.skip("no transparent huge pages here")
+    shape = (3 * panels.HUGE_PAGE // 2 // (4 * 512), 512)  # 1.5 huge pages of float32
+    array = panels.unpooled(shape, np.float32)
+    assert array.ctypes.data % panels.HUGE_PAGE == 0 and array.shape == shape and array.flags.writeable
+    array[...] = 1.5
+    assert float(array.sum()) == 1.5 * array.size
+    try:
+        mode = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        mode = ""
+    huge = _anon_huge_kib(array.ctypes.data)
+    if "[never]" in mode or not mode or huge is None:
+        return  # the kernel gives none here; the array is correct all the same
+    assert huge == panels.HUGE_PAGE // 1024  # one whole huge page, the half beyond it in small pages
+
+
 def test_the_writers_panels_live_in_pages_of_their_own_and_equal_the_loops_packing():
     """Out of malloc's kept heap (`rnnkit.kernels.panels.unpooled`), so they add nothing to a call's high-water mark
     once written; the same panels as `pack` makes."""
