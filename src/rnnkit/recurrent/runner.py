@@ -92,10 +92,15 @@ class Recurrence:
         return range(steps - 1, -1, -1) if self.reverse else range(steps)
 
     @staticmethod
-    def _slot_views(states: list[np.ndarray], steps: int) -> list[tuple[np.ndarray, ...]]:
-        """For each slot 0..T, the tuple of its state components as (B, S_k) views (built once, not per step).
-        A component kept in two slots only (inference) alternates between them."""
-        return [tuple(s[i % s.shape[0]] for s in states) for i in range(steps + 1)]
+    def _slot_view(states: list[np.ndarray], i: int) -> tuple[np.ndarray, ...]:
+        """Slot i's state components as (B, S_k) views. A component kept in two slots only (inference) alternates
+        between them."""
+        return tuple(s[i % s.shape[0]] for s in states)
+
+    @classmethod
+    def _slot_views(cls, states: list[np.ndarray], steps: int) -> list[tuple[np.ndarray, ...]]:
+        """`_slot_view` of each slot 0..T (built once, not per step)."""
+        return [cls._slot_view(states, i) for i in range(steps + 1)]
 
     def _state_history(self, state0, steps: int, batch: int, keep: bool) -> list[np.ndarray]:
         """(T+1, B, S_k) per component; without ``keep``, two slots for all but the output component."""
@@ -151,7 +156,7 @@ class Recurrence:
             out = out.copy()
             for t, n in enumerate(counts):
                 out[t, n:] = 0
-        final = self._slot_views(states, steps)[0 if self.reverse else steps]
+        final = self._slot_view(states, 0 if self.reverse else steps)
         trace = Trace(x, states, counts, ws, self.reverse, noise=noise, proposed=proposed,
                       zoneout=zoneout) if keep else None
         return out, final, trace
