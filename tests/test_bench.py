@@ -135,7 +135,7 @@ def test_the_json_has_every_field_and_the_two_layer_bidirectional_lstm_row(lstm_
     _, data = lstm_bench
     fields = {"cell", "layers", "bidirectional", "batch", "hidden", "steps", "mode", "rnnkit_ms", "rnnkit_min_ms",
               "torch_ms", "torch_min_ms", "ratio", "gflop", "rnnkit_gflops", "torch_gflops", "peak_gflops",
-              "peak_fraction", "ceiling_gflops", "ceiling_fraction", "turns"}
+              "peak_fraction", "ceiling_gflops", "ceiling_fraction", "turns", "steal_ms"}
     assert all(fields <= set(r) for r in data["results"])
     stacked = [(r["mode"], r["batch"], r["hidden"]) for r in data["results"] if r["layers"] == 2
                and r["bidirectional"]]
@@ -153,6 +153,15 @@ def test_the_header_names_the_blas_backend_and_the_peak_as_rnnkit_info_does(lstm
     assert "lstm×2 bi" in proc.stdout
     code, out, _ = run_cli(["info"], capsys)
     assert code == 0 and backend[0] in out.splitlines()
+
+
+def test_the_bench_ends_with_the_hosts_steal_time_over_each_librarys_turns_where_the_system_counts_it(lstm_bench):
+    if machine.steal_seconds() is None:
+        pytest.skip("this system does not count steal time")
+    proc, data = lstm_bench
+    assert proc.stdout.splitlines()[-1].startswith("host steal time over each library's turns (/proc/stat): rnnkit ")
+    assert all(set(r["steal_ms"]) == {"rnnkit", "torch"} and all("steal_ms" in t for t in r["turns"])
+               for r in data["results"])
 
 
 def test_bench_help_says_how_it_measures(capsys):
@@ -181,6 +190,34 @@ def test_alternate_times_each_turn_once_per_round_in_order_in_the_worker(rnnkit_
     samples = list(alternate([(rnnkit_worker, "base"), (rnnkit_worker, "variant")], 2, 1, cases))
     assert [s["key"] for s in samples] == ["base", "variant"] * 2
     assert {s["pid"] for s in samples} == {rnnkit_worker.pid} != {os.getpid()}
+
+
+def test_each_turn_carries_the_hosts_steal_time_over_it(rnnkit_worker, monkeypatch):
+    readings = iter([10.0, 10.25, 10.25, 10.25, 10.25, 10.5, None, 11.0])  # seconds, as /proc/stat gives them
+    monkeypatch.setattr("rnnkit.training.bench_processes.steal_seconds", lambda: next(readings))
+    cases = {"base": {"cell": "gru", "batch": 2, "hidden": 4, "steps": 3, "mode": "train"}}
+    samples = list(alternate([(rnnkit_worker, "base")], 4, 1, cases))
+    assert [s["steal_ms"] for s in samples] == [250.0, 0.0, 250.0, None]
+
+
+def test_the_steal_line_sums_each_librarys_turns_and_is_absent_where_the_system_does_not_count_steal():
+    turn = {"start": 1.0, "end": 1.5}
+    records = [{"steal_ms": {"rnnkit": 20.0, "torch": 0.0}, "turns": [turn, turn]},
+               {"steal_ms": {"rnnkit": 10.0, "torch": 30.0}, "turns": [turn]}]
+    line = bench.steal_line(records)
+    assert "rnnkit 30 ms, torch 30 ms" in line and "took 1.5 s" in line
+    assert bench.steal_line([{"steal_ms": {"rnnkit": None}}]) is None
+    assert bench.steal_by_library([{"library": "rnnkit", "steal_ms": 5.0}, {"library": "rnnkit", "steal_ms": None},
+                                   {"library": "torch", "steal_ms": 1.0}]) == {"rnnkit": None, "torch": 1.0}
+
+
+def test_steal_seconds_reads_the_eighth_figure_of_the_cpu_line_in_clock_ticks(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  6492019 10433 651984 2752476 18196 0 4370 3155 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    assert machine.steal_seconds(str(stat)) == 3155 / os.sysconf("SC_CLK_TCK")
+    stat.write_text("cpu  1 2 3 4\n")  # an old kernel without the steal column
+    assert machine.steal_seconds(str(stat)) is None
+    assert machine.steal_seconds(str(tmp_path / "absent")) is None
 
 
 @pytest.mark.skipif(not (CAN_STOP and os.path.exists("/proc/self/stat")), reason="needs SIGSTOP and /proc")

@@ -334,6 +334,21 @@ def describe_pipelines() -> str:
             "written on the other (RNNKIT_PIPELINES=never turns them off)")
 
 
+def steal_seconds(stat: str = "/proc/stat") -> float | None:
+    """CPU time the hypervisor gave to other work while this machine's CPUs wanted to run (Linux's *steal*, summed
+    over the CPUs: the eighth figure of ``stat``'s ``cpu`` line, in clock ticks), in seconds; None where the system
+    does not count it. A run whose steal grows is a run on a busy host: on the project's machine, training calls
+    whose two cores wait on each other every step ran up to 1.5× slower in such stretches (docs/performance.md)."""
+    try:
+        with open(stat, encoding="ascii") as f:
+            fields = f.readline().split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(fields) < 9 or fields[0] != "cpu" or not fields[8].isdigit():
+        return None
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
 def blas_spin_bounded(environ: dict[str, str] | None = None) -> bool:
     """Whether OpenBLAS's idle threads sleep within 2^22 cycles of their last call (``OPENBLAS_THREAD_TIMEOUT`` ≤ 22,
     in effect where it was set before NumPy loaded OpenBLAS — by rnnkit, `rnnkit._startup`, or by you before

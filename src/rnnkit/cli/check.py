@@ -84,7 +84,9 @@ def bench(cells, batches, hiddens, stacked, steps, threads, repeats, no_torch, n
     threadpoolctl, torch.set_num_threads, numba) pinned to --threads; the two take turns, one timed call each
     (rnnkit, torch, rnnkit, torch, ...), and the idle one is stopped (SIGSTOP) so that its spinning threads
     cannot steal the other's cores. Each turn runs one untimed call, then the timed one; the figure of a case is
-    the median over --repeats turns (the minimum is shown too). Results travel from the workers as JSON.
+    the median over --repeats turns (the minimum is shown too). Results travel from the workers as JSON. On
+    Linux the last line gives the host's steal time over each library's turns: above 0, a hypervisor ran other
+    work on these CPUs meanwhile, which can slow a run for stretches.
 
     \b
     Columns: 'rnnkit ms' and 'torch ms' per call, medians, each with its 'min' ('train' = forward + backward,
@@ -127,6 +129,9 @@ def bench(cells, batches, hiddens, stacked, steps, threads, repeats, no_torch, n
     for lib, pools in meta["thread_pools"].items():
         click.echo(f"{lib} worker: pid {meta['workers'][lib]}, threads " + ", ".join(f"{pool} {count}"
                                                                                     for pool, count in pools.items()))
+    steal = bench_lib.steal_line(records)
+    if steal:
+        click.echo(steal)
     if json_path:
         atomic_write(json_path, bench_lib.to_json(records, meta))
 

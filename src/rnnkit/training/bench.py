@@ -132,8 +132,34 @@ def record(case: dict, mode: str, samples: list[dict], peak: float | None, ceili
     r["peak_gflops"], r["ceiling_gflops"] = peak, ceiling
     r["peak_fraction"] = None if not peak else r["rnnkit_gflops"] / peak
     r["ceiling_fraction"] = r["rnnkit_gflops"] / ceiling
-    r["turns"] = [{k: s[k] for k in ("library", "pid", "start", "end")} for s in samples]
+    r["turns"] = [{k: s[k] for k in ("library", "pid", "start", "end", "steal_ms")} for s in samples]
+    r["steal_ms"] = steal_by_library(samples)
     return r
+
+
+def steal_by_library(samples: list[dict]) -> dict[str, float | None]:
+    """Each library's host steal time over its timed turns, ms (None where the system does not count it)."""
+    totals: dict[str, float | None] = {}
+    for s in samples:
+        counted = totals.get(s["library"], 0.0)
+        totals[s["library"]] = None if counted is None or s["steal_ms"] is None else counted + s["steal_ms"]
+    return totals
+
+
+def steal_line(records: list[dict]) -> str | None:
+    """One line for the end of a bench: the host's steal time over each library's turns, and the time their timed
+    calls took; None where the system does not count it."""
+    totals: dict[str, float] = {}
+    for r in records:
+        for library, ms in r["steal_ms"].items():
+            if ms is None:
+                return None
+            totals[library] = totals.get(library, 0.0) + ms
+    timed = sum(sum(t["end"] - t["start"] for t in r.get("turns", ())) for r in records)
+    each = ", ".join(f"{library} {ms:.0f} ms" for library, ms in totals.items())
+    took = f" (their timed calls took {timed:.1f} s)" if timed else ""
+    return (f"host steal time over each library's turns (/proc/stat): {each}{took}; above 0, the host ran other "
+            "work on these CPUs meanwhile, which can slow the turns")
 
 
 def run(cases: list[dict], threads: int | None = None, repeats: int = 5, warmup: int = 2, with_torch: bool = True,
