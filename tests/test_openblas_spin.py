@@ -44,8 +44,7 @@ def test_rnnkit_bounds_openblas_spin_and_never_over_the_users_setting():
 
 def test_the_teams_line_of_rnnkit_info_says_why_the_spin_is_not_bounded(monkeypatch):
     monkeypatch.setattr(_startup, "NUMPY_LOADED_FIRST", True)
-    monkeypatch.setattr(_startup, "ENVIRONMENT_AT_START", frozenset())
-    monkeypatch.delenv("RNNKIT_BLAS_AUTO", raising=False)
+    monkeypatch.setattr(_startup, "SPIN_BOUND_SET", True)
     assert "could not restart its threads" in machine._unbounded_spin_advice()
     monkeypatch.setattr(_startup, "NUMPY_LOADED_FIRST", False)
     assert "before NumPy loads" in machine._unbounded_spin_advice()

@@ -139,7 +139,8 @@ def lighten_numba_optimisation(environ=os.environ, modules=sys.modules, director
 
 
 quiet_interrupt_while_starting()
-_bounded = bound_blas_spin()
+#: whether rnnkit set ``OPENBLAS_THREAD_TIMEOUT`` (not the user, not with ``RNNKIT_BLAS_AUTO=0``)
+SPIN_BOUND_SET = bound_blas_spin()
 #: whether OpenBLAS's threads were restarted to read the bound (NumPy loaded before rnnkit)
-OPENBLAS_RESTARTED = _bounded and NUMPY_LOADED_FIRST and restart_openblas_threads()
+OPENBLAS_RESTARTED = SPIN_BOUND_SET and NUMPY_LOADED_FIRST and restart_openblas_threads()
 lighten_numba_optimisation()

@@ -309,8 +309,7 @@ def _unbounded_spin_advice() -> str:
     """Why `blas_spin_bounded` does not hold, and what to do about it."""
     from . import _startup
 
-    if _startup.NUMPY_LOADED_FIRST and "OPENBLAS_THREAD_TIMEOUT" not in _startup.ENVIRONMENT_AT_START and \
-            os.environ.get("RNNKIT_BLAS_AUTO", "1") != "0":
+    if _startup.NUMPY_LOADED_FIRST and _startup.SPIN_BOUND_SET:
         return ("NumPy loaded OpenBLAS before rnnkit, and rnnkit could not restart its threads: another thread of "
                 "the program was running, or this OpenBLAS runs on OpenMP or does not export the functions; import "
                 "rnnkit first")

@@ -138,7 +138,7 @@ def record(case: dict, mode: str, samples: list[dict], peak: float | None, ceili
 
 
 def steal_by_library(samples: list[dict]) -> dict[str, float | None]:
-    """Each library's host steal time over its timed turns, ms (None where the system does not count it)."""
+    """Each library's host steal time over its turns, ms (None where the system does not count it)."""
     totals: dict[str, float | None] = {}
     for s in samples:
         counted = totals.get(s["library"], 0.0)
