@@ -9,9 +9,10 @@ from llvmlite import ir as llvm_ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from . import cache
+from . import cache, inlining
 
 cache.install()  # before the first cached kernel is defined
+inlining.install()  # before the first kernel compiles
 
 
 def njit(*function, **options):

@@ -1,0 +1,63 @@
+"""numba's inlining of ``inline="always"`` functions without its two copies of IR made for one call site.
+
+Every loop entry is mostly inlined glue: the skeleton, the family's step, and the helpers they call
+(`rnnkit.kernels.jit.GLUE`). For each call of such a function numba builds the callee's IR afresh
+(``InlineWorker.run_untyped_passes``, which inlines the callee's own callees the same way), then ``inline_ir`` copies
+that IR twice with ``copy.deepcopy``, block by block — once to mutate, once to return unmutated — and the caller of
+``inline_function`` throws the second copy away. Each block's copy also copies the scope it points at, every
+variable of the function with it, so the copies cost blocks × variables, at every level of the nesting: they were
+1.6 of an LSTM's 9.8 s first use and 3.0 of the Mogrifier's 15.3 s (numba 0.68.1; numba issue 8989 and numba-cuda
+issue 688 report the same).
+
+`install` replaces ``InlineWorker.inline_function`` by one that marks the fresh IR's blocks as copying to
+themselves while ``inline_ir`` runs, and unmarks them after: nothing else holds that IR, so the copies are the blocks
+themselves. IR that numba keeps and inlines again (``@overload(inline="always")``, which it copies through
+``inline_ir`` from another place) is never marked and is copied as before. The machine code is the same either way
+(``tests/test_inlining.py``; the LSTM's and the Mogrifier's loop entries compared too). The replacement relies on
+``inline_ir`` copying each block with ``copy.deepcopy`` and nothing more, as numba 0.59 to 0.68 and numba's main
+branch of August 2026 do; other numba versions keep numba's own function (`APPLIES`).
+"""
+
+from __future__ import annotations
+
+import numba
+from numba.core import inline_closurecall, ir
+
+#: the numba releases (``numba.version_info.short``, from, up to but not including) whose ``inline_ir`` copies the
+#: callee's blocks one by one with ``copy.deepcopy`` and nothing more, where `install` applies
+APPLIES = ((0, 59), (0, 70))
+
+
+class _FreshBlock(ir.Block):
+    """A block of IR built for one call site: a deep copy of it is the block itself."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def inline_function(self, caller_ir, block, i, function, arg_typs=None):
+    """numba's ``InlineWorker.inline_function`` — the callee's IR built afresh, then inlined at statement ``i`` of
+    ``block`` — with that IR's blocks marked as `_FreshBlock` while ``inline_ir`` copies and splices them, and plain
+    blocks again after (whatever ``inline_ir`` raised)."""
+    callee_ir = self.run_untyped_passes(function)
+    blocks = list(callee_ir.blocks.values())
+    for fresh in blocks:
+        fresh.__class__ = _FreshBlock
+    try:
+        return self.inline_ir(caller_ir, block, i, callee_ir, function.__code__.co_freevars, arg_typs=arg_typs)
+    finally:
+        for fresh in blocks:
+            fresh.__class__ = ir.Block
+
+
+def applies(version: tuple[int, int] = numba.version_info.short) -> bool:
+    """Whether numba ``version`` (major, minor) is one `install` replaces the function of."""
+    first, past = APPLIES
+    return first <= tuple(version) < past
+
+
+def install() -> None:
+    """Put `inline_function` in the place of numba's, where `applies` (once; before the first kernel compiles:
+    `rnnkit.kernels.jit`)."""
+    if applies():
+        inline_closurecall.InlineWorker.inline_function = inline_function

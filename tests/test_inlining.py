@@ -1,0 +1,122 @@
+"""numba's inlining of ``inline="always"`` functions without copies of the callee's IR (`rnnkit.kernels.inlining`):
+in place on the numba versions it names, no block of a callee built for one call site copied, every block a plain
+one again afterwards, and the same machine code and results as numba's own inlining."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import numba
+import numpy as np
+import pytest
+from numba.core import inline_closurecall, ir
+
+from rnnkit.kernels import inlining
+from rnnkit.kernels.jit import GLUE
+
+GLUE_HERE = {**GLUE, "cache": False}
+SCALE = 3.0
+
+
+@numba.njit(**GLUE_HERE)
+def _scaled(value, scale):
+    if scale is None:
+        return value
+    return value * scale
+
+
+@numba.njit(**GLUE_HERE)
+def _row_sum(row, scale):
+    total = row[0] * 0.0
+    for j in range(row.shape[0]):
+        total += _scaled(row[j], scale)
+    return total
+
+
+def _rows(x, out, scale):
+    """Two levels of inlined callees, one of them inlined at two call sites, a loop and a branch on None."""
+    for b in range(x.shape[0]):
+        out[b] = _row_sum(x[b], scale) + _row_sum(x[b], None) * SCALE
+
+
+def _numbas_inline_function(self, caller_ir, block, i, function, arg_typs=None):
+    """numba's own ``InlineWorker.inline_function`` (0.59 – 0.68), whose ``inline_ir`` copies the fresh IR twice."""
+    callee_ir = self.run_untyped_passes(function)
+    return self.inline_ir(caller_ir, block, i, callee_ir, function.__code__.co_freevars, arg_typs=arg_typs)
+
+
+def _compile(x, out):
+    """A new dispatcher of `_rows`, compiled for (x, out, 2.0)."""
+    rows = numba.njit(**{**GLUE_HERE, "inline": "never"})(_rows)
+    rows(x, out, 2.0)
+    return rows
+
+
+def _assembly(rows) -> str:
+    """The machine code of ``rows``' one compiled signature, symbol names left out (they hold a hash of the flags'
+    set order and a per-dispatcher id)."""
+    (text,) = rows.inspect_asm().values()
+    return re.sub(r"_ZN\S+", "SYMBOL", text)
+
+
+def test_install_puts_the_replacement_in_numbas_place_where_it_applies():
+    replaced = inline_closurecall.InlineWorker.inline_function is inlining.inline_function
+    assert replaced is inlining.applies()
+
+
+@pytest.mark.parametrize(("version", "applies"), [((0, 58), False), ((0, 59), True), ((0, 68), True),
+                                                  ((0, 69), True), ((0, 70), False), ((1, 0), False)])
+def test_applies_to_the_numba_versions_whose_inline_ir_copies_block_by_block(version, applies):
+    assert inlining.applies(version) is applies
+
+
+@pytest.mark.skipif(not inlining.applies(), reason="numba's own inlining on this numba version")
+def test_no_block_built_for_one_call_site_is_copied_and_each_is_plain_after(monkeypatch):
+    seen = []
+    deepcopy = copy.deepcopy
+
+    def watching(value, memo=None):
+        result = deepcopy(value, memo)
+        if isinstance(value, ir.Block):
+            seen.append((value, result))
+        return result
+
+    monkeypatch.setattr(copy, "deepcopy", watching)
+    _compile(np.ones((2, 3)), np.zeros(2))
+    assert seen, "no callee was inlined"
+    assert all(result is block for block, result in seen)
+    assert all(type(block) is ir.Block for block, _ in seen)
+
+
+def test_numbas_own_inlining_copies_the_blocks_the_replacement_does_not(monkeypatch):
+    """The check above can fail: with numba's function every block is copied."""
+    seen = []
+    deepcopy = copy.deepcopy
+
+    def watching(value, memo=None):
+        result = deepcopy(value, memo)
+        if isinstance(value, ir.Block):
+            seen.append(result is value)
+        return result
+
+    monkeypatch.setattr(copy, "deepcopy", watching)
+    monkeypatch.setattr(inline_closurecall.InlineWorker, "inline_function", _numbas_inline_function)
+    _compile(np.ones((2, 3)), np.zeros(2))
+    assert seen and not any(seen)
+
+
+def test_inlined_code_computes_what_python_does():
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    out, expected = np.zeros(4), np.zeros(4)
+    rows = _compile(x, out)
+    rows(x, out, 0.5)
+    _rows(x, expected, 0.5)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_the_machine_code_is_numbas_own(monkeypatch):
+    x, out = np.ones((2, 3)), np.zeros(2)
+    replaced = _assembly(_compile(x, out))
+    monkeypatch.setattr(inline_closurecall.InlineWorker, "inline_function", _numbas_inline_function)
+    assert _assembly(_compile(x, out)) == replaced
