@@ -283,3 +283,18 @@ def test_the_writers_panels_live_in_pages_of_their_own_and_equal_the_loops_packi
     assert isinstance(owner, mmap.mmap)
     np.testing.assert_array_equal(packed, panels.pack(np.ascontiguousarray(weight.T)))
     assert packed.flags.writeable
+
+
+@pytest.mark.parametrize(("cls", "normalised"), [(rnnkit.LSTM, False), (rnnkit.LayerNormLSTM, True)])
+def test_only_a_layer_normalised_cell_hands_the_writer_a_layer_norm(cls, normalised, pipelines, monkeypatch):
+    """None for every other cell, so that numba compiles no layer norm into its writer (`project_ahead`)."""
+    norms, write = [], ahead_kernels.Ahead.write
+
+    def noted(self, batch, reverse, sync):
+        norms.append(self.norm)
+        return write(self, batch, reverse, sync)
+
+    monkeypatch.setattr(ahead_kernels.Ahead, "write", noted)
+    cls(4, 64, rng=0)(np.zeros((3, 10, 4), np.float32))
+    assert len(norms) == 1
+    assert (norms[0] is not None) is normalised
