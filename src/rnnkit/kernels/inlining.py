@@ -14,8 +14,9 @@ themselves while ``inline_ir`` runs, and unmarks them after: nothing else holds 
 themselves. IR that numba keeps and inlines again (``@overload(inline="always")``, which it copies through
 ``inline_ir`` from another place) is never marked and is copied as before. The machine code is the same either way
 (``tests/test_inlining.py``; the LSTM's and the Mogrifier's loop entries compared too). The replacement relies on
-``inline_ir`` copying each block with ``copy.deepcopy`` and nothing more, as numba 0.59 to 0.68 and numba's main
-branch of August 2026 do; other numba versions keep numba's own function (`APPLIES`).
+``inline_ir`` copying each block with ``copy.deepcopy`` and nothing more, and on ``run_untyped_passes`` building the
+IR anew for each call, as numba 0.59 to 0.68 do (and numba's main branch of August 2026); other numba versions keep
+numba's own function (`APPLIES`), until they are checked.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from __future__ import annotations
 import numba
 from numba.core import inline_closurecall, ir
 
-#: the numba releases (``numba.version_info.short``, from, up to but not including) whose ``inline_ir`` copies the
-#: callee's blocks one by one with ``copy.deepcopy`` and nothing more, where `install` applies
-APPLIES = ((0, 59), (0, 70))
+#: the numba releases (``numba.version_info.short``, from, up to but not including) read for `install`: their
+#: ``inline_ir`` copies the callee's blocks one by one with ``copy.deepcopy`` and nothing more
+APPLIES = ((0, 59), (0, 69))
 
 
 class _FreshBlock(ir.Block):
