@@ -39,7 +39,8 @@ class _FreshBlock(ir.Block):
 def inline_function(self, caller_ir, block, i, function, arg_typs=None):
     """numba's ``InlineWorker.inline_function`` — the callee's IR built afresh, then inlined at statement ``i`` of
     ``block`` — with that IR's blocks marked as `_FreshBlock` while ``inline_ir`` copies and splices them, and plain
-    blocks again after (whatever ``inline_ir`` raised)."""
+    blocks again after (whatever ``inline_ir`` raised). Of what it returns, the callee's IR "unmutated" is the
+    mutated one here: numba's one caller of this function (``InlineInlinables``) throws it away."""
     callee_ir = self.run_untyped_passes(function)
     blocks = list(callee_ir.blocks.values())
     for fresh in blocks:
