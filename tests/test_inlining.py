@@ -72,39 +72,35 @@ def test_applies_to_the_numba_versions_whose_inline_ir_copies_block_by_block(ver
     assert inlining.applies(version) is applies
 
 
+@pytest.fixture
+def block_copies(monkeypatch):
+    """Every deep copy of a block of numba IR from now on, as (block, its copy)."""
+    copies, deepcopy = [], copy.deepcopy
+
+    def watching(value, memo=None):
+        result = deepcopy(value, memo)
+        if isinstance(value, ir.Block):
+            copies.append((value, result))
+        return result
+
+    monkeypatch.setattr(copy, "deepcopy", watching)
+    return copies
+
+
 @pytest.mark.skipif(not inlining.applies(), reason="numba's own inlining on this numba version")
-def test_no_block_built_for_one_call_site_is_copied_and_each_is_plain_after(monkeypatch):
-    seen = []
-    deepcopy = copy.deepcopy
-
-    def watching(value, memo=None):
-        result = deepcopy(value, memo)
-        if isinstance(value, ir.Block):
-            seen.append((value, result))
-        return result
-
-    monkeypatch.setattr(copy, "deepcopy", watching)
+def test_no_block_built_for_one_call_site_is_copied_and_each_is_plain_after(block_copies):
     _compile(np.ones((2, 3)), np.zeros(2))
-    assert seen, "no callee was inlined"
-    assert all(result is block for block, result in seen)
-    assert all(type(block) is ir.Block for block, _ in seen)
+    assert block_copies, "no callee was inlined"
+    assert all(copied is block for block, copied in block_copies)
+    assert all(type(block) is ir.Block for block, _ in block_copies)
 
 
-def test_numbas_own_inlining_copies_the_blocks_the_replacement_does_not(monkeypatch):
+def test_numbas_own_inlining_copies_the_blocks_the_replacement_does_not(block_copies, monkeypatch):
     """The check above can fail: with numba's function every block is copied."""
-    seen = []
-    deepcopy = copy.deepcopy
-
-    def watching(value, memo=None):
-        result = deepcopy(value, memo)
-        if isinstance(value, ir.Block):
-            seen.append(result is value)
-        return result
-
-    monkeypatch.setattr(copy, "deepcopy", watching)
     monkeypatch.setattr(inline_closurecall.InlineWorker, "inline_function", _numbas_inline_function)
     _compile(np.ones((2, 3)), np.zeros(2))
-    assert seen and not any(seen)
+    assert block_copies
+    assert not any(copied is block for block, copied in block_copies)
 
 
 def test_inlined_code_computes_what_python_does():
