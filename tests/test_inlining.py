@@ -7,26 +7,27 @@ from __future__ import annotations
 import copy
 import re
 
-import numba
 import numpy as np
 import pytest
-from numba.core import inline_closurecall, ir
 
-from rnnkit.kernels import inlining
-from rnnkit.kernels.jit import GLUE
+numba = pytest.importorskip("numba", reason="numba is not installed: no compiled kernels to inline")
+from numba.core import inline_closurecall, ir  # noqa: E402
 
-GLUE_HERE = {**GLUE, "cache": False}
+from rnnkit.kernels import inlining  # noqa: E402
+from rnnkit.kernels.jit import GLUE  # noqa: E402
+
 SCALE = 3.0
+REPLACED = pytest.mark.skipif(not inlining.applies(), reason="numba's own inlining on this numba version")
 
 
-@numba.njit(**GLUE_HERE)
+@numba.njit(**GLUE)
 def _scaled(value, scale):
     if scale is None:
         return value
     return value * scale
 
 
-@numba.njit(**GLUE_HERE)
+@numba.njit(**GLUE)
 def _row_sum(row, scale):
     total = row[0] * 0.0
     for j in range(row.shape[0]):
@@ -40,15 +41,21 @@ def _rows(x, out, scale):
         out[b] = _row_sum(x[b], scale) + _row_sum(x[b], None) * SCALE
 
 
-def _numbas_inline_function(self, caller_ir, block, i, function, arg_typs=None):
-    """numba's own ``InlineWorker.inline_function`` (0.59 – 0.68), whose ``inline_ir`` copies the fresh IR twice."""
-    callee_ir = self.run_untyped_passes(function)
-    return self.inline_ir(caller_ir, block, i, callee_ir, function.__code__.co_freevars, arg_typs=arg_typs)
+def _rows_in_python(x, scale):
+    """What `_rows` computes, in Python floats, in the same order."""
+    out = []
+    for row in x.tolist():
+        scaled, plain = 0.0, 0.0
+        for value in row:
+            scaled += value * scale
+            plain += value
+        out.append(scaled + plain * SCALE)
+    return np.array(out)
 
 
 def _compile(x, out):
     """A new dispatcher of `_rows`, compiled for (x, out, 2.0)."""
-    rows = numba.njit(**{**GLUE_HERE, "inline": "never"})(_rows)
+    rows = numba.njit(**{**GLUE, "inline": "never"})(_rows)
     rows(x, out, 2.0)
     return rows
 
@@ -61,9 +68,34 @@ def _assembly(rows) -> str:
     return re.sub(r"(\.size\s.*SYMBOL.*?)\d+$", r"\1SIZE", text, flags=re.MULTILINE)
 
 
+@pytest.fixture
+def block_copies(monkeypatch):
+    """Every deep copy of a block of numba IR made inside ``InlineWorker.inline_ir`` from now on, as (block, its
+    copy)."""
+    copies, inside, deepcopy, inline_ir = [], [], copy.deepcopy, inline_closurecall.InlineWorker.inline_ir
+
+    def watching(value, memo=None):
+        result = deepcopy(value, memo)
+        if inside and isinstance(value, ir.Block):
+            copies.append((value, result))
+        return result
+
+    def watched(self, *args, **kwargs):
+        inside.append(True)
+        try:
+            return inline_ir(self, *args, **kwargs)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(copy, "deepcopy", watching)
+    monkeypatch.setattr(inline_closurecall.InlineWorker, "inline_ir", watched)
+    return copies
+
+
 def test_install_puts_the_replacement_in_numbas_place_where_it_applies():
     replaced = inline_closurecall.InlineWorker.inline_function is inlining.inline_function
     assert replaced is inlining.applies()
+    assert inlining.NUMBA_INLINE_FUNCTION is not inlining.inline_function
 
 
 @pytest.mark.parametrize(("version", "applies"), [((0, 58), False), ((0, 59), True), ((0, 68), True),
@@ -72,22 +104,7 @@ def test_applies_to_the_numba_versions_whose_inline_ir_copies_block_by_block(ver
     assert inlining.applies(version) is applies
 
 
-@pytest.fixture
-def block_copies(monkeypatch):
-    """Every deep copy of a block of numba IR from now on, as (block, its copy)."""
-    copies, deepcopy = [], copy.deepcopy
-
-    def watching(value, memo=None):
-        result = deepcopy(value, memo)
-        if isinstance(value, ir.Block):
-            copies.append((value, result))
-        return result
-
-    monkeypatch.setattr(copy, "deepcopy", watching)
-    return copies
-
-
-@pytest.mark.skipif(not inlining.applies(), reason="numba's own inlining on this numba version")
+@REPLACED
 def test_no_block_built_for_one_call_site_is_copied_and_each_is_plain_after(block_copies):
     _compile(np.ones((2, 3)), np.zeros(2))
     assert block_copies, "no callee was inlined"
@@ -97,7 +114,7 @@ def test_no_block_built_for_one_call_site_is_copied_and_each_is_plain_after(bloc
 
 def test_numbas_own_inlining_copies_the_blocks_the_replacement_does_not(block_copies, monkeypatch):
     """The check above can fail: with numba's function every block is copied."""
-    monkeypatch.setattr(inline_closurecall.InlineWorker, "inline_function", _numbas_inline_function)
+    monkeypatch.setattr(inline_closurecall.InlineWorker, "inline_function", inlining.NUMBA_INLINE_FUNCTION)
     _compile(np.ones((2, 3)), np.zeros(2))
     assert block_copies
     assert not any(copied is block for block, copied in block_copies)
@@ -105,15 +122,15 @@ def test_numbas_own_inlining_copies_the_blocks_the_replacement_does_not(block_co
 
 def test_inlined_code_computes_what_python_does():
     x = np.random.default_rng(0).standard_normal((4, 5))
-    out, expected = np.zeros(4), np.zeros(4)
+    out = np.zeros(4)
     rows = _compile(x, out)
     rows(x, out, 0.5)
-    _rows(x, expected, 0.5)
-    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out, _rows_in_python(x, 0.5))
 
 
+@REPLACED
 def test_the_machine_code_is_numbas_own(monkeypatch):
     x, out = np.ones((2, 3)), np.zeros(2)
     replaced = _assembly(_compile(x, out))
-    monkeypatch.setattr(inline_closurecall.InlineWorker, "inline_function", _numbas_inline_function)
+    monkeypatch.setattr(inline_closurecall.InlineWorker, "inline_function", inlining.NUMBA_INLINE_FUNCTION)
     assert _assembly(_compile(x, out)) == replaced

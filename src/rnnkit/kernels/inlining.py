@@ -5,20 +5,26 @@ Every loop entry is mostly inlined glue: the skeleton, the family's step, and th
 (``InlineWorker.run_untyped_passes``, which inlines the callee's own callees the same way), then ``inline_ir`` copies
 that IR twice with ``copy.deepcopy``, block by block — once to mutate, once to return unmutated — and the caller of
 ``inline_function`` throws the second copy away. Each block's copy also copies the scope it points at, every
-variable of the function with it, so the copies cost blocks × variables, at every level of the nesting: they were
-1.6 of an LSTM's 9.8 s first use and 3.0 of the Mogrifier's 15.3 s (numba 0.68.1; numba issue 8989 and numba-cuda
-issue 688 report the same).
+variable of the function with it, so the copies cost blocks × variables, at every level of the nesting: timed, 1.58
+of an LSTM's 9.75 s first use and 3.00 of the Mogrifier's 15.32 s (numba 0.68.1). numba-cuda issue 688 reports the
+same, and its pull request 689 skips these copies there.
 
 `install` replaces ``InlineWorker.inline_function`` by one that marks the fresh IR's blocks as copying to
-themselves while ``inline_ir`` runs, and unmarks them after: nothing else holds that IR, so the copies are the blocks
-themselves. IR that numba keeps and inlines again (``@overload(inline="always")``, which it copies through
+themselves while ``inline_ir`` runs, and unmarks them after: nothing else holds those blocks, so the copies are the
+blocks themselves. IR that numba keeps and inlines again (``@overload(inline="always")``, which it copies through
 ``inline_ir`` from another place) is never marked and is copied as before. The machine code is the same either way
-(``tests/test_inlining.py``; the LSTM's and the Mogrifier's loop entries compared too). The replacement relies on
-``inline_ir`` copying each block with ``copy.deepcopy`` and nothing more, and on ``run_untyped_passes`` building the
-IR anew for each call, as numba 0.59 to 0.68 do (and numba's main branch of August 2026); other numba versions keep
-numba's own function (`APPLIES`), until they are checked.
-"""
+(``tests/test_inlining.py``; the LSTM's, the GRU's and the Mogrifier's loop entries compared too).
 
+The replacement is numba's for the whole process, for every numba function compiled after rnnkit's kernels are
+imported, not only rnnkit's (`NUMBA_INLINE_FUNCTION` keeps numba's own). What differs for them: the IR
+``inline_function`` returns as the callee's unmutated IR is the mutated one (numba's one caller,
+``InlineInlinables``, throws it away), and a ``with objmode`` block inside an inlined function, lifted into a
+function of its own that shares the callee's scope, sees the inlined names added to that scope (numba's copies kept
+them apart), which numbers its temporaries differently. The replacement relies on ``inline_ir`` copying each block
+with ``copy.deepcopy`` and nothing more, and on ``run_untyped_passes`` building the IR anew for each call, as numba
+0.59 to 0.68 do (numba's main branch of August 2026 too; 0.58 also copied each statement); other numba versions
+keep numba's own function (`APPLIES`), until they are read.
+"""
 from __future__ import annotations
 
 import numba
@@ -27,6 +33,8 @@ from numba.core import inline_closurecall, ir
 #: the numba releases (``numba.version_info.short``, from, up to but not including) read for `install`: their
 #: ``inline_ir`` copies the callee's blocks one by one with ``copy.deepcopy`` and nothing more
 APPLIES = ((0, 59), (0, 69))
+#: numba's own ``InlineWorker.inline_function``, as it was before `install`
+NUMBA_INLINE_FUNCTION = inline_closurecall.InlineWorker.inline_function
 
 
 class _FreshBlock(ir.Block):
@@ -38,18 +46,18 @@ class _FreshBlock(ir.Block):
 
 def inline_function(self, caller_ir, block, i, function, arg_typs=None):
     """numba's ``InlineWorker.inline_function`` — the callee's IR built afresh, then inlined at statement ``i`` of
-    ``block`` — with that IR's blocks marked as `_FreshBlock` while ``inline_ir`` copies and splices them, and plain
-    blocks again after (whatever ``inline_ir`` raised). Of what it returns, the callee's IR "unmutated" is the
-    mutated one here: numba's one caller of this function (``InlineInlinables``) throws it away."""
+    ``block`` — with that IR's blocks marked as `_FreshBlock` while ``inline_ir`` copies and splices them, and of
+    their own class again after (whatever ``inline_ir`` raised). Of what it returns, the callee's IR "unmutated" is
+    the mutated one here (the module's notes)."""
     callee_ir = self.run_untyped_passes(function)
-    blocks = list(callee_ir.blocks.values())
-    for fresh in blocks:
-        fresh.__class__ = _FreshBlock
+    blocks = [(fresh, fresh.__class__) for fresh in callee_ir.blocks.values()]
     try:
+        for fresh, _ in blocks:
+            fresh.__class__ = _FreshBlock
         return self.inline_ir(caller_ir, block, i, callee_ir, function.__code__.co_freevars, arg_typs=arg_typs)
     finally:
-        for fresh in blocks:
-            fresh.__class__ = ir.Block
+        for fresh, kind in blocks:
+            fresh.__class__ = kind
 
 
 def applies(version: tuple[int, int] = numba.version_info.short) -> bool:
