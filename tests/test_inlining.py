@@ -5,7 +5,10 @@ one again afterwards, and the same machine code and results as numba's own inlin
 from __future__ import annotations
 
 import copy
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -93,9 +96,25 @@ def block_copies(monkeypatch):
 
 
 def test_install_puts_the_replacement_in_numbas_place_where_it_applies():
-    replaced = inline_closurecall.InlineWorker.inline_function is inlining.inline_function
-    assert replaced is inlining.applies()
+    wanted = os.environ.get("RNNKIT_NUMBA_INLINING", "").strip().lower() != "numba"
+    assert inlining.installed() is (inlining.applies() and wanted)
+    assert (inline_closurecall.InlineWorker.inline_function is inlining.inline_function) is inlining.installed()
     assert inlining.NUMBA_INLINE_FUNCTION is not inlining.inline_function
+
+
+@pytest.mark.parametrize(("setting", "installed"), [("numba", False), ("rnnkit", True)])
+def test_rnnkit_numba_inlining_numba_keeps_numbas_own_function(setting, installed):
+    probe = "import rnnkit.kernels.jit; from rnnkit.kernels import inlining; print(inlining.installed())"
+    env = {**os.environ, "RNNKIT_NUMBA_INLINING": setting}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(installed and inlining.applies())
+
+
+def test_the_kernels_line_says_whether_numba_inlines_without_copies():
+    from rnnkit import kernels
+
+    with kernels.using("compiled"):
+        assert ("inlining without copies of IR" in kernels.describe()) is inlining.installed()
 
 
 @pytest.mark.parametrize(("version", "applies"), [((0, 58), False), ((0, 59), True), ((0, 68), True),

@@ -74,12 +74,15 @@ def active() -> ModuleType | None:
 
 
 def describe() -> str:
-    """One line for reports: which implementation runs, the compiler's version and its optimisation level."""
+    """One line for reports: which implementation runs, the compiler's version, its optimisation level, and
+    whether numba inlines without its copies of IR (`rnnkit.kernels.inlining`)."""
     kernels = active()
     if kernels is None:
         return "numpy" + (" (numba unavailable)" if _choice == "compiled" else "")
     import numba
 
     from .cache import optimisation_level
+    from .inlining import installed
 
-    return f"compiled (numba {numba.__version__}, optimisation level {optimisation_level()})"
+    inlining = ", inlining without copies of IR" if installed() else ""
+    return f"compiled (numba {numba.__version__}, optimisation level {optimisation_level()}{inlining})"

@@ -16,7 +16,8 @@ blocks themselves. IR that numba keeps and inlines again (``@overload(inline="al
 (``tests/test_inlining.py``; the LSTM's, the GRU's and the Mogrifier's loop entries compared too).
 
 The replacement is numba's for the whole process, for every numba function compiled after rnnkit's kernels are
-imported, not only rnnkit's (`NUMBA_INLINE_FUNCTION` keeps numba's own). What differs for them: the IR
+imported, not only rnnkit's (`NUMBA_INLINE_FUNCTION` keeps numba's own; ``RNNKIT_NUMBA_INLINING=numba`` leaves it
+in place). What differs for them: the IR
 ``inline_function`` returns as the callee's unmutated IR is the mutated one (numba's one caller,
 ``InlineInlinables``, throws it away), and a ``with objmode`` block inside an inlined function, lifted into a
 function of its own that shares the callee's scope, sees the inlined names added to that scope (numba's copies kept
@@ -26,6 +27,8 @@ with ``copy.deepcopy`` and nothing more, and on ``run_untyped_passes`` building 
 keep numba's own function (`APPLIES`), until they are read.
 """
 from __future__ import annotations
+
+import os
 
 import numba
 from numba.core import inline_closurecall, ir
@@ -67,7 +70,12 @@ def applies(version: tuple[int, int] = numba.version_info.short) -> bool:
 
 
 def install() -> None:
-    """Put `inline_function` in the place of numba's, where `applies` (once; before the first kernel compiles:
-    `rnnkit.kernels.jit`)."""
-    if applies():
+    """Put `inline_function` in the place of numba's, where `applies` and unless ``RNNKIT_NUMBA_INLINING=numba``
+    (once; before the first kernel compiles: `rnnkit.kernels.jit`)."""
+    if applies() and os.environ.get("RNNKIT_NUMBA_INLINING", "").strip().lower() != "numba":
         inline_closurecall.InlineWorker.inline_function = inline_function
+
+
+def installed() -> bool:
+    """Whether numba inlines through `inline_function` in this process."""
+    return inline_closurecall.InlineWorker.inline_function is inline_function
