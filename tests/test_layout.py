@@ -1,7 +1,8 @@
-"""The compiled transposes of the weights each call lays out (`rnnkit.kernels.layout`): W_hhᵀ in strips of rows
-and the panels of Wᵀ straight from W give exactly NumPy's copies — every strip and panel remainder, float32 and
-float64, every element written — the cells' `transposed` takes them only with the compiled kernels and for large
-weights, and a layer whose weights take them computes exactly what it computes with NumPy's copies."""
+"""The compiled transposes of the weights each call lays out (`rnnkit.kernels.layout`): W_hhᵀ and the panels of Wᵀ
+straight from W, in blocks transposed in registers, give exactly NumPy's copies — whole blocks, the rows and
+columns past them, panel remainders, float32 and float64, every element written — the cells' `transposed` takes
+them only with the compiled kernels and for large weights, and a layer whose weights take them computes exactly what
+it computes with NumPy's copies."""
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from rnnkit.kernels import blas, layout, panels, parallel  # noqa: E402
 from rnnkit.recurrent.cell import transposed  # noqa: E402
 
 SHAPES = [(1024, 256), (256, 1024), (300, 257), (65, 1009), (1, 70000)]
+#: whole blocks only (16 × 16 float32, 8 × 8 float64), and rows, columns or both past them
+SMALL_SHAPES = [(16, 16), (8, 8), (32, 48), (37, 11), (8, 3), (1, 5), (17, 33), (15, 16), (16, 15)]
 
 
 @pytest.fixture
@@ -31,14 +34,14 @@ def compiled_calls(monkeypatch):
             calls[name] += 1
             return kernel(*args)
         return run
-    monkeypatch.setattr(layout, "_transpose_strips", counting("transpose", layout._transpose_strips))
+    monkeypatch.setattr(layout, "_transpose_blocks", counting("transpose", layout._transpose_blocks))
     monkeypatch.setattr(layout, "_fill_panels_of_transpose", counting("panels", layout._fill_panels_of_transpose))
     return calls
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_the_transpose_in_strips_equals_numpys_copy_bit_for_bit(shape, dtype, compiled_calls):
+def test_the_transpose_in_blocks_equals_numpys_copy_bit_for_bit(shape, dtype, compiled_calls):
     w = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     out = layout.transpose(w)
     assert compiled_calls["transpose"] == 1
@@ -46,16 +49,21 @@ def test_the_transpose_in_strips_equals_numpys_copy_bit_for_bit(shape, dtype, co
     assert np.array_equal(out, w.T)
 
 
-@pytest.mark.parametrize("shape", [(37, 11), (8, 3), (1, 5)])
-def test_the_transpose_writes_every_element_of_its_output(shape):
-    w = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
-    out = np.full(shape[::-1], np.nan, np.float32)
-    layout._transpose_strips(w, out, layout.STRIP)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SMALL_SHAPES)
+def test_the_transpose_writes_every_element_of_its_output(shape, dtype):
+    w = np.random.default_rng(2).standard_normal(shape).astype(dtype)
+    out = np.full(shape[::-1], np.nan, dtype)
+    layout._transpose_blocks(w, out)
     assert np.array_equal(out, w.T)
 
 
+def test_a_block_is_as_wide_as_a_cache_line():
+    assert layout.BLOCK_BYTES == 64  # 16 float32 or 8 float64: the shapes above reach whole blocks and remainders
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(37, 3), (64, 5), (65, 130), (63, 5), (33, 2)])
+@pytest.mark.parametrize("shape", [(37, 3), (64, 5), (65, 130), (63, 5), (33, 2), (64, 32), (48, 17), (40, 16)])
 def test_panels_of_a_transposed_view_equal_the_panels_of_its_contiguous_copy(shape, dtype, compiled_for_every_size,
                                                                            compiled_calls):
     w = np.random.default_rng(1).standard_normal(shape).astype(dtype)

@@ -277,12 +277,31 @@ def test_the_writers_panels_live_in_pages_of_their_own_and_equal_the_loops_packi
         pytest.skip("the products are not on panels here")
     weight = np.random.default_rng(8).normal(size=(96, 40)).astype(np.float32)
     packed = panels.pack(weight.T, panels.unpooled)
-    owner = packed
-    while isinstance(owner, (np.ndarray, memoryview)):  # the views down to the memory that holds the panels
-        owner = owner.obj if isinstance(owner, memoryview) else owner.base
-    assert isinstance(owner, mmap.mmap)
+    assert isinstance(_memory_owner(packed), mmap.mmap)
     np.testing.assert_array_equal(packed, panels.pack(np.ascontiguousarray(weight.T)))
     assert packed.flags.writeable
+
+
+def _memory_owner(array):
+    """The object that holds ``array``'s memory: an mmap for `rnnkit.kernels.panels.unpooled`, else None (malloc)."""
+    owner = array
+    while isinstance(owner, (np.ndarray, memoryview)):
+        owner = owner.obj if isinstance(owner, memoryview) else owner.base
+    return owner
+
+
+def test_a_writers_panels_take_pages_of_their_own_from_one_huge_page_on_and_the_kept_heap_below():
+    """`rnnkit.kernels.panels.transient`: below a huge page, fresh 4 KiB pages cost more than the few MiB they would
+    add to the process's high-water mark, so they come from malloc, whose pages the next call reuses."""
+    import mmap
+
+    from rnnkit.kernels import panels
+
+    floats = panels.HUGE_PAGE // 4
+    below, from_one = panels.transient((floats - 32,), np.float32), panels.transient((floats // 32, 32), np.float32)
+    assert below.shape == (floats - 32,) and from_one.shape == (floats // 32, 32)
+    assert _memory_owner(below) is None
+    assert isinstance(_memory_owner(from_one), mmap.mmap) or not hasattr(mmap, "MAP_ANONYMOUS")
 
 
 @pytest.mark.parametrize(("cls", "normalised"), [(rnnkit.LSTM, False), (rnnkit.LayerNormLSTM, True)])
