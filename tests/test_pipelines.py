@@ -225,45 +225,12 @@ def test_a_cell_with_a_projection_of_its_own_names_no_terms_unless_it_says_what_
     assert Scaled(3, 8).projection_terms() is None and LSTMStep(3, 8).projection_terms() is not None
 
 
-def _anon_huge_kib(address: int) -> int | None:
-    """AnonHugePages (KiB) of the mapping of this process that holds ``address``, from /proc/self/smaps (Linux)."""
-    try:
-        lines = open("/proc/self/smaps").read().splitlines()
-    except OSError:
-        return None
-    inside = False
-    for line in lines:
-        head = line.split()[0]
-        if "-" in head and not head.endswith(":"):
-            low, high = (int(part, 16) for part in head.split("-"))
-            inside = low <= address < high
-        elif inside and head == "AnonHugePages:":
-            return int(line.split()[1])
-    return None
-
-
-def test_a_writers_panels_of_a_huge_page_or_more_start_on_one_and_fill_it_where_linux_gives_them():
-    """`rnnkit.kernels.panels.unpooled`: each whole 2 MiB of the array in a transparent huge page (one fault and one
-    zeroing, not 512), aligned to it; the rest in small pages, so nothing beyond the array becomes resident."""
-    import mmap
-
-    from rnnkit.kernels import panels
-
-    if not hasattr(mmap, "MADV_HUGEPAGE"):
-        pytest.skip("no transparent huge pages here")
-    shape = (3 * panels.HUGE_PAGE // 2 // (4 * 512), 512)  # 1.5 huge pages of float32
-    array = panels.unpooled(shape, np.float32)
-    assert array.ctypes.data % panels.HUGE_PAGE == 0 and array.shape == shape and array.flags.writeable
-    array[...] = 1.5
-    assert float(array.sum()) == 1.5 * array.size
-    try:
-        mode = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
-    except OSError:
-        mode = ""
-    huge = _anon_huge_kib(array.ctypes.data)
-    if "[never]" in mode or not mode or huge is None:
-        return  # the kernel gives none here; the array is correct all the same
-    assert huge == panels.HUGE_PAGE // 1024  # one whole huge page, the half beyond it in small pages
+def _memory_owner(array):
+    """The object that holds ``array``'s memory: an mmap for `rnnkit.kernels.panels.unpooled`, else None (malloc)."""
+    owner = array
+    while isinstance(owner, (np.ndarray, memoryview)):
+        owner = owner.obj if isinstance(owner, memoryview) else owner.base
+    return owner
 
 
 def test_the_writers_panels_live_in_pages_of_their_own_and_equal_the_loops_packing():
@@ -282,26 +249,18 @@ def test_the_writers_panels_live_in_pages_of_their_own_and_equal_the_loops_packi
     assert packed.flags.writeable
 
 
-def _memory_owner(array):
-    """The object that holds ``array``'s memory: an mmap for `rnnkit.kernels.panels.unpooled`, else None (malloc)."""
-    owner = array
-    while isinstance(owner, (np.ndarray, memoryview)):
-        owner = owner.obj if isinstance(owner, memoryview) else owner.base
-    return owner
-
-
-def test_a_writers_panels_take_pages_of_their_own_from_one_huge_page_on_and_the_kept_heap_below():
-    """`rnnkit.kernels.panels.transient`: below a huge page, fresh 4 KiB pages cost more than the few MiB they would
-    add to the process's high-water mark, so they come from malloc, whose pages the next call reuses."""
+def test_a_writers_panels_take_pages_of_their_own_from_2_mib_on_and_the_kept_heap_below():
+    """`rnnkit.kernels.panels.transient`: below 2 MiB, fresh 4 KiB pages cost more than the few MiB they would add to
+    the process's high-water mark, so they come from malloc, whose pages the next call reuses."""
     import mmap
 
     from rnnkit.kernels import panels
 
-    floats = panels.HUGE_PAGE // 4
-    below, from_one = panels.transient((floats - 32,), np.float32), panels.transient((floats // 32, 32), np.float32)
-    assert below.shape == (floats - 32,) and from_one.shape == (floats // 32, 32)
+    floats = panels.HEAP_BELOW // 4
+    below, from_it = panels.transient((floats - 32,), np.float32), panels.transient((floats // 32, 32), np.float32)
+    assert below.shape == (floats - 32,) and from_it.shape == (floats // 32, 32)
     assert _memory_owner(below) is None
-    assert isinstance(_memory_owner(from_one), mmap.mmap) or not hasattr(mmap, "MAP_ANONYMOUS")
+    assert isinstance(_memory_owner(from_it), mmap.mmap) or not hasattr(mmap, "MAP_ANONYMOUS")
 
 
 @pytest.mark.parametrize(("cls", "normalised"), [(rnnkit.LSTM, False), (rnnkit.LayerNormLSTM, True)])

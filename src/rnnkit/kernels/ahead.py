@@ -21,7 +21,7 @@ step there, and the two cores contend for it).
 `Ahead` is what a cell's `rnnkit.recurrent.cell.CompiledSequenceLoop.ahead_projection` returns: X, W_ihᵀ as a
 `rnnkit.kernels.blas.loop_weight` (the products take the route of the loop's own) and b, the output XP to write.
 Memory: where the GEMM (NumPy's, on W_ih itself) needs nothing beside XP, the pipeline holds W_ihᵀ's panels (G × I
-elements) until the last chunk is written — packed from W_ih without a transposed copy, from one huge page on into
+elements) until the last chunk is written — packed from W_ih without a transposed copy, from 2 MiB on into
 pages of their own (`rnnkit.kernels.panels.transient`): from malloc's heap, which keeps freed memory for the next
 call, they added their size to the call's peak resident memory (GRU B = 16, H = 512: 28.6 → 31.6 MiB, torch's 30.1).
 Smaller panels come from the heap, whose pages the next call reuses without a fault.
@@ -83,7 +83,7 @@ class Ahead:
         self.x = np.ascontiguousarray(x)
         self.out = np.empty((x.shape[0], weight_ih.shape[0]), x.dtype)  # before the panels, which go first
         transpose = weight_ih.T  # packed as it is into panels; a BLAS takes W_ihᵀ with unit stride in its rows
-        if panels_apply(x.dtype):  # from a huge page on in pages of their own, released once written (module notes)
+        if panels_apply(x.dtype):  # from 2 MiB on in pages of their own, released once written (module notes)
             self.weight = panels_weight(transpose, pack(transpose, transient))
         else:
             self.weight = loop_weight(np.ascontiguousarray(transpose))

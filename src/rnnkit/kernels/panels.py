@@ -41,8 +41,8 @@ from .jit import GLUE, JIT, njit
 #: bytes of a panel's row: two 64-byte vectors (`width`)
 PANEL_BYTES = 128
 VECTOR_BYTES = 64
-#: bytes of a transparent huge page on x86-64 and most arm64 kernels (`unpooled`, `transient`)
-HUGE_PAGE = 2 << 20
+#: arrays of fewer bytes than this that live for part of a call come from malloc's kept heap (`transient`)
+HEAP_BELOW = 2 << 20
 #: rows of a in one tile (tiles of 4, 2 and 1 rows take the rest)
 ROWS = 8
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -73,37 +73,31 @@ def pack(matrix: np.ndarray, allocate=np.empty) -> np.ndarray:
 
 
 def unpooled(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An array in pages of its own (an anonymous memory map), returned to the system when it is freed: not kept by
-    malloc for the next call (`rnnkit.allocator`), so an array that lives for part of a call adds nothing to the
-    process's high-water mark after it. Fresh pages cost the kernel a fault and a zeroing each: 0.25 – 0.33 ms for
-    1 MiB of 4 KiB pages filled in at once (``MAP_POPULATE``), 1.1 – 1.3 ms for 4 MiB (the panels of W_ihᵀ at H =
-    512), on the main thread before the loop starts. Where Linux can, every whole `HUGE_PAGE` of the array lies in
-    transparent huge pages (``MADV_HUGEPAGE``, aligned in a map one huge page longer, the untouched rest never
-    resident): 4 MiB then took 0.13 ms, written once. The rest of the array, under one huge page, stays in 4 KiB
-    pages (a whole huge page for it would add to the call's peak), faulted in when first written."""
+    """An array in pages of its own (an anonymous memory map, filled in by one call where Linux can:
+    ``MAP_POPULATE``), returned to the system when it is freed: not kept by malloc for the next call
+    (`rnnkit.allocator`), so an array that lives for part of a call adds nothing to the process's high-water mark
+    after it. Fresh 4 KiB pages cost the kernel a fault and a zeroing each: 0.25 – 0.36 ms a MiB, on the main thread
+    before the loop starts. Not in transparent huge pages: asked for (``MADV_HUGEPAGE``), 4 MiB usually took 0.13 –
+    0.17 ms, but Linux compacts memory to make a huge page on the spot, and once a process had churned memory the
+    panels' fill took 5 – 10 ms in 3 – 10 of 25 calls (LSTM B = 16, H = 512: 44 ms inference calls in the bench's
+    grid against 36), where 4 KiB pages never took over 1.5 ms."""
     count = int(np.prod(shape))
     size = max(count * np.dtype(dtype).itemsize, 1)
     if not hasattr(mmap, "MAP_ANONYMOUS"):  # pragma: no cover - Windows: an anonymous map of the paging file
         return np.frombuffer(mmap.mmap(-1, size), dtype, count=count).reshape(shape)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-    huge = size // HUGE_PAGE * HUGE_PAGE if hasattr(mmap, "MADV_HUGEPAGE") else 0
-    if not huge:  # its pages filled in by one call where Linux can
-        return np.frombuffer(mmap.mmap(-1, size, flags=flags | getattr(mmap, "MAP_POPULATE", 0)), dtype,
-                             count=count).reshape(shape)
-    buffer = mmap.mmap(-1, size + HUGE_PAGE, flags=flags)
-    offset = -np.frombuffer(buffer, np.uint8, count=1).ctypes.data % HUGE_PAGE
-    buffer.madvise(mmap.MADV_HUGEPAGE, offset, huge)
-    return np.frombuffer(buffer, dtype, count=count, offset=offset).reshape(shape)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    return np.frombuffer(mmap.mmap(-1, size, flags=flags), dtype, count=count).reshape(shape)
 
 
 def transient(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An array for part of one call (a pipeline's panels of W_ihᵀ, `rnnkit.kernels.ahead`): `unpooled` from one
-    `HUGE_PAGE` on, so that it leaves the call's peak once freed; below one, from malloc's kept heap
-    (`rnnkit.allocator`), whose pages the next call reuses. LSTM B = 16, H = 256 (1 MiB of panels), inference, in
-    turns, ms: 10.6 – 11.4 in `unpooled`'s 4 KiB pages, 10.6 – 11.4 in one huge page, 9.9 – 10.6 from the heap
-    (its pages neither faulted in nor zeroed); the bench's peak for a training call, 15.7 → 18.2 MiB (GRU 12.8 →
-    15.9; torch's 25.7 and 19.9): the heap's freed panels are not where the backward's larger arrays fit."""
-    if int(np.prod(shape)) * np.dtype(dtype).itemsize >= HUGE_PAGE:
+    """An array for part of one call (a pipeline's panels of W_ihᵀ, `rnnkit.kernels.ahead`): `unpooled` from
+    `HEAP_BELOW` bytes on, so that it leaves the call's peak once freed (from the heap, the GRU's 3 MiB at B = 16,
+    H = 512 took the bench's peak for a training call from 28.6 to 31.6 MiB, over torch's 30.1); below, from malloc's
+    kept heap (`rnnkit.allocator`), whose pages the next call reuses without a fault. LSTM B = 16, H = 256 (1 MiB of
+    panels), inference, in turns, ms: 10.6 – 11.4 in `unpooled`'s pages, 9.9 – 10.6 from the heap; the bench's peak
+    for a training call, 15.7 → 18.2 MiB (GRU 12.8 → 15.9; torch's 25.7 and 19.9): the heap's freed panels are not
+    where the backward's larger arrays fit."""
+    if int(np.prod(shape)) * np.dtype(dtype).itemsize >= HEAP_BELOW:
         return unpooled(shape, dtype)
     return np.empty(shape, dtype)
 
