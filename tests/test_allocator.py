@@ -37,8 +37,8 @@ def run_child(layer: str, **env) -> tuple[str, int]:
 
 
 def test_an_lstm_call_reuses_the_memory_of_the_last_without_page_faults():
-    """Pipelines off: a pipeline's writer packs W_ihᵀ's panels into pages mapped afresh on every call, on purpose
-    (`rnnkit.kernels.panels.unpooled`: returned when freed, out of the call's high-water mark), 256 pages here."""
+    """Pipelines off, so that only the policy is measured (a pipeline's writer takes panels of 2 MiB or more from
+    pages mapped afresh on every call, on purpose: `rnnkit.kernels.panels.transient`)."""
     applied, faults = run_child("LSTM", RNNKIT_PIPELINES="never")
     assert applied == "True" and faults < 100
 

@@ -79,6 +79,19 @@ def test_panels_of_the_wrong_shape_are_refused():
         layout.fill_panels_of_transpose(w, np.empty((1, 6, panels.width(np.float32)), np.float32))
 
 
+@pytest.mark.parametrize("bad", ["dtype", "width", "strided"])
+def test_panels_the_blocks_cannot_fill_in_place_are_refused(bad):
+    """The blocks write through addresses: panels of another dtype, narrower than a block or not C-contiguous would
+    be written out of place."""
+    w = np.ones((40, 6), np.float32)
+    good = (2, 6, panels.width(np.float32))
+    target = {"dtype": np.empty(good, np.float64),
+              "width": np.empty((5, 6, 8), np.float32),
+              "strided": np.empty((2, 6, 2 * good[2]), np.float32)[:, :, ::2]}[bad]
+    with pytest.raises(ValueError, match="C-contiguous float32 panels"):
+        layout.fill_panels_of_transpose(w, target)
+
+
 @pytest.mark.parametrize("matrix", [
     np.random.default_rng(3).standard_normal((8, 8)).astype(np.float32),  # small
     np.random.default_rng(4).standard_normal((600, 600)).astype(np.float32)[::2],  # strided rows

@@ -73,7 +73,8 @@ def oracle_and_pipeline(run, name="", dtype=np.float64):
 @DTYPES
 @pytest.mark.parametrize("name", PIPELINE_CELLS)
 def test_a_pipeline_equals_the_numpy_oracle_ragged_reversed_with_an_initial_state(name, dtype, pipelines):
-    """40 steps of 6 rows: four chunks (11, 11, 11, 7 steps), so the loop waits for the writer's later ones."""
+    """40 steps of 6 rows: chunks of 3 steps (`ahead.CHUNK_ROWS` = 16 rows; the last of 1), so the loop waits for the
+    writer's later ones."""
     cls, options, _ = TEAM_CELLS[name]
     layer = cls(5, 64, bidirectional=True, dtype=dtype, rng=0, **options)
     rng = np.random.default_rng(1)
@@ -98,7 +99,8 @@ def test_a_pipeline_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.LayerNormGRU])
 @pytest.mark.parametrize("batch", [1, 3, 16, 64, 65])
 def test_the_projection_written_ahead_in_chunks_is_the_cells_projection(batch, cls, pipelines):
-    """Chunks of one step (B ≥ 64), of several (B < 64; 4 and 3 at B = 16), in either order; the product, then
+    """Chunks of one step (B ≥ 16), of several (B < 16: 6 and 1 at B = 3; all 7 steps in one at B = 1), in either
+    order; the product, then
     the layer norm and the bias, as `project` does; X̂ and s for the backward. float64: on every route of the
     products (panels, OpenBLAS, MKL's packed weights) equal to rounding."""
     cell = cls(24, 64, rng=0, dtype=np.float64).cells[0]
@@ -233,9 +235,9 @@ def _memory_owner(array):
     return owner
 
 
-def test_the_writers_panels_live_in_pages_of_their_own_and_equal_the_loops_packing():
-    """Out of malloc's kept heap (`rnnkit.kernels.panels.unpooled`), so they add nothing to a call's high-water mark
-    once written; the same panels as `pack` makes."""
+def test_unpooled_panels_live_in_pages_of_their_own_and_equal_the_loops_packing():
+    """Out of malloc's kept heap (`rnnkit.kernels.panels.unpooled`, where a writer's panels of 2 MiB or more go), so
+    they add nothing to a call's high-water mark once written; the same panels as `pack` makes."""
     import mmap
 
     from rnnkit.kernels import blas, panels
@@ -261,6 +263,23 @@ def test_a_writers_panels_take_pages_of_their_own_from_2_mib_on_and_the_kept_hea
     assert below.shape == (floats - 32,) and from_it.shape == (floats // 32, 32)
     assert _memory_owner(below) is None
     assert isinstance(_memory_owner(from_it), mmap.mmap) or not hasattr(mmap, "MAP_ANONYMOUS")
+
+
+def test_a_writers_panels_come_from_transient(pipelines, monkeypatch):
+    """The pipeline's writer packs W_ihᵀ into `rnnkit.kernels.panels.transient` memory (the heap or pages of their
+    own, by size)."""
+    from rnnkit.kernels import blas, panels
+
+    if not blas.panels_apply(np.float32):
+        pytest.skip("the products are not on panels here")
+    shapes = []
+
+    def recording(shape, dtype):
+        shapes.append(shape)
+        return panels.transient(shape, dtype)
+    monkeypatch.setattr(ahead_kernels, "transient", recording)
+    rnnkit.LSTM(4, 64, rng=0)(np.zeros((3, 10, 4), np.float32))
+    assert shapes == [(256 // panels.width(np.float32), 4, panels.width(np.float32))]  # W_ihᵀ (4, 4·64) in panels
 
 
 @pytest.mark.parametrize(("cls", "normalised"), [(rnnkit.LSTM, False), (rnnkit.LayerNormLSTM, True)])

@@ -54,6 +54,9 @@ def fill_panels_of_transpose(matrix: np.ndarray, panels: np.ndarray) -> None:
     if not matrix.flags.c_contiguous or matrix.shape[1] != depth or count != -(-matrix.shape[0] // width):
         raise ValueError(f"fill_panels_of_transpose: panels of shape {panels.shape} do not hold the transpose of a "
                          f"C-contiguous matrix of shape {matrix.shape}")
+    if not panels.flags.c_contiguous or panels.dtype != matrix.dtype or width % (BLOCK_BYTES // panels.itemsize):
+        raise ValueError(f"fill_panels_of_transpose: expected C-contiguous {matrix.dtype} panels a multiple of "
+                         f"{BLOCK_BYTES} bytes wide, got {panels.dtype} panels of shape {panels.shape}")
     _fill_panels_of_transpose(matrix, panels)
 
 

@@ -6,8 +6,9 @@ H_out = hidden size (or projection size).
 * input ``x``: (B, T, H_in), or (T, H_in) for one unbatched sequence;
 * ``state0``: per state component (D·L, B, S) — or (D·L, S) unbatched; index ``layer·D + direction``;
 * output: (B, T, D·H_out): [forward | backward] features of the last layer; zero past each sequence's end. A new
-  C-contiguous array where gradients are on; without them (``rnnkit.no_grad``), as torch's, a batch-first view
-  of the time-major result, not a copy of it (0.2 ms of an LSTM's B = 16, H = 256 inference call);
+  C-contiguous array where gradients are on; without them (``rnnkit.no_grad``) and without ragged lengths, as
+  torch's, a batch-first view of the time-major result, not a copy of it (0.2 ms of an LSTM's B = 16, H = 256
+  inference call; a `Linear` after it copies it again to flatten its rows);
 * final state: like ``state0``; the backward direction's final state is its output at time 0.
 
 Layer l > 0 takes the (dropout-masked, in training) output of layer l − 1. Parameters are registered under
@@ -302,8 +303,8 @@ class RecurrentLayer(Module):
         xt = np.ascontiguousarray(in_sorted_order(x, order, 0).transpose(1, 0, 2))
         out, finals, traces = self._run_layers(xt, state0, order, counts)
         out = in_caller_order(out.transpose(1, 0, 2), order, 0)  # batch-first: a view of the time-major output,
-        if traces is not None:  # as torch's; copied where a backward will read the history it shows
-            out = np.ascontiguousarray(out)
+        if traces is not None and not out.flags.owndata:  # as torch's; copied where a backward reads what it shows
+            out = out.copy()  # (a C-contiguous view, at B = 1 or T = 1, is copied too)
         final = tuple(in_caller_order(np.stack([f[k] for f in finals]), order, 1)
                       for k in range(len(self.state_sizes)))
         if self.stateful:

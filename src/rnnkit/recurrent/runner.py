@@ -149,7 +149,7 @@ class Recurrence:
             proposed = self._zoneout_loop(ws, xp, states, counts, full, noise)
         else:
             self._forward_loop(ws, xp, states, counts, full)
-        for name in cell.forward_only:  # nothing reads them again: dropped before the caller copies the output
+        for name in cell.forward_only:  # nothing reads them again: dropped before the caller takes the output
             setattr(ws, name, None)
         out = states[0][:-1] if self.reverse else states[0][1:]
         if counts is not None and counts[-1] < batch:
