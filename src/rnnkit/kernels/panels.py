@@ -94,7 +94,7 @@ def transient(shape: tuple[int, ...], dtype) -> np.ndarray:
     `HEAP_BELOW` bytes on, so that it leaves the call's peak once freed (from the heap, the GRU's 3 MiB at B = 16,
     H = 512 took the bench's peak for a training call from 28.6 to 31.6 MiB, over torch's 30.1); below, from malloc's
     kept heap (`rnnkit.allocator`), whose pages the next call reuses without a fault. LSTM B = 16, H = 256 (1 MiB of
-    panels), inference, in turns, ms: 10.6 – 11.4 in `unpooled`'s pages, 9.9 – 10.6 from the heap; the bench's peak
+    panels), inference, in turns, ms: 10.2 – 11.4 in `unpooled`'s pages, 9.9 – 10.6 from the heap; the bench's peak
     for a training call, 15.7 → 18.2 MiB (GRU 12.8 → 15.9; torch's 25.7 and 19.9): the heap's freed panels are not
     where the backward's larger arrays fit."""
     if int(np.prod(shape)) * np.dtype(dtype).itemsize >= HEAP_BELOW:
