@@ -35,23 +35,15 @@ PIPELINE_CELLS = sorted(TEAM_CELLS)
 @pytest.fixture
 def pipelines(monkeypatch):
     """Pipelines and teams forced on, the two directions of a layer in turn; the list of the calls of
-    `rnnkit.kernels.ahead.Ahead.write` as (batch, reverse, whether the loop ran at once on the other core)."""
-    written, together = [], []
-    original, concurrently = ahead_kernels.Ahead.write, parallel._concurrently
+    `rnnkit.kernels.ahead.Ahead.write` as (batch, reverse, whether it ran on the worker thread, beside the loop)."""
+    written = []
+    original = ahead_kernels.Ahead.write
 
-    def counted(self, batch, reverse, sync):
-        written.append((batch, reverse, bool(together)))
-        return original(self, batch, reverse, sync)
-
-    def at_once(first, second, threads):
-        together.append(threads)
-        try:
-            return concurrently(first, second, threads)
-        finally:
-            together.pop()
+    def counted(self, sync):
+        written.append((self.batch, self.reverse, threading.current_thread() is not threading.main_thread()))
+        return original(self, sync)
 
     monkeypatch.setattr(ahead_kernels.Ahead, "write", counted)
-    monkeypatch.setattr(parallel, "_concurrently", at_once)
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")
     monkeypatch.setattr(parallel.PIPELINES, "choice", "always")
     monkeypatch.setattr(parallel.PAIRS, "choice", "never")
@@ -109,8 +101,9 @@ def test_the_projection_written_ahead_in_chunks_is_the_cells_projection(batch, c
     x = np.random.default_rng(4).normal(size=(7 * batch, 24))
     for reverse in (False, True):
         ws, expected_ws = cell.allocate(7, batch), cell.allocate(7, batch)
-        projection = cell.ahead_projection(x, ws, batch)
-        projection.write(batch, reverse, team_kernels.new_sync(projected=False))
+        projection = cell.ahead_projection(x, batch, reverse)
+        projection.write(team_kernels.new_sync(projected=False))
+        projection.leave_in(ws)
         with kernels.using("compiled"):
             expected = cell.project(x, expected_ws)
         np.testing.assert_allclose(projection.out, expected, rtol=1e-12, atol=1e-12)
@@ -287,9 +280,9 @@ def test_only_a_layer_normalised_cell_hands_the_writer_a_layer_norm(cls, normali
     """None for every other cell, so that numba compiles no layer norm into its writer (`project_ahead`)."""
     norms, write = [], ahead_kernels.Ahead.write
 
-    def noted(self, batch, reverse, sync):
+    def noted(self, sync):
         norms.append(self.norm)
-        return write(self, batch, reverse, sync)
+        return write(self, sync)
 
     monkeypatch.setattr(ahead_kernels.Ahead, "write", noted)
     cls(4, 64, rng=0)(np.zeros((3, 10, 4), np.float32))

@@ -34,7 +34,8 @@ import numpy as np
 from .blas import loop_weight, matmul_weight, panels_apply, panels_weight
 from .jit import JIT, njit
 from .layernorm import layer_norm_rows
-from .panels import pack, transient
+from .layout import fill_panels_compiled
+from .panels import pack, transient, unfilled
 from .sequence_loop import add_bias_rows
 from .team import aborted, add_ready
 
@@ -48,14 +49,18 @@ CHUNK_ROWS = 16
 
 
 @njit(**JIT)
-def project_ahead(x, weight, bias, has_bias, norm, xp, batch, reverse, chunk, sync):
-    """xp = x · W (then layer-normalised where ``norm`` = (γ, β, X̂, s) is not None, `layer_norm_rows`), + bias, for
-    the rows of x (T·B, I) and xp (T·B, G), time-major, ``chunk`` steps of ``batch`` rows at a time in the loop's
-    order (from the last step where ``reverse``); after each chunk its steps are added to the ready count. The
-    operations of the cell's `project` on the compiled kernels, in its order (equal to rounding: the product runs on
-    the loop's route in chunks of rows, where `project` calls NumPy's GEMM once). Stops early where the loop's thread
-    failed (`rnnkit.kernels.team.aborted`). A cell without layer norm passes None: numba then compiles no layer
-    norm into it (0.6 s of a first forward call)."""
+def project_ahead(fill_from, x, weight, bias, has_bias, norm, xp, batch, reverse, chunk, sync):
+    """The panels of ``weight`` filled first from ``fill_from`` (W_ih (G, I), C-contiguous; (0, 0) where they are
+    filled already: `rnnkit.kernels.layout.fill_panels_of_transpose`), then xp = x · W (then layer-normalised
+    where ``norm`` = (γ, β, X̂, s) is not None, `layer_norm_rows`), + bias, for the rows of x (T·B, I) and xp
+    (T·B, G), time-major, ``chunk`` steps of ``batch`` rows at a time in the loop's order (from the last step where
+    ``reverse``); after each chunk its steps are added to the ready count. The operations of the cell's `project`
+    on the compiled kernels, in its order (equal to rounding: the product runs on the loop's route in chunks of
+    rows, where `project` calls NumPy's GEMM once). Stops early where the loop's thread failed
+    (`rnnkit.kernels.team.aborted`). A cell without layer norm passes None: numba then compiles no layer norm into
+    it (0.6 s of a first forward call)."""
+    if fill_from.shape[0] > 0:
+        fill_panels_compiled(fill_from, weight[3])
     steps = xp.shape[0] // batch
     done = 0
     while done < steps and not aborted(sync):
@@ -74,25 +79,60 @@ def project_ahead(x, weight, bias, has_bias, norm, xp, batch, reverse, chunk, sy
 
 
 class Ahead:
-    """The projection X W_ihᵀ + b — LN(X W_ihᵀ; γ, β) + b with ``norm`` — of one forward call, to be written ahead of
-    its loop (`write`): ``x`` (T·B, I) time-major, ``weight_ih`` (G, I), ``bias`` (G,) or None, ``norm`` None or
-    (γ, β, X̂ (T·B, G), s (T·B, 1)), the last two written for the backward; `out` (T·B, G) is the loop's XP."""
+    """The projection X W_ihᵀ + b — LN(X W_ihᵀ; γ, β) + b with ``norm`` = (γ, β) — of one forward call over
+    ``batch`` rows a step (in reverse order where ``reverse``), written ahead of its loop: ``x`` (T·B, I)
+    time-major, ``weight_ih`` (G, I), ``bias`` (G,) or None; `out` (T·B, G) is the loop's XP, and with ``norm``
+    ``x_hat`` (T·B, G) and ``x_inv_std`` (T·B, 1) are X̂ and s for the backward (`leave_in`).
 
-    def __init__(self, x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None, norm: tuple | None = None):
-        self.norm = norm
+    A context: entering starts the writer on the other core (`rnnkit.kernels.parallel.Pipeline`), so that what the
+    caller prepares for its loop — the recurrent weight's transpose and panels, the state history — is done while
+    the first steps are written; `run_loop` runs the loop once that is done; leaving waits for the writer (and
+    stops it where the caller failed first)."""
+
+    def __init__(self, x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None, batch: int, reverse: bool,
+                 norm: tuple | None = None):
         self.x = np.ascontiguousarray(x)
+        self.batch, self.reverse = batch, reverse
         self.out = np.empty((x.shape[0], weight_ih.shape[0]), x.dtype)  # before the panels, which go first
+        self.norm = None
+        if norm is not None:
+            self.x_hat, self.x_inv_std = np.empty_like(self.out), np.empty((x.shape[0], 1), x.dtype)
+            self.norm = (*norm, self.x_hat, self.x_inv_std)
         transpose = weight_ih.T  # packed as it is into panels; a BLAS takes W_ihᵀ with unit stride in its rows
-        if panels_apply(x.dtype):  # from 2 MiB on in pages of their own, released once written (module notes)
-            self.weight = panels_weight(transpose, pack(transpose, transient))
-        else:
+        self.fill_from = np.empty((0, 0), x.dtype)
+        if not panels_apply(x.dtype):
             self.weight = loop_weight(np.ascontiguousarray(transpose))
+        elif weight_ih.flags.c_contiguous:  # filled by the writer itself, before its first chunk
+            self.weight, self.fill_from = panels_weight(transpose, unfilled(transpose, transient)), weight_ih
+        else:
+            self.weight = panels_weight(transpose, pack(transpose, transient))
         self.bias = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+        self._pipeline = None
 
-    def write(self, batch: int, reverse: bool, sync: np.ndarray) -> None:
-        """Write `out` for a loop over ``batch`` rows a step (in reverse order where ``reverse``), announcing each
-        chunk's steps in ``sync``."""
-        chunk = max(1, -(-CHUNK_ROWS // batch))
-        project_ahead(self.x, self.weight, self.bias, self.bias.size > 0, self.norm, self.out, batch, reverse, chunk,
-                      sync)
-        self.weight = None  # its panels are not needed while the loop finishes
+    def write(self, sync: np.ndarray) -> None:
+        """Write `out`, announcing each chunk's steps in ``sync`` (the panels of W_ihᵀ first, where they are still
+        to be filled: on the writer's core, in its one compiled call, which holds no GIL)."""
+        chunk = max(1, -(-CHUNK_ROWS // self.batch))
+        project_ahead(self.fill_from, self.x, self.weight, self.bias, self.bias.size > 0, self.norm, self.out,
+                      self.batch, self.reverse, chunk, sync)
+        self.weight = None  # the panels are not needed while the loop finishes
+
+    def leave_in(self, ws) -> None:
+        """Put what the backward reads of the projection into the workspace ``ws``, as `Cell.project` does: X̂ and s
+        of a layer-normalised projection (``ws.x_hat``, ``ws.x_inv_std``)."""
+        if self.norm is not None:
+            ws.x_hat, ws.x_inv_std = self.x_hat, self.x_inv_std
+
+    def __enter__(self) -> Ahead:
+        from .parallel import Pipeline
+
+        self._pipeline = Pipeline(self.write).__enter__()
+        return self
+
+    def run_loop(self, loop) -> None:
+        """loop(team), a team of one part whose steps wait for the rows the writer announces."""
+        self._pipeline.run(loop)
+
+    def __exit__(self, kind, error, trace) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        pipeline.__exit__(kind, error, trace)

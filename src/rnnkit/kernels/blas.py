@@ -22,7 +22,9 @@ SciPy's ``scipy.linalg.cython_blas`` (32-bit integers) is used, for these reason
 Convention. BLAS is Fortran: every argument is a pointer and matrices are column-major. A row-major (m, k) array
 with row stride ``lda`` *is* its transpose in column-major order, so the row-major product C = A·B is computed as
 the column-major Cᵀ = Bᵀ·Aᵀ: ``gemm('N', 'N', n, m, k, 1, B, ldb, A, lda, β, C, ldc)``. Arrays must have unit
-stride along their last axis (rows may be strided: a row prefix or a column block of a larger array is fine).
+stride along their last axis (rows may be strided: a row prefix or a column block of a larger array is fine) —
+except B, which may instead be the transposed view of a C-contiguous array (W_hhᵀ as W_hh.T): then it is the
+column-major (k, n) array itself, ``gemm('T', 'N', …, B, ldb, …)`` with ``ldb`` its column stride.
 """
 
 from __future__ import annotations
@@ -122,12 +124,13 @@ _dgemm_compute = types.ExternalFunction("rnnkit_ilp64_dgemm_compute", _COMPUTE_S
 
 def gemm(scalars, transpose, sizes, a, b, out):  # pragma: no cover - replaced by the overload in compiled code
     """Fortran ``?gemm`` in the precision of ``scalars`` (``sgemm`` for float32, ``dgemm`` for float64): the
-    column-major Cᵀ = β Cᵀ + α Bᵀ Aᵀ with ``sizes`` = (n, m, k, ldb, lda, ldc) and ``scalars`` = (α, β)."""
+    column-major Cᵀ = β Cᵀ + α Bᵀ Aᵀ with ``sizes`` = (n, m, k, ldb, lda, ldc), ``scalars`` = (α, β) and
+    ``transpose`` the two operands' flags ('N', or 'T' for a B stored as its transpose)."""
 
 
 def _gemm_call(routine):
     def call(scalars, transpose, sizes, a, b, out):
-        routine(transpose.ctypes, transpose.ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
+        routine(transpose[0:].ctypes, transpose[1:].ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
                 scalars[0:].ctypes, b.ctypes, sizes[3:].ctypes, a.ctypes, sizes[4:].ctypes, scalars[1:].ctypes,
                 out.ctypes, sizes[5:].ctypes)
     return call
@@ -149,9 +152,10 @@ def _leading(a):
 
 @njit(**GLUE)
 def matmul_into(a, b, out, accumulate):
-    """out = a @ b, or out += a @ b with ``accumulate``. a (m, k), b (k, n), out (m, n), one dtype, each with unit
-    stride along its rows. Nothing happens for an empty product (m = 0 or n = 0). The flag goes on as a variable
-    (`rnnkit.kernels.jit.unliteral`): one compiled product for both kinds of call."""
+    """out = a @ b, or out += a @ b with ``accumulate``. a (m, k), b (k, n), out (m, n), one dtype; a and out with
+    unit stride along their rows, b along its rows or along its columns (the transposed view of a C-contiguous
+    weight: BLAS reads it as stored, with its 'T' flag). Nothing happens for an empty product (m = 0 or n = 0). The
+    flag goes on as a variable (`rnnkit.kernels.jit.unliteral`): one compiled product for both kinds of call."""
     _matmul_into(a, b, out, unliteral(accumulate))
 
 
@@ -164,14 +168,17 @@ def _matmul_into(a, b, out, accumulate):
         if not accumulate:
             out[:] = 0
         return
-    sizes = np.empty(6, _INTEGER)  # n, m, k, ldb, lda, ldc: the column-major problem Cᵀ = Bᵀ Aᵀ
+    flags = np.empty(2, np.uint8)  # the column-major problem Cᵀ = Bᵀ Aᵀ: B's flag, A's
+    flags[0], flags[1] = 78, 78  # ord("N")
+    sizes = np.empty(6, _INTEGER)  # n, m, k, ldb, lda, ldc
     sizes[0], sizes[1], sizes[2] = n, m, k
     sizes[3], sizes[4], sizes[5] = _leading(b), _leading(a), _leading(out)
+    if n > 1 and b.strides[1] != b.itemsize:  # b is stored as its transpose: column j of b is a row
+        flags[0] = 84  # ord("T")
+        sizes[3] = max(b.strides[1] // b.itemsize, 1)
     scalars = np.empty(2, a.dtype)  # α, β
     scalars[0], scalars[1] = 1, 1 if accumulate else 0
-    no_transpose = np.empty(1, np.uint8)
-    no_transpose[0] = 78  # ord("N")
-    gemm(scalars, no_transpose, sizes, a, b, out)
+    gemm(scalars, flags, sizes, a, b, out)
 
 
 def compute(scalars, transpose, sizes, packed, a, out):  # pragma: no cover - replaced by the overload

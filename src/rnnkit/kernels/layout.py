@@ -59,7 +59,7 @@ def fill_panels_of_transpose(matrix: np.ndarray, panels: np.ndarray) -> None:
     if not panels.flags.c_contiguous or panels.dtype != matrix.dtype or width % (BLOCK_BYTES // panels.itemsize):
         raise ValueError(f"fill_panels_of_transpose: expected C-contiguous {matrix.dtype} panels a multiple of "
                          f"{BLOCK_BYTES} bytes wide, got {panels.dtype} panels of shape {panels.shape}")
-    _fill_panels_of_transpose(matrix, panels)
+    fill_panels_compiled(matrix, panels)
 
 
 @njit(**JIT)
@@ -81,8 +81,9 @@ def _transpose_blocks(src, out):
 
 
 @njit(**JIT)
-def _fill_panels_of_transpose(src, panels):
-    """`fill_panels_of_transpose`: a block's width of each panel's columns at a time (a panel is two vectors wide),
+def fill_panels_compiled(src, panels):
+    """`fill_panels_of_transpose` without its checks (for compiled callers that made them, as
+    `rnnkit.kernels.ahead`'s writer): a block's width of each panel's columns at a time (a panel is two vectors wide),
     from as many rows of src, in whole blocks (`_block`) down its depth, the rest of the depth element by element;
     columns past src's last row are zero."""
     size = BLOCK_BYTES // src.itemsize

@@ -61,7 +61,7 @@ def pack(matrix: np.ndarray, allocate=np.empty) -> np.ndarray:
     k, n = matrix.shape
     w = width(matrix.dtype)
     full, rest = divmod(n, w)
-    panels = allocate((full + (rest > 0), k, w), matrix.dtype)
+    panels = unfilled(matrix, allocate)
     if matrix.T.flags.c_contiguous and not matrix.flags.c_contiguous and matrix.size >= layout.COMPILED_FROM:
         layout.fill_panels_of_transpose(matrix.T, panels)
         return panels
@@ -70,6 +70,13 @@ def pack(matrix: np.ndarray, allocate=np.empty) -> np.ndarray:
         panels[full, :, :rest] = matrix[:, full * w:]
         panels[full, :, rest:] = 0
     return panels
+
+
+def unfilled(matrix: np.ndarray, allocate=np.empty) -> np.ndarray:
+    """The panels array of ``matrix`` (k, n), (⌈n / width⌉, k, `width`) from ``allocate(shape, dtype)``, not filled."""
+    k, n = matrix.shape
+    w = width(matrix.dtype)
+    return allocate((-(-n // w), k, w), matrix.dtype)
 
 
 def unpooled(shape: tuple[int, ...], dtype) -> np.ndarray:

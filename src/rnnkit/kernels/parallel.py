@@ -139,19 +139,43 @@ def pair(first, second, work: int):
 
 
 def _concurrently(first, second, threads: int):
-    libraries = _blas_libraries()
-    previous = [lib.num_threads for lib in libraries]
-    for lib in libraries:
-        lib.set_num_threads(threads)
+    """(first(), second()): first in the caller, second in the worker thread, every BLAS library limited to
+    ``threads`` meanwhile; first's error is raised before second's."""
+    other = _OtherCore(second, threads)
     try:
-        future = _executor().submit(second)
-        try:
-            a = first()
-        finally:
-            wait([future])
-        return a, future.result()
+        a = first()
     finally:
-        for lib, n in zip(libraries, previous):
+        second_done = other.join(raise_error=False)
+    return a, second_done.result()
+
+
+class _OtherCore:
+    """job() on the worker thread from now on, with every BLAS library limited to ``threads`` until `join`."""
+
+    def __init__(self, job, threads: int):
+        self._libraries = _blas_libraries()
+        self._previous = [lib.num_threads for lib in self._libraries]
+        for lib in self._libraries:
+            lib.set_num_threads(threads)
+        try:
+            self._future = _executor().submit(job)
+        except BaseException:
+            self._restore()
+            raise
+
+    def join(self, raise_error: bool = True):
+        """Wait for the job, give the BLAS libraries their thread counts back; its future (its error raised where
+        ``raise_error``)."""
+        try:
+            wait([self._future])
+        finally:
+            self._restore()
+        if raise_error:
+            self._future.result()
+        return self._future
+
+    def _restore(self) -> None:
+        for lib, n in zip(self._libraries, self._previous):
             lib.set_num_threads(n)
 
 
@@ -274,24 +298,79 @@ def pipeline(loop, write) -> None:
     """loop(team) as a team of one part whose steps wait for their input projection (`rnnkit.kernels.team`), in the
     caller, while write(sync) writes that projection in the worker thread and announces it step by step
     (`rnnkit.kernels.ahead`), one BLAS thread each, where `_on_both_cores` can; else write(sync), then loop(team),
-    in the caller. A job that fails releases the other from its waits, and the error is raised."""
-    from .team import new_sync
+    in the caller. A job that fails releases the other from its waits, and the error is raised. `Pipeline` starts
+    the writer earlier."""
+    with Pipeline(write) as started:
+        started.run(loop)
 
-    sync = new_sync(projected=False)
-    team = (0, 1, sync)
 
-    def in_turn():
-        write(sync)
-        loop(team)
-    _on_both_cores(sync, lambda: loop(team), lambda: write(sync), in_turn)
+class Pipeline:
+    """`pipeline` in two halves, so that what the caller does before its loop runs while the writer writes the
+    first steps: entering starts write(sync) in the worker thread where `_on_both_cores` would (one BLAS thread each
+    from then on), else nothing yet; `run` runs loop(team) in the caller — after write(sync), in the caller, where
+    the writer did not start. Leaving waits for the writer and frees the cores; where the caller's work before the
+    loop, or the loop, failed, it first stops the writer (the abort flag) and raises that error, else the writer's.
+    The loop-side failure sets the abort flag too, so the writer never waits for ever, nor the loop for it."""
+
+    def __init__(self, write):
+        from .team import new_sync
+
+        self.sync = new_sync(projected=False)
+        self._write = write
+        self._writer: _OtherCore | None = None
+
+    def __enter__(self) -> Pipeline:
+        if not _busy.acquire(blocking=False):
+            return self
+        try:
+            threads = blas_threads()
+            if threads >= 2:
+                self._writer = _OtherCore(_guarded(lambda: self._write(self.sync), self.sync), threads // 2)
+        finally:
+            if self._writer is None:
+                _busy.release()
+        return self
+
+    def run(self, loop) -> None:
+        team = (0, 1, self.sync)
+        if self._writer is None:
+            self._write(self.sync)
+        _guarded(lambda: loop(team), self.sync)()
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self._writer is None:
+            return
+        if kind is not None:
+            _abort(self.sync)
+        try:
+            self._writer.join(raise_error=kind is None)
+        finally:
+            self._writer = None
+            _busy.release()
+
+
+def _guarded(job, sync: np.ndarray):
+    """job, which sets ``sync``'s abort flag where it fails (so that its partner never waits for it)."""
+    def run():
+        try:
+            job()
+        except BaseException:
+            _abort(sync)
+            raise
+    return run
+
+
+def _abort(sync: np.ndarray) -> None:
+    """Set ``sync``'s abort flag: neither job of a pair on it waits for the other from now on."""
+    from .team import ABORT  # numba is loaded only with compiled kernels active
+
+    sync[ABORT] = 1
 
 
 def _on_both_cores(sync: np.ndarray, first, second, alone) -> None:
     """first() in the caller and second() in the worker thread at once, with half the BLAS threads each, where 2 or
     more BLAS threads are allowed and no pair, team or pipeline is running; else alone(). A job that fails sets
     ``sync``'s abort flag (so that the other never waits for it), and its error is raised."""
-    from .team import ABORT
-
     if not _busy.acquire(blocking=False):
         alone()
         return
@@ -300,15 +379,6 @@ def _on_both_cores(sync: np.ndarray, first, second, alone) -> None:
         if threads < 2:
             alone()
             return
-
-        def guarded(job):
-            def run():
-                try:
-                    job()
-                except BaseException:
-                    sync[ABORT] = 1
-                    raise
-            return run
-        _concurrently(guarded(first), guarded(second), threads // 2)
+        _concurrently(_guarded(first, sync), _guarded(second, sync), threads // 2)
     finally:
         _busy.release()

@@ -66,6 +66,12 @@ def transposed(w: np.ndarray) -> np.ndarray:
     return transpose(w)
 
 
+def transpose_for(ws: Workspace, w: np.ndarray) -> np.ndarray:
+    """Wᵀ for the products of the call of ``ws``: the view w.T where ``ws.transposes_as_views`` (only panels packed
+    from it are multiplied by: `GatedCell.loop_packs_panels`), else `transposed`."""
+    return w.T if getattr(ws, "transposes_as_views", False) else transposed(w)
+
+
 def dsigmoid(y: np.ndarray, out: np.ndarray) -> np.ndarray:
     """σ'(a) from the output y = σ(a): y (1 − y), written into ``out``."""
     np.subtract(1.0, y, out=out)
@@ -201,10 +207,12 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
         """True where the runner calls `sequence_forward`/`sequence_backward` instead of its Python loop."""
 
     @abstractmethod
-    def ahead_projection(self, x: np.ndarray, ws: Workspace, batch: int):
-        """Where a whole-sequence forward over ``x`` (T·B, I) writes its projection on the other core while its loop
-        runs: the `rnnkit.kernels.ahead.Ahead` whose ``out`` is the loop's XP (what the backward needs of it in
-        ``ws``, as `project` leaves it); else None (`project` first)."""
+    def ahead_projection(self, x: np.ndarray, batch: int, reverse: bool):
+        """Where a whole-sequence forward over ``x`` (T·B, I), ``batch`` rows a step in the direction ``reverse``,
+        writes its projection on the other core while it prepares and runs its loop: the
+        `rnnkit.kernels.ahead.Ahead` (a context, entered before the workspace is allocated) whose ``out`` is the
+        loop's XP, and which leaves in the workspace what the backward reads of it (`Ahead.leave_in`), as `project`
+        does; else None (`project` first)."""
 
     @abstractmethod
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
@@ -273,15 +281,13 @@ class CompiledSequenceLoop:
         if ahead is None:
             parallel.team(self.team_parts(xp.shape[1], "forward"), run)
         else:
-            parallel.pipeline(run, lambda sync: ahead.write(xp.shape[1], reverse, sync))
+            ahead.run_loop(run)
 
-    def ahead_projection(self, x: np.ndarray, ws: Workspace, batch: int):
+    def ahead_projection(self, x: np.ndarray, batch: int, reverse: bool):
         """`Cell.ahead_projection`: where the cell names its projection (`projection_terms`), its forward loop
         would run as a team at this batch (`team_parts`), the pipeline's policy takes it
         (`rnnkit.kernels.parallel.pipeline_pays`: an input 3/4 to 1 times as wide as the state) and both cores are free
-        (inside a pair of directions they are not: there the projection is one GEMM, as without pipelines). A
-        layer-normalised projection's X̂ and s go into ``ws`` (``x_hat``, ``x_inv_std``), as `Cell.project` puts
-        them."""
+        (inside a pair of directions they are not: there the projection is one GEMM, as without pipelines)."""
         terms = self.projection_terms()
         if terms is None or batch == 0:
             return None
@@ -293,11 +299,7 @@ class CompiledSequenceLoop:
         from ..kernels.ahead import Ahead
 
         weight, bias, norm = terms
-        if norm is not None:
-            ws.x_hat = np.empty((x.shape[0], self.gate_width), self.dtype)
-            ws.x_inv_std = np.empty((x.shape[0], 1), self.dtype)
-            norm = (*norm, ws.x_hat, ws.x_inv_std)
-        return Ahead(x, weight, bias, norm)
+        return Ahead(x, weight, bias, batch, reverse, norm)
 
     def projection_terms(self) -> tuple | None:
         """(W_ih, b, norm) where `Cell.project` is X W_ihᵀ + b (norm None), or LN(X W_ihᵀ; γ, β) + b (norm = (γ, β)),
@@ -362,7 +364,7 @@ class GatedCell(CompiledSequenceLoop, Cell):
     recurrent dropout / weight drop masks and the whole-sequence hooks. Subclasses write ``step``/``step_backward``
     (and ``allocate`` for their per-step arrays)."""
 
-    forward_only = ("w_hh_t",)
+    forward_only = ("w_hh_t", "w_hh_loop")
 
     num_gates = 1
     state_names: tuple[str, ...] = ("h",)
@@ -450,9 +452,21 @@ class GatedCell(CompiledSequenceLoop, Cell):
         transposes the steps multiply by (`transpose_recurrent`: ``w_hh_t``), ``h_mask`` / ``w_mask`` the masks of
         `use_masks` (None), and ``kernels``, the compiled step kernels or None for the NumPy code
         (`rnnkit.kernels`); cells add their own per-step arrays."""
-        ws = Workspace(w_hh=self.weight_hh.data, h_mask=None, w_mask=None, kernels=kernels.active())
+        ws = Workspace(w_hh=self.weight_hh.data, h_mask=None, w_mask=None, kernels=kernels.active(),
+                       transposes_as_views=self.loop_packs_panels(batch))
         self.transpose_recurrent(ws)
         return ws
+
+    def loop_packs_panels(self, batch: int) -> bool:
+        """Whether only the compiled loop on panels reads this call's transposes of W_hh: it runs the whole sequence
+        (`runs_whole_sequence`) and its products run on panels (`rnnkit.kernels.blas.panels_apply`), which are
+        packed straight from W_hh (`rnnkit.kernels.layout.fill_panels_of_transpose`) — no contiguous W_hhᵀ is made
+        first (H = 256: 0.15 of the 0.25 ms the two took in an LSTM call)."""
+        if not self.runs_whole_sequence(batch):
+            return False
+        from ..kernels.blas import panels_apply
+
+        return panels_apply(self.dtype)
 
     # -- variational recurrent dropout and weight drop (`rnnkit.recurrent.noise`) -----------------------------
     def recurrent_mask_problem(self, recurrent: bool, weight: bool) -> str | None:
@@ -473,8 +487,26 @@ class GatedCell(CompiledSequenceLoop, Cell):
             self.transpose_recurrent(ws)
 
     def transpose_recurrent(self, ws: Workspace) -> None:
-        """(Re)build the contiguous transposes of ``ws.w_hh`` that the steps multiply by."""
-        ws.w_hh_t = transposed(ws.w_hh)
+        """(Re)build what the steps multiply by: ``w_hh_t`` = W_hhᵀ, contiguous, or the transposed view where
+        ``ws.transposes_as_views`` (`loop_packs_panels`); then its panels are packed at once, ``w_hh_loop``
+        (`recurrent_loop_weight`): the first work of a call, which runs while a pipeline's writer starts (it needs
+        the GIL that the panels' fill releases)."""
+        ws.w_hh_t = transpose_for(ws, ws.w_hh)
+        ws.w_hh_loop = None
+        if ws.transposes_as_views:
+            from ..kernels.blas import loop_weight
+
+            ws.w_hh_loop = loop_weight(ws.w_hh_t)
+
+    @staticmethod
+    def recurrent_loop_weight(ws: Workspace) -> tuple:
+        """W_hhᵀ as the compiled loop's products take it (`rnnkit.kernels.blas.loop_weight`): packed by
+        `transpose_recurrent`, or now."""
+        if ws.w_hh_loop is not None:
+            return ws.w_hh_loop
+        from ..kernels.blas import loop_weight
+
+        return loop_weight(ws.w_hh_t)
 
     @staticmethod
     def recurrent_input(ws: Workspace, h_prev: np.ndarray) -> np.ndarray:

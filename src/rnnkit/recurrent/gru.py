@@ -7,7 +7,7 @@ import numpy as np
 from ..activations import sigmoid
 from ..module import check_bool, check_choice
 from .catalog import CellEntry
-from .cell import GatedCell, dsigmoid, dtanh, per_step, transposed
+from .cell import GatedCell, dsigmoid, dtanh, per_step, transpose_for
 from .layer import RecurrentLayer
 
 #: the two conventions of the update gate z: which of h_{t-1} and the candidate n it weights
@@ -133,9 +133,9 @@ class GRUStep(GatedCell):
         """W_hhᵀ; reset before: two recurrent GEMMs per step, each with a contiguous Wᵀ (W_hh[r,z]ᵀ, W_hh[n]ᵀ)."""
         h = self.hidden_size
         if self.reset_after:
-            ws.w_hh_t = transposed(ws.w_hh)
+            super().transpose_recurrent(ws)
         else:
-            ws.w_rz_t, ws.w_n_t = transposed(ws.w_hh[:2 * h]), transposed(ws.w_hh[2 * h:])
+            ws.w_rz_t, ws.w_n_t = transpose_for(ws, ws.w_hh[:2 * h]), transpose_for(ws, ws.w_hh[2 * h:])
 
     def recurrent_mask_problem(self, recurrent, weight):
         """Recurrent dropout as Keras applies it: h_{t−1} ⊙ m_h in the matmul, the unmasked h_{t−1} in
@@ -153,7 +153,7 @@ class GRUStep(GatedCell):
         return weight, bias, norm
 
     whole_sequence = True
-    forward_only = ("w_hh_t", "w_rz_t", "w_n_t", "product")
+    forward_only = ("w_hh_t", "w_hh_loop", "w_rz_t", "w_n_t", "product")
     #: reset after: a unit's gates need only its columns of h_{t−1} W_hhᵀ (`rnnkit.kernels.team`); the backward
     #: splits whole rows for its pointwise math, then columns for the product
     team_units = ("forward", "backward")
@@ -183,8 +183,8 @@ class GRUStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         if self.reset_after:
-            return fused.gru_reset_after_sequence_forward, (loop_weight(ws.w_hh_t), ws.b_hn, ws.product, ws.inner,
-                                                            *self.loop_mask(ws), self.lecture_z)
+            return fused.gru_reset_after_sequence_forward, (self.recurrent_loop_weight(ws), ws.b_hn, ws.product,
+                                                            ws.inner, *self.loop_mask(ws), self.lecture_z)
         return fused.gru_reset_before_sequence_forward, (loop_weight(ws.w_rz_t), loop_weight(ws.w_n_t), ws.gates,
                                                          ws.inner, self.lecture_z)
 

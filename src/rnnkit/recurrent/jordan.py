@@ -42,7 +42,7 @@ class JordanStep(GatedCell):
     """
 
     state_names = ("y", "s")
-    forward_only = ("w_hh_t", "w_hy_t")
+    forward_only = ("w_hh_t", "w_hh_loop", "w_hy_t")
 
     def __init__(self, input_size, hidden_size, bias=True, output_size=1, output_activation="sigmoid",
                  state_decay=0.0, dtype=np.float32, rng=None):
@@ -88,8 +88,8 @@ class JordanStep(GatedCell):
         from ..kernels import jordan as fused  # numba is loaded only with compiled kernels active
         from ..kernels.blas import loop_weight
 
-        return fused.jordan_sequence_forward, (loop_weight(ws.w_hh_t), loop_weight(ws.w_hy_t), ws.hidden, ws.decay,
-                                               ws.b_hy, self.bias, ws.activation)
+        return fused.jordan_sequence_forward, (self.recurrent_loop_weight(ws), loop_weight(ws.w_hy_t), ws.hidden,
+                                               ws.decay, ws.b_hy, self.bias, ws.activation)
 
     def compiled_loop_backward(self, ws):
         from ..kernels import jordan as fused

@@ -75,10 +75,9 @@ class LayerNormGRUStep(LayerNormCell):
 
     def compiled_loop(self, ws):
         from ..kernels import layernorm as fused  # numba is loaded only with compiled kernels active
-        from ..kernels.blas import loop_weight
 
         return fused.lngru_sequence_forward, (
-            loop_weight(ws.w_hh_t), self.layernorm_h_weight.data, self.layernorm_h_bias.data, ws.b_hn, ws.gates,
+            self.recurrent_loop_weight(ws), self.layernorm_h_weight.data, self.layernorm_h_bias.data, ws.b_hn, ws.gates,
             ws.h_hat, ws.h_inv_std, ws.inner)
 
     def compiled_loop_backward(self, ws):

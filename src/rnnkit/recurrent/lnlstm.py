@@ -93,10 +93,9 @@ class LayerNormLSTMStep(LayerNormCell):
 
     def compiled_loop(self, ws):
         from ..kernels import layernorm as fused  # numba is loaded only with compiled kernels active
-        from ..kernels.blas import loop_weight
 
         return fused.lnlstm_sequence_forward, (
-            loop_weight(ws.w_hh_t), self.layernorm_h_weight.data, self.layernorm_h_bias.data,
+            self.recurrent_loop_weight(ws), self.layernorm_h_weight.data, self.layernorm_h_bias.data,
             self.layernorm_c_weight.data, self.layernorm_c_bias.data, ws.gates, ws.h_hat, ws.h_inv_std, ws.c_hat,
             ws.c_inv_std, ws.tanh_u)
 

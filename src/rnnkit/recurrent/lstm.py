@@ -106,7 +106,7 @@ class LSTMStep(GatedCell):
         return ws
 
     whole_sequence = True
-    forward_only = ("w_hh_t", "w_hr_t", "product")
+    forward_only = ("w_hh_t", "w_hh_loop", "w_hr_t", "product")
     grads_over_gates = True  # the backward step reads i, f, g, o of a unit, then writes its δa over them
     team_units = ("forward", "backward")  # a unit's gates need only its columns of h_{t−1} W_hhᵀ
 
@@ -127,7 +127,7 @@ class LSTMStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         projected, dt = bool(self.proj_size), self.dtype
-        return fused.lstm_sequence_forward, (loop_weight(ws.w_hh_t), *ws.peepholes, self.peephole, ws.product,
+        return fused.lstm_sequence_forward, (self.recurrent_loop_weight(ws), *ws.peepholes, self.peephole, ws.product,
                                              ws.tanh_c, ws.m if projected else np.empty((0, 0, 0), dt),
                                              loop_weight(ws.w_hr_t if projected else np.empty((0, 0), dt)),
                                              projected, *self.loop_mask(ws), self.recurrent_history(ws))

@@ -44,9 +44,9 @@ class RNNStep(GatedCell):
 
     def compiled_loop(self, ws):
         from ..kernels import rnn as fused  # numba is loaded only with compiled kernels active
-        from ..kernels.blas import loop_weight
 
-        return fused.rnn_sequence_forward, (loop_weight(ws.w_hh_t), self.activation_index, *self.loop_mask(ws))
+        return fused.rnn_sequence_forward, (self.recurrent_loop_weight(ws), self.activation_index,
+                                            *self.loop_mask(ws))
 
     def compiled_loop_backward(self, ws):
         from ..kernels import rnn as fused

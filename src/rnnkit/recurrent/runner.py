@@ -25,6 +25,7 @@ each sequence, and padding stays at the end without any flipping of the data.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,27 +129,19 @@ class Recurrence:
         steps, batch, _ = x.shape
         keep = is_grad_enabled()
         whole = self.runs_whole_sequence(batch)
-        full = keep or whole
-        ws = cell.allocate(steps if full else 1, batch, ragged=keep and counts is not None)
-        if noise is not None:
-            x = x if noise.input_mask is None else x * noise.input_mask  # x_t ⊙ m_x: whole-sequence work
-            if noise.state_mask is not None or noise.weight_mask is not None:
-                cell.use_masks(ws, noise.state_mask, noise.weight_mask)
+        if noise is not None and noise.input_mask is not None:
+            x = x * noise.input_mask  # x_t ⊙ m_x: whole-sequence work
         rows = x.reshape(steps * batch, -1)
-        ahead = cell.ahead_projection(rows, ws, batch) if whole else None  # written on the other core during the loop
-        xp = (cell.project(rows, ws) if ahead is None else ahead.out).reshape(steps, batch, -1)
-        states = self._state_history(state0, steps, batch, full)
-        proposed = zoneout = None
-        rates = None if noise is None else noise.zoneout
-        if whole:
-            zoneout = loop_zoneout(rates, steps, batch, cell.state_sizes, cell.dtype)
-            cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout, ahead)
-            if rates is not None:  # s̃_t; a component without zoneout: s_t itself
-                proposed = [p if p.size else a for p, a in zip(zoneout[1], after_each_step(states, self.reverse))]
-        elif rates is not None:
-            proposed = self._zoneout_loop(ws, xp, states, counts, full, noise)
-        else:
-            self._forward_loop(ws, xp, states, counts, full)
+        ahead = cell.ahead_projection(rows, batch, self.reverse) if whole else None
+        with ahead or nullcontext():  # its writer projects on the other core while this one prepares the loop
+            ws = cell.allocate(steps if keep or whole else 1, batch, ragged=keep and counts is not None)
+            if ahead is not None:
+                ahead.leave_in(ws)
+            if noise is not None and (noise.state_mask is not None or noise.weight_mask is not None):
+                cell.use_masks(ws, noise.state_mask, noise.weight_mask)
+            xp = (cell.project(rows, ws) if ahead is None else ahead.out).reshape(steps, batch, -1)
+            states = self._state_history(state0, steps, batch, keep or whole)
+            proposed, zoneout = self._loop(ws, xp, states, counts, keep or whole, noise, ahead)
         for name in cell.forward_only:  # nothing reads them again: dropped before the caller takes the output
             setattr(ws, name, None)
         out = states[0][:-1] if self.reverse else states[0][1:]
@@ -160,6 +153,25 @@ class Recurrence:
         trace = Trace(x, states, counts, ws, self.reverse, noise=noise, proposed=proposed,
                       zoneout=zoneout) if keep else None
         return out, final, trace
+
+    def _loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool, noise: Noise | None,
+              ahead) -> tuple[list[np.ndarray] | None, tuple | None]:
+        """The forward time loop, compiled (`runs_whole_sequence`, with ``ahead`` writing ``xp`` meanwhile where it
+        is not None) or in Python; (s̃_t per component under zoneout else None, zoneout's arrays of the compiled
+        loop or None)."""
+        cell, steps, batch = self.cell, xp.shape[0], xp.shape[1]
+        rates = None if noise is None else noise.zoneout
+        if self.runs_whole_sequence(batch):
+            zoneout = loop_zoneout(rates, steps, batch, cell.state_sizes, cell.dtype)
+            cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout, ahead)
+            if rates is None:
+                return None, zoneout
+            after = after_each_step(states, self.reverse)  # s̃_t; a component without zoneout: s_t itself
+            return [p if p.size else a for p, a in zip(zoneout[1], after)], zoneout
+        if rates is not None:
+            return self._zoneout_loop(ws, xp, states, counts, full, noise), None
+        self._forward_loop(ws, xp, states, counts, full)
+        return None, None
 
     def _forward_loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool) -> None:
         """The time loop in Python: the cell's step for the rows still inside their sequence."""
