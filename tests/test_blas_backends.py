@@ -92,6 +92,23 @@ def test_a_product_in_column_blocks_equals_numpy_for_every_shape_in_and_out_of_t
         assert np.abs(out - expected).max() <= tol * np.abs(expected).max(), accumulate
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, k, n", [(1, 64, 256), (16, 256, 1024), (5, 7, 1), (3, 1, 9), (16, 48, 40)])
+def test_a_product_by_the_transposed_view_of_a_weight_equals_numpy_whole_and_in_column_blocks(m, k, n, dtype):
+    """`matmul_into` reads b = W.T (unit stride down its columns) as stored, with BLAS's 'T' flag: what a team's
+    share of W_hhᵀ takes where the loop's panels come straight from W_hh and the share is not whole panels."""
+    rng = np.random.default_rng(m * k + n)
+    a, w = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((n, k)).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for lo, hi in ((0, n), (0, (n + 1) // 2), ((n + 1) // 2, n)):
+        for accumulate in (False, True):
+            out = rng.standard_normal((m, n)).astype(dtype)
+            expected = out.copy()
+            expected[:, lo:hi] = a @ w.T[:, lo:hi] + (out[:, lo:hi] if accumulate else 0)
+            blas.matmul_into(a, w.T[:, lo:hi], out[:, lo:hi], accumulate)
+            assert np.abs(out - expected).max() <= tol * np.abs(expected).max(), (lo, hi, accumulate)
+
+
 CHILD = r"""
 import numpy as np, rnnkit
 from rnnkit import kernels

@@ -177,6 +177,36 @@ def test_a_failed_writer_releases_the_loop_from_its_wait_and_the_error_is_raised
         parallel.pipeline(loop, write)
 
 
+def test_an_error_before_the_loop_stops_the_started_writer_frees_the_cores_and_is_raised(pipelines):
+    """The writer starts when the pipeline is entered; where the caller's work before its loop fails, leaving
+    sets the abort flag — the writer, waiting here for a step that never comes, returns — and frees the cores."""
+    writer_returned = threading.Event()
+
+    def write(sync):
+        team_kernels.wait_ready((0, 1, sync), 0)  # no step is ever announced: only the abort flag ends this
+        writer_returned.set()
+
+    with pytest.raises(RuntimeError, match="before the loop"):
+        with parallel.Pipeline(write):
+            raise RuntimeError("the workspace failed before the loop")
+    assert writer_returned.is_set() and parallel.cores_free()
+
+
+def test_a_started_writer_runs_beside_the_work_before_the_loop(pipelines):
+    """Entering the pipeline puts the writer on the worker thread at once: it runs while the caller is still
+    before its loop."""
+    started = threading.Event()
+
+    def write(sync):
+        started.set()
+        team_kernels.add_ready(sync, 1)
+
+    with parallel.Pipeline(write) as pipeline:
+        assert started.wait(10)  # before run: the caller's work before its loop
+        pipeline.run(lambda team: team_kernels.wait_ready(team, 0))
+    assert parallel.cores_free()
+
+
 def test_the_loop_waits_for_each_step_until_the_writer_announces_it():
     sync = team_kernels.new_sync(projected=False)
     team_kernels.add_ready(sync, 3)
