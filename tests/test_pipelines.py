@@ -274,9 +274,10 @@ def test_unpooled_panels_live_in_pages_of_their_own_and_equal_the_loops_packing(
     assert packed.flags.writeable
 
 
-def test_a_writers_panels_take_pages_of_their_own_from_2_mib_on_and_the_kept_heap_below():
+def test_a_writers_panels_take_pages_of_their_own_from_2_mib_on_before_a_backward_and_the_kept_heap_else():
     """`rnnkit.kernels.panels.transient`: below 2 MiB, fresh 4 KiB pages cost more than the few MiB they would add to
-    the process's high-water mark, so they come from malloc, whose pages the next call reuses."""
+    the process's high-water mark, so they come from malloc, whose pages the next call reuses; without a backward to
+    follow, every size does."""
     import mmap
 
     from rnnkit.kernels import panels
@@ -286,23 +287,30 @@ def test_a_writers_panels_take_pages_of_their_own_from_2_mib_on_and_the_kept_hea
     assert below.shape == (floats - 32,) and from_it.shape == (floats // 32, 32)
     assert _memory_owner(below) is None
     assert isinstance(_memory_owner(from_it), mmap.mmap) or not hasattr(mmap, "MAP_ANONYMOUS")
+    assert _memory_owner(panels.transient((floats // 32, 32), np.float32, backward=False)) is None
 
 
-def test_a_writers_panels_come_from_transient(pipelines, monkeypatch):
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "inference"])
+def test_a_writers_panels_come_from_transient_told_whether_a_backward_follows(grad, pipelines, monkeypatch):
     """The pipeline's writer packs W_ihᵀ into `rnnkit.kernels.panels.transient` memory (the heap or pages of their
-    own, by size)."""
+    own, by size and by whether a backward follows)."""
     from rnnkit.kernels import blas, panels
 
     if not blas.panels_apply(np.float32):
         pytest.skip("the products are not on panels here")
-    shapes = []
+    calls = []
 
-    def recording(shape, dtype):
-        shapes.append(shape)
-        return panels.transient(shape, dtype)
+    def recording(shape, dtype, backward=True):
+        calls.append((shape, backward))
+        return panels.transient(shape, dtype, backward)
     monkeypatch.setattr(ahead_kernels, "transient", recording)
-    rnnkit.LSTM(4, 64, rng=0)(np.zeros((3, 10, 4), np.float32))
-    assert shapes == [(256 // panels.width(np.float32), 4, panels.width(np.float32))]  # W_ihᵀ (4, 4·64) in panels
+    layer, x = rnnkit.LSTM(4, 64, rng=0), np.zeros((3, 10, 4), np.float32)
+    if grad:
+        layer(x)
+    else:
+        with rnnkit.no_grad():
+            layer(x)
+    assert calls == [((256 // panels.width(np.float32), 4, panels.width(np.float32)), grad)]  # W_ihᵀ (4, 4·64)
 
 
 @pytest.mark.parametrize(("cls", "normalised"), [(rnnkit.LSTM, False), (rnnkit.LayerNormLSTM, True)])

@@ -22,12 +22,15 @@ step there, and the two cores contend for it).
 `rnnkit.kernels.blas.loop_weight` (the products take the route of the loop's own) and b, the output XP to write.
 Memory: where the GEMM (NumPy's, on W_ih itself) needs nothing beside XP, the pipeline holds W_ihᵀ's panels (G × I
 elements) until the last chunk is written — packed from W_ih without a transposed copy, from 2 MiB on into
-pages of their own (`rnnkit.kernels.panels.transient`): from malloc's heap, which keeps freed memory for the next
-call, they added their size to the call's peak resident memory (GRU B = 16, H = 512: 28.6 → 31.6 MiB, torch's 30.1).
-Smaller panels come from the heap, whose pages the next call reuses without a fault.
+pages of their own where a backward follows (`rnnkit.kernels.panels.transient`): from malloc's heap, which keeps
+freed memory for the next call, they added their size to a training call's peak resident memory (GRU B = 16,
+H = 512: 28.6 → 31.6 MiB, torch's 30.1). Smaller panels, and all of an inference call's, come from the heap, whose
+pages the next call reuses without a fault.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 
@@ -82,7 +85,8 @@ class Ahead:
     """The projection X W_ihᵀ + b — LN(X W_ihᵀ; γ, β) + b with ``norm`` = (γ, β) — of one forward call over
     ``batch`` rows a step (in reverse order where ``reverse``), written ahead of its loop: ``x`` (T·B, I)
     time-major, ``weight_ih`` (G, I), ``bias`` (G,) or None; `out` (T·B, G) is the loop's XP, and with ``norm``
-    ``x_hat`` (T·B, G) and ``x_inv_std`` (T·B, 1) are X̂ and s for the backward (`leave_in`).
+    ``x_hat`` (T·B, G) and ``x_inv_std`` (T·B, 1) are X̂ and s for the backward (`leave_in`); ``backward``: whether
+    a backward follows the call (the panels' memory then comes from `rnnkit.kernels.panels.transient`'s own pages).
 
     A context: entering starts the writer on the other core (`rnnkit.kernels.parallel.Pipeline`), so that what the
     caller prepares for its loop — the recurrent weight's transpose and panels, the state history — is done while
@@ -90,7 +94,7 @@ class Ahead:
     stops it where the caller failed first)."""
 
     def __init__(self, x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None, batch: int, reverse: bool,
-                 norm: tuple | None = None):
+                 norm: tuple | None = None, backward: bool = True):
         self.x = np.ascontiguousarray(x)
         self.batch, self.reverse = batch, reverse
         self.out = np.empty((x.shape[0], weight_ih.shape[0]), x.dtype)  # before the panels, which go first
@@ -100,12 +104,13 @@ class Ahead:
             self.norm = (*norm, self.x_hat, self.x_inv_std)
         transpose = weight_ih.T  # packed as it is into panels; a BLAS takes W_ihᵀ with unit stride in its rows
         self.fill_from = np.empty((0, 0), x.dtype)
+        allocate = partial(transient, backward=backward)  # pages of their own only before a backward (module notes)
         if not panels_apply(x.dtype):
             self.weight = loop_weight(np.ascontiguousarray(transpose))
         elif weight_ih.flags.c_contiguous:  # filled by the writer itself, before its first chunk
-            self.weight, self.fill_from = panels_weight(transpose, unfilled(transpose, transient)), weight_ih
+            self.weight, self.fill_from = panels_weight(transpose, unfilled(transpose, allocate)), weight_ih
         else:
-            self.weight = panels_weight(transpose, pack(transpose, transient))
+            self.weight = panels_weight(transpose, pack(transpose, allocate))
         self.bias = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
         self._pipeline = None
 

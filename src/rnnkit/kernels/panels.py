@@ -96,15 +96,17 @@ def unpooled(shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.frombuffer(mmap.mmap(-1, size, flags=flags), dtype, count=count).reshape(shape)
 
 
-def transient(shape: tuple[int, ...], dtype) -> np.ndarray:
+def transient(shape: tuple[int, ...], dtype, backward: bool = True) -> np.ndarray:
     """An array for part of one call (a pipeline's panels of W_ihᵀ, `rnnkit.kernels.ahead`): `unpooled` from
-    `HEAP_BELOW` bytes on, so that it leaves the call's peak once freed (from the heap, the GRU's 3 MiB at B = 16,
-    H = 512 took the bench's peak for a training call from 28.6 to 31.6 MiB, over torch's 30.1); below, from malloc's
-    kept heap (`rnnkit.allocator`), whose pages the next call reuses without a fault. LSTM B = 16, H = 256 (1 MiB of
-    panels), inference, in turns, ms: 10.2 – 11.4 in `unpooled`'s pages, 9.9 – 10.6 from the heap; the bench's peak
-    for a training call, 15.7 → 18.2 MiB (GRU 12.8 → 15.9; torch's 25.7 and 19.9): the heap's freed panels are not
-    where the backward's larger arrays fit."""
-    if int(np.prod(shape)) * np.dtype(dtype).itemsize >= HEAP_BELOW:
+    `HEAP_BELOW` bytes on where a backward follows the call (``backward``), so that it leaves the call's peak once
+    freed (from the heap, the GRU's 3 MiB at B = 16, H = 512 took the bench's peak for a training call from 28.6 to
+    31.6 MiB, over torch's 30.1); else, and below, from malloc's kept heap (`rnnkit.allocator`), whose pages the
+    next call reuses without a fault. LSTM B = 16, H = 256 (1 MiB of panels), inference, in turns, ms: 10.2 – 11.4 in
+    `unpooled`'s pages, 9.9 – 10.6 from the heap; the bench's peak for a training call, 15.7 → 18.2 MiB (GRU 12.8 →
+    15.9; torch's 25.7 and 19.9): the heap's freed panels are not where the backward's larger arrays fit. Without a
+    backward nothing larger follows, and the pages are the cost: an inference call at B = 16, H = 512 mapped its
+    4 MiB in 1.6 ms, on the main thread before its loop."""
+    if backward and int(np.prod(shape)) * np.dtype(dtype).itemsize >= HEAP_BELOW:
         return unpooled(shape, dtype)
     return np.empty(shape, dtype)
 

@@ -299,7 +299,7 @@ class CompiledSequenceLoop:
         from ..kernels.ahead import Ahead
 
         weight, bias, norm = terms
-        return Ahead(x, weight, bias, batch, reverse, norm)
+        return Ahead(x, weight, bias, batch, reverse, norm, backward=is_grad_enabled())
 
     def projection_terms(self) -> tuple | None:
         """(W_ih, b, norm) where `Cell.project` is X W_ihᵀ + b (norm None), or LN(X W_ihᵀ; γ, β) + b (norm = (γ, β)),
