@@ -92,20 +92,22 @@ def test_a_pipeline_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_
 @pytest.mark.parametrize("batch", [1, 3, 16, 64, 65])
 def test_the_projection_written_ahead_in_chunks_is_the_cells_projection(batch, cls, pipelines):
     """Chunks of one step (B ≥ 16), of several (B < 16: 6 and 1 at B = 3; all 7 steps in one at B = 1), in either
-    order; the product, then
+    order, from a time-major input or a batch-first one (its rows copied time-major chunk by chunk); the product, then
     the layer norm and the bias, as `project` does; X̂ and s for the backward. float64: on every route of the
     products (panels, OpenBLAS, MKL's packed weights) equal to rounding."""
     cell = cls(24, 64, rng=0, dtype=np.float64).cells[0]
     for p in cell.parameters():
         p.data[...] = np.random.default_rng(7).normal(size=p.data.shape)
-    x = np.random.default_rng(4).normal(size=(7 * batch, 24))
-    for reverse in (False, True):
+    x = np.random.default_rng(4).normal(size=(7, batch, 24))
+    batch_first = np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)  # (T, B, I), a transposed view
+    for reverse, given in ((False, x), (True, x), (False, batch_first), (True, batch_first)):
         ws, expected_ws = cell.allocate(7, batch), cell.allocate(7, batch)
-        projection = cell.ahead_projection(x, batch, reverse)
+        projection = cell.ahead_projection(given, batch, reverse)  # time-major, or a transposed batch-first input
         projection.write(team_kernels.new_sync(projected=False))
         projection.leave_in(ws)
+        assert np.array_equal(projection.x, x)  # laid out time-major by the writer where it was batch-first
         with kernels.using("compiled"):
-            expected = cell.project(x, expected_ws)
+            expected = cell.project(x.reshape(7 * batch, 24), expected_ws)
         np.testing.assert_allclose(projection.out, expected, rtol=1e-12, atol=1e-12)
         for name in ("x_hat", "x_inv_std"):
             if hasattr(expected_ws, name):

@@ -208,7 +208,7 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
 
     @abstractmethod
     def ahead_projection(self, x: np.ndarray, batch: int, reverse: bool):
-        """Where a whole-sequence forward over ``x`` (T·B, I), ``batch`` rows a step in the direction ``reverse``,
+        """Where a whole-sequence forward over ``x`` (T, B, I), B = ``batch``, in the direction ``reverse``,
         writes its projection on the other core while it prepares and runs its loop: the
         `rnnkit.kernels.ahead.Ahead` (a context, entered before the workspace is allocated) whose ``out`` is the
         loop's XP, and which leaves in the workspace what the backward reads of it (`Ahead.leave_in`), as `project`
@@ -293,7 +293,7 @@ class CompiledSequenceLoop:
             return None
         from ..kernels import parallel
 
-        if not parallel.pipeline_pays(self.dtype, self.team_parts(batch, "forward"), x.shape[1],
+        if not parallel.pipeline_pays(self.dtype, self.team_parts(batch, "forward"), x.shape[-1],
                                       self.state_sizes[0]) or not parallel.cores_free():
             return None
         from ..kernels.ahead import Ahead

@@ -300,7 +300,9 @@ class RecurrentLayer(Module):
         state0 = self._initial_state(state0, batch, unbatched)
         if batch == 0:
             return self._empty_batch(steps, dtypes)
-        xt = np.ascontiguousarray(in_sorted_order(x, order, 0).transpose(1, 0, 2))
+        xt = in_sorted_order(x, order, 0).transpose(1, 0, 2)  # time-major: a view, which a lone direction's
+        if len(self.runners[0]) > 1 or not isinstance(self.runners[0][0], Recurrence):  # runner lays out itself
+            xt = np.ascontiguousarray(xt)  # (a pipeline's writer, chunk by chunk: `rnnkit.kernels.ahead`)
         out, finals, traces = self._run_layers(xt, state0, order, counts)
         out = in_caller_order(out.transpose(1, 0, 2), order, 0)  # batch-first: a view of the time-major output,
         if traces is not None and not out.flags.owndata:  # as torch's; copied where a backward reads what it shows

@@ -68,7 +68,8 @@ class Trace:
 class Recurrence:
     """Run ``cell`` over time-major inputs; one layer, one direction.
 
-    forward(x, state0, counts, noise): x (T, B, I), state0 tuple of (B, S_k), counts (T,) active rows per step or
+    forward(x, state0, counts, noise): x (T, B, I) (C-contiguous, or the transposed view of a C-contiguous
+        batch-first array, laid out time-major here), state0 tuple of (B, S_k), counts (T,) active rows per step or
         None, noise the call's regularisation masks or None → y (T, B, H_out), final state tuple of (B, S_k), trace
         (None under no_grad)
     backward(trace, dy, dfinal): dy (T, B, H_out) or None, dfinal tuple of (B, S_k) or None
@@ -131,8 +132,9 @@ class Recurrence:
         whole = self.runs_whole_sequence(batch)
         if noise is not None and noise.input_mask is not None:
             x = x * noise.input_mask  # x_t ⊙ m_x: whole-sequence work
+        ahead = cell.ahead_projection(x, batch, self.reverse) if whole else None
+        x = np.ascontiguousarray(x) if ahead is None else ahead.x  # the writer lays out a transposed view itself
         rows = x.reshape(steps * batch, -1)
-        ahead = cell.ahead_projection(rows, batch, self.reverse) if whole else None
         with ahead or nullcontext():  # its writer projects on the other core while this one prepares the loop
             ws = cell.allocate(steps if keep or whole else 1, batch, ragged=keep and counts is not None)
             if ahead is not None:
