@@ -109,6 +109,12 @@ def test_a_product_by_the_transposed_view_of_a_weight_equals_numpy_whole_and_in_
             assert np.abs(out - expected).max() <= tol * np.abs(expected).max(), (lo, hi, accumulate)
 
 
+def test_a_product_by_a_b_strided_along_both_axes_is_refused_not_computed_wrong():
+    a, w = np.ones((3, 4), np.float32), np.ones((4, 10), np.float32)
+    with pytest.raises(ValueError, match="unit stride"):
+        blas.matmul_into(a, w[:, ::2], np.empty((3, 5), np.float32), False)
+
+
 CHILD = r"""
 import numpy as np, rnnkit
 from rnnkit import kernels

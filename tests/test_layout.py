@@ -137,3 +137,19 @@ def test_a_layer_computes_the_same_bits_with_the_compiled_layouts_as_with_numpys
     assert compiled_calls["panels"] == (1 if on_panels else 0)  # W_hhᵀ's, straight from W_hh
     for a, b in zip(numpys, compiled, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_where_only_the_loops_panels_read_w_hh_transposed_it_is_a_view_packed_once_per_mask():
+    """On the panels route a whole-sequence call keeps W_hhᵀ as the view W_hh.T and packs its panels from it at
+    once; weight drop's masked W_hh gets a view and panels of its own (`GatedCell.transpose_recurrent`)."""
+    if not blas.panels_apply(np.float32):
+        pytest.skip("the products are not on panels here: W_hhᵀ is a contiguous transpose")
+    cell = rnnkit.LSTM(24, 64, rng=0).cells[0]
+    with rnnkit.kernels.using("compiled"):
+        ws = cell.allocate(5, 16)
+    assert ws.transposes_as_views and np.shares_memory(ws.w_hh_t, cell.weight_hh.data)
+    assert np.array_equal(ws.w_hh_loop[3], panels.pack(np.ascontiguousarray(cell.weight_hh.data.T)))
+    mask = (np.random.default_rng(1).random(cell.weight_hh.data.shape) > 0.5).astype(np.float32)
+    cell.use_masks(ws, None, mask)
+    assert np.shares_memory(ws.w_hh_t, ws.w_hh) and not np.shares_memory(ws.w_hh, cell.weight_hh.data)
+    assert np.array_equal(ws.w_hh_loop[3], panels.pack(np.ascontiguousarray((cell.weight_hh.data * mask).T)))

@@ -1,5 +1,5 @@
 """A forward loop with its input projection written ahead of it on the other core (`rnnkit.kernels.ahead`,
-`rnnkit.kernels.parallel.pipeline`). Forced on for every shape here (``use_pipelines("always")``, teams on): the
+`rnnkit.kernels.parallel.Pipeline`). Forced on for every shape here (``use_pipelines("always")``, teams on): the
 outputs and every gradient equal the NumPy per-step oracle — ragged, reversed, with an initial state, under
 recurrent dropout, weight drop and zoneout, float32 and float64 — only the cells that name their projection (one
 GEMM, or its layer norm) run one, the loop never waits for ever, and the policy takes the shapes it should."""
@@ -162,7 +162,8 @@ def test_with_the_cores_busy_a_pipeline_writes_the_projection_then_runs_the_loop
     order = []
     parallel._busy.acquire()
     try:
-        parallel.pipeline(lambda team: order.append(("loop", team[1])), lambda sync: order.append("write"))
+        with parallel.Pipeline(lambda sync: order.append("write")) as pipeline:
+            pipeline.run(lambda team: order.append(("loop", team[1])))
     finally:
         parallel._busy.release()
     assert order == ["write", ("loop", 1)]
@@ -175,8 +176,11 @@ def test_a_failed_writer_releases_the_loop_from_its_wait_and_the_error_is_raised
     def write(sync):
         raise RuntimeError("the writer failed")
 
+    before = parallel.blas_threads()
     with pytest.raises(RuntimeError, match="the writer failed"):
-        parallel.pipeline(loop, write)
+        with parallel.Pipeline(write) as pipeline:
+            pipeline.run(loop)
+    assert parallel.cores_free() and parallel.blas_threads() == before
 
 
 def test_an_error_before_the_loop_stops_the_started_writer_frees_the_cores_and_is_raised(pipelines):
@@ -188,10 +192,11 @@ def test_an_error_before_the_loop_stops_the_started_writer_frees_the_cores_and_i
         team_kernels.wait_ready((0, 1, sync), 0)  # no step is ever announced: only the abort flag ends this
         writer_returned.set()
 
+    before = parallel.blas_threads()
     with pytest.raises(RuntimeError, match="before the loop"):
         with parallel.Pipeline(write):
             raise RuntimeError("the workspace failed before the loop")
-    assert writer_returned.is_set() and parallel.cores_free()
+    assert writer_returned.is_set() and parallel.cores_free() and parallel.blas_threads() == before
 
 
 def test_a_started_writer_runs_beside_the_work_before_the_loop(pipelines):
@@ -203,10 +208,38 @@ def test_a_started_writer_runs_beside_the_work_before_the_loop(pipelines):
         started.set()
         team_kernels.add_ready(sync, 1)
 
+    before, during = parallel.blas_threads(), []
     with parallel.Pipeline(write) as pipeline:
         assert started.wait(10)  # before run: the caller's work before its loop
+        during.append(parallel.blas_threads())
         pipeline.run(lambda team: team_kernels.wait_ready(team, 0))
-    assert parallel.cores_free()
+    assert during == [before // 2]  # one BLAS thread each meanwhile, every one back afterwards
+    assert parallel.cores_free() and parallel.blas_threads() == before
+
+
+@DTYPES
+def test_a_lone_directions_batch_first_input_laid_out_by_the_writer_equals_the_oracle(dtype, pipelines):
+    """Not ragged, no noise: the layer hands its runner the transposed view of the caller's batch-first input, and
+    the writer copies it time-major chunk by chunk; outputs and every gradient equal the NumPy oracle, and the trace
+    keeps a C-contiguous time-major input for the weight sums."""
+    layer = rnnkit.LSTM(12, 64, rng=3, dtype=dtype)
+    x = np.random.default_rng(9).normal(size=(5, 7, 12)).astype(dtype)
+    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x), "lstm", dtype)
+    assert worst <= TOL[dtype] and pipelines and all(on_worker for _, _, on_worker in pipelines)
+    with kernels.using("compiled"):
+        layer(x)
+    trace = layer._last.traces[0][0]
+    assert trace.x.flags.c_contiguous and np.array_equal(trace.x, x.transpose(1, 0, 2))
+
+
+def test_without_a_pipeline_the_runner_lays_the_batch_first_view_out_itself(monkeypatch):
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "never")
+    layer = rnnkit.LSTM(12, 64, rng=3)
+    x = np.random.default_rng(9).normal(size=(5, 7, 12)).astype(np.float32)
+    with kernels.using("compiled"):
+        layer(x)
+    trace = layer._last.traces[0][0]
+    assert trace.x.flags.c_contiguous and np.array_equal(trace.x, x.transpose(1, 0, 2))
 
 
 def test_the_loop_waits_for_each_step_until_the_writer_announces_it():

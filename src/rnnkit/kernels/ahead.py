@@ -52,18 +52,19 @@ CHUNK_ROWS = 16
 
 
 @njit(**JIT)
-def project_ahead(layouts, x, weight, bias, has_bias, norm, xp, batch, reverse, chunk, sync):
-    """First the layouts (``layouts`` = (W_ih, X_bf)): the panels of ``weight`` filled from W_ih ((G, I),
-    C-contiguous; (0, 0) where they are filled already: `rnnkit.kernels.layout.fill_panels_of_transpose`), and the
-    rows of each chunk copied into x from the batch-first input X_bf ((B, T, I); (0, 0, 0) where x holds them
-    already); then xp = x · W (then layer-normalised where ``norm`` = (γ, β, X̂, s) is not None,
-    `layer_norm_rows`), + bias, for the rows of x (T·B, I) and xp (T·B, G), time-major, ``chunk`` steps of
-    ``batch`` rows at a time in the loop's order (from the last step where ``reverse``); after each chunk its steps
-    are added to the ready count. The operations of the cell's `project` on the compiled kernels, in its order
-    (equal to rounding: the product runs on the loop's route in chunks of rows, where `project` calls NumPy's GEMM
-    once). Stops early where the loop's thread failed (`rnnkit.kernels.team.aborted`). A cell without layer norm
-    passes None: numba then compiles no layer norm into it (0.6 s of a first forward call)."""
-    fill_from, batch_first = layouts
+def project_ahead(sources, x, weight, bias, has_bias, norm, xp, batch, reverse, chunk, sync):
+    """First what the writer lays out itself (``sources`` = (W_ih, X_bf)): the panels of ``weight``, filled from
+    W_ih ((G, I), C-contiguous; (0, 0) where `Ahead` packed them already) by
+    `rnnkit.kernels.layout.fill_panels_compiled`, and the rows of each chunk, copied into x from the batch-first
+    input X_bf ((B, T, I); (0, 0, 0) where x holds them already); then xp = x · W (then layer-normalised where
+    ``norm`` = (γ, β, X̂, s) is not None, `layer_norm_rows`), + bias, for the rows of x (T·B, I) and xp (T·B, G),
+    time-major, ``chunk`` steps of ``batch`` rows at a time in the loop's order (from the last step where
+    ``reverse``); after each chunk its steps are added to the ready count. The operations of the cell's `project`
+    on the compiled kernels, in its order (equal to rounding: the product runs on the loop's route in chunks of
+    rows, where `project` calls NumPy's GEMM once). Stops early where the loop's thread failed
+    (`rnnkit.kernels.team.aborted`). A cell without layer norm passes None: numba then compiles no layer norm into
+    it (0.6 s of a first forward call)."""
+    fill_from, batch_first = sources
     if fill_from.shape[0] > 0:
         fill_panels_compiled(fill_from, weight[3])
     steps = xp.shape[0] // batch
@@ -157,7 +158,10 @@ class Ahead:
         return self
 
     def run_loop(self, loop) -> None:
-        """loop(team), a team of one part whose steps wait for the rows the writer announces."""
+        """loop(team), a team of one part whose steps wait for the rows the writer announces (inside the context
+        only: the writer is started by entering it)."""
+        if self._pipeline is None:
+            raise RuntimeError("Ahead.run_loop outside its context: enter it (with ahead: ...) to start the writer")
         self._pipeline.run(loop)
 
     def __exit__(self, kind, error, trace) -> None:

@@ -174,6 +174,8 @@ def _matmul_into(a, b, out, accumulate):
     sizes[0], sizes[1], sizes[2] = n, m, k
     sizes[3], sizes[4], sizes[5] = _leading(b), _leading(a), _leading(out)
     if n > 1 and b.strides[1] != b.itemsize:  # b is stored as its transpose: column j of b is a row
+        if k > 1 and b.strides[0] != b.itemsize:
+            raise ValueError("matmul_into: b needs unit stride along its rows or along its columns")
         flags[0] = 84  # ord("T")
         sizes[3] = max(b.strides[1] // b.itemsize, 1)
     scalars = np.empty(2, a.dtype)  # α, β

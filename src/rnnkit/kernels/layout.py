@@ -32,9 +32,10 @@ from .jit import JIT, njit
 #: 0.17 and 0.43 / 0.71, the panels 0.12 / 0.15 and 0.69 / 1.02 → 0.05 / 0.07 and 0.18 / 0.34; blocks of 32 bytes
 #: (AVX2's vectors) were slower than the previous code for W_hhᵀ in float64 (0.44 and 1.71)
 BLOCK_BYTES = 64
-#: below this many elements NumPy's copy is used and the blocks are not compiled for it: the blocks are 3 – 7×
-#: faster there too (float32, (256, 64) to (256, 256): 3 – 14 against 10 – 59 µs), but a call saves tens of µs at
-#: most, and compiling them costs a small layer's first use 0.13 – 0.14 s a dtype
+#: below this many elements `transpose` and `rnnkit.kernels.panels.pack` use NumPy's copy and do not compile the
+#: blocks for it: the blocks are 3 – 7× faster there too (float32, (256, 64) to (256, 256): 3 – 14 against 10 – 59
+#: µs), but a call saves tens of µs at most, and compiling them costs a small layer's first use 0.13 – 0.14 s a
+#: dtype. (A pipeline's writer fills its panels with the blocks at every size: its compiled call holds them.)
 COMPILED_FROM = 1 << 16
 
 

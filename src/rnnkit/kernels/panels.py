@@ -55,7 +55,7 @@ def width(dtype) -> int:
 
 def pack(matrix: np.ndarray, allocate=np.empty) -> np.ndarray:
     """``matrix`` (k, n) as panels (P, k, `width`), P = ⌈n / width⌉, the last panel's missing columns zero, in an
-    array from ``allocate(shape, dtype)``. The transposed view of a large C-contiguous weight (W_ihᵀ) is packed by
+    array from ``allocate(shape, dtype)``. The transposed view of a large C-contiguous weight (W_hhᵀ) is packed by
     `rnnkit.kernels.layout.fill_panels_of_transpose`, in blocks: 2.6× faster than NumPy's strided copy at (1024,
     256)ᵀ, 7.6× at (2048, 512)ᵀ (0.04 against 0.10 ms, 0.16 against 1.23; float32, in cache)."""
     k, n = matrix.shape

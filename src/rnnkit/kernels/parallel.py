@@ -127,12 +127,10 @@ def pair(first, second, work: int):
     """(first(), second()): concurrently, each with half the BLAS threads, where `pair_pays` for ``work`` (the
     multiply-adds of each job's recurrence), 2 or more BLAS threads are allowed and no other pair is running; else
     one after the other."""
-    if not pair_pays(work) or not _busy.acquire(blocking=False):
+    threads = _claim_cores() if pair_pays(work) else 0
+    if not threads:
         return first(), second()
     try:
-        threads = blas_threads()
-        if threads < 2:
-            return first(), second()
         return _concurrently(first, second, threads // 2)
     finally:
         _busy.release()
@@ -294,23 +292,15 @@ def cores_free() -> bool:
     return not _busy.locked()
 
 
-def pipeline(loop, write) -> None:
-    """loop(team) as a team of one part whose steps wait for their input projection (`rnnkit.kernels.team`), in the
-    caller, while write(sync) writes that projection in the worker thread and announces it step by step
-    (`rnnkit.kernels.ahead`), one BLAS thread each, where `_on_both_cores` can; else write(sync), then loop(team),
-    in the caller. A job that fails releases the other from its waits, and the error is raised. `Pipeline` starts
-    the writer earlier."""
-    with Pipeline(write) as started:
-        started.run(loop)
-
-
 class Pipeline:
-    """`pipeline` in two halves, so that what the caller does before its loop runs while the writer writes the
-    first steps: entering starts write(sync) in the worker thread where `_on_both_cores` would (one BLAS thread each
-    from then on), else nothing yet; `run` runs loop(team) in the caller — after write(sync), in the caller, where
-    the writer did not start. Leaving waits for the writer and frees the cores; where the caller's work before the
-    loop, or the loop, failed, it first stops the writer (the abort flag) and raises that error, else the writer's.
-    The loop-side failure sets the abort flag too, so the writer never waits for ever, nor the loop for it."""
+    """A loop, run as a team of one part whose steps wait for their input projection (`rnnkit.kernels.team`), and
+    its writer, which writes that projection and announces it step by step (`rnnkit.kernels.ahead`), one on each
+    core with one BLAS thread each where `_on_both_cores` would run two jobs; else one after the other in the
+    caller. In two halves, so that what the caller does before its loop runs while the writer writes the first
+    steps: entering starts write(sync) in the worker thread (or nothing yet); `run` runs loop(team) in the caller.
+    Leaving waits for the writer and frees the cores; where the caller's work before the loop, or the loop, failed,
+    it first stops the writer (the abort flag) and raises that error, else the writer's. A loop that fails sets the
+    abort flag too, so the writer never waits for ever, nor the loop for it."""
 
     def __init__(self, write):
         from .team import new_sync
@@ -320,18 +310,17 @@ class Pipeline:
         self._writer: _OtherCore | None = None
 
     def __enter__(self) -> Pipeline:
-        if not _busy.acquire(blocking=False):
-            return self
-        try:
-            threads = blas_threads()
-            if threads >= 2:
+        threads = _claim_cores()
+        if threads:
+            try:
                 self._writer = _OtherCore(_guarded(lambda: self._write(self.sync), self.sync), threads // 2)
-        finally:
-            if self._writer is None:
-                _busy.release()
+            finally:
+                if self._writer is None:
+                    _busy.release()
         return self
 
     def run(self, loop) -> None:
+        """loop(team) in the caller, after write(sync) there where the writer did not start on the other core."""
         team = (0, 1, self.sync)
         if self._writer is None:
             self._write(self.sync)
@@ -371,14 +360,23 @@ def _on_both_cores(sync: np.ndarray, first, second, alone) -> None:
     """first() in the caller and second() in the worker thread at once, with half the BLAS threads each, where 2 or
     more BLAS threads are allowed and no pair, team or pipeline is running; else alone(). A job that fails sets
     ``sync``'s abort flag (so that the other never waits for it), and its error is raised."""
-    if not _busy.acquire(blocking=False):
+    threads = _claim_cores()
+    if not threads:
         alone()
         return
     try:
-        threads = blas_threads()
-        if threads < 2:
-            alone()
-            return
         _concurrently(_guarded(first, sync), _guarded(second, sync), threads // 2)
     finally:
         _busy.release()
+
+
+def _claim_cores() -> int:
+    """Take both cores for a pair, a team or a pipeline: the BLAS threads allowed now, holding `_busy` (which the
+    caller releases), where no other holds it and 2 or more are allowed; else 0, holding nothing."""
+    if not _busy.acquire(blocking=False):
+        return 0
+    threads = blas_threads()
+    if threads < 2:
+        _busy.release()
+        return 0
+    return threads

@@ -49,6 +49,10 @@ class Workspace(SimpleNamespace):
 
     #: set by `CompiledSequenceLoop.sequence_gate_grads` once the backward writes δa over the gate history
     gates_overwritten = False
+    #: `GatedCell.transposes_as_views` for this call: W_hhᵀ is kept as the view W_hh.T, for the loop's panels only
+    transposes_as_views = False
+    #: W_hhᵀ as the compiled loop takes it, where `GatedCell.transpose_recurrent` packed it (else None)
+    w_hh_loop = None
 
     def __deepcopy__(self, memo):  # the kernel module is shared, the arrays are copied
         fields = vars(self).items()
@@ -68,8 +72,8 @@ def transposed(w: np.ndarray) -> np.ndarray:
 
 def transpose_for(ws: Workspace, w: np.ndarray) -> np.ndarray:
     """Wᵀ for the products of the call of ``ws``: the view w.T where ``ws.transposes_as_views`` (only panels packed
-    from it are multiplied by: `GatedCell.loop_packs_panels`), else `transposed`."""
-    return w.T if getattr(ws, "transposes_as_views", False) else transposed(w)
+    from it are multiplied by: `GatedCell.transposes_as_views`), else `transposed`."""
+    return w.T if ws.transposes_as_views else transposed(w)
 
 
 def dsigmoid(y: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -271,7 +275,7 @@ class CompiledSequenceLoop:
         """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
         `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`), on both cores where
         the cell's units split (`team_parts`), or on one core while ``ahead`` writes ``xp`` on the other
-        (`rnnkit.kernels.parallel.pipeline`)."""
+        (`rnnkit.kernels.ahead.Ahead.run_loop`)."""
         from ..kernels import parallel
 
         loop, params = self.compiled_loop(ws)
@@ -448,16 +452,16 @@ class GatedCell(CompiledSequenceLoop, Cell):
         return self.weight_ih.data, bias, None
 
     def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
-        """The workspace of one call: ``w_hh`` = W_hh as this call uses it (`use_masks`), the contiguous
-        transposes the steps multiply by (`transpose_recurrent`: ``w_hh_t``), ``h_mask`` / ``w_mask`` the masks of
+        """The workspace of one call: ``w_hh`` = W_hh as this call uses it (`use_masks`), the transposes the steps
+        multiply by (`transpose_recurrent`: ``w_hh_t``, and ``w_hh_loop``), ``h_mask`` / ``w_mask`` the masks of
         `use_masks` (None), and ``kernels``, the compiled step kernels or None for the NumPy code
         (`rnnkit.kernels`); cells add their own per-step arrays."""
         ws = Workspace(w_hh=self.weight_hh.data, h_mask=None, w_mask=None, kernels=kernels.active(),
-                       transposes_as_views=self.loop_packs_panels(batch))
+                       transposes_as_views=self.transposes_as_views(batch))
         self.transpose_recurrent(ws)
         return ws
 
-    def loop_packs_panels(self, batch: int) -> bool:
+    def transposes_as_views(self, batch: int) -> bool:
         """Whether only the compiled loop on panels reads this call's transposes of W_hh: it runs the whole sequence
         (`runs_whole_sequence`) and its products run on panels (`rnnkit.kernels.blas.panels_apply`), which are
         packed straight from W_hh (`rnnkit.kernels.layout.fill_panels_of_transpose`) — no contiguous W_hhᵀ is made
@@ -488,15 +492,14 @@ class GatedCell(CompiledSequenceLoop, Cell):
 
     def transpose_recurrent(self, ws: Workspace) -> None:
         """(Re)build what the steps multiply by: ``w_hh_t`` = W_hhᵀ, contiguous, or the transposed view where
-        ``ws.transposes_as_views`` (`loop_packs_panels`); then its panels are packed at once, ``w_hh_loop``
+        ``ws.transposes_as_views`` (`transposes_as_views`); then its panels are packed at once, ``w_hh_loop``
         (`recurrent_loop_weight`): the first work of a call, which runs while a pipeline's writer starts (it needs
-        the GIL that the panels' fill releases)."""
+        the GIL that the panels' fill releases; packed when the compiled loop is set up instead, the loop started
+        0.08 ms later at B = 16, H = 256). Weight drop's `use_masks` packs them again from the masked W_hh."""
         ws.w_hh_t = transpose_for(ws, ws.w_hh)
         ws.w_hh_loop = None
         if ws.transposes_as_views:
-            from ..kernels.blas import loop_weight
-
-            ws.w_hh_loop = loop_weight(ws.w_hh_t)
+            ws.w_hh_loop = self.recurrent_loop_weight(ws)
 
     @staticmethod
     def recurrent_loop_weight(ws: Workspace) -> tuple:

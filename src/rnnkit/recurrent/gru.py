@@ -95,7 +95,8 @@ class GRUStep(GatedCell):
     ``inner`` (T, B, H) h_{t-1} W_hh[n]ᵀ + b_hn (reset after) or r ⊙ h_{t-1} (reset before); ``scratch``
     (2, B, H); reset after: ``dq`` (B, 3H), δq of the step the backward is at (the sums after the loop rebuild
     δq's n block, δa_n ⊙ r, from δa and the gates), ``b_hn`` and ``w_hh_t``; reset before: ``w_rz_t`` = W_hh[r,z]ᵀ
-    and ``w_n_t`` = W_hh[n]ᵀ, each contiguous.
+    and ``w_n_t`` = W_hh[n]ᵀ (contiguous, or views where only the loop's panels read them:
+    `GatedCell.transposes_as_views`).
     """
 
     num_gates = 3
@@ -130,7 +131,7 @@ class GRUStep(GatedCell):
         return ws
 
     def transpose_recurrent(self, ws):
-        """W_hhᵀ; reset before: two recurrent GEMMs per step, each with a contiguous Wᵀ (W_hh[r,z]ᵀ, W_hh[n]ᵀ)."""
+        """W_hhᵀ; reset before: two recurrent GEMMs per step, each with a Wᵀ of its own (W_hh[r,z]ᵀ, W_hh[n]ᵀ)."""
         h = self.hidden_size
         if self.reset_after:
             super().transpose_recurrent(ws)

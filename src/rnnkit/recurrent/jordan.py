@@ -36,9 +36,10 @@ class JordanStep(GatedCell):
                         δb_ih = δb_hh += Σ δa_h
 
     The state tuple is (y, s): the output comes first, as for every cell. Workspace: ``hidden`` (T, B, H) h_t,
-    ``da_y`` (T, B, O) written by the backward, ``w_hh_t`` and ``w_hy_t`` (contiguous transposes), ``decay`` μ,
-    ``b_hy`` (zeros without bias), ``activation`` ψ's index in ``OUTPUT_ACTIVATIONS``, ``kernels``. With compiled
-    kernels the whole time loop is one compiled call (`rnnkit.kernels.jordan`).
+    ``da_y`` (T, B, O) written by the backward, ``w_hh_t`` (`GatedCell.transpose_recurrent`) and ``w_hy_t`` (a
+    contiguous transpose), ``decay`` μ, ``b_hy`` (zeros without bias), ``activation`` ψ's index in
+    ``OUTPUT_ACTIVATIONS``, ``kernels``. With compiled kernels the whole time loop is one compiled call
+    (`rnnkit.kernels.jordan`).
     """
 
     state_names = ("y", "s")
