@@ -162,39 +162,3 @@ def test_a_small_bidirectional_call_runs_its_directions_in_turn_under_the_automa
 def test_the_pair_policy_refuses_an_unknown_choice_naming_the_choices():
     with pytest.raises(rnnkit.errors.ConfigError, match="auto, always, never"):
         parallel.use_pairs("sometimes")
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_with_one_blas_thread_the_input_projection_runs_on_panels_and_equals_numpys(dtype):
-    """`blas.one_thread_projection`: where only one BLAS thread is allowed (each direction of a pair) and the
-    products run on panels, X W_ihᵀ on panels on the calling thread; with two threads NumPy's GEMM (None here)."""
-    rng = np.random.default_rng(3)
-    x, w = rng.standard_normal((800, 128)).astype(dtype), rng.standard_normal((512, 128)).astype(dtype)
-    with threadpoolctl.threadpool_limits(1):
-        got = blas.one_thread_projection(x, w)
-    if not blas.panels_apply(dtype):
-        assert got is None
-        return
-    tol = 1e-5 if dtype == np.float32 else 1e-13
-    assert got is not None and np.abs(got - x @ w.T).max() <= tol * np.abs(x @ w.T).max()
-    with threadpoolctl.threadpool_limits(2):
-        assert blas.one_thread_projection(x, w) is None or parallel.blas_threads() < 2
-    assert blas.one_thread_projection(x[:, :64].copy(), w[:8, :64].copy()) is None  # too small to pay for its panels
-
-
-def test_each_direction_of_a_pair_projects_on_panels_on_its_own_thread(pairs, monkeypatch):
-    if not blas.panels_apply(np.float32) or parallel.blas_threads() < 2:
-        pytest.skip("no panels here, or one BLAS thread: the directions run in turn")
-    monkeypatch.setattr(parallel.PAIRS, "choice", "always")
-    threads, project = [], blas.one_thread_projection
-
-    def recorded(x, w):
-        out = project(x, w)
-        threads.append((threading.current_thread().name, out is not None))
-        return out
-    monkeypatch.setattr(blas, "one_thread_projection", recorded)
-    layer = rnnkit.LSTM(256, 256, bidirectional=True, rng=0)
-    with kernels.using("compiled"):
-        layer(np.random.default_rng(4).standard_normal((16, 64, 256)).astype(np.float32))
-    assert pairs["concurrent"] == 1 and len({name for name, _ in threads}) == 2
-    assert [on_panels for _, on_panels in threads] == [True, True]

@@ -243,28 +243,6 @@ def panels_apply(dtype) -> bool:
     return PANELS and np.dtype(dtype) in _panels.DTYPES
 
 
-#: the multiply-adds from which `one_thread_projection` packs W_ihᵀ into panels: its fill (0.01 – 0.05 ms at these
-#: sizes) and a Python call against 8 – 14% of the product
-ONE_THREAD_PANELS_FROM = 1 << 22
-
-
-def one_thread_projection(x: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
-    """x · weightᵀ for a C-contiguous x (N, I) and weight (G, I), on panels on the calling thread, where only one BLAS
-    thread is allowed (each direction of a pair at once, or ``--threads 1``), the products run on panels
-    (`panels_apply`) and the product has `ONE_THREAD_PANELS_FROM` multiply-adds or more; else None (NumPy's GEMM).
-    One thread, ms, OpenBLAS → panels (float32, AMD EPYC): 3200 × 256 · 256 × 1024 17.3 → 15.7; 3200 × 512 · 512 ×
-    1024 33.5 → 30.2; 1600 × 256 · 256 × 1024 8.4 → 7.4; 3200 × 64 · 64 × 1024 5.4 → 4.3. With two threads
-    OpenBLAS's GEMM is the faster (8.7 ms at 3200 × 256 · 256 × 1024)."""
-    from .parallel import blas_threads
-
-    if (not panels_apply(x.dtype) or x.dtype != weight.dtype or not x.flags.c_contiguous
-            or x.shape[0] * weight.size < ONE_THREAD_PANELS_FROM or blas_threads() > 1):
-        return None
-    out = np.empty((x.shape[0], weight.shape[0]), x.dtype)
-    matmul_weight(x, panels_weight(weight.T, _panels.pack(weight.T)), out, False)
-    return out
-
-
 def _packs(matrix: np.ndarray) -> bool:
     """Whether the loop multiplies by MKL's packed copy of ``matrix``: with the MKL backend, unit stride in its rows."""
     return BACKEND == "mkl" and matrix.size > 0 and matrix.strides[1] == matrix.itemsize

@@ -106,16 +106,8 @@ def for_backward(shape: tuple[int, ...], dtype, ragged: bool) -> np.ndarray:
 
 def input_projection(x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """X W_ihᵀ (+ bias): (N, I) → (N, G), one GEMM. W_ihᵀ as a view: BLAS takes the transpose as a flag, and for a
-    product this large the view measured as fast as a contiguous copy (which would cost a pass over W_ih). With the
-    compiled kernels where one BLAS thread is allowed (the two directions of a layer at once), on panels instead
-    (`rnnkit.kernels.blas.one_thread_projection`: 8 – 14% faster)."""
-    xp = None
-    if kernels.active() is not None:
-        from ..kernels.blas import one_thread_projection
-
-        xp = one_thread_projection(x, weight_ih)
-    if xp is None:
-        xp = x @ weight_ih.T
+    product this large the view measured as fast as a contiguous copy (which would cost a pass over W_ih)."""
+    xp = x @ weight_ih.T
     if bias is not None:
         xp += bias
     return xp
