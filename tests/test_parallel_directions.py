@@ -162,3 +162,20 @@ def test_a_small_bidirectional_call_runs_its_directions_in_turn_under_the_automa
 def test_the_pair_policy_refuses_an_unknown_choice_naming_the_choices():
     with pytest.raises(rnnkit.errors.ConfigError, match="auto, always, never"):
         parallel.use_pairs("sometimes")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_directions_at_once_stay_bit_identical_for_deep_products(dtype, pairs):
+    """Inputs and states wide enough that a BLAS sums each product in blocks of its depth (its whole-sequence GEMMs
+    at depth 512 and 1024, the second layer's input being both directions' states): the directions at once, each on
+    one BLAS thread, still compute what they compute in turn on two (the small shapes above do not reach the
+    blocks; an input projection once run on panels with one thread differed by 1e-4 here)."""
+    layer = rnnkit.LSTM(512, 512, num_layers=2, bidirectional=True, dtype=dtype, rng=0)
+    x = np.random.default_rng(2).normal(size=(4, 5, 512)).astype(dtype)
+    with kernels.using("compiled"), threadpoolctl.threadpool_limits(2, user_api="blas"), parallel.using_teams("never"):
+        with parallel.using_pairs("never"):
+            in_turn = train_call(layer, x, None)
+        with parallel.using_pairs("always"):
+            at_once = train_call(layer, x, None)
+    assert pairs["concurrent"] == 6  # teams off: only the pairs run jobs at once
+    assert same_results(at_once, in_turn, dtype)
