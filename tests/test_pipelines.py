@@ -226,16 +226,18 @@ def test_a_lone_directions_batch_first_input_laid_out_by_the_writer_equals_the_o
     x = np.random.default_rng(9).normal(size=(5, 7, 12)).astype(dtype)
     worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x), "lstm", dtype)
     assert worst <= TOL[dtype] and pipelines and all(on_worker for _, _, on_worker in pipelines)
-    with kernels.using("compiled"):
-        layer(x)
-    trace = layer._last.traces[0][0]
-    assert trace.x.flags.c_contiguous and np.array_equal(trace.x, x.transpose(1, 0, 2))
+    assert_the_trace_keeps_the_input_time_major(layer, x)
 
 
 def test_without_a_pipeline_the_runner_lays_the_batch_first_view_out_itself(monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "never")
     layer = rnnkit.LSTM(12, 64, rng=3)
-    x = np.random.default_rng(9).normal(size=(5, 7, 12)).astype(np.float32)
+    assert_the_trace_keeps_the_input_time_major(layer, np.random.default_rng(9).normal(size=(5, 7, 12)).astype(
+        np.float32))
+
+
+def assert_the_trace_keeps_the_input_time_major(layer, x):
+    """One compiled forward of ``layer`` over the batch-first ``x``: its trace holds x C-contiguous, time-major."""
     with kernels.using("compiled"):
         layer(x)
     trace = layer._last.traces[0][0]
