@@ -152,9 +152,9 @@ def _leading(a):
 
 @njit(**GLUE)
 def matmul_into(a, b, out, accumulate):
-    """out = a @ b, or out += a @ b with ``accumulate``. a (m, k), b (k, n), out (m, n), one dtype; a and out with
-    unit stride along their rows, b along its rows or along its columns (the transposed view of a C-contiguous
-    weight: BLAS reads it as stored, with its 'T' flag). Nothing happens for an empty product (m = 0 or n = 0). The
+    """out = a @ b, or out += a @ b with ``accumulate``. a (m, k), b (k, n), out (m, n), one dtype; out with unit
+    stride along its rows, a and b each along its rows or along its columns (the transposed view of a C-contiguous
+    array: BLAS reads it as stored, with its 'T' flag). Nothing happens for an empty product (m = 0 or n = 0). The
     flag goes on as a variable (`rnnkit.kernels.jit.unliteral`): one compiled product for both kinds of call."""
     _matmul_into(a, b, out, unliteral(accumulate))
 
@@ -178,6 +178,11 @@ def _matmul_into(a, b, out, accumulate):
             raise ValueError("matmul_into: b needs unit stride along its rows or along its columns")
         flags[0] = 84  # ord("T")
         sizes[3] = max(b.strides[1] // b.itemsize, 1)
+    if k > 1 and a.strides[1] != a.itemsize:  # a is stored as its transpose (a sum over rows: δW = δXPᵀ X)
+        if m > 1 and a.strides[0] != a.itemsize:
+            raise ValueError("matmul_into: a needs unit stride along its rows or along its columns")
+        flags[1] = 84
+        sizes[4] = max(a.strides[1] // a.itemsize, 1)
     scalars = np.empty(2, a.dtype)  # α, β
     scalars[0], scalars[1] = 1, 1 if accumulate else 0
     gemm(scalars, flags, sizes, a, b, out)

@@ -287,54 +287,69 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
 PIPELINE_INPUTS = (3, 4)
 
 
+def behind_pays(dtype, team_parts: int) -> bool:
+    """Whether a backward loop whose cell sums its weight gradients behind it (`rnnkit.recurrent.cell.Cell.sums_behind`)
+    runs on one core with those sums on the other (`rnnkit.kernels.behind`) rather than as a team, then the GEMMs: where
+    it would run as a team (``team_parts`` 2, `team_size`), under the pipelines' policy (``never`` turns it off,
+    ``always`` on for every dtype); under ``auto`` in float32, where it measured faster (`rnnkit.kernels.behind`)."""
+    if PIPELINES.choice == "never" or team_parts < 2:
+        return False
+    return PIPELINES.choice == "always" or np.dtype(dtype) == np.float32
+
+
 def cores_free() -> bool:
     """Whether no pair, team or pipeline holds the cores now (one that starts later runs its jobs in turn)."""
     return not _busy.locked()
 
 
 class Pipeline:
-    """A loop, run as a team of one part whose steps wait for their input projection (`rnnkit.kernels.team`), and
-    its writer, which writes that projection and announces it step by step (`rnnkit.kernels.ahead`), one on each
-    core with one BLAS thread each where `_on_both_cores` would run two jobs; else one after the other in the
-    caller. In two halves, so that what the caller does before its loop runs while the writer writes the first
-    steps: entering starts write(sync) in the worker thread (or nothing yet); `run` runs loop(team) in the caller.
-    Leaving waits for the writer and frees the cores; where the caller's work before the loop, or the loop, failed,
-    it first stops the writer (the abort flag) and raises that error, else the writer's. A loop that fails sets the
-    abort flag too, so the writer never waits for ever, nor the loop for it."""
+    """A loop, run as a team of one part (`rnnkit.kernels.team`), and its partner's work, one on each core with one
+    BLAS thread each where `_on_both_cores` would run two jobs; else one after the other in the caller. The partner
+    either writes what the loop reads, announcing it step by step (the input projection ahead of a forward loop,
+    `rnnkit.kernels.ahead`), or reads what the loop writes, as the loop announces it (``follows``: the weight
+    gradients behind a backward loop, `rnnkit.kernels.behind`). In two halves, so that what the caller does before
+    its loop runs while the partner starts: entering starts work(sync) in the worker thread (or nothing yet); `run`
+    runs loop(team) in the caller — after work(sync) there where the partner writes and did not start; where it
+    follows, the caller runs work(sync) after its loop in any case, sharing what is left of it (or doing all of it
+    where the partner did not start). Leaving waits for the worker and frees the cores; where the caller's work
+    before the loop, or the loop, failed, it first stops the worker (the abort flag) and raises that error, else the
+    worker's. A loop that fails sets the abort flag too, so the partner never waits for ever, nor the loop for it."""
 
-    def __init__(self, write):
+    def __init__(self, work, follows: bool = False):
         from .team import new_sync
 
         self.sync = new_sync(projected=False)
-        self._write = write
-        self._writer: _OtherCore | None = None
+        self._work, self._follows = work, follows
+        self._partner: _OtherCore | None = None
 
     def __enter__(self) -> Pipeline:
         threads = _claim_cores()
         if threads:
             try:
-                self._writer = _OtherCore(_guarded(lambda: self._write(self.sync), self.sync), threads // 2)
+                self._partner = _OtherCore(_guarded(lambda: self._work(self.sync), self.sync), threads // 2)
             finally:
-                if self._writer is None:
+                if self._partner is None:
                     _busy.release()
         return self
 
     def run(self, loop) -> None:
-        """loop(team) in the caller, after write(sync) there where the writer did not start on the other core."""
+        """loop(team) in the caller, with the partner's work before it or after it as the class notes say."""
         team = (0, 1, self.sync)
-        if self._writer is None:
-            self._write(self.sync)
+        if self._partner is None and not self._follows:
+            self._work(self.sync)
         _guarded(lambda: loop(team), self.sync)()
+        if self._follows:
+            _guarded(lambda: self._work(self.sync), self.sync)()
 
     def __exit__(self, kind, error, trace) -> None:
-        if self._writer is None:
+        if self._partner is None:
             return
         if kind is not None:
             _abort(self.sync)
         try:
-            self._writer.join(raise_error=kind is None)
+            self._partner.join(raise_error=kind is None)
         finally:
-            self._writer = None
+            self._partner = None
             _busy.release()
 
 

@@ -46,7 +46,7 @@ The NumPy per-step path stays the definition and the oracle (``tests/test_sequen
 from __future__ import annotations
 
 from .jit import GLUE, JIT, njit, one, unliteral
-from .team import barrier, leads, own_units, wait_ready
+from .team import announce_step, barrier, leads, own_units, wait_ready
 
 #: the skeleton is inlined into each family's cached entry (see the module notes), never compiled on its own
 SKELETON = {**JIT, "cache": False, "inline": "always"}
@@ -94,7 +94,9 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
     ``detach``: the gradient stops at each step's previous state. Zoneout:
     δs̃_t = (1 − d) ⊙ δs_t goes through the cell, which sees s̃_t in the slot of s_t while it runs (``saved`` keeps
     s_t meanwhile), and d ⊙ δs_t (``direct``) reaches s_{t−1} around it. ``team``: this part's units, as in
-    `sequence_forward`; the step itself waits at the barrier between its δa and its product."""
+    `sequence_forward`, or a team of one part whose steps are announced, one by one, to the partner that sums the
+    weight gradients behind the loop (`rnnkit.kernels.behind`); the step itself waits at the barrier between its δa
+    and its product."""
     steps = dy.shape[0]
     for s in range(steps):
         t = s if reverse else steps - 1 - s
@@ -113,6 +115,7 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
             zoneout_backward_after(zoneout, k, n, dstate[k], states[k], write, lo, hi)
             if detach:
                 zero_rows(dstate[k][:n], lo, hi)
+        announce_step(team)  # δa_t is written: a partner summing the weight gradients behind the loop may read it
 
 
 @njit(**GLUE)

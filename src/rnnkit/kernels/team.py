@@ -116,12 +116,7 @@ def barrier(team):
     if parts < 2:
         return
     arrived = _atomic_add(sync, ARRIVALS, 1) + 1
-    goal = ((arrived - 1) // parts + 1) * parts
-    spins = 0
-    while _atomic_load(sync, ARRIVALS) < goal and _atomic_load(sync, ABORT) == 0:
-        spins += 1
-        if spins > SPINS:
-            _sched_yield()
+    wait_until(sync, ARRIVALS, ((arrived - 1) // parts + 1) * parts, sync)
 
 
 @njit(**GLUE)
@@ -130,12 +125,40 @@ def wait_ready(team, s):
     ``sync[READY]`` > s (nothing in the plain loop, and at once where the count holds every step from the start)."""
     if team is None:
         return
-    sync = team[2]
+    wait_until(team[2], READY, s + 1, team[2])
+
+
+@njit(**GLUE)
+def announce_step(team):
+    """After a step of a backward loop of one part whose weight gradients a partner sums behind it
+    (`rnnkit.kernels.behind`): one more step's δa written (``sync[READY]``, what the partner waits for; everything
+    the step wrote is visible to it once it reads the new count). Nothing in the plain loop or a team of two."""
+    if team is None:
+        return
+    if team[1] == 1:
+        _atomic_add(team[2], READY, 1)
+
+
+@njit(**GLUE)
+def wait_until(counts, index, goal, sync):
+    """Spin until ``counts[index]`` (a counter that only grows, updated atomically) reaches ``goal`` or a partner
+    failed (`aborted` on ``sync``); after `SPINS` loads, yield the core at each one. True where the goal was
+    reached."""
     spins = 0
-    while _atomic_load(sync, READY) <= s and _atomic_load(sync, ABORT) == 0:
+    while _atomic_load(counts, index) < goal:
+        if _atomic_load(sync, ABORT) != 0:
+            return False
         spins += 1
         if spins > SPINS:
             _sched_yield()
+    return True
+
+
+@njit(**GLUE)
+def count_up(counts, index):
+    """counts[index] += 1 atomically, after the work it counts (visible to whoever reads the new count); the value
+    before: a shared counter of tasks hands each caller a number of its own."""
+    return _atomic_add(counts, index, 1)
 
 
 @njit(**GLUE)

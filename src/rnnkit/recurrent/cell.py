@@ -227,8 +227,17 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
 
     @abstractmethod
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
-                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray, zoneout: tuple) -> None:
-        """The backward time loop of `Recurrence.backward` in one compiled call."""
+                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray, zoneout: tuple,
+                          team: tuple | None = None) -> None:
+        """The backward time loop of `Recurrence.backward` in one compiled call (``team``: the team of one part of a
+        pipeline that sums the weight gradients behind the loop, `rnnkit.kernels.behind`; None: the loop's own)."""
+
+    @abstractmethod
+    def sums_behind(self, ws: Workspace, x: np.ndarray, h_prev: np.ndarray, reverse: bool):
+        """The `rnnkit.kernels.behind.Behind` that makes the weight sums of a backward call over ``x`` (T, B, I) and
+        ``h_prev`` (T·B, R) (the state before each step) behind its loop, on the other core, where the class makes
+        them there (its ``accumulate`` then takes it); else None. Its ``dxp`` is where the loop writes δa
+        (`sequence_gate_grads`)."""
 
     @abstractmethod
     def sequence_gate_grads(self, ws: Workspace, steps: int, batch: int) -> np.ndarray:
@@ -305,6 +314,10 @@ class CompiledSequenceLoop:
         weight, bias, norm = terms
         return Ahead(x, weight, bias, batch, reverse, norm, backward=is_grad_enabled())
 
+    def sums_behind(self, ws: Workspace, x: np.ndarray, h_prev: np.ndarray, reverse: bool):
+        """`Cell.sums_behind`: None here (`accumulate` makes every sum after the loop)."""
+        return None
+
     def projection_terms(self) -> tuple | None:
         """(W_ih, b, norm) where `Cell.project` is X W_ihᵀ + b (norm None), or LN(X W_ihᵀ; γ, β) + b (norm = (γ, β)),
         b (G,) or None, which `ahead_projection` writes on another core; None (this default) where the projection
@@ -312,8 +325,10 @@ class CompiledSequenceLoop:
         return None
 
     def sequence_backward(self, ws: Workspace, dy: np.ndarray, dstate: list[np.ndarray], states: list[np.ndarray],
-                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray, zoneout: tuple) -> None:
-        """The backward loop of `Recurrence.backward` in one compiled call (`compiled_loop_backward`). ``dy`` is
+                          counts: np.ndarray, reverse: bool, detach: bool, dxp: np.ndarray, zoneout: tuple,
+                          team: tuple | None = None) -> None:
+        """The backward loop of `Recurrence.backward` in one compiled call (`compiled_loop_backward`), as a team
+        where `team_parts` says so, or as the ``team`` of one part it is given (`Cell.sequence_backward`). ``dy`` is
         handed to it C-contiguous: a bidirectional layer's half of δ(output) is a strided view, for which numba
         compiled a specialisation of the loop of its own (seconds at its first use; 44 of the test suite's 75
         backward loops); the copy costs about 1 % of the loop (0.14 ms at T = 100, B = 32, H = 256; 1.8 ms at
@@ -322,9 +337,13 @@ class CompiledSequenceLoop:
 
         loop, params = self.compiled_loop_backward(ws)
         dy = np.ascontiguousarray(dy)
-        parallel.team(self.team_parts(dy.shape[1], "backward"),
-                      lambda team: loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp,
-                                        zoneout, team))
+
+        def job(part):
+            loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp, zoneout, part)
+        if team is not None:
+            job(team)
+        else:
+            parallel.team(self.team_parts(dy.shape[1], "backward"), job)
 
     #: the loops ("forward", "backward") whose compiled steps split the units of a call between the parts of a
     #: team (`rnnkit.kernels.team`), each part computing its units' columns of the recurrent product and their
@@ -552,11 +571,42 @@ class GatedCell(CompiledSequenceLoop, Cell):
         return grad if mask is None else grad * mask[rows]
 
     def accumulate(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray, prev: tuple[np.ndarray, ...],
-                   new: tuple[np.ndarray, ...]) -> np.ndarray:
+                   new: tuple[np.ndarray, ...], behind=None) -> np.ndarray:
         """Add the parameter gradients of the call as whole-sequence GEMMs; return δX = δXP W_ih.
-        Shapes (T·B, ·). Cells with more parameters add theirs and call this (or `add_gate_weight_grads`)."""
-        self.add_gate_weight_grads(x, dxp, prev[0], ws)
-        return dxp @ self.weight_ih.data
+        Shapes (T·B, ·). A cell with more parameters adds theirs in `add_extra_grads`; one whose sums differ
+        otherwise has an ``accumulate`` of its own (and calls this, or `add_gate_weight_grads`). With ``behind``
+        (`sums_behind`'s, its loop done), what it summed is not summed again: δb goes to both biases, and δW_hh
+        through weight drop's mask."""
+        self.add_extra_grads(ws, dxp, prev, new)
+        if behind is None:
+            self.add_gate_weight_grads(x, dxp, prev[0], ws)
+            return dxp @ self.weight_ih.data
+        _, _, grad_hh, grad_b = behind.grads
+        if grad_hh is not self.weight_hh.grad:
+            self.weight_hh.grad += self.kept_weight_grad(ws, grad_hh)
+        if self.bias:
+            self.bias_ih.grad += grad_b
+            self.bias_hh.grad += grad_b
+        return behind.dx
+
+    def add_extra_grads(self, ws: Workspace, dxp: np.ndarray, prev: tuple[np.ndarray, ...],
+                        new: tuple[np.ndarray, ...]) -> None:
+        """The gradients of the parameters a class adds to the gated cell's W_ih, W_hh and biases, from the call's
+        δXP (T·B, G) and states (`accumulate`); none here."""
+
+    def sums_behind(self, ws: Workspace, x: np.ndarray, h_prev: np.ndarray, reverse: bool):
+        """`Cell.sums_behind`: the sums of `add_gate_weight_grads` and δX, where the class sums as `accumulate` does
+        here (no ``accumulate`` of its own); `accumulate` adds the rest, given the `Behind`."""
+        if type(self).accumulate is not GatedCell.accumulate:
+            return None
+        from ..kernels.behind import Behind
+
+        masked = getattr(ws, "w_mask", None) is not None  # δW_hh ⊙ M: summed apart, masked after
+        grad_hh = np.zeros_like(self.weight_hh.grad) if masked else self.weight_hh.grad
+        grad_b = np.zeros(self.gate_width, self.dtype) if self.bias else None
+        return Behind(self.sequence_gate_grads(ws, *x.shape[:2]), x, self.recurrent_inputs(ws, h_prev),
+                      self.weight_ih.data,
+                      (self.weight_ih.grad, grad_hh, grad_b), reverse)
 
     def add_gate_weight_grads(self, x: np.ndarray, dxp: np.ndarray, h_prev: np.ndarray,
                               ws: Workspace | None = None) -> None:

@@ -494,6 +494,11 @@ class RecurrentLayer(Module):
         row, traces = self.runners[layer], call.traces[layer]
         whole = all(isinstance(runner, Recurrence) and runner.backward_runs_whole_sequence(trace)
                     for runner, trace in zip(row, traces))
+        behind = row[0].sums_behind(traces[0]) if whole and len(row) == 1 else None
+        if behind is not None:  # one direction: its weight sums go behind its loop, on the other core
+            (part, dfinal), = self._direction_grads(layer, handed.pop(), dparts)
+            dx, dstate = row[0].backward_behind(traces[0], behind, part, dfinal)
+            return dx, (dstate,)
         work = direction_work(row[0].cell, *traces[0].x.shape[:2])
         loops = run_directions(self._loop_jobs(layer, handed.pop(), dparts, traces), whole, work)
         dxps, dstates = zip(*loops)
@@ -504,13 +509,20 @@ class RecurrentLayer(Module):
 
     def _loop_jobs(self, layer: int, dy, dparts, traces) -> list:
         """Each direction's backward time loop, reading its half of ``dy`` (or None) and of ``dparts``."""
-        width, jobs = self.runners[layer][0].cell.output_size, []
-        for direction, runner in enumerate(self.runners[layer]):
+        return [partial(runner.backward_through_time, trace, part, dfinal)
+                for runner, trace, (part, dfinal) in zip(self.runners[layer], traces,
+                                                        self._direction_grads(layer, dy, dparts))]
+
+    def _direction_grads(self, layer: int, dy, dparts) -> list[tuple]:
+        """(δ(output), δ(final state)) of each direction of ``layer``: its half of ``dy`` (or None) and its rows of
+        ``dparts`` (or None)."""
+        width, grads = self.runners[layer][0].cell.output_size, []
+        for direction in range(len(self.runners[layer])):
             index = layer * self.num_directions + direction
             part = None if dy is None else dy[:, :, direction * width:(direction + 1) * width]
             dfinal = None if dparts is None else tuple(None if d is None else d[index] for d in dparts)
-            jobs.append(partial(runner.backward_through_time, traces[direction], part, dfinal))
-        return jobs
+            grads.append((part, dfinal))
+        return grads
 
     def _sorted_gradients(self, call: _Call, dy, dstate):
         """δ(output) as time-major (T, B, D·H) and δ(final state) components as (D·L, B, S), rows sorted."""

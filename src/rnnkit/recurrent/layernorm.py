@@ -134,21 +134,35 @@ class LayerNormCell(GatedCell):
             xp += b
         return xp
 
-    def add_input_grads(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray) -> np.ndarray:
+    def add_input_grads(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray, behind=None) -> np.ndarray:
         """δγ_x += Σ δa ⊙ X̂,  δβ_x += Σ δa,  δP_x = LN backward of δa,  δW_ih += δP_xᵀ X;  returns δX = δP_x W_ih.
-        (δa = δXP, the gradient of the pre-activation that the input side adds to.)"""
+        (δa = δXP, the gradient of the pre-activation that the input side adds to.) With ``behind`` (`sums_behind`,
+        its loop done) the last three are its."""
         self.layernorm_x_weight.grad += np.einsum("ng,ng->g", dxp, ws.x_hat)
         self.layernorm_x_bias.grad += dxp.sum(axis=0)
+        if behind is not None:
+            return behind.dx
         dp_x = layer_norm_backward(dxp, self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std, np.empty_like(dxp),
                                    kernels=ws.kernels)
         self.weight_ih.grad += dp_x.T @ x
         return dp_x @ self.weight_ih.data
 
     # -- the recurrent side: sums over the sequence of what the steps stored -------------------------------
-    def add_recurrent_grads(self, ws: Workspace, dq: np.ndarray, h_prev: np.ndarray) -> None:
-        """δγ_h += Σ δq ⊙ ĥ,  δβ_h += Σ δq,  δW_hh += Σ δP_hᵀ h_{t−1}; δq (T·B, G) is the gradient of
-        LN(h_{t−1} W_hhᵀ; γ_h, β_h), δP_h the backward's ``ws.dp_h``."""
+    def add_recurrent_grads(self, ws: Workspace, dq: np.ndarray, h_prev: np.ndarray, behind=None) -> None:
+        """δγ_h += Σ δq ⊙ ĥ,  δβ_h += Σ δq,  δW_hh += Σ δP_hᵀ h_{t−1} (``behind``'s, where given); δq (T·B, G) is
+        the gradient of LN(h_{t−1} W_hhᵀ; γ_h, β_h), δP_h the backward's ``ws.dp_h``."""
         rows, g = dq.shape
         self.layernorm_h_weight.grad += np.einsum("ng,ng->g", dq, ws.h_hat.reshape(rows, g))
         self.layernorm_h_bias.grad += dq.sum(axis=0)
-        self.weight_hh.grad += ws.dp_h.reshape(rows, g).T @ h_prev
+        if behind is None:
+            self.weight_hh.grad += ws.dp_h.reshape(rows, g).T @ h_prev
+
+    def sums_behind(self, ws: Workspace, x: np.ndarray, h_prev: np.ndarray, reverse: bool):
+        """`GatedCell.sums_behind` for the layer-normalised cells, whose ``accumulate`` takes it: δW_hh sums the
+        normalised recurrent product's δ that the loop writes (``ws.dp_h``), and the input side's chunks go through
+        LN's backward first (δP_x); the sums over the normalisations' γ, β and the biases stay in ``accumulate``."""
+        from ..kernels.behind import Behind
+
+        grads = (self.weight_ih.grad, self.weight_hh.grad, None)  # the biases' sums stay in ``accumulate``
+        return Behind(self.sequence_gate_grads(ws, *x.shape[:2]), x, h_prev, self.weight_ih.data, grads, reverse,
+                      d_rec=ws.dp_h, norm=(self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std))

@@ -126,17 +126,17 @@ class LayerNormGRUStep(LayerNormCell):
         # δh_{t-1} = δh_t ⊙ z + δP_h W_hh  (δh ⊙ z is already in dh)
         dh += np.matmul(dp_h, self.weight_hh.data, out=ws.tmp[:rows])
 
-    def accumulate(self, ws, x, dxp, prev, new):
+    def accumulate(self, ws, x, dxp, prev, new, behind=None):
         """The recurrent side's sums with δq = [δa_r, δa_z, δa_n ⊙ r], δb_hh += Σ δq, δb_ih += Σ δxp, then the input
-        side."""
+        side (``behind``: `LayerNormCell.sums_behind`)."""
         hs = self.hidden_size
         dq = dxp.copy()
         dq[:, 2 * hs:] *= ws.gates.reshape(dxp.shape)[:, :hs]  # δa_n ⊙ r
-        self.add_recurrent_grads(ws, dq, prev[0])
+        self.add_recurrent_grads(ws, dq, prev[0], behind)
         if self.bias:
             self.bias_hh.grad += dq.sum(axis=0)
             self.bias_ih.grad += dxp.sum(axis=0)
-        return self.add_input_grads(ws, x, dxp)
+        return self.add_input_grads(ws, x, dxp, behind)
 
 
 class LayerNormGRU(RecurrentLayer):

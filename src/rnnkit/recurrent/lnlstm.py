@@ -173,16 +173,17 @@ class LayerNormLSTMStep(LayerNormCell):
         # δc_{t-1} = δc ⊙ f
         dc *= f
 
-    def accumulate(self, ws, x, dxp, prev, new):
-        """δγ_c += Σ δu ⊙ ĉ,  δβ_c += Σ δu,  the recurrent side's sums, δb += Σ δa, then the input side."""
+    def accumulate(self, ws, x, dxp, prev, new, behind=None):
+        """δγ_c += Σ δu ⊙ ĉ,  δβ_c += Σ δu,  the recurrent side's sums, δb += Σ δa, then the input side (``behind``:
+        `LayerNormCell.sums_behind`)."""
         rows, hs = dxp.shape[0], self.hidden_size
         du = ws.du.reshape(rows, hs)
         self.layernorm_c_weight.grad += np.einsum("nh,nh->h", du, ws.c_hat.reshape(rows, hs))
         self.layernorm_c_bias.grad += du.sum(axis=0)
-        self.add_recurrent_grads(ws, dxp, prev[0])
+        self.add_recurrent_grads(ws, dxp, prev[0], behind)
         if self.bias:
             self.bias_ih.grad += dxp.sum(axis=0)
-        return self.add_input_grads(ws, x, dxp)
+        return self.add_input_grads(ws, x, dxp, behind)
 
 
 class LayerNormLSTM(RecurrentLayer):

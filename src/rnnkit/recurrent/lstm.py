@@ -226,9 +226,8 @@ class LSTMStep(GatedCell):
             dc += np.multiply(da_i, self.weight_ci.data, out=tmp)
             dc += np.multiply(da_f, self.weight_cf.data, out=tmp)
 
-    def accumulate(self, ws, x, dxp, prev, new):
+    def add_extra_grads(self, ws, dxp, prev, new):
         self.add_cell_extra_grads(ws, dxp, prev[1], new[1])
-        return super().accumulate(ws, x, dxp, prev, new)
 
     def add_cell_extra_grads(self, ws, dxp, c_prev, c_new) -> None:
         """δw_ci += Σ δa_i ⊙ c_{t-1},  δw_cf += Σ δa_f ⊙ c_{t-1},  δw_co += Σ δa_o ⊙ c_t,  δW_hr += Σ δh_tᵀ m_t."""

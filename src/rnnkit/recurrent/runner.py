@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -231,31 +232,84 @@ class Recurrence:
         is not read after it, so a caller can free it before the weight sums (`backward_weights`)."""
         cell, counts = self.cell, trace.counts
         steps, batch, _ = trace.x.shape
-        dstate = [np.zeros((batch, size), cell.dtype) for size in cell.state_sizes]
-        for d, df in zip(dstate, dfinal or ()):
-            if df is not None:
-                d += df
+        dstate = self._final_state_grads(batch, dfinal)
         if self.backward_runs_whole_sequence(trace):
             dxp = cell.sequence_gate_grads(trace.ws, steps, batch)  # the loop zeroes its padded rows
-            dy = np.zeros((steps, batch, cell.output_size), cell.dtype) if dy is None else dy
-            cell.sequence_backward(trace.ws, dy, dstate, trace.states, _active_rows(counts, steps, batch),
-                                   self.reverse, self.detach_state, dxp, trace.zoneout)
+            self._compiled_backward_loop(trace, dy, dstate, dxp)
         else:  # padded rows, which no step writes, must hold zeros for the weight sums
             dxp = (np.zeros if counts is not None else np.empty)((steps, batch, cell.gate_width), cell.dtype)
             trace.state_grad_norms = self._backward_loop(trace, dy, dstate, dxp)
         return dxp, tuple(dstate)
 
+    def sums_behind(self, trace: Trace):
+        """The `rnnkit.kernels.behind.Behind` with which `backward_behind` makes the sums of `backward_weights`
+        behind the loop of ``trace``'s backward, on the other core: where that loop is compiled, the cell makes its
+        sums there (`Cell.sums_behind`) and the policy (`rnnkit.kernels.parallel.behind_pays`) and the cores allow;
+        else None."""
+        from ..kernels import parallel
+
+        cell = self.cell
+        if not self.backward_runs_whole_sequence(trace) or not parallel.cores_free() \
+                or not parallel.behind_pays(cell.dtype, cell.team_parts(trace.x.shape[1], "backward")):
+            return None
+        return cell.sums_behind(trace.ws, trace.x, self._previous(trace)[0], self.reverse)
+
+    def backward_behind(self, trace: Trace, behind, dy: np.ndarray | None,
+                        dfinal: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, tuple]:
+        """`backward` with the loop on this core and the sums of ``behind`` (`sums_behind`) made behind it."""
+        dstate = self._final_state_grads(trace.x.shape[1], dfinal)
+        dxp = behind.dxp
+        with behind:
+            behind.run_loop(partial(self._compiled_backward_loop, trace, dy, dstate, dxp))
+        rows = dxp.shape[0] * dxp.shape[1]
+        dx = self.cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), self._previous(trace),
+                                  self._new(trace), behind=behind)
+        return self._input_grads(trace, dx), tuple(dstate)
+
+    @staticmethod
+    def _previous(trace: Trace) -> tuple[np.ndarray, ...]:
+        """Each state component before each step, (T·B, S_k): what the weight sums read."""
+        rows = trace.x.shape[0] * trace.x.shape[1]
+        return tuple(s.reshape(rows, -1) for s in trace.states_before_each_step())
+
+    @staticmethod
+    def _new(trace: Trace) -> tuple[np.ndarray, ...]:
+        """Each state component each step wrote (zoneout's proposals where it ran), (T·B, S_k)."""
+        rows = trace.x.shape[0] * trace.x.shape[1]
+        return tuple(s.reshape(rows, -1) for s in trace.proposed or trace.states_after_each_step())
+
+    def _final_state_grads(self, batch: int, dfinal) -> list[np.ndarray]:
+        """δ(final state) per component (B, S_k), zeros where ``dfinal`` has none: what the backward loop starts
+        from."""
+        dstate = [np.zeros((batch, size), self.cell.dtype) for size in self.cell.state_sizes]
+        for d, df in zip(dstate, dfinal or ()):
+            if df is not None:
+                d += df
+        return dstate
+
+    def _compiled_backward_loop(self, trace: Trace, dy, dstate: list[np.ndarray], dxp: np.ndarray,
+                                team: tuple | None = None) -> None:
+        """The cell's compiled backward loop over ``trace`` (`Cell.sequence_backward`), ``team`` as there."""
+        steps, batch, _ = trace.x.shape
+        dy = np.zeros((steps, batch, self.cell.output_size), self.cell.dtype) if dy is None else dy
+        self.cell.sequence_backward(trace.ws, dy, dstate, trace.states, _active_rows(trace.counts, steps, batch),
+                                    self.reverse, self.detach_state, dxp, trace.zoneout, team)
+
     def backward_weights(self, trace: Trace, dxp: np.ndarray) -> np.ndarray:
         """Every parameter's gradient summed over the sequence (whole-sequence GEMMs, `Cell.accumulate`) and
         δx (T, B, I), from the gate gradients ``dxp`` of `backward_through_time`."""
-        steps, batch, _ = trace.x.shape
-        rows = steps * batch
-        prev = tuple(s.reshape(rows, -1) for s in trace.states_before_each_step())
-        new = tuple(s.reshape(rows, -1) for s in trace.proposed or trace.states_after_each_step())
-        dx = self.cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), prev, new)
+        rows = trace.x.shape[0] * trace.x.shape[1]
+        dx = self.cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), self._previous(trace),
+                                  self._new(trace))
+        return self._input_grads(trace, dx)
+
+    @staticmethod
+    def _input_grads(trace: Trace, dx: np.ndarray) -> np.ndarray:
+        """δx (T, B, I) from δX (T·B, I) after the weight sums (through the input dropout's mask); the gate history,
+        where δa went over it, is dropped from the workspace."""
         if trace.ws.gates_overwritten:  # δa over the gate history: nothing reads it again (`gate_activations`
             trace.ws.gates = None       # refuses), so it is not kept with the trace for introspection
-        dx = dx.reshape(steps, batch, -1)
+        dx = dx.reshape(*trace.x.shape[:2], -1)
         if trace.noise is not None and trace.noise.input_mask is not None:
             dx *= trace.noise.input_mask  # δx_t ⊙ m_x
         return dx

@@ -1,0 +1,158 @@
+"""The weight gradients of a backward call summed behind its loop, on the other core: a pipeline of two threads.
+
+A backward call's work is the loop (δa_t step by step, each step needing the one after it) and three whole-sequence
+GEMMs over its result: δX = δXP W_ih, δW_ih += δXPᵀ X and δW_hh += δXPᵀ H_prev (δb with δW_ih). After the loop,
+those GEMMs run on both cores; during it, the second core either splits each step with the loop's core (a team,
+`rnnkit.kernels.team`: a barrier each step) or waits. Behind the loop, it sums instead: the loop runs on one core as
+a team of one part that announces each step it finishes (`rnnkit.kernels.team.announce_step`), and the partner
+takes the GEMMs of the finished steps, a chunk of rows at a time; when the loop is done, the caller joins it on
+what is left (`rnnkit.kernels.parallel.Pipeline` with ``follows``).
+
+The work is a list of tasks, three per chunk of steps in the loop's order (the last steps first, unless
+``reverse``): δX of the chunk's rows, then δW_ih (and δb), then δW_hh for them. Each thread takes the next task from
+a shared counter and waits for its chunk's steps; a task that adds to a sum also waits for that sum's task of the
+chunk before. So every sum is made in one order — chunk after chunk, each one GEMM on one BLAS thread — whichever
+thread does which task, and the result does not depend on the timing (it differs from the GEMMs over the whole
+sequence by rounding only).
+
+Measured on the project's 2-core AMD EPYC (OpenBLAS, T = 100, float32, LSTM backward, ms: the loop as a team + the
+GEMMs → the loop on one core + the sums behind it) in `docs/performance-history.md`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .blas import matmul_into
+from .jit import JIT, njit
+from .layernorm import layer_norm_rows_backward
+from .team import READY, aborted, count_up, wait_until
+
+#: a chunk's steps: `CHUNK_STEPS`, or more where they hold fewer than `CHUNK_ROWS` rows (a rank-128 update of a
+#: weight gradient runs near the rate of the whole GEMM), so that the last task, which one thread finishes while the
+#: other waits, stays short. Measured (LSTM training, T = 100, ms, fresh processes in turns; chunks of 128 / 256 /
+#: 512 rows): B = 16, H = 256 28.7 – 31.4 / 29.4 – 31.8 / –; B = 16, H = 512 106.8 – 108.0 / 106.0 – 109.1 /
+#: 111.7 – 116.4; B = 64, H = 512 431 – 435 / 417 – 418 / 411 – 414: eight steps a chunk at B = 16 and B = 64
+CHUNK_STEPS, CHUNK_ROWS = 8, 128
+#: the shared counters (`claims`), a cache line (8 int64) apart: the next task, and the chunks added to δW_ih and to
+#: δW_hh so far; then one flag per chunk, its input side's δ written (layer-normalised projections only)
+NEXT, DONE_IH, DONE_HH, WRITTEN = 0, 8, 16, 24
+TASKS = 3  # per chunk: δX (after the input side's δ, where that is normalised), δW_ih with δb, δW_hh
+
+
+def new_claims(chunks: int) -> np.ndarray:
+    """The shared counters of one call's tasks over ``chunks`` chunks, all at zero."""
+    return np.zeros(WRITTEN + chunks, np.int64)
+
+
+@njit(**JIT)
+def sum_behind(sources, grads, norm, batch, chunk, reverse, sync, claims):
+    """Take tasks until none is left (see the module notes). ``sources`` = (δXP (T·B, G), δ_h (T·B, G), X (T·B, I),
+    H_prev (T·B, H), W_ih (G, I)), time-major rows: δW_hh sums δ_hᵀ H_prev (δ_h is δXP itself, or the δ of a
+    layer-normalised recurrent product that the loop wrote); ``grads`` = (δX (T·B, I), δW_ih (G, I), δW_hh (G, H),
+    δb (G,), or (0,) for no bias sum), the sums added to; ``norm``: None, or (γ, X̂, s, δP (T·B, G)) where the
+    projection is LN(X W_ihᵀ; γ, β): δX's task first writes its rows of δP = LN backward of δXP
+    (`layer_norm_rows_backward`), which δX and δW_ih then take in place of δXP; ``chunk`` steps of ``batch`` rows a
+    chunk; ``sync``: the loop's team, whose READY count holds the steps it finished; ``claims``: `new_claims`.
+    Stops early where the other thread failed."""
+    d_in, d_rec, x, h_prev, w_ih = sources
+    dx, grad_ih, grad_hh, grad_b = grads
+    steps = d_in.shape[0] // batch
+    chunks = (steps + chunk - 1) // chunk
+    while not aborted(sync):
+        task = count_up(claims, NEXT)
+        if task >= TASKS * chunks:
+            return
+        c, kind = task // TASKS, task % TASKS
+        finished = min(steps, (c + 1) * chunk)  # the loop's steps this chunk needs
+        if not wait_until(sync, READY, finished, sync):
+            return
+        first = c * chunk if reverse else steps - finished
+        rows = slice(first * batch, (first + finished - c * chunk) * batch)
+        if kind == 2:
+            _add_product(d_rec[rows], h_prev[rows], grad_hh, d_rec[rows], grad_b[:0], claims, DONE_HH, c, sync)
+            continue
+        d = d_in[rows]
+        if norm is not None:  # δP of the normalised projection, written by this chunk's first task
+            gamma, hat, inv_std, dp = norm
+            if kind == 0:
+                layer_norm_rows_backward(d, gamma, hat[rows], inv_std[rows], dp[rows])
+                count_up(claims, WRITTEN + c)
+            elif not wait_until(claims, WRITTEN + c, 1, sync):
+                return
+            d = dp[rows]
+        if kind == 0:
+            matmul_into(d, w_ih, dx[rows], False)
+        else:
+            _add_product(d, x[rows], grad_ih, d_in[rows], grad_b, claims, DONE_IH, c, sync)
+
+
+@njit(**JIT)
+def _add_product(d, inputs, grad, summed, grad_b, claims, done, c, sync):
+    """grad += dᵀ inputs (and grad_b += Σ summed, where grad_b is not empty) as the sum's chunk c, after its chunk
+    c − 1 (``claims[done]`` counts the chunks added). Nothing where the other thread failed meanwhile."""
+    if not wait_until(claims, done, c, sync):
+        return
+    matmul_into(d.T, inputs, grad, True)
+    if grad_b.shape[0] > 0:
+        add_column_sums(summed, grad_b)
+    count_up(claims, done)
+
+
+@njit(**JIT)
+def add_column_sums(d, out):
+    """out += Σ_r d[r] (row after row)."""
+    for r in range(d.shape[0]):
+        row = d[r]
+        for j in range(out.shape[0]):
+            out[j] += row[j]
+
+
+class Behind:
+    """The weight sums and δX of one backward call, made behind its loop (see the module notes): ``dxp`` (T, B, G)
+    the loop's δXP, ``x`` (T, B, I) and ``h_prev`` (T·B, H) what the sums read with it (H_prev as the recurrent
+    product reads it), ``weight_ih`` (G, I); ``grads`` = (δW_ih, δW_hh, δb): the first two (C-contiguous) are added
+    to, δb (G,) too where it is not None (None: no bias sum here); `dx` (T·B, I) is written. ``d_rec`` (T·B, G): what
+    δW_hh sums instead of δXP (a normalised recurrent product's δ), None for δXP; ``norm``: (γ_x, X̂, s) of a
+    layer-normalised input projection (`sum_behind`), None without. ``reverse``: the loop's direction.
+
+    A context, like `rnnkit.kernels.ahead.Ahead`: entering starts the partner on the other core, `run_loop` runs the
+    loop and then the caller's share of the sums, leaving waits for the partner."""
+
+    def __init__(self, dxp: np.ndarray, x: np.ndarray, h_prev: np.ndarray, weight_ih: np.ndarray, grads: tuple,
+                 reverse: bool, d_rec: np.ndarray | None = None, norm: tuple | None = None):
+        steps, batch, gates = dxp.shape
+        grad_ih, grad_hh, grad_b = grads
+        rows = steps * batch
+        self.dxp, self.dx = dxp, np.empty((rows, weight_ih.shape[1]), dxp.dtype)
+        flat = dxp.reshape(rows, gates)
+        recurrent = flat if d_rec is None else d_rec.reshape(rows, gates)
+        self.sources = (flat, recurrent, np.ascontiguousarray(x).reshape(rows, -1), np.ascontiguousarray(h_prev),
+                        np.ascontiguousarray(weight_ih))
+        self.grads = (self.dx, grad_ih, grad_hh, np.empty(0, dxp.dtype) if grad_b is None else grad_b)
+        self.norm = None if norm is None else (*norm, np.empty_like(flat))
+        self.batch, self.reverse = batch, reverse
+        self.chunk = max(CHUNK_STEPS, -(-CHUNK_ROWS // max(batch, 1)))
+        self.claims = new_claims(-(-steps // self.chunk))
+        self._pipeline = None
+
+    def work(self, sync: np.ndarray) -> None:
+        """Take tasks until none is left (in the caller after its loop, and in the partner from the start)."""
+        sum_behind(self.sources, self.grads, self.norm, self.batch, self.chunk, self.reverse, sync, self.claims)
+
+    def __enter__(self) -> Behind:
+        from .parallel import Pipeline
+
+        self._pipeline = Pipeline(self.work, follows=True).__enter__()
+        return self
+
+    def run_loop(self, loop) -> None:
+        """loop(team), a team of one part that announces each step it finishes, then the caller's share of the
+        sums (inside the context only)."""
+        if self._pipeline is None:
+            raise RuntimeError("Behind.run_loop outside its context: enter it (with behind: ...) to start the partner")
+        self._pipeline.run(loop)
+
+    def __exit__(self, kind, error, trace) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        pipeline.__exit__(kind, error, trace)

@@ -1,0 +1,249 @@
+"""A backward loop with its weight sums made behind it on the other core (`rnnkit.kernels.behind`,
+`rnnkit.kernels.parallel.Pipeline` with ``follows``). Forced on for every shape here (``use_pipelines("always")``,
+teams on): outputs and every gradient equal the NumPy per-step oracle — ragged, with an initial state, under every
+regulariser, float32 and float64 — the sums come out the same to the bit however the tasks fall to the two threads,
+only the cells whose sums it knows make them there, a failed loop never leaves the partner waiting, and the policy
+takes the shapes it should."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit import kernels
+
+pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
+from rnnkit.kernels import behind as behind_kernels  # noqa: E402 - needs numba
+from rnnkit.kernels import parallel  # noqa: E402
+from rnnkit.kernels import team as team_kernels  # noqa: E402
+from rnnkit.kernels.blas import matmul_into  # noqa: E402
+from test_sequence_loop import (  # noqa: E402
+    TOL,
+    initial_state,
+    oracle_of,
+    outputs_and_grads,
+    relative_error,
+    same_masks_every_call,
+)
+from test_teams import TEAM_CELLS  # noqa: E402
+
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+#: the cells whose weight sums go behind the loop: the gated cell's sums (with an LSTM's peepholes beside them), and
+#: the layer-normalised cells' (δP of the normalised products)
+BEHIND_CELLS = sorted(name for name in TEAM_CELLS if not name.startswith("gru"))
+
+
+@pytest.fixture
+def behind(monkeypatch):
+    """Sums behind the loop (and the projection ahead of it) forced on, teams on, the two directions of a layer in
+    turn; the list of the calls of `Behind.work` as (batch, whether it ran on the worker thread)."""
+    worked = []
+    original = behind_kernels.Behind.work
+
+    def counted(self, sync):
+        worked.append((self.batch, threading.current_thread() is not threading.main_thread()))
+        return original(self, sync)
+
+    monkeypatch.setattr(behind_kernels.Behind, "work", counted)
+    monkeypatch.setattr(parallel.TEAMS, "choice", "always")
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "always")
+    monkeypatch.setattr(parallel.PAIRS, "choice", "never")
+    if parallel.blas_threads() < 2:
+        pytest.skip("one BLAS thread allowed: the sums are made after the loop, in the caller")
+    return worked
+
+
+def oracle_and_behind(run, name="", dtype=np.float64):
+    """``run()`` on the oracle (`test_sequence_loop.oracle_of`), then compiled with the sums behind the loop; the
+    worst relative difference."""
+    with oracle_of(name, dtype) or kernels.using("numpy"):
+        expected = run()
+    with kernels.using("compiled"):
+        got = run()
+    return max(relative_error(g, e) for g, e in zip(got, expected))
+
+
+@DTYPES
+@pytest.mark.parametrize("name", BEHIND_CELLS)
+def test_sums_behind_the_loop_equal_the_numpy_oracle_ragged_with_an_initial_state(name, dtype, behind):
+    """40 steps of 6 rows: chunks of 22 steps (`behind.CHUNK_ROWS` = 128 rows), the last of 18; the partner takes
+    tasks from the start, the caller after its loop."""
+    cls, options, _ = TEAM_CELLS[name]
+    layer = cls(5, 64, dtype=dtype, rng=0, **options)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 40, 5)).astype(dtype)
+    state0 = initial_state(layer, 6, rng, dtype)  # for two directions: one direction takes the first rows
+    state0 = tuple(s[:1] for s in state0) if isinstance(state0, tuple) else state0[:1]
+    lengths = np.array([40, 13, 25, 1, 40, 37])
+    worst = oracle_and_behind(lambda: outputs_and_grads(layer, x, lengths, state0), name, dtype)
+    assert worst <= TOL[dtype], f"{name}: the sums behind the loop differ from NumPy by {worst:.2e}"
+    assert (6, True) in behind and (6, False) in behind  # the partner from the start, the caller after its loop
+
+
+@DTYPES
+@pytest.mark.parametrize("name", BEHIND_CELLS)
+def test_sums_behind_the_loop_equal_the_numpy_oracle_under_every_regulariser(name, dtype, behind):
+    cls, options, rates = TEAM_CELLS[name]
+    layer = same_masks_every_call(cls(4, 64, dtype=dtype, rng=0, **options).regularize(dropout_input=0.3, **rates))
+    x, lengths = np.random.default_rng(2).normal(size=(5, 30, 4)).astype(dtype), np.array([30, 30, 2, 16, 3])
+    worst = oracle_and_behind(lambda: outputs_and_grads(layer, x, lengths), name, dtype)
+    assert worst <= TOL[dtype], f"{name}: the sums behind the loop differ from NumPy by {worst:.2e}"
+    assert behind
+
+
+@pytest.mark.parametrize("name", ["lstm", "lnlstm"])
+def test_the_sums_are_the_same_to_the_bit_with_the_partner_or_without_it(name, behind, monkeypatch):
+    """Each sum is made chunk after chunk in the loop's order, each chunk one GEMM on one BLAS thread, whichever
+    thread takes it: the partner from the start, or the caller alone after its loop (the partner could not start:
+    the cores were taken between the runner's look and the pipeline's claim)."""
+    cls, options, _ = TEAM_CELLS[name]
+    layer = cls(8, 64, rng=0, **options)
+    x = np.random.default_rng(3).normal(size=(32, 20, 8)).astype(np.float32)
+    with kernels.using("compiled"):
+        shared = outputs_and_grads(layer, x)
+        assert (32, True) in behind
+        behind.clear()
+        monkeypatch.setattr(parallel, "cores_free", lambda: True)
+        parallel._busy.acquire()
+        try:
+            alone = outputs_and_grads(layer, x)
+        finally:
+            parallel._busy.release()
+    assert all(np.array_equal(a, b) for a, b in zip(shared, alone))
+    assert behind == [(32, False)]
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.RNN, rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU, rnnkit.GRU,
+                                 rnnkit.MogrifierLSTM, rnnkit.Jordan, rnnkit.IndRNN, rnnkit.RHN, rnnkit.MinLSTM])
+def test_only_the_cells_whose_sums_it_knows_make_them_behind_the_loop(cls):
+    """The gated cell's sums (no ``accumulate`` of the class's own) and the layer-normalised cells'; every other
+    cell makes its sums after the loop."""
+    cell = (cls(4, 64, 5, rng=0) if cls is rnnkit.Jordan else cls(4, 64, rng=0)).cells[0]
+    ws = cell.allocate(3, 2)
+    ws.x_hat, ws.x_inv_std = np.zeros((6, cell.gate_width), cell.dtype), np.ones((6, 1), cell.dtype)  # LN's X̂, s
+    if getattr(ws, "gates", 0) is None:  # an LSTM's forward makes its projection the gate history
+        ws.gates = np.zeros((3, 2, cell.gate_width), cell.dtype)
+    made = cell.sums_behind(ws, np.zeros((3, 2, 4), cell.dtype), np.zeros((6, 64), cell.dtype), False)
+    knows = cls in (rnnkit.LSTM, rnnkit.RNN, rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU)
+    assert isinstance(made, behind_kernels.Behind) if knows else made is None
+
+
+def test_a_gru_layer_makes_its_sums_after_the_loop(behind):
+    layer = rnnkit.GRU(4, 64, rng=0)
+    with kernels.using("compiled"):
+        y, _ = layer.forward(np.ones((2, 3, 4), np.float32))
+        layer.backward(np.ones_like(y))
+    assert behind == []
+
+
+def test_the_directions_of_a_layer_sum_after_their_loops(behind):
+    """A bidirectional layer's directions, at once or in turn, make their sums after their loops, as whole GEMMs:
+    the two ways stay the same to the bit (tests/test_parallel_directions.py)."""
+    layer = rnnkit.LSTM(4, 64, bidirectional=True, rng=0)
+    with kernels.using("compiled"):
+        y, _ = layer.forward(np.ones((2, 3, 4), np.float32))
+        layer.backward(np.ones_like(y))
+    assert behind == []
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize(("steps", "batch"), [(50, 3), (20, 16), (9, 64), (1, 200)])
+@pytest.mark.parametrize("norm", [False, True], ids=["plain", "normalised"])
+def test_the_tasks_sum_what_the_whole_sequence_gemms_do(steps, batch, reverse, norm):
+    """Chunks of 43 + 7, 8 + 8 + 4, 8 + 1 steps and one of one step, in the loop's order either way; float64 to
+    rounding."""
+    rng = np.random.default_rng(5)
+    rows, gates, inputs, hidden = steps * batch, 24, 5, 6
+    dxp, d_rec = rng.normal(size=(steps, batch, gates)), rng.normal(size=(rows, gates))
+    x, h_prev, w_ih = rng.normal(size=(steps, batch, inputs)), rng.normal(size=(rows, hidden)), rng.normal(
+        size=(gates, inputs))
+    gamma, hat, inv_std = rng.normal(size=gates), rng.normal(size=(rows, gates)), rng.uniform(0.5, 2, (rows, 1))
+    start = [rng.normal(size=(gates, inputs)), rng.normal(size=(gates, hidden)), rng.normal(size=gates)]
+    grads = tuple(g.copy() for g in start)
+    work = behind_kernels.Behind(dxp, x, h_prev, w_ih, grads, reverse, d_rec=d_rec,
+                                 norm=(gamma, hat, inv_std) if norm else None)
+    sync = team_kernels.new_sync(projected=False)
+    team_kernels.add_ready(sync, steps)
+    work.work(sync)
+    d = dxp.reshape(rows, gates)
+    if norm:  # the layer norm's backward: s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩), δv̂ = δ ⊙ γ
+        d_hat = d * gamma
+        d = inv_std * (d_hat - d_hat.mean(axis=1, keepdims=True) - hat * (d_hat * hat).mean(axis=1, keepdims=True))
+    expected = (d @ w_ih, start[0] + d.T @ x.reshape(rows, inputs), start[1] + d_rec.T @ h_prev,
+                start[2] + dxp.reshape(rows, gates).sum(axis=0))
+    for got, want in zip((work.dx, *grads), expected):
+        assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_partner_waits_for_the_steps_the_loop_announces():
+    steps, batch = 4, 64  # one chunk: its tasks wait for the last step
+    rng = np.random.default_rng(6)
+    dxp = rng.normal(size=(steps, batch, 8))
+    work = behind_kernels.Behind(dxp, rng.normal(size=(steps, batch, 3)), rng.normal(size=(steps * batch, 2)),
+                                 rng.normal(size=(8, 3)), (np.zeros((8, 3)), np.zeros((8, 2)), None), False)
+    sync = team_kernels.new_sync(projected=False)
+    partner = threading.Thread(target=work.work, args=(sync,), daemon=True)
+    partner.start()
+    for _ in range(steps - 1):
+        team_kernels.announce_step((0, 1, sync))
+    partner.join(0.2)
+    assert partner.is_alive()  # three of the chunk's four steps announced: it waits
+    team_kernels.announce_step((0, 1, sync))
+    partner.join(10)
+    assert not partner.is_alive()
+    assert np.allclose(work.dx, dxp.reshape(-1, 8) @ work.sources[4])
+
+
+def test_a_failed_loop_releases_the_waiting_partner_frees_the_cores_and_is_raised(behind):
+    partner_returned = threading.Event()
+
+    def work(sync):
+        team_kernels.wait_until(sync, team_kernels.READY, 1, sync)  # no step is ever announced
+        partner_returned.set()
+
+    def loop(team):
+        raise RuntimeError("the loop failed")
+
+    before = parallel.blas_threads()
+    with pytest.raises(RuntimeError, match="the loop failed"):
+        with parallel.Pipeline(work, follows=True) as pipeline:
+            pipeline.run(loop)
+    assert partner_returned.is_set() and parallel.cores_free() and parallel.blas_threads() == before
+
+
+def test_with_the_cores_busy_the_caller_runs_its_loop_then_all_of_the_work(behind):
+    order = []
+    parallel._busy.acquire()
+    try:
+        with parallel.Pipeline(lambda sync: order.append("work"), follows=True) as pipeline:
+            pipeline.run(lambda team: order.append(("loop", team[1])))
+    finally:
+        parallel._busy.release()
+    assert order == [("loop", 1), "work"]
+
+
+@pytest.mark.parametrize(("choice", "dtype", "parts", "expected"), [
+    ("auto", np.float32, 2, True), ("auto", np.float64, 2, False), ("auto", np.float32, 1, False),
+    ("always", np.float64, 2, True), ("always", np.float32, 1, False), ("never", np.float32, 2, False)])
+def test_the_policy_sums_behind_the_backward_loops_that_would_run_as_teams(choice, dtype, parts, expected,
+                                                                           monkeypatch):
+    monkeypatch.setattr(parallel.PIPELINES, "choice", choice)
+    assert parallel.behind_pays(dtype, parts) is expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_into_reads_an_a_stored_as_its_transpose(dtype):
+    """δW += δXPᵀ X: ``a`` the transposed view of a C-contiguous array (BLAS's 'T' flag), whole and a block of it."""
+    rng = np.random.default_rng(8)
+    d, x = rng.normal(size=(40, 12)).astype(dtype), rng.normal(size=(40, 5)).astype(dtype)
+    out = rng.normal(size=(12, 5)).astype(dtype)
+    expected = out + d.T @ x
+    matmul_into(d.T, x, out, True)
+    block = np.zeros((12, 5), dtype)
+    matmul_into(d[8:24].T, x[8:24], block, False)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.allclose(out, expected, rtol=tol, atol=tol)
+    assert np.allclose(block, d[8:24].T @ x[8:24], rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="a needs unit stride"):
+        matmul_into(np.zeros((6, 8), dtype)[::2, ::2], np.zeros((4, 3), dtype), np.zeros((3, 3), dtype), False)
