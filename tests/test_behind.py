@@ -223,13 +223,19 @@ def test_with_the_cores_busy_the_caller_runs_its_loop_then_all_of_the_work(behin
     assert order == [("loop", 1), "work"]
 
 
-@pytest.mark.parametrize(("choice", "dtype", "parts", "expected"), [
-    ("auto", np.float32, 2, True), ("auto", np.float64, 2, False), ("auto", np.float32, 1, False),
-    ("always", np.float64, 2, True), ("always", np.float32, 1, False), ("never", np.float32, 2, False)])
-def test_the_policy_sums_behind_the_backward_loops_that_would_run_as_teams(choice, dtype, parts, expected,
-                                                                           monkeypatch):
+@pytest.mark.parametrize(("choice", "dtype", "chunks", "work", "expected"), [
+    ("auto", np.float32, 3, 1 << 18, True), ("auto", np.float32, 13, 1 << 22, True),
+    ("auto", np.float32, 2, 1 << 22, False), ("auto", np.float32, 13, (1 << 18) - 1, False),
+    ("auto", np.float64, 13, 1 << 22, False), ("always", np.float64, 1, 1, True), ("never", np.float32, 13, 1 << 22,
+                                                                                  False)])
+def test_the_policy_sums_behind_loops_of_three_chunks_and_2_18_multiply_adds_a_step(choice, dtype, chunks, work,
+                                                                                    expected, monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", choice)
-    assert parallel.behind_pays(dtype, parts) is expected
+    assert parallel.behind_pays(dtype, chunks, work) is expected
+
+
+def test_a_chunk_is_eight_steps_or_128_rows():
+    assert [behind_kernels.chunk_steps(b) for b in (1, 4, 6, 16, 64)] == [128, 32, 22, 8, 8]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -247,3 +253,13 @@ def test_matmul_into_reads_an_a_stored_as_its_transpose(dtype):
     assert np.allclose(block, d[8:24].T @ x[8:24], rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="a needs unit stride"):
         matmul_into(np.zeros((6, 8), dtype)[::2, ::2], np.zeros((4, 3), dtype), np.zeros((3, 3), dtype), False)
+
+
+def test_the_machine_report_says_where_the_sums_go_behind_the_loop(monkeypatch):
+    from rnnkit.machine import report
+
+    line = next(line for line in report() if line.startswith("weight gradients behind the backward loop: "))
+    assert "RNNKIT_PIPELINES=never turns them off" in line and "Cell.sums_behind" in line
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "never")
+    assert "never for the backwards of one direction whose cells make them (RNNKIT_PIPELINES=never)" in " ".join(
+        report())

@@ -274,6 +274,7 @@ def report(cores: int | None = None) -> list[str]:
              f"BLAS backend: {blas_backend()}",
              f"loops on both cores: {describe_teams()}",
              f"input projections ahead of the loop: {describe_pipelines()}",
+             f"weight gradients behind the backward loop: {describe_sums_behind()}",
              describe_peak(cores or os.cpu_count() or 1)]
     advice = recommended_coretype(flags, blas)
     if advice:
@@ -331,6 +332,22 @@ def describe_pipelines() -> str:
     return ("float32 forwards that would run on both cores, of cells that name their projection "
             "(Cell.projection_terms), input 3/4 to 1 times as wide as the state: the loop on one core, the projection "
             "written on the other (RNNKIT_PIPELINES=never turns them off)")
+
+
+def describe_sums_behind() -> str:
+    """One line: where a backward loop on one core runs while the other sums the weight gradients of its finished
+    steps (`rnnkit.kernels.behind`)."""
+    try:
+        from .kernels import parallel
+    except ImportError:
+        return "no (needs numba)"
+    choice = parallel.PIPELINES.choice
+    if choice != "auto":
+        return f"{choice} for the backwards of one direction whose cells make them (RNNKIT_PIPELINES={choice})"
+    return (f"float32 backwards of one direction, of {parallel.BEHIND_CHUNKS} chunks of steps or more and "
+            f"{parallel.BEHIND_WORK:,} multiply-adds a step or more, of cells whose sums it makes (Cell.sums_behind: "
+            "LSTM, RNN, the layer-normalised cells): the loop on one core, δX, δW_ih and δW_hh of its finished steps "
+            "on the other (RNNKIT_PIPELINES=never turns them off)")
 
 
 def steal_seconds(stat: str = "/proc/stat") -> float | None:

@@ -40,6 +40,11 @@ NEXT, DONE_IH, DONE_HH, WRITTEN = 0, 8, 16, 24
 TASKS = 3  # per chunk: δX (after the input side's δ, where that is normalised), δW_ih with δb, δW_hh
 
 
+def chunk_steps(batch: int) -> int:
+    """The steps of a chunk at ``batch`` rows a step: `CHUNK_STEPS`, or enough for `CHUNK_ROWS` rows."""
+    return max(CHUNK_STEPS, -(-CHUNK_ROWS // max(batch, 1)))
+
+
 def new_claims(chunks: int) -> np.ndarray:
     """The shared counters of one call's tasks over ``chunks`` chunks, all at zero."""
     return np.zeros(WRITTEN + chunks, np.int64)
@@ -132,7 +137,7 @@ class Behind:
         self.grads = (self.dx, grad_ih, grad_hh, np.empty(0, dxp.dtype) if grad_b is None else grad_b)
         self.norm = None if norm is None else (*norm, np.empty_like(flat))
         self.batch, self.reverse = batch, reverse
-        self.chunk = max(CHUNK_STEPS, -(-CHUNK_ROWS // max(batch, 1)))
+        self.chunk = chunk_steps(batch)
         self.claims = new_claims(-(-steps // self.chunk))
         self._pipeline = None
 

@@ -287,14 +287,31 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
 PIPELINE_INPUTS = (3, 4)
 
 
-def behind_pays(dtype, team_parts: int) -> bool:
-    """Whether a backward loop whose cell sums its weight gradients behind it (`rnnkit.recurrent.cell.Cell.sums_behind`)
-    runs on one core with those sums on the other (`rnnkit.kernels.behind`) rather than as a team, then the GEMMs: where
-    it would run as a team (``team_parts`` 2, `team_size`), under the pipelines' policy (``never`` turns it off,
-    ``always`` on for every dtype); under ``auto`` in float32, where it measured faster (`rnnkit.kernels.behind`)."""
-    if PIPELINES.choice == "never" or team_parts < 2:
+def behind_pays(dtype, chunks: int, step_work: int) -> bool:
+    """Whether a one-direction backward loop whose cell sums its weight gradients behind it
+    (`rnnkit.recurrent.cell.Cell.sums_behind`) runs on one core with those sums on the other, ``chunks`` chunks of
+    steps (`rnnkit.kernels.behind.chunk_steps`), rather than as its team or alone and then the GEMMs on both cores:
+    under the pipelines' policy (``never`` turns it off, ``always`` on everywhere); under ``auto`` in float32, from
+    `BEHIND_CHUNKS` chunks and `BEHIND_WORK` multiply-adds a step (``step_work``, the loop's products), where it
+    measured faster (below)."""
+    if PIPELINES.choice == "never":
         return False
-    return PIPELINES.choice == "always" or np.dtype(dtype) == np.float32
+    if PIPELINES.choice == "always":
+        return True
+    return np.dtype(dtype) == np.float32 and chunks >= BEHIND_CHUNKS and step_work >= BEHIND_WORK
+
+
+#: `behind_pays`' lower ends. LSTM training, T = 100 unless said, input as wide as the state, ms, fresh processes in
+#: turns, the sums after the loop → behind it: with 3 chunks or more and 2^18 multiply-adds a step or more, faster
+#: everywhere measured: B = 16, H = 64 (2^18) 4.1 → 3.6; B = 4, H = 128 (2^18, 4 chunks) 3.2 → 3.1; B = 8,
+#: H = 128 5.8 – 6.1 → 5.1 – 5.2; B = 4, H = 256 9.4 – 9.6 → 8.2; B = 16, H = 128 10.4 – 10.5 → 8.4; B = 16, H = 256
+#: T = 20 (3 chunks) 7.7 → 6.5; the grid's shapes 2 – 5% (`rnnkit.kernels.behind`). Slower with fewer chunks, where the
+#: partner waits for most of the loop: B = 1, H = 512 (one chunk) 15.9 – 17.6 → 18.7 – 18.9; B = 2, H = 512 19.2 –
+#: 19.6 → 20.7 – 22.1; B = 1, H = 256 4.7 → 4.8 – 5.7; B = 64, H = 256, T = 10 (2 chunks) 13.4 – 13.5 → 13.8 – 14.2;
+#: and with less work a step: B = 1, H = 64 0.64 → 0.78; B = 4, H = 64 1.3 → 2.0; B = 8, H = 64 (2^17) 2.2 → 2.4.
+#: Left out although faster: B = 32, H = 32 (2^17) 3.7 → 3.05, B = 16, H = 256, T = 10 (2 chunks) 3.8 – 5.2 → 3.8 –
+#: 4.0. float64 was not measured
+BEHIND_WORK, BEHIND_CHUNKS = 1 << 18, 3
 
 
 def cores_free() -> bool:

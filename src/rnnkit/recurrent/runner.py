@@ -246,11 +246,13 @@ class Recurrence:
         behind the loop of ``trace``'s backward, on the other core: where that loop is compiled, the cell makes its
         sums there (`Cell.sums_behind`) and the policy (`rnnkit.kernels.parallel.behind_pays`) and the cores allow;
         else None."""
-        from ..kernels import parallel
+        from ..kernels import behind, parallel
 
         cell = self.cell
+        steps, batch, _ = trace.x.shape
+        chunks = -(-steps // behind.chunk_steps(batch))
         if not self.backward_runs_whole_sequence(trace) or not parallel.cores_free() \
-                or not parallel.behind_pays(cell.dtype, cell.team_parts(trace.x.shape[1], "backward")):
+                or not parallel.behind_pays(cell.dtype, chunks, cell.loop_work(1, batch)):
             return None
         return cell.sums_behind(trace.ws, trace.x, self._previous(trace)[0], self.reverse)
 
