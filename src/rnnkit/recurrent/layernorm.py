@@ -134,12 +134,13 @@ class LayerNormCell(GatedCell):
             xp += b
         return xp
 
-    def add_input_grads(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray, behind=None) -> np.ndarray:
-        """δγ_x += Σ δa ⊙ X̂,  δβ_x += Σ δa,  δP_x = LN backward of δa,  δW_ih += δP_xᵀ X;  returns δX = δP_x W_ih.
-        (δa = δXP, the gradient of the pre-activation that the input side adds to.) With ``behind`` (`sums_behind`,
-        its loop done) the last three are its."""
+    def add_input_grads(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray, dxp_sum: np.ndarray,
+                        behind=None) -> np.ndarray:
+        """δγ_x += Σ δa ⊙ X̂,  δβ_x += Σ δa (``dxp_sum``, the caller's, which the bias takes too),  δP_x = LN backward
+        of δa,  δW_ih += δP_xᵀ X;  returns δX = δP_x W_ih. (δa = δXP, the gradient of the pre-activation that the
+        input side adds to.) With ``behind`` (`sums_behind`, its loop done) the last three are its."""
         self.layernorm_x_weight.grad += np.einsum("ng,ng->g", dxp, ws.x_hat)
-        self.layernorm_x_bias.grad += dxp.sum(axis=0)
+        self.layernorm_x_bias.grad += dxp_sum
         if behind is not None:
             return behind.dx
         dp_x = layer_norm_backward(dxp, self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std, np.empty_like(dxp),
@@ -148,12 +149,13 @@ class LayerNormCell(GatedCell):
         return dp_x @ self.weight_ih.data
 
     # -- the recurrent side: sums over the sequence of what the steps stored -------------------------------
-    def add_recurrent_grads(self, ws: Workspace, dq: np.ndarray, h_prev: np.ndarray, behind=None) -> None:
-        """δγ_h += Σ δq ⊙ ĥ,  δβ_h += Σ δq,  δW_hh += Σ δP_hᵀ h_{t−1} (``behind``'s, where given); δq (T·B, G) is
-        the gradient of LN(h_{t−1} W_hhᵀ; γ_h, β_h), δP_h the backward's ``ws.dp_h``."""
+    def add_recurrent_grads(self, ws: Workspace, dq: np.ndarray, dq_sum: np.ndarray, h_prev: np.ndarray,
+                            behind=None) -> None:
+        """δγ_h += Σ δq ⊙ ĥ,  δβ_h += Σ δq (``dq_sum``, the caller's),  δW_hh += Σ δP_hᵀ h_{t−1} (``behind``'s,
+        where given); δq (T·B, G) is the gradient of LN(h_{t−1} W_hhᵀ; γ_h, β_h), δP_h the backward's ``ws.dp_h``."""
         rows, g = dq.shape
         self.layernorm_h_weight.grad += np.einsum("ng,ng->g", dq, ws.h_hat.reshape(rows, g))
-        self.layernorm_h_bias.grad += dq.sum(axis=0)
+        self.layernorm_h_bias.grad += dq_sum
         if behind is None:
             self.weight_hh.grad += ws.dp_h.reshape(rows, g).T @ h_prev
 

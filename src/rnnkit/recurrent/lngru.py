@@ -132,11 +132,12 @@ class LayerNormGRUStep(LayerNormCell):
         hs = self.hidden_size
         dq = dxp.copy()
         dq[:, 2 * hs:] *= ws.gates.reshape(dxp.shape)[:, :hs]  # δa_n ⊙ r
-        self.add_recurrent_grads(ws, dq, prev[0], behind)
+        dq_sum, da_sum = dq.sum(axis=0), dxp.sum(axis=0)  # δβ_h and δb_hh alike; δb_ih and δβ_x alike
+        self.add_recurrent_grads(ws, dq, dq_sum, prev[0], behind)
         if self.bias:
-            self.bias_hh.grad += dq.sum(axis=0)
-            self.bias_ih.grad += dxp.sum(axis=0)
-        return self.add_input_grads(ws, x, dxp, behind)
+            self.bias_hh.grad += dq_sum
+            self.bias_ih.grad += da_sum
+        return self.add_input_grads(ws, x, dxp, da_sum, behind)
 
 
 class LayerNormGRU(RecurrentLayer):

@@ -180,10 +180,11 @@ class LayerNormLSTMStep(LayerNormCell):
         du = ws.du.reshape(rows, hs)
         self.layernorm_c_weight.grad += np.einsum("nh,nh->h", du, ws.c_hat.reshape(rows, hs))
         self.layernorm_c_bias.grad += du.sum(axis=0)
-        self.add_recurrent_grads(ws, dxp, prev[0], behind)
+        da_sum = dxp.sum(axis=0)  # Σ δa: δβ_h, δb and δβ_x alike
+        self.add_recurrent_grads(ws, dxp, da_sum, prev[0], behind)
         if self.bias:
-            self.bias_ih.grad += dxp.sum(axis=0)
-        return self.add_input_grads(ws, x, dxp, behind)
+            self.bias_ih.grad += da_sum
+        return self.add_input_grads(ws, x, dxp, da_sum, behind)
 
 
 class LayerNormLSTM(RecurrentLayer):
