@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blas import matmul_into
-from .jit import JIT, njit
+from .jit import GLUE, JIT, njit
 from .layernorm import layer_norm_rows_backward
 from .team import READY, aborted, count_up, wait_until
 
@@ -92,7 +92,7 @@ def sum_behind(sources, grads, norm, batch, chunk, reverse, sync, claims):
             _add_product(d, x[rows], grad_ih, d_in[rows], grad_b, claims, DONE_IH, c, sync)
 
 
-@njit(**JIT)
+@njit(**GLUE)
 def _add_product(d, inputs, grad, summed, grad_b, claims, done, c, sync):
     """grad += dᵀ inputs (and grad_b += Σ summed, where grad_b is not empty) as the sum's chunk c, after its chunk
     c − 1 (``claims[done]`` counts the chunks added). Nothing where the other thread failed meanwhile."""
