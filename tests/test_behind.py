@@ -29,9 +29,9 @@ from test_sequence_loop import (  # noqa: E402
 from test_teams import TEAM_CELLS  # noqa: E402
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-#: the cells whose weight sums go behind the loop: the gated cell's sums (with an LSTM's peepholes beside them), and
-#: the layer-normalised cells' (δP of the normalised products)
-BEHIND_CELLS = sorted(name for name in TEAM_CELLS if not name.startswith("gru"))
+#: the cells whose weight sums go behind the loop: the gated cell's sums (with an LSTM's peepholes beside them), the
+#: GRU's with its reset gate after the product (δq), and the layer-normalised cells' (δP of the normalised products)
+BEHIND_CELLS = sorted(TEAM_CELLS)
 
 
 @pytest.fixture
@@ -114,23 +114,25 @@ def test_the_sums_are_the_same_to_the_bit_with_the_partner_or_without_it(name, b
     assert behind == [(32, False)]
 
 
-@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.RNN, rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU, rnnkit.GRU,
-                                 rnnkit.MogrifierLSTM, rnnkit.Jordan, rnnkit.IndRNN, rnnkit.RHN, rnnkit.MinLSTM])
-def test_only_the_cells_whose_sums_it_knows_make_them_behind_the_loop(cls):
-    """The gated cell's sums (no ``accumulate`` of the class's own) and the layer-normalised cells'; every other
-    cell makes its sums after the loop."""
-    cell = (cls(4, 64, 5, rng=0) if cls is rnnkit.Jordan else cls(4, 64, rng=0)).cells[0]
+@pytest.mark.parametrize(("cls", "options"), [
+    (rnnkit.LSTM, {}), (rnnkit.RNN, {}), (rnnkit.LayerNormLSTM, {}), (rnnkit.LayerNormGRU, {}), (rnnkit.GRU, {}),
+    (rnnkit.GRU, {"reset_after": False}), (rnnkit.MogrifierLSTM, {}), (rnnkit.Jordan, {}), (rnnkit.IndRNN, {}),
+    (rnnkit.RHN, {}), (rnnkit.MinLSTM, {})])
+def test_only_the_cells_whose_sums_it_knows_make_them_behind_the_loop(cls, options):
+    """The gated cell's sums (no ``accumulate`` of the class's own), the GRU's with the reset after its product and
+    the layer-normalised cells'; every other cell makes its sums after the loop."""
+    cell = (cls(4, 64, 5, rng=0) if cls is rnnkit.Jordan else cls(4, 64, rng=0, **options)).cells[0]
     ws = cell.allocate(3, 2)
     ws.x_hat, ws.x_inv_std = np.zeros((6, cell.gate_width), cell.dtype), np.ones((6, 1), cell.dtype)  # LN's X̂, s
     if getattr(ws, "gates", 0) is None:  # an LSTM's forward makes its projection the gate history
         ws.gates = np.zeros((3, 2, cell.gate_width), cell.dtype)
     made = cell.sums_behind(ws, np.zeros((3, 2, 4), cell.dtype), np.zeros((6, 64), cell.dtype), False)
-    knows = cls in (rnnkit.LSTM, rnnkit.RNN, rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU)
+    knows = cls in (rnnkit.LSTM, rnnkit.RNN, rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU, rnnkit.GRU) and not options
     assert isinstance(made, behind_kernels.Behind) if knows else made is None
 
 
-def test_a_gru_layer_makes_its_sums_after_the_loop(behind):
-    layer = rnnkit.GRU(4, 64, rng=0)
+def test_a_gru_with_the_reset_before_its_product_makes_its_sums_after_the_loop(behind):
+    layer = rnnkit.GRU(4, 64, rng=0, reset_after=False)
     with kernels.using("compiled"):
         y, _ = layer.forward(np.ones((2, 3, 4), np.float32))
         layer.backward(np.ones_like(y))
@@ -159,7 +161,8 @@ def test_the_tasks_sum_what_the_whole_sequence_gemms_do(steps, batch, reverse, n
     x, h_prev, w_ih = rng.normal(size=(steps, batch, inputs)), rng.normal(size=(rows, hidden)), rng.normal(
         size=(gates, inputs))
     gamma, hat, inv_std = rng.normal(size=gates), rng.normal(size=(rows, gates)), rng.uniform(0.5, 2, (rows, 1))
-    start = [rng.normal(size=(gates, inputs)), rng.normal(size=(gates, hidden)), rng.normal(size=gates)]
+    start = [rng.normal(size=(gates, inputs)), rng.normal(size=(gates, hidden)), rng.normal(size=gates),
+             rng.normal(size=gates)]
     grads = tuple(g.copy() for g in start)
     work = behind_kernels.Behind(dxp, x, h_prev, w_ih, grads, reverse, d_rec=d_rec,
                                  norm=(gamma, hat, inv_std) if norm else None)
@@ -171,7 +174,28 @@ def test_the_tasks_sum_what_the_whole_sequence_gemms_do(steps, batch, reverse, n
         d_hat = d * gamma
         d = inv_std * (d_hat - d_hat.mean(axis=1, keepdims=True) - hat * (d_hat * hat).mean(axis=1, keepdims=True))
     expected = (d @ w_ih, start[0] + d.T @ x.reshape(rows, inputs), start[1] + d_rec.T @ h_prev,
-                start[2] + dxp.reshape(rows, gates).sum(axis=0))
+                start[2] + dxp.reshape(rows, gates).sum(axis=0), start[3] + d_rec.sum(axis=0))
+    for got, want in zip((work.dx, *grads), expected):
+        assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_a_gru_with_the_reset_after_its_product_sums_its_delta_q(reverse):
+    """δW_hh += δqᵀ H_prev and δb_hh += Σ δq, δq = [δa_r, δa_z, δa_n ⊙ r], a chunk at a time through one buffer; the
+    input side's sums take δa itself."""
+    rng = np.random.default_rng(9)
+    steps, batch, hs = 20, 16, 8  # chunks of 8 + 8 + 4 steps
+    rows = steps * batch
+    dxp, r = rng.normal(size=(steps, batch, 3 * hs)), rng.uniform(size=(steps, batch, hs))
+    x, h_prev, w_ih = rng.normal(size=(steps, batch, 5)), rng.normal(size=(rows, hs)), rng.normal(size=(3 * hs, 5))
+    grads = (np.zeros((3 * hs, 5)), np.zeros((3 * hs, hs)), np.zeros(3 * hs), np.zeros(3 * hs))
+    work = behind_kernels.Behind(dxp, x, h_prev, w_ih, grads, reverse, reset=r)
+    sync = team_kernels.new_sync(projected=False)
+    team_kernels.add_ready(sync, steps)
+    work.work(sync)
+    da = dxp.reshape(rows, 3 * hs)
+    dq = np.concatenate([da[:, :2 * hs], da[:, 2 * hs:] * r.reshape(rows, hs)], axis=1)
+    expected = (da @ w_ih, da.T @ x.reshape(rows, 5), dq.T @ h_prev, da.sum(axis=0), dq.sum(axis=0))
     for got, want in zip((work.dx, *grads), expected):
         assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
 
@@ -181,7 +205,7 @@ def test_the_partner_waits_for_the_steps_the_loop_announces():
     rng = np.random.default_rng(6)
     dxp = rng.normal(size=(steps, batch, 8))
     work = behind_kernels.Behind(dxp, rng.normal(size=(steps, batch, 3)), rng.normal(size=(steps * batch, 2)),
-                                 rng.normal(size=(8, 3)), (np.zeros((8, 3)), np.zeros((8, 2)), None), False)
+                                 rng.normal(size=(8, 3)), (np.zeros((8, 3)), np.zeros((8, 2)), None, None), False)
     sync = team_kernels.new_sync(projected=False)
     partner = threading.Thread(target=work.work, args=(sync,), daemon=True)
     partner.start()

@@ -51,17 +51,19 @@ def new_claims(chunks: int) -> np.ndarray:
 
 
 @njit(**JIT)
-def sum_behind(sources, grads, norm, batch, chunk, reverse, sync, claims):
+def sum_behind(sources, grads, norm, reset, batch, chunk, reverse, sync, claims):
     """Take tasks until none is left (see the module notes). ``sources`` = (δXP (T·B, G), δ_h (T·B, G), X (T·B, I),
     H_prev (T·B, H), W_ih (G, I)), time-major rows: δW_hh sums δ_hᵀ H_prev (δ_h is δXP itself, or the δ of a
     layer-normalised recurrent product that the loop wrote); ``grads`` = (δX (T·B, I), δW_ih (G, I), δW_hh (G, H),
-    δb (G,), or (0,) for no bias sum), the sums added to; ``norm``: None, or (γ, X̂, s, δP (T·B, G)) where the
-    projection is LN(X W_ihᵀ; γ, β): δX's task first writes its rows of δP = LN backward of δXP
-    (`layer_norm_rows_backward`), which δX and δW_ih then take in place of δXP; ``chunk`` steps of ``batch`` rows a
-    chunk; ``sync``: the loop's team, whose READY count holds the steps it finished; ``claims``: `new_claims`.
-    Stops early where the other thread failed."""
+    δb_ih (G,), δb_hh (G,)), the sums added to (a bias's (0,): no sum; δb_ih = Σ δXP, δb_hh = Σ δ_h as δW_hh reads
+    it); ``norm``: None, or (γ, X̂, s, δP (T·B, G)) where the projection is LN(X W_ihᵀ; γ, β): δX's task first
+    writes its rows of δP = LN backward of δXP (`layer_norm_rows_backward`), which δX and δW_ih then take in place of
+    δXP; ``reset``: None, or (r (T·B, H), a (chunk·B, G) buffer) for a GRU whose reset gate comes after its product:
+    δW_hh sums δq = [δa_r, δa_z, δa_n ⊙ r] (`reset_scaled`); ``chunk`` steps of ``batch`` rows a chunk; ``sync``: the
+    loop's team, whose READY count holds the steps it finished; ``claims``: `new_claims`. Stops early where the
+    other thread failed."""
     d_in, d_rec, x, h_prev, w_ih = sources
-    dx, grad_ih, grad_hh, grad_b = grads
+    dx, grad_ih, grad_hh, grad_b, grad_bh = grads
     steps = d_in.shape[0] // batch
     chunks = (steps + chunk - 1) // chunk
     while not aborted(sync):
@@ -75,7 +77,11 @@ def sum_behind(sources, grads, norm, batch, chunk, reverse, sync, claims):
         first = c * chunk if reverse else steps - finished
         rows = slice(first * batch, (first + finished - c * chunk) * batch)
         if kind == 2:
-            _add_product(d_rec[rows], h_prev[rows], grad_hh, d_rec[rows], grad_b[:0], claims, DONE_HH, c, sync)
+            d = d_rec[rows]
+            if reset is not None:  # one δW_hh task at a time (each waits for the chunk before): one buffer
+                r, buffer = reset
+                d = reset_scaled(d, r[rows], buffer[:d.shape[0]])
+            _add_product(d, h_prev[rows], grad_hh, d, grad_bh, claims, DONE_HH, c, sync)
             continue
         d = d_in[rows]
         if norm is not None:  # δP of the normalised projection, written by this chunk's first task
@@ -90,6 +96,19 @@ def sum_behind(sources, grads, norm, batch, chunk, reverse, sync, claims):
             matmul_into(d, w_ih, dx[rows], False)
         else:
             _add_product(d, x[rows], grad_ih, d_in[rows], grad_b, claims, DONE_IH, c, sync)
+
+
+@njit(**JIT)
+def reset_scaled(d, r, out):
+    """out = [δa_r, δa_z, δa_n ⊙ r] from a GRU's δa = ``d`` (n, 3H) and its reset gate ``r`` (n, H); returns out."""
+    hs = r.shape[1]
+    for b in range(d.shape[0]):
+        row, gate, q = d[b], r[b], out[b]
+        for j in range(2 * hs):
+            q[j] = row[j]
+        for j in range(hs):
+            q[2 * hs + j] = row[2 * hs + j] * gate[j]
+    return out
 
 
 @njit(**GLUE)
@@ -116,34 +135,40 @@ def add_column_sums(d, out):
 class Behind:
     """The weight sums and δX of one backward call, made behind its loop (see the module notes): ``dxp`` (T, B, G)
     the loop's δXP, ``x`` (T, B, I) and ``h_prev`` (T·B, H) what the sums read with it (H_prev as the recurrent
-    product reads it), ``weight_ih`` (G, I); ``grads`` = (δW_ih, δW_hh, δb): the first two (C-contiguous) are added
-    to, δb (G,) too where it is not None (None: no bias sum here); `dx` (T·B, I) is written. ``d_rec`` (T·B, G): what
-    δW_hh sums instead of δXP (a normalised recurrent product's δ), None for δXP; ``norm``: (γ_x, X̂, s) of a
-    layer-normalised input projection (`sum_behind`), None without. ``reverse``: the loop's direction.
+    product reads it), ``weight_ih`` (G, I); ``grads`` = (δW_ih, δW_hh, δb_ih, δb_hh): the first two (C-contiguous)
+    are added to, the biases' (G,) too where they are not None (None: no such sum here); `dx` (T·B, I) is written.
+    ``d_rec`` (T·B, G): what δW_hh sums instead of δXP (a normalised recurrent product's δ), None for δXP; ``norm``:
+    (γ_x, X̂, s) of a layer-normalised input projection, None without; ``reset``: a GRU's r (T, B, H) where its
+    reset gate comes after the product, None else (`sum_behind`). ``reverse``: the loop's direction.
 
     A context, like `rnnkit.kernels.ahead.Ahead`: entering starts the partner on the other core, `run_loop` runs the
     loop and then the caller's share of the sums, leaving waits for the partner."""
 
     def __init__(self, dxp: np.ndarray, x: np.ndarray, h_prev: np.ndarray, weight_ih: np.ndarray, grads: tuple,
-                 reverse: bool, d_rec: np.ndarray | None = None, norm: tuple | None = None):
+                 reverse: bool, d_rec: np.ndarray | None = None, norm: tuple | None = None,
+                 reset: np.ndarray | None = None):
         steps, batch, gates = dxp.shape
-        grad_ih, grad_hh, grad_b = grads
+        grad_ih, grad_hh, grad_b, grad_bh = grads
         rows = steps * batch
         self.dxp, self.dx = dxp, np.empty((rows, weight_ih.shape[1]), dxp.dtype)
         flat = dxp.reshape(rows, gates)
         recurrent = flat if d_rec is None else d_rec.reshape(rows, gates)
         self.sources = (flat, recurrent, np.ascontiguousarray(x).reshape(rows, -1), np.ascontiguousarray(h_prev),
                         np.ascontiguousarray(weight_ih))
-        self.grads = (self.dx, grad_ih, grad_hh, np.empty(0, dxp.dtype) if grad_b is None else grad_b)
+        biases = tuple(np.empty(0, dxp.dtype) if b is None else b for b in (grad_b, grad_bh))
+        self.grads = (self.dx, grad_ih, grad_hh, *biases)
         self.norm = None if norm is None else (*norm, np.empty_like(flat))
         self.batch, self.reverse = batch, reverse
         self.chunk = chunk_steps(batch)
+        self.reset = None if reset is None else (reset.reshape(rows, -1), np.empty((self.chunk * batch, gates),
+                                                                                   dxp.dtype))
         self.claims = new_claims(-(-steps // self.chunk))
         self._pipeline = None
 
     def work(self, sync: np.ndarray) -> None:
         """Take tasks until none is left (in the caller after its loop, and in the partner from the start)."""
-        sum_behind(self.sources, self.grads, self.norm, self.batch, self.chunk, self.reverse, sync, self.claims)
+        sum_behind(self.sources, self.grads, self.norm, self.reset, self.batch, self.chunk, self.reverse, sync,
+                   self.claims)
 
     def __enter__(self) -> Behind:
         from .parallel import Pipeline

@@ -581,7 +581,7 @@ class GatedCell(CompiledSequenceLoop, Cell):
         if behind is None:
             self.add_gate_weight_grads(x, dxp, prev[0], ws)
             return dxp @ self.weight_ih.data
-        _, _, grad_hh, grad_b = behind.grads
+        _, _, grad_hh, grad_b, _ = behind.grads
         if grad_hh is not self.weight_hh.grad:
             self.weight_hh.grad += self.kept_weight_grad(ws, grad_hh)
         if self.bias:
@@ -606,7 +606,7 @@ class GatedCell(CompiledSequenceLoop, Cell):
         grad_b = np.zeros(self.gate_width, self.dtype) if self.bias else None
         return Behind(self.sequence_gate_grads(ws, *x.shape[:2]), x, self.recurrent_inputs(ws, h_prev),
                       self.weight_ih.data,
-                      (self.weight_ih.grad, grad_hh, grad_b), reverse)
+                      (self.weight_ih.grad, grad_hh, grad_b, None), reverse)
 
     def add_gate_weight_grads(self, x: np.ndarray, dxp: np.ndarray, h_prev: np.ndarray,
                               ws: Workspace | None = None) -> None:

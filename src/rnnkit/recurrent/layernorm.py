@@ -165,6 +165,6 @@ class LayerNormCell(GatedCell):
         LN's backward first (δP_x); the sums over the normalisations' γ, β and the biases stay in ``accumulate``."""
         from ..kernels.behind import Behind
 
-        grads = (self.weight_ih.grad, self.weight_hh.grad, None)  # the biases' sums stay in ``accumulate``
+        grads = (self.weight_ih.grad, self.weight_hh.grad, None, None)  # the biases' sums stay in ``accumulate``
         return Behind(self.sequence_gate_grads(ws, *x.shape[:2]), x, h_prev, self.weight_ih.data, grads, reverse,
                       d_rec=ws.dp_h, norm=(self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std))
