@@ -346,8 +346,8 @@ def describe_sums_behind() -> str:
         return f"{choice} for the backwards of one direction whose cells make them (RNNKIT_PIPELINES={choice})"
     return (f"float32 backwards of one direction, of {parallel.BEHIND_CHUNKS} chunks of steps or more and "
             f"{parallel.BEHIND_WORK:,} multiply-adds a step or more, of cells whose sums it makes (Cell.sums_behind: "
-            "LSTM, RNN, the layer-normalised cells): the loop on one core, δX, δW_ih and δW_hh of its finished steps "
-            "on the other (RNNKIT_PIPELINES=never turns them off)")
+            "LSTM, GRU with the reset after its product, RNN, the layer-normalised cells): the loop on one core, δX, "
+            "δW_ih and δW_hh of its finished steps on the other (RNNKIT_PIPELINES=never turns them off)")
 
 
 def steal_seconds(stat: str = "/proc/stat") -> float | None:
