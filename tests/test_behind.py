@@ -181,20 +181,21 @@ def test_the_tasks_sum_what_the_whole_sequence_gemms_do(steps, batch, reverse, n
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_a_gru_with_the_reset_after_its_product_sums_its_delta_q(reverse):
-    """δW_hh += δqᵀ H_prev and δb_hh += Σ δq, δq = [δa_r, δa_z, δa_n ⊙ r], a chunk at a time through one buffer; the
-    input side's sums take δa itself."""
+    """δW_hh += δqᵀ H_prev and δb_hh += Σ δq, δq = [δa_r, δa_z, δa_n ⊙ r] written over δa a chunk at a time, after
+    the input side's sums have taken δa itself."""
     rng = np.random.default_rng(9)
     steps, batch, hs = 20, 16, 8  # chunks of 8 + 8 + 4 steps
     rows = steps * batch
     dxp, r = rng.normal(size=(steps, batch, 3 * hs)), rng.uniform(size=(steps, batch, hs))
     x, h_prev, w_ih = rng.normal(size=(steps, batch, 5)), rng.normal(size=(rows, hs)), rng.normal(size=(3 * hs, 5))
     grads = (np.zeros((3 * hs, 5)), np.zeros((3 * hs, hs)), np.zeros(3 * hs), np.zeros(3 * hs))
+    da = dxp.reshape(rows, 3 * hs).copy()
     work = behind_kernels.Behind(dxp, x, h_prev, w_ih, grads, reverse, reset=r)
     sync = team_kernels.new_sync(projected=False)
     team_kernels.add_ready(sync, steps)
     work.work(sync)
-    da = dxp.reshape(rows, 3 * hs)
     dq = np.concatenate([da[:, :2 * hs], da[:, 2 * hs:] * r.reshape(rows, hs)], axis=1)
+    assert np.array_equal(dxp.reshape(rows, 3 * hs), dq)  # written over δa, as the sums after the loop do
     expected = (da @ w_ih, da.T @ x.reshape(rows, 5), dq.T @ h_prev, da.sum(axis=0), dq.sum(axis=0))
     for got, want in zip((work.dx, *grads), expected):
         assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -287,3 +288,40 @@ def test_the_machine_report_says_where_the_sums_go_behind_the_loop(monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "never")
     assert "never for the backwards of one direction whose cells make them (RNNKIT_PIPELINES=never)" in " ".join(
         report())
+
+
+@pytest.mark.parametrize(("batch", "layers"), [(1, 1), (3, 1), (3, 2)])
+def test_the_callers_output_gradient_is_never_written_over(batch, layers, behind):
+    """δx goes over the layer's own time-major δ(output) only: at B = 1 that is the caller's array itself (its
+    transpose is contiguous), which stays as it was; the gradients equal those of the sums after the loop."""
+    layer = rnnkit.LSTM(64, 64, num_layers=layers, rng=0)
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(batch, 20, 64)).astype(np.float32)
+    dy = rng.normal(size=(batch, 20, 64)).astype(np.float32)
+    given = dy.copy()
+    with kernels.using("compiled"):
+        y, _ = layer.forward(x)
+        dx = layer.backward(dy)[0]
+        assert behind and np.array_equal(dy, given)
+        with parallel.using_pipelines("never"):
+            layer.forward(x)
+            expected = layer.backward(given)[0]
+    assert relative_error(dx, expected) <= 1e-5
+
+
+def test_dx_is_written_over_the_layers_own_output_gradient(behind, monkeypatch):
+    """One (T·B, I) array less while the loop runs: δX's rows go where δ(output)'s were, once the loop has read
+    them."""
+    over = []
+    original = behind_kernels.Behind.write_dx_over
+
+    def spied(self, dy):
+        original(self, dy)
+        over.append(np.shares_memory(self.dx, dy))
+
+    monkeypatch.setattr(behind_kernels.Behind, "write_dx_over", spied)
+    layer = rnnkit.GRU(64, 64, rng=0)
+    with kernels.using("compiled"):
+        y, _ = layer.forward(np.ones((4, 20, 64), np.float32))
+        layer.backward(np.ones_like(y))
+    assert over == [True]

@@ -463,7 +463,9 @@ class RecurrentLayer(Module):
         """δ(output) and δ(final state) (either may be None) → (δx, δ(initial state)), shaped like the inputs and
         in their dtypes; δx alone when built with ``return_state=False``."""
         (call,) = self.saved_for_backward()
+        given = dy
         dy, dparts = self._sorted_gradients(call, dy, dstate)
+        own = dy is not None and not np.may_share_memory(dy, given)  # a copy: the backward may write over it
         if call.traces is None:  # an empty batch
             dx = np.zeros(call.out_shape[:2] + (self.input_size,), call.grad_dtypes[0])
             ds = tuple(np.zeros((self.num_directions * self.num_layers, 0, s), call.grad_dtypes[1])
@@ -477,7 +479,8 @@ class RecurrentLayer(Module):
             # the layer's output gradient is handed over, so that it is freed once the time loops have read it
             handed, dy = [dy], None
             dy, dstate0[layer * self.num_directions:(layer + 1) * self.num_directions] = \
-                self._layer_backward(call, layer, handed, dparts)
+                self._layer_backward(call, layer, handed, dparts, own)
+            own = True  # the next layer's δ(output) is this one's δx
         dx = np.ascontiguousarray(in_caller_order(dy.transpose(1, 0, 2), call.order, 0))
         ds = tuple(in_caller_order(np.stack([d[k] for d in dstate0]), call.order, 1)
                    for k in range(len(self.state_sizes)))
@@ -486,18 +489,19 @@ class RecurrentLayer(Module):
         dx, ds = in_dtype_of(dx, call.grad_dtypes[0]), tuple(in_dtype_of(d, call.grad_dtypes[1]) for d in ds)
         return (dx, self._to_public(ds)) if self.return_state else dx
 
-    def _layer_backward(self, call: _Call, layer: int, handed: list, dparts) -> tuple[np.ndarray, tuple]:
+    def _layer_backward(self, call: _Call, layer: int, handed: list, dparts, own: bool) -> tuple[np.ndarray, tuple]:
         """(δ(input of ``layer``), δ(initial state) of each direction) from δ(output) (T, B, D·H), taken out of
-        ``handed`` (its one item), and the final states' gradients ``dparts``. Only the time loops' jobs hold
-        δ(output), so it is freed when they are done, before the weight sums and δx are made (its size less at
-        the peak). The directions run at once where `run_directions` allows."""
+        ``handed`` (its one item; ``own``: the layer's own array, not the caller's), and the final states' gradients
+        ``dparts``. Only the time loops' jobs hold δ(output), so it is freed when they are done, before the weight
+        sums and δx are made (its size less at the peak); where the sums go behind the loop, δx is written over it
+        instead. The directions run at once where `run_directions` allows."""
         row, traces = self.runners[layer], call.traces[layer]
         whole = all(isinstance(runner, Recurrence) and runner.backward_runs_whole_sequence(trace)
                     for runner, trace in zip(row, traces))
         behind = row[0].sums_behind(traces[0]) if whole and len(row) == 1 else None
         if behind is not None:  # one direction: its weight sums go behind its loop, on the other core
             (part, dfinal), = self._direction_grads(layer, handed.pop(), dparts)
-            dx, dstate = row[0].backward_behind(traces[0], behind, part, dfinal)
+            dx, dstate = row[0].backward_behind(traces[0], behind, part, dfinal, dy_spent=own)
             return dx, (dstate,)
         work = direction_work(row[0].cell, *traces[0].x.shape[:2])
         loops = run_directions(self._loop_jobs(layer, handed.pop(), dparts, traces), whole, work)

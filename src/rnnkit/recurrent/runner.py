@@ -256,9 +256,13 @@ class Recurrence:
             return None
         return cell.sums_behind(trace.ws, trace.x, self._previous(trace)[0], self.reverse)
 
-    def backward_behind(self, trace: Trace, behind, dy: np.ndarray | None,
-                        dfinal: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, tuple]:
-        """`backward` with the loop on this core and the sums of ``behind`` (`sums_behind`) made behind it."""
+    def backward_behind(self, trace: Trace, behind, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None,
+                        dy_spent: bool = False) -> tuple[np.ndarray, tuple]:
+        """`backward` with the loop on this core and the sums of ``behind`` (`sums_behind`) made behind it;
+        ``dy_spent``: ``dy`` is the caller's own and not read after this, so δx may be written over it
+        (`Behind.write_dx_over`)."""
+        if dy_spent and dy is not None:
+            behind.write_dx_over(dy)
         dstate = self._final_state_grads(trace.x.shape[1], dfinal)
         dxp = behind.dxp
         with behind:
