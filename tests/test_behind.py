@@ -325,3 +325,51 @@ def test_dx_is_written_over_the_layers_own_output_gradient(behind, monkeypatch):
         y, _ = layer.forward(np.ones((4, 20, 64), np.float32))
         layer.backward(np.ones_like(y))
     assert over == [True]
+
+
+def behind_case(rng, steps, batch, variant):
+    """A `Behind` over random float64 arrays (gates 24, hidden 8, input 5): ``variant`` "plain", "normalised" (a
+    layer-normalised projection) or "reset" (a GRU's reset after its product); its gradients start at zero."""
+    rows, gates = steps * batch, 24
+    dxp = rng.normal(size=(steps, batch, gates))
+    norm = (rng.normal(size=gates), rng.normal(size=(rows, gates)), rng.uniform(0.5, 2, (rows, 1)))
+    grads = (np.zeros((gates, 5)), np.zeros((gates, 8)), np.zeros(gates), np.zeros(gates))
+    return behind_kernels.Behind(dxp, rng.normal(size=(steps, batch, 5)), rng.normal(size=(rows, 8)),
+                                 rng.normal(size=(gates, 5)), grads, False, norm=norm if variant == "normalised" else
+                                 None, reset=rng.uniform(size=(steps, batch, 8)) if variant == "reset" else None)
+
+
+@pytest.mark.parametrize("variant", ["plain", "normalised", "reset"])
+def test_two_threads_taking_the_tasks_sum_to_the_bit_what_one_does(variant):
+    """The partner and the caller at once, every step announced: the waits between a chunk's tasks (δP written, δa
+    read before δq goes over it) and between a sum's chunks keep each sum in its one order."""
+    results = []
+    for threads in (1, 2):
+        work = behind_case(np.random.default_rng(11), 40, 16, variant)  # five chunks of eight steps
+        sync = team_kernels.new_sync(projected=False)
+        team_kernels.add_ready(sync, 40)
+        others = [threading.Thread(target=work.work, args=(sync,)) for _ in range(threads - 1)]
+        for other in others:
+            other.start()
+        work.work(sync)
+        for other in others:
+            other.join(10)
+        results.append((work.dx, *work.grads[1:], work.dxp))
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+
+
+def test_a_chunks_recurrent_sum_waits_for_the_step_after_it():
+    """Zoneout's backward swaps s̃ into the slot of the state the step after a chunk reads as H_prev, which is the
+    chunk's first H_prev rows, until that step ends: δW_hh's task of a chunk waits for it; the chunk's other tasks
+    do not."""
+    work = behind_case(np.random.default_rng(12), 16, 16, "plain")  # two chunks of eight steps
+    sync = team_kernels.new_sync(projected=False)
+    team_kernels.add_ready(sync, 8)  # the first chunk's steps, not the one after it
+    partner = threading.Thread(target=work.work, args=(sync,), daemon=True)
+    partner.start()
+    partner.join(0.3)
+    _, grad_ih, grad_hh, _, _ = work.grads
+    assert partner.is_alive() and grad_ih.any() and not grad_hh.any()
+    team_kernels.add_ready(sync, 8)
+    partner.join(10)
+    assert not partner.is_alive() and grad_hh.any()

@@ -10,10 +10,14 @@ what is left (`rnnkit.kernels.parallel.Pipeline` with ``follows``).
 
 The work is a list of tasks, three per chunk of steps in the loop's order (the last steps first, unless
 ``reverse``): δX of the chunk's rows, then δW_ih (and δb), then δW_hh for them. Each thread takes the next task from
-a shared counter and waits for its chunk's steps; a task that adds to a sum also waits for that sum's task of the
-chunk before. So every sum is made in one order — chunk after chunk, each one GEMM on one BLAS thread — whichever
-thread does which task, and the result does not depend on the timing (it differs from the GEMMs over the whole
-sequence by rounding only).
+a shared counter and waits for its chunk's steps (δW_hh's task for one step more: zoneout's backward swaps s̃ into
+the slot of the chunk's first H_prev rows while the step after the chunk runs); a task that adds to a sum also waits
+for that sum's task of the chunk before. So every sum is made in one order — chunk after chunk, each one GEMM on one
+BLAS thread — whichever thread does which task, and the result does not depend on the timing (it differs from the
+GEMMs over the whole sequence by rounding only). Where the partner could not start, the caller takes every task
+after its loop: the cores are then another pair's, team's or pipeline's, which holds one BLAS thread each (or one is
+all there is). The sums go straight into the parameters' gradients (weight drop's δW_hh and the biases' into
+buffers): a loop that fails leaves them partly summed, as the whole-sequence GEMMs did between one another.
 
 Measured on the project's 2-core AMD EPYC (OpenBLAS, T = 100, float32, LSTM backward, ms: the loop as a team + the
 GEMMs → the loop on one core + the sums behind it) in `docs/performance-history.md`.
@@ -46,13 +50,18 @@ def chunk_steps(batch: int) -> int:
     return max(CHUNK_STEPS, -(-CHUNK_ROWS // max(batch, 1)))
 
 
+def chunk_count(steps: int, batch: int) -> int:
+    """The chunks of a loop of ``steps`` steps of ``batch`` rows (the last one may be shorter)."""
+    return -(-steps // chunk_steps(batch))
+
+
 def new_claims(chunks: int) -> np.ndarray:
     """The shared counters of one call's tasks over ``chunks`` chunks, all at zero."""
     return np.zeros(WRITTEN + 2 * chunks, np.int64)
 
 
 @njit(**JIT)
-def sum_behind(sources, grads, norm, reset, batch, chunk, reverse, sync, claims):
+def take_tasks(sources, grads, norm, reset, batch, chunk, reverse, sync, claims):
     """Take tasks until none is left (see the module notes). ``sources`` = (δXP (T·B, G), δ_h (T·B, G), X (T·B, I),
     H_prev (T·B, H), W_ih (G, I)), time-major rows: δW_hh sums δ_hᵀ H_prev (δ_h is δXP itself, or the δ of a
     layer-normalised recurrent product that the loop wrote); ``grads`` = (δX (T·B, I), δW_ih (G, I), δW_hh (G, H),
@@ -77,11 +86,13 @@ def sum_behind(sources, grads, norm, reset, batch, chunk, reverse, sync, claims)
             return
         first = c * chunk if reverse else steps - finished
         rows = slice(first * batch, (first + finished - c * chunk) * batch)
-        read = WRITTEN + chunks + c  # this chunk's tasks done that read its δXP as it is
-        if kind == 2:
+        as_read = WRITTEN + chunks + c  # the counter of this chunk's tasks done that read its δXP as it is
+        if kind == 2:  # and one step more: the step after the chunk's swaps zoneout's s̃ into its first H_prev rows
+            if not wait_until(sync, READY, min(steps, finished + 1), sync):
+                return
             d = d_rec[rows]
             if reset is not None:  # δa_n ⊙ r over δa_n, after δX's and δW_ih's tasks of the chunk read it
-                if not wait_until(claims, read, 2, sync):
+                if not wait_until(claims, as_read, 2, sync):
                     return
                 scale_new_gate(d, reset[rows])
             _add_product(d, h_prev[rows], grad_hh, d, grad_bh, claims, DONE_HH, c, sync)
@@ -99,7 +110,7 @@ def sum_behind(sources, grads, norm, reset, batch, chunk, reverse, sync, claims)
             matmul_into(d, w_ih, dx[rows], False)
         else:
             _add_product(d, x[rows], grad_ih, d_in[rows], grad_b, claims, DONE_IH, c, sync)
-        count_up(claims, read)
+        count_up(claims, as_read)
 
 
 @njit(**JIT)
@@ -140,7 +151,7 @@ class Behind:
     are added to, the biases' (G,) too where they are not None (None: no such sum here); `dx` (T·B, I) is written.
     ``d_rec`` (T·B, G): what δW_hh sums instead of δXP (a normalised recurrent product's δ), None for δXP; ``norm``:
     (γ_x, X̂, s) of a layer-normalised input projection, None without; ``reset``: a GRU's r (T, B, H) where its
-    reset gate comes after the product, None else (`sum_behind`). ``reverse``: the loop's direction.
+    reset gate comes after the product, None else (`take_tasks`). ``reverse``: the loop's direction.
 
     A context, like `rnnkit.kernels.ahead.Ahead`: entering starts the partner on the other core, `run_loop` runs the
     loop and then the caller's share of the sums, leaving waits for the partner."""
@@ -151,37 +162,40 @@ class Behind:
         steps, batch, gates = dxp.shape
         grad_ih, grad_hh, grad_b, grad_bh = grads
         rows = steps * batch
-        self.dxp, self.dx = dxp, np.empty((rows, weight_ih.shape[1]), dxp.dtype)
+        self.dxp, self.dx = dxp, None  # δX: made on entering, unless written over δ(output) (`write_dx_over`)
+        self._dx_shape = (rows, weight_ih.shape[1])
         flat = dxp.reshape(rows, gates)
         recurrent = flat if d_rec is None else d_rec.reshape(rows, gates)
         self.sources = (flat, recurrent, np.ascontiguousarray(x).reshape(rows, -1), np.ascontiguousarray(h_prev),
                         np.ascontiguousarray(weight_ih))
         biases = tuple(np.empty(0, dxp.dtype) if b is None else b for b in (grad_b, grad_bh))
-        self.grads = (self.dx, grad_ih, grad_hh, *biases)
+        self.grads = (None, grad_ih, grad_hh, *biases)
         self.norm = None if norm is None else (*norm, np.empty_like(flat))
         self.batch, self.reverse = batch, reverse
         self.chunk = chunk_steps(batch)
         self.reset = None if reset is None else reset.reshape(rows, -1)
-        self.claims = new_claims(-(-steps // self.chunk))
+        self.claims = new_claims(chunk_count(steps, batch))
         self._pipeline = None
 
     def write_dx_over(self, dy: np.ndarray) -> None:
         """Write δX over ``dy`` (T, B, ·), the caller's own δ(output) of the loop, where it has δX's shape and layout:
         the loop reads each step's rows before a task writes them, and one (T·B, I) array less is held while the
-        loop runs (the GRU at B = 16, H = 512: its peak 30.4 → 28.6 MiB, torch's 30.1)."""
-        rows = self.dx.shape[0]
-        if dy.size == self.dx.size and dy.dtype == self.dx.dtype and dy.flags.c_contiguous:
-            self.dx = dy.reshape(rows, -1)
-            self.grads = (self.dx, *self.grads[1:])
+        loop runs (the GRU at B = 16, H = 512: its training call's peak 30.4 → 27.0 MiB, torch's 30.1)."""
+        if dy.size == np.prod(self._dx_shape) and dy.dtype == self.dxp.dtype and dy.flags.c_contiguous:
+            self.dx = dy.reshape(self._dx_shape)
 
     def work(self, sync: np.ndarray) -> None:
         """Take tasks until none is left (in the caller after its loop, and in the partner from the start)."""
-        sum_behind(self.sources, self.grads, self.norm, self.reset, self.batch, self.chunk, self.reverse, sync,
-                   self.claims)
+        if self.dx is None:  # called outside the context (alone, in one thread)
+            self.dx = np.empty(self._dx_shape, self.dxp.dtype)
+        grads = (self.dx, *self.grads[1:])
+        take_tasks(self.sources, grads, self.norm, self.reset, self.batch, self.chunk, self.reverse, sync, self.claims)
 
     def __enter__(self) -> Behind:
         from .parallel import Pipeline
 
+        if self.dx is None:
+            self.dx = np.empty(self._dx_shape, self.dxp.dtype)
         self._pipeline = Pipeline(self.work, follows=True).__enter__()
         return self
 

@@ -245,8 +245,9 @@ def team(parts: int, job) -> None:
     _on_both_cores(sync, lambda: job((0, 2, sync)), lambda: job((1, 2, sync)), lambda: job(no_team()))
 
 
-#: ``RNNKIT_PIPELINES`` (read at import): ``auto`` (`pipeline_pays`' measured rule), ``always`` (every forward loop
-#: that would run as a team and whose projection is one GEMM: the tests' setting) or ``never``
+#: ``RNNKIT_PIPELINES`` (read at import): ``auto`` (`pipeline_pays`' and `behind_pays`' measured rules), ``always``
+#: (every forward loop that would run as a team and whose projection is one GEMM, and every one-direction backward
+#: whose cell makes its sums behind the loop: the tests' setting) or ``never``
 PIPELINES = Policy("pipelines", "RNNKIT_PIPELINES")
 use_pipelines, using_pipelines = PIPELINES.use, PIPELINES.using
 

@@ -16,14 +16,14 @@ updated with atomic instructions (LLVM's ``atomicrmw`` and acquire loads, emitte
 lock, no Python). A waiting part spins, and yields its core (``sched_yield``) after `SPINS` loads, so that an
 oversubscribed machine (two test processes, each with a team) still makes progress.
 
-``team`` = (part, parts, sync): ``sync`` an int64 array of `SYNC_SIZE` (the arrival counter; an abort flag a
-cache line away, set for a part that failed, `rnnkit.kernels.parallel.team`, so that the other never waits for
-it; and a cache line further, the steps whose input projection is ready, which a forward loop waits for at each
-step, `wait_ready`: all of them from the start in a team, one chunk at a time where a partner thread projects the
-input ahead of a loop of one part, `rnnkit.kernels.ahead`). The plain loop takes None (`no_team`): numba prunes
-the branches on ``team is None`` when it compiles a loop, so the plain loop carries no barrier or share code (a
-shorter first compile); a team of one part computes the same (its barrier does nothing and its units are all of
-them).
+``team`` = (part, parts, sync): ``sync`` an int64 array of `SYNC_SIZE` (the arrival counter; an abort flag a cache line
+away, set for a part that failed, `rnnkit.kernels.parallel.team`, so that the other never waits for it; and a cache line
+further, the steps whose input projection is ready, which a forward loop waits for at each step, `wait_ready`: all of
+them from the start in a team, one chunk at a time where a partner thread projects the input ahead of a loop of one
+part, `rnnkit.kernels.ahead`; in a backward loop of one part whose weight sums a partner makes behind it, the steps the
+loop has finished, `announce_step`, `rnnkit.kernels.behind`). The plain loop takes None (`no_team`): numba prunes the
+branches on ``team is None`` when it compiles a loop, so the plain loop carries no barrier or share code (a shorter
+first compile); a team of one part computes the same (its barrier does nothing and its units are all of them).
 """
 
 from __future__ import annotations

@@ -191,7 +191,9 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
     @abstractmethod
     def accumulate(self, ws: Workspace, x: np.ndarray, dxp: np.ndarray, prev: tuple, new: tuple) -> np.ndarray:
         """Add the call's parameter gradients (whole-sequence work); return δX (T·B, I). ``dxp`` (δXP, T·B × G) is
-        the caller's scratch: the cell may overwrite it (the GRU builds δq there), nothing reads it afterwards."""
+        the caller's scratch: the cell may overwrite it (the GRU builds δq there), nothing reads it afterwards. A
+        class whose `sums_behind` gives a `Behind` takes it as ``behind=`` after the loop, and adds only what that
+        did not sum."""
 
     @abstractmethod
     def gate_activations(self, ws: Workspace) -> dict[str, np.ndarray]:
@@ -578,16 +580,10 @@ class GatedCell(CompiledSequenceLoop, Cell):
         (`sums_behind`'s, its loop done), what it summed is not summed again: δb goes to both biases, and δW_hh
         through weight drop's mask."""
         self.add_extra_grads(ws, dxp, prev, new)
-        if behind is None:
-            self.add_gate_weight_grads(x, dxp, prev[0], ws)
-            return dxp @ self.weight_ih.data
-        _, _, grad_hh, grad_b, _ = behind.grads
-        if grad_hh is not self.weight_hh.grad:
-            self.weight_hh.grad += self.kept_weight_grad(ws, grad_hh)
-        if self.bias:
-            self.bias_ih.grad += grad_b
-            self.bias_hh.grad += grad_b
-        return behind.dx
+        if behind is not None:
+            return self.add_sums_behind(ws, behind)
+        self.add_gate_weight_grads(x, dxp, prev[0], ws)
+        return dxp @ self.weight_ih.data
 
     def add_extra_grads(self, ws: Workspace, dxp: np.ndarray, prev: tuple[np.ndarray, ...],
                         new: tuple[np.ndarray, ...]) -> None:
@@ -601,12 +597,28 @@ class GatedCell(CompiledSequenceLoop, Cell):
             return None
         from ..kernels.behind import Behind
 
-        masked = getattr(ws, "w_mask", None) is not None  # δW_hh ⊙ M: summed apart, masked after
-        grad_hh = np.zeros_like(self.weight_hh.grad) if masked else self.weight_hh.grad
-        grad_b = np.zeros(self.gate_width, self.dtype) if self.bias else None
         return Behind(self.sequence_gate_grads(ws, *x.shape[:2]), x, self.recurrent_inputs(ws, h_prev),
-                      self.weight_ih.data,
-                      (self.weight_ih.grad, grad_hh, grad_b, None), reverse)
+                      self.weight_ih.data, self.grads_behind(ws), reverse)
+
+    def grads_behind(self, ws: Workspace, hidden_bias_apart: bool = False) -> tuple:
+        """(δW_ih, δW_hh, δb_ih, δb_hh) that a `rnnkit.kernels.behind.Behind` adds to: the weights' own gradients —
+        δW_hh in a buffer under weight drop (δW_hh ⊙ M after, `add_sums_behind`) —, the biases' sums in buffers;
+        δb_hh None (one sum for both biases) unless ``hidden_bias_apart``."""
+        masked = getattr(ws, "w_mask", None) is not None
+        grad_hh = np.zeros_like(self.weight_hh.grad) if masked else self.weight_hh.grad
+        biases = [np.zeros(self.gate_width, self.dtype) if self.bias else None for _ in range(2)]
+        return self.weight_ih.grad, grad_hh, biases[0], biases[1] if hidden_bias_apart else None
+
+    def add_sums_behind(self, ws: Workspace, behind) -> np.ndarray:
+        """After the loop of `sums_behind`'s ``behind``: what it summed apart added to the parameters' gradients
+        (`grads_behind`: δW_hh ⊙ M, δb_ih, δb_hh — δb_ih's sum for both where it has none of its own); δX."""
+        _, _, grad_hh, grad_b, grad_bh = behind.grads
+        if grad_hh is not self.weight_hh.grad:
+            self.weight_hh.grad += self.kept_weight_grad(ws, grad_hh)
+        if self.bias:
+            self.bias_ih.grad += grad_b
+            self.bias_hh.grad += grad_bh if grad_bh.size else grad_b
+        return behind.dx
 
     def add_gate_weight_grads(self, x: np.ndarray, dxp: np.ndarray, h_prev: np.ndarray,
                               ws: Workspace | None = None) -> None:

@@ -268,25 +268,16 @@ class GRUStep(GatedCell):
             return None
         from ..kernels.behind import Behind
 
-        masked = getattr(ws, "w_mask", None) is not None  # δW_hh ⊙ M: summed apart, masked after
-        grad_hh = np.zeros_like(self.weight_hh.grad) if masked else self.weight_hh.grad
-        biases = tuple(np.zeros(self.gate_width, self.dtype) if self.bias else None for _ in range(2))
         dxp = self.sequence_gate_grads(ws, *x.shape[:2])  # where the loop leaves r: known from here on
         return Behind(dxp, x, self.recurrent_inputs(ws, h_prev), self.weight_ih.data,
-                      (self.weight_ih.grad, grad_hh, *biases), reverse, reset=self.reset_history(ws))
+                      self.grads_behind(ws, hidden_bias_apart=True), reverse, reset=self.reset_history(ws))
 
     def accumulate(self, ws, x, dxp, prev, new, behind=None):
         """δW_ih, δb_ih = Σ δa, δW_hh and δb_hh over δq = [δa_r, δa_z, δa_n ⊙ r] (reset after) or δa with
         δW_hh[n] from r ⊙ h_{t−1} (reset before); δX. With ``behind`` (`sums_behind`, its loop done) they are its:
         only the biases and weight drop's mask are added here."""
         if behind is not None:
-            _, _, grad_hh, grad_b, grad_bh = behind.grads
-            if grad_hh is not self.weight_hh.grad:
-                self.weight_hh.grad += self.kept_weight_grad(ws, grad_hh)
-            if self.bias:
-                self.bias_ih.grad += grad_b
-                self.bias_hh.grad += grad_bh
-            return behind.dx
+            return self.add_sums_behind(ws, behind)
         hs = self.hidden_size
         self.weight_ih.grad += dxp.T @ x
         rz, n = slice(0, 2 * hs), slice(2 * hs, 3 * hs)

@@ -501,7 +501,7 @@ class RecurrentLayer(Module):
         behind = row[0].sums_behind(traces[0]) if whole and len(row) == 1 else None
         if behind is not None:  # one direction: its weight sums go behind its loop, on the other core
             (part, dfinal), = self._direction_grads(layer, handed.pop(), dparts)
-            dx, dstate = row[0].backward_behind(traces[0], behind, part, dfinal, dy_spent=own)
+            dx, dstate = row[0].backward_behind(traces[0], behind, part, dfinal, dy_own=own)
             return dx, (dstate,)
         work = direction_work(row[0].cell, *traces[0].x.shape[:2])
         loops = run_directions(self._loop_jobs(layer, handed.pop(), dparts, traces), whole, work)

@@ -250,18 +250,17 @@ class Recurrence:
 
         cell = self.cell
         steps, batch, _ = trace.x.shape
-        chunks = -(-steps // behind.chunk_steps(batch))
-        if not self.backward_runs_whole_sequence(trace) or not parallel.cores_free() \
-                or not parallel.behind_pays(cell.dtype, chunks, cell.loop_work(1, batch)):
+        if not self.backward_runs_whole_sequence(trace) or not parallel.cores_free() or not parallel.behind_pays(
+                cell.dtype, behind.chunk_count(steps, batch), cell.loop_work(1, batch)):
             return None
         return cell.sums_behind(trace.ws, trace.x, self._previous(trace)[0], self.reverse)
 
     def backward_behind(self, trace: Trace, behind, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None,
-                        dy_spent: bool = False) -> tuple[np.ndarray, tuple]:
+                        dy_own: bool = False) -> tuple[np.ndarray, tuple]:
         """`backward` with the loop on this core and the sums of ``behind`` (`sums_behind`) made behind it;
-        ``dy_spent``: ``dy`` is the caller's own and not read after this, so δx may be written over it
-        (`Behind.write_dx_over`)."""
-        if dy_spent and dy is not None:
+        ``dy_own``: ``dy`` is the layer's own array (not its caller's) and not read after this, so δx may be written
+        over it (`Behind.write_dx_over`)."""
+        if dy_own and dy is not None:
             behind.write_dx_over(dy)
         dstate = self._final_state_grads(trace.x.shape[1], dfinal)
         dxp = behind.dxp
