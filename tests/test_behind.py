@@ -181,8 +181,8 @@ def test_the_tasks_sum_what_the_whole_sequence_gemms_do(steps, batch, reverse, n
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_a_gru_with_the_reset_after_its_product_sums_its_delta_q(reverse):
-    """δW_hh += δqᵀ H_prev and δb_hh += Σ δq, δq = [δa_r, δa_z, δa_n ⊙ r] written over δa a chunk at a time, after
-    the input side's sums have taken δa itself."""
+    """δW_hh += δqᵀ H_prev and δb_hh += Σ δq, δq = [δa_r, δa_z, δa_n ⊙ r] made a chunk at a time in one buffer; the
+    input side's sums take δa itself, which stays as it was."""
     rng = np.random.default_rng(9)
     steps, batch, hs = 20, 16, 8  # chunks of 8 + 8 + 4 steps
     rows = steps * batch
@@ -195,7 +195,7 @@ def test_a_gru_with_the_reset_after_its_product_sums_its_delta_q(reverse):
     team_kernels.add_ready(sync, steps)
     work.work(sync)
     dq = np.concatenate([da[:, :2 * hs], da[:, 2 * hs:] * r.reshape(rows, hs)], axis=1)
-    assert np.array_equal(dxp.reshape(rows, 3 * hs), dq)  # written over δa, as the sums after the loop do
+    assert np.array_equal(dxp.reshape(rows, 3 * hs), da)
     expected = (da @ w_ih, da.T @ x.reshape(rows, 5), dq.T @ h_prev, da.sum(axis=0), dq.sum(axis=0))
     for got, want in zip((work.dx, *grads), expected):
         assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -341,8 +341,8 @@ def behind_case(rng, steps, batch, variant):
 
 @pytest.mark.parametrize("variant", ["plain", "normalised", "reset"])
 def test_two_threads_taking_the_tasks_sum_to_the_bit_what_one_does(variant):
-    """The partner and the caller at once, every step announced: the waits between a chunk's tasks (δP written, δa
-    read before δq goes over it) and between a sum's chunks keep each sum in its one order."""
+    """The partner and the caller at once, every step announced: the waits between a chunk's tasks (δP written
+    first) and between a sum's chunks (and its one buffer for δq) keep each sum in its one order."""
     results = []
     for threads in (1, 2):
         work = behind_case(np.random.default_rng(11), 40, 16, variant)  # five chunks of eight steps

@@ -39,8 +39,7 @@ from .team import READY, aborted, count_up, wait_until
 #: 111.7 – 116.4; B = 64, H = 512 431 – 435 / 417 – 418 / 411 – 414: eight steps a chunk at B = 16 and B = 64
 CHUNK_STEPS, CHUNK_ROWS = 8, 128
 #: the shared counters (`claims`), a cache line (8 int64) apart: the next task, and the chunks added to δW_ih and to
-#: δW_hh so far; then per chunk, its input side's δ written (layer-normalised projections only), then per chunk, the
-#: tasks done that read its δXP as it is (a GRU's δW_hh task then writes δq over it)
+#: δW_hh so far; then per chunk, its input side's δ written (layer-normalised projections only)
 NEXT, DONE_IH, DONE_HH, WRITTEN = 0, 8, 16, 24
 TASKS = 3  # per chunk: δX (after the input side's δ, where that is normalised), δW_ih with δb, δW_hh
 
@@ -57,7 +56,7 @@ def chunk_count(steps: int, batch: int) -> int:
 
 def new_claims(chunks: int) -> np.ndarray:
     """The shared counters of one call's tasks over ``chunks`` chunks, all at zero."""
-    return np.zeros(WRITTEN + 2 * chunks, np.int64)
+    return np.zeros(WRITTEN + chunks, np.int64)
 
 
 @njit(**JIT)
@@ -68,8 +67,8 @@ def take_tasks(sources, grads, norm, reset, batch, chunk, reverse, sync, claims)
     δb_ih (G,), δb_hh (G,)), the sums added to (a bias's (0,): no sum; δb_ih = Σ δXP, δb_hh = Σ δ_h as δW_hh reads
     it); ``norm``: None, or (γ, X̂, s, δP (T·B, G)) where the projection is LN(X W_ihᵀ; γ, β): δX's task first
     writes its rows of δP = LN backward of δXP (`layer_norm_rows_backward`), which δX and δW_ih then take in place of
-    δXP; ``reset``: None, or r (T·B, H) for a GRU whose reset gate comes after its product: δW_hh sums δq =
-    [δa_r, δa_z, δa_n ⊙ r], written over δXP's n block once the chunk's other two tasks have read it; ``chunk``
+    δXP; ``reset``: None, or (r (T·B, H), a (chunk·B, G) buffer) for a GRU whose reset gate comes after its product:
+    δW_hh sums δq = [δa_r, δa_z, δa_n ⊙ r], made in the buffer (`reset_scaled`; one δW_hh task at a time); ``chunk``
     steps of ``batch`` rows a chunk; ``sync``: the loop's team, whose READY count holds the steps it finished;
     ``claims``: `new_claims`. Stops early where the other thread failed."""
     d_in, d_rec, x, h_prev, w_ih = sources
@@ -86,15 +85,15 @@ def take_tasks(sources, grads, norm, reset, batch, chunk, reverse, sync, claims)
             return
         first = c * chunk if reverse else steps - finished
         rows = slice(first * batch, (first + finished - c * chunk) * batch)
-        as_read = WRITTEN + chunks + c  # the counter of this chunk's tasks done that read its δXP as it is
         if kind == 2:  # and one step more: the step after the chunk's swaps zoneout's s̃ into its first H_prev rows
             if not wait_until(sync, READY, min(steps, finished + 1), sync):
                 return
             d = d_rec[rows]
-            if reset is not None:  # δa_n ⊙ r over δa_n, after δX's and δW_ih's tasks of the chunk read it
-                if not wait_until(claims, as_read, 2, sync):
+            if reset is not None:  # after the chunk before's δW_hh task, which read the buffer
+                if not wait_until(claims, DONE_HH, c, sync):
                     return
-                scale_new_gate(d, reset[rows])
+                r, buffer = reset
+                d = reset_scaled(d, r[rows], buffer[:d.shape[0]])
             _add_product(d, h_prev[rows], grad_hh, d, grad_bh, claims, DONE_HH, c, sync)
             continue
         d = d_in[rows]
@@ -110,17 +109,19 @@ def take_tasks(sources, grads, norm, reset, batch, chunk, reverse, sync, claims)
             matmul_into(d, w_ih, dx[rows], False)
         else:
             _add_product(d, x[rows], grad_ih, d_in[rows], grad_b, claims, DONE_IH, c, sync)
-        count_up(claims, as_read)
 
 
 @njit(**JIT)
-def scale_new_gate(d, r):
-    """A GRU's δa (n, 3H) → δq = [δa_r, δa_z, δa_n ⊙ r] in place, r (n, H) its reset gate."""
+def reset_scaled(d, r, out):
+    """out = δq = [δa_r, δa_z, δa_n ⊙ r] from a GRU's δa = ``d`` (n, 3H) and its reset gate ``r`` (n, H); out."""
     hs = r.shape[1]
     for b in range(d.shape[0]):
-        row, gate = d[b, 2 * hs:], r[b]
+        row, gate, q = d[b], r[b], out[b]
+        for j in range(2 * hs):
+            q[j] = row[j]
         for j in range(hs):
-            row[j] *= gate[j]
+            q[2 * hs + j] = row[2 * hs + j] * gate[j]
+    return out
 
 
 @njit(**GLUE)
@@ -173,7 +174,8 @@ class Behind:
         self.norm = None if norm is None else (*norm, np.empty_like(flat))
         self.batch, self.reverse = batch, reverse
         self.chunk = chunk_steps(batch)
-        self.reset = None if reset is None else reset.reshape(rows, -1)
+        self.reset = None if reset is None else (reset.reshape(rows, -1), np.empty((self.chunk * batch, gates),
+                                                                                   dxp.dtype))
         self.claims = new_claims(chunk_count(steps, batch))
         self._pipeline = None
 
