@@ -18,17 +18,16 @@ from rnnkit.kernels import behind as behind_kernels  # noqa: E402 - needs numba
 from rnnkit.kernels import parallel  # noqa: E402
 from rnnkit.kernels import team as team_kernels  # noqa: E402
 from rnnkit.kernels.blas import matmul_into  # noqa: E402
+from test_pipelines import DTYPES, oracle_and_pipeline  # noqa: E402 - compiled, then the oracle
 from test_sequence_loop import (  # noqa: E402
     TOL,
     initial_state,
-    oracle_of,
     outputs_and_grads,
     relative_error,
     same_masks_every_call,
 )
 from test_teams import TEAM_CELLS  # noqa: E402
 
-DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 #: the cells whose weight sums go behind the loop: the gated cell's sums (with an LSTM's peepholes beside them), the
 #: GRU's with its reset gate after the product (δq), and the layer-normalised cells' (δP of the normalised products)
 BEHIND_CELLS = sorted(TEAM_CELLS)
@@ -54,16 +53,6 @@ def behind(monkeypatch):
     return worked
 
 
-def oracle_and_behind(run, name="", dtype=np.float64):
-    """``run()`` on the oracle (`test_sequence_loop.oracle_of`), then compiled with the sums behind the loop; the
-    worst relative difference."""
-    with oracle_of(name, dtype) or kernels.using("numpy"):
-        expected = run()
-    with kernels.using("compiled"):
-        got = run()
-    return max(relative_error(g, e) for g, e in zip(got, expected))
-
-
 @DTYPES
 @pytest.mark.parametrize("name", BEHIND_CELLS)
 def test_sums_behind_the_loop_equal_the_numpy_oracle_ragged_with_an_initial_state(name, dtype, behind):
@@ -76,7 +65,7 @@ def test_sums_behind_the_loop_equal_the_numpy_oracle_ragged_with_an_initial_stat
     state0 = initial_state(layer, 6, rng, dtype)  # for two directions: one direction takes the first rows
     state0 = tuple(s[:1] for s in state0) if isinstance(state0, tuple) else state0[:1]
     lengths = np.array([40, 13, 25, 1, 40, 37])
-    worst = oracle_and_behind(lambda: outputs_and_grads(layer, x, lengths, state0), name, dtype)
+    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths, state0), name, dtype)
     assert worst <= TOL[dtype], f"{name}: the sums behind the loop differ from NumPy by {worst:.2e}"
     assert (6, True) in behind and (6, False) in behind  # the partner from the start, the caller after its loop
 
@@ -87,7 +76,7 @@ def test_sums_behind_the_loop_equal_the_numpy_oracle_under_every_regulariser(nam
     cls, options, rates = TEAM_CELLS[name]
     layer = same_masks_every_call(cls(4, 64, dtype=dtype, rng=0, **options).regularize(dropout_input=0.3, **rates))
     x, lengths = np.random.default_rng(2).normal(size=(5, 30, 4)).astype(dtype), np.array([30, 30, 2, 16, 3])
-    worst = oracle_and_behind(lambda: outputs_and_grads(layer, x, lengths), name, dtype)
+    worst = oracle_and_pipeline(lambda: outputs_and_grads(layer, x, lengths), name, dtype)
     assert worst <= TOL[dtype], f"{name}: the sums behind the loop differ from NumPy by {worst:.2e}"
     assert behind
 
