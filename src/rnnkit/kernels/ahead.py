@@ -39,6 +39,7 @@ from .jit import JIT, njit
 from .layernorm import layer_norm_rows
 from .layout import fill_panels_compiled
 from .panels import pack, transient, unfilled
+from .parallel import PipelineStage
 from .sequence_loop import add_bias_rows
 from .team import aborted, add_ready
 
@@ -96,7 +97,7 @@ def time_major_steps(batch_first, x, first, count):
             x[t * batch + b] = batch_first[b, t]
 
 
-class Ahead:
+class Ahead(PipelineStage):
     """The projection X W_ihᵀ + b — LN(X W_ihᵀ; γ, β) + b with ``norm`` = (γ, β) — of one forward call, written
     ahead of its loop: ``x`` (T, B, I) time-major, C-contiguous or the transposed view of a C-contiguous
     batch-first input, whose rows the writer then copies into `x` (T, B, I) chunk by chunk (the caller's core is
@@ -135,7 +136,6 @@ class Ahead:
         else:
             self.weight = panels_weight(transpose, pack(transpose, allocate))
         self.bias = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
-        self._pipeline = None
 
     def write(self, sync: np.ndarray) -> None:
         """Write `out`, announcing each chunk's steps in ``sync`` (the panels of W_ihᵀ first, where they are still
@@ -152,18 +152,5 @@ class Ahead:
             ws.x_hat, ws.x_inv_std = self.x_hat, self.x_inv_std
 
     def __enter__(self) -> Ahead:
-        from .parallel import Pipeline
-
-        self._pipeline = Pipeline(self.write).__enter__()
+        self._start(self.write)  # `run_loop`'s steps wait for the rows the writer announces
         return self
-
-    def run_loop(self, loop) -> None:
-        """loop(team), a team of one part whose steps wait for the rows the writer announces (inside the context
-        only: the writer is started by entering it)."""
-        if self._pipeline is None:
-            raise RuntimeError("Ahead.run_loop outside its context: enter it (with ahead: ...) to start the writer")
-        self._pipeline.run(loop)
-
-    def __exit__(self, kind, error, trace) -> None:
-        pipeline, self._pipeline = self._pipeline, None
-        pipeline.__exit__(kind, error, trace)

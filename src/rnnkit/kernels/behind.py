@@ -30,6 +30,7 @@ import numpy as np
 from .blas import matmul_into
 from .jit import GLUE, JIT, njit
 from .layernorm import layer_norm_rows_backward
+from .parallel import PipelineStage
 from .team import READY, aborted, count_up, wait_until
 
 #: a chunk's steps: `CHUNK_STEPS`, or more where they hold fewer than `CHUNK_ROWS` rows (a rank-128 update of a
@@ -145,11 +146,12 @@ def add_column_sums(d, out):
             out[j] += row[j]
 
 
-class Behind:
+class Behind(PipelineStage):
     """The weight sums and δX of one backward call, made behind its loop (see the module notes): ``dxp`` (T, B, G)
     the loop's δXP, ``x`` (T, B, I) and ``h_prev`` (T·B, H) what the sums read with it (H_prev as the recurrent
     product reads it), ``weight_ih`` (G, I); ``grads`` = (δW_ih, δW_hh, δb_ih, δb_hh): the first two (C-contiguous)
-    are added to, the biases' (G,) too where they are not None (None: no such sum here); `dx` (T·B, I) is written.
+    are added to, the biases' (G,) too where they are not None (kept as (0,) arrays: no such sum here); `dx` (T·B, I)
+    is written.
     ``d_rec`` (T·B, G): what δW_hh sums instead of δXP (a normalised recurrent product's δ), None for δXP; ``norm``:
     (γ_x, X̂, s) of a layer-normalised input projection, None without; ``reset``: a GRU's r (T, B, H) where its
     reset gate comes after the product, None else (`take_tasks`). ``reverse``: the loop's direction.
@@ -170,14 +172,13 @@ class Behind:
         self.sources = (flat, recurrent, np.ascontiguousarray(x).reshape(rows, -1), np.ascontiguousarray(h_prev),
                         np.ascontiguousarray(weight_ih))
         biases = tuple(np.empty(0, dxp.dtype) if b is None else b for b in (grad_b, grad_bh))
-        self.grads = (None, grad_ih, grad_hh, *biases)
+        self.grads = (grad_ih, grad_hh, *biases)
         self.norm = None if norm is None else (*norm, np.empty_like(flat))
         self.batch, self.reverse = batch, reverse
         self.chunk = chunk_steps(batch)
         self.reset = None if reset is None else (reset.reshape(rows, -1), np.empty((self.chunk * batch, gates),
                                                                                    dxp.dtype))
         self.claims = new_claims(chunk_count(steps, batch))
-        self._pipeline = None
 
     def write_dx_over(self, dy: np.ndarray) -> None:
         """Write δX over ``dy`` (T, B, ·), the caller's own δ(output) of the loop, where it has δX's shape and layout:
@@ -188,26 +189,17 @@ class Behind:
 
     def work(self, sync: np.ndarray) -> None:
         """Take tasks until none is left (in the caller after its loop, and in the partner from the start)."""
-        if self.dx is None:  # called outside the context (alone, in one thread)
-            self.dx = np.empty(self._dx_shape, self.dxp.dtype)
-        grads = (self.dx, *self.grads[1:])
-        take_tasks(self.sources, grads, self.norm, self.reset, self.batch, self.chunk, self.reverse, sync, self.claims)
+        take_tasks(self.sources, (self._made_dx(), *self.grads), self.norm, self.reset, self.batch, self.chunk,
+                   self.reverse, sync, self.claims)
 
-    def __enter__(self) -> Behind:
-        from .parallel import Pipeline
-
+    def _made_dx(self) -> np.ndarray:
+        """`dx`, made now where `write_dx_over` did not give it: on entering, before the partner starts (or at the
+        one call of `work` outside the context)."""
         if self.dx is None:
             self.dx = np.empty(self._dx_shape, self.dxp.dtype)
-        self._pipeline = Pipeline(self.work, follows=True).__enter__()
+        return self.dx
+
+    def __enter__(self) -> Behind:
+        self._made_dx()
+        self._start(self.work, follows=True)  # `run_loop`'s steps are announced to the partner, which follows them
         return self
-
-    def run_loop(self, loop) -> None:
-        """loop(team), a team of one part that announces each step it finishes, then the caller's share of the
-        sums (inside the context only)."""
-        if self._pipeline is None:
-            raise RuntimeError("Behind.run_loop outside its context: enter it (with behind: ...) to start the partner")
-        self._pipeline.run(loop)
-
-    def __exit__(self, kind, error, trace) -> None:
-        pipeline, self._pipeline = self._pipeline, None
-        pipeline.__exit__(kind, error, trace)

@@ -371,6 +371,31 @@ class Pipeline:
             _busy.release()
 
 
+class PipelineStage:
+    """The context of one call's `Pipeline`, as `rnnkit.kernels.ahead.Ahead` and `rnnkit.kernels.behind.Behind` are:
+    a subclass's ``__enter__`` starts its partner's work (`_start`), `run_loop` runs the loop in the caller inside
+    the context only, and leaving waits for the partner."""
+
+    _pipeline: Pipeline | None = None
+
+    def _start(self, work, follows: bool = False) -> None:
+        """Enter a `Pipeline` over ``work`` (and ``follows``): its partner starts on the other core now."""
+        self._pipeline = Pipeline(work, follows).__enter__()
+
+    def run_loop(self, loop) -> None:
+        """loop(team), a team of one part in step with the partner (inside the context only: entering it starts the
+        partner)."""
+        if self._pipeline is None:
+            name = type(self).__name__
+            raise RuntimeError(f"{name}.run_loop outside its context: enter it (with {name.lower()}: ...) to start "
+                               "its partner")
+        self._pipeline.run(loop)
+
+    def __exit__(self, kind, error, trace) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        pipeline.__exit__(kind, error, trace)
+
+
 def _guarded(job, sync: np.ndarray):
     """job, which sets ``sync``'s abort flag where it fails (so that its partner never waits for it)."""
     def run():

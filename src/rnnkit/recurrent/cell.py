@@ -612,7 +612,7 @@ class GatedCell(CompiledSequenceLoop, Cell):
     def add_sums_behind(self, ws: Workspace, behind) -> np.ndarray:
         """After the loop of `sums_behind`'s ``behind``: what it summed apart added to the parameters' gradients
         (`grads_behind`: δW_hh ⊙ M, δb_ih, δb_hh — δb_ih's sum for both where it has none of its own); δX."""
-        _, _, grad_hh, grad_b, grad_bh = behind.grads
+        _, grad_hh, grad_b, grad_bh = behind.grads
         if grad_hh is not self.weight_hh.grad:
             self.weight_hh.grad += self.kept_weight_grad(ws, grad_hh)
         if self.bias:
