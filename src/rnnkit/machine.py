@@ -275,6 +275,7 @@ def report(cores: int | None = None) -> list[str]:
              f"loops on both cores: {describe_teams()}",
              f"input projections ahead of the loop: {describe_pipelines()}",
              f"weight gradients behind the backward loop: {describe_sums_behind()}",
+             f"the two cores: {describe_cores()}",
              describe_peak(cores or os.cpu_count() or 1)]
     advice = recommended_coretype(flags, blas)
     if advice:
@@ -330,8 +331,18 @@ def describe_pipelines() -> str:
     if not blas.panels_apply("float32"):
         return "no (they need the products on panels, on AVX-512 machines)"
     return ("float32 forwards that would run on both cores, of cells that name their projection "
-            "(Cell.projection_terms), input 3/4 to 1 times as wide as the state: the loop on one core, the projection "
-            "written on the other (RNNKIT_PIPELINES=never turns them off)")
+            "(Cell.projection_terms), input 3/4 to 1 times as wide as the state, or narrower while the two cores are "
+            "far apart: the loop on one core, the projection written on the other (RNNKIT_PIPELINES=never turns them "
+            "off)")
+
+
+def describe_cores() -> str:
+    """One line: how far apart the two cores are now (`rnnkit.kernels.distance`), which the pipelines' policy asks."""
+    try:
+        from .kernels import distance
+    except ImportError:
+        return "not measured (needs numba)"
+    return distance.describe()
 
 
 def describe_sums_behind() -> str:

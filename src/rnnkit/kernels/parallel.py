@@ -136,9 +136,9 @@ def pair(first, second, work: int):
         _busy.release()
 
 
-def _concurrently(first, second, threads: int):
+def _concurrently(first, second, threads: int | None):
     """(first(), second()): first in the caller, second in the worker thread, every BLAS library limited to
-    ``threads`` meanwhile; first's error is raised before second's."""
+    ``threads`` meanwhile (None: not limited); first's error is raised before second's."""
     other = _OtherCore(second, threads)
     try:
         a = first()
@@ -148,10 +148,11 @@ def _concurrently(first, second, threads: int):
 
 
 class _OtherCore:
-    """job() on the worker thread from now on, with every BLAS library limited to ``threads`` until `join`."""
+    """job() on the worker thread from now on, with every BLAS library limited to ``threads`` until `join` (none
+    limited where ``threads`` is None: jobs that call no BLAS)."""
 
-    def __init__(self, job, threads: int):
-        self._libraries = _blas_libraries()
+    def __init__(self, job, threads: int | None):
+        self._libraries = _blas_libraries() if threads is not None else []
         self._previous = [lib.num_threads for lib in self._libraries]
         for lib in self._libraries:
             lib.set_num_threads(threads)
@@ -234,7 +235,7 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
 def team(parts: int, job) -> None:
     """job(team) once per part of a team of ``parts`` (`rnnkit.kernels.team`): part 0 in the caller, part 1 in the
     worker thread, one BLAS thread each, where ``parts`` is 2 (`team_size`: its policy is the switch) and
-    `_on_both_cores` can; else job(`no_team`: the plain loop). A part that fails releases the other from its
+    `on_both_cores` can; else job(`no_team`: the plain loop). A part that fails releases the other from its
     barriers, and the error is raised."""
     from .team import new_sync, no_team
 
@@ -242,7 +243,7 @@ def team(parts: int, job) -> None:
         job(no_team())
         return
     sync = new_sync(projected=True)
-    _on_both_cores(sync, lambda: job((0, 2, sync)), lambda: job((1, 2, sync)), lambda: job(no_team()))
+    on_both_cores(sync, lambda: job((0, 2, sync)), lambda: job((1, 2, sync)), lambda: job(no_team()))
 
 
 #: ``RNNKIT_PIPELINES`` (read at import): ``auto`` (`pipeline_pays`' and `behind_pays`' measured rules), ``always``
@@ -256,20 +257,28 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     """Whether a forward loop whose projection the cell names runs as a pipeline (`pipeline`) rather than after that
     projection's GEMM: where it would run as a team (``team_parts`` 2, `team_size`); under ``always`` on any route,
     dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`)
-    and ``inputs`` (the projection's depth) between `PIPELINE_INPUTS` of ``depth`` (the recurrent product's) and
-    ``depth`` itself, where it measured faster (`rnnkit.kernels.ahead`). Measured slower: float64 (LSTM B = 16,
-    H = 256 inference 44 → 50 ms, B = 64 170 → 190: a loop alone on one core, whose weight (2 MiB) leaves that
-    core's cache at every step, is slower than half of it on each core); inputs wider than the state (LSTM H = 256,
-    inference, input 512: B = 64 63.7 → 67.5 ms; input 1024, B = 16: 25.8 → 35.7), whose projection on one core
-    takes longer than the loop; and inputs much narrower than the state (`PIPELINE_INPUTS`)."""
+    and ``inputs`` (the projection's depth) no wider than ``depth`` (the recurrent product's): from `PIPELINE_INPUTS`
+    of it on, and narrower while the two cores are far apart (`rnnkit.kernels.distance.cores_near`, asked only
+    then), where it measured faster (`rnnkit.kernels.ahead`, `rnnkit.kernels.distance`). Measured slower: float64 (LSTM
+    B = 16, H = 256 inference 44 → 50 ms, B = 64 170 → 190: a loop alone on one core, whose weight (2 MiB) leaves
+    that core's cache at every step, is slower than half of it on each core); inputs wider than the state (LSTM
+    H = 256, inference, input 512: B = 64 63.7 → 67.5 ms; input 1024, B = 16: 25.8 → 35.7), whose projection on one
+    core takes longer than the loop; and inputs much narrower than the state (`PIPELINE_INPUTS`) with the cores
+    near."""
     from .blas import panels_apply
 
     if PIPELINES.choice == "never" or team_parts < 2:
         return False
     if PIPELINES.choice == "always":
         return True
+    if np.dtype(dtype) != np.float32 or not panels_apply(dtype) or inputs > depth:
+        return False
     low, high = PIPELINE_INPUTS
-    return np.dtype(dtype) == np.float32 and panels_apply(dtype) and low * depth <= high * inputs <= high * depth
+    if low * depth <= high * inputs:
+        return True
+    from .distance import cores_near
+
+    return not cores_near()
 
 
 #: (3, 4): the pipeline pays under ``auto`` for an input at least 3/4 as wide as the state. A narrower input's
@@ -322,7 +331,7 @@ def cores_free() -> bool:
 
 class Pipeline:
     """A loop, run as a team of one part (`rnnkit.kernels.team`), and its partner's work, one on each core with one
-    BLAS thread each where `_on_both_cores` would run two jobs; else one after the other in the caller. The partner
+    BLAS thread each where `on_both_cores` would run two jobs; else one after the other in the caller. The partner
     either writes what the loop reads, announcing it step by step (the input projection ahead of a forward loop,
     `rnnkit.kernels.ahead`), or reads what the loop writes, as the loop announces it (``follows``: the weight
     gradients behind a backward loop, `rnnkit.kernels.behind`). In two halves, so that what the caller does before
@@ -414,16 +423,17 @@ def _abort(sync: np.ndarray) -> None:
     sync[ABORT] = 1
 
 
-def _on_both_cores(sync: np.ndarray, first, second, alone) -> None:
-    """first() in the caller and second() in the worker thread at once, with half the BLAS threads each, where 2 or
-    more BLAS threads are allowed and no pair, team or pipeline is running; else alone(). A job that fails sets
-    ``sync``'s abort flag (so that the other never waits for it), and its error is raised."""
+def on_both_cores(sync: np.ndarray, first, second, alone, blas: bool = True) -> None:
+    """first() in the caller and second() in the worker thread at once, with half the BLAS threads each (the limits
+    left as they are where not ``blas``: jobs that call no BLAS), where 2 or more BLAS threads are allowed and no
+    pair, team or pipeline is running; else alone(). A job that fails sets ``sync``'s abort flag (so that the other
+    never waits for it), and its error is raised."""
     threads = _claim_cores()
     if not threads:
         alone()
         return
     try:
-        _concurrently(_guarded(first, sync), _guarded(second, sync), threads // 2)
+        _concurrently(_guarded(first, sync), _guarded(second, sync), threads // 2 if blas else None)
     finally:
         _busy.release()
 

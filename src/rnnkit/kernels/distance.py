@@ -1,0 +1,161 @@
+"""How far apart the two cores are now, measured: the round trip of a cache line between them.
+
+A virtual machine's CPUs are threads of its host, which the host may move between its own cores. On the project's
+2-core AMD EPYC (no steal time counted meanwhile) the round trip of one cache line between rnnkit's two threads —
+the caller writes a counter, the worker thread sees it and answers, the caller sees the answer — measured 52 – 80
+ns for stretches of seconds and 310 – 350 ns for others, switching every few seconds: near (our reading: two
+cores that share a level-3 cache) and far (cores that do not). Compute on each core runs at the same speed in both
+(a one-thread GEMM on each core at once: 102 GFLOP/s throughout), and so does the memory (a 64 MB copy), but work
+that crosses the cores often does not:
+
+* a team's loop (`rnnkit.kernels.team`: a barrier and half of h_t crossing the cores at every step);
+* OpenBLAS on two threads (the input projection below: 3.5 ms near, 7 ms far);
+* not a pipeline, whose two cores meet once per chunk of steps (`rnnkit.kernels.ahead`, `rnnkit.kernels.behind`).
+
+So where the cores are far, `rnnkit.kernels.parallel.pipeline_pays` takes a pipeline for inputs narrower than 3/4 of
+the state too, which a team takes while they are near. The char-LM race's layer (input 64, H = 256, B = 32, T = 100,
+float32), one process taking turns between the two, each timing binned by the round trip measured before and after
+it, medians, team → pipeline, ms, inference / training: LSTM near 14.7 / 41.6 → 17.5 / 44.6, far 21.1 – 21.6 / 50.8
+→ 18.0 / 46.3; GRU near 11.5 / 32.0 → 13.0 / 33.8, far 17.6 – 17.8 / 40.8 → 13.5 / 36.7.
+
+`cores_near` measures it (`round_trip_ns`: `BATCHES` × `ROUNDS` round trips, in compiled code, on the worker thread
+the teams use: about 0.2 ms a measurement) at most once per `FRESH_SECONDS`, and only where a policy's choice
+depends on it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import time
+
+from .jit import JIT, njit
+from .team import ARRIVALS, READY, count_up, new_sync, wait_until
+
+#: a measurement: `BATCHES` timings of `ROUNDS` round trips each, the fastest taken (together about 3 µs near, 42 µs
+#: far): the first rounds can pay for the worker thread's start
+ROUNDS, BATCHES = 32, 4
+#: a round trip this long (ns) or longer: the cores are far apart
+FAR_NS = 150.0
+#: a round trip this long (ns) or longer measures no distance: the two threads took turns on one core (the host
+#: woke the worker on the caller's core; 6 µs a round trip where measured), and the measurement is dropped
+TURNS_NS = 1000.0
+#: a measurement is reused for this long (s); the cores' placement changed every few seconds where measured
+FRESH_SECONDS = 0.5
+
+_last: tuple[float, float | None] = (float("-inf"), None)  # (when, round trip in ns or None: not measured)
+
+
+@njit(**JIT)
+def _answer(sync, rounds):
+    """The worker's half: say it is here (``sync[READY]``), then answer each of the caller's ``rounds`` writes."""
+    count_up(sync, READY)
+    for r in range(rounds):
+        if not wait_until(sync, ARRIVALS, 2 * r + 1, sync):
+            return
+        count_up(sync, ARRIVALS)
+
+
+@njit(**JIT)
+def _wait_for_answerer(sync):
+    """Wait until the worker's half runs (so that the timing that follows does not count its start)."""
+    return wait_until(sync, READY, 1, sync)
+
+
+@njit(**JIT)
+def _ask(sync, first, rounds):
+    """The caller's half: rounds ``first`` to ``first + rounds``, each a write and a wait for its answer. False
+    where the worker failed."""
+    for r in range(first, first + rounds):
+        count_up(sync, ARRIVALS)
+        if not wait_until(sync, ARRIVALS, 2 * r + 2, sync):
+            return False
+    return True
+
+
+def round_trip_ns() -> float | None:
+    """The round trip (ns) of a cache line between the caller's core and the worker thread's, the worker kept off
+    the caller's core meanwhile (`_elsewhere`): the fastest mean of `BATCHES` timings of `ROUNDS` round trips. None
+    where it could not be measured: both cores not free now (a pair, team or pipeline holds them, or fewer than 2
+    threads are allowed: `rnnkit.kernels.parallel`), or the two threads on one core all the same (`TURNS_NS`)."""
+    from . import parallel
+
+    sync, means, here = new_sync(projected=False), [], _current_cpu()
+
+    def ask():
+        if _wait_for_answerer(sync):
+            for batch in range(BATCHES):
+                start = time.perf_counter()
+                if not _ask(sync, batch * ROUNDS, ROUNDS):
+                    return
+                means.append((time.perf_counter() - start) / ROUNDS * 1e9)
+
+    def answer():
+        with _elsewhere(here):
+            _answer(sync, BATCHES * ROUNDS)
+    parallel.on_both_cores(sync, ask, answer, lambda: None, blas=False)
+    fastest = min(means, default=None)
+    return fastest if fastest is not None and fastest < TURNS_NS else None
+
+
+def _current_cpu() -> int | None:
+    """The CPU the calling thread runs on now (glibc's ``sched_getcpu``), or None where it cannot be asked."""
+    getcpu = _sched_getcpu()
+    cpu = getcpu() if getcpu is not None else -1
+    return cpu if cpu >= 0 else None
+
+
+@functools.cache
+def _sched_getcpu():
+    """The C library's ``sched_getcpu``, or None where it has none (found once: finding the library runs a program)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+
+
+class _elsewhere:
+    """The calling thread kept off CPU ``cpu`` inside the block (its affinity narrowed, then given back): the host
+    wakes a thread on its waker's core at times (in half the measurements of an idle process), where the two would
+    take turns (`TURNS_NS`). Nothing where the affinity cannot be set or no other CPU is allowed."""
+
+    def __init__(self, cpu: int | None):
+        self._cpu, self._mask = cpu, None
+
+    def __enter__(self):
+        if self._cpu is None or not hasattr(os, "sched_setaffinity"):
+            return self
+        mask = os.sched_getaffinity(0)
+        if mask - {self._cpu}:
+            os.sched_setaffinity(0, mask - {self._cpu})
+            self._mask = mask
+        return self
+
+    def __exit__(self, *error):
+        if self._mask is not None:
+            os.sched_setaffinity(0, self._mask)
+
+
+def cores_near() -> bool:
+    """Whether the two cores are near now (`round_trip_ns` under `FAR_NS`), measured again where the last measurement
+    is older than `FRESH_SECONDS`; True where none could be made (the policies' choice before this module)."""
+    global _last
+    now = time.monotonic()
+    if now - _last[0] > FRESH_SECONDS:
+        measured = round_trip_ns()
+        if measured is not None:
+            _last = (now, measured)
+    return _last[1] is None or _last[1] < FAR_NS
+
+
+def describe() -> str:
+    """One line for `rnnkit info`: the round trip now and what it means."""
+    measured = round_trip_ns()
+    if measured is None:
+        return "not measured (fewer than 2 threads allowed, or the cores busy)"
+    where = "near" if measured < FAR_NS else "far"
+    return (f"a cache line's round trip {measured:.0f} ns now ({where}; {FAR_NS:.0f} ns or more counts as far, where "
+            "forwards with an input narrower than 3/4 of the state run as pipelines instead of teams; a virtual "
+            "machine's placement can change this every few seconds)")

@@ -1,0 +1,162 @@
+"""How far apart the two cores are (`rnnkit.kernels.distance`): a measured round trip, or none where it cannot be
+measured; reused while fresh; the worker kept off the caller's core and given its affinity back; and the pipelines'
+policy taking narrow inputs only while the cores are far."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import rnnkit
+
+pytest.importorskip("numba", reason="numba is not installed: the compiled kernels are not available")
+from rnnkit.kernels import ahead as ahead_kernels  # noqa: E402 - needs numba
+from rnnkit.kernels import distance, parallel  # noqa: E402
+from rnnkit.machine import report  # noqa: E402
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """No measurement yet, a clock that the test moves (``clock[0]``), and `round_trip_ns` answering from
+    ``answers`` in turn; the list of the answers asked for."""
+    clock, answers, asked = [100.0], [], []
+    monkeypatch.setattr(distance, "_last", (float("-inf"), None))
+    monkeypatch.setattr(distance.time, "monotonic", lambda: clock[0])
+
+    def measured():
+        asked.append(answers[len(asked)])
+        return asked[-1]
+    monkeypatch.setattr(distance, "round_trip_ns", measured)
+    return clock, answers, asked
+
+
+def both_cores_allowed() -> bool:
+    return parallel.blas_threads() >= 2 and parallel.cores_free()
+
+
+def test_the_round_trip_between_the_two_cores_is_measured_in_nanoseconds_or_not_at_all():
+    if not both_cores_allowed():
+        pytest.skip("one thread allowed: nothing to measure")
+    measured = distance.round_trip_ns()
+    assert measured is None or 0 < measured < distance.TURNS_NS  # None: the two threads took turns on one core
+    assert parallel.cores_free()
+
+
+def test_nothing_is_measured_with_one_thread_allowed_or_while_a_team_holds_the_cores():
+    with threadpool_limits(1):
+        assert distance.round_trip_ns() is None
+    assert parallel._busy.acquire(blocking=False)
+    try:
+        assert distance.round_trip_ns() is None
+    finally:
+        parallel._busy.release()
+
+
+def test_a_measurement_is_reused_while_fresh_then_made_again(fresh):
+    clock, answers, asked = fresh
+    answers += [60.0, 330.0]
+    assert distance.cores_near() and asked == [60.0]
+    clock[0] += distance.FRESH_SECONDS / 2
+    assert distance.cores_near() and asked == [60.0]
+    clock[0] += distance.FRESH_SECONDS
+    assert not distance.cores_near() and asked == [60.0, 330.0]
+
+
+def test_the_far_threshold_separates_near_from_far(fresh):
+    clock, answers, _ = fresh
+    answers += [distance.FAR_NS - 1, distance.FAR_NS]
+    assert distance.cores_near()
+    clock[0] += 2 * distance.FRESH_SECONDS
+    assert not distance.cores_near()
+
+
+def test_a_moment_without_a_measurement_keeps_the_last_answer_and_none_at_all_counts_as_near(fresh):
+    clock, answers, asked = fresh
+    answers += [None, 330.0, None]
+    assert distance.cores_near()
+    clock[0] += 2 * distance.FRESH_SECONDS
+    assert not distance.cores_near()
+    clock[0] += 2 * distance.FRESH_SECONDS
+    assert not distance.cores_near() and len(asked) == 3
+
+
+def test_the_answering_thread_is_kept_off_the_callers_cpu_and_given_its_affinity_back():
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs a process allowed on two CPUs or more (Linux)")
+    seen = {}
+
+    def answerer():
+        before = os.sched_getaffinity(0)
+        cpu = min(before)
+        with distance._elsewhere(cpu):
+            seen["inside"] = os.sched_getaffinity(0)
+        seen["before"], seen["after"], seen["cpu"] = before, os.sched_getaffinity(0), cpu
+    worker = threading.Thread(target=answerer)
+    worker.start()
+    worker.join(10)
+    assert seen["inside"] == seen["before"] - {seen["cpu"]} and seen["after"] == seen["before"]
+    with distance._elsewhere(None):  # nothing to keep off: nothing changes
+        assert os.sched_getaffinity(0) == seen["before"]
+
+
+def test_a_failed_answerer_never_leaves_the_caller_waiting_and_frees_the_cores(monkeypatch):
+    if not both_cores_allowed():
+        pytest.skip("one thread allowed: nothing to measure")
+
+    def fails(sync, rounds):
+        raise RuntimeError("answerer failed")
+    monkeypatch.setattr(distance, "_answer", fails)
+    with pytest.raises(RuntimeError, match="answerer failed"):
+        distance.round_trip_ns()
+    assert parallel.cores_free()
+
+
+@pytest.mark.parametrize(("dtype", "inputs", "near", "expected"), [
+    (np.float32, 64, True, False), (np.float32, 64, False, True), (np.float32, 191, False, True),
+    (np.float32, 256, False, True), (np.float32, 512, False, False), (np.float64, 64, False, False)])
+def test_the_automatic_policy_pipelines_narrow_inputs_only_while_the_cores_are_far(dtype, inputs, near, expected,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
+    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
+    monkeypatch.setattr(distance, "cores_near", lambda: near)
+    assert parallel.pipeline_pays(dtype, 2, inputs, 256) is expected
+
+
+def test_the_distance_is_asked_only_where_it_changes_the_choice(monkeypatch):
+    def never():
+        raise AssertionError("cores_near asked")
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
+    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
+    monkeypatch.setattr(distance, "cores_near", never)
+    for dtype, parts, inputs in ((np.float32, 2, 192), (np.float32, 2, 512), (np.float64, 2, 64), (np.float32, 1, 64)):
+        parallel.pipeline_pays(dtype, parts, inputs, 256)
+
+
+@pytest.mark.parametrize("near", [True, False], ids=["near", "far"])
+def test_a_narrow_input_layer_runs_a_team_while_the_cores_are_near_and_a_pipeline_while_far(near, monkeypatch):
+    from rnnkit.kernels.blas import panels_apply
+
+    if not both_cores_allowed() or not panels_apply(np.float32):
+        pytest.skip("needs two threads and the products on panels (AVX-512)")
+    written = []
+    original = ahead_kernels.Ahead.write
+    monkeypatch.setattr(ahead_kernels.Ahead, "write", lambda self, sync: written.append(1) or original(self, sync))
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
+    monkeypatch.setattr(parallel.TEAMS, "choice", "auto")
+    monkeypatch.setattr(distance, "cores_near", lambda: near)
+    layer = rnnkit.LSTM(64, 256, rng=0)
+    x = np.random.default_rng(1).standard_normal((8, 12, 64)).astype(np.float32)
+    with rnnkit.no_grad():
+        got = layer.forward(x)[0]
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "never")
+    with rnnkit.no_grad():
+        expected = layer.forward(x)[0]
+    assert bool(written) is not near
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_machine_report_says_how_far_apart_the_cores_are():
+    line = next(line for line in report() if line.startswith("the two cores: "))
+    assert "round trip" in line or "not measured" in line
