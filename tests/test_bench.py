@@ -159,9 +159,19 @@ def test_the_bench_ends_with_the_hosts_steal_time_over_each_librarys_turns_where
     if machine.steal_seconds() is None:
         pytest.skip("this system does not count steal time")
     proc, data = lstm_bench
-    assert proc.stdout.splitlines()[-1].startswith("host steal time over each library's turns (/proc/stat): rnnkit ")
+    ending = proc.stdout.splitlines()[-2:]
+    assert any(line.startswith("host steal time over each library's turns (/proc/stat): rnnkit ") for line in ending)
     assert all(set(r["steal_ms"]) == {"rnnkit", "torch"} and all("steal_ms" in t for t in r["turns"])
                for r in data["results"])
+
+
+def test_the_bench_ends_with_how_far_apart_the_cores_were_before_each_librarys_turns(lstm_bench):
+    proc, data = lstm_bench
+    measured = [t for r in data["results"] for t in r["turns"] if t["round_trip_ns"] is not None]
+    if not measured:
+        pytest.skip("no turn's distance measured here (no numba, or one thread allowed)")
+    assert proc.stdout.splitlines()[-1].startswith("the two cores were far apart (a cache line's round trip of ")
+    assert all("round_trip_ns" in t for r in data["results"] for t in r["turns"])
 
 
 def test_bench_help_says_how_it_measures(capsys):
@@ -284,3 +294,20 @@ def test_a_call_that_runs_as_a_team_is_measured_without_loading_the_teams_code(c
     if None in measured.values():
         pytest.skip("this kernel does not report peak memory")
     assert abs(measured["always"] - measured["never"]) <= 2**20
+
+
+def test_each_turn_carries_how_far_apart_the_cores_were_before_it(rnnkit_worker, monkeypatch):
+    readings = iter([60.0, 330.0, None])
+    monkeypatch.setattr("rnnkit.training.bench_processes.cores_round_trip_ns", lambda: next(readings))
+    cases = {"base": {"cell": "gru", "batch": 2, "hidden": 4, "steps": 3, "mode": "train"}}
+    samples = list(alternate([(rnnkit_worker, "base")], 3, 1, cases))
+    assert [s["round_trip_ns"] for s in samples] == [60.0, 330.0, None]
+
+
+def test_the_distance_line_counts_each_librarys_turns_with_the_cores_far_apart_and_is_absent_where_none_measured():
+    pytest.importorskip("numba", reason="the distance is measured with compiled code")
+    turns = [{"library": "rnnkit", "round_trip_ns": 60.0}, {"library": "torch", "round_trip_ns": 330.0},
+             {"library": "rnnkit", "round_trip_ns": 400.0}, {"library": "torch", "round_trip_ns": None}]
+    line = bench.distance_line([{"turns": turns}])
+    assert "before 1 of 2 rnnkit turns, 1 of 1 torch turns" in line
+    assert bench.distance_line([{"turns": [{"library": "rnnkit", "round_trip_ns": None}]}, {}]) is None

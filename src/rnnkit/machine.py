@@ -361,6 +361,16 @@ def describe_sums_behind() -> str:
             "δW_ih and δW_hh of its finished steps on the other (RNNKIT_PIPELINES=never turns them off)")
 
 
+def cores_round_trip_ns() -> float | None:
+    """A cache line's round trip between the two cores now, ns (`rnnkit.kernels.distance.round_trip_ns`); None where
+    it cannot be measured (no numba, one thread allowed, the cores busy)."""
+    try:
+        from .kernels.distance import round_trip_ns
+    except ImportError:
+        return None
+    return round_trip_ns()
+
+
 def steal_seconds(stat: str = "/proc/stat") -> float | None:
     """CPU time the hypervisor gave to other work while this machine's CPUs wanted to run (Linux's *steal*, summed
     over the CPUs: the eighth figure of ``stat``'s ``cpu`` line, in clock ticks), in seconds; None where the system

@@ -85,8 +85,10 @@ def bench(cells, batches, hiddens, stacked, steps, threads, repeats, no_torch, n
     (rnnkit, torch, rnnkit, torch, ...), and the idle one is stopped (SIGSTOP) so that its spinning threads
     cannot steal the other's cores. Each turn runs one untimed call, then the timed one; the figure of a case is
     the median over --repeats turns (the minimum is shown too). Results travel from the workers as JSON. On
-    Linux the last line gives the host's steal time over each library's turns: above 0, a hypervisor ran other
-    work on these CPUs meanwhile, which can slow a run for stretches.
+    Linux the last lines give the host's steal time over each library's turns (above 0, a hypervisor ran other
+    work on these CPUs meanwhile, which can slow a run for stretches) and before how many turns the two cores
+    were far apart (a virtual machine's CPUs can move between the host's cores every few seconds; far apart,
+    loops that meet on both cores at every step run slower).
 
     \b
     Columns: 'rnnkit ms' and 'torch ms' per call, medians, each with its 'min' ('train' = forward + backward,
@@ -129,9 +131,9 @@ def bench(cells, batches, hiddens, stacked, steps, threads, repeats, no_torch, n
     for lib, pools in meta["thread_pools"].items():
         click.echo(f"{lib} worker: pid {meta['workers'][lib]}, threads " + ", ".join(f"{pool} {count}"
                                                                                     for pool, count in pools.items()))
-    steal = bench_lib.steal_line(records)
-    if steal:
-        click.echo(steal)
+    for line in (bench_lib.steal_line(records), bench_lib.distance_line(records)):
+        if line:
+            click.echo(line)
     if json_path:
         atomic_write(json_path, bench_lib.to_json(records, meta))
 

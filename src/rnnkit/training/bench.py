@@ -132,9 +132,15 @@ def record(case: dict, mode: str, samples: list[dict], peak: float | None, ceili
     r["peak_gflops"], r["ceiling_gflops"] = peak, ceiling
     r["peak_fraction"] = None if not peak else r["rnnkit_gflops"] / peak
     r["ceiling_fraction"] = r["rnnkit_gflops"] / ceiling
-    r["turns"] = [{k: s[k] for k in ("library", "pid", "start", "end", "steal_ms")} for s in samples]
+    r["turns"] = turns_of(samples)
     r["steal_ms"] = steal_by_library(samples)
     return r
+
+
+def turns_of(samples: list[dict]) -> list[dict]:
+    """What the JSON keeps of each timed turn: whose, when, the host's steal time over it and the cores' distance
+    before it (`rnnkit.training.bench_processes.alternate`)."""
+    return [{k: s.get(k) for k in ("library", "pid", "start", "end", "steal_ms", "round_trip_ns")} for s in samples]
 
 
 def steal_by_library(samples: list[dict]) -> dict[str, float | None]:
@@ -160,6 +166,29 @@ def steal_line(records: list[dict]) -> str | None:
     took = f" (their timed calls took {timed:.1f} s)" if timed else ""
     return (f"host steal time over each library's turns (/proc/stat): {each}{took}; above 0, the host ran other "
             "work on these CPUs meanwhile, which can slow the turns")
+
+
+def distance_line(records: list[dict]) -> str | None:
+    """One line for the end of a bench: before how many of each library's turns the two cores were far apart
+    (`rnnkit.kernels.distance`); None where no turn's distance was measured."""
+    counts: dict[str, list[int]] = {}
+    for r in records:
+        for turn in r.get("turns", ()):
+            if turn.get("round_trip_ns") is not None:
+                far, measured = counts.setdefault(turn["library"], [0, 0])
+                counts[turn["library"]] = [far + (turn["round_trip_ns"] >= _far_ns()), measured + 1]
+    if not counts:
+        return None
+    each = ", ".join(f"{far} of {measured} {library} turns" for library, (far, measured) in counts.items())
+    return (f"the two cores were far apart (a cache line's round trip of {_far_ns():.0f} ns or more, measured "
+            f"before each turn) before {each}; far apart, loops that meet on both cores at every step (rnnkit's "
+            "teams, torch's threads) run slower, so runs with different shares differ")
+
+
+def _far_ns() -> float:
+    from ..kernels.distance import FAR_NS  # only where a distance was measured, so numba is there
+
+    return FAR_NS
 
 
 def run(cases: list[dict], threads: int | None = None, repeats: int = 5, warmup: int = 2, with_torch: bool = True,

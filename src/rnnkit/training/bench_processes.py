@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterator
 
 from ..errors import ConfigError, DependencyError
-from ..machine import steal_seconds
+from ..machine import cores_round_trip_ns, steal_seconds
 
 #: the environment variables that fix a thread pool's size before its library loads
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -135,16 +135,19 @@ def alternate(turns: list[tuple[WorkerProcess, str]], repeats: int, warmup: int,
               cases: dict[str, dict]) -> Iterator[dict]:
     """Prepare each ``(worker, key)`` of ``turns`` with ``cases[key]`` (``warmup`` untimed calls), then time them in
     turns, ``repeats`` rounds of one timed call each (A B A B ...); yield one sample per call: ``key``,
-    ``library``, ``pid``, ``ms``, ``start``, ``end``, and ``steal_ms``, the host's steal time over the turn
-    (`rnnkit.machine.steal_seconds`; None where the system does not count it)."""
+    ``library``, ``pid``, ``ms``, ``start``, ``end``, ``steal_ms``, the host's steal time over the turn
+    (`rnnkit.machine.steal_seconds`; None where the system does not count it), and ``round_trip_ns``, how far apart
+    the two cores were just before it (measured in this process with every worker stopped,
+    `rnnkit.machine.cores_round_trip_ns`; None where it could not be)."""
     for worker, key in turns:
         worker.request("prepare", key=key, case=cases[key], warmup=warmup)
     for _ in range(repeats):
         for worker, key in turns:
+            distance = cores_round_trip_ns()
             before = steal_seconds()
             sample = worker.request("time", key=key)
             after = steal_seconds()
             steal = None if before is None or after is None else (after - before) * 1e3
-            yield {"key": key, "library": worker.library, **sample, "steal_ms": steal}
+            yield {"key": key, "library": worker.library, **sample, "steal_ms": steal, "round_trip_ns": distance}
     for worker in {id(w): w for w, _ in turns}.values():
         worker.request("clear")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 
-from .bench import MODES, available_cores, steal_by_library
+from .bench import MODES, available_cores, steal_by_library, turns_of
 from .bench_processes import Workers, alternate
 
 REGULARIZED = {"dropout_input": 0.25, "dropout_recurrent": 0.25, "zoneout": 0.1, "weight_drop": 0.5}
@@ -62,7 +62,7 @@ def run(variants=tuple(VARIANTS), batches=(16,), hiddens=(256,), steps: int = 10
                                "hidden": hidden, "steps": steps, "variant_ms": variant_ms,
                                "variant_min_ms": variant_min, "base_ms": base_ms, "base_min_ms": base_min,
                                "ratio": variant_ms / base_ms, "pid": worker.pid,
-                               "steal_ms": steal_by_library(samples)}
+                               "steal_ms": steal_by_library(samples), "turns": turns_of(samples)}
 
 
 def format_table(records: list[dict]) -> str:
