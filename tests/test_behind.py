@@ -318,17 +318,62 @@ def test_dx_is_written_over_the_layers_own_output_gradient(behind, monkeypatch):
 
 def behind_case(rng, steps, batch, variant):
     """A `Behind` over random float64 arrays (gates 24, hidden 8, input 5): ``variant`` "plain", "normalised" (a
-    layer-normalised projection) or "reset" (a GRU's reset after its product); its gradients start at zero."""
+    layer-normalised projection), "reset" (a GRU's reset after its product) or "sums" (a layer-normalised
+    projection and row sums: `row_sums_case`); its gradients start at zero."""
     rows, gates = steps * batch, 24
     dxp = rng.normal(size=(steps, batch, gates))
     norm = (rng.normal(size=gates), rng.normal(size=(rows, gates)), rng.uniform(0.5, 2, (rows, 1)))
     grads = (np.zeros((gates, 5)), np.zeros((gates, 8)), np.zeros(gates), np.zeros(gates))
     return behind_kernels.Behind(dxp, rng.normal(size=(steps, batch, 5)), rng.normal(size=(rows, 8)),
-                                 rng.normal(size=(gates, 5)), grads, False, norm=norm if variant == "normalised" else
-                                 None, reset=rng.uniform(size=(steps, batch, 8)) if variant == "reset" else None)
+                                 rng.normal(size=(gates, 5)), grads, False,
+                                 norm=norm if variant in ("normalised", "sums") else None,
+                                 reset=rng.uniform(size=(steps, batch, 8)) if variant == "reset" else None,
+                                 sums=row_sums_case(rng, dxp.reshape(rows, gates)) if variant == "sums" else None)
 
 
-@pytest.mark.parametrize("variant", ["plain", "normalised", "reset"])
+def row_sums_case(rng, d):
+    """Row sums as a layer-normalised cell names them: two products of ``d`` (rows, G) and one of other arrays
+    (rows, 8), a total of each; every sum starts at zero."""
+    rows, gates = d.shape
+    other = rng.normal(size=(rows, 8))
+    products = ((d, rng.normal(size=(rows, gates)), np.zeros(gates)), (d, rng.normal(size=(rows, gates)),
+                                                                       np.zeros(gates)),
+                (other, rng.normal(size=(rows, 8)), np.zeros(8)))
+    return products, ((d, np.zeros(gates)), (other, np.zeros(8)))
+
+
+def row_sum_results(work) -> list:
+    return [out for group in work.sums for *_, out in group] if work.sums else []
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize(("steps", "batch"), [(50, 3), (20, 16), (1, 200)])
+def test_the_row_sums_are_a_fourth_task_and_sum_each_product_and_total_over_every_row(steps, batch, reverse):
+    work = behind_case(np.random.default_rng(13), steps, batch, "sums")
+    sync = team_kernels.new_sync(projected=False)
+    team_kernels.add_ready(sync, steps)
+    work.work(sync)
+    products, totals = work.sums
+    for a, b, out in products:
+        assert np.allclose(out, (a * b).sum(axis=0), rtol=1e-12, atol=1e-12)
+    for a, out in totals:
+        assert np.allclose(out, a.sum(axis=0), rtol=1e-12, atol=1e-12)
+    chunks = behind_kernels.chunk_count(steps, batch)
+    assert work.row_sums and work.claims[behind_kernels.DONE_SUMS] == chunks
+    assert work.claims[behind_kernels.NEXT] >= (behind_kernels.TASKS + 1) * chunks
+
+
+def test_the_layer_normalised_lstm_sums_its_normalisations_behind_the_loop_and_the_layer_normalised_gru_after():
+    made = {}
+    for cls in (rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU):
+        cell = cls(4, 64, rng=0).cells[0]
+        ws = cell.allocate(3, 2)
+        ws.x_hat, ws.x_inv_std = np.zeros((6, cell.gate_width), cell.dtype), np.ones((6, 1), cell.dtype)
+        made[cls] = cell.sums_behind(ws, np.zeros((3, 2, 4), cell.dtype), np.zeros((6, 64), cell.dtype), False)
+    assert made[rnnkit.LayerNormLSTM].row_sums and not made[rnnkit.LayerNormGRU].row_sums
+
+
+@pytest.mark.parametrize("variant", ["plain", "normalised", "reset", "sums"])
 def test_two_threads_taking_the_tasks_sum_to_the_bit_what_one_does(variant):
     """The partner and the caller at once, every step announced: the waits between a chunk's tasks (δP written
     first) and between a sum's chunks (and its one buffer for δq) keep each sum in its one order."""
@@ -343,7 +388,7 @@ def test_two_threads_taking_the_tasks_sum_to_the_bit_what_one_does(variant):
         work.work(sync)
         for other in others:
             other.join(10)
-        results.append((work.dx, *work.grads, work.dxp))
+        results.append((work.dx, *work.grads, work.dxp, *row_sum_results(work)))
     assert all(np.array_equal(a, b) for a, b in zip(*results))
 
 

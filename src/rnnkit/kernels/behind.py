@@ -9,7 +9,10 @@ takes the GEMMs of the finished steps, a chunk of rows at a time; when the loop 
 what is left (`rnnkit.kernels.parallel.Pipeline` with ``follows``).
 
 The work is a list of tasks, three per chunk of steps in the loop's order (the last steps first, unless
-``reverse``): δX of the chunk's rows, then δW_ih (and δb), then δW_hh for them. Each thread takes the next task from
+``reverse``): δX of the chunk's rows, then δW_ih (and δb), then δW_hh for them, and a fourth where the cell names
+sums over the rows of its own (`rnnkit.recurrent.layernorm.LayerNormCell.row_sums_behind`: the layer-normalised
+LSTM's γ and β, which it summed after the loop before; its training call at B = 16, H = 256, T = 100 32.99 → 32.10
+ms, medians of 12 rounds in turns in one process). Each thread takes the next task from
 a shared counter and waits for its chunk's steps (δW_hh's task for one step more: zoneout's backward swaps s̃ into
 the slot of the chunk's first H_prev rows while the step after the chunk runs); a task that adds to a sum also waits
 for that sum's task of the chunk before. So every sum is made in one order — chunk after chunk, each one GEMM on one
@@ -39,10 +42,12 @@ from .team import READY, aborted, count_up, wait_until
 #: 512 rows): B = 16, H = 256 28.7 – 31.4 / 29.4 – 31.8 / –; B = 16, H = 512 106.8 – 108.0 / 106.0 – 109.1 /
 #: 111.7 – 116.4; B = 64, H = 512 431 – 435 / 417 – 418 / 411 – 414: eight steps a chunk at B = 16 and B = 64
 CHUNK_STEPS, CHUNK_ROWS = 8, 128
-#: the shared counters (`claims`), a cache line (8 int64) apart: the next task, and the chunks added to δW_ih and to
-#: δW_hh so far; then per chunk, its input side's δ written (layer-normalised projections only)
-NEXT, DONE_IH, DONE_HH, WRITTEN = 0, 8, 16, 24
-TASKS = 3  # per chunk: δX (after the input side's δ, where that is normalised), δW_ih with δb, δW_hh
+#: the shared counters (`claims`), a cache line (8 int64) apart: the next task, and the chunks added to δW_ih, to
+#: δW_hh and to the row sums so far; then per chunk, its input side's δ written (layer-normalised projections only)
+NEXT, DONE_IH, DONE_HH, DONE_SUMS, WRITTEN = 0, 8, 16, 24, 32
+#: per chunk: δX (after the input side's δ, where that is normalised), δW_ih with δb, δW_hh; and a fourth where the
+#: call has row sums (a layer-normalised cell's γ and β, `take_tasks`)
+TASKS = 3
 
 
 def chunk_steps(batch: int) -> int:
@@ -61,7 +66,7 @@ def new_claims(chunks: int) -> np.ndarray:
 
 
 @njit(**JIT)
-def take_tasks(sources, grads, norm, reset, batch, chunk, reverse, sync, claims):
+def take_tasks(sources, grads, norm, reset, sums, batch, chunk, reverse, sync, claims):
     """Take tasks until none is left (see the module notes). ``sources`` = (δXP (T·B, G), δ_h (T·B, G), X (T·B, I),
     H_prev (T·B, H), W_ih (G, I)), time-major rows: δW_hh sums δ_hᵀ H_prev (δ_h is δXP itself, or the δ of a
     layer-normalised recurrent product that the loop wrote); ``grads`` = (δX (T·B, I), δW_ih (G, I), δW_hh (G, H),
@@ -69,23 +74,31 @@ def take_tasks(sources, grads, norm, reset, batch, chunk, reverse, sync, claims)
     it); ``norm``: None, or (γ, X̂, s, δP (T·B, G)) where the projection is LN(X W_ihᵀ; γ, β): δX's task first
     writes its rows of δP = LN backward of δXP (`layer_norm_rows_backward`), which δX and δW_ih then take in place of
     δXP; ``reset``: None, or (r (T·B, H), a (chunk·B, G) buffer) for a GRU whose reset gate comes after its product:
-    δW_hh sums δq = [δa_r, δa_z, δa_n ⊙ r], made in the buffer (`reset_scaled`; one δW_hh task at a time); ``chunk``
-    steps of ``batch`` rows a chunk; ``sync``: the loop's team, whose READY count holds the steps it finished;
-    ``claims``: `new_claims`. Stops early where the other thread failed."""
+    δW_hh sums δq = [δa_r, δa_z, δa_n ⊙ r], made in the buffer (`reset_scaled`; one δW_hh task at a time); ``sums``:
+    None, or (products, totals) of the rows, a fourth task per chunk: out += Σ_rows a ⊙ b for each (a, b, out) of
+    products and out += Σ_rows a for each (a, out) of totals, (T·B, K) arrays and (K,) sums (`add_row_sums`);
+    ``chunk`` steps of ``batch`` rows a chunk; ``sync``: the loop's team, whose READY count holds the steps it
+    finished; ``claims``: `new_claims`. Stops early where the other thread failed."""
     d_in, d_rec, x, h_prev, w_ih = sources
     dx, grad_ih, grad_hh, grad_b, grad_bh = grads
     steps = d_in.shape[0] // batch
     chunks = (steps + chunk - 1) // chunk
+    kinds = TASKS if sums is None else TASKS + 1
     while not aborted(sync):
         task = count_up(claims, NEXT)
-        if task >= TASKS * chunks:
+        if task >= kinds * chunks:
             return
-        c, kind = task // TASKS, task % TASKS
+        c, kind = task // kinds, task % kinds
         finished = min(steps, (c + 1) * chunk)  # the loop's steps this chunk needs
         if not wait_until(sync, READY, finished, sync):
             return
         first = c * chunk if reverse else steps - finished
         rows = slice(first * batch, (first + finished - c * chunk) * batch)
+        if kind == 3:
+            if sums is not None and wait_until(claims, DONE_SUMS, c, sync):
+                add_row_sums(sums, rows)
+                count_up(claims, DONE_SUMS)
+            continue
         if kind == 2:  # and one step more: the step after the chunk's swaps zoneout's s̃ into its first H_prev rows
             if not wait_until(sync, READY, min(steps, finished + 1), sync):
                 return
@@ -137,6 +150,26 @@ def _add_product(d, inputs, grad, summed, grad_b, claims, done, c, sync):
     count_up(claims, done)
 
 
+@njit(**GLUE)
+def add_row_sums(sums, rows):
+    """`take_tasks`' row sums over ``rows``: out += Σ_r a[r] ⊙ b[r] for each (a, b, out) of sums[0], out += Σ_r a[r]
+    for each (a, out) of sums[1], row after row."""
+    products, totals = sums
+    for a, b, out in products:
+        add_column_products(a[rows], b[rows], out)
+    for a, out in totals:
+        add_column_sums(a[rows], out)
+
+
+@njit(**GLUE)
+def add_column_products(a, b, out):
+    """out += Σ_r a[r] ⊙ b[r] (row after row)."""
+    for r in range(a.shape[0]):
+        x, y = a[r], b[r]
+        for j in range(out.shape[0]):
+            out[j] += x[j] * y[j]
+
+
 @njit(**JIT)
 def add_column_sums(d, out):
     """out += Σ_r d[r] (row after row)."""
@@ -154,14 +187,16 @@ class Behind(PipelineStage):
     is written.
     ``d_rec`` (T·B, G): what δW_hh sums instead of δXP (a normalised recurrent product's δ), None for δXP; ``norm``:
     (γ_x, X̂, s) of a layer-normalised input projection, None without; ``reset``: a GRU's r (T, B, H) where its
-    reset gate comes after the product, None else (`take_tasks`). ``reverse``: the loop's direction.
+    reset gate comes after the product, None else; ``sums``: (products, totals) of more sums over the rows, lists of
+    (a, b, out) and (a, out) with a, b (T·B, K) and out (K,), all C-contiguous (`take_tasks`), None else (`row_sums`
+    says whether they are made). ``reverse``: the loop's direction.
 
     A context, like `rnnkit.kernels.ahead.Ahead`: entering starts the partner on the other core, `run_loop` runs the
     loop and then the caller's share of the sums, leaving waits for the partner."""
 
     def __init__(self, dxp: np.ndarray, x: np.ndarray, h_prev: np.ndarray, weight_ih: np.ndarray, grads: tuple,
                  reverse: bool, d_rec: np.ndarray | None = None, norm: tuple | None = None,
-                 reset: np.ndarray | None = None):
+                 reset: np.ndarray | None = None, sums: tuple | None = None):
         steps, batch, gates = dxp.shape
         grad_ih, grad_hh, grad_b, grad_bh = grads
         rows = steps * batch
@@ -179,6 +214,8 @@ class Behind(PipelineStage):
         self.reset = None if reset is None else (reset.reshape(rows, -1), np.empty((self.chunk * batch, gates),
                                                                                    dxp.dtype))
         self.claims = new_claims(chunk_count(steps, batch))
+        self.sums = None if sums is None else tuple(tuple(map(tuple, group)) for group in sums)
+        self.row_sums = sums is not None
 
     def write_dx_over(self, dy: np.ndarray) -> None:
         """Write δX over ``dy`` (T, B, ·), the caller's own δ(output) of the loop, where it has δX's shape and layout:
@@ -189,8 +226,8 @@ class Behind(PipelineStage):
 
     def work(self, sync: np.ndarray) -> None:
         """Take tasks until none is left (in the caller after its loop, and in the partner from the start)."""
-        take_tasks(self.sources, (self._made_dx(), *self.grads), self.norm, self.reset, self.batch, self.chunk,
-                   self.reverse, sync, self.claims)
+        take_tasks(self.sources, (self._made_dx(), *self.grads), self.norm, self.reset, self.sums, self.batch,
+                   self.chunk, self.reverse, sync, self.claims)
 
     def _made_dx(self) -> np.ndarray:
         """`dx`, made now where `write_dx_over` did not give it: on entering, before the partner starts (or at the

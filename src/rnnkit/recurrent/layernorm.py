@@ -139,8 +139,10 @@ class LayerNormCell(GatedCell):
                         behind=None) -> np.ndarray:
         """δγ_x += Σ δa ⊙ X̂,  δβ_x += Σ δa (``dxp_sum``, the caller's, which the bias takes too),  δP_x = LN backward
         of δa,  δW_ih += δP_xᵀ X;  returns δX = δP_x W_ih. (δa = δXP, the gradient of the pre-activation that the
-        input side adds to.) With ``behind`` (`sums_behind`, its loop done) the last three are its."""
-        self.layernorm_x_weight.grad += np.einsum("ng,ng->g", dxp, ws.x_hat)
+        input side adds to.) With ``behind`` (`sums_behind`, its loop done) the last three are its, and δγ_x too
+        where it made the cell's row sums (`row_sums_behind`)."""
+        if behind is None or not behind.row_sums:
+            self.layernorm_x_weight.grad += np.einsum("ng,ng->g", dxp, ws.x_hat)
         self.layernorm_x_bias.grad += dxp_sum
         if behind is not None:
             return behind.dx
@@ -153,9 +155,11 @@ class LayerNormCell(GatedCell):
     def add_recurrent_grads(self, ws: Workspace, dq: np.ndarray, dq_sum: np.ndarray, h_prev: np.ndarray,
                             behind=None) -> None:
         """δγ_h += Σ δq ⊙ ĥ,  δβ_h += Σ δq (``dq_sum``, the caller's),  δW_hh += Σ δP_hᵀ h_{t−1} (``behind``'s,
-        where given); δq (T·B, G) is the gradient of LN(h_{t−1} W_hhᵀ; γ_h, β_h), δP_h the backward's ``ws.dp_h``."""
+        where given, and δγ_h too where it made the cell's row sums); δq (T·B, G) is the gradient of
+        LN(h_{t−1} W_hhᵀ; γ_h, β_h), δP_h the backward's ``ws.dp_h``."""
         rows, g = dq.shape
-        self.layernorm_h_weight.grad += np.einsum("ng,ng->g", dq, ws.h_hat.reshape(rows, g))
+        if behind is None or not behind.row_sums:
+            self.layernorm_h_weight.grad += np.einsum("ng,ng->g", dq, ws.h_hat.reshape(rows, g))
         self.layernorm_h_bias.grad += dq_sum
         if behind is None:
             self.weight_hh.grad += ws.dp_h.reshape(rows, g).T @ h_prev
@@ -163,9 +167,18 @@ class LayerNormCell(GatedCell):
     def sums_behind(self, ws: Workspace, x: np.ndarray, h_prev: np.ndarray, reverse: bool):
         """`GatedCell.sums_behind` for the layer-normalised cells, whose ``accumulate`` takes it: δW_hh sums the
         normalised recurrent product's δ that the loop writes (``ws.dp_h``), and the input side's chunks go through
-        LN's backward first (δP_x); the sums over the normalisations' γ, β and the biases stay in ``accumulate``."""
+        LN's backward first (δP_x); the sums over the normalisations' γ and β, and the biases', where the cell names
+        them (`row_sums_behind`), else in ``accumulate``."""
         from ..kernels.behind import Behind
 
-        grads = (self.weight_ih.grad, self.weight_hh.grad, None, None)  # the biases' sums stay in ``accumulate``
-        return Behind(self.sequence_gate_grads(ws, *x.shape[:2]), x, h_prev, self.weight_ih.data, grads, reverse,
-                      d_rec=ws.dp_h, norm=(self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std))
+        grads = (self.weight_ih.grad, self.weight_hh.grad, None, None)  # the biases' sums: `row_sums_behind`
+        dxp = self.sequence_gate_grads(ws, *x.shape[:2])
+        return Behind(dxp, x, h_prev, self.weight_ih.data, grads, reverse, d_rec=ws.dp_h,
+                      norm=(self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std),
+                      sums=self.row_sums_behind(ws, dxp.reshape(-1, dxp.shape[-1])))
+
+    def row_sums_behind(self, ws: Workspace, dxp: np.ndarray) -> tuple | None:
+        """The sums over rows that `sums_behind`'s tasks make for ``accumulate`` (``sums`` of
+        `rnnkit.kernels.behind.Behind`: products and totals), ``dxp`` the loop's δa (T·B, G); None (this default):
+        ``accumulate`` makes them after the loop."""
+        return None

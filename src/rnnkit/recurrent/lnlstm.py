@@ -175,16 +175,31 @@ class LayerNormLSTMStep(LayerNormCell):
 
     def accumulate(self, ws, x, dxp, prev, new, behind=None):
         """δγ_c += Σ δu ⊙ ĉ,  δβ_c += Σ δu,  the recurrent side's sums, δb += Σ δa, then the input side (``behind``:
-        `LayerNormCell.sums_behind`)."""
+        `LayerNormCell.sums_behind`, which made the sums over rows: `row_sums_behind`)."""
         rows, hs = dxp.shape[0], self.hidden_size
-        du = ws.du.reshape(rows, hs)
-        self.layernorm_c_weight.grad += np.einsum("nh,nh->h", du, ws.c_hat.reshape(rows, hs))
-        self.layernorm_c_bias.grad += du.sum(axis=0)
-        da_sum = dxp.sum(axis=0)  # Σ δa: δβ_h, δb and δβ_x alike
+        if behind is not None and behind.row_sums:
+            da_sum = ws.da_sum
+        else:
+            du = ws.du.reshape(rows, hs)
+            self.layernorm_c_weight.grad += np.einsum("nh,nh->h", du, ws.c_hat.reshape(rows, hs))
+            self.layernorm_c_bias.grad += du.sum(axis=0)
+            da_sum = dxp.sum(axis=0)  # Σ δa: δβ_h, δb and δβ_x alike
         self.add_recurrent_grads(ws, dxp, da_sum, prev[0], behind)
         if self.bias:
             self.bias_ih.grad += da_sum
         return self.add_input_grads(ws, x, dxp, da_sum, behind)
+
+
+    def row_sums_behind(self, ws, dxp):
+        """`LayerNormCell.row_sums_behind`: δγ_x += Σ δa ⊙ X̂, δγ_h += Σ δa ⊙ ĥ, δγ_c += Σ δu ⊙ ĉ, δβ_c += Σ δu
+        into the parameters' gradients, and Σ δa — δβ_x, δβ_h and δb alike — into ``ws.da_sum``."""
+        rows, hs = dxp.shape[0], self.hidden_size
+        ws.da_sum = np.zeros(dxp.shape[1], dxp.dtype)
+        du, c_hat = ws.du.reshape(rows, hs), ws.c_hat.reshape(rows, hs)
+        products = ((dxp, ws.x_hat, self.layernorm_x_weight.grad),
+                    (dxp, ws.h_hat.reshape(rows, -1), self.layernorm_h_weight.grad),
+                    (du, c_hat, self.layernorm_c_weight.grad))
+        return products, ((dxp, ws.da_sum), (du, self.layernorm_c_bias.grad))
 
 
 class LayerNormLSTM(RecurrentLayer):
