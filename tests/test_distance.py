@@ -115,9 +115,10 @@ def test_a_failed_answerer_never_leaves_the_caller_waiting_and_frees_the_cores(m
 
 @pytest.mark.parametrize(("dtype", "inputs", "near", "expected"), [
     (np.float32, 64, True, False), (np.float32, 64, False, True), (np.float32, 191, False, True),
-    (np.float32, 256, False, True), (np.float32, 512, False, False), (np.float64, 64, False, False)])
-def test_the_automatic_policy_pipelines_narrow_inputs_only_while_the_cores_are_far(dtype, inputs, near, expected,
-                                                                                 monkeypatch):
+    (np.float32, 256, False, True), (np.float32, 512, True, False), (np.float32, 512, False, True),
+    (np.float32, 513, False, False), (np.float64, 64, False, False)])
+def test_the_automatic_policy_pipelines_narrow_and_wide_inputs_only_while_the_cores_are_far(dtype, inputs, near,
+                                                                                          expected, monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
     monkeypatch.setattr(distance, "cores_near", lambda: near)
@@ -130,7 +131,7 @@ def test_the_distance_is_asked_only_where_it_changes_the_choice(monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
     monkeypatch.setattr(distance, "cores_near", never)
-    for dtype, parts, inputs in ((np.float32, 2, 192), (np.float32, 2, 512), (np.float64, 2, 64), (np.float32, 1, 64)):
+    for dtype, parts, inputs in ((np.float32, 2, 192), (np.float32, 2, 513), (np.float64, 2, 64), (np.float32, 1, 64)):
         parallel.pipeline_pays(dtype, parts, inputs, 256)
 
 

@@ -266,7 +266,7 @@ def test_the_automatic_policy_pipelines_float32_teams_on_panels_whose_input_is_3
         dtype, parts, panels, inputs, expected, monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: panels)
-    monkeypatch.setattr("rnnkit.kernels.distance.cores_near", lambda: True)  # far apart: tests/test_distance.py
+    monkeypatch.setattr("rnnkit.kernels.distance.cores_near", lambda: True)  # near: far is tests/test_distance.py
     assert parallel.pipeline_pays(dtype, parts, inputs, 256) is expected
 
 

@@ -257,24 +257,24 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     """Whether a forward loop whose projection the cell names runs as a pipeline (`pipeline`) rather than after that
     projection's GEMM: where it would run as a team (``team_parts`` 2, `team_size`); under ``always`` on any route,
     dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`)
-    and ``inputs`` (the projection's depth) no wider than ``depth`` (the recurrent product's): from `PIPELINE_INPUTS`
-    of it on, and narrower while the two cores are far apart (`rnnkit.kernels.distance.cores_near`, asked only
-    then), where it measured faster (`rnnkit.kernels.ahead`, `rnnkit.kernels.distance`). Measured slower: float64 (LSTM
-    B = 16, H = 256 inference 44 → 50 ms, B = 64 170 → 190: a loop alone on one core, whose weight (2 MiB) leaves
-    that core's cache at every step, is slower than half of it on each core); inputs wider than the state (LSTM
-    H = 256, inference, input 512: B = 64 63.7 → 67.5 ms; input 1024, B = 16: 25.8 → 35.7), whose projection on one
-    core takes longer than the loop; and inputs much narrower than the state (`PIPELINE_INPUTS`) with the cores
-    near."""
+    and ``inputs`` (the projection's depth) `PIPELINE_INPUTS` to 1 times ``depth`` (the recurrent product's); narrower,
+    or up to `FAR_INPUTS` times as wide, while the two cores are far apart (`rnnkit.kernels.distance.cores_near`,
+    asked only then): where it measured faster (`rnnkit.kernels.ahead`, `rnnkit.kernels.distance`). Measured
+    slower: float64 (LSTM B = 16, H = 256 inference 44 → 50 ms, B = 64 170 → 190: a loop alone on one core, whose
+    weight (2 MiB) leaves that core's cache at every step, is slower than half of it on each core); with the cores
+    near, inputs wider than the state (LSTM H = 256, inference, input 512: B = 64 63.7 → 67.5 ms; input 1024,
+    B = 16: 25.8 → 35.7), whose projection on one core takes longer than the loop, and inputs much narrower than
+    the state (`PIPELINE_INPUTS`)."""
     from .blas import panels_apply
 
     if PIPELINES.choice == "never" or team_parts < 2:
         return False
     if PIPELINES.choice == "always":
         return True
-    if np.dtype(dtype) != np.float32 or not panels_apply(dtype) or inputs > depth:
+    if np.dtype(dtype) != np.float32 or not panels_apply(dtype) or inputs > FAR_INPUTS * depth:
         return False
     low, high = PIPELINE_INPUTS
-    if low * depth <= high * inputs:
+    if low * depth <= high * inputs <= high * depth:
         return True
     from .distance import cores_near
 
@@ -295,6 +295,9 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
 #: more from run to run than a pipeline's on this machine: some processes ran its loops up to 1.5× slower for
 #: stretches of calls (docs/performance.md), where the pipeline was faster
 PIPELINE_INPUTS = (3, 4)
+#: 2: with the cores far apart, the pipeline pays for inputs up to twice as wide as the state too (measured at 1/4
+#: and 2, `rnnkit.kernels.distance`); wider ones' projection on one core would take longer than the loop
+FAR_INPUTS = 2
 
 
 def behind_pays(dtype, chunks: int, step_work: int) -> bool:
