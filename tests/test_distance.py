@@ -4,6 +4,7 @@ policy taking narrow inputs only while the cores are far."""
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import rnnkit
 pytest.importorskip("numba", reason="numba is not installed: the compiled kernels are not available")
 from rnnkit.kernels import ahead as ahead_kernels  # noqa: E402 - needs numba
 from rnnkit.kernels import distance, parallel  # noqa: E402
+from rnnkit.kernels import team as team_kernels  # noqa: E402
 from rnnkit.machine import report  # noqa: E402
 
 
@@ -72,7 +74,7 @@ def test_the_far_threshold_separates_near_from_far(fresh):
     assert not distance.cores_near()
 
 
-def test_a_moment_without_a_measurement_keeps_the_last_answer_and_none_at_all_counts_as_near(fresh):
+def test_a_try_without_a_measurement_keeps_the_last_answer_and_none_at_all_counts_as_near(fresh):
     clock, answers, asked = fresh
     answers += [None, 330.0, None]
     assert distance.cores_near()
@@ -80,6 +82,14 @@ def test_a_moment_without_a_measurement_keeps_the_last_answer_and_none_at_all_co
     assert not distance.cores_near()
     clock[0] += 2 * distance.FRESH_SECONDS
     assert not distance.cores_near() and len(asked) == 3
+
+
+def test_a_try_without_a_measurement_is_not_made_again_sooner_than_a_measurement(fresh):
+    clock, answers, asked = fresh
+    answers += [None, 60.0]
+    assert distance.cores_near() and distance.cores_near() and len(asked) == 1
+    clock[0] += 2 * distance.FRESH_SECONDS
+    assert distance.cores_near() and len(asked) == 2
 
 
 def test_the_answering_thread_is_kept_off_the_callers_cpu_and_given_its_affinity_back():
@@ -161,3 +171,31 @@ def test_a_narrow_input_layer_runs_a_team_while_the_cores_are_near_and_a_pipelin
 def test_the_machine_report_says_how_far_apart_the_cores_are():
     line = next(line for line in report() if line.startswith("the two cores: "))
     assert "round trip" in line or "not measured" in line
+
+
+def test_a_worker_late_to_start_gives_no_measurement_and_the_caller_does_not_wait_for_it(monkeypatch):
+    if not both_cores_allowed():
+        pytest.skip("one thread allowed: nothing to measure")
+    answer = distance._answer
+
+    def late(sync, rounds):
+        time.sleep(0.2)  # the host gave the other core to another program meanwhile
+        answer(sync, rounds)
+    monkeypatch.setattr(distance, "_answer", late)
+    assert distance.round_trip_ns() is None
+    assert parallel.cores_free()
+
+
+def test_a_worker_that_stops_answering_gives_no_measurement_and_is_told_to_stop(monkeypatch):
+    if not both_cores_allowed():
+        pytest.skip("one thread allowed: nothing to measure")
+    stopped = []
+
+    def stalls(sync, rounds):
+        sync[team_kernels.READY] = 1  # here, then no answer
+        while not team_kernels.aborted(sync):
+            time.sleep(0.001)
+        stopped.append(True)
+    monkeypatch.setattr(distance, "_answer", stalls)
+    assert distance.round_trip_ns() is None
+    assert stopped == [True] and parallel.cores_free()

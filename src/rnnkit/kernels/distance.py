@@ -34,7 +34,7 @@ import os
 import time
 
 from .jit import JIT, njit
-from .team import ARRIVALS, READY, count_up, new_sync, wait_until
+from .team import ABORT, ARRIVALS, READY, count_up, new_sync, wait_until, wait_within
 
 #: a measurement: `BATCHES` timings of `ROUNDS` round trips each, the fastest taken (together about 3 µs near, 42 µs
 #: far): the first rounds can pay for the worker thread's start
@@ -46,6 +46,10 @@ FAR_NS = 150.0
 TURNS_NS = 1000.0
 #: a measurement is reused for this long (s); the cores' placement changed every few seconds where measured
 FRESH_SECONDS = 0.5
+#: loads of a counter the caller makes waiting for the worker's start (about 5 – 10 ms) and for an answer (about
+#: 20 – 40 µs, a hundred far round trips) before it gives the measurement up: where another program has the other
+#: core, the worker runs only when the host gives it a turn, milliseconds later, and a measurement must not wait
+START_LOADS, ANSWER_LOADS = 10_000_000, 20_000
 
 _last: tuple[float, float | None] = (float("-inf"), None)  # (when, round trip in ns or None: not measured)
 
@@ -62,17 +66,24 @@ def _answer(sync, rounds):
 
 @njit(**JIT)
 def _wait_for_answerer(sync):
-    """Wait until the worker's half runs (so that the timing that follows does not count its start)."""
-    return wait_until(sync, READY, 1, sync)
+    """Wait until the worker's half runs (so that the timing that follows does not count its start), at most
+    `START_LOADS` loads; False, and the worker told to stop (``sync``'s abort flag), where it did not start by then
+    or failed."""
+    if wait_within(sync, READY, 1, sync, START_LOADS):
+        return True
+    count_up(sync, ABORT)
+    return False
 
 
 @njit(**JIT)
 def _ask(sync, first, rounds):
-    """The caller's half: rounds ``first`` to ``first + rounds``, each a write and a wait for its answer. False
-    where the worker failed."""
+    """The caller's half: rounds ``first`` to ``first + rounds``, each a write and a wait for its answer (at most
+    `ANSWER_LOADS` loads). False, and the worker told to stop, where an answer did not come by then or the worker
+    failed."""
     for r in range(first, first + rounds):
         count_up(sync, ARRIVALS)
-        if not wait_until(sync, ARRIVALS, 2 * r + 2, sync):
+        if not wait_within(sync, ARRIVALS, 2 * r + 2, sync, ANSWER_LOADS):
+            count_up(sync, ABORT)
             return False
     return True
 
@@ -81,7 +92,8 @@ def round_trip_ns() -> float | None:
     """The round trip (ns) of a cache line between the caller's core and the worker thread's, the worker kept off
     the caller's core meanwhile (`_elsewhere`): the fastest mean of `BATCHES` timings of `ROUNDS` round trips. None
     where it could not be measured: both cores not free now (a pair, team or pipeline holds them, or fewer than 2
-    threads are allowed: `rnnkit.kernels.parallel`), or the two threads on one core all the same (`TURNS_NS`)."""
+    threads are allowed: `rnnkit.kernels.parallel`), the worker late to start or to answer (`START_LOADS`,
+    `ANSWER_LOADS`: the other core busy), or the two threads on one core all the same (`TURNS_NS`)."""
     from . import parallel
 
     sync, means, here = new_sync(projected=False), [], _current_cpu()
@@ -141,14 +153,14 @@ class _elsewhere:
 
 
 def cores_near() -> bool:
-    """Whether the two cores are near now (`round_trip_ns` under `FAR_NS`), measured again where the last measurement
-    is older than `FRESH_SECONDS`; True where none could be made (the policies' choice before this module)."""
+    """Whether the two cores are near now (`round_trip_ns` under `FAR_NS`), measured again where the last try is
+    older than `FRESH_SECONDS` (a try that measured nothing keeps the answer before it, and is not made again
+    sooner); True where none could be made (the policies' choice before this module)."""
     global _last
     now = time.monotonic()
     if now - _last[0] > FRESH_SECONDS:
         measured = round_trip_ns()
-        if measured is not None:
-            _last = (now, measured)
+        _last = (now, _last[1] if measured is None else measured)
     return _last[1] is None or _last[1] < FAR_NS
 
 

@@ -155,6 +155,18 @@ def wait_until(counts, index, goal, sync):
 
 
 @njit(**GLUE)
+def wait_within(counts, index, goal, sync, loads):
+    """`wait_until` for at most ``loads`` loads of the counter, never yielding the core: False where the goal was not
+    reached by then, or a partner failed."""
+    for _ in range(loads):
+        if _atomic_load(counts, index) >= goal:
+            return True
+        if _atomic_load(sync, ABORT) != 0:
+            return False
+    return False
+
+
+@njit(**GLUE)
 def count_up(counts, index):
     """counts[index] += 1 atomically, after the work it counts (visible to whoever reads the new count); the value
     before: a shared counter of tasks hands each caller a number of its own."""
