@@ -92,6 +92,26 @@ def test_a_try_without_a_measurement_is_not_made_again_sooner_than_a_measurement
     assert distance.cores_near() and len(asked) == 2
 
 
+def test_no_try_is_made_while_a_pair_team_or_pipeline_holds_the_cores(fresh):
+    clock, answers, asked = fresh
+    assert parallel._busy.acquire(blocking=False)
+    try:
+        assert distance.cores_near() and asked == []
+    finally:
+        parallel._busy.release()
+    answers.append(330.0)
+    assert not distance.cores_near() and asked == [330.0]  # the try inside did not count as one
+
+
+def test_the_first_measurement_of_a_process_does_not_wait_for_the_workers_compile(monkeypatch):
+    """Each half is loaded in the caller first: a worker compiling its half would answer long after the caller gave
+    up (tests/test_distance.py's other waits)."""
+    loaded = []
+    monkeypatch.setattr(distance, "_load_kernels", lambda: loaded.append(True))
+    distance.round_trip_ns()
+    assert loaded == [True]
+
+
 def test_the_answering_thread_is_kept_off_the_callers_cpu_and_given_its_affinity_back():
     if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs a process allowed on two CPUs or more (Linux)")
@@ -117,7 +137,9 @@ def test_a_failed_answerer_never_leaves_the_caller_waiting_and_frees_the_cores(m
 
     def fails(sync, rounds):
         raise RuntimeError("answerer failed")
+    distance._load_kernels()
     monkeypatch.setattr(distance, "_answer", fails)
+    monkeypatch.setattr(distance, "_load_kernels", lambda: None)
     with pytest.raises(RuntimeError, match="answerer failed"):
         distance.round_trip_ns()
     assert parallel.cores_free()
@@ -155,7 +177,7 @@ def test_a_narrow_input_layer_runs_a_team_while_the_cores_are_near_and_a_pipelin
     original = ahead_kernels.Ahead.write
     monkeypatch.setattr(ahead_kernels.Ahead, "write", lambda self, sync: written.append(1) or original(self, sync))
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
-    monkeypatch.setattr(parallel.TEAMS, "choice", "auto")
+    monkeypatch.setattr(parallel.TEAMS, "choice", "always")  # a team where the policy would take one
     monkeypatch.setattr(distance, "cores_near", lambda: near)
     layer = rnnkit.LSTM(64, 256, rng=0)
     x = np.random.default_rng(1).standard_normal((8, 12, 64)).astype(np.float32)
@@ -173,17 +195,21 @@ def test_the_machine_report_says_how_far_apart_the_cores_are():
     assert "round trip" in line or "not measured" in line
 
 
-def test_a_worker_late_to_start_gives_no_measurement_and_the_caller_does_not_wait_for_it(monkeypatch):
+def test_a_worker_late_to_start_gives_no_measurement_and_is_told_to_stop(monkeypatch):
     if not both_cores_allowed():
         pytest.skip("one thread allowed: nothing to measure")
-    answer = distance._answer
+    answer, told = distance._answer, []
 
-    def late(sync, rounds):
-        time.sleep(0.2)  # the host gave the other core to another program meanwhile
+    def late(sync, rounds):  # the host gives the other core to another program until the caller gave up
+        while not team_kernels.aborted(sync):
+            time.sleep(0.001)
+        told.append(True)
         answer(sync, rounds)
+    distance._load_kernels()
     monkeypatch.setattr(distance, "_answer", late)
+    monkeypatch.setattr(distance, "_load_kernels", lambda: None)
     assert distance.round_trip_ns() is None
-    assert parallel.cores_free()
+    assert told == [True] and parallel.cores_free()
 
 
 def test_a_worker_that_stops_answering_gives_no_measurement_and_is_told_to_stop(monkeypatch):
@@ -196,6 +222,8 @@ def test_a_worker_that_stops_answering_gives_no_measurement_and_is_told_to_stop(
         while not team_kernels.aborted(sync):
             time.sleep(0.001)
         stopped.append(True)
+    distance._load_kernels()
     monkeypatch.setattr(distance, "_answer", stalls)
+    monkeypatch.setattr(distance, "_load_kernels", lambda: None)
     assert distance.round_trip_ns() is None
     assert stopped == [True] and parallel.cores_free()

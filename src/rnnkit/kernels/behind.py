@@ -45,9 +45,10 @@ CHUNK_STEPS, CHUNK_ROWS = 8, 128
 #: the shared counters (`claims`), a cache line (8 int64) apart: the next task, and the chunks added to δW_ih, to
 #: δW_hh and to the row sums so far; then per chunk, its input side's δ written (layer-normalised projections only)
 NEXT, DONE_IH, DONE_HH, DONE_SUMS, WRITTEN = 0, 8, 16, 24, 32
-#: per chunk: δX (after the input side's δ, where that is normalised), δW_ih with δb, δW_hh; and a fourth where the
-#: call has row sums (a layer-normalised cell's γ and β, `take_tasks`)
+#: per chunk: δX (after the input side's δ, where that is normalised), δW_ih with δb, δW_hh; and a fourth, `ROW_SUMS`,
+#: where the call has row sums (a layer-normalised cell's γ and β, `take_tasks`)
 TASKS = 3
+ROW_SUMS = 3  # the fourth task's kind
 
 
 def chunk_steps(batch: int) -> int:
@@ -94,7 +95,7 @@ def take_tasks(sources, grads, norm, reset, sums, batch, chunk, reverse, sync, c
             return
         first = c * chunk if reverse else steps - finished
         rows = slice(first * batch, (first + finished - c * chunk) * batch)
-        if kind == 3:
+        if kind == ROW_SUMS:
             if sums is not None and wait_until(claims, DONE_SUMS, c, sync):
                 add_row_sums(sums, rows)
                 count_up(claims, DONE_SUMS)

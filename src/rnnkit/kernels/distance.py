@@ -36,7 +36,7 @@ import time
 from .jit import JIT, njit
 from .team import ABORT, ARRIVALS, READY, count_up, new_sync, wait_until, wait_within
 
-#: a measurement: `BATCHES` timings of `ROUNDS` round trips each, the fastest taken (together about 3 µs near, 42 µs
+#: a measurement: `BATCHES` timings of `ROUNDS` round trips each, the fastest taken (together about 10 µs near, 42 µs
 #: far): the first rounds can pay for the worker thread's start
 ROUNDS, BATCHES = 32, 4
 #: a round trip this long (ns) or longer: the cores are far apart
@@ -96,6 +96,7 @@ def round_trip_ns() -> float | None:
     `ANSWER_LOADS`: the other core busy), or the two threads on one core all the same (`TURNS_NS`)."""
     from . import parallel
 
+    _load_kernels()
     sync, means, here = new_sync(projected=False), [], _current_cpu()
 
     def ask():
@@ -112,6 +113,16 @@ def round_trip_ns() -> float | None:
     parallel.on_both_cores(sync, ask, answer, lambda: None, blas=False)
     fastest = min(means, default=None)
     return fastest if fastest is not None and fastest < TURNS_NS else None
+
+
+def _load_kernels() -> None:
+    """Run each half once on its own, so that numba loads (or compiles) them before a measurement: the caller would
+    give a measurement up long before the worker compiled its half."""
+    ready = new_sync(projected=False)
+    ready[READY] = 1
+    _answer(new_sync(projected=False), 0)
+    _wait_for_answerer(ready)
+    _ask(ready, 0, 0)
 
 
 def _current_cpu() -> int | None:
@@ -141,24 +152,32 @@ class _elsewhere:
     def __enter__(self):
         if self._cpu is None or not hasattr(os, "sched_setaffinity"):
             return self
-        mask = os.sched_getaffinity(0)
-        if mask - {self._cpu}:
-            os.sched_setaffinity(0, mask - {self._cpu})
-            self._mask = mask
+        try:
+            mask = os.sched_getaffinity(0)
+            if mask - {self._cpu}:
+                os.sched_setaffinity(0, mask - {self._cpu})
+                self._mask = mask
+        except OSError:  # not allowed here (a sandbox), or the CPUs changed meanwhile: measure where it runs
+            pass
         return self
 
     def __exit__(self, *error):
         if self._mask is not None:
-            os.sched_setaffinity(0, self._mask)
+            try:
+                os.sched_setaffinity(0, self._mask)
+            except OSError:  # the process's CPUs changed meanwhile: the thread keeps the set it has
+                pass
 
 
 def cores_near() -> bool:
     """Whether the two cores are near now (`round_trip_ns` under `FAR_NS`), measured again where the last try is
     older than `FRESH_SECONDS` (a try that measured nothing keeps the answer before it, and is not made again
     sooner); True where none could be made (the policies' choice before this module)."""
+    from .parallel import cores_free
+
     global _last
     now = time.monotonic()
-    if now - _last[0] > FRESH_SECONDS:
+    if now - _last[0] > FRESH_SECONDS and cores_free():  # not a try inside a pair, team or pipeline
         measured = round_trip_ns()
         _last = (now, _last[1] if measured is None else measured)
     return _last[1] is None or _last[1] < FAR_NS
@@ -168,7 +187,8 @@ def describe() -> str:
     """One line for `rnnkit info`: the round trip now and what it means."""
     measured = round_trip_ns()
     if measured is None:
-        return "not measured (fewer than 2 threads allowed, or the cores busy)"
+        return ("not measured (fewer than 2 threads allowed, the cores busy, or the other core did not answer in "
+                "time)")
     where = "near" if measured < FAR_NS else "far"
     return (f"a cache line's round trip {measured:.0f} ns now ({where}; {FAR_NS:.0f} ns or more counts as far, where "
             "forwards with an input narrower than 3/4 of the state, or up to twice as wide, run as pipelines instead "

@@ -300,16 +300,17 @@ class CompiledSequenceLoop:
 
     def ahead_projection(self, x: np.ndarray, batch: int, reverse: bool):
         """`Cell.ahead_projection`: where the cell names its projection (`projection_terms`), its forward loop
-        would run as a team at this batch (`team_parts`), the pipeline's policy takes it
-        (`rnnkit.kernels.parallel.pipeline_pays`: an input 3/4 to 1 times as wide as the state) and both cores are free
-        (inside a pair of directions they are not: there the projection is one GEMM, as without pipelines)."""
+        would run as a team at this batch (`team_parts`), both cores are free (inside a pair of directions they are
+        not: there the projection is one GEMM, as without pipelines) and the pipeline's policy takes it
+        (`rnnkit.kernels.parallel.pipeline_pays`: an input 3/4 to 1 times as wide as the state, or narrower or up to
+        twice as wide while the cores are far apart)."""
         terms = self.projection_terms()
         if terms is None or batch == 0:
             return None
         from ..kernels import parallel
 
-        if not parallel.pipeline_pays(self.dtype, self.team_parts(batch, "forward"), x.shape[-1],
-                                      self.state_sizes[0]) or not parallel.cores_free():
+        if not parallel.cores_free() or not parallel.pipeline_pays(self.dtype, self.team_parts(batch, "forward"),
+                                                                   x.shape[-1], self.state_sizes[0]):
             return None
         from ..kernels.ahead import Ahead
 

@@ -37,7 +37,8 @@ class LayerNormLSTMStep(LayerNormCell):
         δc_{t-1} = δc ⊙ f
         δP_h = LN⁻(δa; γ_h, ĥ, s_h),   δa = [δa_i, δa_f, δa_g, δa_o]
         δh_{t-1} = δP_h W_hh
-        after the loop: δγ_c += Σ δu ⊙ ĉ,  δβ_c += Σ δu,  δγ_h += Σ δa ⊙ ĥ,  δβ_h += Σ δa,  δW_hh += Σ δP_hᵀ h_{t-1},
+        over the rows (after the loop, or behind it on the other core: `row_sums_behind`, `sums_behind`):
+                        δγ_c += Σ δu ⊙ ĉ,  δβ_c += Σ δu,  δγ_h += Σ δa ⊙ ĥ,  δβ_h += Σ δa,  δW_hh += Σ δP_hᵀ h_{t-1},
                         δb += Σ δa,  δγ_x += Σ δa ⊙ x̂,  δβ_x += Σ δa,  δP_x = LN⁻(δa; γ_x, x̂, s_x),
                         δW_ih += Σ δP_xᵀ x,  δx = δP_x W_ih
 
