@@ -145,16 +145,17 @@ def test_a_failed_answerer_never_leaves_the_caller_waiting_and_frees_the_cores(m
     assert parallel.cores_free()
 
 
-@pytest.mark.parametrize(("dtype", "inputs", "near", "expected"), [
-    (np.float32, 64, True, False), (np.float32, 64, False, True), (np.float32, 191, False, True),
-    (np.float32, 256, False, True), (np.float32, 512, True, False), (np.float32, 512, False, True),
-    (np.float32, 513, False, False), (np.float64, 64, False, False)])
-def test_the_automatic_policy_pipelines_narrow_and_wide_inputs_only_while_the_cores_are_far(dtype, inputs, near,
-                                                                                          expected, monkeypatch):
+@pytest.mark.parametrize(("dtype", "inputs", "depth", "near", "expected"), [
+    (np.float32, 64, 256, True, False), (np.float32, 64, 256, False, True), (np.float32, 191, 256, False, True),
+    (np.float32, 256, 512, False, True), (np.float32, 257, 512, False, False), (np.float32, 256, 256, False, True),
+    (np.float32, 512, 256, False, False), (np.float64, 64, 256, False, False)])
+def test_the_automatic_policy_pipelines_narrow_inputs_up_to_256_only_while_the_cores_are_far(dtype, inputs, depth,
+                                                                                           near, expected,
+                                                                                           monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
     monkeypatch.setattr(distance, "cores_near", lambda: near)
-    assert parallel.pipeline_pays(dtype, 2, inputs, 256) is expected
+    assert parallel.pipeline_pays(dtype, 2, inputs, depth) is expected
 
 
 def test_the_distance_is_asked_only_where_it_changes_the_choice(monkeypatch):
@@ -163,8 +164,8 @@ def test_the_distance_is_asked_only_where_it_changes_the_choice(monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
     monkeypatch.setattr(distance, "cores_near", never)
-    for dtype, parts, inputs in ((np.float32, 2, 192), (np.float32, 2, 513), (np.float64, 2, 64), (np.float32, 1, 64)):
-        parallel.pipeline_pays(dtype, parts, inputs, 256)
+    for dtype, parts, inputs in ((np.float32, 2, 192), (np.float32, 2, 257), (np.float64, 2, 64), (np.float32, 1, 64)):
+        parallel.pipeline_pays(dtype, parts, inputs, 256 if inputs < 257 else 512)
 
 
 @pytest.mark.parametrize("near", [True, False], ids=["near", "far"])
@@ -188,6 +189,33 @@ def test_a_narrow_input_layer_runs_a_team_while_the_cores_are_near_and_a_pipelin
         expected = layer.forward(x)[0]
     assert bool(written) is not near
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU, rnnkit.RNN, rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU],
+                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(("inputs", "hidden"), [(64, 256), (256, 512)])
+def test_the_cores_distance_never_changes_a_result(cls, inputs, hidden, monkeypatch):
+    """Near, a team; far, a pipeline (`parallel.FAR_DEPTH`): the outputs and every gradient the same to the bit, so a
+    resumed run computes what the uninterrupted one did whatever the host did with the CPUs meanwhile."""
+    from rnnkit.kernels.blas import panels_apply
+
+    if not both_cores_allowed() or not panels_apply(np.float32):
+        pytest.skip("needs two threads and the products on panels (AVX-512)")
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
+    monkeypatch.setattr(parallel.TEAMS, "choice", "always")
+    x = np.random.default_rng(1).standard_normal((16, 10, inputs)).astype(np.float32)
+    dy = np.random.default_rng(2).standard_normal((16, 10, hidden)).astype(np.float32)
+    written, original = [], ahead_kernels.Ahead.write
+    monkeypatch.setattr(ahead_kernels.Ahead, "write", lambda self, sync: written.append(1) or original(self, sync))
+    results = []
+    for near in (True, False):
+        monkeypatch.setattr(distance, "cores_near", lambda near=near: near)
+        layer = cls(inputs, hidden, rng=0)
+        y, _ = layer.forward(x)
+        dx, _ = layer.backward(dy)
+        results.append([y, dx, *(p.grad for p in layer.parameters())])
+        assert bool(written) is not near  # a team near, a pipeline far
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
 
 
 def test_the_machine_report_says_how_far_apart_the_cores_are():

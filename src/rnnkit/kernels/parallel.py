@@ -257,25 +257,28 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     """Whether a forward loop whose projection the cell names runs as a pipeline (`pipeline`) rather than after that
     projection's GEMM: where it would run as a team (``team_parts`` 2, `team_size`); under ``always`` on any route,
     dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`)
-    and ``inputs`` (the projection's depth) `PIPELINE_INPUTS` to 1 times ``depth`` (the recurrent product's); narrower,
-    or up to `FAR_INPUTS` times as wide, while the two cores are far apart (`rnnkit.kernels.distance.cores_near`,
-    asked only then): where it measured faster (`rnnkit.kernels.ahead`, `rnnkit.kernels.distance`). Measured
-    slower: float64 (LSTM B = 16, H = 256 inference 44 → 50 ms, B = 64 170 → 190: a loop alone on one core, whose
-    weight (2 MiB) leaves that core's cache at every step, is slower than half of it on each core); with the cores
-    near, inputs wider than the state (LSTM H = 256, inference, input 512: B = 64 63.7 → 67.5 ms; input 1024,
-    B = 16: 25.8 → 35.7), whose projection on one core takes longer than the loop, and inputs much narrower than
-    the state (`PIPELINE_INPUTS`)."""
+    and ``inputs`` (the projection's depth) `PIPELINE_INPUTS` to 1 times ``depth`` (the recurrent product's); narrower
+    (up to `FAR_DEPTH`) while the two cores are far apart (`rnnkit.kernels.distance.cores_near`, asked only then):
+    where it measured faster (`rnnkit.kernels.ahead`, `rnnkit.kernels.distance`). Measured slower: float64 (LSTM
+    B = 16, H = 256 inference 44 → 50 ms, B = 64 170 → 190: a loop alone on one core, whose weight (2 MiB) leaves
+    that core's cache at every step, is slower than half of it on each core); inputs wider than the state (LSTM
+    H = 256, inference, input 512: B = 64 63.7 → 67.5 ms; input 1024, B = 16: 25.8 → 35.7), whose projection on one
+    core takes longer than the loop, though with the cores far apart an input twice as wide measured faster as a
+    pipeline (`rnnkit.kernels.distance`; not taken: see `FAR_DEPTH`); and inputs much narrower than the state
+    (`PIPELINE_INPUTS`) with the cores near."""
     from .blas import panels_apply
 
     if PIPELINES.choice == "never" or team_parts < 2:
         return False
     if PIPELINES.choice == "always":
         return True
-    if np.dtype(dtype) != np.float32 or not panels_apply(dtype) or inputs > FAR_INPUTS * depth:
+    if np.dtype(dtype) != np.float32 or not panels_apply(dtype) or inputs > depth:
         return False
     low, high = PIPELINE_INPUTS
-    if low * depth <= high * inputs <= high * depth:
+    if low * depth <= high * inputs:
         return True
+    if inputs > FAR_DEPTH:
+        return False
     from .distance import cores_near
 
     return not cores_near()
@@ -295,9 +298,14 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
 #: more from run to run than a pipeline's on this machine: some processes ran its loops up to 1.5× slower for
 #: stretches of calls (docs/performance.md), where the pipeline was faster
 PIPELINE_INPUTS = (3, 4)
-#: 2: with the cores far apart, the pipeline pays for inputs up to twice as wide as the state too (measured at 1/4
-#: and 2, `rnnkit.kernels.distance`); wider ones' projection on one core would take longer than the loop
-FAR_INPUTS = 2
+#: 256: the deepest input projection that runs as a pipeline because the cores are far apart. Up to it the two ways
+#: of a forward give the same bits — the team's projection (OpenBLAS's GEMM) and the pipeline's (the panels) sum each
+#: product over its whole depth in one order (tested: every cell that names its projection, inputs 8 – 383) — so a
+#: choice made from the moment's distance never changes a result, and a resumed run computes what the uninterrupted
+#: one did. Deeper, OpenBLAS sums in blocks of the depth (384 here, its GEMM's K block) and the two differ in the
+#: last bits (input 512, H = 256: up to 1.5e-5 in the LSTM's outputs): such inputs keep the policy of near cores,
+#: although with the cores far apart a pipeline measured faster for an input twice as wide as the state
+FAR_DEPTH = 256
 
 
 def behind_pays(dtype, chunks: int, step_work: int) -> bool:

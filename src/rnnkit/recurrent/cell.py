@@ -302,8 +302,8 @@ class CompiledSequenceLoop:
         """`Cell.ahead_projection`: where the cell names its projection (`projection_terms`), its forward loop
         would run as a team at this batch (`team_parts`), both cores are free (inside a pair of directions they are
         not: there the projection is one GEMM, as without pipelines) and the pipeline's policy takes it
-        (`rnnkit.kernels.parallel.pipeline_pays`: an input 3/4 to 1 times as wide as the state, or narrower or up to
-        twice as wide while the cores are far apart)."""
+        (`rnnkit.kernels.parallel.pipeline_pays`: an input 3/4 to 1 times as wide as the state, or narrower while the
+        cores are far apart)."""
         terms = self.projection_terms()
         if terms is None or batch == 0:
             return None
