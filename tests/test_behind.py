@@ -81,7 +81,7 @@ def test_sums_behind_the_loop_equal_the_numpy_oracle_under_every_regulariser(nam
     assert behind
 
 
-@pytest.mark.parametrize("name", ["lstm", "lnlstm"])
+@pytest.mark.parametrize("name", ["lstm", "lnlstm", "lngru"])
 def test_the_sums_are_the_same_to_the_bit_with_the_partner_or_without_it(name, behind, monkeypatch):
     """Each sum is made chunk after chunk in the loop's order, each chunk one GEMM on one BLAS thread, whichever
     thread takes it: the partner from the start, or the caller alone after its loop (the partner could not start:
@@ -335,15 +335,29 @@ def row_sums_case(rng, d):
     """Row sums as a layer-normalised cell names them: two products of ``d`` (rows, G) and one of other arrays
     (rows, 8), a total of each; every sum starts at zero."""
     rows, gates = d.shape
-    other = rng.normal(size=(rows, 8))
-    products = ((d, rng.normal(size=(rows, gates)), np.zeros(gates)), (d, rng.normal(size=(rows, gates)),
-                                                                       np.zeros(gates)),
-                (other, rng.normal(size=(rows, 8)), np.zeros(8)))
-    return products, ((d, np.zeros(gates)), (other, np.zeros(8)))
+    other, scale = rng.normal(size=(rows, 8)), rng.uniform(size=(rows, 6))
+    products = (behind_kernels.row_product(d, rng.normal(size=(rows, gates)), np.zeros(gates)),
+                behind_kernels.row_product(d, rng.normal(size=(rows, gates)), np.zeros(gates), scale, gates - 6),
+                behind_kernels.row_product(other, rng.normal(size=(rows, 8)), np.zeros(8)))
+    return products, (behind_kernels.row_total(d, np.zeros(gates)), behind_kernels.row_total(d, np.zeros(gates), scale,
+                                                                                            gates - 6),
+                      behind_kernels.row_total(other, np.zeros(8)))
 
 
 def row_sum_results(work) -> list:
-    return [out for group in work.sums for *_, out in group] if work.sums else []
+    if not work.sums:
+        return []
+    products, totals = work.sums
+    return [item[2] for item in products] + [item[1] for item in totals]
+
+
+def scaled(a, scale, offset):
+    """a with its columns from ``offset`` on times ``scale`` (a copy)."""
+    if offset >= a.shape[1]:
+        return a
+    out = a.copy()
+    out[:, offset:] *= scale
+    return out
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
@@ -354,23 +368,23 @@ def test_the_row_sums_are_a_fourth_task_and_sum_each_product_and_total_over_ever
     team_kernels.add_ready(sync, steps)
     work.work(sync)
     products, totals = work.sums
-    for a, b, out in products:
-        assert np.allclose(out, (a * b).sum(axis=0), rtol=1e-12, atol=1e-12)
-    for a, out in totals:
-        assert np.allclose(out, a.sum(axis=0), rtol=1e-12, atol=1e-12)
+    for a, b, out, scale, offset in products:
+        assert np.allclose(out, (scaled(a, scale, offset) * b).sum(axis=0), rtol=1e-12, atol=1e-12)
+    for a, out, scale, offset in totals:
+        assert np.allclose(out, scaled(a, scale, offset).sum(axis=0), rtol=1e-12, atol=1e-12)
     chunks = behind_kernels.chunk_count(steps, batch)
     assert work.row_sums and work.claims[behind_kernels.DONE_SUMS] == chunks
     assert work.claims[behind_kernels.NEXT] >= (behind_kernels.TASKS + 1) * chunks
 
 
-def test_the_layer_normalised_lstm_sums_its_normalisations_behind_the_loop_and_the_layer_normalised_gru_after():
+def test_both_layer_normalised_cells_sum_their_normalisations_behind_the_loop():
     made = {}
     for cls in (rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU):
         cell = cls(4, 64, rng=0).cells[0]
         ws = cell.allocate(3, 2)
         ws.x_hat, ws.x_inv_std = np.zeros((6, cell.gate_width), cell.dtype), np.ones((6, 1), cell.dtype)
         made[cls] = cell.sums_behind(ws, np.zeros((3, 2, 4), cell.dtype), np.zeros((6, 64), cell.dtype), False)
-    assert made[rnnkit.LayerNormLSTM].row_sums and not made[rnnkit.LayerNormGRU].row_sums
+    assert made[rnnkit.LayerNormLSTM].row_sums and made[rnnkit.LayerNormGRU].row_sums
 
 
 @pytest.mark.parametrize("variant", ["plain", "normalised", "reset", "sums"])

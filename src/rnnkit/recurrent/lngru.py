@@ -128,16 +128,33 @@ class LayerNormGRUStep(LayerNormCell):
 
     def accumulate(self, ws, x, dxp, prev, new, behind=None):
         """The recurrent side's sums with δq = [δa_r, δa_z, δa_n ⊙ r], δb_hh += Σ δq, δb_ih += Σ δxp, then the input
-        side (``behind``: `LayerNormCell.sums_behind`)."""
+        side (``behind``: `LayerNormCell.sums_behind`, which made the sums over rows: `row_sums_behind`)."""
         hs = self.hidden_size
-        dq = dxp.copy()
-        dq[:, 2 * hs:] *= ws.gates.reshape(dxp.shape)[:, :hs]  # δa_n ⊙ r
-        dq_sum, da_sum = dq.sum(axis=0), dxp.sum(axis=0)  # δβ_h and δb_hh alike; δb_ih and δβ_x alike
+        if behind is not None and behind.row_sums:
+            dq, dq_sum, da_sum = dxp, ws.dq_sum, ws.da_sum  # δq itself is not read again
+        else:
+            dq = dxp.copy()
+            dq[:, 2 * hs:] *= ws.gates.reshape(dxp.shape)[:, :hs]  # δa_n ⊙ r
+            dq_sum, da_sum = dq.sum(axis=0), dxp.sum(axis=0)  # δβ_h and δb_hh alike; δb_ih and δβ_x alike
         self.add_recurrent_grads(ws, dq, dq_sum, prev[0], behind)
         if self.bias:
             self.bias_hh.grad += dq_sum
             self.bias_ih.grad += da_sum
         return self.add_input_grads(ws, x, dxp, da_sum, behind)
+
+
+    def row_sums_behind(self, ws, dxp):
+        """`LayerNormCell.row_sums_behind`: δγ_x += Σ δa ⊙ X̂ and δγ_h += Σ δq ⊙ ĥ into the parameters' gradients,
+        Σ δa (δb_ih and δβ_x alike) into ``ws.da_sum`` and Σ δq (δb_hh and δβ_h alike) into ``ws.dq_sum``, with
+        δq = [δa_r, δa_z, δa_n ⊙ r] made row by row (r from the gate history, which the backward leaves as it is)."""
+        from ..kernels.behind import row_product, row_total
+
+        rows, g, hs = dxp.shape[0], dxp.shape[1], self.hidden_size
+        r = ws.gates.reshape(rows, g)[:, :hs]
+        ws.da_sum, ws.dq_sum = np.zeros(g, dxp.dtype), np.zeros(g, dxp.dtype)
+        products = (row_product(dxp, ws.x_hat, self.layernorm_x_weight.grad),
+                    row_product(dxp, ws.h_hat.reshape(rows, g), self.layernorm_h_weight.grad, r, 2 * hs))
+        return products, (row_total(dxp, ws.da_sum), row_total(dxp, ws.dq_sum, r, 2 * hs))
 
 
 class LayerNormGRU(RecurrentLayer):

@@ -194,13 +194,15 @@ class LayerNormLSTMStep(LayerNormCell):
     def row_sums_behind(self, ws, dxp):
         """`LayerNormCell.row_sums_behind`: δγ_x += Σ δa ⊙ X̂, δγ_h += Σ δa ⊙ ĥ, δγ_c += Σ δu ⊙ ĉ, δβ_c += Σ δu
         into the parameters' gradients, and Σ δa — δβ_x, δβ_h and δb alike — into ``ws.da_sum``."""
+        from ..kernels.behind import row_product, row_total
+
         rows, hs = dxp.shape[0], self.hidden_size
         ws.da_sum = np.zeros(dxp.shape[1], dxp.dtype)
         du, c_hat = ws.du.reshape(rows, hs), ws.c_hat.reshape(rows, hs)
-        products = ((dxp, ws.x_hat, self.layernorm_x_weight.grad),
-                    (dxp, ws.h_hat.reshape(rows, -1), self.layernorm_h_weight.grad),
-                    (du, c_hat, self.layernorm_c_weight.grad))
-        return products, ((dxp, ws.da_sum), (du, self.layernorm_c_bias.grad))
+        products = (row_product(dxp, ws.x_hat, self.layernorm_x_weight.grad),
+                    row_product(dxp, ws.h_hat.reshape(rows, -1), self.layernorm_h_weight.grad),
+                    row_product(du, c_hat, self.layernorm_c_weight.grad))
+        return products, (row_total(dxp, ws.da_sum), row_total(du, self.layernorm_c_bias.grad))
 
 
 class LayerNormLSTM(RecurrentLayer):
