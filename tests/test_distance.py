@@ -120,14 +120,14 @@ def test_the_answering_thread_is_kept_off_the_callers_cpu_and_given_its_affinity
     def answerer():
         before = os.sched_getaffinity(0)
         cpu = min(before)
-        with distance._elsewhere(cpu):
+        with distance._Elsewhere(cpu):
             seen["inside"] = os.sched_getaffinity(0)
         seen["before"], seen["after"], seen["cpu"] = before, os.sched_getaffinity(0), cpu
     worker = threading.Thread(target=answerer)
     worker.start()
     worker.join(10)
     assert seen["inside"] == seen["before"] - {seen["cpu"]} and seen["after"] == seen["before"]
-    with distance._elsewhere(None):  # nothing to keep off: nothing changes
+    with distance._Elsewhere(None):  # nothing to keep off: nothing changes
         assert os.sched_getaffinity(0) == seen["before"]
 
 

@@ -12,14 +12,14 @@ that crosses the cores often does not:
 * OpenBLAS on two threads (the input projection below: 3.5 ms near, 7 ms far);
 * not a pipeline, whose two cores meet once per chunk of steps (`rnnkit.kernels.ahead`, `rnnkit.kernels.behind`).
 
-So where the cores are far, `rnnkit.kernels.parallel.pipeline_pays` takes a pipeline for inputs narrower than 3/4 of
-the state too (up to 256 wide: `rnnkit.kernels.parallel.FAR_DEPTH`, where both ways give the same bits), which a team
-takes while they are near. The char-LM race's layer (input 64,
-H = 256, B = 32, T = 100, float32), one process taking turns between the two, each timing binned by the round trip
-measured before and after it, medians, team → pipeline, ms, inference / training: LSTM near 14.7 / 41.6 → 17.5 /
-44.6, far 21.1 – 21.6 / 50.8 → 18.0 / 46.3; GRU near 11.5 / 32.0 → 13.0 / 33.8, far 17.6 – 17.8 / 40.8 → 13.5 /
-36.7. An input twice as wide (LSTM, input 512, H = 256, B = 32): near 30.5 – 31.0 / 85.2 – 86.7 → 32.4 / 88.6, far
-37.8 – 38.2 / 98.1 → 33.5 / 94.2 (not taken: the two ways differ in the last bits at that depth).
+So where the cores are far, `rnnkit.kernels.parallel.pipeline_pays` takes a pipeline for inputs narrower than 3/4 of the
+state too (up to 256 wide: `rnnkit.kernels.parallel.FAR_DEPTH`, where both ways give the same bits), which a team takes
+while they are near. The char-LM race's layer (input 64, H = 256, B = 32, T = 100, float32), one process taking turns
+between the two, each timing binned by the round trip measured before and after it, medians, team → pipeline, ms,
+inference / training: LSTM near 14.7 / 41.6 → 17.5 / 44.6, far 21.1 – 21.6 / 50.8 → 18.0 / 46.3; GRU near 11.5 / 32.0 →
+13.0 / 33.8, far 17.6 – 17.8 / 40.8 → 13.5 / 36.7. An input twice as wide (LSTM, input 512, H = 256, B = 32): near 30.5
+– 31.0 / 85.2 – 86.7 → 32.4 / 88.6, far 37.8 – 38.2 / 98.1 → 33.5 / 94.2 (not taken: the two ways differ in the last
+bits at that depth).
 
 `cores_near` measures it (`round_trip_ns`: `BATCHES` × `ROUNDS` round trips, in compiled code, on the worker thread
 the teams use: about 0.2 ms a measurement) at most once per `FRESH_SECONDS`, and only where a policy's choice
@@ -91,7 +91,7 @@ def _ask(sync, first, rounds):
 
 def round_trip_ns() -> float | None:
     """The round trip (ns) of a cache line between the caller's core and the worker thread's, the worker kept off
-    the caller's core meanwhile (`_elsewhere`): the fastest mean of `BATCHES` timings of `ROUNDS` round trips. None
+    the caller's core meanwhile (`_Elsewhere`): the fastest mean of `BATCHES` timings of `ROUNDS` round trips. None
     where it could not be measured: both cores not free now (a pair, team or pipeline holds them, or fewer than 2
     threads are allowed: `rnnkit.kernels.parallel`), the worker late to start or to answer (`START_LOADS`,
     `ANSWER_LOADS`: the other core busy), or the two threads on one core all the same (`TURNS_NS`)."""
@@ -109,7 +109,7 @@ def round_trip_ns() -> float | None:
                 means.append((time.perf_counter() - start) / ROUNDS * 1e9)
 
     def answer():
-        with _elsewhere(here):
+        with _Elsewhere(here):
             _answer(sync, BATCHES * ROUNDS)
     parallel.on_both_cores(sync, ask, answer, lambda: None, blas=False)
     fastest = min(means, default=None)
@@ -142,7 +142,7 @@ def _sched_getcpu():
         return None
 
 
-class _elsewhere:
+class _Elsewhere:
     """The calling thread kept off CPU ``cpu`` inside the block (its affinity narrowed, then given back): the host
     wakes a thread on its waker's core at times (in half the measurements of an idle process), where the two would
     take turns (`TURNS_NS`). Nothing where the affinity cannot be set or no other CPU is allowed."""

@@ -16,7 +16,7 @@ A cell keeps v̂ and s of each normalisation (the cache), never v, μ or σ.
 W_ihᵀ for all T·B rows, normalises each row (keeping X̂ and s_x in the call's workspace) and returns XP = γ_x ⊙ X̂ + β_x
 + b; ``add_input_grads`` is its backward in ``accumulate`` (δγ_x, δβ_x, δP_x through the normalisation, δW_ih = δP_xᵀ X,
 δX = δP_x W_ih — the last three, and δW_hh below, made behind the backward loop where ``sums_behind`` gives a
-`rnnkit.kernels.behind.Behind`, and the γ's and β's too where the cell names them, `row_sums_behind`: the LN-LSTM). The
+`rnnkit.kernels.behind.Behind`, and the γ's and β's too where the cell names them, `row_sums_behind`: both cells). The
 recurrent side is per step (it needs h_{t−1}): a step keeps ĥ and s_h in ``ws.h_hat`` / ``ws.h_inv_std`` and its
 backward writes δP_h into ``ws.dp_h``; ``add_recurrent_grads`` then adds δγ_h, δβ_h and δW_hh = Σ δP_hᵀ h_{t−1} as
 whole-sequence reductions.
