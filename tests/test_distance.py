@@ -147,11 +147,10 @@ def test_a_failed_answerer_never_leaves_the_caller_waiting_and_frees_the_cores(m
 
 @pytest.mark.parametrize(("dtype", "inputs", "depth", "near", "expected"), [
     (np.float32, 64, 256, True, False), (np.float32, 64, 256, False, True), (np.float32, 191, 256, False, True),
-    (np.float32, 256, 512, False, True), (np.float32, 257, 512, False, False), (np.float32, 256, 256, False, True),
+    (np.float32, 64, 512, False, False), (np.float32, 256, 512, False, False), (np.float32, 256, 256, False, True),
     (np.float32, 512, 256, False, False), (np.float64, 64, 256, False, False)])
-def test_the_automatic_policy_pipelines_narrow_inputs_up_to_256_only_while_the_cores_are_far(dtype, inputs, depth,
-                                                                                           near, expected,
-                                                                                           monkeypatch):
+def test_the_automatic_policy_pipelines_narrow_inputs_to_states_up_to_256_only_while_the_cores_are_far(
+        dtype, inputs, depth, near, expected, monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
     monkeypatch.setattr(distance, "cores_near", lambda: near)
@@ -164,8 +163,9 @@ def test_the_distance_is_asked_only_where_it_changes_the_choice(monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: True)
     monkeypatch.setattr(distance, "cores_near", never)
-    for dtype, parts, inputs in ((np.float32, 2, 192), (np.float32, 2, 257), (np.float64, 2, 64), (np.float32, 1, 64)):
-        parallel.pipeline_pays(dtype, parts, inputs, 256 if inputs < 257 else 512)
+    for dtype, parts, inputs, depth in ((np.float32, 2, 192, 256), (np.float32, 2, 64, 512), (np.float64, 2, 64, 256),
+                                        (np.float32, 1, 64, 256)):
+        parallel.pipeline_pays(dtype, parts, inputs, depth)
 
 
 @pytest.mark.parametrize("near", [True, False], ids=["near", "far"])
@@ -193,9 +193,9 @@ def test_a_narrow_input_layer_runs_a_team_while_the_cores_are_near_and_a_pipelin
 
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU, rnnkit.RNN, rnnkit.LayerNormLSTM, rnnkit.LayerNormGRU],
                          ids=lambda c: c.__name__)
-@pytest.mark.parametrize(("inputs", "hidden"), [(64, 256), (256, 512)])
+@pytest.mark.parametrize(("inputs", "hidden"), [(64, 256), (191, 256)])
 def test_the_cores_distance_never_changes_a_result(cls, inputs, hidden, monkeypatch):
-    """Near, a team; far, a pipeline (`parallel.FAR_DEPTH`): the outputs and every gradient the same to the bit, so a
+    """Near, a team; far, a pipeline (`parallel.FAR_STATE`): the outputs and every gradient the same to the bit, so a
     resumed run computes what the uninterrupted one did whatever the host did with the CPUs meanwhile."""
     from rnnkit.kernels.blas import panels_apply
 

@@ -331,9 +331,9 @@ def describe_pipelines() -> str:
     if not blas.panels_apply("float32"):
         return "no (they need the products on panels, on AVX-512 machines)"
     return ("float32 forwards that would run on both cores, of cells that name their projection "
-            "(Cell.projection_terms), input 3/4 to 1 times as wide as the state, or narrower (up to 256) while the two "
-            "cores are far apart: the loop on one core, the projection written on the other (RNNKIT_PIPELINES=never "
-            "turns them off)")
+            "(Cell.projection_terms), input 3/4 to 1 times as wide as the state, or narrower with a state up to 256 "
+            "wide while the two cores are far apart: the loop on one core, the projection written on the other "
+            "(RNNKIT_PIPELINES=never turns them off)")
 
 
 def describe_cores() -> str:

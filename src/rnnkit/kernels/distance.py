@@ -13,14 +13,15 @@ that crosses the cores often does not:
 * not a pipeline, whose two cores meet once per chunk of steps (`rnnkit.kernels.ahead`, `rnnkit.kernels.behind`).
 
 So where the cores are far, `rnnkit.kernels.parallel.pipeline_pays` takes a pipeline for inputs narrower than 3/4 of the
-state too (up to 256 wide: `rnnkit.kernels.parallel.FAR_DEPTH`, where both ways give the same bits), which a team takes
-while they are near. The char-LM race's layer (input 64, H = 256, B = 32, T = 100, float32), one process taking turns
-between the two, each timing binned by the round trip measured before and after it, medians, team → pipeline, ms,
-inference / training: LSTM near 14.7 / 41.6 → 17.5 / 44.6, far 21.1 – 21.6 / 50.8 → 18.0 / 46.3; GRU near 11.5 / 32.0 →
-13.0 / 33.8, far 17.6 – 17.8 / 40.8 → 13.5 / 36.7; RNN near 5.8 / 12.0 → 5.1 / 11.1, far 6.9 / 18.0 → 5.5 / 12.7;
-LN-LSTM near 14.6 / 46.8 → 18.4 / 50.1, far 19.4 / 54.2 → 19.3 / 51.2 (few far timings). An input twice as wide (LSTM,
-input 512, H = 256, B = 32): near 30.5 – 31.0 / 85.2 – 86.7 → 32.4 / 88.6, far 37.8 – 38.2 / 98.1 → 33.5 / 94.2 (not
-taken: the two ways differ in the last bits at that depth).
+state too (a state up to 256 wide: `rnnkit.kernels.parallel.FAR_STATE`; both ways give the same bits there), which a
+team takes while they are near. The char-LM race's layer (input 64, H = 256, B = 32, T = 100, float32), one process
+taking turns between the two, each timing binned by the round trip measured before and after it, medians, team →
+pipeline, ms, inference / training: LSTM near 14.7 / 41.6 → 17.5 / 44.6, far 21.1 – 21.6 / 50.8 → 18.0 / 46.3; GRU near
+11.5 / 32.0 → 13.0 / 33.8, far 17.6 – 17.8 / 40.8 → 13.5 / 36.7; RNN near 5.8 / 12.0 → 5.1 / 11.1, far 6.9 / 18.0 → 5.5
+/ 12.7; LN-LSTM near 14.6 / 46.8 → 18.4 / 50.1, far 19.4 / 54.2 → 19.3 / 51.2 (few far timings). An input twice as wide
+(LSTM, input 512, H = 256, B = 32): near 30.5 – 31.0 / 85.2 – 86.7 → 32.4 / 88.6, far 37.8 – 38.2 / 98.1 → 33.5 / 94.2
+(not taken: the two ways differ in the last bits at that depth). A wider state keeps its team: LSTM, input 64, H = 512,
+B = 32, far, 54.8 / 157.5 → 63.3 / 155.4.
 
 `cores_near` measures it (`round_trip_ns`: `BATCHES` × `ROUNDS` round trips, in compiled code, on the worker thread
 the teams use: about 0.2 ms a measurement) at most once per `FRESH_SECONDS`, and only where a policy's choice
@@ -193,5 +194,5 @@ def describe() -> str:
                 "time)")
     where = "near" if measured < FAR_NS else "far"
     return (f"a cache line's round trip {measured:.0f} ns now ({where}; {FAR_NS:.0f} ns or more counts as far, where "
-            "forwards with an input narrower than 3/4 of the state, up to 256, run as pipelines instead of teams; a "
+            "forwards with an input narrower than 3/4 of a state up to 256 wide run as pipelines instead of teams; a "
             "virtual machine's placement can change this every few seconds)")

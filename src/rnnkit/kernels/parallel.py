@@ -256,16 +256,16 @@ use_pipelines, using_pipelines = PIPELINES.use, PIPELINES.using
 def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     """Whether a forward loop whose projection the cell names runs as a pipeline (`pipeline`) rather than after that
     projection's GEMM: where it would run as a team (``team_parts`` 2, `team_size`); under ``always`` on any route,
-    dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`)
-    and ``inputs`` (the projection's depth) `PIPELINE_INPUTS` to 1 times ``depth`` (the recurrent product's); narrower
-    (up to `FAR_DEPTH`) while the two cores are far apart (`rnnkit.kernels.distance.cores_near`, asked only then):
-    where it measured faster (`rnnkit.kernels.ahead`, `rnnkit.kernels.distance`). Measured slower: float64 (LSTM
-    B = 16, H = 256 inference 44 → 50 ms, B = 64 170 → 190: a loop alone on one core, whose weight (2 MiB) leaves
-    that core's cache at every step, is slower than half of it on each core); inputs wider than the state (LSTM
-    H = 256, inference, input 512: B = 64 63.7 → 67.5 ms; input 1024, B = 16: 25.8 → 35.7), whose projection on one
-    core takes longer than the loop, though with the cores far apart an input twice as wide measured faster as a
-    pipeline (`rnnkit.kernels.distance`; not taken: see `FAR_DEPTH`); and inputs much narrower than the state
-    (`PIPELINE_INPUTS`) with the cores near."""
+    dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`) and
+    ``inputs`` (the projection's depth) `PIPELINE_INPUTS` to 1 times ``depth`` (the recurrent product's); narrower
+    while the two cores are far apart, for a state up to `FAR_STATE` wide (`rnnkit.kernels.distance.cores_near`,
+    asked only then): where it measured faster (`rnnkit.kernels.ahead`, `rnnkit.kernels.distance`). Measured slower:
+    float64 (LSTM B = 16, H = 256 inference 44 → 50 ms, B = 64 170 → 190: a loop alone on one core, whose weight (2
+    MiB) leaves that core's cache at every step, is slower than half of it on each core); inputs wider than the
+    state (LSTM H = 256, inference, input 512: B = 64 63.7 → 67.5 ms; input 1024, B = 16: 25.8 → 35.7), whose
+    projection on one core takes longer than the loop, though with the cores far apart an input twice as wide
+    measured faster as a pipeline (`rnnkit.kernels.distance`; not taken: see `FAR_STATE`); and inputs much narrower
+    than the state (`PIPELINE_INPUTS`) with the cores near, or with a state wider than `FAR_STATE`."""
     from .blas import panels_apply
 
     if PIPELINES.choice == "never" or team_parts < 2:
@@ -277,7 +277,7 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     low, high = PIPELINE_INPUTS
     if low * depth <= high * inputs:
         return True
-    if inputs > FAR_DEPTH:
+    if depth > FAR_STATE:
         return False
     from .distance import cores_near
 
@@ -298,14 +298,18 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
 #: more from run to run than a pipeline's on this machine: some processes ran its loops up to 1.5× slower for
 #: stretches of calls (docs/performance.md), where the pipeline was faster
 PIPELINE_INPUTS = (3, 4)
-#: 256: the deepest input projection that runs as a pipeline because the cores are far apart. Up to it the two ways
-#: of a forward give the same bits — the team's projection (OpenBLAS's GEMM) and the pipeline's (the panels) sum each
-#: product over its whole depth in one order (tested: every cell that names its projection, inputs 8 – 383) — so a
-#: choice made from the moment's distance never changes a result, and a resumed run computes what the uninterrupted
-#: one did. Deeper, OpenBLAS sums in blocks of the depth (384 here, its GEMM's K block) and the two differ in the
-#: last bits (input 512, H = 256: up to 1.5e-5 in the LSTM's outputs): such inputs keep the policy of near cores,
-#: although with the cores far apart a pipeline measured faster for an input twice as wide as the state
-FAR_DEPTH = 256
+#: 256: the widest state whose narrow-input forward runs as a pipeline because the cores are far apart. Measured
+#: (`rnnkit.kernels.distance`, far apart, team → pipeline, inference / training ms): H = 256, input 64, B = 32: LSTM
+#: 21.1 – 23.0 / 50.8 – 53.4 → 17.8 – 18.0 / 46.2 – 46.3, GRU 17.6 – 17.8 / 40.8 → 13.5 / 36.7, RNN 6.9 / 18.0 → 5.5 /
+#: 12.7 (B = 16: 4.0 / 10.3 → 2.9 / 8.2), LN-LSTM 19.4 / 54.2 → 19.3 / 51.2; H = 512, where a step's product is large
+#: enough to carry a team's meetings even far apart: LSTM input 64, B = 32 54.8 / 157.5 → 63.3 / 155.4, B = 16 29.4 /
+#: 79.8 → 32.0 / 80.6; RNN input 128, B = 64 29.8 / 90.5 → 32.2 / 85.3. Such inputs, narrower than 192, also keep the
+#: two ways of a forward the same to the bit — the team's projection (OpenBLAS's GEMM) and the pipeline's (the panels)
+#: sum each product over its whole depth in one order (tested: every cell that names its projection, inputs 8 – 383) —
+#: so a choice made from the moment's distance never changes a result, and a resumed run computes what the
+#: uninterrupted one did. Deeper inputs would not: OpenBLAS sums in blocks of 384 of the depth, and an input 512 wide
+#: gave the LSTM's outputs up to 1.5e-5 apart (with the cores far apart, a pipeline measured faster for it, H = 256)
+FAR_STATE = 256
 
 
 def behind_pays(dtype, chunks: int, step_work: int) -> bool:
