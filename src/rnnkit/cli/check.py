@@ -128,14 +128,21 @@ def bench(cells, batches, hiddens, stacked, steps, threads, repeats, no_torch, n
         records = list(bench_lib.run(cases, threads=threads, repeats=repeats, with_torch=not no_torch,
                                      memory=not no_memory, kernels=kernels, meta=meta))
         click.echo(bench_lib.format_table(records))
+    _bench_footer(records, meta)
+    if json_path:
+        atomic_write(json_path, bench_lib.to_json(records, meta))
+
+
+def _bench_footer(records: list[dict], meta: dict) -> None:
+    """Print each worker's pid and thread pools, then the host's steal time and the cores' distance over the turns."""
+    from ..training import bench as bench_lib
+
     for lib, pools in meta["thread_pools"].items():
         click.echo(f"{lib} worker: pid {meta['workers'][lib]}, threads " + ", ".join(f"{pool} {count}"
                                                                                     for pool, count in pools.items()))
     for line in (bench_lib.steal_line(records), bench_lib.distance_line(records)):
         if line:
             click.echo(line)
-    if json_path:
-        atomic_write(json_path, bench_lib.to_json(records, meta))
 
 
 def _bench_header(threads: int | None, repeats: int, steps: int) -> dict:

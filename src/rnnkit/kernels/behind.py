@@ -148,7 +148,7 @@ def _add_product(d, inputs, grad, summed, grad_b, claims, done, c, sync):
         return
     matmul_into(d.T, inputs, grad, True)
     if grad_b.shape[0] > 0:
-        add_column_sums(summed, grad_b)
+        add_column_sums(summed, grad_b, summed[:0], grad_b.shape[0])  # no columns scaled
     count_up(claims, done)
 
 
@@ -161,7 +161,7 @@ def add_row_sums(sums, rows):
     for a, b, out, scale, offset in products:
         add_column_products(a[rows], b[rows], out, scale[rows], offset)
     for a, out, scale, offset in totals:
-        add_scaled_column_sums(a[rows], out, scale[rows], offset)
+        add_column_sums(a[rows], out, scale[rows], offset)
 
 
 @njit(**GLUE)
@@ -178,7 +178,7 @@ def add_column_products(a, b, out, scale, offset):
 
 
 @njit(**GLUE)
-def add_scaled_column_sums(a, out, scale, offset):
+def add_column_sums(a, out, scale, offset):
     """out += Σ_r a[r], its columns from ``offset`` on times scale[r] (row after row)."""
     for r in range(a.shape[0]):
         x = a[r]
@@ -208,15 +208,6 @@ def _scaling(a, out, scale, offset) -> tuple:
     if scale is None:
         return np.empty((0, 0), a.dtype), out.shape[0]
     return np.ascontiguousarray(scale), int(offset)
-
-
-@njit(**JIT)
-def add_column_sums(d, out):
-    """out += Σ_r d[r] (row after row)."""
-    for r in range(d.shape[0]):
-        row = d[r]
-        for j in range(out.shape[0]):
-            out[j] += row[j]
 
 
 class Behind(PipelineStage):

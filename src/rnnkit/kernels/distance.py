@@ -30,14 +30,11 @@ depends on it.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import os
 import time
 
 from .jit import JIT, njit
-from .team import ABORT, ARRIVALS, READY, count_up, new_sync, wait_until, wait_within
+from .team import ABORT, ARRIVALS, READY, c_library, count_up, new_sync, wait_until, wait_within
 
 #: a measurement: `BATCHES` timings of `ROUNDS` round trips each, the fastest taken (together about 10 µs near, 42 µs
 #: far): the first rounds can pay for the worker thread's start
@@ -135,13 +132,9 @@ def _current_cpu() -> int | None:
     return cpu if cpu >= 0 else None
 
 
-@functools.cache
 def _sched_getcpu():
-    """The C library's ``sched_getcpu``, or None where it has none (found once: finding the library runs a program)."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or None).sched_getcpu
-    except (OSError, AttributeError):
-        return None
+    """The C library's ``sched_getcpu`` (`rnnkit.kernels.team.c_library`), or None where it has none."""
+    return getattr(c_library(), "sched_getcpu", None)
 
 
 class _Elsewhere:

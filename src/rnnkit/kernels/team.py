@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -47,10 +48,18 @@ SPINS = 4000
 UNIT_ALIGN = 16
 
 
-def _sched_yield_address() -> int:
-    library = ctypes.CDLL(ctypes.util.find_library("c") or None)
+@functools.cache
+def c_library() -> ctypes.CDLL | None:
+    """The C library (found once: finding it runs a program), or None where it cannot be loaded."""
     try:
-        return ctypes.cast(library.sched_yield, ctypes.c_void_p).value
+        return ctypes.CDLL(ctypes.util.find_library("c") or None)
+    except OSError:  # pragma: no cover - no C library to load
+        return None
+
+
+def _sched_yield_address() -> int:
+    try:
+        return ctypes.cast(c_library().sched_yield, ctypes.c_void_p).value
     except AttributeError:  # pragma: no cover - a C library without sched_yield: waiting only spins
         return ctypes.cast(_NO_YIELD, ctypes.c_void_p).value
 
