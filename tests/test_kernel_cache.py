@@ -153,15 +153,17 @@ def test_kernels_of_each_products_route_are_cached_side_by_side(monkeypatch):
     assert locator.get_disambiguator() != mine
 
 
-#: one process: σ' from the disk cache (or compiled into it), with the package's stamp replaced when asked (a kernel
-#: file changed since the cache was written); prints how many times it compiled
+#: one process: σ' for float64 from the disk cache (or compiled into it), with the package's stamp replaced when
+#: asked (a kernel file changed since the cache was written); prints how many times it compiled. σ' has no Python
+#: entry (`rnnkit.kernels.jit.INNER`): its signature is compiled as a kernel calling it would have it compiled.
 STALE = """
 import sys
+import numba
 from rnnkit.kernels import cache
 if sys.argv[1] == "changed":
     cache.package_stamp = lambda files=cache.KERNEL_FILES: b"another"
 from rnnkit.kernels import jit
-jit.dsigmoid(0.25)
+jit.dsigmoid.compile((numba.float64,))
 print(sum(jit.dsigmoid.stats.cache_misses.values()))
 """
 

@@ -176,3 +176,18 @@ def test_without_numba_rnnkit_says_so_once_and_uses_numpy():
     assert done.stdout.strip() == "numpy (numba unavailable)"
     notices = [line for line in done.stderr.splitlines() if "compiled kernels unavailable" in line]
     assert len(notices) == 1 and "pip install numba" in notices[0]
+
+
+def test_a_kernel_without_a_python_entry_runs_inside_compiled_code_and_refuses_a_call_from_python():
+    """σ' is one of the kernels only other kernels call (`rnnkit.kernels.jit.INNER`): numba compiles it without the
+    wrapper that takes Python arguments, so a call from Python gets rnnkit's error instead of a jump to no code."""
+    from rnnkit.errors import UsageError
+    from rnnkit.kernels import jit
+
+    @numba.njit
+    def through_a_kernel(y):
+        return jit.dsigmoid(y)
+
+    assert through_a_kernel(0.25) == 0.25 * 0.75
+    with pytest.raises(UsageError, match=r"^rnnkit\.kernels\.jit\.dsigmoid is called from compiled kernels only"):
+        jit.dsigmoid(0.25)

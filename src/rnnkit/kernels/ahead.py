@@ -35,7 +35,7 @@ from functools import partial
 import numpy as np
 
 from .blas import loop_weight, matmul_weight, panels_apply, panels_weight
-from .jit import JIT, njit
+from .jit import INNER, JIT, njit
 from .layernorm import layer_norm_rows
 from .layout import fill_panels_compiled
 from .panels import pack, transient, unfilled
@@ -87,7 +87,7 @@ def project_ahead(sources, x, weight, bias, has_bias, norm, xp, batch, reverse, 
         add_ready(sync, count)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def time_major_steps(batch_first, x, first, count):
     """x[t·B + b] = batch_first[b, t] for steps t in [first, first + count): rows of the time-major (T·B, I) x from
     the batch-first (B, T, I) input."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blas import matmul_into
-from .jit import GLUE, JIT, njit
+from .jit import GLUE, INNER, JIT, njit
 from .layernorm import layer_norm_rows_backward
 from .parallel import PipelineStage
 from .team import READY, aborted, count_up, wait_until
@@ -127,7 +127,7 @@ def take_tasks(sources, grads, norm, reset, sums, batch, chunk, reverse, sync, c
             _add_product(d, x[rows], grad_ih, d_in[rows], grad_b, claims, DONE_IH, c, sync)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def reset_scaled(d, r, out):
     """out = δq = [δa_r, δa_z, δa_n ⊙ r] from a GRU's δa = ``d`` (n, 3H) and its reset gate ``r`` (n, H); out."""
     hs = r.shape[1]

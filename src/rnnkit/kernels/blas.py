@@ -41,7 +41,7 @@ from numba.extending import get_cython_function_address, overload
 from . import backend
 from . import panels as _panels
 from .backend import BACKENDS, choose_backend, unreachable  # noqa: F401 - part of this module's interface
-from .jit import GLUE, JIT, njit, unliteral
+from .jit import GLUE, INNER, JIT, njit, unliteral
 from .panels import panel_product
 from .team import own_units
 
@@ -141,7 +141,7 @@ def _gemm_overload(scalars, transpose, sizes, a, b, out):
     return _gemm_call(_sgemm if scalars.dtype == types.float32 else _dgemm)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _leading(a):
     """The row stride of a 2-D array in elements (BLAS's leading dimension), at least its width and 1. A single row
     has no meaningful row stride (NumPy calls a (1, n) view of a transpose C-contiguous with stride 1 element)."""
@@ -159,7 +159,7 @@ def matmul_into(a, b, out, accumulate):
     _matmul_into(a, b, out, unliteral(accumulate))
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _matmul_into(a, b, out, accumulate):
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     if m == 0 or n == 0:
@@ -287,7 +287,7 @@ def matmul_weight(a, weight, out, accumulate):
     _matmul_weight(a, weight, out, unliteral(accumulate))
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _matmul_weight(a, weight, out, accumulate):
     matrix, packed, small, panels = weight
     m, k, n = a.shape[0], matrix.shape[0], matrix.shape[1]

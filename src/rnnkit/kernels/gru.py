@@ -5,7 +5,7 @@ of a step, and the steps of the whole-sequence loop (`rnnkit.kernels.sequence_lo
 from __future__ import annotations
 
 from .blas import matmul_columns, matmul_gate_units, matmul_weight
-from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, gru_mix, njit, one, sigmoid, tanh
+from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, gru_gate_grads, gru_mix, njit, one, sigmoid, tanh
 from .sequence_loop import (
     add_rows,
     recurrent_read,
@@ -25,7 +25,7 @@ def gru_forward_reset_after(gates, xp, b_hn, h_prev, inner, h_new, gates_in_x, l
     gru_forward_reset_after_units(gates, xp, b_hn, h_prev, inner, h_new, gates_in_x, lecture, 0, h_prev.shape[1])
 
 
-@njit(**JIT)
+@njit(**INNER)
 def gru_forward_reset_after_units(gates, xp, b_hn, h_prev, inner, h_new, gates_in_x, lecture, lo, hi):
     """`gru_forward_reset_after` for units [lo, hi) of every row (a part of a team: `rnnkit.kernels.team`)."""
     hs = h_prev.shape[1]
@@ -41,7 +41,7 @@ def gate_views3(row, hs, lo, hi):
     return row[lo:hi], row[hs + lo:hs + hi], row[2 * hs + lo:2 * hs + hi]
 
 
-@njit(**JIT)
+@njit(**INNER)
 def gru_row_reset_after(a, x, b_hn, hp, q, hn, gates_in_x, lecture):
     """One row of `gru_forward_reset_after` for the units of ``hp`` (1-D arrays of one batch row; ``a``, ``x``
     their `gate_views3`: LLVM vectorizes the loop over units in a function of its own, about 2× faster than the
@@ -76,7 +76,7 @@ def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, keep_r, lecture)
                                   gate_views3(dxp[b], hs, 0, hs), gate_views3(dq[b], hs, 0, hs), keep_r, lecture)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _backward_reset_after_row(dhb, a, q, hp, d, dqb, keep_r, lecture):
     """One row of `gru_backward_reset_after` (``a``, ``d``, ``dqb`` the rows' `gate_views3`)."""
     a_r, a_z, a_n = a
@@ -155,7 +155,7 @@ def gru_gates_reset_before(gates, xp, h_prev, inner):
         _gates_reset_before_row(gates[b], xp[b], h_prev[b], inner[b])
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _gates_reset_before_row(a, x, hp, q):
     """One row of `gru_gates_reset_before`."""
     hs = hp.shape[0]
@@ -172,7 +172,7 @@ def gru_output_reset_before(gates, xp, h_prev, h_new, lecture):
         _output_reset_before_row(gates[b], xp[b], h_prev[b], h_new[b], lecture)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _output_reset_before_row(a, x, hp, hn, lecture):
     """One row of `gru_output_reset_before`."""
     hs = hp.shape[0]
@@ -190,7 +190,7 @@ def gru_backward_reset_before_zn(dh, gates, h_prev, dxp, lecture):
         _backward_reset_before_zn_row(dh[b], gates[b], h_prev[b], dxp[b], lecture)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _backward_reset_before_zn_row(dhb, a, hp, d, lecture):
     """One row of `gru_backward_reset_before_zn`."""
     hs = dhb.shape[0]
@@ -209,7 +209,7 @@ def gru_backward_reset_before_r(d_rh, gates, h_prev, dxp, dh):
         _backward_reset_before_r_row(d_rh[b], gates[b], h_prev[b], dxp[b], dh[b])
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _backward_reset_before_r_row(drh, a, hp, d, dhb):
     """One row of `gru_backward_reset_before_r`."""
     for j in range(dhb.shape[0]):

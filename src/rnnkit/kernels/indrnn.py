@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-from .jit import GLUE, JIT, dtanh, njit, tanh, zero
+from .jit import GLUE, INNER, JIT, dtanh, njit, tanh, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _indrnn_row_forward(h_prev, u, x, relu, h):
     """One row of `indrnn_forward`."""
     for j in range(h.shape[0]):
@@ -16,7 +16,7 @@ def _indrnn_row_forward(h_prev, u, x, relu, h):
         h[j] = max(a, zero(a)) if relu else tanh(a)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _indrnn_row_backward(dh, h, u, relu, d):
     """One row of `indrnn_backward`."""
     for j in range(dh.shape[0]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blas import matmul_weight
-from .jit import GLUE, JIT, dsigmoid, dtanh, njit, row_dot, row_sum, sigmoid, tanh
+from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, njit, row_dot, row_sum, sigmoid, tanh
 from .sequence_loop import copy_rows, sequence_backward, sequence_forward
 
 SOFTMAX = 3
@@ -44,7 +44,7 @@ def jordan_output(y, bias, has_bias, activation):
             _softmax_row(row)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _softmax_row(row):
     """row ← exp(row − max row) / Σ exp(row − max row), in place."""
     top = row[0]

@@ -9,12 +9,12 @@ import numpy as np
 
 from .blas import matmul_columns
 from .gru import gate_views3, gru_row_reset_after
-from .jit import GLUE, JIT, dsigmoid, dtanh, gru_gate_grads, like, njit, one, row_dot, row_sum, sigmoid, tanh
+from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, gru_gate_grads, like, njit, one, row_dot, row_sum, sigmoid, tanh
 from .sequence_loop import sequence_backward, sequence_forward
 from .team import barrier, own_rows
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _layer_norm_row(v, gamma, beta, hat, out):
     """`rnnkit.recurrent.layernorm.layer_norm` of one row: hat ← v̂ = (v − μ) s, out ← γ ⊙ v̂ + β (``out`` may be
     ``v``); returns s = 1/√(σ² + 1e-5), σ² the biased variance over the row."""
@@ -29,7 +29,7 @@ def _layer_norm_row(v, gamma, beta, hat, out):
     return inv
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _layer_norm_row_backward(d_hat, hat, inv):
     """`layer_norm_backward` of one row, in place: δv̂ (= δy ⊙ γ) → δv = s (δv̂ − ⟨δv̂⟩ − v̂ ⟨δv̂ ⊙ v̂⟩)."""
     width = like(inv, d_hat.shape[0])
@@ -64,7 +64,7 @@ def lnlstm_forward(gates, xp, g_h, b_h, g_c, b_c, c_prev, h_hat, h_inv, c_new, c
                                                  c_hat[b], tanh_u[b], h_new[b])
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _lnlstm_row_forward(a, x, g_h, b_h, g_c, b_c, cp, h_hat, cn, c_hat, k, hn):
     """One row of `lnlstm_forward` (1-D arrays of one batch row, so that LLVM vectorizes the loops over units);
     returns (s_h, s_c)."""
@@ -91,7 +91,7 @@ def lnlstm_backward(dh, dc, gates, tanh_u, c_hat, c_inv, g_c, c_prev, h_hat, h_i
                              h_inv[b], g_h, dxp[b], du[b], dp_h[b])
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _lnlstm_row_backward(dhb, dcb, a, k, c_hat, c_inv, g_c, cp, h_hat, h_inv, g_h, d, dub, dp):
     """One row of `lnlstm_backward`."""
     hs = dcb.shape[0]
@@ -122,7 +122,7 @@ def lngru_forward(gates, xp, g_h, b_h, b_hn, h_prev, h_hat, h_inv, inner, h_new)
         h_inv[b] = _lngru_row_forward(gates[b], xp[b], g_h, b_h, b_hn, h_prev[b], h_hat[b], inner[b], h_new[b])
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _lngru_row_forward(a, x, g_h, b_h, b_hn, hp, h_hat, q, hn):
     """One row of `lngru_forward`; returns s_h."""
     h_inv = _layer_norm_row(a, g_h, b_h, h_hat, a)  # a ← q = γ_h ⊙ ĥ + β_h
@@ -139,7 +139,7 @@ def lngru_backward(dh, gates, inner, h_prev, h_hat, h_inv, g_h, dxp, dp_h):
         _lngru_row_backward(dh[b], gates[b], inner[b], h_prev[b], h_hat[b], h_inv[b], g_h, dxp[b], dp_h[b])
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
     """One row of `lngru_backward`."""
     hs = dhb.shape[0]

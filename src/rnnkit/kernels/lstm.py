@@ -5,7 +5,7 @@ Written as `rnnkit.kernels.compiled` describes."""
 from __future__ import annotations
 
 from .blas import matmul_columns, matmul_gate_units, matmul_weight
-from .jit import GLUE, JIT, dsigmoid, dtanh, muladd, njit, sigmoid, tanh
+from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, muladd, njit, sigmoid, tanh
 from .sequence_loop import (
     copy_rows,
     recurrent_read,
@@ -24,7 +24,7 @@ def gate_views(row, hs, lo, hi):
     return row[lo:hi], row[hs + lo:hs + hi], row[2 * hs + lo:2 * hs + hi], row[3 * hs + lo:3 * hs + hi]
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _lstm_row_forward(a, x, cp, cn, tc, y, w_ci, w_cf, w_co, peephole):
     """One row of `lstm_forward` for the units of ``cp``: ``a`` and ``x`` the `gate_views` of its rows."""
     ai, af, ag, ao = a
@@ -70,7 +70,7 @@ def peep(w, lo, hi):
     return w[lo:hi] if w.shape[0] else w
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _lstm_row_backward(dm, dc, a, tc, cp, d, w_ci, w_cf, w_co, peephole, from_c):
     """One row of `lstm_backward` for the units of ``dc``: ``a`` and ``d`` the `gate_views` of its rows."""
     ai, af, ag, ao = a

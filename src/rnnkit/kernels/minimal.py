@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .jit import GLUE, JIT, njit, one, sigmoid, zero
+from .jit import GLUE, INNER, JIT, njit, one, sigmoid, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _log_sigmoid(k):
     """log σ(k) = −(max(−k, 0) + log(1 + e^{−|k|})), finite for every finite k."""
     return -(max(-k, zero(k)) + np.log1p(np.exp(-abs(k))))
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _min_row_forward(x, hp, lstm, g, a_out, h):
     """One row of `min_step`: gates, decay a and h = a ⊙ h_{t-1} + b (`MinGRUStep.coefficients`,
     `MinLSTMStep.coefficients`, `MinimalStep.step`)."""
@@ -36,7 +36,7 @@ def _min_row_forward(x, hp, lstm, g, a_out, h):
         a_out[j] = a
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _min_row_backward(dh, g, a, hp, lstm, d):
     """One row of `min_step_backward` (`coefficients_backward` with δa = δh ⊙ h_{t-1}, δb = δh)."""
     hs = dh.shape[0]

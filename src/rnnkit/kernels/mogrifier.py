@@ -12,7 +12,7 @@ into ``mids`` (the backward's ``first``/``second`` are the matrices of δinput =
 from __future__ import annotations
 
 from .blas import matmul_weight, weight_at
-from .jit import GLUE, JIT, half, njit, one, sigmoid, unliteral
+from .jit import GLUE, INNER, JIT, half, njit, one, sigmoid, unliteral
 from .lstm import lstm_step, lstm_step_backward
 from .sequence_loop import add_bias_rows, copy_rows, sequence_backward, sequence_forward
 
@@ -47,7 +47,7 @@ def round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
     _round_product(inp, first, second, k, mids, t, n, low_rank, out, unliteral(accumulate))
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
     if low_rank:
         mid = mids[k, t, :n]
@@ -57,7 +57,7 @@ def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate)
         matmul_weight(inp, weight_at(first, k), out, accumulate)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank):
     """Rounds 1..r at step t: x^i = 2σ(h^{i-1} Q_kᵀ) ⊙ x^{i-2} (odd i) and h^i = 2σ(x^{i-1} R_kᵀ) ⊙ h^{i-2} (even i),
     into the histories (`MogrifierStep.allocate`). ``q_stacks``, ``r_stacks``: the (first, second) stacks of Q_kᵀ,

@@ -5,7 +5,7 @@ the whole-sequence loop (`rnnkit.kernels.sequence_loop`). φ is given by its ind
 from __future__ import annotations
 
 from .blas import matmul_columns, matmul_gate_units
-from .jit import GLUE, JIT, dsigmoid, dtanh, njit, sigmoid, tanh, zero
+from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, njit, sigmoid, tanh, zero
 from .sequence_loop import recurrent_read, sequence_backward, sequence_forward, through_mask
 from .team import barrier, own_units
 
@@ -24,7 +24,7 @@ def rnn_forward_units(h, xp, activation, lo, hi):
         _forward_row(h[b, lo:hi], xp[b, lo:hi], activation)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _forward_row(hb, xb, activation):
     """One row of `rnn_forward` (1-D arrays of one batch row: LLVM vectorizes the loop over units in a function of
     its own, as in `rnnkit.kernels.gru`)."""
@@ -46,7 +46,7 @@ def rnn_backward_units(dh, h, activation, dxp, lo, hi):
         _backward_row(dh[b, lo:hi], h[b, lo:hi], activation, dxp[b, lo:hi])
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _backward_row(db, hb, activation, out):
     """One row of `rnn_backward`."""
     for j in range(db.shape[0]):

@@ -45,14 +45,14 @@ The NumPy per-step path stays the definition and the oracle (``tests/test_sequen
 
 from __future__ import annotations
 
-from .jit import GLUE, JIT, njit, one, unliteral
+from .jit import GLUE, INNER, JIT, njit, one, unliteral
 from .team import announce_step, barrier, leads, own_units, wait_ready
 
 #: the skeleton is inlined into each family's cached entry (see the module notes), never compiled on its own
 SKELETON = {**JIT, "cache": False, "inline": "always"}
 
 
-@njit(**JIT)
+@njit(**INNER)
 def slots(t, reverse):
     """(read slot, write slot) of step t: t → t+1 forward, t+1 → t in the reverse direction."""
     return (t + 1, t) if reverse else (t, t + 1)
@@ -156,7 +156,7 @@ def copy_rows(src, out, lo, hi):
     _copy_rows(src, out, unliteral(lo), hi)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _copy_rows(src, out, lo, hi):
     for b in range(out.shape[0]):
         s, o = src[b, lo:hi], out[b, lo:hi]
@@ -173,7 +173,7 @@ def add_bias_rows(out, bias):
             row[j] += bias[j]
 
 
-@njit(**JIT)
+@njit(**INNER)
 def add_rows(src, out, lo, hi):
     """out[:, lo:hi] ← out[:, lo:hi] + src[:, lo:hi] for two (n, S) arrays of one shape (row by row, as `copy_rows`)."""
     for b in range(out.shape[0]):
@@ -188,7 +188,7 @@ def zero_rows(out, lo, hi):
     _zero_rows(out, unliteral(lo), hi)
 
 
-@njit(**JIT)
+@njit(**INNER)
 def _zero_rows(out, lo, hi):
     for b in range(out.shape[0]):
         row = out[b, lo:hi]
@@ -196,13 +196,13 @@ def _zero_rows(out, lo, hi):
             row[j] = 0
 
 
-@njit(**JIT)
+@njit(**INNER)
 def keep_at(keep, t, n):
     """Zoneout's keep-previous mask of step t for the first n rows: d_t (training) or the rate z (evaluation)."""
     return keep[t, :n] if keep.shape[0] > 1 else keep[0, :n]
 
 
-@njit(**JIT)
+@njit(**INNER)
 def keep_and_mix_rows(prev, state, proposed, keep, lo, hi):
     """Zoneout's forward in one pass over units [lo, hi) of (n, S) arrays: ``state`` holds s̃_t on entry; it goes
     to ``proposed`` and ``state`` becomes s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t (the arithmetic of the step-by-step
@@ -216,7 +216,7 @@ def keep_and_mix_rows(prev, state, proposed, keep, lo, hi):
             s[j] = d[j] * p[j] + (one(tilde) - d[j]) * tilde
 
 
-@njit(**JIT)
+@njit(**INNER)
 def split_and_swap_rows(ds, keep, direct, state, saved, proposed, lo, hi):
     """Zoneout's backward before the cell's, in one pass over units [lo, hi) of (n, S) arrays: the split of
     `rnnkit.kernels.compiled.zoneout_split` (``direct`` = d ⊙ δs_t, δs_t ← (1 − d) ⊙ δs_t), and s_t (``state``)
@@ -232,7 +232,7 @@ def split_and_swap_rows(ds, keep, direct, state, saved, proposed, lo, hi):
             s[j] = q[j]
 
 
-@njit(**JIT)
+@njit(**INNER)
 def restore_and_add_rows(saved, state, direct, ds, lo, hi):
     """Zoneout's backward after the cell's, in one pass over units [lo, hi) of (n, S) arrays: s_t back into
     ``state`` from ``saved``, and δs_{t−1} (``ds``) += d ⊙ δs_t (``direct``)."""
@@ -260,7 +260,7 @@ def recurrent_read(h_prev, mask, scratch, team):
     return out
 
 
-@njit(**JIT)
+@njit(**INNER)
 def through_mask(d, mask, lo, hi):
     """δ(h_{t−1} ⊙ m_h) → δh_{t−1} = δ ⊙ m_h in place, for units [lo, hi) of the rows of ``d`` (nothing without
     recurrent dropout); each row's units a contiguous slice, as in `copy_rows`."""
