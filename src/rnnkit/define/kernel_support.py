@@ -10,16 +10,16 @@ kernels' types by reference (a helper defined in each generated file could not b
 
 from __future__ import annotations
 
-from ..kernels.jit import JIT, njit, one, zero
+from ..kernels.jit import INNER, njit, one, zero
 
 
-@njit(**JIT)
+@njit(**INNER)
 def relu(x):
     """max(x, 0) in the type of ``x``."""
     return max(x, zero(x))
 
 
-@njit(**JIT)
+@njit(**INNER)
 def step(x):
     """[x > 0] in the type of ``x`` (relu's derivative through its output)."""
     return one(x) if x > zero(x) else zero(x)
