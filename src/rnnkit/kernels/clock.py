@@ -11,7 +11,7 @@ from .jit import njit
 STEPS = 30_000_000
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _shift_add_chain(steps, x):
     """``steps`` times x ← x + (x >> 1): each step's shift needs the last step's sum, so the pairs run one after
     another at one cycle each (x86-64 integer shift and add latency); LLVM cannot shorten the chain."""

@@ -7,6 +7,7 @@ import numba
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import types
+from numba.core.dispatcher import Dispatcher
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload
 
@@ -18,12 +19,17 @@ inlining.install()  # before the first kernel compiles
 
 
 def njit(*function, **options):
-    """numba's ``njit``, used as it is (``@njit(**JIT)``) by every kernel of rnnkit; a function cached on disk
-    (``cache=True``) saves its entries under the cache directory's file lock (`rnnkit.kernels.cache.lock_saves`),
-    and one compiled without a Python entry (`INNER`) refuses calls from Python (`CompiledOnly`)."""
+    """numba's ``njit`` with rnnkit's options (``@njit(**JIT)``, ``@njit(**INNER)``, …), for every kernel of rnnkit
+    and the generated ones of `rnnkit.define`: a function cached on disk (``cache=True``) saves its entries under the
+    cache directory's file lock (`rnnkit.kernels.cache.lock_saves`), and one compiled without a Python entry
+    (`INNER`) refuses calls from Python (`CompiledOnly`). With ``NUMBA_DISABLE_JIT`` numba returns the Python
+    function itself, which stays as it is."""
     def compiled(python_function):
         dispatcher = cache.lock_saves(numba.njit(**options)(python_function))
-        if options.get("no_cpython_wrapper") and type(dispatcher) is CPUDispatcher:
+        if options.get("no_cpython_wrapper") and isinstance(dispatcher, Dispatcher):
+            if type(dispatcher) is not CPUDispatcher:  # a numba whose functions this guard does not know
+                raise RuntimeError(f"{python_function.__qualname__}: numba made a {type(dispatcher).__name__}, not "
+                                   "the CPUDispatcher whose calls from Python rnnkit can refuse")
             dispatcher.__class__ = CompiledOnly
         return dispatcher
     return compiled(*function) if function else compiled
@@ -53,7 +59,7 @@ JIT = {"fastmath": {"nnan", "ninf", "nsz"}, "error_model": "numpy", "cache": Tru
        "no_cfunc_wrapper": True}
 #: a kernel that only other kernels call (a row's loop, a product, σ): compiled without numba's Python entry, the
 #: wrapper that unboxes Python arguments, which is compiled with every function and is as large as a small one;
-#: without both wrappers a first use compiles 10% faster (LSTM(8, 16)'s first forward and backward 8.2 → 7.3 s,
+#: without both wrappers a first use compiles 10 – 15% faster (LSTM(8, 16)'s first forward and backward 8.2 → 7.3 s,
 #: the Mogrifier's 11.8 → 10.7, means of three runs in turns). A call from Python raises (`CompiledOnly`).
 INNER = {**JIT, "no_cpython_wrapper": True}
 #: glue between kernels (a part's units, its column blocks, gate views, the barrier) and each family's loop steps,
