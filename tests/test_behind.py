@@ -332,16 +332,18 @@ def behind_case(rng, steps, batch, variant):
 
 
 def row_sums_case(rng, d):
-    """Row sums as a layer-normalised cell names them: two products of ``d`` (rows, G) and one of other arrays
-    (rows, 8), a total of each; every sum starts at zero."""
+    """Row sums as a layer-normalised cell names them: two products of ``d`` (rows, G), the second with its last 6
+    columns scaled row by row (as the LN-GRU's δa_n ⊙ r), and one of other arrays (rows, 8), a total of each; every
+    sum starts at zero."""
     rows, gates = d.shape
     other, scale = rng.normal(size=(rows, 8)), rng.uniform(size=(rows, 6))
     products = (behind_kernels.row_product(d, rng.normal(size=(rows, gates)), np.zeros(gates)),
                 behind_kernels.row_product(d, rng.normal(size=(rows, gates)), np.zeros(gates), scale, gates - 6),
                 behind_kernels.row_product(other, rng.normal(size=(rows, 8)), np.zeros(8)))
-    return products, (behind_kernels.row_total(d, np.zeros(gates)), behind_kernels.row_total(d, np.zeros(gates), scale,
-                                                                                            gates - 6),
-                      behind_kernels.row_total(other, np.zeros(8)))
+    totals = (behind_kernels.row_total(d, np.zeros(gates)),
+              behind_kernels.row_total(d, np.zeros(gates), scale, gates - 6),
+              behind_kernels.row_total(other, np.zeros(8)))
+    return products, totals
 
 
 def row_sum_results(work) -> list:
