@@ -8,6 +8,7 @@ from .blas import matmul_columns, matmul_gate_units, matmul_weight
 from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, gru_gate_grads, gru_mix, njit, one, sigmoid, tanh
 from .sequence_loop import (
     add_rows,
+    copy_rows,
     recurrent_read,
     sequence_backward,
     sequence_forward,
@@ -67,23 +68,26 @@ def gru_row_reset_after(a, x, b_hn, hp, q, hn, gates_in_x, lecture):
 def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, keep_r, lecture):
     """`GRUStep.step_backward` (reset after) before the GEMM δh_{t-1} += δq W_hh: writes δa = [δa_r, δa_z, δa_n]
     into ``dxp``, δq = [δa_r, δa_z, δa_n ⊙ r] into ``dq`` and leaves δh ⊙ z (the ``lecture``'s: δh ⊙ (1 − z)) in
-    ``dh``. ``dxp`` may be ``gates``
-    itself (each unit's gates are read before its δa is written); with ``keep_r``, r goes into ``inner`` (read
-    first, not needed again), where the weight sums find it once δa has gone over the gates."""
+    ``dh``. ``dxp`` is ``gates`` itself (the whole-sequence loop writes δa over the gate history) or apart from it:
+    then the gates are copied into it first, and δa goes over them there (`rnnkit.kernels.lstm._lstm_row_backward`
+    says why). With ``keep_r``, r goes into ``inner`` (read first, not needed again), where the weight sums find it
+    once δa has gone over the gates."""
     hs = dh.shape[1]
+    if dxp.ctypes.data != gates.ctypes.data:
+        copy_rows(gates, dxp, 0, 3 * hs)
     for b in range(dh.shape[0]):
-        _backward_reset_after_row(dh[b], gate_views3(gates[b], hs, 0, hs), inner[b], h_prev[b],
-                                  gate_views3(dxp[b], hs, 0, hs), gate_views3(dq[b], hs, 0, hs), keep_r, lecture)
+        _backward_reset_after_row(dh[b], gate_views3(dxp[b], hs, 0, hs), inner[b], h_prev[b],
+                                  gate_views3(dq[b], hs, 0, hs), keep_r, lecture)
 
 
 @njit(**INNER)
-def _backward_reset_after_row(dhb, a, q, hp, d, dqb, keep_r, lecture):
-    """One row of `gru_backward_reset_after` (``a``, ``d``, ``dqb`` the rows' `gate_views3`)."""
-    a_r, a_z, a_n = a
+def _backward_reset_after_row(dhb, d, q, hp, dqb, keep_r, lecture):
+    """One row of `gru_backward_reset_after` (``d``, ``dqb`` the rows' `gate_views3`; ``d`` holds [r, z, n] on entry,
+    δa on exit)."""
     d_r, d_z, d_n = d
     q_r, q_z, q_n = dqb
     for j in range(dhb.shape[0]):
-        r, z, n = a_r[j], a_z[j], a_n[j]
+        r, z, n = d_r[j], d_z[j], d_n[j]
         da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j], lecture)
         d_r[j], d_z[j], d_n[j] = da_r, da_z, da_n
         q_r[j], q_z[j], q_n[j] = da_r, da_z, da_n * r

@@ -71,12 +71,14 @@ def peep(w, lo, hi):
 
 
 @njit(**INNER)
-def _lstm_row_backward(dm, dc, a, tc, cp, d, w_ci, w_cf, w_co, peephole, from_c):
-    """One row of `lstm_backward` for the units of ``dc``: ``a`` and ``d`` the `gate_views` of its rows."""
-    ai, af, ag, ao = a
+def _lstm_row_backward(dm, dc, d, tc, cp, w_ci, w_cf, w_co, peephole, from_c):
+    """One row of `lstm_backward` for the units of ``dc``: ``d`` the `gate_views` of its row, [i, f, g, o] on entry
+    and δa on exit. Read and written through the same views, the loop vectorizes; gates read through one set of
+    views and δa written through another over the same memory, LLVM's overlap check failed and the loop ran
+    element by element (an LSTM backward loop's pointwise steps at B = 16, H = 256: 2.85 against 0.44 ms)."""
     di, df, dg, do = d
     for j in range(dc.shape[0]):
-        i, f, g, o = ai[j], af[j], ag[j], ao[j]
+        i, f, g, o = di[j], df[j], dg[j], do[j]
         t = tanh(tc[j]) if from_c else tc[j]
         da_o = dm[j] * t * dsigmoid(o)
         c_grad = dc[j] + dm[j] * o * dtanh(t)
@@ -101,13 +103,17 @@ def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp
 
 @njit(**GLUE)
 def lstm_backward_units(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp, from_c, lo, hi):
-    """`lstm_backward` for units [lo, hi) of every row (a part of a team). ``dxp`` may be ``gates`` itself: each
-    unit's gates are read before its δa is written."""
+    """`lstm_backward` for units [lo, hi) of every row (a part of a team). ``dxp`` is ``gates`` itself (the
+    whole-sequence loop writes δa over the gate history) or apart from it: then the units' gates are copied into
+    it first, and δa goes over them there."""
     hs = dc.shape[1]
+    if dxp.ctypes.data != gates.ctypes.data:
+        for k in range(4):
+            copy_rows(gates[:, k * hs:(k + 1) * hs], dxp[:, k * hs:(k + 1) * hs], lo, hi)
     for b in range(dc.shape[0]):
-        _lstm_row_backward(dm[b, lo:hi], dc[b, lo:hi], gate_views(gates[b], hs, lo, hi), tanh_c[b, lo:hi],
-                           c_prev[b, lo:hi], gate_views(dxp[b], hs, lo, hi), peep(w_ci, lo, hi), peep(w_cf, lo, hi),
-                           peep(w_co, lo, hi), peephole, from_c)
+        _lstm_row_backward(dm[b, lo:hi], dc[b, lo:hi], gate_views(dxp[b], hs, lo, hi), tanh_c[b, lo:hi],
+                           c_prev[b, lo:hi], peep(w_ci, lo, hi), peep(w_cf, lo, hi), peep(w_co, lo, hi), peephole,
+                           from_c)
 
 
 @njit(**GLUE)
