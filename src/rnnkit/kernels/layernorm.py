@@ -10,7 +10,7 @@ import numpy as np
 from .blas import matmul_columns
 from .gru import gate_views3, gru_row_reset_after
 from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, gru_gate_grads, like, njit, one, row_dot, row_sum, sigmoid, tanh
-from .sequence_loop import sequence_backward, sequence_forward
+from .sequence_loop import copy_rows, sequence_backward, sequence_forward
 from .team import barrier, own_rows
 
 
@@ -85,25 +85,29 @@ def _lnlstm_row_forward(a, x, g_h, b_h, g_c, b_c, cp, h_hat, cn, c_hat, k, hn):
 @njit(**JIT)
 def lnlstm_backward(dh, dc, gates, tanh_u, c_hat, c_inv, g_c, c_prev, h_hat, h_inv, g_h, dxp, du, dp_h):
     """`LayerNormLSTMStep.step_backward` before the GEMM δh_{t-1} = δP_h W_hh: from δh_t and δc_t (``dc``,
-    overwritten with δc_{t-1}) write δa into ``dxp`` (n, 4H), δu into ``du`` (n, H), δP_h into ``dp_h`` (n, 4H)."""
+    overwritten with δc_{t-1}) write δa into ``dxp`` (n, 4H), δu into ``du`` (n, H), δP_h into ``dp_h`` (n, 4H).
+    ``dxp`` is ``gates`` itself (the whole-sequence loop writes δa over the gate history) or apart from it: then
+    the gates are copied into it first, and δa goes over them there (`rnnkit.kernels.lstm._lstm_row_backward`)."""
+    if dxp.ctypes.data != gates.ctypes.data:
+        copy_rows(gates, dxp, 0, gates.shape[1])
     for b in range(dc.shape[0]):
-        _lnlstm_row_backward(dh[b], dc[b], gates[b], tanh_u[b], c_hat[b], c_inv[b], g_c, c_prev[b], h_hat[b],
-                             h_inv[b], g_h, dxp[b], du[b], dp_h[b])
+        _lnlstm_row_backward(dh[b], dc[b], dxp[b], tanh_u[b], c_hat[b], c_inv[b], g_c, c_prev[b], h_hat[b],
+                             h_inv[b], g_h, du[b], dp_h[b])
 
 
 @njit(**INNER)
-def _lnlstm_row_backward(dhb, dcb, a, k, c_hat, c_inv, g_c, cp, h_hat, h_inv, g_h, d, dub, dp):
-    """One row of `lnlstm_backward`."""
+def _lnlstm_row_backward(dhb, dcb, d, k, c_hat, c_inv, g_c, cp, h_hat, h_inv, g_h, dub, dp):
+    """One row of `lnlstm_backward`: ``d`` holds [i, f, g, o] on entry, δa on exit."""
     hs = dcb.shape[0]
     dc_norm = dp[:hs]  # scratch until δP_h is written
     for j in range(hs):
-        o = a[3 * hs + j]
+        o = d[3 * hs + j]
         d[3 * hs + j] = dhb[j] * k[j] * dsigmoid(o)
         dub[j] = dhb[j] * o * dtanh(k[j])
         dc_norm[j] = dub[j] * g_c[j]
     _layer_norm_row_backward(dc_norm, c_hat, c_inv)
     for j in range(hs):
-        i, f, g = a[j], a[hs + j], a[2 * hs + j]
+        i, f, g = d[j], d[hs + j], d[2 * hs + j]
         c_grad = dcb[j] + dc_norm[j]
         d[j] = c_grad * g * dsigmoid(i)
         d[hs + j] = c_grad * cp[j] * dsigmoid(f)

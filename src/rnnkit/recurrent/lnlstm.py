@@ -88,6 +88,7 @@ class LayerNormLSTMStep(LayerNormCell):
         return ws
 
     whole_sequence = True
+    grads_over_gates = True  # the backward step reads i, f, g, o of a unit, then writes its δa over them
     #: in a team (`rnnkit.kernels.team`) each part computes its columns of h_{t−1} W_hhᵀ, then whole rows of its
     #: share of the batch (a row's normalisation spans all its units); the backward, rows then columns
     team_units = ("forward", "backward")
