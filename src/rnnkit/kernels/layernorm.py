@@ -138,21 +138,29 @@ def _lngru_row_forward(a, x, g_h, b_h, b_hn, hp, h_hat, q, hn):
 @njit(**JIT)
 def lngru_backward(dh, gates, inner, h_prev, h_hat, h_inv, g_h, dxp, dp_h):
     """`LayerNormGRUStep.step_backward` before the GEMM δh_{t-1} += δP_h W_hh: writes [δa_r, δa_z, δa_n] into
-    ``dxp``, δP_h = LN⁻(δq) with δq = [δa_r, δa_z, δa_n ⊙ r] into ``dp_h``, and leaves δh ⊙ z in ``dh``."""
+    ``dxp``, δP_h = LN⁻(δq) with δq = [δa_r, δa_z, δa_n ⊙ r] into ``dp_h``, and leaves δh ⊙ z in ``dh``. ``dxp``
+    is ``gates`` itself (the whole-sequence loop writes δa over the gate history; r then goes into ``inner``, read
+    first and not needed again, where the weight sums find it) or apart from it: then the gates are copied into it
+    first, and δa goes over them there (`rnnkit.kernels.lstm._lstm_row_backward`)."""
+    keep_r = dxp.ctypes.data == gates.ctypes.data
+    if not keep_r:
+        copy_rows(gates, dxp, 0, gates.shape[1])
     for b in range(dh.shape[0]):
-        _lngru_row_backward(dh[b], gates[b], inner[b], h_prev[b], h_hat[b], h_inv[b], g_h, dxp[b], dp_h[b])
+        _lngru_row_backward(dh[b], dxp[b], inner[b], h_prev[b], h_hat[b], h_inv[b], g_h, dp_h[b], keep_r)
 
 
 @njit(**INNER)
-def _lngru_row_backward(dhb, a, q, hp, h_hat, h_inv, g_h, d, dp):
-    """One row of `lngru_backward`."""
+def _lngru_row_backward(dhb, d, q, hp, h_hat, h_inv, g_h, dp, keep_r):
+    """One row of `lngru_backward`: ``d`` holds [r, z, n] on entry, δa on exit; with ``keep_r``, r goes into ``q``."""
     hs = dhb.shape[0]
     for j in range(hs):
-        r, z, n = a[j], a[hs + j], a[2 * hs + j]
+        r, z, n = d[j], d[hs + j], d[2 * hs + j]
         da_r, da_z, da_n = gru_gate_grads(dhb[j], r, z, n, hp[j], q[j], False)
         d[j], d[hs + j], d[2 * hs + j] = da_r, da_z, da_n
         dp[j], dp[hs + j], dp[2 * hs + j] = da_r * g_h[j], da_z * g_h[hs + j], da_n * r * g_h[2 * hs + j]
         dhb[j] = dhb[j] * z
+        if keep_r:
+            q[j] = r
     _layer_norm_row_backward(dp, h_hat, h_inv)
 
 

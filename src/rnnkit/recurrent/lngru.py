@@ -7,7 +7,7 @@ import numpy as np
 from ..activations import sigmoid
 from .catalog import CellEntry
 from .cell import per_step
-from .gru import backward_r_after, backward_z_n, gru_output
+from .gru import GRUStep, backward_r_after, backward_z_n, gru_output
 from .layer import RecurrentLayer
 from .layernorm import LayerNormCell, layer_norm, layer_norm_backward
 
@@ -43,8 +43,9 @@ class LayerNormGRUStep(LayerNormCell):
     kept so that the parameters are named and shaped as ``torch.nn.GRU``'s).
 
     Workspace: ``gates`` (T, B, 3H) the activated [r, z, n]; ``inner`` (T, B, H) q_n + b_hn; ``h_hat`` (T, B, 3H),
-    ``h_inv_std`` (T, B, 1); written by the backward: ``dp_h`` (T, B, 3H); ``x_hat``, ``x_inv_std`` (from
-    ``project``); ``b_hn``; ``scratch`` (B, 3H) δq of one step, ``tmp`` (B, H).
+    ``h_inv_std`` (T, B, 1); written by the backward: ``dp_h`` (T, B, 3H), and on the compiled loop δa over
+    ``gates`` and r over ``inner`` (`reset_history`); ``x_hat``, ``x_inv_std`` (from ``project``); ``b_hn``;
+    ``scratch`` (B, 3H) δq of one step, ``tmp`` (B, H).
     """
 
     num_gates = 3
@@ -69,6 +70,8 @@ class LayerNormGRUStep(LayerNormCell):
         return ws
 
     whole_sequence = True
+    grads_over_gates = True  # the backward step reads r, z, n of a unit, writes its δa over them and keeps r in inner
+    reset_history = GRUStep.reset_history  # r of the call, in ``inner`` once δa has gone over the gates
     #: in a team (`rnnkit.kernels.team`) each part computes its columns of h_{t−1} W_hhᵀ, then whole rows of its
     #: share of the batch (a row's normalisation spans all its units); the backward, rows then columns
     team_units = ("forward", "backward")
@@ -134,7 +137,7 @@ class LayerNormGRUStep(LayerNormCell):
             dq, dq_sum, da_sum = dxp, ws.dq_sum, ws.da_sum  # δq itself is not read again
         else:
             dq = dxp.copy()
-            dq[:, 2 * hs:] *= ws.gates.reshape(dxp.shape)[:, :hs]  # δa_n ⊙ r
+            dq[:, 2 * hs:] *= self.reset_history(ws).reshape(-1, hs)  # δa_n ⊙ r
             dq_sum, da_sum = dq.sum(axis=0), dxp.sum(axis=0)  # δβ_h and δb_hh alike; δb_ih and δβ_x alike
         self.add_recurrent_grads(ws, dq, dq_sum, prev[0], behind)
         if self.bias:
@@ -146,11 +149,11 @@ class LayerNormGRUStep(LayerNormCell):
     def row_sums_behind(self, ws, dxp):
         """`LayerNormCell.row_sums_behind`: δγ_x += Σ δa ⊙ X̂ and δγ_h += Σ δq ⊙ ĥ into the parameters' gradients,
         Σ δa (δb_ih and δβ_x alike) into ``ws.da_sum`` and Σ δq (δb_hh and δβ_h alike) into ``ws.dq_sum``, with
-        δq = [δa_r, δa_z, δa_n ⊙ r] made row by row (r from the gate history, which the backward leaves as it is)."""
+        δq = [δa_r, δa_z, δa_n ⊙ r] made row by row (r from `reset_history`, where the loop leaves it)."""
         from ..kernels.behind import row_product, row_total
 
         rows, g, hs = dxp.shape[0], dxp.shape[1], self.hidden_size
-        r = ws.gates.reshape(rows, g)[:, :hs]
+        r = self.reset_history(ws).reshape(rows, hs)
         ws.da_sum, ws.dq_sum = np.zeros(g, dxp.dtype), np.zeros(g, dxp.dtype)
         products = (row_product(dxp, ws.x_hat, self.layernorm_x_weight.grad),
                     row_product(dxp, ws.h_hat.reshape(rows, g), self.layernorm_h_weight.grad, r, 2 * hs))

@@ -48,7 +48,8 @@ class LayerNormLSTMStep(LayerNormCell):
 
     Workspace: ``gates`` (T, B, 4H) the activated [i, f, g, o]; ``h_hat`` (T, B, 4H), ``h_inv_std`` (T, B, 1);
     ``c_hat`` (T, B, H), ``c_inv_std`` (T, B, 1); ``tanh_u`` (T, B, H) k; written by the backward: ``du`` (T, B, H)
-    δu and ``dp_h`` (T, B, 4H) δP_h; ``x_hat``, ``x_inv_std`` (from ``project``); ``scratch`` (2, B, H).
+    δu and ``dp_h`` (T, B, 4H) δP_h, and on the compiled loop δa over ``gates``; ``x_hat``, ``x_inv_std`` (from
+    ``project``); ``scratch`` (2, B, H).
     """
 
     num_gates = 4
