@@ -336,7 +336,7 @@ def test_a_mogrifier_rounds_product_compiles_once_for_the_forwards_assignments_a
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after", "rnn-tanh", "rhn-uncoupled",
-                                  "jordan-softmax", "mogrifier-peephole-projection"])
+                                  "jordan-softmax", "mogrifier-peephole-projection", "lnlstm", "lngru"])
 def test_recording_state_gradient_norms_steps_back_in_python_after_the_compiled_forward_with_the_same_gradients(
         name, loop_calls):
     """``record_state_grads`` (the vanishing-gradient diagnostics) runs the backward in the Python loop after a
@@ -371,12 +371,13 @@ def backward_peak(layer, x) -> tuple[int, list]:
     return peak, [dx] + [p.grad.copy() for p in layer.parameters()]
 
 
-@pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after"])
+@pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after", "lnlstm", "lngru"])
 def test_the_compiled_backward_writes_its_gate_gradients_over_the_gate_history_and_allocates_no_array_for_them(
         name, monkeypatch):
-    """The LSTM's and the reset-after GRU's backward step reads a step's gates, then writes δa over them (the GRU
-    keeps r, which its weight sums need, where h_{t−1} W_hh[n]ᵀ + b_hn was): the same gradients as with δa in an
-    array of its own, which the backward no longer allocates; the gates read before the backward are copies."""
+    """The LSTM's, the reset-after GRU's and the layer-normalised cells' backward step reads a step's gates, then
+    writes δa over them (the GRUs keep r, which their weight sums need, where h_{t−1} W_hh[n]ᵀ + b_hn was): the same
+    gradients as with δa in an array of its own, which the backward no longer allocates; the gates read before the
+    backward are copies."""
     cls, options = CELLS[name]
     steps, batch = 40, 8
     layer = cls(2, 32, rng=0, dtype=np.float64, **options)
@@ -398,7 +399,7 @@ def test_the_compiled_backward_writes_its_gate_gradients_over_the_gate_history_a
         layer.trace()
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru-reset-after"])
+@pytest.mark.parametrize("name", ["lstm", "gru-reset-after", "lnlstm", "lngru"])
 def test_a_ragged_backward_over_the_gate_history_gives_padded_rows_no_gradient(name):
     """δa goes over the gates, whose padded rows hold the projection of the padding: the loop zeroes them, so the
     weight sums see no gradient from padding. Padding the batch with noise changes no gradient."""

@@ -116,7 +116,7 @@ def gru_reset_after_step(params, t, n, read, write, xp, states, team):
 @njit(**GLUE)
 def gru_reset_after_step_backward(params, t, n, read, write, dstate, states, dxp, team):
     """`GRUStep.step_backward` (reset after) for the whole-sequence loop: the fused pointwise backward (δa written
-    over the step's gates, r kept in ``inner``: `GRUStep.sequence_gate_grads`), then δh_{t−1} = δh ⊙ z + (δq W_hh)
+    over the step's gates, r kept in ``inner``: `GRUStep.grads_over_gates`), then δh_{t−1} = δh ⊙ z + (δq W_hh)
     ⊙ m_h (BLAS). In a team (`rnnkit.kernels.team`) a part takes whole rows of its share of the batch for the
     pointwise backward, then, once every row of δq is in, its units' columns of the product. params = (W_hh,
     gates, inner, dq (B, 3H) δq of the step, m_h (B, H) or (0, 0), scratch (B, H), lecture)."""

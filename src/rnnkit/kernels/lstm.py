@@ -96,8 +96,9 @@ def _lstm_row_backward(dm, dc, d, tc, cp, w_ci, w_cf, w_co, peephole, from_c):
 @njit(**JIT)
 def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp, from_c):
     """`LSTMStep.step_backward` before the GEMM δh_{t-1} = δa W_hh: from δm (n, H) and δc_t (n, H, overwritten
-    with δc_{t-1}) write δa = [δa_i, δa_f, δa_g, δa_o] into ``dxp`` (n, 4H). ``tanh_c`` holds tanh(c_t), or c_t
-    itself with ``from_c`` (the whole-sequence loop keeps no tanh(c_t) history and takes the tanh again)."""
+    with δc_{t-1}) write δa = [δa_i, δa_f, δa_g, δa_o] into ``dxp`` (n, 4H), ``gates`` itself or an array apart
+    from it (`lstm_backward_units`). ``tanh_c`` holds tanh(c_t), or c_t itself with ``from_c`` (the whole-sequence
+    loop keeps no tanh(c_t) history and takes the tanh again)."""
     lstm_backward_units(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp, from_c, 0, dc.shape[1])
 
 

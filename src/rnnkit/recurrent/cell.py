@@ -20,7 +20,8 @@ The runner (`rnnkit.recurrent.runner.Recurrence`) calls, for one sequence batch 
    writes the new state into ``new`` in place; only the recurrent matmul and pointwise math happen here;
 4. ``step_backward(ws, t, dstate, prev, new, dxp)`` in reverse order: ``dstate`` holds δ(new state) on entry
    and is overwritten with δ(prev state); writes δ(pre-activation) into ``dxp`` (n, G) (on the compiled loop,
-   ``dxp`` is ``sequence_gate_grads(ws, T, B)``: the gate history itself for the LSTM and the GRU);
+   ``dxp`` is ``sequence_gate_grads(ws, T, B)``: the gate history itself for the LSTM, the reset-after GRU, their
+   layer-normalised cells and the Mogrifier);
 5. ``accumulate(ws, x, dxp, prev, new)``: parameter gradients as whole-sequence GEMMs, returns δX (T·B, I);
    PREV / NEW are the state slabs each step read / wrote, (T·B, S_k).
 
