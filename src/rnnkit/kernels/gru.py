@@ -8,7 +8,7 @@ from .blas import matmul_columns, matmul_gate_units, matmul_weight
 from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, gru_gate_grads, gru_mix, njit, one, sigmoid, tanh
 from .sequence_loop import (
     add_rows,
-    copy_rows,
+    gates_into_grads,
     recurrent_read,
     sequence_backward,
     sequence_forward,
@@ -69,12 +69,11 @@ def gru_backward_reset_after(dh, gates, inner, h_prev, dxp, dq, keep_r, lecture)
     """`GRUStep.step_backward` (reset after) before the GEMM δh_{t-1} += δq W_hh: writes δa = [δa_r, δa_z, δa_n]
     into ``dxp``, δq = [δa_r, δa_z, δa_n ⊙ r] into ``dq`` and leaves δh ⊙ z (the ``lecture``'s: δh ⊙ (1 − z)) in
     ``dh``. ``dxp`` is ``gates`` itself (the whole-sequence loop writes δa over the gate history) or apart from it:
-    then the gates are copied into it first, and δa goes over them there (`rnnkit.kernels.lstm._lstm_row_backward`
-    says why). With ``keep_r``, r goes into ``inner`` (read first, not needed again), where the weight sums find it
-    once δa has gone over the gates."""
+    then the gates are copied into it first, and δa goes over them there
+    (`rnnkit.kernels.sequence_loop.gates_into_grads`). With ``keep_r``, r goes into ``inner`` (read first, not
+    needed again), where the weight sums find it once δa has gone over the gates."""
     hs = dh.shape[1]
-    if dxp.ctypes.data != gates.ctypes.data:
-        copy_rows(gates, dxp, 0, 3 * hs)
+    gates_into_grads(gates, dxp, 3, 0, hs)
     for b in range(dh.shape[0]):
         _backward_reset_after_row(dh[b], gate_views3(dxp[b], hs, 0, hs), inner[b], h_prev[b],
                                   gate_views3(dq[b], hs, 0, hs), keep_r, lecture)

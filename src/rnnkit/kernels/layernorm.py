@@ -10,7 +10,7 @@ import numpy as np
 from .blas import matmul_columns
 from .gru import gate_views3, gru_row_reset_after
 from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, gru_gate_grads, like, njit, one, row_dot, row_sum, sigmoid, tanh
-from .sequence_loop import copy_rows, sequence_backward, sequence_forward
+from .sequence_loop import gates_into_grads, sequence_backward, sequence_forward
 from .team import barrier, own_rows
 
 
@@ -87,9 +87,9 @@ def lnlstm_backward(dh, dc, gates, tanh_u, c_hat, c_inv, g_c, c_prev, h_hat, h_i
     """`LayerNormLSTMStep.step_backward` before the GEMM δh_{t-1} = δP_h W_hh: from δh_t and δc_t (``dc``,
     overwritten with δc_{t-1}) write δa into ``dxp`` (n, 4H), δu into ``du`` (n, H), δP_h into ``dp_h`` (n, 4H).
     ``dxp`` is ``gates`` itself (the whole-sequence loop writes δa over the gate history) or apart from it: then
-    the gates are copied into it first, and δa goes over them there (`rnnkit.kernels.lstm._lstm_row_backward`)."""
-    if dxp.ctypes.data != gates.ctypes.data:
-        copy_rows(gates, dxp, 0, gates.shape[1])
+    the gates are copied into it first, and δa goes over them there
+    (`rnnkit.kernels.sequence_loop.gates_into_grads`)."""
+    gates_into_grads(gates, dxp, 4, 0, dc.shape[1])
     for b in range(dc.shape[0]):
         _lnlstm_row_backward(dh[b], dc[b], dxp[b], tanh_u[b], c_hat[b], c_inv[b], g_c, c_prev[b], h_hat[b],
                              h_inv[b], g_h, du[b], dp_h[b])
@@ -141,10 +141,8 @@ def lngru_backward(dh, gates, inner, h_prev, h_hat, h_inv, g_h, dxp, dp_h):
     ``dxp``, δP_h = LN⁻(δq) with δq = [δa_r, δa_z, δa_n ⊙ r] into ``dp_h``, and leaves δh ⊙ z in ``dh``. ``dxp``
     is ``gates`` itself (the whole-sequence loop writes δa over the gate history; r then goes into ``inner``, read
     first and not needed again, where the weight sums find it) or apart from it: then the gates are copied into it
-    first, and δa goes over them there (`rnnkit.kernels.lstm._lstm_row_backward`)."""
-    keep_r = dxp.ctypes.data == gates.ctypes.data
-    if not keep_r:
-        copy_rows(gates, dxp, 0, gates.shape[1])
+    first, and δa goes over them there (`rnnkit.kernels.sequence_loop.gates_into_grads`)."""
+    keep_r = gates_into_grads(gates, dxp, 3, 0, dh.shape[1])
     for b in range(dh.shape[0]):
         _lngru_row_backward(dh[b], dxp[b], inner[b], h_prev[b], h_hat[b], h_inv[b], g_h, dp_h[b], keep_r)
 

@@ -8,6 +8,7 @@ from .blas import matmul_columns, matmul_gate_units, matmul_weight
 from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, muladd, njit, sigmoid, tanh
 from .sequence_loop import (
     copy_rows,
+    gates_into_grads,
     recurrent_read,
     sequence_backward,
     sequence_forward,
@@ -106,11 +107,9 @@ def lstm_backward(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp
 def lstm_backward_units(dm, dc, gates, tanh_c, c_prev, w_ci, w_cf, w_co, peephole, dxp, from_c, lo, hi):
     """`lstm_backward` for units [lo, hi) of every row (a part of a team). ``dxp`` is ``gates`` itself (the
     whole-sequence loop writes δa over the gate history) or apart from it: then the units' gates are copied into
-    it first, and δa goes over them there."""
+    it first, and δa goes over them there (`rnnkit.kernels.sequence_loop.gates_into_grads`)."""
     hs = dc.shape[1]
-    if dxp.ctypes.data != gates.ctypes.data:
-        for k in range(4):
-            copy_rows(gates[:, k * hs:(k + 1) * hs], dxp[:, k * hs:(k + 1) * hs], lo, hi)
+    gates_into_grads(gates, dxp, 4, lo, hi)
     for b in range(dc.shape[0]):
         _lstm_row_backward(dm[b, lo:hi], dc[b, lo:hi], gate_views(dxp[b], hs, lo, hi), tanh_c[b, lo:hi],
                            c_prev[b, lo:hi], peep(w_ci, lo, hi), peep(w_cf, lo, hi), peep(w_co, lo, hi), peephole,

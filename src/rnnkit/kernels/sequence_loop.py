@@ -165,6 +165,21 @@ def _copy_rows(src, out, lo, hi):
 
 
 @njit(**GLUE)
+def gates_into_grads(gates, dxp, blocks, lo, hi):
+    """Puts a step's gates (n, blocks·H) where a backward row kernel writes δa over them, reading and writing through
+    one set of views (two sets over the same memory fail LLVM's overlap check, and the kernel's loop runs element by
+    element: `rnnkit.kernels.lstm._lstm_row_backward`). ``dxp`` is ``gates`` itself (the whole-sequence loop writes
+    δa over the gate history: nothing to do; True) or an array apart from it, into which units [lo, hi) of each
+    gate block are copied (False)."""
+    if dxp.ctypes.data == gates.ctypes.data:
+        return True
+    hs = gates.shape[1] // blocks
+    for k in range(blocks):
+        copy_rows(gates[:, k * hs:(k + 1) * hs], dxp[:, k * hs:(k + 1) * hs], lo, hi)
+    return False
+
+
+@njit(**GLUE)
 def add_bias_rows(out, bias):
     """out[b] ← out[b] + bias for every row of an (n, G) array (a projection's bias, after its product)."""
     for b in range(out.shape[0]):
