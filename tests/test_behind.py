@@ -12,6 +12,7 @@ import pytest
 
 import rnnkit
 from rnnkit import kernels
+from rnnkit.recurrent import halves
 
 pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
 from rnnkit.kernels import behind as behind_kernels  # noqa: E402 - needs numba
@@ -48,6 +49,7 @@ def behind(monkeypatch):
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")
     monkeypatch.setattr(parallel.PIPELINES, "choice", "always")
     monkeypatch.setattr(parallel.PAIRS, "choice", "never")
+    monkeypatch.setattr(halves.HALVES, "choice", "never")  # else halves take a narrow-input team's place
     if parallel.blas_threads() < 2:
         pytest.skip("one BLAS thread allowed: the sums are made after the loop, in the caller")
     return worked

@@ -17,6 +17,7 @@ from rnnkit.kernels import ahead as ahead_kernels  # noqa: E402 - needs numba
 from rnnkit.kernels import distance, parallel  # noqa: E402
 from rnnkit.kernels import team as team_kernels  # noqa: E402
 from rnnkit.machine import report  # noqa: E402
+from rnnkit.recurrent import halves  # noqa: E402
 
 
 @pytest.fixture
@@ -179,6 +180,7 @@ def test_a_narrow_input_layer_runs_a_team_while_the_cores_are_near_and_a_pipelin
     monkeypatch.setattr(ahead_kernels.Ahead, "write", lambda self, sync: written.append(1) or original(self, sync))
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")  # a team where the policy would take one
+    monkeypatch.setattr(halves.HALVES, "choice", "never")  # which two halves of the batch would take instead
     monkeypatch.setattr(distance, "cores_near", lambda: near)
     layer = rnnkit.LSTM(64, 256, rng=0)
     x = np.random.default_rng(1).standard_normal((8, 12, 64)).astype(np.float32)
@@ -203,6 +205,7 @@ def test_the_cores_distance_never_changes_a_result(cls, inputs, hidden, monkeypa
         pytest.skip("needs two threads and the products on panels (AVX-512)")
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")
+    monkeypatch.setattr(halves.HALVES, "choice", "never")  # else the batch in two halves, near or far
     x = np.random.default_rng(1).standard_normal((16, 10, inputs)).astype(np.float32)
     dy = np.random.default_rng(2).standard_normal((16, 10, hidden)).astype(np.float32)
     written, original = [], ahead_kernels.Ahead.write

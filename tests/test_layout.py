@@ -11,6 +11,7 @@ pytest.importorskip("numba", reason="numba is not installed: the compiled kernel
 
 import rnnkit  # noqa: E402 - after the skip for the kernels
 from rnnkit.kernels import ahead, blas, layout, panels, parallel  # noqa: E402, F401 - ahead: see compiled_calls
+from rnnkit.recurrent import halves  # noqa: E402
 from rnnkit.recurrent.cell import transposed  # noqa: E402
 
 SHAPES = [(1024, 256), (256, 1024), (300, 257), (65, 1009), (1, 70000)]
@@ -126,7 +127,8 @@ def _lstm_call(dtype) -> tuple[np.ndarray, ...]:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_layer_computes_the_same_bits_with_the_compiled_layouts_as_with_numpys(dtype, monkeypatch, compiled_calls):
-    with rnnkit.kernels.using("compiled"), parallel.using_pipelines("always"), parallel.using_teams("always"):
+    with rnnkit.kernels.using("compiled"), parallel.using_pipelines("always"), parallel.using_teams("always"), \
+            halves.using_halves("never"):
         monkeypatch.setattr(layout, "COMPILED_FROM", 1 << 62)
         numpys = _lstm_call(dtype)
         assert compiled_calls == {"transpose": 0, "panels": 0}

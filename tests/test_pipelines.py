@@ -11,7 +11,7 @@ import pytest
 
 import rnnkit
 from rnnkit import kernels
-from rnnkit.recurrent import catalog
+from rnnkit.recurrent import catalog, halves
 
 pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
 from rnnkit.kernels import ahead as ahead_kernels  # noqa: E402 - needs numba
@@ -47,6 +47,7 @@ def pipelines(monkeypatch):
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")
     monkeypatch.setattr(parallel.PIPELINES, "choice", "always")
     monkeypatch.setattr(parallel.PAIRS, "choice", "never")
+    monkeypatch.setattr(halves.HALVES, "choice", "never")  # else halves take a narrow-input team's place
     if parallel.blas_threads() < 2:
         pytest.skip("one BLAS thread allowed: the projection is written before the loop, in the caller")
     return written

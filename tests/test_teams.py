@@ -10,6 +10,7 @@ import pytest
 
 import rnnkit
 from rnnkit import kernels
+from rnnkit.recurrent import halves
 
 pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
 from rnnkit.kernels import parallel  # noqa: E402 - needs numba
@@ -51,6 +52,7 @@ def teams(monkeypatch):
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")
     monkeypatch.setattr(parallel.PIPELINES, "choice", "never")  # a team's own forward (tests/test_pipelines.py)
     monkeypatch.setattr(parallel.PAIRS, "choice", "never")
+    monkeypatch.setattr(halves.HALVES, "choice", "never")  # else halves take a narrow-input team's place
     if parallel.blas_threads() < 2:
         pytest.skip("one BLAS thread allowed: a team runs as one part")
     return ran

@@ -273,6 +273,7 @@ def report(cores: int | None = None) -> list[str]:
              f"step kernels: {kernels.describe()}",
              f"BLAS backend: {blas_backend()}",
              f"loops on both cores: {describe_teams()}",
+             f"a batch in two halves at once: {describe_halves()}",
              f"input projections ahead of the loop: {describe_pipelines()}",
              f"weight gradients behind the backward loop: {describe_sums_behind()}",
              f"the two cores: {describe_cores()}",
@@ -307,6 +308,19 @@ def describe_teams() -> str:
            "turns them off)"
 
 
+def describe_halves() -> str:
+    """One line: where a one-direction layer's batch runs as two halves at once, one on each core
+    (`rnnkit.recurrent.halves`)."""
+    from .recurrent import halves
+
+    choice = halves.HALVES.choice
+    if choice != "auto":
+        return f"{choice} for the layers that can (RNNKIT_BATCH_HALVES={choice})"
+    return ("one-direction LSTM, GRU, RNN and layer-normalised layers whose forward would run on both cores (the "
+            "line above) with an input narrower than 3/4 of the state, every row to the end of the sequence: the "
+            "first half of the rows on one core, the rest on the other (RNNKIT_BATCH_HALVES=never turns it off)")
+
+
 def _unbounded_spin_advice() -> str:
     """Why `blas_spin_bounded` does not hold, and what to do about it."""
     from . import _startup
@@ -332,7 +346,8 @@ def describe_pipelines() -> str:
         return "no (they need the products on panels, on AVX-512 machines)"
     return ("float32 forwards that would run on both cores, of cells that name their projection "
             "(Cell.projection_terms), input 3/4 to 1 times as wide as the state, or narrower with a state up to 256 "
-            "wide while the two cores are far apart: the loop on one core, the projection written on the other "
+            "wide while the two cores are far apart and the batch cannot run as halves (a ragged batch): the loop on "
+            "one core, the projection written on the other "
             "(RNNKIT_PIPELINES=never turns them off)")
 
 

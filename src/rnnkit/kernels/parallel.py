@@ -127,7 +127,13 @@ def pair(first, second, work: int):
     """(first(), second()): concurrently, each with half the BLAS threads, where `pair_pays` for ``work`` (the
     multiply-adds of each job's recurrence), 2 or more BLAS threads are allowed and no other pair is running; else
     one after the other."""
-    threads = _claim_cores() if pair_pays(work) else 0
+    return at_once(first, second) if pair_pays(work) else (first(), second())
+
+
+def at_once(first, second):
+    """(first(), second()): concurrently, each with half the BLAS threads, where 2 or more BLAS threads are
+    allowed and no other pair, team or pipeline is running; else one after the other."""
+    threads = _claim_cores()
     if not threads:
         return first(), second()
     try:

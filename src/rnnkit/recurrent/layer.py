@@ -44,6 +44,7 @@ from ..module import (
     in_dtype_of,
 )
 from ..validate import parameters_fit, sequence_lengths
+from . import halves
 from .catalog import CellEntry, register
 from .cell import Cell
 from .noise import Noise, Regularization
@@ -362,8 +363,7 @@ class RecurrentLayer(Module):
                 noise = self.sample_noise(layer, direction, batch, xt.shape[0]) \
                     if self.regularization.active else None
                 calls.append((runner, s0, None if noise is None else noise.rows(order)))
-            jobs = [partial(runner.forward, inp, s0, counts, *([] if noise is None else [noise]))
-                    for runner, s0, noise in calls]
+            jobs = [self._forward_job(runner, inp, s0, counts, noise) for runner, s0, noise in calls]
             whole = all(isinstance(runner, Recurrence) and runner.runs_whole_sequence(batch)
                         for runner, _, _ in calls)
             work = direction_work(calls[0][0].cell, xt.shape[0], batch)
@@ -374,6 +374,13 @@ class RecurrentLayer(Module):
             if self.inter_dropout is not None and layer < self.num_layers - 1:
                 inp = self.inter_dropout.forward(inp)
         return inp, finals, (traces if traces[0][0] is not None else None)
+
+    def _forward_job(self, runner, inp, s0, counts, noise):
+        """One direction's forward over time-major ``inp``: its runner's call, or the two halves of its batch at
+        once where the layer has one direction and they pay (`rnnkit.recurrent.halves`)."""
+        if self.num_directions == 1 and halves.halves_pay(runner, inp.shape[1], inp.shape[2], counts):
+            return partial(halves.forward, runner, inp, s0, noise)
+        return partial(runner.forward, inp, s0, counts, *([] if noise is None else [noise]))
 
     def reset_state(self) -> None:
         """Forget the carried state of a stateful layer (start of a new stream)."""
@@ -441,7 +448,7 @@ class RecurrentLayer(Module):
 
         states = dict(zip(cell.state_names, (public(s) for s in trace.states_after_each_step())))
         # copies: a backward on the compiled loop writes δa over the gate history (`Cell.sequence_gate_grads`)
-        gates = {name: public(g.copy()) for name, g in cell.gate_activations(trace.ws).items()}
+        gates = {name: public(g.copy()) for name, g in trace.gate_activations(cell).items()}
         norms = None if trace.state_grad_norms is None else _read_only(trace.state_grad_norms)
         return TraceView(states, gates, norms)
 
@@ -451,8 +458,8 @@ class RecurrentLayer(Module):
         if self.bidirectional:
             raise ConfigError("state_at needs a unidirectional layer: a backward direction has no state mid-sequence")
         call = self._last_call()
-        k = check_int("k (steps into the last forward)", k, 0, len(call.traces[0][0].states[0]) - 1)
-        parts = tuple(in_caller_order(np.stack([row[0].states[c][k] for row in call.traces]), call.order, 1)
+        k = check_int("k (steps into the last forward)", k, 0, call.traces[0][0].steps)
+        parts = tuple(in_caller_order(np.stack([row[0].slot(c, k) for row in call.traces]), call.order, 1)
                       for c in range(len(self.state_sizes)))
         if call.unbatched:
             parts = tuple(p[:, 0] for p in parts)
@@ -496,6 +503,10 @@ class RecurrentLayer(Module):
         sums and δx are made (its size less at the peak); where the sums go behind the loop, δx is written over it
         instead. The directions run at once where `run_directions` allows."""
         row, traces = self.runners[layer], call.traces[layer]
+        if isinstance(traces[0], halves.HalvesTrace):  # one direction, its batch in two halves
+            (part, dfinal), = self._direction_grads(layer, handed.pop(), dparts)
+            dx, dstate = halves.backward(row[0], traces[0], part, dfinal)
+            return dx, (dstate,)
         whole = all(isinstance(runner, Recurrence) and runner.backward_runs_whole_sequence(trace)
                     for runner, trace in zip(row, traces))
         behind = row[0].sums_behind(traces[0]) if whole and len(row) == 1 else None

@@ -57,9 +57,22 @@ class Trace:
     proposed: list[np.ndarray] | None = None  # zoneout: (T, B, S_k) per component, s̃_t as the cell computed it
     zoneout: tuple | None = None  # zoneout's arrays for the compiled loop (`noise.loop_zoneout`), when it ran
 
+    @property
+    def steps(self) -> int:
+        return self.x.shape[0]
+
     def states_after_each_step(self) -> list[np.ndarray]:
         """Per state component, (T, B, S_k): the state each step t wrote (time order in both directions)."""
         return after_each_step(self.states, self.reverse)
+
+    def gate_activations(self, cell: Cell) -> dict[str, np.ndarray]:
+        """The activated gates of this call by name, each (T, B, H) (`Cell.gate_activations`; ``cell`` the one
+        that made it)."""
+        return cell.gate_activations(self.ws)
+
+    def slot(self, component: int, k: int) -> np.ndarray:
+        """State component ``component`` in slot k of its history, (B, S_k) (slots as in the module notes)."""
+        return self.states[component][k]
 
     def states_before_each_step(self) -> list[np.ndarray]:
         """Per state component, (T, B, S_k): the state each step t read."""

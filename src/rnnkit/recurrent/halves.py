@@ -1,0 +1,138 @@
+"""The two halves of a batch at once, one on each core: a layer's rows as two independent recurrences.
+
+Row b's state at step t depends on row b alone, so the rows [0, h) and [h, B) of a batch are two recurrences with
+nothing to say to each other. Where a one-direction layer's forward would run as a team (`rnnkit.kernels.team`:
+each step's product split by units between the cores, which meet at a barrier and read each other's half of h at
+every step) and its input is too narrow for a pipeline (`rnnkit.kernels.ahead`), its call runs as two halves of
+the batch instead (`halves_pay`): each half a whole runner call (`Recurrence.forward`: its projection, then its
+compiled loop on one core with a one-thread BLAS), the two at once (`rnnkit.kernels.parallel.at_once`, as the
+two directions of a bidirectional layer), and they never meet. Its backward runs the two halves' loops at once
+the same way, then the weight sums of each half in turn on both cores (`Recurrence.backward_weights`: the two add
+into the same gradients).
+
+Each row's arithmetic is the one of the whole batch's call, so the outputs, the states and δx are the same; the
+weight gradients are sums over the two halves in turn instead of one sum over the batch (equal within rounding).
+The choice depends on the shapes and the policy only (never on the moment's state of the cores), so a resumed
+run computes what the uninterrupted one did.
+
+Measured on the project's 2-core AMD EPYC (float32, T = 100, one process, the two ways in turns, ms, team or
+pipeline → halves, training / inference): LSTM input 64, H = 256: B = 32 (the char-LM race's layer) 46.2 / 18.6
+→ 39.2 / 13.6, B = 16 22.8 / 9.0 → 19.3 / 6.9, B = 64 83.1 / 30.2 → 74.7 / 26.2; input 128, H = 512, B = 32
+142.7 / 47.3 → 130.9 / 44.1; GRU input 64, H = 256, B = 32 32.2 / 16.0 → 27.8 / 10.2; RNN 12.6 / 5.1 → 10.2 /
+3.5 (two layers of half the batch at once, each as `rnnkit.kernels.parallel.pair` runs a bidirectional layer's
+directions). Slower where the input is as wide as the state: there the pipeline keeps both cores busy already
+(LSTM B = 16, H = 256 inference 9.5 → 10.4; `docs/performance-history.md`).
+
+``RNNKIT_BATCH_HALVES`` (read at import; `use_halves`, `using_halves`): ``auto`` (`halves_pay`), ``always`` (every
+layer whose call can run as halves: the tests' setting) or ``never``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from ..kernels import parallel
+from .runner import Recurrence, Trace
+
+#: the policy of `halves_pay`
+HALVES = parallel.Policy("batch halves", "RNNKIT_BATCH_HALVES")
+use_halves, using_halves = HALVES.use, HALVES.using
+
+
+def can_split(runner, batch: int, counts) -> bool:
+    """Whether a call of ``runner`` over ``batch`` rows can run as two halves: a `Recurrence` whose forward and
+    backward run their whole loops in one compiled call each (no Python per step to hold the GIL) and whose cell
+    splits a team's units (its compiled backward loop adds to no parameter's gradient: its sums come after it),
+    two rows or more, all of them inside their sequence to the end (a ragged batch's halves would not be even)."""
+    return (isinstance(runner, Recurrence) and batch >= 2 and counts is None and not runner.record_state_grads
+            and runner.runs_whole_sequence(batch) and "forward" in type(runner.cell).__dict__.get("team_units", ()))
+
+
+def halves_pay(runner, batch: int, inputs: int, counts) -> bool:
+    """Whether a one-direction call of ``runner`` over ``batch`` rows of ``inputs`` features runs as two halves of
+    its batch (`can_split`): always or never by the policy; under ``auto`` where its forward would otherwise run as
+    a team (`rnnkit.recurrent.cell.Cell.team_parts`), not as a pipeline for the width of its input (narrower than
+    `rnnkit.kernels.parallel.PIPELINE_INPUTS` of the state; the moment's distance of the cores is not asked), both
+    cores are free and two BLAS threads allowed (measured: the module notes)."""
+    if HALVES.choice == "never" or not can_split(runner, batch, counts):
+        return False
+    if HALVES.choice == "always":
+        return True
+    cell = runner.cell
+    low, high = parallel.PIPELINE_INPUTS
+    return (cell.team_parts(batch, "forward") == 2 and low * cell.state_sizes[0] > high * inputs
+            and parallel.cores_free() and parallel.blas_threads() >= 2)
+
+
+@dataclass
+class HalvesTrace:
+    """The `Trace`s of a call's two halves (rows [0, h) and [h, B)), read as one where the layer shows a call
+    (`rnnkit.recurrent.layer.RecurrentLayer.trace`, ``state_at``)."""
+
+    halves: tuple[Trace, Trace]
+
+    @property
+    def steps(self) -> int:
+        return self.halves[0].steps
+
+    def states_after_each_step(self) -> list[np.ndarray]:
+        """`Trace.states_after_each_step` of the whole batch (copies)."""
+        parts = zip(*(half.states_after_each_step() for half in self.halves))
+        return [np.concatenate(pair, axis=1) for pair in parts]
+
+    def gate_activations(self, cell) -> dict[str, np.ndarray]:
+        """`Trace.gate_activations` of the whole batch (copies)."""
+        first, second = (half.gate_activations(cell) for half in self.halves)
+        return {name: np.concatenate((first[name], second[name]), axis=1) for name in first}
+
+    def slot(self, component: int, k: int) -> np.ndarray:
+        """`Trace.slot` of the whole batch."""
+        return np.concatenate([half.slot(component, k) for half in self.halves])
+
+    @property
+    def state_grad_norms(self) -> np.ndarray | None:
+        """‖∂L/∂h_t‖ averaged over the rows, where both halves' backwards recorded it (the halves' means weighted
+        by their rows)."""
+        norms = [half.state_grad_norms for half in self.halves]
+        if any(n is None for n in norms):
+            return None
+        rows = [half.x.shape[1] for half in self.halves]
+        return (rows[0] * norms[0] + rows[1] * norms[1]) / sum(rows)
+
+
+def _rows(batch: int) -> tuple[slice, slice]:
+    """The two halves' rows: [0, h) and [h, B), h = ⌈B / 2⌉."""
+    h = (batch + 1) // 2
+    return slice(0, h), slice(h, batch)
+
+
+def forward(runner: Recurrence, x: np.ndarray, state0: tuple[np.ndarray, ...], noise=None):
+    """`Recurrence.forward` of ``runner`` over time-major ``x`` (T, B, I) as two halves of the batch at once:
+    (output (T, B, H_out), final state, `HalvesTrace` or None under no_grad)."""
+    def half(rows: slice):
+        noise_rows = None if noise is None else noise.rows(np.arange(rows.start, rows.stop))
+        return runner.forward(x[:, rows], tuple(s[rows] for s in state0), None, noise_rows)
+    first, second = parallel.at_once(*(partial(half, rows) for rows in _rows(x.shape[1])))
+    out = np.concatenate((first[0], second[0]), axis=1)
+    final = tuple(np.concatenate(pair) for pair in zip(first[1], second[1]))
+    trace = None if first[2] is None else HalvesTrace((first[2], second[2]))
+    return out, final, trace
+
+
+def backward(runner: Recurrence, trace: HalvesTrace, dy: np.ndarray | None,
+             dfinal: tuple[np.ndarray | None, ...] | None) -> tuple[np.ndarray, tuple]:
+    """`Recurrence.backward` of a call made by `forward`: the halves' time loops at once, then each half's weight
+    sums in turn; (δx (T, B, I), δ(initial state))."""
+    rows = _rows(sum(half.x.shape[1] for half in trace.halves))
+
+    def loop(half: Trace, part: slice):
+        d = None if dy is None else np.ascontiguousarray(dy[:, part])
+        df = None if dfinal is None else tuple(None if f is None else f[part] for f in dfinal)
+        return runner.backward_through_time(half, d, df)
+    loops = parallel.at_once(*(partial(loop, half, part) for half, part in zip(trace.halves, rows)))
+    dstate = tuple(np.concatenate(pair) for pair in zip(loops[0][1], loops[1][1]))
+    dxs = [runner.backward_weights(half, dxp) for half, (dxp, _) in zip(trace.halves, loops)]
+    return np.concatenate(dxs, axis=1), dstate

@@ -1,0 +1,196 @@
+"""A one-direction layer's batch as two halves at once, one on each core (`rnnkit.recurrent.halves`): the same
+outputs, states and δx as the whole batch's call, the weight gradients equal within rounding, under every
+regulariser; the trace reads as one call; the halves run only where they can, and ``auto`` takes them for a
+narrow-input layer whose forward would run as a team, never for an input as wide as the state."""
+
+import numpy as np
+import pytest
+
+import rnnkit
+from conftest import GRADCHECK_TOL, assert_close
+from rnnkit import kernels
+from rnnkit.kernels import parallel
+from rnnkit.recurrent import halves
+
+pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
+threadpoolctl = pytest.importorskip("threadpoolctl")
+from rnnkit.kernels import blas  # noqa: E402 - needs numba
+
+CELLS = {"lstm": (rnnkit.LSTM, {}), "lstm-peephole-projection": (rnnkit.LSTM, {"peephole": True, "proj_size": 5}),
+         "gru": (rnnkit.GRU, {}), "rnn": (rnnkit.RNN, {}), "lnlstm": (rnnkit.LayerNormLSTM, {}),
+         "lngru": (rnnkit.LayerNormGRU, {})}
+#: each cell's regularisers, all at once (the LN cells: zoneout only)
+MASKED = {"lstm": {"dropout_input": 0.2, "dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": (0.3, 0.2)},
+          "lstm-peephole-projection": {"dropout_recurrent": 0.4, "zoneout": (0.3, 0.2)},
+          "gru": {"dropout_input": 0.2, "dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3},
+          "rnn": {"dropout_input": 0.2, "dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3},
+          "lnlstm": {"zoneout": (0.3, 0.2)}, "lngru": {"zoneout": 0.3}}
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+
+
+@pytest.fixture
+def split_calls(monkeypatch):
+    """Counts the calls made as two halves (each still runs)."""
+    count = {"forward": 0, "backward": 0}
+    for name in count:
+        original = getattr(halves, name)
+
+        def counted(*args, name=name, original=original):
+            count[name] += 1
+            return original(*args)
+        monkeypatch.setattr(halves, name, counted)
+    return count
+
+
+def one_call(layer, x, state0):
+    """Output, final state, δx, δ(initial state) and every parameter gradient of one training call."""
+    layer.zero_grad()
+    layer.train()
+    y, final = layer.forward(x, state0)
+    dy = np.random.default_rng(7).normal(size=y.shape).astype(y.dtype)
+    dfinal = tuple(np.random.default_rng(8).normal(size=f.shape).astype(f.dtype) for f in _parts(final))
+    dx, ds0 = layer.backward(dy, dfinal if isinstance(final, tuple) else dfinal[0])
+    return [y, *_parts(final)], [dx, *_parts(ds0)] + [p.grad.copy() for p in layer.parameters()]
+
+
+def _parts(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def assert_same_call(got, expected, dtype, what):
+    """Outputs and final states the same to the bit (each row's arithmetic is the whole batch's; with MKL, whose
+    products depend on its thread count, within rounding); the gradients within rounding (the weight sums are
+    made over the two halves in turn)."""
+    (outputs, grads), (outputs_expected, grads_expected) = got, expected
+    for a, b in zip(outputs, outputs_expected):
+        if blas.SOURCE == "mkl":
+            assert_close(a, b, TOL[dtype], what)
+        else:
+            assert np.array_equal(a, b), f"{what}: an output differs"
+    for k, (a, b) in enumerate(zip(grads, grads_expected)):
+        assert_close(a, b, TOL[dtype], f"{what}: gradient {k}")
+
+
+def initial_state(layer, batch, dtype):
+    rng = np.random.default_rng(3)
+    parts = tuple(rng.normal(size=(1, batch, size)).astype(dtype) for size in layer.state_sizes)
+    return parts if len(parts) > 1 else parts[0]
+
+
+@DTYPES
+@pytest.mark.parametrize("batch", [4, 5], ids=["even", "odd"])
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_halves_give_the_whole_batch_outputs_states_and_gradients(name, batch, dtype, split_calls):
+    cls, options = CELLS[name]
+    x = np.random.default_rng(1).normal(size=(batch, 7, 6)).astype(dtype)
+    calls = {}
+    for choice in ("never", "always"):
+        layer = cls(6, 8, dtype=dtype, rng=0, **options)
+        with kernels.using("compiled"), halves.using_halves(choice):
+            calls[choice] = one_call(layer, x, initial_state(layer, batch, dtype))
+    assert_same_call(calls["always"], calls["never"], dtype, name)
+    assert split_calls == {"forward": 1, "backward": 1}
+
+
+@pytest.mark.parametrize("name", sorted(MASKED))
+def test_halves_apply_each_rows_regulariser_masks_as_the_whole_batch_does(name, split_calls):
+    cls, options = CELLS[name]
+    x = np.random.default_rng(1).normal(size=(4, 7, 6))
+    calls = {}
+    for choice in ("never", "always"):  # the same seed: the same masks drawn in the same order
+        layer = cls(6, 8, dtype=np.float64, rng=0, **options).regularize(**MASKED[name])
+        with kernels.using("compiled"), halves.using_halves(choice):
+            calls[choice] = one_call(layer, x, initial_state(layer, 4, np.float64))
+    assert_same_call(calls["always"], calls["never"], np.float64, name)
+    assert split_calls == {"forward": 1, "backward": 1}
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_trace_and_state_at_read_a_call_made_as_halves_as_one_call(name):
+    cls, options = CELLS[name]
+    x = np.random.default_rng(2).normal(size=(5, 6, 6))
+    views = {}
+    for choice in ("never", "always"):
+        layer = cls(6, 8, num_layers=2, dtype=np.float64, rng=0, **options)
+        with kernels.using("compiled"), halves.using_halves(choice):
+            layer.train()
+            layer.forward(x)
+            views[choice] = (layer.trace(1), layer.state_at(3))
+    (trace, state), (trace_expected, state_expected) = views["always"], views["never"]
+    for part in ("states", "gates"):
+        got, expected = getattr(trace, part), getattr(trace_expected, part)
+        assert got.keys() == expected.keys() and all(np.array_equal(got[k], expected[k]) for k in got)
+    assert all(np.array_equal(a, b) for a, b in zip(_parts(state), _parts(state_expected)))
+
+
+def test_record_state_grads_after_a_forward_as_halves_averages_over_both_halves():
+    x = np.random.default_rng(4).normal(size=(4, 6, 6))
+    norms = {}
+    for choice in ("never", "always"):
+        layer = rnnkit.LSTM(6, 8, dtype=np.float64, rng=0)
+        with kernels.using("compiled"), halves.using_halves(choice):
+            layer.train()
+            y, _ = layer.forward(x)
+            layer.record_state_grads = True  # set after the forward: the halves' backward loops run in Python
+            layer.backward(np.ones_like(y))
+            norms[choice] = layer.trace().state_grad_norms
+    assert_close(norms["always"], norms["never"], 1e-12, "‖∂L/∂h_t‖")
+
+
+def test_gradcheck_passes_through_a_call_made_as_halves(split_calls):
+    layer = rnnkit.LSTM(3, 4, dtype=np.float64, rng=0, peephole=True)
+    x = np.random.default_rng(5).normal(size=(3, 4, 3))
+    with kernels.using("compiled"), halves.using_halves("always"):
+        assert rnnkit.gradcheck(layer, x) < GRADCHECK_TOL
+    assert split_calls["forward"] > 0 and split_calls["backward"] > 0
+
+
+def test_inference_as_halves_keeps_no_trace_and_gives_the_whole_batch_output(split_calls):
+    layer = rnnkit.GRU(6, 8, rng=0)
+    x = np.random.default_rng(6).normal(size=(4, 5, 6)).astype(np.float32)
+    outputs = {}
+    for choice in ("never", "always"):
+        with kernels.using("compiled"), halves.using_halves(choice), rnnkit.no_grad():
+            layer.eval()
+            outputs[choice] = layer.forward(x)
+    assert all(np.array_equal(a, b) for a, b in zip(_parts(outputs["always"]), _parts(outputs["never"])))
+    assert split_calls["forward"] == 1
+
+
+@pytest.mark.parametrize("case", ["bidirectional", "ragged", "one row", "state norms", "no team units", "numpy"])
+def test_halves_run_only_where_each_half_is_a_whole_compiled_loop_of_its_own(case, split_calls):
+    build = {"bidirectional": lambda: rnnkit.LSTM(6, 8, bidirectional=True, rng=0),
+             "no team units": lambda: rnnkit.IndRNN(6, 8, rng=0)}.get(case, lambda: rnnkit.LSTM(6, 8, rng=0))
+    layer = build()
+    layer.record_state_grads = case == "state norms"
+    batch = 1 if case == "one row" else 4
+    x = np.random.default_rng(7).normal(size=(batch, 5, 6)).astype(np.float32)
+    lengths = np.array([5, 3, 2, 4]) if case == "ragged" else None
+    with kernels.using("numpy" if case == "numpy" else "compiled"), halves.using_halves("always"):
+        layer.train()
+        y = layer.forward(x, lengths=lengths)[0]
+        layer.backward(np.ones_like(y))
+    assert split_calls == {"forward": 0, "backward": 0}
+
+
+def test_auto_takes_halves_for_a_narrow_input_that_a_team_would_run_and_not_for_one_as_wide_as_the_state():
+    """The char-LM race's layer (input 64, H = 256, B = 32): halves; an input as wide as the state: the pipeline;
+    one BLAS thread allowed: neither."""
+    with kernels.using("compiled"), parallel.using_teams("always"), halves.using_halves("auto"):
+        narrow, wide = rnnkit.LSTM(64, 256, rng=0), rnnkit.LSTM(256, 256, rng=0)
+        assert halves.halves_pay(narrow.runners[0][0], 32, 64, None)
+        assert not halves.halves_pay(wide.runners[0][0], 32, 256, None)
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            assert not halves.halves_pay(narrow.runners[0][0], 32, 64, None)
+        with halves.using_halves("never"):
+            assert not halves.halves_pay(narrow.runners[0][0], 32, 64, None)
+
+
+@pytest.mark.parametrize("choice", ["auto", "never"])
+def test_the_machine_report_says_where_a_batch_runs_as_halves(choice):
+    from rnnkit.machine import report
+
+    with halves.using_halves(choice):
+        line = next(line for line in report() if line.startswith("a batch in two halves at once: "))
+    assert "RNNKIT_BATCH_HALVES=never" in line if choice == "auto" else "never for the layers" in line
