@@ -194,3 +194,20 @@ def test_the_machine_report_says_where_a_batch_runs_as_halves(choice):
     with halves.using_halves(choice):
         line = next(line for line in report() if line.startswith("a batch in two halves at once: "))
     assert "RNNKIT_BATCH_HALVES=never" in line if choice == "auto" else "never for the layers" in line
+
+
+def test_each_half_writes_its_projection_itself_before_its_loop(monkeypatch):
+    """The cores are taken by the two halves, so each half's pipeline writer runs in its own thread before its loop
+    (`Cell.ahead_projection`'s ``here``): one write on the caller's thread, one on the worker's."""
+    import threading
+
+    from rnnkit.kernels import ahead
+
+    written, original = [], ahead.Ahead.write
+    monkeypatch.setattr(ahead.Ahead, "write", lambda self, sync: written.append(
+        (self.batch, threading.current_thread() is threading.main_thread())) or original(self, sync))
+    layer = rnnkit.LSTM(6, 8, rng=0)
+    x = np.random.default_rng(9).normal(size=(5, 4, 6)).astype(np.float32)
+    with kernels.using("compiled"), halves.using_halves("always"):
+        layer.forward(x)
+    assert sorted(written) == [(2, False), (3, True)]

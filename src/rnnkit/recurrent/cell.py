@@ -214,12 +214,14 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
         """True where the runner calls `sequence_forward`/`sequence_backward` instead of its Python loop."""
 
     @abstractmethod
-    def ahead_projection(self, x: np.ndarray, batch: int, reverse: bool):
+    def ahead_projection(self, x: np.ndarray, batch: int, reverse: bool, here: bool = False):
         """Where a whole-sequence forward over ``x`` (T, B, I), B = ``batch``, in the direction ``reverse``,
         writes its projection on the other core while it prepares and runs its loop: the
         `rnnkit.kernels.ahead.Ahead` (a context, entered before the workspace is allocated) whose ``out`` is the
         loop's XP, and which leaves in the workspace what the backward reads of it (`Ahead.leave_in`), as `project`
-        does; else None (`project` first)."""
+        does; else None (`project` first). ``here``: the same writer, run by the caller's core itself before its
+        loop where the cores are taken (a half of a batch, `rnnkit.recurrent.halves`): the projection on the
+        loop's route for its products, the panels where they apply, with the bias added chunk by chunk."""
 
     @abstractmethod
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
@@ -299,19 +301,19 @@ class CompiledSequenceLoop:
         else:
             ahead.run_loop(run)
 
-    def ahead_projection(self, x: np.ndarray, batch: int, reverse: bool):
-        """`Cell.ahead_projection`: where the cell names its projection (`projection_terms`), its forward loop
-        would run as a team at this batch (`team_parts`), both cores are free (inside a pair of directions they are
-        not: there the projection is one GEMM, as without pipelines) and the pipeline's policy takes it
-        (`rnnkit.kernels.parallel.pipeline_pays`: an input 3/4 to 1 times as wide as the state, or narrower while the
-        cores are far apart)."""
+    def ahead_projection(self, x: np.ndarray, batch: int, reverse: bool, here: bool = False):
+        """`Cell.ahead_projection`: where the cell names its projection (`projection_terms`), and either ``here``
+        or its forward loop would run as a team at this batch (`team_parts`), both cores are free (inside a pair of
+        directions they are not: there the projection is one GEMM, as without pipelines) and the pipeline's policy
+        takes it (`rnnkit.kernels.parallel.pipeline_pays`: an input 3/4 to 1 times as wide as the state, or
+        narrower while the cores are far apart)."""
         terms = self.projection_terms()
         if terms is None or batch == 0:
             return None
         from ..kernels import parallel
 
-        if not parallel.cores_free() or not parallel.pipeline_pays(self.dtype, self.team_parts(batch, "forward"),
-                                                                   x.shape[-1], self.state_sizes[0]):
+        if not here and (not parallel.cores_free() or not parallel.pipeline_pays(
+                self.dtype, self.team_parts(batch, "forward"), x.shape[-1], self.state_sizes[0])):
             return None
         from ..kernels.ahead import Ahead
 

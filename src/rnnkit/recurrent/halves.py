@@ -114,7 +114,7 @@ def forward(runner: Recurrence, x: np.ndarray, state0: tuple[np.ndarray, ...], n
     (output (T, B, H_out), final state, `HalvesTrace` or None under no_grad)."""
     def half(rows: slice):
         noise_rows = None if noise is None else noise.rows(np.arange(rows.start, rows.stop))
-        return runner.forward(x[:, rows], tuple(s[rows] for s in state0), None, noise_rows)
+        return runner.forward(x[:, rows], tuple(s[rows] for s in state0), None, noise_rows, project_here=True)
     first, second = parallel.at_once(*(partial(half, rows) for rows in _rows(x.shape[1])))
     out = np.concatenate((first[0], second[0]), axis=1)
     final = tuple(np.concatenate(pair) for pair in zip(first[1], second[1]))

@@ -139,14 +139,17 @@ class Recurrence:
             and not self.record_state_grads
 
     def forward(self, x: np.ndarray, state0: tuple[np.ndarray, ...], counts: np.ndarray | None = None,
-                noise: Noise | None = None):
+                noise: Noise | None = None, project_here: bool = False):
+        """See the class notes; ``project_here``: the cores are taken by this call and its twin (the halves of a
+        batch, `rnnkit.recurrent.halves`), so the projection is written by this core before its loop, as a
+        pipeline's writer would (`Cell.ahead_projection`'s ``here``)."""
         cell = self.cell
         steps, batch, _ = x.shape
         keep = is_grad_enabled()
         whole = self.runs_whole_sequence(batch)
         if noise is not None and noise.input_mask is not None:
             x = x * noise.input_mask  # x_t ⊙ m_x: whole-sequence work
-        ahead = cell.ahead_projection(x, batch, self.reverse) if whole else None
+        ahead = cell.ahead_projection(x, batch, self.reverse, here=project_here) if whole else None
         x = np.ascontiguousarray(x) if ahead is None else ahead.x  # the writer lays out a transposed view itself
         rows = x.reshape(steps * batch, -1)
         with ahead or nullcontext():  # its writer projects on the other core while this one prepares the loop
