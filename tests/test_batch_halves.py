@@ -17,12 +17,15 @@ threadpoolctl = pytest.importorskip("threadpoolctl")
 from rnnkit.kernels import blas  # noqa: E402 - needs numba
 
 CELLS = {"lstm": (rnnkit.LSTM, {}), "lstm-peephole-projection": (rnnkit.LSTM, {"peephole": True, "proj_size": 5}),
-         "gru": (rnnkit.GRU, {}), "rnn": (rnnkit.RNN, {}), "lnlstm": (rnnkit.LayerNormLSTM, {}),
+         "gru": (rnnkit.GRU, {}), "gru-reset-before": (rnnkit.GRU, {"reset_after": False}), "rnn": (rnnkit.RNN, {}),
+         "lnlstm": (rnnkit.LayerNormLSTM, {}),
          "lngru": (rnnkit.LayerNormGRU, {})}
-#: each cell's regularisers, all at once (the LN cells: zoneout only)
+#: each cell's regularisers, all at once (the GRU's reset-before form: no recurrent dropout; the LN cells: zoneout
+#: only)
 MASKED = {"lstm": {"dropout_input": 0.2, "dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": (0.3, 0.2)},
           "lstm-peephole-projection": {"dropout_recurrent": 0.4, "zoneout": (0.3, 0.2)},
           "gru": {"dropout_input": 0.2, "dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3},
+          "gru-reset-before": {"dropout_input": 0.2, "weight_drop": 0.5, "zoneout": 0.3},
           "rnn": {"dropout_input": 0.2, "dropout_recurrent": 0.4, "weight_drop": 0.5, "zoneout": 0.3},
           "lnlstm": {"zoneout": (0.3, 0.2)}, "lngru": {"zoneout": 0.3}}
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -185,6 +188,15 @@ def test_auto_takes_halves_for_a_narrow_input_that_a_team_would_run_and_not_for_
             assert not halves.halves_pay(narrow.runners[0][0], 32, 64, None)
         with halves.using_halves("never"):
             assert not halves.halves_pay(narrow.runners[0][0], 32, 64, None)
+
+
+def test_auto_takes_halves_for_a_layer_normalised_cell_in_inference_only():
+    """Its training calls measured no faster as halves (`rnnkit.recurrent.lngru.LayerNormGRUStep.batch_halves`)."""
+    with kernels.using("compiled"), parallel.using_teams("always"), halves.using_halves("auto"):
+        runner = rnnkit.LayerNormGRU(64, 256, rng=0).runners[0][0]
+        assert not halves.halves_pay(runner, 32, 64, None)
+        with rnnkit.no_grad():
+            assert halves.halves_pay(runner, 32, 64, None)
 
 
 @pytest.mark.parametrize("choice", ["auto", "never"])

@@ -357,6 +357,12 @@ class CompiledSequenceLoop:
     #: own does not inherit it).
     team_units: tuple[str, ...] = ()
 
+    #: the calls ("inference", "training") in which a one-direction layer of this cell runs its batch as two
+    #: halves at once, one on each core, under the ``auto`` policy (`rnnkit.recurrent.halves`), where that
+    #: measured faster; any at all: the cell can (its compiled backward loop adds to no parameter's gradient, its
+    #: sums come after it). Declared by each class that can (a subclass with steps of its own does not inherit it).
+    batch_halves: tuple[str, ...] = ()
+
     def team_parts(self, batch: int, loop: str) -> int:
         """The parts of a team for this cell's ``loop`` at ``batch`` rows (`rnnkit.kernels.parallel.team_size`);
         1 where the class does not split that loop's units."""

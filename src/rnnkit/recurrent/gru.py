@@ -158,6 +158,7 @@ class GRUStep(GatedCell):
     #: reset after: a unit's gates need only its columns of h_{t−1} W_hhᵀ (`rnnkit.kernels.team`); the backward
     #: splits whole rows for its pointwise math, then columns for the product
     team_units = ("forward", "backward")
+    batch_halves = ("inference", "training")
 
     def team_parts(self, batch, loop):
         return super().team_parts(batch, loop) if self.reset_after else 1

@@ -35,6 +35,7 @@ from functools import partial
 import numpy as np
 
 from ..kernels import parallel
+from ..module import is_grad_enabled
 from .runner import Recurrence, Trace
 
 #: the policy of `halves_pay`
@@ -42,19 +43,25 @@ HALVES = parallel.Policy("batch halves", "RNNKIT_BATCH_HALVES")
 use_halves, using_halves = HALVES.use, HALVES.using
 
 
+def _modes(cell) -> tuple[str, ...]:
+    """The calls in which ``cell``'s layers take halves under ``auto`` (`Cell.batch_halves`, declared on its class)."""
+    return type(cell).__dict__.get("batch_halves", ())
+
+
 def can_split(runner, batch: int, counts) -> bool:
     """Whether a call of ``runner`` over ``batch`` rows can run as two halves: a `Recurrence` whose forward and
     backward run their whole loops in one compiled call each (no Python per step to hold the GIL) and whose cell
-    splits a team's units (its compiled backward loop adds to no parameter's gradient: its sums come after it),
+    can (`Cell.batch_halves`: its compiled backward loop adds to no parameter's gradient, its sums come after it),
     two rows or more, all of them inside their sequence to the end (a ragged batch's halves would not be even)."""
     return (isinstance(runner, Recurrence) and batch >= 2 and counts is None and not runner.record_state_grads
-            and runner.runs_whole_sequence(batch) and "forward" in type(runner.cell).__dict__.get("team_units", ()))
+            and bool(_modes(runner.cell)) and runner.runs_whole_sequence(batch))
 
 
 def halves_pay(runner, batch: int, inputs: int, counts) -> bool:
     """Whether a one-direction call of ``runner`` over ``batch`` rows of ``inputs`` features runs as two halves of
-    its batch (`can_split`): always or never by the policy; under ``auto`` where its forward would otherwise run as
-    a team (`rnnkit.recurrent.cell.Cell.team_parts`), not as a pipeline for the width of its input (narrower than
+    its batch (`can_split`): always or never by the policy; under ``auto`` in the calls its cell names
+    (`Cell.batch_halves`: inference, where no backward follows, or training), where its forward would otherwise run
+    as a team (`rnnkit.recurrent.cell.Cell.team_parts`), not as a pipeline for the width of its input (narrower than
     `rnnkit.kernels.parallel.PIPELINE_INPUTS` of the state; the moment's distance of the cores is not asked), both
     cores are free and two BLAS threads allowed (measured: the module notes)."""
     if HALVES.choice == "never" or not can_split(runner, batch, counts):
@@ -63,7 +70,8 @@ def halves_pay(runner, batch: int, inputs: int, counts) -> bool:
         return True
     cell = runner.cell
     low, high = parallel.PIPELINE_INPUTS
-    return (cell.team_parts(batch, "forward") == 2 and low * cell.state_sizes[0] > high * inputs
+    return (("training" if is_grad_enabled() else "inference") in _modes(cell)
+            and cell.team_parts(batch, "forward") == 2 and low * cell.state_sizes[0] > high * inputs
             and parallel.cores_free() and parallel.blas_threads() >= 2)
 
 

@@ -109,6 +109,7 @@ class LSTMStep(GatedCell):
     forward_only = ("w_hh_t", "w_hh_loop", "w_hr_t", "product")
     grads_over_gates = True  # the backward step reads i, f, g, o of a unit, then writes its δa over them
     team_units = ("forward", "backward")  # a unit's gates need only its columns of h_{t−1} W_hhᵀ
+    batch_halves = ("inference", "training")
 
     def team_parts(self, batch, loop):
         return 1 if self.proj_size else super().team_parts(batch, loop)  # h_t = m_t W_hrᵀ needs all of m_t

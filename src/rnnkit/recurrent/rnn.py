@@ -41,6 +41,7 @@ class RNNStep(GatedCell):
 
     whole_sequence = True
     team_units = ("forward", "backward")  # h_t's unit j needs only column j of h_{t−1} W_hhᵀ (`rnnkit.kernels.team`)
+    batch_halves = ("inference", "training")
 
     def compiled_loop(self, ws):
         from ..kernels import rnn as fused  # numba is loaded only with compiled kernels active
