@@ -311,3 +311,34 @@ def test_the_distance_line_counts_each_librarys_turns_with_the_cores_far_apart_a
     line = bench.distance_line([{"turns": turns}])
     assert "before 1 of 2 rnnkit turns, 1 of 1 torch turns" in line
     assert bench.distance_line([{"turns": [{"library": "rnnkit", "round_trip_ns": None}]}, {}]) is None
+
+
+def test_input_size_sets_the_one_layer_rows_input_its_label_and_its_gemm_flops(tmp_path):
+    proc, data = _bench(tmp_path, "--cells", "rnn", "--input-size", "3", "--no-torch")
+    (train,) = [r for r in data["results"] if r["mode"] == "train"]
+    assert train["input"] == 3 and train["hidden"] == 4
+    assert train["gflop"] * 1e9 == pytest.approx(bench.gemm_flops(1, 4, 2, 3, "train", input_size=3))
+    assert "rnn i3" in proc.stdout
+
+
+def test_the_grid_keeps_the_two_layer_bidirectional_row_as_wide_as_its_state():
+    cases = bench.grid(("lstm",), (2,), (8,), 3, (4, 16), input_size=5)
+    assert [(c["layers"], c["input"], c["hidden"]) for c in cases] == [(1, 5, 8), (2, 16, 16)]
+    assert bench.label(cases[0]) == "lstm i5" and bench.label(cases[1]) == "lstm×2 bi"
+
+
+@pytest.mark.skipif(torch is None, reason="torch is not installed")
+def test_both_libraries_build_the_layer_of_a_narrow_input_row():
+    from rnnkit.training.bench_worker import build_layer, inputs, torch_twin
+
+    case = {"cell": "lstm", "batch": 2, "hidden": 8, "input": 3, "steps": 4, "layers": 1, "bidirectional": False}
+    layer, (x, dy) = build_layer(case), inputs(case)
+    assert layer.input_size == 3 and x.shape == (2, 4, 3) and dy.shape == (2, 4, 8)
+    assert torch_twin(layer, case).input_size == 3
+
+
+def test_input_size_with_variants_is_refused_in_one_line(capsys):
+    from conftest import run_cli
+
+    code, _, err = run_cli(["bench", "--variants", "--input-size", "8"], capsys)
+    assert code == 2 and "--input-size" in err and len(err.strip().splitlines()) == 1

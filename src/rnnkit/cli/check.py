@@ -58,7 +58,10 @@ def _stacked(text: str) -> tuple[int, int] | None:
 @click.option("--batch", "--batch-size", "batches", default="1,16,64", show_default=True,
               help="Comma-separated batch sizes.")
 @click.option("--hidden", "--hidden-size", "hiddens", default="64,256,512", show_default=True,
-              help="Comma-separated hidden sizes (input size = hidden size).")
+              help="Comma-separated hidden sizes (input size = hidden size unless --input-size).")
+@click.option("--input-size", type=click.IntRange(min=1), default=None,
+              help="Input size of the one-layer rows (e.g. a character model's embedding, narrower than the "
+              "state) [each row's hidden size].")
 @click.option("--stacked-lstm", "stacked", default="32,256", show_default=True,
               help="B,H of the 2-layer bidirectional LSTM row (timed when lstm is among --cells), or 'none'.")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
@@ -75,8 +78,8 @@ def _stacked(text: str) -> tuple[int, int] | None:
               help="rnnkit's step kernels [RNNKIT_KERNELS, else compiled where numba is installed].")
 @click.option("--variants", is_flag=True, help="Instead: the newer cells and the regularisers (dropout, zoneout, "
               "weight drop), each relative to the plain LSTM/GRU/RNN of the same size (ratio = variant / plain).")
-def bench(cells, batches, hiddens, stacked, steps, threads, repeats, no_torch, no_memory, json_path, kernels,
-          variants):
+def bench(cells, batches, hiddens, input_size, stacked, steps, threads, repeats, no_torch, no_memory, json_path,
+          kernels, variants):
     """Time forward and forward+backward of RNN, LSTM and GRU against torch (see docs/performance.md).
 
     \b
@@ -108,8 +111,10 @@ def bench(cells, batches, hiddens, stacked, steps, threads, repeats, no_torch, n
         fail(f"--cells must be a subset of {','.join(bench_lib.GATES)}, got {', '.join(unknown)}")
     batch_sizes, hidden_sizes, stacked_row = _ints(batches, "batch"), _ints(hiddens, "hidden"), _stacked(stacked)
     refuse_existing(json_path, "--json")
+    if variants and input_size is not None:
+        fail("--input-size sets the grid's rows; --variants times each variant at its hidden size")
     extra = stacked_row or ()
-    _bench_fits(max(batch_sizes + extra[:1]), max(hidden_sizes + extra[1:]), steps, stacked_row)
+    _bench_fits(max(batch_sizes + extra[:1]), max(hidden_sizes + extra[1:] + (input_size or 0,)), steps, stacked_row)
     if not no_torch and not variants and importlib.util.find_spec("torch") is None:
         click.echo("rnnkit: note: torch is not installed, so rnnkit is timed alone (pip install torch to compare; "
                    "--no-torch silences this note)", err=True)
@@ -124,7 +129,7 @@ def bench(cells, batches, hiddens, stacked, steps, threads, repeats, no_torch, n
                                           threads=threads, kernels=kernels, meta=meta))
         click.echo(bench_variants.format_table(records))
     else:
-        cases = bench_lib.grid(cell_list, batch_sizes, hidden_sizes, steps, stacked_row)
+        cases = bench_lib.grid(cell_list, batch_sizes, hidden_sizes, steps, stacked_row, input_size)
         records = list(bench_lib.run(cases, threads=threads, repeats=repeats, with_torch=not no_torch,
                                      memory=not no_memory, kernels=kernels, meta=meta))
         click.echo(bench_lib.format_table(records))

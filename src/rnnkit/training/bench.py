@@ -34,6 +34,7 @@ import sys
 from .. import machine
 from ..recurrent import catalog
 from .bench_processes import Workers, alternate, child_environment
+from .bench_worker import input_width
 
 #: the cells with a ``torch.nn`` counterpart (from the cell catalogue) → their number of gates
 GATES = {e.name: e.cell_class.num_gates for e in catalog.entries() if e.torch_name}
@@ -57,14 +58,17 @@ def gemm_flops(gates: int, hidden: int, batch: int, steps: int, mode: str, layer
     return 3 * forward if mode == "train" else forward
 
 
-def grid(cells, batches, hiddens, steps: int, stacked: tuple[int, int] | None = STACKED_LSTM) -> list[dict]:
-    """The configurations of a bench: every (cell, H, B) with one layer, then the 2-layer bidirectional LSTM of
-    ``stacked`` = (batch, hidden) where the LSTM is among ``cells`` (None: no such row)."""
-    cases = [{"cell": cell, "batch": batch, "hidden": hidden, "steps": steps, "layers": 1, "bidirectional": False}
+def grid(cells, batches, hiddens, steps: int, stacked: tuple[int, int] | None = STACKED_LSTM,
+         input_size: int | None = None) -> list[dict]:
+    """The configurations of a bench: every (cell, H, B) with one layer, its input ``input_size`` wide (None: H),
+    then the 2-layer bidirectional LSTM of ``stacked`` = (batch, hidden), its input as wide as its state, where the
+    LSTM is among ``cells`` (None: no such row)."""
+    cases = [{"cell": cell, "batch": batch, "hidden": hidden, "input": input_size or hidden, "steps": steps,
+              "layers": 1, "bidirectional": False}
              for cell in cells for hidden in hiddens for batch in batches]
     if stacked and "lstm" in cells:
-        cases.append({"cell": "lstm", "batch": stacked[0], "hidden": stacked[1], "steps": steps, "layers": 2,
-                      "bidirectional": True})
+        cases.append({"cell": "lstm", "batch": stacked[0], "hidden": stacked[1], "input": stacked[1],
+                      "steps": steps, "layers": 2, "bidirectional": True})
     return cases
 
 
@@ -124,7 +128,7 @@ def _spread(samples: list[dict], library: str) -> dict:
 def record(case: dict, mode: str, samples: list[dict], peak: float | None, ceiling: float) -> dict:
     """The figures of one (configuration, mode) from its timed samples: medians, minima, ratio, GFLOP/s."""
     gflop = gemm_flops(GATES[case["cell"]], case["hidden"], case["batch"], case["steps"], mode,
-                       case["layers"], case["bidirectional"]) / 1e9
+                       case["layers"], case["bidirectional"], input_width(case)) / 1e9
     r = {**case, "mode": mode, **_spread(samples, "rnnkit"), **_spread(samples, "torch"), "gflop": gflop}
     r["ratio"] = None if r["torch_ms"] is None else r["torch_ms"] / r["rnnkit_ms"]
     r["rnnkit_gflops"] = gflop / (r["rnnkit_ms"] / 1e3)
@@ -222,9 +226,11 @@ def run(cases: list[dict], threads: int | None = None, repeats: int = 5, warmup:
 
 
 def label(r: dict) -> str:
-    """A row's cell, with its stack: ``lstm``, or ``lstm×2 bi`` for a 2-layer bidirectional LSTM."""
+    """A row's cell, with its stack and its input where it is not as wide as the state: ``lstm``, ``lstm×2 bi``
+    for a 2-layer bidirectional LSTM, ``lstm i64`` for an input 64 wide."""
     stack = f"×{r.get('layers', 1)}" if r.get("layers", 1) != 1 else ""
-    return r["cell"] + stack + (" bi" if r.get("bidirectional") else "")
+    narrow = f" i{input_width(r)}" if input_width(r) != r["hidden"] else ""
+    return r["cell"] + stack + (" bi" if r.get("bidirectional") else "") + narrow
 
 
 def _cell(value, width: int, fmt: str) -> str:

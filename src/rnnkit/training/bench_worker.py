@@ -62,13 +62,18 @@ def pin_threads(library: str, threads: int) -> dict:
     return counts
 
 
+def input_width(case: dict) -> int:
+    """The input size of ``case``'s first layer (its hidden size in files from before ``--input-size``)."""
+    return case.get("input", case["hidden"])
+
+
 def build_layer(case: dict):
-    """The rnnkit layer of ``case``: its ``cell`` from the catalogue, ``hidden`` units, input size ``hidden``,
+    """The rnnkit layer of ``case``: its ``cell`` from the catalogue, ``hidden`` units, input size ``input``,
     ``layers`` layers, bidirectional or not, the constructor ``options`` and the ``regularize`` rates."""
     entry = catalog.entry(case["cell"])
     stack = {"num_layers": case["layers"]} if case.get("layers", 1) != 1 else {}
     stack |= {"bidirectional": True} if case.get("bidirectional") else {}
-    layer = entry.layer(case["hidden"], case["hidden"], rng=0, **stack, **case.get("options", {}))
+    layer = entry.layer(input_width(case), case["hidden"], rng=0, **stack, **case.get("options", {}))
     rates = case.get("regularize") or {}
     return layer.regularize(**rates) if rates else layer
 
@@ -83,17 +88,17 @@ def torch_twin(layer, case: dict):
     if entry.torch_name is None or case.get("options") or case.get("regularize"):
         raise ConfigError(f"bench: no torch counterpart for {case['cell']} with {case.get('options')} "
                           f"{case.get('regularize')}")
-    twin = getattr(torch.nn, entry.torch_name)(case["hidden"], case["hidden"], num_layers=case.get("layers", 1),
+    twin = getattr(torch.nn, entry.torch_name)(input_width(case), case["hidden"], num_layers=case.get("layers", 1),
                                                bidirectional=case.get("bidirectional", False), batch_first=True)
     twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
     return twin
 
 
 def inputs(case: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The float32 input (B, T, H) and output gradient (B, T, D·H) of ``case``, the same in every process."""
+    """The float32 input (B, T, I) and output gradient (B, T, D·H) of ``case``, the same in every process."""
     rng = np.random.default_rng(1)
     width = case["hidden"] * (2 if case.get("bidirectional") else 1)
-    x = rng.standard_normal((case["batch"], case["steps"], case["hidden"]), dtype=np.float32)
+    x = rng.standard_normal((case["batch"], case["steps"], input_width(case)), dtype=np.float32)
     dy = rng.standard_normal((case["batch"], case["steps"], width), dtype=np.float32)
     return x, dy
 
