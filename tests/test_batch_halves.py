@@ -223,3 +223,17 @@ def test_each_half_writes_its_projection_itself_before_its_loop(monkeypatch):
     with kernels.using("compiled"), halves.using_halves("always"):
         layer.forward(x)
     assert sorted(written) == [(2, False), (3, True)]
+
+
+def test_a_stateful_layer_as_halves_carries_the_whole_batch_state_into_its_next_call(split_calls):
+    x = np.random.default_rng(10).normal(size=(4, 5, 6))
+    outputs = {}
+    for choice in ("never", "always"):
+        layer = rnnkit.LSTM(6, 8, dtype=np.float64, rng=0, stateful=True)
+        with kernels.using("compiled"), halves.using_halves(choice):
+            layer.train()
+            first = layer.forward(x[:, :3])[0]
+            second = layer.forward(x[:, 3:])[0]
+        outputs[choice] = (first, second, *layer.carried_state)
+    assert all(np.array_equal(a, b) for a, b in zip(outputs["always"], outputs["never"]))
+    assert split_calls["forward"] == 2

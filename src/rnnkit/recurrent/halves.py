@@ -12,8 +12,8 @@ into the same gradients).
 
 Each row's arithmetic is the one of the whole batch's call, so the outputs, the states and δx are the same; the
 weight gradients are sums over the two halves in turn instead of one sum over the batch (equal within rounding).
-The choice depends on the shapes and the policy only (never on the moment's state of the cores), so a resumed
-run computes what the uninterrupted one did.
+The choice depends on the shapes, the policy and the threads allowed, never on how far apart the cores are at the
+moment (`rnnkit.kernels.distance`), so a resumed run computes what the uninterrupted one did.
 
 Measured on the project's 2-core AMD EPYC (float32, T = 100, one process, the two ways in turns, ms, team or
 pipeline → halves, training / inference): LSTM input 64, H = 256: B = 32 (the char-LM race's layer) 46.2 / 18.6
@@ -70,9 +70,9 @@ def halves_pay(runner, batch: int, inputs: int, counts) -> bool:
         return True
     cell = runner.cell
     low, high = parallel.PIPELINE_INPUTS
-    return (("training" if is_grad_enabled() else "inference") in _modes(cell)
-            and cell.team_parts(batch, "forward") == 2 and low * cell.state_sizes[0] > high * inputs
-            and parallel.cores_free() and parallel.blas_threads() >= 2)
+    return (low * cell.state_sizes[0] > high * inputs and ("training" if is_grad_enabled() else "inference")
+            in _modes(cell) and cell.team_parts(batch, "forward") == 2 and parallel.cores_free()
+            and parallel.blas_threads() >= 2)
 
 
 @dataclass
