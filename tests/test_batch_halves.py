@@ -46,6 +46,11 @@ def split_calls(monkeypatch):
     return count
 
 
+def needs_two_blas_threads():
+    if parallel.blas_threads() < 2:
+        pytest.skip("one BLAS thread allowed: the halves run one after the other, and auto takes none")
+
+
 def one_call(layer, x, state0):
     """Output, final state, δx, δ(initial state) and every parameter gradient of one training call."""
     layer.zero_grad()
@@ -180,6 +185,7 @@ def test_halves_run_only_where_each_half_is_a_whole_compiled_loop_of_its_own(cas
 def test_auto_takes_halves_for_a_narrow_input_that_a_team_would_run_and_not_for_one_as_wide_as_the_state():
     """The char-LM race's layer (input 64, H = 256, B = 32): halves; an input as wide as the state: the pipeline;
     one BLAS thread allowed: neither."""
+    needs_two_blas_threads()
     with kernels.using("compiled"), parallel.using_teams("always"), halves.using_halves("auto"):
         narrow, wide = rnnkit.LSTM(64, 256, rng=0), rnnkit.LSTM(256, 256, rng=0)
         assert halves.halves_pay(narrow.runners[0][0], 32, 64, None)
@@ -192,6 +198,7 @@ def test_auto_takes_halves_for_a_narrow_input_that_a_team_would_run_and_not_for_
 
 def test_auto_takes_halves_for_a_layer_normalised_cell_in_inference_only():
     """Its training calls measured no faster as halves (`rnnkit.recurrent.lngru.LayerNormGRUStep.batch_halves`)."""
+    needs_two_blas_threads()
     with kernels.using("compiled"), parallel.using_teams("always"), halves.using_halves("auto"):
         runner = rnnkit.LayerNormGRU(64, 256, rng=0).runners[0][0]
         assert not halves.halves_pay(runner, 32, 64, None)

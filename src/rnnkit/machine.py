@@ -316,9 +316,10 @@ def describe_halves() -> str:
     choice = halves.HALVES.choice
     if choice != "auto":
         return f"{choice} for the layers that can (RNNKIT_BATCH_HALVES={choice})"
-    return ("one-direction LSTM, GRU, RNN and layer-normalised layers whose forward would run on both cores (the "
-            "line above) with an input narrower than 3/4 of the state, every row to the end of the sequence: the "
-            "first half of the rows on one core, the rest on the other (RNNKIT_BATCH_HALVES=never turns it off)")
+    return ("one-direction LSTM, GRU and RNN layers (layer-normalised ones in inference only) whose forward would "
+            "run on both cores (the line above) with an input narrower than 3/4 of the state, every row to the end "
+            "of the sequence: the first half of the rows on one core, the rest on the other "
+            "(RNNKIT_BATCH_HALVES=never turns it off)")
 
 
 def _unbounded_spin_advice() -> str:
@@ -346,8 +347,8 @@ def describe_pipelines() -> str:
         return "no (they need the products on panels, on AVX-512 machines)"
     return ("float32 forwards that would run on both cores, of cells that name their projection "
             "(Cell.projection_terms), input 3/4 to 1 times as wide as the state, or narrower with a state up to 256 "
-            "wide while the two cores are far apart and the batch cannot run as halves (a ragged batch): the loop on "
-            "one core, the projection written on the other "
+            "wide while the two cores are far apart and the batch cannot run as halves (a ragged batch, a "
+            "layer-normalised cell's training call): the loop on one core, the projection written on the other "
             "(RNNKIT_PIPELINES=never turns them off)")
 
 

@@ -21,7 +21,9 @@ pipeline, ms, inference / training: LSTM near 14.7 / 41.6 → 17.5 / 44.6, far 2
 / 12.7; LN-LSTM near 14.6 / 46.8 → 18.4 / 50.1, far 19.4 / 54.2 → 19.3 / 51.2 (few far timings). An input twice as wide
 (LSTM, input 512, H = 256, B = 32): near 30.5 – 31.0 / 85.2 – 86.7 → 32.4 / 88.6, far 37.8 – 38.2 / 98.1 → 33.5 / 94.2
 (not taken: the two ways differ in the last bits at that depth). A wider state keeps its team: LSTM, input 64, H = 512,
-B = 32, far, 54.8 / 157.5 → 63.3 / 155.4.
+B = 32, far, 54.8 / 157.5 → 63.3 / 155.4. Since the eleventh sitting such a one-direction layer runs its batch as two
+halves where it can (`rnnkit.recurrent.halves`: not a ragged batch, not a layer-normalised cell's training call),
+which never meet, and the distance is not asked for it.
 
 `cores_near` measures it (`round_trip_ns`: `BATCHES` × `ROUNDS` round trips, in compiled code, on the worker thread
 the teams use: about 0.2 ms a measurement) at most once per `FRESH_SECONDS`, and only where a policy's choice

@@ -219,9 +219,11 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
         writes its projection on the other core while it prepares and runs its loop: the
         `rnnkit.kernels.ahead.Ahead` (a context, entered before the workspace is allocated) whose ``out`` is the
         loop's XP, and which leaves in the workspace what the backward reads of it (`Ahead.leave_in`), as `project`
-        does; else None (`project` first). ``here``: the same writer, run by the caller's core itself before its
-        loop where the cores are taken (a half of a batch, `rnnkit.recurrent.halves`): the projection on the
-        loop's route for its products, the panels where they apply, with the bias added chunk by chunk."""
+        does; else None (`project` first). ``here``: the same writer for a half of a batch
+        (`rnnkit.recurrent.halves`), whatever the pipelines' policy: the projection on the loop's route for its
+        products, the panels where they apply, with the bias added chunk by chunk, run by the caller's core before
+        its loop where the two halves hold the cores (by the other core, as a pipeline's, where they run in turn
+        and it is free)."""
 
     @abstractmethod
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
@@ -359,8 +361,9 @@ class CompiledSequenceLoop:
 
     #: the calls ("inference", "training") in which a one-direction layer of this cell runs its batch as two
     #: halves at once, one on each core, under the ``auto`` policy (`rnnkit.recurrent.halves`), where that
-    #: measured faster; any at all: the cell can (its compiled backward loop adds to no parameter's gradient, its
-    #: sums come after it). Declared by each class that can (a subclass with steps of its own does not inherit it).
+    #: measured faster. Declaring any call also says the cell can run as halves at all (its compiled backward loop
+    #: adds to no parameter's gradient: its sums come after it), which ``always`` then takes in both. Declared by
+    #: each class that can (a subclass with steps of its own does not inherit it).
     batch_halves: tuple[str, ...] = ()
 
     def team_parts(self, batch: int, loop: str) -> int:

@@ -10,18 +10,24 @@ two directions of a bidirectional layer), and they never meet. Its backward runs
 the same way, then the weight sums of each half in turn on both cores (`Recurrence.backward_weights`: the two add
 into the same gradients).
 
-Each row's arithmetic is the one of the whole batch's call, so the outputs, the states and δx are the same; the
-weight gradients are sums over the two halves in turn instead of one sum over the batch (equal within rounding).
-The choice depends on the shapes, the policy and the threads allowed, never on how far apart the cores are at the
-moment (`rnnkit.kernels.distance`), so a resumed run computes what the uninterrupted one did.
+Each row's arithmetic in the loops is the one of the whole batch's call, and each half's projection sums over the
+input in one order, as OpenBLAS's GEMM does for inputs up to 383 wide: there the outputs and the final state are the
+same to the bit. δx, δ(initial state) and the weight gradients are equal within rounding (the weight sums are made
+over the two halves in turn, not in one GEMM or behind the loop). The choice depends on the shapes, the policy and
+the threads allowed, never on how far apart the cores are at the moment (`rnnkit.kernels.distance`), so a resumed
+run computes what the uninterrupted one did. Each half's projection is written by the half's own thread before its
+loop (`rnnkit.recurrent.cell.Cell.ahead_projection`'s ``here``), not by a pipeline's partner: ``RNNKIT_PIPELINES``
+does not apply to it. Where `at_once` cannot take the cores (another pair holds them, one BLAS thread), the halves
+run one after the other, and each half's writer may then take the other core as a pipeline's would.
 
-Measured on the project's 2-core AMD EPYC (float32, T = 100, one process, the two ways in turns, ms, team or
-pipeline → halves, training / inference): LSTM input 64, H = 256: B = 32 (the char-LM race's layer) 46.2 / 18.6
-→ 39.2 / 13.6, B = 16 22.8 / 9.0 → 19.3 / 6.9, B = 64 83.1 / 30.2 → 74.7 / 26.2; input 128, H = 512, B = 32
-142.7 / 47.3 → 130.9 / 44.1; GRU input 64, H = 256, B = 32 32.2 / 16.0 → 27.8 / 10.2; RNN 12.6 / 5.1 → 10.2 /
-3.5 (two layers of half the batch at once, each as `rnnkit.kernels.parallel.pair` runs a bidirectional layer's
-directions). Slower where the input is as wide as the state: there the pipeline keeps both cores busy already
-(LSTM B = 16, H = 256 inference 9.5 → 10.4; `docs/performance-history.md`).
+Measured on the project's 2-core AMD EPYC (float32, T = 100, one process, the layer's call with halves off and on in
+turns, medians of 9 calls, ms, training / inference): LSTM input 64, H = 256: B = 32 (the char-LM race's layer) 41.7
+/ 15.4 → 38.5 / 12.1, B = 16 22.0 / 8.5 → 19.1 / 6.2, B = 64 82.3 / 29.8 → 77.5 / 24.2; input 128, H = 512, B = 32
+162.9 / 58.4 → 134.4 / 43.4; GRU input 64, H = 256, B = 32 37.2 / 13.6 → 34.6 / 9.7; RNN 12.4 / 5.2 → 11.6 / 3.8;
+float64 LSTM B = 32 146.4 / 70.8 → 113.6 / 50.8. In `rnnkit bench --input-size 64` inference took 8 – 37% less time,
+training moved within the runs' spread (`docs/performance.md`). Slower where the input is as wide as the state:
+there the pipeline keeps both cores busy already (LSTM B = 16, H = 256 inference 9.5 → 10.4;
+`docs/performance-history.md`).
 
 ``RNNKIT_BATCH_HALVES`` (read at import; `use_halves`, `using_halves`): ``auto`` (`halves_pay`), ``always`` (every
 layer whose call can run as halves: the tests' setting) or ``never``.
@@ -84,12 +90,13 @@ class HalvesTrace:
 
     @property
     def steps(self) -> int:
+        """T, the time steps of the call."""
         return self.halves[0].steps
 
     def states_after_each_step(self) -> list[np.ndarray]:
         """`Trace.states_after_each_step` of the whole batch (copies)."""
         parts = zip(*(half.states_after_each_step() for half in self.halves))
-        return [np.concatenate(pair, axis=1) for pair in parts]
+        return [np.concatenate(both, axis=1) for both in parts]
 
     def gate_activations(self, cell) -> dict[str, np.ndarray]:
         """`Trace.gate_activations` of the whole batch (copies)."""
@@ -111,7 +118,7 @@ class HalvesTrace:
         return (rows[0] * norms[0] + rows[1] * norms[1]) / sum(rows)
 
 
-def _rows(batch: int) -> tuple[slice, slice]:
+def _row_halves(batch: int) -> tuple[slice, slice]:
     """The two halves' rows: [0, h) and [h, B), h = ⌈B / 2⌉."""
     h = (batch + 1) // 2
     return slice(0, h), slice(h, batch)
@@ -123,24 +130,29 @@ def forward(runner: Recurrence, x: np.ndarray, state0: tuple[np.ndarray, ...], n
     def half(rows: slice):
         noise_rows = None if noise is None else noise.rows(np.arange(rows.start, rows.stop))
         return runner.forward(x[:, rows], tuple(s[rows] for s in state0), None, noise_rows, project_here=True)
-    first, second = parallel.at_once(*(partial(half, rows) for rows in _rows(x.shape[1])))
+    first, second = parallel.at_once(*(partial(half, rows) for rows in _row_halves(x.shape[1])))
     out = np.concatenate((first[0], second[0]), axis=1)
-    final = tuple(np.concatenate(pair) for pair in zip(first[1], second[1]))
+    final = tuple(np.concatenate(both) for both in zip(first[1], second[1]))
     trace = None if first[2] is None else HalvesTrace((first[2], second[2]))
     return out, final, trace
 
 
-def backward(runner: Recurrence, trace: HalvesTrace, dy: np.ndarray | None,
+def backward(runner: Recurrence, trace: HalvesTrace, handed: list,
              dfinal: tuple[np.ndarray | None, ...] | None) -> tuple[np.ndarray, tuple]:
     """`Recurrence.backward` of a call made by `forward`: the halves' time loops at once, then each half's weight
-    sums in turn; (δx (T, B, I), δ(initial state))."""
-    rows = _rows(sum(half.x.shape[1] for half in trace.halves))
+    sums in turn; (δx (T, B, I), δ(initial state)). δ(output) (T, B, H_out) or None is taken out of ``handed`` (its
+    one item) and split into each half's own copy, which only that half's loop holds: each is freed when its loop is
+    done, before the weight sums, as `rnnkit.recurrent.layer.RecurrentLayer._layer_backward` frees δ(output)."""
+    halves = _row_halves(sum(half.x.shape[1] for half in trace.halves))
+    dy = handed.pop()
+    parts = [None if dy is None else np.ascontiguousarray(dy[:, rows]) for rows in halves]
+    del dy
 
-    def loop(half: Trace, part: slice):
-        d = None if dy is None else np.ascontiguousarray(dy[:, part])
-        df = None if dfinal is None else tuple(None if f is None else f[part] for f in dfinal)
-        return runner.backward_through_time(half, d, df)
-    loops = parallel.at_once(*(partial(loop, half, part) for half, part in zip(trace.halves, rows)))
-    dstate = tuple(np.concatenate(pair) for pair in zip(loops[0][1], loops[1][1]))
+    def loop(k: int):
+        d, parts[k] = parts[k], None
+        df = None if dfinal is None else tuple(None if f is None else f[halves[k]] for f in dfinal)
+        return runner.backward_through_time(trace.halves[k], d, df)
+    loops = parallel.at_once(partial(loop, 0), partial(loop, 1))
+    dstate = tuple(np.concatenate(both) for both in zip(loops[0][1], loops[1][1]))
     dxs = [runner.backward_weights(half, dxp) for half, (dxp, _) in zip(trace.halves, loops)]
     return np.concatenate(dxs, axis=1), dstate

@@ -112,7 +112,7 @@ class _Call:
     order: np.ndarray | None  # the sort by length, or None
     unbatched: bool
     out_shape: tuple[int, ...]
-    traces: list[list[Trace]]  # [layer][direction]
+    traces: list[list[Trace | halves.HalvesTrace]]  # [layer][direction]
     grad_dtypes: tuple = (None, None)  # the caller's dtypes of x and of the initial state: the gradients' dtypes
 
 
@@ -503,9 +503,9 @@ class RecurrentLayer(Module):
         sums and δx are made (its size less at the peak); where the sums go behind the loop, δx is written over it
         instead. The directions run at once where `run_directions` allows."""
         row, traces = self.runners[layer], call.traces[layer]
-        if isinstance(traces[0], halves.HalvesTrace):  # one direction, its batch in two halves
-            (part, dfinal), = self._direction_grads(layer, handed.pop(), dparts)
-            dx, dstate = halves.backward(row[0], traces[0], part, dfinal)
+        if isinstance(traces[0], halves.HalvesTrace):  # one direction, its batch in two halves: δ(output) handed on
+            (_, dfinal), = self._direction_grads(layer, None, dparts)
+            dx, dstate = halves.backward(row[0], traces[0], handed, dfinal)
             return dx, (dstate,)
         whole = all(isinstance(runner, Recurrence) and runner.backward_runs_whole_sequence(trace)
                     for runner, trace in zip(row, traces))

@@ -59,6 +59,7 @@ class Trace:
 
     @property
     def steps(self) -> int:
+        """T, the time steps of the call."""
         return self.x.shape[0]
 
     def states_after_each_step(self) -> list[np.ndarray]:
@@ -82,10 +83,11 @@ class Trace:
 class Recurrence:
     """Run ``cell`` over time-major inputs; one layer, one direction.
 
-    forward(x, state0, counts, noise): x (T, B, I) (C-contiguous, or the transposed view of a C-contiguous
+    forward(x, state0, counts, noise, project_here): x (T, B, I) (C-contiguous, or the transposed view of a C-contiguous
         batch-first array, laid out time-major here), state0 tuple of (B, S_k), counts (T,) active rows per step or
-        None, noise the call's regularisation masks or None → y (T, B, H_out), final state tuple of (B, S_k), trace
-        (None under no_grad)
+        None, noise the call's regularisation masks or None, project_here whether this core writes the projection
+        itself before its loop (a half of a batch) → y (T, B, H_out), final state tuple of (B, S_k), trace (None
+        under no_grad)
     backward(trace, dy, dfinal): dy (T, B, H_out) or None, dfinal tuple of (B, S_k) or None
         → dx (T, B, I), dstate0 tuple of (B, S_k)
 
