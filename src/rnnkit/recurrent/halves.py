@@ -24,10 +24,10 @@ Measured on the project's 2-core AMD EPYC (float32, T = 100, one process, the la
 turns, medians of 9 calls, ms, training / inference): LSTM input 64, H = 256: B = 32 (the char-LM race's layer) 41.7
 / 15.4 → 38.5 / 12.1, B = 16 22.0 / 8.5 → 19.1 / 6.2, B = 64 82.3 / 29.8 → 77.5 / 24.2; input 128, H = 512, B = 32
 162.9 / 58.4 → 134.4 / 43.4; GRU input 64, H = 256, B = 32 37.2 / 13.6 → 34.6 / 9.7; RNN 12.4 / 5.2 → 11.6 / 3.8;
-float64 LSTM B = 32 146.4 / 70.8 → 113.6 / 50.8. In `rnnkit bench --input-size 64` inference took 8 – 37% less time,
-training moved within the runs' spread (`docs/performance.md`). Slower where the input is as wide as the state:
-there the pipeline keeps both cores busy already (LSTM B = 16, H = 256 inference 9.5 → 10.4;
-`docs/performance-history.md`).
+float64 LSTM B = 32 146.4 / 70.8 → 113.6 / 50.8 (medians of 5, each half's projection then on NumPy's GEMM). In
+`rnnkit bench --input-size 64` inference took 8 – 37% less time, training moved within the runs' spread
+(`docs/performance.md`). Slower where the input is as wide as the state: there the pipeline keeps both cores busy
+already (LSTM B = 16, H = 256 inference 9.5 → 10.4; `docs/performance-history.md`).
 
 ``RNNKIT_BATCH_HALVES`` (read at import; `use_halves`, `using_halves`): ``auto`` (`halves_pay`), ``always`` (every
 layer whose call can run as halves: the tests' setting) or ``never``.
