@@ -28,6 +28,21 @@ def assert_close(actual, expected, tol, what=""):
 
 
 
+def count_calls(monkeypatch, owner, names: dict) -> dict:
+    """Wrap each attribute of ``owner`` that ``names`` maps a key to ({key: attribute name}) so that its calls are
+    counted (each still runs); return the counts by key, which the calls update."""
+    counts = dict.fromkeys(names, 0)
+    for key, attribute in names.items():
+        original = getattr(owner, attribute)
+
+        def counted(*args, _key=key, _original=original, **kwargs):
+            counts[_key] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, attribute, counted)
+    return counts
+
+
 def validation_losses(run_dir):
     """The validation losses a training run recorded in its metrics.jsonl, in order."""
     import json

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import GRADCHECK_TOL, assert_close
+from conftest import GRADCHECK_TOL, assert_close, count_calls
 from rnnkit import kernels
 from rnnkit.kernels import parallel
 from rnnkit.recurrent import halves
@@ -39,15 +39,7 @@ DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float3
 @pytest.fixture
 def split_calls(monkeypatch):
     """Counts the calls made as two halves (each still runs)."""
-    count = {"forward": 0, "backward": 0}
-    for name in count:
-        original = getattr(halves, name)
-
-        def counted(*args, name=name, original=original):
-            count[name] += 1
-            return original(*args)
-        monkeypatch.setattr(halves, name, counted)
-    return count
+    return count_calls(monkeypatch, halves, {"forward": "forward", "backward": "backward"})
 
 
 def needs_two_blas_threads():

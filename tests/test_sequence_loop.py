@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import GRADCHECK_TOL
+from conftest import GRADCHECK_TOL, count_calls
 from rnnkit import kernels
 
 numba = pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
@@ -56,16 +56,8 @@ DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float3
 @pytest.fixture
 def loop_calls(monkeypatch):
     """Counts the calls of the compiled whole-sequence loop, forward and backward (each still runs)."""
-    calls = {"forward": 0, "backward": 0}
-    for name in calls:
-        method = getattr(CompiledSequenceLoop, f"sequence_{name}")
-
-        def counted(*args, _method=method, _name=name):
-            calls[_name] += 1
-            return _method(*args)
-
-        monkeypatch.setattr(CompiledSequenceLoop, f"sequence_{name}", counted)
-    return calls
+    loops = {"forward": "sequence_forward", "backward": "sequence_backward"}
+    return count_calls(monkeypatch, CompiledSequenceLoop, loops)
 
 
 def relative_error(a, b) -> float:
