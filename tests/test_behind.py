@@ -387,6 +387,7 @@ def test_both_layer_normalised_cells_sum_their_normalisations_behind_the_loop():
         cell = cls(4, 64, rng=0).cells[0]
         ws = cell.allocate(3, 2)
         ws.x_hat, ws.x_inv_std = np.zeros((6, cell.gate_width), cell.dtype), np.ones((6, 1), cell.dtype)
+        ws.gates = np.zeros((3, 2, cell.gate_width), cell.dtype)  # the forward's gate history: its projection
         made[cls] = cell.sums_behind(ws, np.zeros((3, 2, 4), cell.dtype), np.zeros((6, 64), cell.dtype), False)
     assert made[rnnkit.LayerNormLSTM].row_sums and made[rnnkit.LayerNormGRU].row_sums
 

@@ -56,54 +56,63 @@ def layer_norm_rows_backward(dy, gamma, hat, inv_std, out):
 
 
 @njit(**JIT)
-def lnlstm_forward(gates, xp, g_h, b_h, g_c, b_c, c_prev, h_hat, h_inv, c_new, c_hat, c_inv, tanh_u, h_new):
+def lnlstm_forward(gates, xp, g_h, b_h, g_c, b_c, c_prev, h_hat, h_inv, c_new, c_hat, c_inv, tanh_u, h_new, gates_in_x):
     """`LayerNormLSTMStep.step` after the GEMM: ``gates`` (n, 4H) holds h_{t-1} W_hhᵀ on entry and the activated
-    [i, f, g, o] on exit; writes ĥ, s_h (n,), c_t, ĉ, s_c (n,), k = tanh(γ_c ⊙ ĉ + β_c) and h_t = o ⊙ k."""
+    [i, f, g, o] on exit, or γ_h ⊙ ĥ + β_h with ``gates_in_x``, where the activated gates go over ``xp`` instead (the
+    whole-sequence loop, whose gate history is the projection: `lnlstm_step`); writes ĥ, s_h (n,), c_t, ĉ, s_c (n,),
+    k = tanh(γ_c ⊙ ĉ + β_c) and h_t = o ⊙ k."""
     for b in range(gates.shape[0]):
         h_inv[b], c_inv[b] = _lnlstm_row_forward(gates[b], xp[b], g_h, b_h, g_c, b_c, c_prev[b], h_hat[b], c_new[b],
-                                                 c_hat[b], tanh_u[b], h_new[b])
+                                                 c_hat[b], tanh_u[b], h_new[b], gates_in_x)
 
 
 @njit(**INNER)
-def _lnlstm_row_forward(a, x, g_h, b_h, g_c, b_c, cp, h_hat, cn, c_hat, k, hn):
+def _lnlstm_row_forward(a, x, g_h, b_h, g_c, b_c, cp, h_hat, cn, c_hat, k, hn, gates_in_x):
     """One row of `lnlstm_forward` (1-D arrays of one batch row, so that LLVM vectorizes the loops over units);
-    returns (s_h, s_c)."""
+    returns (s_h, s_c). The flag is the same for the whole loop, so LLVM makes one vectorized loop per value (as
+    `rnnkit.kernels.gru.gru_row_reset_after`'s)."""
     hs = cp.shape[0]
     h_inv = _layer_norm_row(a, g_h, b_h, h_hat, a)  # a ← γ_h ⊙ ĥ + β_h
     for j in range(hs):
         i, f = sigmoid(a[j] + x[j]), sigmoid(a[hs + j] + x[hs + j])
         g, o = tanh(a[2 * hs + j] + x[2 * hs + j]), sigmoid(a[3 * hs + j] + x[3 * hs + j])
-        a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j] = i, f, g, o
+        if gates_in_x:
+            x[j], x[hs + j], x[2 * hs + j], x[3 * hs + j] = i, f, g, o
+        else:
+            a[j], a[hs + j], a[2 * hs + j], a[3 * hs + j] = i, f, g, o
         cn[j] = f * cp[j] + i * g
+        hn[j] = o  # o until h_t replaces it below
     c_inv = _layer_norm_row(cn, g_c, b_c, c_hat, k)  # k ← u = γ_c ⊙ ĉ + β_c
     for j in range(hs):
         k[j] = tanh(k[j])
-        hn[j] = a[3 * hs + j] * k[j]
+        hn[j] = hn[j] * k[j]
     return h_inv, c_inv
 
 
 @njit(**JIT)
-def lnlstm_backward(dh, dc, gates, tanh_u, c_hat, c_inv, g_c, c_prev, h_hat, h_inv, g_h, dxp, du, dp_h):
+def lnlstm_backward(dh, dc, gates, tanh_u, c_hat, c_inv, g_c, b_c, c_prev, h_hat, h_inv, g_h, dxp, du, dp_h, from_c):
     """`LayerNormLSTMStep.step_backward` before the GEMM δh_{t-1} = δP_h W_hh: from δh_t and δc_t (``dc``,
     overwritten with δc_{t-1}) write δa into ``dxp`` (n, 4H), δu into ``du`` (n, H), δP_h into ``dp_h`` (n, 4H).
     ``dxp`` is ``gates`` itself (the whole-sequence loop writes δa over the gate history) or apart from it: then
     the gates are copied into it first, and δa goes over them there
-    (`rnnkit.kernels.sequence_loop.gates_into_grads`)."""
+    (`rnnkit.kernels.sequence_loop.gates_into_grads`). ``tanh_u`` holds k = tanh(u), or, with ``from_c``, nothing
+    this reads: k is taken again from ĉ, u = γ_c ⊙ ĉ + β_c (the whole-sequence loop keeps no history of k)."""
     gates_into_grads(gates, dxp, 4, 0, dc.shape[1])
     for b in range(dc.shape[0]):
-        _lnlstm_row_backward(dh[b], dc[b], dxp[b], tanh_u[b], c_hat[b], c_inv[b], g_c, c_prev[b], h_hat[b],
-                             h_inv[b], g_h, du[b], dp_h[b])
+        _lnlstm_row_backward(dh[b], dc[b], dxp[b], tanh_u[b], c_hat[b], c_inv[b], g_c, b_c, c_prev[b], h_hat[b],
+                             h_inv[b], g_h, du[b], dp_h[b], from_c)
 
 
 @njit(**INNER)
-def _lnlstm_row_backward(dhb, dcb, d, k, c_hat, c_inv, g_c, cp, h_hat, h_inv, g_h, dub, dp):
+def _lnlstm_row_backward(dhb, dcb, d, k, c_hat, c_inv, g_c, b_c, cp, h_hat, h_inv, g_h, dub, dp, from_c):
     """One row of `lnlstm_backward`: ``d`` holds [i, f, g, o] on entry, δa on exit."""
     hs = dcb.shape[0]
     dc_norm = dp[:hs]  # scratch until δP_h is written
     for j in range(hs):
         o = d[3 * hs + j]
-        d[3 * hs + j] = dhb[j] * k[j] * dsigmoid(o)
-        dub[j] = dhb[j] * o * dtanh(k[j])
+        kj = tanh(g_c[j] * c_hat[j] + b_c[j]) if from_c else k[j]
+        d[3 * hs + j] = dhb[j] * kj * dsigmoid(o)
+        dub[j] = dhb[j] * o * dtanh(kj)
         dc_norm[j] = dub[j] * g_c[j]
     _layer_norm_row_backward(dc_norm, c_hat, c_inv)
     for j in range(hs):
@@ -119,19 +128,22 @@ def _lnlstm_row_backward(dhb, dcb, d, k, c_hat, c_inv, g_c, cp, h_hat, h_inv, g_
 
 
 @njit(**JIT)
-def lngru_forward(gates, xp, g_h, b_h, b_hn, h_prev, h_hat, h_inv, inner, h_new):
+def lngru_forward(gates, xp, g_h, b_h, b_hn, h_prev, h_hat, h_inv, inner, h_new, gates_in_x):
     """`LayerNormGRUStep.step` after the GEMM: ``gates`` (n, 3H) holds h_{t-1} W_hhᵀ on entry, the activated
-    [r, z, n] on exit; writes ĥ, s_h (n,), ``inner`` ← q_n + b_hn and h_t = n + z ⊙ (h_{t-1} − n)."""
+    [r, z, n] on exit, or q = γ_h ⊙ ĥ + β_h with ``gates_in_x``, where the activated gates go over ``xp`` instead
+    (the whole-sequence loop, whose gate history is the projection: `lngru_step`); writes ĥ, s_h (n,),
+    ``inner`` ← q_n + b_hn and h_t = n + z ⊙ (h_{t-1} − n)."""
     for b in range(gates.shape[0]):
-        h_inv[b] = _lngru_row_forward(gates[b], xp[b], g_h, b_h, b_hn, h_prev[b], h_hat[b], inner[b], h_new[b])
+        h_inv[b] = _lngru_row_forward(gates[b], xp[b], g_h, b_h, b_hn, h_prev[b], h_hat[b], inner[b], h_new[b],
+                                      gates_in_x)
 
 
 @njit(**INNER)
-def _lngru_row_forward(a, x, g_h, b_h, b_hn, hp, h_hat, q, hn):
+def _lngru_row_forward(a, x, g_h, b_h, b_hn, hp, h_hat, q, hn, gates_in_x):
     """One row of `lngru_forward`; returns s_h."""
     h_inv = _layer_norm_row(a, g_h, b_h, h_hat, a)  # a ← q = γ_h ⊙ ĥ + β_h
     hs = hp.shape[0]  # then the GRU's reset-after step on the normalised q
-    gru_row_reset_after(gate_views3(a, hs, 0, hs), gate_views3(x, hs, 0, hs), b_hn, hp, q, hn, False, False)
+    gru_row_reset_after(gate_views3(a, hs, 0, hs), gate_views3(x, hs, 0, hs), b_hn, hp, q, hn, gates_in_x, False)
     return h_inv
 
 
@@ -188,35 +200,38 @@ def rows_then_product(a, weight, out, accumulate, team):
 
 @njit(**GLUE)
 def lnlstm_step(params, t, n, read, write, xp, states, team):
-    """`LayerNormLSTMStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lnlstm_forward`; in a
-    team (`rnnkit.kernels.team`) a part computes its columns of the product, then, once every column is in, the
-    whole rows of its share of the batch (a row's normalisation needs all of it).
-    params = (W_hhᵀ a `rnnkit.kernels.blas.loop_weight`, γ_h, β_h, γ_c, β_c, gates (T, B, 4H), ĥ (T, B, 4H),
-    s_h (T, B, 1), ĉ (T, B, H), s_c (T, B, 1), k (T, B, H)), the histories of one step each where no backward will
-    read them (`history_slot`)."""
-    w_hh_t, g_h, b_h, g_c, b_c, gates, h_hat, h_inv, c_hat, c_inv, tanh_u = params
+    """`LayerNormLSTMStep.step` for the whole-sequence loop: the product h_{t−1} W_hhᵀ (BLAS) into a (B, 4H) buffer
+    that stays in cache, then `lnlstm_forward` with the activated gates written over xp_t (the projection becomes
+    the gate history: no second (T, B, 4H) array); in a team (`rnnkit.kernels.team`) a part computes its columns of
+    the product, then, once every column is in, the whole rows of its share of the batch (a row's normalisation
+    needs all of it). params = (W_hhᵀ a `rnnkit.kernels.blas.loop_weight`, γ_h, β_h, γ_c, β_c, product (B, 4H),
+    ĥ (T, B, 4H), s_h (T, B, 1), ĉ (T, B, H), s_c (T, B, 1), k (B, H) of one step (the backward takes it again
+    from ĉ)), the histories of one step each where no backward will read them (`history_slot`)."""
+    w_hh_t, g_h, b_h, g_c, b_c, product, h_hat, h_inv, c_hat, c_inv, tanh_u = params
     h, c = states
-    k = history_slot(gates, t)
-    a = gates[k, :n]
+    k = history_slot(h_hat, t)
+    a = product[:n]
     product_then_rows(h[read, :n], w_hh_t, a, team)
     r0, r1 = own_rows(n, team)
     lnlstm_forward(a[r0:r1], xp[r0:r1], g_h, b_h, g_c, b_c, c[read, r0:r1], h_hat[k, r0:r1], h_inv[k, r0:r1, 0],
-                   c[write, r0:r1], c_hat[k, r0:r1], c_inv[k, r0:r1, 0], tanh_u[k, r0:r1], h[write, r0:r1])
+                   c[write, r0:r1], c_hat[k, r0:r1], c_inv[k, r0:r1, 0], tanh_u[r0:r1], h[write, r0:r1], True)
     barrier(team)  # every row of s_t is in before the loop's per-unit work
 
 
 @njit(**GLUE)
 def lnlstm_step_backward(params, t, n, read, write, dstate, states, dxp, team):
-    """`LayerNormLSTMStep.step_backward` for the whole-sequence loop: `lnlstm_backward`, then δh_{t−1} = δP_h W_hh
-    (BLAS); in a team, the rows of a part's share of the batch, then its columns of the product. params = (W_hh,
-    γ_c, γ_h, gates, ĥ, s_h, ĉ, s_c, k, δu (T, B, H), δP_h (T, B, 4H))."""
-    w_hh, g_c, g_h, gates, h_hat, h_inv, c_hat, c_inv, tanh_u, du, dp_h = params
+    """`LayerNormLSTMStep.step_backward` for the whole-sequence loop: `lnlstm_backward` (k taken again from ĉ), then
+    δh_{t−1} = δP_h W_hh (BLAS); in a team, the rows of a part's share of the batch, then its columns of the
+    product. params = (W_hh, γ_c, β_c, γ_h, gates (the projection, `lnlstm_step`), ĥ, s_h, ĉ, s_c, δu (T, B, H),
+    δP_h (T, B, 4H))."""
+    w_hh, g_c, b_c, g_h, gates, h_hat, h_inv, c_hat, c_inv, du, dp_h = params
     dh, dc = dstate[0][:n], dstate[1][:n]
     barrier(team)  # every unit of δh_t, δc_t is in (the loop adds δy and zoneout's share per unit)
     r0, r1 = own_rows(n, team)
-    lnlstm_backward(dh[r0:r1], dc[r0:r1], gates[t, r0:r1], tanh_u[t, r0:r1], c_hat[t, r0:r1], c_inv[t, r0:r1, 0],
-                    g_c, states[1][read, r0:r1], h_hat[t, r0:r1], h_inv[t, r0:r1, 0], g_h, dxp[r0:r1],
-                    du[t, r0:r1], dp_h[t, r0:r1])
+    c_rows = c_hat[t, r0:r1]
+    lnlstm_backward(dh[r0:r1], dc[r0:r1], gates[t, r0:r1], c_rows, c_rows, c_inv[t, r0:r1, 0], g_c, b_c,
+                    states[1][read, r0:r1], h_hat[t, r0:r1], h_inv[t, r0:r1, 0], g_h, dxp[r0:r1], du[t, r0:r1],
+                    dp_h[t, r0:r1], True)
     rows_then_product(dp_h[t, :n], w_hh, dh, False, team)
 
 
@@ -234,17 +249,18 @@ def lnlstm_sequence_backward(params, dy, dstate, states, counts, reverse, detach
 
 @njit(**GLUE)
 def lngru_step(params, t, n, read, write, xp, states, team):
-    """`LayerNormGRUStep.step` for the whole-sequence loop: a = h_{t−1} W_hhᵀ (BLAS), then `lngru_forward`; in a
-    team, columns of the product, then rows, as `lnlstm_step`.
-    params = (W_hhᵀ a `loop_weight`, γ_h, β_h, b_hn, gates (T, B, 3H), ĥ (T, B, 3H), s_h (T, B, 1), inner (T, B, H))."""
-    w_hh_t, g_h, b_h, b_hn, gates, h_hat, h_inv, inner = params
+    """`LayerNormGRUStep.step` for the whole-sequence loop: the product h_{t−1} W_hhᵀ (BLAS) into a (B, 3H) buffer,
+    then `lngru_forward` with the activated gates written over xp_t (the gate history); in a team, columns of the
+    product, then rows, as `lnlstm_step`. params = (W_hhᵀ a `loop_weight`, γ_h, β_h, b_hn, product (B, 3H),
+    ĥ (T, B, 3H), s_h (T, B, 1), inner (T, B, H))."""
+    w_hh_t, g_h, b_h, b_hn, product, h_hat, h_inv, inner = params
     h = states[0]
-    k = history_slot(gates, t)
-    a = gates[k, :n]
+    k = history_slot(h_hat, t)
+    a = product[:n]
     product_then_rows(h[read, :n], w_hh_t, a, team)
     r0, r1 = own_rows(n, team)
     lngru_forward(a[r0:r1], xp[r0:r1], g_h, b_h, b_hn, h[read, r0:r1], h_hat[k, r0:r1], h_inv[k, r0:r1, 0],
-                  inner[k, r0:r1], h[write, r0:r1])
+                  inner[k, r0:r1], h[write, r0:r1], True)
     barrier(team)  # every row of h_t is in before the loop's per-unit work
 
 

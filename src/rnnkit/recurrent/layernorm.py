@@ -78,6 +78,7 @@ class LayerNormCell(GatedCell):
 
     #: whether the cell has ``bias_hh`` beside ``bias_ih`` (GRU: b_hn sits inside r ⊙ (…))
     hidden_bias = True
+    forward_only = (*GatedCell.forward_only, "product")
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, rng=None):
         rng = as_rng(rng)
@@ -120,6 +121,13 @@ class LayerNormCell(GatedCell):
         compiled whole-sequence call under `rnnkit.no_grad`, where writing all T of them cost LN-LSTM inference at
         B = 16, H = 256 about 0.7 ms of 12.5."""
         return 1 if not is_grad_enabled() and self.runs_whole_sequence(batch) else steps
+
+    def sequence_forward(self, ws, xp, states, counts, reverse, zoneout, ahead=None):
+        """The compiled loop writes the activated gates over the projection ``xp`` (each step's product goes into a
+        (B, G) buffer, ``ws.product``), so ``xp`` becomes the call's gate history: `allocate` makes no ``ws.gates``
+        for it, one (T, B, G) array less in memory and to write (LN-LSTM, B = 16, H = 256: see docs/history.md)."""
+        ws.gates = xp
+        super().sequence_forward(ws, xp, states, counts, reverse, zoneout, ahead)
 
     # -- the input side: whole sequence -----------------------------------------------------------------
     def projection_terms(self):

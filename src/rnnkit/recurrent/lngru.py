@@ -45,7 +45,9 @@ class LayerNormGRUStep(LayerNormCell):
     Workspace: ``gates`` (T, B, 3H) the activated [r, z, n]; ``inner`` (T, B, H) q_n + b_hn; ``h_hat`` (T, B, 3H),
     ``h_inv_std`` (T, B, 1); written by the backward: ``dp_h`` (T, B, 3H), and on the compiled loop δa over
     ``gates`` and r over ``inner`` (`reset_history`); ``x_hat``, ``x_inv_std`` (from ``project``); ``b_hn``;
-    ``scratch`` (B, 3H) δq of one step, ``tmp`` (B, H).
+    ``scratch`` (B, 3H) δq of one step, ``tmp`` (B, H). The compiled whole-sequence loop writes the gates over the
+    projection ``xp`` instead (`LayerNormCell.sequence_forward`: it becomes ``gates``), each step's product into
+    ``product`` (B, 3H).
     """
 
     num_gates = 3
@@ -62,7 +64,9 @@ class LayerNormGRUStep(LayerNormCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt, kept = self.hidden_size, self.dtype, self.history_steps(steps, batch)
-        ws.gates = per_step(kept, batch, 3 * h, dt, ragged)
+        whole = self.runs_whole_sequence(batch)  # the gates over xp (`LayerNormCell.sequence_forward`)
+        ws.gates = None if whole else per_step(kept, batch, 3 * h, dt, ragged)
+        ws.product = np.empty((batch, 3 * h), dt) if whole else None
         ws.inner = per_step(kept, batch, h, dt, ragged)
         ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
         ws.scratch = np.empty((batch, 3 * h), dt)
@@ -84,8 +88,8 @@ class LayerNormGRUStep(LayerNormCell):
         from ..kernels import layernorm as fused  # numba is loaded only with compiled kernels active
 
         return fused.lngru_sequence_forward, (
-            self.recurrent_loop_weight(ws), self.layernorm_h_weight.data, self.layernorm_h_bias.data, ws.b_hn, ws.gates,
-            ws.h_hat, ws.h_inv_std, ws.inner)
+            self.recurrent_loop_weight(ws), self.layernorm_h_weight.data, self.layernorm_h_bias.data, ws.b_hn,
+            ws.product, ws.h_hat, ws.h_inv_std, ws.inner)
 
     def compiled_loop_backward(self, ws):
         from ..kernels import layernorm as fused
@@ -101,7 +105,7 @@ class LayerNormGRUStep(LayerNormCell):
         gamma, beta = self.layernorm_h_weight.data, self.layernorm_h_bias.data
         np.matmul(h_prev, ws.w_hh_t, out=gates)  # h_{t-1} W_hhᵀ
         if ws.kernels is not None:
-            ws.kernels.lngru_forward(gates, xp, gamma, beta, ws.b_hn, h_prev, h_hat, h_s[:, 0], inner, h_new)
+            ws.kernels.lngru_forward(gates, xp, gamma, beta, ws.b_hn, h_prev, h_hat, h_s[:, 0], inner, h_new, False)
             return
         layer_norm(gates, gamma, beta, h_hat, h_s, out=gates)  # q = γ_h ⊙ ĥ + β_h
         # inner = q_n + b_hn

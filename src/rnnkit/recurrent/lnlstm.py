@@ -49,7 +49,9 @@ class LayerNormLSTMStep(LayerNormCell):
     Workspace: ``gates`` (T, B, 4H) the activated [i, f, g, o]; ``h_hat`` (T, B, 4H), ``h_inv_std`` (T, B, 1);
     ``c_hat`` (T, B, H), ``c_inv_std`` (T, B, 1); ``tanh_u`` (T, B, H) k; written by the backward: ``du`` (T, B, H)
     δu and ``dp_h`` (T, B, 4H) δP_h, and on the compiled loop δa over ``gates``; ``x_hat``, ``x_inv_std`` (from
-    ``project``); ``scratch`` (2, B, H).
+    ``project``); ``scratch`` (2, B, H). The compiled whole-sequence loop writes the gates over the projection
+    ``xp`` instead (`sequence_forward`: it becomes ``gates``), each step's product into ``product`` (B, 4H), and
+    keeps one step of k (``tanh_u`` (B, H)): its backward takes k = tanh(γ_c ⊙ ĉ + β_c) again from ĉ.
     """
 
     num_gates = 4
@@ -80,10 +82,12 @@ class LayerNormLSTMStep(LayerNormCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt, kept = self.hidden_size, self.dtype, self.history_steps(steps, batch)
-        ws.gates = per_step(kept, batch, 4 * h, dt, ragged)
+        whole = self.runs_whole_sequence(batch)  # the gates over xp, one step of k (the class notes)
+        ws.gates = None if whole else per_step(kept, batch, 4 * h, dt, ragged)
+        ws.product = np.empty((batch, 4 * h), dt) if whole else None
         ws.c_hat = per_step(kept, batch, h, dt, ragged)
         ws.c_inv_std = per_step(kept, batch, 1, dt, ragged)
-        ws.tanh_u = per_step(kept, batch, h, dt, ragged)
+        ws.tanh_u = np.empty((batch, h), dt) if whole else per_step(kept, batch, h, dt, ragged)
         ws.du = for_backward((steps, batch, h), dt, ragged)
         ws.scratch = np.empty((2, batch, h), dt)
         return ws
@@ -103,7 +107,7 @@ class LayerNormLSTMStep(LayerNormCell):
 
         return fused.lnlstm_sequence_forward, (
             self.recurrent_loop_weight(ws), self.layernorm_h_weight.data, self.layernorm_h_bias.data,
-            self.layernorm_c_weight.data, self.layernorm_c_bias.data, ws.gates, ws.h_hat, ws.h_inv_std, ws.c_hat,
+            self.layernorm_c_weight.data, self.layernorm_c_bias.data, ws.product, ws.h_hat, ws.h_inv_std, ws.c_hat,
             ws.c_inv_std, ws.tanh_u)
 
     def compiled_loop_backward(self, ws):
@@ -111,8 +115,8 @@ class LayerNormLSTMStep(LayerNormCell):
         from ..kernels.blas import loop_weight
 
         return fused.lnlstm_sequence_backward, (
-            loop_weight(ws.w_hh), self.layernorm_c_weight.data, self.layernorm_h_weight.data, ws.gates, ws.h_hat,
-            ws.h_inv_std, ws.c_hat, ws.c_inv_std, ws.tanh_u, ws.du, ws.dp_h)
+            loop_weight(ws.w_hh), self.layernorm_c_weight.data, self.layernorm_c_bias.data,
+            self.layernorm_h_weight.data, ws.gates, ws.h_hat, ws.h_inv_std, ws.c_hat, ws.c_inv_std, ws.du, ws.dp_h)
 
     def step(self, ws, t, xp, prev, new):
         (h_prev, c_prev), (h_new, c_new) = prev, new
@@ -123,7 +127,7 @@ class LayerNormLSTMStep(LayerNormCell):
         if ws.kernels is not None:
             ws.kernels.lnlstm_forward(gates, xp, self.layernorm_h_weight.data, self.layernorm_h_bias.data,
                                       self.layernorm_c_weight.data, self.layernorm_c_bias.data, c_prev, h_hat,
-                                      h_s[:, 0], c_new, c_hat, c_s[:, 0], k, h_new)
+                                      h_s[:, 0], c_new, c_hat, c_s[:, 0], k, h_new, False)
             return
         hs = self.hidden_size
         # a = xp + γ_h ⊙ ĥ + β_h
@@ -145,12 +149,18 @@ class LayerNormLSTMStep(LayerNormCell):
         dh, dc = dstate
         n = dxp.shape[0]
         gates, h_hat, h_s = ws.gates[t, :n], ws.h_hat[t, :n], ws.h_inv_std[t, :n]
-        c_hat, c_s, k = ws.c_hat[t, :n], ws.c_inv_std[t, :n], ws.tanh_u[t, :n]
+        # after a whole-sequence forward (then stepped back here to record ‖∂L/∂h_t‖) no history of k is kept: it is
+        # taken again from ĉ, as the compiled loop does
+        from_c = ws.tanh_u.ndim == 2
+        c_hat, c_s, k = ws.c_hat[t, :n], ws.c_inv_std[t, :n], ws.tanh_u[:n] if from_c else ws.tanh_u[t, :n]
         du, dp_h = ws.du[t, :n], ws.dp_h[t, :n]
+        gamma_c, beta_c = self.layernorm_c_weight.data, self.layernorm_c_bias.data
         if ws.kernels is not None:
-            ws.kernels.lnlstm_backward(dh, dc, gates, k, c_hat, c_s[:, 0], self.layernorm_c_weight.data, prev[1],
-                                       h_hat, h_s[:, 0], self.layernorm_h_weight.data, dxp, du, dp_h)
+            ws.kernels.lnlstm_backward(dh, dc, gates, k, c_hat, c_s[:, 0], gamma_c, beta_c, prev[1], h_hat, h_s[:, 0],
+                                       self.layernorm_h_weight.data, dxp, du, dp_h, from_c)
         else:
+            if from_c:  # k = tanh(γ_c ⊙ ĉ + β_c)
+                np.tanh(np.add(np.multiply(c_hat, gamma_c, out=k), beta_c, out=k), out=k)
             self._cell_backward(ws, n, dh, dc, gates, k, c_hat, c_s, prev[1], dxp, du)
             # δP_h = LN⁻(δa; γ_h, ĥ, s_h)
             layer_norm_backward(dxp, self.layernorm_h_weight.data, h_hat, h_s, out=dp_h)
