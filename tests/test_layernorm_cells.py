@@ -284,6 +284,22 @@ def test_inference_keeps_one_step_of_history_and_computes_what_training_does(cel
     for got, expected in zip([y, *as_tuple(final)], [y_kept, *as_tuple(final_kept)]):
         assert np.array_equal(got, expected)
 
+@pytest.mark.parametrize("cell", LAYERS)
+def test_a_compiled_call_writes_its_gates_over_the_projection_and_keeps_one_step_of_k(cell):
+    """The compiled loop's workspace has no gate history of its own (the loop names the projection so: its gates go
+    over it) and one step's product buffer; the LN-LSTM's backward takes k = tanh(u) again from ĉ (one step of k)."""
+    pytest.importorskip("numba")
+    step = LAYERS[cell](3, 4, rng=0).cells[0]
+    with kernels.using("compiled"):
+        ws = step.allocate(5, 2)
+    assert ws.gates is None and ws.product.shape == (2, step.gate_width)
+    assert cell != "lnlstm" or ws.tanh_u.shape == (2, 4)
+    with kernels.using("numpy"):
+        ws = step.allocate(5, 2)
+    assert ws.gates.shape == (5, 2, step.gate_width) and ws.product is None
+    assert cell != "lnlstm" or ws.tanh_u.shape == (5, 2, 4)
+
+
 # -- the command line -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell", LAYERS)
 def test_rnnkit_train_text_trains_a_layer_normalised_cell(tmp_path, capsys, cell):

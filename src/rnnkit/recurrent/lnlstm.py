@@ -149,8 +149,8 @@ class LayerNormLSTMStep(LayerNormCell):
         dh, dc = dstate
         n = dxp.shape[0]
         gates, h_hat, h_s = ws.gates[t, :n], ws.h_hat[t, :n], ws.h_inv_std[t, :n]
-        # after a whole-sequence forward (then stepped back here to record ‖∂L/∂h_t‖) no history of k is kept: it is
-        # taken again from ĉ, as the compiled loop does
+        # after a compiled whole-sequence forward (then stepped back here to record ‖∂L/∂h_t‖) no history of k is
+        # kept: the kernel takes it again from ĉ, as the compiled loop does
         from_c = ws.tanh_u.ndim == 2
         c_hat, c_s, k = ws.c_hat[t, :n], ws.c_inv_std[t, :n], ws.tanh_u[:n] if from_c else ws.tanh_u[t, :n]
         du, dp_h = ws.du[t, :n], ws.dp_h[t, :n]
@@ -159,8 +159,6 @@ class LayerNormLSTMStep(LayerNormCell):
             ws.kernels.lnlstm_backward(dh, dc, gates, k, c_hat, c_s[:, 0], gamma_c, beta_c, prev[1], h_hat, h_s[:, 0],
                                        self.layernorm_h_weight.data, dxp, du, dp_h, from_c)
         else:
-            if from_c:  # k = tanh(γ_c ⊙ ĉ + β_c)
-                np.tanh(np.add(np.multiply(c_hat, gamma_c, out=k), beta_c, out=k), out=k)
             self._cell_backward(ws, n, dh, dc, gates, k, c_hat, c_s, prev[1], dxp, du)
             # δP_h = LN⁻(δa; γ_h, ĥ, s_h)
             layer_norm_backward(dxp, self.layernorm_h_weight.data, h_hat, h_s, out=dp_h)
