@@ -284,6 +284,7 @@ def test_inference_keeps_one_step_of_history_and_computes_what_training_does(cel
     for got, expected in zip([y, *as_tuple(final)], [y_kept, *as_tuple(final_kept)]):
         assert np.array_equal(got, expected)
 
+
 @pytest.mark.parametrize("cell", LAYERS)
 def test_a_compiled_call_writes_its_gates_over_the_projection_and_keeps_one_step_of_k(cell):
     """The compiled loop's workspace has no gate history of its own (the loop names the projection so: its gates go
