@@ -106,10 +106,15 @@ class LayerNormCell(GatedCell):
         raise NotImplementedError
 
     def allocate(self, steps, batch, ragged=False):
-        """Adds ``h_hat`` (T, B, G) ĥ, ``h_inv_std`` (T, B, 1) s_h (`history_steps` of them), ``dp_h`` (T, B, G) δP_h
+        """Adds ``gates`` (T, B, G) the activated gates — or, for the compiled whole-sequence loop, ``product``
+        (B, G), one step's recurrent product, the gates going over the projection (`sequence_forward`) —,
+        ``h_hat`` (T, B, G) ĥ, ``h_inv_std`` (T, B, 1) s_h (`history_steps` of them), ``dp_h`` (T, B, G) δP_h
         (written by the backward); ``project`` adds ``x_hat`` (T·B, G) X̂ and ``x_inv_std`` (T·B, 1) s_x."""
         ws = super().allocate(steps, batch, ragged)
         g, dt, kept = self.gate_width, self.dtype, self.history_steps(steps, batch)
+        whole = self.runs_whole_sequence(batch)
+        ws.gates = None if whole else per_step(kept, batch, g, dt, ragged)
+        ws.product = np.empty((batch, g), dt) if whole else None
         ws.h_hat = per_step(kept, batch, g, dt, ragged)
         ws.h_inv_std = per_step(kept, batch, 1, dt, ragged)
         ws.dp_h = for_backward((steps, batch, g), dt, ragged)

@@ -64,9 +64,6 @@ class LayerNormGRUStep(LayerNormCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt, kept = self.hidden_size, self.dtype, self.history_steps(steps, batch)
-        whole = self.runs_whole_sequence(batch)  # the gates over xp (`LayerNormCell.sequence_forward`)
-        ws.gates = None if whole else per_step(kept, batch, 3 * h, dt, ragged)
-        ws.product = np.empty((batch, 3 * h), dt) if whole else None
         ws.inner = per_step(kept, batch, h, dt, ragged)
         ws.b_hn = self.bias_hh.data[2 * h:] if self.bias else np.zeros(h, dt)
         ws.scratch = np.empty((batch, 3 * h), dt)

@@ -82,11 +82,10 @@ class LayerNormLSTMStep(LayerNormCell):
     def allocate(self, steps, batch, ragged=False):
         ws = super().allocate(steps, batch, ragged)
         h, dt, kept = self.hidden_size, self.dtype, self.history_steps(steps, batch)
-        whole = self.runs_whole_sequence(batch)  # the gates over xp, one step of k (the class notes)
-        ws.gates = None if whole else per_step(kept, batch, 4 * h, dt, ragged)
-        ws.product = np.empty((batch, 4 * h), dt) if whole else None
         ws.c_hat = per_step(kept, batch, h, dt, ragged)
         ws.c_inv_std = per_step(kept, batch, 1, dt, ragged)
+        # one step of k in the compiled whole-sequence loop, whose backward takes it again (the class notes)
+        whole = self.runs_whole_sequence(batch)
         ws.tanh_u = np.empty((batch, h), dt) if whole else per_step(kept, batch, h, dt, ragged)
         ws.du = for_backward((steps, batch, h), dt, ragged)
         ws.scratch = np.empty((2, batch, h), dt)
