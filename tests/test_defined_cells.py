@@ -33,6 +33,12 @@ SPECS = {
     "mingru": dict(gates="z g", states="h", recurrent="", equations="""
         z = σ(a_z)
         h = (1 − z)⊙h₋₁ + z⊙a_g"""),
+    "mingru_exp": dict(gates="z g", states="h", recurrent="", equations="""
+        z = 1 / (1 + exp(−a_z))
+        h = (1 − z)⊙h₋₁ + z⊙a_g"""),
+    "mingru_log": dict(gates="z g", states="h", recurrent="", equations="""
+        z = exp(−log(1 + exp(−a_z)))
+        h = (1 − z)⊙h₋₁ + z⊙a_g"""),
 }
 
 
@@ -50,6 +56,8 @@ HAND_WRITTEN = {
     "gru_reset_after": (lambda **kw: GRU(**kw), {}),
     "indrnn": (lambda **kw: IndRNN(**kw), {"weight_hh": "u"}),
     "mingru": (lambda **kw: MinGRU(**kw), {}),
+    "mingru_exp": (lambda **kw: MinGRU(**kw), {}),
+    "mingru_log": (lambda **kw: MinGRU(**kw), {}),
 }
 
 
@@ -114,16 +122,19 @@ def test_gradcheck_of_every_defined_cell_is_below_tolerance(name):
     assert gradcheck(layer, x, random_state(layer, 2, rng), lengths=np.array([3, 2])) < GRADCHECK_TOL
 
 
-def test_compiled_kernel_equals_generated_numpy_step_in_float32():
+@pytest.mark.parametrize("name", ["lstm_peephole", "mingru_exp", "mingru_log"])
+def test_compiled_kernel_equals_generated_numpy_step_in_float32(name):
+    """The compiled kernels' float32 σ, tanh and e^x (`rnnkit.kernels.jit`) against NumPy's in the generated step."""
     rng = np.random.default_rng(4)
     x = rng.normal(size=(BATCH, STEPS, INPUT)).astype(np.float32)
     results = []
     for implementation in ("numpy", "compiled"):
         with kernels.using(implementation):
-            layer = define.DefinedRNN(INPUT, HIDDEN, definition("lstm_peephole"), rng=5)
-            out, (h, c) = layer.forward(x)
+            layer = define.DefinedRNN(INPUT, HIDDEN, definition(name), rng=5)
+            out, final = layer.forward(x)
             dx, _ = layer.backward(np.ones_like(out))
-            results.append((out, c, dx, layer.w_ci_l0.grad.copy()))
+            states = final if isinstance(final, tuple) else (final,)
+            results.append([out, *states, dx] + [p.grad.copy() for p in layer.parameters()])
     for a, b in zip(*results):
         assert_close(a, b, 1e-5)
 
