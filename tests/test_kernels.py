@@ -191,3 +191,29 @@ def test_a_kernel_without_a_python_entry_runs_inside_compiled_code_and_refuses_a
     assert through_a_kernel(0.25) == 0.25 * 0.75
     with pytest.raises(UsageError, match=r"^rnnkit\.kernels\.jit\.dsigmoid is called from compiled kernels only"):
         jit.dsigmoid(0.25)
+
+
+def test_the_kernels_exp_is_within_one_ulp_in_float32_and_libms_in_float64():
+    """`rnnkit.kernels.jit.exp` over float32's whole range: within 1.01 ulp of e^x where e^x is a normal float32,
+    within one subnormal spacing below that, 0 from x = −104 (e^x under half the smallest subnormal) and ∞ from
+    x = 89 (over the largest float32). float64 is libm's."""
+    from rnnkit.kernels import jit
+
+    @numba.njit
+    def exp_each(x, out):
+        for j in range(x.shape[0]):
+            out[j] = jit.exp(x[j])
+
+    edges = [-104, -103.9, -87.4, 0, 88.72, 88.73, 89]
+    x = np.concatenate([np.linspace(-110, 95, 2_000_001), edges]).astype(np.float32)
+    got, exact = np.empty_like(x), np.exp(x.astype(np.float64))
+    exp_each(x, got)
+    info = np.finfo(np.float32)
+    normal = (exact >= info.tiny) & (exact <= info.max)
+    ulps = np.abs(got[normal] - exact[normal]) / np.spacing(exact[normal].astype(np.float32)).astype(np.float64)
+    assert ulps.max() <= 1.01, f"{ulps.max():.3f} ulp at x = {x[normal][ulps.argmax()]}"
+    assert np.abs(got[exact < info.tiny] - exact[exact < info.tiny]).max() <= info.smallest_subnormal
+    assert (got[x <= -104] == 0).all() and (got[exact > info.max] == np.inf).all()
+    x64, got64 = np.linspace(-700, 700, 100_001), np.empty(100_001)
+    exp_each(x64, got64)
+    np.testing.assert_allclose(got64, np.exp(x64), rtol=2.3e-16, atol=0)

@@ -164,6 +164,30 @@ def test_the_compiled_sequential_loop_equals_the_numpy_steps(name, detach, dtype
         assert worst <= {np.float32: 1e-6, np.float64: 1e-12}[dtype], worst
 
 
+def test_the_compiled_minlstm_loop_stays_finite_and_accurate_where_both_gates_underflow():
+    """k_f, k_i near −150 (bias −150, weights ×20): σ(k_f) and σ(k_i) underflow to 0 in float32, and f / (f + i) is
+    far from ½. The kernel's scaled exponents (`rnnkit.kernels.minimal._normalised_gates`) equal NumPy's logs in
+    float64, and in float32 stay within 1e-5 of float64 on the same numbers: the rounding of k ≈ 150 in float32
+    (150 · 2⁻²⁴ ≈ 9e-6). The NumPy float32 steps, through logs near −150, are 3e-5 off here."""
+    pytest.importorskip("numba")
+    layers = {dtype: MinLSTM(5, 8, dtype=dtype, rng=0) for dtype in (np.float32, np.float64)}
+    layers[np.float32].weight_ih_l0.data *= 20
+    layers[np.float32].bias_ih_l0.data[:16] = -150  # the f and i blocks
+    for wide, narrow in zip(layers[np.float64].parameters(), layers[np.float32].parameters()):
+        wide.data[...] = narrow.data
+    rng = np.random.default_rng(2)
+    data = [rng.normal(size=shape).astype(np.float32) for shape in ((3, 6, 5), (1, 3, 8), (3, 6, 8), (1, 3, 8))]
+    results = {}
+    for dtype, implementation in ((np.float64, "numpy"), (np.float64, "compiled"), (np.float32, "compiled")):
+        with kernels.using(implementation):
+            results[dtype, implementation] = run(layers[dtype], *data[:2], None, *data[2:])
+    expected = results[np.float64, "numpy"]
+    for (dtype, _), got in results.items():
+        assert all(np.isfinite(g).all() for g in got)
+        worst = max(float(np.abs(g - e).max() / max(1.0, np.abs(e).max())) for g, e in zip(got, expected))
+        assert worst <= {np.float32: 1e-5, np.float64: 1e-12}[dtype], (dtype, worst)
+
+
 # -- the equations written out ------------------------------------------------------------------------------------
 def hand_mingru(layer, x, h0, dy, dh_n):
     """minGRU forward and BPTT by hand: z = σ(k_z), h̃ = k_h, h = (1 − z) h + z h̃."""

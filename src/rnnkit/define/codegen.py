@@ -32,7 +32,7 @@ from .derive import Derivation
 
 NUMPY_FUNCTIONS = {"sigmoid": "sigmoid", "tanh": "np.tanh", "exp": "np.exp", "log": "np.log", "relu": "relu",
                    "step": "step"}
-NUMBA_FUNCTIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "exp": "np.exp", "log": "np.log", "relu": "relu",
+NUMBA_FUNCTIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "log": "np.log", "relu": "relu",
                    "step": "step"}
 
 
@@ -159,7 +159,7 @@ def numba_source(d: Derivation) -> str:
              "import numpy as np  # noqa: F401 - np.log in the equations' code", "",
              "from rnnkit.define.kernel_support import relu, step  # noqa: F401 - read by the generated code",
              "from rnnkit.kernels.blas import matmul_weight  # noqa: F401",
-             "from rnnkit.kernels.jit import INNER, JIT, like, njit, sigmoid, tanh  # noqa: F401",
+             "from rnnkit.kernels.jit import INNER, JIT, exp, like, njit, sigmoid, tanh  # noqa: F401",
              "from rnnkit.kernels.sequence_loop import sequence_backward as loop_backward",
              "from rnnkit.kernels.sequence_loop import sequence_forward as loop_forward", "", ""]
     lines += _numba_forward(d) + ["", ""] + _numba_backward(d) + ["", ""] + _sequence_steps(d)

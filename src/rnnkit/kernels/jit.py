@@ -74,6 +74,15 @@ _P = tuple(np.float32(c) for c in (4.89352455891786e-03, 6.37261928875436e-04, 1
                                    -2.76076847742355e-16))
 _Q = tuple(np.float32(c) for c in (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
                                    1.19825839466702e-06))
+#: e^x for float32 (Cephes' ``expf``): x = n ln 2 + r, |r| ≤ ½ ln 2, ln 2 in two parts so that n ln 2 is exact to
+#: float32's precision, e^r = 1 + r + r² P(r), then the scale 2^n
+_LOG2E = np.float32(1.44269504088896341)
+_LN2_HIGH, _LN2_LOW = np.float32(0.693359375), np.float32(-2.12194440e-4)
+_EXP_P = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                                       1.6666665459e-1, 5.0000001201e-1))
+#: x clamped into [−104, 89] (beyond it the result does not change): e^{−104} is under half the smallest subnormal
+#: float32 and rounds to 0; e^{89} is over the largest float32 and overflows to ∞
+_EXP_MIN, _EXP_MAX = np.float32(-104.0), np.float32(89.0)
 _ZERO32, _ONE32, _HALF32 = np.float32(0.0), np.float32(1.0), np.float32(0.5)
 _ZERO64, _ONE64, _HALF64 = np.float64(0.0), np.float64(1.0), np.float64(0.5)
 
@@ -116,6 +125,34 @@ def _tanh32(x):
     return p / q
 
 
+@intrinsic
+def _pow2(typingctx, n):
+    """2^n for a float32 ``n`` that holds an integer in [−126, 127]: n + 127 written into the exponent field (no
+    library call, so a loop of them vectorizes)."""
+    if isinstance(n, types.Float) and n.bitwidth == 32:
+        def codegen(context, builder, signature, args):
+            i32 = llvm_ir.IntType(32)
+            biased = builder.add(builder.fptosi(args[0], i32), i32(127))
+            return builder.bitcast(builder.shl(biased, i32(23)), llvm_ir.FloatType())
+        return types.float32(n), codegen
+    return None
+
+
+@njit(**INNER)
+def _exp32(x):
+    x = min(max(x, _EXP_MIN), _EXP_MAX)  # no branch: a loop with several e^x still vectorizes
+    n = np.floor(muladd(x, _LOG2E, _HALF32))  # the integer nearest to x / ln 2, in [−150, 128]
+    r = muladd(n, -_LN2_LOW, muladd(n, -_LN2_HIGH, x))
+    p = muladd(muladd(muladd(_EXP_P[0], r, _EXP_P[1]), r, _EXP_P[2]), r, _EXP_P[3])
+    p = muladd(muladd(p, r, _EXP_P[4]), r, _EXP_P[5])
+    half_n = np.floor(n * _HALF32)  # 2^n in two normal factors: n alone may leave float32's exponent range
+    return (muladd(p, r * r, r) + _ONE32) * _pow2(half_n) * _pow2(n - half_n)
+
+
+def exp(x):  # pragma: no cover - replaced by the overload inside compiled code
+    """e^x in the precision of ``x`` (a polynomial for float32, which vectorizes; libm for float64)."""
+
+
 def tanh(x):  # pragma: no cover - replaced by the overload inside compiled code
     """tanh in the precision of ``x`` (rational float32 approximation, libm for float64)."""
 
@@ -148,6 +185,13 @@ def _tanh_overload(x):
     if _is32(x):
         return lambda x: _tanh32(x)
     return lambda x: np.tanh(x)
+
+
+@overload(exp, jit_options=JIT)
+def _exp_overload(x):
+    if _is32(x):
+        return lambda x: _exp32(x)
+    return lambda x: np.exp(x)
 
 
 @overload(one, jit_options=JIT)

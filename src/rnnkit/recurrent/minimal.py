@@ -201,7 +201,8 @@ class MinLSTMStep(MinimalStep):
         δh_{t-1} = δh_t ⊙ f'_t
 
     ``gates`` holds [f, i, h̃] (the sigmoids before normalisation); ``decay`` holds f'. Computing f', i' from
-    logs keeps them finite where both sigmoids underflow.
+    logs keeps them finite where both sigmoids underflow (the compiled kernel computes the same ratios from e^x
+    with the exponents scaled to be ≤ 0, `rnnkit.kernels.minimal`).
     """
 
     num_gates = 3
