@@ -6,10 +6,8 @@ sigmoid, tanh, identity or softmax (`OUTPUT_ACTIVATIONS` of the cell: 0, 1, 2, 3
 
 from __future__ import annotations
 
-import numpy as np
-
 from .blas import matmul_weight
-from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, njit, row_dot, row_sum, sigmoid, tanh
+from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, exp, njit, row_dot, row_sum, sigmoid, tanh
 from .sequence_loop import copy_rows, sequence_backward, sequence_forward
 
 SOFTMAX = 3
@@ -51,7 +49,7 @@ def _softmax_row(row):
     for j in range(row.shape[0]):
         top = max(top, row[j])
     for j in range(row.shape[0]):
-        row[j] = np.exp(row[j] - top)
+        row[j] = exp(row[j] - top)
     total = row_sum(row)
     for j in range(row.shape[0]):
         row[j] = row[j] / total
