@@ -1,5 +1,6 @@
 """The compiled step kernels equal the NumPy code they fuse (the oracle), and the selection works as documented."""
 
+import math
 import os
 import subprocess
 import sys
@@ -193,10 +194,10 @@ def test_a_kernel_without_a_python_entry_runs_inside_compiled_code_and_refuses_a
         jit.dsigmoid(0.25)
 
 
-def test_the_kernels_exp_is_within_one_ulp_in_float32_and_libms_in_float64():
-    """`rnnkit.kernels.jit.exp` over float32's whole range: within 1.01 ulp of e^x where e^x is a normal float32,
-    within one subnormal spacing below that, 0 from x = −104 (e^x under half the smallest subnormal) and ∞ from
-    x = 89 (over the largest float32). float64 is libm's."""
+def test_the_kernels_exp_is_within_1_01_ulp_in_float32_and_is_libms_in_float64():
+    """`rnnkit.kernels.jit.exp` over float32's range where e^x is finite: within 1.01 ulp of e^x where e^x is a normal
+    float32 (measured: the bound of the polynomial and its rounding), within one subnormal spacing below that, 0
+    from x = −104 (e^x under half the smallest subnormal). float64 is libm's ``exp``, bit for bit."""
     from rnnkit.kernels import jit
 
     @numba.njit
@@ -204,16 +205,16 @@ def test_the_kernels_exp_is_within_one_ulp_in_float32_and_libms_in_float64():
         for j in range(x.shape[0]):
             out[j] = jit.exp(x[j])
 
-    edges = [-104, -103.9, -87.4, 0, 88.72, 88.73, 89]
-    x = np.concatenate([np.linspace(-110, 95, 2_000_001), edges]).astype(np.float32)
+    edges = [-110, -104, -103.9, -87.4, 0, 88.72]
+    x = np.concatenate([np.linspace(-110, 88.72, 2_000_001), edges]).astype(np.float32)
     got, exact = np.empty_like(x), np.exp(x.astype(np.float64))
     exp_each(x, got)
     info = np.finfo(np.float32)
-    normal = (exact >= info.tiny) & (exact <= info.max)
+    normal = exact >= info.tiny
     ulps = np.abs(got[normal] - exact[normal]) / np.spacing(exact[normal].astype(np.float32)).astype(np.float64)
     assert ulps.max() <= 1.01, f"{ulps.max():.3f} ulp at x = {x[normal][ulps.argmax()]}"
-    assert np.abs(got[exact < info.tiny] - exact[exact < info.tiny]).max() <= info.smallest_subnormal
-    assert (got[x <= -104] == 0).all() and (got[exact > info.max] == np.inf).all()
+    assert np.abs(got[~normal] - exact[~normal]).max() <= info.smallest_subnormal
+    assert (got[x <= -104] == 0).all()
     x64, got64 = np.linspace(-700, 700, 100_001), np.empty(100_001)
     exp_each(x64, got64)
-    np.testing.assert_allclose(got64, np.exp(x64), rtol=2.3e-16, atol=0)
+    assert got64.tolist() == [math.exp(v) for v in x64.tolist()]

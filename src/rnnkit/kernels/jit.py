@@ -80,8 +80,9 @@ _LOG2E = np.float32(1.44269504088896341)
 _LN2_HIGH, _LN2_LOW = np.float32(0.693359375), np.float32(-2.12194440e-4)
 _EXP_P = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
                                        1.6666665459e-1, 5.0000001201e-1))
-#: x clamped into [−104, 89] (beyond it the result does not change): e^{−104} is under half the smallest subnormal
-#: float32 and rounds to 0; e^{89} is over the largest float32 and overflows to ∞
+#: x clamped into [−104, 89] first (no branch): e^{−104} is under half the smallest subnormal float32 and rounds to 0;
+#: from x = 88.73 e^x is over the largest float32 — an overflow, ∞ in IEEE arithmetic, but the kernels' fast-math
+#: flags (`JIT`) assume finite results, so no kernel may rely on it
 _EXP_MIN, _EXP_MAX = np.float32(-104.0), np.float32(89.0)
 _ZERO32, _ONE32, _HALF32 = np.float32(0.0), np.float32(1.0), np.float32(0.5)
 _ZERO64, _ONE64, _HALF64 = np.float64(0.0), np.float64(1.0), np.float64(0.5)
@@ -150,7 +151,8 @@ def _exp32(x):
 
 
 def exp(x):  # pragma: no cover - replaced by the overload inside compiled code
-    """e^x in the precision of ``x`` (a polynomial for float32, which vectorizes; libm for float64)."""
+    """e^x in the precision of ``x`` (a polynomial for float32, which vectorizes; libm for float64), for x whose
+    e^x is finite."""
 
 
 def tanh(x):  # pragma: no cover - replaced by the overload inside compiled code

@@ -8,12 +8,13 @@ from .jit import GLUE, INNER, JIT, exp, njit, one, sigmoid, zero
 from .sequence_loop import sequence_backward, sequence_forward
 
 
-@njit(**GLUE)
-def _normalised_gates(k_f, k_i):
-    """f' = f / (f + i) and i' = i / (f + i) for f = σ(k_f), i = σ(k_i), finite for all finite k_f, k_i (where the
-    NumPy code goes through logs, `MinLSTMStep.coefficients`). With E = e^{−k}, f / (f + i) = (1 + E_i) /
-    (2 + E_f + E_i); each term is scaled by e^{−m}, m = max(0, −k_f, −k_i), so that no exponent is positive and one
-    is 0: the denominator is at least 1, and the three e^x (`exp`, which vectorizes in float32) cannot overflow."""
+@njit(**GLUE)  # inlined by numba: as a function of its own, LLVM left it a call in the row loop (three inlined
+def _normalised_gates(k_f, k_i):  # e^x over its inlining budget at numba's level 2), and the loop stayed scalar
+    """f' = f / (f + i) and i' = i / (f + i) for f = σ(k_f), i = σ(k_i) (where the NumPy code goes through logs,
+    `MinLSTMStep.coefficients`). With E = e^{−k}, f / (f + i) = (1 + E_i) / (2 + E_f + E_i); each term is scaled by
+    e^{−m}, m = max(0, −k_f, −k_i), so that no exponent is positive and one is 0: the denominator is at least 1, and
+    the three e^x (`exp`, which vectorizes in float32) cannot overflow — finite for every k_f, k_i whose difference
+    is finite (|k| under half the largest float)."""
     m = max(max(-k_f, -k_i), zero(k_f))
     e_0, e_f, e_i = exp(-m), exp(-k_f - m), exp(-k_i - m)
     scale = one(k_f) / (e_0 + e_0 + e_f + e_i)
