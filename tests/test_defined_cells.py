@@ -37,7 +37,7 @@ SPECS = {
         z = 1 / (1 + exp(−a_z))
         h = (1 − z)⊙h₋₁ + z⊙a_g"""),
     "mingru_log": dict(gates="z g", states="h", recurrent="", equations="""
-        z = exp(−log(1 + exp(−a_z)))
+        z = σ(log(exp(a_z)))  # SymPy keeps log(exp(u)) for a u that may be complex, and simplifies exp(log(u))
         h = (1 − z)⊙h₋₁ + z⊙a_g"""),
 }
 

@@ -84,6 +84,14 @@ _EXP_P = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.33345
 #: from x = 88.73 e^x is over the largest float32 — an overflow, ∞ in IEEE arithmetic, but the kernels' fast-math
 #: flags (`JIT`) assume finite results, so no kernel may rely on it
 _EXP_MIN, _EXP_MAX = np.float32(-104.0), np.float32(89.0)
+#: log x for float32 (Cephes' ``logf``): x = m 2^e with m in [√½, √2), log m = f − f²/2 + f³ Q(f) for f = m − 1, Q
+#: of degree 8, plus e ln 2 with ln 2 in the same two parts as e^x's; subnormal x scaled by 2^25 first
+_LOG_Q = tuple(np.float32(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
+                                       1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+                                       3.3333331174e-1))
+_SQRT_HALF = np.float32(0.707106781186547524)
+_SUBNORMAL_SCALE, _SUBNORMAL_SHIFT = np.float32(2.0 ** 25), np.float32(25.0)
+_TINY32 = np.float32(np.finfo(np.float32).tiny)
 _ZERO32, _ONE32, _HALF32 = np.float32(0.0), np.float32(1.0), np.float32(0.5)
 _ZERO64, _ONE64, _HALF64 = np.float64(0.0), np.float64(1.0), np.float64(0.5)
 
@@ -139,6 +147,38 @@ def _pow2(typingctx, n):
     return None
 
 
+@intrinsic
+def _frexp32(typingctx, x):
+    """(m, e) with x = m 2^e, m in [½, 1) and e a float32 holding an integer, for a normal positive float32 ``x``:
+    the exponent field read, and replaced by that of ½ (no library call, so a loop of them vectorizes)."""
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        def codegen(context, builder, signature, args):
+            i32, f32 = llvm_ir.IntType(32), llvm_ir.FloatType()
+            bits = builder.bitcast(args[0], i32)
+            exponent = builder.sub(builder.lshr(bits, i32(23)), i32(126))  # the sign bit is 0 for x > 0
+            mantissa = builder.or_(builder.and_(bits, i32(0x007FFFFF)), i32(0x3F000000))
+            pair = (builder.bitcast(mantissa, f32), builder.sitofp(exponent, f32))
+            return context.make_tuple(builder, signature.return_type, pair)
+        return types.UniTuple(types.float32, 2)(x), codegen
+    return None
+
+
+@njit(**INNER)
+def _log32(x):
+    subnormal = x < _TINY32
+    m, e = _frexp32(x * _SUBNORMAL_SCALE if subnormal else x)
+    e = e - _SUBNORMAL_SHIFT if subnormal else e
+    below = m < _SQRT_HALF  # m into [√½, √2): f = m − 1 small on both sides of x = 1
+    f = (m + m if below else m) - _ONE32
+    e = e - _ONE32 if below else e
+    q = _LOG_Q[0]
+    for c in _LOG_Q[1:]:
+        q = muladd(q, f, c)
+    f2 = f * f
+    y = muladd(e, _LN2_LOW, q * f * f2) - _HALF32 * f2
+    return muladd(e, _LN2_HIGH, f + y)
+
+
 @njit(**INNER)
 def _exp32(x):
     x = min(max(x, _EXP_MIN), _EXP_MAX)  # no branch: a loop with several e^x still vectorizes
@@ -153,6 +193,10 @@ def _exp32(x):
 def exp(x):  # pragma: no cover - replaced by the overload inside compiled code
     """e^x in the precision of ``x`` (a polynomial for float32, which vectorizes; libm for float64), for x whose
     e^x is finite."""
+
+
+def log(x):  # pragma: no cover - replaced by the overload inside compiled code
+    """log x in the precision of ``x`` (a polynomial for float32, which vectorizes; libm for float64), for x > 0."""
 
 
 def tanh(x):  # pragma: no cover - replaced by the overload inside compiled code
@@ -194,6 +238,13 @@ def _exp_overload(x):
     if _is32(x):
         return lambda x: _exp32(x)
     return lambda x: np.exp(x)
+
+
+@overload(log, jit_options=JIT)
+def _log_overload(x):
+    if _is32(x):
+        return lambda x: _log32(x)
+    return lambda x: np.log(x)
 
 
 @overload(one, jit_options=JIT)
