@@ -28,8 +28,9 @@ from test_sequence_loop import (  # noqa: E402
 from test_teams import TEAM_CELLS  # noqa: E402
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-#: every cell whose loop splits in a team names its projection: one GEMM, or its layer norm
-PIPELINE_CELLS = sorted(TEAM_CELLS)
+#: every cell whose loop splits in a team names its projection (one GEMM, or its layer norm) but the Mogrifier, whose
+#: projection depends on the state: it runs inside the loop, and nothing can be written ahead of it
+PIPELINE_CELLS = sorted(name for name in TEAM_CELLS if name != "mogrifier")
 
 
 @pytest.fixture

@@ -316,15 +316,15 @@ def test_a_mogrifier_rounds_product_compiles_once_for_the_forwards_assignments_a
 
     @numba.njit
     def assign_then_accumulate(inp, first, second, mids, out):
-        mogrifier.round_product(inp, first, second, 0, mids, 0, inp.shape[0], False, out, False)
-        mogrifier.round_product(inp, first, second, 0, mids, 0, inp.shape[0], False, out, True)
+        mogrifier.round_product(inp, first, second, 0, mids, 0, inp.shape[0], False, out, False, None)
+        mogrifier.round_product(inp, first, second, 0, mids, 0, inp.shape[0], False, out, True, None)
 
     rng = np.random.default_rng(8)
     inp, q = rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=(1, 3, 4)).astype(np.float32)
     out = np.full((2, 4), np.nan, np.float32)
     assign_then_accumulate(inp, blas.loop_weights(q), blas.loop_weights(q), np.empty((0, 0, 0, 0), np.float32), out)
     assert relative_error(out, 2 * (inp @ q[0])) <= TOL[np.float32]
-    assert {signature[-1] for signature in mogrifier._round_product.signatures} == {numba.types.boolean}
+    assert {signature[-2] for signature in mogrifier._round_product.signatures} == {numba.types.boolean}
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm-peephole-projection", "gru-reset-after", "rnn-tanh", "rhn-uncoupled",

@@ -34,6 +34,7 @@ TEAM_CELLS = {
     "rnn-relu": (rnnkit.RNN, {"nonlinearity": "relu"}, {"zoneout": 0.3}),
     "lnlstm": (rnnkit.LayerNormLSTM, {}, {"zoneout": (0.3, 0.2)}),
     "lngru": (rnnkit.LayerNormGRU, {}, {"zoneout": 0.3}),
+    "mogrifier": (rnnkit.MogrifierLSTM, {}, {"zoneout": (0.3, 0.2)}),  # it takes no recurrent dropout or weight drop
 }
 
 
@@ -102,7 +103,8 @@ def test_an_elman_state_detached_at_every_step_equals_the_numpy_oracle_in_a_team
 
 
 @pytest.mark.parametrize(("cls", "options"), [(rnnkit.LSTM, {"proj_size": 16}), (rnnkit.GRU, {"reset_after": False}),
-                                              (rnnkit.IndRNN, {}), (rnnkit.MinGRU, {})])
+                                              (rnnkit.IndRNN, {}), (rnnkit.MinGRU, {}),
+                                              (rnnkit.MogrifierLSTM, {"rank": 4})])
 def test_cells_whose_units_do_not_split_run_as_one_part(cls, options, teams):
     layer = cls(4, 64, rng=0, **options)
     y, _ = layer.forward(np.ones((2, 3, 4), np.float32))

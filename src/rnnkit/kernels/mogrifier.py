@@ -11,18 +11,25 @@ into ``mids`` (the backward's ``first``/``second`` are the matrices of δinput =
 
 from __future__ import annotations
 
-from .blas import matmul_weight, weight_at
+from .blas import matmul_columns, matmul_gate_units, matmul_weight, weight_at
 from .jit import GLUE, INNER, JIT, half, njit, one, sigmoid, unliteral
 from .lstm import lstm_step, lstm_step_backward
 from .sequence_loop import add_bias_rows, copy_rows, sequence_backward, sequence_forward
+from .team import barrier, own_units
 
 
 @njit(**JIT)
 def mogrifier_round(g, gated, out):
     """`MogrifierStep.step`, one round after its GEMM: ``g`` (n, K) holds z on entry and 2σ(z) on exit;
     out = 2σ(z) ⊙ gated."""
-    for b in range(g.shape[0]):
-        gb, xb, ob = g[b], gated[b], out[b]
+    _round_units(g, gated, out, unliteral(0), g.shape[1])
+
+
+@njit(**INNER)
+def _round_units(g, gated, out, lo, hi):
+    """`mogrifier_round` for units [lo, hi) of every row (a part of a team: `rnnkit.kernels.team`)."""
+    for b in range(g.shape[0]):  # each row's units a slice, indexed from 0 (as `sequence_loop.copy_rows`'s)
+        gb, xb, ob = g[b, lo:hi], gated[b, lo:hi], out[b, lo:hi]
         for j in range(gb.shape[0]):
             two_sigma = sigmoid(gb[j]) * (one(gb[j]) + one(gb[j]))
             gb[j] = two_sigma
@@ -40,39 +47,44 @@ def mogrifier_round_backward(g, gated, d_out, dz):
 
 
 @njit(**GLUE)
-def round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
-    """out = inp · M_k (or out += with ``accumulate``) for a round's matrix stack pair (see the module notes). The
-    flag goes on as a variable (`rnnkit.kernels.jit.unliteral`): one compiled product serves the forward's
-    assignments and the backward's sums."""
-    _round_product(inp, first, second, k, mids, t, n, low_rank, out, unliteral(accumulate))
+def round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate, team):
+    """out = inp · M_k (or out += with ``accumulate``) for a round's matrix stack pair (see the module notes), in a
+    team the columns of this part's units (`rnnkit.kernels.blas.matmul_columns`). The flag goes on as a variable
+    (`rnnkit.kernels.jit.unliteral`): one compiled product serves the forward's assignments and the backward's
+    sums."""
+    _round_product(inp, first, second, k, mids, t, n, low_rank, out, unliteral(accumulate), team)
 
 
 @njit(**INNER)
-def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate):
-    if low_rank:
+def _round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate, team):
+    if low_rank:  # never in a team of two parts (`MogrifierStep.team_parts`): both would write the whole middle
         mid = mids[k, t, :n]
         matmul_weight(inp, weight_at(first, k), mid, False)
         matmul_weight(mid, weight_at(second, k), out, accumulate)
     else:
-        matmul_weight(inp, weight_at(first, k), out, accumulate)
+        matmul_columns(inp, weight_at(first, k), out, team, accumulate)
 
 
 @njit(**INNER)
-def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank):
+def _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank, team):
     """Rounds 1..r at step t: x^i = 2σ(h^{i-1} Q_kᵀ) ⊙ x^{i-2} (odd i) and h^i = 2σ(x^{i-1} R_kᵀ) ⊙ h^{i-2} (even i),
     into the histories (`MogrifierStep.allocate`). ``q_stacks``, ``r_stacks``: the (first, second) stacks of Q_kᵀ,
-    R_kᵀ."""
+    R_kᵀ. In a team each part computes its units of each round, then waits at a barrier: the next round's product
+    reads all of them."""
     for i in range(1, rounds + 1):
         if i % 2:
             k = (i - 1) // 2
             g = gq[k, t, :n]
-            round_product(hs[k, t, :n], q_stacks[0], q_stacks[1], k, mq, t, n, low_rank, g, False)
-            mogrifier_round(g, xs[k, t, :n], xs[k + 1, t, :n])
+            round_product(hs[k, t, :n], q_stacks[0], q_stacks[1], k, mq, t, n, low_rank, g, False, team)
+            lo, hi = own_units(g.shape[1], team)
+            _round_units(g, xs[k, t, :n], xs[k + 1, t, :n], lo, hi)
         else:
             k = i // 2 - 1
             g = gr[k, t, :n]
-            round_product(xs[k + 1, t, :n], r_stacks[0], r_stacks[1], k, mr, t, n, low_rank, g, False)
-            mogrifier_round(g, hs[k, t, :n], hs[k + 1, t, :n])
+            round_product(xs[k + 1, t, :n], r_stacks[0], r_stacks[1], k, mr, t, n, low_rank, g, False, team)
+            lo, hi = own_units(g.shape[1], team)
+            _round_units(g, hs[k, t, :n], hs[k + 1, t, :n], lo, hi)
+        barrier(team)
 
 
 @njit(**GLUE)
@@ -81,14 +93,22 @@ def mogrifier_step(params, t, n, read, write, xp, states, team):
     unused): h^0 = h_{t−1} into the hs history, the rounds, a_t = x↑ W_ihᵀ + b (BLAS, into the gate history), then
     the LSTM's step on (a_t, h↑). params = (the LSTM's `lstm_step` params with recurrent_history the last h history,
     rounds, xs, hs, gq, gr, mq, mr (empty without a rank), the (first, second) stacks of Q_kᵀ and of R_kᵀ, low_rank,
-    W_ihᵀ as a `loop_weight` tuple, b = b_ih + b_hh, has_bias, gates (T, B, 4H))."""
+    W_ihᵀ as a `loop_weight` tuple, b = b_ih + b_hh, has_bias, gates (T, B, 4H)). In a team (`rnnkit.kernels.team`;
+    full rank, the forward only: `MogrifierStep.team_units`) each part copies, gates and projects its own units, and
+    waits at a barrier before each product that reads whole rows."""
     lstm, rounds, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank, w_ih_t, bias, has_bias, gates = params
-    copy_rows(states[0][read, :n], hs[0, t, :n], 0, hs.shape[3])
-    _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank)
+    lo, hi = own_units(hs.shape[3], team)
+    copy_rows(states[0][read, :n], hs[0, t, :n], lo, hi)
+    barrier(team)  # the first round reads all of h^0
+    _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank, team)
     a = gates[t, :n]
-    matmul_weight(xs[xs.shape[0] - 1, t, :n], w_ih_t, a, False)  # x↑ W_ihᵀ
+    matmul_gate_units(xs[xs.shape[0] - 1, t, :n], w_ih_t, a, 4, team)  # x↑ W_ihᵀ
     if has_bias:
-        add_bias_rows(a, bias)
+        if team is None:
+            add_bias_rows(a, bias)
+        else:  # this part's units of each gate block (the LSTM's step reads no others)
+            for block in range(0, a.shape[1], hs.shape[3]):
+                add_bias_rows(a[:, block + lo:block + hi], bias[block + lo:block + hi])
     lstm_step(lstm, t, n, read, write, a, states, team)  # its params read h↑ from the last h history
 
 
@@ -108,12 +128,12 @@ def mogrifier_step_backward(params, t, n, read, write, dstate, states, dxp, team
             k = (i - 1) // 2
             dz = dzq[k, t, :n]
             mogrifier_round_backward(gq[k, t, :n], xs[k, t, :n], dx, dz)
-            round_product(dz, q_stacks[0], q_stacks[1], k, dmq, t, n, low_rank, dh, True)
+            round_product(dz, q_stacks[0], q_stacks[1], k, dmq, t, n, low_rank, dh, True, team)
         else:  # δz → δx^{i-1} through R_k
             k = i // 2 - 1
             dz = dzr[k, t, :n]
             mogrifier_round_backward(gr[k, t, :n], hs[k, t, :n], dh, dz)
-            round_product(dz, r_stacks[0], r_stacks[1], k, dmr, t, n, low_rank, dx, True)
+            round_product(dz, r_stacks[0], r_stacks[1], k, dmr, t, n, low_rank, dx, True, team)
 
 
 @njit(**JIT)

@@ -103,6 +103,13 @@ class MogrifierStep(LSTMStep):
     # -- the whole loop in one compiled call --------------------------------------------------------------------
     whole_sequence = True
     forward_only = (*LSTMStep.forward_only, "w_ih_t", "gates_in")
+    #: the forward splits each round's columns between the cores, a barrier after each round (every product of a
+    #: step reads whole rows: `rnnkit.kernels.mogrifier.mogrifier_step`); the backward runs on one core
+    team_units = ("forward",)
+
+    def team_parts(self, batch, loop):
+        """One part with a rank (both parts would write the round's whole middle), else the LSTM's policy."""
+        return 1 if self.rank is not None else super().team_parts(batch, loop)
 
     def sequence_forward(self, ws, xp, states, counts, reverse, zoneout, ahead=None):
         """The compiled loop (`rnnkit.kernels.mogrifier`), with x^{-1} = x (``xp``: the projection is the identity)
