@@ -1,8 +1,8 @@
-"""One recurrence on both cores (`rnnkit.kernels.team`): the units of an LSTM, GRU or RNN layer split between two
-parts, each a compiled loop, with a barrier each step. Forced on for every shape here (``use_teams("always")``):
-the team's outputs and every gradient equal the NumPy per-step oracle — uneven shares, ragged, reversed, with an
-initial state, peepholes, recurrent dropout, weight drop and zoneout, float32 and float64 — and the policy of
-`team_size` splits only what it should."""
+"""One recurrence on both cores (`rnnkit.kernels.team`): the units of an LSTM, GRU, RNN, layer-normalised or Mogrifier
+layer split between two parts, each a compiled loop, with a barrier each step (the Mogrifier's after each round too).
+Forced on for every shape here (``use_teams("always")``): the team's outputs and every gradient equal the NumPy
+per-step oracle — uneven shares, ragged, reversed, with an initial state, peepholes, recurrent dropout, weight drop
+and zoneout, float32 and float64 — and the policy of `team_size` splits only what it should."""
 
 
 import numpy as np
@@ -92,6 +92,18 @@ def test_a_team_equals_the_numpy_oracle_under_recurrent_dropout_weight_drop_and_
     worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths), name, dtype)
     assert worst <= TOL[dtype], f"{name}: the team differs from NumPy by {worst:.2e}"
     assert len(teams) == len(cls.cell_class.team_units)
+
+
+@pytest.mark.parametrize("rounds", [0, 1, 4])
+def test_a_mogrifier_team_splits_its_input_rounds_too_and_equals_the_numpy_oracle(rounds, teams):
+    """An input as wide as the state (48: shares 32 and 16), so that both parts compute columns of the rounds that
+    gate x as well as of those that gate h; no round (the LSTM), one (the last gates x) and four (the last gates h)."""
+    layer = rnnkit.MogrifierLSTM(48, 48, rounds=rounds, bidirectional=True, dtype=np.float64, rng=0)
+    rng = np.random.default_rng(4)
+    x, lengths, state0 = rng.normal(size=(4, 6, 48)), np.array([6, 2, 5, 6]), initial_state(layer, 4, rng, np.float64)
+    worst = oracle_and_team(lambda: outputs_and_grads(layer, x, lengths, state0), "mogrifier", np.float64)
+    assert worst <= TOL[np.float64], f"rounds={rounds}: the team differs from NumPy by {worst:.2e}"
+    assert len(teams) == 2  # each direction's forward; the backward runs on one core
 
 
 def test_an_elman_state_detached_at_every_step_equals_the_numpy_oracle_in_a_team(teams):

@@ -48,10 +48,10 @@ def mogrifier_round_backward(g, gated, d_out, dz):
 
 @njit(**GLUE)
 def round_product(inp, first, second, k, mids, t, n, low_rank, out, accumulate, team):
-    """out = inp · M_k (or out += with ``accumulate``) for a round's matrix stack pair (see the module notes), in a
-    team the columns of this part's units (`rnnkit.kernels.blas.matmul_columns`). The flag goes on as a variable
-    (`rnnkit.kernels.jit.unliteral`): one compiled product serves the forward's assignments and the backward's
-    sums."""
+    """out = inp · M_k (or out += with ``accumulate``) for a round's matrix stack pair (see the module notes), at full
+    rank in a team the columns of this part's units (`rnnkit.kernels.blas.matmul_columns`). The flag goes on as a
+    variable (`rnnkit.kernels.jit.unliteral`): one compiled product serves the forward's assignments and the
+    backward's sums."""
     _round_product(inp, first, second, k, mids, t, n, low_rank, out, unliteral(accumulate), team)
 
 
@@ -106,10 +106,22 @@ def mogrifier_step(params, t, n, read, write, xp, states, team):
     if has_bias:
         if team is None:
             add_bias_rows(a, bias)
-        else:  # this part's units of each gate block (the LSTM's step reads no others)
-            for block in range(0, a.shape[1], hs.shape[3]):
-                add_bias_rows(a[:, block + lo:block + hi], bias[block + lo:block + hi])
+        else:  # this part's units of each gate block (the LSTM's step reads no others), as matmul_gate_units's
+            hidden = a.shape[1] // 4
+            units = own_units(hidden, team)
+            _add_bias_units(a, bias, hidden, units[0], units[1])
     lstm_step(lstm, t, n, read, write, a, states, team)  # its params read h↑ from the last h history
+
+
+@njit(**INNER)
+def _add_bias_units(a, bias, hidden, lo, hi):
+    """a[b, g·H + j] += bias[g·H + j] for units j in [lo, hi) of each gate block g of every row (H = ``hidden``),
+    each block's units a slice of the row, as `sequence_loop.copy_rows`'s."""
+    for b in range(a.shape[0]):
+        for block in range(0, a.shape[1], hidden):
+            row, add = a[b, block + lo:block + hi], bias[block + lo:block + hi]
+            for j in range(row.shape[0]):
+                row[j] += add[j]
 
 
 @njit(**GLUE)
@@ -118,7 +130,8 @@ def mogrifier_step_backward(params, t, n, read, write, dstate, states, dxp, team
     δh, δc_{t−1}), δx↑ = δa W_ih (BLAS, into the δx history), then rounds r..1: δz = δout ⊙ gated ⊙ g(1 − g/2),
     δgated = δout ⊙ g, δinput += δz M_k (BLAS), for each round i its matrix M_k. params = (the LSTM's
     `lstm_step_backward` params, rounds, xs, hs, gq, gr, dzq, dzr, dmq, dmr, the (first, second) stacks of Q_k and
-    of R_k (U_k, V_k low rank), low_rank, W_ih as a `loop_weight` tuple, dx (T, B, I))."""
+    of R_k (U_k, V_k low rank), low_rank, W_ih as a `loop_weight` tuple, dx (T, B, I)). Never a team of two parts
+    (`MogrifierStep.team_units`: the forward only): the rounds' products take whole rows."""
     lstm, rounds, xs, hs, gq, gr, dzq, dzr, dmq, dmr, q_stacks, r_stacks, low_rank, w_ih, dx_history = params
     lstm_step_backward(lstm, t, n, read, write, dstate, states, dxp, team)
     dx, dh = dx_history[t, :n], dstate[0][:n]
@@ -128,12 +141,12 @@ def mogrifier_step_backward(params, t, n, read, write, dstate, states, dxp, team
             k = (i - 1) // 2
             dz = dzq[k, t, :n]
             mogrifier_round_backward(gq[k, t, :n], xs[k, t, :n], dx, dz)
-            round_product(dz, q_stacks[0], q_stacks[1], k, dmq, t, n, low_rank, dh, True, team)
+            round_product(dz, q_stacks[0], q_stacks[1], k, dmq, t, n, low_rank, dh, True, None)
         else:  # δz → δx^{i-1} through R_k
             k = i // 2 - 1
             dz = dzr[k, t, :n]
             mogrifier_round_backward(gr[k, t, :n], hs[k, t, :n], dh, dz)
-            round_product(dz, r_stacks[0], r_stacks[1], k, dmr, t, n, low_rank, dx, True, team)
+            round_product(dz, r_stacks[0], r_stacks[1], k, dmr, t, n, low_rank, dx, True, None)
 
 
 @njit(**JIT)
