@@ -14,7 +14,7 @@ from __future__ import annotations
 from .blas import matmul_columns, matmul_gate_units, matmul_weight, weight_at
 from .jit import GLUE, INNER, JIT, half, njit, one, sigmoid, unliteral
 from .lstm import lstm_step, lstm_step_backward
-from .sequence_loop import add_bias_rows, copy_rows, sequence_backward, sequence_forward
+from .sequence_loop import copy_rows, sequence_backward, sequence_forward
 from .team import barrier, own_units
 
 
@@ -103,20 +103,17 @@ def mogrifier_step(params, t, n, read, write, xp, states, team):
     _rounds_forward(rounds, t, n, xs, hs, gq, gr, mq, mr, q_stacks, r_stacks, low_rank, team)
     a = gates[t, :n]
     matmul_gate_units(xs[xs.shape[0] - 1, t, :n], w_ih_t, a, 4, team)  # x↑ W_ihᵀ
-    if has_bias:
-        if team is None:
-            add_bias_rows(a, bias)
-        else:  # this part's units of each gate block (the LSTM's step reads no others), as matmul_gate_units's
-            hidden = a.shape[1] // 4
-            units = own_units(hidden, team)
-            _add_bias_units(a, bias, hidden, units[0], units[1])
+    if has_bias:  # this part's units of each gate block (the LSTM's step reads no others), as matmul_gate_units's
+        hidden = a.shape[1] // 4
+        unit_lo, unit_hi = own_units(hidden, team)
+        _add_bias_units(a, bias, hidden, unit_lo, unit_hi)
     lstm_step(lstm, t, n, read, write, a, states, team)  # its params read h↑ from the last h history
 
 
 @njit(**INNER)
 def _add_bias_units(a, bias, hidden, lo, hi):
-    """a[b, g·H + j] += bias[g·H + j] for units j in [lo, hi) of each gate block g of every row (H = ``hidden``),
-    each block's units a slice of the row, as `sequence_loop.copy_rows`'s."""
+    """a[b, g·H + j] += bias[g·H + j] for units j in [lo, hi) of each gate block g of every row (H = ``hidden``; all
+    of them in the plain loop), each block's units a slice of the row, as `sequence_loop.copy_rows`'s."""
     for b in range(a.shape[0]):
         for block in range(0, a.shape[1], hidden):
             row, add = a[b, block + lo:block + hi], bias[block + lo:block + hi]
