@@ -83,7 +83,7 @@ def test_a_product_in_column_blocks_equals_numpy_for_every_shape_in_and_out_of_t
         pytest.skip("the loop's products run on panels here (tests/test_panels.py)")
     rng = np.random.default_rng(m + k + n)
     a, w = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
-    blocks = (w, np.empty(0, np.uint8), True, np.empty((0, 0, 0), dtype))  # no panels: the BLAS in blocks
+    blocks = (w, np.empty(0, np.uint8), True, np.empty((0, 0, 0), dtype), np.empty((0, 0), np.uint8))  # BLAS blocks
     tol = 1e-5 if dtype == np.float32 else 1e-13
     for accumulate in (False, True):
         out = rng.standard_normal((m, n)).astype(dtype)
@@ -170,3 +170,36 @@ def test_rnnkit_info_names_mkl_as_the_compiled_loops_blas_when_chosen():
                             env={**os.environ, "RNNKIT_BLAS": "mkl"})
     assert result.returncode == 0, result.stderr
     assert "(the compiled loop's gemm, packed weights)" in result.stdout
+
+
+@pytest.mark.skipif(blas.BACKEND != "mkl", reason="the loop's products are not MKL's in this process")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("blocks", "hidden"), [(4, 256), (3, 48), (1, 40), (4, 20), (2, 16)])
+def test_with_mkl_a_team_weight_packs_each_parts_columns_and_every_product_from_them_equals_numpy(blocks, hidden,
+                                                                                                 dtype):
+    """``loop_weight(W, blocks)`` holds no whole packed copy but each part's units of every block packed on their
+    own (16-unit multiples: 16 and 4 units at H = 20, 16 and none at H = 16); each part's products in a
+    team and the whole product from the shares (a team whose parts ran one after the other) equal NumPy's, and a
+    weight packed for another number of blocks is refused."""
+    from rnnkit.kernels.jit import njit
+
+    @njit(cache=False)
+    def part_product(a, weight, out, blocks, part):
+        if blocks == 1:
+            blas.matmul_columns(a, weight, out, (part, 2), False)
+        else:
+            blas.matmul_gate_units(a, weight, out, blocks, (part, 2))
+
+    rng = np.random.default_rng(blocks * hidden)
+    a, w = rng.standard_normal((9, 37)).astype(dtype), rng.standard_normal((37, blocks * hidden)).astype(dtype)
+    weight = blas.loop_weight(w, blocks)
+    assert weight[1].size == 0 and weight[4].shape[0] == 2 * blocks
+    expected, tol = a @ w, (1e-5 if dtype == np.float32 else 1e-13) * np.abs(a @ w).max()
+    whole = rng.standard_normal(expected.shape).astype(dtype)
+    blas.matmul_weight(a, weight, whole, False)
+    parts = np.full_like(expected, np.nan)
+    for part in (0, 1):
+        part_product(a, weight, parts, blocks, part)
+    assert np.abs(whole - expected).max() <= tol and np.abs(parts - expected).max() <= tol
+    with pytest.raises(ValueError, match="another number of blocks"):
+        part_product(a, weight, parts, 2 if blocks == 1 else 1, 0)

@@ -11,6 +11,9 @@ pytest.importorskip("numba", reason="numba is not installed: the compiled kernel
 from rnnkit.kernels import blas, panels  # noqa: E402 - after the skip for the kernels
 
 TOL = {np.float32: 1e-5, np.float64: 1e-13}
+#: the panels' product is compiled into the kernels only on their route (`rnnkit.kernels.backend.PRODUCTS`)
+on_the_panels_route = pytest.mark.skipif(not blas.PANELS, reason="the loop's products are not on panels here: MKL's "
+                                         "backend, a processor without AVX-512 or RNNKIT_PRODUCTS=blas")
 
 
 def worst(got, expected) -> float:
@@ -30,6 +33,7 @@ def test_pack_lays_each_panels_rows_out_contiguously_and_pads_the_last_with_zero
         assert not packed[p, :, columns.shape[1]:].any()
 
 
+@on_the_panels_route
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_products_on_panels_equal_numpy_for_every_tile_and_remainder(dtype):
     """Rows 1 – 17 take the 8-row tiles and the 4-, 2- and 1-row tiles for the rest; columns a whole number of
@@ -48,6 +52,7 @@ def test_products_on_panels_equal_numpy_for_every_tile_and_remainder(dtype):
                     assert worst(out, expected) <= TOL[dtype], (m, k, n, accumulate)
 
 
+@on_the_panels_route
 def test_a_range_of_panels_writes_its_columns_only_and_reads_strided_rows():
     rng = np.random.default_rng(4)
     a = rng.standard_normal((6, 40)).astype(np.float32)[::2]  # rows with a stride of two rows
@@ -72,6 +77,7 @@ def test_a_loop_weights_product_runs_on_its_panels_where_the_processor_has_them(
     assert worst(out, a @ w) <= TOL[dtype]
 
 
+@on_the_panels_route
 @pytest.mark.parametrize(("lo", "hi"), [(0, 128), (128, 256), (96, 160), (48, 112), (224, 250)])
 def test_a_team_share_writes_its_columns_on_panels_or_on_the_blas(lo, hi):
     """Shares starting a panel run on the panels (the last may end the matrix in a narrower panel); the others on
@@ -80,7 +86,7 @@ def test_a_team_share_writes_its_columns_on_panels_or_on_the_blas(lo, hi):
     a, w = rng.standard_normal((16, 64)).astype(np.float32), rng.standard_normal((64, 250)).astype(np.float32)
     weight = blas.loop_weight(w)
     out = np.full((16, 250), np.nan, np.float32)
-    blas._share_columns(a, weight, out, lo, hi, False)
+    blas._share_columns(a, weight, out, lo, hi, False, -1)  # -1: the weight has no shares packed for a team
     assert worst(out[:, lo:hi], a @ w[:, lo:hi]) <= TOL[np.float32]
     assert np.isnan(np.delete(out, np.s_[lo:hi], axis=1)).all()
 
@@ -89,6 +95,6 @@ def test_on_the_panels_route_a_weight_without_its_panels_is_refused_not_left_unw
     if not blas.PANELS:
         pytest.skip("the loop's products are the BLAS's here")
     w = np.ones((4, 8), np.float32)
-    without = (w, np.empty(0, np.uint8), False, np.empty((0, 0, 0), np.float32))
+    without = (w, np.empty(0, np.uint8), False, np.empty((0, 0, 0), np.float32), np.empty((0, 0), np.uint8))
     with pytest.raises(ValueError, match="without its panels"):
         blas.matmul_weight(np.ones((2, 4), np.float32), without, np.empty((2, 8), np.float32), False)

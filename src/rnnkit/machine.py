@@ -297,13 +297,17 @@ def describe_teams() -> str:
     if choice != "auto":
         return f"{choice} (RNNKIT_TEAMS={choice})"
     panels, small = blas.panels_apply("float32"), blas.small_kernels("float32")
-    if not panels and not small:
-        return "no (they need the products on panels or OpenBLAS's small-matrix kernels, both on AVX-512 machines)"
+    shares = blas.packs_shares("float32")
+    if not panels and not small and not shares:
+        return ("no (they need the products on panels or OpenBLAS's small-matrix kernels, both on AVX-512 machines, "
+                "or on MKL)")
     if not blas_spin_bounded():
         return f"no (OpenBLAS's idle threads may spin longer than 2^22 cycles: {_unbounded_spin_advice()})"
     low, high = parallel.TEAM_WORK
-    shapes = f"float32 and float64 shapes of {low:,} multiply-adds a core a step and more" if panels else (
+    shapes = f"float32 and float64 shapes of {low:,} multiply-adds a core a step and more" if panels or shares else (
         f"float32 shapes of {low:,}-{high:,} multiply-adds a core a step")
+    if shares:
+        shapes += ", each core multiplying by its own columns of the weight, packed by MKL, on one MKL thread"
     return f"{shapes} (OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}; RNNKIT_TEAMS=never " \
            "turns them off)"
 

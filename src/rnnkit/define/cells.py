@@ -24,6 +24,7 @@ from ..module import Parameter, as_rng
 from ..recurrent.catalog import CellEntry
 from ..recurrent.cell import GatedCell, Workspace, per_step, transposed
 from ..recurrent.layer import RecurrentLayer
+from ..recurrent.products import matmul
 from .parse import Definition
 
 #: a definition for the catalogue's checks of every cell (the gradcheck suite): an LSTM with peepholes
@@ -60,7 +61,7 @@ class DefinedCell(GatedCell):
         return (self.hidden_size,) * len(self.state_names)
 
     def project(self, x, ws=None):
-        xp = x @ transposed(self.weight_ih.data)
+        xp = matmul(x, transposed(self.weight_ih.data))
         if self.bias:
             xp += self.bias_ih.data
             if self.bias_hh is not None:
@@ -118,7 +119,7 @@ class DefinedCell(GatedCell):
 
     def accumulate(self, ws, x, dxp, prev, new):
         p = self.derivation.parsed
-        self.weight_ih.grad += dxp.T @ x
+        matmul(dxp.T, x, out=self.weight_ih.grad, accumulate=True)
         dq = dxp if ws.dq is None else ws.dq.reshape(dxp.shape)
         if p.recurrent:
             self.weight_hh.grad += dq.T @ prev[self.recurrent_index]
@@ -130,7 +131,7 @@ class DefinedCell(GatedCell):
             sums = ws.dparams.reshape(-1, len(p.params), self.hidden_size).sum(axis=0)
             for q, s in zip(p.params, sums):
                 getattr(self, q).grad += s
-        return dxp @ self.weight_ih.data
+        return matmul(dxp, self.weight_ih.data)
 
 
 @lru_cache(maxsize=64)

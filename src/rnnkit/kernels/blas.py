@@ -227,19 +227,38 @@ def small_kernels(dtype) -> bool:
             and _numpy_openblas().get("architecture") in SMALL_KERNEL_CORES)
 
 
-def loop_weight(matrix: np.ndarray) -> tuple:
+def packs_shares(dtype) -> bool:
+    """Whether a team's parts multiply by their own columns of each weight, packed by MKL on their own
+    (`loop_weight`'s shares): the MKL backend, float32 or float64."""
+    return BACKEND == "mkl" and np.dtype(dtype) in (np.float32, np.float64)
+
+
+def loop_weight(matrix: np.ndarray, team_blocks: int = 0) -> tuple:
     """A weight for the products of a compiled loop, out = a · ``matrix``: (``matrix``, its MKL-packed copy, small,
-    its panels). With the MKL backend: (``matrix``, MKL's packed copy, False, no panels); on OpenBLAS where the
-    processor runs `rnnkit.kernels.panels`: (``matrix``, no packed copy, False, its panels); else (``matrix``, no
-    packed copy, `small_kernels`, no panels). Packed once per call of the loop, used by every step
-    (`matmul_weight`): weight 0 of the `loop_weights` of the stack of ``matrix`` alone."""
-    _, packed, small, panels = loop_weights(matrix[np.newaxis])
-    return matrix, packed[0], small, panels[0]
+    its panels, its team's shares). With the MKL backend: (``matrix``, MKL's packed copy, False, no panels, no
+    shares), or, for a loop that runs as a team (``team_blocks`` > 0: the blocks of units its columns hold, see
+    `team_share_columns`), no packed copy but each part's columns packed on their own (`rnnkit.kernels.mkl`); on
+    OpenBLAS where the processor runs `rnnkit.kernels.panels`: (``matrix``, no packed copy, False, its panels, no
+    shares); else (``matrix``, no packed copy, `small_kernels`, no panels, no shares). Packed once per call of the
+    loop, used by every step (`matmul_weight`, `matmul_columns`, `matmul_gate_units`): weight 0 of the
+    `loop_weights` of the stack of ``matrix`` alone."""
+    _, packed, small, panels, shares = loop_weights(matrix[np.newaxis], team_blocks)
+    return matrix, packed[0], small, panels[0], shares[0]
 
 
 def panels_weight(matrix: np.ndarray, panels: np.ndarray) -> tuple:
     """`loop_weight` of ``matrix`` on the panels route (`panels_apply`) with its ``panels`` packed by the caller."""
-    return matrix, np.empty(0, np.uint8), False, panels
+    return matrix, np.empty(0, np.uint8), False, panels, np.empty((0, 0), np.uint8)
+
+
+def team_share_columns(columns: int, blocks: int) -> list[tuple[int, int]]:
+    """The columns [c0, c1) of share s = part · ``blocks`` + block of a product whose ``columns`` are ``blocks``
+    blocks of units (the LSTM's recurrent product: 4, one per gate) split between a team's two parts as
+    `rnnkit.kernels.team.own_units` splits them: part p computes its units of every block."""
+    hidden = columns // blocks
+    units = getattr(own_units, "py_func", own_units)  # the same arithmetic as the compiled parts'
+    return [(g * hidden + lo, g * hidden + hi) for part in range(2) for lo, hi in [units(hidden, (part, 2))]
+            for g in range(blocks)]
 
 
 def panels_apply(dtype) -> bool:
@@ -253,43 +272,66 @@ def _packs(matrix: np.ndarray) -> bool:
     return BACKEND == "mkl" and matrix.size > 0 and matrix.strides[1] == matrix.itemsize
 
 
-def loop_weights(matrices: np.ndarray) -> tuple:
+def loop_weights(matrices: np.ndarray, team_blocks: int = 0) -> tuple:
     """`loop_weight` for a stack of weights of one shape, ``matrices`` (L, k, n) (an RHN's L micro-cells): (the
-    stack, their MKL-packed copies (L, P), each packed in its own row — (L, 0) without MKL —, small, their panels
-    (L, P, k, width) — (L, 0, 0, 0) without —); `weight_at` takes weight l out of it. One array per part instead of
-    a tuple of L weights: numba would compile the loop again for every L."""
-    no_packed, no_panels = np.empty((len(matrices), 0), np.uint8), np.empty((len(matrices), 0, 0, 0), matrices.dtype)
-    if len(matrices) and panels_apply(matrices.dtype):
-        return matrices, no_packed, False, _panels.pack_stack(matrices)
-    if not len(matrices) or not _packs(matrices[0]):
-        return matrices, no_packed, small_kernels(matrices.dtype), no_panels
+    stack, their MKL-packed copies (L, P), each packed in its own row — (L, 0) without MKL or with shares —, small,
+    their panels (L, P, k, width) — (L, 0, 0, 0) without —, their team's shares (L, S, P) — (L, 0, 0) without);
+    `weight_at` takes weight l out of it. One array per part instead of a tuple of L weights: numba would compile
+    the loop again for every L."""
+    count = len(matrices)
+    no_packed, no_panels = np.empty((count, 0), np.uint8), np.empty((count, 0, 0, 0), matrices.dtype)
+    no_shares = np.empty((count, 0, 0), np.uint8)
+    if count and panels_apply(matrices.dtype):
+        return matrices, no_packed, False, _panels.pack_stack(matrices), no_shares
+    if not count or not _packs(matrices[0]):
+        return matrices, no_packed, small_kernels(matrices.dtype), no_panels, no_shares
     from . import mkl
 
-    packed = np.empty((len(matrices), mkl.packed_size(matrices[0])), np.uint8)
+    if team_blocks and matrices.shape[2] % team_blocks == 0:
+        return matrices, no_packed, False, no_panels, _pack_shares(matrices, team_blocks)
+    packed = mkl.buffer((count, mkl.packed_size(matrices[0])))
     for matrix, row in zip(matrices, packed):
         mkl.pack(matrix, row)  # in place: a packed copy moved elsewhere is not valid (`mkl.pack`)
-    return matrices, packed, False, no_panels
+    return matrices, packed, False, no_panels, no_shares
+
+
+def _pack_shares(matrices: np.ndarray, blocks: int) -> np.ndarray:
+    """Each part's columns of each of ``matrices`` (L, k, n) packed by MKL on their own, (L, 2 · ``blocks``, P):
+    row s holds share s of `team_share_columns` (an empty share's row stays unused). A part's products read only
+    its own packed columns, on its own core, with one MKL thread each (`rnnkit.kernels.parallel.team`)."""
+    from . import mkl
+
+    columns = team_share_columns(matrices.shape[2], blocks)
+    size = max(mkl.packed_size(matrices[0][:, c0:c1]) for c0, c1 in columns if c1 > c0)
+    shares = mkl.buffer((len(matrices), len(columns), size))
+    for matrix, rows in zip(matrices, shares):
+        for (c0, c1), row in zip(columns, rows):
+            if c1 > c0:
+                mkl.pack(matrix[:, c0:c1], row)
+    return shares
 
 
 @njit(**GLUE)
 def weight_at(weights, index):
     """Weight ``index`` of a `loop_weights` stack, as `matmul_weight` takes it."""
-    matrices, packed, small, panels = weights
-    return matrices[index], packed[index], small, panels[index]
+    matrices, packed, small, panels, shares = weights
+    return matrices[index], packed[index], small, panels[index], shares[index]
 
 
 @njit(**GLUE)
 def matmul_weight(a, weight, out, accumulate):
-    """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed, small, panels) from
-    `loop_weight`: on the panels where there are some (`rnnkit.kernels.panels`), on the packed copy where there is
-    one (MKL), else `matmul_into`, in blocks of `SMALL_COLUMNS` columns where ``small`` and the shape is one that
-    runs faster so (`SMALL_KERNEL_CORES`). The flag goes on as a variable, as in `matmul_into`."""
+    """out = a @ matrix (or out += with ``accumulate``) for ``weight`` = (matrix, packed, small, panels, shares)
+    from `loop_weight`: on the panels where there are some (`rnnkit.kernels.panels`), on the packed copy where there
+    is one (MKL), from every share where the weight was packed for a team (MKL: a team whose parts run one after
+    the other, where the cores were not free), else `matmul_into`, in blocks of `SMALL_COLUMNS` columns where
+    ``small`` and the shape is one that runs faster so (`SMALL_KERNEL_CORES`). The flag goes on as a variable, as in
+    `matmul_into`."""
     _matmul_weight(a, weight, out, unliteral(accumulate))
 
 
 @njit(**INNER)
 def _matmul_weight(a, weight, out, accumulate):
-    matrix, packed, small, panels = weight
+    matrix, packed, small, panels, shares = weight
     m, k, n = a.shape[0], matrix.shape[0], matrix.shape[1]
     if n == 0 or m == 0:
         return
@@ -301,14 +343,30 @@ def _matmul_weight(a, weight, out, accumulate):
         elif not accumulate:
             out[:] = 0
         return
+    if shares.shape[0] > 0 and k > 0:
+        blocks = shares.shape[0] // 2
+        hidden = n // blocks
+        for s in range(shares.shape[0]):  # share s = part · blocks + block (`team_share_columns`)
+            lo, hi = own_units(hidden, (s // blocks, 2))
+            start = (s % blocks) * hidden
+            if hi > lo:
+                _packed_product(a, shares[s], k, out[:, start + lo:start + hi], accumulate)
+        return
     if packed.size == 0 or k == 0:
         blocked = small and 0 < m <= SMALL_ROWS and k <= SMALL_DEPTH and m * k * n > SMALL_MNK
         width = SMALL_COLUMNS if blocked else n
         for j in range(0, n, width):  # the whole product is one block: one compiled matmul_into for both
             matmul_into(a, matrix[:, j:j + width], out[:, j:j + width], accumulate)
         return
+    _packed_product(a, packed, k, out, accumulate)
+
+
+@njit(**INNER)
+def _packed_product(a, packed, k, out, accumulate):
+    """out = a @ W (or out += with ``accumulate``), W (k, n = out's columns) packed by MKL into ``packed``
+    (`rnnkit.kernels.mkl.pack`); out may be a block of columns of a wider array."""
     sizes = np.empty(5, np.int64)  # n, m, k, lda, ldc: the column-major problem Cᵀ = P Aᵀ, P = the packed Bᵀ
-    sizes[0], sizes[1], sizes[2], sizes[3], sizes[4] = n, m, k, _leading(a), _leading(out)
+    sizes[0], sizes[1], sizes[2], sizes[3], sizes[4] = out.shape[1], a.shape[0], k, _leading(a), _leading(out)
     scalars = np.empty(1, a.dtype)  # β
     scalars[0] = 1 if accumulate else 0
     transpose = np.empty(2, np.uint8)
@@ -326,11 +384,11 @@ TEAM_COLUMNS = (128, 64, 32)
 @njit(**GLUE)
 def matmul_columns(a, weight, out, team, accumulate):
     """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small,
-    panels) from `loop_weight` and [lo, hi) the units of ``team``'s part (`rnnkit.kernels.team.own_units`): one
-    part's share of a product in a team, on its panels where there are some and [lo, hi) is whole panels (hi may
-    be the matrix's last column), else from the matrix itself (MKL's packed copy holds all the columns; the automatic
-    policy splits no loop on MKL), in column blocks that take OpenBLAS's small-matrix route where ``small``, else
-    whole. The plain loop (``team`` None, or a share of all the columns): `matmul_weight`."""
+    panels, shares) from `loop_weight` and [lo, hi) the units of ``team``'s part (`rnnkit.kernels.team.own_units`):
+    one part's share of a product in a team, on its panels where there are some and [lo, hi) is whole panels (hi
+    may be the matrix's last column), on its own packed columns where the weight was packed for a team of one block
+    (MKL), else from the matrix itself, in column blocks that take OpenBLAS's small-matrix route where ``small``,
+    else whole. The plain loop (``team`` None, or a share of all the columns): `matmul_weight`."""
     if team is None:
         matmul_weight(a, weight, out, accumulate)
         return
@@ -339,14 +397,28 @@ def matmul_columns(a, weight, out, team, accumulate):
     if lo == 0 and hi == matrix.shape[1]:
         matmul_weight(a, weight, out, accumulate)
         return
-    _share_columns(a, weight, out, lo, hi, accumulate)
+    _share_columns(a, weight, out, lo, hi, accumulate, _share_row(weight[4], 1, team[0], 0))
 
 
 @njit(**GLUE)
-def _share_columns(a, weight, out, lo, hi, accumulate):
+def _share_row(shares, blocks, part, block):
+    """The row of a weight's ``shares`` that holds ``part``'s units of ``block`` of ``blocks`` (`team_share_columns`);
+    -1 where the weight has none. Shares packed for another number of blocks raise: their columns are not the
+    part's."""
+    if shares.shape[0] == 0:
+        return -1
+    if shares.shape[0] != 2 * blocks:
+        raise ValueError("matmul_columns / matmul_gate_units: a weight packed for a team of another number of blocks "
+                         "(blas.loop_weight's team_blocks)")
+    return part * blocks + block
+
+
+@njit(**GLUE)
+def _share_columns(a, weight, out, lo, hi, accumulate, share):
     """out[:, lo:hi] = a @ matrix[:, lo:hi] (or +=) for a `loop_weight`: on its panels where there are some, lo is
-    a panel's first column and hi one too or the last column (no panel crosses into another part's columns); else
-    in the widest of `TEAM_COLUMNS` that takes OpenBLAS's small-matrix route where ``small``, else in one product."""
+    a panel's first column and hi one too or the last column (no panel crosses into another part's columns); on
+    row ``share`` of its shares where it is one (≥ 0: MKL, those columns packed on their own); else in the widest of
+    `TEAM_COLUMNS` that takes OpenBLAS's small-matrix route where ``small``, else in one product."""
     matrix, small, panels = weight[0], weight[2], weight[3]
     m, k = a.shape[0], matrix.shape[0]
     if PANELS and panels.size > 0 and m > 0 and k > 0:  # PANELS a constant: no panels' call compiled in elsewhere
@@ -354,6 +426,10 @@ def _share_columns(a, weight, out, lo, hi, accumulate):
         if lo % w == 0 and (hi % w == 0 or hi == matrix.shape[1]):
             panel_product(a, panels, out, lo // w, (hi + w - 1) // w, accumulate)
             return
+    if share >= 0 and m > 0 and k > 0:
+        if hi > lo:
+            _packed_product(a, weight[4][share], k, out[:, lo:hi], accumulate)
+        return
     width = hi - lo
     if small:
         for candidate in TEAM_COLUMNS:
@@ -379,4 +455,5 @@ def matmul_gate_units(a, weight, out, gates, team):
         matmul_weight(a, weight, out, False)
         return
     for g in range(gates):  # never all the columns of a block here, so each takes the team's blocks
-        _share_columns(a, weight, out, g * hidden + lo, g * hidden + hi, False)
+        share = _share_row(weight[4], gates, team[0], g)
+        _share_columns(a, weight, out, g * hidden + lo, g * hidden + hi, False, share)

@@ -145,12 +145,29 @@ def at_once(first, second):
 def _concurrently(first, second, threads: int | None):
     """(first(), second()): first in the caller, second in the worker thread, every BLAS library limited to
     ``threads`` meanwhile (None: not limited); first's error is raised before second's."""
-    other = _OtherCore(second, threads)
+    other = _OtherCore(_on_threads(second, threads), threads)
     try:
-        a = first()
+        a = _on_threads(first, threads)()
     finally:
         second_done = other.join(raise_error=False)
     return a, second_done.result()
+
+
+def _on_threads(job, threads: int | None):
+    """job, which with the MKL backend makes its products on ``threads`` MKL threads in whichever thread runs it
+    (`rnnkit.kernels.mkl.local_threads`: MKL's global limit, which `_OtherCore` sets, did not hold for two threads'
+    products at once); job itself otherwise."""
+    from .backend import BACKEND
+
+    if threads is None or BACKEND != "mkl":
+        return job
+
+    def limited():
+        from .mkl import local_threads
+
+        with local_threads(threads):
+            return job()
+    return limited
 
 
 class _OtherCore:
@@ -220,7 +237,7 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     share of the product of at least `TEAM_WORK`'s lower end, or
     float32 on OpenBLAS's small-matrix kernels with a share in `TEAM_WORK` (the measurements are there).
     Whether the cores are free is `team`'s to check."""
-    from .blas import panels_apply, small_kernels
+    from .blas import packs_shares, panels_apply, small_kernels
     from .panels import width
     from .team import UNIT_ALIGN
 
@@ -234,6 +251,8 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     if units % (2 * UNIT_ALIGN) or work < TEAM_WORK[0] or not blas_spin_bounded():
         return 1
     if panels_apply(dtype) and units % (2 * width(dtype)) == 0:  # each part's share whole panels
+        return 2
+    if packs_shares(dtype):  # MKL: each part's columns of a weight packed on their own, one MKL thread each
         return 2
     return 2 if work <= TEAM_WORK[1] and small_kernels(dtype) else 1
 

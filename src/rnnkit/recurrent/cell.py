@@ -42,6 +42,7 @@ import numpy as np
 from .. import kernels
 from ..errors import UsageError
 from ..module import Parameter, ParameterOwner, as_rng, is_grad_enabled
+from .products import matmul
 
 
 class Workspace(SimpleNamespace):
@@ -108,7 +109,7 @@ def for_backward(shape: tuple[int, ...], dtype, ragged: bool) -> np.ndarray:
 def input_projection(x: np.ndarray, weight_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """X W_ihᵀ (+ bias): (N, I) → (N, G), one GEMM. W_ihᵀ as a view: BLAS takes the transpose as a flag, and for a
     product this large the view measured as fast as a contiguous copy (which would cost a pass over W_ih)."""
-    xp = x @ weight_ih.T
+    xp = matmul(x, weight_ih.T)
     if bias is not None:
         xp += bias
     return xp
@@ -366,6 +367,16 @@ class CompiledSequenceLoop:
     #: each class that can (a subclass with steps of its own does not inherit it).
     batch_halves: tuple[str, ...] = ()
 
+    #: the blocks of units in the columns of the forward's recurrent product h_{t−1} W_hhᵀ, each split alike
+    #: between a team's parts (`rnnkit.kernels.blas.matmul_gate_units`: the LSTM's 4 gates); 1 where each part
+    #: computes one block of the columns (`matmul_columns`). Declared by each class whose product has more.
+    team_blocks = 1
+
+    def team_shares(self, ws: Workspace, loop: str, blocks: int) -> int:
+        """``blocks`` where this call's ``loop`` runs as a team (`team_parts` at the workspace's batch), else 0:
+        the ``team_blocks`` of `rnnkit.kernels.blas.loop_weight` for a weight the parts split ``blocks`` ways."""
+        return blocks if self.team_parts(ws.batch, loop) > 1 else 0
+
     def team_parts(self, batch: int, loop: str) -> int:
         """The parts of a team for this cell's ``loop`` at ``batch`` rows (`rnnkit.kernels.parallel.team_size`);
         1 where the class does not split that loop's units."""
@@ -486,12 +497,12 @@ class GatedCell(CompiledSequenceLoop, Cell):
         return self.weight_ih.data, bias, None
 
     def allocate(self, steps: int, batch: int, ragged: bool = False) -> Workspace:
-        """The workspace of one call: ``w_hh`` = W_hh as this call uses it (`use_masks`), the transposes the steps
-        multiply by (`transpose_recurrent`: ``w_hh_t``, and ``w_hh_loop``), ``h_mask`` / ``w_mask`` the masks of
-        `use_masks` (None), and ``kernels``, the compiled step kernels or None for the NumPy code
+        """The workspace of one call: ``batch``, ``w_hh`` = W_hh as this call uses it (`use_masks`), the transposes
+        the steps multiply by (`transpose_recurrent`: ``w_hh_t``, and ``w_hh_loop``), ``h_mask`` / ``w_mask`` the
+        masks of `use_masks` (None), and ``kernels``, the compiled step kernels or None for the NumPy code
         (`rnnkit.kernels`); cells add their own per-step arrays."""
         ws = Workspace(w_hh=self.weight_hh.data, h_mask=None, w_mask=None, kernels=kernels.active(),
-                       transposes_as_views=self.transposes_as_views(batch))
+                       transposes_as_views=self.transposes_as_views(batch), batch=batch)
         self.transpose_recurrent(ws)
         return ws
 
@@ -535,15 +546,21 @@ class GatedCell(CompiledSequenceLoop, Cell):
         if ws.transposes_as_views:
             ws.w_hh_loop = self.recurrent_loop_weight(ws)
 
-    @staticmethod
-    def recurrent_loop_weight(ws: Workspace) -> tuple:
-        """W_hhᵀ as the compiled loop's products take it (`rnnkit.kernels.blas.loop_weight`): packed by
-        `transpose_recurrent`, or now."""
+    def recurrent_loop_weight(self, ws: Workspace) -> tuple:
+        """W_hhᵀ as the compiled forward loop's products take it (`rnnkit.kernels.blas.loop_weight`, for a team
+        of `team_blocks` blocks where the loop runs as one): packed by `transpose_recurrent`, or now."""
         if ws.w_hh_loop is not None:
             return ws.w_hh_loop
         from ..kernels.blas import loop_weight
 
-        return loop_weight(ws.w_hh_t)
+        return loop_weight(ws.w_hh_t, self.team_shares(ws, "forward", self.team_blocks))
+
+    def backward_loop_weight(self, ws: Workspace) -> tuple:
+        """W_hh as the compiled backward loop's product δa W_hh takes it (`rnnkit.kernels.blas.loop_weight`), for a
+        team whose parts split its columns where the loop runs as one."""
+        from ..kernels.blas import loop_weight
+
+        return loop_weight(ws.w_hh, self.team_shares(ws, "backward", 1))
 
     @staticmethod
     def recurrent_input(ws: Workspace, h_prev: np.ndarray) -> np.ndarray:
@@ -596,7 +613,7 @@ class GatedCell(CompiledSequenceLoop, Cell):
         if behind is not None:
             return self.add_sums_behind(ws, behind)
         self.add_gate_weight_grads(x, dxp, prev[0], ws)
-        return dxp @ self.weight_ih.data
+        return matmul(dxp, self.weight_ih.data)
 
     def add_extra_grads(self, ws: Workspace, dxp: np.ndarray, prev: tuple[np.ndarray, ...],
                         new: tuple[np.ndarray, ...]) -> None:
@@ -637,8 +654,8 @@ class GatedCell(CompiledSequenceLoop, Cell):
                               ws: Workspace | None = None) -> None:
         """δW_ih += δXPᵀ X,  δW_hh += δXPᵀ H_prev,  δb_ih = δb_hh += Σ δXP (with ``ws``'s masks: H_prev ⊙ m_h, and
         δW_hh ⊙ M)."""
-        self.weight_ih.grad += dxp.T @ x
-        self.weight_hh.grad += self.kept_weight_grad(ws, dxp.T @ self.recurrent_inputs(ws, h_prev))
+        matmul(dxp.T, x, out=self.weight_ih.grad, accumulate=True)
+        self.weight_hh.grad += self.kept_weight_grad(ws, matmul(dxp.T, self.recurrent_inputs(ws, h_prev)))
         if self.bias:
             db = dxp.sum(axis=0)
             self.bias_ih.grad += db

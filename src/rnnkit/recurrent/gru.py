@@ -9,6 +9,7 @@ from ..module import check_bool, check_choice
 from .catalog import CellEntry
 from .cell import GatedCell, dsigmoid, dtanh, per_step, transpose_for
 from .layer import RecurrentLayer
+from .products import matmul
 
 #: the two conventions of the update gate z: which of h_{t-1} and the candidate n it weights
 UPDATE_GATES = ("pytorch", "lecture")
@@ -158,6 +159,7 @@ class GRUStep(GatedCell):
     #: reset after: a unit's gates need only its columns of h_{t−1} W_hhᵀ (`rnnkit.kernels.team`); the backward
     #: splits whole rows for its pointwise math, then columns for the product
     team_units = ("forward", "backward")
+    team_blocks = 3  # r, z, n
     batch_halves = ("inference", "training")
 
     def team_parts(self, batch, loop):
@@ -195,7 +197,7 @@ class GRUStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         if self.reset_after:
-            return fused.gru_reset_after_sequence_backward, (loop_weight(ws.w_hh), ws.gates, ws.inner, ws.dq,
+            return fused.gru_reset_after_sequence_backward, (self.backward_loop_weight(ws), ws.gates, ws.inner, ws.dq,
                                                              self.loop_mask(ws)[0], ws.scratch[0], self.lecture_z)
         rz = 2 * self.hidden_size
         return fused.gru_reset_before_sequence_backward, (loop_weight(ws.w_hh[:rz]), loop_weight(ws.w_hh[rz:]),
@@ -280,22 +282,22 @@ class GRUStep(GatedCell):
         if behind is not None:
             return self.add_sums_behind(ws, behind)
         hs = self.hidden_size
-        self.weight_ih.grad += dxp.T @ x
+        matmul(dxp.T, x, out=self.weight_ih.grad, accumulate=True)
         rz, n = slice(0, 2 * hs), slice(2 * hs, 3 * hs)
         if self.bias:  # δb_ih = Σ δa;  δb_hh = Σ δa for r and z (one sum for both), Σ δq_n for n (below)
             db = dxp.sum(axis=0)
             self.bias_ih.grad += db
             self.bias_hh.grad[rz] += db[rz]
         h_in = self.recurrent_inputs(ws, prev[0])
-        self.weight_hh.grad[rz] += self.kept_weight_grad(ws, dxp[:, rz].T @ h_in, rz)
-        dx = dxp @ self.weight_ih.data  # after the weight sums' temporaries, before δa_n becomes δq_n
+        self.weight_hh.grad[rz] += self.kept_weight_grad(ws, matmul(dxp[:, rz].T, h_in), rz)
+        dx = matmul(dxp, self.weight_ih.data)  # after the weight sums' temporaries, before δa_n becomes δq_n
         if self.reset_after:  # δq = [δa_r, δa_z, δa_n ⊙ r]: its n block made over δa_n, which is not needed again
             dq_n = dxp[:, n]
             dq_n *= self.reset_history(ws).reshape(-1, hs)
             n_input = h_in
         else:  # δW_hh[n] += Σ δa_nᵀ (r ⊙ h_{t-1})
             dq_n, n_input = dxp[:, n], ws.inner.reshape(-1, hs)
-        self.weight_hh.grad[n] += self.kept_weight_grad(ws, dq_n.T @ n_input, n)
+        self.weight_hh.grad[n] += self.kept_weight_grad(ws, matmul(dq_n.T, n_input), n)
         if self.bias:
             self.bias_hh.grad[n] += dq_n.sum(axis=0)
         return dx

@@ -17,6 +17,7 @@ from ..module import Parameter, as_rng
 from .catalog import CellEntry
 from .cell import Cell, CompiledSequenceLoop, SingleState, WithoutRecurrentMasks, Workspace, dtanh, input_projection
 from .layer import RecurrentLayer
+from .products import matmul
 
 NONLINEARITIES = ("relu", "tanh")
 
@@ -146,11 +147,11 @@ class IndRNNStep(SingleState, WithoutRecurrentMasks, CompiledSequenceLoop, Cell)
 
     def accumulate(self, ws, x, dxp, prev, new):
         """δW_ih += δAᵀ X,  δu += Σ δA ⊙ H_prev,  δb_ih += Σ δA (sums over all T·B rows); returns δX = δA W_ih."""
-        self.weight_ih.grad += dxp.T @ x
+        matmul(dxp.T, x, out=self.weight_ih.grad, accumulate=True)
         self.weight_hh.grad += np.einsum("nh,nh->h", dxp, prev[0])
         if self.bias:
             self.bias_ih.grad += dxp.sum(axis=0)
-        return dxp @ self.weight_ih.data
+        return matmul(dxp, self.weight_ih.data)
 
 
 class IndRNN(RecurrentLayer):

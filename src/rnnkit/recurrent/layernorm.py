@@ -34,6 +34,7 @@ import numpy as np
 
 from ..module import Parameter, as_rng, check_bool, is_grad_enabled
 from .cell import GatedCell, Workspace, for_backward, per_step, transposed
+from .products import matmul
 
 EPS = 1e-5
 
@@ -142,7 +143,7 @@ class LayerNormCell(GatedCell):
     def project(self, x: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
         """XP = LN(X W_ihᵀ; γ_x, β_x) + b for all T·B rows (`projection_terms`); X̂ and s_x go into ``ws``."""
         weight, b, (gamma, beta) = self.projection_terms()
-        xp = x @ transposed(weight)
+        xp = matmul(x, transposed(weight))
         ws = Workspace() if ws is None else ws
         ws.x_hat, ws.x_inv_std = np.empty_like(xp), np.empty((xp.shape[0], 1), xp.dtype)
         layer_norm(xp, gamma, beta, ws.x_hat, ws.x_inv_std, out=xp, kernels=getattr(ws, "kernels", None))
@@ -163,8 +164,8 @@ class LayerNormCell(GatedCell):
             return behind.dx
         dp_x = layer_norm_backward(dxp, self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std, np.empty_like(dxp),
                                    kernels=ws.kernels)
-        self.weight_ih.grad += dp_x.T @ x
-        return dp_x @ self.weight_ih.data
+        matmul(dp_x.T, x, out=self.weight_ih.grad, accumulate=True)
+        return matmul(dp_x, self.weight_ih.data)
 
     # -- the recurrent side: sums over the sequence of what the steps stored -------------------------------
     def add_recurrent_grads(self, ws: Workspace, dq: np.ndarray, dq_sum: np.ndarray, h_prev: np.ndarray,
@@ -177,7 +178,7 @@ class LayerNormCell(GatedCell):
             self.layernorm_h_weight.grad += np.einsum("ng,ng->g", dq, ws.h_hat.reshape(rows, g))
         self.layernorm_h_bias.grad += dq_sum
         if behind is None:
-            self.weight_hh.grad += ws.dp_h.reshape(rows, g).T @ h_prev
+            matmul(ws.dp_h.reshape(rows, g).T, h_prev, out=self.weight_hh.grad, accumulate=True)
 
     def sums_behind(self, ws: Workspace, x: np.ndarray, h_prev: np.ndarray, reverse: bool):
         """`GatedCell.sums_behind` for the layer-normalised cells, whose ``accumulate`` takes it: δW_hh sums the

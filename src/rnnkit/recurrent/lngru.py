@@ -90,10 +90,10 @@ class LayerNormGRUStep(LayerNormCell):
 
     def compiled_loop_backward(self, ws):
         from ..kernels import layernorm as fused
-        from ..kernels.blas import loop_weight
 
         return fused.lngru_sequence_backward, (
-            loop_weight(ws.w_hh), self.layernorm_h_weight.data, ws.gates, ws.h_hat, ws.h_inv_std, ws.inner, ws.dp_h)
+            self.backward_loop_weight(ws), self.layernorm_h_weight.data, ws.gates, ws.h_hat, ws.h_inv_std, ws.inner,
+            ws.dp_h)
 
     def step(self, ws, t, xp, prev, new):
         (h_prev,), (h_new,) = prev, new

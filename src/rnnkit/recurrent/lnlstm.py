@@ -111,10 +111,9 @@ class LayerNormLSTMStep(LayerNormCell):
 
     def compiled_loop_backward(self, ws):
         from ..kernels import layernorm as fused
-        from ..kernels.blas import loop_weight
 
         return fused.lnlstm_sequence_backward, (
-            loop_weight(ws.w_hh), self.layernorm_c_weight.data, self.layernorm_c_bias.data,
+            self.backward_loop_weight(ws), self.layernorm_c_weight.data, self.layernorm_c_bias.data,
             self.layernorm_h_weight.data, ws.gates, ws.h_hat, ws.h_inv_std, ws.c_hat, ws.c_inv_std, ws.du, ws.dp_h)
 
     def step(self, ws, t, xp, prev, new):

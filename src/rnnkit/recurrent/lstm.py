@@ -109,6 +109,7 @@ class LSTMStep(GatedCell):
     forward_only = ("w_hh_t", "w_hh_loop", "w_hr_t", "product")
     grads_over_gates = True  # the backward step reads i, f, g, o of a unit, then writes its δa over them
     team_units = ("forward", "backward")  # a unit's gates need only its columns of h_{t−1} W_hhᵀ
+    team_blocks = 4  # i, f, g, o
     batch_halves = ("inference", "training")
 
     def team_parts(self, batch, loop):
@@ -143,7 +144,7 @@ class LSTMStep(GatedCell):
         from ..kernels.blas import loop_weight
 
         projected, dt = bool(self.proj_size), self.dtype
-        return fused.lstm_sequence_backward, (loop_weight(ws.w_hh), *ws.peepholes, self.peephole, ws.gates,
+        return fused.lstm_sequence_backward, (self.backward_loop_weight(ws), *ws.peepholes, self.peephole, ws.gates,
                                               ws.dh if projected else np.empty((0, 0, 0), dt),
                                               loop_weight(self.weight_hr.data if projected else np.empty((0, 0), dt)),
                                               projected, ws.scratch[2], self.loop_mask(ws)[0])

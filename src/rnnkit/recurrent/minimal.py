@@ -33,6 +33,7 @@ from .cell import (
     per_step,
 )
 from .layer import RecurrentLayer
+from .products import matmul
 from .runner import Recurrence
 from .scan import ScanRecurrence
 
@@ -138,10 +139,10 @@ class MinimalStep(SingleState, WithoutRecurrentMasks, CompiledSequenceLoop, Cell
 
     def accumulate(self, ws, x, dxp, prev, new):
         """δW_ih += δXPᵀ X,  δb_ih += Σ δXP;  returns δX = δXP W_ih."""
-        self.weight_ih.grad += dxp.T @ x
+        matmul(dxp.T, x, out=self.weight_ih.grad, accumulate=True)
         if self.bias:
             self.bias_ih.grad += dxp.sum(axis=0)
-        return dxp @ self.weight_ih.data
+        return matmul(dxp, self.weight_ih.data)
 
 
 class MinGRUStep(MinimalStep):

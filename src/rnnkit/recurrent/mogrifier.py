@@ -12,6 +12,7 @@ from .catalog import CellEntry
 from .cell import for_backward, transposed
 from .layer import RecurrentLayer
 from .lstm import LSTMStep
+from .products import matmul
 
 
 class MogrifierStep(LSTMStep):
@@ -123,10 +124,11 @@ class MogrifierStep(LSTMStep):
 
         lstm = super().compiled_loop(ws)[1]
         bias = ws.b if self.bias else np.empty(0, self.dtype)
+        columns = self.team_shares(ws, "forward", 1)  # a team splits each round's columns
         return fused.mogrifier_sequence_forward, (
             lstm, self.rounds, ws.xs, ws.hs, ws.gq, ws.gr, *self._middles(ws, "mq", "mr"),
-            self._round_stacks(True, True), self._round_stacks(False, True), self.rank is not None,
-            loop_weight(ws.w_ih_t), bias, self.bias, ws.gates)
+            self._round_stacks(True, True, columns), self._round_stacks(False, True, columns), self.rank is not None,
+            loop_weight(ws.w_ih_t, self.team_shares(ws, "forward", self.team_blocks)), bias, self.bias, ws.gates)
 
     def compiled_loop_backward(self, ws):
         from ..kernels import mogrifier as fused
@@ -154,10 +156,10 @@ class MogrifierStep(LSTMStep):
         none = np.empty((0, 0, 0, 0), self.dtype)
         return tuple(getattr(ws, name) if self.rank else none for name in names)
 
-    def _round_stacks(self, odd: bool, forward: bool) -> tuple:
-        """The (first, second) `rnnkit.kernels.blas.loop_weights` stacks of the Q (``odd``) or R rounds: forward
-        z = inp · Mᵀ, M = Q_k or R_k, as (Mᵀ, unused), low rank M = U V as (Vᵀ, Uᵀ); backward δinput = δz · M as
-        (M, unused), low rank (U, V)."""
+    def _round_stacks(self, odd: bool, forward: bool, team_blocks: int = 0) -> tuple:
+        """The (first, second) `rnnkit.kernels.blas.loop_weights` stacks of the Q (``odd``) or R rounds (for a team
+        of ``team_blocks``): forward z = inp · Mᵀ, M = Q_k or R_k, as (Mᵀ, unused), low rank M = U V as (Vᵀ, Uᵀ);
+        backward δinput = δz · M as (M, unused), low rank (U, V)."""
         from ..kernels.blas import loop_weights
 
         mats = [m.data for m in self._matrices(odd)] if (self.n_q if odd else self.n_r) else []
@@ -165,7 +167,7 @@ class MogrifierStep(LSTMStep):
             mats = [np.empty((0, 0, 0), self.dtype)]
         if forward:
             mats = [np.ascontiguousarray(m.transpose(0, 2, 1)) for m in reversed(mats)]
-        stacks = [loop_weights(m) for m in mats]
+        stacks = [loop_weights(m, team_blocks) for m in mats]
         return stacks[0], stacks[-1]
 
     @staticmethod
@@ -212,7 +214,7 @@ class MogrifierStep(LSTMStep):
                 np.multiply(g, gated, out=out)
         x_m, h_m = ws.xs[self.n_q, t, :n], ws.hs[self.n_r, t, :n]
         gates_in = ws.gates_in[:n]
-        np.matmul(x_m, ws.w_ih_t, out=gates_in)
+        matmul(x_m, ws.w_ih_t, out=gates_in)
         if self.bias:
             gates_in += ws.b
         super().step(ws, t, gates_in, (h_m, prev[1]), new)
@@ -222,7 +224,7 @@ class MogrifierStep(LSTMStep):
         h_m = ws.hs[self.n_r, t, :n]
         super().step_backward(ws, t, dstate, (h_m, prev[1]), new, dxp)  # δa → dxp, δh↑ → dstate[0], δc_{t-1}
         dx, dh = ws.dx[t, :n], dstate[0]
-        np.matmul(dxp, self.weight_ih.data, out=dx)  # δx↑ = δa W_ih
+        matmul(dxp, self.weight_ih.data, out=dx)  # δx↑ = δa W_ih
         for i in range(self.rounds, 0, -1):
             odd, k = self._round(i)
             _, gated, _, g = self._round_arrays(ws, odd, k, t, n)

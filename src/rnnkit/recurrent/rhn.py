@@ -11,6 +11,7 @@ from ..module import MAX_COUNT, check_bool, check_float, check_int
 from .catalog import CellEntry
 from .cell import GatedCell, Workspace, dsigmoid, dtanh, for_backward
 from .layer import RecurrentLayer
+from .products import matmul
 
 
 class RHNStep(GatedCell):
@@ -183,10 +184,10 @@ class RHNStep(GatedCell):
             grad[l] += da.T @ ws.inputs[l].reshape(rows, -1)
             if self.bias:
                 self.bias_hh.grad[l * g:(l + 1) * g] += da.sum(axis=0)
-        self.weight_ih.grad += dxp.T @ x
+        matmul(dxp.T, x, out=self.weight_ih.grad, accumulate=True)
         if self.bias:
             self.bias_ih.grad += dxp.sum(axis=0)
-        return dxp @ self.weight_ih.data
+        return matmul(dxp, self.weight_ih.data)
 
 
 class UncoupledRHNStep(RHNStep):

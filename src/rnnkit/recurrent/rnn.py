@@ -51,9 +51,9 @@ class RNNStep(GatedCell):
 
     def compiled_loop_backward(self, ws):
         from ..kernels import rnn as fused
-        from ..kernels.blas import loop_weight
 
-        return fused.rnn_sequence_backward, (loop_weight(ws.w_hh), self.activation_index, self.loop_mask(ws)[0])
+        return fused.rnn_sequence_backward, (self.backward_loop_weight(ws), self.activation_index,
+                                             self.loop_mask(ws)[0])
 
     @property
     def activation_index(self) -> int:
