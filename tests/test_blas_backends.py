@@ -169,7 +169,7 @@ def test_rnnkit_info_names_mkl_as_the_compiled_loops_blas_when_chosen():
     result = subprocess.run([sys.executable, "-m", "rnnkit", "info"], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "RNNKIT_BLAS": "mkl"})
     assert result.returncode == 0, result.stderr
-    assert "(the compiled loop's gemm, packed weights)" in result.stdout
+    assert "(the compiled loop's gemm, packed weights; the layers' whole-sequence products)" in result.stdout
 
 
 @pytest.mark.skipif(blas.BACKEND != "mkl", reason="the loop's products are not MKL's in this process")

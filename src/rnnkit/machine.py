@@ -115,13 +115,17 @@ def blas_backend() -> str:
 
     def role(lib: dict) -> str:
         if lib["library"] == "mkl":
-            return "the compiled loop's gemm, packed weights" if loop == "mkl" else lib["owner"]
+            return ("the compiled loop's gemm, packed weights; the layers' whole-sequence products" if loop == "mkl"
+                    else lib["owner"])
         text = roles.get(lib["owner"], lib["owner"])
         if lib["owner"] != loop:
             return text
         return f"{text} and the compiled loop's gemm{_skinny_products()}"
 
-    return "; ".join(f"{lib['library']} {lib['version']} ({role(lib)})" for lib in libraries)
+    def rank(lib: dict) -> int:  # NumPy's, then MKL, then the rest: the same line whatever loaded first
+        return 0 if lib["owner"] == "numpy" and lib["library"] != "mkl" else 1 if lib["library"] == "mkl" else 2
+
+    return "; ".join(f"{lib['library']} {lib['version']} ({role(lib)})" for lib in sorted(libraries, key=rank))
 
 
 def _skinny_products() -> str:

@@ -16,8 +16,8 @@ whole-sequence GEMMs (two spinning thread pools on 2 cores made the loop up to 2
 from __future__ import annotations
 
 import ctypes
-import mmap
 import os
+import threading
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -77,6 +77,7 @@ def local_threads(count: int):
 
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS_LAYOUT, CBLAS_TRANSPOSE
+_ADVICE = threading.Lock()  # NumPy's huge-page switch, turned off for one allocation at a time (`buffer`)
 
 
 @cache
@@ -154,15 +155,28 @@ def packed_size(matrix: np.ndarray) -> int:
 
 
 def buffer(shape: tuple[int, ...]) -> np.ndarray:
-    """Bytes (uint8 of ``shape``) for packed copies (`pack`), in pages of their own that only what MKL writes
-    touches. MKL asks for far more than it writes and spreads what it writes over it (a 256 × 128 float32 share of
-    a weight, 128 KiB: 7.6 MiB asked for, 128 KiB written between byte 112 and byte 2,299,887); NumPy advises Linux
-    to back arrays of 4 MiB and more with huge pages (``MADV_HUGEPAGE``), and there each packed copy took two 2 MiB
-    pages: a team's eight shares of an LSTM's W_hhᵀ and its two of W_hh, 12 MiB more at the peak of a training call
-    at B = 16, H = 256 (27.9 against 15.6 MiB without a team). An anonymous map, not populated, is not advised."""
-    size = max(int(np.prod(shape)), 1)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-    return np.frombuffer(mmap.mmap(-1, size, flags=flags), np.uint8, count=int(np.prod(shape))).reshape(shape)
+    """Bytes (uint8 of ``shape``) for packed copies (`pack`), without NumPy's advice to back them with huge pages.
+    MKL asks for far more than it writes and spreads what it writes over it (a 256 × 128 float32 share of a weight,
+    128 KiB: 7.6 MiB asked for, 128 KiB written between byte 112 and byte 2,299,887); NumPy advises Linux to back
+    arrays of 4 MiB and more with huge pages (``MADV_HUGEPAGE``), and there each packed copy took two 2 MiB pages:
+    a team's eight shares of an LSTM's W_hhᵀ and its two of W_hh, 12 MiB more at the peak of a training call at
+    B = 16, H = 256 (27.9 against 15.6 MiB without a team). Without the advice: 18.3 against 16.6. From malloc's
+    heap as any array, which keeps them for the next call (`rnnkit.allocator`): in pages of their own they were
+    mapped afresh each call, 1,288 page faults an LSTM call. The advice is NumPy's global switch, turned off for
+    this allocation under a lock (another thread's array made meanwhile may go without it)."""
+    with _ADVICE:
+        previous = _set_huge_page_advice(False)
+        try:
+            return np.empty(shape, np.uint8)
+        finally:
+            _set_huge_page_advice(previous)
+
+
+def _set_huge_page_advice(enabled: bool) -> bool:
+    """NumPy's switch for advising huge pages on large arrays; its previous state (False where NumPy has none)."""
+    core = getattr(np, "_core", None) or np.core
+    switch = getattr(core.multiarray, "_set_madvise_hugepage", None)
+    return bool(switch(enabled)) if switch is not None else False
 
 
 def pack(matrix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

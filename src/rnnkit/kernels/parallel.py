@@ -232,10 +232,11 @@ def teams_choice() -> str:
 def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     """How many parts run a loop whose step multiplies (batch, depth) by (depth, columns) over ``units`` units: 2
     where the policy allows it, else 1. ``auto``: on OpenBLAS whose idle threads do not spin long
-    (`rnnkit.machine.blas_spin_bounded`), units in 32s, and either the products on panels
-    (`rnnkit.kernels.blas.panels_apply`), each part's share whole panels (units in 64s float32, 32s float64) and a
-    share of the product of at least `TEAM_WORK`'s lower end, or
-    float32 on OpenBLAS's small-matrix kernels with a share in `TEAM_WORK` (the measurements are there).
+    (`rnnkit.machine.blas_spin_bounded`), units in 32s, a share of the product of at least `TEAM_WORK`'s lower end,
+    and either the products on panels (`rnnkit.kernels.blas.panels_apply`), each part's share whole panels (units
+    in 64s float32, 32s float64), or on MKL (`rnnkit.kernels.blas.packs_shares`: each part's columns packed on
+    their own), or float32 on OpenBLAS's small-matrix kernels with a share in `TEAM_WORK` (the measurements are
+    there; MKL's: docs/performance-history.md, twenty-sixth part).
     Whether the cores are free is `team`'s to check."""
     from .blas import packs_shares, panels_apply, small_kernels
     from .panels import width
