@@ -138,7 +138,7 @@ def test_a_failed_part_releases_the_other_from_its_barrier_and_the_error_is_rais
         team_kernels.barrier(team)  # would wait for part 1 for ever without the abort flag
 
     with pytest.raises(RuntimeError, match="part 1 failed"):
-        parallel.team(2, job)
+        parallel.team(2, job, 1 << 20)
 
 
 def test_units_split_in_cache_line_shares_and_the_team_of_one_owns_every_unit():

@@ -258,15 +258,25 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     return 2 if work <= TEAM_WORK[1] and small_kernels(dtype) else 1
 
 
-def team(parts: int, job) -> None:
+#: the multiply-adds of a step's recurrent product below which a loop on one core makes its products on one MKL
+#: thread: each product on two wakes MKL's second thread (rnnkit sets ``KMP_BLOCKTIME=0``, so that MKL's threads
+#: never spin on the cores OpenBLAS and the teams use), about 50 µs, measured on the Intel Xeon of
+#: docs/performance-history.md's twenty-sixth part (µs, one thread / two): 16 × 256 · 256 × 1,024 55 / 103, 64 ×
+#: 256 · 256 × 1,024 208 / 178, 16 × 512 · 512 × 2,048 256 / 222, 64 × 512 · 512 × 2,048 878 / 569; an LSTM at B = 1,
+#: H = 64 took 9.5 ms an inference call on two threads
+ONE_MKL_THREAD_BELOW = 1 << 23
+
+
+def team(parts: int, job, step_work: int) -> None:
     """job(team) once per part of a team of ``parts`` (`rnnkit.kernels.team`): part 0 in the caller, part 1 in the
     worker thread, one BLAS thread each, where ``parts`` is 2 (`team_size`: its policy is the switch) and
-    `on_both_cores` can; else job(`no_team`: the plain loop). A part that fails releases the other from its
-    barriers, and the error is raised."""
+    `on_both_cores` can; else job(`no_team`: the plain loop), its products on one MKL thread where a step's
+    product, ``step_work`` multiply-adds, is below `ONE_MKL_THREAD_BELOW`. A part that fails releases the other
+    from its barriers, and the error is raised."""
     from .team import new_sync, no_team
 
     if parts < 2:
-        job(no_team())
+        _on_threads(lambda: job(no_team()), 1 if step_work < ONE_MKL_THREAD_BELOW else None)()
         return
     sync = new_sync(projected=True)
     on_both_cores(sync, lambda: job((0, 2, sync)), lambda: job((1, 2, sync)), lambda: job(no_team()))

@@ -287,6 +287,11 @@ class CompiledSequenceLoop:
         more products per step say so."""
         return steps * batch * self.state_sizes[0] * self.gate_width
 
+    def step_product(self, batch: int) -> int:
+        """The multiply-adds of a step's recurrent product, batch · state width · gate width (what decides the MKL
+        threads of a loop on one core: `rnnkit.kernels.parallel.team`)."""
+        return batch * self.state_sizes[0] * self.gate_width
+
     def sequence_forward(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts: np.ndarray,
                          reverse: bool, zoneout: tuple | None, ahead=None) -> None:
         """The forward loop of `Recurrence.forward` in one compiled call: the skeleton of
@@ -300,7 +305,7 @@ class CompiledSequenceLoop:
         def run(team):
             loop(params, xp, tuple(states), counts, reverse, zoneout, team)
         if ahead is None:
-            parallel.team(self.team_parts(xp.shape[1], "forward"), run)
+            parallel.team(self.team_parts(xp.shape[1], "forward"), run, self.step_product(xp.shape[1]))
         else:
             ahead.run_loop(run)
 
@@ -352,7 +357,7 @@ class CompiledSequenceLoop:
         if team is not None:
             job(team)
         else:
-            parallel.team(self.team_parts(dy.shape[1], "backward"), job)
+            parallel.team(self.team_parts(dy.shape[1], "backward"), job, self.step_product(dy.shape[1]))
 
     #: the loops ("forward", "backward") whose compiled steps split the units of a call between the parts of a
     #: team (`rnnkit.kernels.team`), each part computing its units' columns of the recurrent product and their
