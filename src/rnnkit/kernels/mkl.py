@@ -160,7 +160,7 @@ def buffer(shape: tuple[int, ...]) -> np.ndarray:
     128 KiB: 7.6 MiB asked for, 128 KiB written between byte 112 and byte 2,299,887); NumPy advises Linux to back
     arrays of 4 MiB and more with huge pages (``MADV_HUGEPAGE``), and there each packed copy took two 2 MiB pages:
     a team's eight shares of an LSTM's W_hhᵀ and its two of W_hh, 12 MiB more at the peak of a training call at
-    B = 16, H = 256 (27.9 against 15.6 MiB without a team). Without the advice: 18.3 against 16.6. From malloc's
+    B = 16, H = 256 (27.9 against 15.6 MiB without a team). Without the advice: 19.1 against 16.7. From malloc's
     heap as any array, which keeps them for the next call (`rnnkit.allocator`): in pages of their own they were
     mapped afresh each call, 1,288 page faults an LSTM call. The advice is NumPy's global switch, turned off for
     this allocation under a lock (another thread's array made meanwhile may go without it)."""
