@@ -12,7 +12,6 @@ from .catalog import CellEntry
 from .cell import for_backward, transposed
 from .layer import RecurrentLayer
 from .lstm import LSTMStep
-from .products import matmul
 
 
 class MogrifierStep(LSTMStep):
@@ -214,7 +213,7 @@ class MogrifierStep(LSTMStep):
                 np.multiply(g, gated, out=out)
         x_m, h_m = ws.xs[self.n_q, t, :n], ws.hs[self.n_r, t, :n]
         gates_in = ws.gates_in[:n]
-        matmul(x_m, ws.w_ih_t, out=gates_in)
+        np.matmul(x_m, ws.w_ih_t, out=gates_in)
         if self.bias:
             gates_in += ws.b
         super().step(ws, t, gates_in, (h_m, prev[1]), new)
@@ -224,7 +223,7 @@ class MogrifierStep(LSTMStep):
         h_m = ws.hs[self.n_r, t, :n]
         super().step_backward(ws, t, dstate, (h_m, prev[1]), new, dxp)  # δa → dxp, δh↑ → dstate[0], δc_{t-1}
         dx, dh = ws.dx[t, :n], dstate[0]
-        matmul(dxp, self.weight_ih.data, out=dx)  # δx↑ = δa W_ih
+        np.matmul(dxp, self.weight_ih.data, out=dx)  # δx↑ = δa W_ih
         for i in range(self.rounds, 0, -1):
             odd, k = self._round(i)
             _, gated, _, g = self._round_arrays(ws, odd, k, t, n)
