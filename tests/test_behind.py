@@ -106,6 +106,29 @@ def test_the_sums_are_the_same_to_the_bit_with_the_partner_or_without_it(name, b
     assert behind == [(32, False)]
 
 
+@pytest.mark.parametrize(("choice", "shares"), [("always", False), ("never", True)], ids=["behind", "team"])
+def test_a_backward_loop_alone_on_one_core_multiplies_by_its_whole_weight_and_a_teams_by_shares(choice, shares, behind,
+                                                                                                 monkeypatch):
+    """The backward loop beside the sums runs as a team of one part: W_hh packed whole (``team_blocks`` 0), not as
+    the columns a team's two parts take (``team_blocks`` 1: `rnnkit.recurrent.cell.CompiledSequenceLoop.team_shares`,
+    ``Workspace.alone``)."""
+    from rnnkit.kernels import blas
+
+    packed, original = [], blas.loop_weight
+
+    def recorded(matrix, team_blocks=0):
+        packed.append(team_blocks)
+        return original(matrix, team_blocks)
+
+    monkeypatch.setattr(parallel.PIPELINES, "choice", choice)
+    layer = rnnkit.LSTM(64, 64, dtype=np.float32, rng=0)
+    x = np.ones((5, 16, 64), np.float32)
+    y, _ = layer(x)
+    monkeypatch.setattr(blas, "loop_weight", recorded)  # the backward's packing only
+    layer.backward(np.ones_like(y))
+    assert packed and (1 in packed) is shares and bool(behind) is not shares
+
+
 @pytest.mark.parametrize(("cls", "options"), [
     (rnnkit.LSTM, {}), (rnnkit.RNN, {}), (rnnkit.LayerNormLSTM, {}), (rnnkit.LayerNormGRU, {}), (rnnkit.GRU, {}),
     (rnnkit.GRU, {"reset_after": False}), (rnnkit.MogrifierLSTM, {}), (rnnkit.Jordan, {}), (rnnkit.IndRNN, {}),

@@ -201,6 +201,48 @@ def test_an_error_before_the_loop_stops_the_started_writer_frees_the_cores_and_i
     assert writer_returned.is_set() and parallel.cores_free() and parallel.blas_threads() == before
 
 
+def test_each_side_of_a_pipeline_makes_its_mkl_products_on_one_thread_of_its_own(pipelines, monkeypatch):
+    """With the MKL backend, the writer and the loop each set MKL's thread count for their own thread
+    (`rnnkit.kernels.mkl.local_threads`): MKL's global limit did not keep two threads' products apart."""
+    from contextlib import contextmanager
+
+    counts = []
+
+    @contextmanager
+    def recorded(count):
+        counts.append((threading.current_thread() is threading.main_thread(), count))
+        yield
+
+    monkeypatch.setattr("rnnkit.kernels.backend.BACKEND", "mkl")
+    monkeypatch.setattr("rnnkit.kernels.mkl.local_threads", recorded)
+    half = parallel.blas_threads() // 2
+    with parallel.Pipeline(lambda sync: team_kernels.add_ready(sync, 1)) as pipeline:
+        pipeline.run(lambda team: team_kernels.wait_ready(team, 0))
+    assert sorted(counts) == [(False, half), (True, half)]
+
+
+@pytest.mark.parametrize(("choice", "shares"), [("always", False), ("never", True)], ids=["pipeline", "team"])
+def test_a_loop_alone_on_one_core_multiplies_by_its_whole_weight_and_a_teams_by_shares(choice, shares, pipelines,
+                                                                                        monkeypatch):
+    """The forward loop beside its writer runs as a team of one part: W_hhᵀ packed whole (``team_blocks`` 0), not
+    as the 4 gate blocks' shares a team's two parts take (`rnnkit.recurrent.cell.CompiledSequenceLoop.team_shares`,
+    ``Workspace.alone``)."""
+    from rnnkit.kernels import blas
+
+    packed, original = [], blas.loop_weight
+
+    def recorded(matrix, team_blocks=0):
+        packed.append(team_blocks)
+        return original(matrix, team_blocks)
+
+    monkeypatch.setattr(blas, "loop_weight", recorded)
+    monkeypatch.setattr(parallel.PIPELINES, "choice", choice)
+    layer = rnnkit.LSTM(64, 64, dtype=np.float32, rng=0)
+    with rnnkit.no_grad():
+        layer(np.ones((5, 16, 64), np.float32))
+    assert packed and (4 in packed) is shares
+
+
 def test_a_started_writer_runs_beside_the_work_before_the_loop(pipelines):
     """Entering the pipeline puts the writer on the worker thread at once: it runs while the caller is still
     before its loop."""
@@ -260,20 +302,24 @@ def test_the_loop_waits_for_each_step_until_the_writer_announces_it():
     assert team_kernels.new_sync(projected=True)[team_kernels.READY] == np.iinfo(np.int64).max
 
 
-@pytest.mark.parametrize(("dtype", "parts", "panels", "inputs", "expected"), [
-    (np.float32, 2, True, 256, True), (np.float32, 2, True, 192, True), (np.float32, 2, True, 191, False),
-    (np.float32, 2, True, 64, False), (np.float32, 2, True, 512, False), (np.float32, 2, True, 257, False),
-    (np.float32, 1, True, 256, False), (np.float64, 2, True, 256, False), (np.float32, 2, False, 256, False)])
-def test_the_automatic_policy_pipelines_float32_teams_on_panels_whose_input_is_3_4_to_1_times_as_wide_as_the_state(
-        dtype, parts, panels, inputs, expected, monkeypatch):
+@pytest.mark.parametrize(("dtype", "parts", "route", "inputs", "expected"), [
+    (np.float32, 2, "panels", 256, True), (np.float32, 2, "panels", 192, True), (np.float32, 2, "panels", 191, False),
+    (np.float32, 2, "panels", 64, False), (np.float32, 2, "panels", 512, False), (np.float32, 2, "panels", 257, False),
+    (np.float32, 1, "panels", 256, False), (np.float64, 2, "panels", 256, False), (np.float32, 2, "mkl", 256, True),
+    (np.float32, 2, "mkl", 192, True), (np.float32, 2, "mkl", 191, False), (np.float32, 2, "mkl", 257, False),
+    (np.float64, 2, "mkl", 256, False), (np.float32, 2, "blas", 256, False)])
+def test_the_automatic_policy_pipelines_float32_teams_on_packed_weights_whose_input_is_3_4_to_1_times_the_state(
+        dtype, parts, route, inputs, expected, monkeypatch):
     monkeypatch.setattr(parallel.PIPELINES, "choice", "auto")
-    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: panels)
+    monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: route == "panels")
+    monkeypatch.setattr("rnnkit.kernels.blas.packs_shares", lambda dtype: route == "mkl")
     monkeypatch.setattr("rnnkit.kernels.distance.cores_near", lambda: True)  # near: far is tests/test_distance.py
     assert parallel.pipeline_pays(dtype, parts, inputs, 256) is expected
 
 
 def test_never_turns_pipelines_off_and_always_takes_every_team(monkeypatch):
     monkeypatch.setattr("rnnkit.kernels.blas.panels_apply", lambda dtype: False)
+    monkeypatch.setattr("rnnkit.kernels.blas.packs_shares", lambda dtype: False)
     with parallel.using_pipelines("never"):
         assert not parallel.pipeline_pays(np.float32, 2, 16, 256)
     with parallel.using_pipelines("always"):

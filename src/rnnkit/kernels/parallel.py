@@ -292,7 +292,8 @@ use_pipelines, using_pipelines = PIPELINES.use, PIPELINES.using
 def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     """Whether a forward loop whose projection the cell names runs as a pipeline (`pipeline`) rather than after that
     projection's GEMM: where it would run as a team (``team_parts`` 2, `team_size`); under ``always`` on any route,
-    dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`) and
+    dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`) or
+    on MKL's packed weights (`rnnkit.kernels.blas.packs_shares`: measured in `PIPELINE_INPUTS`' notes) and
     ``inputs`` (the projection's depth) `PIPELINE_INPUTS` to 1 times ``depth`` (the recurrent product's); narrower
     while the two cores are far apart, for a state up to `FAR_STATE` wide (`rnnkit.kernels.distance.cores_near`,
     asked only then): where it measured faster (`rnnkit.kernels.ahead`, `rnnkit.kernels.distance`). Measured slower:
@@ -302,13 +303,13 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     projection on one core takes longer than the loop, though with the cores far apart an input twice as wide
     measured faster as a pipeline (`rnnkit.kernels.distance`; not taken: see `FAR_STATE`); and inputs much narrower
     than the state (`PIPELINE_INPUTS`) with the cores near, or with a state wider than `FAR_STATE`."""
-    from .blas import panels_apply
+    from .blas import packs_shares, panels_apply
 
     if PIPELINES.choice == "never" or team_parts < 2:
         return False
     if PIPELINES.choice == "always":
         return True
-    if np.dtype(dtype) != np.float32 or not panels_apply(dtype) or inputs > depth:
+    if np.dtype(dtype) != np.float32 or not (panels_apply(dtype) or packs_shares(dtype)) or inputs > depth:
         return False
     low, high = PIPELINE_INPUTS
     if low * depth <= high * inputs:
@@ -332,7 +333,16 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
 #: text` on the char-LM race's model for 25 s, three processes each in turns: 495 – 498 updates with this policy
 #: against 465 – 473 without it (and 481 – 500 against 456 – 465 with pipelines off and on). A team's times vary
 #: more from run to run than a pipeline's on this machine: some processes ran its loops up to 1.5× slower for
-#: stretches of calls (docs/performance.md), where the pipeline was faster
+#: stretches of calls (docs/performance.md), where the pipeline was faster. On MKL (the Intel Xeon of
+#: docs/performance-history.md's twenty-seventh part; float32, T = 100, input as wide as the state, the bench's call in
+#: fresh processes in turns, medians of 20 calls, ms, team → pipeline): LSTM inference B = 16, H = 256 16.5 – 19.0 →
+#: 12.4 – 16.2, B = 64, H = 256 63.7 – 69.2 → 47.0 – 52.8, B = 16, H = 512 45.6 – 53.1 → 44.8 – 56.0, B = 64, H = 512
+#: 136.9 → 137.2 – 146.3; LSTM training B = 16, H = 256 33.0 – 43.7 → 30.1 – 32.1, B = 64, H = 256 112.4 – 143.4 → 99.7
+#: – 109.2, B = 64, H = 512 375 – 399 → 366 – 372; GRU B = 16, H = 256 inference 11.1 – 13.3 → 8.7 – 13.3, training 25.7
+#: – 27.6 → 22.9 – 23.5, B = 64, H = 512 97.8 – 120.7 → 90.2 – 112.1 / 270 – 284 → 261 – 287; RNN B = 16, H = 256 6.0 –
+#: 7.3 → 3.7 – 4.9 / 13.3 – 14.3 → 11.3 – 15.8, B = 64, H = 512 40.3 – 40.9 → 33.8 – 48.5 / 103.3 – 107.1 → 96.6 –
+#: 105.0. Narrower inputs measured alike both ways (LSTM, H = 256: input 64, B = 32, training 47.2 – 49.1 → 46.5 – 53.5;
+#: input 128, B = 64, inference 28.9 – 29.4 → 29.1 – 30.8), so the rule is the panels' own.
 PIPELINE_INPUTS = (3, 4)
 #: 256: the widest state whose narrow-input forward runs as a pipeline because the cores are far apart. Measured
 #: (`rnnkit.kernels.distance`, far apart, team → pipeline, inference / training ms): H = 256, input 64, B = 32: LSTM
@@ -399,12 +409,15 @@ class Pipeline:
         self.sync = new_sync(projected=False)
         self._work, self._follows = work, follows
         self._partner: _OtherCore | None = None
+        self._threads: int | None = None  # each side's BLAS threads while the partner runs
 
     def __enter__(self) -> Pipeline:
         threads = _claim_cores()
         if threads:
             try:
-                self._partner = _OtherCore(_guarded(lambda: self._work(self.sync), self.sync), threads // 2)
+                self._threads = threads // 2
+                partner = _on_threads(_guarded(lambda: self._work(self.sync), self.sync), self._threads)
+                self._partner = _OtherCore(partner, self._threads)
             finally:
                 if self._partner is None:
                     _busy.release()
@@ -415,9 +428,10 @@ class Pipeline:
         team = (0, 1, self.sync)
         if self._partner is None and not self._follows:
             self._work(self.sync)
-        _guarded(lambda: loop(team), self.sync)()
+        threads = self._threads if self._partner is not None else None
+        _on_threads(_guarded(lambda: loop(team), self.sync), threads)()
         if self._follows:
-            _guarded(lambda: self._work(self.sync), self.sync)()
+            _on_threads(_guarded(lambda: self._work(self.sync), self.sync), threads)()
 
     def __exit__(self, kind, error, trace) -> None:
         if self._partner is None:
