@@ -221,12 +221,13 @@ def test_each_side_of_a_pipeline_makes_its_mkl_products_on_one_thread_of_its_own
     assert sorted(counts) == [(False, half), (True, half)]
 
 
-@pytest.mark.parametrize(("choice", "shares"), [("always", False), ("never", True)], ids=["pipeline", "team"])
-def test_a_loop_alone_on_one_core_multiplies_by_its_whole_weight_and_a_teams_by_shares(choice, shares, pipelines,
-                                                                                        monkeypatch):
-    """The forward loop beside its writer runs as a team of one part: W_hhᵀ packed whole (``team_blocks`` 0), not
-    as the 4 gate blocks' shares a team's two parts take (`rnnkit.recurrent.cell.CompiledSequenceLoop.team_shares`,
-    ``Workspace.alone``)."""
+@pytest.mark.parametrize(("pipelines_choice", "bidirectional", "shares"), [
+    ("always", False, False), ("never", True, False), ("never", False, True)], ids=["pipeline", "pair", "team"])
+def test_a_loop_alone_on_one_core_multiplies_by_its_whole_weight_and_a_teams_by_shares(
+        pipelines_choice, bidirectional, shares, pipelines, monkeypatch):
+    """A forward loop beside its writer, or beside the other direction of a pair, runs alone on its core: W_hhᵀ
+    packed whole (``team_blocks`` 0), not as the 4 gate blocks' shares a team's two parts take
+    (`rnnkit.recurrent.cell.CompiledSequenceLoop.team_shares`)."""
     from rnnkit.kernels import blas
 
     packed, original = [], blas.loop_weight
@@ -236,8 +237,9 @@ def test_a_loop_alone_on_one_core_multiplies_by_its_whole_weight_and_a_teams_by_
         return original(matrix, team_blocks)
 
     monkeypatch.setattr(blas, "loop_weight", recorded)
-    monkeypatch.setattr(parallel.PIPELINES, "choice", choice)
-    layer = rnnkit.LSTM(64, 64, dtype=np.float32, rng=0)
+    monkeypatch.setattr(parallel.PIPELINES, "choice", pipelines_choice)
+    monkeypatch.setattr(parallel.PAIRS, "choice", "always" if bidirectional else "never")
+    layer = rnnkit.LSTM(64, 64, dtype=np.float32, rng=0, bidirectional=bidirectional)
     with rnnkit.no_grad():
         layer(np.ones((5, 16, 64), np.float32))
     assert packed and (4 in packed) is shares

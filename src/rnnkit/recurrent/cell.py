@@ -55,9 +55,6 @@ class Workspace(SimpleNamespace):
     transposes_as_views = False
     #: W_hhᵀ as the compiled loop takes it, where `GatedCell.transpose_recurrent` packed it (else None)
     w_hh_loop = None
-    #: the loops ("forward", "backward") of this call that run on one core as a pipeline's part
-    #: (`rnnkit.kernels.ahead`, `rnnkit.kernels.behind`) where they would run as a team: set by the runner
-    alone: tuple[str, ...] = ()
 
     def __deepcopy__(self, memo):  # the kernel module is shared, the arrays are copied
         fields = vars(self).items()
@@ -381,13 +378,16 @@ class CompiledSequenceLoop:
     team_blocks = 1
 
     def team_shares(self, ws: Workspace, loop: str, blocks: int) -> int:
-        """``blocks`` where this call's ``loop`` runs as a team (`team_parts` at the workspace's batch, and not
-        alone on one core as a pipeline's part: ``ws.alone``), else 0: the ``team_blocks`` of
-        `rnnkit.kernels.blas.loop_weight` for a weight the parts split ``blocks`` ways. A loop alone multiplies by
-        the whole packed weight, not by the shares one after the other: LSTM B = 16, H = 256 inference as a
-        pipeline on MKL, 60 calls interleaved in one process, median 17.7 ms against 20.4 from 8 shares (a team:
-        22.4)."""
-        if loop in ws.alone:
+        """``blocks`` where this call's ``loop`` runs as a team (`team_parts` at the workspace's batch, and the
+        cores free: `rnnkit.kernels.parallel.cores_free`), else 0: the ``team_blocks`` of
+        `rnnkit.kernels.blas.loop_weight` for a weight the parts split ``blocks`` ways. A loop alone on one core —
+        beside a pipeline's partner, the other direction of a pair, the other half of a batch — multiplies by the
+        whole packed weight, not by the shares one after the other: LSTM B = 16, H = 256 inference as a pipeline
+        on MKL, 60 calls interleaved in one process, median 17.7 ms against 20.4 from 8 shares (a team: 22.4). The
+        cores are taken before the loop's weights are packed (the pair, pipeline or halves hold them)."""
+        from ..kernels.parallel import cores_free
+
+        if not cores_free():
             return 0
         return blocks if self.team_parts(ws.batch, loop) > 1 else 0
 

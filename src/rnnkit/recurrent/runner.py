@@ -158,7 +158,6 @@ class Recurrence:
             ws = cell.allocate(steps if keep or whole else 1, batch, ragged=keep and counts is not None)
             if ahead is not None:
                 ahead.leave_in(ws)
-                ws.alone += ("forward",)  # its products whole, on one core
             if noise is not None and (noise.state_mask is not None or noise.weight_mask is not None):
                 cell.use_masks(ws, noise.state_mask, noise.weight_mask)
             xp = (cell.project(rows, ws) if ahead is None else ahead.out).reshape(steps, batch, -1)
@@ -283,7 +282,6 @@ class Recurrence:
             behind.write_dx_over(dy)
         dstate = self._final_state_grads(trace.x.shape[1], dfinal)
         dxp = behind.dxp
-        trace.ws.alone += ("backward",)  # its products whole, on one core
         with behind:
             behind.run_loop(partial(self._compiled_backward_loop, trace, dy, dstate, dxp))
         rows = dxp.shape[0] * dxp.shape[1]
