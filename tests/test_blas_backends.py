@@ -203,3 +203,27 @@ def test_with_mkl_a_team_weight_packs_each_parts_columns_and_every_product_from_
     assert np.abs(whole - expected).max() <= tol and np.abs(parts - expected).max() <= tol
     with pytest.raises(ValueError, match="another number of blocks"):
         part_product(a, weight, parts, 2 if blocks == 1 else 1, 0)
+
+
+@pytest.mark.skipif(blas.BACKEND != "mkl", reason="the loop's products are not MKL's in this process")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("blocks", "rows", "depth", "hidden"), [(0, 16, 256, 256), (0, 3, 37, 11), (4, 16, 64, 64),
+                                                                 (4, 9, 37, 20), (1, 5, 40, 40)])
+def test_with_mkl_a_transposed_view_is_packed_as_it_is_and_its_products_equal_those_of_its_contiguous_copy(
+        blocks, rows, depth, hidden, dtype):
+    """W.T of a C-contiguous W (unit stride in its columns: what a loop multiplies by, W_hhᵀ and W_ihᵀ) is packed
+    by MKL as the transposed operand, whole or as a team's shares, without a contiguous copy of Wᵀ: every product
+    equals the one from the copy's packing and NumPy's ``a @ W.T``."""
+    rng = np.random.default_rng(rows * depth)
+    w = rng.standard_normal((max(blocks, 1) * hidden, depth)).astype(dtype)
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    view, copy = w.T, np.ascontiguousarray(w.T)
+    products = []
+    for matrix in (view, copy):
+        weight = blas.loop_weight(matrix, blocks)
+        assert (weight[4] if blocks else weight[1]).size > 0  # packed, the view as well as the copy
+        out = np.full((rows, w.shape[0]), np.nan, dtype)
+        blas.matmul_weight(a, weight, out, False)
+        products.append(out)
+    tol = (1e-5 if dtype == np.float32 else 1e-13) * np.abs(a @ w.T).max()
+    assert np.array_equal(products[0], products[1]) and np.abs(products[0] - a @ w.T).max() <= tol

@@ -351,7 +351,7 @@ def describe_pipelines() -> str:
     choice = parallel.PIPELINES.choice
     if choice != "auto":
         return f"{choice} for the loops that would run on both cores (RNNKIT_PIPELINES={choice})"
-    if not (blas.panels_apply("float32") or blas.packs_shares("float32")):
+    if not blas.packs_weights("float32"):
         return "no (they need the products on panels, on AVX-512 machines, or on MKL)"
     return ("float32 forwards that would run on both cores, of cells that name their projection "
             "(Cell.projection_terms), input 3/4 to 1 times as wide as the state, or narrower with a state up to 256 "

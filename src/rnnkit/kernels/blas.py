@@ -261,6 +261,13 @@ def team_share_columns(columns: int, blocks: int) -> list[tuple[int, int]]:
             for g in range(blocks)]
 
 
+def packs_weights(dtype) -> bool:
+    """Whether the loop's products of ``dtype`` read each weight only through what `loop_weight` packs from it once
+    a call — its panels (`panels_apply`) or MKL's packed copies (`packs_shares`) — so that a transposed view
+    serves as well as a contiguous copy of Wᵀ, and a loop on one core gets its products at a packed GEMM's rate."""
+    return panels_apply(dtype) or packs_shares(dtype)
+
+
 def panels_apply(dtype) -> bool:
     """Whether the loop's products of ``dtype`` run on panels (`rnnkit.kernels.panels`): `PANELS` (OpenBLAS, a
     processor with AVX-512), float32 or float64."""
@@ -268,8 +275,10 @@ def panels_apply(dtype) -> bool:
 
 
 def _packs(matrix: np.ndarray) -> bool:
-    """Whether the loop multiplies by MKL's packed copy of ``matrix``: with the MKL backend, unit stride in its rows."""
-    return BACKEND == "mkl" and matrix.size > 0 and matrix.strides[1] == matrix.itemsize
+    """Whether the loop multiplies by MKL's packed copy of ``matrix``: with the MKL backend, unit stride in its rows,
+    or in its columns (a transposed view, which `rnnkit.kernels.mkl.pack` packs as the transposed operand)."""
+    unit = matrix.itemsize
+    return BACKEND == "mkl" and matrix.size > 0 and unit in matrix.strides
 
 
 def loop_weights(matrices: np.ndarray, team_blocks: int = 0) -> tuple:

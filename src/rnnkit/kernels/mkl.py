@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-_COLUMN_MAJOR, _A_MATRIX, _NO_TRANSPOSE = 102, 161, 111  # CBLAS_LAYOUT, CBLAS_IDENTIFIER, CBLAS_TRANSPOSE
+_ROW_MAJOR, _COLUMN_MAJOR, _A_MATRIX = 101, 102, 161  # CBLAS_LAYOUT, CBLAS_IDENTIFIER
+_NO_TRANS, _TRANS = 111, 112  # CBLAS_TRANSPOSE
 #: the Fortran ILP64 routines the compiled loop calls, by precision
 ROUTINES = {"sgemm": "sgemm_64_", "dgemm": "dgemm_64_", "sgemm_compute": "sgemm_compute_64",
             "dgemm_compute": "dgemm_compute_64"}
@@ -76,7 +77,6 @@ def local_threads(count: int):
         handle.MKL_Set_Num_Threads_Local(previous)
 
 
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS_LAYOUT, CBLAS_TRANSPOSE
 _ADVICE = threading.Lock()  # NumPy's huge-page switch, turned off for one allocation at a time (`buffer`)
 
 
@@ -182,16 +182,22 @@ def _set_huge_page_advice(enabled: bool) -> bool:
 def pack(matrix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``matrix`` (k, n), a weight on the right of the row-major product out = a · matrix, packed by MKL for
     ``?gemm_compute``: in the column-major view BLAS takes (outᵀ = matrixᵀ · aᵀ) it is the *A* operand, n × k with
-    leading dimension its row stride. Into ``out`` (uint8, `packed_size` bytes) where given. The packed copy must
-    stay where it was packed: its layout depends on the buffer's address, and a byte-for-byte copy of it elsewhere
-    gave wrong products (tried: copies at 8 to 64 bytes from the original's alignment)."""
+    leading dimension its row stride; ``matrix`` may also be a transposed view (unit stride in its columns: W.T of
+    a C-contiguous W), packed as the transposed operand with W's row stride, without a contiguous copy of Wᵀ first.
+    Into ``out`` (uint8, `packed_size` bytes) where given. The packed copy must stay where it was packed: its
+    layout depends on the buffer's address, and a byte-for-byte copy of it elsewhere gave wrong products (tried:
+    copies at 8 to 64 bytes from the original's alignment)."""
     k, n = matrix.shape
     precision = _precision(matrix)
     handle = library()
     scalar = ctypes.c_float if precision == "s" else ctypes.c_double
     packed = buffer((packed_size(matrix),)) if out is None else out
-    leading = max(matrix.strides[0] // matrix.itemsize, n, 1)
+    transposed = matrix.strides[0] == matrix.itemsize and matrix.strides[1] != matrix.itemsize
+    if transposed:  # column-major, matrixᵀ (n × k) is the transpose of the k × n array W.T's memory holds
+        operand, leading = _TRANS, max(matrix.strides[1] // matrix.itemsize, k, 1)
+    else:
+        operand, leading = _NO_TRANS, max(matrix.strides[0] // matrix.itemsize, n, 1)
     getattr(handle, f"cblas_{precision}gemm_pack")(
-        _COLUMN_MAJOR, _A_MATRIX, _NO_TRANSPOSE, n, ROWS_HINT, k, scalar(1.0),
+        _COLUMN_MAJOR, _A_MATRIX, operand, n, ROWS_HINT, k, scalar(1.0),
         ctypes.c_void_p(matrix.ctypes.data), leading, ctypes.c_void_p(packed.ctypes.data))
     return packed

@@ -292,8 +292,8 @@ use_pipelines, using_pipelines = PIPELINES.use, PIPELINES.using
 def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     """Whether a forward loop whose projection the cell names runs as a pipeline (`pipeline`) rather than after that
     projection's GEMM: where it would run as a team (``team_parts`` 2, `team_size`); under ``always`` on any route,
-    dtype and width; under ``auto`` in float32 with the products on panels (`rnnkit.kernels.blas.panels_apply`) or
-    on MKL's packed weights (`rnnkit.kernels.blas.packs_shares`: measured in `PIPELINE_INPUTS`' notes) and
+    dtype and width; under ``auto`` in float32 with the products on packed weights (`rnnkit.kernels.blas.packs_weights`:
+    panels, or MKL's, measured in `PIPELINE_INPUTS`' notes) and
     ``inputs`` (the projection's depth) `PIPELINE_INPUTS` to 1 times ``depth`` (the recurrent product's); narrower
     while the two cores are far apart, for a state up to `FAR_STATE` wide (`rnnkit.kernels.distance.cores_near`,
     asked only then): where it measured faster (`rnnkit.kernels.ahead`, `rnnkit.kernels.distance`). Measured slower:
@@ -303,13 +303,13 @@ def pipeline_pays(dtype, team_parts: int, inputs: int, depth: int) -> bool:
     projection on one core takes longer than the loop, though with the cores far apart an input twice as wide
     measured faster as a pipeline (`rnnkit.kernels.distance`; not taken: see `FAR_STATE`); and inputs much narrower
     than the state (`PIPELINE_INPUTS`) with the cores near, or with a state wider than `FAR_STATE`."""
-    from .blas import packs_shares, panels_apply
+    from .blas import packs_weights
 
     if PIPELINES.choice == "never" or team_parts < 2:
         return False
     if PIPELINES.choice == "always":
         return True
-    if np.dtype(dtype) != np.float32 or not (panels_apply(dtype) or packs_shares(dtype)) or inputs > depth:
+    if np.dtype(dtype) != np.float32 or not packs_weights(dtype) or inputs > depth:
         return False
     low, high = PIPELINE_INPUTS
     if low * depth <= high * inputs:

@@ -521,15 +521,16 @@ class GatedCell(CompiledSequenceLoop, Cell):
         return ws
 
     def transposes_as_views(self, batch: int) -> bool:
-        """Whether only the compiled loop on panels reads this call's transposes of W_hh: it runs the whole sequence
-        (`runs_whole_sequence`) and its products run on panels (`rnnkit.kernels.blas.panels_apply`), which are
-        packed straight from W_hh (`rnnkit.kernels.layout.fill_panels_of_transpose`) — no contiguous W_hhᵀ is made
-        first (H = 256: 0.15 of the 0.25 ms the two took in an LSTM call)."""
+        """Whether only the compiled loop's packed weights read this call's transposes of W_hh: it runs the whole
+        sequence (`runs_whole_sequence`) and its products run on packed weights
+        (`rnnkit.kernels.blas.packs_weights`), packed straight from W_hh — panels by
+        `rnnkit.kernels.layout.fill_panels_of_transpose`, MKL's copy as the transposed operand — so no contiguous
+        W_hhᵀ is made first (H = 256: 0.15 of the 0.25 ms the two took in an LSTM call on panels)."""
         if not self.runs_whole_sequence(batch):
             return False
-        from ..kernels.blas import panels_apply
+        from ..kernels.blas import packs_weights
 
-        return panels_apply(self.dtype)
+        return packs_weights(self.dtype)
 
     # -- variational recurrent dropout and weight drop (`rnnkit.recurrent.noise`) -----------------------------
     def recurrent_mask_problem(self, recurrent: bool, weight: bool) -> str | None:
