@@ -135,7 +135,8 @@ def test_a_layer_computes_the_same_bits_with_the_compiled_layouts_as_with_numpys
         monkeypatch.setattr(layout, "COMPILED_FROM", 1)
         compiled = _lstm_call(dtype)
     on_panels = blas.panels_apply(dtype)
-    assert compiled_calls["transpose"] == (0 if on_panels else 1)  # a contiguous W_hhᵀ only off the panels
+    packed = blas.packs_weights(dtype)  # panels, or MKL's copy packed from the view W_hh.T
+    assert compiled_calls["transpose"] == (0 if packed else 1)  # a contiguous W_hhᵀ only where nothing is packed
     assert compiled_calls["panels"] == (1 if on_panels else 0)  # W_hhᵀ's, straight from W_hh
     for a, b in zip(numpys, compiled, strict=True):
         assert np.array_equal(a, b)
@@ -145,7 +146,7 @@ def test_where_only_the_loops_panels_read_w_hh_transposed_it_is_a_view_packed_on
     """On the panels route a whole-sequence call keeps W_hhᵀ as the view W_hh.T and packs its panels from it at
     once; weight drop's masked W_hh gets a view and panels of its own (`GatedCell.transpose_recurrent`)."""
     if not blas.panels_apply(np.float32):
-        pytest.skip("the products are not on panels here: W_hhᵀ is a contiguous transpose")
+        pytest.skip("the products are not on panels here")
     cell = rnnkit.LSTM(24, 64, rng=0).cells[0]
     with rnnkit.kernels.using("compiled"):
         ws = cell.allocate(5, 16)
@@ -155,3 +156,27 @@ def test_where_only_the_loops_panels_read_w_hh_transposed_it_is_a_view_packed_on
     cell.use_masks(ws, None, mask)
     assert np.shares_memory(ws.w_hh_t, ws.w_hh) and not np.shares_memory(ws.w_hh, cell.weight_hh.data)
     assert np.array_equal(ws.w_hh_loop[3], panels.pack(np.ascontiguousarray((cell.weight_hh.data * mask).T)))
+
+
+def test_on_mkl_w_hh_transposed_is_a_view_whose_packed_copy_multiplies_as_numpy_does_once_per_mask():
+    """On MKL a whole-sequence call keeps W_hhᵀ as the view W_hh.T and packs MKL's copy from it at once (the
+    transposed operand: `rnnkit.kernels.mkl.pack`); weight drop's masked W_hh gets a view and a packed copy of its
+    own. Each packed copy's product equals NumPy's ``h @ W_hhᵀ``."""
+    if blas.BACKEND != "mkl":
+        pytest.skip("the loop's products are not MKL's in this process")
+    cell = rnnkit.LSTM(24, 64, rng=0, dtype=np.float32).cells[0]
+    h = np.random.default_rng(2).standard_normal((16, 64)).astype(np.float32)
+    with rnnkit.kernels.using("compiled"):
+        ws = cell.allocate(5, 16)
+        assert ws.transposes_as_views and np.shares_memory(ws.w_hh_t, cell.weight_hh.data)
+        mask = (np.random.default_rng(1).random(cell.weight_hh.data.shape) > 0.5).astype(np.float32)
+        for weight in (cell.weight_hh.data, None):
+            if weight is None:
+                cell.use_masks(ws, None, mask)
+                weight = cell.weight_hh.data * mask
+                assert np.shares_memory(ws.w_hh_t, ws.w_hh) and not np.shares_memory(ws.w_hh, cell.weight_hh.data)
+            packed = ws.w_hh_loop
+            assert packed[1].size > 0 or packed[4].size > 0  # whole, or a team's shares
+            out = np.full((16, 256), np.nan, np.float32)
+            blas.matmul_weight(h, packed, out, False)
+            assert np.abs(out - h @ weight.T).max() <= 1e-5 * np.abs(h @ weight.T).max()
