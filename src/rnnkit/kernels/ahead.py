@@ -34,7 +34,7 @@ from functools import partial
 
 import numpy as np
 
-from .blas import loop_weight, matmul_weight, packs_shares, panels_apply, panels_weight
+from .blas import loop_weight, matmul_weight, packs_weights, panels_apply, panels_weight
 from .jit import INNER, JIT, njit
 from .layernorm import layer_norm_rows
 from .layout import fill_panels_compiled
@@ -129,8 +129,8 @@ class Ahead(PipelineStage):
         transpose = weight_ih.T  # packed as it is into panels; a BLAS takes W_ihᵀ with unit stride in its rows
         self.fill_from = np.empty((0, 0), x.dtype)
         allocate = partial(transient, backward=backward)  # pages of their own only before a backward (module notes)
-        if not panels_apply(x.dtype):  # MKL packs the view itself (`rnnkit.kernels.mkl.pack`), a BLAS a copy
-            self.weight = loop_weight(transpose if packs_shares(x.dtype) else np.ascontiguousarray(transpose))
+        if not panels_apply(x.dtype):  # MKL packs the view itself (`rnnkit.kernels.mkl.pack`), a BLAS takes a copy
+            self.weight = loop_weight(transpose if packs_weights(x.dtype) else np.ascontiguousarray(transpose))
         elif weight_ih.flags.c_contiguous:  # filled by the writer itself, before its first chunk
             self.weight, self.fill_from = panels_weight(transpose, unfilled(transpose, allocate)), weight_ih
         else:

@@ -409,15 +409,14 @@ class Pipeline:
         self.sync = new_sync(projected=False)
         self._work, self._follows = work, follows
         self._partner: _OtherCore | None = None
-        self._threads: int | None = None  # each side's BLAS threads while the partner runs
+        self._threads: int | None = None  # each side's BLAS threads while the partner runs (None: no partner)
 
     def __enter__(self) -> Pipeline:
         threads = _claim_cores()
         if threads:
             try:
-                self._threads = threads // 2
-                partner = _on_threads(_guarded(lambda: self._work(self.sync), self.sync), self._threads)
-                self._partner = _OtherCore(partner, self._threads)
+                partner = _on_threads(_guarded(lambda: self._work(self.sync), self.sync), threads // 2)
+                self._partner, self._threads = _OtherCore(partner, threads // 2), threads // 2
             finally:
                 if self._partner is None:
                     _busy.release()
@@ -428,10 +427,9 @@ class Pipeline:
         team = (0, 1, self.sync)
         if self._partner is None and not self._follows:
             self._work(self.sync)
-        threads = self._threads if self._partner is not None else None
-        _on_threads(_guarded(lambda: loop(team), self.sync), threads)()
+        _on_threads(_guarded(lambda: loop(team), self.sync), self._threads)()
         if self._follows:
-            _on_threads(_guarded(lambda: self._work(self.sync), self.sync), threads)()
+            _on_threads(_guarded(lambda: self._work(self.sync), self.sync), self._threads)()
 
     def __exit__(self, kind, error, trace) -> None:
         if self._partner is None:
@@ -441,7 +439,7 @@ class Pipeline:
         try:
             self._partner.join(raise_error=kind is None)
         finally:
-            self._partner = None
+            self._partner, self._threads = None, None
             _busy.release()
 
 
