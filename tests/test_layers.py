@@ -167,3 +167,13 @@ def test_manual_seed_makes_default_initialization_reproducible():
     a = Linear(3, 2).weight.data.copy()
     rnnkit.manual_seed(7)
     np.testing.assert_array_equal(a, Linear(3, 2).weight.data)
+
+
+def test_a_modules_dtype_is_its_first_listed_parameters_found_in_its_sub_modules_and_follows_to():
+    """`Module.dtype` takes the first parameter `named_parameters` lists (read many times a call, it does not list
+    them all): a container without parameters of its own takes its first sub-module's, one without any the default."""
+    model = Sequential(Tanh(), Linear(3, 4, dtype=np.float64), Linear(4, 2))
+    assert next(p for _, p in model.named_parameters()) is model[1].weight
+    assert model.dtype == np.float64
+    assert model.to(np.float32).dtype == np.float32 and model[2].dtype == np.float32
+    assert Sequential(Tanh(), ReLU()).dtype == np.dtype(rnnkit.module.DEFAULT_DTYPE)

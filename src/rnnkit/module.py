@@ -240,8 +240,14 @@ class ParameterOwner:
 
     @property
     def dtype(self) -> np.dtype:
-        params = self.parameters()
-        return params[0].data.dtype if params else np.dtype(DEFAULT_DTYPE)
+        """The dtype of the first parameter (`DEFAULT_DTYPE` without any); read many times a call, so it takes the
+        first parameter without listing them all."""
+        first = self._first_parameter()
+        return first.data.dtype if first is not None else np.dtype(DEFAULT_DTYPE)
+
+    def _first_parameter(self) -> Parameter | None:
+        """The first parameter `named_parameters` lists, or None."""
+        return next(iter(self._parameters.values()), None)
 
 
 class _ClosesAfterInit(type):
@@ -330,6 +336,14 @@ class Module(ParameterOwner, metaclass=_ClosesAfterInit):
             if id(p) not in seen:
                 seen.add(id(p))
                 yield name, p
+
+    def _first_parameter(self) -> Parameter | None:
+        first = next(iter(self._parameters.values()), None)
+        for module in self._modules.values():
+            if first is not None:
+                break
+            first = module._first_parameter()
+        return first
 
     def _named_parameters_all(self, prefix):
         for name, p in self._parameters.items():

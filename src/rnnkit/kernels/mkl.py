@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
 
@@ -179,12 +179,21 @@ def _set_huge_page_advice(enabled: bool) -> bool:
     return bool(switch(enabled)) if switch is not None else False
 
 
+#: the bytes of a weight below which `pack` packs it on one MKL thread: on two, a small weight's packing waits for
+#: MKL's second thread to wake. Measured on the Intel Xeon (Ice Lake server) of docs/performance.md, µs, one
+#: thread / two, W_hhᵀ (H, 4H) float32: H = 64 15 / 60, 128 29 / 75, 256 (1 MiB) 106 / 137, 320 (1.56 MiB)
+#: 170 / 169, 384 (2.25 MiB) 237 / 212, 512 (4 MiB) 483 / 348; float64: H = 256 (2 MiB) 169 / 185, 320 (3.1 MiB)
+#: 250 / 229
+ONE_THREAD_PACKS_BELOW = 3 << 19
+
+
 def pack(matrix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``matrix`` (k, n), a weight on the right of the row-major product out = a · matrix, packed by MKL for
     ``?gemm_compute``: in the column-major view BLAS takes (outᵀ = matrixᵀ · aᵀ) it is the *A* operand, n × k with
     leading dimension its row stride; ``matrix`` may also be a transposed view (unit stride in its columns: W.T of
     a C-contiguous W), packed as the transposed operand with W's row stride, without a contiguous copy of Wᵀ first.
-    Into ``out`` (uint8, `packed_size` bytes) where given. The packed copy must stay where it was packed: its
+    Into ``out`` (uint8, `packed_size` bytes) where given; on one MKL thread for a weight of fewer bytes than
+    `ONE_THREAD_PACKS_BELOW`, else on the calling thread's count. The packed copy must stay where it was packed: its
     layout depends on the buffer's address, and a byte-for-byte copy of it elsewhere gave wrong products (tried:
     copies at 8 to 64 bytes from the original's alignment)."""
     k, n = matrix.shape
@@ -197,7 +206,8 @@ def pack(matrix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         operand, leading = _TRANS, max(matrix.strides[1] // matrix.itemsize, k, 1)
     else:
         operand, leading = _NO_TRANS, max(matrix.strides[0] // matrix.itemsize, n, 1)
-    getattr(handle, f"cblas_{precision}gemm_pack")(
-        _COLUMN_MAJOR, _A_MATRIX, operand, n, ROWS_HINT, k, scalar(1.0),
-        ctypes.c_void_p(matrix.ctypes.data), leading, ctypes.c_void_p(packed.ctypes.data))
+    routine = getattr(handle, f"cblas_{precision}gemm_pack")
+    with local_threads(1) if matrix.nbytes < ONE_THREAD_PACKS_BELOW else nullcontext():
+        routine(_COLUMN_MAJOR, _A_MATRIX, operand, n, ROWS_HINT, k, scalar(1.0), ctypes.c_void_p(matrix.ctypes.data),
+                leading, ctypes.c_void_p(packed.ctypes.data))
     return packed

@@ -238,18 +238,20 @@ def team_size(dtype, batch: int, depth: int, columns: int, units: int) -> int:
     their own), or float32 on OpenBLAS's small-matrix kernels with a share in `TEAM_WORK` (the measurements are
     there; MKL's: docs/performance-history.md, twenty-sixth part).
     Whether the cores are free is `team`'s to check."""
-    from .blas import packs_shares, panels_apply, small_kernels
-    from .panels import width
     from .team import UNIT_ALIGN
 
     if TEAMS.choice == "never" or units < 2 * UNIT_ALIGN:
         return 1
     if TEAMS.choice == "always":
         return 2
-    from ..machine import blas_spin_bounded
-
     work = batch * depth * columns // 2
-    if units % (2 * UNIT_ALIGN) or work < TEAM_WORK[0] or not blas_spin_bounded():
+    if units % (2 * UNIT_ALIGN) or work < TEAM_WORK[0]:
+        return 1  # decided before the other imports: this runs a few times a call, and small calls are short
+    from ..machine import blas_spin_bounded
+    from .blas import packs_shares, panels_apply, small_kernels
+    from .panels import width
+
+    if not blas_spin_bounded():
         return 1
     if panels_apply(dtype) and units % (2 * width(dtype)) == 0:  # each part's share whole panels
         return 2
