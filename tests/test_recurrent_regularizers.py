@@ -3,6 +3,8 @@ hand-written masked recurrence (a torch-autograd transcription of `rnnkit.recurr
 every gradient), in evaluation they equal the plain cell (dropout) or the expectation (zoneout), and every cell
 that takes them passes gradcheck stacked, bidirectional and ragged."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from conftest import GRADCHECK_TOL, PARITY_TOL, assert_close, requires_torch, to
 from rnnkit.errors import ConfigError
 from rnnkit.module import bernoulli
 from rnnkit.recurrent import GRU, LSTM, RHN, RNN, IndRNN, Jordan, MinGRU, MinLSTM, MogrifierLSTM
+from rnnkit.recurrent import noise as noise_module
 from rnnkit.recurrent.noise import Noise
 
 ALL_RATES = {"dropout_input": 0.3, "dropout_recurrent": 0.4, "zoneout": 0.3, "weight_drop": 0.5}
@@ -247,6 +250,32 @@ def test_evaluation_under_no_grad_applies_the_zoneout_expectation_like_the_recor
         np.testing.assert_allclose(layer.forward(x)[0], recorded, rtol=0, atol=1e-15)
     plain = LSTM(I, H, num_layers=2, dtype=np.float64, rng=2).eval()
     assert not np.allclose(plain.forward(x)[0], recorded)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU], ids=lambda c: c.__name__)
+def test_training_zoneout_under_no_grad_gives_the_outputs_of_the_recorded_forward_ragged_and_bidirectional(
+        cls, monkeypatch):
+    """Under no_grad the compiled loop keeps one slot of s̃_t, overwritten at every step, instead of its T-step
+    history (no backward reads it): the same masks give the same outputs and final states as a recorded call."""
+    from rnnkit.recurrent import runner
+
+    slots = []
+    monkeypatch.setattr(runner, "loop_zoneout", lambda rates, steps, *rest: slots.append(steps)
+                        or noise_module.loop_zoneout(rates, steps, *rest))
+    rng = np.random.default_rng(4)
+    x, lengths = rng.normal(size=(B, T, I)), np.array([T, 2, 4])
+    calls = []
+    for grad in (True, False):
+        slots.clear()
+        layer = cls(I, H, num_layers=2, bidirectional=True, dtype=np.float64, rng=2, zoneout=0.3)
+        with contextlib.nullcontext() if grad else rnnkit.no_grad():
+            calls.append(layer.forward(x, lengths=lengths))
+        if rnnkit.kernels.active() is not None:  # the compiled loop ran: T slots recorded, 1 under no_grad
+            assert slots == [T if grad else 1] * 4
+    (out, final), (out_no_grad, final_no_grad) = calls
+    np.testing.assert_array_equal(out_no_grad, out)
+    for k, f in enumerate(final if isinstance(final, tuple) else (final,)):
+        np.testing.assert_array_equal((final_no_grad if isinstance(final, tuple) else (final_no_grad,))[k], f)
 
 
 def test_a_run_with_every_regulariser_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys):

@@ -10,7 +10,7 @@ import numpy as np
 from .blas import matmul_columns
 from .gru import gate_views3, gru_row_reset_after
 from .jit import GLUE, INNER, JIT, dsigmoid, dtanh, gru_gate_grads, like, njit, one, row_dot, row_sum, sigmoid, tanh
-from .sequence_loop import gates_into_grads, sequence_backward, sequence_forward
+from .sequence_loop import gates_into_grads, history_slot, sequence_backward, sequence_forward
 from .team import barrier, own_rows
 
 
@@ -175,13 +175,6 @@ def _lngru_row_backward(dhb, d, q, hp, h_hat, h_inv, g_h, dp, keep_r):
 
 
 # -- the steps of the whole-sequence loop ------------------------------------------------------------------------
-@njit(**GLUE)
-def history_slot(history, t):
-    """The slot of step t in a forward's per-step history: t, or 0 where the history holds one step, overwritten at
-    every step (`rnnkit.recurrent.layernorm.LayerNormCell.history_steps`: no backward will read it)."""
-    return t if history.shape[0] > 1 else 0
-
-
 @njit(**GLUE)
 def product_then_rows(a, weight, out, team):
     """out = a @ matrix, each part of ``team`` its share of the columns, then the barrier: the row kernels that

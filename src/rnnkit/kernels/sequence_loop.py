@@ -64,7 +64,7 @@ def sequence_forward(step, params, xp, states, counts, reverse, zoneout, team):
     slot 0 (slot T when ``reverse``); counts (T,) rows still inside their sequence at each step; ``zoneout`` =
     (keeps, proposed, saved, direct) of `rnnkit.recurrent.noise.loop_zoneout`: per state component, zoneout's
     keep-previous mask d (T or 1, B, S_k) — (0, 0, 0) for a component without zoneout, and every component of a
-    call without it — and the history of s̃_t (T, B, S_k) the cell computed, before the mix
+    call without it — and the history of s̃_t (T, or 1 under no_grad, B, S_k) the cell computed, before the mix
     s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t. ``team``: this part's units of every state
     (`rnnkit.kernels.team.own_units`) and the barrier that ends each step, or None for the plain loop, which
     compiles without the team's code: numba prunes the branches on ``team is None`` when it compiles the entry.
@@ -120,11 +120,21 @@ def sequence_backward(step_backward, params, dy, dstate, states, counts, reverse
 
 @njit(**GLUE)
 def zoneout_forward(zoneout, k, t, n, state, read, write, lo, hi):
-    """Zoneout after step t for state component k (nothing where it has none): keep s̃_t (``proposed``), then
-    s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t in place of it."""
+    """Zoneout after step t for state component k (nothing where it has none): keep s̃_t (``proposed``, in the
+    `history_slot` of step t), then s_t = d ⊙ s_{t−1} + (1 − d) ⊙ s̃_t in place of it."""
     keeps, proposed = zoneout[0], zoneout[1]
     if keeps[k].shape[0] > 0:
-        keep_and_mix_rows(state[read, :n], state[write, :n], proposed[k][t, :n], keep_at(keeps[k], t, n), lo, hi)
+        keep_and_mix_rows(state[read, :n], state[write, :n], proposed[k][history_slot(proposed[k], t), :n],
+                          keep_at(keeps[k], t, n), lo, hi)
+
+
+@njit(**GLUE)
+def history_slot(history, t):
+    """The slot of step t in a forward's per-step history: t, or 0 where the history holds one step, overwritten at
+    every step because no backward will read it (a call under `rnnkit.no_grad`: zoneout's s̃_t,
+    `rnnkit.recurrent.noise.loop_zoneout`; the layer-normalised cells' ĥ and s_h,
+    `rnnkit.recurrent.layernorm.LayerNormCell.history_steps`)."""
+    return t if history.shape[0] > 1 else 0
 
 
 @njit(**GLUE)

@@ -183,9 +183,10 @@ class Recurrence:
         cell, steps, batch = self.cell, xp.shape[0], xp.shape[1]
         rates = None if noise is None else noise.zoneout
         if self.runs_whole_sequence(batch):
-            zoneout = loop_zoneout(rates, steps, batch, cell.state_sizes, cell.dtype)
+            kept = is_grad_enabled()  # else no trace: nothing reads s̃_t's history, one slot serves every step
+            zoneout = loop_zoneout(rates, steps if kept else 1, batch, cell.state_sizes, cell.dtype)
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout, ahead)
-            if rates is None:
+            if rates is None or not kept:
                 return None, zoneout
             after = after_each_step(states, self.reverse)  # s̃_t; a component without zoneout: s_t itself
             return [p if p.size else a for p, a in zip(zoneout[1], after)], zoneout
