@@ -234,8 +234,8 @@ def test_with_mkl_a_transposed_view_is_packed_as_it_is_and_its_products_equal_th
 def test_mkl_packs_a_weight_below_the_threshold_on_one_thread_and_a_larger_one_on_the_callers_count(monkeypatch,
                                                                                                    dtype):
     """A small weight is packed on one MKL thread (on two it waited for the second thread to wake: 60 against 15 µs
-    at 64 × 256); from `mkl.ONE_THREAD_PACKS_BELOW` bytes on, on the calling thread's count; the packed copy is the
-    same either way."""
+    at 64 × 256); from `mkl.ONE_THREAD_PACKS_BELOW` bytes on, on the calling thread's count; the products from
+    either packing equal NumPy's."""
     counts = []
     real = mkl.local_threads
     monkeypatch.setattr(mkl, "local_threads", lambda count: counts.append(count) or real(count))
