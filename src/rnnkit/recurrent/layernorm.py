@@ -123,7 +123,7 @@ class LayerNormCell(GatedCell):
 
     def history_steps(self, steps: int, batch: int) -> int:
         """The steps the forward's per-step histories (ĥ, s_h and each cell's own) hold: every step's, where a
-        backward may read them; one, overwritten at every step (`rnnkit.kernels.layernorm.history_slot`), in a
+        backward may read them; one, overwritten at every step (`rnnkit.kernels.sequence_loop.history_slot`), in a
         compiled whole-sequence call under `rnnkit.no_grad`, where writing all T of them (the gates then among them)
         cost LN-LSTM inference at B = 16, H = 256 about 0.7 ms of 12.5."""
         return 1 if not is_grad_enabled() and self.runs_whole_sequence(batch) else steps
