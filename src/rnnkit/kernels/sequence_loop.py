@@ -130,10 +130,11 @@ def zoneout_forward(zoneout, k, t, n, state, read, write, lo, hi):
 
 @njit(**GLUE)
 def history_slot(history, t):
-    """The slot of step t in a forward's per-step history: t, or 0 where the history holds one step, overwritten at
-    every step because no backward will read it (a call under `rnnkit.no_grad`: zoneout's s̃_t,
-    `rnnkit.recurrent.noise.loop_zoneout`; the layer-normalised cells' ĥ and s_h,
-    `rnnkit.recurrent.layernorm.LayerNormCell.history_steps`)."""
+    """The slot of step t in a per-step array that holds every step or one slot for all: t, or 0. A history holds
+    one slot, overwritten at every step, where no backward will read it (a call under `rnnkit.no_grad`: zoneout's
+    s̃_t, `rnnkit.recurrent.noise.loop_zoneout`; the layer-normalised cells' ĥ and s_h,
+    `rnnkit.recurrent.layernorm.LayerNormCell.history_steps`); zoneout's keep mask holds one in evaluation, the rate
+    z (`keep_at`)."""
     return t if history.shape[0] > 1 else 0
 
 
@@ -223,8 +224,9 @@ def _zero_rows(out, lo, hi):
 
 @njit(**INNER)
 def keep_at(keep, t, n):
-    """Zoneout's keep-previous mask of step t for the first n rows: d_t (training) or the rate z (evaluation)."""
-    return keep[t, :n] if keep.shape[0] > 1 else keep[0, :n]
+    """Zoneout's keep-previous mask of step t for the first n rows: d_t (training) or the rate z (evaluation, one
+    slot for every step: `history_slot`)."""
+    return keep[history_slot(keep, t), :n]
 
 
 @njit(**INNER)
