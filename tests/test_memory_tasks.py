@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from rnnkit.cli import main
-from rnnkit.tasks.memory import REBER_GRAPH, Adding1997Task, CopyTask, ReberTask, embedded_reber_string
+from rnnkit.tasks.memory import REBER_GRAPH, Adding1997Task, CopyTask, ReberTask, _reber_batch, embedded_reber_string
 
 run = run_cli
 
@@ -36,6 +36,16 @@ def test_reber_task_sizes_and_targets():
     batch = task.train_set
     assert batch.x.shape[2] == 7 and (batch.x.sum(axis=2)[batch.mask] == 1).all()
     assert ((batch.target.sum(axis=2) >= 1) == batch.mask).all()
+
+
+def test_reber_batches_are_their_strings_encoded_alone():
+    task = ReberTask(batch_size=16, seed=3)
+    order = np.random.default_rng([3, 1]).permutation(256)
+    for start, batch in zip(range(0, 256, 16), task.batches(1)):
+        alone = _reber_batch([task.train_strings[i] for i in order[start:start + 16]])
+        for field in ("x", "target", "mask", "lengths"):
+            assert getattr(batch, field).dtype == getattr(alone, field).dtype
+            np.testing.assert_array_equal(getattr(batch, field), getattr(alone, field))
 
 
 def test_adding1997_definition():

@@ -2,12 +2,16 @@
 
 import dataclasses
 import json
+import signal
+import time
 
 import numpy as np
 import pytest
 
+from rnnkit.errors import TrainingInterrupted
 from rnnkit.models.sequence import ModelConfig, SequenceModel
 from rnnkit.tasks import AddingTask, TextTask
+from rnnkit.training import plotting
 from rnnkit.training.trainer import TrainConfig, Trainer, TrainingError, tbptt_windows
 
 
@@ -56,6 +60,38 @@ def test_text_model_learns_with_truncated_bptt(tmp_path):
     assert val[-1] < val[0] - 0.3
     assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
+
+
+def slow_drawings(monkeypatch, seconds: float) -> list[int]:
+    """Make each drawing of loss.png take ``seconds`` more; the list gets the validations each drawing showed."""
+    shown, draw = [], plotting.plot_losses
+
+    def slow(metrics_path, png_path, **kwargs):
+        time.sleep(seconds)
+        shown.append(sum("val_loss" in line for line in open(metrics_path, encoding="utf-8")))
+        return draw(metrics_path, png_path, **kwargs)
+
+    monkeypatch.setattr(plotting, "plot_losses", slow)
+    return shown
+
+
+def test_loss_png_is_redrawn_at_validations_only_when_due_and_shows_every_one_when_training_ends(tmp_path,
+                                                                                                 monkeypatch):
+    shown = slow_drawings(monkeypatch, 0.2)  # a drawing of 0.2 s and more: the next is due 3.8 s after it
+    history = make_trainer(tmp_path, "run", max_steps=60).fit()
+    validations = sum("val_loss" in r for r in history)
+    assert validations == 12 and shown[0] == 1 and shown[-1] == validations
+    assert len(shown) < validations  # the 60 updates take far less than 3.8 s: the drawings between were skipped
+
+
+def test_a_run_stopped_by_a_signal_leaves_loss_png_with_its_last_validation(tmp_path, monkeypatch):
+    shown = slow_drawings(monkeypatch, 0.2)
+    trainer = make_trainer(tmp_path, "run", max_steps=60)
+    trainer.stop_when = lambda metrics: setattr(trainer, "stop_signal", signal.SIGTERM) if trainer.updates == 20 \
+        else False
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM after step 21"):
+        trainer.fit()
+    assert shown == [1, 4]  # the first validation's drawing, then one with the fourth (step 20) as the run stopped
 
 
 def test_resume_continues_exactly(tmp_path):

@@ -80,6 +80,14 @@ def _reber_batch(strings) -> Batch:
     return Batch(x, target, mask, lengths)
 
 
+def _rows(encoded: Batch, index: np.ndarray) -> Batch:
+    """The strings ``index`` of the encoded set ``encoded``, as `_reber_batch` encodes them on their own: cut to the
+    longest of them."""
+    lengths = encoded.lengths[index]
+    steps = int(lengths.max())
+    return Batch(encoded.x[index, :steps], encoded.target[index, :steps], encoded.mask[index, :steps], lengths)
+
+
 class ReberTask(TaskBase):
     name = "reber"
     success_metric = "success"
@@ -110,7 +118,7 @@ class ReberTask(TaskBase):
     def batches(self, epoch: int):
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_strings))
         for start in range(0, len(order), self.batch_size):
-            yield _reber_batch([self.train_strings[i] for i in order[start:start + self.batch_size]])
+            yield _rows(self.train_set, order[start:start + self.batch_size])
 
     def num_batches(self) -> int:
         return -(-len(self.train_strings) // self.batch_size)

@@ -175,6 +175,8 @@ class Trainer:
                 if not self.finished():  # a finished run, resumed, is left as it is
                     self._loop()
                 self._stop_if_signalled()
+                if directory is not None:
+                    directory.catch_up_plot(self.task)
         return self.history
 
     def _loop(self) -> None:
@@ -350,6 +352,7 @@ class Trainer:
         if self._saved_updates != self.updates:
             self.save()
             self._saved_updates = self.updates
+        self.directory.catch_up_plot(self.task)
         name = signal.Signals(self.stop_signal).name
         written = self.directory.path / checkpoint.NAME
         raise TrainingInterrupted(f"stopped by {name} after step {self.updates}; checkpoint written to {written} "
@@ -391,7 +394,8 @@ class Trainer:
             self.directory.append_metrics(record)
 
     def _validate_and_save(self) -> None:
-        """Validate, log the scalar metrics and, into a run directory, checkpoint and redraw the loss plot."""
+        """Validate, log the scalar metrics and, into a run directory, checkpoint and redraw the loss plot when due
+        (`RunDirectory.plot_losses`)."""
         self.last_eval = self.evaluate()
         scalars = {k: float(v) for k, v in self.last_eval.items() if np.ndim(v) == 0}
         if scalars:
@@ -401,7 +405,7 @@ class Trainer:
         self._saved_updates = self.updates
         if self.directory is not None:
             self.save()
-            self.directory.plot_losses(self.task)
+            self.directory.plot_losses(self.task, now=False)
 
     def save(self) -> Path:
         """Checkpoint the run into its run directory (`RunDirectory.save`)."""
