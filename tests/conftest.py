@@ -28,6 +28,14 @@ def assert_close(actual, expected, tol, what=""):
 
 
 
+@pytest.fixture
+def pack_every_weight(monkeypatch):
+    """MKL packs every weight of the compiled loops in this test (``RNNKIT_PACK=all``), the small ones too."""
+    from rnnkit.kernels import blas
+
+    monkeypatch.setattr(blas, "PACK", "all")
+
+
 def count_calls(monkeypatch, owner, names: dict) -> dict:
     """Wrap each attribute of ``owner`` that ``names`` maps a key to ({key: attribute name}) so that its calls are
     counted (each still runs); return the counts by key, which the calls update."""

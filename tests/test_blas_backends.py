@@ -59,6 +59,35 @@ def test_the_products_route_is_panels_on_openblas_with_avx512_unless_rnnkit_prod
         backend.products_route("mkl", "panels")
 
 
+def test_rnnkit_pack_is_auto_unless_it_says_all():
+    from rnnkit.kernels import backend
+
+    assert backend.pack_setting("") == "auto" and backend.pack_setting(" ALL ") == "all"
+    with pytest.raises(ConfigError, match="RNNKIT_PACK: expected one of auto, all, got 'some'"):
+        backend.pack_setting("some")
+
+
+@pytest.mark.skipif(blas.BACKEND != "mkl", reason="the loop's products are not MKL's in this process")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_with_mkl_a_weight_of_at_most_unpacked_up_to_elements_is_multiplied_as_it_is_unless_every_one_is_packed(
+        dtype, monkeypatch):
+    """An LSTM's W_hhᵀ at H = 64 (16,384 elements) is used as it is, its view W_hh.T included, and its products
+    still equal NumPy's; one more column is packed; with ``RNNKIT_PACK=all`` (`blas.PACK`) the smaller one is too."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 64)).astype(dtype)
+    small, large = (rng.standard_normal((columns, 64)).astype(dtype).T for columns in (256, 257))
+    assert small.size == blas.UNPACKED_UP_TO
+    for setting, packed in (("auto", (False, True)), ("all", (True, True))):
+        monkeypatch.setattr(blas, "PACK", setting)
+        for matrix, expect in zip((small, large), packed):
+            weight = blas.loop_weight(matrix)
+            assert (weight[1].size > 0) is expect, (setting, matrix.shape)
+            out = np.full((3, matrix.shape[1]), np.nan, dtype)
+            blas.matmul_weight(a, weight, out, False)
+            tol = (1e-5 if dtype == np.float32 else 1e-13) * np.abs(a @ matrix).max()
+            assert np.abs(out - a @ matrix).max() <= tol
+
+
 def test_without_mkl_a_loop_weight_is_the_matrix_itself_with_its_panels_where_the_processor_runs_them():
     if blas.BACKEND == "mkl":
         pytest.skip("this process runs the MKL backend")
@@ -119,7 +148,7 @@ CHILD = r"""
 import numpy as np, rnnkit
 from rnnkit import kernels
 from rnnkit.kernels import blas
-assert blas.BACKEND == "mkl" and blas.SOURCE == "mkl", (blas.BACKEND, blas.SOURCE)
+assert blas.BACKEND == "mkl" and blas.SOURCE == "mkl" and blas.PACK == "all", (blas.BACKEND, blas.SOURCE, blas.PACK)
 rng = np.random.default_rng(0)
 for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-13)):
     for m, k, n in ((1, 3, 5), (7, 16, 64), (33, 40, 24)):
@@ -160,7 +189,7 @@ def test_with_mkl_packed_products_and_the_compiled_loops_of_the_cells_with_matri
     Mogrifier (stacks of packed round matrices, low rank, and an empty stack) loops on MKL equal the NumPy oracle:
     stacked, bidirectional, ragged, every gradient."""
     result = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "RNNKIT_BLAS": "mkl"})
+                            env={**os.environ, "RNNKIT_BLAS": "mkl", "RNNKIT_PACK": "all"})
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
@@ -176,7 +205,8 @@ def test_rnnkit_info_names_mkl_as_the_compiled_loops_blas_when_chosen():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("blocks", "hidden"), [(4, 256), (3, 48), (1, 40), (4, 20), (2, 16)])
 def test_with_mkl_a_team_weight_packs_each_parts_columns_and_every_product_from_them_equals_numpy(blocks, hidden,
-                                                                                                 dtype):
+                                                                                                 dtype,
+                                                                                                 pack_every_weight):
     """``loop_weight(W, blocks)`` holds no whole packed copy but each part's units of every block packed on their
     own (16-unit multiples: 16 and 4 units at H = 20, 16 and none at H = 16); each part's products in a
     team and the whole product from the shares (a team whose parts ran one after the other) equal NumPy's, and a
@@ -210,7 +240,7 @@ def test_with_mkl_a_team_weight_packs_each_parts_columns_and_every_product_from_
 @pytest.mark.parametrize(("blocks", "rows", "depth", "hidden"), [(0, 16, 256, 256), (0, 3, 37, 11), (4, 16, 64, 64),
                                                                  (4, 9, 37, 20), (1, 5, 40, 40)])
 def test_with_mkl_a_transposed_view_is_packed_as_it_is_and_its_products_equal_those_of_its_contiguous_copy(
-        blocks, rows, depth, hidden, dtype):
+        blocks, rows, depth, hidden, dtype, pack_every_weight):
     """W.T of a C-contiguous W (unit stride in its columns: what a loop multiplies by, W_hhᵀ and W_ihᵀ) is packed
     by MKL as the transposed operand, whole or as a team's shares, without a contiguous copy of Wᵀ: every product
     equals the one from the copy's packing and NumPy's ``a @ W.T``."""

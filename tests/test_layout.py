@@ -158,7 +158,7 @@ def test_where_only_the_loops_panels_read_w_hh_transposed_it_is_a_view_packed_on
     assert np.array_equal(ws.w_hh_loop[3], panels.pack(np.ascontiguousarray((cell.weight_hh.data * mask).T)))
 
 
-def test_on_mkl_w_hh_transposed_is_a_view_whose_packed_copy_multiplies_as_numpy_does_once_per_mask():
+def test_on_mkl_w_hh_transposed_is_a_view_whose_packed_copy_multiplies_as_numpy_does_once_per_mask(pack_every_weight):
     """On MKL a whole-sequence call keeps W_hhᵀ as the view W_hh.T and packs MKL's copy from it at once (the
     transposed operand: `rnnkit.kernels.mkl.pack`); weight drop's masked W_hh gets a view and a packed copy of its
     own. Each packed copy's product equals NumPy's ``h @ W_hhᵀ``."""

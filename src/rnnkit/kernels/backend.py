@@ -5,6 +5,9 @@
 * `PRODUCTS`, the route of the skinny per-step products: ``"panels"`` (`rnnkit.kernels.panels`: weights packed once
   per call, a micro-kernel with 64-byte vectors) on OpenBLAS where the processor has AVX-512, else ``"blas"``;
   ``RNNKIT_PRODUCTS=panels|blas`` chooses (`products_route`: CI runs the loop's tests on both routes).
+* `PACK`, which weights MKL packs for the loop: ``"auto"``, all but the smallest (`rnnkit.kernels.blas.UNPACKED_UP_TO`);
+  ``"all"``, every one (``RNNKIT_PACK=all|auto``, `pack_setting`: CI runs the loop's tests on MKL's packed products
+  at the tests' small shapes too).
 
 `PRODUCTS` is a constant of the compiled code (`rnnkit.kernels.blas` compiles only its own route into the loops: a
 shorter first use), so the disk cache keeps one set of kernels per route (`rnnkit.kernels.cache` puts it in the file
@@ -70,6 +73,19 @@ def products_route(backend: str, setting: str | None = None) -> str:
     return "panels" if backend == "openblas" and avx512() else "blas"
 
 
+PACK_SETTINGS = ("auto", "all")
+
+
+def pack_setting(setting: str | None = None) -> str:
+    """``setting``, else ``RNNKIT_PACK`` (``auto`` or ``all``); unset, ``"auto"``."""
+    from ..errors import ConfigError
+
+    setting = (os.environ.get("RNNKIT_PACK", "") if setting is None else setting).strip().lower() or "auto"
+    if setting not in PACK_SETTINGS:
+        raise ConfigError(f"RNNKIT_PACK: expected one of {', '.join(PACK_SETTINGS)}, got {setting!r}")
+    return setting
+
+
 def unreachable(what: str) -> int:
     """The address of a C function that raises "rnnkit: ``what``": for a symbol that compiled code names but reaches
     only on another route (MKL's packed product without MKL, the panels' product off the panels route), so that
@@ -86,3 +102,5 @@ def unreachable(what: str) -> int:
 BACKEND = choose_backend()
 #: the route of the loop's skinny products: "panels" or "blas"
 PRODUCTS = products_route(BACKEND)
+#: which weights MKL packs for the loop: "auto" or "all"
+PACK = pack_setting()

@@ -274,11 +274,29 @@ def panels_apply(dtype) -> bool:
     return PANELS and np.dtype(dtype) in _panels.DTYPES
 
 
+#: which weights MKL packs for the loop: "auto" (none of `UNPACKED_UP_TO` elements or fewer) or "all"
+#: (`rnnkit.kernels.backend.pack_setting`)
+PACK = backend.PACK
+#: the most elements of a weight that the loop multiplies by as it is (MKL's ``?gemm`` every step) instead of by
+#: a packed copy made once a call: an LSTM's W_hhᵀ up to H = 64, a GRU's up to H = 73, an Elman RNN's up to
+#: H = 128. Packing such a weight cost more than it saved: its Python and ctypes calls (buffer, size, thread count,
+#: pack) are a fixed cost a call, and MKL's plain product of so small a weight is as fast per step. Measured on
+#: the Intel Xeon (Ice Lake server) of docs/performance.md, T = 100 float32, ms a call, packed → as it is,
+#: inference / training: LSTM H = 64, B = 1 0.654 → 0.544 / 1.410 → 1.244, B = 16 3.99 → 3.80 / 7.43 → 7.17;
+#: GRU H = 64, B = 1 0.762 → 0.537 / 1.792 → 1.538; RNN B = 1, H = 128 0.536 → 0.366 / 1.214 → 1.079; LSTM
+#: B = 2, H = 8, T = 5 (a gradient check's call) 0.212 → 0.166 / 0.570 → 0.452. The losses at this size: LSTM
+#: H = 64, B = 4 inference 1.16 → 1.23 (training 2.94 → 2.89), GRU B = 16 3.17 → 3.08 and 6.35 → 6.39. Larger
+#: weights gain from packing: LSTM H = 96 (36,864 elements), B = 16 3.93 → 4.17 and 8.60 → 9.07 unpacked
+UNPACKED_UP_TO = 1 << 14
+
+
 def _packs(matrix: np.ndarray) -> bool:
-    """Whether the loop multiplies by MKL's packed copy of ``matrix``: with the MKL backend, unit stride in its rows,
-    or in its columns (a transposed view, which `rnnkit.kernels.mkl.pack` packs as the transposed operand)."""
+    """Whether the loop multiplies by MKL's packed copy of ``matrix``: with the MKL backend, more than
+    `UNPACKED_UP_TO` elements (any with `PACK` "all"), unit stride in its rows or in its columns (a transposed view,
+    which `rnnkit.kernels.mkl.pack` packs as the transposed operand)."""
     unit = matrix.itemsize
-    return BACKEND == "mkl" and matrix.size > 0 and unit in matrix.strides
+    large = matrix.size > (0 if PACK == "all" else UNPACKED_UP_TO)
+    return BACKEND == "mkl" and large and unit in matrix.strides
 
 
 def loop_weights(matrices: np.ndarray, team_blocks: int = 0) -> tuple:
