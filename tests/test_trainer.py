@@ -84,12 +84,23 @@ def test_loss_png_is_redrawn_at_validations_only_when_due_and_shows_every_one_wh
     assert len(shown) < validations  # the 60 updates take far less than 3.8 s: the drawings between were skipped
 
 
-def test_a_run_stopped_by_a_signal_leaves_loss_png_with_its_last_validation(tmp_path, monkeypatch):
+def stop_by_signal(trainer):
+    trainer.stop_signal = signal.SIGTERM
+
+
+def stop_by_infinite_bias(trainer):
+    trainer.model.head.bias.data[0] = np.inf  # the next update's loss is not finite
+
+
+@pytest.mark.parametrize(("stop", "error", "message"), [
+    (stop_by_signal, TrainingInterrupted, "stopped by SIGTERM after step 21"),
+    (stop_by_infinite_bias, TrainingError, "non-finite loss .* at step 21")])
+def test_a_run_stopped_by_a_signal_or_an_error_leaves_loss_png_with_its_last_validation(tmp_path, monkeypatch, stop,
+                                                                                      error, message):
     shown = slow_drawings(monkeypatch, 0.2)
     trainer = make_trainer(tmp_path, "run", max_steps=60)
-    trainer.stop_when = lambda metrics: setattr(trainer, "stop_signal", signal.SIGTERM) if trainer.updates == 20 \
-        else False
-    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM after step 21"):
+    trainer.stop_when = lambda metrics: trainer.updates == 20 and stop(trainer)  # at the fourth validation
+    with pytest.raises(error, match=message):
         trainer.fit()
     assert shown == [1, 4]  # the first validation's drawing, then one with the fourth (step 20) as the run stopped
 

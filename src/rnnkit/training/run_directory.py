@@ -4,7 +4,8 @@
   values), appended as the trainer logs them; when a run starts or resumes, the records written after its
   checkpoint (all of them before a first one) and a line cut short by a kill are dropped (`truncate_metrics`);
 * ``loss.png`` — the loss curves of ``metrics.jsonl``, redrawn after a validation unless drawing it would take more
-  than a twentieth of the time (`RunDirectory.plot_losses`), and always when training ends or stops;
+  than a twentieth of the time (`RunDirectory.plot_losses`), and always when training ends, or stops on a signal
+  or an error;
 * the checkpoint (`rnnkit.training.checkpoint`): weights, optimizer state, the carried recurrent state
   (``state0``, ``state1``, ... in carry.safetensors) and the meta of `checkpoint_meta` — written by
   `RunDirectory.save`; `restore` checks one (`rnnkit.training.resume_checks`) and puts a trainer back where it

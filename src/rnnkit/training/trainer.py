@@ -172,11 +172,13 @@ class Trainer:
             if directory is not None:  # a new run drops what a run killed before its first checkpoint logged
                 self.history = directory.truncate_metrics(self.updates)
             with self._stop_on_signals():
-                if not self.finished():  # a finished run, resumed, is left as it is
-                    self._loop()
-                self._stop_if_signalled()
-                if directory is not None:
-                    directory.catch_up_plot(self.task)
+                try:
+                    if not self.finished():  # a finished run, resumed, is left as it is
+                        self._loop()
+                    self._stop_if_signalled()
+                finally:  # ended, stopped by a signal or by an error: loss.png shows every validation logged
+                    if directory is not None:
+                        directory.catch_up_plot(self.task)
         return self.history
 
     def _loop(self) -> None:
@@ -352,7 +354,6 @@ class Trainer:
         if self._saved_updates != self.updates:
             self.save()
             self._saved_updates = self.updates
-        self.directory.catch_up_plot(self.task)
         name = signal.Signals(self.stop_signal).name
         written = self.directory.path / checkpoint.NAME
         raise TrainingInterrupted(f"stopped by {name} after step {self.updates}; checkpoint written to {written} "
