@@ -29,12 +29,10 @@ _UNREACHABLE: list = []
 
 def choose_backend(setting: str | None = None) -> str:
     """The BLAS of the compiled loop's products: ``setting``, else ``RNNKIT_BLAS`` (see the module notes)."""
-    from ..errors import ConfigError, DependencyError
+    from ..errors import DependencyError
     from . import mkl
 
-    setting = (os.environ.get("RNNKIT_BLAS", "") if setting is None else setting).strip().lower()
-    if setting and setting not in BACKENDS:
-        raise ConfigError(f"RNNKIT_BLAS: expected one of {', '.join(BACKENDS)}, got {setting!r}")
+    setting = _setting("RNNKIT_BLAS", BACKENDS, setting)
     if setting == "mkl" and mkl.library() is None:
         raise DependencyError("RNNKIT_BLAS=mkl: MKL is not installed (pip install 'rnnkit[mkl]')")
     if setting:
@@ -63,9 +61,7 @@ def products_route(backend: str, setting: str | None = None) -> str:
     a processor without AVX-512 they compute the same products, slowly (for tests)."""
     from ..errors import ConfigError
 
-    setting = (os.environ.get("RNNKIT_PRODUCTS", "") if setting is None else setting).strip().lower()
-    if setting and setting not in ROUTES:
-        raise ConfigError(f"RNNKIT_PRODUCTS: expected one of {', '.join(ROUTES)}, got {setting!r}")
+    setting = _setting("RNNKIT_PRODUCTS", ROUTES, setting)
     if setting == "panels" and backend != "openblas":
         raise ConfigError(f"RNNKIT_PRODUCTS=panels: expected the OpenBLAS backend, got RNNKIT_BLAS={backend}")
     if setting:
@@ -78,11 +74,17 @@ PACK_SETTINGS = ("auto", "all")
 
 def pack_setting(setting: str | None = None) -> str:
     """``setting``, else ``RNNKIT_PACK`` (``auto`` or ``all``); unset, ``"auto"``."""
+    return _setting("RNNKIT_PACK", PACK_SETTINGS, setting) or "auto"
+
+
+def _setting(variable: str, choices: tuple[str, ...], setting: str | None) -> str:
+    """``setting``, else the environment's ``variable``, in lower case without spaces: one of ``choices``, or ""
+    (unset); any other value is refused by name."""
     from ..errors import ConfigError
 
-    setting = (os.environ.get("RNNKIT_PACK", "") if setting is None else setting).strip().lower() or "auto"
-    if setting not in PACK_SETTINGS:
-        raise ConfigError(f"RNNKIT_PACK: expected one of {', '.join(PACK_SETTINGS)}, got {setting!r}")
+    setting = (os.environ.get(variable, "") if setting is None else setting).strip().lower()
+    if setting and setting not in choices:
+        raise ConfigError(f"{variable}: expected one of {', '.join(choices)}, got {setting!r}")
     return setting
 
 
