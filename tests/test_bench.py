@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import rnnkit
 from conftest import torch
 from rnnkit import machine
 from rnnkit.errors import DataError
@@ -111,6 +112,13 @@ def test_the_figure_of_a_case_is_the_median_and_min_of_its_turns(lstm_bench):
             samples = sorted(r[f"{lib}_samples_ms"])
             assert len(samples) == 3 and r[f"{lib}_ms"] == samples[1] and r[f"{lib}_min_ms"] == samples[0]
         assert r["ratio"] == pytest.approx(r["torch_ms"] / r["rnnkit_ms"])
+
+
+def test_the_json_and_the_footer_name_each_librarys_version_as_its_worker_reports_it(lstm_bench):
+    proc, data = lstm_bench
+    assert data["meta"]["versions"] == {"rnnkit": rnnkit.__version__, "torch": torch.__version__}
+    for lib, version in data["meta"]["versions"].items():
+        assert f"{lib} worker: pid {data['meta']['workers'][lib]}, {lib} {version}, threads " in proc.stdout
 
 
 def test_every_thread_pool_of_both_workers_is_pinned_to_threads(lstm_bench):

@@ -139,12 +139,13 @@ def bench(cells, batches, hiddens, input_size, stacked, steps, threads, repeats,
 
 
 def _bench_footer(records: list[dict], meta: dict) -> None:
-    """Print each worker's pid and thread pools, then the host's steal time and the cores' distance over the turns."""
+    """Print each worker's pid, library version and thread pools, then the host's steal time and the cores'
+    distance over the turns."""
     from ..training import bench as bench_lib
 
     for lib, pools in meta["thread_pools"].items():
-        click.echo(f"{lib} worker: pid {meta['workers'][lib]}, threads " + ", ".join(f"{pool} {count}"
-                                                                                    for pool, count in pools.items()))
+        click.echo(f"{lib} worker: pid {meta['workers'][lib]}, {lib} {meta['versions'][lib]}, threads "
+                   + ", ".join(f"{pool} {count}" for pool, count in pools.items()))
     for line in (bench_lib.steal_line(records), bench_lib.distance_line(records)):
         if line:
             click.echo(line)

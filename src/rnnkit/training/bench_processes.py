@@ -130,6 +130,10 @@ class Workers:
         """Each library's thread pools as its worker reports them."""
         return {library: worker.hello["threads"] for library, worker in self.by_library.items()}
 
+    def versions(self) -> dict:
+        """Each library's version as its worker reports it (`rnnkit.training.bench_worker.library_version`)."""
+        return {library: worker.hello["version"] for library, worker in self.by_library.items()}
+
 
 def alternate(turns: list[tuple[WorkerProcess, str]], repeats: int, warmup: int,
               cases: dict[str, dict]) -> Iterator[dict]:

@@ -8,7 +8,8 @@ for the BLAS and OpenMP libraries, ``torch.set_num_threads``, ``numba.set_num_th
 PARENT. It then answers requests, one JSON object per line on stdin, with one JSON object per line on stdout (its
 own prints go to stderr, so nothing else reaches the pipe; never pickle):
 
-* ``{"op": "hello"}`` → ``{"pid", "library", "threads": {pool: count}}``, the thread counts as the pools report them;
+* ``{"op": "hello"}`` → ``{"pid", "library", "version", "threads": {pool: count}}``, the library's version as it
+  reports it (`library_version`) and the thread counts as the pools report them;
 * ``{"op": "prepare", "key", "case", "warmup"}`` → builds the layer and inputs of ``case`` (see `make_call`) and
   runs ``warmup`` untimed calls;
 * ``{"op": "time", "key"}`` → one untimed call (the caches held the other library's data a moment ago), then one
@@ -140,6 +141,19 @@ def _torch_call(twin, x, dy, mode: str):
     return infer
 
 
+def library_version(library: str) -> str:
+    """``library``'s version as it reports it: rnnkit's, or torch's ``torch.__version__``, which names its build
+    too (``2.13.0+cpu``; a CUDA build has none or ``+cu…``). The builds of one torch release can time differently on
+    the CPU, so a ratio against torch is read with the version it was measured against."""
+    if library == "torch":
+        import torch
+
+        return torch.__version__
+    from .. import __version__
+
+    return __version__
+
+
 def gemm_ceiling(rows: int, inner: int, cols: int, repeats: int = 5) -> float:
     """GFLOP/s of a float32 (rows × inner) @ (inner × cols) NumPy GEMM, median of ``repeats``."""
     rng = np.random.default_rng(0)
@@ -163,7 +177,8 @@ class Worker:
         self.threads = pin_threads(library, threads)
 
     def hello(self, request: dict) -> dict:
-        return {"pid": os.getpid(), "library": self.library, "threads": self.threads}
+        return {"pid": os.getpid(), "library": self.library, "version": library_version(self.library),
+                "threads": self.threads}
 
     def prepare(self, request: dict) -> dict:
         call = make_call(self.library, request["case"])
