@@ -153,7 +153,7 @@ def test_bench_without_torch_says_so_in_one_line_and_times_rnnkit_alone(monkeypa
 
     def fake_run(cases, with_torch, meta, **options):
         asked.append(with_torch)
-        meta.update(workers={"rnnkit": 1}, thread_pools={"rnnkit": {}})
+        meta.update(workers={"rnnkit": 1}, thread_pools={"rnnkit": {}}, versions={"rnnkit": "0.1.0"})
         return iter([])
 
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if it were not installed
