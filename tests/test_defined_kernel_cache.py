@@ -75,6 +75,29 @@ def test_an_unusable_cache_directory_falls_back_to_a_private_one(tmp_path, monke
     assert path.read_text() == "Y = 2\n" and not str(path).startswith(str(blocker))
 
 
+_WRITE_ONE_KERNEL_FILE = """
+import tempfile
+from rnnkit.define import kernel_files
+kernel_files.write_source("Z = 3\\n", "rnnkit_defined_probe")
+print(tempfile.gettempdir())
+"""
+
+
+@pytest.mark.parametrize("usable", [True, False], ids=["usable cache", "unusable cache"])
+def test_a_process_leaves_no_private_kernel_directory_behind(tmp_path, usable):
+    cache = tmp_path / "cache"
+    if not usable:
+        cache.write_text("")  # <file>/define cannot be created: the private directory is used
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "RNNKIT_CACHE_DIR": str(cache), "TMPDIR": str(temporary)}
+    run = subprocess.run([sys.executable, "-c", _WRITE_ONE_KERNEL_FILE], env=env, capture_output=True, text=True,
+                         check=True)
+    assert run.stdout.strip() == str(temporary)
+    assert list(temporary.glob("rnnkit-define-*")) == []
+    assert (cache / "define" / "rnnkit_defined_probe.py").is_file() == usable
+
+
 def test_a_changed_loop_skeleton_or_blas_binding_gives_a_new_kernel_file(monkeypatch):
     from rnnkit.define import kernel_files
 

@@ -12,14 +12,17 @@ default ``~/.cache/rnnkit/define``), created with mode 0700. The file is written
 beside it, renamed over it: a reader never sees half a file, and a link planted at the name is replaced, never
 followed) and only when it is missing or differs from the source; an existing file is read without following a
 link. Where the directory cannot be used (a read-only home, a link in its place), a private temporary directory
-of this process is used instead: everything still works, the kernels are compiled again in the next process.
+of this process is used instead (made only then, and removed when the process exits): everything still works,
+the kernels are compiled again in the next process.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.util
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -88,7 +91,8 @@ def _load(source: str, name: str):
 def write_source(source: str, name: str) -> Path:
     """The path of ``name``.py holding exactly ``source``: the cache directory's file if it already holds it, else
     written there atomically (or in this process's private directory when the cache directory is unusable)."""
-    for directory in (_usable(cache_directory()), _private_directory()):
+    for directory in (lambda: _usable(cache_directory()), _private_directory):
+        directory = directory()  # the private directory only made when the cache directory cannot be used
         if directory is None:
             continue
         path = directory / f"{name}.py"
@@ -118,7 +122,11 @@ def _usable(directory: Path) -> Path | None:
 
 @lru_cache(maxsize=1)
 def _private_directory() -> Path:
-    return Path(tempfile.mkdtemp(prefix="rnnkit-define-"))
+    """This process's own temporary directory (made on first use), removed with its files when the process exits:
+    its kernels are compiled again in the next process anyway."""
+    directory = tempfile.mkdtemp(prefix="rnnkit-define-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return Path(directory)
 
 
 def _holds(path: Path, source: str) -> bool:
