@@ -128,9 +128,12 @@ class Ahead(PipelineStage):
             self.norm = (*norm, self.x_hat, self.x_inv_std)
         transpose = weight_ih.T  # packed as it is into panels; a BLAS takes W_ihᵀ with unit stride in its rows
         self.fill_from = np.empty((0, 0), x.dtype)
+        self.pack_from = None
         allocate = partial(transient, backward=backward)  # pages of their own only before a backward (module notes)
-        if not panels_apply(x.dtype):  # MKL packs the view itself (`rnnkit.kernels.mkl.pack`), a BLAS takes a copy
-            self.weight = loop_weight(transpose if packs_weights(x.dtype) else np.ascontiguousarray(transpose))
+        if packs_weights(x.dtype) and not panels_apply(x.dtype):  # MKL packs the view itself, on the writer's core
+            self.weight, self.pack_from = None, transpose
+        elif not panels_apply(x.dtype):  # a BLAS takes a copy
+            self.weight = loop_weight(np.ascontiguousarray(transpose))
         elif weight_ih.flags.c_contiguous:  # filled by the writer itself, before its first chunk
             self.weight, self.fill_from = panels_weight(transpose, unfilled(transpose, allocate)), weight_ih
         else:
@@ -138,9 +141,14 @@ class Ahead(PipelineStage):
         self.bias = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
 
     def write(self, sync: np.ndarray) -> None:
-        """Write `out`, announcing each chunk's steps in ``sync`` (the panels of W_ihᵀ first, where they are still
-        to be filled: on the writer's core, in its one compiled call, which holds no GIL)."""
+        """Write `out`, announcing each chunk's steps in ``sync``: W_ihᵀ first laid out on the writer's core where
+        it is still to be — its panels filled in the writer's one compiled call, which holds no GIL, or MKL's packed
+        copy made (`rnnkit.kernels.mkl.pack`, a ctypes call, which releases the GIL) while the caller packs its
+        recurrent weight: one LSTM inference call at B = 16, H = 256 packed two 1 MiB weights in turn, about 0.3 ms
+        each with both cold in cache."""
         chunk = max(1, -(-CHUNK_ROWS // self.batch))
+        if self.pack_from is not None:  # MKL's packed copy, made here while the caller packs its recurrent weight
+            self.weight, self.pack_from = loop_weight(self.pack_from), None
         project_ahead((self.fill_from, self.batch_first), self.x.reshape(self.out.shape[0], -1), self.weight,
                       self.bias, self.bias.size > 0, self.norm, self.out, self.batch, self.reverse, chunk, sync)
         self.weight = None  # the panels are not needed while the loop finishes
