@@ -31,7 +31,8 @@ def _lstm_row_forward(a, x, cp, cn, tc, y, w_ci, w_cf, w_co, peephole):
     i, f, g and c_t first, then o, tanh(c_t) and the output, the same operations on each unit: in one loop, each
     unit's chain σ → c_t → tanh(c_t) → o ⊙ tanh(c_t) was longer than the processor's out-of-order window covers
     and the loop waited on it (`lstm_forward` at B = 16, H = 256, in cache, one core: 17.2 → 14.8 µs; an LSTM
-    inference call there, median of 8 processes' fastest: 9.86 → 9.67 ms, docs/performance-history.md part 31)."""
+    inference call there, median of 8 processes' fastest: 9.86 → 9.67 ms; docs/performance-history.md, thirty-first
+    part)."""
     ai, af, ag, ao = a
     xi, xf, xg, xo = x
     for j in range(cp.shape[0]):
