@@ -184,7 +184,7 @@ class Recurrence:
         rates = None if noise is None else noise.zoneout
         if self.runs_whole_sequence(batch):
             kept = is_grad_enabled()  # else no trace: nothing reads s̃_t's history, one slot serves every step
-            zoneout = loop_zoneout(rates, steps if kept else 1, batch, cell.state_sizes, cell.dtype)
+            zoneout = loop_zoneout(rates, steps if kept else 1, batch, cell.state_sizes, cell.dtype, counts is not None)
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout, ahead)
             if rates is None or not kept:
                 return None, zoneout
