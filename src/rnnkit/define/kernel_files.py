@@ -91,8 +91,8 @@ def _load(source: str, name: str):
 def write_source(source: str, name: str) -> Path:
     """The path of ``name``.py holding exactly ``source``: the cache directory's file if it already holds it, else
     written there atomically (or in this process's private directory when the cache directory is unusable)."""
-    for directory in (lambda: _usable(cache_directory()), _private_directory):
-        directory = directory()  # the private directory only made when the cache directory cannot be used
+    for make in (lambda: _usable(cache_directory()), _private_directory):
+        directory = make()  # the private directory is made only where the cache directory cannot be used
         if directory is None:
             continue
         path = directory / f"{name}.py"

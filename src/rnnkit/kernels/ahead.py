@@ -130,14 +130,14 @@ class Ahead(PipelineStage):
         self.fill_from = np.empty((0, 0), x.dtype)
         self.pack_from = None
         allocate = partial(transient, backward=backward)  # pages of their own only before a backward (module notes)
-        if packs_weights(x.dtype) and not panels_apply(x.dtype):  # MKL packs the view itself, on the writer's core
-            self.weight, self.pack_from = None, transpose
-        elif not panels_apply(x.dtype):  # a BLAS takes a copy
-            self.weight = loop_weight(np.ascontiguousarray(transpose))
-        elif weight_ih.flags.c_contiguous:  # filled by the writer itself, before its first chunk
+        if panels_apply(x.dtype) and weight_ih.flags.c_contiguous:  # filled by the writer, before its first chunk
             self.weight, self.fill_from = panels_weight(transpose, unfilled(transpose, allocate)), weight_ih
-        else:
+        elif panels_apply(x.dtype):
             self.weight = panels_weight(transpose, pack(transpose, allocate))
+        elif packs_weights(x.dtype):  # MKL packs the view itself (`rnnkit.kernels.mkl.pack`), on the writer's core
+            self.weight, self.pack_from = None, transpose
+        else:  # a BLAS takes a copy
+            self.weight = loop_weight(np.ascontiguousarray(transpose))
         self.bias = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
 
     def write(self, sync: np.ndarray) -> None:
