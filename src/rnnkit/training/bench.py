@@ -204,8 +204,7 @@ def run(cases: list[dict], threads: int | None = None, repeats: int = 5, warmup:
     peak = machine.peak_gflops(threads)
     with Workers(libraries, threads, kernels) as workers:
         if meta is not None:
-            meta.update(threads=threads, workers={lib: workers[lib].pid for lib in libraries},
-                        thread_pools=workers.threads(), versions=workers.versions())
+            meta.update(threads=threads, **workers.meta())
         for case in cases:
             g = GATES[case["cell"]] * case["hidden"]
             ceiling = workers["rnnkit"].request("ceiling", rows=case["steps"] * case["batch"], inner=case["hidden"],

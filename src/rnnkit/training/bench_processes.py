@@ -126,13 +126,13 @@ class Workers:
         for worker in self.by_library.values():
             worker.close()
 
-    def threads(self) -> dict:
-        """Each library's thread pools as its worker reports them."""
-        return {library: worker.hello["threads"] for library, worker in self.by_library.items()}
-
-    def versions(self) -> dict:
-        """Each library's version as its worker reports it (`rnnkit.training.bench_worker.library_version`)."""
-        return {library: worker.hello["version"] for library, worker in self.by_library.items()}
+    def meta(self) -> dict:
+        """What a bench's JSON ``meta`` says of its workers, per library: ``workers`` (the pid), ``thread_pools`` and
+        ``versions`` (`rnnkit.training.bench_worker.library_version`), as each worker reports them."""
+        workers = self.by_library.items()
+        return {"workers": {library: worker.pid for library, worker in workers},
+                "thread_pools": {library: worker.hello["threads"] for library, worker in workers},
+                "versions": {library: worker.hello["version"] for library, worker in workers}}
 
 
 def alternate(turns: list[tuple[WorkerProcess, str]], repeats: int, warmup: int,

@@ -50,8 +50,7 @@ def run(variants=tuple(VARIANTS), batches=(16,), hiddens=(256,), steps: int = 10
     with Workers(("rnnkit",), threads, kernels) as workers:
         worker = workers["rnnkit"]
         if meta is not None:
-            meta.update(threads=threads, workers={"rnnkit": worker.pid}, thread_pools=workers.threads(),
-                        versions=workers.versions())
+            meta.update(threads=threads, **workers.meta())
         for batch in batches:
             for hidden in hiddens:
                 for name in variants:
