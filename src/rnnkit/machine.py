@@ -281,6 +281,7 @@ def report(cores: int | None = None) -> list[str]:
              f"input projections ahead of the loop: {describe_pipelines()}",
              f"weight gradients behind the backward loop: {describe_sums_behind()}",
              f"the two cores: {describe_cores()}",
+             f"backward loops compiled ahead: {describe_compile_ahead()}",
              describe_peak(cores or os.cpu_count() or 1)]
     advice = recommended_coretype(flags, blas)
     if advice:
@@ -383,6 +384,16 @@ def describe_sums_behind() -> str:
             f"{parallel.BEHIND_WORK:,} multiply-adds a step or more, of cells whose sums it makes (Cell.sums_behind: "
             "LSTM, GRU with the reset after its product, RNN, the layer-normalised cells): the loop on one core, δX, "
             "δW_ih and δW_hh of its finished steps on the other (RNNKIT_PIPELINES=never turns them off)")
+
+
+def describe_compile_ahead() -> str:
+    """One line: where a first training call compiles its backward loop in another process
+    (`rnnkit.kernels.precompile`)."""
+    try:
+        from .kernels import precompile
+    except ImportError:
+        return "no (needs numba)"
+    return precompile.describe()
 
 
 def cores_round_trip_ns() -> float | None:

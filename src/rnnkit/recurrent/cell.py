@@ -55,6 +55,10 @@ class Workspace(SimpleNamespace):
     transposes_as_views = False
     #: W_hhᵀ as the compiled loop takes it, where `GatedCell.transpose_recurrent` packed it (else None)
     w_hh_loop = None
+    #: set by `rnnkit.recurrent.runner.Recurrence.forward` before a compiled forward loop: None where no backward
+    #: follows, else whether its backward loop will run as a part of a team or pipeline
+    #: (`Recurrence.backward_runs_as_team`), the kind of call `CompiledSequenceLoop.sequence_forward` has compiled ahead
+    backward_team = None
 
     def __deepcopy__(self, memo):  # the kernel module is shared, the arrays are copied
         fields = vars(self).items()
@@ -248,8 +252,20 @@ class Cell(ParameterOwner, metaclass=ABCMeta):
         (`sequence_gate_grads`)."""
 
     @abstractmethod
+    def makes_sums_behind(self) -> bool:
+        """Whether `sums_behind` makes a `rnnkit.kernels.behind.Behind` (where the cores and the policy allow one)."""
+
+    @abstractmethod
     def sequence_gate_grads(self, ws: Workspace, steps: int, batch: int) -> np.ndarray:
         """The (T, B, G) array that `sequence_backward` writes δa into (its padded rows too, with zeros)."""
+
+    @abstractmethod
+    def backward_loop_ahead(self, ws: Workspace, states: list[np.ndarray], counts: np.ndarray, zoneout: tuple,
+                            team: bool) -> tuple:
+        """(the compiled backward loop, arguments of the types `sequence_backward` will give it after the forward
+        call that made ``ws`` and ``states`` with ``counts`` and ``zoneout``), the backward running as a part of a
+        team or pipeline where ``team``, else alone: what `rnnkit.kernels.precompile.ahead` has another process
+        compile while this one compiles and runs the forward."""
 
 
 class SingleState:
@@ -298,9 +314,13 @@ class CompiledSequenceLoop:
         `rnnkit.kernels.sequence_loop` around this cell's compiled step (`compiled_loop`), on both cores where
         the cell's units split (`team_parts`), or on one core while ``ahead`` writes ``xp`` on the other
         (`rnnkit.kernels.ahead.Ahead.run_loop`)."""
-        from ..kernels import parallel
+        from ..kernels import parallel, precompile
 
         loop, params = self.compiled_loop(ws)
+        team_later = ws.backward_team
+        if team_later is not None:  # a training call: its backward loop is compiled in another process meanwhile
+            precompile.ahead((type(self), self.dtype, team_later),
+                             lambda: self.backward_loop_ahead(ws, states, counts, zoneout, team_later))
 
         def run(team):
             loop(params, xp, tuple(states), counts, reverse, zoneout, team)
@@ -332,6 +352,10 @@ class CompiledSequenceLoop:
         """`Cell.sums_behind`: None here (`accumulate` makes every sum after the loop)."""
         return None
 
+    def makes_sums_behind(self) -> bool:
+        """`Cell.makes_sums_behind`: no (`sums_behind`)."""
+        return False
+
     def projection_terms(self) -> tuple | None:
         """(W_ih, b, norm) where `Cell.project` is X W_ihᵀ + b (norm None), or LN(X W_ihᵀ; γ, β) + b (norm = (γ, β)),
         b (G,) or None, which `ahead_projection` writes on another core; None (this default) where the projection
@@ -347,17 +371,38 @@ class CompiledSequenceLoop:
         compiled a specialisation of the loop of its own (seconds at its first use; 44 of the test suite's 75
         backward loops); the copy costs about 1 % of the loop (0.14 ms at T = 100, B = 32, H = 256; 1.8 ms at
         B = 64, H = 512)."""
-        from ..kernels import parallel
+        from ..kernels import parallel, precompile
 
         loop, params = self.compiled_loop_backward(ws)
         dy = np.ascontiguousarray(dy)
 
         def job(part):
-            loop(params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp, zoneout, part)
+            arguments = self._backward_arguments(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout,
+                                                 part)
+            precompile.wait(loop, arguments)  # for a compile `backward_loop_ahead` started in another process
+            loop(*arguments)
         if team is not None:
             job(team)
         else:
             parallel.team(self.team_parts(dy.shape[1], "backward"), job, self.step_product(dy.shape[1]))
+
+    @staticmethod
+    def _backward_arguments(params, dy, dstate, states, counts, reverse, detach, dxp, zoneout, part) -> tuple:
+        """The compiled backward loop's arguments in its order (`sequence_backward`, `backward_loop_ahead`)."""
+        return params, dy, tuple(dstate), tuple(states), counts, reverse, detach, dxp, zoneout, part
+
+    def backward_loop_ahead(self, ws: Workspace, states: list[np.ndarray], counts: np.ndarray, zoneout: tuple,
+                            team: bool) -> tuple:
+        """`Cell.backward_loop_ahead`: (`compiled_loop_backward`'s loop, arguments of the types `sequence_backward`
+        will give it), the arrays that the backward makes as empty stand-ins of their types."""
+        from ..kernels.team import new_sync, no_team
+
+        loop, params = self.compiled_loop_backward(ws)
+        dt = self.dtype
+        dy, dxp = np.empty((0, 0, 0), dt), np.empty((0, 0, 0), dt)
+        dstate = [np.empty((0, 0), dt) for _ in self.state_sizes]
+        part = (0, 2, new_sync(projected=True)) if team else no_team()
+        return loop, self._backward_arguments(params, dy, dstate, states, counts, False, False, dxp, zoneout, part)
 
     #: the loops ("forward", "backward") whose compiled steps split the units of a call between the parts of a
     #: team (`rnnkit.kernels.team`), each part computing its units' columns of the recurrent product and their
@@ -636,14 +681,18 @@ class GatedCell(CompiledSequenceLoop, Cell):
         δXP (T·B, G) and states (`accumulate`); none here."""
 
     def sums_behind(self, ws: Workspace, x: np.ndarray, h_prev: np.ndarray, reverse: bool):
-        """`Cell.sums_behind`: the sums of `add_gate_weight_grads` and δX, where the class sums as `accumulate` does
-        here (no ``accumulate`` of its own); `accumulate` adds the rest, given the `Behind`."""
-        if type(self).accumulate is not GatedCell.accumulate:
+        """`Cell.sums_behind`: the sums of `add_gate_weight_grads` and δX, where the class makes them
+        (`makes_sums_behind`); `accumulate` adds the rest, given the `Behind`."""
+        if not self.makes_sums_behind():
             return None
         from ..kernels.behind import Behind
 
         return Behind(self.sequence_gate_grads(ws, *x.shape[:2]), x, self.recurrent_inputs(ws, h_prev),
                       self.weight_ih.data, self.grads_behind(ws), reverse)
+
+    def makes_sums_behind(self) -> bool:
+        """`Cell.makes_sums_behind`: where the class sums as `accumulate` does here (no ``accumulate`` of its own)."""
+        return type(self).accumulate is GatedCell.accumulate
 
     def grads_behind(self, ws: Workspace, hidden_bias_apart: bool = False) -> tuple:
         """(δW_ih, δW_hh, δb_ih, δb_hh) that a `rnnkit.kernels.behind.Behind` adds to: the weights' own gradients —

@@ -267,13 +267,17 @@ class GRUStep(GatedCell):
         """`Cell.sums_behind` with the reset gate after the product: δW_hh sums δq = [δa_r, δa_z, δa_n ⊙ r] against
         H_prev (⊙ m_h), δb_hh = Σ δq, with r from where the backward leaves it (`reset_history`); None before it
         (its n block reads r ⊙ h_{t−1}, `accumulate`)."""
-        if not self.reset_after:
+        if not self.makes_sums_behind():
             return None
         from ..kernels.behind import Behind
 
         dxp = self.sequence_gate_grads(ws, *x.shape[:2])  # where the loop leaves r: known from here on
         return Behind(dxp, x, self.recurrent_inputs(ws, h_prev), self.weight_ih.data,
                       self.grads_behind(ws, hidden_bias_apart=True), reverse, reset=self.reset_history(ws))
+
+    def makes_sums_behind(self):
+        """`Cell.makes_sums_behind`: with the reset gate after the product (`sums_behind`)."""
+        return self.reset_after
 
     def accumulate(self, ws, x, dxp, prev, new, behind=None):
         """δW_ih, δb_ih = Σ δa, δW_hh and δb_hh over δq = [δa_r, δa_z, δa_n ⊙ r] (reset after) or δa with

@@ -193,6 +193,10 @@ class LayerNormCell(GatedCell):
                       norm=(self.layernorm_x_weight.data, ws.x_hat, ws.x_inv_std),
                       sums=self.row_sums_behind(ws, dxp.reshape(-1, dxp.shape[-1])))
 
+    def makes_sums_behind(self) -> bool:
+        """`Cell.makes_sums_behind`: yes, its ``accumulate`` takes them (`sums_behind`)."""
+        return True
+
     def row_sums_behind(self, ws: Workspace, dxp: np.ndarray) -> tuple | None:
         """The sums over rows that `sums_behind`'s tasks make for ``accumulate`` (``sums`` of
         `rnnkit.kernels.behind.Behind`: products and totals), ``dxp`` the loop's δa (T·B, G); None (this default):

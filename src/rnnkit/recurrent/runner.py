@@ -149,6 +149,7 @@ class Recurrence:
         steps, batch, _ = x.shape
         keep = is_grad_enabled()
         whole = self.runs_whole_sequence(batch)
+        backward_team = keep and whole and self.backward_runs_as_team(steps, batch)  # before a pipeline takes the cores
         if noise is not None and noise.input_mask is not None:
             x = x * noise.input_mask  # x_t ⊙ m_x: whole-sequence work
         ahead = cell.ahead_projection(x, batch, self.reverse, here=project_here) if whole else None
@@ -162,7 +163,7 @@ class Recurrence:
                 cell.use_masks(ws, noise.state_mask, noise.weight_mask)
             xp = (cell.project(rows, ws) if ahead is None else ahead.out).reshape(steps, batch, -1)
             states = self._state_history(state0, steps, batch, keep or whole)
-            proposed, zoneout = self._loop(ws, xp, states, counts, keep or whole, noise, ahead)
+            proposed, zoneout = self._loop(ws, xp, states, counts, keep or whole, noise, ahead, backward_team)
         for name in cell.forward_only:  # nothing reads them again: dropped before the caller takes the output
             setattr(ws, name, None)
         out = states[0][:-1] if self.reverse else states[0][1:]
@@ -176,15 +177,16 @@ class Recurrence:
         return out, final, trace
 
     def _loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool, noise: Noise | None,
-              ahead) -> tuple[list[np.ndarray] | None, tuple | None]:
+              ahead, backward_team: bool = False) -> tuple[list[np.ndarray] | None, tuple | None]:
         """The forward time loop, compiled (`runs_whole_sequence`, with ``ahead`` writing ``xp`` meanwhile where it
-        is not None) or in Python; (s̃_t per component under zoneout else None, zoneout's arrays of the compiled
-        loop or None)."""
+        is not None; the backward loop compiled ahead for a team where ``backward_team``) or in Python; (s̃_t per
+        component under zoneout else None, zoneout's arrays of the compiled loop or None)."""
         cell, steps, batch = self.cell, xp.shape[0], xp.shape[1]
         rates = None if noise is None else noise.zoneout
         if self.runs_whole_sequence(batch):
             kept = is_grad_enabled()  # else no trace: nothing reads s̃_t's history, one slot serves every step
             zoneout = loop_zoneout(rates, steps if kept else 1, batch, cell.state_sizes, cell.dtype, counts is not None)
+            ws.backward_team = backward_team if kept else None
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout, ahead)
             if rates is None or not kept:
                 return None, zoneout
@@ -260,19 +262,39 @@ class Recurrence:
             trace.state_grad_norms = self._backward_loop(trace, dy, dstate, dxp)
         return dxp, tuple(dstate)
 
+    def backward_runs_as_team(self, steps: int, batch: int) -> bool:
+        """Whether the compiled backward loop of a training call made now would run as a part of a team or a
+        pipeline: its sums behind it (`sums_go_behind`) or its units split (`Cell.team_parts`), the cores free and
+        2 BLAS threads allowed (inside a pair of directions or the halves of a batch they are held: their loops
+        run alone)."""
+        from ..kernels import parallel
+
+        if not parallel.cores_free() or parallel.blas_threads() < 2:
+            return False
+        return self.sums_go_behind(steps, batch) or self.cell.team_parts(batch, "backward") > 1
+
+    def sums_go_behind(self, steps: int, batch: int) -> bool:
+        """Whether the weight sums of a backward over ``steps`` × ``batch`` go behind its loop where the cores are
+        free: the cell makes them there (`Cell.makes_sums_behind`) and the policy takes it
+        (`rnnkit.kernels.parallel.behind_pays`)."""
+        from ..kernels import behind, parallel
+
+        cell = self.cell
+        return cell.makes_sums_behind() and parallel.behind_pays(cell.dtype, behind.chunk_count(steps, batch),
+                                                                 cell.loop_work(1, batch))
+
     def sums_behind(self, trace: Trace):
         """The `rnnkit.kernels.behind.Behind` with which `backward_behind` makes the sums of `backward_weights`
         behind the loop of ``trace``'s backward, on the other core: where that loop is compiled, the cell makes its
         sums there (`Cell.sums_behind`) and the policy (`rnnkit.kernels.parallel.behind_pays`) and the cores allow;
         else None."""
-        from ..kernels import behind, parallel
+        from ..kernels import parallel
 
-        cell = self.cell
         steps, batch, _ = trace.x.shape
-        if not self.backward_runs_whole_sequence(trace) or not parallel.cores_free() or not parallel.behind_pays(
-                cell.dtype, behind.chunk_count(steps, batch), cell.loop_work(1, batch)):
+        if not self.backward_runs_whole_sequence(trace) or not parallel.cores_free() or not self.sums_go_behind(
+                steps, batch):
             return None
-        return cell.sums_behind(trace.ws, trace.x, self._previous(trace)[0], self.reverse)
+        return self.cell.sums_behind(trace.ws, trace.x, self._previous(trace)[0], self.reverse)
 
     def backward_behind(self, trace: Trace, behind, dy: np.ndarray | None, dfinal: tuple[np.ndarray, ...] | None = None,
                         dy_own: bool = False) -> tuple[np.ndarray, tuple]:

@@ -1,0 +1,167 @@
+"""A layer's backward loop compiled in a second process while this one compiles and runs its forward: the first use
+of a cell family on an empty kernel cache.
+
+numba compiles a loop entry where it is first called: a layer's forward entry at its first call, its backward entry
+at its first backward, one after the other on one core (`LSTM(8, 16)` on an empty cache, this machine: 5.8 s, then
+4.0). The backward entry's machine code depends on its arguments' types only, and those are known once the forward's
+workspace is made, so `ahead` hands them to a child process (``python -m rnnkit.kernels.precompile``) that compiles
+the entry into numba's disk cache on the other core while this process compiles and runs the forward; at the
+backward's first call `wait` waits for the child, and numba loads the entry from the cache (0.03 s) instead of
+compiling it. TorchInductor compiles its kernels in worker processes the same way. The child only compiles: it runs
+no kernel and reads nothing of this process but the entry's module, its name, the types and ``sys.path``
+(its ``PYTHONPATH``). The types
+travel pickled between these two processes of one interpreter, as numba's own cache index stores them.
+
+Policy (``RNNKIT_COMPILE_AHEAD``, read at import; `COMPILE_AHEAD.use`, `COMPILE_AHEAD.using`): ``auto`` starts a child
+only where it gets a core of its own: 2 or more BLAS threads allowed (`rnnkit.kernels.parallel.blas_threads`:
+``--threads 1`` or a threadpoolctl limit of 1 keeps the work on one core) and a load average over the last minute
+below the usable cores less a half (GNU make's ``--load-average`` rule), so the test suite's two workers, or Dask and
+Optuna workers that already fill the cores, compile in their own process as before; ``always`` starts one wherever
+the entry is not compiled yet (the tests); ``never`` none. A child that fails, or has not finished within
+`WAIT_S`, leaves the compile to this process, as without it: nothing but the time of a first use depends on it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Hashable
+
+from .parallel import Policy
+
+COMPILE_AHEAD = Policy("compile ahead", "RNNKIT_COMPILE_AHEAD")
+
+#: how long a backward's first call waits for its child before compiling the entry itself (a child compiles an
+#: entry in 4 – 8 s on the 2-core machines measured; one that takes this long is stuck)
+WAIT_S = 120.0
+
+_asked: set = set()  # the keys `ahead` was given in this process
+_children: dict[int, list[tuple[tuple, subprocess.Popen]]] = {}  # id(dispatcher) → (types, child) to wait for
+_lock = threading.Lock()  # a team's two parts ask and wait at once
+
+
+def ahead(key: Hashable, entry: Callable[[], tuple]) -> None:
+    """Compile a loop entry in a child process (the module notes): ``entry()`` gives (the numba dispatcher, its
+    arguments or stand-ins of their types). Asked once per ``key`` and process (the first call of a cell family in a
+    dtype, say: later calls cost a set lookup); ``entry`` is called only where the policy allows, and a child starts
+    only where the entry is neither compiled in this process nor in the disk cache for those types."""
+    with _lock:
+        if key in _asked or COMPILE_AHEAD.choice == "never":
+            return
+        _asked.add(key)
+    if COMPILE_AHEAD.choice == "auto" and not core_to_spare():
+        return
+    dispatcher, arguments = entry()
+    types = tuple(dispatcher.typeof_pyval(a) for a in arguments)
+    if types in dispatcher.overloads or _cache_file(dispatcher) is None or in_disk_cache(dispatcher, types):
+        return
+    child = _start_child(dispatcher, types)
+    if child is not None:
+        with _lock:
+            _children.setdefault(id(dispatcher), []).append((types, child))
+
+
+def wait(dispatcher, arguments: tuple) -> None:
+    """Before ``dispatcher``'s call with ``arguments``: wait for the child compiling it for their types (`ahead`), so
+    that the call loads that entry from the disk cache; a child not done within `WAIT_S` is stopped, and the call
+    compiles as usual. A child compiling other types (its forward's team guessed wrong) is not waited for."""
+    if not _children:  # nothing started: a dict's truth, all a call costs
+        return
+    types = tuple(dispatcher.typeof_pyval(a) for a in arguments)
+    with _lock:  # a team's other part waits here until the first is done
+        pending = _children.get(id(dispatcher), [])
+        for child in [child for wanted, child in pending if wanted == types]:
+            try:
+                child.wait(WAIT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        left = [(wanted, child) for wanted, child in pending if wanted != types and child.poll() is None]
+        if left:
+            _children[id(dispatcher)] = left
+        else:
+            _children.pop(id(dispatcher), None)
+
+
+def core_to_spare() -> bool:
+    """Whether a child compiling beside this process gets a core of its own (the module notes' ``auto`` rule)."""
+    from .parallel import blas_threads
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2 or blas_threads() < 2:
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - a platform without a load average (Windows)
+        return True
+    return load < cores - 0.5
+
+
+def describe() -> str:
+    """One line for ``rnnkit info``: whether a layer's first training call compiles its backward loop in another
+    process, and whether the ``auto`` rule would start one now."""
+    choice = COMPILE_AHEAD.choice
+    if choice != "auto":
+        return f"{choice} (RNNKIT_COMPILE_AHEAD={choice})"
+    now = "yes now" if core_to_spare() else "not now: one core allowed, or the cores busy by the load average"
+    return ("where a core is free (" + now + "): a cell family's backward loop compiles in another process while "
+            "its first training forward compiles in this one (RNNKIT_COMPILE_AHEAD=never turns it off)")
+
+
+def _cache_file(dispatcher):
+    """``dispatcher``'s disk cache file (numba's index and data files), or None where it caches nothing."""
+    return getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+
+
+def in_disk_cache(dispatcher, types: tuple) -> bool:
+    """Whether numba's disk cache holds ``dispatcher``'s entry for ``types`` for this machine and source (the key its
+    next compile would load)."""
+    cache = dispatcher._cache
+    key = cache._index_key(types, dispatcher.targetctx.codegen())
+    return key in cache._cache_file._load_index()
+
+
+def _start_child(dispatcher, types: tuple) -> subprocess.Popen | None:
+    """The child process compiling ``dispatcher`` for ``types``, its request written to its standard input; None
+    where it cannot start."""
+    function = dispatcher.py_func
+    module = sys.modules.get(function.__module__)
+    request = pickle.dumps((function.__module__, getattr(module, "__file__", None), function.__qualname__,
+                            pickle.dumps(types)))
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # this process's rnnkit, where it is
+    try:
+        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, env=environment,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child.stdin.write(request)
+        child.stdin.close()
+    except OSError:
+        return None
+    return child
+
+
+def _compile_request(request: bytes) -> None:
+    """The child's work: import the entry's module (by name, else from its file), compile the entry for the types."""
+    import importlib
+    import importlib.util
+
+    name, file, qualname, types = pickle.loads(request)
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        if file is None:
+            raise
+        spec = importlib.util.spec_from_file_location(name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    dispatcher = module
+    for part in qualname.split("."):
+        dispatcher = getattr(dispatcher, part)
+    dispatcher.compile(pickle.loads(types))
+
+
+if __name__ == "__main__":
+    _compile_request(sys.stdin.buffer.read())

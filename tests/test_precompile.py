@@ -1,0 +1,167 @@
+"""Compiling ahead (`rnnkit.kernels.precompile`): the types a training forward hands to another process are the
+ones its backward loop is called with, for every cell of the catalogue; a child compiles an entry into numba's disk
+cache, from which this process then loads it; and the policy starts no child where it should not."""
+
+import os
+import textwrap
+
+import numpy as np
+import pytest
+
+from rnnkit import kernels, no_grad
+from rnnkit.errors import ConfigError
+from rnnkit.recurrent import catalog
+
+numba = pytest.importorskip("numba", reason="numba is not installed: nothing is compiled")
+
+from rnnkit.kernels import parallel, precompile  # noqa: E402 - needs numba
+
+CONFIGS = {entry.variant_label(variant): (entry.layer, options)
+           for entry in catalog.entries() for variant, options in entry.variants.items()}
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """{"ahead": [(dispatcher, types)], "backward": [(dispatcher, types)]}: the entries and types `precompile.ahead`
+    was handed in the test (no child started) and the types each compiled backward loop was called with."""
+    seen = {"ahead": [], "backward": []}
+
+    def types(dispatcher, arguments):
+        return dispatcher, tuple(dispatcher.typeof_pyval(a) for a in arguments)
+
+    monkeypatch.setattr(precompile, "ahead", lambda key, entry: seen["ahead"].append(types(*entry())))
+    monkeypatch.setattr(precompile, "wait", lambda dispatcher, arguments: seen["backward"].append(
+        types(dispatcher, arguments)))
+    return seen
+
+
+def train_once(layer, steps, batch, dtype, lengths=None):
+    x = np.random.default_rng(0).standard_normal((batch, steps, layer.input_size)).astype(dtype)
+    y, _ = layer.forward(x, lengths=lengths)
+    layer.backward(np.ones_like(y))
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_the_types_handed_ahead_are_the_ones_the_backward_loop_is_called_with(name, ragged, calls):
+    cls, options = CONFIGS[name]
+    layer = cls(3, 8, **options)
+    with kernels.using("compiled"):
+        train_once(layer, 5, 4, np.float32, lengths=np.array([5, 4, 2, 1]) if ragged else None)
+    assert calls["ahead"] and calls["backward"]
+    assert set(calls["ahead"]) == set(calls["backward"]), name
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru-reset-after", "gru-reset-before", "rnn-tanh", "lnlstm", "mogrifier"])
+def test_with_teams_and_pipelines_on_the_types_handed_ahead_are_the_backward_loops(name, calls, monkeypatch):
+    monkeypatch.setattr(parallel.TEAMS, "choice", "always")
+    monkeypatch.setattr(parallel.PIPELINES, "choice", "always")
+    cls, options = CONFIGS[name]
+    layer = cls(8, 16, **options)
+    with kernels.using("compiled"):
+        train_once(layer, 24, 16, np.float32)
+    assert set(calls["ahead"]) == set(calls["backward"]), name
+    on_both_cores = {types[-1] != numba.types.none for _, types in calls["backward"]}
+    assert on_both_cores == {name in ("lstm", "gru-reset-after", "rnn-tanh", "lnlstm")}  # sums behind the loop
+
+
+def test_an_inference_call_hands_nothing_ahead(calls):
+    layer = CONFIGS["lstm"][0](3, 8)
+    with kernels.using("compiled"), no_grad():
+        layer.forward(np.ones((2, 5, 3), np.float32))
+    assert calls["ahead"] == []
+
+
+@pytest.fixture
+def kernel_module(tmp_path, monkeypatch):
+    """A module of one cached numba function, ``twice``, importable by the children (its directory on sys.path),
+    its disk cache beside it, empty."""
+    (tmp_path / "ahead_probe.py").write_text(textwrap.dedent("""
+        import numba
+
+        @numba.njit(cache=True)
+        def twice(a):
+            return 2 * a
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import ahead_probe
+
+    yield ahead_probe
+    del ahead_probe
+    import sys
+
+    sys.modules.pop("ahead_probe", None)
+
+
+@pytest.fixture
+def fresh_policy(monkeypatch):
+    """`precompile` with nothing asked yet in this process, the policy ``always``."""
+    monkeypatch.setattr(precompile, "_asked", set())
+    monkeypatch.setattr(precompile, "_children", {})
+    monkeypatch.setattr(precompile.COMPILE_AHEAD, "choice", "always")
+
+
+def test_a_child_compiles_the_entry_into_the_disk_cache_and_the_call_loads_it(kernel_module, fresh_policy):
+    twice, argument = kernel_module.twice, np.arange(3.0)
+    types = (numba.typeof(argument),)
+    assert not precompile.in_disk_cache(twice, types)
+    precompile.ahead("probe", lambda: (twice, (argument,)))
+    assert len(precompile._children[id(twice)]) == 1
+    precompile.wait(twice, (argument,))
+    assert precompile._children == {}
+    assert precompile.in_disk_cache(twice, types)
+    assert list(twice(argument)) == [0.0, 2.0, 4.0]
+    assert twice.stats.cache_hits[types] == 1 and not twice.stats.cache_misses
+
+
+def test_a_key_is_asked_once_and_an_entry_compiled_here_starts_no_child(kernel_module, fresh_policy):
+    twice, argument = kernel_module.twice, np.arange(3)
+    twice(argument)  # compiled in this process
+    entries = []
+    precompile.ahead("probe", lambda: entries.append(1) or (twice, (argument,)))
+    precompile.ahead("probe", lambda: entries.append(2) or (twice, (argument,)))
+    assert entries == [1] and precompile._children == {}
+
+
+def test_the_call_does_not_wait_for_a_child_compiling_other_types(kernel_module, fresh_policy):
+    twice = kernel_module.twice
+    precompile.ahead("probe", lambda: (twice, (np.arange(3.0),)))
+    precompile.wait(twice, (np.arange(3),))  # int64, not the child's float64: returns at once
+    assert len(precompile._children.get(id(twice), ())) == 1 or precompile._children == {}  # unless it just ended
+    precompile.wait(twice, (np.arange(3.0),))
+    assert precompile._children == {}
+
+
+def test_a_child_that_fails_leaves_the_compile_to_the_call(tmp_path, fresh_policy, monkeypatch):
+    (tmp_path / "ahead_broken.py").write_text("import numba\n\n@numba.njit(cache=True)\ndef one(a):\n    return a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import ahead_broken
+
+    (tmp_path / "ahead_broken.py").write_text("raise ImportError('gone')\n")  # what the child finds
+    precompile.ahead("broken", lambda: (ahead_broken.one, (1.5,)))
+    precompile.wait(ahead_broken.one, (1.5,))
+    assert ahead_broken.one(1.5) == 1.5
+
+
+@pytest.mark.parametrize("threads, load, cores, spare", [(2, 0.2, 2, True), (2, 1.6, 2, False), (1, 0.0, 2, False),
+                                                        (2, 0.0, 1, False), (8, 2.4, 4, True)])
+def test_auto_starts_a_child_only_where_it_gets_a_core_of_its_own(threads, load, cores, spare, monkeypatch):
+    monkeypatch.setattr(parallel, "blas_threads", lambda: threads)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert precompile.core_to_spare() is spare
+
+
+def test_never_starts_no_child_and_asks_for_no_entry(fresh_policy, monkeypatch):
+    monkeypatch.setattr(precompile.COMPILE_AHEAD, "choice", "never")
+    precompile.ahead("never", lambda: pytest.fail("the entry was asked for"))
+    with pytest.raises(ConfigError, match="compile ahead must be one of auto, always, never, got 'sometimes'"):
+        precompile.COMPILE_AHEAD.use("sometimes")
+
+
+def test_the_machine_report_says_whether_backward_loops_compile_ahead(monkeypatch):
+    from rnnkit.machine import report
+
+    monkeypatch.setattr(precompile.COMPILE_AHEAD, "choice", "never")
+    line = next(line for line in report() if line.startswith("backward loops compiled ahead: "))
+    assert line.endswith("never (RNNKIT_COMPILE_AHEAD=never)")
