@@ -143,13 +143,29 @@ def test_a_child_that_fails_leaves_the_compile_to_the_call(tmp_path, fresh_polic
     assert ahead_broken.one(1.5) == 1.5
 
 
-@pytest.mark.parametrize("threads, load, cores, spare", [(2, 0.2, 2, True), (2, 1.6, 2, False), (1, 0.0, 2, False),
-                                                        (2, 0.0, 1, False), (8, 2.4, 4, True)])
-def test_auto_starts_a_child_only_where_it_gets_a_core_of_its_own(threads, load, cores, spare, monkeypatch):
+@pytest.mark.parametrize("threads, others, cores, spare", [(2, 0.0, 2, True), (2, 1.0, 2, False), (1, 0.0, 2, False),
+                                                          (2, 0.0, 1, False), (8, 2.0, 4, True), (2, None, 2, True)])
+def test_auto_starts_a_child_only_where_it_gets_a_core_of_its_own(threads, others, cores, spare, monkeypatch):
     monkeypatch.setattr(parallel, "blas_threads", lambda: threads)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(precompile, "others_running", lambda: others)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert precompile.core_to_spare() is spare
+
+
+def test_inside_a_pipeline_the_threads_allowed_are_the_ones_it_took(monkeypatch):
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 1)  # each side's share while the partner runs
+    monkeypatch.setattr(precompile, "others_running", lambda: 0.0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(parallel, "cores_free", lambda: False)
+    assert precompile.core_to_spare()
+
+
+def test_the_cores_other_processes_keep_busy_are_the_runnable_threads_not_this_processs(tmp_path):
+    (tmp_path / "loadavg").write_text("1.93 1.20 0.88 4/312 40123\n")
+    for task, state in [("100", "R"), ("101", "S"), ("102", "R")]:
+        (tmp_path / "task" / task).mkdir(parents=True)
+        (tmp_path / "task" / task / "stat").write_text(f"{task} (python3 (a b)) {state} 1 2 3\n")
+    assert precompile.others_running(tmp_path / "loadavg", tmp_path / "task") == 2.0
 
 
 def test_never_starts_no_child_and_asks_for_no_entry(fresh_policy, monkeypatch):

@@ -8,17 +8,20 @@ workspace is made, so `ahead` hands them to a child process (``python -m rnnkit.
 the entry into numba's disk cache on the other core while this process compiles and runs the forward; at the
 backward's first call `wait` waits for the child, and numba loads the entry from the cache (0.03 s) instead of
 compiling it. TorchInductor compiles its kernels in worker processes the same way. The child only compiles: it runs
-no kernel and reads nothing of this process but the entry's module, its name, the types and ``sys.path``
-(its ``PYTHONPATH``). The types
-travel pickled between these two processes of one interpreter, as numba's own cache index stores them.
+no kernel and reads nothing of this process but the entry's module, its name, the types and ``sys.path`` (its
+``PYTHONPATH``). The types travel pickled between these two processes of one interpreter, as numba's own cache index
+stores them.
 
 Policy (``RNNKIT_COMPILE_AHEAD``, read at import; `COMPILE_AHEAD.use`, `COMPILE_AHEAD.using`): ``auto`` starts a child
 only where it gets a core of its own: 2 or more BLAS threads allowed (`rnnkit.kernels.parallel.blas_threads`:
-``--threads 1`` or a threadpoolctl limit of 1 keeps the work on one core) and a load average over the last minute
-below the usable cores less a half (GNU make's ``--load-average`` rule), so the test suite's two workers, or Dask and
-Optuna workers that already fill the cores, compile in their own process as before; ``always`` starts one wherever
-the entry is not compiled yet (the tests); ``never`` none. A child that fails, or has not finished within
-`WAIT_S`, leaves the compile to this process, as without it: nothing but the time of a first use depends on it.
+``--threads 1`` or a threadpoolctl limit of 1 keeps the work on one core) and no more than the cores less two kept
+busy by other processes at that moment (`others_running`: on Linux the threads runnable now, not counting this
+process's), so the test suite's two workers, or Dask and Optuna workers that already fill the cores, compile in their
+own process as before. The load average over the last minute was the first rule tried (GNU make's
+``--load-average``); it lags by a minute: an LSTM's first training step at B = 16, H = 256 run 15 s after another
+started no child and took 19.9 s (17.7 without compiling ahead, 11.4 with the child). ``always`` starts one wherever the
+entry is not compiled yet (the tests); ``never`` none. A child that fails, or has not finished within `WAIT_S`,
+leaves the compile to this process, as without it: nothing but the time of a first use depends on it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Hashable
+from pathlib import Path
 
 from .parallel import Policy
 
@@ -88,16 +92,37 @@ def wait(dispatcher, arguments: tuple) -> None:
 
 def core_to_spare() -> bool:
     """Whether a child compiling beside this process gets a core of its own (the module notes' ``auto`` rule)."""
-    from .parallel import blas_threads
+    from .parallel import blas_threads, cores_free
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < 2 or blas_threads() < 2:
+    if cores < 2 or (cores_free() and blas_threads() < 2):  # a pair, team or pipeline (its own limits set) took 2
         return False
+    others = others_running()
+    return others is None or others <= cores - 2
+
+
+def others_running(loadavg: str = "/proc/loadavg", tasks: str = "/proc/self/task") -> float | None:
+    """The cores other processes keep busy now: on Linux the threads runnable at this moment (``loadavg``'s fourth
+    field) less this process's own (``tasks``, state R); elsewhere the load average over the last minute less this
+    process's one core; None where neither is known."""
     try:
-        load = os.getloadavg()[0]
+        running = int(Path(loadavg).read_text().split()[3].split("/")[0])
+        own = sum(1 for task in Path(tasks).iterdir() if _state(task / "stat") == "R")
+        return float(running - own)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return max(0.0, os.getloadavg()[0] - 1.0)
     except (AttributeError, OSError):  # pragma: no cover - a platform without a load average (Windows)
-        return True
-    return load < cores - 0.5
+        return None
+
+
+def _state(stat: Path) -> str:
+    """A task's scheduling state from its ``stat`` file (the field after the command name, which may hold spaces)."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # a thread that ended meanwhile
+        return ""
 
 
 def describe() -> str:
@@ -106,7 +131,7 @@ def describe() -> str:
     choice = COMPILE_AHEAD.choice
     if choice != "auto":
         return f"{choice} (RNNKIT_COMPILE_AHEAD={choice})"
-    now = "yes now" if core_to_spare() else "not now: one core allowed, or the cores busy by the load average"
+    now = "yes now" if core_to_spare() else "not now: one core allowed, or the other cores busy"
     return ("where a core is free (" + now + "): a cell family's backward loop compiles in another process while "
             "its first training forward compiles in this one (RNNKIT_COMPILE_AHEAD=never turns it off)")
 
