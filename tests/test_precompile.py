@@ -152,6 +152,16 @@ def test_auto_starts_a_child_only_where_it_gets_a_core_of_its_own(threads, other
     assert precompile.core_to_spare() is spare
 
 
+def test_auto_looks_again_where_another_process_ran_at_that_moment_and_gives_up_after_three_looks(monkeypatch):
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    looks = iter([1.0, 1.0, 0.0])
+    monkeypatch.setattr(precompile, "others_running", lambda: next(looks))
+    assert precompile.core_to_spare()
+    looks = iter([1.0, 1.0, 1.0, 0.0])
+    assert not precompile.core_to_spare()
+
+
 def test_inside_a_pipeline_the_threads_allowed_are_the_ones_it_took(monkeypatch):
     monkeypatch.setattr(parallel, "blas_threads", lambda: 1)  # each side's share while the partner runs
     monkeypatch.setattr(precompile, "others_running", lambda: 0.0)

@@ -12,16 +12,16 @@ no kernel and reads nothing of this process but the entry's module, its name, th
 ``PYTHONPATH``). The types travel pickled between these two processes of one interpreter, as numba's own cache index
 stores them.
 
-Policy (``RNNKIT_COMPILE_AHEAD``, read at import; `COMPILE_AHEAD.use`, `COMPILE_AHEAD.using`): ``auto`` starts a child
-only where it gets a core of its own: 2 or more BLAS threads allowed (`rnnkit.kernels.parallel.blas_threads`:
+Policy (``RNNKIT_COMPILE_AHEAD``, read at import; `COMPILE_AHEAD.use`, `COMPILE_AHEAD.using`): ``auto`` starts a
+child only where it gets a core of its own: 2 or more BLAS threads allowed (`rnnkit.kernels.parallel.blas_threads`:
 ``--threads 1`` or a threadpoolctl limit of 1 keeps the work on one core) and no more than the cores less two kept
-busy by other processes at that moment (`others_running`: on Linux the threads runnable now, not counting this
-process's), so the test suite's two workers, or Dask and Optuna workers that already fill the cores, compile in their
-own process as before. The load average over the last minute was the first rule tried (GNU make's
-``--load-average``); it lags by a minute: an LSTM's first training step at B = 16, H = 256 run 15 s after another
-started no child and took 19.9 s (17.7 without compiling ahead, 11.4 with the child). ``always`` starts one wherever the
-entry is not compiled yet (the tests); ``never`` none. A child that fails, or has not finished within `WAIT_S`,
-leaves the compile to this process, as without it: nothing but the time of a first use depends on it.
+busy by other processes at one of three moments 10 ms apart (`others_running`: on Linux the threads runnable now,
+not counting this process's), so the test suite's two workers, or Dask and Optuna workers that already fill the
+cores, compile in their own process as before. The load average over the last minute was the first rule tried (GNU
+make's ``--load-average``); it lags by a minute: an LSTM's first training step at B = 16, H = 256 run 15 s after
+another started no child and took 19.9 s (17.7 without compiling ahead, 11.4 with the child). ``always`` starts one
+wherever the entry is not compiled yet (the tests); ``never`` none. A child that fails, or has not finished within
+`WAIT_S`, leaves the compile to this process, as without it: nothing but the time of a first use depends on it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
@@ -41,6 +42,10 @@ COMPILE_AHEAD = Policy("compile ahead", "RNNKIT_COMPILE_AHEAD")
 #: how long a backward's first call waits for its child before compiling the entry itself (a child compiles an
 #: entry in 4 – 8 s on the 2-core machines measured; one that takes this long is stuck)
 WAIT_S = 120.0
+
+#: how many times, `LOOK_INTERVAL_S` apart, ``auto`` looks for an idle core before it gives up (only where the entry
+#: is compiled nowhere yet: a first use)
+LOOKS, LOOK_INTERVAL_S = 3, 0.01
 
 _asked: set = set()  # the keys `ahead` was given in this process
 _children: dict[int, list[tuple[tuple, subprocess.Popen]]] = {}  # id(dispatcher) → (types, child) to wait for
@@ -56,11 +61,11 @@ def ahead(key: Hashable, entry: Callable[[], tuple]) -> None:
         if key in _asked or COMPILE_AHEAD.choice == "never":
             return
         _asked.add(key)
-    if COMPILE_AHEAD.choice == "auto" and not core_to_spare():
-        return
     dispatcher, arguments = entry()
     types = tuple(dispatcher.typeof_pyval(a) for a in arguments)
     if types in dispatcher.overloads or _cache_file(dispatcher) is None or in_disk_cache(dispatcher, types):
+        return
+    if COMPILE_AHEAD.choice == "auto" and not core_to_spare():
         return
     child = _start_child(dispatcher, types)
     if child is not None:
@@ -97,8 +102,12 @@ def core_to_spare() -> bool:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores < 2 or (cores_free() and blas_threads() < 2):  # a pair, team or pipeline (its own limits set) took 2
         return False
-    others = others_running()
-    return others is None or others <= cores - 2
+    for _ in range(LOOKS):  # a moment's runnable thread (a shell, a daemon waking) does not hold a core
+        others = others_running()
+        if others is None or others <= cores - 2:
+            return True
+        time.sleep(LOOK_INTERVAL_S)
+    return False
 
 
 def others_running(loadavg: str = "/proc/loadavg", tasks: str = "/proc/self/task") -> float | None:
