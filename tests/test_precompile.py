@@ -132,6 +132,14 @@ def test_the_call_does_not_wait_for_a_child_compiling_other_types(kernel_module,
     assert precompile._children == {}
 
 
+def test_a_plain_python_function_as_numba_disable_jit_leaves_is_not_compiled_ahead(fresh_policy):
+    def twice(a):
+        return 2 * a
+
+    precompile.ahead("plain", lambda: (twice, (np.arange(3.0),)))
+    assert precompile._children == {}
+
+
 def test_a_child_that_fails_leaves_the_compile_to_the_call(tmp_path, fresh_policy, monkeypatch):
     (tmp_path / "ahead_broken.py").write_text("import numba\n\n@numba.njit(cache=True)\ndef one(a):\n    return a\n")
     monkeypatch.syspath_prepend(str(tmp_path))

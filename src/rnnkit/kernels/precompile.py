@@ -33,7 +33,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
+from multiprocessing import spawn
 from pathlib import Path
+
+from numba.core.dispatcher import Dispatcher
 
 from .parallel import Policy
 
@@ -62,6 +65,8 @@ def ahead(key: Hashable, entry: Callable[[], tuple]) -> None:
             return
         _asked.add(key)
     dispatcher, arguments = entry()
+    if not isinstance(dispatcher, Dispatcher) or getattr(sys, "frozen", False):  # NUMBA_DISABLE_JIT; a frozen app
+        return  # (the first: the Python function itself, nothing to compile; the second: no ``-m`` to run)
     types = tuple(dispatcher.typeof_pyval(a) for a in arguments)
     if types in dispatcher.overloads or _cache_file(dispatcher) is None or in_disk_cache(dispatcher, types):
         return
@@ -166,8 +171,11 @@ def _start_child(dispatcher, types: tuple) -> subprocess.Popen | None:
     request = pickle.dumps((function.__module__, getattr(module, "__file__", None), function.__qualname__,
                             pickle.dumps(types)))
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # this process's rnnkit, where it is
+    executable = spawn.get_executable()  # the interpreter multiprocessing starts (`multiprocessing.set_executable`)
+    if not executable:
+        return None
     try:
-        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, env=environment,
+        child = subprocess.Popen([executable, "-m", __name__], stdin=subprocess.PIPE, env=environment,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         child.stdin.write(request)
         child.stdin.close()
