@@ -10,7 +10,7 @@ import pytest
 
 from rnnkit import kernels, no_grad
 from rnnkit.errors import ConfigError
-from rnnkit.recurrent import catalog
+from rnnkit.recurrent import catalog, halves
 
 numba = pytest.importorskip("numba", reason="numba is not installed: nothing is compiled")
 
@@ -22,15 +22,16 @@ CONFIGS = {entry.variant_label(variant): (entry.layer, options)
 
 @pytest.fixture
 def calls(monkeypatch):
-    """{"ahead": [(dispatcher, types)], "backward": [(dispatcher, types)]}: the entries and types `precompile.ahead`
-    was handed in the test (no child started) and the types each compiled backward loop was called with."""
-    seen = {"ahead": [], "backward": []}
+    """{"ahead": [(dispatcher, types)], "called": [(dispatcher, types)]}: the entries and types `precompile.ahead`
+    was handed in the test (no child started), and the types each entry that waits for its child (`precompile.wait`:
+    a backward loop) was then called with."""
+    seen = {"ahead": [], "called": []}
 
     def types(dispatcher, arguments):
         return dispatcher, tuple(dispatcher.typeof_pyval(a) for a in arguments)
 
     monkeypatch.setattr(precompile, "ahead", lambda key, entry: seen["ahead"].append(types(*entry())))
-    monkeypatch.setattr(precompile, "wait", lambda dispatcher, arguments: seen["backward"].append(
+    monkeypatch.setattr(precompile, "wait", lambda dispatcher, arguments: seen["called"].append(
         types(dispatcher, arguments)))
     return seen
 
@@ -48,20 +49,24 @@ def test_the_types_handed_ahead_are_the_ones_the_backward_loop_is_called_with(na
     layer = cls(3, 8, **options)
     with kernels.using("compiled"):
         train_once(layer, 5, 4, np.float32, lengths=np.array([5, 4, 2, 1]) if ragged else None)
-    assert calls["ahead"] and calls["backward"]
-    assert set(calls["ahead"]) == set(calls["backward"]), name
+    assert calls["ahead"] and calls["called"]
+    assert set(calls["ahead"]) == set(calls["called"]), name
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru-reset-after", "gru-reset-before", "rnn-tanh", "lnlstm", "mogrifier"])
 def test_with_teams_and_pipelines_on_the_types_handed_ahead_are_the_backward_loops(name, calls, monkeypatch):
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")
     monkeypatch.setattr(parallel.PIPELINES, "choice", "always")
+    monkeypatch.setattr(halves.HALVES, "choice", "never")
+    if parallel.blas_threads() < 2:
+        pytest.skip("one BLAS thread allowed: every loop runs alone")
     cls, options = CONFIGS[name]
-    layer = cls(8, 16, **options)
+    layer = cls(64, 64, **options)
     with kernels.using("compiled"):
         train_once(layer, 24, 16, np.float32)
-    assert set(calls["ahead"]) == set(calls["backward"]), name
-    on_both_cores = {types[-1] != numba.types.none for _, types in calls["backward"]}
+    assert set(calls["ahead"]) == set(calls["called"]), name
+    backward = [types for dispatcher, types in calls["called"] if dispatcher.py_func.__name__.endswith("backward")]
+    on_both_cores = {types[-1] != numba.types.none for types in backward}
     assert on_both_cores == {name in ("lstm", "gru-reset-after", "rnn-tanh", "lnlstm")}  # sums behind the loop
 
 
@@ -154,14 +159,16 @@ def test_a_child_that_fails_leaves_the_compile_to_the_call(tmp_path, fresh_polic
 
 @pytest.mark.parametrize("threads, others, cores, spare", [(2, 0.0, 2, True), (2, 1.0, 2, False), (1, 0.0, 2, False),
                                                           (2, 0.0, 1, False), (8, 2.0, 4, True), (2, None, 2, True)])
-def test_auto_starts_a_child_only_where_it_gets_a_core_of_its_own(threads, others, cores, spare, monkeypatch):
+def test_auto_starts_a_child_only_where_it_gets_a_core_of_its_own(threads, others, cores, spare, fresh_policy,
+                                                                   monkeypatch):
     monkeypatch.setattr(parallel, "blas_threads", lambda: threads)
     monkeypatch.setattr(precompile, "others_running", lambda: others)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert precompile.core_to_spare() is spare
 
 
-def test_auto_looks_again_where_another_process_ran_at_that_moment_and_gives_up_after_three_looks(monkeypatch):
+def test_auto_looks_again_where_another_process_ran_at_that_moment_and_gives_up_after_three_looks(fresh_policy,
+                                                                                                 monkeypatch):
     monkeypatch.setattr(parallel, "blas_threads", lambda: 2)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     looks = iter([1.0, 1.0, 0.0])
@@ -171,7 +178,17 @@ def test_auto_looks_again_where_another_process_ran_at_that_moment_and_gives_up_
     assert not precompile.core_to_spare()
 
 
-def test_inside_a_pipeline_the_threads_allowed_are_the_ones_it_took(monkeypatch):
+def test_its_own_children_are_not_others_work_but_get_a_core_each_at_most(fresh_policy, monkeypatch):
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(precompile, "others_running", lambda: 1.0)  # the one child below, runnable
+    monkeypatch.setattr(precompile, "_starting", 1)  # its process made, not yet registered
+    assert precompile.core_to_spare()
+    monkeypatch.setattr(precompile, "_starting", 2)
+    assert not precompile.core_to_spare()
+
+
+def test_inside_a_pipeline_the_threads_allowed_are_the_ones_it_took(fresh_policy, monkeypatch):
     monkeypatch.setattr(parallel, "blas_threads", lambda: 1)  # each side's share while the partner runs
     monkeypatch.setattr(precompile, "others_running", lambda: 0.0)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)

@@ -16,12 +16,13 @@ Policy (``RNNKIT_COMPILE_AHEAD``, read at import; `COMPILE_AHEAD.use`, `COMPILE_
 child only where it gets a core of its own: 2 or more BLAS threads allowed (`rnnkit.kernels.parallel.blas_threads`:
 ``--threads 1`` or a threadpoolctl limit of 1 keeps the work on one core) and no more than the cores less two kept
 busy by other processes at one of three moments 10 ms apart (`others_running`: on Linux the threads runnable now,
-not counting this process's), so the test suite's two workers, or Dask and Optuna workers that already fill the
-cores, compile in their own process as before. The load average over the last minute was the first rule tried (GNU
-make's ``--load-average``); it lags by a minute: an LSTM's first training step at B = 16, H = 256 run 15 s after
-another started no child and took 19.9 s (17.7 without compiling ahead, 11.4 with the child). ``always`` starts one
-wherever the entry is not compiled yet (the tests); ``never`` none. A child that fails, or has not finished within
-`WAIT_S`, leaves the compile to this process, as without it: nothing but the time of a first use depends on it.
+not counting this process's; its own children are not others' work, and get a core each at most), so the test
+suite's two workers, or Dask and Optuna workers that already fill the cores, compile in their own process as before.
+The load average over the last minute was the first rule tried (GNU make's ``--load-average``); it lags by a minute:
+an LSTM's first training step at B = 16, H = 256 run 15 s after another started no child and took 19.9 s (17.7
+without compiling ahead, 11.4 with the child). ``always`` starts one wherever the entry is not compiled yet (the
+tests); ``never`` none. A child that fails, or has not finished within `WAIT_S`, leaves the compile to this process,
+as without it: nothing but the time of a first use depends on it.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ LOOKS, LOOK_INTERVAL_S = 3, 0.01
 
 _asked: set = set()  # the keys `ahead` was given in this process
 _children: dict[int, list[tuple[tuple, subprocess.Popen]]] = {}  # id(dispatcher) → (types, child) to wait for
-_lock = threading.Lock()  # a team's two parts ask and wait at once
+_starting = 0  # children whose process is being made, not yet in `_children`
+_lock = threading.RLock()  # a team's two parts, a pipeline's writer and its caller ask at once
 
 
 def ahead(key: Hashable, entry: Callable[[], tuple]) -> None:
@@ -60,6 +62,7 @@ def ahead(key: Hashable, entry: Callable[[], tuple]) -> None:
     arguments or stand-ins of their types). Asked once per ``key`` and process (the first call of a cell family in a
     dtype, say: later calls cost a set lookup); ``entry`` is called only where the policy allows, and a child starts
     only where the entry is neither compiled in this process nor in the disk cache for those types."""
+    global _starting
     with _lock:
         if key in _asked or COMPILE_AHEAD.choice == "never":
             return
@@ -70,30 +73,38 @@ def ahead(key: Hashable, entry: Callable[[], tuple]) -> None:
     types = tuple(dispatcher.typeof_pyval(a) for a in arguments)
     if types in dispatcher.overloads or _cache_file(dispatcher) is None or in_disk_cache(dispatcher, types):
         return
-    if COMPILE_AHEAD.choice == "auto" and not core_to_spare():
-        return
-    child = _start_child(dispatcher, types)
-    if child is not None:
+    with _lock:  # counted from before its process exists, so that a look at the cores meanwhile knows it is ours
+        if COMPILE_AHEAD.choice == "auto" and not core_to_spare():
+            return
+        _starting += 1
+    child = None
+    try:
+        child = _start_child(dispatcher, types)
+    finally:
         with _lock:
-            _children.setdefault(id(dispatcher), []).append((types, child))
+            _starting -= 1
+            if child is not None:
+                _children.setdefault(id(dispatcher), []).append((types, child))
 
 
 def wait(dispatcher, arguments: tuple) -> None:
     """Before ``dispatcher``'s call with ``arguments``: wait for the child compiling it for their types (`ahead`), so
     that the call loads that entry from the disk cache; a child not done within `WAIT_S` is stopped, and the call
-    compiles as usual. A child compiling other types (its forward's team guessed wrong) is not waited for."""
+    compiles as usual. A child compiling other types (a wrong guess of the call's kind) is not waited for. Waits
+    without the lock: a team's two parts wait for the same child, and another thread may ask for another entry."""
     if not _children:  # nothing started: a dict's truth, all a call costs
         return
     types = tuple(dispatcher.typeof_pyval(a) for a in arguments)
-    with _lock:  # a team's other part waits here until the first is done
-        pending = _children.get(id(dispatcher), [])
-        for child in [child for wanted, child in pending if wanted == types]:
-            try:
-                child.wait(WAIT_S)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        left = [(wanted, child) for wanted, child in pending if wanted != types and child.poll() is None]
+    with _lock:
+        mine = [child for wanted, child in _children.get(id(dispatcher), []) if wanted == types]
+    for child in mine:
+        try:
+            child.wait(WAIT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    with _lock:
+        left = [(wanted, child) for wanted, child in _children.get(id(dispatcher), []) if child.poll() is None]
         if left:
             _children[id(dispatcher)] = left
         else:
@@ -107,12 +118,22 @@ def core_to_spare() -> bool:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores < 2 or (cores_free() and blas_threads() < 2):  # a pair, team or pipeline (its own limits set) took 2
         return False
-    for _ in range(LOOKS):  # a moment's runnable thread (a shell, a daemon waking) does not hold a core
-        others = others_running()
-        if others is None or others <= cores - 2:
-            return True
-        time.sleep(LOOK_INTERVAL_S)
+    with _lock:  # ours do not count as others' work; more than a core each they do not get
+        children = live_children()
+        if children >= cores:
+            return False
+        for _ in range(LOOKS):  # a moment's runnable thread (a shell, a daemon waking) does not hold a core
+            others = others_running()
+            if others is None or others - children <= cores - 2:
+                return True
+            time.sleep(LOOK_INTERVAL_S)
     return False
+
+
+def live_children() -> int:
+    """This process's children still compiling, or being started."""
+    with _lock:
+        return _starting + sum(child.poll() is None for pending in _children.values() for _, child in pending)
 
 
 def others_running(loadavg: str = "/proc/loadavg", tasks: str = "/proc/self/task") -> float | None:
