@@ -54,14 +54,14 @@ LOOKS, LOOK_INTERVAL_S = 3, 0.01
 _asked: set = set()  # the keys `ahead` was given in this process
 _children: dict[int, list[tuple[tuple, subprocess.Popen]]] = {}  # id(dispatcher) → (types, child) to wait for
 _starting = 0  # children whose process is being made, not yet in `_children`
-_lock = threading.RLock()  # a team's two parts, a pipeline's writer and its caller ask at once
+_lock = threading.RLock()  # a team's two parts, or a pair's two directions, ask and wait at once
 
 
 def ahead(key: Hashable, entry: Callable[[], tuple]) -> None:
     """Compile a loop entry in a child process (the module notes): ``entry()`` gives (the numba dispatcher, its
     arguments or stand-ins of their types). Asked once per ``key`` and process (the first call of a cell family in a
-    dtype, say: later calls cost a set lookup); ``entry`` is called only where the policy allows, and a child starts
-    only where the entry is neither compiled in this process nor in the disk cache for those types."""
+    dtype, say: later calls cost a set lookup), and not at all under ``never``; a child starts only where the entry
+    is neither compiled in this process nor in the disk cache for those types, and the policy allows."""
     global _starting
     with _lock:
         if key in _asked or COMPILE_AHEAD.choice == "never":
