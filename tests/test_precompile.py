@@ -70,6 +70,14 @@ def test_with_teams_and_pipelines_on_the_types_handed_ahead_are_the_backward_loo
     assert on_both_cores == {name in ("lstm", "gru-reset-after", "rnn-tanh", "lnlstm")}  # sums behind the loop
 
 
+def test_a_layer_hands_its_backward_ahead_at_its_first_training_call_only(calls):
+    layer = CONFIGS["lstm"][0](3, 8)
+    with kernels.using("compiled"):
+        for _ in range(3):
+            train_once(layer, 5, 4, np.float32)
+    assert len(calls["ahead"]) == 1 and len(calls["called"]) == 3
+
+
 def test_an_inference_call_hands_nothing_ahead(calls):
     layer = CONFIGS["lstm"][0](3, 8)
     with kernels.using("compiled"), no_grad():

@@ -56,8 +56,9 @@ class Workspace(SimpleNamespace):
     #: W_hhᵀ as the compiled loop takes it, where `GatedCell.transpose_recurrent` packed it (else None)
     w_hh_loop = None
     #: set by `rnnkit.recurrent.runner.Recurrence.forward` before a compiled forward loop: None where no backward
-    #: follows, else whether its backward loop will run as a part of a team or pipeline
-    #: (`Recurrence.backward_runs_as_team`), the kind of call `CompiledSequenceLoop.sequence_forward` has compiled ahead
+    #: follows or its runner has asked already (`Recurrence.compiled_ahead`), else whether its backward loop will run
+    #: as a part of a team or pipeline (`Recurrence.backward_runs_as_team`), the kind of call
+    #: `CompiledSequenceLoop.sequence_forward` has compiled ahead
     backward_team = None
 
     def __deepcopy__(self, memo):  # the kernel module is shared, the arrays are copied

@@ -101,6 +101,9 @@ class Recurrence:
         self.reverse = reverse
         self.detach_state = False
         self.record_state_grads = False
+        #: set by the first training call: later calls ask nothing of `rnnkit.kernels.precompile` (the kind of their
+        #: backward, `backward_runs_as_team`, costs 10 – 17 µs; the compile ahead is for a first use)
+        self.compiled_ahead = False
 
     def _slots(self, t: int) -> tuple[int, int]:
         """(read slot, write slot) of step t."""
@@ -149,7 +152,9 @@ class Recurrence:
         steps, batch, _ = x.shape
         keep = is_grad_enabled()
         whole = self.runs_whole_sequence(batch)
-        backward_team = keep and whole and self.backward_runs_as_team(steps, batch)  # before a pipeline takes the cores
+        backward_team = None  # the kind of backward to compile ahead, asked before a pipeline takes the cores
+        if keep and whole and not self.compiled_ahead:
+            backward_team, self.compiled_ahead = self.backward_runs_as_team(steps, batch), True
         if noise is not None and noise.input_mask is not None:
             x = x * noise.input_mask  # x_t ⊙ m_x: whole-sequence work
         ahead = cell.ahead_projection(x, batch, self.reverse, here=project_here) if whole else None
@@ -177,16 +182,16 @@ class Recurrence:
         return out, final, trace
 
     def _loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool, noise: Noise | None,
-              ahead, backward_team: bool = False) -> tuple[list[np.ndarray] | None, tuple | None]:
+              ahead, backward_team: bool | None = None) -> tuple[list[np.ndarray] | None, tuple | None]:
         """The forward time loop, compiled (`runs_whole_sequence`, with ``ahead`` writing ``xp`` meanwhile where it
-        is not None; the backward loop compiled ahead for a team where ``backward_team``) or in Python; (s̃_t per
-        component under zoneout else None, zoneout's arrays of the compiled loop or None)."""
+        is not None; its backward loop compiled ahead, for a team where ``backward_team``, unless it is None) or in
+        Python; (s̃_t per component under zoneout else None, zoneout's arrays of the compiled loop or None)."""
         cell, steps, batch = self.cell, xp.shape[0], xp.shape[1]
         rates = None if noise is None else noise.zoneout
         if self.runs_whole_sequence(batch):
             kept = is_grad_enabled()  # else no trace: nothing reads s̃_t's history, one slot serves every step
             zoneout = loop_zoneout(rates, steps if kept else 1, batch, cell.state_sizes, cell.dtype, counts is not None)
-            ws.backward_team = backward_team if kept else None
+            ws.backward_team = backward_team
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout, ahead)
             if rates is None or not kept:
                 return None, zoneout
