@@ -14,7 +14,7 @@ from rnnkit.recurrent import catalog, halves
 
 numba = pytest.importorskip("numba", reason="numba is not installed: nothing is compiled")
 
-from rnnkit.kernels import parallel, precompile  # noqa: E402 - needs numba
+from rnnkit.kernels import behind, parallel, precompile  # noqa: E402 - needs numba
 
 CONFIGS = {entry.variant_label(variant): (entry.layer, options)
            for entry in catalog.entries() for variant, options in entry.variants.items()}
@@ -24,13 +24,14 @@ CONFIGS = {entry.variant_label(variant): (entry.layer, options)
 def calls(monkeypatch):
     """{"ahead": [(dispatcher, types)], "called": [(dispatcher, types)]}: the entries and types `precompile.ahead`
     was handed in the test (no child started), and the types each entry that waits for its child (`precompile.wait`:
-    a backward loop) was then called with."""
+    a backward loop, the sums behind it) was then called with."""
     seen = {"ahead": [], "called": []}
 
     def types(dispatcher, arguments):
         return dispatcher, tuple(dispatcher.typeof_pyval(a) for a in arguments)
 
-    monkeypatch.setattr(precompile, "ahead", lambda key, entry: seen["ahead"].append(types(*entry())))
+    monkeypatch.setattr(precompile, "ahead", lambda key, entries: seen["ahead"].extend(
+        types(*entry) for entry in entries()))
     monkeypatch.setattr(precompile, "wait", lambda dispatcher, arguments: seen["called"].append(
         types(dispatcher, arguments)))
     return seen
@@ -53,8 +54,12 @@ def test_the_types_handed_ahead_are_the_ones_the_backward_loop_is_called_with(na
     assert set(calls["ahead"]) == set(calls["called"]), name
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru-reset-after", "gru-reset-before", "rnn-tanh", "lnlstm", "mogrifier"])
-def test_with_teams_and_pipelines_on_the_types_handed_ahead_are_the_backward_loops(name, calls, monkeypatch):
+SUMS_BEHIND = ("lstm", "gru-reset-after", "rnn-tanh", "lnlstm", "lngru")
+
+
+@pytest.mark.parametrize("name", [*SUMS_BEHIND, "gru-reset-before", "mogrifier"])
+def test_with_teams_and_pipelines_on_the_types_handed_ahead_are_the_backward_loops_and_its_sums(name, calls,
+                                                                                               monkeypatch):
     monkeypatch.setattr(parallel.TEAMS, "choice", "always")
     monkeypatch.setattr(parallel.PIPELINES, "choice", "always")
     monkeypatch.setattr(halves.HALVES, "choice", "never")
@@ -67,7 +72,9 @@ def test_with_teams_and_pipelines_on_the_types_handed_ahead_are_the_backward_loo
     assert set(calls["ahead"]) == set(calls["called"]), name
     backward = [types for dispatcher, types in calls["called"] if dispatcher.py_func.__name__.endswith("backward")]
     on_both_cores = {types[-1] != numba.types.none for types in backward}
-    assert on_both_cores == {name in ("lstm", "gru-reset-after", "rnn-tanh", "lnlstm")}  # sums behind the loop
+    assert on_both_cores == {name in SUMS_BEHIND}  # sums behind the loop
+    sums = [dispatcher for dispatcher, _ in calls["ahead"] if dispatcher is behind.take_tasks]
+    assert len(sums) == (name in SUMS_BEHIND)
 
 
 def test_a_layer_hands_its_backward_ahead_at_its_first_training_call_only(calls):
@@ -87,14 +94,18 @@ def test_an_inference_call_hands_nothing_ahead(calls):
 
 @pytest.fixture
 def kernel_module(tmp_path, monkeypatch):
-    """A module of one cached numba function, ``twice``, importable by the children (its directory on sys.path),
-    its disk cache beside it, empty."""
+    """A module of two cached numba functions, ``twice`` and ``thrice``, importable by the children (its directory on
+    sys.path), its disk cache beside it, empty."""
     (tmp_path / "ahead_probe.py").write_text(textwrap.dedent("""
         import numba
 
         @numba.njit(cache=True)
         def twice(a):
             return 2 * a
+
+        @numba.njit(cache=True)
+        def thrice(a):
+            return 3 * a
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     import ahead_probe
@@ -118,7 +129,7 @@ def test_a_child_compiles_the_entry_into_the_disk_cache_and_the_call_loads_it(ke
     twice, argument = kernel_module.twice, np.arange(3.0)
     types = (numba.typeof(argument),)
     assert not precompile.in_disk_cache(twice, types)
-    precompile.ahead("probe", lambda: (twice, (argument,)))
+    precompile.ahead("probe", lambda: [(twice, (argument,))])
     assert len(precompile._children[id(twice)]) == 1
     precompile.wait(twice, (argument,))
     assert precompile._children == {}
@@ -127,30 +138,68 @@ def test_a_child_compiles_the_entry_into_the_disk_cache_and_the_call_loads_it(ke
     assert twice.stats.cache_hits[types] == 1 and not twice.stats.cache_misses
 
 
+def test_one_child_compiles_every_entry_handed_to_it_in_turn_and_each_call_loads_its_own(kernel_module,
+                                                                                         fresh_policy):
+    twice, thrice, argument = kernel_module.twice, kernel_module.thrice, np.arange(3.0)
+    precompile.ahead("probe", lambda: [(twice, (argument,)), (thrice, (argument,))])
+    [(_, child)], [(_, same)] = precompile._children[id(twice)], precompile._children[id(thrice)]
+    assert child is same and precompile.live_children() == 1
+    precompile.wait(thrice, (argument,))
+    precompile.wait(twice, (argument,))
+    assert precompile._children == {}
+    assert list(twice(argument)) == [0.0, 2.0, 4.0] and list(thrice(argument)) == [0.0, 3.0, 6.0]
+    assert twice.stats.cache_hits and thrice.stats.cache_hits
+
+
+class CompilingOn:
+    """A child process as `precompile` sees one, still running (it has more entries to compile)."""
+
+    killed = False
+
+    def poll(self):
+        return None
+
+    def kill(self):  # pragma: no cover - only where the test fails
+        self.killed = True
+
+
+def test_a_call_waits_for_its_own_entry_in_the_cache_not_for_the_childs_later_ones(kernel_module, fresh_policy,
+                                                                                  monkeypatch):
+    twice, argument = kernel_module.twice, np.arange(3.0)
+    twice(argument)  # saved in the disk cache, as a child would have saved it before its next entry
+    child = CompilingOn()
+    types = (numba.typeof(argument),)
+    monkeypatch.setitem(precompile._children, id(twice), [(types, child)])
+    monkeypatch.setattr(precompile, "WAIT_S", 5.0)
+    precompile.wait(twice, (argument,))
+    assert not child.killed and precompile._children == {}
+
+
 def test_a_key_is_asked_once_and_an_entry_compiled_here_starts_no_child(kernel_module, fresh_policy):
     twice, argument = kernel_module.twice, np.arange(3)
     twice(argument)  # compiled in this process
     entries = []
-    precompile.ahead("probe", lambda: entries.append(1) or (twice, (argument,)))
-    precompile.ahead("probe", lambda: entries.append(2) or (twice, (argument,)))
+    precompile.ahead("probe", lambda: entries.append(1) or [(twice, (argument,))])
+    precompile.ahead("probe", lambda: entries.append(2) or [(twice, (argument,))])
     assert entries == [1] and precompile._children == {}
 
 
 def test_the_call_does_not_wait_for_a_child_compiling_other_types(kernel_module, fresh_policy):
     twice = kernel_module.twice
-    precompile.ahead("probe", lambda: (twice, (np.arange(3.0),)))
+    precompile.ahead("probe", lambda: [(twice, (np.arange(3.0),))])
     [(_, child)] = precompile._children[id(twice)]
     precompile.wait(twice, (np.arange(3),))  # int64, not the child's float64
     assert child.poll() is None  # still starting (a child takes about half a second to import numba): not waited for
     precompile.wait(twice, (np.arange(3.0),))
-    assert child.poll() == 0 and precompile._children == {}
+    assert precompile.in_disk_cache(twice, (numba.typeof(np.arange(3.0)),)) and precompile._children == {}
+    assert child.wait(60) == 0
 
 
 def test_a_plain_python_function_as_numba_disable_jit_leaves_is_not_compiled_ahead(fresh_policy):
     def twice(a):
         return 2 * a
 
-    precompile.ahead("plain", lambda: (twice, (np.arange(3.0),)))
+    precompile.ahead("plain", lambda: [(twice, (np.arange(3.0),))])
     assert precompile._children == {}
 
 
@@ -160,7 +209,7 @@ def test_a_child_that_fails_leaves_the_compile_to_the_call(tmp_path, fresh_polic
     import ahead_broken
 
     (tmp_path / "ahead_broken.py").write_text("raise ImportError('gone')\n")  # what the child finds
-    precompile.ahead("broken", lambda: (ahead_broken.one, (1.5,)))
+    precompile.ahead("broken", lambda: [(ahead_broken.one, (1.5,))])
     precompile.wait(ahead_broken.one, (1.5,))
     assert ahead_broken.one(1.5) == 1.5
 

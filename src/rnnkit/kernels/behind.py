@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import precompile
 from .blas import matmul_into
 from .jit import GLUE, INNER, JIT, njit
 from .layernorm import layer_norm_rows_backward
 from .parallel import PipelineStage
-from .team import READY, aborted, count_up, wait_until
+from .team import READY, aborted, count_up, new_sync, wait_until
 
 #: a chunk's steps: `CHUNK_STEPS`, or more where they hold fewer than `CHUNK_ROWS` rows (a rank-128 update of a
 #: weight gradient runs near the rate of the whole GEMM), so that the last task, which one thread finishes while the
@@ -257,8 +258,20 @@ class Behind(PipelineStage):
 
     def work(self, sync: np.ndarray) -> None:
         """Take tasks until none is left (in the caller after its loop, and in the partner from the start)."""
-        take_tasks(self.sources, (self._made_dx(), *self.grads), self.norm, self.reset, self.sums, self.batch,
-                   self.chunk, self.reverse, sync, self.claims)
+        arguments = self._arguments(sync)
+        precompile.wait(take_tasks, arguments)  # for a compile `entry_ahead` started in another process
+        take_tasks(*arguments)
+
+    def entry_ahead(self) -> tuple:
+        """(`take_tasks`, arguments of the types `work` will give it): what `rnnkit.kernels.precompile.ahead` has
+        another process compile for a backward whose sums go behind its loop, made from a forward's workspace
+        (`rnnkit.recurrent.runner.Recurrence.forward`)."""
+        return take_tasks, self._arguments(new_sync(projected=False))
+
+    def _arguments(self, sync: np.ndarray) -> tuple:
+        """`take_tasks`' arguments in its order, the loop's team ``sync``."""
+        return (self.sources, (self._made_dx(), *self.grads), self.norm, self.reset, self.sums, self.batch,
+                self.chunk, self.reverse, sync, self.claims)
 
     def _made_dx(self) -> np.ndarray:
         """`dx`, made now where `write_dx_over` did not give it: on entering, before the partner starts (or at the

@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import math
 from abc import ABCMeta, abstractmethod
+from functools import partial
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
@@ -60,6 +61,10 @@ class Workspace(SimpleNamespace):
     #: as a part of a team or pipeline (`Recurrence.backward_runs_as_team`), the kind of call
     #: `CompiledSequenceLoop.sequence_forward` has compiled ahead
     backward_team = None
+    #: set with `backward_team` where the backward's sums will go behind its loop (`rnnkit.kernels.behind`): a
+    #: function of the workspace giving their compiled entry and its arguments' types, which
+    #: `CompiledSequenceLoop.sequence_forward` compiles ahead too (`Recurrence._sums_entry_ahead`); else None
+    sums_ahead = None
 
     def __deepcopy__(self, memo):  # the kernel module is shared, the arrays are copied
         fields = vars(self).items()
@@ -318,10 +323,9 @@ class CompiledSequenceLoop:
         from ..kernels import parallel, precompile
 
         loop, params = self.compiled_loop(ws)
-        team_later = ws.backward_team
-        if team_later is not None:  # a training call: its backward loop is compiled in another process meanwhile
-            precompile.ahead((type(self), self.dtype, team_later),
-                             lambda: self.backward_loop_ahead(ws, states, counts, zoneout, team_later))
+        if ws.backward_team is not None:  # a training call: what its backward runs compiles in another process
+            precompile.ahead((type(self), self.dtype, ws.backward_team, ws.sums_ahead is not None),
+                             partial(self._backward_entries, ws, states, counts, zoneout))
 
         def run(team):
             loop(params, xp, tuple(states), counts, reverse, zoneout, team)
@@ -329,6 +333,16 @@ class CompiledSequenceLoop:
             parallel.team(self.team_parts(xp.shape[1], "forward"), run, self.step_product(xp.shape[1]))
         else:
             ahead.run_loop(run)
+
+    def _backward_entries(self, ws: Workspace, states: list[np.ndarray], counts: np.ndarray,
+                          zoneout: tuple | None) -> list[tuple]:
+        """The compiled entries that the backward of the forward call making ``ws`` will run, in their order, each
+        with arguments of its types: the loop (`backward_loop_ahead`), then the sums behind it where they go there
+        (`Workspace.sums_ahead`)."""
+        entries = [self.backward_loop_ahead(ws, states, counts, zoneout, ws.backward_team)]
+        if ws.sums_ahead is not None:
+            entries.append(ws.sums_ahead(ws))
+        return entries
 
     def ahead_projection(self, x: np.ndarray, batch: int, reverse: bool, here: bool = False):
         """`Cell.ahead_projection`: where the cell names its projection (`projection_terms`), and either ``here``

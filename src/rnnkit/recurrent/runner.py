@@ -25,6 +25,7 @@ each sequence, and padding stays at the end without any flipping of the data.
 
 from __future__ import annotations
 
+import copy
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -77,7 +78,7 @@ class Trace:
 
     def states_before_each_step(self) -> list[np.ndarray]:
         """Per state component, (T, B, S_k): the state each step t read."""
-        return [s[1:] if self.reverse else s[:-1] for s in self.states]
+        return before_each_step(self.states, self.reverse)
 
 
 class Recurrence:
@@ -152,9 +153,10 @@ class Recurrence:
         steps, batch, _ = x.shape
         keep = is_grad_enabled()
         whole = self.runs_whole_sequence(batch)
-        backward_team = None  # the kind of backward to compile ahead, asked before a pipeline takes the cores
-        if keep and whole and not self.compiled_ahead:
-            backward_team, self.compiled_ahead = self.backward_runs_as_team(steps, batch), True
+        backward_team = sums_later = None  # what of the backward to compile ahead, asked before a pipeline takes
+        if keep and whole and not self.compiled_ahead:  # the cores
+            backward_team, sums_later = self.backward_runs_as_team(steps, batch), self.sums_would_go_behind(x)
+            self.compiled_ahead = True
         if noise is not None and noise.input_mask is not None:
             x = x * noise.input_mask  # x_t ⊙ m_x: whole-sequence work
         ahead = cell.ahead_projection(x, batch, self.reverse, here=project_here) if whole else None
@@ -168,7 +170,9 @@ class Recurrence:
                 cell.use_masks(ws, noise.state_mask, noise.weight_mask)
             xp = (cell.project(rows, ws) if ahead is None else ahead.out).reshape(steps, batch, -1)
             states = self._state_history(state0, steps, batch, keep or whole)
-            proposed, zoneout = self._loop(ws, xp, states, counts, keep or whole, noise, ahead, backward_team)
+            sums_ahead = partial(self._sums_entry_ahead, x, states) if sums_later else None
+            proposed, zoneout = self._loop(ws, xp, states, counts, keep or whole, noise, ahead, backward_team,
+                                           sums_ahead)
         for name in cell.forward_only:  # nothing reads them again: dropped before the caller takes the output
             setattr(ws, name, None)
         out = states[0][:-1] if self.reverse else states[0][1:]
@@ -182,17 +186,20 @@ class Recurrence:
         return out, final, trace
 
     def _loop(self, ws: Workspace, xp: np.ndarray, states: list[np.ndarray], counts, full: bool, noise: Noise | None,
-              ahead, backward_team: bool | None = None) -> tuple[list[np.ndarray] | None, tuple | None]:
+              ahead, backward_team: bool | None = None, sums_ahead=None) -> tuple[list[np.ndarray] | None,
+                                                                                   tuple | None]:
         """The forward time loop, compiled (`runs_whole_sequence`, with ``ahead`` writing ``xp`` meanwhile where it
-        is not None; its backward loop compiled ahead, for a team where ``backward_team``, unless it is None) or in
-        Python; (s̃_t per component under zoneout else None, zoneout's arrays of the compiled loop or None)."""
+        is not None; its backward loop compiled ahead, for a team where ``backward_team``, unless it is None, and the
+        sums behind it too where ``sums_ahead``: `Workspace.sums_ahead`) or in Python; (s̃_t per component under
+        zoneout else None, zoneout's arrays of the compiled loop or None)."""
         cell, steps, batch = self.cell, xp.shape[0], xp.shape[1]
         rates = None if noise is None else noise.zoneout
         if self.runs_whole_sequence(batch):
             kept = is_grad_enabled()  # else no trace: nothing reads s̃_t's history, one slot serves every step
             zoneout = loop_zoneout(rates, steps if kept else 1, batch, cell.state_sizes, cell.dtype, counts is not None)
-            ws.backward_team = backward_team
+            ws.backward_team, ws.sums_ahead = backward_team, sums_ahead
             cell.sequence_forward(ws, xp, states, _active_rows(counts, steps, batch), self.reverse, zoneout, ahead)
+            ws.sums_ahead = None  # it holds the call's input
             if rates is None or not kept:
                 return None, zoneout
             after = after_each_step(states, self.reverse)  # s̃_t; a component without zoneout: s_t itself
@@ -287,6 +294,21 @@ class Recurrence:
         cell = self.cell
         return cell.makes_sums_behind() and parallel.behind_pays(cell.dtype, behind.chunk_count(steps, batch),
                                                                  cell.loop_work(1, batch))
+
+    def sums_would_go_behind(self, x: np.ndarray) -> bool:
+        """Whether a backward of a training call over ``x`` (T, B, I) made now would make its sums behind its loop
+        (`sums_behind`; its loop compiled: the caller's to know)."""
+        from ..kernels import parallel
+
+        return parallel.cores_free() and self.sums_go_behind(*x.shape[:2])
+
+    def _sums_entry_ahead(self, x: np.ndarray, states: list[np.ndarray], ws: Workspace) -> tuple:
+        """The compiled entry of the sums that the backward of the forward call over ``x`` with ``states`` and
+        ``ws`` will make behind its loop, and arguments of its types (`rnnkit.kernels.behind.Behind.entry_ahead`),
+        from a copy of ``ws`` (`Cell.sums_behind` marks the gates as written over)."""
+        rows = x.shape[0] * x.shape[1]
+        previous = before_each_step(states, self.reverse)[0].reshape(rows, -1)
+        return self.cell.sums_behind(copy.copy(ws), x, previous, self.reverse).entry_ahead()
 
     def sums_behind(self, trace: Trace):
         """The `rnnkit.kernels.behind.Behind` with which `backward_behind` makes the sums of `backward_weights`
@@ -401,6 +423,11 @@ class Recurrence:
                 for d in dstate:
                     d[:n] = 0
         return norms
+
+
+def before_each_step(states: list[np.ndarray], reverse: bool) -> list[np.ndarray]:
+    """Per state component, the (T, B, S_k) view of ``states`` (T+1 slots) that each step t read, in time order."""
+    return [s[1:] if reverse else s[:-1] for s in states]
 
 
 def after_each_step(states: list[np.ndarray], reverse: bool) -> list[np.ndarray]:
