@@ -138,12 +138,12 @@ def test_a_child_compiles_the_entry_into_the_disk_cache_and_the_call_loads_it(ke
     assert twice.stats.cache_hits[types] == 1 and not twice.stats.cache_misses
 
 
-def test_one_child_compiles_every_entry_handed_to_it_in_turn_and_each_call_loads_its_own(kernel_module,
-                                                                                         fresh_policy):
+def test_each_entry_handed_ahead_compiles_in_a_child_of_its_own_and_each_call_loads_its_own(kernel_module,
+                                                                                            fresh_policy):
     twice, thrice, argument = kernel_module.twice, kernel_module.thrice, np.arange(3.0)
     precompile.ahead("probe", lambda: [(twice, (argument,)), (thrice, (argument,))])
-    [(_, child)], [(_, same)] = precompile._children[id(twice)], precompile._children[id(thrice)]
-    assert child is same and precompile.live_children() == 1
+    [(_, child)], [(_, other)] = precompile._children[id(twice)], precompile._children[id(thrice)]
+    assert child is not other and precompile.live_children() == 2
     precompile.wait(thrice, (argument,))
     precompile.wait(twice, (argument,))
     assert precompile._children == {}
@@ -152,7 +152,7 @@ def test_one_child_compiles_every_entry_handed_to_it_in_turn_and_each_call_loads
 
 
 class CompilingOn:
-    """A child process as `precompile` sees one, still running (it has more entries to compile)."""
+    """A child process as `precompile` sees one, still running (its interpreter exiting, say)."""
 
     killed = False
 
@@ -163,10 +163,10 @@ class CompilingOn:
         self.killed = True
 
 
-def test_a_call_waits_for_its_own_entry_in_the_cache_not_for_the_childs_later_ones(kernel_module, fresh_policy,
-                                                                                  monkeypatch):
+def test_a_call_waits_for_its_entry_in_the_cache_not_for_the_child_to_exit(kernel_module, fresh_policy,
+                                                                           monkeypatch):
     twice, argument = kernel_module.twice, np.arange(3.0)
-    twice(argument)  # saved in the disk cache, as a child would have saved it before its next entry
+    twice(argument)  # saved in the disk cache, as a child saves it before its interpreter exits
     child = CompilingOn()
     types = (numba.typeof(argument),)
     monkeypatch.setitem(precompile._children, id(twice), [(types, child)])
