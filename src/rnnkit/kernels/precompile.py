@@ -1,16 +1,18 @@
-"""A layer's backward loop compiled in a second process while this one compiles and runs its forward: the first use
-of a cell family on an empty kernel cache.
+"""A layer's backward loop, and the sums behind it, compiled in other processes while this one compiles and runs its
+forward: the first use of a cell family on an empty kernel cache.
 
 numba compiles a loop entry where it is first called: a layer's forward entry at its first call, its backward entry
 at its first backward, one after the other on one core (`LSTM(8, 16)` on an empty cache, this machine: 5.8 s, then
 4.0). The backward entry's machine code depends on its arguments' types only, and those are known once the forward's
 workspace is made, so `ahead` hands them to a child process (``python -m rnnkit.kernels.precompile``) that compiles
 the entry into numba's disk cache on the other core while this process compiles and runs the forward; at the
-backward's first call `wait` waits for the child, and numba loads the entry from the cache (0.03 s) instead of
-compiling it. TorchInductor compiles its kernels in worker processes the same way. The child only compiles: it runs
-no kernel and reads nothing of this process but the entry's module, its name, the types and ``sys.path`` (its
-``PYTHONPATH``). The types travel pickled between these two processes of one interpreter, as numba's own cache index
-stores them.
+backward's first call `wait` waits until the child has saved it, and numba loads the entry from the cache (0.03 s)
+instead of compiling it. Where the backward's weight sums will go behind its loop (`rnnkit.kernels.behind`; in
+float32 from 2^18 multiply-adds a step, an LSTM from B = 16, H = 64 on), their kernel is handed ahead too, to a
+child of its own (2 – 3 s of compile at the backward's first call before). TorchInductor compiles its kernels in
+worker processes the same way. A child only compiles: it runs no kernel and reads nothing of this process but the
+entry's module, its name, the types and ``sys.path`` (its ``PYTHONPATH``). The types travel pickled between these
+two processes of one interpreter, as numba's own cache index stores them.
 
 Policy (``RNNKIT_COMPILE_AHEAD``, read at import; `COMPILE_AHEAD.use`, `COMPILE_AHEAD.using`): ``auto`` starts a
 child only where it gets a core of its own: 2 or more BLAS threads allowed (`rnnkit.kernels.parallel.blas_threads`:
