@@ -92,7 +92,7 @@ def time_major_steps(batch_first, x, first, count):
     """x[t·B + b] = batch_first[b, t] for steps t in [first, first + count): rows of the time-major (T·B, I) x from
     the batch-first (B, T, I) input. Element by element: a row assigned from an array (``x[r] = v``) makes numba
     compile its shape-mismatch message's string formatting into the first kernel that holds one, 1.7 – 2.1 s of a
-    process's first use on an empty cache (LSTM, B = 16, H = 256: the writer's compile 3.9 → 2.1 s)."""
+    process's first use on an empty cache (LSTM, B = 16, H = 256: the writer's compile 3.9 – 5.3 → 2.6 – 3.5 s)."""
     batch, width = batch_first.shape[0], batch_first.shape[2]
     for t in range(first, first + count):
         for b in range(batch):

@@ -63,7 +63,7 @@ _lock = threading.RLock()  # a team's two parts, or a pair's two directions, ask
 
 
 def ahead(key: Hashable, entries: Callable[[], list[tuple]]) -> None:
-    """Compile loop entries in a child process (the module notes): ``entries()`` gives [(a numba dispatcher, its
+    """Compile loop entries in child processes (the module notes): ``entries()`` gives [(a numba dispatcher, its
     arguments or stand-ins of their types), …] in the order the caller will need them. Asked once per ``key`` and
     process (the first call of a cell family in a dtype, say: later calls cost a set lookup), and not at all under
     ``never``; for each entry neither compiled in this process nor in the disk cache for those types, a child of its
