@@ -195,6 +195,14 @@ def test_the_call_does_not_wait_for_a_child_compiling_other_types(kernel_module,
     assert child.wait(60) == 0
 
 
+def test_entries_that_cannot_be_made_leave_the_compile_to_the_calls(fresh_policy):
+    def entries():
+        raise AttributeError("'Workspace' object has no attribute 'inner'")
+
+    precompile.ahead("unmade", entries)  # the training forward that asks goes on
+    assert precompile._children == {}
+
+
 def test_a_plain_python_function_as_numba_disable_jit_leaves_is_not_compiled_ahead(fresh_policy):
     def twice(a):
         return 2 * a

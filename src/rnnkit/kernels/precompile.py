@@ -77,7 +77,11 @@ def ahead(key: Hashable, entries: Callable[[], list[tuple]]) -> None:
         _asked.add(key)
     if getattr(sys, "frozen", False):  # a frozen app: no ``-m`` to run
         return
-    for dispatcher, types in map(_typed, entries()):
+    try:
+        typed = [_typed(entry) for entry in entries()]
+    except Exception:  # a guess that cannot be made (stand-ins of a workspace no test has seen): the calls compile
+        return         # as without it, and only the time of a first use depends on it (the module notes)
+    for dispatcher, types in typed:
         if types is not None and types not in dispatcher.overloads and _cache_file(dispatcher) is not None \
                 and not in_disk_cache(dispatcher, types):
             _compile_in_child(dispatcher, types)
