@@ -195,6 +195,15 @@ def test_the_call_does_not_wait_for_a_child_compiling_other_types(kernel_module,
     assert child.wait(60) == 0
 
 
+@pytest.mark.parametrize("level, variable", [(2, "2"), (3, "3"), ("max", "max")])
+def test_a_child_compiles_at_this_processs_optimisation_level(level, variable, monkeypatch):
+    from numba.core import config
+
+    monkeypatch.setattr(config, "OPT", config._OptLevel(level))  # as numba reads it, e.g. imported before rnnkit
+    monkeypatch.delenv("NUMBA_OPT", raising=False)
+    assert precompile.child_environment()["NUMBA_OPT"] == variable
+
+
 def test_entries_that_cannot_be_made_leave_the_compile_to_the_calls(fresh_policy):
     def entries():
         raise AttributeError("'Workspace' object has no attribute 'inner'")
