@@ -204,6 +204,17 @@ def test_a_child_compiles_at_this_processs_optimisation_level(level, variable, m
     assert precompile.child_environment()["NUMBA_OPT"] == variable
 
 
+def test_an_entry_whose_index_is_saved_before_its_data_is_not_in_the_cache_yet(kernel_module):
+    twice, argument = kernel_module.twice, np.arange(3.0)
+    types = (numba.typeof(argument),)
+    twice(argument)  # compiled and saved: index and data
+    assert precompile.in_disk_cache(twice, types)
+    files = twice._cache._cache_file
+    data = files._data_path(files._load_index()[twice._cache._index_key(types, twice.targetctx.codegen())])
+    os.remove(data)  # numba's own cache writes the index first: the moment before its data file is there
+    assert not precompile.in_disk_cache(twice, types)
+
+
 def test_entries_that_cannot_be_made_leave_the_compile_to_the_calls(fresh_policy):
     def entries():
         raise AttributeError("'Workspace' object has no attribute 'inner'")

@@ -137,8 +137,8 @@ def wait(dispatcher, arguments: tuple) -> None:
 
 
 def _wait_for_entry(child: subprocess.Popen, dispatcher, types: tuple) -> None:
-    """Until ``child`` has ended or saved ``dispatcher``'s entry for ``types`` (an index names only data already
-    written: `rnnkit.kernels.cache.LockedIndexFile`), looking every `POLL_S`; stopped after `WAIT_S`."""
+    """Until ``child`` has ended or saved ``dispatcher``'s entry for ``types`` (`in_disk_cache`), looking every
+    `POLL_S`; stopped after `WAIT_S`."""
     deadline = time.monotonic() + WAIT_S
     while child.poll() is None and not in_disk_cache(dispatcher, types):
         if time.monotonic() > deadline:
@@ -215,10 +215,14 @@ def _cache_file(dispatcher):
 
 def in_disk_cache(dispatcher, types: tuple) -> bool:
     """Whether numba's disk cache holds ``dispatcher``'s entry for ``types`` for this machine and source (the key its
-    next compile would load)."""
+    next compile would load): its index names it and the data file it names is there. (rnnkit's kernels save the data
+    first, `rnnkit.kernels.cache.LockedIndexFile`; numba's own cache saves the index first, and a call that found the
+    key before the data compiled the entry again. Each file is written whole, then renamed.)"""
     cache = dispatcher._cache
     key = cache._index_key(types, dispatcher.targetctx.codegen())
-    return key in cache._cache_file._load_index()
+    files = cache._cache_file
+    name = files._load_index().get(key)
+    return name is not None and os.path.exists(files._data_path(name))
 
 
 def _start_child(dispatcher, types: tuple) -> subprocess.Popen | None:
