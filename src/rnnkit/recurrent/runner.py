@@ -315,11 +315,7 @@ class Recurrence:
         behind the loop of ``trace``'s backward, on the other core: where that loop is compiled, the cell makes its
         sums there (`Cell.sums_behind`) and the policy (`rnnkit.kernels.parallel.behind_pays`) and the cores allow;
         else None."""
-        from ..kernels import parallel
-
-        steps, batch, _ = trace.x.shape
-        if not self.backward_runs_whole_sequence(trace) or not parallel.cores_free() or not self.sums_go_behind(
-                steps, batch):
+        if not self.backward_runs_whole_sequence(trace) or not self.sums_would_go_behind(trace.x):
             return None
         return self.cell.sums_behind(trace.ws, trace.x, self._previous(trace)[0], self.reverse)
 
