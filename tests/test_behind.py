@@ -110,8 +110,8 @@ def test_the_sums_are_the_same_to_the_bit_with_the_partner_or_without_it(name, b
 def test_a_backward_loop_alone_on_one_core_multiplies_by_its_whole_weight_and_a_teams_by_shares(choice, shares, behind,
                                                                                                  monkeypatch):
     """The backward loop beside the sums runs as a team of one part: W_hh packed whole (``team_blocks`` 0), not as
-    the columns a team's two parts take (``team_blocks`` 1: `rnnkit.recurrent.cell.CompiledSequenceLoop.team_shares`,
-    ``Workspace.alone``)."""
+    the columns a team's two parts take (``team_blocks`` 1:
+    `rnnkit.recurrent.compiled_loop.CompiledSequenceLoop.team_shares`, ``Workspace.alone``)."""
     from rnnkit.kernels import blas
 
     packed, original = [], blas.loop_weight

@@ -8,7 +8,8 @@ import pytest
 
 from rnnkit.errors import ConfigError
 from rnnkit.recurrent import catalog
-from rnnkit.recurrent.cell import Cell, GatedCell
+from rnnkit.recurrent.cell import Cell
+from rnnkit.recurrent.gated import GatedCell
 from rnnkit.recurrent.gru import GRUStep
 from rnnkit.recurrent.indrnn import IndRNNStep
 from rnnkit.recurrent.minimal import MinimalStep

@@ -227,7 +227,7 @@ def test_a_loop_alone_on_one_core_multiplies_by_its_whole_weight_and_a_teams_by_
         pipelines_choice, bidirectional, shares, pipelines, monkeypatch):
     """A forward loop beside its writer, or beside the other direction of a pair, runs alone on its core: W_hhᵀ
     packed whole (``team_blocks`` 0), not as the 4 gate blocks' shares a team's two parts take
-    (`rnnkit.recurrent.cell.CompiledSequenceLoop.team_shares`)."""
+    (`rnnkit.recurrent.compiled_loop.CompiledSequenceLoop.team_shares`)."""
     from rnnkit.kernels import blas
 
     packed, original = [], blas.loop_weight

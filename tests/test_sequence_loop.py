@@ -17,7 +17,7 @@ from rnnkit import kernels
 numba = pytest.importorskip("numba", reason="numba is not installed: the compiled loop is not available")
 from rnnkit.kernels import blas  # noqa: E402 - needs numba
 from rnnkit.kernels.blas import matmul_into  # noqa: E402 - needs numba
-from rnnkit.recurrent.cell import CompiledSequenceLoop  # noqa: E402
+from rnnkit.recurrent.compiled_loop import CompiledSequenceLoop  # noqa: E402
 
 CELLS = {
     "rnn-tanh": (rnnkit.RNN, {}),

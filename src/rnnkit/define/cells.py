@@ -22,7 +22,8 @@ from .. import kernels
 from ..errors import ConfigError
 from ..module import Parameter, as_rng
 from ..recurrent.catalog import CellEntry
-from ..recurrent.cell import GatedCell, Workspace, per_step, transposed
+from ..recurrent.cell import Workspace, per_step, transposed
+from ..recurrent.gated import GatedCell
 from ..recurrent.layer import RecurrentLayer
 from ..recurrent.products import matmul
 from .parse import Definition

@@ -18,7 +18,7 @@ B = 16, H = 256: 12.2 – 12.4 → 10.1 – 10.3; B = 64, H = 256: 43.7 – 43.8
 150 → 138; B = 16, H = 512: 42.9 → 42.2 (both halves' weights, 4 MiB each, come from the shared cache at every
 step there, and the two cores contend for it).
 
-`Ahead` is what a cell's `rnnkit.recurrent.cell.CompiledSequenceLoop.ahead_projection` returns: X, W_ihᵀ as a
+`Ahead` is what a cell's `rnnkit.recurrent.compiled_loop.CompiledSequenceLoop.ahead_projection` returns: X, W_ihᵀ as a
 `rnnkit.kernels.blas.loop_weight` (the products take the route of the loop's own) and b, the output XP to write.
 Memory: where the GEMM (NumPy's, on W_ih itself) needs nothing beside XP, the pipeline holds W_ihᵀ's panels (G × I
 elements) until the last chunk is written — packed from W_ih without a transposed copy, from 2 MiB on into

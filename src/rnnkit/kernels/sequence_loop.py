@@ -28,7 +28,7 @@ Step contract (all arrays time-major, rows sorted by decreasing length):
 
 Each family module has one small entry per direction of time that calls the skeleton with its step, e.g.
 ``lstm_sequence_forward(params, xp, states, counts, reverse, zoneout, team)``; the entries are what the cells call
-(`rnnkit.recurrent.cell.CompiledSequenceLoop`) and what numba caches on disk (``cache=True``), so a new process
+(`rnnkit.recurrent.compiled_loop.CompiledSequenceLoop`) and what numba caches on disk (``cache=True``), so a new process
 loads their machine code instead of compiling them (``tests/test_kernel_cache.py``).
 
 Why the skeleton is inlined (``inline="always"``). A jitted function passed as a *value* is lowered by numba as

@@ -6,8 +6,9 @@ from .rnn import RNN, RNNStep  # isort: skip
 from .lstm import LSTM, LSTMStep  # isort: skip
 from .gru import GRU, GRUStep  # isort: skip
 from . import catalog
-from .cell import Cell, GatedCell, Workspace
+from .cell import Cell, Workspace
 from .elman import Elman, LSTMNet, RecurrentNet
+from .gated import GatedCell
 from .indrnn import IndRNN, IndRNNStep
 from .jordan import Jordan, JordanStep
 from .layer import RecurrentLayer, TraceView

@@ -7,7 +7,8 @@ import numpy as np
 from ..activations import sigmoid
 from ..module import check_bool, check_choice
 from .catalog import CellEntry
-from .cell import GatedCell, dsigmoid, dtanh, per_step, transpose_for
+from .cell import dsigmoid, dtanh, per_step, transpose_for
+from .gated import GatedCell
 from .layer import RecurrentLayer
 from .products import matmul
 

@@ -15,7 +15,8 @@ from .. import kernels
 from ..errors import ConfigError
 from ..module import Parameter, as_rng
 from .catalog import CellEntry
-from .cell import Cell, CompiledSequenceLoop, SingleState, WithoutRecurrentMasks, Workspace, dtanh, input_projection
+from .cell import Cell, SingleState, WithoutRecurrentMasks, Workspace, dtanh, input_projection
+from .compiled_loop import CompiledSequenceLoop
 from .layer import RecurrentLayer
 from .products import matmul
 

@@ -9,7 +9,8 @@ import numpy as np
 from ..activations import sigmoid, softmax
 from ..module import Parameter, as_rng, check_choice, check_float, check_positive_int
 from .catalog import CellEntry
-from .cell import GatedCell, for_backward, per_step, transposed
+from .cell import for_backward, per_step, transposed
+from .gated import GatedCell
 from .layer import RecurrentLayer
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity", "softmax")  # their indices are the kernels' (kernels.jordan)

@@ -33,7 +33,8 @@ import math
 import numpy as np
 
 from ..module import Parameter, as_rng, check_bool, is_grad_enabled
-from .cell import GatedCell, Workspace, for_backward, per_step, transposed
+from .cell import Workspace, for_backward, per_step, transposed
+from .gated import GatedCell
 from .products import matmul
 
 EPS = 1e-5

@@ -10,7 +10,8 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, as_rng, check_bool, check_float, check_int
 from .catalog import CellEntry
-from .cell import GatedCell, dsigmoid, dtanh, for_backward, per_step, transposed
+from .cell import dsigmoid, dtanh, for_backward, per_step, transposed
+from .gated import GatedCell
 from .layer import RecurrentLayer
 
 

@@ -22,16 +22,8 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import Parameter, as_rng
 from .catalog import CellEntry
-from .cell import (
-    Cell,
-    CompiledSequenceLoop,
-    SingleState,
-    WithoutRecurrentMasks,
-    Workspace,
-    gate_blocks,
-    input_projection,
-    per_step,
-)
+from .cell import Cell, SingleState, WithoutRecurrentMasks, Workspace, gate_blocks, input_projection, per_step
+from .compiled_loop import CompiledSequenceLoop
 from .layer import RecurrentLayer
 from .products import matmul
 from .runner import Recurrence

@@ -9,7 +9,8 @@ from ..activations import sigmoid
 from ..errors import ConfigError
 from ..module import MAX_COUNT, check_bool, check_float, check_int
 from .catalog import CellEntry
-from .cell import GatedCell, Workspace, dsigmoid, dtanh, for_backward
+from .cell import Workspace, dsigmoid, dtanh, for_backward
+from .gated import GatedCell
 from .layer import RecurrentLayer
 from .products import matmul
 

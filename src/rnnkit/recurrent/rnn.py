@@ -7,7 +7,8 @@ import numpy as np
 from ..activations import sigmoid
 from ..module import check_choice
 from .catalog import CellEntry
-from .cell import GatedCell, dsigmoid, dtanh
+from .cell import dsigmoid, dtanh
+from .gated import GatedCell
 from .layer import RecurrentLayer
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid")  # sigmoid: the lectures' other hidden activation; indices: the kernels'
