@@ -1,14 +1,10 @@
 """The `Cell` protocol (the math of one time step, what the runner calls), its `Workspace` and the helpers of cells.
 
 `Cell` declares what a runner needs and implements nothing. `rnnkit.recurrent.gated.GatedCell` is the usual
-implementation: a cell of ``num_gates`` gates and hidden size H owning PyTorch-layout parameters
-
-    weight_ih (G, I),  weight_hh (G, R),  bias_ih (G,),  bias_hh (G,)      G = num_gates · H
-
-(R is the size of the recurrent input: H, or the projection size for an LSTM with ``proj_size``), with the input
-projection, the weight-gradient GEMMs and the recurrent dropout / weight drop masks, and the whole time loop in one
-compiled call (`rnnkit.recurrent.compiled_loop.CompiledSequenceLoop`). Cells of another layout (`IndRNNStep`'s
-vector u, the min cells without W_hh) implement `Cell` directly with the helpers of this module and that mixin.
+implementation (the fused gates' W_ih, W_hh and biases in PyTorch's layout: its module notes), with the whole time
+loop in one compiled call from `rnnkit.recurrent.compiled_loop.CompiledSequenceLoop`. Cells of another layout
+(`IndRNNStep`'s vector u, the min cells without W_hh) implement `Cell` directly with the helpers of this module and
+that mixin.
 A cell holds parameters and options only; everything one call computes lives in a `Workspace` that the caller owns.
 
 The runner (`rnnkit.recurrent.runner.Recurrence`) calls, for one sequence batch of T steps and B rows:
