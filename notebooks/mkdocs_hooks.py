@@ -47,7 +47,8 @@ API_PAGES = {
     "api/recurrent.md": ("Recurrent cells and layers", "The cell protocol, the runner that owns time, and every "
                          "cell family.",
                          ["rnnkit.recurrent.cell", "rnnkit.recurrent.gated", "rnnkit.recurrent.compiled_loop",
-                          "rnnkit.recurrent.runner", "rnnkit.recurrent.layer",
+                          "rnnkit.recurrent.runner", "rnnkit.recurrent.layer", "rnnkit.recurrent.ragged",
+                          "rnnkit.recurrent.states",
                           "rnnkit.recurrent.rnn", "rnnkit.recurrent.lstm", "rnnkit.recurrent.gru",
                           "rnnkit.recurrent.step_cells", "rnnkit.recurrent.elman", "rnnkit.recurrent.jordan",
                           "rnnkit.recurrent.rhn", "rnnkit.recurrent.mogrifier", "rnnkit.recurrent.indrnn",

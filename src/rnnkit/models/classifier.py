@@ -20,7 +20,7 @@ import numpy as np
 from ..layers import Dropout, Embedding, Linear
 from ..losses import CrossEntropyLoss
 from ..module import Module, as_rng, check_dtype, check_probability
-from ..recurrent.layer import hidden_part
+from ..recurrent.states import hidden_part
 from ..tasks.base import Batch
 from .configs import JSONConfig, check_option_ranges, check_sizes, option
 from .protocol import WholeSequenceModel, batched, inference

@@ -37,7 +37,7 @@ from ..layers import Embedding, Linear
 from ..losses import CrossEntropyLoss
 from ..module import Module, _is_int, as_rng, check_dtype
 from ..recurrent import catalog
-from ..recurrent.layer import hidden_part
+from ..recurrent.states import hidden_part
 from ..tasks.seq2seq import BOS_ID, EOS_ID, PairBatch
 from .configs import JSONConfig, check_always_bidirectional, check_option_ranges, check_sizes, option
 from .protocol import WholeSequenceModel, batched, inference

@@ -43,26 +43,14 @@ from ..module import (
     check_probability,
     in_dtype_of,
 )
-from ..validate import parameters_fit, sequence_lengths
+from ..validate import parameters_fit
 from . import halves
 from .catalog import CellEntry, register
 from .cell import Cell
 from .noise import Noise, Regularization
+from .ragged import in_caller_order, in_sorted_order, sort_by_length
 from .runner import Recurrence, Trace
-
-
-def hidden_part(state):
-    """The h component of a layer's state: the state itself for RNN/GRU, ``state[0]`` for an LSTM's (h, c)."""
-    return state[0] if isinstance(state, tuple) else state
-
-
-def sort_by_length(lengths, batch: int, steps: int):
-    """Validate ``lengths`` and return (order, counts): rows sorted by decreasing length, and for each step the
-    number of rows whose sequence is still running."""
-    lengths = sequence_lengths(lengths, batch, steps)
-    order = np.argsort(-lengths, kind="stable")
-    counts = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)
-    return order, counts
+from .states import check_state_parts, gradient_dtype
 
 
 def run_directions(jobs: list, whole: bool, work: int) -> list:
@@ -79,16 +67,6 @@ def direction_work(cell, steps: int, batch: int) -> int:
     """The multiply-adds of one direction's products inside its time loop over a call (`Cell.loop_work`;
     `rnnkit.kernels.parallel.PAIR_WORK`)."""
     return cell.loop_work(steps, batch)
-
-
-def in_caller_order(a: np.ndarray, order: np.ndarray | None, axis: int) -> np.ndarray:
-    """Undo the sort by length along ``axis`` (rows back in the order the caller gave them)."""
-    return a if order is None else np.take(a, np.argsort(order), axis=axis)
-
-
-def in_sorted_order(a: np.ndarray, order: np.ndarray | None, axis: int) -> np.ndarray:
-    """Rows sorted by decreasing length along ``axis`` (the runner's layout)."""
-    return a if order is None else np.take(a, order, axis=axis)
 
 
 @dataclass(frozen=True)
@@ -116,43 +94,10 @@ class _Call:
     grad_dtypes: tuple = (None, None)  # the caller's dtypes of x and of the initial state: the gradients' dtypes
 
 
-def _state_dtype(state0, x):
-    """The dtype the gradient of the initial state is returned in: the given state's, else the input's."""
-    first = state0[0] if isinstance(state0, (tuple, list)) and state0 else state0
-    return first.dtype if isinstance(first, np.ndarray) else getattr(x, "dtype", None)
-
-
 def _read_only(a: np.ndarray) -> np.ndarray:
     view = a.view()
     view.flags.writeable = False
     return view
-
-
-def check_state_parts(state, names: tuple[str, ...], sizes: tuple[int, ...], lead: tuple[int, ...], dtype,
-                      what: str, gradient: bool) -> tuple:
-    """The components of a state (a tuple, or one array for a one-component state) each of shape ``lead`` + (S,)
-    in ``dtype``; for a ``gradient`` a component may be None. One-line `ShapeError`s naming ``what`` and the
-    component (the one check of a state, for the layers and the step cells)."""
-    n = len(sizes)
-    if n > 1 and not isinstance(state, (tuple, list)):
-        raise ShapeError(f"{what} must be a tuple of {n} arrays {names}, got {type(state).__name__}")
-    parts = (state,) if n == 1 else tuple(state)
-    if len(parts) != n:
-        raise ShapeError(f"{what} must have {n} components {names}, got {len(parts)}")
-    checked = []
-    for name, part, size in zip(names, parts, sizes):
-        want = lead + (size,)
-        if part is None and gradient:
-            checked.append(None)
-            continue
-        if gradient:
-            part = check_float_grad(part, f"{what} {name}", dtype, want)
-        else:
-            part = check_float_array(part, f"{what} {name}", dtype, (len(want),))
-        if part.shape != want:
-            raise ShapeError(f"{what} {name} must have shape {want}, got {part.shape}")
-        checked.append(part.astype(dtype, copy=False))
-    return tuple(checked)
 
 
 class RecurrentLayer(Module):
@@ -288,7 +233,7 @@ class RecurrentLayer(Module):
         """Run all layers and directions. Returns (output, final state) — the output alone when built with
         ``return_state=False`` — see the module docstring for shapes. ``x`` and ``state0`` may have any real
         floating dtype: they are computed in the layer's, and their gradients come back in their own."""
-        dtypes = (getattr(x, "dtype", None), _state_dtype(state0, x))
+        dtypes = (getattr(x, "dtype", None), gradient_dtype(state0, x))
         x = check_float_array(x, "input", self.dtype, (2, 3))
         if x.shape[-1] != self.input_size:
             raise ShapeError(f"input must have {self.input_size} features in its last axis, got shape {x.shape}")

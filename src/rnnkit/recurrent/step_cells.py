@@ -28,10 +28,10 @@ from ..module import (
 )
 from .cell import Cell
 from .gru import GRUStep
-from .layer import check_state_parts
 from .lstm import LSTMStep
 from .rnn import RNNStep
 from .runner import Recurrence
+from .states import check_state_parts
 
 
 class StepCell(Module):
