@@ -23,13 +23,15 @@ CELLS = {"lstm": (rnnkit.LSTM, {}), "gru": (rnnkit.GRU, {}), "rnn": (rnnkit.RNN,
 
 @pytest.fixture
 def pairs(monkeypatch):
-    """Counts the pairs of jobs that ran concurrently (each still runs)."""
+    """Counts the pairs of jobs that ran concurrently with half the BLAS threads each (each still runs): pairs,
+    teams and pipelines, not the halves of a whole-sequence product on panels (`rnnkit.kernels.whole`), which call
+    no BLAS and set no limits."""
     count = {"concurrent": 0}
     concurrently = parallel._concurrently
 
-    def counted(*args):
-        count["concurrent"] += 1
-        return concurrently(*args)
+    def counted(first, second, threads):
+        count["concurrent"] += threads is not None
+        return concurrently(first, second, threads)
 
     monkeypatch.setattr(parallel, "_concurrently", counted)
     return count
