@@ -11,8 +11,8 @@ the same way, then the weight sums of each half in turn on both cores (`Recurren
 into the same gradients).
 
 Each row's arithmetic in the loops is the one of the whole batch's call, and each half's projection sums over the
-input in one order, as OpenBLAS's GEMM does for inputs up to 383 wide: there the outputs and the final state are the
-same to the bit. δx, δ(initial state) and the weight gradients are equal within rounding (the weight sums are made
+input in one order, as the whole batch's does on the panels route (`rnnkit.kernels.whole`), and off it as OpenBLAS's
+GEMM does for inputs up to 383 wide: there the outputs and the final state are the same to the bit. δx, δ(initial state) and the weight gradients are equal within rounding (the weight sums are made
 over the two halves in turn, not in one GEMM or behind the loop). The choice depends on the shapes, the policy and
 the threads allowed, never on how far apart the cores are at the moment (`rnnkit.kernels.distance`), so a resumed
 run computes what the uninterrupted one did. Each half's projection is written by the half's own thread before its
