@@ -135,7 +135,8 @@ def _skinny_products() -> str:
     except ImportError:
         return ""
     if blas.PANELS:
-        return ", its skinny products on packed panels by rnnkit's AVX-512 micro-kernel"
+        return (", its skinny products and the layers' whole-sequence products by a weight on packed panels by "
+                "rnnkit's AVX-512 micro-kernel")
     return ", small-matrix kernels for its skinny float32 products" if small_matrix_blocks() else ""
 
 
