@@ -77,9 +77,14 @@ def test_below_a_depth_of_384_the_panels_sum_as_openblas_does_to_the_bit():
 
 def test_products_that_stay_on_numpys_gemm(monkeypatch):
     """A transposed a (the weight gradients' δXPᵀ), a product below MIN_WORK, mixed dtypes, an ``out`` of another
-    dtype, and any product off the panels route."""
+    dtype, any product off the panels route, and one shallower than DEEP where two BLAS threads are allowed (OpenBLAS
+    gives the panels' bits there, and its two threads need no hand-off)."""
     a, w = operands(np.float32, 2000, 256, 1024, transposed=True)
+    deep, deep_w = operands(np.float32, 2000, whole.DEEP, 256, transposed=True)
     monkeypatch.setattr(backend, "PRODUCTS", "panels")
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 2)
+    assert not whole.applies(a, w, None) and whole.applies(deep, deep_w, None)
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 1)
     assert whole.applies(a, w, None)
     assert not whole.applies(np.ascontiguousarray(a.T).T, w, None)
     assert not whole.applies(a[:10], w, None)  # 10 · 256 · 1,024 multiply-adds < MIN_WORK
@@ -110,7 +115,7 @@ def test_matmul_sends_a_weight_product_to_the_panels_with_the_compiled_kernels(m
     product = whole.product
     monkeypatch.setattr(whole, "product", lambda *args: made.append(args) or product(*args))
     a, w = operands(np.float32, 2000, 256, 1024, transposed=True)
-    with kernels.using("compiled"):
+    with kernels.using("compiled"), threadpoolctl.threadpool_limits(1, user_api="blas"):
         got = products.matmul(a, w)
     assert len(made) == 1 and np.all(np.abs(got - a @ w) <= rounding_bound(a, w, np.float32))
 

@@ -352,9 +352,9 @@ PIPELINE_INPUTS = (3, 4)
 #: 12.7 (B = 16: 4.0 / 10.3 → 2.9 / 8.2), LN-LSTM 19.4 / 54.2 → 19.3 / 51.2; H = 512, where a step's product is large
 #: enough to carry a team's meetings even far apart: LSTM input 64, B = 32 54.8 / 157.5 → 63.3 / 155.4, B = 16 29.4 /
 #: 79.8 → 32.0 / 80.6; RNN input 128, B = 64 29.8 / 90.5 → 32.2 / 85.3. The two ways of a forward give the same bits
-#: — the team's projection and the pipeline's sum each product over its whole depth in one order: both on the panels
-#: (`rnnkit.kernels.whole` for the team's, at any depth), or OpenBLAS's GEMM for the team's, which sums so for inputs
-#: up to 383 wide (tested: every cell that names its projection, inputs 8 – 383) — so a choice made from the moment's
+#: — the team's projection and the pipeline's sum each product over its whole depth in one order: the team's on
+#: OpenBLAS's GEMM, which sums so for inputs up to 383 wide (tested: every cell that names its projection, inputs 8 –
+#: 383), and on the panels from 384 on (`rnnkit.kernels.whole`, on their route) — so a choice made from the moment's
 #: distance never changes a result, and a resumed run computes what the uninterrupted one did. Deeper inputs on
 #: OpenBLAS's GEMM would not: it sums in blocks of 384 of the depth (an input 512 wide gave the LSTM's outputs up to
 #: 1.5e-5 apart), which is why the rule stops at inputs narrower than 3/4 of the state (with the cores far apart, a

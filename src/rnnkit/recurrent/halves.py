@@ -11,14 +11,16 @@ the same way, then the weight sums of each half in turn on both cores (`Recurren
 into the same gradients).
 
 Each row's arithmetic in the loops is the one of the whole batch's call, and each half's projection sums over the
-input in one order, as the whole batch's does on the panels route (`rnnkit.kernels.whole`), and off it as OpenBLAS's
-GEMM does for inputs up to 383 wide: there the outputs and the final state are the same to the bit. δx, δ(initial state) and the weight gradients are equal within rounding (the weight sums are made
-over the two halves in turn, not in one GEMM or behind the loop). The choice depends on the shapes, the policy and
-the threads allowed, never on how far apart the cores are at the moment (`rnnkit.kernels.distance`), so a resumed
-run computes what the uninterrupted one did. Each half's projection is written by the half's own thread before its
-loop (`rnnkit.recurrent.cell.Cell.ahead_projection`'s ``here``), not by a pipeline's partner: ``RNNKIT_PIPELINES``
-does not apply to it. Where `at_once` cannot take the cores (another pair holds them, one BLAS thread), the halves
-run one after the other, and each half's writer may then take the other core as a pipeline's would.
+input in one order, as the whole batch's does: OpenBLAS's GEMM for inputs up to 383 wide, and on the panels route
+the panels for wider ones (`rnnkit.kernels.whole`). So the outputs and the final state are the same to the bit, at
+any width on that route and up to 383 off it. δx, δ(initial state) and the weight gradients are equal within
+rounding (the weight sums are made over the two halves in turn, not in one GEMM or behind the loop). The choice
+depends on the shapes, the policy and the threads allowed, never on how far apart the cores are at the moment
+(`rnnkit.kernels.distance`), so a resumed run computes what the uninterrupted one did. Each half's projection is
+written by the half's own thread before its loop (`rnnkit.recurrent.cell.Cell.ahead_projection`'s ``here``), not by
+a pipeline's partner: ``RNNKIT_PIPELINES`` does not apply to it. Where `at_once` cannot take the cores (another pair
+holds them, one BLAS thread), the halves run one after the other, and each half's writer may then take the other
+core as a pipeline's would.
 
 Measured on the project's 2-core AMD EPYC (float32, T = 100, one process, the layer's call with halves off and on in
 turns, medians of 9 calls, ms, training / inference): LSTM input 64, H = 256: B = 32 (the char-LM race's layer) 41.7
