@@ -19,7 +19,7 @@ hand-off of about 0.1 ms (`rnnkit.kernels.parallel.on_both_cores`), and OpenBLAS
 at most of these shapes (1,600 × 128 · 128 × 512: 1.2 ms against 2.2) — and gives the panels' bits anyway; a
 deeper one runs on the panels, its rows split between the two cores, so that a direction in a pair computes what it
 computes in turn, and a team's projection what a pipeline's writer and each half's projection compute, to the bit,
-at any input width (two threads: 0.90 – 1.14× OpenBLAS's time at the shapes measured).
+at any input width (on two threads 0.90 – 1.14× OpenBLAS's speed at the deep shapes measured).
 
 Where (`applies`): float32 or float64 arrays with a's rows contiguous (a transposed view, δXPᵀ of the weight
 gradients, keeps NumPy's GEMM), `MIN_WORK` multiply-adds or more, on the panels route and with the compiled kernels
