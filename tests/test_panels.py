@@ -78,16 +78,23 @@ def test_a_loop_weights_product_runs_on_its_panels_where_the_processor_has_them(
 
 
 @on_the_panels_route
+@pytest.mark.parametrize("accumulate", [False, True], ids=["assigned", "added"])
 @pytest.mark.parametrize(("lo", "hi"), [(0, 128), (128, 256), (96, 160), (48, 112), (224, 250)])
-def test_a_team_share_writes_its_columns_on_panels_or_on_the_blas(lo, hi):
-    """Shares starting a panel run on the panels (the last may end the matrix in a narrower panel); the others on
-    the BLAS; either way only the share's columns are written."""
+def test_a_team_share_writes_its_columns_only_with_the_bits_of_the_whole_product(lo, hi, accumulate):
+    """Shares starting a panel run on the panels (the last may end the matrix in a narrower panel); the others
+    through a scratch array of the panels that hold them: either way only the share's columns are written, each with
+    the bits the whole product gives it."""
     rng = np.random.default_rng(6)
     a, w = rng.standard_normal((16, 64)).astype(np.float32), rng.standard_normal((64, 250)).astype(np.float32)
     weight = blas.loop_weight(w)
-    out = np.full((16, 250), np.nan, np.float32)
-    blas._share_columns(a, weight, out, lo, hi, False, -1)  # -1: the weight has no shares packed for a team
-    assert worst(out[:, lo:hi], a @ w[:, lo:hi]) <= TOL[np.float32]
+    before = rng.standard_normal((16, 250)).astype(np.float32)
+    whole = before.copy()
+    blas.matmul_weight(a, weight, whole, accumulate)
+    out = before.copy()
+    out[:, :lo], out[:, hi:] = np.nan, np.nan
+    blas._share_columns(a, weight, out, lo, hi, accumulate, -1)  # -1: the weight has no shares packed for a team
+    np.testing.assert_array_equal(out[:, lo:hi], whole[:, lo:hi])
+    assert worst(out[:, lo:hi], before[:, lo:hi] * accumulate + a @ w[:, lo:hi]) <= TOL[np.float32]
     assert np.isnan(np.delete(out, np.s_[lo:hi], axis=1)).all()
 
 
@@ -98,3 +105,5 @@ def test_on_the_panels_route_a_weight_without_its_panels_is_refused_not_left_unw
     without = (w, np.empty(0, np.uint8), False, np.empty((0, 0, 0), np.float32), np.empty((0, 0), np.uint8))
     with pytest.raises(ValueError, match="without its panels"):
         blas.matmul_weight(np.ones((2, 4), np.float32), without, np.empty((2, 8), np.float32), False)
+    with pytest.raises(ValueError, match="without its panels"):  # a team's share of it too
+        blas._share_columns(np.ones((2, 4), np.float32), without, np.empty((2, 8), np.float32), 0, 4, False, -1)

@@ -110,6 +110,10 @@ BACKEND = backend.BACKEND
 #: the loop's products run on panels (`rnnkit.kernels.panels`); a constant of the compiled code: only the chosen
 #: route is compiled into `matmul_weight` (a first use 1 – 1.5 s shorter than with both)
 PANELS = backend.PRODUCTS == "panels"
+#: the loop's products may run on weights MKL packed (`rnnkit.kernels.mkl`); a constant of the compiled code too:
+#: off MKL's route MKL's packed product is not compiled in (on the panels route, a GRU's forward entry at B = 16,
+#: H = 256 compiled it for 0.58 s of its first use, for a team's branch that only MKL's packed shares take)
+PACKED = BACKEND == "mkl"
 #: where the products run: "numpy" (NumPy's own OpenBLAS), "mkl", or "scipy" (scipy.linalg.cython_blas)
 SOURCE = _register_symbols(BACKEND)
 _INTEGER = np.int64 if SOURCE != "scipy" else np.int32
@@ -372,7 +376,7 @@ def _matmul_weight(a, weight, out, accumulate):
         elif not accumulate:
             out[:] = 0
         return
-    if shares.shape[0] > 0 and k > 0:
+    if PACKED and shares.shape[0] > 0 and k > 0:  # PACKED a constant, as PANELS
         blocks = shares.shape[0] // 2
         hidden = n // blocks
         for s in range(shares.shape[0]):  # share s = part · blocks + block (`team_share_columns`)
@@ -381,13 +385,13 @@ def _matmul_weight(a, weight, out, accumulate):
             if hi > lo:
                 _packed_product(a, shares[s], k, out[:, start + lo:start + hi], accumulate)
         return
-    if packed.size == 0 or k == 0:
-        blocked = small and 0 < m <= SMALL_ROWS and k <= SMALL_DEPTH and m * k * n > SMALL_MNK
-        width = SMALL_COLUMNS if blocked else n
-        for j in range(0, n, width):  # the whole product is one block: one compiled matmul_into for both
-            matmul_into(a, matrix[:, j:j + width], out[:, j:j + width], accumulate)
+    if PACKED and packed.size > 0 and k > 0:
+        _packed_product(a, packed, k, out, accumulate)
         return
-    _packed_product(a, packed, k, out, accumulate)
+    blocked = small and 0 < m <= SMALL_ROWS and k <= SMALL_DEPTH and m * k * n > SMALL_MNK
+    width = SMALL_COLUMNS if blocked else n
+    for j in range(0, n, width):  # the whole product is one block: one compiled matmul_into for both
+        matmul_into(a, matrix[:, j:j + width], out[:, j:j + width], accumulate)
 
 
 @njit(**INNER)
@@ -444,18 +448,16 @@ def _share_row(shares, blocks, part, block):
 
 @njit(**GLUE)
 def _share_columns(a, weight, out, lo, hi, accumulate, share):
-    """out[:, lo:hi] = a @ matrix[:, lo:hi] (or +=) for a `loop_weight`: on its panels where there are some, lo is
-    a panel's first column and hi one too or the last column (no panel crosses into another part's columns); on
-    row ``share`` of its shares where it is one (≥ 0: MKL, those columns packed on their own); else in the widest of
-    `TEAM_COLUMNS` that takes OpenBLAS's small-matrix route where ``small``, else in one product."""
-    matrix, small, panels = weight[0], weight[2], weight[3]
+    """out[:, lo:hi] = a @ matrix[:, lo:hi] (or +=) for a `loop_weight`: on its panels on the panels route
+    (`_share_on_panels`); on row ``share`` of its shares where it is one (≥ 0: MKL, those columns packed on their
+    own); else in the widest of `TEAM_COLUMNS` that takes OpenBLAS's small-matrix route where ``small``, else in one
+    product."""
+    matrix, small = weight[0], weight[2]
     m, k = a.shape[0], matrix.shape[0]
-    if PANELS and panels.size > 0 and m > 0 and k > 0:  # PANELS a constant: no panels' call compiled in elsewhere
-        w = panels.shape[2]
-        if lo % w == 0 and (hi % w == 0 or hi == matrix.shape[1]):
-            panel_product(a, panels, out, lo // w, (hi + w - 1) // w, accumulate)
-            return
-    if share >= 0 and m > 0 and k > 0:
+    if PANELS:  # a constant: the other routes' calls are not compiled in
+        _share_on_panels(a, weight[3], out, lo, hi, matrix.shape[1], accumulate)
+        return
+    if PACKED and share >= 0 and m > 0 and k > 0:  # PACKED a constant: shares are MKL's only
         if hi > lo:
             _packed_product(a, weight[4][share], k, out[:, lo:hi], accumulate)
         return
@@ -468,6 +470,43 @@ def _share_columns(a, weight, out, lo, hi, accumulate, share):
     for j in range(lo, hi, max(width, 1)):
         end = min(j + width, hi)
         matmul_into(a, matrix[:, j:end], out[:, j:end], accumulate)
+
+
+@njit(**GLUE)
+def _share_on_panels(a, panels, out, lo, hi, n, accumulate):
+    """out[:, lo:hi] = a · W[:, lo:hi] (or +=), W (k, n) as its ``panels``: the panels themselves where lo is a
+    panel's first column and hi one too or n (no panel crosses into another part's columns); else
+    `_share_through_scratch`. No BLAS call is compiled into a loop on the panels route (the fallback that took
+    misaligned shares to `matmul_into` compiled it into a first forward entry: 0.7 s of an LSTM's first use)."""
+    m, k, w = a.shape[0], panels.shape[1], panels.shape[2]
+    if panels.shape[0] * w < n:
+        raise ValueError("matmul_columns: a weight without its panels on the panels route (blas.loop_weight)")
+    if m == 0 or hi <= lo:
+        return
+    if k == 0:
+        if not accumulate:
+            out[:, lo:hi] = 0
+        return
+    if lo % w == 0 and (hi % w == 0 or hi == n):
+        panel_product(a, panels, out, lo // w, (hi + w - 1) // w, accumulate)
+    else:
+        _share_through_scratch(a, panels, out, lo, hi, accumulate)
+
+
+@njit(**INNER)
+def _share_through_scratch(a, panels, out, lo, hi, accumulate):
+    """`_share_on_panels` for a share [lo, hi) that begins or ends inside a panel (a hidden size that is not a
+    multiple of the panel's width): the panels that hold it into a scratch array, then its columns into out. Each
+    element is the same chain of multiply-adds as in the whole product: the same bits."""
+    w = panels.shape[2]
+    first, last = lo // w, (hi + w - 1) // w
+    scratch = np.empty((a.shape[0], (last - first) * w), out.dtype)
+    panel_product(a, panels[first:last], scratch, 0, last - first, False)
+    offset = first * w
+    for r in range(a.shape[0]):
+        row, made = out[r], scratch[r]
+        for j in range(lo, hi):
+            row[j] = row[j] + made[j - offset] if accumulate else made[j - offset]
 
 
 @njit(**GLUE)
