@@ -133,7 +133,8 @@ def test_kernels_compiled_at_two_optimisation_levels_are_cached_side_by_side(mon
     from rnnkit.kernels import backend, cache, jit
 
     level = cache.optimisation_level()
-    assert jit.dsigmoid._cache._cache_file._index_name.endswith(f"-O{level}-{backend.PRODUCTS}.py{sys.version_info[0]}"
+    route = f"{backend.BACKEND}-{backend.PRODUCTS}"
+    assert jit.dsigmoid._cache._cache_file._index_name.endswith(f"-O{level}-{route}.py{sys.version_info[0]}"
                                                                  f"{sys.version_info[1]}.nbi")
     locator = jit.dsigmoid._cache._impl.locator
     mine = locator.get_disambiguator()
@@ -141,16 +142,21 @@ def test_kernels_compiled_at_two_optimisation_levels_are_cached_side_by_side(mon
     assert locator.get_disambiguator() != mine and locator.get_source_stamp() == cache.package_stamp()
 
 
-def test_kernels_of_each_products_route_are_cached_side_by_side(monkeypatch):
-    """The route of the loop's products is a constant of the compiled code (`rnnkit.kernels.backend.PRODUCTS`):
-    a process on the other route (``RNNKIT_BLAS=mkl``, another processor) compiles and caches its own copies."""
+def test_kernels_of_each_route_are_cached_side_by_side(monkeypatch):
+    """The loop's route is a constant of the compiled code (`rnnkit.kernels.backend`: its BLAS and where its
+    products run): a process on another route (``RNNKIT_BLAS=mkl``, ``RNNKIT_PRODUCTS=blas``, another processor)
+    compiles and caches its own copies — MKL's and OpenBLAS's kernels on the BLAS's products too."""
     from rnnkit.kernels import backend, jit
 
     locator = jit.dsigmoid._cache._impl.locator
     mine = locator.get_disambiguator()
-    assert mine.endswith(f"-{backend.PRODUCTS}")
+    assert mine.endswith(f"-{backend.BACKEND}-{backend.PRODUCTS}")
     monkeypatch.setattr(backend, "PRODUCTS", "blas" if backend.PRODUCTS == "panels" else "panels")
     assert locator.get_disambiguator() != mine
+    monkeypatch.setattr(backend, "PRODUCTS", "blas")
+    on_the_blas = locator.get_disambiguator()
+    monkeypatch.setattr(backend, "BACKEND", "mkl" if backend.BACKEND == "openblas" else "openblas")
+    assert locator.get_disambiguator() != on_the_blas
 
 
 #: one process: σ' for float64 from the disk cache (or compiled into it), with the package's stamp replaced when

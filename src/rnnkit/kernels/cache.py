@@ -6,11 +6,13 @@ BLAS binding): after a ``git pull`` that changed ``jit.py`` alone, an editable i
 ``gru.py``'s kernels with the old helpers compiled into them. The locators here give every cached function of
 `KERNEL_FILES` one source stamp, the SHA-256 of all those files, so a change to any of them compiles every kernel
 again (once). Each file name holds numba's optimisation level as well (``NUMBA_OPT``; rnnkit's default is 2,
-`rnnkit._startup`): a process at another level compiles and caches its own copies beside these, so the two never evict
-each other's and a process never runs copies of one helper compiled at two levels. numba chooses a function's locator
-from the classes of ``numba.core.caching.CacheImpl``, the first that accepts its file; `install` puts these in front,
-and they accept only `KERNEL_FILES`. The generated kernels of `rnnkit.define` need none of this: their file names hash
-what they inline (`rnnkit.define.kernel_files`).
+`rnnkit._startup`): a process at another level compiles and caches its own copies beside these, so the two never
+evict each other's and a process never runs copies of one helper compiled at two levels. So does the loop's route,
+its BLAS and where its products run (`rnnkit.kernels.backend`: ``RNNKIT_BLAS``, ``RNNKIT_PRODUCTS``): the kernels
+compile it in as constants (`rnnkit.kernels.blas.PANELS` and ``PACKED``), so each route caches its own copies. numba
+chooses a function's locator from the classes of ``numba.core.caching.CacheImpl``, the first that accepts its file;
+`install` puts these in front, and they accept only `KERNEL_FILES`. The generated kernels of `rnnkit.define` need
+none of this: their file names hash what they inline (`rnnkit.define.kernel_files`).
 
 Several processes may fill one cache at once: the test suite's two workers on a new clone, Dask or Optuna workers on
 an empty cache. numba saves an entry by reading the function's index, adding its key and writing the index back,
@@ -80,9 +82,9 @@ class _PackageStamp:
         return package_stamp()
 
     def get_disambiguator(self):
-        from .backend import PRODUCTS
+        from .backend import BACKEND, PRODUCTS
 
-        return f"{super().get_disambiguator()}-O{optimisation_level()}-{PRODUCTS}"
+        return f"{super().get_disambiguator()}-O{optimisation_level()}-{BACKEND}-{PRODUCTS}"
 
     @classmethod
     def from_function(cls, py_func, py_file):
