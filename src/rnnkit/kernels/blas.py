@@ -418,10 +418,10 @@ TEAM_COLUMNS = (128, 64, 32)
 def matmul_columns(a, weight, out, team, accumulate):
     """out[:, lo:hi] = a @ matrix[:, lo:hi] (or += with ``accumulate``) for ``weight`` = (matrix, packed, small,
     panels, shares) from `loop_weight` and [lo, hi) the units of ``team``'s part (`rnnkit.kernels.team.own_units`):
-    one part's share of a product in a team, on its panels where there are some and [lo, hi) is whole panels (hi
-    may be the matrix's last column), on its own packed columns where the weight was packed for a team of one block
-    (MKL), else from the matrix itself, in column blocks that take OpenBLAS's small-matrix route where ``small``,
-    else whole. The plain loop (``team`` None, or a share of all the columns): `matmul_weight`."""
+    one part's share of a product in a team, on its panels on the panels route (`_share_on_panels`), on its own
+    packed columns where the weight was packed for a team of one block (MKL), else from the matrix itself, in column
+    blocks that take OpenBLAS's small-matrix route where ``small``, else whole. The plain loop (``team`` None, or a
+    share of all the columns): `matmul_weight`."""
     if team is None:
         matmul_weight(a, weight, out, accumulate)
         return
