@@ -77,6 +77,7 @@ def test_a_loop_weights_product_runs_on_its_panels_where_the_processor_has_them(
     assert worst(out, a @ w) <= TOL[dtype]
 
 
+@on_the_panels_route
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("accumulate", [False, True], ids=["assigned", "added"])
 def test_a_matrix_whole_panels_wide_read_in_place_gives_the_bits_of_its_packed_panels(dtype, accumulate):
