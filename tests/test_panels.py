@@ -78,24 +78,6 @@ def test_a_loop_weights_product_runs_on_its_panels_where_the_processor_has_them(
 
 
 @on_the_panels_route
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("accumulate", [False, True], ids=["assigned", "added"])
-def test_a_matrix_whole_panels_wide_read_in_place_gives_the_bits_of_its_packed_panels(dtype, accumulate):
-    """`panels.product_in_place` reads b's rows as its panels (b a column block of a wider array here, so its row
-    stride is not its width): the same products as b's `pack`, 19 rows (every tile), to the bit."""
-    rng = np.random.default_rng(8)
-    w = panels.width(dtype)
-    wide = rng.standard_normal((45, 3 * w + 7)).astype(dtype)
-    a, b = rng.standard_normal((19, 45)).astype(dtype), wide[:, :3 * w]
-    before = rng.standard_normal((19, 3 * w)).astype(dtype)
-    packed, in_place = before.copy(), before.copy()
-    panels.panel_product(a, panels.pack(b), packed, 0, 3, accumulate)
-    panels.product_in_place(a, b, in_place, accumulate)
-    np.testing.assert_array_equal(in_place, packed)
-    assert worst(in_place, before * accumulate + a @ b) <= TOL[dtype]
-
-
-@on_the_panels_route
 @pytest.mark.parametrize("accumulate", [False, True], ids=["assigned", "added"])
 @pytest.mark.parametrize(("lo", "hi"), [(0, 128), (128, 256), (96, 160), (48, 112), (224, 250)])
 def test_a_team_share_writes_its_columns_only_with_the_bits_of_the_whole_product(lo, hi, accumulate):

@@ -32,10 +32,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import precompile
-from .blas import PANELS, matmul_into
+from .blas import matmul_into
 from .jit import GLUE, INNER, JIT, njit
 from .layernorm import layer_norm_rows_backward
-from .panels import pack, panel_product, product_in_place, width
 from .parallel import PipelineStage
 from .team import READY, aborted, count_up, new_sync, wait_until
 
@@ -72,18 +71,18 @@ def new_claims(chunks: int) -> np.ndarray:
 @njit(**JIT)
 def take_tasks(sources, grads, norm, reset, sums, batch, chunk, reverse, sync, claims):
     """Take tasks until none is left (see the module notes). ``sources`` = (δXP (T·B, G), δ_h (T·B, G), X (T·B, I),
-    H_prev (T·B, H), W_ih (G, I), W_ih's last columns as a panel (`_tail_panel`)), time-major rows: δW_hh sums δ_hᵀ
-    H_prev (δ_h is δXP itself, or the δ of a layer-normalised recurrent product that the loop wrote); ``grads`` = (δX
-    (T·B, I), δW_ih (G, I), δW_hh (G, H), δb_ih (G,), δb_hh (G,)), the sums added to (a bias's (0,): no sum; δb_ih =
-    Σ δXP, δb_hh = Σ δ_h as δW_hh reads it); ``norm``: None, or (γ, X̂, s, δP (T·B, G)) where the projection is LN(X
-    W_ihᵀ; γ, β): δX's task first writes its rows of δP = LN backward of δXP (`layer_norm_rows_backward`), which δX
-    and δW_ih then take in place of δXP; ``reset``: None, or (r (T·B, H), a (chunk·B, G) buffer) for a GRU whose
-    reset gate comes after its product: δW_hh sums δq = [δa_r, δa_z, δa_n ⊙ r], made in the buffer (`reset_scaled`;
-    one δW_hh task at a time); ``sums``: None, or (products, totals) of the rows, a fourth task per chunk: out +=
-    Σ_rows a ⊙ b for each (a, b, out) of products and out += Σ_rows a for each (a, out) of totals, (T·B, K) arrays
-    and (K,) sums (`add_row_sums`); ``chunk`` steps of ``batch`` rows a chunk; ``sync``: the loop's team, whose READY
-    count holds the steps it finished; ``claims``: `new_claims`. Stops early where the other thread failed."""
-    d_in, d_rec, x, h_prev, w_ih, w_ih_panels = sources
+    H_prev (T·B, H), W_ih (G, I)), time-major rows: δW_hh sums δ_hᵀ H_prev (δ_h is δXP itself, or the δ of a
+    layer-normalised recurrent product that the loop wrote); ``grads`` = (δX (T·B, I), δW_ih (G, I), δW_hh (G, H),
+    δb_ih (G,), δb_hh (G,)), the sums added to (a bias's (0,): no sum; δb_ih = Σ δXP, δb_hh = Σ δ_h as δW_hh reads
+    it); ``norm``: None, or (γ, X̂, s, δP (T·B, G)) where the projection is LN(X W_ihᵀ; γ, β): δX's task first
+    writes its rows of δP = LN backward of δXP (`layer_norm_rows_backward`), which δX and δW_ih then take in place of
+    δXP; ``reset``: None, or (r (T·B, H), a (chunk·B, G) buffer) for a GRU whose reset gate comes after its product:
+    δW_hh sums δq = [δa_r, δa_z, δa_n ⊙ r], made in the buffer (`reset_scaled`; one δW_hh task at a time); ``sums``:
+    None, or (products, totals) of the rows, a fourth task per chunk: out += Σ_rows a ⊙ b for each (a, b, out) of
+    products and out += Σ_rows a for each (a, out) of totals, (T·B, K) arrays and (K,) sums (`add_row_sums`);
+    ``chunk`` steps of ``batch`` rows a chunk; ``sync``: the loop's team, whose READY count holds the steps it
+    finished; ``claims``: `new_claims`. Stops early where the other thread failed."""
+    d_in, d_rec, x, h_prev, w_ih = sources
     dx, grad_ih, grad_hh, grad_b, grad_bh = grads
     steps = d_in.shape[0] // batch
     chunks = (steps + chunk - 1) // chunk
@@ -124,27 +123,9 @@ def take_tasks(sources, grads, norm, reset, sums, batch, chunk, reverse, sync, c
                 return
             d = dp[rows]
         if kind == 0:
-            _input_grad(d, w_ih, w_ih_panels, dx[rows])
+            matmul_into(d, w_ih, dx[rows], False)
         else:
             _add_product(d, x[rows], grad_ih, d_in[rows], grad_b, claims, DONE_IH, c, sync)
-
-
-@njit(**GLUE)
-def _input_grad(d, w_ih, w_ih_tail, out):
-    """out = d · W_ih, a chunk's δX: on the panels route W_ih read in place as its own panels
-    (`rnnkit.kernels.panels.product_in_place`), its last columns, fewer than a panel, from ``w_ih_tail`` (their
-    `rnnkit.kernels.panels.pack`; (0, G, w) where there are none) — each element one chain of multiply-adds over the
-    gates, as `rnnkit.kernels.whole` makes δX over the whole sequence; else the BLAS's. Measured on the AMD EPYC (one
-    core, float32, 128 × 1,024 · 1,024 × 256): 682 µs a chunk on OpenBLAS, 598 on panels; and a first use compiles
-    no BLAS call for it (0.57 s of a GRU's sums kernel)."""
-    if PANELS:  # a constant: the BLAS's call is not compiled in on the panels route
-        whole = w_ih.shape[1] - w_ih.shape[1] % w_ih_tail.shape[2]
-        if whole > 0:
-            product_in_place(d, w_ih[:, :whole], out[:, :whole], False)
-        if w_ih_tail.shape[0] > 0:
-            panel_product(d, w_ih_tail, out[:, whole:], 0, 1, False)
-    else:
-        matmul_into(d, w_ih, out, False)
 
 
 @njit(**INNER)
@@ -230,18 +211,6 @@ def _scaling(a, out, scale, offset) -> tuple:
     return np.ascontiguousarray(scale), int(offset)
 
 
-def _tail_panel(weight_ih: np.ndarray) -> np.ndarray:
-    """`_input_grad`'s ``w_ih_tail``: on the panels route, W_ih's last columns that are fewer than a panel, packed
-    (G × 128 bytes at most), or none (0, G, w); off it, an empty stand-in of the same type."""
-    if not PANELS:
-        return np.empty((0, 0, 0), weight_ih.dtype)
-    w = width(weight_ih.dtype)
-    rest = weight_ih.shape[1] % w
-    if rest == 0:
-        return np.empty((0, weight_ih.shape[0], w), weight_ih.dtype)
-    return pack(weight_ih[:, weight_ih.shape[1] - rest:])
-
-
 class Behind(PipelineStage):
     """The weight sums and δX of one backward call, made behind its loop (see the module notes): ``dxp`` (T, B, G)
     the loop's δXP, ``x`` (T, B, I) and ``h_prev`` (T·B, H) what the sums read with it (H_prev as the recurrent
@@ -267,9 +236,8 @@ class Behind(PipelineStage):
         self._dx_shape = (rows, weight_ih.shape[1])
         flat = dxp.reshape(rows, gates)
         recurrent = flat if d_rec is None else d_rec.reshape(rows, gates)
-        weight_ih = np.ascontiguousarray(weight_ih)
         self.sources = (flat, recurrent, np.ascontiguousarray(x).reshape(rows, -1), np.ascontiguousarray(h_prev),
-                        weight_ih, _tail_panel(weight_ih))
+                        np.ascontiguousarray(weight_ih))
         biases = tuple(np.empty(0, dxp.dtype) if b is None else b for b in (grad_b, grad_bh))
         self.grads = (grad_ih, grad_hh, *biases)
         self.norm = None if norm is None else (*norm, np.empty_like(flat))

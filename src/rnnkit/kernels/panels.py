@@ -120,10 +120,10 @@ def pack_stack(matrices: np.ndarray) -> np.ndarray:
 
 def _tile_function(module: ir.Module, element: ir.Type, rows: int) -> ir.Function:
     """The micro-kernel, defined once per module: ``rows`` rows of out (row stride ldc) at c = (accumulate ? c : 0)
-    + a (``rows`` × k, row stride lda) · panel (k rows of 2 vectors, row stride p_step), k ≥ 1, of which the first
-    ``columns`` are stored (all of them: two vector stores a row; fewer, the last panel of a matrix: element by
-    element from a copy on the stack). Its accumulators are SSA values carried around the k loop by φ nodes, so LLVM
-    keeps them in registers."""
+    + a (``rows`` × k, row stride lda) · panel (k × 2 vectors, contiguous), k ≥ 1, of which the first ``columns``
+    are stored (all of them: two vector stores a row; fewer, the last panel of a matrix: element by element from a
+    copy on the stack). Its accumulators are SSA values carried around the k loop by φ nodes, so LLVM keeps them in
+    registers."""
     itemsize = 4 if isinstance(element, ir.FloatType) else 8
     lanes = VECTOR_BYTES // itemsize
     name = f"rnnkit_panel_tile_{'f32' if lanes == 16 else 'f64'}_{rows}"
@@ -131,16 +131,16 @@ def _tile_function(module: ir.Module, element: ir.Type, rows: int) -> ir.Functio
         return module.globals[name]
     vector, i64 = ir.VectorType(element, lanes), ir.IntType(64)
     pointer = element.as_pointer()
-    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [pointer, i64, pointer, i64, pointer, i64, i64,
-                                                                   i64, ir.IntType(1)]), name)
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [pointer, i64, pointer, pointer, i64, i64, i64,
+                                                                   ir.IntType(1)]), name)
     function.linkage = "internal"
-    a, lda, panel, p_step, c, ldc, k, columns, accumulate = function.args
+    a, lda, panel, c, ldc, k, columns, accumulate = function.args
     blocks = {block: function.append_basic_block(block) for block in ("entry", "loop", "done", "full", "narrow")}
     builder = ir.IRBuilder(blocks["entry"])
     spill = builder.alloca(vector, size=2 * rows)
     builder.branch(blocks["loop"])
     builder.position_at_end(blocks["loop"])
-    sums = _multiply_add_loop(builder, blocks, vector, a, lda, (panel, p_step), k, rows)
+    sums = _multiply_add_loop(builder, blocks, vector, a, lda, panel, k, rows)
     builder.position_at_end(blocks["done"])
     builder.cbranch(builder.icmp_signed("==", columns, ir.Constant(i64, 2 * lanes)), blocks["full"],
                     blocks["narrow"])
@@ -165,13 +165,12 @@ def _tile_function(module: ir.Module, element: ir.Type, rows: int) -> ir.Functio
 def _multiply_add_loop(builder, blocks, vector, a, lda, panel, k, rows) -> list:
     """The k loop of `_tile_function` (builder in its block "loop"): each step loads the panel's row (two vectors)
     and multiplies-adds the broadcast a[r, step] of each row into that row's two accumulators; ends by branching
-    to "done". ``panel`` = (address, row stride). The accumulators' last values, [row][vector]."""
-    panel, p_step = panel
+    to "done". The accumulators' last values, [row][vector]."""
     i64, i32 = ir.IntType(64), ir.IntType(32)
     lanes = vector.count
     step = builder.phi(i64)
     sums = [[builder.phi(vector) for _ in range(2)] for _ in range(rows)]
-    panel_row = builder.gep(panel, [builder.mul(step, p_step)])
+    panel_row = builder.gep(panel, [builder.mul(step, ir.Constant(i64, 2 * lanes))])
     itemsize = VECTOR_BYTES // lanes
     columns = [builder.load(builder.bitcast(builder.gep(panel_row, [ir.Constant(i64, q * lanes)]),
                                             vector.as_pointer()), align=itemsize)
@@ -220,62 +219,55 @@ def _store_narrow(builder, function, spilled, c, ldc, columns, accumulate, rows,
 
 
 @intrinsic
-def _tile(typingctx, a, a_offset, lda, panels, panel_offset, p_step, k, out, out_offset, ldc, columns, accumulate,
-          like, rows):
+def _tile(typingctx, a, a_offset, lda, panels, panel_offset, k, out, out_offset, ldc, columns, accumulate, like,
+          rows):
     """out[out_offset + r·ldc + j] (=, or += with ``accumulate``) Σ_s a[a_offset + r·lda + s] ·
-    panels[panel_offset + s·p_step + j] for r < ``rows``, j < ``columns``, s < k (k ≥ 1): one tile. ``a``, ``panels``,
+    panels[panel_offset + s·width + j] for r < ``rows``, j < ``columns``, s < k (k ≥ 1): one tile. ``a``, ``panels``,
     ``out`` are addresses (void pointers) of elements of the type of ``like`` (float32 or float64); ``rows`` a
     constant."""
     if not isinstance(rows, types.IntegerLiteral):
         return None
-    signature = types.void(a, a_offset, lda, panels, panel_offset, p_step, k, out, out_offset, ldc, columns,
-                           accumulate, like, rows)
+    signature = types.void(a, a_offset, lda, panels, panel_offset, k, out, out_offset, ldc, columns, accumulate,
+                           like, rows)
 
     def codegen(context, builder, sig, args):
-        element = context.get_value_type(sig.args[12])
+        element = context.get_value_type(sig.args[11])
         pointer = element.as_pointer()
-        a_rows, panel, c = (builder.gep(builder.bitcast(args[i], pointer), [args[i + 1]]) for i in (0, 3, 7))
+        a_rows, panel, c = (builder.gep(builder.bitcast(args[i], pointer), [args[i + 1]]) for i in (0, 3, 6))
         function = _tile_function(builder.module, element, rows.literal_value)
-        builder.call(function, [a_rows, args[2], panel, args[5], c, args[9], args[6], args[10], args[11]])
+        builder.call(function, [a_rows, args[2], panel, c, args[8], args[5], args[9], args[10]])
         return context.get_dummy_value()
 
     return signature, codegen
 
 
-#: the C signature of the product: (m, k, a, lda, panels, panel_stride, p_step, out, ldc, n, first, last,
-#: accumulate), addresses as void pointers, strides in elements (panel_stride: from one panel to the next; p_step:
-#: from one of a panel's rows to the next)
-PRODUCT_SIGNATURE = types.void(types.intp, types.intp, types.voidptr, types.intp, types.voidptr, types.intp,
-                               types.intp, types.voidptr, types.intp, types.intp, types.intp, types.intp,
-                               types.boolean)
+#: the C signature of the product: (m, k, a, lda, panels, out, ldc, n, first, last, accumulate), addresses as void
+#: pointers, strides in elements
+PRODUCT_SIGNATURE = types.void(types.intp, types.intp, types.voidptr, types.intp, types.voidptr, types.voidptr,
+                               types.intp, types.intp, types.intp, types.intp, types.boolean)
 
 
 def _product(like):
     panel_width = PANEL_BYTES // np.dtype(type(like)).itemsize
 
-    def product(m, k, a, lda, panels, panel_stride, p_step, out, ldc, n, first, last, accumulate):
-        """out[:, first·w : min(last·w, n)] (=, or +=) a · W over panels first..last − 1 of W (its `pack`:
-        panel_stride k·w, p_step w; W itself, whole panels wide: w, its row stride)."""
+    def product(m, k, a, lda, panels, out, ldc, n, first, last, accumulate):
+        """out[:, first·w : min(last·w, n)] (=, or +=) a · W over panels first..last − 1 of W's `pack`."""
         for p in range(first, last):
             column = p * panel_width
             columns = min(panel_width, n - column)
-            panel = p * panel_stride
+            panel = p * k * panel_width
             r = 0
             while r + ROWS <= m:
-                _tile(a, r * lda, lda, panels, panel, p_step, k, out, r * ldc + column, ldc, columns, accumulate,
-                      like, ROWS)
+                _tile(a, r * lda, lda, panels, panel, k, out, r * ldc + column, ldc, columns, accumulate, like, ROWS)
                 r += ROWS
             if r + 4 <= m:
-                _tile(a, r * lda, lda, panels, panel, p_step, k, out, r * ldc + column, ldc, columns, accumulate,
-                      like, 4)
+                _tile(a, r * lda, lda, panels, panel, k, out, r * ldc + column, ldc, columns, accumulate, like, 4)
                 r += 4
             if r + 2 <= m:
-                _tile(a, r * lda, lda, panels, panel, p_step, k, out, r * ldc + column, ldc, columns, accumulate,
-                      like, 2)
+                _tile(a, r * lda, lda, panels, panel, k, out, r * ldc + column, ldc, columns, accumulate, like, 2)
                 r += 2
             if r < m:
-                _tile(a, r * lda, lda, panels, panel, p_step, k, out, r * ldc + column, ldc, columns, accumulate,
-                      like, 1)
+                _tile(a, r * lda, lda, panels, panel, k, out, r * ldc + column, ldc, columns, accumulate, like, 1)
     return product
 
 
@@ -306,20 +298,18 @@ _external = {dtype: types.ExternalFunction(f"rnnkit_panel_product_{dtype.name}",
              for dtype in DTYPES}
 
 
-def product(panels, m, k, a, lda, panel_stride, p_step, out, ldc, n, first, last,
-            accumulate):  # pragma: no cover - the overload
+def product(panels, m, k, a, lda, out, ldc, n, first, last, accumulate):  # pragma: no cover - the overload
     """The compiled product of ``panels``' dtype (`COMPILED`) on the addresses of a, panels and out."""
 
 
 def _product_call(routine):
-    def call(panels, m, k, a, lda, panel_stride, p_step, out, ldc, n, first, last, accumulate):
-        routine(m, k, a.ctypes, lda, panels.ctypes, panel_stride, p_step, out.ctypes, ldc, n, first, last,
-                accumulate)
+    def call(panels, m, k, a, lda, out, ldc, n, first, last, accumulate):
+        routine(m, k, a.ctypes, lda, panels.ctypes, out.ctypes, ldc, n, first, last, accumulate)
     return call
 
 
 @overload(product, jit_options=JIT)
-def _product_overload(panels, m, k, a, lda, panel_stride, p_step, out, ldc, n, first, last, accumulate):
+def _product_overload(panels, m, k, a, lda, out, ldc, n, first, last, accumulate):
     return _product_call(_external[np.dtype(panels.dtype.name)])
 
 
@@ -327,17 +317,5 @@ def _product_overload(panels, m, k, a, lda, panel_stride, p_step, out, ldc, n, f
 def panel_product(a, panels, out, first, last, accumulate):
     """out[:, first·w : min(last·w, n)] = a · W (or += with ``accumulate``) over panels first..last − 1 of W's
     `pack` (w = `width`, n = out's columns), a (m, k) with m, k ≥ 1: the dtype's compiled product (`COMPILED`)."""
-    k, w = a.shape[1], panels.shape[2]
-    product(panels, a.shape[0], k, a, a.strides[0] // a.itemsize, k * w, w, out, out.strides[0] // out.itemsize,
+    product(panels, a.shape[0], a.shape[1], a, a.strides[0] // a.itemsize, out, out.strides[0] // out.itemsize,
             out.shape[1], first, last, accumulate)
-
-
-@njit(**GLUE)
-def product_in_place(a, b, out, accumulate):
-    """out = a · b (or += with ``accumulate``), b (k, n) read in place as its own panels: each panel's rows are
-    w = `width` contiguous elements of b's rows (b's row stride apart), so b must have unit stride along its rows
-    and n a multiple of w (the caller's to check: a panel past n would read past b). a (m, k), m, k ≥ 1. No packed
-    copy of b is made: behind a backward's loop, W_ih's panels were 3 MiB at a GRU's H = 512, over torch's peak."""
-    w = PANEL_BYTES // b.itemsize
-    product(b, a.shape[0], a.shape[1], a, a.strides[0] // a.itemsize, w, b.strides[0] // b.itemsize, out,
-            out.strides[0] // out.itemsize, out.shape[1], 0, b.shape[1] // w, accumulate)
