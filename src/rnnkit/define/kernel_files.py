@@ -58,13 +58,16 @@ def module_name(source: str) -> str:
 
 @lru_cache(maxsize=1)
 def inlined_code() -> str:
-    """The text of the kernel modules compiled into a generated entry (the loop skeleton, the BLAS binding, the jit
-    helpers), the BLAS the binding calls and the route of its products (`rnnkit.kernels.backend.PRODUCTS`)."""
-    from ..kernels import blas, jit, sequence_loop
-    from . import kernel_support
+    """The text of every kernel module a generated entry may compile in or call (`rnnkit.kernels.cache.KERNEL_FILES`:
+    the loop skeleton, the BLAS binding, the panels' product and its C signature, the jit helpers…), the BLAS the
+    binding calls and the loop's route (`rnnkit.kernels.backend`: its BLAS and where its products run). A few of
+    those modules were not enough: a changed signature of the panels' product left generated entries calling it
+    with the old arguments, from the cache."""
+    from ..kernels import blas
+    from ..kernels.cache import KERNEL_FILES
 
-    texts = [Path(module.__file__).read_text(encoding="utf-8") for module in (blas, jit, sequence_loop, kernel_support)]
-    return "\n".join([blas.SOURCE, blas.backend.PRODUCTS, *texts])
+    texts = [Path(path).read_text(encoding="utf-8") for path in KERNEL_FILES]
+    return "\n".join([blas.SOURCE, blas.BACKEND, blas.backend.PRODUCTS, *texts])
 
 
 def load_generated(source: str):
