@@ -24,12 +24,6 @@ dtype's code). Every cached function of rnnkit saves through `LockedIndexFile` i
 its cache on (`install`: the package's kernels, ``@overload`` implementations and C functions; `lock_saves`, applied
 by `rnnkit.kernels.jit.njit`: the generated kernels of `rnnkit.define`), and the same eight processes lost none and
 paired none.
-
-Nor do they compile one kernel twice (`compile_once`, applied by `rnnkit.kernels.jit.njit`): a process about to
-compile a signature of a cached kernel takes that signature's lock first, and one that finds it taken waits, then
-loads what the other process saved. Without it the test suite's two workers, and a layer's first use (its forward
-here, its backward loop and weight sums in two children: `rnnkit.kernels.precompile`), each compiled the helpers
-they share on their own.
 """
 
 from __future__ import annotations
@@ -42,8 +36,7 @@ from itertools import count
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from numba.core import caching, config, sigutils
-from numba.core.compiler_lock import global_compiler_lock
+from numba.core import caching, config
 
 _HERE = Path(__file__).resolve().parent
 #: the files whose functions are cached with the package's stamp: every kernel module and the helpers of the
@@ -203,63 +196,3 @@ def lock_saves(dispatcher):
     if isinstance(index_file, _numba("IndexDataCacheFile")) and not isinstance(index_file, LockedIndexFile):
         function_cache._cache_file = LockedIndexFile.taking_over(index_file)
     return dispatcher
-
-
-#: how long a compile waits for another process compiling the same signature of a kernel (then it loads that
-#: process's machine code from the cache); after that it compiles its own copy
-COMPILE_LOCK_TIMEOUT_S = 600.0
-#: the folder of a cache directory holding one lock file per kernel signature compiled there
-COMPILE_LOCKS = "rnnkit-compiling"
-
-
-def compile_once(dispatcher):
-    """``dispatcher`` (a numba function), whose signatures compile one process at a time where it saves through
-    `LockedIndexFile`: each compile first takes the signature's lock (`compile_lock`), then tries the disk cache
-    again (numba's compile loads from it first), so a process that waited loads what the other one saved. The
-    process's own compiles stay one at a time as well: numba's compiler lock is taken first, so that a thread
-    compiling a kernel's callee never waits for a signature lock that another thread took and then queued for the
-    compiler lock behind it. Across processes a compile takes its callees' locks inside its own, and callees never
-    call their callers, so no two processes wait for each other. A file system without locks: numba's compile."""
-    if not isinstance(getattr(getattr(dispatcher, "_cache", None), "_cache_file", None), LockedIndexFile):
-        return dispatcher
-    compile_here = dispatcher.compile
-
-    def compile(sig):
-        args, _ = sigutils.normalize_signature(sig)
-        if tuple(args) in dispatcher.overloads:
-            return compile_here(sig)
-        with global_compiler_lock, _held(compile_lock(dispatcher, args)):
-            return compile_here(sig)
-    dispatcher.compile = compile
-    return dispatcher
-
-
-def compile_lock(dispatcher, args: tuple) -> FileLock:
-    """The lock of signature ``args`` (numba types) of ``dispatcher``'s kernel in its cache directory: a file under
-    `COMPILE_LOCKS` named by a hash of the kernel's index file name (its function, optimisation level and route)
-    and the signature."""
-    index_file = dispatcher._cache._cache_file
-    key = hashlib.sha256(f"{index_file._index_name}\n{args!r}".encode()).hexdigest()[:32]
-    return FileLock(os.path.join(index_file._cache_path, COMPILE_LOCKS, f"{key}.lock"))
-
-
-class _held:
-    """``lock`` held for a ``with`` block where it can be: not after `COMPILE_LOCK_TIMEOUT_S`, nor on a file system
-    without locks (the block runs all the same)."""
-
-    def __init__(self, lock: FileLock):
-        self.lock, self.acquired = lock, False
-
-    def __enter__(self):
-        try:
-            os.makedirs(os.path.dirname(self.lock.lock_file), exist_ok=True)
-            self.lock.acquire(timeout=COMPILE_LOCK_TIMEOUT_S)
-            self.acquired = True
-        except (Timeout, NotImplementedError, OSError):
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        if self.acquired:
-            self.lock.release()
-        return False

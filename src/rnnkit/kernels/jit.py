@@ -22,12 +22,11 @@ inlining.install()  # before the first kernel compiles
 def njit(*function, **options):
     """numba's ``njit`` with rnnkit's options (``@njit(**JIT)``, ``@njit(**INNER)``, …), for every kernel of rnnkit
     and the generated ones of `rnnkit.define`: a function cached on disk (``cache=True``) saves its entries under the
-    cache directory's file lock (`rnnkit.kernels.cache.lock_saves`) and compiles each signature in one process at a
-    time (`rnnkit.kernels.cache.compile_once`), and one compiled without a Python entry
+    cache directory's file lock (`rnnkit.kernels.cache.lock_saves`), and one compiled without a Python entry
     (`INNER`) refuses calls from Python (`CompiledOnly`). With ``NUMBA_DISABLE_JIT`` numba returns the Python
     function itself, which stays as it is."""
     def compiled(python_function):
-        dispatcher = cache.compile_once(cache.lock_saves(numba.njit(**options)(python_function)))
+        dispatcher = cache.lock_saves(numba.njit(**options)(python_function))
         if options.get("no_cpython_wrapper") and isinstance(dispatcher, Dispatcher):
             if type(dispatcher) is not CPUDispatcher:  # a numba whose functions this guard does not know
                 raise RuntimeError(f"{python_function.__qualname__}: numba made a {type(dispatcher).__name__}, not "
