@@ -138,6 +138,46 @@ def test_a_product_by_the_transposed_view_of_a_weight_equals_numpy_whole_and_in_
             assert np.abs(out - expected).max() <= tol * np.abs(expected).max(), (lo, hi, accumulate)
 
 
+def test_the_product_compiles_once_whatever_the_layouts_of_its_arrays():
+    """numba compiles a function once per combination of its arguments' layouts (C, F for a transposed view, A for
+    any strides); `matmul_into` hands its arrays to the compiled product typed "A" (`rnnkit.kernels.jit.any_layout`),
+    so one compiled copy serves every combination, each with the right numbers."""
+    rng = np.random.default_rng(7)
+    a_c, b_c = rng.standard_normal((5, 6)), rng.standard_normal((6, 4))
+    a_f, b_f = np.ascontiguousarray(a_c.T).T, np.ascontiguousarray(b_c.T).T
+    wide = rng.standard_normal((5, 9))
+    for a in (a_c, a_f, wide[:, 1:7]):
+        for b in (b_c, b_f):
+            for out in (np.empty((5, 4)), np.empty((5, 8))[:, 2:6]):
+                blas.matmul_into(a, b, out, False)
+                assert np.abs(out - a @ b).max() <= 1e-13, (a.flags.f_contiguous, b.flags.f_contiguous)
+    for signature in blas._matmul_into.signatures:
+        assert [kind.layout for kind in signature[:3]] == ["A", "A", "A"], signature
+
+
+def test_any_layout_types_an_array_as_any_strides_and_keeps_it_alive():
+    """`any_layout` changes only the type: the same memory, and a reference of its own (an array made inside a
+    compiled function and returned through it stays valid after the function's other references are gone)."""
+    from numba import njit, types
+
+    from rnnkit.kernels.jit import any_layout
+
+    @njit
+    def fresh_through_any_layout(n):
+        return any_layout(np.arange(n * 2.0).reshape(n, 2).T)
+
+    @njit
+    def same_memory(x):
+        any_layout(x)[0, 0] = -1.0
+
+    out = fresh_through_any_layout(3)
+    assert np.array_equal(out, np.arange(6.0).reshape(3, 2).T)
+    assert fresh_through_any_layout.nopython_signatures[0].return_type == types.Array(types.float64, 2, "A")
+    x = np.zeros((2, 2))
+    same_memory(x)
+    assert x[0, 0] == -1.0
+
+
 def test_a_product_by_a_b_strided_along_both_axes_is_refused_not_computed_wrong():
     a, w = np.ones((3, 4), np.float32), np.ones((4, 10), np.float32)
     with pytest.raises(ValueError, match="unit stride"):

@@ -41,7 +41,7 @@ from numba.extending import get_cython_function_address, overload
 from . import backend
 from . import panels as _panels
 from .backend import BACKENDS, choose_backend, unreachable  # noqa: F401 - part of this module's interface
-from .jit import GLUE, INNER, JIT, njit, unliteral
+from .jit import GLUE, INNER, JIT, any_layout, njit, unliteral
 from .panels import panel_product
 from .team import own_units
 
@@ -159,8 +159,9 @@ def matmul_into(a, b, out, accumulate):
     """out = a @ b, or out += a @ b with ``accumulate``. a (m, k), b (k, n), out (m, n), one dtype; out with unit
     stride along its rows, a and b each along its rows or along its columns (the transposed view of a C-contiguous
     array: BLAS reads it as stored, with its 'T' flag). Nothing happens for an empty product (m = 0 or n = 0). The
-    flag goes on as a variable (`rnnkit.kernels.jit.unliteral`): one compiled product for both kinds of call."""
-    _matmul_into(a, b, out, unliteral(accumulate))
+    flag goes on as a variable (`rnnkit.kernels.jit.unliteral`) and the arrays with any layout
+    (`rnnkit.kernels.jit.any_layout`): one compiled product for every kind of call."""
+    _matmul_into(any_layout(a), any_layout(b), any_layout(out), unliteral(accumulate))
 
 
 @njit(**INNER)
@@ -357,9 +358,11 @@ def matmul_weight(a, weight, out, accumulate):
     from `loop_weight`: on the panels where there are some (`rnnkit.kernels.panels`), on the packed copy where there
     is one (MKL), from every share where the weight was packed for a team (MKL: a team whose parts run one after
     the other, where the cores were not free), else `matmul_into`, in blocks of `SMALL_COLUMNS` columns where
-    ``small`` and the shape is one that runs faster so (`SMALL_KERNEL_CORES`). The flag goes on as a variable, as in
-    `matmul_into`."""
-    _matmul_weight(a, weight, out, unliteral(accumulate))
+    ``small`` and the shape is one that runs faster so (`SMALL_KERNEL_CORES`). The flag goes on as a variable and a,
+    out and the matrix with any layout, as in `matmul_into`."""
+    matrix, packed, small, panels, shares = weight
+    _matmul_weight(any_layout(a), (any_layout(matrix), packed, small, panels, shares), any_layout(out),
+                   unliteral(accumulate))
 
 
 @njit(**INNER)
@@ -459,7 +462,7 @@ def _share_columns(a, weight, out, lo, hi, accumulate, share):
         return
     if PACKED and share >= 0 and m > 0 and k > 0:  # PACKED a constant: shares are MKL's only
         if hi > lo:
-            _packed_product(a, weight[4][share], k, out[:, lo:hi], accumulate)
+            _packed_product(any_layout(a), weight[4][share], k, out[:, lo:hi], accumulate)
         return
     width = hi - lo
     if small:
@@ -490,7 +493,7 @@ def _share_on_panels(a, panels, out, lo, hi, n, accumulate):
     if lo % w == 0 and (hi % w == 0 or hi == n):
         panel_product(a, panels, out, lo // w, (hi + w - 1) // w, accumulate)
     else:
-        _share_through_scratch(a, panels, out, lo, hi, accumulate)
+        _share_through_scratch(any_layout(a), panels, any_layout(out), lo, hi, unliteral(accumulate))
 
 
 @njit(**INNER)

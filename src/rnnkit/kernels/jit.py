@@ -8,6 +8,7 @@ import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import types
 from numba.core.dispatcher import Dispatcher
+from numba.core.imputils import impl_ret_borrowed
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload
 
@@ -122,6 +123,22 @@ def unliteral(typingctx, value):
     def codegen(context, builder, signature, args):
         return context.cast(builder, args[0], signature.args[0], kind)
     return kind(value), codegen
+
+
+@intrinsic
+def any_layout(typingctx, array):
+    """``array`` typed with numba's layout "A" (any strides), the same array: numba types an array by its layout —
+    "C", "F" (a transposed view), "A" — and compiles a function once per combination of its arguments' layouts.
+    A kernel that only passes its arrays' addresses and strides on (a BLAS call, a product on panels) takes them
+    through ``any_layout``: one compiled copy for every layout (the BLAS's product had 13 in the test suite, two
+    in a GRU's first use)."""
+    if not isinstance(array, types.Array):
+        return None
+    kind = array.copy(layout="A")
+
+    def codegen(context, builder, signature, args):  # a new reference to the argument's memory, as a view's
+        return impl_ret_borrowed(context, builder, kind, context.cast(builder, args[0], signature.args[0], kind))
+    return kind(array), codegen
 
 
 @njit(**INNER)

@@ -36,7 +36,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from . import backend, layout
-from .jit import GLUE, JIT, njit
+from .jit import GLUE, JIT, any_layout, njit
 
 #: bytes of a panel's row: two 64-byte vectors (`width`)
 PANEL_BYTES = 128
@@ -317,5 +317,5 @@ def _product_overload(panels, m, k, a, lda, out, ldc, n, first, last, accumulate
 def panel_product(a, panels, out, first, last, accumulate):
     """out[:, first·w : min(last·w, n)] = a · W (or += with ``accumulate``) over panels first..last − 1 of W's
     `pack` (w = `width`, n = out's columns), a (m, k) with m, k ≥ 1: the dtype's compiled product (`COMPILED`)."""
-    product(panels, a.shape[0], a.shape[1], a, a.strides[0] // a.itemsize, out, out.strides[0] // out.itemsize,
-            out.shape[1], first, last, accumulate)
+    product(panels, a.shape[0], a.shape[1], any_layout(a), a.strides[0] // a.itemsize, any_layout(out),
+            out.strides[0] // out.itemsize, out.shape[1], first, last, accumulate)
