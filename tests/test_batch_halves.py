@@ -73,8 +73,8 @@ def same_bits(arrays, expected, what="") -> None:
 
 
 def assert_same_call(got, expected, dtype, what):
-    """Outputs and final states the same to the bit (`same_bits`); the gradients within rounding (the weight sums
-    are made over the two halves in turn; with MKL within `MKL_TOL`)."""
+    """Outputs and final states the same to the bit (`same_bits`); the gradients within rounding (each half's weight
+    sums are made apart, the second half's added after; with MKL within `MKL_TOL`)."""
     (outputs, grads), (outputs_expected, grads_expected) = got, expected
     same_bits(outputs, outputs_expected, what)
     tol = (MKL_TOL if blas.SOURCE == "mkl" else TOL)[dtype]
@@ -101,6 +101,41 @@ def test_halves_give_the_whole_batch_outputs_states_and_gradients(name, batch, d
             calls[choice] = one_call(layer, x, initial_state(layer, batch, dtype))
     assert_same_call(calls["always"], calls["never"], dtype, name)
     assert split_calls == {"forward": 1, "backward": 1}
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])
+def test_the_halves_weight_sums_add_to_the_gradients_a_layer_held_before_its_call(name, split_calls):
+    """Each half sums its weight gradients on its own core, the second into a twin's gradients that are added
+    after: what the parameters held before the call is kept, and each half's sums are added once."""
+    cls, options = CELLS[name]
+    x = np.random.default_rng(1).normal(size=(4, 7, 6))
+    grads = {}
+    for choice in ("never", "always"):
+        layer = cls(6, 8, dtype=np.float64, rng=0, **options)
+        held = np.random.default_rng(9)
+        for p in layer.parameters():
+            p.grad[...] = held.normal(size=p.grad.shape)
+        with kernels.using("compiled"), halves.using_halves(choice):
+            layer.train()
+            y, _ = layer.forward(x)
+            layer.backward(np.random.default_rng(7).normal(size=y.shape))
+        grads[choice] = [p.grad.copy() for p in layer.parameters()]
+    for k, (got, expected) in enumerate(zip(grads["always"], grads["never"], strict=True)):
+        assert_close(got, expected, TOL[np.float64], f"{name}: gradient {k}")
+    assert split_calls == {"forward": 1, "backward": 1}
+
+
+def test_the_second_halfs_twin_shares_the_cells_weights_and_holds_zero_gradients_of_its_own():
+    cell = rnnkit.LSTM(6, 8, rng=0, peephole=True, proj_size=5).cells[0]
+    for p in cell.parameters():
+        p.grad += 1
+    twin = halves._twin_with_own_grads(cell)
+    pairs = list(zip(cell.named_parameters(), twin.named_parameters(), strict=True))
+    assert pairs and all(name == twin_name for (name, _), (twin_name, _) in pairs)
+    for (name, mine), (_, theirs) in pairs:
+        assert theirs.data is mine.data, name
+        assert theirs.grad is not mine.grad and not theirs.grad.any() and (mine.grad == 1).all(), name
+        assert getattr(twin, name) is theirs and getattr(cell, name) is mine, name
 
 
 @pytest.mark.parametrize("name", sorted(MASKED))

@@ -6,15 +6,18 @@ each step's product split by units between the cores, which meet at a barrier an
 every step) and its input is too narrow for a pipeline (`rnnkit.kernels.ahead`), its call runs as two halves of
 the batch instead (`halves_pay`): each half a whole runner call (`Recurrence.forward`: its projection, then its
 compiled loop on one core with a one-thread BLAS), the two at once (`rnnkit.kernels.parallel.at_once`, as the
-two directions of a bidirectional layer), and they never meet. Its backward runs the two halves' loops at once
-the same way, then the weight sums of each half in turn on both cores (`Recurrence.backward_weights`: the two add
-into the same gradients).
+two directions of a bidirectional layer), and they never meet. Its backward runs each half's loop and then its
+weight sums (`Recurrence.backward_weights`) on one core, the two halves at once the same way; the second half sums
+into gradients of its own, added to the parameters' when both are done (`_twin_with_own_grads`). Until the
+twenty-sixth sitting on the engine, each half's sums ran in turn on both cores once both loops were done: two sets of
+GEMMs of half the depth, each split between two threads, at 59% of the machine's peak inside the layer; a core's own
+sums beside the other's took 2.5 – 3.2 ms less of a training call (below).
 
 Each row's arithmetic in the loops is the one of the whole batch's call, and each half's projection sums over the
 input in one order, as the whole batch's does: OpenBLAS's GEMM for inputs up to 383 wide, and on the panels route
 the panels for wider ones (`rnnkit.kernels.whole`). So the outputs and the final state are the same to the bit, at
 any width on that route and up to 383 off it. δx, δ(initial state) and the weight gradients are equal within
-rounding (the weight sums are made over the two halves in turn, not in one GEMM or behind the loop). The choice
+rounding (each half's weight sums are made apart, then added, not in one GEMM or behind the loop). The choice
 depends on the shapes, the policy and the threads allowed, never on how far apart the cores are at the moment
 (`rnnkit.kernels.distance`), so a resumed run computes what the uninterrupted one did. Each half's projection is
 written by the half's own thread before its loop (`rnnkit.recurrent.cell.Cell.ahead_projection`'s ``here``), not by
@@ -29,7 +32,10 @@ turns, medians of 9 calls, ms, training / inference): LSTM input 64, H = 256: B 
 float64 LSTM B = 32 146.4 / 70.8 → 113.6 / 50.8 (medians of 5, each half's projection then on NumPy's GEMM). In
 `rnnkit bench --input-size 64` inference took 8 – 37% less time, training moved within the runs' spread
 (`docs/performance.md`). Slower where the input is as wide as the state: there the pipeline keeps both cores busy
-already (LSTM B = 16, H = 256 inference 9.5 → 10.4; `docs/performance-history.md`).
+already (LSTM B = 16, H = 256 inference 9.5 → 10.4; `docs/performance-history.md`). The backward with each half's
+sums on its own core, against the sums in turn on both cores (backward only, medians of 45 calls in turns, one
+process, ms): LSTM input 64, H = 256, B = 32 28.8 → 25.8, B = 16 18.9 → 16.4, B = 64 56.4 → 53.6; input 128, H = 512,
+B = 32 92.9 → 90.2; GRU input 64, H = 256, B = 32 25.9 → 22.7; RNN 8.5 → 8.2.
 
 ``RNNKIT_BATCH_HALVES`` (read at import; `use_halves`, `using_halves`): ``auto`` (`halves_pay`), ``always`` (every
 layer whose call can run as halves: the tests' setting) or ``never``.
@@ -37,13 +43,14 @@ layer whose call can run as halves: the tests' setting) or ``never``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
 from ..kernels import parallel
-from ..module import is_grad_enabled
+from ..module import Parameter, is_grad_enabled
 from .runner import Recurrence, Trace
 
 #: the policy of `halves_pay`
@@ -141,20 +148,40 @@ def forward(runner: Recurrence, x: np.ndarray, state0: tuple[np.ndarray, ...], n
 
 def backward(runner: Recurrence, trace: HalvesTrace, handed: list,
              dfinal: tuple[np.ndarray | None, ...] | None) -> tuple[np.ndarray, tuple]:
-    """`Recurrence.backward` of a call made by `forward`: the halves' time loops at once, then each half's weight
-    sums in turn; (δx (T, B, I), δ(initial state)). δ(output) (T, B, H_out) or None is taken out of ``handed`` (its
-    one item) and split into each half's own copy, which only that half's loop holds: each is freed when its loop is
-    done, before the weight sums, as `rnnkit.recurrent.layer.RecurrentLayer._layer_backward` frees δ(output)."""
+    """`Recurrence.backward` of a call made by `forward`: each half's time loop and then its weight sums on one core,
+    the two halves at once; (δx (T, B, I), δ(initial state)). The second half sums into a twin of the cell whose
+    gradients are its own (`_twin_with_own_grads`), added to the cell's when both are done. δ(output) (T, B, H_out)
+    or None is taken out of ``handed`` (its one item) and split into each half's own copy, which only that half's
+    loop holds: each is freed when its loop is done, before its weight sums, as
+    `rnnkit.recurrent.layer.RecurrentLayer._layer_backward` frees δ(output)."""
     halves = _row_halves(sum(half.x.shape[1] for half in trace.halves))
     dy = handed.pop()
     parts = [None if dy is None else np.ascontiguousarray(dy[:, rows]) for rows in halves]
     del dy
+    cells = (runner.cell, _twin_with_own_grads(runner.cell))
 
     def loop(k: int):
         d, parts[k] = parts[k], None
         df = None if dfinal is None else tuple(None if f is None else f[halves[k]] for f in dfinal)
         return runner.backward_through_time(trace.halves[k], d, df)
-    loops = parallel.at_once(partial(loop, 0), partial(loop, 1))
-    dstate = tuple(np.concatenate(both) for both in zip(loops[0][1], loops[1][1]))
-    dxs = [runner.backward_weights(half, dxp) for half, (dxp, _) in zip(trace.halves, loops)]
-    return np.concatenate(dxs, axis=1), dstate
+
+    def half(k: int):
+        dxp, dstate = loop(k)
+        return runner.backward_weights(trace.halves[k], dxp, cells[k]), dstate
+    done = parallel.at_once(partial(half, 0), partial(half, 1))
+    for mine, twins in zip(cells[0].parameters(), cells[1].parameters()):
+        mine.grad += twins.grad
+    dstate = tuple(np.concatenate(both) for both in zip(done[0][1], done[1][1]))
+    return np.concatenate((done[0][0], done[1][0]), axis=1), dstate
+
+
+def _twin_with_own_grads(cell):
+    """A shallow copy of ``cell`` whose parameters share their arrays with the cell's (``data``, read by the sums)
+    but hold gradients of their own, zero: the second half's weight sums add into these while the first half's add
+    into the cell's, on the other core. Every parameter of a cell that takes halves in training is one of its
+    attributes (`rnnkit.module.ParameterOwner`), so the copy's ``accumulate`` reaches only the twins."""
+    twin = copy.copy(cell)
+    object.__setattr__(twin, "_parameters", {})
+    for name, parameter in cell.named_parameters():
+        setattr(twin, name, Parameter(parameter.data))
+    return twin

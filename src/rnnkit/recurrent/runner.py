@@ -364,12 +364,15 @@ class Recurrence:
         self.cell.sequence_backward(trace.ws, dy, dstate, trace.states, _active_rows(trace.counts, steps, batch),
                                     self.reverse, self.detach_state, dxp, trace.zoneout, team)
 
-    def backward_weights(self, trace: Trace, dxp: np.ndarray) -> np.ndarray:
+    def backward_weights(self, trace: Trace, dxp: np.ndarray, cell: Cell | None = None) -> np.ndarray:
         """Every parameter's gradient summed over the sequence (whole-sequence GEMMs, `Cell.accumulate`) and
-        δx (T, B, I), from the gate gradients ``dxp`` of `backward_through_time`."""
+        δx (T, B, I), from the gate gradients ``dxp`` of `backward_through_time`; the sums go to the gradients of
+        ``cell``'s parameters (by default this runner's cell; a batch's second half gives a twin with gradients of
+        its own, `rnnkit.recurrent.halves`)."""
         rows = trace.x.shape[0] * trace.x.shape[1]
-        dx = self.cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), self._previous(trace),
-                                  self._new(trace))
+        cell = self.cell if cell is None else cell
+        dx = cell.accumulate(trace.ws, trace.x.reshape(rows, -1), dxp.reshape(rows, -1), self._previous(trace),
+                             self._new(trace))
         return self._input_grads(trace, dx)
 
     @staticmethod
