@@ -7,7 +7,8 @@ state carried between chunks (char-rnn's scheme, which `rnnkit train text` uses)
 first 90% of the file for training, last 10% for validation. rnnkit trains through its command line (a
 subprocess, with its checkpoint at the end); torch trains in this process with the same batching. Both validation
 losses are computed the same way afterwards: mean cross-entropy (nats per character) with a fresh state on each
-non-overlapping 100-character window of the validation text. Run it on an otherwise idle machine.
+non-overlapping 100-character window of the validation text. Both train under rnnkit's malloc policy
+(`rnnkit.allocator`), as in `rnnkit bench`. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ def run_torch(data: Path, seconds: float, threads: int | None) -> dict:
     """The same model and batching in torch, trained for ``seconds``."""
     import torch
 
+    from rnnkit.allocator import keep_large_blocks
+
+    # torch trains under the malloc policy rnnkit's process has (`rnnkit.allocator`: large blocks reused, not mapped
+    # afresh), as in `rnnkit bench`. It held here before by accident — the validation forward above loads rnnkit's
+    # kernels, which apply it — and it matters: torch's update took 44 – 48 ms with it, 62 ms without (this model).
+    keep_large_blocks()
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
