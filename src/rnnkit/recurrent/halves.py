@@ -8,10 +8,10 @@ the batch instead (`halves_pay`): each half a whole runner call (`Recurrence.for
 compiled loop on one core with a one-thread BLAS), the two at once (`rnnkit.kernels.parallel.at_once`, as the
 two directions of a bidirectional layer), and they never meet. Its backward runs each half's loop and then its
 weight sums (`Recurrence.backward_weights`) on one core, the two halves at once the same way; the second half sums
-into gradients of its own, added to the parameters' when both are done (`_twin_with_own_grads`). Until the
-twenty-sixth sitting on the engine, each half's sums ran in turn on both cores once both loops were done: two sets of
-GEMMs of half the depth, each split between two threads, at 59% of the machine's peak inside the layer; a core's own
-sums beside the other's took 2.5 – 3.2 ms less of a training call (below).
+into gradients of its own, added to the parameters' when both are done (`_twin_with_own_grads`). The sums of each
+half in turn on both cores once both loops were done, as the backward made them before, were two sets of GEMMs of
+half the depth, each split between two threads: 59% of the machine's peak inside the layer; a core's own sums beside
+the other's took 2.5 – 3.2 ms less of a training call (below).
 
 Each row's arithmetic in the loops is the one of the whole batch's call, and each half's projection sums over the
 input in one order, as the whole batch's does: OpenBLAS's GEMM for inputs up to 383 wide, and on the panels route
