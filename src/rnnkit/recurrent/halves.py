@@ -50,7 +50,7 @@ from functools import partial
 import numpy as np
 
 from ..kernels import parallel
-from ..module import Parameter, is_grad_enabled
+from ..module import Parameter, ParameterOwner, is_grad_enabled
 from .runner import Recurrence, Trace
 
 #: the policy of `halves_pay`
@@ -181,7 +181,7 @@ def _twin_with_own_grads(cell):
     into the cell's, on the other core. Every parameter of a cell that takes halves in training is one of its
     attributes (`rnnkit.module.ParameterOwner`), so the copy's ``accumulate`` reaches only the twins."""
     twin = copy.copy(cell)
-    object.__setattr__(twin, "_parameters", {})
+    ParameterOwner.__init__(twin)  # a registry of its own, empty: the copy's attributes below fill it
     for name, parameter in cell.named_parameters():
         setattr(twin, name, Parameter(parameter.data))
     return twin
