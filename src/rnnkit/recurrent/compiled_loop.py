@@ -44,9 +44,24 @@ class CompiledSequenceLoop:
         def run(team):
             loop(params, xp, tuple(states), counts, reverse, zoneout, team)
         if ahead is None:
-            parallel.team(self.team_parts(xp.shape[1], "forward"), run, self.step_product(xp.shape[1]))
+            parallel.team(self._forward_parts(loop, params, xp, states, counts, reverse, zoneout), run,
+                          self.step_product(xp.shape[1]))
         else:
             ahead.run_loop(run)
+
+    def _forward_parts(self, loop, params, xp, states, counts, reverse, zoneout) -> int:
+        """The parts of the forward loop's team (`team_parts`), but 1 while its team's entry, not compiled yet, is
+        compiled by another process (`rnnkit.kernels.precompile.later`): the plain loop's entry compiles sooner
+        (teams' policy ``auto``; ``always`` asks for the team whatever it costs)."""
+        from ..kernels import parallel, precompile
+        from ..kernels.team import new_sync
+
+        parts = self.team_parts(xp.shape[1], "forward")
+        if parts < 2 or parallel.TEAMS.choice != "auto":
+            return parts
+        later = precompile.later((type(self), self.dtype, "forward team"), loop, lambda: (
+            params, xp, tuple(states), counts, reverse, zoneout, (0, parts, new_sync(projected=True))))
+        return 1 if later else parts
 
     def _backward_entries(self, ws: Workspace, states: list[np.ndarray], counts: np.ndarray,
                           zoneout: tuple | None) -> list[tuple]:
