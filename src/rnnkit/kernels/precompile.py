@@ -18,10 +18,10 @@ A forward's own entry can be left to a child as well (`later`): a layer whose fo
 of two parts (`rnnkit.kernels.team`) compiles the team's entry, with its barriers and shares, on its first call —
 the Mogrifier LSTM's 8.3 – 9.0 s of its first training call at B = 16, H = 256, whose plain loop compiles in 5.6 –
 6.5 s. While that entry is compiled nowhere, the forward runs the plain loop (the same products and pointwise math
-on one core: the same results, to rounding) and a child compiles the team's at a lower priority, so that the first call's own
-compiles keep the cores; the calls after it run as a team once the entry is in the cache. That first training call:
-10.1 – 10.4 s as a team, 8.1 – 8.5 s with the plain loop (in turns on an empty cache, every child of the runs before
-finished).
+on one core: the same results, to rounding) and a child compiles the team's at a lower priority, so that the first
+call's own compiles keep the cores; the calls after it run as a team once the entry is in the cache. That first
+training call: 10.1 – 10.4 s as a team, 8.1 – 8.5 s with the plain loop (in turns on an empty cache, every child
+of the runs before finished).
 
 Policy (``RNNKIT_COMPILE_AHEAD``, read at import; `COMPILE_AHEAD.use`, `COMPILE_AHEAD.using`): ``auto`` starts a
 child only where it gets a core of its own: 2 or more BLAS threads allowed (`rnnkit.kernels.parallel.blas_threads`:
