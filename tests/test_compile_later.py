@@ -116,3 +116,21 @@ def test_a_team_asked_for_always_is_not_left_to_a_child(team_parts, monkeypatch)
     with kernels.using("compiled"), parallel.using_teams("always"), parallel.using_pipelines("never"):
         LSTM(8, 8, rng=0)(np.zeros((3, 2, 8), np.float32))
     assert team_parts == [2]
+
+
+class Running:
+    """A child as `precompile` sees one while it compiles."""
+
+    def poll(self):
+        return None
+
+
+def test_a_later_child_is_this_processs_own_work_and_does_not_count_against_the_children_cap(fresh, monkeypatch):
+    monkeypatch.setattr(precompile.COMPILE_AHEAD, "choice", "auto")
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(precompile, "others_running", lambda: 1.0)  # the later child below, runnable
+    monkeypatch.setitem(precompile._later, "probe", (None, None, Running()))
+    assert precompile.core_to_spare()  # the backward's children still get their cores
+    monkeypatch.setattr(precompile, "_starting", 2)
+    assert not precompile.core_to_spare() and precompile.core_to_spare(children_cap=False)

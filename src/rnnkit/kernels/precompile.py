@@ -18,10 +18,14 @@ A forward's own entry can be left to a child as well (`later`): a layer whose fo
 of two parts (`rnnkit.kernels.team`) compiles the team's entry, with its barriers and shares, on its first call —
 the Mogrifier LSTM's 8.3 – 9.0 s of its first training call at B = 16, H = 256, whose plain loop compiles in 5.6 –
 6.5 s. While that entry is compiled nowhere, the forward runs the plain loop (the same products and pointwise math
-on one core: the same results, to rounding) and a child compiles the team's at a lower priority, so that the first
-call's own compiles keep the cores; the calls after it run as a team once the entry is in the cache. That first
-training call: 10.1 – 10.4 s as a team, 8.1 – 8.5 s with the plain loop (in turns on an empty cache, every child
-of the runs before finished).
+on one core: the same results, to rounding) and a child compiles the team's at the lowest priority
+(`LATER_NICENESS`), so that the first call's own compiles keep the cores; the calls after it run as a team once the
+entry is in the cache. That first training call, in turns on an empty cache (every child of the runs before
+finished): 10.36 and 11.98 s as a team, 7.62 and 7.67 with the plain loop (7.9 – 8.5 with the child at niceness
+10). The calls after it ran the plain loop for the next 10.6 s, 73 against 62 ms each as a team, 1.6 s in all.
+(The same for a pipeline's writer and loop, tried: an LSTM's first call 0.4 – 0.9 s sooner, an LN-LSTM's not at all
+— its backward's compiles then bound it — and the plain calls until the entries were in the cache cost the LSTM
+more than that.)
 
 Policy (``RNNKIT_COMPILE_AHEAD``, read at import; `COMPILE_AHEAD.use`, `COMPILE_AHEAD.using`): ``auto`` starts a
 child only where it gets a core of its own: 2 or more BLAS threads allowed (`rnnkit.kernels.parallel.blas_threads`:
@@ -68,7 +72,7 @@ _ready: set = set()  # the keys `later` found compiled, or compiles where they a
 _later: dict = {}  # key → (dispatcher, types, its child or None) of the entries `later` left to a child
 #: the niceness of `later`'s children (Unix): the first call's own compiles (its forward here, its backward in
 #: children) keep the cores, and later calls run the compiled path until the entry is in the cache
-LATER_NICENESS = 10
+LATER_NICENESS = 19
 _children: dict[int, list[tuple[tuple, subprocess.Popen]]] = {}  # id(dispatcher) → (types, child) to wait for
 _starting = 0  # children whose process is being made, not yet in `_children`
 #: how often a call waiting for its entry looks at the disk cache: the entry is there before the child has exited
@@ -211,9 +215,10 @@ def core_to_spare(children_cap: bool = True) -> bool:
         children = live_children()
         if children >= cores and children_cap:
             return False
+        ours = children + sum(child is not None and child.poll() is None for _, _, child in _later.values())
         for _ in range(LOOKS):  # a moment's runnable thread (a shell, a daemon waking) does not hold a core
             others = others_running()
-            if others is None or others - children <= cores - 2:
+            if others is None or others - ours <= cores - 2:
                 return True
             time.sleep(LOOK_INTERVAL_S)
     return False
