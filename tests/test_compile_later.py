@@ -49,11 +49,12 @@ def test_an_entry_compiled_nowhere_goes_to_a_lower_priority_child_until_it_is_in
     types = (numba.typeof(argument),)
     assert precompile.later("probe", twice, lambda: (argument,))
     _, _, child = precompile._later["probe"]
-    try:
-        niceness = os.getpriority(os.PRIO_PROCESS, child.pid) - os.getpriority(os.PRIO_PROCESS, 0)
-        assert niceness == precompile.LATER_NICENESS
-    except ProcessLookupError:  # pragma: no cover - a child that had compiled and exited already
-        pass
+    try:  # where the system has priorities (Unix)
+        lowest = 19  # Linux's lowest priority: a niceness above it is taken as it
+        expected = min(lowest, os.getpriority(os.PRIO_PROCESS, 0) + precompile.LATER_NICENESS)
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == expected
+    except (ProcessLookupError, AttributeError):  # pragma: no cover - a child that had compiled and exited
+        pass                                      # already; Windows (no os.getpriority)
     deadline = time.monotonic() + 120
     while precompile.later("probe", twice, lambda: (argument,)):
         assert time.monotonic() < deadline, "the child did not compile the entry"
