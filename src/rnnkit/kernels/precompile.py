@@ -101,8 +101,7 @@ def ahead(key: Hashable, entries: Callable[[], list[tuple]]) -> None:
     except Exception:  # a guess that cannot be made (stand-ins of a workspace no test has seen): the calls compile
         return         # as without it, and only the time of a first use depends on it (the module notes)
     for dispatcher, types in typed:
-        if types is not None and types not in dispatcher.overloads and _cache_file(dispatcher) is not None \
-                and not in_disk_cache(dispatcher, types):
+        if compiled_nowhere(dispatcher, types):
             _compile_in_child(dispatcher, types)
 
 
@@ -144,8 +143,7 @@ def later(key: Hashable, dispatcher, arguments: Callable[[], tuple]) -> bool:
             dispatcher, types = _typed((dispatcher, arguments()))
         except Exception:  # as in `ahead`: nothing but the time of a first use depends on it
             types = None
-        if types is None or types in dispatcher.overloads or _cache_file(dispatcher) is None \
-                or in_disk_cache(dispatcher, types):
+        if not compiled_nowhere(dispatcher, types):
             _ready.add(key)
             return False
         child = _start_child(dispatcher, types, LATER_NICENESS) if _spare_for_later() else None
@@ -158,6 +156,13 @@ def _spare_for_later() -> bool:
     child a core were it not for this process's own children (they compile the call's own entries, at a higher
     priority than `later`'s)."""
     return COMPILE_AHEAD.choice == "always" or core_to_spare(children_cap=False)
+
+
+def compiled_nowhere(dispatcher, types: tuple | None) -> bool:
+    """Whether ``dispatcher``'s entry for ``types`` is neither compiled in this process nor in the disk cache, where
+    it caches at all (types None: nothing numba compiles)."""
+    return types is not None and types not in dispatcher.overloads and _cache_file(dispatcher) is not None \
+        and not in_disk_cache(dispatcher, types)
 
 
 def _typed(entry: tuple) -> tuple:
@@ -215,13 +220,19 @@ def core_to_spare(children_cap: bool = True) -> bool:
         children = live_children()
         if children >= cores and children_cap:
             return False
-        ours = children + sum(child is not None and child.poll() is None for _, _, child in _later.values())
+        ours = children + later_children()
         for _ in range(LOOKS):  # a moment's runnable thread (a shell, a daemon waking) does not hold a core
             others = others_running()
             if others is None or others - ours <= cores - 2:
                 return True
             time.sleep(LOOK_INTERVAL_S)
     return False
+
+
+def later_children() -> int:
+    """This process's children compiling what `later` left to them, still running."""
+    with _lock:
+        return sum(child is not None and child.poll() is None for _, _, child in _later.values())
 
 
 def live_children() -> int:
